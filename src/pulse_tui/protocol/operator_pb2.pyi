@@ -1,0 +1,499 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Job(_message.Message):
+    __slots__ = ("id", "seq", "handler", "status", "priority", "progress_current", "progress_total", "attempts", "max_attempts", "retry_count", "error", "created_at", "started_at", "completed_at", "updated_at", "run_at", "timeout_secs", "plugin", "plugin_version", "source", "parent_job_id", "cost_estimate", "cost_actual", "no_handler", "node")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_CURRENT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECS_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PARENT_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    COST_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    COST_ACTUAL_FIELD_NUMBER: _ClassVar[int]
+    NO_HANDLER_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    seq: int
+    handler: str
+    status: str
+    priority: int
+    progress_current: int
+    progress_total: int
+    attempts: int
+    max_attempts: int
+    retry_count: int
+    error: str
+    created_at: float
+    started_at: float
+    completed_at: float
+    updated_at: float
+    run_at: float
+    timeout_secs: int
+    plugin: str
+    plugin_version: str
+    source: str
+    parent_job_id: str
+    cost_estimate: float
+    cost_actual: float
+    no_handler: bool
+    node: str
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., handler: _Optional[str] = ..., status: _Optional[str] = ..., priority: _Optional[int] = ..., progress_current: _Optional[int] = ..., progress_total: _Optional[int] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry_count: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., run_at: _Optional[float] = ..., timeout_secs: _Optional[int] = ..., plugin: _Optional[str] = ..., plugin_version: _Optional[str] = ..., source: _Optional[str] = ..., parent_job_id: _Optional[str] = ..., cost_estimate: _Optional[float] = ..., cost_actual: _Optional[float] = ..., no_handler: _Optional[bool] = ..., node: _Optional[str] = ...) -> None: ...
+
+class Attempt(_message.Message):
+    __slots__ = ("number", "started_at", "ended_at", "outcome", "error", "plugin", "plugin_version", "node")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    started_at: float
+    ended_at: float
+    outcome: str
+    error: str
+    plugin: str
+    plugin_version: str
+    node: str
+    def __init__(self, number: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., outcome: _Optional[str] = ..., error: _Optional[str] = ..., plugin: _Optional[str] = ..., plugin_version: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
+
+class LogEntry(_message.Message):
+    __slots__ = ("timestamp", "level", "message", "stage", "metadata", "attempt")
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    timestamp: str
+    level: str
+    message: str
+    stage: str
+    metadata: str
+    attempt: int
+    def __init__(self, timestamp: _Optional[str] = ..., level: _Optional[str] = ..., message: _Optional[str] = ..., stage: _Optional[str] = ..., metadata: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class JobDetail(_message.Message):
+    __slots__ = ("job", "payload", "result", "attempts", "logs")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    payload: bytes
+    result: bytes
+    attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
+    logs: _containers.RepeatedCompositeFieldContainer[LogEntry]
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., payload: _Optional[bytes] = ..., result: _Optional[bytes] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ...) -> None: ...
+
+class JobFilter(_message.Message):
+    __slots__ = ("statuses", "handler", "text")
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[str]
+    handler: str
+    text: str
+    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., handler: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("filter", "limit", "after_seq", "oldest_first", "offset")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    filter: JobFilter
+    limit: int
+    after_seq: int
+    oldest_first: bool
+    offset: int
+    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., limit: _Optional[int] = ..., after_seq: _Optional[int] = ..., oldest_first: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs", "has_more", "next_after_seq")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    has_more: bool
+    next_after_seq: int
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., has_more: _Optional[bool] = ..., next_after_seq: _Optional[int] = ...) -> None: ...
+
+class CountJobsRequest(_message.Message):
+    __slots__ = ("filter", "cap")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    filter: JobFilter
+    cap: int
+    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., cap: _Optional[int] = ...) -> None: ...
+
+class CountJobsResponse(_message.Message):
+    __slots__ = ("by_status", "capped", "cap", "total")
+    class ByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    CAPPED_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    by_status: _containers.ScalarMap[str, int]
+    capped: bool
+    cap: int
+    total: int
+    def __init__(self, by_status: _Optional[_Mapping[str, int]] = ..., capped: _Optional[bool] = ..., cap: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class EnqueueRequest(_message.Message):
+    __slots__ = ("handler", "payload", "max_attempts", "timeout_secs", "priority", "source", "delay_secs", "parent_job_id")
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DELAY_SECS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    handler: str
+    payload: bytes
+    max_attempts: int
+    timeout_secs: int
+    priority: int
+    source: str
+    delay_secs: float
+    parent_job_id: str
+    def __init__(self, handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., max_attempts: _Optional[int] = ..., timeout_secs: _Optional[int] = ..., priority: _Optional[int] = ..., source: _Optional[str] = ..., delay_secs: _Optional[float] = ..., parent_job_id: _Optional[str] = ...) -> None: ...
+
+class EnqueueResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class JobSelector(_message.Message):
+    __slots__ = ("ids", "filter", "limit", "dry_run")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    filter: JobFilter
+    limit: int
+    dry_run: bool
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[JobFilter, _Mapping]] = ..., limit: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class ActionFailure(_message.Message):
+    __slots__ = ("id", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    error: str
+    def __init__(self, id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class BulkResponse(_message.Message):
+    __slots__ = ("affected_ids", "failures", "matched", "truncated")
+    AFFECTED_IDS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    affected_ids: _containers.RepeatedScalarFieldContainer[str]
+    failures: _containers.RepeatedCompositeFieldContainer[ActionFailure]
+    matched: int
+    truncated: bool
+    def __init__(self, affected_ids: _Optional[_Iterable[str]] = ..., failures: _Optional[_Iterable[_Union[ActionFailure, _Mapping]]] = ..., matched: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class WatchJobsRequest(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: JobFilter
+    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("kind", "job", "server_time")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    job: Job
+    server_time: float
+    def __init__(self, kind: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., server_time: _Optional[float] = ...) -> None: ...
+
+class ConfigField(_message.Message):
+    __slots__ = ("name", "type", "description", "default_value", "required")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    description: str
+    default_value: str
+    required: bool
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., default_value: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...
+
+class Plugin(_message.Message):
+    __slots__ = ("name", "state", "healthy", "health_message", "version", "description", "pid", "endpoint", "started_at", "restarts", "handlers", "last_error", "enabled", "output_tail", "config_schema", "next_restart_at", "running_jobs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    HANDLERS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TAIL_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RESTART_AT_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    healthy: bool
+    health_message: str
+    version: str
+    description: str
+    pid: int
+    endpoint: str
+    started_at: float
+    restarts: int
+    handlers: _containers.RepeatedScalarFieldContainer[str]
+    last_error: str
+    enabled: bool
+    output_tail: _containers.RepeatedScalarFieldContainer[str]
+    config_schema: _containers.RepeatedCompositeFieldContainer[ConfigField]
+    next_restart_at: float
+    running_jobs: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., healthy: _Optional[bool] = ..., health_message: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., pid: _Optional[int] = ..., endpoint: _Optional[str] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., handlers: _Optional[_Iterable[str]] = ..., last_error: _Optional[str] = ..., enabled: _Optional[bool] = ..., output_tail: _Optional[_Iterable[str]] = ..., config_schema: _Optional[_Iterable[_Union[ConfigField, _Mapping]]] = ..., next_restart_at: _Optional[float] = ..., running_jobs: _Optional[int] = ...) -> None: ...
+
+class ListPluginsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPluginsResponse(_message.Message):
+    __slots__ = ("plugins",)
+    PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    plugins: _containers.RepeatedCompositeFieldContainer[Plugin]
+    def __init__(self, plugins: _Optional[_Iterable[_Union[Plugin, _Mapping]]] = ...) -> None: ...
+
+class GetPluginRequest(_message.Message):
+    __slots__ = ("name", "tail_lines")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tail_lines: int
+    def __init__(self, name: _Optional[str] = ..., tail_lines: _Optional[int] = ...) -> None: ...
+
+class PluginNameRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ReloadPluginResponse(_message.Message):
+    __slots__ = ("plugin", "added", "removed", "conflicts", "drained_jobs")
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    DRAINED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    plugin: Plugin
+    added: _containers.RepeatedScalarFieldContainer[str]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    conflicts: _containers.RepeatedScalarFieldContainer[str]
+    drained_jobs: int
+    def __init__(self, plugin: _Optional[_Union[Plugin, _Mapping]] = ..., added: _Optional[_Iterable[str]] = ..., removed: _Optional[_Iterable[str]] = ..., conflicts: _Optional[_Iterable[str]] = ..., drained_jobs: _Optional[int] = ...) -> None: ...
+
+class SetPluginEnabledRequest(_message.Message):
+    __slots__ = ("name", "enabled")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    enabled: bool
+    def __init__(self, name: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...
+
+class Handler(_message.Message):
+    __slots__ = ("name", "owner", "claimants", "conflict", "explanation", "builtin", "pinned", "qualified", "queued", "running", "failed")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    CLAIMANTS_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    BUILTIN_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    owner: str
+    claimants: _containers.RepeatedScalarFieldContainer[str]
+    conflict: str
+    explanation: str
+    builtin: bool
+    pinned: bool
+    qualified: _containers.RepeatedScalarFieldContainer[str]
+    queued: int
+    running: int
+    failed: int
+    def __init__(self, name: _Optional[str] = ..., owner: _Optional[str] = ..., claimants: _Optional[_Iterable[str]] = ..., conflict: _Optional[str] = ..., explanation: _Optional[str] = ..., builtin: _Optional[bool] = ..., pinned: _Optional[bool] = ..., qualified: _Optional[_Iterable[str]] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class ListHandlersRequest(_message.Message):
+    __slots__ = ("conflicts_only",)
+    CONFLICTS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    conflicts_only: bool
+    def __init__(self, conflicts_only: _Optional[bool] = ...) -> None: ...
+
+class ListHandlersResponse(_message.Message):
+    __slots__ = ("handlers",)
+    HANDLERS_FIELD_NUMBER: _ClassVar[int]
+    handlers: _containers.RepeatedCompositeFieldContainer[Handler]
+    def __init__(self, handlers: _Optional[_Iterable[_Union[Handler, _Mapping]]] = ...) -> None: ...
+
+class Script(_message.Message):
+    __slots__ = ("name", "code", "version", "modified_at", "handler", "live")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_AT_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    code: str
+    version: str
+    modified_at: float
+    handler: str
+    live: bool
+    def __init__(self, name: _Optional[str] = ..., code: _Optional[str] = ..., version: _Optional[str] = ..., modified_at: _Optional[float] = ..., handler: _Optional[str] = ..., live: _Optional[bool] = ...) -> None: ...
+
+class ListScriptsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListScriptsResponse(_message.Message):
+    __slots__ = ("scripts",)
+    SCRIPTS_FIELD_NUMBER: _ClassVar[int]
+    scripts: _containers.RepeatedCompositeFieldContainer[Script]
+    def __init__(self, scripts: _Optional[_Iterable[_Union[Script, _Mapping]]] = ...) -> None: ...
+
+class GetScriptRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class SaveScriptRequest(_message.Message):
+    __slots__ = ("name", "code", "base_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    code: str
+    base_version: str
+    def __init__(self, name: _Optional[str] = ..., code: _Optional[str] = ..., base_version: _Optional[str] = ...) -> None: ...
+
+class SaveScriptResponse(_message.Message):
+    __slots__ = ("saved", "script", "error", "error_line", "error_column", "live", "reload_message")
+    SAVED_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_LINE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    RELOAD_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    saved: bool
+    script: Script
+    error: str
+    error_line: int
+    error_column: int
+    live: bool
+    reload_message: str
+    def __init__(self, saved: _Optional[bool] = ..., script: _Optional[_Union[Script, _Mapping]] = ..., error: _Optional[str] = ..., error_line: _Optional[int] = ..., error_column: _Optional[int] = ..., live: _Optional[bool] = ..., reload_message: _Optional[str] = ...) -> None: ...
+
+class DeleteScriptRequest(_message.Message):
+    __slots__ = ("name", "base_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    base_version: str
+    def __init__(self, name: _Optional[str] = ..., base_version: _Optional[str] = ...) -> None: ...
+
+class DeleteScriptResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class ServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServerInfo(_message.Message):
+    __slots__ = ("version", "listen", "store", "started_at", "read_only", "node", "counts", "running", "concurrency", "jobs_per_s", "builtin_handlers")
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LISTEN_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    JOBS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    BUILTIN_HANDLERS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    listen: str
+    store: str
+    started_at: float
+    read_only: bool
+    node: str
+    counts: _containers.ScalarMap[str, int]
+    running: int
+    concurrency: int
+    jobs_per_s: float
+    builtin_handlers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., listen: _Optional[str] = ..., store: _Optional[str] = ..., started_at: _Optional[float] = ..., read_only: _Optional[bool] = ..., node: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ..., running: _Optional[int] = ..., concurrency: _Optional[int] = ..., jobs_per_s: _Optional[float] = ..., builtin_handlers: _Optional[_Iterable[str]] = ...) -> None: ...

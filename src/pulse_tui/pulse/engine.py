@@ -1,0 +1,701 @@
+"""The queue engine: validation at the door, dispatch, retries, timeouts, cancellation, recovery.
+
+One task owns each resource:
+- the dispatcher task owns claiming: it sleeps on an Event (set by enqueue, a finished job when
+  capacity was the limit, a due retry timer, or a change of routes) — never a polling loop;
+- each running job has one task that owns its attempt from claim to the store write of its end;
+- the store's writer task owns the database connection (group commits, see store/sqlite.py).
+
+Guarantees: FIFO within priority (the store's claim order), every attempt recorded, an operator
+cancel never reported as a failure, a job running when the server stops is re-queued (attempt
+recorded as interrupted), timeouts enforced by Pulse (the handler's task is cancelled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import time
+from collections import deque
+from dataclasses import replace
+
+from pulse_tui.pulse.errors import NotFound, PermissionDenied, Precondition, ValidationError
+from pulse_tui.pulse.events import EventBus
+from pulse_tui.pulse.handlers import Handler, HandlerError, HandlerResult, JobContext, Router
+from pulse_tui.pulse.jobs import (
+    CANCELLED,
+    COMPLETED,
+    DEFAULT_MAX_ATTEMPTS,
+    FAILED,
+    MAX_PAYLOAD_BYTES,
+    OUTCOME_CANCELLED,
+    OUTCOME_COMPLETED,
+    OUTCOME_FAILED,
+    OUTCOME_INTERRUPTED,
+    OUTCOME_TIMEOUT,
+    OUTCOME_UNAVAILABLE,
+    PAUSED,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    Attempt,
+    Job,
+    JobDetail,
+    JobFilter,
+    LogEntry,
+    check_operator_retry,
+    check_transition,
+    new_job_id,
+)
+from pulse_tui.pulse.store.base import Finish, Store
+
+log = logging.getLogger("pulse.engine")
+
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+MAX_LIST_LIMIT = 1000
+MAX_SELECT_LIMIT = 100_000
+MAX_ATTEMPTS_LIMIT = 100
+MAX_LOGS_PER_ATTEMPT = 2000
+
+
+class _Run:
+    """A job running on this node: the task that owns its attempt and what it reported so far."""
+
+    __slots__ = ("job", "handler", "task", "logs", "cancel_reason", "plugin")
+
+    def __init__(self, job: Job, handler: Handler | None) -> None:
+        self.job = job
+        self.handler = handler
+        self.plugin = handler.plugin if handler is not None else ""
+        self.task: asyncio.Task | None = None
+        self.logs: list[LogEntry] = []
+        self.cancel_reason: str | None = None  # "operator" | "shutdown"
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, capped."""
+    d = min(cap, base * (2 ** max(0, attempt - 1)))
+    return d / 2 + random.uniform(0, d / 2)
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        *,
+        node: str = "",
+        concurrency: int = 64,
+        handler_limits: dict[str, int] | None = None,
+        default_timeout: float = 3600.0,
+        max_payload: int = MAX_PAYLOAD_BYTES,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
+        retention_secs: float | None = 7 * 86400,
+        claim_batch: int = 64,
+        progress_flush_secs: float = 0.1,
+    ) -> None:
+        if concurrency < 1:
+            raise ValidationError("concurrency must be at least 1")
+        self.store = store
+        self.router = router
+        self.node = node
+        self.concurrency = concurrency
+        self.handler_limits = dict(handler_limits or {})
+        self.default_timeout = default_timeout
+        self.max_payload = max_payload
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.retention_secs = retention_secs
+        self.claim_batch = claim_batch
+        self.progress_flush_secs = progress_flush_secs
+        self.bus = EventBus()
+        self.started_at = 0.0
+
+        self._running: dict[str, _Run] = {}
+        self._wake = asyncio.Event()
+        self._maybe_queued = True  # a claim may find something
+        self._blocked = False  # the last claim stopped at a concurrency limit
+        self._due_unknown = True  # next_due must be asked of the store
+        self._due_timer: asyncio.TimerHandle | None = None
+        self._due_at = 0.0
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []
+        self._progress_dirty: dict[str, _Run] = {}
+        self._progress_task: asyncio.Task | None = None
+        self._completions: deque[tuple[int, int]] = deque(maxlen=16)  # (second, count)
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.started_at = time.time()
+        recovered = await self.store.recover(self.started_at)
+        if recovered:
+            log.warning("re-queued %d job(s) left running by a previous server", len(recovered))
+            self.bus.publish_many(recovered)
+        self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="pulse-dispatcher"))
+        if self.retention_secs:
+            self._tasks.append(asyncio.create_task(self._retention_loop(), name="pulse-retention"))
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; give running jobs `grace` seconds; re-queue the rest as interrupted."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+        for t in self._tasks:
+            if t.get_name() != "pulse-dispatcher":
+                t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        runs = [r for r in self._running.values() if r.task is not None]
+        if runs:
+            log.info("waiting up to %.1fs for %d running job(s)", grace, len(runs))
+            _, pending = await asyncio.wait([r.task for r in runs], timeout=max(0.0, grace))
+            left = [r for r in runs if r.task in pending]
+            for r in left:
+                r.cancel_reason = "shutdown"
+                r.task.cancel()
+            if left:
+                log.info("re-queued %d job(s) still running after the grace period", len(left))
+                await asyncio.wait([r.task for r in left])
+        await self._flush_progress()
+
+    # ------------------------------------------------------------ enqueue
+    async def enqueue(
+        self,
+        handler: str,
+        payload: bytes = b"",
+        *,
+        max_attempts: int = 0,
+        timeout_secs: int = 0,
+        priority: int = 0,
+        source: str = "",
+        delay_secs: float = 0.0,
+        parent_job_id: str = "",
+        job_id: str = "",
+        retry_count: int = 0,
+    ) -> Job:
+        job = self.validate_new(
+            handler,
+            payload,
+            max_attempts=max_attempts,
+            timeout_secs=timeout_secs,
+            priority=priority,
+            source=source,
+            delay_secs=delay_secs,
+            parent_job_id=parent_job_id,
+            job_id=job_id,
+            retry_count=retry_count,
+        )
+        try:
+            await self.store.insert([job])
+        except Exception as exc:
+            if "UNIQUE" in str(exc):
+                raise ValidationError(f"a job with id {job.id!r} already exists") from None
+            raise
+        self.bus.publish(replace(job))
+        if job.run_at > job.created_at:
+            self._note_due(job.run_at)
+        else:
+            self._kick()
+        return job
+
+    def validate_new(
+        self,
+        handler: str,
+        payload: bytes,
+        *,
+        max_attempts: int = 0,
+        timeout_secs: int = 0,
+        priority: int = 0,
+        source: str = "",
+        delay_secs: float = 0.0,
+        parent_job_id: str = "",
+        job_id: str = "",
+        retry_count: int = 0,
+    ) -> Job:
+        """Every check done at the door; returns the Job to insert or raises ValidationError."""
+        if not handler or not handler.strip():
+            raise ValidationError("handler name is empty")
+        if any(ord(c) < 32 or c.isspace() for c in handler) or len(handler) > 200:
+            raise ValidationError(f"handler name {handler!r} has spaces or control characters")
+        if self.router.resolve(handler) is None:
+            msg = f"unknown handler {handler!r}"
+            hints = self.router.suggest(handler)
+            if hints:
+                msg += f"; did you mean {', '.join(repr(h) for h in hints[:3])}?"
+            else:
+                msg += "; list them with `pulse-tui handlers list`"
+            raise ValidationError(msg)
+        payload = bytes(payload or b"")
+        if not payload.strip():
+            payload = b"{}"
+        if len(payload) > self.max_payload:
+            raise ValidationError(
+                f"payload is {len(payload):,} bytes; the limit is {self.max_payload:,} bytes"
+            )
+        try:
+            json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"payload is not JSON: {exc}") from None
+        if max_attempts < 0 or max_attempts > MAX_ATTEMPTS_LIMIT:
+            raise ValidationError(
+                f"max_attempts must be 0 (default) to {MAX_ATTEMPTS_LIMIT}, got {max_attempts}"
+            )
+        if timeout_secs < 0:
+            raise ValidationError(f"timeout must not be negative, got {timeout_secs}")
+        if timeout_secs > 7 * 86400:
+            raise ValidationError(f"timeout {timeout_secs}s is over the 7-day limit")
+        if delay_secs < 0 or delay_secs != delay_secs or delay_secs > 365 * 86400:
+            raise ValidationError(f"delay must be between 0 and one year, got {delay_secs}")
+        if not -1000 <= priority <= 1000:
+            raise ValidationError(f"priority must be between -1000 and 1000, got {priority}")
+        if job_id and not JOB_ID_RE.match(job_id):
+            raise ValidationError(f"job id {job_id!r} must be 1-64 of [A-Za-z0-9._:-]")
+        if len(source) > 200 or len(parent_job_id) > 64:
+            raise ValidationError("source or parent_job_id is too long")
+        now = time.time()
+        return Job(
+            id=job_id or new_job_id(),
+            handler=handler,
+            status=QUEUED,
+            priority=priority,
+            payload=payload,
+            max_attempts=max_attempts or DEFAULT_MAX_ATTEMPTS,
+            timeout_secs=timeout_secs,
+            source=source,
+            parent_job_id=parent_job_id,
+            created_at=now,
+            updated_at=now,
+            run_at=now + delay_secs,
+            retry_count=retry_count,
+        )
+
+    # ------------------------------------------------------------ reads
+    async def get_job(self, job_id: str) -> Job:
+        job = await self.store.get(job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        return self._overlay(job)
+
+    async def get_detail(self, job_id: str) -> JobDetail:
+        d = await self.store.detail(job_id)
+        if d is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        self._overlay(d.job)
+        run = self._running.get(job_id)
+        if run is not None:
+            d.attempts.append(
+                Attempt(job_id, run.job.attempts, run.job.started_at, plugin=run.plugin, node=self.node)
+            )
+            d.logs.extend(run.logs)
+        return d
+
+    async def list_jobs(
+        self,
+        flt: JobFilter,
+        limit: int = 100,
+        after_seq: int | None = None,
+        oldest_first: bool = False,
+        offset: int = 0,
+    ) -> tuple[list[Job], bool]:
+        self._check_filter(flt)
+        if limit < 0:
+            raise ValidationError(f"limit must not be negative, got {limit}")
+        if offset < 0:
+            raise ValidationError(f"offset must not be negative, got {offset}")
+        limit = min(limit or 100, MAX_LIST_LIMIT)
+        jobs = await self.store.list(flt, limit + 1, after_seq, oldest_first, offset)
+        has_more = len(jobs) > limit
+        return [self._overlay(j) for j in jobs[:limit]], has_more
+
+    async def count_jobs(self, flt: JobFilter, cap: int = 10_000) -> dict[str, int]:
+        self._check_filter(flt)
+        if cap < 0:
+            raise ValidationError(f"cap must not be negative, got {cap}")
+        cap = min(cap or 10_000, 10_000_000)
+        counts = await self.store.count(flt, cap)
+        return {k: min(v, cap + 1) for k, v in counts.items()}
+
+    async def handler_counts(self) -> dict[str, dict[str, int]]:
+        return await self.store.handler_counts((QUEUED, RUNNING, FAILED))
+
+    async def select_ids(self, flt: JobFilter, limit: int = 1000) -> tuple[list[str], bool]:
+        self._check_filter(flt)
+        if limit < 0:
+            raise ValidationError(f"limit must not be negative, got {limit}")
+        limit = min(limit or 1000, MAX_SELECT_LIMIT)
+        ids = await self.store.select_ids(flt, limit + 1)
+        return ids[:limit], len(ids) > limit
+
+    def running_jobs(self, plugin: str | None = None) -> list[str]:
+        if plugin is None:
+            return list(self._running)
+        return [jid for jid, r in self._running.items() if r.plugin == plugin]
+
+    def is_routable(self, handler: str) -> bool:
+        return self.router.resolve(handler) is not None
+
+    def stats(self) -> dict:
+        now = int(time.monotonic())
+        done = sum(n for s, n in self._completions if now - s < 10)
+        span = min(10.0, max(1.0, time.time() - self.started_at)) if self.started_at else 10.0
+        return {
+            "running": len(self._running),
+            "concurrency": self.concurrency,
+            "jobs_per_s": done / span,
+            "watchers": self.bus.watcher_count,
+        }
+
+    @staticmethod
+    def _check_filter(flt: JobFilter) -> None:
+        bad = [s for s in flt.statuses if s not in STATUSES]
+        if bad:
+            raise ValidationError(f"unknown status {bad[0]!r}; statuses are {', '.join(STATUSES)}")
+        if len(flt.text) > 200 or len(flt.handler) > 200:
+            raise ValidationError("filter text is too long (200 characters at most)")
+
+    def _overlay(self, job: Job) -> Job:
+        run = self._running.get(job.id)
+        if run is not None and job.status == RUNNING:
+            job.progress_current = run.job.progress_current
+            job.progress_total = run.job.progress_total
+            job.cost_actual = run.job.cost_actual
+            job.plugin = run.plugin
+        return job
+
+    # ------------------------------------------------------------ operator actions
+    async def cancel(self, job_id: str) -> Job:
+        run = self._running.get(job_id)
+        if run is None:
+            now = time.time()
+            job = await self.store.transition(
+                job_id,
+                (QUEUED, PAUSED),
+                {
+                    "status": CANCELLED,
+                    "completed_at": now,
+                    "updated_at": now,
+                    "error": "cancelled by operator",
+                },
+            )
+            if job is not None:
+                self.bus.publish(replace(job))
+                return job
+            run = self._running.get(job_id)  # claimed while we asked
+            if run is None:
+                current = await self.get_job(job_id)
+                if current.status == RUNNING:
+                    raise Precondition(f"job {job_id} is running on node {current.node or '?'}, not this one")
+                check_transition(job_id, current.status, CANCELLED)
+                raise Precondition(f"job {job_id} could not be cancelled")
+        if run.cancel_reason is None:
+            run.cancel_reason = "operator"
+            assert run.task is not None
+            run.task.cancel()
+        await asyncio.wait([run.task])
+        return await self.get_job(job_id)
+
+    async def retry(self, job_id: str) -> Job:
+        current = await self.get_job(job_id)
+        check_operator_retry(job_id, current.status)
+        now = time.time()
+        job = await self.store.transition(
+            job_id,
+            (FAILED, CANCELLED),
+            {
+                "status": QUEUED,
+                "run_attempts": 0,
+                "retry_count": current.retry_count + 1,
+                "run_at": now,
+                "updated_at": now,
+                "completed_at": 0,
+                "error": "",
+                "progress_current": 0,
+            },
+        )
+        if job is None:
+            latest = await self.get_job(job_id)
+            check_operator_retry(job_id, latest.status)
+            raise Precondition(f"job {job_id} changed while retrying; try again")
+        self.bus.publish(replace(job))
+        self._kick()
+        return job
+
+    async def report_progress(
+        self, job_id: str, current: int, total: int, cost: float | None = None, plugin: str | None = None
+    ) -> None:
+        """Progress from outside the handler task (a plugin's QueueService.UpdateJob)."""
+        run = self._running.get(job_id)
+        if run is None:
+            raise Precondition(
+                f"job {job_id} is not running on this server; only a running job's progress can be updated"
+            )
+        if plugin is not None and run.plugin != plugin:
+            raise PermissionDenied(f"job {job_id} is not running on plugin {plugin!r}")
+        if current < 0 or total < 0:
+            raise ValidationError("progress must not be negative")
+        self._on_progress(run, current, total)
+        if cost is not None:
+            if cost < 0 or cost != cost:
+                raise ValidationError("cost must be a non-negative number")
+            run.job.cost_actual = cost
+
+    def routes_changed(self) -> None:
+        self._due_unknown = True
+        self._kick()
+
+    # ------------------------------------------------------------ dispatch
+    def _kick(self) -> None:
+        self._maybe_queued = True
+        self._wake.set()
+
+    def _note_due(self, when: float) -> None:
+        if self._due_timer is None or when < self._due_at:
+            if self._due_timer is not None:
+                self._due_timer.cancel()
+            loop = asyncio.get_running_loop()
+            self._due_at = when
+            self._due_timer = loop.call_at(
+                loop.time() + max(0.0, when - time.time()) + 0.001, self._due_fired
+            )
+
+    def _due_fired(self) -> None:
+        self._due_timer = None
+        self._due_unknown = True
+        self._kick()
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            if self._maybe_queued:
+                if len(self._running) >= self.concurrency:
+                    self._blocked = True
+                else:
+                    try:
+                        more = await self._claim_round()
+                    except Exception:
+                        log.exception("claiming jobs failed; retrying in 1s")
+                        await asyncio.sleep(1.0)
+                        continue
+                    if more:
+                        continue
+            if self._stopping:
+                break
+            self._wake.clear()
+            if self._maybe_queued and len(self._running) < self.concurrency:
+                continue
+            await self._wake.wait()
+
+    async def _claim_round(self) -> bool:
+        """Claim and start one batch. True when a full batch came back (more may be waiting)."""
+        routable = self.router.routable()
+        now = time.time()
+        free = self.concurrency - len(self._running)
+        want = min(free, self.claim_batch)
+        limits = {h: n for h, n in self.handler_limits.items() if h in routable}
+        full = False
+        claimed: list[Job] = []
+        open_names = [h for h in routable if h not in limits]
+        if open_names:
+            got = await self.store.claim(want, open_names, now)
+            claimed.extend(got)
+            full = len(got) == want
+        if limits:
+            busy: dict[str, int] = {}
+            for r in self._running.values():
+                busy[r.job.handler] = busy.get(r.job.handler, 0) + 1
+            for h, n in limits.items():
+                room = min(n - busy.get(h, 0), free - len(claimed))
+                if room <= 0:
+                    self._blocked = True
+                    continue
+                got = await self.store.claim(room, [h], now)
+                claimed.extend(got)
+                if len(got) == room:
+                    self._blocked = True
+        for job in claimed:
+            self._start(job)
+        if not full:
+            self._maybe_queued = False
+            if self._due_unknown:
+                self._due_unknown = False
+                due = await self.store.next_due(routable, time.time())
+                if due is not None:
+                    self._note_due(due)
+        return full and not self._stopping
+
+    def _start(self, job: Job) -> None:
+        handler = self.router.resolve(job.handler)
+        run = _Run(job, handler)
+        job.plugin = run.plugin
+        self._running[job.id] = run
+        run.task = asyncio.create_task(self._execute(run), name=f"job-{job.id}")
+        self.bus.publish(replace(job, payload=b"", result=b""))
+
+    async def _execute(self, run: _Run) -> None:
+        job = run.job
+        attempt = Attempt(job.id, job.attempts, job.started_at, plugin=run.plugin, node=self.node)
+        timeout = float(job.timeout_secs or self.default_timeout)
+        outcome, error, retryable = OUTCOME_COMPLETED, "", True
+        res: HandlerResult | None = None
+        cm = asyncio.timeout(timeout)
+        try:
+            if run.handler is None:
+                raise HandlerError(f"no handler routes {job.handler!r} any more", outcome=OUTCOME_UNAVAILABLE)
+            ctx = JobContext(
+                replace(job),
+                attempt.number,
+                timeout,
+                lambda c, t: self._on_progress(run, c, t),
+                lambda e: self._on_log(run, e),
+                lambda v: setattr(run.job, "cost_actual", v),
+            )
+            async with cm:
+                res = await run.handler.run(ctx)
+        except TimeoutError as exc:
+            if cm.expired():
+                outcome, error = OUTCOME_TIMEOUT, f"timed out after {timeout:g}s (enforced by Pulse)"
+            else:
+                outcome, error = OUTCOME_FAILED, f"TimeoutError: {exc}"
+        except HandlerError as exc:
+            outcome, error, retryable, res = exc.outcome, exc.message, exc.retryable, exc.result
+        except asyncio.CancelledError:
+            if run.cancel_reason is None:
+                raise  # the loop is going away; recovery re-queues the job at next start
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            if run.cancel_reason == "operator":
+                outcome, error = OUTCOME_CANCELLED, "cancelled by operator"
+            else:
+                outcome, error = OUTCOME_INTERRUPTED, "server shutting down; re-queued"
+        except Exception as exc:  # a handler bug must not take the engine down
+            log.exception("handler %s raised on job %s", job.handler, job.id)
+            outcome, error = OUTCOME_FAILED, f"{type(exc).__name__}: {exc}"
+        try:
+            await self._finish(run, attempt, outcome, error, retryable, res)
+        except Exception:
+            log.exception("could not record the end of job %s (it will be re-queued at restart)", job.id)
+        finally:
+            self._running.pop(job.id, None)
+            self._progress_dirty.pop(job.id, None)
+            if self._blocked or len(self._running) == self.concurrency - 1:
+                self._blocked = False
+                self._kick()
+
+    async def _finish(
+        self,
+        run: _Run,
+        attempt: Attempt,
+        outcome: str,
+        error: str,
+        retryable: bool,
+        res: HandlerResult | None,
+    ) -> None:
+        job = run.job
+        now = time.time()
+        if res is not None:
+            if res.result:
+                job.result = res.result
+            if res.progress_current is not None and (res.progress_current or res.progress_total):
+                job.progress_current = res.progress_current
+                job.progress_total = res.progress_total or job.progress_total
+            if res.cost_actual is not None and res.cost_actual:
+                job.cost_actual = res.cost_actual
+            if res.plugin_version:
+                job.plugin_version = attempt.plugin_version = res.plugin_version
+            run.logs.extend(res.logs[:MAX_LOGS_PER_ATTEMPT])
+        job.updated_at = now
+        job.error = error
+        status = COMPLETED
+        if outcome == OUTCOME_COMPLETED:
+            job.completed_at = now
+            if job.progress_total and job.progress_current < job.progress_total:
+                job.progress_current = job.progress_total
+        elif outcome == OUTCOME_CANCELLED:
+            status, job.completed_at = CANCELLED, now
+        elif outcome == OUTCOME_INTERRUPTED:
+            status, job.run_at = QUEUED, now
+            job.run_attempts = max(0, job.run_attempts - 1)
+        elif retryable and job.run_attempts < job.max_attempts:
+            status = QUEUED
+            job.run_at = now + backoff_delay(job.run_attempts, self.backoff_base, self.backoff_cap)
+        else:
+            status, job.completed_at = FAILED, now
+        job.status = status
+        attempt.ended_at, attempt.outcome, attempt.error = now, outcome, error
+        for e in run.logs:
+            e.attempt = attempt.number
+        await self.store.finish([Finish(job, attempt, run.logs)])
+        self.bus.publish(replace(job, payload=b"", result=b""))
+        sec = int(time.monotonic())
+        if self._completions and self._completions[-1][0] == sec:
+            self._completions[-1] = (sec, self._completions[-1][1] + 1)
+        else:
+            self._completions.append((sec, 1))
+        if status == QUEUED and not self._stopping:
+            if job.run_at > time.time():
+                self._note_due(job.run_at)
+            else:
+                self._kick()
+
+    # ------------------------------------------------------------ progress & logs
+    def _on_progress(self, run: _Run, current: int, total: int) -> None:
+        job = run.job
+        if job.progress_current == current and job.progress_total == total:
+            return
+        job.progress_current, job.progress_total = current, total
+        job.updated_at = time.time()
+        self.bus.publish(replace(job, payload=b"", result=b""))
+        self._progress_dirty[job.id] = run
+        if self._progress_task is None or self._progress_task.done():
+            self._progress_task = asyncio.create_task(self._progress_flusher())
+
+    def _on_log(self, run: _Run, entry: LogEntry) -> None:
+        if len(run.logs) < MAX_LOGS_PER_ATTEMPT:
+            run.logs.append(entry)
+
+    async def _progress_flusher(self) -> None:
+        await asyncio.sleep(self.progress_flush_secs)  # coalescing window, not synchronisation
+        await self._flush_progress()
+
+    async def _flush_progress(self) -> None:
+        dirty, self._progress_dirty = self._progress_dirty, {}
+        if not dirty:
+            return
+        now = time.time()
+        try:
+            await self.store.set_progress(
+                [
+                    (jid, r.job.progress_current, r.job.progress_total, r.job.cost_actual, now)
+                    for jid, r in dirty.items()
+                ]
+            )
+        except Exception:
+            log.exception("could not store progress of %d job(s)", len(dirty))
+
+    # ------------------------------------------------------------ retention
+    async def _retention_loop(self) -> None:
+        assert self.retention_secs
+        while True:
+            try:
+                cutoff = time.time() - self.retention_secs
+                while await self.store.prune(cutoff, (COMPLETED,), 5000) == 5000:
+                    await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pruning finished jobs failed")
+            await asyncio.sleep(60.0)
+
+    async def prune_now(self, older_than_secs: float, statuses: tuple[str, ...] = (COMPLETED,)) -> int:
+        cutoff = time.time() - older_than_secs
+        total = 0
+        while (n := await self.store.prune(cutoff, statuses, 5000)) > 0:
+            total += n
+        return total
+
+
+__all__ = ["Engine", "backoff_delay", "OUTCOME_FAILED"]

@@ -1,0 +1,35 @@
+"""Errors the engine raises; services map each `code` to a gRPC status code."""
+
+from __future__ import annotations
+
+
+class PulseError(Exception):
+    code = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationError(PulseError):
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(PulseError):
+    code = "NOT_FOUND"
+
+
+class Precondition(PulseError):
+    code = "FAILED_PRECONDITION"
+
+
+class Unauthenticated(PulseError):
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(PulseError):
+    code = "PERMISSION_DENIED"
+
+
+class Unavailable(PulseError):
+    code = "UNAVAILABLE"

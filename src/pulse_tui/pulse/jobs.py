@@ -1,0 +1,164 @@
+"""Job model: statuses, the legal transitions between them, and the records we keep."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from pulse_tui.pulse.errors import Precondition
+
+QUEUED = "queued"
+RUNNING = "running"
+PAUSED = "paused"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+STATUSES: tuple[str, ...] = (QUEUED, RUNNING, PAUSED, COMPLETED, FAILED, CANCELLED)
+FINISHED: frozenset[str] = frozenset({COMPLETED, FAILED, CANCELLED})
+
+# Every legal move. Anything else is refused with IllegalTransition.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    QUEUED: frozenset({RUNNING, PAUSED, CANCELLED}),
+    PAUSED: frozenset({QUEUED, CANCELLED}),
+    # running -> queued: retry after a failed attempt, interrupted by a restart, or re-queued at shutdown
+    RUNNING: frozenset({COMPLETED, FAILED, CANCELLED, QUEUED}),
+    FAILED: frozenset({QUEUED}),  # operator retry
+    CANCELLED: frozenset({QUEUED}),  # operator retry
+    COMPLETED: frozenset(),
+}
+
+# Attempt outcomes.
+OUTCOME_RUNNING = "running"
+OUTCOME_COMPLETED = "completed"
+OUTCOME_FAILED = "failed"
+OUTCOME_TIMEOUT = "timeout"
+OUTCOME_CANCELLED = "cancelled"
+OUTCOME_INTERRUPTED = "interrupted"
+OUTCOME_UNAVAILABLE = "plugin_unavailable"
+
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
+
+class IllegalTransition(Precondition):
+    """A status change the state machine does not allow."""
+
+    def __init__(self, job_id: str, current: str, target: str, hint: str = "") -> None:
+        msg = f"job {job_id} is {current}; it cannot become {target}"
+        if hint:
+            msg += f" ({hint})"
+        super().__init__(msg)
+        self.job_id, self.current, self.target = job_id, current, target
+
+
+def check_transition(job_id: str, current: str, target: str) -> None:
+    if target not in TRANSITIONS.get(current, frozenset()):
+        hint = ""
+        if target == CANCELLED and current in FINISHED:
+            hint = "it has already finished"
+        elif target == QUEUED and current in (RUNNING, QUEUED, PAUSED):
+            hint = "only failed or cancelled jobs can be retried"
+        elif target == QUEUED and current == COMPLETED:
+            hint = "completed jobs are not retried; enqueue a new job"
+        raise IllegalTransition(job_id, current, target, hint)
+
+
+RETRYABLE_BY_OPERATOR: frozenset[str] = frozenset({FAILED, CANCELLED})
+
+
+def check_operator_retry(job_id: str, current: str) -> None:
+    """An operator retry re-queues a failed or cancelled job; nothing else."""
+    if current not in RETRYABLE_BY_OPERATOR:
+        if current == COMPLETED:
+            hint = "completed jobs are not retried; enqueue a new job"
+        else:
+            hint = "only failed or cancelled jobs can be retried"
+        raise IllegalTransition(job_id, current, QUEUED, hint)
+
+
+def new_job_id() -> str:
+    """16 hex chars, time-ordered prefix so ids sort roughly by creation."""
+    t = int(time.time() * 1000) & 0xFFFFFFFFFF  # 40 bits of milliseconds
+    return f"{t:010x}{os.urandom(3).hex()}"
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    handler: str
+    status: str = QUEUED
+    seq: int = 0
+    priority: int = 0
+    payload: bytes = b"{}"
+    result: bytes = b""
+    error: str = ""
+    progress_current: int = 0
+    progress_total: int = 0
+    attempts: int = 0  # attempts started over the whole history
+    run_attempts: int = 0  # attempts in the current run (reset by an operator retry)
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    retry_count: int = 0  # operator retries
+    timeout_secs: int = 0
+    source: str = ""
+    parent_job_id: str = ""
+    cost_estimate: float = 0.0
+    cost_actual: float = 0.0
+    created_at: float = 0.0
+    started_at: float = 0.0
+    completed_at: float = 0.0
+    updated_at: float = 0.0
+    run_at: float = 0.0
+    plugin: str = ""
+    plugin_version: str = ""
+    node: str = ""
+
+
+@dataclass(slots=True)
+class Attempt:
+    job_id: str
+    number: int
+    started_at: float
+    ended_at: float = 0.0
+    outcome: str = OUTCOME_RUNNING
+    error: str = ""
+    plugin: str = ""
+    plugin_version: str = ""
+    node: str = ""
+
+
+@dataclass(slots=True)
+class LogEntry:
+    job_id: str
+    attempt: int
+    timestamp: str  # RFC3339
+    level: str
+    message: str
+    stage: str = ""
+    metadata: str = ""
+
+
+@dataclass(slots=True)
+class JobFilter:
+    statuses: tuple[str, ...] = ()
+    handler: str = ""
+    text: str = ""
+
+    def matches(self, job: Job) -> bool:
+        if self.statuses and job.status not in self.statuses:
+            return False
+        if self.handler and job.handler != self.handler:
+            return False
+        if self.text:
+            t = self.text.lower()
+            if t not in job.id.lower() and t not in job.handler.lower() and t not in job.error.lower():
+                return False
+        return True
+
+
+@dataclass(slots=True)
+class JobDetail:
+    job: Job
+    attempts: list[Attempt] = field(default_factory=list)
+    logs: list[LogEntry] = field(default_factory=list)

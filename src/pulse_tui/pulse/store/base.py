@@ -1,0 +1,106 @@
+"""The store interface. Backends hide their SQL dialect behind it; the engine speaks only this.
+
+Semantics every backend keeps:
+- `seq` is a monotonic integer per job (insertion order) used for FIFO and keyset pagination;
+- `claim` moves queued jobs whose `run_at` has come to running, highest priority first, FIFO
+  within a priority, atomically (two claimers never get the same job);
+- every method that changes jobs returns or accepts whole rows so the engine can publish events.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from pulse_tui.pulse.jobs import Attempt, Job, JobDetail, JobFilter, LogEntry
+
+
+@dataclass(slots=True)
+class Finish:
+    """The end of one attempt: the job's new row values plus the attempt record and logs."""
+
+    job: Job  # full new state (status completed/failed/cancelled/queued)
+    attempt: Attempt
+    logs: list[LogEntry] = field(default_factory=list)
+    write_result: bool = True  # result/payload columns changed
+
+
+class Store(abc.ABC):
+    url: str
+    node: str
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # ---- writes
+    @abc.abstractmethod
+    async def insert(self, jobs: Sequence[Job]) -> list[Job]:
+        """Insert new jobs; returns them with `seq` assigned."""
+
+    @abc.abstractmethod
+    async def claim(self, limit: int, handlers: Collection[str], now: float) -> list[Job]:
+        """Claim up to `limit` due queued jobs whose handler is in `handlers`; returns them running."""
+
+    @abc.abstractmethod
+    async def finish(self, items: Sequence[Finish]) -> None:
+        """Record attempt ends (job row + attempt + logs) in one transaction."""
+
+    @abc.abstractmethod
+    async def set_progress(self, updates: Sequence[tuple[str, int, int, float | None, float]]) -> None:
+        """(job_id, current, total, cost_or_None, updated_at) for running jobs."""
+
+    @abc.abstractmethod
+    async def transition(self, job_id: str, allowed_from: Collection[str], changes: dict) -> Job | None:
+        """Atomically apply `changes` if the job's status is in `allowed_from`. Returns the new row,
+        or None if the job exists but its status did not allow it. Raises NotFound if no such job."""
+
+    @abc.abstractmethod
+    async def recover(self, now: float) -> list[Job]:
+        """Re-queue jobs left running by a dead server (this node's, or expired leases); their open
+        attempt is recorded as interrupted. Returns the re-queued rows."""
+
+    @abc.abstractmethod
+    async def prune(self, finished_before: float, statuses: Collection[str], limit: int) -> int: ...
+
+    # ---- reads
+    @abc.abstractmethod
+    async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None: ...
+
+    @abc.abstractmethod
+    async def detail(self, job_id: str) -> JobDetail | None: ...
+
+    @abc.abstractmethod
+    async def list(
+        self, flt: JobFilter, limit: int, after_seq: int | None, oldest_first: bool, offset: int
+    ) -> list[Job]: ...
+
+    @abc.abstractmethod
+    async def count(self, flt: JobFilter, cap: int) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    async def handler_counts(self, statuses: Collection[str]) -> dict[str, dict[str, int]]: ...
+
+    @abc.abstractmethod
+    async def select_ids(self, flt: JobFilter, limit: int) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def next_due(self, handlers: Collection[str], now: float) -> float | None:
+        """Earliest run_at > now among queued jobs for these handlers (None when none)."""
+
+    # ---- multi-node (no-ops for single-node stores)
+    async def heartbeat(self, now: float) -> None:  # noqa: B027
+        """Extend the leases of this node's running jobs."""
+
+    async def listen(self, on_event) -> None:  # noqa: B027
+        """Subscribe to other nodes' changes (PostgreSQL LISTEN); no-op on single-node stores."""
+
+    async def notify(self, job_ids: Sequence[str]) -> None:  # noqa: B027
+        """Tell other nodes these jobs changed (no-op on single-node stores)."""
+
+    async def cancel_requests(self) -> list[str]:
+        """Ids of jobs running on this node that another node asked to cancel."""
+        return []
