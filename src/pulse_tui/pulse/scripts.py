@@ -1,0 +1,195 @@
+"""Handler scripts (design phases 3–5): saved Python scripts that become `python.<name>` handlers.
+
+The server owns the scripts: they live as `<name>.py` files in `<data_dir>/scripts/`, which is
+handed to the bundled `python` plugin as its `scripts_dir` config. Saving validates first
+(name, syntax, clashes with handlers that are not scripts), writes atomically, then asks the
+plugin host to reload the python plugin so the handler is announced.
+
+Versions are a hash of the content: an editor that loaded version V may only overwrite V; a save
+against an older version is refused ("someone else saved a newer version"), so two operators
+editing the same script never silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pulse_tui.pulse.errors import NotFound, Precondition, ValidationError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+MAX_SCRIPT_BYTES = 256 * 1024
+
+TEMPLATE = '''"""{name}: a Pulse handler script, run as the job handler python.{name}.
+
+Enqueue it with:  pulse-tui ix {name} --payload '{{"items": 3}}'
+"""
+
+
+def run(payload, ctx):
+    """Called once per job. `payload` is the job's JSON payload (a dict).
+
+    ctx.progress(current, total) reports progress; ctx.log(level, message) adds a log line.
+    Return anything JSON-serialisable: it becomes the job's result. Raise to fail the job.
+    """
+    items = int(payload.get("items", 3))
+    for i in range(items):
+        ctx.progress(i + 1, items)
+    ctx.log("info", f"processed {{items}} item(s)")
+    return {{"processed": items}}
+'''
+
+
+def template(name: str) -> str:
+    return TEMPLATE.format(name=name)
+
+
+@dataclass(slots=True)
+class ScriptInfo:
+    name: str
+    code: str
+    version: str
+    modified_at: float
+
+    @property
+    def handler(self) -> str:
+        return f"python.{self.name}"
+
+
+@dataclass(slots=True)
+class SaveOutcome:
+    saved: bool
+    script: ScriptInfo | None = None
+    error: str = ""
+    line: int = 0
+    column: int = 0
+    live: bool = False
+    reload_message: str = ""
+
+
+def version_of(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
+
+
+def check_name(name: str) -> None:
+    if not NAME_RE.match(name or ""):
+        raise ValidationError(
+            f"script name {name!r} is not allowed: use a lowercase letter, then letters, digits, - or _ "
+            "(at most 64)"
+        )
+
+
+def check_syntax(name: str, code: str) -> tuple[str, int, int] | None:
+    """None when the code compiles; else (message, line, column)."""
+    if len(code.encode()) > MAX_SCRIPT_BYTES:
+        return (f"script is larger than {MAX_SCRIPT_BYTES // 1024} KiB", 0, 0)
+    try:
+        compile(code, f"{name}.py", "exec", dont_inherit=True)  # full compile: symtable errors too
+        tree = ast.parse(code)
+    except SyntaxError as exc:
+        return (f"{exc.msg} (line {exc.lineno}, column {exc.offset})", exc.lineno or 0, exc.offset or 0)
+    except ValueError as exc:  # e.g. NUL bytes
+        return (str(exc), 0, 0)
+    if not any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == "run" for n in tree.body):
+        return ("the script must define a top-level function run(payload, ctx)", 1, 1)
+    return None
+
+
+class ScriptStore:
+    """Scripts on disk plus the hooks that make them live.
+
+    `reload` reloads the python plugin and returns a short message; `is_live(handler)` tells whether
+    a handler name routes now; `owner_of(handler)` names the plugin that owns a bare handler name
+    ("" when none) so a script cannot take a name another plugin already serves.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        reload: Callable[[], Awaitable[str]] | None = None,
+        is_live: Callable[[str], bool] | None = None,
+        owner_of: Callable[[str], str] | None = None,
+        plugin_name: str = "python",
+    ) -> None:
+        self.directory = directory
+        self._reload = reload
+        self._is_live = is_live or (lambda _h: False)
+        self._owner_of = owner_of or (lambda _h: "")
+        self.plugin_name = plugin_name
+        os.makedirs(directory, exist_ok=True)
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, f"{name}.py")
+
+    def list(self) -> list[ScriptInfo]:
+        out = []
+        for fn in sorted(os.listdir(self.directory)):
+            if fn.endswith(".py") and NAME_RE.match(fn[:-3]):
+                try:
+                    out.append(self.get(fn[:-3]))
+                except NotFound:
+                    continue
+        return out
+
+    def get(self, name: str) -> ScriptInfo:
+        check_name(name)
+        path = self._path(name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                code = f.read()
+            mtime = os.stat(path).st_mtime
+        except FileNotFoundError:
+            raise NotFound(f"no script named {name!r}") from None
+        return ScriptInfo(name, code, version_of(code), mtime)
+
+    def is_live(self, name: str) -> bool:
+        return self._is_live(f"python.{name}")
+
+    async def save(self, name: str, code: str, base_version: str) -> SaveOutcome:
+        check_name(name)
+        problem = check_syntax(name, code)
+        if problem is not None:
+            msg, line, col = problem
+            return SaveOutcome(False, error=msg, line=line, column=col)
+        handler = f"python.{name}"
+        owner = self._owner_of(handler)
+        if owner and owner != self.plugin_name:
+            raise ValidationError(
+                f"{handler} is already served by plugin {owner!r}; pick another script name"
+            )
+        try:
+            current: ScriptInfo | None = self.get(name)
+        except NotFound:
+            current = None
+        if current is not None and current.version != base_version:
+            if base_version:
+                raise Precondition(
+                    f"script {name!r} was saved by someone else since you opened it (yours: {base_version}, "
+                    f"now: {current.version}); reload it and merge your change"
+                )
+            raise Precondition(f"script {name!r} already exists; open it to edit it")
+        if current is None and base_version:
+            raise Precondition(f"script {name!r} was deleted since you opened it")
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(code)
+        os.replace(tmp, self._path(name))
+        info = self.get(name)
+        message = ""
+        if self._reload is not None:
+            message = await self._reload()
+        return SaveOutcome(True, info, live=self._is_live(handler), reload_message=message)
+
+    async def delete(self, name: str, base_version: str = "") -> None:
+        current = self.get(name)
+        if base_version and current.version != base_version:
+            raise Precondition(f"script {name!r} changed since you opened it; reload before deleting")
+        os.unlink(self._path(name))
+        if self._reload is not None:
+            await self._reload()
