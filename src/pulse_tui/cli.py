@@ -1,0 +1,770 @@
+"""The `pulse-tui` command line.
+
+    pulse-tui                      the TUI (starts an embedded server when none answers)
+    pulse-tui serve                the Pulse server
+    pulse-tui jobs …               enqueue / show / list / cancel / retry
+    pulse-tui plugins …            list / reload
+    pulse-tui handlers list        handlers and naming conflicts
+    pulse-tui config --print-default
+
+Client commands talk to a server through `pulse_tui.client.PulseClient`; they never import the
+server. Failures print one `error: …` line on stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pulse_tui import __version__
+from pulse_tui.config import Config, ServerConfig
+
+if TYPE_CHECKING:
+    from pulse_tui.pulse.server import ServerSettings
+
+DEFAULT_LISTEN = ServerConfig().listen
+FINISHED = ("completed", "failed", "cancelled")
+LISTEN_PREFIX = "pulse: listening on "
+TOKEN_PREFIX = "pulse: token file "
+
+
+class CliError(Exception):
+    """A failure to report as `error: <message>` with exit code `code`."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# ---------------------------------------------------------------- config
+
+
+def load_config(path: str | None) -> Config:
+    """pulse.toml from `path`, $PULSE_CONFIG or the user config dir; built-in defaults otherwise."""
+    from pulse_tui.config import ConfigError
+    from pulse_tui.config import load_config as load
+
+    try:
+        return load(path)
+    except ConfigError as exc:
+        raise CliError(str(exc), 2) from None
+
+
+def connect_address(listen: str) -> str:
+    """Where a client reaches a server listening on `listen` (wildcards mean this machine)."""
+    host, _, port = listen.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("connection")
+    g.add_argument(
+        "--connect",
+        metavar="HOST:PORT",
+        default=argparse.SUPPRESS,
+        help="server address (default: the configured listen address)",
+    )
+    g.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="file holding the token (default: $PULSE_TOKEN, else the local data dir's token)",
+    )
+    g.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="pulse.toml to use")
+    g.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="connect with TLS, trusting this CA certificate",
+    )
+    return p
+
+
+def _json_option() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    conn, js = _connection_options(), _json_option()
+    parser = argparse.ArgumentParser(
+        prog="pulse-tui",
+        description="Operator console and server for Pulse. With no command, starts the TUI.",
+        parents=[conn],
+    )
+    parser.add_argument("--version", action="version", version=f"pulse-tui {__version__}")
+    parser.add_argument("--read-only", action="store_true", help="TUI: use the read-only token")
+    parser.add_argument("--no-demo", action="store_true", help="TUI: do not start the bundled demo plugins")
+    parser.add_argument(
+        "--keep-server", action="store_true", help="TUI: leave the embedded server running on exit"
+    )
+    parser.set_defaults(func=run_tui)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the Pulse server")
+    serve.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="pulse.toml to use")
+    serve.add_argument(
+        "--listen", metavar="HOST:PORT", help=f"address to listen on (default {DEFAULT_LISTEN})"
+    )
+    serve.add_argument("--data-dir", metavar="DIR", help="where the token and the SQLite database live")
+    serve.add_argument("--db", metavar="URL", help="store URL: a SQLite path, sqlite:PATH or postgresql://…")
+    serve.add_argument("--grace", type=float, metavar="S", help="seconds running jobs get at shutdown (10)")
+    serve.add_argument("--insecure", action="store_true", help="allow a non-loopback address without TLS")
+    serve.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM)")
+    serve.add_argument("--tls-key", metavar="FILE", help="server private key (PEM)")
+    serve.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates from this CA")
+    serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    serve.set_defaults(func=cmd_serve)
+
+    jobs = sub.add_parser("jobs", help="enqueue, inspect, cancel and retry jobs")
+    jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    p = jsub.add_parser("enqueue", parents=[conn, js], help="enqueue a job")
+    p.add_argument("handler")
+    p.add_argument("--payload", default="{}", metavar="JSON", help="JSON payload (default {})")
+    p.add_argument(
+        "--timeout", type=int, default=0, metavar="S", help="seconds per attempt (0 = server default)"
+    )
+    p.add_argument(
+        "--max-attempts", type=int, default=0, metavar="N", help="attempts before failing (default 3)"
+    )
+    p.add_argument("--priority", type=int, default=0, metavar="P", help="higher runs first")
+    p.add_argument("--wait", action="store_true", help="wait until the job finishes, showing progress")
+    p.set_defaults(func=cmd_jobs_enqueue)
+    p = jsub.add_parser("show", parents=[conn, js], help="show a job with its attempts and logs")
+    p.add_argument("id")
+    p.set_defaults(func=cmd_jobs_show)
+    p = jsub.add_parser("list", parents=[conn, js], help="list jobs, newest first")
+    p.add_argument("--status", action="append", default=[], help="only this status (repeatable)")
+    p.add_argument("--handler", default="", help="only this handler")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (1-1000, default 50)")
+    p.set_defaults(func=cmd_jobs_list)
+    for action in ("cancel", "retry"):
+        p = jsub.add_parser(action, parents=[conn, js], help=f"{action} jobs by id")
+        p.add_argument("ids", nargs="+", metavar="ID")
+        p.set_defaults(func=cmd_jobs_bulk, action=action)
+
+    plugins = sub.add_parser("plugins", help="plugins the server runs")
+    psub = plugins.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
+    p = psub.add_parser("list", parents=[conn, js], help="list plugins")
+    p.set_defaults(func=cmd_plugins_list)
+    p = psub.add_parser("reload", parents=[conn, js], help="restart a plugin and re-read its handlers")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_plugins_reload)
+
+    handlers = sub.add_parser("handlers", help="handler names and naming conflicts")
+    hsub = handlers.add_subparsers(dest="handlers_command", metavar="ACTION", required=True)
+    p = hsub.add_parser("list", parents=[conn, js], help="list handlers")
+    p.add_argument("--conflicts", action="store_true", help="only names with conflicts")
+    p.set_defaults(func=cmd_handlers_list)
+
+    cfg = sub.add_parser("config", help="configuration")
+    cfg.add_argument("--print-default", action="store_true", help="print a commented default pulse.toml")
+    cfg.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from pulse_tui.pulse.server import ServerSettings
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = load_config(getattr(args, "config", None))
+    settings = ServerSettings.from_config(config)
+    if args.listen:
+        settings.listen = args.listen
+    if args.data_dir:
+        settings.data_dir = Path(args.data_dir).expanduser()
+    if args.db:
+        settings.db = args.db
+    if args.grace is not None:
+        settings.grace = args.grace
+    settings.insecure = args.insecure
+    settings.tls_cert, settings.tls_key = args.tls_cert or "", args.tls_key or ""
+    settings.tls_client_ca = args.tls_client_ca or ""
+    return asyncio.run(_serve(settings, config))
+
+
+async def _serve(settings: ServerSettings, config: Config) -> int:
+    from pulse_tui.pulse.errors import PulseError
+    from pulse_tui.pulse.server import PulseServer
+
+    server = PulseServer(settings, config)
+    try:
+        await server.start()
+    except PulseError as exc:
+        await server.stop(0)
+        raise CliError(exc.message, 2) from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"{LISTEN_PREFIX}{server.address}", file=sys.stderr, flush=True)
+    print(
+        f"{TOKEN_PREFIX}{server.token_path} (read-only: {server.token_path}.readonly)",
+        file=sys.stderr,
+        flush=True,
+    )
+    await stop.wait()
+    print(f"pulse: stopping; running jobs get {settings.grace:g}s to finish", file=sys.stderr, flush=True)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    await server.stop(settings.grace)
+    print("pulse: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+class ServerProcess:
+    """A `pulse-tui serve` child process. `start()` returns its address once it printed its listen
+    line; stderr keeps being drained (into `lines`, and `log_path` if given) so it never blocks."""
+
+    def __init__(
+        self, serve_args: list[str], *, env: dict[str, str] | None = None, log_path: Path | None = None
+    ) -> None:
+        self.argv = [sys.executable, "-m", "pulse_tui", "serve", *serve_args]
+        self.env = env
+        self.log_path = log_path
+        self.lines: collections.deque[str] = collections.deque(maxlen=2000)
+        self.address = ""
+        self.token_file = ""
+        self.proc: subprocess.Popen[str] | None = None
+        self._ready: queue.Queue[str | None] = queue.Queue()
+
+    def start(self, timeout: float = 30.0) -> str:
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+        threading.Thread(target=self._drain, name="pulse-serve-stderr", daemon=True).start()
+        while True:
+            try:
+                line = self._ready.get(timeout=timeout)
+            except queue.Empty:
+                self.stop()
+                raise CliError(f"the server did not start within {timeout:g}s:\n{self.output()}") from None
+            if line is None:
+                code = self.proc.wait()
+                raise CliError(f"the server exited with status {code}:\n{self.output()}", 2)
+            if line.startswith(LISTEN_PREFIX):
+                self.address = line.removeprefix(LISTEN_PREFIX).strip()
+                return self.address
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
+        try:
+            for line in self.proc.stderr:
+                self.lines.append(line.rstrip("\n"))
+                if log is not None:
+                    log.write(line)
+                    log.flush()
+                if line.startswith(TOKEN_PREFIX):
+                    self.token_file = line.removeprefix(TOKEN_PREFIX).split(" (", 1)[0].strip()
+                if not self.address:
+                    self._ready.put(line)
+        finally:
+            self._ready.put(None)
+            if log is not None:
+                log.close()
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then wait (SIGKILL after `timeout`). Returns the exit status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+# ---------------------------------------------------------------- client plumbing
+
+
+def resolve_token(args: argparse.Namespace, config: Config, *, read_only: bool = False) -> str:
+    from pulse_tui.pulse.auth import read_token_file
+
+    token_file = getattr(args, "token_file", None)
+    if token_file:
+        return _read_token(Path(token_file).expanduser(), read_token_file)
+    if os.environ.get("PULSE_TOKEN"):
+        return os.environ["PULSE_TOKEN"].strip()
+    path = Path(config.server.data_dir).expanduser() / ("token.readonly" if read_only else "token")
+    if not path.exists():
+        raise CliError(
+            f"no token: pass --token-file FILE or set PULSE_TOKEN (a local server writes its token to {path})"
+        )
+    return _read_token(path, read_token_file)
+
+
+def _read_token(path: Path, reader: Callable[[Path], str]) -> str:
+    from pulse_tui.pulse.errors import PulseError
+
+    try:
+        return reader(path)
+    except PulseError as exc:
+        raise CliError(exc.message) from None
+
+
+def _tls(args: argparse.Namespace) -> Any:
+    ca = getattr(args, "tls_ca", None)
+    if not ca:
+        return None
+    import grpc
+
+    try:
+        return grpc.ssl_channel_credentials(root_certificates=Path(ca).read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read {ca}: {exc.strerror or exc}") from None
+
+
+def with_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -> int:
+    """Connect (address, token from args/env/config), run `fn(client)`, map client errors."""
+    from pulse_tui.client import ClientError, PulseClient
+
+    config = load_config(getattr(args, "config", None))
+    address = getattr(args, "connect", None) or connect_address(config.server.listen)
+    token = resolve_token(args, config)
+
+    async def run() -> int:
+        async with PulseClient(address, token, tls=_tls(args)) as client:
+            await client.probe()
+            return await fn(client)
+
+    try:
+        return asyncio.run(run())
+    except ClientError as exc:
+        message = exc.message
+        if exc.detail and exc.detail not in message and exc.code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            message += f" (server: {exc.detail})"
+        raise CliError(message) from None
+
+
+def emit(args: argparse.Namespace, doc: Any, text: str) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=False) if args.json else text)
+
+
+def _json_or_text(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def _ts(value: float) -> str:
+    return datetime.fromtimestamp(value).astimezone().isoformat(timespec="seconds") if value else "-"
+
+
+def job_summary(j: Any) -> dict[str, Any]:
+    return {
+        "id": j.id,
+        "handler": j.handler,
+        "status": j.status,
+        "progress": {"current": j.progress_current, "total": j.progress_total},
+        "attempt_count": j.attempts,
+        "max_attempts": j.max_attempts,
+        "retry_count": j.retry_count,
+        "priority": j.priority,
+        "error": j.error,
+        "plugin": j.plugin,
+        "created_at": j.created_at or None,
+        "started_at": j.started_at or None,
+        "completed_at": j.completed_at or None,
+    }
+
+
+def job_doc(d: Any) -> dict[str, Any]:
+    doc = job_summary(d.job)
+    doc["payload"] = _json_or_text(d.payload)
+    doc["result"] = _json_or_text(d.result)
+    doc["attempts"] = [
+        {
+            "number": a.number,
+            "outcome": a.outcome,
+            "started_at": a.started_at or None,
+            "ended_at": a.ended_at or None,
+            "error": a.error,
+            "plugin": a.plugin,
+            "plugin_version": a.plugin_version,
+        }
+        for a in d.attempts
+    ]
+    doc["logs"] = [
+        {
+            "timestamp": e.timestamp,
+            "level": e.level,
+            "message": e.message,
+            "stage": e.stage,
+            "attempt": e.attempt,
+        }
+        for e in d.logs
+    ]
+    return doc
+
+
+def _progress(j: Any) -> str:
+    return f"{j.progress_current}/{j.progress_total}" if j.progress_total else "-"
+
+
+def job_text(d: Any) -> str:
+    j = d.job
+    lines = [
+        f"job       {j.id}",
+        f"handler   {j.handler}" + (f" (plugin {j.plugin})" if j.plugin else ""),
+        f"status    {j.status}",
+        f"progress  {_progress(j)}",
+        f"attempts  {j.attempts} (max {j.max_attempts} per run, operator retries {j.retry_count})",
+        f"created   {_ts(j.created_at)}",
+    ]
+    if j.error:
+        lines.append(f"error     {j.error}")
+    for a in d.attempts:
+        took = f"{a.ended_at - a.started_at:.2f}s" if a.ended_at else "running"
+        extra = f"  {a.error}" if a.error else ""
+        lines.append(f"  attempt {a.number}: {a.outcome} ({took}){extra}")
+    if d.logs:
+        lines.append("logs")
+        lines.extend(f"  {e.timestamp} {e.level:<5} {e.message}" for e in d.logs)
+    if d.result:
+        lines.append(f"result    {d.result.decode('utf-8', 'replace')}")
+    return "\n".join(lines)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
+    )
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def cmd_jobs_enqueue(args: argparse.Namespace) -> int:
+    try:
+        json.loads(args.payload)
+    except ValueError as exc:
+        raise CliError(f"--payload is not JSON: {exc}") from None
+
+    async def run(client: Any) -> int:
+        job = await client.enqueue(
+            args.handler,
+            args.payload.encode(),
+            max_attempts=args.max_attempts,
+            timeout_secs=args.timeout,
+            priority=args.priority,
+            source="pulse-tui cli",
+        )
+        if not args.wait:
+            emit(args, job_summary(job), job.id)
+            return 0
+        detail = await wait_for_job(client, job.id, job.handler, quiet=args.json)
+        emit(args, job_doc(detail), job_text(detail))
+        if detail.job.status != "completed":
+            print(
+                f"error: job {job.id} {detail.job.status}: {detail.job.error or 'no error message'}",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+
+    return with_client(args, run)
+
+
+async def wait_for_job(client: Any, job_id: str, handler: str, *, quiet: bool = False) -> Any:
+    """Follow a job until it finishes, printing progress changes on stderr unless `quiet`."""
+    from pulse_tui.client import job_filter
+
+    shown = ""
+
+    def show(j: Any) -> None:
+        nonlocal shown
+        line = f"{j.id}: {j.status} {_progress(j)}"
+        if not quiet and line != shown:
+            print(line, file=sys.stderr, flush=True)
+            shown = line
+
+    if not client.can("watch"):  # QueueService-only server: poll
+        while True:
+            d = await client.get_job(job_id)
+            show(d.job)
+            if d.job.status in FINISHED:
+                return d
+            await asyncio.sleep(0.5)
+
+    events = client.watch_jobs(job_filter(handler=handler))
+    try:
+        await anext(events)  # the server's first heartbeat: the watch is registered
+        job = (await client.get_job(job_id)).job
+        while job.status not in FINISHED:
+            show(job)
+            event = await anext(events)
+            if event.kind == "upsert" and event.job.id == job_id:
+                job = event.job
+            elif event.kind == "resync":
+                job = (await client.get_job(job_id)).job
+        show(job)
+    finally:
+        await events.aclose()
+    return await client.get_job(job_id)
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    async def run(client: Any) -> int:
+        detail = await client.get_job(args.id)
+        emit(args, job_doc(detail), job_text(detail))
+        return 0
+
+    return with_client(args, run)
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from pulse_tui.client import job_filter
+
+    if args.limit < 1 or args.limit > 1000:
+        raise CliError(f"--limit must be between 1 and 1000, got {args.limit}")
+
+    async def run(client: Any) -> int:
+        resp = await client.list_jobs(job_filter(args.status, args.handler), limit=args.limit)
+        rows = [
+            [j.id, j.handler, j.status, _progress(j), str(j.attempts), _ts(j.created_at), j.error[:60]]
+            for j in resp.jobs
+        ]
+        text = _table(rows, ["ID", "HANDLER", "STATUS", "PROGRESS", "ATT", "CREATED", "ERROR"])
+        if resp.has_more:
+            text += f"\n(more jobs; raise --limit, now {args.limit})"
+        emit(args, {"jobs": [job_summary(j) for j in resp.jobs], "has_more": resp.has_more}, text)
+        return 0
+
+    return with_client(args, run)
+
+
+def cmd_jobs_bulk(args: argparse.Namespace) -> int:
+    async def run(client: Any) -> int:
+        action = client.cancel_jobs if args.action == "cancel" else client.retry_jobs
+        resp = await action(list(args.ids))
+        done = "cancelled" if args.action == "cancel" else "re-queued"
+        doc = {
+            "affected": list(resp.affected_ids),
+            "failures": [{"id": f.id, "error": f.error} for f in resp.failures],
+        }
+        text = "\n".join(f"{i}: {done}" for i in resp.affected_ids)
+        if args.json or text:
+            emit(args, doc, text)
+        for f in resp.failures:
+            print(f"error: {f.error}", file=sys.stderr)
+        return 1 if resp.failures else 0
+
+    return with_client(args, run)
+
+
+# ---------------------------------------------------------------- plugins / handlers / config
+
+
+def _plugin_doc(p: Any) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "state": p.state,
+        "healthy": p.healthy,
+        "health_message": p.health_message,
+        "version": p.version,
+        "pid": p.pid,
+        "endpoint": p.endpoint,
+        "restarts": p.restarts,
+        "handlers": list(p.handlers),
+        "last_error": p.last_error,
+        "enabled": p.enabled,
+        "running_jobs": p.running_jobs,
+    }
+
+
+def cmd_plugins_list(args: argparse.Namespace) -> int:
+    async def run(client: Any) -> int:
+        plugins = await client.list_plugins()
+        rows = [
+            [p.name, p.state, p.version, str(p.restarts), ", ".join(p.handlers), p.last_error[:50]]
+            for p in plugins
+        ]
+        text = _table(rows, ["PLUGIN", "STATE", "VERSION", "RESTARTS", "HANDLERS", "LAST ERROR"])
+        emit(args, {"plugins": [_plugin_doc(p) for p in plugins]}, text if plugins else "no plugins")
+        return 0
+
+    return with_client(args, run)
+
+
+def cmd_plugins_reload(args: argparse.Namespace) -> int:
+    async def run(client: Any) -> int:
+        r = await client.reload_plugin(args.name)
+        doc = {
+            "plugin": _plugin_doc(r.plugin),
+            "added": list(r.added),
+            "removed": list(r.removed),
+            "conflicts": list(r.conflicts),
+            "drained_jobs": r.drained_jobs,
+        }
+        text = (
+            f"reloaded {r.plugin.name} ({r.plugin.state}); added: {', '.join(r.added) or '-'}; "
+            f"removed: {', '.join(r.removed) or '-'}; conflicts: {', '.join(r.conflicts) or '-'}"
+        )
+        emit(args, doc, text)
+        return 0
+
+    return with_client(args, run)
+
+
+def cmd_handlers_list(args: argparse.Namespace) -> int:
+    async def run(client: Any) -> int:
+        handlers = await client.list_handlers(conflicts_only=args.conflicts)
+        docs = [
+            {
+                "name": h.name,
+                "owner": h.owner,
+                "claimants": list(h.claimants),
+                "conflict": h.conflict,
+                "explanation": h.explanation,
+                "builtin": h.builtin,
+                "pinned": h.pinned,
+                "qualified": list(h.qualified),
+                "queued": h.queued,
+                "running": h.running,
+                "failed": h.failed,
+            }
+            for h in handlers
+        ]
+        rows = [
+            [
+                h.name,
+                h.owner or ("built-in" if h.builtin else "-"),
+                h.conflict or "-",
+                str(h.queued),
+                str(h.running),
+                h.explanation,
+            ]
+            for h in handlers
+        ]
+        text = _table(rows, ["HANDLER", "OWNER", "CONFLICT", "QUEUED", "RUNNING", "NOTE"])
+        emit(args, {"handlers": docs}, text if handlers else "no handlers")
+        return 0
+
+    return with_client(args, run)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if not args.print_default:
+        raise CliError("nothing to do; try `pulse-tui config --print-default`", 2)
+    try:
+        from pulse_tui.config import default_config_text
+    except ImportError:
+        raise CliError("this build has no default configuration to print") from None
+    sys.stdout.write(default_config_text())
+    return 0
+
+
+# ---------------------------------------------------------------- TUI
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    """Start the TUI. Without --connect and with nothing answering at the configured address,
+    start an embedded `pulse-tui serve` child first and stop it on exit (unless --keep-server)."""
+    try:
+        from pulse_tui.app import PulseApp
+    except ImportError as exc:
+        raise CliError(f"the TUI is not available in this build ({exc})") from None
+    config = load_config(getattr(args, "config", None))
+    address = getattr(args, "connect", None)
+    child: ServerProcess | None = None
+    if address is None:
+        address = connect_address(config.server.listen)
+        if not _answers(address):
+            child = _start_embedded(args, config)
+            address = connect_address(child.address)
+    try:
+        try:
+            token = resolve_token(args, config, read_only=args.read_only)
+        except CliError:
+            token = ""  # a bare plugin endpoint needs none; a server will say the token is missing
+        app = PulseApp(
+            address=address,
+            token=token,
+            read_only=args.read_only,
+            keymap=config.tui.keys,
+            config=config,
+            demo=not args.no_demo,
+            tls=_tls(args),
+        )
+        app.run()
+        return int(getattr(app, "return_code", 0) or 0)
+    finally:
+        if child is not None and not args.keep_server:
+            child.stop()
+
+
+def _answers(address: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at `address`."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _start_embedded(args: argparse.Namespace, config: Config) -> ServerProcess:
+    data_dir = Path(config.server.data_dir).expanduser()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    serve_args: list[str] = []
+    if getattr(args, "config", None):
+        serve_args += ["--config", args.config]
+    child = ServerProcess(serve_args, log_path=data_dir / "server.log")
+    child.start()
+    return child

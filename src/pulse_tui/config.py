@@ -1,0 +1,492 @@
+"""pulse.toml: the server's and console's configuration, with every default in one place.
+
+The dataclass field defaults below *are* the defaults; `default_config_text()` renders them
+into an annotated example, and loading no file at all is the same as loading that text. Every
+mistake becomes a ConfigError that names the file, the line and the key, e.g.
+
+    examples/demo.toml:12: plugins[1].command: expected a list of strings, got "python x.py"
+
+tomllib does not report positions, so `_Locator` scans the text for table headers and keys and
+maps a key path (`plugins[1].command`) to the line where it is written; when a key is missing
+entirely the error points at its table.
+
+Paths: relative `cwd`, `db` and relative file arguments of `command` resolve against the config
+file's folder. Placeholders: `{python}` (the running interpreter, so examples work in any venv),
+`{data_dir}` and `{config_dir}` work in `command`, `cwd`, `env` and plugin `config` values.
+Plugin names must be unique and may not be `pulse` (reserved: built-ins are `pulse/<name>`).
+
+Lookup order (`find_config`): explicit path, $PULSE_CONFIG, the user config dir
+(platformdirs user_config_dir("pulse-tui")/pulse.toml), else built-in defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP = "pulse-tui"
+RESERVED_PLUGIN_NAMES = frozenset({"pulse"})
+PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def default_data_dir() -> str:
+    return platformdirs.user_data_dir(APP)
+
+
+def user_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP)) / "pulse.toml"
+
+
+class ConfigError(Exception):
+    """A mistake in a config file. `str()` is the full `file:line: key: message` text."""
+
+    def __init__(self, message: str, *, file: str = "", line: int = 0, key: str = "") -> None:
+        self.file, self.line, self.key, self.message = file, line, key, message
+        where = ":".join(part for part in (file, str(line) if line else "") if part)
+        text = f"{key}: {message}" if key else message
+        super().__init__(f"{where}: {text}" if where else text)
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:7878"
+    data_dir: str = field(default_factory=default_data_dir)
+    db: str = ""  # "" = SQLite file pulse.db in data_dir; "postgresql://..." selects PostgreSQL
+    concurrency: int = 64
+    default_timeout: float = 3600.0
+    max_payload_bytes: int = 1024 * 1024
+    retention_days: float = 7.0
+    grace_secs: float = 10.0
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.db.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite database file (meaningless when `is_postgres`)."""
+        return Path(self.db) if self.db else Path(self.data_dir) / "pulse.db"
+
+
+@dataclass(slots=True)
+class PluginConfig:
+    name: str
+    command: list[str] = field(default_factory=list)  # argv; the host appends `--port N`
+    endpoint: str = ""  # host:port of an already running plugin
+    config: dict[str, str] = field(default_factory=dict)  # passed to Initialize
+    enabled: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = ""
+    startup_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class TuiConfig:
+    keys: dict[str, str] = field(default_factory=dict)  # binding id -> key
+
+
+@dataclass(slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    plugins: list[PluginConfig] = field(default_factory=list)
+    handlers: dict[str, str] = field(default_factory=dict)  # handler name -> pinned owner plugin
+    handler_limits: dict[str, int] = field(default_factory=dict)  # handler name -> max running
+    tui: TuiConfig = field(default_factory=TuiConfig)
+    path: Path | None = None  # file it came from (None = built-in defaults)
+
+    def plugin(self, name: str) -> PluginConfig | None:
+        return next((p for p in self.plugins if p.name == name), None)
+
+
+# ---------------------------------------------------------------- default text
+
+_BUNDLED_PLUGINS = """\
+# Bundled plugins. `command` is an argv list; the host appends `--port N`.
+# {python} is the interpreter running pulse-tui.
+[[plugins]]
+name = "demo"
+command = ["{python}", "-m", "pulse_tui.plugins.demo"]
+
+[[plugins]]
+name = "python"
+command = ["{python}", "-m", "pulse_tui.plugins.python"]
+config = { scripts_dir = "{data_dir}/scripts" }
+"""
+
+
+def default_config_text() -> str:
+    """An annotated pulse.toml: every server default, the bundled plugins, every other table."""
+    s = ServerConfig()
+    p = PluginConfig(name="")
+    return f"""\
+# pulse.toml — configuration for `pulse-tui serve` and the embedded server.
+# Lookup: --config PATH, then $PULSE_CONFIG, then {user_config_path()}.
+
+[server]
+listen = "{s.listen}"              # gRPC address (QueueService + OperatorService)
+# data_dir = "..."                  # default: the user data dir ({s.data_dir})
+db = "{s.db}"                           # "" = SQLite file pulse.db in data_dir; "postgresql://user@host/db"
+concurrency = {s.concurrency}                  # jobs running at once on this server
+default_timeout = {s.default_timeout:g}           # seconds, for jobs enqueued without a timeout
+max_payload_bytes = {s.max_payload_bytes}       # bigger payloads are refused at enqueue
+retention_days = {s.retention_days:g}               # finished jobs older than this are pruned
+grace_secs = {s.grace_secs:g}                  # on shutdown / reload, running jobs get this long
+
+{_BUNDLED_PLUGINS}
+# An external plugin (any program speaking the QNTX plugin protocol):
+# [[plugins]]
+# name = "mine"
+# command = ["{{python}}", "plugins/mine.py"]   # relative paths: from this file's folder
+# endpoint = "127.0.0.1:9000"                  # instead of command: a plugin already running
+# config = {{ key = "value" }}                   # string map passed to Initialize
+# enabled = {str(p.enabled).lower()}
+# env = {{ LOG_LEVEL = "debug" }}
+# cwd = "."
+# startup_timeout = {p.startup_timeout:g}                         # seconds to print QNTX_PLUGIN_PORT=N
+
+# Pin the owner of a handler name announced by several plugins (else: first in config order).
+[handlers]
+# "data.import" = "importer"
+
+# At most N jobs of a handler run at once.
+[handler_limits]
+# "demo.sleep" = 2
+
+# Console key bindings: binding id = key.
+[tui.keys]
+# quit = "q"
+"""
+
+
+# ---------------------------------------------------------------- loading
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to use, or None for built-in defaults. An explicit path must exist."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    env = os.environ.get("PULSE_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} (from $PULSE_CONFIG) does not exist")
+        return path
+    path = user_config_path()
+    return path if path.is_file() else None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """`find_config` then parse; no file means the built-in defaults."""
+    path = find_config(explicit)
+    if path is None:
+        return parse_config(default_config_text(), file="<defaults>", base_dir=Path.cwd())
+    return load_file(path)
+
+
+def load_file(path: str | os.PathLike[str]) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror}", file=str(path)) from None
+    config = parse_config(text, file=str(path), base_dir=path.resolve().parent)
+    config.path = path
+    return config
+
+
+def parse_config(text: str, *, file: str = "<string>", base_dir: Path | None = None) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError(f"invalid TOML: {msg}", file=file, line=int(m.group(1)) if m else 0) from None
+    return _Parser(text, file, base_dir or Path.cwd()).parse(data)
+
+
+class _Parser:
+    def __init__(self, text: str, file: str, base_dir: Path) -> None:
+        self.file = file
+        self.base_dir = base_dir
+        self.locate = _Locator(text)
+
+    def error(self, path: tuple[str | int, ...], message: str) -> ConfigError:
+        return ConfigError(message, file=self.file, line=self.locate(path), key=_key_text(path))
+
+    def parse(self, data: dict[str, Any]) -> Config:
+        self._known(data, (), ("server", "plugins", "handlers", "handler_limits", "tui"))
+        server = self._server(self._table(data, ("server",)))
+        plugins = self._plugins(data.get("plugins", []), server)
+        names = [p.name for p in plugins]
+        pins = self._string_map(self._table(data, ("handlers",)), ("handlers",))
+        for handler, owner in pins.items():
+            if owner not in names:
+                raise self.error(
+                    ("handlers", handler),
+                    f"pinned to plugin {owner!r}, which is not configured" + _did_you_mean(owner, names),
+                )
+        limits: dict[str, int] = {}
+        for handler, value in self._table(data, ("handler_limits",)).items():
+            limits[handler] = self._int(value, ("handler_limits", handler), minimum=1)
+        tui = self._table(data, ("tui",))
+        self._known(tui, ("tui",), ("keys",))
+        keys = self._string_map(self._table(tui, ("tui", "keys")), ("tui", "keys"))
+        return Config(
+            server=server, plugins=plugins, handlers=pins, handler_limits=limits, tui=TuiConfig(keys)
+        )
+
+    # ------------------------------------------------------------ sections
+
+    def _server(self, raw: dict[str, Any]) -> ServerConfig:
+        path = ("server",)
+        self._known(raw, path, [f.name for f in fields(ServerConfig)])
+        s = ServerConfig()
+        if "listen" in raw:
+            s.listen = self._address(raw["listen"], (*path, "listen"))
+        if "data_dir" in raw:
+            s.data_dir = str(self._resolve(self._str(raw["data_dir"], (*path, "data_dir"))))
+        if "db" in raw:
+            db = self._str(raw["db"], (*path, "db"))
+            if db and "://" not in db:
+                db = str(self._resolve(db))
+            elif db and not db.startswith(("postgresql://", "postgres://")):
+                raise self.error(
+                    (*path, "db"), f'expected "" (SQLite), a file path or postgresql://..., got {db!r}'
+                )
+            s.db = db
+        if "concurrency" in raw:
+            s.concurrency = self._int(raw["concurrency"], (*path, "concurrency"), minimum=1)
+        for key in ("default_timeout", "retention_days", "grace_secs"):
+            if key in raw:
+                setattr(s, key, self._number(raw[key], (*path, key)))
+        if "max_payload_bytes" in raw:
+            s.max_payload_bytes = self._int(raw["max_payload_bytes"], (*path, "max_payload_bytes"), minimum=1)
+        return s
+
+    def _plugins(self, raw: Any, server: ServerConfig) -> list[PluginConfig]:
+        if not isinstance(raw, list):
+            raise self.error(("plugins",), f"expected [[plugins]] tables, got {_show(raw)}")
+        out: list[PluginConfig] = []
+        seen: dict[str, int] = {}
+        for i, item in enumerate(raw):
+            path: tuple[str | int, ...] = ("plugins", i)
+            if not isinstance(item, dict):
+                raise self.error(path, f"expected a table, got {_show(item)}")
+            self._known(item, path, [f.name for f in fields(PluginConfig)])
+            if "name" not in item:
+                raise self.error(path, "missing key 'name'")
+            name = self._str(item["name"], (*path, "name"))
+            if not PLUGIN_NAME.match(name):
+                raise self.error(
+                    (*path, "name"), f"{name!r} is not a valid plugin name (letters, digits, . _ -)"
+                )
+            if name in RESERVED_PLUGIN_NAMES:
+                raise self.error(
+                    (*path, "name"), f"{name!r} is reserved (built-in handlers are {name}/<name>)"
+                )
+            if name in seen:
+                raise self.error(
+                    (*path, "name"), f"duplicate plugin name {name!r} (also plugins[{seen[name]}])"
+                )
+            seen[name] = i
+            p = PluginConfig(name=name)
+            subst = {
+                "{data_dir}": server.data_dir,
+                "{config_dir}": str(self.base_dir),
+                "{python}": sys.executable,
+            }
+            has_cmd, has_ep = "command" in item, "endpoint" in item
+            if has_cmd == has_ep:
+                raise self.error(path, f"plugin {name!r} needs exactly one of 'command' or 'endpoint'")
+            if has_cmd:
+                cmd = item["command"]
+                if not isinstance(cmd, list) or not cmd or not all(isinstance(a, str) for a in cmd):
+                    raise self.error(
+                        (*path, "command"), f"expected a non-empty list of strings, got {_show(cmd)}"
+                    )
+                p.command = self._command([_subst(a, subst) for a in cmd])
+            else:
+                p.endpoint = self._address(item["endpoint"], (*path, "endpoint"))
+            if "config" in item:
+                p.config = {
+                    k: _subst(v, subst)
+                    for k, v in self._string_map(item["config"], (*path, "config")).items()
+                }
+            if "env" in item:
+                p.env = {
+                    k: _subst(v, subst) for k, v in self._string_map(item["env"], (*path, "env")).items()
+                }
+            if "enabled" in item:
+                if not isinstance(item["enabled"], bool):
+                    raise self.error(
+                        (*path, "enabled"), f"expected true or false, got {_show(item['enabled'])}"
+                    )
+                p.enabled = item["enabled"]
+            if "cwd" in item:
+                p.cwd = str(self._resolve(_subst(self._str(item["cwd"], (*path, "cwd")), subst)))
+            if "startup_timeout" in item:
+                p.startup_timeout = self._number(item["startup_timeout"], (*path, "startup_timeout"))
+            out.append(p)
+        return out
+
+    def _command(self, argv: list[str]) -> list[str]:
+        """Resolve relative file arguments: argv[0] with a "/", any `*.py`, any other existing path."""
+        out = []
+        for i, arg in enumerate(argv):
+            looks_like_path = ("/" in arg or arg.endswith(".py")) and not arg.startswith("-")
+            if looks_like_path and not os.path.isabs(arg) and "://" not in arg:
+                candidate = self.base_dir / arg
+                if i == 0 or arg.endswith(".py") or candidate.exists():
+                    arg = str(candidate)
+            out.append(arg)
+        return out
+
+    # ------------------------------------------------------------ value checks
+
+    def _known(self, raw: dict[str, Any], path: tuple[str | int, ...], allowed: Any) -> None:
+        allowed = list(allowed)
+        for key in raw:
+            if key not in allowed:
+                raise self.error((*path, key), "unknown key" + _did_you_mean(key, allowed))
+
+    def _table(self, raw: dict[str, Any], path: tuple[str | int, ...]) -> dict[str, Any]:
+        value = raw.get(path[-1], {})
+        if not isinstance(value, dict):
+            raise self.error(path, f"expected a table, got {_show(value)}")
+        return value
+
+    def _string_map(self, raw: Any, path: tuple[str | int, ...]) -> dict[str, str]:
+        if not isinstance(raw, dict):
+            raise self.error(path, f"expected a table of strings, got {_show(raw)}")
+        out = {}
+        for k, v in raw.items():
+            if isinstance(v, bool):
+                v = str(v).lower()
+            elif isinstance(v, int | float):
+                v = str(v)
+            if not isinstance(v, str):
+                raise self.error((*path, k), f"expected a string, got {_show(v)}")
+            out[k] = v
+        return out
+
+    def _str(self, value: Any, path: tuple[str | int, ...]) -> str:
+        if not isinstance(value, str):
+            raise self.error(path, f"expected a string, got {_show(value)}")
+        return value
+
+    def _int(self, value: Any, path: tuple[str | int, ...], minimum: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(path, f"expected an integer, got {_show(value)}")
+        if value < minimum:
+            raise self.error(path, f"must be at least {minimum}, got {value}")
+        return value
+
+    def _number(self, value: Any, path: tuple[str | int, ...]) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(path, f"expected a number, got {_show(value)}")
+        if value < 0:
+            raise self.error(path, f"must not be negative, got {value}")
+        return float(value)
+
+    def _address(self, value: Any, path: tuple[str | int, ...]) -> str:
+        text = self._str(value, path)
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise self.error(path, f'expected "host:port", got {text!r}')
+        return text
+
+    def _resolve(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def _subst(value: str, subst: dict[str, str]) -> str:
+    for token, replacement in subst.items():
+        value = value.replace(token, replacement)
+    return value
+
+
+def _did_you_mean(word: str, options: Any) -> str:
+    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+def _key_text(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
+            out += f".{text}" if out else text
+    return out
+
+
+class _Locator:
+    """Maps key paths to line numbers by scanning the TOML text (headers, keys, array tables)."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(
+        r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
+    )
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[str | int, ...], int] = {}
+        counters: dict[tuple[str | int, ...], int] = {}
+        table: tuple[str | int, ...] = ()
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if m := self._HEADER.match(line):
+                parts = self._split(m.group(2))
+                if m.group(1) == "[[":
+                    resolved = (*self._resolve(parts[:-1], counters), parts[-1])
+                    index = counters.get(resolved, -1) + 1
+                    counters[resolved] = index
+                    self.lines.setdefault(resolved, lineno)
+                    resolved = (*resolved, index)
+                else:
+                    resolved = self._resolve(parts, counters)
+                table = resolved
+                self.lines.setdefault(table, lineno)
+            elif m := self._KEY.match(line):
+                self.lines.setdefault((*table, *self._split(m.group(1))), lineno)
+
+    @staticmethod
+    def _split(dotted: str) -> list[str]:
+        return [p.strip().strip("\"'") for p in re.findall(r"""(?:"[^"]*"|'[^']*'|[^.]+)""", dotted)]
+
+    @staticmethod
+    def _resolve(parts: list[str], counters: dict[tuple[str | int, ...], int]) -> tuple[str | int, ...]:
+        """`[plugins.config]` after the 2nd `[[plugins]]` means ("plugins", 1, "config")."""
+        out: tuple[str | int, ...] = ()
+        for part in parts:
+            out = (*out, part)
+            if out in counters:
+                out = (*out, counters[out])
+        return out
+
+    def __call__(self, path: tuple[str | int, ...]) -> int:
+        for end in range(len(path), 0, -1):
+            if (line := self.lines.get(path[:end])) is not None:
+                return line
+        return 0

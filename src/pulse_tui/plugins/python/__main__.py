@@ -1,0 +1,3 @@
+from pulse_tui.plugins.python.plugin import plugin
+
+plugin.run()

@@ -1,0 +1,146 @@
+"""The `python` plugin: `python.script` and one `python.<name>` handler per saved script.
+
+Every job runs in a fresh child process (`runner.py`), so a script that crashes, leaks or loops
+forever cannot take the plugin down: on timeout or cancellation the child is killed and the
+plugin stays healthy. `ctx.progress` / `ctx.log` calls in the script travel back as JSON lines
+on the child's stdout and are relayed to the job; whatever the script prints goes to stderr and
+is attached to the job as log lines (stage "output", the last OUTPUT_LINES of them).
+
+Scripts directory: config key `scripts_dir`. It is listed at every Initialize, i.e. at start-up
+and on every reload, and each `<name>.py` becomes `python.<name>`. The file is read when a job
+runs, so the code that runs is the code saved last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from pulse_tui.sdk import Context, HandlerFn, JobError, JobTimeout, Plugin
+
+SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+OUTPUT_LINES = 200
+DEFAULT_TIMEOUT = 600.0
+
+plugin = Plugin("python", version="1.0.0", description="runs Python handler scripts in child processes")
+plugin.config("scripts_dir", description="directory whose <name>.py files become python.<name>", default="")
+plugin.config(
+    "timeout",
+    type="number",
+    description="seconds a script may run when the job has no timeout",
+    default=str(int(DEFAULT_TIMEOUT)),
+)
+
+
+def script_names(scripts_dir: str) -> dict[str, Path]:
+    """`python.<name>` -> path for every valid `<name>.py` in the directory (sorted)."""
+    if not scripts_dir:
+        return {}
+    folder = Path(scripts_dir).expanduser()
+    if not folder.is_dir():
+        return {}
+    return {
+        f"python.{p.stem}": p
+        for p in sorted(folder.glob("*.py"))
+        if SCRIPT_NAME.match(p.stem) and p.stem != "script" and p.is_file()
+    }
+
+
+@plugin.on_initialize
+def announce_scripts(config: dict[str, str]) -> dict[str, HandlerFn]:
+    return {name: _script_handler(path) for name, path in script_names(config.get("scripts_dir", "")).items()}
+
+
+def _script_handler(path: Path) -> HandlerFn:
+    async def run_saved(ctx: Context, payload: Any) -> Any:
+        try:
+            code = await asyncio.to_thread(path.read_text, encoding="utf-8")
+        except OSError as exc:
+            raise JobError(f"script {path.name} cannot be read: {exc.strerror}; reload the plugin") from None
+        return await run_script(ctx, code, str(path), payload)
+
+    return run_saved
+
+
+@plugin.handler("python.script")
+async def python_script(ctx: Context, payload: Any) -> Any:
+    """Payload `{"code": "def run(payload, ctx): ...", "args": {...}}`; run(args, ctx) is called."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("code"), str):
+        raise JobError(
+            'python.script wants {"code": "<python source defining run(payload, ctx)>", "args": {...}}'
+        )
+    return await run_script(ctx, payload["code"], "<python.script>", payload.get("args", {}))
+
+
+async def run_script(ctx: Context, code: str, filename: str, payload: Any) -> Any:
+    timeout = ctx.timeout or float(ctx.config.get("timeout") or DEFAULT_TIMEOUT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pulse_tui.plugins.python.runner",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        limit=64 << 20,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    output: deque[str] = deque(maxlen=OUTPUT_LINES)
+    final: dict[str, Any] = {}
+    job = {"code": code, "filename": filename, "payload": payload, "job_id": ctx.job_id, "config": ctx.config}
+
+    async def feed() -> None:
+        proc.stdin.write(json.dumps(job).encode())
+        with contextlib.suppress(ConnectionError):
+            await proc.stdin.drain()
+        proc.stdin.close()
+
+    async def read_messages() -> None:
+        async for raw in proc.stdout:
+            msg = json.loads(raw)
+            kind = msg.get("type")
+            if kind == "progress":
+                ctx.progress(msg["current"], msg["total"])
+            elif kind == "cost":
+                ctx.cost(msg["value"])
+            elif kind == "log":
+                ctx.log(
+                    msg["level"], msg["message"], stage=msg.get("stage", ""), metadata=msg.get("metadata")
+                )
+            elif kind in ("result", "error"):
+                final.update(msg)
+
+    async def read_output() -> None:
+        async for raw in proc.stderr:
+            output.append(raw.decode(errors="replace").rstrip("\n"))
+
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(feed(), read_messages(), read_output())
+            await proc.wait()
+    except TimeoutError:
+        raise JobTimeout(f"script {filename} ran longer than {timeout:g}s and was killed") from None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for line in output:
+            ctx.log("info", line, stage="output")
+    if final.get("type") == "result":
+        return final.get("value")
+    if final.get("type") == "error":
+        ctx.log("error", final.get("traceback", ""), stage="exception")
+        raise JobError(final["error"])
+    tail = "; ".join(list(output)[-3:])
+    raise JobError(
+        f"script process exited with code {proc.returncode} without a result" + (f": {tail}" if tail else "")
+    )
+
+
+if __name__ == "__main__":
+    plugin.run()

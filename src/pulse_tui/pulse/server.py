@@ -1,0 +1,335 @@
+"""The Pulse server: store + engine + handler registry + plugin host + gRPC services.
+
+    server = PulseServer(ServerSettings(listen="127.0.0.1:0", data_dir=path))
+    await server.start()          # binds (server.port is the real port), recovers, serves
+    ...
+    await server.stop(grace=10)   # stop claiming, drain running jobs, re-queue the rest
+
+`pulse-tui serve` (cli.py) wraps this with signal handling.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pulse_tui.config import Config, ServerConfig
+from pulse_tui.protocol import operator_pb2, operator_pb2_grpc, queue_pb2, queue_pb2_grpc
+from pulse_tui.pulse.auth import Authenticator
+from pulse_tui.pulse.engine import Engine
+from pulse_tui.pulse.errors import PulseError
+from pulse_tui.pulse.host import PluginHost
+from pulse_tui.pulse.registry import Registry
+from pulse_tui.pulse.scripts import ScriptStore
+from pulse_tui.pulse.services import OperatorService, QueueService, ServiceContext
+from pulse_tui.pulse.store import open_store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = ServerConfig().listen
+DB_FILE = "pulse.db"
+
+
+class ServerError(PulseError):
+    """The server cannot start (port in use, data dir not writable, insecure listen, …)."""
+
+    code = "FAILED_PRECONDITION"
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("pulse-tui", appauthor=False))
+
+
+@dataclass(slots=True)
+class ServerSettings:
+    """How to run the server. `db` is a store URL; "" means SQLite in the data dir."""
+
+    listen: str = DEFAULT_LISTEN
+    data_dir: Path = field(default_factory=default_data_dir)
+    db: str = ""
+    node: str = ""
+    concurrency: int = 64
+    handler_limits: dict[str, int] = field(default_factory=dict)
+    default_timeout: float = 3600.0
+    max_payload: int = 1024 * 1024
+    retention_secs: float | None = 7 * 86400
+    grace: float = 10.0
+    heartbeat_secs: float = 15.0  # WatchJobs heartbeat when idle
+    insecure: bool = False  # allow a non-loopback listen address without TLS
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+
+    @classmethod
+    def from_config(cls, config: Config) -> ServerSettings:
+        s = config.server
+        return cls(
+            listen=s.listen,
+            data_dir=Path(s.data_dir).expanduser(),
+            db=s.db,
+            concurrency=s.concurrency,
+            handler_limits=dict(config.handler_limits),
+            default_timeout=s.default_timeout,
+            max_payload=s.max_payload_bytes,
+            retention_secs=s.retention_days * 86400 if s.retention_days > 0 else None,
+            grace=s.grace_secs,
+        )
+
+    @property
+    def store_url(self) -> str:
+        return self.db or f"sqlite:{self.data_dir / DB_FILE}"
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert or self.tls_key)
+
+
+def split_host_port(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ServerError(f"listen address {listen!r} must be HOST:PORT (port 0 picks a free one)")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_data_dir(path: Path) -> None:
+    """Create the data dir (0700) and prove it is writable, or raise ServerError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = path / f".write-test-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ServerError(
+            f"data dir {path} is not writable ({exc.strerror or exc}); "
+            "pass --data-dir with a writable directory"
+        ) from None
+
+
+class PulseServer:
+    """Owns the store, engine, router, plugin host and gRPC server for one `serve` process."""
+
+    def __init__(self, settings: ServerSettings, config: Config | None = None) -> None:
+        self.settings = settings
+        self.config = config or Config()  # [plugins] and [handlers]; server values come from settings
+        self.port = 0
+        self.address = ""
+        self.auth: Authenticator | None = None
+        self.engine: Engine | None = None
+        self.host: PluginHost | None = None
+        self.router: Registry | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._store: Any = None
+        self.operator: OperatorService | None = None
+        self.scripts: ScriptStore | None = None
+
+    @property
+    def token_path(self) -> Path:
+        return self.settings.data_dir / "token"
+
+    async def start(self) -> None:
+        s = self.settings
+        host, _ = split_host_port(s.listen)
+        if not is_loopback(host) and not s.tls and not s.insecure:
+            raise ServerError(
+                f"refusing to listen on non-loopback address {s.listen} without TLS: "
+                "pass --tls-cert and --tls-key, or --insecure if the network is trusted"
+            )
+        if s.tls and not (s.tls_cert and s.tls_key):
+            raise ServerError("TLS needs both --tls-cert and --tls-key")
+        check_data_dir(s.data_dir)
+        self.auth = Authenticator.from_data_dir(s.data_dir)
+
+        self._grpc = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+                ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+            ]
+        )
+        self.port = self._bind(self._grpc)
+        bound_host = host or "0.0.0.0"
+        self.address = f"[{bound_host}]:{self.port}" if ":" in bound_host else f"{bound_host}:{self.port}"
+
+        self._store = open_store(s.store_url, node=s.node)
+        try:
+            await self._store.open()
+        except Exception as exc:
+            raise ServerError(f"cannot open the job store {s.store_url}: {exc}") from None
+        self.router = self._make_router()
+        self.engine = Engine(
+            self._store,
+            self.router,
+            node=s.node,
+            concurrency=s.concurrency,
+            handler_limits=s.handler_limits,
+            default_timeout=s.default_timeout,
+            max_payload=s.max_payload,
+            retention_secs=s.retention_secs,
+        )
+        ctx = ServiceContext(
+            engine=self.engine,
+            auth=self.auth,
+            registry=self.router,
+            listen=self.address,
+            store_url=_redact(s.store_url),
+            started_at=time.time(),
+        )
+        ctx.scripts = self.scripts = self._make_scripts()
+        self._add_services(self._grpc, ctx)
+        await self.engine.start()
+        await self._grpc.start()
+        self.host = await self._start_plugin_host()
+        ctx.host = self.host
+        assert self._health is not None
+        await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        for name in (_QUEUE_SERVICE, _OPERATOR_SERVICE):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving on %s (store %s)", self.address, _redact(s.store_url))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, let running jobs finish within `grace` s, re-queue the rest, shut down."""
+        grace = self.settings.grace if grace is None else grace
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self.engine is not None:
+            await self.engine.stop(grace)  # the gRPC server stays up so plugins can report progress
+        if self.host is not None:
+            await self.host.stop()
+        if self._grpc is not None:
+            await self._grpc.stop(1.0)
+        if self._store is not None:
+            await self._store.close()
+        log.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.wait_for_termination()
+
+    # ---- pieces
+    def _bind(self, server: grpc.aio.Server) -> int:
+        s = self.settings
+        try:
+            if s.tls:
+                creds = grpc.ssl_server_credentials(
+                    [(_read(s.tls_key), _read(s.tls_cert))],
+                    root_certificates=_read(s.tls_client_ca) if s.tls_client_ca else None,
+                    require_client_auth=bool(s.tls_client_ca),
+                )
+                port = server.add_secure_port(s.listen, creds)
+            else:
+                port = server.add_insecure_port(s.listen)
+        except RuntimeError as exc:
+            raise ServerError(
+                f"cannot listen on {s.listen}: the port is in use or the address is not available ({exc}); "
+                "pick another with --listen HOST:PORT"
+            ) from None
+        if port == 0:
+            raise ServerError(
+                f"cannot listen on {s.listen}: the port is in use or the address is not available"
+            )
+        return port
+
+    def _make_scripts(self) -> ScriptStore:
+        """Handler scripts live in the python plugin's `scripts_dir` (default `<data_dir>/scripts`,
+        injected into that plugin's config so the editor and the plugin agree on one folder)."""
+        pcfg = self.config.plugin(SCRIPTS_PLUGIN)
+        directory = (pcfg.config.get("scripts_dir", "") if pcfg else "") or str(
+            self.settings.data_dir / "scripts"
+        )
+        if pcfg is not None:
+            pcfg.config["scripts_dir"] = directory
+        router = self.router
+        assert router is not None
+
+        def owner_of(handler: str) -> str:
+            h = router.resolve(handler)
+            return h.plugin if h is not None else ""
+
+        def is_live(handler: str) -> bool:
+            return owner_of(handler) == SCRIPTS_PLUGIN
+
+        async def reload() -> str:
+            host = self.host
+            if host is None or host.get_plugin(SCRIPTS_PLUGIN) is None:
+                return f"no {SCRIPTS_PLUGIN!r} plugin is configured: the script is saved but not announced"
+            report = await host.reload(SCRIPTS_PLUGIN)
+            added = ", ".join(report.added) or "none"
+            removed = ", ".join(report.removed) or "none"
+            return f"{SCRIPTS_PLUGIN} plugin reloaded (added: {added}; removed: {removed})"
+
+        return ScriptStore(
+            directory, reload=reload, is_live=is_live, owner_of=owner_of, plugin_name=SCRIPTS_PLUGIN
+        )
+
+    def _make_router(self) -> Registry:
+        return Registry([p.name for p in self.config.plugins], self.config.handlers)
+
+    async def _start_plugin_host(self) -> PluginHost | None:
+        if not self.config.plugins:
+            return None
+        assert self.engine is not None and self.auth is not None and self.router is not None
+        host, _, port = self.address.rpartition(":")
+        if host in ("0.0.0.0", "[::]", "[]", ""):
+            host = "127.0.0.1"  # plugins call back on this machine
+        plugin_host = PluginHost(
+            self.config,
+            self.router,
+            queue_endpoint=f"{host}:{port}",
+            token_for=self.auth.issue_plugin_token,
+            on_routes_changed=self.engine.routes_changed,
+            running_jobs=self.engine.running_jobs,
+            grace_secs=self.settings.grace,
+        )
+        await plugin_host.start()
+        return plugin_host
+
+    def _add_services(self, server: grpc.aio.Server, ctx: ServiceContext) -> None:
+        queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueService(ctx), server)
+        self.operator = OperatorService(ctx, heartbeat_secs=self.settings.heartbeat_secs)
+        operator_pb2_grpc.add_OperatorServiceServicer_to_server(self.operator, server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            [_QUEUE_SERVICE, _OPERATOR_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+
+
+SCRIPTS_PLUGIN = "python"  # the bundled plugin that announces python.<name> for each script
+_QUEUE_SERVICE = queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name
+_OPERATOR_SERVICE = operator_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ServerError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _redact(url: str) -> str:
+    """Drop a password from a store URL (postgresql://user:pw@host/db → postgresql://user@host/db)."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, at, hostpart = rest.rpartition("@")
+        return f"{scheme}://{creds.split(':', 1)[0]}@{hostpart}"
+    return url

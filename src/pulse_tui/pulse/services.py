@@ -1,0 +1,637 @@
+"""gRPC services: QNTX's QueueService and Pulse's OperatorService, on top of the Engine.
+
+QueueService speaks QNTX's protocol exactly: the token travels in each request's `auth_token`
+field and every failure is `success=false` + `error` (never a gRPC error status).
+
+OperatorService authenticates with `authorization: Bearer <token>` metadata and reports failures
+as gRPC status codes: each PulseError's `.code` names the status, its message is the details.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from pulse_tui import __version__
+from pulse_tui.protocol import operator_pb2 as op
+from pulse_tui.protocol import operator_pb2_grpc as op_grpc
+from pulse_tui.protocol import queue_pb2 as qp
+from pulse_tui.protocol import queue_pb2_grpc as qp_grpc
+from pulse_tui.pulse import jobs as jobmodel
+from pulse_tui.pulse.auth import PLUGIN, Authenticator, Principal
+from pulse_tui.pulse.engine import Engine
+from pulse_tui.pulse.errors import NotFound, PermissionDenied, PulseError, ValidationError
+from pulse_tui.pulse.jobs import CANCELLED, QUEUED, STATUSES, Attempt, Job, JobDetail, JobFilter, LogEntry
+from pulse_tui.pulse.scripts import ScriptInfo, ScriptStore
+
+log = logging.getLogger(__name__)
+
+QUEUE_LIST_DEFAULT = 100
+QUEUE_LIST_MAX = 1000
+SELECT_DEFAULT = 1000
+SELECT_MAX = 100_000
+HEARTBEAT_SECS = 15.0
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def queue_job(job: Job) -> qp.Job:
+    """Our Job as QNTX's protocol.Job (timestamps in whole unix seconds)."""
+    return qp.Job(
+        id=job.id,
+        handler_name=job.handler,
+        payload=job.payload,
+        source=job.source,
+        status=job.status,
+        progress=qp.Progress(current=job.progress_current, total=job.progress_total),
+        cost_estimate=job.cost_estimate,
+        cost_actual=job.cost_actual,
+        error=job.error,
+        parent_job_id=job.parent_job_id,
+        retry_count=job.retry_count,
+        created_at=int(job.created_at),
+        started_at=int(job.started_at),
+        completed_at=int(job.completed_at),
+    )
+
+
+def operator_job(job: Job, routable: frozenset[str] | None = None) -> op.Job:
+    return op.Job(
+        id=job.id,
+        seq=job.seq,
+        handler=job.handler,
+        status=job.status,
+        priority=job.priority,
+        progress_current=job.progress_current,
+        progress_total=job.progress_total,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        retry_count=job.retry_count,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        updated_at=job.updated_at,
+        run_at=job.run_at,
+        timeout_secs=job.timeout_secs,
+        plugin=job.plugin,
+        plugin_version=job.plugin_version,
+        source=job.source,
+        parent_job_id=job.parent_job_id,
+        cost_estimate=job.cost_estimate,
+        cost_actual=job.cost_actual,
+        no_handler=routable is not None and job.status == QUEUED and job.handler not in routable,
+        node=job.node,
+    )
+
+
+def operator_attempt(a: Attempt) -> op.Attempt:
+    return op.Attempt(
+        number=a.number,
+        started_at=a.started_at,
+        ended_at=a.ended_at,
+        outcome=a.outcome,
+        error=a.error,
+        plugin=a.plugin,
+        plugin_version=a.plugin_version,
+        node=a.node,
+    )
+
+
+def operator_log(e: LogEntry) -> op.LogEntry:
+    return op.LogEntry(
+        timestamp=e.timestamp,
+        level=e.level,
+        message=e.message,
+        stage=e.stage,
+        metadata=e.metadata,
+        attempt=e.attempt,
+    )
+
+
+def operator_detail(d: JobDetail, routable: frozenset[str] | None = None) -> op.JobDetail:
+    return op.JobDetail(
+        job=operator_job(d.job, routable),
+        payload=d.job.payload,
+        result=d.job.result,
+        attempts=[operator_attempt(a) for a in d.attempts],
+        logs=[operator_log(e) for e in d.logs],
+    )
+
+
+def check_status(status: str) -> str:
+    if status not in STATUSES:
+        raise ValidationError(f"unknown status {status!r}; statuses are {', '.join(STATUSES)}")
+    return status
+
+
+def job_filter(f: op.JobFilter) -> JobFilter:
+    return JobFilter(
+        statuses=tuple(check_status(s) for s in dict.fromkeys(f.statuses)), handler=f.handler, text=f.text
+    )
+
+
+# ---------------------------------------------------------------- collaborators
+
+
+@dataclass(slots=True)
+class ServiceContext:
+    """Everything the servicers share. `host` and `registry` are optional (built-ins only)."""
+
+    engine: Engine
+    auth: Authenticator
+    registry: Any = None  # registry.Registry (the engine's router) when available
+    host: Any = None  # host.PluginHost when plugins are configured
+    scripts: ScriptStore | None = None  # handler scripts (python.<name>)
+    listen: str = ""
+    store_url: str = ""
+    started_at: float = field(default_factory=time.time)
+
+    def routable(self) -> frozenset[str]:
+        return self.engine.router.routable()
+
+
+# ---------------------------------------------------------------- QueueService (QNTX)
+
+
+def _queue_rpc(
+    response_type: type,
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Authenticate `request.auth_token`, and turn every failure into success=false + error."""
+
+    def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def rpc(self: QueueService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                principal = self.ctx.auth.identify(request.auth_token)
+                return await fn(self, request, principal)
+            except PulseError as exc:
+                return response_type(success=False, error=exc.message)
+            except Exception:
+                log.exception("QueueService.%s failed", fn.__name__)
+                return response_type(success=False, error="internal server error; see the server log")
+
+        return rpc
+
+    return wrap
+
+
+class QueueService(qp_grpc.QueueServiceServicer):
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def engine(self) -> Engine:
+        return self.ctx.engine
+
+    @_queue_rpc(qp.EnqueueResponse)
+    async def Enqueue(self, request: qp.EnqueueRequest, principal: Principal) -> qp.EnqueueResponse:
+        principal.require_admin("enqueue jobs")
+        if not request.HasField("job"):
+            raise ValidationError("request has no job; set job.handler_name and job.payload")
+        j = request.job
+        job = await self.engine.enqueue(
+            j.handler_name,
+            j.payload,
+            source=j.source,
+            parent_job_id=j.parent_job_id,
+            retry_count=j.retry_count,
+        )
+        return qp.EnqueueResponse(success=True, job_id=job.id)
+
+    @_queue_rpc(qp.GetJobResponse)
+    async def GetJob(self, request: qp.GetJobRequest, principal: Principal) -> qp.GetJobResponse:
+        if not request.job_id:
+            raise ValidationError("job_id is empty")
+        self._check_plugin_job(principal, request.job_id)
+        job = await self.engine.get_job(request.job_id)
+        return qp.GetJobResponse(success=True, job=queue_job(job))
+
+    @_queue_rpc(qp.UpdateJobResponse)
+    async def UpdateJob(self, request: qp.UpdateJobRequest, principal: Principal) -> qp.UpdateJobResponse:
+        if not request.HasField("job") or not request.job.id:
+            raise ValidationError("request has no job id; set job.id")
+        j = request.job
+        self._check_plugin_job(principal, j.id)
+        if principal.role != PLUGIN:
+            principal.require_admin("update jobs")
+        current = await self.engine.get_job(j.id)
+        if j.status and j.status != current.status:
+            check_status(j.status)
+            if principal.role == PLUGIN:
+                raise PermissionDenied(
+                    f"plugins may not change a job's status (asked {current.status} -> {j.status}); "
+                    "return the outcome from ExecuteJob instead"
+                )
+            if j.status != CANCELLED:
+                raise ValidationError(
+                    f"UpdateJob can only cancel a job (status={CANCELLED!r}); {current.status} -> "
+                    f"{j.status} is up to the server (use OperatorService.RetryJobs to retry)"
+                )
+            await self.engine.cancel(j.id)
+            return qp.UpdateJobResponse(success=True)
+        has_progress = j.HasField("progress")
+        if has_progress or j.cost_actual:
+            current_p = (j.progress.current, j.progress.total) if has_progress else None
+            cur, total = current_p or (current.progress_current, current.progress_total)
+            await self.engine.report_progress(
+                j.id,
+                cur,
+                total,
+                cost=j.cost_actual or None,
+                plugin=principal.plugin if principal.role == PLUGIN else None,
+            )
+        return qp.UpdateJobResponse(success=True)
+
+    @_queue_rpc(qp.ListJobsResponse)
+    async def ListJobs(self, request: qp.ListJobsRequest, principal: Principal) -> qp.ListJobsResponse:
+        if principal.role == PLUGIN:
+            raise PermissionDenied("plugin tokens may not list jobs")
+        limit = request.limit if request.HasField("limit") else QUEUE_LIST_DEFAULT
+        if limit < 0:
+            raise ValidationError(f"limit must not be negative, got {limit}")
+        flt = JobFilter(statuses=(check_status(request.status),) if request.status else ())
+        found, _ = await self.engine.list_jobs(flt, min(limit or QUEUE_LIST_DEFAULT, QUEUE_LIST_MAX))
+        return qp.ListJobsResponse(success=True, jobs=[queue_job(j) for j in found])
+
+    def _check_plugin_job(self, principal: Principal, job_id: str) -> None:
+        if principal.role == PLUGIN and job_id not in self.engine.running_jobs(principal.plugin):
+            raise PermissionDenied(
+                f"job {job_id} is not running on plugin {principal.plugin!r}; "
+                "a plugin may only read and update the jobs it is running"
+            )
+
+
+# ---------------------------------------------------------------- OperatorService
+
+
+def _metadata(context: grpc.aio.ServicerContext, key: str) -> str | None:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode("utf-8", "replace")
+    return None
+
+
+def _operator_rpc(
+    mutation: str | None = None,
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Authenticate the bearer token (admin required when `mutation` names an action) and map
+    PulseErrors to gRPC status codes."""
+
+    def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def rpc(self: OperatorService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                principal = self.authorize(context, mutation)
+                return await fn(self, request, principal)
+            except PulseError as exc:
+                await context.abort(grpc.StatusCode[exc.code], exc.message)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("OperatorService.%s failed", fn.__name__)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal server error; see the server log")
+
+        return rpc
+
+    return wrap
+
+
+class OperatorService(op_grpc.OperatorServiceServicer):
+    def __init__(self, ctx: ServiceContext, heartbeat_secs: float = HEARTBEAT_SECS) -> None:
+        self.ctx = ctx
+        self.heartbeat_secs = heartbeat_secs
+
+    @property
+    def engine(self) -> Engine:
+        return self.ctx.engine
+
+    def authorize(self, context: grpc.aio.ServicerContext, mutation: str | None) -> Principal:
+        principal = self.ctx.auth.identify_bearer(_metadata(context, "authorization"))
+        if principal.role == PLUGIN:
+            raise PermissionDenied("plugin tokens may only use QueueService")
+        if mutation:
+            principal.require_admin(mutation)
+        return principal
+
+    # ---- server
+    @_operator_rpc()
+    async def GetServerInfo(self, request: op.ServerInfoRequest, principal: Principal) -> op.ServerInfo:
+        counts = await self.engine.count_jobs(JobFilter())
+        stats = self.engine.stats()
+        return op.ServerInfo(
+            version=__version__,
+            listen=self.ctx.listen,
+            store=self.ctx.store_url,
+            started_at=self.ctx.started_at,
+            read_only=not principal.is_admin,
+            node=self.engine.node,
+            counts=counts,
+            running=int(stats.get("running", 0)),
+            concurrency=int(stats.get("concurrency", 0)),
+            jobs_per_s=float(stats.get("jobs_per_s", 0.0)),
+            builtin_handlers=self._builtin_handlers(),
+        )
+
+    # ---- jobs
+    @_operator_rpc()
+    async def ListJobs(self, request: op.ListJobsRequest, principal: Principal) -> op.ListJobsResponse:
+        after = request.after_seq if request.HasField("after_seq") else None
+        found, has_more = await self.engine.list_jobs(
+            job_filter(request.filter),
+            request.limit,
+            after_seq=after,
+            oldest_first=request.oldest_first,
+            offset=request.offset,
+        )
+        routable = self.ctx.routable()
+        return op.ListJobsResponse(
+            jobs=[operator_job(j, routable) for j in found],
+            has_more=has_more,
+            next_after_seq=found[-1].seq if found else (after or 0),
+        )
+
+    @_operator_rpc()
+    async def CountJobs(self, request: op.CountJobsRequest, principal: Principal) -> op.CountJobsResponse:
+        flt = job_filter(request.filter)
+        flt.statuses = ()
+        counts = await self.engine.count_jobs(flt, request.cap)
+        cap = request.cap or 10_000
+        by_status = {s: min(int(counts.get(s, 0)), cap) for s in STATUSES}
+        return op.CountJobsResponse(
+            by_status=by_status,
+            capped=any(int(counts.get(s, 0)) > cap for s in STATUSES),
+            cap=cap,
+            total=sum(by_status.values()),
+        )
+
+    @_operator_rpc()
+    async def GetJob(self, request: op.GetJobRequest, principal: Principal) -> op.JobDetail:
+        if not request.id:
+            raise ValidationError("job id is empty")
+        return operator_detail(await self.engine.get_detail(request.id), self.ctx.routable())
+
+    async def WatchJobs(
+        self, request: op.WatchJobsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[op.JobEvent]:
+        """Stream job changes. The first event is a heartbeat sent once the watch is registered:
+        a client that fetches a snapshot after it sees that event misses nothing."""
+        try:
+            self.authorize(context, None)
+            flt = job_filter(request.filter)
+        except PulseError as exc:
+            await context.abort(grpc.StatusCode[exc.code], exc.message)
+        with self.engine.bus.watch(flt) as watcher:
+            yield op.JobEvent(kind="heartbeat", server_time=time.time())
+            while True:
+                batch, resync = await watcher.next_batch(timeout=self.heartbeat_secs)
+                now = time.time()
+                if resync:
+                    yield op.JobEvent(kind="resync", server_time=now)
+                elif not batch:
+                    yield op.JobEvent(kind="heartbeat", server_time=now)
+                routable = self.ctx.routable()
+                for job in batch:
+                    yield op.JobEvent(kind="upsert", job=operator_job(job, routable), server_time=now)
+
+    @_operator_rpc("enqueue jobs")
+    async def Enqueue(self, request: op.EnqueueRequest, principal: Principal) -> op.EnqueueResponse:
+        job = await self.engine.enqueue(
+            request.handler,
+            request.payload,
+            max_attempts=request.max_attempts,
+            timeout_secs=request.timeout_secs,
+            priority=request.priority,
+            source=request.source,
+            delay_secs=request.delay_secs,
+            parent_job_id=request.parent_job_id,
+        )
+        return op.EnqueueResponse(job=operator_job(job, self.ctx.routable()))
+
+    @_operator_rpc("cancel jobs")
+    async def CancelJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
+        return await self._bulk(request, CANCELLED, self.engine.cancel)
+
+    @_operator_rpc("retry jobs")
+    async def RetryJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
+        return await self._bulk(request, QUEUED, self.engine.retry)
+
+    async def _bulk(
+        self, sel: op.JobSelector, target: str, action: Callable[[str], Awaitable[Job]]
+    ) -> op.BulkResponse:
+        if sel.ids:
+            ids = list(dict.fromkeys(sel.ids))
+            if len(ids) > SELECT_MAX:
+                raise ValidationError(f"at most {SELECT_MAX:,} ids per request, got {len(ids):,}")
+            truncated = False
+        else:
+            if sel.limit < 0:
+                raise ValidationError(f"limit must not be negative, got {sel.limit}")
+            if sel.limit > SELECT_MAX:
+                raise ValidationError(f"limit must be at most {SELECT_MAX:,}, got {sel.limit:,}")
+            ids, truncated = await self.engine.select_ids(job_filter(sel.filter), sel.limit or SELECT_DEFAULT)
+        resp = op.BulkResponse(matched=len(ids), truncated=truncated)
+        for job_id in ids:
+            try:
+                if sel.dry_run:
+                    current = await self.engine.get_job(job_id)
+                    if target == QUEUED:
+                        jobmodel.check_operator_retry(job_id, current.status)
+                    else:
+                        jobmodel.check_transition(job_id, current.status, target)
+                else:
+                    await action(job_id)
+            except PulseError as exc:
+                resp.failures.append(op.ActionFailure(id=job_id, error=exc.message))
+            else:
+                resp.affected_ids.append(job_id)
+        return resp
+
+    # ---- plugins
+    @_operator_rpc()
+    async def ListPlugins(
+        self, request: op.ListPluginsRequest, principal: Principal
+    ) -> op.ListPluginsResponse:
+        host = self.ctx.host
+        if host is None:
+            return op.ListPluginsResponse()
+        return op.ListPluginsResponse(plugins=[self._plugin(p) for p in host.list_plugins()])
+
+    @_operator_rpc()
+    async def GetPlugin(self, request: op.GetPluginRequest, principal: Principal) -> op.Plugin:
+        return self._plugin(self._host_plugin(request.name), tail=request.tail_lines, full=True)
+
+    @_operator_rpc("reload plugins")
+    async def ReloadPlugin(
+        self, request: op.PluginNameRequest, principal: Principal
+    ) -> op.ReloadPluginResponse:
+        self._host_plugin(request.name)
+        report = await self.ctx.host.reload(request.name)
+        return op.ReloadPluginResponse(
+            plugin=self._plugin(self._host_plugin(request.name)),
+            added=list(getattr(report, "added", ())),
+            removed=list(getattr(report, "removed", ())),
+            conflicts=list(getattr(report, "conflicts", ())),
+            drained_jobs=int(getattr(report, "drained_jobs", 0)),
+        )
+
+    @_operator_rpc("enable or disable plugins")
+    async def SetPluginEnabled(self, request: op.SetPluginEnabledRequest, principal: Principal) -> op.Plugin:
+        self._host_plugin(request.name)
+        await self.ctx.host.set_enabled(request.name, request.enabled)
+        return self._plugin(self._host_plugin(request.name))
+
+    def _host_plugin(self, name: str) -> Any:
+        if not name:
+            raise ValidationError("plugin name is empty")
+        host = self.ctx.host
+        plugin = host.get_plugin(name) if host is not None else None
+        if plugin is None:
+            raise NotFound(f"no plugin named {name!r}; list them with `pulse-tui plugins list`")
+        return plugin
+
+    def _plugin(self, p: Any, *, tail: int = 0, full: bool = False) -> op.Plugin:
+        """host.PluginInfo (or anything with those attributes) -> op.Plugin."""
+        if isinstance(p, op.Plugin):
+            msg = op.Plugin()
+            msg.CopyFrom(p)
+        else:
+            msg = op.Plugin(
+                name=p.name,
+                state=getattr(p, "state", ""),
+                healthy=bool(getattr(p, "healthy", False)),
+                health_message=getattr(p, "health_message", ""),
+                version=getattr(p, "version", ""),
+                description=getattr(p, "description", ""),
+                pid=int(getattr(p, "pid", 0) or 0),
+                endpoint=getattr(p, "endpoint", ""),
+                started_at=float(getattr(p, "started_at", 0.0) or 0.0),
+                restarts=int(getattr(p, "restarts", 0)),
+                handlers=list(getattr(p, "handlers", ())),
+                last_error=getattr(p, "last_error", ""),
+                enabled=bool(getattr(p, "enabled", True)),
+                next_restart_at=float(getattr(p, "next_restart_at", 0.0) or 0.0),
+            )
+            if full:
+                lines = list(getattr(p, "output_tail", ()))
+                msg.output_tail.extend(lines[-tail:] if tail > 0 else lines)
+                for f in getattr(p, "config_schema", ()):
+                    msg.config_schema.append(
+                        f
+                        if isinstance(f, op.ConfigField)
+                        else op.ConfigField(
+                            name=f.name,
+                            type=f.type,
+                            description=f.description,
+                            default_value=f.default_value,
+                            required=f.required,
+                        )
+                    )
+        msg.running_jobs = len(self.engine.running_jobs(msg.name))
+        if not full:
+            del msg.output_tail[:]
+            del msg.config_schema[:]
+        return msg
+
+    # ---- handlers
+    @_operator_rpc()
+    async def ListHandlers(
+        self, request: op.ListHandlersRequest, principal: Principal
+    ) -> op.ListHandlersResponse:
+        counts = await self.engine.handler_counts()
+        registry = self.ctx.registry
+        if registry is not None and hasattr(registry, "handlers"):
+            infos = [self._handler(h) for h in registry.handlers()]
+        else:
+            infos = [
+                op.Handler(name=name, builtin=name in self._builtin_handlers(), explanation="built-in")
+                for name in sorted(self.ctx.routable())
+                if "/" not in name
+            ]
+        out = op.ListHandlersResponse()
+        for h in infos:
+            if request.conflicts_only and not h.conflict:
+                continue
+            c = counts.get(h.name, {})
+            h.queued, h.running, h.failed = (
+                c.get(jobmodel.QUEUED, 0),
+                c.get(jobmodel.RUNNING, 0),
+                c.get(jobmodel.FAILED, 0),
+            )
+            out.handlers.append(h)
+        return out
+
+    @staticmethod
+    def _handler(h: Any) -> op.Handler:
+        if isinstance(h, op.Handler):
+            return h
+        return op.Handler(
+            name=h.name,
+            owner=getattr(h, "owner", ""),
+            claimants=list(getattr(h, "claimants", ())),
+            conflict=getattr(h, "conflict", ""),
+            explanation=getattr(h, "explanation", ""),
+            builtin=bool(getattr(h, "builtin", False)),
+            pinned=bool(getattr(h, "pinned", False)),
+            qualified=list(getattr(h, "qualified", ())),
+        )
+
+    def _builtin_handlers(self) -> list[str]:
+        from pulse_tui.pulse.handlers import builtin_handlers
+
+        return sorted(h.name for h in builtin_handlers())
+
+    # ---- scripts (handler editor)
+    def _scripts(self) -> ScriptStore:
+        if self.ctx.scripts is None:
+            raise NotFound("handler scripts are not enabled on this server")
+        return self.ctx.scripts
+
+    def _script(self, info: ScriptInfo, *, with_code: bool) -> op.Script:
+        return op.Script(
+            name=info.name,
+            code=info.code if with_code else "",
+            version=info.version,
+            modified_at=info.modified_at,
+            handler=info.handler,
+            live=self._scripts().is_live(info.name),
+        )
+
+    @_operator_rpc()
+    async def ListScripts(
+        self, request: op.ListScriptsRequest, principal: Principal
+    ) -> op.ListScriptsResponse:
+        return op.ListScriptsResponse(
+            scripts=[self._script(i, with_code=False) for i in self._scripts().list()]
+        )
+
+    @_operator_rpc()
+    async def GetScript(self, request: op.GetScriptRequest, principal: Principal) -> op.Script:
+        return self._script(self._scripts().get(request.name), with_code=True)
+
+    @_operator_rpc("save handler scripts")
+    async def SaveScript(self, request: op.SaveScriptRequest, principal: Principal) -> op.SaveScriptResponse:
+        out = await self._scripts().save(request.name, request.code, request.base_version)
+        return op.SaveScriptResponse(
+            saved=out.saved,
+            script=self._script(out.script, with_code=True) if out.script else None,
+            error=out.error,
+            error_line=out.line,
+            error_column=out.column,
+            live=out.live,
+            reload_message=out.reload_message,
+        )
+
+    @_operator_rpc("delete handler scripts")
+    async def DeleteScript(
+        self, request: op.DeleteScriptRequest, principal: Principal
+    ) -> op.DeleteScriptResponse:
+        await self._scripts().delete(request.name, request.base_version)
+        return op.DeleteScriptResponse(deleted=True)

@@ -1,0 +1,342 @@
+"""`Plugin`: declare handlers and config fields, then `plugin.run()` serves DomainPluginService.
+
+Handshake (QNTX plugin protocol): the host starts `COMMAND --port N`; we bind 127.0.0.1:N
+(N=0 picks a free port), then print `QNTX_PLUGIN_PORT=<bound port>` on stdout and flush. The
+host calls Metadata, then Initialize with the queue endpoint, an auth token and the plugin's
+config; we answer with the handler names. Initialize may come again (a host reconnecting), so
+everything it sets up is replaced, not accumulated.
+
+Dynamic handlers: `@plugin.on_initialize` registers a function called with the config at every
+Initialize; it may return a mapping of extra handler names to handler functions, which replaces
+the previous dynamic set (this is how the bundled python plugin announces one handler per saved
+script and re-reads the directory on reload).
+
+Each ExecuteJob runs the handler in its own task so that cancellation is observable: when the
+host cancels the call (or `timeout_secs` expires) `ctx.cancelled` is set *before* the handler
+task is cancelled, which lets code running in a thread notice it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import json
+import signal
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from pulse_tui.protocol import domain_pb2, domain_pb2_grpc
+from pulse_tui.sdk.context import Context, JobError, JobTimeout, ProgressSink, rfc3339_now
+
+HandlerFn = Callable[[Context, Any], Awaitable[Any]]
+InitHook = Callable[
+    [dict[str, str]], "Mapping[str, HandlerFn] | None | Awaitable[Mapping[str, HandlerFn] | None]"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigField:
+    name: str
+    type: str = "string"
+    description: str = ""
+    default: str = ""
+    required: bool = False
+
+
+class Plugin:
+    """A plugin definition. Create one per module, decorate handlers, call `run()`."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "0.0.0",
+        description: str = "",
+        author: str = "",
+        license: str = "",
+        qntx_version: str = "",
+        progress_interval: float = 0.25,
+    ) -> None:
+        if not name or "/" in name:
+            raise ValueError(f"plugin name must be non-empty and contain no '/': {name!r}")
+        self.name = name
+        self.version = version
+        self.description = description
+        self.author = author
+        self.license = license
+        self.qntx_version = qntx_version
+        self.progress_interval = progress_interval
+        self.handlers: dict[str, HandlerFn] = {}
+        self.config_fields: dict[str, ConfigField] = {}
+        self._init_hooks: list[InitHook] = []
+
+    # ------------------------------------------------------------ declaration
+
+    def handler(self, name: str) -> Callable[[HandlerFn], HandlerFn]:
+        """Register `async def f(ctx, payload) -> result` (a plain `def` runs in a thread)."""
+        if not name or "/" in name or name != name.strip():
+            raise ValueError(f"handler name must be non-empty, without '/' or surrounding spaces: {name!r}")
+        if name in self.handlers:
+            raise ValueError(f"handler {name!r} is already registered")
+
+        def register(fn: HandlerFn) -> HandlerFn:
+            self.handlers[name] = fn
+            return fn
+
+        return register
+
+    def config(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        default: str = "",
+        type: str = "string",
+        required: bool = False,
+    ) -> None:
+        """Declare a config key (reported by ConfigSchema; `ctx.config` carries its default)."""
+        self.config_fields[name] = ConfigField(name, type, description, default, required)
+
+    def on_initialize(self, fn: InitHook) -> InitHook:
+        """Run `fn(config)` at every Initialize; a returned mapping adds dynamic handlers."""
+        self._init_hooks.append(fn)
+        return fn
+
+    # ------------------------------------------------------------ running
+
+    def run(self, argv: list[str] | None = None) -> None:
+        """Parse `--port N` (and `--host`), serve until Shutdown or SIGTERM/SIGINT."""
+        parser = argparse.ArgumentParser(prog=self.name, description=self.description or None)
+        parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = pick a free one)")
+        parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+        args = parser.parse_args(argv)
+        asyncio.run(self._main(args.host, args.port))
+
+    async def _main(self, host: str, port: int) -> None:
+        server = await self.start(host, port)
+        print(f"QNTX_PLUGIN_PORT={server.port}", flush=True)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, server.request_stop)
+        await server.wait_stopped()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> PluginServer:
+        """Start serving in the running loop (useful to embed a plugin in a test or a program)."""
+        server = PluginServer(self)
+        await server.start(host, port)
+        return server
+
+
+class PluginServer:
+    """A running gRPC server for one Plugin."""
+
+    def __init__(self, plugin: Plugin) -> None:
+        self.plugin = plugin
+        self.port = 0
+        self.servicer = _Servicer(plugin, self)
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 64 << 20),
+                ("grpc.max_send_message_length", 64 << 20),
+            ]
+        )
+        domain_pb2_grpc.add_DomainPluginServiceServicer_to_server(self.servicer, self._server)
+        self._stop = asyncio.Event()
+
+    async def start(self, host: str, port: int) -> None:
+        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"could not listen on {host}:{port}")
+        await self._server.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+        await self.stop()
+
+    async def stop(self, grace: float = 1.0) -> None:
+        self._stop.set()
+        await self._server.stop(grace)
+        await self.servicer.close()
+
+
+class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
+    def __init__(self, plugin: Plugin, server: PluginServer) -> None:
+        self.plugin = plugin
+        self.server = server
+        self.config: dict[str, str] = {f.name: f.default for f in plugin.config_fields.values()}
+        self.dynamic: dict[str, HandlerFn] = {}
+        self.sink: ProgressSink | None = None
+        self.running: set[str] = set()
+        self.executed = 0
+
+    async def close(self) -> None:
+        if self.sink is not None:
+            await self.sink.close()
+
+    def _handlers(self) -> dict[str, HandlerFn]:
+        return {**self.dynamic, **self.plugin.handlers}
+
+    async def Metadata(self, request: domain_pb2.Empty, context: Any) -> domain_pb2.MetadataResponse:
+        p = self.plugin
+        return domain_pb2.MetadataResponse(
+            name=p.name,
+            version=p.version,
+            qntx_version=p.qntx_version,
+            description=p.description,
+            author=p.author,
+            license=p.license,
+        )
+
+    async def Initialize(
+        self, request: domain_pb2.InitializeRequest, context: Any
+    ) -> domain_pb2.InitializeResponse:
+        config = {f.name: f.default for f in self.plugin.config_fields.values()}
+        config.update(request.config)
+        missing = [
+            f.name for f in self.plugin.config_fields.values() if f.required and not config.get(f.name)
+        ]
+        if missing:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"missing required config: {', '.join(missing)}"
+            )
+        dynamic: dict[str, HandlerFn] = {}
+        for hook in self.plugin._init_hooks:
+            try:
+                extra = hook(config)
+                if inspect.isawaitable(extra):
+                    extra = await extra
+            except Exception as exc:  # noqa: BLE001 - reported to the host as a failed Initialize
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"initialize failed: {exc}")
+            dynamic.update(extra or {})
+        self.config, self.dynamic = config, dynamic
+        if self.sink is not None:
+            await self.sink.close()
+        self.sink = ProgressSink(
+            request.queue_endpoint, request.auth_token, interval=self.plugin.progress_interval
+        )
+        return domain_pb2.InitializeResponse(handler_names=sorted(self._handlers()))
+
+    async def Shutdown(self, request: domain_pb2.Empty, context: Any) -> domain_pb2.Empty:
+        # Answer first; the stop runs once this call has returned.
+        asyncio.get_running_loop().call_soon(self.server.request_stop)
+        return domain_pb2.Empty()
+
+    async def Health(self, request: domain_pb2.Empty, context: Any) -> domain_pb2.HealthResponse:
+        details = {"running_jobs": str(len(self.running)), "executed": str(self.executed)}
+        if self.sink is not None:
+            details["progress_rpcs"] = str(self.sink.sent)
+            details["progress_failures"] = str(self.sink.failures)
+        return domain_pb2.HealthResponse(healthy=True, message="ok", details=details)
+
+    async def ConfigSchema(self, request: domain_pb2.Empty, context: Any) -> domain_pb2.ConfigSchemaResponse:
+        fields = {
+            f.name: domain_pb2.ConfigFieldSchema(
+                type=f.type, description=f.description, default_value=f.default, required=f.required
+            )
+            for f in self.plugin.config_fields.values()
+        }
+        return domain_pb2.ConfigSchemaResponse(fields=fields)
+
+    async def ExecuteJob(
+        self, request: domain_pb2.ExecuteJobRequest, context: Any
+    ) -> domain_pb2.ExecuteJobResponse:
+        version = self.plugin.version
+        fn = self._handlers().get(request.handler_name)
+        if fn is None:
+            known = ", ".join(sorted(self._handlers())) or "none"
+            return domain_pb2.ExecuteJobResponse(
+                success=False,
+                error=f"plugin {self.plugin.name} has no handler {request.handler_name!r} (it handles: {known})",
+                plugin_version=version,
+            )
+        try:
+            payload = json.loads(request.payload) if request.payload else {}
+        except ValueError as exc:
+            return domain_pb2.ExecuteJobResponse(
+                success=False, error=f"payload is not JSON: {exc}", plugin_version=version
+            )
+        timeout = (
+            float(request.timeout_secs)
+            if request.HasField("timeout_secs") and request.timeout_secs > 0
+            else None
+        )
+        ctx = Context(
+            job_id=request.job_id,
+            handler=request.handler_name,
+            config=dict(self.config),
+            timeout=timeout,
+            sink=self.sink,
+        )
+        self.running.add(request.job_id)
+        try:
+            error = ""
+            result = b""
+            try:
+                value = await self._run_handler(fn, ctx, payload)
+            except JobError as exc:
+                error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the job fails, the plugin stays up
+                error = _describe(exc, ctx)
+            else:
+                try:
+                    result = json.dumps(value).encode()
+                except (TypeError, ValueError) as exc:
+                    error = f"handler returned a value that is not JSON-serialisable: {exc}"
+        finally:
+            self.running.discard(request.job_id)
+            self.executed += 1
+            if self.sink is not None:
+                self.sink.forget(request.job_id)
+        return domain_pb2.ExecuteJobResponse(
+            success=not error,
+            error=error,
+            result=result,
+            progress_current=ctx.progress_current,
+            progress_total=ctx.progress_total,
+            cost_actual=ctx.cost_actual or 0.0,
+            log_entries=ctx.finish_logs(),
+            plugin_version=version,
+        )
+
+    async def _run_handler(self, fn: HandlerFn, ctx: Context, payload: Any) -> Any:
+        """Run the handler in its own task; set ctx.cancelled before cancelling it."""
+        if inspect.iscoroutinefunction(fn):
+            task = asyncio.create_task(fn(ctx, payload))
+        else:
+            task = asyncio.create_task(asyncio.to_thread(fn, ctx, payload))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=ctx.timeout)
+        except asyncio.CancelledError:  # the host cancelled the ExecuteJob call
+            ctx._cancelled = True
+            task.cancel()
+            raise
+        if not done:
+            ctx._cancelled = True
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            raise JobTimeout(f"handler {ctx.handler} exceeded the job's timeout of {ctx.timeout:g}s")
+        return task.result()
+
+
+def _describe(exc: BaseException, ctx: Context) -> str:
+    ctx.logs.append(
+        domain_pb2.JobLogEntry(
+            timestamp=rfc3339_now(),
+            level="error",
+            message="".join(traceback.format_exception(exc)).rstrip(),
+            stage="exception",
+        )
+    )
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,140 @@
+"""The `pulse-tui` command line against a real server process (commands run in-process via main())."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pulse_tui import __version__
+from pulse_tui.cli import main
+
+
+@pytest.fixture
+def cli(shared_server, monkeypatch, capsys):
+    """Run `pulse-tui ARGS --connect … --token-file …`; returns (exit code, stdout, stderr)."""
+    monkeypatch.delenv("PULSE_TOKEN", raising=False)
+    monkeypatch.setenv("PULSE_CONFIG", str(shared_server.config_path))
+
+    def run(*args: str, connect: bool = True) -> tuple[int, str, str]:
+        extra = (
+            ["--connect", shared_server.address, "--token-file", str(shared_server.token_file)]
+            if connect
+            else []
+        )
+        code = main([*args, *extra])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_enqueue_wait_then_show(cli):
+    code, out, err = cli("jobs", "enqueue", "pulse.sleep", "--payload", '{"seconds":1,"steps":4}', "--wait")
+    assert code == 0, err
+    assert "status    completed" in out and "progress  4/4" in out
+    lines = err.splitlines()
+    assert any(line.endswith("running 1/4") for line in lines) and lines[-1].endswith("completed 4/4")
+    job_id = out.split()[1]
+
+    code, out, err = cli("jobs", "show", job_id, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["id"] == job_id and doc["handler"] == "pulse.sleep" and doc["status"] == "completed"
+    assert doc["progress"] == {"current": 4, "total": 4} and doc["error"] == ""
+    assert [a["outcome"] for a in doc["attempts"]] == ["completed"]
+    assert doc["result"] == {"slept": 1.0, "steps": 4} and any("slept" in e["message"] for e in doc["logs"])
+
+
+def test_enqueue_list_cancel_retry_json(cli):
+    code, out, _ = cli("jobs", "enqueue", "pulse.noop", "--payload", "{}", "--priority", "5", "--json")
+    assert code == 0
+    job = json.loads(out)
+    assert job["status"] == "queued" and job["priority"] == 5
+
+    code, out, _ = cli(
+        "jobs",
+        "enqueue",
+        "pulse.fail",
+        "--payload",
+        '{"error":"nope"}',
+        "--max-attempts",
+        "1",
+        "--wait",
+        "--json",
+    )
+    assert code == 1
+    failed = json.loads(out)
+    assert failed["status"] == "failed" and failed["error"] == "nope"
+
+    code, out, _ = cli("jobs", "list", "--handler", "pulse.fail", "--status", "failed", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert failed["id"] in [j["id"] for j in listed["jobs"]]
+    assert all(j["status"] == "failed" for j in listed["jobs"])
+
+    code, out, err = cli("jobs", "retry", failed["id"], "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"affected": [failed["id"]], "failures": []}
+
+    code, out, err = cli("jobs", "cancel", "nope-1", "nope-2")
+    assert code == 1 and err.count("error: no job with id") == 2
+
+    code, out, err = cli("jobs", "list")
+    assert code == 0 and out.startswith("ID") and "HANDLER" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["jobs", "enqueue", "pulse.slep"],
+            "error: unknown handler 'pulse.slep'; did you mean 'pulse.sleep'",
+        ),
+        (["jobs", "enqueue", "pulse.noop", "--payload", "{x"], "error: --payload is not JSON"),
+        (["jobs", "enqueue", "pulse.noop", "--timeout", "-1"], "error: timeout must not be negative"),
+        (["jobs", "show", "nope"], "error: no job with id 'nope'"),
+        (["jobs", "list", "--status", "done"], "error: unknown status 'done'"),
+        (["jobs", "list", "--limit", "-3"], "error: --limit must be between 1 and 1000"),
+        (["plugins", "reload", "demo"], "error: no plugin named 'demo'"),
+    ],
+)
+def test_errors_are_one_line(cli, args, message):
+    code, out, err = cli(*args)
+    assert code != 0 and out == ""
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_tokens_and_connection(cli, shared_server, monkeypatch, tmp_path):
+    addr = ["--connect", shared_server.address]
+    monkeypatch.setenv("PULSE_TOKEN", shared_server.token)
+    code, out, _ = cli("jobs", "list", "--limit", "1", *addr, connect=False)
+    assert code == 0
+    monkeypatch.setenv("PULSE_TOKEN", "0" * 64)
+    code, _, err = cli("jobs", "list", *addr, connect=False)
+    assert code == 1 and err.startswith("error: token rejected")
+    monkeypatch.delenv("PULSE_TOKEN")
+    ro = str(shared_server.data_dir / "token.readonly")
+    code, _, err = cli("jobs", "enqueue", "pulse.noop", *addr, "--token-file", ro, connect=False)
+    assert code == 1 and "read-only" in err
+    empty = tmp_path / "empty.toml"
+    empty.write_text(f'[server]\ndata_dir = "{tmp_path / "nothing"}"\n')
+    code, _, err = cli("jobs", "list", *addr, "--config", str(empty), connect=False)
+    assert code == 1 and err.startswith("error: no token: pass --token-file")
+    code, _, err = cli("jobs", "list", "--connect", "127.0.0.1:1", "--token-file", ro, connect=False)
+    assert code == 1 and err.startswith("error: server at 127.0.0.1:1 is not reachable")
+
+
+def test_handlers_plugins_config_version(cli, capsys):
+    code, out, _ = cli("handlers", "list", "--json")
+    names = {h["name"] for h in json.loads(out)["handlers"]}
+    assert code == 0 and {"pulse.noop", "pulse.sleep", "pulse.fail"} <= names
+    code, out, _ = cli("handlers", "list", "--conflicts")
+    assert code == 0 and out.strip() == "no handlers"
+    code, out, _ = cli("plugins", "list", "--json")
+    assert code == 0 and json.loads(out) == {"plugins": []}
+    code, out, _ = cli("config", "--print-default", connect=False)
+    assert code == 0 and "[server]" in out and "listen" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and __version__ in capsys.readouterr().out

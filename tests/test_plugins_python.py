@@ -1,0 +1,107 @@
+"""The bundled python plugin: scripts in child processes, dynamic python.<name> handlers."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import grpc
+import pytest
+from plugins.harness import module, plugin_process
+
+from pulse_tui.protocol import domain_pb2, domain_pb2_grpc
+
+
+@pytest.fixture
+async def py(tmp_path):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "hello.py").write_text("def run(payload, ctx):\n    return {'hello': payload.get('name')}\n")
+    async with plugin_process(module("pulse_tui.plugins.python")) as (proc, port):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = domain_pb2_grpc.DomainPluginServiceStub(channel)
+            init = await stub.Initialize(domain_pb2.InitializeRequest(config={"scripts_dir": str(scripts)}))
+            yield stub, init, scripts
+
+
+def run_code(code: str, args: object = None, timeout: int | None = None) -> domain_pb2.ExecuteJobRequest:
+    payload = {"code": textwrap.dedent(code), "args": args or {}}
+    req = domain_pb2.ExecuteJobRequest(
+        job_id="j", handler_name="python.script", payload=json.dumps(payload).encode()
+    )
+    if timeout:
+        req.timeout_secs = timeout
+    return req
+
+
+async def test_script_result_progress_logs_and_output(py):
+    stub, init, _ = py
+    assert set(init.handler_names) == {"python.script", "python.hello"}
+    resp = await stub.ExecuteJob(
+        run_code(
+            """
+            def run(payload, ctx):
+                for i in range(3):
+                    ctx.progress(i + 1, 3)
+                ctx.log("warn", "careful", stage="s1")
+                print("printed line")
+                return {"sum": payload["a"] + payload["b"]}
+            """,
+            {"a": 2, "b": 3},
+        )
+    )
+    assert resp.success, resp.error
+    assert json.loads(resp.result) == {"sum": 5}
+    assert (resp.progress_current, resp.progress_total) == (3, 3)
+    entries = [(e.level, e.message, e.stage) for e in resp.log_entries]
+    assert ("warn", "careful", "s1") in entries and ("info", "printed line", "output") in entries
+
+
+async def test_async_script(py):
+    stub, *_ = py
+    resp = await stub.ExecuteJob(
+        run_code(
+            """
+            import asyncio
+            async def run(payload, ctx):
+                await asyncio.sleep(0.01)
+                return "async ok"
+            """
+        )
+    )
+    assert resp.success and json.loads(resp.result) == "async ok"
+
+
+async def test_raising_script_fails_with_traceback(py):
+    stub, *_ = py
+    resp = await stub.ExecuteJob(run_code("def run(payload, ctx):\n    return 1 / 0\n"))
+    assert not resp.success and resp.error == "ZeroDivisionError: division by zero"
+    tb = [e.message for e in resp.log_entries if e.stage == "exception"]
+    assert tb and "Traceback" in tb[0] and "line 2" in tb[0]
+    resp = await stub.ExecuteJob(run_code("x = 1\n"))
+    assert not resp.success and "defines no run" in resp.error
+    resp = await stub.ExecuteJob(run_code("def run(:\n"))
+    assert not resp.success and resp.error.startswith("SyntaxError")
+
+
+async def test_timeout_kills_script_and_plugin_stays_healthy(py):
+    stub, *_ = py
+    resp = await stub.ExecuteJob(run_code("import time\ndef run(p, ctx):\n    time.sleep(60)\n", timeout=1))
+    assert not resp.success and resp.error.startswith("timeout:"), resp.error
+    assert (await stub.Health(domain_pb2.Empty())).healthy
+    assert (await stub.ExecuteJob(run_code("def run(p, ctx):\n    return 7\n"))).success
+
+
+async def test_scripts_dir_reread_at_initialize(py):
+    stub, _, scripts = py
+    resp = await stub.ExecuteJob(
+        domain_pb2.ExecuteJobRequest(job_id="h", handler_name="python.hello", payload=b'{"name": "ann"}')
+    )
+    assert resp.success and json.loads(resp.result) == {"hello": "ann"}
+    (scripts / "added.py").write_text("def run(payload, ctx):\n    return 'added'\n")
+    (scripts / "_private.py").write_text("")
+    (scripts / "bad name.py").write_text("")
+    init = await stub.Initialize(domain_pb2.InitializeRequest(config={"scripts_dir": str(scripts)}))
+    assert set(init.handler_names) == {"python.script", "python.hello", "python.added"}
+    resp = await stub.ExecuteJob(domain_pb2.ExecuteJobRequest(job_id="a", handler_name="python.added"))
+    assert resp.success and json.loads(resp.result) == "added"

@@ -1,0 +1,173 @@
+"""`pulse-tui serve` as a process: start-up errors, graceful stop on SIGTERM, restart."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+
+import grpc
+
+from pulse_tui.protocol import operator_pb2 as op
+from pulse_tui.protocol import operator_pb2_grpc as op_grpc
+
+
+def serve(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pulse_tui", "serve", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_port_in_use_exits_2(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        r = serve(
+            "--config",
+            str(_empty_config(tmp_path)),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(tmp_path / "d"),
+        )
+    assert r.returncode == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}" in r.stderr and "--listen" in r.stderr
+
+
+def test_data_dir_not_writable_exits_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = serve(
+        "--config",
+        str(_empty_config(tmp_path)),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(blocker / "sub"),
+    )
+    assert r.returncode == 2 and "error: data dir" in r.stderr and "not writable" in r.stderr
+
+
+def test_non_loopback_needs_tls_or_insecure(tmp_path):
+    r = serve(
+        "--config", str(_empty_config(tmp_path)), "--listen", "0.0.0.0:0", "--data-dir", str(tmp_path / "d")
+    )
+    assert r.returncode == 2
+    assert "refusing to listen on non-loopback address 0.0.0.0:0 without TLS" in r.stderr
+    assert "--insecure" in r.stderr
+
+
+def test_bad_listen_and_config(tmp_path):
+    r = serve(
+        "--config", str(_empty_config(tmp_path)), "--listen", "nowhere", "--data-dir", str(tmp_path / "d")
+    )
+    assert r.returncode == 2 and "must be HOST:PORT" in r.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nconcurrency = 'lots'\n")
+    r = serve("--config", str(bad), "--listen", "127.0.0.1:0")
+    assert r.returncode == 2 and "error:" in r.stderr and "concurrency" in r.stderr
+
+
+def test_sigterm_drains_and_requeues(server_factory):
+    """Short job finishes within the grace period; a long one is re-queued (not failed) and runs
+    again after a restart on the same data dir."""
+    srv = server_factory(extra_args=["--grace", "1.5"])
+    with grpc.insecure_channel(srv.address) as ch:
+        ops = op_grpc.OperatorServiceStub(ch)
+        md = srv.metadata
+        watch = ops.WatchJobs(op.WatchJobsRequest(), metadata=md)
+        assert next(watch).kind == "heartbeat"
+        short = ops.Enqueue(
+            op.EnqueueRequest(handler="pulse.sleep", payload=b'{"seconds": 0.5}'), metadata=md
+        ).job
+        long = ops.Enqueue(
+            op.EnqueueRequest(handler="pulse.sleep", payload=b'{"seconds": 30}'), metadata=md
+        ).job
+        running: set[str] = set()
+        for event in watch:
+            if event.kind == "upsert" and event.job.status == "running":
+                running.add(event.job.id)
+            if running == {short.id, long.id}:
+                break
+        watch.cancel()
+    srv.process.proc.send_signal(signal.SIGTERM)
+    assert srv.process.proc.wait(20) == 0, srv.output()
+    assert "pulse: stopped" in srv.output()
+
+    srv.restart()  # same data dir and config
+    again = srv
+    try:
+        with grpc.insecure_channel(again.address) as ch:
+            ops = op_grpc.OperatorServiceStub(ch)
+            d_short = ops.GetJob(op.GetJobRequest(id=short.id), metadata=again.metadata)
+            assert d_short.job.status == "completed"
+            d_long = ops.GetJob(op.GetJobRequest(id=long.id), metadata=again.metadata)
+            assert d_long.job.status in ("queued", "running")
+            assert d_long.attempts[0].outcome == "interrupted"
+            r = ops.CancelJobs(op.JobSelector(ids=[long.id]), metadata=again.metadata)
+            assert list(r.affected_ids) == [long.id]
+    finally:
+        assert again.stop() == 0
+
+
+def _empty_config(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text(f"[server]\ndata_dir = {json.dumps(str(tmp_path / 'd'))}\n")
+    return path
+
+
+DEMO_AND_IMPORTER = """
+[[plugins]]
+name = "demo"
+command = ["{python}", "-m", "pulse_tui.plugins.demo"]
+
+[[plugins]]
+name = "importer"
+command = ["{python}", "-m", "pulse_tui.plugins.importer"]
+"""
+
+
+def test_plugins_through_operator_service(server_factory):
+    """Plugins started by the server: listed, their handlers (with conflicts) routed, jobs run
+    through them with progress reported over QueueService.UpdateJob, reload works."""
+    srv = server_factory(DEMO_AND_IMPORTER)
+    md = srv.metadata
+    with grpc.insecure_channel(srv.address) as ch:
+        ops = op_grpc.OperatorServiceStub(ch)
+        plugins = {p.name: p for p in ops.ListPlugins(op.ListPluginsRequest(), metadata=md).plugins}
+        assert set(plugins) == {"demo", "importer"}
+        assert plugins["demo"].state == "ready" and "demo.sleep" in plugins["demo"].handlers
+        conflicts = {
+            h.name: h
+            for h in ops.ListHandlers(op.ListHandlersRequest(conflicts_only=True), metadata=md).handlers
+        }
+        assert conflicts["data.import"].conflict == "exact" and conflicts["data.import"].owner == "demo"
+
+        watch = ops.WatchJobs(op.WatchJobsRequest(), metadata=md)
+        assert next(watch).kind == "heartbeat"
+        job = ops.Enqueue(
+            op.EnqueueRequest(handler="demo.sleep", payload=b'{"seconds": 0.8, "steps": 4}'), metadata=md
+        ).job
+        running_progress = set()
+        for event in watch:
+            if event.kind != "upsert" or event.job.id != job.id:
+                continue
+            if event.job.status == "running":
+                running_progress.add(event.job.progress_current)
+            if event.job.status in ("completed", "failed"):
+                break
+        watch.cancel()
+        assert running_progress - {0}, "no progress arrived from the plugin while the job ran"
+        detail = ops.GetJob(op.GetJobRequest(id=job.id), metadata=md)
+        assert detail.job.status == "completed", detail.job.error
+        assert detail.job.plugin == "demo" and detail.attempts[0].plugin == "demo"
+
+        reloaded = ops.ReloadPlugin(op.PluginNameRequest(name="demo"), metadata=md)
+        assert reloaded.plugin.state == "ready" and not reloaded.removed
+        assert "data.import" in reloaded.conflicts
+        one = ops.GetPlugin(op.GetPluginRequest(name="demo", tail_lines=5), metadata=md)
+        assert one.name == "demo" and len(one.output_tail) <= 5
+    assert srv.stop() == 0
