@@ -377,3 +377,21 @@ async def test_keyset_pagination_and_counts(make_engine):
     counts = await engine.count_jobs(JobFilter(), cap=5)
     assert sum(counts.values()) <= 6 * 6
     assert max(counts.values()) == 6  # capped at cap+1 ("5+")
+
+
+class SelfCancelling:
+    """Raises CancelledError on its own (as a closed gRPC channel can) without being cancelled."""
+
+    name = "t.selfcancel"
+    plugin = ""
+
+    async def run(self, ctx):
+        raise asyncio.CancelledError()
+
+
+async def test_handler_raising_cancelled_error_fails_not_stuck(make_engine):
+    engine = await make_engine(SelfCancelling())
+    job = await engine.enqueue("t.selfcancel", b"{}", max_attempts=1)
+    done = await wait_status(engine, job.id, {J.FAILED})
+    assert "cancelled unexpectedly" in done.error
+    assert engine.running_jobs() == []

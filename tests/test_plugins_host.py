@@ -287,3 +287,38 @@ def test_token_never_in_plugin_env(monkeypatch):
     monkeypatch.setenv("PULSE_CONFIG", "x")
     env = plugin_env({"A": "1"})
     assert "PULSE_ADMIN_TOKEN" not in env and env["PULSE_CONFIG"] == "x" and env["A"] == "1"
+
+
+async def test_job_cut_off_by_disable_fails_as_unavailable_not_cancelled(make_host, tmp_path):
+    """Closing an instance under a running call must look like a lost plugin to the engine
+    (retryable), never like a cancellation of the job's task."""
+    h = await make_host(plugin("testplug", script("sdkplugin.py")), grace_secs=0.1)
+    marker = tmp_path / "m"
+    task = asyncio.create_task(h.run("t.wait", {"marker": str(marker)}))
+    await wait_until(lambda: marker.exists() and marker.read_text() == "started")
+    await h.host.set_enabled("testplug", False)
+    with pytest.raises(HandlerError) as info:
+        await task
+    assert info.value.outcome == jobs.OUTCOME_UNAVAILABLE and info.value.retryable
+
+
+async def test_demo_toml_shows_conflicts_out_of_the_box():
+    from pathlib import Path
+
+    from pulse_tui.config import load_file
+
+    config = load_file(Path(__file__).resolve().parent.parent / "examples" / "demo.toml")
+    registry = Registry([p.name for p in config.plugins], config.handlers)
+    host = PluginHost(config, registry)
+    await host.start()
+    try:
+        assert [s.state for s in host.list()] == [READY, READY, READY]
+        conflicts = {i.name: (i.conflict, i.claimants) for i in registry.handlers() if i.conflict}
+        assert conflicts == {
+            "data.import": ("exact", ("demo", "importer")),
+            "data.batch-import": ("near", ("demo",)),
+            "data.batch_import": ("near", ("importer",)),
+        }
+        assert "python.hello" in registry.routable()
+    finally:
+        await host.stop()

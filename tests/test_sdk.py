@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -150,3 +152,15 @@ def test_declaration_errors():
         p.handler("p/q")
     with pytest.raises(ValueError):
         Plugin("bad/name")
+
+
+async def test_example_plugin_runs(tmp_path):
+    example = Path(__file__).resolve().parent.parent / "examples" / "greeter_plugin.py"
+    async with plugin_process([sys.executable, str(example)]) as (_, port):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = domain_pb2_grpc.DomainPluginServiceStub(channel)
+            init = await stub.Initialize(domain_pb2.InitializeRequest(config={"greeting": "hey"}))
+            assert list(init.handler_names) == ["greeter.hello"]
+            resp = await stub.ExecuteJob(request("greeter.hello", {"names": ["a", "b"]}))
+            assert json.loads(resp.result) == {"greetings": ["hey, a", "hey, b"]}
+            assert (resp.progress_current, resp.progress_total) == (2, 2)

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import replace
 
-from pulse_tui.pulse.errors import NotFound, PermissionDenied, Precondition, ValidationError
+from pulse_tui.pulse.errors import NotFound, PermissionDenied, Precondition, Unavailable, ValidationError
 from pulse_tui.pulse.events import EventBus
 from pulse_tui.pulse.handlers import Handler, HandlerError, HandlerResult, JobContext, Router
 from pulse_tui.pulse.jobs import (
@@ -59,6 +59,7 @@ MAX_LIST_LIMIT = 1000
 MAX_SELECT_LIMIT = 100_000
 MAX_ATTEMPTS_LIMIT = 100
 MAX_LOGS_PER_ATTEMPT = 2000
+REMOTE_CANCEL_WAIT = 10.0  # seconds a cancel waits for the node running the job
 
 
 class _Run:
@@ -102,7 +103,7 @@ class Engine:
             raise ValidationError("concurrency must be at least 1")
         self.store = store
         self.router = router
-        self.node = node
+        self.node = node or store.node  # multi-node: the store names this node when not configured
         self.concurrency = concurrency
         self.handler_limits = dict(handler_limits or {})
         self.default_timeout = default_timeout
@@ -138,6 +139,11 @@ class Engine:
         self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="pulse-dispatcher"))
         if self.retention_secs:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="pulse-retention"))
+        # multi-node (shared stores, e.g. PostgreSQL; no-ops on SQLite): hear other nodes, keep leases
+        await self.store.listen(self._on_remote)
+        lease = getattr(self.store, "lease_secs", None)
+        if lease:
+            self._tasks.append(asyncio.create_task(self._lease_loop(float(lease)), name="pulse-lease"))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; give running jobs `grace` seconds; re-queue the rest as interrupted."""
@@ -390,7 +396,7 @@ class Engine:
             if run is None:
                 current = await self.get_job(job_id)
                 if current.status == RUNNING:
-                    raise Precondition(f"job {job_id} is running on node {current.node or '?'}, not this one")
+                    return await self._cancel_remote(current)
                 check_transition(job_id, current.status, CANCELLED)
                 raise Precondition(f"job {job_id} could not be cancelled")
         if run.cancel_reason is None:
@@ -444,6 +450,71 @@ class Engine:
             if cost < 0 or cost != cost:
                 raise ValidationError("cost must be a non-negative number")
             run.job.cost_actual = cost
+
+    # ------------------------------------------------------------ multi-node (begin)
+    # Shared stores (PostgreSQL) let several nodes serve one queue. The store tells this engine
+    # about other nodes' changes (`listen`), the engine keeps its leases alive (`heartbeat`, which
+    # also re-queues the jobs of nodes whose leases expired) and cancels jobs other nodes asked it
+    # to cancel (`cancel_requests`). On single-node stores these calls are no-ops.
+    async def _on_remote(self, jobs: list[Job]) -> None:
+        """Jobs another node changed (or re-queued after a lease expired)."""
+        self.bus.publish_many(jobs)
+        if self._stopping:
+            return
+        now = time.time()
+        for job in jobs:
+            if job.status == QUEUED:
+                if job.run_at > now:
+                    self._note_due(job.run_at)
+                else:
+                    self._kick()
+        await self._cancel_requested()
+
+    async def _cancel_requested(self) -> None:
+        for job_id in await self.store.cancel_requests():
+            run = self._running.get(job_id)
+            if run is not None and run.cancel_reason is None and run.task is not None:
+                run.cancel_reason = "operator"
+                run.task.cancel()
+
+    async def _lease_loop(self, lease: float) -> None:
+        while True:
+            await asyncio.sleep(lease / 3)  # the heartbeat period
+            try:
+                await self.store.heartbeat(time.time())
+                await self._cancel_requested()
+            except Exception:
+                log.exception("renewing the leases of running jobs failed")
+            self._kick()  # a missed NOTIFY costs at most one heartbeat period of latency
+
+    async def _cancel_remote(self, job: Job) -> Job:
+        """Cancel a job running on another node: ask that node, wait until it stopped the job."""
+        request = getattr(self.store, "request_cancel", None)
+        if request is None:
+            raise Precondition(f"job {job.id} is running on node {job.node or '?'}, not this one")
+        with self.bus.watch() as watcher:
+            node = await request(job.id)
+            if node is None:  # it ended (or was re-queued) meanwhile
+                return await self.cancel(job.id)
+            deadline = time.monotonic() + REMOTE_CANCEL_WAIT
+            current = await self.get_job(job.id)
+            while current.status == RUNNING:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Unavailable(
+                        f"asked node {node} to cancel job {job.id} but it has not confirmed within "
+                        f"{REMOTE_CANCEL_WAIT:g}s; the job is cancelled when that node sees the request "
+                        "or, if the node is down, when its lease expires"
+                    )
+                batch, resync = await watcher.next_batch(timeout=left)
+                if resync:
+                    current = await self.get_job(job.id)
+                for j in batch:
+                    if j.id == job.id:
+                        current = j
+        return await self.get_job(job.id)
+
+    # ------------------------------------------------------------ multi-node (end)
 
     def routes_changed(self) -> None:
         self._due_unknown = True
@@ -564,12 +635,19 @@ class Engine:
         except HandlerError as exc:
             outcome, error, retryable, res = exc.outcome, exc.message, exc.retryable, exc.result
         except asyncio.CancelledError:
-            if run.cancel_reason is None:
+            task = asyncio.current_task()
+            assert task is not None
+            if run.cancel_reason is None and task.cancelling():
                 raise  # the loop is going away; recovery re-queues the job at next start
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            if run.cancel_reason == "operator":
+            if run.cancel_reason is None:
+                # the handler raised CancelledError on its own (e.g. a closed channel): a failure,
+                # never a job stuck in `running`
+                outcome, error = OUTCOME_FAILED, "handler was cancelled unexpectedly (CancelledError)"
+            elif run.cancel_reason == "operator":
+                task.uncancel()
                 outcome, error = OUTCOME_CANCELLED, "cancelled by operator"
             else:
+                task.uncancel()
                 outcome, error = OUTCOME_INTERRUPTED, "server shutting down; re-queued"
         except Exception as exc:  # a handler bug must not take the engine down
             log.exception("handler %s raised on job %s", job.handler, job.id)

@@ -124,6 +124,7 @@ def plugin_env(extra: dict[str, str]) -> dict[str, str]:
     """The environment a plugin process gets: ours minus any token, plus its `env` table."""
     env = {k: v for k, v in os.environ.items() if not (k.startswith("PULSE_") and "TOKEN" in k)}
     env["PYTHONUNBUFFERED"] = "1"
+    env["PULSE_HOST_PID"] = str(os.getpid())  # SDK plugins exit when this process dies (even SIGKILL)
     env.update(extra)
     return env
 
@@ -331,9 +332,10 @@ class _Instance:
             if not self.in_flight:
                 self._idle.set()
 
-    async def drain(self, grace: float) -> int:
-        """Wait (at most `grace` s) for the calls in flight now; return how many finished."""
-        pending = set(self.in_flight)
+    async def drain(self, grace: float, pending: set[str] | None = None) -> int:
+        """Wait (at most `grace` s) for the calls in flight; return how many of `pending` (default:
+        those in flight now) finished on this instance."""
+        pending = set(self.in_flight) if pending is None else pending
         await _wait_event(self._idle, grace)
         return len(pending - self.in_flight)
 
@@ -674,6 +676,7 @@ class PluginHost:
             raise Precondition(f"plugin {name} is disabled; enable it before reloading")
         async with plugin.lock:
             old = plugin.current if plugin._has_live_instance() else None
+            in_flight_at_start = set(old.in_flight) if old is not None else set()
             before = set(self.registry.plugin_handlers(name))
             try:
                 new = await plugin.launch()
@@ -684,7 +687,9 @@ class PluginHost:
             diff = await plugin.adopt(new)
         drained = 0
         if old is not None:
-            drained = await old.drain(self.grace_secs)
+            # jobs in flight when the reload began count as drained whether they finished while the
+            # new instance started or after the swap: either way they finished on the old one
+            drained = await old.drain(self.grace_secs, in_flight_at_start | old.in_flight)
             await old.close(self.stop_timeout)
         after = set(self.registry.plugin_handlers(name))
         return ReloadResult(

@@ -14,7 +14,9 @@ Outcome mapping:
                              or went away mid-call
   DEADLINE_EXCEEDED       -> HandlerError(outcome=timeout)
   asyncio cancellation    -> propagates; grpc.aio cancels the in-flight call, and the plugin
-                             sees its ExecuteJob cancelled.
+                             sees its ExecuteJob cancelled. A CancelledError that grpc.aio raises
+                             because the channel was closed under the call (our task was not
+                             cancelled) is a lost plugin: plugin_unavailable, retryable.
 
 Calls in flight per plugin are bounded by a semaphore shared by that plugin's handlers:
 thousands of simultaneous unary calls on one channel come back CANCELLED (FIELD-NOTES).
@@ -85,6 +87,17 @@ class PluginProxyHandler:
                 resp = await stub.ExecuteJob(request, timeout=deadline)
             except grpc.aio.AioRpcError as exc:
                 raise self._rpc_error(exc, ctx) from None
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the engine cancelled the job (operator cancel / timeout / shutdown)
+                # Nobody cancelled us: grpc.aio reports a call cut off by closing its channel (the
+                # host closing a dead or drained instance) as CancelledError. That is a lost plugin.
+                raise HandlerError(
+                    f"plugin {self.plugin} went away while the job ran (connection closed); the job will be retried",
+                    outcome=jobs.OUTCOME_UNAVAILABLE,
+                    retryable=True,
+                ) from None
         result = self._convert(resp, ctx)
         if resp.success:
             return result

@@ -196,7 +196,12 @@ class PulseServer:
         )
         ctx.scripts = self.scripts = self._make_scripts()
         self._add_services(self._grpc, ctx)
-        await self.engine.start()
+        try:
+            await self.engine.start()  # recovery writes to the store
+        except PulseError:
+            raise
+        except Exception as exc:
+            raise ServerError(f"cannot recover jobs in the store {_redact(s.store_url)}: {exc}") from None
         await self._grpc.start()
         self.host = await self._start_plugin_host()
         ctx.host = self.host

@@ -23,7 +23,9 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
 import signal
+import sys
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -125,6 +127,8 @@ class Plugin:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, server.request_stop)
+        if not _exit_with_host():
+            server.request_stop()  # the host that started us is already gone
         await server.wait_stopped()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> PluginServer:
@@ -132,6 +136,21 @@ class Plugin:
         server = PluginServer(self)
         await server.start(host, port)
         return server
+
+
+def _exit_with_host() -> bool:
+    """When started by a Pulse host (PULSE_HOST_PID), get SIGTERM if that process dies, even by
+    SIGKILL (Linux PR_SET_PDEATHSIG), so a crashed server leaves no orphaned plugins. Returns
+    False when the host is already gone."""
+    host = os.environ.get("PULSE_HOST_PID", "")
+    if not host.isdigit():
+        return True
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    return os.getppid() == int(host)
 
 
 class PluginServer:

@@ -192,6 +192,8 @@ class SQLiteStore(Store):
             raise Unavailable(f"data directory {d} does not exist")
         if not os.access(d, os.W_OK):
             raise Unavailable(f"data directory {d} is not writable")
+        if os.path.exists(self.path) and not os.access(self.path, os.R_OK | os.W_OK):
+            raise Unavailable(f"database {self.path} is not writable; fix its permissions (chmod u+rw)")
         try:
             conn = self._connect()
             version = conn.execute("PRAGMA user_version").fetchone()[0]
