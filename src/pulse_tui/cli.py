@@ -52,13 +52,13 @@ class CliError(Exception):
 # ---------------------------------------------------------------- config
 
 
-def load_config(path: str | None) -> Config:
+def load_config(path: str | None, data_dir: str | None = None) -> Config:
     """pulse.toml from `path`, $PULSE_CONFIG or the user config dir; built-in defaults otherwise."""
     from pulse_tui.config import ConfigError
     from pulse_tui.config import load_config as load
 
     try:
-        return load(path)
+        return load(path, data_dir=data_dir)
     except ConfigError as exc:
         raise CliError(str(exc), 2) from None
 
@@ -206,7 +206,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    config = load_config(getattr(args, "config", None))
+    config = load_config(getattr(args, "config", None), data_dir=args.data_dir or None)
     settings = ServerSettings.from_config(config)
     if args.listen:
         settings.listen = args.listen

@@ -186,37 +186,41 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
-    """`find_config` then parse; no file means the built-in defaults."""
+def load_config(explicit: str | os.PathLike[str] | None = None, *, data_dir: str | None = None) -> Config:
+    """`find_config` then parse; no file means the built-in defaults. `data_dir` (e.g. from
+    `serve --data-dir`) overrides `[server] data_dir` before `{data_dir}` placeholders expand."""
     path = find_config(explicit)
     if path is None:
-        return parse_config(default_config_text(), file="<defaults>", base_dir=Path.cwd())
-    return load_file(path)
+        return parse_config(default_config_text(), file="<defaults>", base_dir=Path.cwd(), data_dir=data_dir)
+    return load_file(path, data_dir=data_dir)
 
 
-def load_file(path: str | os.PathLike[str]) -> Config:
+def load_file(path: str | os.PathLike[str], *, data_dir: str | None = None) -> Config:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror}", file=str(path)) from None
-    config = parse_config(text, file=str(path), base_dir=path.resolve().parent)
+    config = parse_config(text, file=str(path), base_dir=path.resolve().parent, data_dir=data_dir)
     config.path = path
     return config
 
 
-def parse_config(text: str, *, file: str = "<string>", base_dir: Path | None = None) -> Config:
+def parse_config(
+    text: str, *, file: str = "<string>", base_dir: Path | None = None, data_dir: str | None = None
+) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError(f"invalid TOML: {msg}", file=file, line=int(m.group(1)) if m else 0) from None
-    return _Parser(text, file, base_dir or Path.cwd()).parse(data)
+    return _Parser(text, file, base_dir or Path.cwd(), data_dir).parse(data)
 
 
 class _Parser:
-    def __init__(self, text: str, file: str, base_dir: Path) -> None:
+    def __init__(self, text: str, file: str, base_dir: Path, data_dir: str | None = None) -> None:
+        self.data_dir_override = data_dir
         self.file = file
         self.base_dir = base_dir
         self.locate = _Locator(text)
@@ -227,6 +231,8 @@ class _Parser:
     def parse(self, data: dict[str, Any]) -> Config:
         self._known(data, (), ("server", "plugins", "handlers", "handler_limits", "tui"))
         server = self._server(self._table(data, ("server",)))
+        if self.data_dir_override:
+            server.data_dir = str(Path(self.data_dir_override).expanduser())
         plugins = self._plugins(data.get("plugins", []), server)
         names = [p.name for p in plugins]
         pins = self._string_map(self._table(data, ("handlers",)), ("handlers",))
