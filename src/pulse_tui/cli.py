@@ -114,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pulse-tui {__version__}")
     parser.add_argument("--read-only", action="store_true", help="TUI: use the read-only token")
-    parser.add_argument("--no-demo", action="store_true", help="TUI: do not start the bundled demo plugins")
+    parser.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="TUI: do not enqueue the demo jobs on an embedded server's first start",
+    )
     parser.add_argument(
         "--keep-server", action="store_true", help="TUI: leave the embedded server running on exit"
     )
@@ -711,6 +715,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- TUI
 
 
+EMBEDDED_GRACE_SECS = 2.0
+
+
 def run_tui(args: argparse.Namespace) -> int:
     """Start the TUI. Without --connect and with nothing answering at the configured address,
     start an embedded `pulse-tui serve` child first and stop it on exit (unless --keep-server)."""
@@ -731,6 +738,14 @@ def run_tui(args: argparse.Namespace) -> int:
             token = resolve_token(args, config, read_only=args.read_only)
         except CliError:
             token = ""  # a bare plugin endpoint needs none; a server will say the token is missing
+        if child is not None and not args.no_demo:
+            from pulse_tui.demo import seed_demo
+
+            admin = resolve_token(args, config)
+            try:
+                seed_demo(address, admin, Path(config.server.data_dir).expanduser())
+            except Exception as exc:  # noqa: BLE001 — the console still starts; the server log says more
+                print(f"pulse-tui: could not enqueue the demo jobs: {exc}", file=sys.stderr)
         app = PulseApp(
             address=address,
             token=token,
@@ -762,7 +777,8 @@ def _answers(address: str, timeout: float = 1.0) -> bool:
 def _start_embedded(args: argparse.Namespace, config: Config) -> ServerProcess:
     data_dir = Path(config.server.data_dir).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    serve_args: list[str] = []
+    # the console is waiting on quit: running jobs get 2 s, then are re-queued (kept, not lost)
+    serve_args: list[str] = ["--grace", str(EMBEDDED_GRACE_SECS)]
     if getattr(args, "config", None):
         serve_args += ["--config", args.config]
     child = ServerProcess(serve_args, log_path=data_dir / "server.log")

@@ -1,0 +1,324 @@
+"""Screenshots of every console screen against a real `pulse-tui serve` with stable data.
+
+    python -m scripts.screenshots            # writes screenshots/*.svg and *.png
+
+A real server (demo + importer plugins, so the handlers screen shows a conflict) is started in a
+temp dir and filled with a fixed set of jobs. The console talks to it through ``StableClient``,
+which only rewrites what differs between runs — job ids, timestamps, pids, ports — so the pictures
+(and the snapshot tests in tests/test_tui_snapshots.py, which reuse this module) are reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pulse_tui.app import PulseApp
+from pulse_tui.client import PulseClient, job_filter
+from pulse_tui.protocol import operator_pb2
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "screenshots"
+T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC).timestamp()
+NOW = T0 + 3600.0
+SHOWN_ADDRESS = "127.0.0.1:7878"
+
+PLUGINS_CONFIG = """
+[[plugins]]
+name = "demo"
+command = ["{python}", "-m", "pulse_tui.plugins.demo"]
+
+[[plugins]]
+name = "importer"
+command = ["{python}", "-m", "pulse_tui.plugins.importer"]
+"""
+
+
+def frozen_now() -> float:
+    return NOW
+
+
+class StableClient(PulseClient):
+    """A real client whose answers have run-dependent values replaced by stable ones."""
+
+    def __init__(self, address: str, token: str) -> None:
+        super().__init__(address, token)
+        self._to_stable: dict[str, str] = {}
+        self._to_real: dict[str, str] = {}
+
+    # ids ------------------------------------------------------------------
+    def _sid(self, real: str, seq: int) -> str:
+        if not real:
+            return real
+        if real not in self._to_stable:
+            stable = f"{0x19AB2C4000 + seq:010x}{(seq * 7919) % 0xFFFFFF:06x}"
+            self._to_stable[real], self._to_real[stable] = stable, real
+        return self._to_stable[real]
+
+    def _rid(self, job_id: str) -> str:
+        return self._to_real.get(job_id, job_id)
+
+    # times ----------------------------------------------------------------
+    def _job(self, job: operator_pb2.Job) -> operator_pb2.Job:
+        j = operator_pb2.Job()
+        j.CopyFrom(job)
+        j.id = self._sid(job.id, job.seq)
+        if job.parent_job_id:
+            j.parent_job_id = self._to_stable.get(job.parent_job_id, "")
+        base = T0 + job.seq * 60.0
+        j.created_at = base
+        j.updated_at = base
+        if job.started_at:
+            j.started_at = base + 5.0
+        if job.completed_at:
+            j.completed_at = (
+                j.started_at + round(job.completed_at - job.started_at) if job.started_at else base + 5
+            )
+        if job.run_at:
+            j.run_at = base + (3600.0 if job.run_at > job.created_at + 60 else 0.0)
+        j.node = "n1" if job.node else ""
+        return j
+
+    def _detail(self, d: operator_pb2.JobDetail) -> operator_pb2.JobDetail:
+        out = operator_pb2.JobDetail()
+        out.CopyFrom(d)
+        out.job.CopyFrom(self._job(d.job))
+        start = out.job.started_at or out.job.created_at
+        for i, a in enumerate(out.attempts):
+            real_len = (a.ended_at - a.started_at) if a.ended_at else 0.0
+            a.started_at = start + i * 2.0
+            a.ended_at = a.started_at + round(real_len) if a.ended_at else 0.0
+            a.node = "n1" if a.node else ""
+        for i, entry in enumerate(out.logs):
+            entry.timestamp = datetime.fromtimestamp(start + i * 0.25, UTC).isoformat().replace("+00:00", "Z")
+            entry.metadata = re.sub(r"\d{4,}", "4242", entry.metadata)
+            entry.message = re.sub(r"\d{4,}", "4242", entry.message)
+        out.result = re.sub(rb'"pid": \d+', b'"pid": 4242', out.result)
+        return out
+
+    # overrides --------------------------------------------------------------
+    async def list_jobs(self, flt=None, **kw):  # noqa: ANN001, ANN003, ANN201
+        resp = await super().list_jobs(self._flt(flt), **kw)
+        out = operator_pb2.ListJobsResponse(has_more=resp.has_more, next_after_seq=resp.next_after_seq)
+        out.jobs.extend(self._job(j) for j in resp.jobs)
+        return out
+
+    def _flt(self, flt: operator_pb2.JobFilter | None) -> operator_pb2.JobFilter | None:
+        if flt is None or not flt.text:
+            return flt
+        return job_filter(flt.statuses, flt.handler, self._rid(flt.text))
+
+    async def count_jobs(self, flt=None, **kw):  # noqa: ANN001, ANN003, ANN201
+        return await super().count_jobs(self._flt(flt), **kw)
+
+    async def get_job(self, job_id: str) -> operator_pb2.JobDetail:
+        return self._detail(await super().get_job(self._rid(job_id)))
+
+    async def watch_jobs(self, flt=None):  # noqa: ANN001, ANN201
+        async for ev in super().watch_jobs(flt):
+            out = operator_pb2.JobEvent(kind=ev.kind, server_time=NOW)
+            if ev.HasField("job"):
+                out.job.CopyFrom(self._job(ev.job))
+            yield out
+
+    async def cancel_jobs(self, ids=(), flt=None, **kw):  # noqa: ANN001, ANN003, ANN201
+        return await super().cancel_jobs([self._rid(i) for i in ids], flt, **kw)
+
+    async def retry_jobs(self, ids=(), flt=None, **kw):  # noqa: ANN001, ANN003, ANN201
+        return await super().retry_jobs([self._rid(i) for i in ids], flt, **kw)
+
+    def _stable_plugin(self, p: operator_pb2.Plugin, index: int) -> operator_pb2.Plugin:
+        out = operator_pb2.Plugin()
+        out.CopyFrom(p)
+        out.pid = 4242 + index if p.pid else 0
+        out.started_at = NOW - 3600.0 if p.started_at else 0.0
+        out.endpoint = f"127.0.0.1:{50051 + index}" if p.endpoint else ""
+        del out.output_tail[:]
+        out.output_tail.extend(re.sub(r"\d{4,}", "4242", line) for line in p.output_tail)
+        return out
+
+    async def list_plugins(self) -> list[operator_pb2.Plugin]:
+        return [self._stable_plugin(p, i) for i, p in enumerate(await super().list_plugins())]
+
+    async def get_plugin(self, name: str, *, tail_lines: int = 50) -> operator_pb2.Plugin:
+        names = [p.name for p in await super().list_plugins()]
+        p = await super().get_plugin(name, tail_lines=tail_lines)
+        return self._stable_plugin(p, names.index(name) if name in names else 0)
+
+
+async def populate(address: str, token: str) -> None:
+    """A fixed mix: completed, failed after retries (with logs), cancelled, queued, one running."""
+    async with PulseClient(address, token) as c:
+        await c.probe()
+
+        async def wait(job_id: str, *statuses: str) -> None:
+            for _ in range(400):
+                if (await c.get_job(job_id)).job.status in statuses:
+                    return
+                await asyncio.sleep(0.025)
+            raise RuntimeError(f"job {job_id} never reached {statuses}")
+
+        jobs = []
+        for i in range(4):
+            jobs.append(await c.enqueue("demo.echo", {"order": 1000 + i, "sku": f"SKU-{i:03d}"}))
+        jobs.append(await c.enqueue("data.import", {"file": "customers.csv", "rows": 1200}))
+        jobs.append(await c.enqueue("pulse.sleep", {"seconds": 0.2, "steps": 4}))
+        for j in jobs:
+            await wait(j.id, "completed")
+        flaky = await c.enqueue("demo.flaky", {"fail_rate": 1.0}, max_attempts=2)
+        boom = await c.enqueue(
+            "pulse.fail", {"error": "upstream returned 503: rate limited, try again later"}, max_attempts=1
+        )
+        await wait(boom.id, "failed")
+        await wait(flaky.id, "failed")
+        gone = await c.enqueue("demo.sleep", {"seconds": 5}, delay_secs=3600)
+        await c.cancel(gone.id)
+        await c.enqueue("data.batch-import", {"batch": 7}, delay_secs=3600, priority=5)
+        await c.enqueue("demo.sleep", {"seconds": 30}, delay_secs=3600)
+        running = await c.enqueue("demo.sleep", {"seconds": 3000, "steps": 10}, timeout_secs=7200)
+        await wait(running.id, "running")
+
+
+async def stop_running(address: str, token: str) -> None:
+    async with PulseClient(address, token) as c:
+        await c.probe()
+        await c.cancel_jobs(flt=job_filter(["running", "queued"]), limit=1000)
+
+
+def make_app(address: str, token: str, **kw) -> PulseApp:  # noqa: ANN003
+    return PulseApp(SHOWN_ADDRESS, token, client=StableClient(address, token), now=frozen_now, tz=UTC, **kw)
+
+
+async def settle(
+    app: PulseApp, pilot, cond: Callable[[], object] | None = None, timeout: float = 10.0
+) -> None:  # noqa: ANN001
+    """Wait until the app is connected, idle and ``cond`` holds; then freeze cursors."""
+    await app.wait_connected(timeout)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        await pilot.pause(0.05)
+        busy = any(getattr(w, "loading", False) for w in app.screen.query("JobTable"))
+        if not busy and (cond is None or cond()):
+            break
+        if loop.time() > deadline:
+            raise TimeoutError("screen did not settle")
+    for w in app.screen.query("Input, TextArea"):
+        w.cursor_blink = False  # type: ignore[attr-defined]
+    await pilot.pause(0.2)
+
+
+Scene = Callable[[PulseApp, object], Awaitable[None]]
+
+
+async def scene_jobs(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    await settle(app, pilot, lambda: app.screen.query_one("JobTable").total >= 12)
+    app.paused = True  # freeze the picture
+
+
+async def scene_detail(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    await scene_jobs(app, pilot)
+    table = app.screen.query_one("JobTable")
+    row = next(i for i in range(table.total) if table.job_at(i) and table.job_at(i).handler == "demo.flaky")
+    table._move(row)
+    await pilot.press("enter")
+    await settle(app, pilot, lambda: getattr(app.screen, "detail", None) is not None)
+    await pilot.press("right")  # error → attempts
+    await pilot.pause(0.2)
+
+
+async def scene_plugins(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    await settle(app, pilot)
+    await app.switch_mode("plugins")
+    await settle(app, pilot, lambda: getattr(app.screen, "selected", None) is not None)
+
+
+async def scene_handlers(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    await settle(app, pilot)
+    await app.switch_mode("handlers")
+    await settle(app, pilot, lambda: bool(getattr(app.screen, "handlers", None)))
+    table = app.screen.query_one("DataTable")
+    names = [h.name for h in app.screen.handlers]
+    table.move_cursor(row=names.index("data.import"))
+    await pilot.pause(0.2)
+
+
+async def scene_enqueue(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    await scene_jobs(app, pilot)
+    await pilot.press("e")
+    await settle(app, pilot, lambda: bool(getattr(app.screen, "names", None)))
+    handler = app.screen.query_one("#enqueue-handler")
+    handler.value = ""
+    handler.focus()
+    await pilot.press(*"demo.sl")
+    await settle(app, pilot)
+
+
+async def scene_help(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    await scene_jobs(app, pilot)
+    await pilot.press("question_mark")
+    await settle(app, pilot)
+
+
+SCENES: dict[str, Scene] = {
+    "jobs": scene_jobs,
+    "job_detail": scene_detail,
+    "plugins": scene_plugins,
+    "handlers": scene_handlers,
+    "enqueue": scene_enqueue,
+    "help": scene_help,
+}
+
+
+def svg_to_png(svg: str, path: Path) -> None:
+    import cairosvg
+
+    # Textual asks for Fira Code; map it to a monospace font that is installed so columns line up.
+    fixed = svg.replace("Fira Code, monospace", "DejaVu Sans Mono, monospace")
+    cairosvg.svg2png(bytestring=fixed.encode(), write_to=str(path))
+
+
+async def capture(address: str, token: str, sizes: tuple[tuple[int, int], ...]) -> list[Path]:
+    written: list[Path] = []
+    OUT.mkdir(exist_ok=True)
+    for name, scene in SCENES.items():
+        for w, h in sizes:
+            app = make_app(address, token)
+            async with app.run_test(size=(w, h)) as pilot:
+                await scene(app, pilot)
+                svg = app.export_screenshot(title=f"pulse-tui — {name}")
+            stem = f"{name}-{w}x{h}"
+            (OUT / f"{stem}.svg").write_text(svg)
+            svg_to_png(svg, OUT / f"{stem}.png")
+            written.append(OUT / f"{stem}.png")
+    return written
+
+
+def start_server(base: Path):  # noqa: ANN201
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import start_server_process  # the same launcher the test suite uses
+
+    return start_server_process(base, PLUGINS_CONFIG)
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        handle = start_server(Path(tmp))
+        try:
+            asyncio.run(populate(handle.address, handle.token))
+            paths = asyncio.run(capture(handle.address, handle.token, ((80, 24), (120, 40))))
+            asyncio.run(stop_running(handle.address, handle.token))
+        finally:
+            handle.stop()
+    for p in paths:
+        print(p.relative_to(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,445 @@
+"""The Pulse operator console (Textual app).
+
+``PulseApp`` owns the connection: it probes the endpoint, reconnects with backoff, streams job events
+(or polls in compat mode), coalesces them to at most 10 repaints a second and hands the batches to
+the screens. Screens live in :mod:`pulse_tui.screens`, widgets in :mod:`pulse_tui.widgets`; every key
+is a ``Binding`` with an id so users can remap it (``[tui] keys`` in config → ``keymap``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import tzinfo
+from functools import partial
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from pulse_tui.client import COMPAT, OPERATOR, PLUGIN, STATUSES, ClientError, PulseClient
+from pulse_tui.protocol import operator_pb2
+from pulse_tui.screens.base import PulseScreen
+from pulse_tui.screens.handlers import HandlersScreen
+from pulse_tui.screens.help import HelpScreen
+from pulse_tui.screens.jobs import JobsScreen
+from pulse_tui.screens.plugins import PluginsScreen
+from pulse_tui.widgets import fmt
+from pulse_tui.widgets.command_line import CommandLine
+from pulse_tui.widgets.status_bar import StatusBar
+from pulse_tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH
+
+FLUSH_INTERVAL = 0.1  # ≤ 10 repaints per second from live updates
+COUNTS_INTERVAL = 1.0
+POLL_INTERVAL = 2.0  # compat mode
+MAX_PENDING = 20_000  # beyond this while paused, drop the batch and resync on resume
+BACKOFF_START, BACKOFF_CAP = 1.0, 30.0
+
+CommandHandler = Callable[[str], Awaitable[None] | None]
+
+
+@dataclass(slots=True)
+class _Command:
+    name: str
+    help: str
+    handler: CommandHandler
+
+
+class Connected(Message):
+    """The endpoint answered the probe (again)."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+
+class PulseCommands(Provider):
+    """Command palette: every action of the current screen and app, plus the `:` commands."""
+
+    def _entries(self) -> list[tuple[str, str, Callable[[], object]]]:
+        app: PulseApp = self.app  # type: ignore[assignment]
+        screen = self.screen
+        out: list[tuple[str, str, Callable[[], object]]] = []
+        seen: set[str] = set()
+        for key, active in screen.active_bindings.items():
+            b = active.binding
+            if not b.description or b.action in seen or b.action == "command_palette":
+                continue
+            seen.add(b.action)
+            label = f"{b.description}  ({app.get_key_display(b)})"
+            out.append((label, b.tooltip or b.description, partial(app.run_action, b.action, active.node)))
+            del key
+        for cmd in app.commands.values():
+            out.append((f":{cmd.name}", cmd.help, partial(app.run_command_line, cmd.name)))
+        return out
+
+    async def discover(self) -> Hits:
+        for label, help_text, cb in self._entries():
+            yield DiscoveryHit(label, cb, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for label, help_text, cb in self._entries():
+            score = matcher.match(label)
+            if score > 0:
+                yield Hit(score, matcher.highlight(label), cb, help=help_text)
+
+
+class PulseApp(App[None]):
+    """Operator console for a Pulse server (or a QueueService / bare plugin endpoint)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "pulse"
+    COMMANDS = App.COMMANDS | {PulseCommands}
+    MODES = {"jobs": JobsScreen, "plugins": PluginsScreen, "handlers": HandlersScreen}
+    DEFAULT_MODE = "jobs"
+
+    BINDINGS: list[BindingType] = [
+        Binding("colon", "command_line", "Command", show=False, id="app.command"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("p", "toggle_pause", "Pause live", show=False, id="app.pause"),
+        Binding("q", "back", "Back", id="app.back"),
+        Binding("escape", "back(False)", "Back", show=False, id="app.escape"),
+        Binding("ctrl+p", "command_palette", "Palette", show=False, id="app.palette"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit"),
+    ]
+
+    conn_state: reactive[str] = reactive("connecting")
+    retry_in: reactive[int] = reactive(0)
+    paused: reactive[bool] = reactive(False)
+    counts_markup: reactive[str] = reactive("")
+    endpoint_mode: reactive[str] = reactive("")
+
+    def __init__(
+        self,
+        address: str,
+        token: str = "",
+        read_only: bool = False,
+        keymap: Mapping[str, str] | None = None,
+        *,
+        client: PulseClient | None = None,
+        tls: object = None,
+        config: object | None = None,
+        demo: bool = True,
+        now: Callable[[], float] | None = None,
+        tz: tzinfo | None = None,
+        live: bool = True,
+    ) -> None:
+        super().__init__()
+        self.address = address
+        self.client = client or PulseClient(address, token, tls=tls)  # type: ignore[arg-type]
+        self._read_only_flag = read_only
+        self._clock = now
+        self.tz = tz
+        self.live = live
+        # Keys from config ([tui] keys: binding id -> key), then explicit overrides.
+        cfg_keys = getattr(getattr(config, "tui", None), "keys", None) or {}
+        self._keymap_overrides = {**dict(cfg_keys), **dict(keymap or {})}
+        self.config = config
+        self.demo = demo
+        self._pending: dict[str, operator_pb2.Job] = {}
+        self._need_resync = False
+        self._counts_dirty = True
+        self._connected_once = asyncio.Event()
+        self.commands: dict[str, _Command] = {}
+        for name, help_text, handler in (
+            ("jobs", "Jobs: the live job table", lambda _a: self.goto("jobs")),
+            ("plugins", "Plugins: state, health, reload, enable/disable", lambda _a: self.goto("plugins")),
+            ("handlers", "Handlers: owners and naming conflicts", lambda _a: self.goto("handlers")),
+            ("help", "Keys on this screen", lambda _a: self.action_help()),
+            ("reconnect", "Reconnect to the server now", lambda _a: self.reconnect_now()),
+            ("quit", "Quit pulse-tui", lambda _a: self.exit()),
+        ):
+            self.register_command(name, help_text, handler)
+        self.register_command("q", "Quit", lambda _a: self.exit(), hidden=True)
+
+    # ------------------------------------------------------------------ basics
+
+    def now(self) -> float:
+        return self._clock() if self._clock is not None else time.time()
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only_flag or self.client.read_only
+
+    @property
+    def mode_name(self) -> str:
+        return self.client.mode or ""
+
+    def on_mount(self) -> None:
+        if self._keymap_overrides:
+            self.set_keymap(self._keymap_overrides)
+        self.set_interval(FLUSH_INTERVAL, self._flush)
+        self.set_interval(COUNTS_INTERVAL, self._maybe_refresh_counts)
+        self.check_size()
+        self.connect()
+
+    def on_resize(self) -> None:
+        self.check_size()
+
+    def check_size(self) -> None:
+        small = self.size.width < MIN_WIDTH or self.size.height < MIN_HEIGHT
+        self.set_class(small, "-too-small")
+        self.set_class(self.size.height < 30, "-short")
+
+    def bind_status_bar(self, bar: StatusBar) -> None:
+        bar.address = self.address
+        bar.watch(self, "conn_state", lambda v: setattr(bar, "state", v))
+        bar.watch(self, "retry_in", lambda v: setattr(bar, "retry_in", v))
+        bar.watch(self, "paused", lambda v: setattr(bar, "paused", v))
+        bar.watch(self, "counts_markup", lambda v: setattr(bar, "counts", v))
+        bar.watch(
+            self,
+            "endpoint_mode",
+            lambda v: (setattr(bar, "mode", v), setattr(bar, "read_only", self.read_only)),
+        )
+
+    # ------------------------------------------------------------------ commands (`:`)
+
+    def register_command(
+        self, name: str, help_text: str, handler: CommandHandler, *, hidden: bool = False
+    ) -> None:
+        """Add a `:name [args]` command. Later features (`:ix <command> [json]`) register here."""
+        cmd = _Command(name, help_text, handler)
+        if hidden:
+            self._hidden_commands = {**getattr(self, "_hidden_commands", {}), name: cmd}
+        else:
+            self.commands[name] = cmd
+
+    def command_names(self) -> list[str]:
+        return sorted(self.commands)
+
+    async def run_command_line(self, line: str) -> None:
+        name, _, args = line.strip().lstrip(":").partition(" ")
+        cmd = self.commands.get(name) or getattr(self, "_hidden_commands", {}).get(name)
+        if cmd is None:
+            close = [c for c in self.commands if c.startswith(name[:2])] if name else []
+            hint = f" — did you mean :{close[0]}?" if close else ""
+            self.notify(f"unknown command :{name}{hint} (try :help)", severity="warning")
+            return
+        result = cmd.handler(args.strip())
+        if asyncio.iscoroutine(result):
+            await result
+
+    def on_command_line_submitted(self, event: CommandLine.Submitted) -> None:
+        self.run_worker(self.run_command_line(event.line), group="command", exit_on_error=False)
+
+    def action_command_line(self) -> None:
+        for cl in self.screen.query(CommandLine):
+            cl.open()
+            return
+
+    def goto(self, mode: str) -> None:
+        if mode == "jobs" or self.mode_name == OPERATOR or mode not in self.MODES:
+            self.switch_mode(mode)
+            return
+        self.switch_mode(mode)  # the screen itself explains what this endpoint lacks
+
+    # ------------------------------------------------------------------ actions
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen))
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self.notify("live updates paused (p resumes)" if self.paused else "live updates resumed")
+        if not self.paused:
+            self._flush()
+
+    async def action_back(self, quit_at_root: bool = True) -> None:
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+        elif self.current_mode != "jobs":
+            self.switch_mode("jobs")
+        elif quit_at_root:
+            self.exit()
+        else:
+            back = getattr(self.screen, "escape", None)
+            if back is not None:
+                back()
+
+    def copy_id(self, job_id: str) -> None:
+        self.copy_to_clipboard(job_id)
+        self.notify(f"copied {job_id} (OSC 52)")
+
+    def guard(self, what: str, *, mutating: bool = True, capability: str | None = None) -> bool:
+        """True when ``what`` may run now; otherwise say why and what to do."""
+        if mutating and self.read_only:
+            self.notify(
+                f"read-only: {what} refused (started with --read-only or a read-only token)",
+                severity="warning",
+            )
+            return False
+        if self.conn_state != "connected":
+            when = f" (retrying in {self.retry_in}s)" if self.retry_in else ""
+            self.notify(
+                f"not connected to {self.address}{when}; {what} is disabled until the connection is back",
+                severity="warning",
+            )
+            return False
+        if capability and not self.client.can(capability):
+            self.notify(f"{what} is not available on a {self.mode_name} endpoint", severity="warning")
+            return False
+        return True
+
+    def report(self, exc: BaseException, what: str = "") -> None:
+        """Show a failed call; an unreachable server starts the reconnect loop instead."""
+        if isinstance(exc, ClientError):
+            if exc.unavailable:
+                self.lost(exc)
+                return
+            prefix = f"{what}: " if what else ""
+            self.notify(f"{prefix}{exc.message}", severity="error", timeout=8)
+        else:
+            self.notify(f"{what}: {exc}" if what else str(exc), severity="error", timeout=8)
+
+    # ------------------------------------------------------------------ connection
+
+    def lost(self, exc: ClientError) -> None:
+        if self.conn_state == "connected":
+            self.notify(exc.message, severity="warning", timeout=6)
+            self._for_screens(lambda s: s.connection_changed(False))
+        if self.conn_state not in ("reconnecting", "connecting"):
+            self.conn_state = "reconnecting"
+            self.connect()
+
+    def reconnect_now(self) -> None:
+        self.conn_state = "reconnecting"
+        self.connect()
+
+    @work(exclusive=True, group="connect", exit_on_error=False)
+    async def connect(self) -> None:
+        delay = BACKOFF_START
+        first = not self._connected_once.is_set()
+        while True:
+            self.conn_state = "connecting" if first else "reconnecting"
+            self.retry_in = 0
+            try:
+                mode = await self.client.probe()
+                break
+            except ClientError as exc:
+                if exc.code == "UNAUTHENTICATED":
+                    self.conn_state = "auth failed"
+                    self.notify(exc.message, severity="error", timeout=30)
+                    return
+                if first:
+                    self.notify(exc.message, severity="warning", timeout=6)
+                    first = False
+                self.conn_state = "reconnecting"
+                for remaining in range(math.ceil(delay), 0, -1):
+                    self.retry_in = remaining
+                    await asyncio.sleep(1)
+                delay = min(delay * 2, BACKOFF_CAP)
+        self.retry_in = 0
+        self.conn_state = "connected"
+        self.endpoint_mode = mode
+        self._connected_once.set()
+        self._counts_dirty = True
+        self._for_screens(lambda s: s.connection_changed(True))
+        self._for_screens(lambda s: s.resync())
+        if mode == OPERATOR and self.live:
+            self.watch_events()
+        elif mode == COMPAT and self.live:
+            self.poll_jobs()
+        self._maybe_refresh_counts()
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._connected_once.wait(), timeout)
+
+    @work(exclusive=True, group="watch", exit_on_error=False)
+    async def watch_events(self) -> None:
+        try:
+            async for ev in self.client.watch_jobs():
+                if ev.kind == "upsert":
+                    if len(self._pending) >= MAX_PENDING:
+                        self._pending.clear()
+                        self._need_resync = True
+                    self._pending[ev.job.id] = ev.job
+                elif ev.kind == "resync":
+                    self._pending.clear()
+                    self._need_resync = True
+        except ClientError as exc:
+            self.lost(exc)
+
+    @work(exclusive=True, group="watch", exit_on_error=False)
+    async def poll_jobs(self) -> None:
+        while self.conn_state == "connected":
+            await asyncio.sleep(POLL_INTERVAL)
+            if not self.paused:
+                self._need_resync = True
+                self._counts_dirty = True
+
+    def _flush(self) -> None:
+        if self.paused:
+            return
+        if self._need_resync:
+            self._need_resync = False
+            self._pending.clear()
+            self._counts_dirty = True
+            self._for_screens(lambda s: s.resync())
+            return
+        if not self._pending:
+            return
+        batch = list(self._pending.values())
+        self._pending.clear()
+        self._counts_dirty = True
+        self._for_screens(lambda s: s.jobs_changed(batch))
+
+    def _for_screens(self, fn: Callable[[PulseScreen], None]) -> None:
+        seen: set[int] = set()
+        stacks: Iterable[list[Screen]] = self._screen_stacks.values()
+        for stack in stacks:
+            for screen in stack:
+                if isinstance(screen, PulseScreen) and id(screen) not in seen and screen.is_mounted:
+                    seen.add(id(screen))
+                    fn(screen)
+
+    def _maybe_refresh_counts(self) -> None:
+        if self._counts_dirty and self.conn_state == "connected" and not self.paused:
+            self._counts_dirty = False
+            self.refresh_counts()
+
+    @work(exclusive=True, group="counts", exit_on_error=False)
+    async def refresh_counts(self) -> None:
+        if not self.client.can("counts"):
+            self.counts_markup = ""
+            return
+        try:
+            resp = await self.client.count_jobs()
+        except ClientError as exc:
+            self.report(exc, "counting jobs")
+            return
+        parts = []
+        for status in STATUSES:
+            n = resp.by_status.get(status, 0)
+            if n or status in ("running", "queued", "failed"):
+                style = fmt.STATUS_STYLES[status]
+                parts.append(f"[{style}]{fmt.STATUS_ICONS[status]}[/] {fmt.count(n, resp.capped, resp.cap)}")
+        self.counts_markup = "  ".join(parts)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Workers run with exit_on_error=False: an unexpected failure is shown, never swallowed."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            err = event.worker.error
+            if isinstance(err, ClientError):
+                self.report(err)
+            else:
+                self.notify(
+                    f"internal error in {event.worker.name}: {err!r} — please report it", severity="error"
+                )
+
+    async def on_unmount(self) -> None:
+        await self.client.close()
+
+
+__all__ = ["PulseApp", "Connected", "PulseCommands", "OPERATOR", "COMPAT", "PLUGIN"]

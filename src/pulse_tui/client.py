@@ -1,0 +1,659 @@
+"""Async client for a Pulse server, used by the TUI and the CLI.
+
+Three kinds of endpoint are understood, detected by :meth:`PulseClient.probe`:
+
+* ``operator`` — a Pulse server with ``pulse.operator.v1.OperatorService`` (everything works);
+* ``compat`` — a server that only speaks ``protocol.QueueService`` (QNTX and friends): jobs are
+  listed by polling, cancel is ``UpdateJob(status=cancelled)`` and retry re-enqueues a copy with
+  ``parent_job_id`` and ``retry_count + 1``;
+* ``plugin`` — a bare plugin endpoint (``protocol.DomainPluginService``): metadata, health and
+  config schema only.
+
+Every method returns protobuf messages of the operator API (compat results are converted), and every
+gRPC failure surfaces as :class:`ClientError` with a message that says what to do. The client does
+not reconnect on its own: gRPC channels reconnect transparently, and the caller (the TUI) decides
+when to try again and how to show it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from pulse_tui.protocol import (
+    domain_pb2,
+    domain_pb2_grpc,
+    operator_pb2,
+    operator_pb2_grpc,
+    queue_pb2,
+    queue_pb2_grpc,
+)
+
+OPERATOR = "operator"
+COMPAT = "compat"
+PLUGIN = "plugin"
+
+STATUSES: tuple[str, ...] = ("queued", "running", "paused", "completed", "failed", "cancelled")
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+# What each mode can do; screens use this to say what is unavailable.
+CAPABILITIES: dict[str, frozenset[str]] = {
+    OPERATOR: frozenset(
+        {
+            "jobs",
+            "watch",
+            "detail",
+            "counts",
+            "enqueue",
+            "cancel",
+            "retry",
+            "bulk",
+            "plugins",
+            "handlers",
+            "scripts",
+        }
+    ),
+    COMPAT: frozenset({"jobs", "detail", "counts", "enqueue", "cancel", "retry"}),
+    PLUGIN: frozenset({"plugin-endpoint"}),
+}
+
+DEFAULT_TIMEOUT = 10.0
+COMPAT_LIST_LIMIT = 1000  # per status; QueueService has no pagination
+
+
+class ClientError(Exception):
+    """A failed call: ``code`` is the gRPC status name, ``message`` says what happened and what to do."""
+
+    def __init__(self, code: str, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def unavailable(self) -> bool:
+        return self.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
+
+
+# Words in the details of a transport-level UNAVAILABLE (as opposed to one the server returned).
+_TRANSPORT_WORDS = (
+    "connect",
+    "socket",
+    "dns",
+    "goaway",
+    "endpoint",
+    "reset",
+    "broken pipe",
+    "handshake",
+    "ssl",
+    "tls",
+)
+
+
+def _human(code: grpc.StatusCode, detail: str, address: str) -> str:
+    name = code.name
+    if name == "UNAVAILABLE":
+        if detail and not any(w in detail.lower() for w in _TRANSPORT_WORDS):
+            return f"server at {address} is unavailable: {detail}"  # the server said why (e.g. db locked)
+        return f"server at {address} is not reachable; is `pulse-tui serve` running?"
+    if name == "UNAUTHENTICATED":
+        return "token rejected; check --token-file / PULSE_TOKEN"
+    if name == "PERMISSION_DENIED":
+        return "this token is read-only; use the admin token to change anything"
+    if name == "DEADLINE_EXCEEDED":
+        return f"server at {address} did not answer in time; it may be overloaded — try again"
+    if name == "UNIMPLEMENTED":
+        return f"the server at {address} does not offer this ({detail or 'unimplemented'})"
+    return detail or name.lower().replace("_", " ")
+
+
+@dataclass(slots=True)
+class PluginEndpointInfo:
+    """What a bare plugin endpoint tells about itself."""
+
+    name: str
+    version: str
+    description: str = ""
+    author: str = ""
+    license: str = ""
+    healthy: bool = False
+    health_message: str = ""
+    health_details: dict[str, str] = field(default_factory=dict)
+    config_schema: list[operator_pb2.ConfigField] = field(default_factory=list)
+
+
+def job_filter(statuses: Iterable[str] = (), handler: str = "", text: str = "") -> operator_pb2.JobFilter:
+    return operator_pb2.JobFilter(statuses=list(statuses), handler=handler, text=text)
+
+
+def filter_matches(flt: operator_pb2.JobFilter | None, job: operator_pb2.Job) -> bool:
+    """Client-side twin of the server's JobFilter semantics."""
+    if flt is None:
+        return True
+    if flt.statuses and job.status not in flt.statuses:
+        return False
+    if flt.handler and job.handler != flt.handler:
+        return False
+    if flt.text:
+        t = flt.text.lower()
+        if t not in job.id.lower() and t not in job.handler.lower() and t not in job.error.lower():
+            return False
+    return True
+
+
+def _from_queue_job(q: queue_pb2.Job) -> operator_pb2.Job:
+    return operator_pb2.Job(
+        id=q.id,
+        seq=int(q.created_at),
+        handler=q.handler_name,
+        status=q.status,
+        progress_current=q.progress.current,
+        progress_total=q.progress.total,
+        retry_count=q.retry_count,
+        error=q.error,
+        created_at=float(q.created_at),
+        started_at=float(q.started_at),
+        completed_at=float(q.completed_at),
+        updated_at=float(max(q.created_at, q.started_at, q.completed_at)),
+        source=q.source,
+        parent_job_id=q.parent_job_id,
+        cost_estimate=q.cost_estimate,
+        cost_actual=q.cost_actual,
+        attempts=1 if q.started_at else 0,
+    )
+
+
+class PulseClient:
+    """Async gRPC client. ``address`` is ``host:port``; ``tls`` is channel credentials or True."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str = "",
+        *,
+        tls: grpc.ChannelCredentials | bool | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.address = address
+        self.token = token
+        self.timeout = timeout
+        self.mode: str | None = None
+        self.info: operator_pb2.ServerInfo | None = None
+        self.plugin_info: PluginEndpointInfo | None = None
+        self._tls = tls
+        self._channel: grpc.aio.Channel | None = None
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connect(self) -> None:
+        """Create the channel lazily: grpc.aio binds it to the running event loop."""
+        if self._channel is not None:
+            return
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        if self._tls:
+            tls = self._tls
+            creds = tls if isinstance(tls, grpc.ChannelCredentials) else grpc.ssl_channel_credentials()
+            self._channel = grpc.aio.secure_channel(self.address, creds, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.address, options=options)
+        self._op_stub = operator_pb2_grpc.OperatorServiceStub(self._channel)
+        self._queue_stub = queue_pb2_grpc.QueueServiceStub(self._channel)
+        self._plugin_stub = domain_pb2_grpc.DomainPluginServiceStub(self._channel)
+
+    @property
+    def _op(self) -> operator_pb2_grpc.OperatorServiceStub:
+        self._connect()
+        return self._op_stub
+
+    @property
+    def _queue(self) -> queue_pb2_grpc.QueueServiceStub:
+        self._connect()
+        return self._queue_stub
+
+    @property
+    def _plugin(self) -> domain_pb2_grpc.DomainPluginServiceStub:
+        self._connect()
+        return self._plugin_stub
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return CAPABILITIES.get(self.mode or "", frozenset())
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.info is not None and self.info.read_only)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.close()
+
+    async def __aenter__(self) -> PulseClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _error(self, exc: grpc.aio.AioRpcError) -> ClientError:
+        code = exc.code()
+        detail = exc.details() or ""
+        return ClientError(code.name, _human(code, detail, self.address), detail)
+
+    async def _call(self, method, request, *, timeout: float | None = None):  # noqa: ANN001, ANN202
+        try:
+            return await method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc) from None
+
+    def _need(self, capability: str) -> None:
+        if not self.can(capability):
+            mode = self.mode or "unknown"
+            raise ClientError(
+                "UNIMPLEMENTED",
+                f"{capability} is not available on {self.address} ({mode} endpoint)",
+            )
+
+    async def probe(self) -> str:
+        """Find out what the endpoint speaks; sets and returns :attr:`mode`.
+
+        Raises ClientError for an unreachable server or a rejected token.
+        """
+        try:
+            self.info = await self._op.GetServerInfo(
+                operator_pb2.ServerInfoRequest(), metadata=self._metadata, timeout=self.timeout
+            )
+            self.mode = OPERATOR
+            return self.mode
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise self._error(exc) from None
+        try:
+            resp = await self._queue.ListJobs(
+                queue_pb2.ListJobsRequest(auth_token=self.token, limit=1),
+                metadata=self._metadata,
+                timeout=self.timeout,
+            )
+            if not resp.success and "auth" in resp.error.lower():
+                raise ClientError(
+                    "UNAUTHENTICATED", _human(grpc.StatusCode.UNAUTHENTICATED, "", self.address)
+                )
+            self.info = None
+            self.mode = COMPAT
+            return self.mode
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise self._error(exc) from None
+        try:
+            md = await self._plugin.Metadata(
+                domain_pb2.Empty(), metadata=self._metadata, timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise ClientError(
+                    "UNIMPLEMENTED",
+                    f"{self.address} speaks neither the Pulse operator API, QueueService nor the plugin "
+                    "protocol; check the address",
+                ) from None
+            raise self._error(exc) from None
+        self.plugin_info = PluginEndpointInfo(
+            name=md.name,
+            version=md.version,
+            description=md.description,
+            author=md.author,
+            license=md.license,
+        )
+        self.mode = PLUGIN
+        return self.mode
+
+    # ------------------------------------------------------------------ server
+
+    async def server_info(self) -> operator_pb2.ServerInfo:
+        self._need("plugins")
+        self.info = await self._call(self._op.GetServerInfo, operator_pb2.ServerInfoRequest())
+        return self.info
+
+    # ------------------------------------------------------------------ jobs
+
+    async def list_jobs(
+        self,
+        flt: operator_pb2.JobFilter | None = None,
+        *,
+        limit: int = 100,
+        after_seq: int | None = None,
+        oldest_first: bool = False,
+        offset: int = 0,
+    ) -> operator_pb2.ListJobsResponse:
+        self._need("jobs")
+        if self.mode == COMPAT:
+            return await self._compat_list(flt, limit=limit, after_seq=after_seq, offset=offset)
+        req = operator_pb2.ListJobsRequest(filter=flt, limit=limit, oldest_first=oldest_first, offset=offset)
+        if after_seq is not None:
+            req.after_seq = after_seq
+        return await self._call(self._op.ListJobs, req)
+
+    async def count_jobs(
+        self, flt: operator_pb2.JobFilter | None = None, *, cap: int = 10000
+    ) -> operator_pb2.CountJobsResponse:
+        self._need("counts")
+        if self.mode == COMPAT:
+            jobs = await self._compat_all(flt, ignore_status=True)
+            by: dict[str, int] = {}
+            for j in jobs:
+                by[j.status] = by.get(j.status, 0) + 1
+            capped = any(n >= COMPAT_LIST_LIMIT for n in by.values())
+            return operator_pb2.CountJobsResponse(
+                by_status=by, capped=capped, cap=cap, total=sum(by.values())
+            )
+        return await self._call(self._op.CountJobs, operator_pb2.CountJobsRequest(filter=flt, cap=cap))
+
+    async def get_job(self, job_id: str) -> operator_pb2.JobDetail:
+        self._need("detail")
+        if self.mode == COMPAT:
+            q = await self._compat_get(job_id)
+            return operator_pb2.JobDetail(job=_from_queue_job(q), payload=q.payload)
+        return await self._call(self._op.GetJob, operator_pb2.GetJobRequest(id=job_id))
+
+    async def watch_jobs(
+        self, flt: operator_pb2.JobFilter | None = None
+    ) -> AsyncIterator[operator_pb2.JobEvent]:
+        """Server-streaming job events. Ends with ClientError when the stream breaks."""
+        self._need("watch")
+        call = self._op.WatchJobs(operator_pb2.WatchJobsRequest(filter=flt), metadata=self._metadata)
+        try:
+            async for event in call:
+                yield event
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc) from None
+        finally:
+            call.cancel()
+        raise ClientError("UNAVAILABLE", f"the job event stream from {self.address} ended; reconnecting")
+
+    async def enqueue(
+        self,
+        handler: str,
+        payload: bytes | str | dict | None = None,
+        *,
+        max_attempts: int = 0,
+        timeout_secs: int = 0,
+        priority: int = 0,
+        source: str = "pulse-tui",
+        delay_secs: float = 0.0,
+        parent_job_id: str = "",
+    ) -> operator_pb2.Job:
+        self._need("enqueue")
+        if payload is None:
+            raw = b"{}"
+        elif isinstance(payload, dict):
+            raw = json.dumps(payload).encode()
+        elif isinstance(payload, str):
+            raw = payload.encode()
+        else:
+            raw = payload
+        if self.mode == COMPAT:
+            qjob = queue_pb2.Job(
+                handler_name=handler, payload=raw, source=source, status="queued", parent_job_id=parent_job_id
+            )
+            job_id = await self._compat_enqueue(qjob)
+            return operator_pb2.Job(id=job_id, handler=handler, status="queued", source=source)
+        req = operator_pb2.EnqueueRequest(
+            handler=handler,
+            payload=raw,
+            max_attempts=max_attempts,
+            timeout_secs=timeout_secs,
+            priority=priority,
+            source=source,
+            delay_secs=delay_secs,
+            parent_job_id=parent_job_id,
+        )
+        resp = await self._call(self._op.Enqueue, req)
+        return resp.job
+
+    @staticmethod
+    def selector(
+        ids: Sequence[str] = (),
+        flt: operator_pb2.JobFilter | None = None,
+        *,
+        limit: int = 0,
+        dry_run: bool = False,
+    ) -> operator_pb2.JobSelector:
+        return operator_pb2.JobSelector(ids=list(ids), filter=flt, limit=limit, dry_run=dry_run)
+
+    async def cancel_jobs(
+        self,
+        ids: Sequence[str] = (),
+        flt: operator_pb2.JobFilter | None = None,
+        *,
+        limit: int = 0,
+        dry_run: bool = False,
+    ) -> operator_pb2.BulkResponse:
+        self._need("cancel")
+        if self.mode == COMPAT:
+            return await self._compat_bulk(ids, self._compat_cancel_one, dry_run)
+        return await self._call(self._op.CancelJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+
+    async def retry_jobs(
+        self,
+        ids: Sequence[str] = (),
+        flt: operator_pb2.JobFilter | None = None,
+        *,
+        limit: int = 0,
+        dry_run: bool = False,
+    ) -> operator_pb2.BulkResponse:
+        self._need("retry")
+        if self.mode == COMPAT:
+            if not ids and flt is not None:
+                ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
+            return await self._compat_bulk(ids, self._compat_retry_one, dry_run)
+        return await self._call(self._op.RetryJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+
+    async def cancel(self, job_id: str) -> operator_pb2.BulkResponse:
+        resp = await self.cancel_jobs([job_id])
+        self._raise_single(resp)
+        return resp
+
+    async def retry(self, job_id: str) -> operator_pb2.BulkResponse:
+        resp = await self.retry_jobs([job_id])
+        self._raise_single(resp)
+        return resp
+
+    @staticmethod
+    def _raise_single(resp: operator_pb2.BulkResponse) -> None:
+        if resp.failures:
+            f = resp.failures[0]
+            raise ClientError("FAILED_PRECONDITION", f.error or f"job {f.id} was not changed")
+
+    # ------------------------------------------------------------------ plugins & handlers
+
+    async def list_plugins(self) -> list[operator_pb2.Plugin]:
+        self._need("plugins")
+        resp = await self._call(self._op.ListPlugins, operator_pb2.ListPluginsRequest())
+        return list(resp.plugins)
+
+    async def get_plugin(self, name: str, *, tail_lines: int = 50) -> operator_pb2.Plugin:
+        self._need("plugins")
+        return await self._call(
+            self._op.GetPlugin, operator_pb2.GetPluginRequest(name=name, tail_lines=tail_lines)
+        )
+
+    async def reload_plugin(self, name: str) -> operator_pb2.ReloadPluginResponse:
+        self._need("plugins")
+        return await self._call(
+            self._op.ReloadPlugin, operator_pb2.PluginNameRequest(name=name), timeout=120.0
+        )
+
+    async def set_plugin_enabled(self, name: str, enabled: bool) -> operator_pb2.Plugin:
+        self._need("plugins")
+        req = operator_pb2.SetPluginEnabledRequest(name=name, enabled=enabled)
+        return await self._call(self._op.SetPluginEnabled, req, timeout=60.0)
+
+    async def list_handlers(self, *, conflicts_only: bool = False) -> list[operator_pb2.Handler]:
+        self._need("handlers")
+        req = operator_pb2.ListHandlersRequest(conflicts_only=conflicts_only)
+        resp = await self._call(self._op.ListHandlers, req)
+        return list(resp.handlers)
+
+    # ------------------------------------------------------------------ scripts (handler editor)
+
+    async def list_scripts(self) -> list[operator_pb2.Script]:
+        self._need("scripts")
+        resp = await self._call(self._op.ListScripts, operator_pb2.ListScriptsRequest())
+        return list(resp.scripts)
+
+    async def get_script(self, name: str) -> operator_pb2.Script:
+        self._need("scripts")
+        return await self._call(self._op.GetScript, operator_pb2.GetScriptRequest(name=name))
+
+    async def save_script(
+        self, name: str, code: str, base_version: str = ""
+    ) -> operator_pb2.SaveScriptResponse:
+        self._need("scripts")
+        req = operator_pb2.SaveScriptRequest(name=name, code=code, base_version=base_version)
+        return await self._call(self._op.SaveScript, req, timeout=120.0)
+
+    async def delete_script(self, name: str, base_version: str = "") -> bool:
+        self._need("scripts")
+        req = operator_pb2.DeleteScriptRequest(name=name, base_version=base_version)
+        resp = await self._call(self._op.DeleteScript, req)
+        return resp.deleted
+
+    # ------------------------------------------------------------------ bare plugin endpoint
+
+    async def plugin_endpoint(self) -> PluginEndpointInfo:
+        """Metadata, health and config schema of a bare plugin endpoint."""
+        self._need("plugin-endpoint")
+        md = await self._call(self._plugin.Metadata, domain_pb2.Empty())
+        info = PluginEndpointInfo(
+            name=md.name, version=md.version, description=md.description, author=md.author, license=md.license
+        )
+        try:
+            h = await self._call(self._plugin.Health, domain_pb2.Empty())
+            info.healthy, info.health_message, info.health_details = h.healthy, h.message, dict(h.details)
+        except ClientError as exc:
+            info.health_message = exc.message
+        try:
+            schema = await self._call(self._plugin.ConfigSchema, domain_pb2.Empty())
+            info.config_schema = [
+                operator_pb2.ConfigField(
+                    name=k,
+                    type=v.type,
+                    description=v.description,
+                    default_value=v.default_value,
+                    required=v.required,
+                )
+                for k, v in sorted(schema.fields.items())
+            ]
+        except ClientError:
+            pass  # optional RPC; an empty schema is the honest answer
+        self.plugin_info = info
+        return info
+
+    # ------------------------------------------------------------------ compat (QueueService only)
+
+    def _compat_check(self, success: bool, error: str) -> None:
+        if not success:
+            low = error.lower()
+            code = (
+                "NOT_FOUND"
+                if "not found" in low
+                else "UNAUTHENTICATED"
+                if "auth" in low
+                else "FAILED_PRECONDITION"
+            )
+            raise ClientError(code, error or "the queue refused the request")
+
+    async def _compat_all(
+        self, flt: operator_pb2.JobFilter | None, *, ignore_status: bool = False
+    ) -> list[operator_pb2.Job]:
+        statuses = list(flt.statuses) if flt is not None and flt.statuses and not ignore_status else [""]
+        jobs: dict[str, operator_pb2.Job] = {}
+        for status in statuses:
+            req = queue_pb2.ListJobsRequest(auth_token=self.token, status=status, limit=COMPAT_LIST_LIMIT)
+            resp = await self._call(self._queue.ListJobs, req)
+            self._compat_check(resp.success, resp.error)
+            for q in resp.jobs:
+                jobs[q.id] = _from_queue_job(q)
+        rest = operator_pb2.JobFilter(handler=flt.handler, text=flt.text) if flt is not None else None
+        out = [j for j in jobs.values() if filter_matches(rest, j)]
+        out.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        for i, j in enumerate(reversed(out)):
+            j.seq = i + 1
+        return out
+
+    async def _compat_list(
+        self, flt: operator_pb2.JobFilter | None, *, limit: int, after_seq: int | None, offset: int
+    ) -> operator_pb2.ListJobsResponse:
+        jobs = await self._compat_all(flt)
+        if after_seq is not None:
+            jobs = [j for j in jobs if j.seq < after_seq]
+        else:
+            jobs = jobs[offset:]
+        page = jobs[:limit]
+        return operator_pb2.ListJobsResponse(
+            jobs=page, has_more=len(jobs) > limit, next_after_seq=page[-1].seq if page else 0
+        )
+
+    async def _compat_get(self, job_id: str) -> queue_pb2.Job:
+        resp = await self._call(
+            self._queue.GetJob, queue_pb2.GetJobRequest(auth_token=self.token, job_id=job_id)
+        )
+        self._compat_check(resp.success, resp.error)
+        return resp.job
+
+    async def _compat_enqueue(self, job: queue_pb2.Job) -> str:
+        resp = await self._call(self._queue.Enqueue, queue_pb2.EnqueueRequest(auth_token=self.token, job=job))
+        self._compat_check(resp.success, resp.error)
+        return resp.job_id
+
+    async def _compat_cancel_one(self, job_id: str, dry_run: bool) -> None:
+        q = await self._compat_get(job_id)
+        if q.status in FINISHED:
+            raise ClientError("FAILED_PRECONDITION", f"job {job_id} is {q.status}; it cannot be cancelled")
+        if dry_run:
+            return
+        q.status = "cancelled"
+        resp = await self._call(
+            self._queue.UpdateJob, queue_pb2.UpdateJobRequest(auth_token=self.token, job=q)
+        )
+        self._compat_check(resp.success, resp.error)
+
+    async def _compat_retry_one(self, job_id: str, dry_run: bool) -> None:
+        q = await self._compat_get(job_id)
+        if q.status not in ("failed", "cancelled"):
+            raise ClientError(
+                "FAILED_PRECONDITION", f"job {job_id} is {q.status}; only failed or cancelled jobs retry"
+            )
+        if dry_run:
+            return
+        copy = queue_pb2.Job(
+            handler_name=q.handler_name,
+            payload=q.payload,
+            source=q.source,
+            status="queued",
+            parent_job_id=q.id,
+            retry_count=q.retry_count + 1,
+            cost_estimate=q.cost_estimate,
+        )
+        await self._compat_enqueue(copy)
+
+    async def _compat_bulk(self, ids: Sequence[str], one, dry_run: bool) -> operator_pb2.BulkResponse:  # noqa: ANN001
+        resp = operator_pb2.BulkResponse(matched=len(ids))
+        for job_id in ids:
+            try:
+                await one(job_id, dry_run)
+            except ClientError as exc:
+                if exc.unavailable:
+                    raise
+                resp.failures.append(operator_pb2.ActionFailure(id=job_id, error=exc.message))
+            else:
+                resp.affected_ids.append(job_id)
+        return resp

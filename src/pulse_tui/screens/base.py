@@ -1,0 +1,62 @@
+"""Common base for Pulse screens: header line, status bar, footer, `:` command line, guards."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from pulse_tui.protocol import operator_pb2
+from pulse_tui.widgets.command_line import CommandLine
+from pulse_tui.widgets.status_bar import StatusBar
+from pulse_tui.widgets.too_small import TooSmall
+
+if TYPE_CHECKING:
+    from pulse_tui.app import PulseApp
+
+
+class PulseScreen(Screen):
+    """A top-level screen (jobs, plugins, handlers, detail)."""
+
+    TITLE: ClassVar[str] = ""
+    # Actions that change state on the server: hidden and refused in read-only mode.
+    MUTATING: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def pulse(self) -> PulseApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose_header(self) -> ComposeResult:
+        yield TooSmall(id="too-small")
+        yield Static(self.TITLE, id="screen-title", classes="screen-title")
+
+    def compose_footer(self) -> ComposeResult:
+        yield CommandLine(self.pulse.command_names(), id="command-line")
+        yield StatusBar(id="status-bar")
+        yield Footer(compact=True)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.MUTATING and self.pulse.read_only:
+            return False
+        return True
+
+    def on_resize(self) -> None:
+        self.pulse.check_size()
+
+    def on_screen_resume(self) -> None:
+        self.pulse.check_size()
+
+    def refocus(self) -> None:
+        """Give focus back to the screen's main widget (after the command line closes)."""
+
+    # Hooks the app calls; screens override what they need.
+    def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
+        """A coalesced batch of live job updates (≤ 10/s)."""
+
+    def resync(self) -> None:
+        """The event stream fell behind or was re-established: refetch what is shown."""
+
+    def connection_changed(self, connected: bool) -> None:
+        """Connection went up or down."""

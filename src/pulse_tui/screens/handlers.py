@@ -1,0 +1,189 @@
+"""Handlers screen: every announced name, its owner and other claimants, conflicts, job counts."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Static
+
+from pulse_tui.client import ClientError
+from pulse_tui.protocol import operator_pb2
+from pulse_tui.screens.base import PulseScreen
+
+CONFLICT_STYLES = {"exact": "bold reverse #f7768e", "near": "bold #e0af68", "shadow": "bold #e0af68"}
+CONFLICT_LABELS = {"exact": " CONFLICT ", "near": "near", "shadow": "shadows"}
+REFRESH_SECS = 2.0
+
+
+class HandlersScreen(PulseScreen):
+    TITLE = "Handlers"
+    MUTATING = frozenset({"enqueue"})
+
+    BINDINGS: list[BindingType] = [
+        Binding("enter", "jobs", "Jobs", id="handlers.jobs"),
+        Binding("o", "conflicts_only", "Conflicts only", id="handlers.conflicts_only"),
+        Binding("e", "enqueue", "Enqueue", id="handlers.enqueue"),
+        Binding("ctrl+r", "refresh", "Refresh", show=False, id="handlers.refresh"),
+    ]
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        self.conflicts_only = False
+        self.handlers: list[operator_pb2.Handler] = []
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        yield Static("", id="handlers-note", classes="note")
+        yield DataTable(id="handlers-table", cursor_type="row")
+        yield Static("", id="handler-explanation")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label in (
+            ("name", "HANDLER"),
+            ("owner", "OWNER"),
+            ("claimants", "ALSO CLAIMED BY"),
+            ("conflict", "CONFLICT"),
+            ("queued", "QUEUED"),
+            ("running", "RUN"),
+            ("failed", "FAILED"),
+            ("why", "EXPLANATION"),
+        ):
+            table.add_column(label, key=key)
+        table.focus()
+        self.set_interval(REFRESH_SECS, self.refresh_handlers)
+        if self.pulse.conn_state == "connected":
+            self.refresh_handlers()
+
+    def refocus(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def resync(self) -> None:
+        self.refresh_handlers()
+
+    def connection_changed(self, connected: bool) -> None:
+        if connected:
+            self.refresh_handlers()
+
+    @work(exclusive=True, group="handlers-list", exit_on_error=False)
+    async def refresh_handlers(self) -> None:
+        if self.pulse.conn_state != "connected":
+            return
+        client = self.pulse.client
+        note = self.query_one("#handlers-note", Static)
+        if not client.can("handlers"):
+            note.update(
+                "Handlers and conflicts are not available on this endpoint "
+                f"({client.mode}); they need a Pulse server's operator API."
+            )
+            note.display = True
+            self.query_one(DataTable).display = False
+            return
+        try:
+            handlers = await client.list_handlers(conflicts_only=self.conflicts_only)
+        except ClientError as exc:
+            self.pulse.report(exc, "listing handlers")
+            return
+        self.handlers = handlers
+        self._fill()
+
+    def _fill(self) -> None:
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        table.clear()
+        exact = sum(1 for h in self.handlers if h.conflict == "exact")
+        warn = sum(1 for h in self.handlers if h.conflict in ("near", "shadow"))
+        note = self.query_one("#handlers-note", Static)
+        summary = Text(f"{len(self.handlers)} handler(s)")
+        if exact:
+            summary.append(f"  {exact} conflict(s)", style="bold #f7768e")
+        if warn:
+            summary.append(f"  {warn} warning(s)", style="bold #e0af68")
+        if self.conflicts_only:
+            summary.append("  · showing conflicts only (o shows all)", style="italic #bb9af7")
+        note.update(summary)
+        note.display = True
+        for h in self.handlers:
+            others = [c for c in h.claimants if c != h.owner]
+            owner = Text(h.owner or ("built-in" if h.builtin else "—"), style="bold" if h.owner else "dim")
+            if h.pinned:
+                owner.append(" (pinned)", style="dim")
+            conflict = Text(CONFLICT_LABELS.get(h.conflict, ""), style=CONFLICT_STYLES.get(h.conflict, ""))
+            table.add_row(
+                Text(h.name, style="bold #f7768e" if h.conflict == "exact" else "bold"),
+                owner,
+                Text(", ".join(others) or "—", style="#e0af68" if others else "dim"),
+                conflict,
+                _num(h.queued, "#7aa2f7"),
+                _num(h.running, "#e0af68"),
+                _num(h.failed, "#f7768e"),
+                Text(h.explanation, style="dim"),
+                key=h.name,
+            )
+        if self.handlers:
+            table.move_cursor(row=min(keep, len(self.handlers) - 1))
+        self._explain()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._explain()
+
+    def _current(self) -> operator_pb2.Handler | None:
+        table = self.query_one(DataTable)
+        if not self.handlers:
+            return None
+        return self.handlers[min(max(table.cursor_row, 0), len(self.handlers) - 1)]
+
+    def _explain(self) -> None:
+        h = self._current()
+        out = self.query_one("#handler-explanation", Static)
+        if h is None:
+            out.update(
+                Text(
+                    "No handlers announced yet." if not self.conflicts_only else "No conflicts.", style="dim"
+                )
+            )
+            return
+        t = Text()
+        t.append(h.name, style="bold")
+        if h.conflict:
+            t.append(f"  {CONFLICT_LABELS[h.conflict].strip()}: ", style=CONFLICT_STYLES.get(h.conflict, ""))
+        t.append(f"  {h.explanation}\n" if h.explanation else "\n")
+        if h.qualified:
+            t.append("always routable as: ", style="dim")
+            t.append(", ".join(h.qualified))
+        out.update(t)
+
+    def action_conflicts_only(self) -> None:
+        self.conflicts_only = not self.conflicts_only
+        self.refresh_handlers()
+
+    def action_refresh(self) -> None:
+        self.refresh_handlers()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.run_worker(self.action_jobs(), exit_on_error=False)
+
+    async def action_jobs(self) -> None:
+        h = self._current()
+        if h is None:
+            return
+        await self.app.switch_mode("jobs")
+        jobs = self.app.screen
+        setter = getattr(jobs, "set_handler_filter", None)
+        if setter is not None:
+            setter(h.name)
+
+    def action_enqueue(self) -> None:
+        if not self.pulse.guard("enqueue", capability="enqueue"):
+            return
+        from pulse_tui.screens.enqueue import EnqueueScreen
+
+        h = self._current()
+        self.app.push_screen(EnqueueScreen(default_handler=h.name if h else ""))
+
+
+def _num(n: int, style: str) -> Text:
+    return Text(str(n), style=style if n else "dim", justify="right")

@@ -1,0 +1,280 @@
+"""Job detail: summary, payload/result JSON, error, attempts timeline and logs; cancel / retry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Static, TabbedContent, TabPane
+
+from pulse_tui.client import ClientError
+from pulse_tui.protocol import operator_pb2
+from pulse_tui.screens.base import PulseScreen
+from pulse_tui.screens.confirm import ConfirmScreen
+from pulse_tui.widgets import fmt
+from pulse_tui.widgets.json_view import JsonView
+from pulse_tui.widgets.progress_cell import progress_text
+
+TAB_ORDER = ("tab-payload", "tab-result", "tab-error", "tab-attempts", "tab-logs")
+
+
+class JobDetailScreen(PulseScreen):
+    TITLE = "Job"
+    MUTATING = frozenset({"cancel", "retry"})
+
+    BINDINGS: list[BindingType] = [
+        Binding("c", "cancel", "Cancel", id="detail.cancel"),
+        Binding("r", "retry", "Retry", id="detail.retry"),
+        Binding("y", "copy_id", "Copy id", id="detail.copy"),
+        Binding("right,l", "tab(1)", "Next tab", id="detail.next_tab"),
+        Binding("left,h", "tab(-1)", "Prev tab", show=False, id="detail.prev_tab"),
+        Binding("ctrl+r", "refresh", "Refresh", show=False, id="detail.refresh"),
+    ]
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.detail: operator_pb2.JobDetail | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        yield Static("loading…", id="detail-summary")
+        with TabbedContent(id="detail-tabs"):
+            with TabPane("Payload", id="tab-payload"), VerticalScroll(classes="pane-scroll"):
+                yield JsonView(id="payload", empty="(empty payload)")
+            with TabPane("Result", id="tab-result"), VerticalScroll(classes="pane-scroll"):
+                yield JsonView(id="result", empty="(no result yet)")
+            with TabPane("Error", id="tab-error"), VerticalScroll(classes="pane-scroll"):
+                yield Static(id="error")
+            with TabPane("Attempts", id="tab-attempts"), VerticalScroll(classes="pane-scroll"):
+                yield Static(id="attempts")
+            with TabPane("Logs", id="tab-logs"), VerticalScroll(classes="pane-scroll", id="logs-scroll"):
+                yield Static(id="logs")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        tz = fmt.app_tz(self.app)
+        zone = fmt.absolute(fmt.app_now(self.app), tz)[20:] or "local"
+        self.query_one("#screen-title", Static).update(f"Job {self.job_id}   (times in {zone})")
+        self.load()
+        self.set_interval(1.0, self._tick)
+
+    def refocus(self) -> None:
+        self.query_one(TabbedContent).focus()
+
+    def _tick(self) -> None:
+        # Relative times age even when nothing changes; live jobs are refreshed by events.
+        if self.detail is not None:
+            self._render_summary(self.detail)
+
+    def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
+        if any(j.id == self.job_id for j in jobs):
+            self.load()
+
+    def resync(self) -> None:
+        self.load()
+
+    @work(exclusive=True, group="detail-load", exit_on_error=False)
+    async def load(self) -> None:
+        try:
+            detail = await self.pulse.client.get_job(self.job_id)
+        except ClientError as exc:
+            if exc.code == "NOT_FOUND":
+                self.query_one("#detail-summary", Static).update(
+                    Text(
+                        f"job {self.job_id} not found (pruned by retention?) — q goes back",
+                        style="bold #f7768e",
+                    )
+                )
+                return
+            self.pulse.report(exc, f"loading job {self.job_id}")
+            return
+        self.show(detail)
+
+    def show(self, detail: operator_pb2.JobDetail) -> None:
+        first = self.detail is None
+        self.detail = detail
+        job = detail.job
+        self._render_summary(detail)
+        self.query_one("#payload", JsonView).show(detail.payload)
+        self.query_one("#result", JsonView).show(detail.result)
+        err = self.query_one("#error", Static)
+        err.update(Text(job.error, style="#f7768e") if job.error else Text("(no error)", style="dim italic"))
+        self.query_one("#attempts", Static).update(self._attempts(detail))
+        logs_scroll = self.query_one("#logs-scroll", VerticalScroll)
+        at_end = logs_scroll.scroll_y >= logs_scroll.max_scroll_y
+        self.query_one("#logs", Static).update(self._logs(detail))
+        if at_end:
+            logs_scroll.call_after_refresh(logs_scroll.scroll_end, animate=False)
+        if first and job.status == "failed" and job.error:
+            self.query_one(TabbedContent).active = "tab-error"
+        if self.pulse.mode_name == "compat":
+            self.query_one("#attempts", Static).update(
+                Text(
+                    "Attempt history and logs are not available from a QueueService-only server.", style="dim"
+                )
+            )
+
+    # ------------------------------------------------------------------ rendering
+
+    def _render_summary(self, detail: operator_pb2.JobDetail) -> None:
+        job = detail.job
+        now = fmt.app_now(self.app)
+        tz = fmt.app_tz(self.app)
+        grid = Table.grid(padding=(0, 2), expand=True)
+        grid.add_column(style="dim", no_wrap=True, width=8)
+        grid.add_column(ratio=3)
+        grid.add_column(style="dim", no_wrap=True, width=8)
+        grid.add_column(ratio=2)
+        status = Text(
+            f"{fmt.STATUS_ICONS.get(job.status, '?')} {job.status}",
+            style=fmt.STATUS_STYLES.get(job.status, ""),
+        )
+        if job.no_handler:
+            status.append("  (no handler routes this name)", style="italic #e0af68")
+        prog = progress_text(job.progress_current, job.progress_total, 24, status=job.status)
+        plugin = (
+            job.plugin + (f" {job.plugin_version}" if job.plugin_version else "")
+            if job.plugin
+            else "built-in / —"
+        )
+        grid.add_row("handler", Text(job.handler, style="bold"), "status", status)
+        attempts = f"{job.attempts} of {job.max_attempts}" + (
+            f", {job.retry_count} retries" if job.retry_count else ""
+        )
+        grid.add_row("progress", prog, "attempts", attempts)
+        grid.add_row("created", fmt.when(job.created_at, now, tz), "plugin", plugin)
+        started = fmt.when(job.started_at, now, tz)
+        if job.status == "running" and job.started_at:
+            started += f" · running {fmt.duration(now - job.started_at)}"
+        grid.add_row("started", started, "priority", str(job.priority))
+        finished = fmt.when(job.completed_at, now, tz)
+        if job.completed_at and job.started_at:
+            finished += f" · took {fmt.duration(job.completed_at - job.started_at)}"
+        timeout = f"{job.timeout_secs}s" if job.timeout_secs else "server default"
+        grid.add_row("finished", finished, "timeout", timeout)
+        extra = []
+        if job.parent_job_id:
+            extra.append(f"parent {job.parent_job_id}")
+        if job.source:
+            extra.append(f"source {job.source}")
+        if job.cost_actual or job.cost_estimate:
+            extra.append(f"cost {job.cost_actual:g} (est. {job.cost_estimate:g})")
+        if job.node:
+            extra.append(f"node {job.node}")
+        if extra:
+            grid.add_row("", Text(" · ".join(extra), style="dim"), "", "")
+        self.query_one("#detail-summary", Static).update(grid)
+
+    def _attempts(self, detail: operator_pb2.JobDetail) -> Table | Text:
+        if not detail.attempts:
+            return Text("No attempts yet.", style="dim italic")
+        now = fmt.app_now(self.app)
+        tz = fmt.app_tz(self.app)
+        table = Table(expand=True, box=None, padding=(0, 1), header_style="bold dim")
+        table.add_column("#", justify="right", width=3)
+        table.add_column("outcome", no_wrap=True)
+        table.add_column("plugin", no_wrap=True)
+        table.add_column("started", no_wrap=True)
+        table.add_column("took", justify="right", no_wrap=True)
+        table.add_column("error", ratio=1)
+        for a in detail.attempts:
+            style = fmt.OUTCOME_STYLES.get(a.outcome, "")
+            took = fmt.duration((a.ended_at or now) - a.started_at) if a.started_at else "—"
+            plugin = a.plugin + (f" {a.plugin_version}" if a.plugin_version else "") if a.plugin else "—"
+            table.add_row(
+                str(a.number),
+                Text(a.outcome, style=style),
+                plugin,
+                fmt.when(a.started_at, now, tz),
+                took,
+                Text(a.error.strip().splitlines()[0] if a.error.strip() else "", style="#f7768e"),
+            )
+        return table
+
+    def _logs(self, detail: operator_pb2.JobDetail) -> Group | Text:
+        if not detail.logs:
+            return Text("No log entries.", style="dim italic")
+        tz = fmt.app_tz(self.app)
+        lines: list[Text] = []
+        for entry in detail.logs:
+            t = Text(no_wrap=False)
+            t.append(_clock(entry.timestamp, tz), style="dim")
+            t.append(f" #{entry.attempt} " if entry.attempt else " ", style="dim")
+            level = entry.level.lower() or "info"
+            t.append(f"{level.upper():<5}", style=fmt.LEVEL_STYLES.get(level, ""))
+            if entry.stage:
+                t.append(f" [{entry.stage}]", style="#bb9af7")
+            t.append(f" {entry.message}", style="#f7768e" if level in ("error", "critical") else "")
+            if entry.metadata and entry.metadata not in ("{}", "null"):
+                t.append(f"  {entry.metadata}", style="dim")
+            lines.append(t)
+        return Group(*lines)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_tab(self, step: int) -> None:
+        tabs = self.query_one(TabbedContent)
+        i = TAB_ORDER.index(tabs.active) if tabs.active in TAB_ORDER else 0
+        tabs.active = TAB_ORDER[(i + step) % len(TAB_ORDER)]
+
+    def action_refresh(self) -> None:
+        self.load()
+
+    def action_copy_id(self) -> None:
+        self.pulse.copy_id(self.job_id)
+
+    @work(group="detail-action", exit_on_error=False)
+    async def action_cancel(self) -> None:
+        if not self.pulse.guard("cancel", capability="cancel"):
+            return
+        job = self.detail.job if self.detail else None
+        if job is not None and job.status in ("completed", "failed", "cancelled"):
+            self.notify(f"job {job.id} is {job.status}; only queued, paused or running jobs can be cancelled")
+            return
+        if job is not None and job.status == "running":
+            ok = await self.app.push_screen_wait(
+                ConfirmScreen(
+                    "Cancel running job",
+                    f"{job.id} ({job.handler}) is running; cancel it?\nThe plugin's in-flight call is cancelled.",
+                    yes="Cancel job",
+                    danger=True,
+                )
+            )
+            if not ok:
+                return
+        try:
+            await self.pulse.client.cancel(self.job_id)
+        except ClientError as exc:
+            self.pulse.report(exc, "cancel")
+            return
+        self.notify(f"cancelled {self.job_id}")
+        self.load()
+
+    @work(group="detail-action", exit_on_error=False)
+    async def action_retry(self) -> None:
+        if not self.pulse.guard("retry", capability="retry"):
+            return
+        try:
+            await self.pulse.client.retry(self.job_id)
+        except ClientError as exc:
+            self.pulse.report(exc, "retry")
+            return
+        self.notify(f"re-queued {self.job_id}")
+        self.load()
+
+
+def _clock(rfc3339: str, tz) -> str:  # noqa: ANN001
+    """HH:MM:SS.mmm in the display zone; the raw string when it does not parse."""
+    try:
+        dt = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    except ValueError:
+        return rfc3339[:23] or "—"
+    dt = dt.astimezone(tz) if tz is not None else dt.astimezone()
+    return dt.strftime("%H:%M:%S.") + f"{dt.microsecond // 1000:03d}"

@@ -1,0 +1,434 @@
+"""Jobs screen: status tabs with counts, `/` filter, the virtual job table and every job action."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Input, Static
+
+from pulse_tui.client import STATUSES, ClientError, job_filter
+from pulse_tui.protocol import operator_pb2
+from pulse_tui.screens.base import PulseScreen
+from pulse_tui.screens.confirm import ConfirmScreen
+from pulse_tui.widgets import fmt
+from pulse_tui.widgets.job_table import JobTable
+from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
+
+RETRY_ALL_CAP = 10_000
+COUNT_CAP = 10_000
+
+
+@dataclass(slots=True)
+class Filter:
+    """What the `/` line holds: ``handler:NAME status:a,b free text``."""
+
+    handler: str = ""
+    statuses: tuple[str, ...] = ()
+    text: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, line: str) -> Filter:
+        f = cls()
+        words: list[str] = []
+        for token in line.split():
+            key, sep, value = token.partition(":")
+            key = key.lower()
+            if sep and key in ("handler", "h"):
+                f.handler = value
+            elif sep and key in ("status", "s", "is"):
+                wanted = tuple(s for s in value.lower().split(",") if s)
+                bad = [s for s in wanted if s not in STATUSES]
+                if bad:
+                    f.errors.append(f"unknown status {', '.join(bad)} (one of {', '.join(STATUSES)})")
+                f.statuses = tuple(s for s in wanted if s in STATUSES)
+            else:
+                words.append(token)
+        f.text = " ".join(words)
+        return f
+
+    def describe(self) -> str:
+        parts = []
+        if self.handler:
+            parts.append(f"handler={self.handler}")
+        if self.statuses:
+            parts.append(f"status={','.join(self.statuses)}")
+        if self.text:
+            parts.append(f'"{self.text}"')
+        return " ".join(parts)
+
+    def line(self) -> str:
+        parts = []
+        if self.handler:
+            parts.append(f"handler:{self.handler}")
+        if self.statuses:
+            parts.append(f"status:{','.join(self.statuses)}")
+        if self.text:
+            parts.append(self.text)
+        return " ".join(parts)
+
+
+class JobsScreen(PulseScreen):
+    TITLE = "Jobs"
+    MUTATING = frozenset({"enqueue", "cancel", "retry", "retry_all_failed"})
+
+    BINDINGS: list[BindingType] = [
+        Binding("enter", "detail", "Detail", id="jobs.detail"),
+        Binding("slash", "filter", "Filter", id="jobs.filter"),
+        Binding("e", "enqueue", "Enqueue", id="jobs.enqueue"),
+        Binding("c", "cancel", "Cancel", id="jobs.cancel"),
+        Binding("r", "retry", "Retry", id="jobs.retry"),
+        Binding("R", "retry_all_failed", "Retry all failed", show=False, id="jobs.retry_all"),
+        Binding("space", "mark", "Mark", id="jobs.mark"),
+        Binding("u", "clear_marks", "Unmark", show=False, id="jobs.unmark"),
+        Binding("y", "copy_id", "Copy id", show=False, id="jobs.copy"),
+        Binding("right,l", "tab(1)", "Next tab", show=False, id="jobs.next_tab"),
+        Binding("left,h", "tab(-1)", "Prev tab", show=False, id="jobs.prev_tab"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="jobs.reload"),
+    ]
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        self.filter = Filter()
+        self.tab = "all"
+        self._restore_id: str | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        yield StatusTabs(id="status-tabs")
+        yield Input(
+            placeholder="handler:NAME status:failed,running text…   (enter applies, esc clears)", id="filter"
+        )
+        yield Static("", id="jobs-note", classes="note")
+        yield JobTable(self._page, id="job-table")
+        yield from self.compose_footer()
+
+    @property
+    def table(self) -> JobTable:
+        return self.query_one(JobTable)
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self.table.empty_message = "No jobs yet — press e to enqueue one."
+        self.query_one("#screen-title", Static).display = False
+        if self.pulse.conn_state == "connected":
+            self.reload()
+
+    def refocus(self) -> None:
+        self.table.focus()
+
+    def escape(self) -> None:
+        """Esc at the root: close the filter, then clear marks, then clear the filter."""
+        inp = self.query_one("#filter", Input)
+        if inp.has_class("-open"):
+            self._close_filter()
+        elif self.table.marked:
+            self.action_clear_marks()
+        elif self.filter.line():
+            self.filter = Filter()
+            self.reload()
+
+    # ------------------------------------------------------------------ data
+
+    def effective_filter(self) -> operator_pb2.JobFilter:
+        statuses = self.filter.statuses or (() if self.tab == "all" else (self.tab,))
+        return job_filter(statuses, self.filter.handler, self.filter.text)
+
+    async def _page(
+        self, offset: int, after_seq: int | None, limit: int
+    ) -> tuple[list[operator_pb2.Job], bool]:
+        resp = await self.pulse.client.list_jobs(
+            self.effective_filter(),
+            limit=limit,
+            after_seq=after_seq,
+            offset=0 if after_seq is not None else offset,
+        )
+        return list(resp.jobs), resp.has_more
+
+    def reload(self, *, keep_cursor: bool = False) -> None:
+        table = self.table
+        current = table.current_job
+        self._restore_id = current.id if keep_cursor and current is not None else None
+        if not self.pulse.client.can("jobs"):
+            table.reset(0, exact=True, flt=self.effective_filter())
+            self._note()
+            return
+        table.reset(None, exact=False, flt=self.effective_filter(), keep_cursor=keep_cursor)
+        self._note()
+        self.refresh_counts()
+
+    @work(exclusive=True, group="jobs-counts", exit_on_error=False)
+    async def refresh_counts(self) -> None:
+        flt = job_filter((), self.filter.handler, self.filter.text)
+        try:
+            resp = await self.pulse.client.count_jobs(flt, cap=COUNT_CAP)
+        except ClientError as exc:
+            self.pulse.report(exc, "counting jobs")
+            return
+        tabs = self.query_one(StatusTabs)
+        tabs.counts = dict(resp.by_status)
+        tabs.capped = resp.capped
+        tabs.cap = resp.cap
+        statuses = self.filter.statuses or (() if self.tab == "all" else (self.tab,))
+        wanted = statuses or STATUSES
+        n = sum(resp.by_status.get(s, 0) for s in wanted)
+        capped = any(resp.by_status.get(s, 0) >= resp.cap for s in wanted) if resp.cap else False
+        self.table.set_total(n, exact=not capped)
+
+    def _note(self) -> None:
+        parts = []
+        if self.filter.describe():
+            parts.append(f"filter: {self.filter.describe()}  (esc clears)")
+        mode = self.pulse.mode_name
+        if mode == "compat":
+            parts.append("compat mode: QueueService only — polling every 2s; no attempts history or logs")
+        elif mode == "plugin":
+            parts.append("bare plugin endpoint: no jobs here — see :plugins for its metadata and health")
+        note = self.query_one("#jobs-note", Static)
+        note.update("  ·  ".join(parts))
+        note.display = bool(parts)
+        self.query_one(StatusTabs).active = (
+            self.filter.statuses[0] if len(self.filter.statuses) == 1 else self.tab
+        )
+
+    def on_job_table_loaded(self, event: JobTable.Loaded) -> None:
+        if self._restore_id and self.table.move_to_job(self._restore_id):
+            self._restore_id = None
+
+    def on_job_table_fetch_failed(self, event: JobTable.FetchFailed) -> None:
+        self.pulse.report(event.error, "loading jobs")
+
+    def on_job_table_selected(self, event: JobTable.Selected) -> None:
+        self._open_detail(event.job.id)
+
+    def on_job_table_cursor_moved(self, event: JobTable.CursorMoved) -> None:
+        self._marks_changed()
+
+    def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
+        self.table.upsert(jobs)
+        self.refresh_counts()
+
+    def resync(self) -> None:
+        self.reload(keep_cursor=True)
+
+    def connection_changed(self, connected: bool) -> None:
+        self._note()
+
+    def _marks_changed(self) -> None:
+        for bar in self.query("StatusBar"):
+            bar.marked = len(self.table.marked)  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ filter
+
+    def action_filter(self) -> None:
+        inp = self.query_one("#filter", Input)
+        inp.value = self.filter.line()
+        inp.add_class("-open")
+        inp.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "filter":
+            return
+        f = Filter.parse(event.value)
+        if f.errors:
+            self.notify("; ".join(f.errors), severity="warning")
+        self.filter = f
+        if len(f.statuses) == 1:
+            self.tab = f.statuses[0]
+        self._close_filter()
+        self.reload()
+
+    def _close_filter(self) -> None:
+        inp = self.query_one("#filter", Input)
+        inp.remove_class("-open")
+        self.table.focus()
+
+    def action_tab(self, step: int) -> None:
+        i = TAB_IDS.index(self.tab) if self.tab in TAB_IDS else 0
+        self.tab = TAB_IDS[(i + step) % len(TAB_IDS)]
+        if self.filter.statuses:
+            self.filter.statuses = ()
+        self.reload()
+
+    def set_tab(self, tab: str) -> None:
+        self.tab = tab
+        self.filter.statuses = ()
+        self.reload()
+
+    def set_handler_filter(self, handler: str) -> None:
+        self.filter = Filter(handler=handler)
+        self.tab = "all"
+        self.reload()
+
+    def action_reload(self) -> None:
+        self.reload(keep_cursor=True)
+
+    # ------------------------------------------------------------------ actions
+
+    def _current(self) -> operator_pb2.Job | None:
+        job = self.table.current_job
+        if job is None:
+            self.notify("no job selected", severity="warning")
+        return job
+
+    def action_detail(self) -> None:
+        job = self._current()
+        if job is not None:
+            self._open_detail(job.id)
+
+    def _open_detail(self, job_id: str) -> None:
+        if not self.pulse.guard("job detail", mutating=False, capability="detail"):
+            return
+        from pulse_tui.screens.job_detail import JobDetailScreen
+
+        self.app.push_screen(JobDetailScreen(job_id))
+
+    def action_mark(self) -> None:
+        self.table.toggle_mark()
+        self._marks_changed()
+
+    def action_clear_marks(self) -> None:
+        self.table.clear_marks()
+        self._marks_changed()
+
+    def action_copy_id(self) -> None:
+        job = self._current()
+        if job is not None:
+            self.pulse.copy_id(job.id)
+
+    def action_enqueue(self) -> None:
+        if not self.pulse.guard("enqueue", capability="enqueue"):
+            return
+        from pulse_tui.screens.enqueue import EnqueueScreen
+
+        job = self.table.current_job
+        self.app.push_screen(
+            EnqueueScreen(default_handler=self.filter.handler or (job.handler if job else ""))
+        )
+
+    @work(group="jobs-action", exit_on_error=False)
+    async def action_cancel(self) -> None:
+        if not self.pulse.guard("cancel", capability="cancel"):
+            return
+        marked = sorted(self.table.marked)
+        if marked:
+            ok = await self.app.push_screen_wait(
+                ConfirmScreen(
+                    "Cancel marked jobs",
+                    f"Cancel {len(marked)} marked job(s)?",
+                    yes="Cancel jobs",
+                    danger=True,
+                )
+            )
+            if ok:
+                await self._bulk("cancel", marked)
+            return
+        job = self._current()
+        if job is None:
+            return
+        if job.status in ("completed", "failed", "cancelled"):
+            self.notify(f"job {job.id} is {job.status}; only queued, paused or running jobs can be cancelled")
+            return
+        if job.status == "running":
+            ok = await self.app.push_screen_wait(
+                ConfirmScreen(
+                    "Cancel running job",
+                    f"{job.id} ({job.handler}) is running; cancel it?\nThe plugin's in-flight call is cancelled.",
+                    yes="Cancel job",
+                    danger=True,
+                )
+            )
+            if not ok:
+                return
+        await self._bulk("cancel", [job.id])
+
+    @work(group="jobs-action", exit_on_error=False)
+    async def action_retry(self) -> None:
+        if not self.pulse.guard("retry", capability="retry"):
+            return
+        marked = sorted(self.table.marked)
+        if marked:
+            ok = await self.app.push_screen_wait(
+                ConfirmScreen("Retry marked jobs", f"Retry {len(marked)} marked job(s)?", yes="Retry jobs")
+            )
+            if ok:
+                await self._bulk("retry", marked)
+            return
+        job = self._current()
+        if job is None:
+            return
+        if job.status not in ("failed", "cancelled"):
+            self.notify(f"job {job.id} is {job.status}; only failed or cancelled jobs can be retried")
+            return
+        await self._bulk("retry", [job.id])
+
+    async def _bulk(self, what: str, ids: list[str]) -> None:
+        client = self.pulse.client
+        try:
+            resp = await (client.cancel_jobs(ids) if what == "cancel" else client.retry_jobs(ids))
+        except ClientError as exc:
+            self.pulse.report(exc, what)
+            return
+        verb = "cancelled" if what == "cancel" else "re-queued"
+        done = len(resp.affected_ids)
+        if len(ids) == 1 and done == 1:
+            self.notify(f"{verb} {ids[0]}")
+        elif done:
+            self.notify(f"{verb} {done} of {len(ids)} job(s)")
+        if resp.failures:
+            first = resp.failures[0]
+            more = f" (+{len(resp.failures) - 1} more)" if len(resp.failures) > 1 else ""
+            self.notify(f"{what} refused for {first.id}: {first.error}{more}", severity="warning", timeout=8)
+        for job_id in resp.affected_ids:
+            self.table.marked.discard(job_id)
+        self._marks_changed()
+        if not client.can("watch"):
+            self.reload(keep_cursor=True)
+
+    @work(group="jobs-action", exit_on_error=False)
+    async def action_retry_all_failed(self) -> None:
+        if not self.pulse.guard("retry all failed", capability="bulk"):
+            return
+        flt = job_filter(("failed",), self.filter.handler, self.filter.text)
+        client = self.pulse.client
+        try:
+            dry = await client.retry_jobs(flt=flt, limit=RETRY_ALL_CAP, dry_run=True)
+        except ClientError as exc:
+            self.pulse.report(exc, "retry failed jobs")
+            return
+        n = int(dry.matched)
+        scope = f" matching {self.filter.describe()}" if self.filter.describe() else ""
+        if n == 0:
+            self.notify(f"no failed jobs{scope}")
+            return
+        capped = f"\nOnly the first {RETRY_ALL_CAP:,} will be retried." if dry.truncated else ""
+        ok = await self.app.push_screen_wait(
+            ConfirmScreen(
+                "Retry failed jobs",
+                f"Retry {n:,}{'+' if dry.truncated else ''} failed job(s){scope}?{capped}",
+                yes="Retry all",
+            )
+        )
+        if not ok:
+            return
+        try:
+            resp = await client.retry_jobs(flt=flt, limit=RETRY_ALL_CAP)
+        except ClientError as exc:
+            self.pulse.report(exc, "retry failed jobs")
+            return
+        self.notify(f"re-queued {len(resp.affected_ids):,} failed job(s){scope}")
+        if resp.failures:
+            self.notify(
+                f"{len(resp.failures)} could not be retried: {resp.failures[0].error}", severity="warning"
+            )
+
+    # ------------------------------------------------------------------ helpers for tests / other screens
+
+    def counts_text(self) -> str:
+        tabs = self.query_one(StatusTabs)
+        return ", ".join(f"{k}={fmt.count(v)}" for k, v in sorted(tabs.counts.items()))

@@ -1,0 +1,53 @@
+"""The `:` command line (k9s style): `:jobs`, `:plugins`, `:handlers`, … with completion.
+
+Commands are registered on the app (``PulseApp.register_command``) so later features (`:ix`) plug in
+without touching this widget.
+"""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.message import Message
+from textual.suggester import SuggestFromList
+from textual.widgets import Input
+
+
+class CommandLine(Input):
+    BINDINGS = [Binding("escape", "dismiss", "Close", show=False, id="cmdline.close")]
+
+    class Submitted(Message):
+        def __init__(self, line: str) -> None:
+            super().__init__()
+            self.line = line
+
+    def __init__(self, commands: list[str], **kwargs) -> None:  # noqa: ANN003
+        super().__init__(placeholder=":command  (jobs, plugins, handlers, help, quit)", **kwargs)
+        self.suggester = SuggestFromList(commands, case_sensitive=False)
+
+    def set_commands(self, commands: list[str]) -> None:
+        self.suggester = SuggestFromList(commands, case_sensitive=False)
+
+    def open(self) -> None:
+        self.value = ""
+        self.add_class("-open")
+        self.focus()
+
+    def action_dismiss(self) -> None:
+        self.remove_class("-open")
+        self.value = ""
+        self.screen.focus_next()
+        self.screen.set_focus(None)
+        self.screen.call_after_refresh(self._refocus)
+
+    def _refocus(self) -> None:
+        refocus = getattr(self.screen, "refocus", None)
+        if refocus is not None:
+            refocus()
+
+    async def action_submit(self) -> None:
+        line = self.value.strip().lstrip(":")
+        self.remove_class("-open")
+        self.value = ""
+        self._refocus()
+        if line:
+            self.post_message(self.Submitted(line))

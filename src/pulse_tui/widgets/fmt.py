@@ -1,0 +1,151 @@
+"""Small formatting helpers shared by the screens: times, durations, counts, statuses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+
+from textual.app import App
+
+STATUS_ICONS: dict[str, str] = {
+    "queued": "◷",
+    "running": "▶",
+    "paused": "‖",
+    "completed": "✔",
+    "failed": "✘",
+    "cancelled": "⊘",
+}
+
+# Rich styles per status; these follow the theme only loosely on purpose: a status colour must mean
+# the same thing on every screen and terminal.
+STATUS_STYLES: dict[str, str] = {
+    "queued": "bold #7aa2f7",
+    "running": "bold #e0af68",
+    "paused": "#a9b1d6",
+    "completed": "#9ece6a",
+    "failed": "bold #f7768e",
+    "cancelled": "#737aa2",
+}
+
+LEVEL_STYLES: dict[str, str] = {
+    "debug": "#737aa2",
+    "info": "#7dcfff",
+    "warn": "bold #e0af68",
+    "warning": "bold #e0af68",
+    "error": "bold #f7768e",
+    "critical": "bold reverse #f7768e",
+}
+
+OUTCOME_STYLES: dict[str, str] = {
+    "running": STATUS_STYLES["running"],
+    "completed": STATUS_STYLES["completed"],
+    "failed": STATUS_STYLES["failed"],
+    "timeout": STATUS_STYLES["failed"],
+    "cancelled": STATUS_STYLES["cancelled"],
+    "interrupted": "#e0af68",
+    "plugin_unavailable": "#e0af68",
+}
+
+
+def app_now(app: App | None) -> float:
+    """The app's clock (frozen in snapshot tests), else wall time."""
+    fn: Callable[[], float] | None = getattr(app, "now", None)
+    return fn() if fn is not None else time.time()
+
+
+def app_tz(app: App | None) -> tzinfo | None:
+    return getattr(app, "tz", None)
+
+
+def duration(secs: float) -> str:
+    """Compact human duration: 0.4s, 12s, 3m05s, 2h10m, 3d04h."""
+    if secs < 0:
+        secs = 0.0
+    if secs < 10:
+        return f"{secs:.1f}s"
+    s = int(secs)
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h{m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d{h:02d}h"
+
+
+def ago(ts: float, now: float) -> str:
+    if not ts:
+        return "—"
+    delta = now - ts
+    if delta < 1:
+        return "just now"
+    if delta < 60:
+        return f"{int(delta)}s ago"
+    return duration(delta) + " ago"
+
+
+def _local(ts: float, tz: tzinfo | None) -> datetime:
+    return datetime.fromtimestamp(ts, tz) if tz is not None else datetime.fromtimestamp(ts).astimezone()
+
+
+def absolute(ts: float, tz: tzinfo | None = None) -> str:
+    """Full local timestamp with zone: 2026-11-23 12:01:02 UTC."""
+    if not ts:
+        return "—"
+    return _local(ts, tz).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def clock(ts: float, now: float, tz: tzinfo | None = None) -> str:
+    """Local time of day when ``ts`` is on the same day as ``now``, else date and time."""
+    if not ts:
+        return "—"
+    dt = _local(ts, tz)
+    if dt.date() == _local(now, tz).date():
+        return dt.strftime("%H:%M:%S")
+    return dt.strftime("%Y-%m-%d %H:%M")
+
+
+def when(ts: float, now: float, tz: tzinfo | None = None) -> str:
+    """Relative and absolute (local): "3m05s ago · 12:01:02"."""
+    if not ts:
+        return "—"
+    return f"{ago(ts, now)} · {clock(ts, now, tz)}"
+
+
+def count(n: int, capped: bool = False, cap: int = 0) -> str:
+    """10k+ style for capped counts, 1.2k style for big exact ones."""
+    if capped and cap and n >= cap:
+        return f"{_short(cap)}+"
+    return _short(n) if n >= 10000 else str(n)
+
+
+def _short(n: int) -> str:
+    if n >= 1_000_000:
+        v = n / 1_000_000
+        return f"{v:.0f}M" if v >= 10 or v == int(v) else f"{v:.1f}M"
+    if n >= 1000:
+        v = n / 1000
+        return f"{v:.0f}k" if v >= 10 or v == int(v) else f"{v:.1f}k"
+    return str(n)
+
+
+def short_id(job_id: str, width: int) -> str:
+    """Ids are time-prefixed; when space is short the random tail is what tells them apart."""
+    if len(job_id) <= width:
+        return job_id
+    return "…" + job_id[-(width - 1) :]
+
+
+def job_age(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
+    """Age for queued jobs, run time for running ones, duration for finished ones."""
+    if job.status == "running" and job.started_at:
+        return duration(now - job.started_at)
+    if job.completed_at and job.started_at:
+        return duration(job.completed_at - job.started_at)
+    if job.created_at:
+        return duration(now - job.created_at)
+    return "—"

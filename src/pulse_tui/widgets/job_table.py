@@ -1,0 +1,490 @@
+"""A virtual job table: renders only the rows on screen, fetched page by page from a source.
+
+The table never holds every job. It keeps a sparse row cache (row index → Job) filled by a
+:data:`PageSource` — keyset pages (``after_seq`` of the row above) when the row above is cached,
+offset jumps otherwise (End, PageDown far away, the scrollbar) — and forgets rows far from the
+viewport. A million jobs therefore open as fast as ten: one count, one page.
+
+Live updates arrive through :meth:`JobTable.upsert`: cached rows are replaced in place, newer jobs
+that match the filter are prepended, and the cursor stays on the job it was on (the viewport is
+shifted with it unless the user sits at the very top, where new arrivals should be seen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from pulse_tui.client import filter_matches
+from pulse_tui.protocol import operator_pb2
+from pulse_tui.widgets import fmt
+from pulse_tui.widgets.progress_cell import progress_text
+
+Job = operator_pb2.Job
+
+# (offset, after_seq, limit) -> (jobs, has_more). after_seq wins over offset when not None.
+PageSource = Callable[[int, int | None, int], Awaitable[tuple[list[Job], bool]]]
+
+PAGE = 100
+KEEP_ROWS = 4000  # cache budget; rows far from the viewport are forgotten beyond this
+
+
+@dataclass(slots=True)
+class _Column:
+    key: str
+    label: str
+    width: int
+    right: bool = False
+
+
+class JobTable(ScrollView, can_focus=True):
+    """Virtual, keyboard-driven job table."""
+
+    BINDINGS: list[BindingType] = [
+        Binding("up,k", "cursor_up", "Up", show=False, id="table.up"),
+        Binding("down,j", "cursor_down", "Down", show=False, id="table.down"),
+        Binding("pageup,ctrl+b", "page_up", "Page up", show=False, id="table.page_up"),
+        Binding("pagedown,ctrl+f", "page_down", "Page down", show=False, id="table.page_down"),
+        Binding("home,g", "first", "First", show=False, id="table.first"),
+        Binding("end,G", "last", "Last", show=False, id="table.last"),
+    ]
+
+    COMPONENT_CLASSES = {
+        "job-table--header",
+        "job-table--cursor",
+        "job-table--cursor-blur",
+        "job-table--marked",
+        "job-table--loading",
+        "job-table--dim",
+        "job-table--empty",
+    }
+
+    cursor: reactive[int] = reactive(0, always_update=True, repaint=False)
+
+    class Selected(Message):
+        """Enter on a row."""
+
+        def __init__(self, job: Job) -> None:
+            super().__init__()
+            self.job = job
+
+    class CursorMoved(Message):
+        def __init__(self, job: Job | None) -> None:
+            super().__init__()
+            self.job = job
+
+    class Loaded(Message):
+        """A page arrived (tests and the status bar wait on this)."""
+
+        def __init__(self, rows: int) -> None:
+            super().__init__()
+            self.rows = rows
+
+    class FetchFailed(Message):
+        def __init__(self, error: Exception) -> None:
+            super().__init__()
+            self.error = error
+
+    def __init__(
+        self,
+        source: PageSource | None = None,
+        *,
+        name: str | None = None,
+        id: str | None = None,  # noqa: A002
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.source = source
+        self.filter: operator_pb2.JobFilter | None = None
+        self.marked: set[str] = set()
+        self.empty_message = "No jobs."
+        self._rows: dict[int, Job] = {}
+        self._index: dict[str, int] = {}
+        self._total = 0
+        self._exact = True
+        self._gen = 0
+        self._shifted = 0
+        self._inflight: list[tuple[int, int]] = []
+        self._loaded_once = False
+        self._active = False  # nothing is fetched before the first reset()
+        self.fetches = 0  # pages requested (tests assert the table stays lazy)
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @property
+    def loaded_rows(self) -> int:
+        return len(self._rows)
+
+    @property
+    def loading(self) -> bool:
+        return bool(self._inflight)
+
+    @property
+    def current_job(self) -> Job | None:
+        return self._rows.get(self.cursor)
+
+    def job_at(self, row: int) -> Job | None:
+        return self._rows.get(row)
+
+    def row_of(self, job_id: str) -> int | None:
+        return self._index.get(job_id)
+
+    def reset(
+        self,
+        total: int | None = None,
+        *,
+        exact: bool = True,
+        flt: operator_pb2.JobFilter | None = None,
+        keep_cursor: bool = False,
+    ) -> None:
+        """Forget every row and start again (new filter, resync, reconnect)."""
+        self._gen += 1
+        self._active = True
+        self._rows.clear()
+        self._index.clear()
+        self._inflight.clear()
+        self._loaded_once = False
+        if flt is not None:
+            self.filter = flt
+        self._total = max(0, total if total is not None else PAGE)
+        self._exact = exact if total is not None else False
+        if not keep_cursor:
+            self.cursor = 0
+            self.scroll_to(y=0, animate=False, immediate=True)
+        else:
+            self.cursor = min(self.cursor, max(0, self._total - 1))
+        self._update_size()
+        self._request_visible()
+        self.refresh()
+
+    def set_total(self, total: int, *, exact: bool) -> None:
+        """A fresh (possibly capped) count. Capped counts only ever grow the table."""
+        if exact and self._loaded_once:
+            self._total = total
+        else:
+            self._total = max(total, self._total if not exact else 0)
+        self._exact = exact
+        if self.cursor >= self._total:
+            self.cursor = max(0, self._total - 1)
+        self._update_size()
+        self._request_visible()
+        self.refresh()
+
+    def upsert(self, jobs: Iterable[Job]) -> int:
+        """Apply live changes; returns how many rows were added at the top."""
+        fresh: list[Job] = []
+        top = self._rows.get(0)
+        changed = False
+        for job in jobs:
+            row = self._index.get(job.id)
+            if row is not None:
+                self._rows[row] = job
+                changed = True
+            elif filter_matches(self.filter, job) and (
+                top is None
+                and self._loaded_once
+                and self._total == 0
+                or top is not None
+                and job.seq > top.seq
+            ):
+                fresh.append(job)
+        if fresh:
+            fresh.sort(key=lambda j: j.seq, reverse=True)
+            self._prepend(fresh)
+        if changed or fresh:
+            self.refresh()
+        return len(fresh)
+
+    def _prepend(self, fresh: list[Job]) -> None:
+        n = len(fresh)
+        current = self.current_job
+        at_top = self.scroll_y == 0
+        self._rows = {i + n: job for i, job in self._rows.items()}
+        for i, job in enumerate(fresh):
+            self._rows[i] = job
+        self._index = {job.id: i for i, job in self._rows.items()}
+        self._inflight = [(a + n, b + n) for a, b in self._inflight]
+        self._shifted += n
+        self._total += n
+        self._update_size()
+        if current is not None:
+            self.cursor = self.cursor + n
+            if not at_top or self.cursor >= self._visible_rows():
+                self.scroll_to(y=self.scroll_y + n, animate=False, immediate=True)
+        elif self._total == n:
+            self.cursor = 0
+        self.post_message(self.CursorMoved(self.current_job))
+
+    # ------------------------------------------------------------------ fetching
+
+    def _visible_rows(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def _update_size(self) -> None:
+        self.virtual_size = Size(self.scrollable_content_region.width, self._total + 1)
+
+    def _request_visible(self) -> None:
+        if self.source is None or not self.is_mounted or not self._active:
+            return
+        first = int(self.scroll_y)
+        last = min(self._total - 1, first + self._visible_rows() + PAGE // 2)
+        if self._total == 0 and not self._loaded_once:
+            last = 0
+        first = max(0, first - PAGE // 4)
+        row = first
+        while row <= max(last, 0):
+            if row in self._rows or any(a <= row < b for a, b in self._inflight):
+                row += 1
+                continue
+            self._start_fetch(row)
+            row += PAGE
+
+    def _start_fetch(self, start: int) -> None:
+        above = self._rows.get(start - 1)
+        after = above.seq if above is not None else None
+        self._inflight.append((start, start + PAGE))
+        self.fetches += 1
+        self.run_worker(
+            self._fetch(start, after, self._gen, self._shifted), group="job-table", exit_on_error=False
+        )
+
+    async def _fetch(self, start: int, after_seq: int | None, gen: int, shifted: int) -> None:
+        assert self.source is not None
+        try:
+            jobs, has_more = await self.source(start, after_seq, PAGE)
+        except Exception as exc:  # noqa: BLE001 — surfaced to the screen, which says what to do
+            if gen == self._gen:
+                self._inflight = [r for r in self._inflight if r[0] != start + (self._shifted - shifted)]
+                self.post_message(self.FetchFailed(exc))
+            return
+        if gen != self._gen:
+            return
+        start += self._shifted - shifted
+        self._inflight = [r for r in self._inflight if r[0] != start]
+        for i, job in enumerate(jobs):
+            old = self._rows.get(start + i)
+            if old is not None:
+                self._index.pop(old.id, None)
+            prev = self._index.get(job.id)
+            if prev is not None and prev != start + i:
+                self._rows.pop(prev, None)
+            self._rows[start + i] = job
+            self._index[job.id] = start + i
+        end = start + len(jobs)
+        if has_more:
+            self._total = max(self._total, end + 1)
+        else:
+            self._total = end if (self._exact or end >= self._total or start == 0) else self._total
+            self._exact = True
+        self._loaded_once = True
+        self.cursor = min(self.cursor, max(0, self._total - 1))
+        self._evict()
+        self._update_size()
+        self.refresh()
+        self.post_message(self.Loaded(len(jobs)))
+        if start <= self.cursor < end:
+            self.post_message(self.CursorMoved(self.current_job))
+
+    def _evict(self) -> None:
+        if len(self._rows) <= KEEP_ROWS:
+            return
+        centre = int(self.scroll_y)
+        keep = KEEP_ROWS // 2
+        for row in [r for r in self._rows if abs(r - centre) > keep]:
+            job = self._rows.pop(row)
+            self._index.pop(job.id, None)
+
+    # ------------------------------------------------------------------ cursor
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self._request_visible()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._update_size()
+        self._request_visible()
+
+    def _move(self, row: int) -> None:
+        if self._total <= 0:
+            return
+        row = min(max(row, 0), self._total - 1)
+        self.cursor = row
+        visible = self._visible_rows()
+        if row < self.scroll_y:
+            self.scroll_to(y=row, animate=False, immediate=True)
+        elif row >= self.scroll_y + visible:
+            self.scroll_to(y=row - visible + 1, animate=False, immediate=True)
+        self._request_visible()
+        self.refresh()
+        self.post_message(self.CursorMoved(self.current_job))
+
+    def action_cursor_up(self) -> None:
+        self._move(self.cursor - 1)
+
+    def action_cursor_down(self) -> None:
+        self._move(self.cursor + 1)
+
+    def action_page_up(self) -> None:
+        self._move(self.cursor - self._visible_rows())
+
+    def action_page_down(self) -> None:
+        self._move(self.cursor + self._visible_rows())
+
+    def action_first(self) -> None:
+        self._move(0)
+
+    def action_last(self) -> None:
+        self._move(self._total - 1)
+
+    def move_to_job(self, job_id: str) -> bool:
+        row = self._index.get(job_id)
+        if row is None:
+            return False
+        self._move(row)
+        return True
+
+    def select_current(self) -> None:
+        job = self.current_job
+        if job is not None:
+            self.post_message(self.Selected(job))
+
+    def toggle_mark(self) -> None:
+        job = self.current_job
+        if job is None:
+            return
+        if job.id in self.marked:
+            self.marked.discard(job.id)
+        else:
+            self.marked.add(job.id)
+        self._move(self.cursor + 1)
+
+    def clear_marks(self) -> None:
+        self.marked.clear()
+        self.refresh()
+
+    def on_click(self, event: events.Click) -> None:
+        row = int(self.scroll_y) + event.y - 1
+        if event.y >= 1 and 0 <= row < self._total:
+            if row == self.cursor and event.chain >= 2:
+                self.select_current()
+            self._move(row)
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # ------------------------------------------------------------------ rendering
+
+    def _columns(self, width: int) -> list[_Column]:
+        id_w = 16 if width >= 110 else 9
+        prog_w = 18 if width >= 130 else 14 if width >= 100 else 12
+        age_w = 8
+        fixed = 2 + id_w + 1 + 11 + 1 + prog_w + 1 + 4 + 1 + age_w + 1
+        rest = max(0, width - fixed - 1)
+        handler_w = min(30, max(10, int(rest * 0.45)))
+        error_w = max(0, rest - handler_w)
+        return [
+            _Column("mark", "", 2),
+            _Column("id", "ID", id_w),
+            _Column("handler", "HANDLER", handler_w),
+            _Column("status", "STATUS", 11),
+            _Column("progress", "PROGRESS", prog_w),
+            _Column("attempts", "ATT", 4, right=True),
+            _Column("age", "AGE", age_w, right=True),
+            _Column("error", "ERROR", error_w),
+        ]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        if width <= 0:
+            return Strip.blank(0)
+        base = self.rich_style
+        if y == 0:
+            return self._render_header(width)
+        row = int(self.scroll_y) + y - 1
+        if row >= self._total:
+            if self._total == 0 and y == 2 and self._loaded_once:
+                style = self.get_component_rich_style("job-table--empty")
+                return Strip(
+                    [Segment(self.empty_message.center(width)[:width], base + style)]
+                ).adjust_cell_length(width, base)
+            return Strip.blank(width, base)
+        job = self._rows.get(row)
+        if job is None:
+            style = self.get_component_rich_style("job-table--loading")
+            return Strip([Segment("  …".ljust(width), base + style)])
+        text = self._row_text(job, width)
+        if row == self.cursor:
+            cls = "job-table--cursor" if self.has_focus else "job-table--cursor-blur"
+            text.stylize(self.get_component_rich_style(cls))
+        elif job.id in self.marked:
+            text.stylize(self.get_component_rich_style("job-table--marked"))
+        segments = list(text.render(self.app.console))
+        return Strip(segments).apply_style(base).adjust_cell_length(width, base)
+
+    def _render_header(self, width: int) -> Strip:
+        style = self.rich_style + self.get_component_rich_style("job-table--header")
+        parts = []
+        for col in self._columns(width):
+            if col.width <= 0:
+                continue
+            label = col.label.rjust(col.width) if col.right else col.label.ljust(col.width)
+            parts.append(label[: col.width])
+        line = " ".join(parts)
+        return Strip([Segment(line.ljust(width)[:width], style)])
+
+    def _row_text(self, job: Job, width: int) -> Text:
+        now = fmt.app_now(self.app)
+        dim = self.get_component_rich_style("job-table--dim")
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        for i, col in enumerate(self._columns(width)):
+            if col.width <= 0:
+                continue
+            if i:
+                text.append(" ")
+            cell = self._cell(job, col, now, dim)
+            cell.truncate(col.width, overflow="ellipsis", pad=True)
+            text.append_text(cell)
+        return text
+
+    def _cell(self, job: Job, col: _Column, now: float, dim: Style) -> Text:
+        key = col.key
+        if key == "mark":
+            return Text("● " if job.id in self.marked else "  ", style="bold #bb9af7")
+        if key == "id":
+            return Text(fmt.short_id(job.id, col.width), style=dim)
+        if key == "handler":
+            return Text(job.handler, style="bold" if not job.no_handler else "italic #e0af68")
+        if key == "status":
+            icon = fmt.STATUS_ICONS.get(job.status, "?")
+            return Text(f"{icon} {job.status}", style=fmt.STATUS_STYLES.get(job.status, ""))
+        if key == "progress":
+            return progress_text(job.progress_current, job.progress_total, col.width, status=job.status)
+        if key == "attempts":
+            label = f"{job.attempts}/{job.max_attempts}" if job.max_attempts else str(job.attempts)
+            return Text(label.rjust(col.width), style="" if job.attempts <= 1 else "#e0af68")
+        if key == "age":
+            return Text(fmt.job_age(job, now).rjust(col.width), style=dim)
+        if key == "error":
+            if job.no_handler and not job.error:
+                return Text("no handler routes this name", style="italic #e0af68")
+            first = job.error.strip().splitlines()[0] if job.error.strip() else ""
+            return Text(first, style="#f7768e" if job.status == "failed" else dim)
+        return Text("")

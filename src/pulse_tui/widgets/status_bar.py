@@ -1,0 +1,59 @@
+"""Status bar: server address, connection state, mode, read-only marker, counts, live/paused."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+STATE_STYLES: dict[str, str] = {
+    "connected": "bold #9ece6a",
+    "connecting": "bold #e0af68",
+    "reconnecting": "bold #e0af68",
+    "offline": "bold #f7768e",
+    "auth failed": "bold #f7768e",
+}
+
+
+class StatusBar(Static):
+    """One line at the bottom of every screen. The app pushes its state here (see PulseApp)."""
+
+    address: reactive[str] = reactive("")
+    state: reactive[str] = reactive("connecting")
+    retry_in: reactive[int] = reactive(0)
+    mode: reactive[str] = reactive("")
+    read_only: reactive[bool] = reactive(False)
+    paused: reactive[bool] = reactive(False)
+    counts: reactive[str] = reactive("")
+    marked: reactive[int] = reactive(0)
+    note: reactive[str] = reactive("")
+
+    def render(self) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis", end="")
+        dot = "●" if self.state == "connected" else "○"
+        t.append(f" {dot} ", style=STATE_STYLES.get(self.state, ""))
+        state = self.state
+        if state == "reconnecting" and self.retry_in > 0:
+            state = f"reconnecting in {self.retry_in}s"
+        t.append(state, style=STATE_STYLES.get(self.state, ""))
+        t.append("  ")
+        t.append(self.address, style="bold")
+        if self.mode and self.mode != "operator":
+            t.append(f"  [{self.mode}]", style="bold #e0af68")
+        if self.read_only:
+            t.append("  READ-ONLY", style="bold reverse #e0af68")
+        if self.paused:
+            t.append("  ‖ PAUSED", style="bold #e0af68")
+        if self.marked:
+            t.append(f"  ● {self.marked} marked", style="bold #bb9af7")
+        if self.note:
+            t.append(f"  {self.note}", style="italic")
+        if self.counts:
+            t.append("  │ ", style="dim")
+            t.append_text(Text.from_markup(self.counts))
+        return t
+
+    def on_mount(self) -> None:
+        binder = getattr(self.app, "bind_status_bar", None)
+        if binder is not None:
+            binder(self)

@@ -1,0 +1,114 @@
+"""The virtual job table in isolation, fed by a synthetic page source of a million jobs."""
+
+from __future__ import annotations
+
+from textual.app import App, ComposeResult
+
+from pulse_tui.protocol import operator_pb2
+from pulse_tui.widgets.job_table import PAGE, JobTable
+
+N = 1_000_000
+
+
+class Source:
+    """Newest first: row i holds seq N - i. Records how it was asked (keyset vs offset)."""
+
+    def __init__(self, n: int = N) -> None:
+        self.n = n
+        self.calls: list[tuple[int, int | None]] = []
+
+    def job(self, seq: int) -> operator_pb2.Job:
+        return operator_pb2.Job(
+            id=f"job{seq:07d}", seq=seq, handler="demo.sleep", status="queued", created_at=1.0, max_attempts=3
+        )
+
+    async def __call__(
+        self, offset: int, after_seq: int | None, limit: int
+    ) -> tuple[list[operator_pb2.Job], bool]:
+        self.calls.append((offset, after_seq))
+        start = self.n - after_seq + 1 if after_seq is not None else offset
+        seqs = [self.n - i for i in range(start, min(start + limit, self.n))]
+        return [self.job(s) for s in seqs], start + limit < self.n
+
+
+class TableApp(App[None]):
+    def __init__(self, source: Source) -> None:
+        super().__init__()
+        self.source = source
+
+    def compose(self) -> ComposeResult:
+        yield JobTable(self.source)
+
+    def now(self) -> float:
+        return 100.0
+
+
+async def _loaded(pilot, table: JobTable) -> None:  # noqa: ANN001
+    for _ in range(200):
+        if not table.loading:
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("table kept loading")
+
+
+async def test_million_rows_open_with_one_page_and_jump_by_offset() -> None:
+    source = Source()
+    app = TableApp(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.query_one(JobTable)
+        table.focus()
+        table.reset(N, exact=True)
+        await _loaded(pilot, table)
+        assert table.loaded_rows == PAGE and len(source.calls) == 1
+        assert table.current_job.seq == N
+        await pilot.press("pagedown")
+        await _loaded(pilot, table)
+        await pilot.press("end")
+        await _loaded(pilot, table)
+        assert table.cursor == N - 1 and table.current_job.seq == 1
+        assert source.calls[-1][1] is None and source.calls[-1][0] > N - PAGE * 2  # an offset jump
+        assert table.loaded_rows < 5 * PAGE  # never loads everything
+        await pilot.press("home")
+        await _loaded(pilot, table)
+        await pilot.press("pagedown", "pagedown", "pagedown", "pagedown")  # continues with keyset pages
+        await _loaded(pilot, table)
+        assert table.cursor > PAGE
+        assert any(after is not None for _offset, after in source.calls)
+        assert table.current_job.seq == N - table.cursor
+
+
+async def test_live_insert_keeps_cursor_on_its_job() -> None:
+    source = Source(500)
+    app = TableApp(source)
+    async with app.run_test(size=(100, 20)) as pilot:
+        table = app.query_one(JobTable)
+        table.focus()
+        table.reset(500, exact=True)
+        await _loaded(pilot, table)
+        for _ in range(30):
+            await pilot.press("down")
+        before = table.current_job
+        scroll = table.scroll_y
+        added = table.upsert([source.job(501), source.job(502)])
+        assert added == 2 and table.total == 502
+        assert table.current_job.id == before.id  # the cursor never jumps to another job
+        assert table.scroll_y == scroll + 2  # and the viewport moves with it
+        changed = operator_pb2.Job()
+        changed.CopyFrom(before)
+        changed.status = "running"
+        table.upsert([changed])
+        assert table.current_job.status == "running"
+        table.toggle_mark()
+        assert before.id in table.marked
+
+
+async def test_empty_table_message_and_first_job() -> None:
+    source = Source(0)
+    app = TableApp(source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(JobTable)
+        table.reset(None)
+        await _loaded(pilot, table)
+        assert table.total == 0
+        table.upsert([source.job(1)])
+        assert table.total == 1 and table.current_job.seq == 1
