@@ -203,7 +203,7 @@ class Engine:
             if "UNIQUE" in str(exc):
                 raise ValidationError(f"a job with id {job.id!r} already exists") from None
             raise
-        self.bus.publish(replace(job))
+        self._publish(job)
         if job.run_at > job.created_at:
             self._note_due(job.run_at)
         else:
@@ -390,7 +390,7 @@ class Engine:
                 },
             )
             if job is not None:
-                self.bus.publish(replace(job))
+                self._publish(job)
                 return job
             run = self._running.get(job_id)  # claimed while we asked
             if run is None:
@@ -428,7 +428,7 @@ class Engine:
             latest = await self.get_job(job_id)
             check_operator_retry(job_id, latest.status)
             raise Precondition(f"job {job_id} changed while retrying; try again")
-        self.bus.publish(replace(job))
+        self._publish(job)
         self._kick()
         return job
 
@@ -515,6 +515,12 @@ class Engine:
         return await self.get_job(job.id)
 
     # ------------------------------------------------------------ multi-node (end)
+
+    def _publish(self, job: Job) -> None:
+        """Publish a snapshot (payload and result left out: watchers fetch them with GetJob).
+        No watcher, no copy: the hot path pays for events only when someone listens."""
+        if self.bus.watcher_count:
+            self.bus.publish(replace(job, payload=b"", result=b""))
 
     def routes_changed(self) -> None:
         self._due_unknown = True
@@ -605,7 +611,7 @@ class Engine:
         job.plugin = run.plugin
         self._running[job.id] = run
         run.task = asyncio.create_task(self._execute(run), name=f"job-{job.id}")
-        self.bus.publish(replace(job, payload=b"", result=b""))
+        self._publish(job)
 
     async def _execute(self, run: _Run) -> None:
         job = run.job
@@ -707,7 +713,7 @@ class Engine:
         for e in run.logs:
             e.attempt = attempt.number
         await self.store.finish([Finish(job, attempt, run.logs)])
-        self.bus.publish(replace(job, payload=b"", result=b""))
+        self._publish(job)
         sec = int(time.monotonic())
         if self._completions and self._completions[-1][0] == sec:
             self._completions[-1] = (sec, self._completions[-1][1] + 1)
@@ -726,7 +732,7 @@ class Engine:
             return
         job.progress_current, job.progress_total = current, total
         job.updated_at = time.time()
-        self.bus.publish(replace(job, payload=b"", result=b""))
+        self._publish(job)
         self._progress_dirty[job.id] = run
         if self._progress_task is None or self._progress_task.done():
             self._progress_task = asyncio.create_task(self._progress_flusher())

@@ -72,6 +72,7 @@ def operator_job(job: Job, routable: frozenset[str] | None = None) -> op.Job:
         progress_current=job.progress_current,
         progress_total=job.progress_total,
         attempts=job.attempts,
+        run_attempts=job.run_attempts,
         max_attempts=job.max_attempts,
         retry_count=job.retry_count,
         error=job.error,

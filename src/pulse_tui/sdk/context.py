@@ -42,7 +42,7 @@ def rfc3339_now() -> str:
 class ProgressSink:
     """Coalesces progress per job and sends it with UpdateJob, at most once per `interval`."""
 
-    def __init__(self, endpoint: str, token: str, *, interval: float = 0.25) -> None:
+    def __init__(self, endpoint: str, token: str, *, interval: float = 0.05) -> None:
         self.endpoint = endpoint
         self.token = token
         self.interval = interval
@@ -90,8 +90,8 @@ class ProgressSink:
             await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, {}
-            for job in batch.values():
-                await self._send(stub, job)
+            # one round: every changed job's newest value, sent concurrently (bounded by the round)
+            await asyncio.gather(*(self._send(stub, job) for job in batch.values()))
             await asyncio.sleep(self.interval)  # throttle: later calls coalesce meanwhile
 
     async def _send(self, stub: queue_pb2_grpc.QueueServiceStub, job: queue_pb2.Job) -> None:

@@ -478,8 +478,11 @@ class JobTable(ScrollView, can_focus=True):
         if key == "progress":
             return progress_text(job.progress_current, job.progress_total, col.width, status=job.status)
         if key == "attempts":
-            label = f"{job.attempts}/{job.max_attempts}" if job.max_attempts else str(job.attempts)
-            return Text(label.rjust(col.width), style="" if job.attempts <= 1 else "#e0af68")
+            # attempts of the current run against its budget; an operator retry starts a new run
+            # (the whole history is in the detail view)
+            used = job.run_attempts if job.retry_count else job.attempts
+            label = f"{used}/{job.max_attempts}" if job.max_attempts else str(used)
+            return Text(label.rjust(col.width), style="" if used <= 1 else "#e0af68")
         if key == "age":
             return Text(fmt.job_age(job, now).rjust(col.width), style=dim)
         if key == "error":

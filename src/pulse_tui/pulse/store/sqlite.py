@@ -183,7 +183,7 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA cache_size=-32000")
+        conn.execute("PRAGMA cache_size=-8000")  # 8 MB per connection: bounded server memory
         return conn
 
     def _open_sync(self) -> None:
@@ -363,7 +363,7 @@ class SQLiteStore(Store):
                 f"UPDATE jobs SET status='running', attempts=attempts+1, run_attempts=run_attempts+1,"
                 f" started_at=?, updated_at=?, node=?, completed_at=0"
                 f" WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=?"
-                f" AND handler IN ({ph}) ORDER BY priority DESC, seq LIMIT ?)"
+                f" AND +handler IN ({ph}) ORDER BY priority DESC, seq LIMIT ?)"
                 f" RETURNING {LIST_SELECT}, payload, result",
                 (now, now, node, now, *names, limit),
             ).fetchall()

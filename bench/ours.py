@@ -1,0 +1,57 @@
+"""Helpers that build our side in-process: a SQLite store + engine, bulk enqueue, drain waits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from pulse_tui.pulse.engine import Engine
+from pulse_tui.pulse.handlers import Router, StaticRouter
+from pulse_tui.pulse.jobs import COMPLETED, FAILED
+from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+ENQUEUE_CHUNK = 500  # enqueues in flight at once (the store groups them into one commit)
+
+
+async def open_engine(
+    path: Path, router: Router | None = None, **engine_kw: object
+) -> tuple[SQLiteStore, Engine]:
+    store = SQLiteStore(str(path))
+    await store.open()
+    engine = Engine(store, router or StaticRouter(), retention_secs=None, **engine_kw)  # type: ignore[arg-type]
+    return store, engine
+
+
+async def enqueue_many(engine: Engine, handler: str, n: int, payload: bytes = b"{}") -> float:
+    """Enqueue n jobs through Engine.enqueue with ENQUEUE_CHUNK in flight; returns seconds."""
+    t0 = time.perf_counter()
+    left = n
+    while left:
+        k = min(ENQUEUE_CHUNK, left)
+        await asyncio.gather(*(engine.enqueue(handler, payload) for _ in range(k)))
+        left -= k
+    return time.perf_counter() - t0
+
+
+class DrainCounter:
+    """Counts jobs reaching a finished status, from the engine's event bus."""
+
+    def __init__(self, engine: Engine, n: int) -> None:
+        self.n = n
+        self.done: set[str] = set()
+        self.failed: set[str] = set()
+        self._watcher = engine.bus.watch(max_pending=10_000_000)
+
+    async def wait(self, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.done) + len(self.failed) < self.n:
+                batch, resync = await self._watcher.next_batch()
+                if resync:
+                    raise RuntimeError("event watcher fell behind; counts are unreliable")
+                for job in batch:
+                    if job.status == COMPLETED:
+                        self.done.add(job.id)
+                    elif job.status == FAILED:
+                        self.failed.add(job.id)
+        self._watcher.close()

@@ -1,0 +1,99 @@
+"""plugin_drain_jobs_per_s: our server draining N `demo.echo` jobs (a no-op that returns its
+payload) through the bundled demo plugin, a real subprocess called over ExecuteJob, every job's
+start and end persisted in SQLite.
+
+N jobs are written to the server's SQLite file first (through Engine.enqueue, so they are exactly
+what the server would have stored); then `pulse-tui serve` starts with the demo plugin configured.
+The drain time is taken from the store: first attempt start to last completion (so the plugin's
+process start-up is not counted, as huey's consumer start-up is not). Completion is detected by
+reading the SQLite file (cheap) rather than asking the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+from bench.common import Result, main, temp_dir
+from bench.ours import enqueue_many, open_engine
+from bench.serve import DEMO_PLUGIN, Server
+from bench.sizes import drain_n
+from pulse_tui.pulse.handlers import HandlerResult, JobContext, StaticRouter
+
+HANDLER = "demo.echo"
+
+
+class _StandIn:
+    """Lets the pre-fill engine accept `demo.echo` (the server's registry routes it to the plugin)."""
+
+    name = HANDLER
+    plugin = "demo"
+
+    async def run(self, ctx: JobContext) -> HandlerResult:  # never called: the engine is not started
+        raise AssertionError("not run")
+
+
+async def prefill(db: Path, n: int) -> None:
+    store, engine = await open_engine(db, StaticRouter([_StandIn()]))
+    try:
+        await enqueue_many(engine, HANDLER, n)
+    finally:
+        await store.close()
+
+
+def wait_drained(db: Path, n: int, timeout: float) -> dict[str, int]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            counts = dict(conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
+            if counts.get("queued", 0) + counts.get("running", 0) == 0 and sum(counts.values()) >= n:
+                return counts
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not drained within {timeout:g}s: {counts}")
+            time.sleep(0.1)
+    finally:
+        conn.close()
+
+
+def drain_window(db: Path) -> tuple[float, float]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        first, last = conn.execute("SELECT MIN(started_at), MAX(completed_at) FROM jobs").fetchone()
+        return first, last
+    finally:
+        conn.close()
+
+
+def measure(n: int) -> tuple[float, dict]:
+    with temp_dir("plugin") as d:
+        srv = Server(d, plugins=DEMO_PLUGIN)
+        asyncio.run(prefill(srv.db_path, n))
+        t0 = time.time()
+        with srv:
+            counts = wait_drained(srv.db_path, n, timeout=max(60.0, n / 100))
+            wall = time.time() - t0
+        first, last = drain_window(srv.db_path)
+        if counts.get("completed", 0) != n:
+            raise RuntimeError(f"expected {n} completed, got {counts}")
+    return last - first, {"plugin_wall_incl_startup_s": round(wall, 2)}
+
+
+def run(quick: bool) -> Result:
+    n = drain_n(quick)
+    secs, extra = measure(n)
+    return Result(
+        figures={"plugin_drain_jobs_per_s": n / secs},
+        notes={
+            "plugin_drain_jobs_per_s": f"N={n:,} demo.echo jobs through `pulse-tui serve` + the demo plugin"
+            " subprocess (ExecuteJob over 127.0.0.1); first start to last completion, from the store"
+        },
+        params={"n": n},
+        extra={"plugin_drain_s": round(secs, 3), **extra},
+    )
+
+
+if __name__ == "__main__":
+    main(run)

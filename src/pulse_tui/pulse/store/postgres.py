@@ -1,0 +1,818 @@
+"""PostgreSQL store: several `pulse-tui serve` nodes share one queue.
+
+- Claims are one statement: `UPDATE … WHERE seq IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
+  RETURNING …`, so concurrent claimers on any number of nodes never get the same job and never
+  wait on each other's rows.
+- Leases: a running row carries `node` and `lease_expires` (database clock, so nodes' clocks may
+  disagree). `heartbeat()` extends this node's leases and re-queues running jobs whose lease
+  expired (their node died); the open attempt is recorded as interrupted. A stale node's late
+  `finish` is fenced out (status, node and attempt number must still match).
+- LISTEN/NOTIFY on channel `pulse_jobs`: every write that changes jobs notifies in the same
+  transaction (delivered at commit). Other nodes' engines receive the changed rows through the
+  `listen(on_event)` callback: they publish them to their event bus (so a TUI attached to any node
+  sees every node's jobs) and wake their dispatcher (so an enqueue on one node wakes all nodes).
+- Cancel across nodes: `request_cancel(job_id)` sets `cancel_requested` on the running row and
+  notifies; the node running the job sees it (notification, or its next heartbeat as a fallback)
+  through `cancel_requests()`.
+
+Notification payload: `KIND|id1,id2,…|ORIGIN_NODE`, at most NOTIFY_CHUNK ids per notification.
+
+Schema versioning: table `pulse_meta` (key `schema_version`); MIGRATIONS[i] upgrades from version
+i to i+1 under a transaction-scoped advisory lock, so nodes starting together migrate once.
+
+URL: a libpq-style `postgresql://user:password@host:port/db?…`. Pulse's own options are query
+parameters removed before connecting: `pulse_lease_secs` (default 30) and `pulse_node`.
+The password never appears in `url` (used for display and logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from pulse_tui.pulse.errors import NotFound, Unavailable, ValidationError
+from pulse_tui.pulse.jobs import (
+    OUTCOME_CANCELLED,
+    OUTCOME_INTERRUPTED,
+    STATUSES,
+    Attempt,
+    Job,
+    JobDetail,
+    JobFilter,
+    LogEntry,
+)
+from pulse_tui.pulse.store.base import Finish, Store
+
+log = logging.getLogger("pulse.store.postgres")
+
+CHANNEL = "pulse_jobs"
+NOTIFY_CHUNK = 300  # ids per NOTIFY (payload limit is 8000 bytes; ids are at most 64 chars)
+DEFAULT_LEASE_SECS = 30.0
+ADVISORY_LOCK_KEY = 0x70756C7365  # "pulse"
+
+# notification kinds
+K_CHANGE = "c"  # jobs changed (enqueue, claim, finish, operator action)
+K_REAP = "r"  # expired leases re-queued: delivered to every node, the reaper included
+K_CANCEL = "x"  # cancel requested for running jobs
+
+JOB_COLS = (
+    "id",
+    "handler",
+    "status",
+    "seq",
+    "priority",
+    "error",
+    "progress_current",
+    "progress_total",
+    "attempts",
+    "run_attempts",
+    "max_attempts",
+    "retry_count",
+    "timeout_secs",
+    "source",
+    "parent_job_id",
+    "cost_estimate",
+    "cost_actual",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "updated_at",
+    "run_at",
+    "plugin",
+    "plugin_version",
+    "node",
+)
+LIST_SELECT = ", ".join(JOB_COLS)
+FULL_SELECT = LIST_SELECT + ", payload, result"
+# transition() may set these columns (the engine's operator actions)
+WRITABLE_COLS = frozenset(JOB_COLS) - {"id", "seq"} | {"payload", "result"}
+
+DB_NOW = "extract(epoch from clock_timestamp())"
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1
+    """
+    CREATE TABLE jobs (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        handler text NOT NULL,
+        status text NOT NULL,
+        priority integer NOT NULL DEFAULT 0,
+        payload bytea NOT NULL DEFAULT '\\x7b7d',
+        result bytea NOT NULL DEFAULT '',
+        error text NOT NULL DEFAULT '',
+        progress_current integer NOT NULL DEFAULT 0,
+        progress_total integer NOT NULL DEFAULT 0,
+        attempts integer NOT NULL DEFAULT 0,
+        run_attempts integer NOT NULL DEFAULT 0,
+        max_attempts integer NOT NULL DEFAULT 3,
+        retry_count integer NOT NULL DEFAULT 0,
+        timeout_secs integer NOT NULL DEFAULT 0,
+        source text NOT NULL DEFAULT '',
+        parent_job_id text NOT NULL DEFAULT '',
+        cost_estimate double precision NOT NULL DEFAULT 0,
+        cost_actual double precision NOT NULL DEFAULT 0,
+        created_at double precision NOT NULL DEFAULT 0,
+        started_at double precision NOT NULL DEFAULT 0,
+        completed_at double precision NOT NULL DEFAULT 0,
+        updated_at double precision NOT NULL DEFAULT 0,
+        run_at double precision NOT NULL DEFAULT 0,
+        plugin text NOT NULL DEFAULT '',
+        plugin_version text NOT NULL DEFAULT '',
+        node text NOT NULL DEFAULT '',
+        lease_expires double precision NOT NULL DEFAULT 0,
+        cancel_requested boolean NOT NULL DEFAULT false
+    );
+    -- the claim: due queued jobs, priority then FIFO; next_due
+    CREATE INDEX jobs_queue ON jobs (priority DESC, seq) WHERE status = 'queued';
+    CREATE INDEX jobs_queue_due ON jobs (run_at) WHERE status = 'queued';
+    -- leases: heartbeat (by node) and reaping (by expiry) touch only running rows
+    CREATE INDEX jobs_running_node ON jobs (node) WHERE status = 'running';
+    CREATE INDEX jobs_running_lease ON jobs (lease_expires) WHERE status = 'running';
+    -- listing / counting by status and by handler, newest first; retention
+    CREATE INDEX jobs_status_seq ON jobs (status, seq);
+    CREATE INDEX jobs_handler_seq ON jobs (handler, seq);
+    CREATE INDEX jobs_handler_status ON jobs (handler, status);
+    CREATE INDEX jobs_finished ON jobs (status, completed_at);
+    CREATE TABLE attempts (
+        job_seq bigint NOT NULL,
+        number integer NOT NULL,
+        started_at double precision NOT NULL,
+        ended_at double precision NOT NULL DEFAULT 0,
+        outcome text NOT NULL,
+        error text NOT NULL DEFAULT '',
+        plugin text NOT NULL DEFAULT '',
+        plugin_version text NOT NULL DEFAULT '',
+        node text NOT NULL DEFAULT '',
+        PRIMARY KEY (job_seq, number)
+    );
+    CREATE TABLE job_logs (
+        log_seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        job_seq bigint NOT NULL,
+        attempt integer NOT NULL,
+        timestamp text NOT NULL,
+        level text NOT NULL,
+        message text NOT NULL,
+        stage text NOT NULL DEFAULT '',
+        metadata text NOT NULL DEFAULT ''
+    );
+    CREATE INDEX job_logs_job ON job_logs (job_seq, log_seq);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+OnEvent = Callable[[list[Job]], Awaitable[None]]
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for display and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc}" if user else netloc))
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split Pulse's own `pulse_*` query parameters off a connection URL."""
+    parts = urlsplit(url)
+    keep: list[tuple[str, str]] = []
+    ours: dict[str, str] = {}
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        if k.startswith("pulse_"):
+            ours[k.removeprefix("pulse_")] = v
+        else:
+            keep.append((k, v))
+    return urlunsplit(parts._replace(query=urlencode(keep))), ours
+
+
+def default_node() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _job(row: asyncpg.Record) -> Job:
+    j = Job(**{c: row[c] for c in JOB_COLS})
+    if "payload" in row:
+        j.payload = bytes(row["payload"])
+        j.result = bytes(row["result"])
+    return j
+
+
+class _Args:
+    """Builds `$n` placeholders for a query."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def _where(flt: JobFilter, a: _Args, statuses: Sequence[str] | None = None) -> list[str]:
+    clauses: list[str] = []
+    sts = list(flt.statuses) if statuses is None else list(statuses)
+    if sts:
+        clauses.append(f"status = ANY({a(sts)}::text[])")
+    if flt.handler:
+        clauses.append(f"handler = {a(flt.handler)}")
+    if flt.text:
+        like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        p = a(like)
+        clauses.append(f"(id ILIKE {p} OR handler ILIKE {p} OR error ILIKE {p})")
+    return clauses
+
+
+def _interrupted_attempts(jobs: Sequence[Job], now: float) -> list[tuple]:
+    rows = []
+    for j in jobs:
+        if j.status == "cancelled":
+            outcome, err = OUTCOME_CANCELLED, "cancelled by operator; its node stopped while it ran"
+        else:
+            outcome, err = OUTCOME_INTERRUPTED, "server stopped while the attempt ran"
+        rows.append((j.seq, j.attempts, j.started_at, now, outcome, err, j.plugin, j.node))
+    return rows
+
+
+def _notifying(stmt: str, kind: str, node_arg: str) -> str:
+    """Wrap a data-modifying statement that RETURNs `id` so it also NOTIFYs the changed ids
+    (chunked), in the same statement: one round trip, delivered at commit."""
+    return (
+        f"WITH c AS ({stmt}),"
+        f" n AS (SELECT pg_notify('{CHANNEL}', '{kind}|' || string_agg(id, ',') || '|' || {node_arg})"
+        f" FROM (SELECT id, (row_number() OVER () - 1) / {NOTIFY_CHUNK} AS g FROM c) s GROUP BY g)"
+        " SELECT c.* FROM c WHERE (SELECT count(*) FROM n) >= 0"
+    )
+
+
+class PostgresStore(Store):
+    def __init__(
+        self,
+        url: str,
+        *,
+        node: str = "",
+        lease_secs: float | None = None,
+        min_pool: int = 2,
+        max_pool: int = 10,
+    ) -> None:
+        self._dsn, opts = split_url(url)
+        self.url = redact(url)
+        self.node = node or opts.get("node") or default_node()
+        try:
+            lease = (
+                lease_secs if lease_secs is not None else float(opts.get("lease_secs", DEFAULT_LEASE_SECS))
+            )
+        except ValueError:
+            raise ValidationError(f"pulse_lease_secs must be a number of seconds in {self.url}") from None
+        if lease <= 0:
+            raise ValidationError(f"pulse_lease_secs must be positive in {self.url}")
+        self.lease_secs = lease
+        self._min_pool, self._max_pool = min_pool, max_pool
+        self._pool: asyncpg.Pool | None = None
+        self._listen_conn: asyncpg.Connection | None = None
+        self._on_event: OnEvent | None = None
+        self._heard: dict[str, None] = {}  # ids notified by others, not yet delivered (ordered set)
+        self._heard_wake = asyncio.Event()
+        self._listen_task: asyncio.Task | None = None
+        self._cancel_pending: set[str] = set()
+        self._finishing: list[tuple[list[Finish], asyncio.Future[None]]] = []
+        self._finish_task: asyncio.Task | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ lifecycle
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=self._min_pool, max_size=self._max_pool, command_timeout=60
+            )
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"cannot connect to PostgreSQL at {self.url}: {exc}") from None
+        except asyncpg.PostgresError as exc:
+            raise Unavailable(f"PostgreSQL at {self.url} refused the connection: {exc}") from None
+        try:
+            await self._migrate()
+        except BaseException:
+            await self._pool.close()
+            raise
+
+    async def _migrate(self) -> None:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_KEY)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS pulse_meta (key text PRIMARY KEY, value text NOT NULL)"
+            )
+            raw = await conn.fetchval("SELECT value FROM pulse_meta WHERE key = 'schema_version'")
+            version = int(raw or 0)
+            if version > SCHEMA_VERSION:
+                raise Unavailable(
+                    f"the database at {self.url} has schema version {version}, newer than this "
+                    f"pulse-tui understands ({SCHEMA_VERSION}); upgrade pulse-tui"
+                )
+            for v in range(version, SCHEMA_VERSION):
+                await conn.execute(MIGRATIONS[v])
+                log.info("migrated %s to schema version %d", self.url, v + 1)
+            if version != SCHEMA_VERSION:
+                await conn.execute(
+                    "INSERT INTO pulse_meta (key, value) VALUES ('schema_version', $1)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    str(SCHEMA_VERSION),
+                )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._finish_task is not None:
+            await asyncio.gather(self._finish_task, return_exceptions=True)  # pending finishes land
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            await asyncio.gather(self._listen_task, return_exceptions=True)
+        if self._listen_conn is not None:
+            await self._listen_conn.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+    # ------------------------------------------------------------ plumbing
+    def _acquire(self) -> Any:
+        if self._closed or self._pool is None:
+            raise Unavailable("store is closed")
+        return self._pool.acquire()
+
+    async def _notify(self, conn: asyncpg.Connection, kind: str, ids: Sequence[str]) -> None:
+        """Queue notifications on `conn` (sent when its transaction commits)."""
+        for i in range(0, len(ids), NOTIFY_CHUNK):
+            payload = f"{kind}|{','.join(ids[i : i + NOTIFY_CHUNK])}|{self.node}"
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+
+    # ------------------------------------------------------------ writes
+    async def insert(self, jobs: Sequence[Job]) -> list[Job]:
+        if not jobs:
+            return []
+        cols = (
+            "id, handler, status, priority, payload, max_attempts, timeout_secs, source, parent_job_id,"
+            " cost_estimate, created_at, updated_at, run_at, retry_count"
+        )
+        # identity values follow the input order (ORDER BY ordinality), so seq keeps FIFO
+        sql = _notifying(
+            f"INSERT INTO jobs ({cols}) SELECT a, b, c, d, e, f, g, h, i, j, k, l, m, n"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::int[], $7::int[],"
+            " $8::text[], $9::text[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::int[])"
+            " WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n, ord) ORDER BY ord"
+            " RETURNING seq, id",
+            K_CHANGE,
+            "$15",
+        )
+        columns = [
+            [j.id for j in jobs],
+            [j.handler for j in jobs],
+            [j.status for j in jobs],
+            [j.priority for j in jobs],
+            [bytes(j.payload) for j in jobs],
+            [j.max_attempts for j in jobs],
+            [j.timeout_secs for j in jobs],
+            [j.source for j in jobs],
+            [j.parent_job_id for j in jobs],
+            [j.cost_estimate for j in jobs],
+            [j.created_at for j in jobs],
+            [j.updated_at for j in jobs],
+            [j.run_at for j in jobs],
+            [j.retry_count for j in jobs],
+        ]
+        async with self._acquire() as conn:
+            try:
+                rows = await conn.fetch(sql, *columns, self.node)
+            except asyncpg.UniqueViolationError as exc:
+                detail = exc.detail or ""
+                dup = detail.partition("=(")[2].partition(")")[0] if "=(" in detail else ""
+                raise ValidationError(
+                    f"a job with id {dup!r} already exists" if dup else "a job with that id already exists"
+                ) from None
+        seqs = {r["id"]: r["seq"] for r in rows}
+        for j in jobs:
+            j.seq = seqs[j.id]
+        return list(jobs)
+
+    async def claim(self, limit: int, handlers: Collection[str], now: float) -> list[Job]:
+        names = list(handlers)
+        if not names or limit <= 0:
+            return []
+        sql = _notifying(
+            "UPDATE jobs SET status='running', attempts=attempts+1, run_attempts=run_attempts+1,"
+            f" started_at=$1, updated_at=$1, node=$2, completed_at=0, lease_expires={DB_NOW}+$3,"
+            " cancel_requested=false"
+            " WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=$1"
+            " AND handler = ANY($4::text[]) ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {FULL_SELECT}",
+            K_CHANGE,
+            "$2",
+        )
+        async with self._acquire() as conn:
+            rows = await conn.fetch(sql, now, self.node, self.lease_secs, names, limit)
+        jobs = [_job(r) for r in rows]
+        jobs.sort(key=lambda j: (-j.priority, j.seq))
+        return jobs
+
+    async def finish(self, items: Sequence[Finish]) -> None:
+        """Group commit: finishes that arrive while one is being written are written together by
+        the next round (one statement for all of them), like the SQLite store's writer."""
+        if not items:
+            return
+        if self._closed:
+            raise Unavailable("store is closed")
+        done = asyncio.get_running_loop().create_future()
+        self._finishing.append((list(items), done))
+        if self._finish_task is None or self._finish_task.done():
+            self._finish_task = asyncio.create_task(self._finish_rounds(), name="pulse-pg-finish")
+        await asyncio.shield(done)  # a cancelled caller does not cancel the others' write
+
+    async def _finish_rounds(self) -> None:
+        while self._finishing:
+            batch, self._finishing = self._finishing, []
+            try:
+                await self._finish_now([it for items, _ in batch for it in items])
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+            else:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def _finish_now(self, items: Sequence[Finish]) -> None:
+        js = [it.job for it in items]
+        ats = [it.attempt for it in items]
+        # One statement: the job rows (fenced: only the node holding the claim for this attempt
+        # may end it), their attempt records, and the notification.
+        update = (
+            "UPDATE jobs AS j SET status=u.status, result=CASE WHEN u.wr THEN u.result ELSE j.result END,"
+            " error=u.error, progress_current=u.pc, progress_total=u.pt, cost_actual=u.cost,"
+            " completed_at=u.completed_at, updated_at=u.updated_at, run_at=u.run_at, plugin=u.plugin,"
+            " plugin_version=u.pv, run_attempts=u.ra, lease_expires=0, cancel_requested=false"
+            " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bool[], $5::text[], $6::int[],"
+            " $7::int[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::text[],"
+            " $13::text[], $14::int[], $15::int[])"
+            " AS u(seq, status, result, wr, error, pc, pt, cost, completed_at, updated_at, run_at,"
+            " plugin, pv, ra, attempts)"
+            " WHERE j.seq=u.seq AND j.status='running' AND j.node=$16 AND j.attempts=u.attempts"
+            " RETURNING j.seq, j.id"
+        )
+        sql = (
+            f"WITH c AS ({update}),"
+            " a AS (INSERT INTO attempts (job_seq, number, started_at, ended_at, outcome, error, plugin,"
+            " plugin_version, node) SELECT t.* FROM unnest($1::bigint[], $15::int[], $17::float8[],"
+            " $18::float8[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[])"
+            " AS t(seq, number, started_at, ended_at, outcome, error, plugin, pv, node)"
+            " WHERE t.seq IN (SELECT seq FROM c)"
+            " ON CONFLICT (job_seq, number) DO UPDATE SET started_at=excluded.started_at,"
+            " ended_at=excluded.ended_at, outcome=excluded.outcome, error=excluded.error,"
+            " plugin=excluded.plugin, plugin_version=excluded.plugin_version, node=excluded.node),"
+            f" n AS (SELECT pg_notify('{CHANNEL}', '{K_CHANGE}|' || string_agg(id, ',') || '|' || $16)"
+            f" FROM (SELECT id, (row_number() OVER () - 1) / {NOTIFY_CHUNK} AS g FROM c) s GROUP BY g)"
+            " SELECT c.seq FROM c WHERE (SELECT count(*) FROM n) >= 0"
+        )
+        args = [
+            [j.seq for j in js],
+            [j.status for j in js],
+            [bytes(j.result) for j in js],
+            [it.write_result for it in items],
+            [j.error for j in js],
+            [j.progress_current for j in js],
+            [j.progress_total for j in js],
+            [j.cost_actual for j in js],
+            [j.completed_at for j in js],
+            [j.updated_at for j in js],
+            [j.run_at for j in js],
+            [j.plugin for j in js],
+            [j.plugin_version for j in js],
+            [j.run_attempts for j in js],
+            [a.number for a in ats],
+            self.node,
+            [a.started_at for a in ats],
+            [a.ended_at for a in ats],
+            [a.outcome for a in ats],
+            [a.error for a in ats],
+            [a.plugin for a in ats],
+            [a.plugin_version for a in ats],
+            [a.node for a in ats],
+        ]
+        has_logs = any(it.logs for it in items)
+        async with self._acquire() as conn:
+            if not has_logs:
+                kept = {r["seq"] for r in await conn.fetch(sql, *args)}
+            else:
+                async with conn.transaction():
+                    kept = {r["seq"] for r in await conn.fetch(sql, *args)}
+                    logs = [
+                        (it.job.seq, e.attempt, e.timestamp, e.level, e.message, e.stage, e.metadata)
+                        for it in items
+                        if it.job.seq in kept
+                        for e in it.logs
+                    ]
+                    if logs:
+                        await conn.copy_records_to_table(
+                            "job_logs",
+                            records=logs,
+                            columns=[
+                                "job_seq",
+                                "attempt",
+                                "timestamp",
+                                "level",
+                                "message",
+                                "stage",
+                                "metadata",
+                            ],
+                        )
+        lost = [it.job.id for it in items if it.job.seq not in kept]
+        if lost:
+            log.warning(
+                "node %s lost the lease of %d job(s) before they ended (another node re-queued them): %s",
+                self.node,
+                len(lost),
+                ", ".join(lost[:10]),
+            )
+
+    async def set_progress(self, updates: Sequence[tuple[str, int, int, float | None, float]]) -> None:
+        if not updates:
+            return
+        async with self._acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "UPDATE jobs SET progress_current=$2, progress_total=$3,"
+                " cost_actual=COALESCE($4, cost_actual), updated_at=$5"
+                " WHERE id=$1 AND status='running' AND node=$6",
+                [(jid, c, t, cost, ts, self.node) for jid, c, t, cost, ts in updates],
+            )
+            await self._notify(conn, K_CHANGE, [u[0] for u in updates])
+
+    async def transition(self, job_id: str, allowed_from: Collection[str], changes: dict) -> Job | None:
+        bad = set(changes) - WRITABLE_COLS
+        if bad:
+            raise ValueError(f"transition cannot set {sorted(bad)}")
+        a = _Args()
+        sets = ", ".join(f"{c}={a(v)}" for c, v in changes.items())
+        sql = (
+            f"UPDATE jobs SET {sets} WHERE id={a(job_id)} AND status = ANY({a(list(allowed_from))}::text[])"
+            f" RETURNING {FULL_SELECT}"
+        )
+        async with self._acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(sql, *a.values)
+            if row is not None:
+                await self._notify(conn, K_CHANGE, [job_id])
+                return _job(row)
+            if await conn.fetchval("SELECT 1 FROM jobs WHERE id=$1", job_id) is None:
+                raise NotFound(f"no job with id {job_id!r}")
+            return None
+
+    async def _requeue(self, now: float, own: bool) -> list[Job]:
+        """Re-queue running jobs whose lease expired (and, with `own`, every job of this node).
+        A job an operator asked to cancel is cancelled instead. Attempts recorded."""
+        cond = f"lease_expires < {DB_NOW}" + (" OR node = $2" if own else "")
+        sql = (
+            "UPDATE jobs SET"
+            " status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,"
+            " completed_at = CASE WHEN cancel_requested THEN $1 ELSE 0 END,"
+            " error = CASE WHEN cancel_requested THEN 'cancelled by operator'"
+            " ELSE 'interrupted: the server stopped while this job ran; re-queued' END,"
+            " run_attempts=GREATEST(run_attempts-1, 0), run_at=$1, updated_at=$1,"
+            " lease_expires=0, cancel_requested=false"
+            f" WHERE seq IN (SELECT seq FROM jobs WHERE status='running' AND ({cond}) FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {LIST_SELECT}"
+        )
+        async with self._acquire() as conn, conn.transaction():
+            rows = await conn.fetch(sql, now, self.node) if own else await conn.fetch(sql, now)
+            jobs = [_job(r) for r in rows]
+            if jobs:
+                await conn.executemany(
+                    "INSERT INTO attempts (job_seq, number, started_at, ended_at, outcome, error, plugin, node)"
+                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (job_seq, number) DO UPDATE SET"
+                    " ended_at=excluded.ended_at, outcome=excluded.outcome, error=excluded.error",
+                    _interrupted_attempts(jobs, now),
+                )
+                await self._notify(conn, K_REAP, [j.id for j in jobs])
+        return jobs
+
+    async def recover(self, now: float) -> list[Job]:
+        return await self._requeue(now, own=True)
+
+    async def prune(self, finished_before: float, statuses: Collection[str], limit: int) -> int:
+        sql = (
+            "WITH d AS (DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE status = ANY($1::text[])"
+            " AND completed_at < $2 LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING seq),"
+            " a AS (DELETE FROM attempts WHERE job_seq IN (SELECT seq FROM d)),"
+            " l AS (DELETE FROM job_logs WHERE job_seq IN (SELECT seq FROM d))"
+            " SELECT count(*) FROM d"
+        )
+        async with self._acquire() as conn:
+            return int(await conn.fetchval(sql, list(statuses), finished_before, limit))
+
+    # ------------------------------------------------------------ multi-node
+    async def heartbeat(self, now: float) -> None:
+        """Extend this node's leases, note cancel requests for its jobs, and re-queue running jobs
+        of any node whose lease expired (announced to every node, this one included)."""
+        async with self._acquire() as conn:
+            rows = await conn.fetch(
+                f"UPDATE jobs SET lease_expires={DB_NOW}+$2 WHERE status='running' AND node=$1"
+                " RETURNING id, cancel_requested",
+                self.node,
+                self.lease_secs,
+            )
+        self._cancel_pending.update(r["id"] for r in rows if r["cancel_requested"])
+        reaped = await self._requeue(now, own=False)
+        if reaped:
+            log.warning(
+                "re-queued %d job(s) whose node stopped renewing its lease (%s)",
+                len(reaped),
+                ", ".join(sorted({j.node for j in reaped})),
+            )
+
+    async def request_cancel(self, job_id: str) -> str | None:
+        """Ask the node running `job_id` to cancel it. Returns that node, or None if the job is
+        not running (any more)."""
+        async with self._acquire() as conn, conn.transaction():
+            node = await conn.fetchval(
+                "UPDATE jobs SET cancel_requested=true WHERE id=$1 AND status='running' RETURNING node",
+                job_id,
+            )
+            if node is not None:
+                await self._notify(conn, K_CANCEL, [job_id])
+        return node
+
+    async def cancel_requests(self) -> list[str]:
+        out, self._cancel_pending = list(self._cancel_pending), set()
+        return out
+
+    async def notify(self, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        async with self._acquire() as conn, conn.transaction():
+            await self._notify(conn, K_CHANGE, list(job_ids))
+
+    async def listen(self, on_event: OnEvent) -> None:
+        """Deliver other nodes' job changes (and every node's re-queued expired leases) to
+        `on_event(jobs)` — one task fetches the rows, coalescing bursts of notifications."""
+        if self._listen_task is not None:
+            raise RuntimeError("listen() was already called")
+        self._on_event = on_event
+        await self._connect_listener()
+        self._listen_task = asyncio.create_task(self._deliver_loop(), name="pulse-pg-listen")
+
+    async def _connect_listener(self) -> None:
+        try:
+            conn = await asyncpg.connect(self._dsn)
+            await conn.add_listener(CHANNEL, self._heard_notification)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"cannot LISTEN on {self.url}: {exc}") from None
+        conn.add_termination_listener(self._listener_lost)
+        self._listen_conn = conn
+
+    def _heard_notification(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        kind, ids, origin = payload.split("|", 2)
+        if origin == self.node and kind != K_REAP:
+            return
+        if kind == K_CANCEL:
+            self._cancel_pending.update(ids.split(","))
+        self._heard.update(dict.fromkeys(ids.split(",")))
+        self._heard_wake.set()
+
+    def _listener_lost(self, conn: object) -> None:
+        if not self._closed:
+            log.warning("lost the LISTEN connection to %s; reconnecting", self.url)
+            self._listen_conn = None
+            self._heard_wake.set()
+
+    async def _deliver_loop(self) -> None:
+        delay = 0.5
+        while True:
+            await self._heard_wake.wait()
+            self._heard_wake.clear()
+            if self._listen_conn is None:
+                try:
+                    await self._connect_listener()
+                    delay = 0.5
+                    log.info("LISTEN on %s restored", self.url)
+                except Unavailable as exc:
+                    log.warning("%s; retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)  # reconnect backoff
+                    delay = min(delay * 2, 30.0)
+                    self._heard_wake.set()
+                    continue
+            ids, self._heard = list(self._heard), {}
+            if not ids:
+                continue
+            try:
+                async with self._acquire() as conn:
+                    rows = await conn.fetch(
+                        f"SELECT {LIST_SELECT} FROM jobs WHERE id = ANY($1::text[]) ORDER BY seq", ids
+                    )
+                assert self._on_event is not None
+                await self._on_event([_job(r) for r in rows])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivering %d job change(s) from other nodes failed", len(ids))
+
+    # ------------------------------------------------------------ reads
+    async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None:
+        sel = FULL_SELECT if with_payload else LIST_SELECT
+        async with self._acquire() as conn:
+            row = await conn.fetchrow(f"SELECT {sel} FROM jobs WHERE id=$1", job_id)
+        return _job(row) if row else None
+
+    async def detail(self, job_id: str) -> JobDetail | None:
+        async with self._acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(f"SELECT {FULL_SELECT} FROM jobs WHERE id=$1", job_id)
+            if row is None:
+                return None
+            job = _job(row)
+            attempts = [
+                Attempt(job.id, *r)
+                for r in await conn.fetch(
+                    "SELECT number, started_at, ended_at, outcome, error, plugin, plugin_version, node"
+                    " FROM attempts WHERE job_seq=$1 ORDER BY number",
+                    job.seq,
+                )
+            ]
+            logs = [
+                LogEntry(job.id, *r)
+                for r in await conn.fetch(
+                    "SELECT attempt, timestamp, level, message, stage, metadata FROM job_logs"
+                    " WHERE job_seq=$1 ORDER BY log_seq LIMIT 5000",
+                    job.seq,
+                )
+            ]
+        return JobDetail(job, attempts, logs)
+
+    async def list(
+        self, flt: JobFilter, limit: int, after_seq: int | None, oldest_first: bool, offset: int
+    ) -> list[Job]:
+        a = _Args()
+        clauses = _where(flt, a)
+        if after_seq is not None:
+            clauses.append(f"seq {'>' if oldest_first else '<'} {a(after_seq)}")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        order = "ASC" if oldest_first else "DESC"
+        sql = (
+            f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq {order} LIMIT {a(limit)} OFFSET {a(offset)}"
+        )
+        async with self._acquire() as conn:
+            return [_job(r) for r in await conn.fetch(sql, *a.values)]
+
+    async def count(self, flt: JobFilter, cap: int) -> dict[str, int]:
+        a = _Args()
+        n = a(cap + 1)
+        parts = []
+        for st in STATUSES:
+            clauses = _where(flt, a, (st,))
+            parts.append(
+                f"(SELECT count(*) FROM (SELECT 1 FROM jobs WHERE {' AND '.join(clauses)} LIMIT {n}) s)"
+            )
+        async with self._acquire() as conn:
+            row = await conn.fetchrow(f"SELECT {', '.join(parts)}", *a.values)
+        return {st: int(row[i]) for i, st in enumerate(STATUSES)}
+
+    async def handler_counts(self, statuses: Collection[str]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        async with self._acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT handler, status, count(*) AS n FROM jobs WHERE status = ANY($1::text[])"
+                " GROUP BY handler, status",
+                list(statuses),
+            )
+        for r in rows:
+            out.setdefault(r["handler"], {})[r["status"]] = int(r["n"])
+        return out
+
+    async def select_ids(self, flt: JobFilter, limit: int) -> list[str]:
+        a = _Args()
+        clauses = _where(flt, a)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        async with self._acquire() as conn:
+            rows = await conn.fetch(f"SELECT id FROM jobs{where} ORDER BY seq LIMIT {a(limit)}", *a.values)
+        return [r["id"] for r in rows]
+
+    async def next_due(self, handlers: Collection[str], now: float) -> float | None:
+        names = list(handlers)
+        if not names:
+            return None
+        async with self._acquire() as conn:
+            return await conn.fetchval(
+                "SELECT min(run_at) FROM jobs WHERE status='queued' AND run_at>$1 AND handler = ANY($2::text[])",
+                now,
+                names,
+            )
