@@ -33,7 +33,7 @@ def test_defaults_and_default_text_agree():
     s = ServerConfig()
     assert (s.listen, s.concurrency, s.default_timeout, s.max_payload_bytes) == (
         "127.0.0.1:7878",
-        64,
+        128,
         3600,
         1 << 20,
     )

@@ -60,7 +60,7 @@ class ServerConfig:
     listen: str = "127.0.0.1:7878"
     data_dir: str = field(default_factory=default_data_dir)
     db: str = ""  # "" = SQLite file pulse.db in data_dir; "postgresql://..." selects PostgreSQL
-    concurrency: int = 64
+    concurrency: int = 128  # jobs in flight; plugin round trips need many to keep a plugin busy
     default_timeout: float = 3600.0
     max_payload_bytes: int = 1024 * 1024
     retention_days: float = 7.0

@@ -624,7 +624,7 @@ class Engine:
             if run.handler is None:
                 raise HandlerError(f"no handler routes {job.handler!r} any more", outcome=OUTCOME_UNAVAILABLE)
             ctx = JobContext(
-                replace(job),
+                job,  # the running job itself: handlers read it; the engine owns its fields
                 attempt.number,
                 timeout,
                 lambda c, t: self._on_progress(run, c, t),

@@ -59,7 +59,7 @@ class ServerSettings:
     data_dir: Path = field(default_factory=default_data_dir)
     db: str = ""
     node: str = ""
-    concurrency: int = 64
+    concurrency: int = 128  # jobs in flight; plugin round trips need many to keep a plugin busy
     handler_limits: dict[str, int] = field(default_factory=dict)
     default_timeout: float = 3600.0
     max_payload: int = 1024 * 1024

@@ -63,7 +63,7 @@ class Plugin:
         author: str = "",
         license: str = "",
         qntx_version: str = "",
-        progress_interval: float = 0.25,
+        progress_interval: float = 0.05,
     ) -> None:
         if not name or "/" in name:
             raise ValueError(f"plugin name must be non-empty and contain no '/': {name!r}")
