@@ -132,6 +132,7 @@ class PulseServer:
         self.settings = settings
         self.config = config or Config()  # [plugins] and [handlers]; server values come from settings
         self.port = 0
+        self.plugin_port = 0
         self.address = ""
         self.auth: Authenticator | None = None
         self.engine: Engine | None = None
@@ -161,12 +162,17 @@ class PulseServer:
         self.auth = Authenticator.from_data_dir(s.data_dir)
 
         self._grpc = grpc.aio.server(
+            interceptors=[RejectUndecodable()],
             options=[
                 ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-            ]
+            ],
         )
         self.port = self._bind(self._grpc)
+        # Plugins call back (QueueService.UpdateJob) on this machine. The QNTX protocol gives them an
+        # endpoint and a token, no TLS settings, so a TLS server also listens in plaintext on a
+        # loopback port that only local processes can reach, and hands that one to its plugins.
+        self.plugin_port = self._grpc.add_insecure_port("127.0.0.1:0") if s.tls else self.port
         bound_host = host or "0.0.0.0"
         self.address = f"[{bound_host}]:{self.port}" if ":" in bound_host else f"{bound_host}:{self.port}"
 
@@ -294,8 +300,9 @@ class PulseServer:
             return None
         assert self.engine is not None and self.auth is not None and self.router is not None
         host, _, port = self.address.rpartition(":")
-        if host in ("0.0.0.0", "[::]", "[]", ""):
+        if host in ("0.0.0.0", "[::]", "[]", "") or self.plugin_port != self.port:
             host = "127.0.0.1"  # plugins call back on this machine
+        port = str(self.plugin_port)
         plugin_host = PluginHost(
             self.config,
             self.router,
@@ -322,6 +329,62 @@ class PulseServer:
 SCRIPTS_PLUGIN = "python"  # the bundled plugin that announces python.<name> for each script
 _QUEUE_SERVICE = queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name
 _OPERATOR_SERVICE = operator_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not the message the method takes."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+class RejectUndecodable(grpc.aio.ServerInterceptor):
+    """Answer INVALID_ARGUMENT to bytes that do not decode as the method's request message.
+
+    Without it grpcio reports UNKNOWN and logs a traceback for every such call, so anyone who can
+    reach the port could fill the log. Only unary-request methods exist on our services."""
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None or handler.request_streaming:
+            return handler
+        decode = handler.request_deserializer
+        method = handler_call_details.method
+
+        def deserialize(data: bytes) -> Any:
+            try:
+                return decode(data)
+            except Exception as exc:  # DecodeError and friends
+                return _Undecodable(f"{type(exc).__name__}: {exc}")
+
+        async def reject(request: _Undecodable, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request to {method} is not a valid message ({request.error})",
+            )
+
+        if handler.response_streaming:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                if isinstance(request, _Undecodable):
+                    await reject(request, context)
+                async for item in inner_stream(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=deserialize, response_serializer=handler.response_serializer
+            )
+        inner = handler.unary_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                await reject(request, context)
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary, request_deserializer=deserialize, response_serializer=handler.response_serializer
+        )
 
 
 def _read(path: str) -> bytes:
