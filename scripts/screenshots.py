@@ -3,9 +3,11 @@
     python -m scripts.screenshots            # writes screenshots/*.svg and *.png
 
 A real server (demo + importer plugins, so the handlers screen shows a conflict) is started in a
-temp dir and filled with a fixed set of jobs. The console talks to it through ``StableClient``,
+temp dir and filled with a fixed set of jobs; a second one runs the bundled python plugin with a few
+handler scripts for the handler editor and the `:ix` "not found, create?" prompt. The console talks to it through ``StableClient``,
 which only rewrites what differs between runs — job ids, timestamps, pids, ports — so the pictures
-(and the snapshot tests in tests/test_tui_snapshots.py, which reuse this module) are reproducible.
+(and the snapshot tests in tests/test_tui_snapshots.py and tests/test_tui_editor_snapshots.py, which
+reuse this module) are reproducible.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ command = ["{python}", "-m", "pulse_tui.plugins.demo"]
 [[plugins]]
 name = "importer"
 command = ["{python}", "-m", "pulse_tui.plugins.importer"]
+"""
+
+EDITOR_CONFIG = """
+[[plugins]]
+name = "python"
+command = ["{python}", "-m", "pulse_tui.plugins.python"]
 """
 
 
@@ -79,6 +87,8 @@ class StableClient(PulseClient):
             j.completed_at = (
                 j.started_at + round(job.completed_at - job.started_at) if job.started_at else base + 5
             )
+        if job.handler.startswith("python.") and job.completed_at and job.started_at:
+            j.completed_at = j.started_at + 0.4  # a script's child process start varies run to run
         if job.run_at:
             j.run_at = base + (3600.0 if job.run_at > job.created_at + 60 else 0.0)
         j.node = "n1" if job.node else ""
@@ -132,6 +142,30 @@ class StableClient(PulseClient):
     async def retry_jobs(self, ids=(), flt=None, **kw):  # noqa: ANN001, ANN003, ANN201
         return await super().retry_jobs([self._rid(i) for i in ids], flt, **kw)
 
+    async def enqueue(self, handler: str, payload=None, **kw) -> operator_pb2.Job:  # noqa: ANN001, ANN003
+        return self._job(await super().enqueue(handler, payload, **kw))
+
+    def _script(self, s: operator_pb2.Script) -> operator_pb2.Script:
+        out = operator_pb2.Script()
+        out.CopyFrom(s)
+        if s.modified_at:
+            out.modified_at = NOW - 300.0 - 3600.0 * (len(s.name) % 3)
+        return out
+
+    async def list_scripts(self) -> list[operator_pb2.Script]:
+        return [self._script(s) for s in await super().list_scripts()]
+
+    async def get_script(self, name: str) -> operator_pb2.Script:
+        return self._script(await super().get_script(name))
+
+    async def save_script(
+        self, name: str, code: str, base_version: str = ""
+    ) -> operator_pb2.SaveScriptResponse:
+        resp = await super().save_script(name, code, base_version)
+        if resp.HasField("script"):
+            resp.script.CopyFrom(self._script(resp.script))
+        return resp
+
     def _stable_plugin(self, p: operator_pb2.Plugin, index: int) -> operator_pb2.Plugin:
         out = operator_pb2.Plugin()
         out.CopyFrom(p)
@@ -182,6 +216,35 @@ async def populate(address: str, token: str) -> None:
         await c.enqueue("demo.sleep", {"seconds": 30}, delay_secs=3600)
         running = await c.enqueue("demo.sleep", {"seconds": 3000, "steps": 10}, timeout_secs=7200)
         await wait(running.id, "running")
+
+
+DIGEST = """\"\"\"digest: summarise a day's vacancies into one line per team.\"\"\"
+
+
+def run(payload, ctx):
+    teams = payload.get("teams", ["ops", "data"])
+    for i, team in enumerate(teams):
+        ctx.progress(i + 1, len(teams))
+    return {"teams": len(teams), "summary": ", ".join(teams)}
+"""
+
+
+async def populate_scripts(address: str, token: str) -> None:
+    """Handler scripts for the editor scenes, and one finished test run of python.vacancies."""
+    from pulse_tui.script_template import template
+
+    async with PulseClient(address, token) as c:
+        await c.probe()
+        for name, code in (("vacancies", template("vacancies")), ("digest", DIGEST)):
+            out = await c.save_script(name, code)
+            if not (out.saved and out.live):
+                raise RuntimeError(f"script {name} not live: {out.error or out.reload_message}")
+        job = await c.enqueue("python.vacancies", {"items": 4}, max_attempts=1, source="pulse-tui editor")
+        for _ in range(400):
+            if (await c.get_job(job.id)).job.status in ("completed", "failed"):
+                return
+            await asyncio.sleep(0.025)
+        raise RuntimeError("the python.vacancies test job did not finish")
 
 
 async def stop_running(address: str, token: str) -> None:
@@ -265,6 +328,59 @@ async def scene_help(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await settle(app, pilot)
 
 
+async def _editor(app: PulseApp, pilot, name: str):  # noqa: ANN001, ANN202
+    from pulse_tui.screens.editor import EditorScreen
+
+    await settle(app, pilot)
+    await app.switch_mode("editor")
+    editor = app.screen
+    assert isinstance(editor, EditorScreen)
+    await settle(app, pilot, lambda: editor.listed and editor.name_ is not None and bool(editor.version))
+    if editor.name_ != name:
+        editor.open_script(name)
+        await settle(app, pilot, lambda: editor.name_ == name)
+    return editor
+
+
+async def scene_editor(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    """vacancies open, with its finished test run (progress, result, logs) beside the code."""
+    editor = await _editor(app, pilot, "vacancies")
+    resp = await app.client.list_jobs(job_filter(handler="python.vacancies"), limit=1)
+    editor.query_one("#run-payload").value = '{"items": 4}'
+    editor.run_job = resp.jobs[0]
+    editor.fetch_run()
+    await settle(app, pilot, lambda: editor.run_detail is not None)
+    editor.code.cursor_location = (13, 4)
+    app.paused = True
+    await pilot.pause(0.2)
+
+
+async def scene_editor_error(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    """A syntax error refused by the server: line and column under the code, cursor moved there."""
+    editor = await _editor(app, pilot, "digest")
+    editor.code.load_text(DIGEST.replace("teams = payload.get(", "teams = payload.get(("))
+    await pilot.press("ctrl+s")
+    await settle(app, pilot, lambda: "not saved" in editor.last_problem)
+    app.paused = True
+    await pilot.pause(0.2)
+
+
+async def scene_ix_create(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    """`:ix nightly-report {...}` for a handler that does not exist yet."""
+    await settle(app, pilot, lambda: app.screen.query_one("JobTable").total >= 1)
+    app.paused = True
+    await pilot.press("colon", *'ix nightly-report {"day": "mon"}', "enter")
+    await settle(app, pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+
+
+# Scenes against the python-plugin server (start_editor_server + populate_scripts).
+EDITOR_SCENES: dict[str, Scene] = {
+    "editor": scene_editor,
+    "editor_error": scene_editor_error,
+    "ix_create": scene_ix_create,
+}
+
+
 SCENES: dict[str, Scene] = {
     "jobs": scene_jobs,
     "job_detail": scene_detail,
@@ -283,10 +399,12 @@ def svg_to_png(svg: str, path: Path) -> None:
     cairosvg.svg2png(bytestring=fixed.encode(), write_to=str(path))
 
 
-async def capture(address: str, token: str, sizes: tuple[tuple[int, int], ...]) -> list[Path]:
+async def capture(
+    address: str, token: str, sizes: tuple[tuple[int, int], ...], scenes: dict[str, Scene] | None = None
+) -> list[Path]:
     written: list[Path] = []
     OUT.mkdir(exist_ok=True)
-    for name, scene in SCENES.items():
+    for name, scene in (SCENES if scenes is None else scenes).items():
         for w, h in sizes:
             app = make_app(address, token)
             async with app.run_test(size=(w, h)) as pilot:
@@ -306,6 +424,13 @@ def start_server(base: Path):  # noqa: ANN201
     return start_server_process(base, PLUGINS_CONFIG)
 
 
+def start_editor_server(base: Path):  # noqa: ANN201
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import start_server_process
+
+    return start_server_process(base, EDITOR_CONFIG)
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         handle = start_server(Path(tmp))
@@ -313,6 +438,13 @@ def main() -> int:
             asyncio.run(populate(handle.address, handle.token))
             paths = asyncio.run(capture(handle.address, handle.token, ((80, 24), (120, 40))))
             asyncio.run(stop_running(handle.address, handle.token))
+        finally:
+            handle.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        handle = start_editor_server(Path(tmp))
+        try:
+            asyncio.run(populate_scripts(handle.address, handle.token))
+            paths += asyncio.run(capture(handle.address, handle.token, ((80, 24), (120, 40)), EDITOR_SCENES))
         finally:
             handle.stop()
     for p in paths:

@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState
 
 from pulse_tui.client import COMPAT, OPERATOR, PLUGIN, STATUSES, ClientError, PulseClient
 from pulse_tui.protocol import operator_pb2
+from pulse_tui.screens import editor
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.handlers import HandlersScreen
 from pulse_tui.screens.help import HelpScreen
@@ -99,7 +100,12 @@ class PulseApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "pulse"
     COMMANDS = App.COMMANDS | {PulseCommands}
-    MODES = {"jobs": JobsScreen, "plugins": PluginsScreen, "handlers": HandlersScreen}
+    MODES = {
+        "jobs": JobsScreen,
+        "plugins": PluginsScreen,
+        "handlers": HandlersScreen,
+        "editor": editor.EditorScreen,
+    }
     DEFAULT_MODE = "jobs"
 
     BINDINGS: list[BindingType] = [
@@ -160,6 +166,7 @@ class PulseApp(App[None]):
         ):
             self.register_command(name, help_text, handler)
         self.register_command("q", "Quit", lambda _a: self.exit(), hidden=True)
+        editor.install(self)  # :scripts, :editor, :ix
 
     # ------------------------------------------------------------------ basics
 

@@ -5,6 +5,7 @@
     pulse-tui jobs …               enqueue / show / list / cancel / retry
     pulse-tui plugins …            list / reload
     pulse-tui handlers list        handlers and naming conflicts
+    pulse-tui ix COMMAND           run the handler script python.COMMAND
     pulse-tui config --print-default
 
 Client commands talk to a server through `pulse_tui.client.PulseClient`; they never import the
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = hsub.add_parser("list", parents=[conn, js], help="list handlers")
     p.add_argument("--conflicts", action="store_true", help="only names with conflicts")
     p.set_defaults(func=cmd_handlers_list)
+
+    p = sub.add_parser("ix", parents=[conn, js], help="run a handler script: enqueue python.<command>")
+    p.add_argument("ix_command", metavar="command", help="script name; the handler is python.<command>")
+    p.add_argument("--payload", default="{}", metavar="JSON", help="JSON payload (default {})")
+    p.add_argument("--wait", action="store_true", help="wait until the job finishes, showing progress")
+    p.set_defaults(func=cmd_ix)
 
     cfg = sub.add_parser("config", help="configuration")
     cfg.add_argument("--print-default", action="store_true", help="print a commented default pulse.toml")
@@ -559,6 +566,23 @@ async def wait_for_job(client: Any, job_id: str, handler: str, *, quiet: bool = 
     finally:
         await events.aclose()
     return await client.get_job(job_id)
+
+
+def cmd_ix(args: argparse.Namespace) -> int:
+    """`ix <command>` routes to the handler script `python.<command>` (design phase 5)."""
+    command = args.ix_command
+    handler = f"python.{command}"
+    args.handler, args.timeout, args.max_attempts, args.priority = handler, 0, 0, 0
+    try:
+        return cmd_jobs_enqueue(args)
+    except CliError as exc:
+        low = exc.message.lower()
+        if "unknown handler" in low and handler in exc.message:
+            raise CliError(
+                f"handler {handler} not found; create it with the handler editor (:ix {command} in the "
+                "console) or save a script"
+            ) from None
+        raise
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:

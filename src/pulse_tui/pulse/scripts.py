@@ -15,38 +15,28 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-import re
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pulse_tui.pulse.errors import NotFound, Precondition, ValidationError
+from pulse_tui.script_template import NAME_RE, TEMPLATE, template
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 MAX_SCRIPT_BYTES = 256 * 1024
 
-TEMPLATE = '''"""{name}: a Pulse handler script, run as the job handler python.{name}.
-
-Enqueue it with:  pulse-tui ix {name} --payload '{{"items": 3}}'
-"""
-
-
-def run(payload, ctx):
-    """Called once per job. `payload` is the job's JSON payload (a dict).
-
-    ctx.progress(current, total) reports progress; ctx.log(level, message) adds a log line.
-    Return anything JSON-serialisable: it becomes the job's result. Raise to fail the job.
-    """
-    items = int(payload.get("items", 3))
-    for i in range(items):
-        ctx.progress(i + 1, items)
-    ctx.log("info", f"processed {{items}} item(s)")
-    return {{"processed": items}}
-'''
-
-
-def template(name: str) -> str:
-    return TEMPLATE.format(name=name)
+# NAME_RE, TEMPLATE and template() live in pulse_tui.script_template (the TUI uses them too).
+__all__ = [
+    "MAX_SCRIPT_BYTES",
+    "NAME_RE",
+    "TEMPLATE",
+    "SaveOutcome",
+    "ScriptInfo",
+    "ScriptStore",
+    "check_name",
+    "check_syntax",
+    "template",
+    "version_of",
+]
 
 
 @dataclass(slots=True)

@@ -1,0 +1,826 @@
+"""Handler editor: the server's handler scripts (`python.<name>`) and the `:ix` routing.
+
+Left: the scripts (name, live flag, modified) and a test-run panel (payload, progress, result or
+traceback, live from the app's job events). Right: a Python editor. ``ctrl+s`` saves through
+``SaveScript``; a syntax error comes back with its line and column, is shown under the code and the
+cursor jumps there; a save against a version someone else replaced is refused and says what to do.
+
+``:ix <command> [json]`` enqueues ``python.<command>``; when no such handler exists it asks
+"Handler python.<command> not found. Create it?", opens the editor with the new-handler template
+and, after a successful save, runs the same line and tells the job id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Static, TextArea
+
+from pulse_tui.client import FINISHED, ClientError
+from pulse_tui.protocol import operator_pb2
+from pulse_tui.screens.base import PulseScreen
+from pulse_tui.screens.confirm import ConfirmScreen
+from pulse_tui.script_template import NAME_RULE, template, valid_name
+from pulse_tui.widgets import fmt
+from pulse_tui.widgets.json_view import pretty_json
+from pulse_tui.widgets.progress_cell import progress_text
+
+if TYPE_CHECKING:
+    from pulse_tui.app import PulseApp
+
+REFRESH_SECS = 3.0
+DEFAULT_PAYLOAD = '{"items": 3}'
+OK, BAD, WARN, DIM = "#9ece6a", "#f7768e", "#e0af68", "dim"
+_POSITION = re.compile(r"\s*\(line \d+, column \d+\)\s*$")
+
+
+def handler_of(name: str) -> str:
+    return f"python.{name}"
+
+
+def is_unknown_handler(exc: ClientError) -> bool:
+    """The queue refused an enqueue because no plugin announces the handler."""
+    low = exc.message.lower()
+    return exc.code in ("INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION") and (
+        "unknown handler" in low or "no handler" in low or "handler not found" in low
+    )
+
+
+def short_ago(ts: float, now: float) -> str:
+    """ "8m ago" — narrow enough for the script list at 80 columns."""
+    if not ts:
+        return "—"
+    secs = max(now - ts, 0.0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{int(secs // size)}{unit} ago"
+    return "just now" if secs < 5 else f"{int(secs)}s ago"
+
+
+_FRAME = re.compile(r'^  File "([^"]*)"')
+
+
+def trim_traceback(tb: str) -> str:
+    """A script's traceback without the runner's frames, file paths cut to the script's name."""
+    lines = tb.rstrip().splitlines()
+    frames = [i for i, line in enumerate(lines) if _FRAME.match(line)]
+    scripts = [i for i in frames if "/pulse_tui/plugins/" not in _FRAME.match(lines[i]).group(1)]  # type: ignore[union-attr]
+    if scripts and lines and lines[0].startswith("Traceback"):
+        lines = [lines[0], *lines[scripts[0] :]]
+    return "\n".join(
+        _FRAME.sub(lambda m: f'  File "{m.group(1).replace(chr(92), "/").rsplit("/", 1)[-1]}"', line)
+        for line in lines
+    )
+
+
+# ---------------------------------------------------------------------- new-script modal
+
+
+class NewScriptScreen(ModalScreen[str | None]):
+    """Ask for the name of a new handler script."""
+
+    BINDINGS: list[BindingType] = [Binding("escape", "close", "Cancel", id="newscript.close")]
+
+    def __init__(self, taken: frozenset[str] = frozenset()) -> None:
+        super().__init__()
+        self.taken = taken
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="new-script-dialog", classes="dialog"):
+            yield Static("New handler script", classes="dialog-title")
+            yield Label("Name — the handler becomes python.<name>")
+            yield Input(placeholder="e.g. vacancies", id="new-script-name")
+            yield Static("", id="new-script-hint", classes="hint")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Create (enter)", id="new-script-ok", variant="primary", compact=True)
+                yield Button("Cancel (esc)", id="new-script-cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+        self._check("")
+
+    def _check(self, name: str) -> bool:
+        hint = self.query_one("#new-script-hint", Static)
+        if not name:
+            hint.update(Text(f"use {NAME_RULE}", style=DIM))
+            return False
+        if not valid_name(name):
+            hint.update(Text(f"✘ {name!r} is not a script name: use {NAME_RULE}", style=BAD))
+            return False
+        if name in self.taken:
+            hint.update(Text(f"✘ {name} exists already: open it from the list", style=BAD))
+            return False
+        hint.update(Text(f"→ handler {handler_of(name)}, starting from the template", style=OK))
+        return True
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._check(event.value.strip())
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "new-script-ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def _submit(self) -> None:
+        name = self.query_one(Input).value.strip()
+        if self._check(name):
+            self.dismiss(name)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+# ---------------------------------------------------------------------- the editor screen
+
+
+class EditorScreen(PulseScreen):
+    TITLE = "Handler editor"
+
+    BINDINGS: list[BindingType] = [
+        Binding("ctrl+s", "save", "Save", id="editor.save", priority=True),
+        Binding("f5,ctrl+r", "test_run", "Test run", id="editor.run", priority=True),
+        Binding("ctrl+n", "new", "New", id="editor.new", priority=True),
+        Binding("f8", "delete", "Delete", id="editor.delete", priority=True),
+        Binding("ctrl+o", "reload", "Reload", id="editor.reload", priority=True),
+        Binding("f2", "focus_list", "Scripts", show=False, id="editor.list"),
+        Binding("f3", "focus_payload", "Payload", show=False, id="editor.payload"),
+        Binding("f4", "focus_code", "Code", show=False, id="editor.code"),
+    ]
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        self.scripts: list[operator_pb2.Script] = []
+        self.listed = False
+        self.name_: str | None = None  # the script in the editor
+        self.version = ""  # server version it was loaded from ("" = new, unsaved)
+        self.saved_code = ""
+        self.live = False
+        self.pending_ix: tuple[str, str] | None = None  # (name, payload) to run after the next save
+        self.run_job: operator_pb2.Job | None = None
+        self.run_detail: operator_pb2.JobDetail | None = None
+        self.last_problem = ""
+        self.claimed = False  # a script was asked for: the first listing does not open one
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        yield Static("", id="editor-note", classes="note")
+        with Horizontal(id="editor-body"):
+            with Vertical(id="editor-side"):
+                yield Static("Scripts", classes="pane-title")
+                yield DataTable(id="scripts-table", cursor_type="row")
+                yield Static("Test run  (f5)", classes="pane-title")
+                yield Input(DEFAULT_PAYLOAD, placeholder="payload JSON", id="run-payload")
+                with VerticalScroll(id="run-scroll"):
+                    yield Static("", id="run-output")
+            with Vertical(id="editor-main"):
+                yield Static("", id="editor-file")
+                yield TextArea.code_editor(
+                    "",
+                    language="python",
+                    theme="vscode_dark",
+                    id="editor-code",
+                    placeholder="No script open. ctrl+n creates one from the template; "
+                    ":ix <command> runs python.<command> and offers to create it.",
+                )
+                yield Static("", id="editor-problem")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#scripts-table", DataTable)
+        table.add_column("SCRIPT", key="name")
+        table.add_column("LIVE", key="live")
+        table.add_column("SAVED", key="modified")
+        self.query_one("#editor-note", Static).display = False
+        self.query_one("#editor-problem", Static).display = False
+        code = self.query_one("#editor-code", TextArea)
+        code.read_only = True  # until a script is open
+        code.focus()
+        self._render_file()
+        self._render_run()
+        self.set_interval(REFRESH_SECS, self.refresh_scripts)
+        if self.pulse.conn_state == "connected":
+            self.refresh_scripts()
+
+    def refocus(self) -> None:
+        self.query_one("#editor-code", TextArea).focus()
+
+    def resync(self) -> None:
+        self.refresh_scripts()
+        if self.run_job is not None:
+            self.fetch_run()
+
+    def connection_changed(self, connected: bool) -> None:
+        if connected:
+            self.refresh_scripts()
+
+    # ------------------------------------------------------------------ state helpers
+
+    @property
+    def code(self) -> TextArea:
+        return self.query_one("#editor-code", TextArea)
+
+    @property
+    def is_new(self) -> bool:
+        return self.name_ is not None and not self.version
+
+    @property
+    def dirty(self) -> bool:
+        return self.name_ is not None and (self.is_new or self.code.text != self.saved_code)
+
+    def _script(self, name: str) -> operator_pb2.Script | None:
+        return next((s for s in self.scripts if s.name == name), None)
+
+    def problem(self, message: str | Text, style: str = BAD) -> None:
+        out = self.query_one("#editor-problem", Static)
+        text = message if isinstance(message, Text) else Text(message, style=style)
+        self.last_problem = text.plain
+        out.update(text)
+        out.display = bool(text.plain)
+
+    def _note(self, message: str) -> None:
+        note = self.query_one("#editor-note", Static)
+        note.update(message)
+        note.display = bool(message)
+
+    def _render_file(self) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if self.name_ is None:
+            t.append("no script open", style="dim italic")
+        else:
+            t.append(handler_of(self.name_), style="bold")
+            t.append(f"  {self.name_}.py", style=DIM)
+            if self.is_new:
+                t.append("  ● new, not saved", style=f"bold {WARN}")
+            elif self.dirty:
+                t.append("  ● modified", style=f"bold {WARN}")
+            elif self.live:
+                t.append("  ● live", style=OK)
+            else:
+                t.append("  ○ saved, not announced", style=WARN)
+            if self.pending_ix is not None:
+                t.append("  · ix runs after save", style="italic #bb9af7")
+        if self.pulse.read_only:
+            t.append("  READ-ONLY", style=f"bold reverse {WARN}")
+        self.query_one("#editor-file", Static).update(t)
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self._render_file()
+
+    # ------------------------------------------------------------------ the script list
+
+    @work(exclusive=True, group="editor-list", exit_on_error=False)
+    async def refresh_scripts(self) -> None:
+        if self.pulse.conn_state != "connected":
+            return
+        client = self.pulse.client
+        if not client.can("scripts"):
+            self._note(
+                f"Handler scripts are not available on this endpoint ({client.mode}); they need a Pulse "
+                "server's operator API with the python plugin."
+            )
+            return
+        try:
+            scripts = await client.list_scripts()
+        except ClientError as exc:
+            if exc.code == "NOT_FOUND":  # the server runs without the python plugin
+                self._note(f"{exc.message}: add the bundled python plugin to pulse.toml ([[plugins]] python)")
+                return
+            self.pulse.report(exc, "listing scripts")
+            return
+        self._note("")
+        self.scripts = sorted(scripts, key=lambda s: s.name)
+        self.listed = True
+        self._fill()
+        if self.name_ is None and self.scripts and not self.claimed:
+            self.open_script(self.scripts[0].name)
+        elif self.name_ is not None and not self.is_new:
+            s = self._script(self.name_)
+            if s is not None and s.live != self.live:
+                self.live = s.live
+                self._render_file()
+
+    def _fill(self) -> None:
+        table = self.query_one("#scripts-table", DataTable)
+        now = fmt.app_now(self.app)
+        table.clear()
+        for s in self.scripts:
+            table.add_row(
+                Text(s.name, style="bold"),
+                Text(" ●", style=OK) if s.live else Text(" ○", style=WARN),
+                Text(short_ago(s.modified_at, now), style=DIM),
+                key=s.name,
+            )
+        if not self.scripts:
+            table.add_row(Text("(none yet)", style="dim italic"), "", "", key="")
+        current = self.name_ if self.name_ and self._script(self.name_) else None
+        if current is not None:
+            table.move_cursor(row=[s.name for s in self.scripts].index(current))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        name = event.row_key.value if event.row_key else ""
+        if name:
+            self.switch_to(name)
+
+    def switch_to(self, name: str, *, new: bool = False) -> None:
+        """Open `name` (or a new script from the template), asking first when edits would be lost."""
+        if name == self.name_ and not new:
+            self.refocus()
+            return
+
+        def go(yes: bool | None) -> None:
+            if not yes:
+                return
+            if new:
+                self.open_new(name)
+            else:
+                self.open_script(name)
+
+        if self.dirty:
+            self.app.push_screen(
+                ConfirmScreen(
+                    "Unsaved changes",
+                    f"Discard your changes to {handler_of(self.name_ or '')}?",
+                    yes="Discard",
+                    danger=True,
+                ),
+                go,
+            )
+        else:
+            go(True)
+
+    # ------------------------------------------------------------------ opening
+
+    def load(self, name: str, code: str, version: str, *, live: bool = False) -> None:
+        self.name_ = name
+        self.version = version
+        self.saved_code = code if version else ""
+        self.live = live
+        editor = self.code
+        editor.read_only = self.pulse.read_only
+        editor.load_text(code)
+        editor.cursor_location = (0, 0)
+        self.problem("")
+        if self.pending_ix is not None and self.pending_ix[0] != name:
+            self.pending_ix = None
+        self._render_file()
+        if name in [s.name for s in self.scripts]:
+            self._fill()
+
+    @work(exclusive=True, group="editor-open", exit_on_error=False)
+    async def open_script(self, name: str) -> None:
+        self.claimed = True  # the first listing must not open another script over this one
+        try:
+            s = await self.pulse.client.get_script(name)
+        except ClientError as exc:
+            if exc.code == "NOT_FOUND":
+                self.problem(f"script {name} is gone (deleted by someone else?)")
+                self.refresh_scripts()
+                return
+            self.pulse.report(exc, f"opening {name}")
+            return
+        self.load(s.name, s.code, s.version, live=s.live)
+        self.refocus()
+
+    @work(exclusive=True, group="editor-open", exit_on_error=False)
+    async def open_new(self, name: str, ix_payload: str | None = None) -> None:
+        """Start `name` from the template — or open it when it exists already. With `ix_payload`,
+        `ix <name> <payload>` runs after the next successful save."""
+        self.claimed = True
+        existing: operator_pb2.Script | None = None
+        if self.pulse.client.can("scripts"):
+            try:
+                existing = await self.pulse.client.get_script(name)
+            except ClientError as exc:
+                if exc.code != "NOT_FOUND":
+                    self.pulse.report(exc, f"opening {name}")
+        self.pending_ix = (name, ix_payload) if ix_payload is not None else None
+        if existing is not None:
+            self.load(existing.name, existing.code, existing.version, live=existing.live)
+            self.problem(
+                Text(f"{name} exists already: opened the saved script (ctrl+s saves it again).", style=WARN)
+            )
+        else:
+            self.load(name, template(name), "")
+            self.problem(
+                Text(
+                    f"New handler {handler_of(name)} from the template: edit run(payload, ctx), "
+                    "then ctrl+s saves it.",
+                    style=DIM,
+                )
+            )
+        if ix_payload is not None:
+            self.query_one("#run-payload", Input).value = ix_payload
+        self.refocus()
+
+    # ------------------------------------------------------------------ save
+
+    def _refuse_read_only(self, what: str) -> bool:
+        if not self.pulse.read_only:
+            return False
+        message = f"read-only: {what} refused (started with --read-only or a read-only token)"
+        self.problem(message, WARN)
+        self.app.notify(message, severity="warning")
+        return True
+
+    def action_save(self) -> None:
+        self._save_worker()
+
+    @work(exclusive=True, group="editor-save", exit_on_error=False)
+    async def _save_worker(self) -> None:
+        await self.save()
+
+    async def save(self) -> bool:
+        """Save the editor's text; True when it was saved (then a pending `ix` line runs)."""
+        if self.name_ is None:
+            self.problem("nothing to save: ctrl+n creates a script", WARN)
+            return False
+        if self._refuse_read_only("saving a script"):
+            return False
+        if not self.pulse.guard(f"saving {self.name_}", capability="scripts"):
+            return False
+        name, code = self.name_, self.code.text
+        self.problem(Text(f"saving {handler_of(name)}…", style=DIM))
+        try:
+            resp = await self.pulse.client.save_script(name, code, self.version)
+        except ClientError as exc:
+            if exc.unavailable:
+                self.pulse.report(exc)
+                self.problem(f"not saved: {exc.message}")
+                return False
+            if exc.code == "FAILED_PRECONDITION":
+                what = (
+                    "ctrl+o loads the server's version (your text here is replaced — copy what you need "
+                    "first)"
+                    if self.version
+                    else f"open {name} from the list, or ctrl+n a new name"
+                )
+                self.problem(f"✘ not saved: {exc.message}.\nYour text is kept. {what}.")
+            else:
+                self.problem(f"✘ not saved: {exc.message}")
+            return False
+        if not resp.saved:
+            line, col = resp.error_line, resp.error_column
+            msg = _POSITION.sub("", resp.error) or "the script was refused"
+            where = f"line {line}, col {col}: " if line else ""
+            self.problem(f"✘ not saved — {where}{msg}")
+            if line > 0:
+                row = min(line - 1, self.code.document.line_count - 1)
+                self.code.cursor_location = (row, max(col - 1, 0))
+                self.code.scroll_cursor_visible()
+            self.refocus()
+            return False
+        self.version = resp.script.version
+        self.saved_code = resp.script.code or code
+        self.live = resp.live
+        ok = Text(f"✔ saved {handler_of(name)}", style=OK)
+        if resp.live:
+            ok.append(" — live: announced by the python plugin", style=OK)
+        else:
+            ok.append(
+                " — not live yet" + (f": {resp.reload_message}" if resp.reload_message else ""), style=WARN
+            )
+        self.problem(ok)
+        self._render_file()
+        self.refresh_scripts()
+        if self.pending_ix is not None and self.pending_ix[0] == name:
+            _, payload = self.pending_ix
+            self.pending_ix = None
+            self._render_file()
+            job = await self._enqueue(name, payload, test=False)
+            if job is not None:
+                self.app.notify(f"ix {name}: enqueued job {job.id} ({handler_of(name)})", timeout=10)
+        return True
+
+    # ------------------------------------------------------------------ test run
+
+    def action_test_run(self) -> None:
+        self._run_worker()
+
+    @work(exclusive=True, group="editor-run", exit_on_error=False)
+    async def _run_worker(self) -> None:
+        if self.name_ is None:
+            self.problem("nothing to run: open or create a script first", WARN)
+            return
+        if self._refuse_read_only("test run"):
+            return
+        raw = self.query_one("#run-payload", Input).value.strip() or "{}"
+        try:
+            json.loads(raw)
+        except ValueError as exc:
+            self._run_message(Text(f"✘ the payload is not JSON: {exc}", style=BAD))
+            self.query_one("#run-payload", Input).focus()
+            return
+        if self.dirty and not await self.save():  # a test run runs what is saved
+            self._run_message(Text("not run: the script was not saved (see under the code)", style=WARN))
+            return
+        await self._enqueue(self.name_, raw, test=True)
+
+    async def _enqueue(self, name: str, payload: str, *, test: bool) -> operator_pb2.Job | None:
+        if not self.pulse.guard(f"running {handler_of(name)}", capability="enqueue"):
+            return None
+        try:
+            job = await self.pulse.client.enqueue(
+                handler_of(name),
+                payload.encode(),
+                max_attempts=1 if test else 0,
+                source="pulse-tui editor" if test else "pulse-tui ix",
+            )
+        except ClientError as exc:
+            if exc.unavailable:
+                self.pulse.report(exc)
+            self._run_message(Text(f"✘ not enqueued: {exc.message}", style=BAD))
+            return None
+        self.run_job, self.run_detail = job, None
+        self._render_run()
+        self.fetch_run()  # it may have finished before the first event reaches us
+        return job
+
+    def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
+        if self.run_job is None:
+            return
+        for j in jobs:
+            if j.id == self.run_job.id:
+                self.run_job = j
+                if j.status in FINISHED:
+                    self.fetch_run()
+                else:
+                    self._render_run()
+
+    @work(exclusive=True, group="editor-run-detail", exit_on_error=False)
+    async def fetch_run(self) -> None:
+        if self.run_job is None:
+            return
+        job_id = self.run_job.id
+        try:
+            detail = await self.pulse.client.get_job(job_id)
+        except ClientError as exc:
+            self.pulse.report(exc, f"following job {job_id}")
+            return
+        if self.run_job is not None and self.run_job.id == job_id:
+            self.run_job, self.run_detail = detail.job, detail
+            self._render_run()
+
+    def _run_message(self, text: Text) -> None:
+        self.query_one("#run-output", Static).update(text)
+
+    def _render_run(self) -> None:
+        out = self.query_one("#run-output", Static)
+        job = self.run_job
+        if job is None:
+            out.update(
+                Text(
+                    "f5 saves if needed, then enqueues the handler with this payload; progress, result "
+                    "or traceback show here.",
+                    style="dim italic",
+                )
+            )
+            return
+        width = max(self.query_one("#run-scroll").size.width - 2, 16)
+        parts: list[Text] = []
+        head = Text(no_wrap=True, overflow="ellipsis")
+        head.append(
+            f"{fmt.STATUS_ICONS.get(job.status, '?')} {job.status}",
+            style=fmt.STATUS_STYLES.get(job.status, ""),
+        )
+        head.append(f"  {job.handler}", style="bold")
+        parts.append(head)
+        parts.append(Text(f"job {job.id}", style=DIM, no_wrap=True, overflow="ellipsis"))
+        if job.progress_total or job.status == "running":
+            parts.append(progress_text(job.progress_current, job.progress_total, width, status=job.status))
+        detail = self.run_detail
+        if detail is not None and detail.job.id == job.id and detail.job.status in FINISHED:
+            job = detail.job
+            took = ""
+            if job.completed_at and job.started_at:
+                took = f" in {fmt.duration(job.completed_at - job.started_at)}"
+            if job.status == "completed":
+                parts.append(Text(f"completed{took}", style=OK))
+                text, _ok = pretty_json(detail.result)
+                parts.append(Text("result", style="bold"))
+                parts.append(Text(text or "(no result)", style="" if text else "dim italic"))
+            else:
+                parts.append(Text(f"{job.status}{took}", style=BAD if job.status == "failed" else DIM))
+                if job.error:
+                    parts.append(Text(job.error, style=BAD))
+            trace = [e.message for e in detail.logs if e.stage == "exception" and e.message.strip()]
+            if trace:
+                parts.append(Text("traceback", style="bold"))
+                parts.append(Text(trim_traceback(trace[-1]), style="#db4b4b"))
+            logs = [e for e in detail.logs if e.stage != "exception"]
+            if logs:
+                parts.append(Text("logs", style="bold"))
+                for e in logs[-20:]:
+                    line = Text()
+                    line.append(f"{e.level:<5} ", style=fmt.LEVEL_STYLES.get(e.level, DIM))
+                    line.append(e.message)
+                    parts.append(line)
+        out.update(Text("\n").join(parts))
+
+    # ------------------------------------------------------------------ new / delete / reload
+
+    def action_new(self) -> None:
+        if self._refuse_read_only("creating a script"):
+            return
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.switch_to(name, new=True)
+
+        taken = frozenset(s.name for s in self.scripts)
+        self.app.push_screen(NewScriptScreen(taken), chosen)
+
+    def action_delete(self) -> None:
+        if self.name_ is None:
+            self.problem("nothing to delete", WARN)
+            return
+        if self._refuse_read_only("deleting a script"):
+            return
+        name = self.name_
+        if self.is_new:
+            self._close_editor()
+            self.problem(Text(f"discarded the unsaved new script {name}", style=DIM))
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._delete(name, self.version)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Delete handler script",
+                f"Delete {name}.py? The handler {handler_of(name)} is no longer announced; jobs "
+                "already queued for it wait without a handler.",
+                yes="Delete",
+                danger=True,
+            ),
+            answer,
+        )
+
+    @work(exclusive=True, group="editor-delete", exit_on_error=False)
+    async def _delete(self, name: str, version: str) -> None:
+        if not self.pulse.guard(f"deleting {name}", capability="scripts"):
+            return
+        try:
+            await self.pulse.client.delete_script(name, version)
+        except ClientError as exc:
+            if exc.unavailable:
+                self.pulse.report(exc)
+            self.problem(f"✘ not deleted: {exc.message}")
+            return
+        self.app.notify(f"deleted {name}.py ({handler_of(name)})")
+        self.scripts = [s for s in self.scripts if s.name != name]
+        self._close_editor()
+        self.problem(Text(f"deleted {handler_of(name)}", style=DIM))
+        self._fill()
+        self.refresh_scripts()
+
+    def _close_editor(self) -> None:
+        self.name_, self.version, self.saved_code, self.live, self.pending_ix = None, "", "", False, None
+        self.code.load_text("")
+        self.code.read_only = True
+        self._render_file()
+
+    def action_reload(self) -> None:
+        if self.name_ is None or self.is_new:
+            self.refresh_scripts()
+            return
+        name = self.name_
+
+        def go(yes: bool | None) -> None:
+            if yes:
+                self.open_script(name)
+
+        if self.dirty:
+            self.app.push_screen(
+                ConfirmScreen(
+                    "Reload from the server",
+                    f"Replace your unsaved text with the server's version of {name}.py?",
+                    yes="Reload",
+                    danger=True,
+                ),
+                go,
+            )
+        else:
+            go(True)
+
+    def action_focus_list(self) -> None:
+        self.query_one("#scripts-table", DataTable).focus()
+
+    def action_focus_payload(self) -> None:
+        self.query_one("#run-payload", Input).focus()
+
+    def action_focus_code(self) -> None:
+        self.refocus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "run-payload":
+            self.action_test_run()
+
+
+# ---------------------------------------------------------------------- `:` commands
+
+
+def install(app: PulseApp) -> None:
+    """Register `:scripts`, `:editor [name]` and `:ix <command> [json]` on the app."""
+    app.register_command(
+        "scripts",
+        "Handler editor: python.<name> scripts (editor [name] opens one)",
+        lambda a: open_editor(app, a),
+    )
+    app.register_command("editor", "Handler editor (same as :scripts)", lambda a: open_editor(app, a))
+    app.register_command(
+        "ix", "ix <command> [json]: run python.<command>; offers to create it", lambda a: run_ix(app, a)
+    )
+
+
+async def _editor(app: PulseApp) -> EditorScreen | None:
+    await app.switch_mode("editor")
+    screen = app.screen
+    return screen if isinstance(screen, EditorScreen) else None
+
+
+async def open_editor(app: PulseApp, args: str) -> None:
+    name = args.strip()
+    if name and not valid_name(name):
+        app.notify(f"{name!r} is not a script name: use {NAME_RULE}", severity="warning")
+        name = ""
+    screen = await _editor(app)
+    if screen is not None and name:
+        known = any(s.name == name for s in screen.scripts)
+        screen.switch_to(name, new=not known and screen.listed)
+
+
+async def run_ix(app: PulseApp, args: str) -> None:
+    """`:ix <command> [json]` — enqueue python.<command>, or offer to create it."""
+    command, _, raw = args.strip().partition(" ")
+    raw = raw.strip() or "{}"
+    if not command:
+        app.notify('usage: :ix <command> [json]   e.g.  :ix vacancies {"items": 3}', severity="warning")
+        return
+    if not valid_name(command):
+        app.notify(f"ix: {command!r} is not a handler script name: use {NAME_RULE}", severity="warning")
+        return
+    try:
+        json.loads(raw)
+    except ValueError as exc:
+        app.notify(f"ix {command}: the payload is not JSON: {exc}", severity="error", timeout=8)
+        return
+    handler = handler_of(command)
+    if not app.guard(f"ix {command}", capability="enqueue"):
+        return
+    try:
+        job = await app.client.enqueue(handler, raw.encode(), source="pulse-tui ix")
+    except ClientError as exc:
+        if not is_unknown_handler(exc):
+            app.report(exc, f"ix {command}")
+            return
+        if not app.client.can("scripts"):
+            app.notify(
+                f"handler {handler} not found, and this endpoint has no handler scripts to create it",
+                severity="error",
+                timeout=8,
+            )
+            return
+        ask_create(app, command, raw)
+        return
+    app.notify(f"ix {command}: enqueued job {job.id} ({handler})", timeout=10)
+
+
+def ask_create(app: PulseApp, command: str, payload: str) -> None:
+    handler = handler_of(command)
+
+    async def create() -> None:
+        screen = await _editor(app)
+        if screen is not None:
+            screen.open_new(command, ix_payload=payload)
+
+    def answer(yes: bool | None) -> None:
+        if yes:
+            app.run_worker(create(), group="command", exit_on_error=False)
+        else:
+            app.notify(f"ix {command}: nothing enqueued")
+
+    app.push_screen(
+        ConfirmScreen(
+            f"ix {command}",
+            f"[b]Handler {handler} not found. Create it?[/b]\n\n"
+            f"The handler editor opens with a template for {command}; after you save it (ctrl+s) "
+            f"`ix {command}` runs with your payload.",
+            yes="Create",
+        ),
+        answer,
+    )
