@@ -122,6 +122,25 @@ class JobsScreen(PulseScreen):
     def refocus(self) -> None:
         self.table.focus()
 
+    def ensure_focus(self) -> None:
+        """Give the table the keys unless the filter line or the command line has them.
+
+        Called when the screen is shown or resumed and when a page arrives: a Hide event at
+        start-up (the terminal reported too small for a moment) blurs the table, and without this
+        arrow keys would do nothing until a click."""
+        focused = self.focused
+        if focused is self.table:
+            return
+        if isinstance(focused, Input) and focused.has_class("-open"):
+            return  # the user is typing a filter or a `:` command
+        self.table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.ensure_focus()
+
+    def on_show(self) -> None:
+        self.ensure_focus()
+
     def escape(self) -> None:
         """Esc at the root: close the filter, then clear marks, then clear the filter."""
         inp = self.query_one("#filter", Input)
@@ -140,18 +159,20 @@ class JobsScreen(PulseScreen):
         return job_filter(statuses, self.filter.handler, self.filter.text)
 
     async def _page(
-        self, offset: int, after_seq: int | None, limit: int
+        self, offset: int, after_seq: int | None, limit: int, *, oldest_first: bool = False
     ) -> tuple[list[operator_pb2.Job], bool]:
         resp = await self.pulse.client.list_jobs(
             self.effective_filter(),
             limit=limit,
             after_seq=after_seq,
+            oldest_first=oldest_first,
             offset=0 if after_seq is not None else offset,
         )
         return list(resp.jobs), resp.has_more
 
     def reload(self, *, keep_cursor: bool = False) -> None:
         table = self.table
+        table.both_ends = self.pulse.mode_name != "compat"  # compat listing is newest first only
         current = table.current_job
         self._restore_id = current.id if keep_cursor and current is not None else None
         if not self.pulse.client.can("jobs"):
@@ -199,6 +220,8 @@ class JobsScreen(PulseScreen):
     def on_job_table_loaded(self, event: JobTable.Loaded) -> None:
         if self._restore_id and self.table.move_to_job(self._restore_id):
             self._restore_id = None
+        if self.app.screen is self:
+            self.ensure_focus()
 
     def on_job_table_fetch_failed(self, event: JobTable.FetchFailed) -> None:
         self.pulse.report(event.error, "loading jobs")

@@ -8,6 +8,15 @@ viewport. A million jobs therefore open as fast as ten: one count, one page.
 Live updates arrive through :meth:`JobTable.upsert`: cached rows are replaced in place, newer jobs
 that match the filter are prepended, and the cursor stays on the job it was on (the viewport is
 shifted with it unless the user sits at the very top, where new arrivals should be seen).
+
+Both ends are reached by keyset. When the total is only known to be "at least N" (capped counts),
+`End` switches the table to *tail mode*: row indices count from the bottom of a virtual total, the
+bottom page is the oldest jobs (``oldest_first`` pages), and scrolling up continues with keyset
+pages in that direction (``after_seq`` of the row below). Reaching the top of the virtual window
+while older pages say there is more grows the window above (the cursor and viewport shift with it);
+finding the newest job fixes the exact total and the table is an ordinary one again. `Home` from
+tail mode goes back to the newest page. New jobs are not inserted in tail mode (their position is
+unknown until the exact total is): cached rows still update in place and the cursor never moves.
 """
 
 from __future__ import annotations
@@ -34,10 +43,12 @@ from pulse_tui.widgets.progress_cell import progress_text
 Job = operator_pb2.Job
 
 # (offset, after_seq, limit) -> (jobs, has_more). after_seq wins over offset when not None.
-PageSource = Callable[[int, int | None, int], Awaitable[tuple[list[Job], bool]]]
+# Tail-mode pages call it with the keyword ``oldest_first=True`` (offset then counts from the oldest).
+PageSource = Callable[..., Awaitable[tuple[list[Job], bool]]]
 
 PAGE = 100
 KEEP_ROWS = 4000  # cache budget; rows far from the viewport are forgotten beyond this
+GROW = 10 * PAGE  # rows added above the tail window when its top is reached and more jobs exist
 
 
 @dataclass(slots=True)
@@ -118,6 +129,9 @@ class JobTable(ScrollView, can_focus=True):
         self._inflight: list[tuple[int, int]] = []
         self._loaded_once = False
         self._active = False  # nothing is fetched before the first reset()
+        self._tail = False  # rows anchored at the bottom (see module docstring)
+        self._refocus = False  # lost focus to a Hide event; take it back on Show
+        self.both_ends = True  # the source supports oldest_first pages (False: End jumps by offset)
         self.fetches = 0  # pages requested (tests assert the table stays lazy)
 
     # ------------------------------------------------------------------ data
@@ -133,6 +147,15 @@ class JobTable(ScrollView, can_focus=True):
     @property
     def loading(self) -> bool:
         return bool(self._inflight)
+
+    @property
+    def exact(self) -> bool:
+        return self._exact
+
+    @property
+    def tail_mode(self) -> bool:
+        """Rows are anchored at the bottom (End on a capped total): see the module docstring."""
+        return self._tail
 
     @property
     def current_job(self) -> Job | None:
@@ -152,7 +175,10 @@ class JobTable(ScrollView, can_focus=True):
         flt: operator_pb2.JobFilter | None = None,
         keep_cursor: bool = False,
     ) -> None:
-        """Forget every row and start again (new filter, resync, reconnect)."""
+        """Forget every row and start again (new filter, resync, reconnect).
+
+        With ``keep_cursor`` and no known total, a table in tail mode stays in tail mode (the rows
+        are refetched from the bottom, the cursor keeps its place)."""
         self._gen += 1
         self._active = True
         self._rows.clear()
@@ -161,8 +187,12 @@ class JobTable(ScrollView, can_focus=True):
         self._loaded_once = False
         if flt is not None:
             self.filter = flt
+        if self._tail and keep_cursor and total is None:
+            total = self._total  # same virtual window
+        else:
+            self._tail = False
+            self._exact = exact if total is not None else False
         self._total = max(0, total if total is not None else PAGE)
-        self._exact = exact if total is not None else False
         if not keep_cursor:
             self.cursor = 0
             self.scroll_to(y=0, animate=False, immediate=True)
@@ -174,6 +204,14 @@ class JobTable(ScrollView, can_focus=True):
 
     def set_total(self, total: int, *, exact: bool) -> None:
         """A fresh (possibly capped) count. Capped counts only ever grow the table."""
+        if self._tail:
+            if exact:  # an exact count: re-anchor the bottom-up rows on it (same jobs on screen)
+                self._shift_view(total - self._total)
+                self._tail = False
+                self._exact = True
+                self._request_visible()
+                self.refresh()
+            return
         if exact and self._loaded_once:
             self._total = total
         else:
@@ -195,12 +233,16 @@ class JobTable(ScrollView, can_focus=True):
             if row is not None:
                 self._rows[row] = job
                 changed = True
-            elif filter_matches(self.filter, job) and (
-                top is None
-                and self._loaded_once
-                and self._total == 0
-                or top is not None
-                and job.seq > top.seq
+            elif (
+                not self._tail
+                and filter_matches(self.filter, job)
+                and (
+                    top is None
+                    and self._loaded_once
+                    and self._total == 0
+                    or top is not None
+                    and job.seq > top.seq
+                )
             ):
                 fresh.append(job)
         if fresh:
@@ -214,12 +256,10 @@ class JobTable(ScrollView, can_focus=True):
         n = len(fresh)
         current = self.current_job
         at_top = self.scroll_y == 0
-        self._rows = {i + n: job for i, job in self._rows.items()}
+        self._shift(n)
         for i, job in enumerate(fresh):
             self._rows[i] = job
-        self._index = {job.id: i for i, job in self._rows.items()}
-        self._inflight = [(a + n, b + n) for a, b in self._inflight]
-        self._shifted += n
+            self._index[job.id] = i
         self._total += n
         self._update_size()
         if current is not None:
@@ -230,6 +270,24 @@ class JobTable(ScrollView, can_focus=True):
             self.cursor = 0
         self.post_message(self.CursorMoved(self.current_job))
 
+    def _shift(self, n: int) -> None:
+        """Move every cached row (and in-flight range) down by ``n`` rows (up when negative);
+        rows pushed above the top are forgotten. Total, cursor and viewport are the caller's."""
+        if n == 0:
+            return
+        self._rows = {i + n: job for i, job in self._rows.items() if i + n >= 0}
+        self._index = {job.id: i for i, job in self._rows.items()}
+        self._inflight = [(a + n, b + n) for a, b in self._inflight]
+        self._shifted += n
+
+    def _shift_view(self, n: int) -> None:
+        """Shift rows, cursor and viewport together: the same jobs stay on screen."""
+        self._shift(n)
+        self._total = max(0, self._total + n)
+        self._update_size()
+        self.cursor = min(max(self.cursor + n, 0), max(0, self._total - 1))
+        self.scroll_to(y=max(0, self.scroll_y + n), animate=False, immediate=True)
+
     # ------------------------------------------------------------------ fetching
 
     def _visible_rows(self) -> int:
@@ -237,6 +295,9 @@ class JobTable(ScrollView, can_focus=True):
 
     def _update_size(self) -> None:
         self.virtual_size = Size(self.scrollable_content_region.width, self._total + 1)
+
+    def _pending(self, row: int) -> bool:
+        return row in self._rows or any(a <= row < b for a, b in self._inflight)
 
     def _request_visible(self) -> None:
         if self.source is None or not self.is_mounted or not self._active:
@@ -246,59 +307,119 @@ class JobTable(ScrollView, can_focus=True):
         if self._total == 0 and not self._loaded_once:
             last = 0
         first = max(0, first - PAGE // 4)
+        if self._tail:
+            row = last
+            while row >= first:  # bottom-up: each page ends at the row below the gap
+                if self._pending(row):
+                    row -= 1
+                    continue
+                self._start_fetch(row + 1, tail=True)
+                row -= PAGE
+            return
         row = first
         while row <= max(last, 0):
-            if row in self._rows or any(a <= row < b for a, b in self._inflight):
+            if self._pending(row):
                 row += 1
                 continue
             self._start_fetch(row)
             row += PAGE
 
-    def _start_fetch(self, start: int) -> None:
-        above = self._rows.get(start - 1)
-        after = above.seq if above is not None else None
-        self._inflight.append((start, start + PAGE))
+    def _start_fetch(self, start: int, *, tail: bool = False) -> None:
+        """Head mode: rows [start, start+PAGE) newest first, keyset from the row above.
+        Tail mode: ``start`` is the end (exclusive) of rows filled oldest first upwards, keyset
+        from the row below, offset counted from the bottom."""
+        if tail:
+            end = start
+            limit = min(PAGE, end)
+            below = self._rows.get(end)
+            after = below.seq if below is not None else None
+            offset = self._total - end
+            self._inflight.append((end - limit, end))
+        else:
+            limit = PAGE
+            above = self._rows.get(start - 1)
+            after = above.seq if above is not None else None
+            offset = start
+            self._inflight.append((start, start + PAGE))
         self.fetches += 1
         self.run_worker(
-            self._fetch(start, after, self._gen, self._shifted), group="job-table", exit_on_error=False
+            self._fetch(start, offset, after, limit, tail, self._gen, self._shifted),
+            group="job-table",
+            exit_on_error=False,
         )
 
-    async def _fetch(self, start: int, after_seq: int | None, gen: int, shifted: int) -> None:
+    async def _fetch(
+        self, start: int, offset: int, after_seq: int | None, limit: int, tail: bool, gen: int, shifted: int
+    ) -> None:
         assert self.source is not None
         try:
-            jobs, has_more = await self.source(start, after_seq, PAGE)
+            if tail:
+                jobs, has_more = await self.source(offset, after_seq, limit, oldest_first=True)
+            else:
+                jobs, has_more = await self.source(offset, after_seq, limit)
         except Exception as exc:  # noqa: BLE001 — surfaced to the screen, which says what to do
             if gen == self._gen:
-                self._inflight = [r for r in self._inflight if r[0] != start + (self._shifted - shifted)]
+                start += self._shifted - shifted
+                key = (start - limit, start) if tail else (start, start + PAGE)
+                self._inflight = [r for r in self._inflight if r != key]
                 self.post_message(self.FetchFailed(exc))
             return
         if gen != self._gen:
             return
         start += self._shifted - shifted
-        self._inflight = [r for r in self._inflight if r[0] != start]
-        for i, job in enumerate(jobs):
-            old = self._rows.get(start + i)
-            if old is not None:
-                self._index.pop(old.id, None)
-            prev = self._index.get(job.id)
-            if prev is not None and prev != start + i:
-                self._rows.pop(prev, None)
-            self._rows[start + i] = job
-            self._index[job.id] = start + i
-        end = start + len(jobs)
-        if has_more:
-            self._total = max(self._total, end + 1)
+        if tail:
+            self._inflight = [r for r in self._inflight if r != (start - limit, start)]
+            first, end = self._store_tail(start, jobs, has_more)
         else:
-            self._total = end if (self._exact or end >= self._total or start == 0) else self._total
-            self._exact = True
+            self._inflight = [r for r in self._inflight if r != (start, start + PAGE)]
+            first = start
+            self._store(start, jobs)
+            end = start + len(jobs)
+            if has_more:
+                self._total = max(self._total, end + 1)
+            else:
+                self._total = end if (self._exact or end >= self._total or start == 0) else self._total
+                self._exact = True
         self._loaded_once = True
         self.cursor = min(self.cursor, max(0, self._total - 1))
         self._evict()
         self._update_size()
         self.refresh()
         self.post_message(self.Loaded(len(jobs)))
-        if start <= self.cursor < end:
+        if first <= self.cursor < end:
             self.post_message(self.CursorMoved(self.current_job))
+        if self._tail:
+            self._request_visible()  # the window may have grown or the view moved
+
+    def _store(self, start: int, jobs: list[Job]) -> None:
+        """Put ``jobs`` at rows start, start+1, … (dropping stale copies of the same jobs)."""
+        for i, job in enumerate(jobs):
+            row = start + i
+            old = self._rows.get(row)
+            if old is not None:
+                self._index.pop(old.id, None)
+            prev = self._index.get(job.id)
+            if prev is not None and prev != row:
+                self._rows.pop(prev, None)
+            self._rows[row] = job
+            self._index[job.id] = row
+
+    def _store_tail(self, end: int, jobs: list[Job], has_more: bool) -> tuple[int, int]:
+        """Put an oldest-first page at rows end-1, end-2, …; returns the rows filled (first, end)
+        after any re-anchoring. Finding the newest job ends tail mode; reaching row 0 with more
+        to come grows the window above."""
+        top = end - len(jobs)
+        self._store(top, list(reversed(jobs)))
+        shift = 0
+        if not has_more:
+            # the newest job is at row `top`: everything above it is phantom; rows are now exact
+            shift = -top
+            self._tail = False
+            self._exact = True
+        elif top <= 0:
+            shift = GROW
+        self._shift_view(shift)
+        return top + shift, end + shift
 
     def _evict(self) -> None:
         if len(self._rows) <= KEEP_ROWS:
@@ -346,10 +467,26 @@ class JobTable(ScrollView, can_focus=True):
         self._move(self.cursor + self._visible_rows())
 
     def action_first(self) -> None:
+        if self._tail:  # row 0 of the tail window is not the newest job: start again from the top
+            self.reset(self._total, exact=False)
+            self.post_message(self.CursorMoved(None))
+            return
         self._move(0)
 
     def action_last(self) -> None:
+        if not self._exact and not self._tail and self.both_ends and self.source is not None:
+            self._enter_tail()
         self._move(self._total - 1)
+
+    def _enter_tail(self) -> None:
+        """The total is a lower bound: anchor the rows at the bottom so End shows the oldest jobs."""
+        self._gen += 1
+        self._rows.clear()
+        self._index.clear()
+        self._inflight.clear()
+        self._tail = True
+        self._total = max(1, self._total)
+        self._update_size()
 
     def move_to_job(self, job_id: str) -> bool:
         row = self._index.get(job_id)
@@ -385,7 +522,19 @@ class JobTable(ScrollView, can_focus=True):
             self._move(row)
 
     def on_focus(self) -> None:
+        self._refocus = False
         self.refresh()
+
+    def on_hide(self) -> None:
+        # runs before Widget._on_hide, which blurs a hidden widget (a terminal reported too small
+        # for a moment at start-up, a parent hidden): remember to take the focus back on Show
+        if self.has_focus:
+            self._refocus = True
+
+    def on_show(self) -> None:
+        if self._refocus and self.screen.focused is None:
+            self.focus()
+        self._refocus = False
 
     def on_blur(self) -> None:
         self.refresh()
