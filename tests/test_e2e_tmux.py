@@ -250,7 +250,7 @@ def test_console_by_keys_in_tmux(terminal: Terminal, server_factory: Callable[..
     term.wait_for_screen(r"re-queued " + re.escape(fail_id))
     term.keys("Enter")
     term.wait_for_screen(r"Job " + re.escape(fail_id))
-    term.wait_for_screen(r"attempts\s+2 of 1, 1 retries")
+    term.wait_for_screen(r"attempts\s+1 of 1 this run; 2 in all, 1 retry")
     term.keys("Right")  # the attempts tab: one line per attempt
     term.wait_for_screen(r"^\s+1\s+failed\b.*\n\s+2\s+failed\b")
     term.keys("q")

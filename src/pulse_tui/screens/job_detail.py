@@ -145,9 +145,14 @@ class JobDetailScreen(PulseScreen):
             else "built-in / —"
         )
         grid.add_row("handler", Text(job.handler, style="bold"), "status", status)
-        attempts = f"{job.attempts} of {job.max_attempts}" + (
-            f", {job.retry_count} retries" if job.retry_count else ""
-        )
+        if job.retry_count:  # an operator retry starts a new run with its own budget
+            retries = "retry" if job.retry_count == 1 else "retries"
+            attempts = (
+                f"{job.run_attempts} of {job.max_attempts} this run; "
+                f"{job.attempts} in all, {job.retry_count} {retries}"
+            )
+        else:
+            attempts = f"{job.attempts} of {job.max_attempts}"
         grid.add_row("progress", prog, "attempts", attempts)
         grid.add_row("created", fmt.when(job.created_at, now, tz), "plugin", plugin)
         started = fmt.when(job.started_at, now, tz)
