@@ -19,7 +19,7 @@ import logging
 import random
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import replace
 
 from pulse_tui.pulse.errors import NotFound, PermissionDenied, Precondition, Unavailable, ValidationError
@@ -59,6 +59,8 @@ MAX_LIST_LIMIT = 1000
 MAX_SELECT_LIMIT = 100_000
 MAX_ATTEMPTS_LIMIT = 100
 MAX_LOGS_PER_ATTEMPT = 2000
+EVENT_RANK_MEMORY = 100_000  # jobs whose last published event order is remembered (see _fresh)
+FINISH_RETRY_DELAYS = (0.1, 0.5, 2.0, None)  # writing an attempt's end: 4 tries, then give up
 REMOTE_CANCEL_WAIT = 10.0  # seconds a cancel waits for the node running the job
 
 
@@ -128,6 +130,7 @@ class Engine:
         self._progress_dirty: dict[str, _Run] = {}
         self._progress_task: asyncio.Task | None = None
         self._completions: deque[tuple[int, int]] = deque(maxlen=16)  # (second, count)
+        self._ranks: OrderedDict[str, tuple[int, int]] = OrderedDict()  # see _fresh
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -458,7 +461,8 @@ class Engine:
     # to cancel (`cancel_requests`). On single-node stores these calls are no-ops.
     async def _on_remote(self, jobs: list[Job]) -> None:
         """Jobs another node changed (or re-queued after a lease expired)."""
-        self.bus.publish_many(jobs)
+        if self.bus.watcher_count:
+            self.bus.publish_many([j for j in jobs if self._fresh(j)])
         if self._stopping:
             return
         now = time.time()
@@ -481,7 +485,7 @@ class Engine:
         while True:
             await asyncio.sleep(lease / 3)  # the heartbeat period
             try:
-                await self.store.heartbeat(time.time())
+                await self.store.heartbeat(time.time(), list(self._running))
                 await self._cancel_requested()
             except Exception:
                 log.exception("renewing the leases of running jobs failed")
@@ -519,8 +523,24 @@ class Engine:
     def _publish(self, job: Job) -> None:
         """Publish a snapshot (payload and result left out: watchers fetch them with GetJob).
         No watcher, no copy: the hot path pays for events only when someone listens."""
-        if self.bus.watcher_count:
+        if self.bus.watcher_count and self._fresh(job):
             self.bus.publish(replace(job, payload=b"", result=b""))
+
+    def _fresh(self, job: Job) -> bool:
+        """False for a snapshot older than one already published for the job. Publishers race:
+        `enqueue` publishes "queued" after its insert returns, by which time this node's
+        dispatcher or another node (woken by the insert's NOTIFY) may have run the job and
+        published "completed"; the late "queued" must not overwrite it in watchers. Order is
+        (attempts, running < ended) — no clocks, so it holds across nodes. Bounded memory."""
+        rank = (job.attempts, 1 if job.status == RUNNING else 2)
+        last = self._ranks.get(job.id)
+        if last is not None and rank < last:
+            return False
+        self._ranks[job.id] = rank
+        self._ranks.move_to_end(job.id)
+        if len(self._ranks) > EVENT_RANK_MEMORY:
+            self._ranks.popitem(last=False)
+        return True
 
     def routes_changed(self) -> None:
         self._due_unknown = True
@@ -661,7 +681,11 @@ class Engine:
         try:
             await self._finish(run, attempt, outcome, error, retryable, res)
         except Exception:
-            log.exception("could not record the end of job %s (it will be re-queued at restart)", job.id)
+            log.exception(
+                "could not record the end of job %s; it stays running in the store and is re-queued "
+                "at restart (or when its lease lapses on a shared store)",
+                job.id,
+            )
         finally:
             self._running.pop(job.id, None)
             self._progress_dirty.pop(job.id, None)
@@ -712,7 +736,16 @@ class Engine:
         attempt.ended_at, attempt.outcome, attempt.error = now, outcome, error
         for e in run.logs:
             e.attempt = attempt.number
-        await self.store.finish([Finish(job, attempt, run.logs)])
+        item = Finish(job, attempt, run.logs)
+        for delay in FINISH_RETRY_DELAYS:  # the row values are computed once; only the write is retried
+            try:
+                await self.store.finish([item])
+                break
+            except Exception as exc:
+                if delay is None:
+                    raise
+                log.warning("recording the end of job %s failed (%s); retrying", job.id, exc)
+                await asyncio.sleep(delay)  # back off from a busy or locked store
         self._publish(job)
         sec = int(time.monotonic())
         if self._completions and self._completions[-1][0] == sec:

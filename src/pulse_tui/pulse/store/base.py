@@ -92,8 +92,9 @@ class Store(abc.ABC):
         """Earliest run_at > now among queued jobs for these handlers (None when none)."""
 
     # ---- multi-node (no-ops for single-node stores)
-    async def heartbeat(self, now: float) -> None:  # noqa: B027
-        """Extend the leases of this node's running jobs."""
+    async def heartbeat(self, now: float, running: Sequence[str] | None = None) -> None:  # noqa: B027
+        """Extend the leases of the jobs this node runs (`running`: the engine's own list) and
+        re-queue jobs whose lease expired."""
 
     async def listen(self, on_event) -> None:  # noqa: B027
         """Subscribe to other nodes' changes (PostgreSQL LISTEN); no-op on single-node stores."""

@@ -622,16 +622,27 @@ class PostgresStore(Store):
             return int(await conn.fetchval(sql, list(statuses), finished_before, limit))
 
     # ------------------------------------------------------------ multi-node
-    async def heartbeat(self, now: float) -> None:
-        """Extend this node's leases, note cancel requests for its jobs, and re-queue running jobs
-        of any node whose lease expired (announced to every node, this one included)."""
+    async def heartbeat(self, now: float, running: Sequence[str] | None = None) -> None:
+        """Extend the leases of the jobs this node really runs (`running`; all of this node's when
+        None), note cancel requests for them, and re-queue running jobs of any node whose lease
+        expired (announced to every node, this one included). A job whose end this node failed to
+        record is not in `running`, so its lease lapses and another node (or this one) re-queues it."""
         async with self._acquire() as conn:
-            rows = await conn.fetch(
-                f"UPDATE jobs SET lease_expires={DB_NOW}+$2 WHERE status='running' AND node=$1"
-                " RETURNING id, cancel_requested",
-                self.node,
-                self.lease_secs,
-            )
+            if running is None:
+                rows = await conn.fetch(
+                    f"UPDATE jobs SET lease_expires={DB_NOW}+$2 WHERE status='running' AND node=$1"
+                    " RETURNING id, cancel_requested",
+                    self.node,
+                    self.lease_secs,
+                )
+            else:
+                rows = await conn.fetch(
+                    f"UPDATE jobs SET lease_expires={DB_NOW}+$2 WHERE status='running' AND node=$1"
+                    " AND id = ANY($3::text[]) RETURNING id, cancel_requested",
+                    self.node,
+                    self.lease_secs,
+                    list(running),
+                )
         self._cancel_pending.update(r["id"] for r in rows if r["cancel_requested"])
         reaped = await self._requeue(now, own=False)
         if reaped:

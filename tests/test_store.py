@@ -1,0 +1,556 @@
+"""The store contract, run against SQLite AND a real PostgreSQL (started by tests/pg.py), plus a
+few engine scenarios on PostgreSQL. PostgreSQL-only behaviour (leases, NOTIFY, cross-node
+cancel) is at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_server, pg_url)
+from test_engine import Flaky, Stubborn, wait_status
+
+from pulse_tui.pulse import jobs as J
+from pulse_tui.pulse.engine import Engine
+from pulse_tui.pulse.errors import NotFound, Unavailable, ValidationError
+from pulse_tui.pulse.handlers import StaticRouter, builtin_handlers
+from pulse_tui.pulse.jobs import Attempt, Job, JobFilter, LogEntry
+from pulse_tui.pulse.store import Finish, Store, open_store
+from pulse_tui.pulse.store.postgres import SCHEMA_VERSION, PostgresStore
+from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+MakeStore = Callable[..., Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path) -> str:
+    if backend == "postgres":
+        return request.getfixturevalue("pg_url")
+    return f"sqlite:{tmp_path / 'jobs.db'}"
+
+
+@pytest.fixture
+async def make_store(db_url: str) -> AsyncIterator[MakeStore]:
+    """Stores on the test's database; several calls share it (like several nodes)."""
+    opened: list[Store] = []
+
+    async def factory(node: str = "n1") -> Store:
+        store = open_store(db_url, node=node)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(make_store: MakeStore) -> Store:
+    return await make_store()
+
+
+def new_jobs(
+    n: int, handler: str = "h", *, priority: int = 0, prefix: str = "j", run_at: float = 0.0
+) -> list[Job]:
+    now = time.time()
+    return [
+        Job(
+            id=f"{prefix}{i}",
+            handler=handler,
+            priority=priority,
+            payload=json.dumps({"i": i}).encode(),
+            created_at=now,
+            updated_at=now,
+            run_at=run_at or now,
+        )
+        for i in range(n)
+    ]
+
+
+def ended(job: Job, status: str, outcome: str, *, error: str = "", logs: int = 0) -> Finish:
+    now = time.time()
+    job.status, job.error, job.updated_at = status, error, now
+    if status in J.FINISHED:
+        job.completed_at = now
+    attempt = Attempt(job.id, job.attempts, job.started_at, now, outcome, error, "p", "1.0", job.node)
+    entries = [
+        LogEntry(job.id, job.attempts, "2026-01-01T00:00:00Z", "info", f"line {i}") for i in range(logs)
+    ]
+    return Finish(job, attempt, entries)
+
+
+# ---------------------------------------------------------------- writes
+
+
+async def test_insert_assigns_increasing_seq_and_keeps_payload(store: Store):
+    jobs = await store.insert(new_jobs(5))
+    seqs = [j.seq for j in jobs]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5
+    got = await store.get("j3")
+    assert got is not None and json.loads(got.payload) == {"i": 3} and got.status == J.QUEUED
+    assert (await store.get("j3", with_payload=False)).payload == b"{}"  # type: ignore[union-attr]
+    assert await store.get("nope") is None
+
+
+async def test_duplicate_id_is_refused(store: Store):
+    await store.insert(new_jobs(1))
+    with pytest.raises(Exception, match="(?i)unique|already exists"):
+        await store.insert(new_jobs(1))
+
+
+async def test_claim_fifo_within_priority(store: Store):
+    await store.insert(new_jobs(5, prefix="lo"))
+    await store.insert(new_jobs(3, prefix="hi", priority=5))
+    await store.insert(new_jobs(2, prefix="other", handler="x"))
+    got = await store.claim(6, ["h"], time.time())
+    assert [j.id for j in got] == ["hi0", "hi1", "hi2", "lo0", "lo1", "lo2"]
+    assert all(j.status == J.RUNNING and j.attempts == 1 and j.run_attempts == 1 for j in got)
+    assert all(j.node == "n1" and j.started_at > 0 for j in got)
+    assert json.loads(got[0].payload) == {"i": 0}  # claims return the payload for the handler
+    rest = await store.claim(10, ["h"], time.time())
+    assert [j.id for j in rest] == ["lo3", "lo4"]
+    assert await store.claim(10, ["h"], time.time()) == []
+    assert await store.claim(0, ["x"], time.time()) == []
+    assert await store.claim(5, [], time.time()) == []
+
+
+async def test_claim_waits_for_run_at_and_next_due(store: Store):
+    now = time.time()
+    await store.insert(new_jobs(1, prefix="later", run_at=now + 100))
+    await store.insert(new_jobs(1, prefix="soon", run_at=now + 10))
+    assert await store.claim(5, ["h"], now) == []
+    assert await store.next_due(["h"], now) == pytest.approx(now + 10)
+    assert await store.next_due(["x"], now) is None
+    assert await store.next_due([], now) is None
+    got = await store.claim(5, ["h"], now + 11)
+    assert [j.id for j in got] == ["soon0"]
+
+
+async def test_concurrent_claimers_get_each_job_exactly_once(make_store: MakeStore):
+    a, b = await make_store("a"), await make_store("b")
+    total = 2000
+    await a.insert(new_jobs(total))
+
+    async def drain(store: Store) -> list[str]:
+        mine: list[str] = []
+        while got := await store.claim(25, ["h"], time.time()):
+            mine.extend(j.id for j in got)
+        return mine
+
+    results = await asyncio.gather(*(drain(s) for s in (a, b, a, b)))
+    claimed = [jid for r in results for jid in r]
+    assert len(claimed) == total and len(set(claimed)) == total
+    counts = await a.count(JobFilter(), total * 2)
+    assert counts[J.RUNNING] == total and counts[J.QUEUED] == 0
+
+
+async def test_finish_records_attempts_and_logs(store: Store):
+    await store.insert(new_jobs(2))
+    first, second = await store.claim(2, ["h"], time.time())
+    first.result = b'{"ok": 1}'
+    await store.finish([ended(first, J.COMPLETED, J.OUTCOME_COMPLETED, logs=3)])
+    # a failed attempt that will be retried: job back to queued, attempt kept
+    second.run_at = time.time()
+    await store.finish([ended(second, J.QUEUED, J.OUTCOME_FAILED, error="boom", logs=1)])
+    again = await store.claim(1, ["h"], time.time())
+    assert [j.id for j in again] == ["j1"] and again[0].attempts == 2
+    await store.finish([ended(again[0], J.FAILED, J.OUTCOME_FAILED, error="boom 2")])
+
+    d = await store.detail("j0")
+    assert d is not None and d.job.status == J.COMPLETED and json.loads(d.job.result) == {"ok": 1}
+    assert [(a.number, a.outcome, a.plugin_version, a.node) for a in d.attempts] == [
+        (1, "completed", "1.0", "n1")
+    ]
+    assert [e.message for e in d.logs] == ["line 0", "line 1", "line 2"]
+    d1 = await store.detail("j1")
+    assert d1 is not None and d1.job.status == J.FAILED and d1.job.error == "boom 2"
+    assert [(a.number, a.outcome, a.error) for a in d1.attempts] == [
+        (1, "failed", "boom"),
+        (2, "failed", "boom 2"),
+    ]
+    assert await store.detail("nope") is None
+
+
+async def test_set_progress_only_touches_running_jobs(store: Store):
+    await store.insert(new_jobs(2))
+    (running,) = await store.claim(1, ["h"], time.time())
+    await store.set_progress([(running.id, 3, 10, 0.5, time.time()), ("j1", 7, 9, None, time.time())])
+    r, q = await store.get("j0"), await store.get("j1")
+    assert r is not None and (r.progress_current, r.progress_total, r.cost_actual) == (3, 10, 0.5)
+    assert q is not None and (q.progress_current, q.progress_total) == (0, 0)
+
+
+async def test_transition_applies_only_from_allowed_statuses(store: Store):
+    await store.insert(new_jobs(2))
+    now = time.time()
+    out = await store.transition("j0", (J.QUEUED, J.PAUSED), {"status": J.CANCELLED, "completed_at": now})
+    assert out is not None and out.status == J.CANCELLED and out.completed_at == pytest.approx(now)
+    assert await store.transition("j0", (J.QUEUED, J.PAUSED), {"status": J.CANCELLED}) is None
+    back = await store.transition("j0", (J.FAILED, J.CANCELLED), {"status": J.QUEUED, "retry_count": 1})
+    assert back is not None and back.status == J.QUEUED and back.retry_count == 1
+    with pytest.raises(NotFound):
+        await store.transition("missing", (J.QUEUED,), {"status": J.CANCELLED})
+
+
+async def test_recover_requeues_running_as_interrupted(store: Store):
+    await store.insert(new_jobs(3))
+    await store.claim(2, ["h"], time.time())
+    recovered = await store.recover(time.time())
+    assert sorted(j.id for j in recovered) == ["j0", "j1"]
+    for jid in ("j0", "j1"):
+        d = await store.detail(jid)
+        assert d is not None and d.job.status == J.QUEUED and d.job.run_attempts == 0 and d.job.attempts == 1
+        assert [a.outcome for a in d.attempts] == [J.OUTCOME_INTERRUPTED]
+    again = await store.claim(5, ["h"], time.time())
+    assert [j.id for j in again] == ["j0", "j1", "j2"]  # FIFO survives the restart
+    assert again[0].attempts == 2
+
+
+async def test_prune_deletes_old_finished_jobs_with_history(store: Store):
+    await store.insert(new_jobs(6))
+    claimed = await store.claim(6, ["h"], time.time())
+    await store.finish([ended(j, J.COMPLETED, J.OUTCOME_COMPLETED, logs=1) for j in claimed[:4]])
+    await store.finish([ended(claimed[4], J.FAILED, J.OUTCOME_FAILED)])
+    cutoff = time.time() + 1
+    assert await store.prune(cutoff, (J.COMPLETED,), 3) == 3
+    assert await store.prune(cutoff, (J.COMPLETED,), 3) == 1
+    assert await store.prune(cutoff, (J.COMPLETED,), 3) == 0
+    assert await store.prune(time.time() - 3600, (J.FAILED,), 10) == 0  # too recent
+    counts = await store.count(JobFilter(), 100)
+    assert counts[J.COMPLETED] == 0 and counts[J.FAILED] == 1 and counts[J.RUNNING] == 1
+
+
+# ---------------------------------------------------------------- reads
+
+
+async def _mixed(store: Store) -> None:
+    await store.insert(new_jobs(30, prefix="a-"))
+    await store.insert(new_jobs(10, handler="other.h", prefix="b_"))
+    claimed = await store.claim(12, ["h"], time.time())
+    await store.finish([ended(j, J.FAILED, J.OUTCOME_FAILED, error="Disk 100% full") for j in claimed[:5]])
+
+
+async def test_list_keyset_both_directions_and_offset(store: Store):
+    await _mixed(store)
+    page1 = await store.list(JobFilter(), 15, None, False, 0)
+    seqs1 = [j.seq for j in page1]
+    assert seqs1 == sorted(seqs1, reverse=True) and len(page1) == 15
+    page2 = await store.list(JobFilter(), 15, page1[-1].seq, False, 0)
+    assert page2[0].seq < page1[-1].seq and len(page2) == 15
+    everything = page1 + page2 + await store.list(JobFilter(), 15, page2[-1].seq, False, 0)
+    assert len(everything) == 40 and len({j.id for j in everything}) == 40
+    oldest = await store.list(JobFilter(), 10, None, True, 0)
+    assert [j.id for j in oldest] == [f"a-{i}" for i in range(10)]
+    after = await store.list(JobFilter(), 5, oldest[-1].seq, True, 0)
+    assert [j.id for j in after] == [f"a-{i}" for i in range(10, 15)]
+    skipped = await store.list(JobFilter(), 5, None, True, 3)
+    assert [j.id for j in skipped] == [f"a-{i}" for i in range(3, 8)]
+    assert all(j.payload == b"{}" for j in page1)  # listing skips payloads
+
+
+async def test_list_filters(store: Store):
+    await _mixed(store)
+    failed = await store.list(JobFilter(statuses=(J.FAILED,)), 100, None, True, 0)
+    assert [j.id for j in failed] == [f"a-{i}" for i in range(5)]
+    both = await store.list(JobFilter(statuses=(J.FAILED, J.RUNNING)), 100, None, True, 0)
+    assert len(both) == 12
+    other = await store.list(JobFilter(handler="other.h"), 100, None, True, 0)
+    assert len(other) == 10 and {j.handler for j in other} == {"other.h"}
+    # text: case-insensitive, over id / handler / error; % and _ are literal
+    assert len(await store.list(JobFilter(text="OTHER.H"), 100, None, True, 0)) == 10
+    assert len(await store.list(JobFilter(text="disk 100% FULL"), 100, None, True, 0)) == 5
+    assert len(await store.list(JobFilter(text="b_"), 100, None, True, 0)) == 10
+    assert len(await store.list(JobFilter(text="%"), 100, None, True, 0)) == 5  # only the "100%" errors
+    assert await store.list(JobFilter(text="a_1"), 100, None, True, 0) == []
+
+
+async def test_counts_are_capped(store: Store):
+    await _mixed(store)
+    counts = await store.count(JobFilter(), 1000)
+    assert counts == {
+        J.QUEUED: 28,
+        J.RUNNING: 7,
+        J.PAUSED: 0,
+        J.COMPLETED: 0,
+        J.FAILED: 5,
+        J.CANCELLED: 0,
+    }
+    capped = await store.count(JobFilter(), 10)
+    assert capped[J.QUEUED] == 11 and capped[J.RUNNING] == 7  # cap + 1 means "more than cap"
+    assert (await store.count(JobFilter(handler="other.h"), 1000))[J.QUEUED] == 10
+    hc = await store.handler_counts((J.QUEUED, J.RUNNING, J.FAILED))
+    assert hc == {"h": {J.QUEUED: 18, J.RUNNING: 7, J.FAILED: 5}, "other.h": {J.QUEUED: 10}}
+
+
+async def test_select_ids_in_insertion_order(store: Store):
+    await _mixed(store)
+    ids = await store.select_ids(JobFilter(statuses=(J.QUEUED,)), 1000)
+    assert ids[:3] == ["a-12", "a-13", "a-14"] and len(ids) == 28
+    assert await store.select_ids(JobFilter(handler="other.h"), 3) == ["b_0", "b_1", "b_2"]
+
+
+# ---------------------------------------------------------------- engine on PostgreSQL
+
+
+@pytest.fixture
+async def pg_engines(pg_url: str) -> AsyncIterator[Callable[..., Awaitable[Engine]]]:
+    made: list[tuple[Engine, Store]] = []
+
+    async def factory(*extra, node: str = "n1", lease: float = 30.0, **kw) -> Engine:
+        store = PostgresStore(pg_url, node=node, lease_secs=lease)
+        await store.open()
+        kw.setdefault("backoff_base", 0.01)
+        kw.setdefault("backoff_cap", 0.05)
+        kw.setdefault("retention_secs", None)
+        engine = Engine(store, StaticRouter(builtin_handlers() + list(extra)), **kw)
+        await engine.start()
+        made.append((engine, store))
+        return engine
+
+    yield factory
+    for engine, store in made:
+        await engine.stop(grace=0.1)
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_pg_engine_noop_and_retry_history(pg_engines):
+    flaky = Flaky(2)
+    engine = await pg_engines(flaky)
+    job = await engine.enqueue("pulse.noop", b'{"x": 1}')
+    done = await wait_status(engine, job.id, {J.COMPLETED})
+    assert done.attempts == 1 and done.node == "n1"
+    f = await engine.enqueue("t.flaky", b"{}", max_attempts=3)
+    assert (await wait_status(engine, f.id, {J.COMPLETED, J.FAILED})).status == J.COMPLETED
+    d = await engine.get_detail(f.id)
+    assert [a.outcome for a in d.attempts] == ["failed", "failed", "completed"]
+    assert [e.message for e in d.logs] == ["call 1", "call 2", "call 3"]
+
+
+@pytest.mark.postgres
+async def test_pg_engine_cancel_running(pg_engines):
+    stub = Stubborn()
+    engine = await pg_engines(stub)
+    job = await engine.enqueue("t.stubborn", b"{}")
+    await asyncio.wait_for(stub.started.wait(), 5)
+    out = await engine.cancel(job.id)
+    assert out.status == J.CANCELLED and "cancelled by operator" in out.error
+    d = await engine.get_detail(job.id)
+    assert d.attempts[-1].outcome == J.OUTCOME_CANCELLED
+
+
+@pytest.mark.postgres
+async def test_pg_enqueue_on_one_node_wakes_another_and_events_cross(pg_engines):
+    stub_a = Stubborn()
+    a = await pg_engines(stub_a, node="a", concurrency=1)
+    await pg_engines(node="b")
+    blocker = await a.enqueue("t.stubborn", b"{}")  # a is now full; only b can run the next job
+    await asyncio.wait_for(stub_a.started.wait(), 5)
+    assert (await a.get_job(blocker.id)).node == "a"
+    job = await a.enqueue("pulse.noop", b"{}")
+    done = await wait_status(a, job.id, {J.COMPLETED})  # a's bus hears b's change over NOTIFY
+    assert done.node == "b"
+    assert (await a.get_detail(job.id)).attempts[0].node == "b"
+
+
+@pytest.mark.postgres
+async def test_pg_cancel_reaches_the_node_running_the_job(pg_engines):
+    stub = Stubborn()
+    a = await pg_engines(node="a")  # no t.stubborn handler on a
+    b = await pg_engines(stub, node="b")
+    job = await b.enqueue("t.stubborn", b"{}")
+    await asyncio.wait_for(stub.started.wait(), 5)
+    with b.bus.watch() as on_b:
+        out = await a.cancel(job.id)
+        assert out.status == J.CANCELLED and out.error == "cancelled by operator"
+        seen: set[str] = set()
+        while J.CANCELLED not in seen:  # b published the end (and dropped the run in the same step)
+            batch, _ = await on_b.next_batch(timeout=5)
+            assert batch, "node b never reported the cancel"
+            seen |= {j.status for j in batch if j.id == job.id}
+    assert b.running_jobs() == []
+    d = await a.get_detail(job.id)
+    assert [(x.outcome, x.node) for x in d.attempts] == [(J.OUTCOME_CANCELLED, "b")]
+
+
+@pytest.mark.postgres
+async def test_pg_two_engines_run_2000_jobs_exactly_once(pg_engines, pg_url: str):
+    a = await pg_engines(node="a")
+    await pg_engines(node="b")
+    total = 2000
+    with a.bus.watch() as w:
+        ids: list[str] = []
+        for start in range(0, total, 200):
+            batch = await asyncio.gather(*(a.enqueue("pulse.noop", b"{}") for _ in range(start, start + 200)))
+            ids.extend(j.id for j in batch)
+        pending = set(ids)
+        deadline = time.monotonic() + 60
+        while pending:
+            assert time.monotonic() < deadline, f"{len(pending)} jobs did not complete"
+            jobs, resync = await w.next_batch(timeout=5)
+            pending -= {j.id for j in jobs if j.status == J.COMPLETED}
+            if resync:
+                done = await a.store.select_ids(JobFilter(statuses=(J.COMPLETED,)), total)
+                pending -= set(done)
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch("SELECT attempts, status FROM jobs")
+        per_node = dict(await conn.fetch("SELECT node, count(*) FROM attempts GROUP BY node"))
+    finally:
+        await conn.close()
+    assert len(rows) == total and {(r["attempts"], r["status"]) for r in rows} == {(1, J.COMPLETED)}
+    assert set(per_node) == {"a", "b"} and sum(per_node.values()) == total, per_node
+
+
+# ---------------------------------------------------------------- PostgreSQL specifics
+
+
+@pytest.mark.postgres
+async def test_pg_expired_lease_is_reaped_by_another_node(pg_url: str):
+    dead = PostgresStore(pg_url, node="dead", lease_secs=30)
+    live = PostgresStore(pg_url, node="live", lease_secs=30)
+    await dead.open()
+    await live.open()
+    try:
+        await dead.insert(new_jobs(3))
+        claimed = await dead.claim(3, ["h"], time.time())
+        await live.heartbeat(time.time())  # leases still valid: nothing happens
+        assert (await live.count(JobFilter(), 10))[J.RUNNING] == 3
+        async with live._acquire() as conn:  # the dead node stops renewing: its leases run out
+            await conn.execute("UPDATE jobs SET lease_expires = 0 WHERE node = 'dead'")
+        await live.heartbeat(time.time())
+        rows = [await live.detail(j.id) for j in claimed]
+        assert all(d is not None and d.job.status == J.QUEUED for d in rows)
+        assert all(d is not None and [a.outcome for a in d.attempts] == [J.OUTCOME_INTERRUPTED] for d in rows)
+        again = await live.claim(3, ["h"], time.time())
+        assert [j.attempts for j in again] == [2, 2, 2] and {j.node for j in again} == {"live"}
+        # the dead node wakes up late: its finish is fenced out and changes nothing
+        await dead.finish([ended(claimed[0], J.COMPLETED, J.OUTCOME_COMPLETED)])
+        row = await live.get(claimed[0].id)
+        assert row is not None and row.status == J.RUNNING and row.node == "live"
+    finally:
+        await dead.close()
+        await live.close()
+
+
+@pytest.mark.postgres
+async def test_pg_heartbeat_extends_only_own_leases(pg_url: str):
+    a = PostgresStore(pg_url, node="a", lease_secs=5)
+    b = PostgresStore(pg_url, node="b", lease_secs=500)
+    await a.open()
+    await b.open()
+    try:
+        await a.insert(new_jobs(2))
+        await a.claim(1, ["h"], time.time())
+        await b.claim(1, ["h"], time.time())
+        async with a._acquire() as conn:
+            before = dict(await conn.fetch("SELECT node, lease_expires FROM jobs WHERE status='running'"))
+            await b.heartbeat(time.time())
+            after = dict(await conn.fetch("SELECT node, lease_expires FROM jobs WHERE status='running'"))
+        assert after["a"] == before["a"] and after["b"] > before["b"]
+        assert before["a"] - time.time() == pytest.approx(5, abs=2)
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.postgres
+async def test_pg_listen_delivers_other_nodes_changes_and_cancel_requests(pg_url: str):
+    a = PostgresStore(pg_url, node="a")
+    b = PostgresStore(pg_url, node="b")
+    await a.open()
+    await b.open()
+    heard_a: asyncio.Queue[list[Job]] = asyncio.Queue()
+    heard_b: asyncio.Queue[list[Job]] = asyncio.Queue()
+    try:
+        await a.listen(_put(heard_a))
+        await b.listen(_put(heard_b))
+        await a.insert(new_jobs(2))
+        got = await asyncio.wait_for(heard_b.get(), 5)
+        assert sorted(j.id for j in got) == ["j0", "j1"] and got[0].status == J.QUEUED
+        (job,) = await b.claim(1, ["h"], time.time())
+        assert [j.status for j in await asyncio.wait_for(heard_a.get(), 5)] == [J.RUNNING]
+        assert await a.request_cancel(job.id) == "b"
+        await asyncio.wait_for(heard_b.get(), 5)
+        assert await b.cancel_requests() == [job.id]
+        assert await b.cancel_requests() == []
+        assert await a.request_cancel("j1") is None  # not running
+        assert heard_a.empty()  # a never hears its own changes
+    finally:
+        await a.close()
+        await b.close()
+
+
+def _put(q: asyncio.Queue[list[Job]]) -> Callable[[list[Job]], Awaitable[None]]:
+    async def on_event(jobs: list[Job]) -> None:
+        q.put_nowait(jobs)
+
+    return on_event
+
+
+@pytest.mark.postgres
+async def test_pg_url_password_never_shown_and_migrations(pg_url: str, caplog):
+    secret_url = pg_url.replace("postgres@", "postgres:s3cret-pw@") + "?pulse_lease_secs=7"
+    store = PostgresStore(secret_url)
+    assert "s3cret-pw" not in store.url and store.url.startswith("postgresql://postgres@127.0.0.1:")
+    assert store.lease_secs == 7 and store.node  # a default node name: host:pid
+    await store.open()
+    await store.close()
+    again = PostgresStore(secret_url)  # a second open migrates nothing
+    await again.open()
+    async with again._acquire() as conn:
+        assert await conn.fetchval("SELECT value FROM pulse_meta WHERE key='schema_version'") == str(
+            SCHEMA_VERSION
+        )
+        await conn.execute("UPDATE pulse_meta SET value = '999' WHERE key='schema_version'")
+    await again.close()
+    with pytest.raises(Unavailable, match="schema version 999, newer"):
+        await PostgresStore(secret_url).open()
+    assert "s3cret-pw" not in caplog.text
+    with pytest.raises(ValidationError, match="pulse_lease_secs"):
+        PostgresStore(pg_url + "?pulse_lease_secs=soon")
+
+
+@pytest.mark.postgres
+async def test_pg_unreachable_server_is_a_clear_error():
+    store = PostgresStore("postgresql://nobody:pw@127.0.0.1:1/none")
+    with pytest.raises(
+        Unavailable, match="cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:1/none"
+    ):
+        await store.open()
+
+
+def test_sqlite_store_still_selected_for_paths(tmp_path):
+    assert isinstance(open_store(str(tmp_path / "x.db")), SQLiteStore)
+    assert isinstance(open_store("postgresql://u@h/db"), PostgresStore)
+
+
+async def test_engine_never_lets_a_late_snapshot_overwrite_a_newer_one(tmp_path):
+    """`enqueue` publishes "queued" after its insert returns; by then the job may already have run
+    (here or on another node). The late "queued" must not replace "completed" in watchers."""
+    store = SQLiteStore(str(tmp_path / "e.db"))
+    await store.open()
+    engine = Engine(store, StaticRouter(builtin_handlers()), retention_secs=None)
+    try:
+        with engine.bus.watch() as w:
+            done = Job(id="x", handler="pulse.noop", status=J.COMPLETED, attempts=1)
+            engine._publish(done)
+            engine._publish(Job(id="x", handler="pulse.noop", status=J.QUEUED, attempts=0))  # late
+            engine._publish(Job(id="x", handler="pulse.noop", status=J.RUNNING, attempts=1))  # late
+            batch, _ = await w.next_batch(timeout=1)
+            assert [(j.status, j.attempts) for j in batch] == [(J.COMPLETED, 1)]
+            engine._publish(Job(id="x", handler="pulse.noop", status=J.RUNNING, attempts=2))  # a retry: newer
+            batch, _ = await w.next_batch(timeout=1)
+            assert [(j.status, j.attempts) for j in batch] == [(J.RUNNING, 2)]
+    finally:
+        await store.close()
