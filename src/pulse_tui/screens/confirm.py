@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Static
 
 
@@ -43,3 +45,26 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+FINISHED = ("completed", "failed", "cancelled")
+
+
+async def confirm_cancel(screen: Screen, job: Any) -> bool:
+    """Whether to go on cancelling `job` (an operator Job message): finished jobs are refused with a
+    notification, running ones ask first (their plugin call is cut short), queued ones just go."""
+    if job.status in FINISHED:
+        screen.notify(f"job {job.id} is {job.status}; only queued, paused or running jobs can be cancelled")
+        return False
+    if job.status != "running":
+        return True
+    return bool(
+        await screen.app.push_screen_wait(
+            ConfirmScreen(
+                "Cancel running job",
+                f"{job.id} ({job.handler}) is running; cancel it?\nThe plugin's in-flight call is cancelled.",
+                yes="Cancel job",
+                danger=True,
+            )
+        )
+    )

@@ -16,7 +16,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
-from pulse_tui.screens.confirm import ConfirmScreen
+from pulse_tui.screens.confirm import confirm_cancel
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.json_view import JsonView
 from pulse_tui.widgets.progress_cell import progress_text
@@ -240,20 +240,8 @@ class JobDetailScreen(PulseScreen):
         if not self.pulse.guard("cancel", capability="cancel"):
             return
         job = self.detail.job if self.detail else None
-        if job is not None and job.status in ("completed", "failed", "cancelled"):
-            self.notify(f"job {job.id} is {job.status}; only queued, paused or running jobs can be cancelled")
+        if job is not None and not await confirm_cancel(self, job):
             return
-        if job is not None and job.status == "running":
-            ok = await self.app.push_screen_wait(
-                ConfirmScreen(
-                    "Cancel running job",
-                    f"{job.id} ({job.handler}) is running; cancel it?\nThe plugin's in-flight call is cancelled.",
-                    yes="Cancel job",
-                    danger=True,
-                )
-            )
-            if not ok:
-                return
         try:
             await self.pulse.client.cancel(self.job_id)
         except ClientError as exc:

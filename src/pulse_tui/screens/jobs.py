@@ -12,7 +12,7 @@ from textual.widgets import Input, Static
 from pulse_tui.client import STATUSES, ClientError, job_filter
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
-from pulse_tui.screens.confirm import ConfirmScreen
+from pulse_tui.screens.confirm import ConfirmScreen, confirm_cancel
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.job_table import JobTable
 from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
@@ -354,20 +354,8 @@ class JobsScreen(PulseScreen):
         job = self._current()
         if job is None:
             return
-        if job.status in ("completed", "failed", "cancelled"):
-            self.notify(f"job {job.id} is {job.status}; only queued, paused or running jobs can be cancelled")
+        if not await confirm_cancel(self, job):
             return
-        if job.status == "running":
-            ok = await self.app.push_screen_wait(
-                ConfirmScreen(
-                    "Cancel running job",
-                    f"{job.id} ({job.handler}) is running; cancel it?\nThe plugin's in-flight call is cancelled.",
-                    yes="Cancel job",
-                    danger=True,
-                )
-            )
-            if not ok:
-                return
         await self._bulk("cancel", [job.id])
 
     @work(group="jobs-action", exit_on_error=False)

@@ -15,6 +15,17 @@ from dataclasses import dataclass, field
 
 from pulse_tui.pulse.jobs import Attempt, Job, JobDetail, JobFilter, LogEntry
 
+# Columns of `jobs` shared by every backend, named like the Job fields (payload/result are kept
+# apart so listing queries can skip them).
+JOB_COLS: tuple[str, ...] = (
+    "id", "handler", "status", "seq", "priority", "error", "progress_current", "progress_total",
+    "attempts", "run_attempts", "max_attempts", "retry_count", "timeout_secs", "source",
+    "parent_job_id", "cost_estimate", "cost_actual", "created_at", "started_at", "completed_at",
+    "updated_at", "run_at", "plugin", "plugin_version", "node",
+)  # fmt: skip
+LIST_SELECT = ", ".join(JOB_COLS)
+FULL_SELECT = LIST_SELECT + ", payload, result"
+
 
 @dataclass(slots=True)
 class Finish:

@@ -48,7 +48,7 @@ from pulse_tui.pulse.jobs import (
     JobFilter,
     LogEntry,
 )
-from pulse_tui.pulse.store.base import Finish, Store
+from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finish, Store
 
 log = logging.getLogger("pulse.store.postgres")
 
@@ -62,35 +62,6 @@ K_CHANGE = "c"  # jobs changed (enqueue, claim, finish, operator action)
 K_REAP = "r"  # expired leases re-queued: delivered to every node, the reaper included
 K_CANCEL = "x"  # cancel requested for running jobs
 
-JOB_COLS = (
-    "id",
-    "handler",
-    "status",
-    "seq",
-    "priority",
-    "error",
-    "progress_current",
-    "progress_total",
-    "attempts",
-    "run_attempts",
-    "max_attempts",
-    "retry_count",
-    "timeout_secs",
-    "source",
-    "parent_job_id",
-    "cost_estimate",
-    "cost_actual",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "updated_at",
-    "run_at",
-    "plugin",
-    "plugin_version",
-    "node",
-)
-LIST_SELECT = ", ".join(JOB_COLS)
-FULL_SELECT = LIST_SELECT + ", payload, result"
 # transition() may set these columns (the engine's operator actions)
 WRITABLE_COLS = frozenset(JOB_COLS) - {"id", "seq"} | {"payload", "result"}
 

@@ -33,38 +33,7 @@ from pulse_tui.pulse.jobs import (
     JobFilter,
     LogEntry,
 )
-from pulse_tui.pulse.store.base import Finish, Store
-
-# Columns of `jobs` in Job field order (payload/result last so list queries can skip them).
-JOB_COLS = (
-    "id",
-    "handler",
-    "status",
-    "seq",
-    "priority",
-    "error",
-    "progress_current",
-    "progress_total",
-    "attempts",
-    "run_attempts",
-    "max_attempts",
-    "retry_count",
-    "timeout_secs",
-    "source",
-    "parent_job_id",
-    "cost_estimate",
-    "cost_actual",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "updated_at",
-    "run_at",
-    "plugin",
-    "plugin_version",
-    "node",
-)
-LIST_SELECT = ", ".join(JOB_COLS)
-FULL_SELECT = LIST_SELECT + ", payload, result"
+from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finish, Store
 
 MIGRATIONS: list[str] = [
     # 0 -> 1
