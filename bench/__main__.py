@@ -13,13 +13,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULT_PREFIX, machine
+from bench.common import RESULT_PREFIX, machine, scrub
 from bench.report import KEYS, write_markdown
 
 HERE = Path(__file__).resolve().parent
@@ -34,6 +33,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "live_progress": ("live_progress_lag_p95_ms",),
     "server_rss": ("server_rss_growth_pct_200k",),
     "tui": ("tui_first_paint_s_1m", "tui_keypress_p95_ms_1m", "tui_rss_mb_1m"),
+    "pg_nodes": ("pg_one_node_jobs_per_s", "pg_two_nodes_jobs_per_s", "pg_two_vs_one_ratio"),
 }
 DRAINS = ("peer_huey", "inproc_drain", "plugin_drain")  # higher is better; best of `reps`
 TIMEOUT_S = {"quick": 120, "full": 900}
@@ -60,19 +60,6 @@ def run_measure(name: str, quick: bool) -> dict[str, Any]:
             return res
     tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
     return _failed(name, f"exit status {proc.returncode}: {tail}")
-
-
-def scrub(text: str) -> str:
-    """No machine paths in the results: the interpreter, the checkout and home become names."""
-    for path, name in (
-        (sys.executable, "python"),
-        (str(HERE.parent), "<repo>"),
-        (tempfile.gettempdir(), "<tmp>"),
-        (os.path.expanduser("~"), "~"),
-    ):
-        if path and path not in ("/", "~"):
-            text = text.replace(path, name)
-    return text
 
 
 def _failed(name: str, why: str) -> dict[str, Any]:

@@ -116,6 +116,19 @@ def machine() -> dict[str, Any]:
     }
 
 
+def scrub(text: str) -> str:
+    """No machine paths in the results: the interpreter, the checkout and home become names."""
+    for path, name in (
+        (sys.executable, "python"),
+        (str(Path(__file__).resolve().parent.parent), "<repo>"),
+        (tempfile.gettempdir(), "<tmp>"),
+        (os.path.expanduser("~"), "~"),
+    ):
+        if path and path not in ("/", "~"):
+            text = text.replace(path, name)
+    return text
+
+
 @contextlib.contextmanager
 def temp_dir(prefix: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix=f"pulse-bench-{prefix}-") as d:

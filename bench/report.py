@@ -19,6 +19,9 @@ KEYS: tuple[str, ...] = (
     "tui_rss_mb_1m",
     "live_progress_lag_p95_ms",
     "server_rss_growth_pct_200k",
+    "pg_one_node_jobs_per_s",
+    "pg_two_nodes_jobs_per_s",
+    "pg_two_vs_one_ratio",
 )
 
 UNITS = {
@@ -28,6 +31,7 @@ UNITS = {
     "_s_1m": "s",
     "_mb_1m": "MB",
     "_pct_200k": "%",
+    "_ratio": "×",
 }
 
 
@@ -130,6 +134,7 @@ def write_markdown(doc: dict[str, Any]) -> str:
                 lines.append(f"- {label}: not measured ({doc['notes'].get(k, '')})")
     else:
         lines.append("- the peer was not measured in this run; no ratios")
+    lines += pg_section(doc)
     if doc.get("samples"):
         lines += ["", "Every drain run (jobs/s): "]
         for k, vals in doc["samples"].items():
@@ -145,3 +150,33 @@ def write_markdown(doc: dict[str, Any]) -> str:
         lines.append(f"- {verdict[k]}: `{k}` {t} (measured {shown})")
     lines += ["", "Profiles of the missed targets and what to change: [PROFILE.md](PROFILE.md)."]
     return "\n".join(lines) + "\n"
+
+
+def pg_section(doc: dict[str, Any]) -> list[str]:
+    """One PostgreSQL-backed node against two on the same database (bench/pg_nodes.py)."""
+    if "pg_two_vs_one_ratio" not in doc:
+        return []
+    lines = ["", "## PostgreSQL: one node against two (same run, same machine)", ""]
+    one, two, ratio = (
+        doc.get(k) for k in ("pg_one_node_jobs_per_s", "pg_two_nodes_jobs_per_s", "pg_two_vs_one_ratio")
+    )
+    if one is None or two is None or ratio is None:
+        return [*lines, f"- not measured ({doc['notes'].get('pg_two_vs_one_ratio', '')})"]
+    share = doc.get("secondary", {}).get("pg_two_nodes_share", {})
+    ran = ", ".join(f"node {k.upper()} {v:.0%}" for k, v in share.items())
+    cores = doc["machine"]["cores"]
+    lines += [
+        f"- one `serve` node: **{fmt_num(one)} jobs/s**",
+        f"- two `serve` nodes: **{fmt_num(two)} jobs/s = {ratio:.2f}× one node**"
+        + (f" (jobs run: {ran})" if ran else ""),
+        f"- This machine has {cores} cores, shared by both nodes, both demo plugins, PostgreSQL and the "
+        "client"
+        + (
+            ", so a second node cannot add throughput here: the row shows that two nodes drain one "
+            "queue correctly (every job completed exactly once) at speed, and what sharing the queue "
+            "costs, not how throughput scales with nodes."
+            if cores is not None and cores <= 2
+            else "; every job was completed exactly once."
+        ),
+    ]
+    return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -19,20 +20,26 @@ command = ["{python}", "-m", "pulse_tui.plugins.demo"]
 """
 
 
-def write_config(d: Path, *, plugins: str = "", concurrency: int = 64, retention_days: float = 0) -> Path:
+def write_config(
+    d: Path, *, plugins: str = "", concurrency: int = 64, retention_days: float = 0, db: str = ""
+) -> Path:
+    """`db`: "" for the SQLite file in the data dir, or a store URL (postgresql://…)."""
     cfg = d / "pulse.toml"
-    cfg.write_text(f"[server]\nconcurrency = {concurrency}\nretention_days = {retention_days}\n{plugins}\n")
+    db_line = f"db = {json.dumps(db)}\n" if db else ""
+    cfg.write_text(
+        f"[server]\nconcurrency = {concurrency}\nretention_days = {retention_days}\n{db_line}{plugins}\n"
+    )
     return cfg
 
 
 class Server:
     """`python -m pulse_tui serve` on 127.0.0.1:0 with its own data dir."""
 
-    def __init__(self, d: Path, *, plugins: str = "", concurrency: int = 64) -> None:
+    def __init__(self, d: Path, *, plugins: str = "", concurrency: int = 64, db: str = "") -> None:
         self.dir = d
         self.data_dir = d / "data"
         self.data_dir.mkdir(exist_ok=True)
-        self.config = write_config(d, plugins=plugins, concurrency=concurrency)
+        self.config = write_config(d, plugins=plugins, concurrency=concurrency, db=db)
         self.child: Child | None = None
         self.address = ""
         self.token = ""
