@@ -230,7 +230,9 @@ class Engine:
         """Every check done at the door; returns the Job to insert or raises ValidationError."""
         if not handler or not handler.strip():
             raise ValidationError("handler name is empty")
-        if any(ord(c) < 32 or c.isspace() for c in handler) or len(handler) > 200:
+        if len(handler) > 200:
+            raise ValidationError(f"handler name is {len(handler):,} characters long; at most 200")
+        if any(ord(c) < 32 or c.isspace() for c in handler):
             raise ValidationError(f"handler name {handler!r} has spaces or control characters")
         if self.router.resolve(handler) is None:
             msg = f"unknown handler {handler!r}"

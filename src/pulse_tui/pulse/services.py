@@ -139,6 +139,16 @@ def job_filter(f: op.JobFilter) -> JobFilter:
     )
 
 
+MAX_ERROR_CHARS = 1000  # gRPC status messages travel in headers (8 KiB soft limit)
+
+
+def _short(message: str) -> str:
+    """An error message fit for a status header: an echoed 10 kB name must not break the reply."""
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    return message[: MAX_ERROR_CHARS - 20] + f"… ({len(message):,} chars)"
+
+
 # ---------------------------------------------------------------- collaborators
 
 
@@ -174,7 +184,7 @@ def _queue_rpc(
                 principal = self.ctx.auth.identify(request.auth_token)
                 return await fn(self, request, principal)
             except PulseError as exc:
-                return response_type(success=False, error=exc.message)
+                return response_type(success=False, error=_short(exc.message))
             except Exception:
                 log.exception("QueueService.%s failed", fn.__name__)
                 return response_type(success=False, error="internal server error; see the server log")
@@ -293,7 +303,7 @@ def _operator_rpc(
                 principal = self.authorize(context, mutation)
                 return await fn(self, request, principal)
             except PulseError as exc:
-                await context.abort(grpc.StatusCode[exc.code], exc.message)
+                await context.abort(grpc.StatusCode[exc.code], _short(exc.message))
             except grpc.aio.AbortError:
                 raise
             except Exception:
