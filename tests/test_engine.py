@@ -395,3 +395,29 @@ async def test_handler_raising_cancelled_error_fails_not_stuck(make_engine):
     done = await wait_status(engine, job.id, {J.FAILED})
     assert "cancelled unexpectedly" in done.error
     assert engine.running_jobs() == []
+
+
+async def test_job_whose_handler_disappears_stays_queued_and_is_not_spun_on(make_engine):
+    from pulse_tui.pulse.services import operator_job
+
+    gone = Recorder("t.gone")
+    engine = await make_engine(gone)
+    job = await engine.enqueue("t.gone", b'{"tag": "x"}', delay_secs=0.2)
+    engine.router.remove("t.gone")  # its plugin went away before the job was due
+    engine.routes_changed()
+    # a later-due job proves the dispatcher woke and claimed past the first job's run_at
+    probe = await engine.enqueue("pulse.noop", b"{}", delay_secs=0.3)
+    await wait_status(engine, probe.id, {J.COMPLETED})
+    stuck = await engine.get_job(job.id)
+    assert stuck.status == J.QUEUED and stuck.attempts == 0 and gone.order == []
+    assert operator_job(stuck, engine.router.routable()).no_handler
+    # not spun on: one more job costs its own few commits, the stuck one adds none
+    before = engine.store.commits
+    n = await engine.enqueue("pulse.noop", b"{}")
+    await wait_status(engine, n.id, {J.COMPLETED})
+    assert engine.store.commits - before <= 4
+    # the handler comes back: the job runs
+    engine.router.add(gone)
+    engine.routes_changed()
+    await wait_status(engine, job.id, {J.COMPLETED})
+    assert gone.order == ["x"]

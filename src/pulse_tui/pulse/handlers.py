@@ -186,6 +186,11 @@ class StaticRouter:
         self._names = frozenset(self._by_name)
         self.version += 1
 
+    def remove(self, name: str) -> None:
+        self._by_name.pop(name, None)
+        self._names = frozenset(self._by_name)
+        self.version += 1
+
     def resolve(self, name: str) -> Handler | None:
         return self._by_name.get(name)
 
