@@ -91,14 +91,14 @@ class Engine:
         router: Router,
         *,
         node: str = "",
-        concurrency: int = 64,
+        concurrency: int = 128,
         handler_limits: dict[str, int] | None = None,
         default_timeout: float = 3600.0,
         max_payload: int = MAX_PAYLOAD_BYTES,
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
         retention_secs: float | None = 7 * 86400,
-        claim_batch: int = 64,
+        claim_batch: int = 128,
         progress_flush_secs: float = 0.1,
     ) -> None:
         if concurrency < 1:

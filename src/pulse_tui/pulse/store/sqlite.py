@@ -248,23 +248,31 @@ class SQLiteStore(Store):
                     fut.set_exception(value)
 
     def _run_batch(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        """Run a group of writes in one transaction. Optimistic: all ops straight through; only if
+        one raises is the transaction rolled back and the group re-run with a savepoint per op, so
+        one bad op fails alone and the common case pays no savepoint statements."""
         conn = self._wconn
         assert conn is not None
-        out: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             err = Unavailable(f"database {self.path} is locked by another process ({exc})")
             return [(False, err)] * len(fns)
-        for fn in fns:
-            conn.execute("SAVEPOINT op")
-            try:
-                out.append((True, fn(conn)))
-                conn.execute("RELEASE op")
-            except Exception as exc:  # one bad op must not sink the batch
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                out.append((False, exc))
+        try:
+            out: list[tuple[bool, Any]] = [(True, fn(conn)) for fn in fns]
+        except Exception:
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            out = []
+            for fn in fns:
+                conn.execute("SAVEPOINT op")
+                try:
+                    out.append((True, fn(conn)))
+                    conn.execute("RELEASE op")
+                except Exception as exc:  # one bad op must not sink the batch
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    out.append((False, exc))
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
