@@ -152,7 +152,7 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA cache_size=-8000")  # 8 MB per connection: bounded server memory
+        conn.execute("PRAGMA cache_size=-4000")  # 4 MB for the writer: bounded server memory
         return conn
 
     def _open_sync(self) -> None:
@@ -288,6 +288,7 @@ class SQLiteStore(Store):
         if conn is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only=1")
+            conn.execute("PRAGMA cache_size=-2000")  # readers fetch pages of 100 rows: 2 MB is plenty
             self._local.conn = conn
             with self._lock:
                 self._read_conns.append(conn)
