@@ -151,3 +151,13 @@ def test_find_config_order(tmp_path, monkeypatch):
     assert find_config(None) == user
     with pytest.raises(ConfigError, match="does not exist"):
         find_config(tmp_path / "missing.toml")
+
+
+def test_server_node_name():
+    from pulse_tui.pulse.server import ServerSettings
+
+    cfg = parse_config('[server]\nnode = "east-1"\n')
+    assert cfg.server.node == "east-1"
+    assert ServerSettings.from_config(cfg).node == "east-1"
+    with pytest.raises(ConfigError, match=r"<string>:2: server.node: 'a b' is not a valid node name"):
+        parse_config('[server]\nnode = "a b"\n')

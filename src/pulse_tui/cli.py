@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", metavar="DIR", help="where the token and the SQLite database live")
     serve.add_argument("--db", metavar="URL", help="store URL: a SQLite path, sqlite:PATH or postgresql://…")
     serve.add_argument("--grace", type=float, metavar="S", help="seconds running jobs get at shutdown (10)")
+    serve.add_argument(
+        "--node", metavar="NAME", help="this server's name in a shared PostgreSQL queue (host:pid)"
+    )
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback address without TLS")
     serve.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM)")
     serve.add_argument("--tls-key", metavar="FILE", help="server private key (PEM)")
@@ -227,6 +230,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.db = args.db
     if args.grace is not None:
         settings.grace = args.grace
+    if args.node:
+        settings.node = args.node
     settings.insecure = args.insecure
     settings.tls_cert, settings.tls_key = args.tls_cert or "", args.tls_key or ""
     settings.tls_client_ca = args.tls_client_ca or ""

@@ -65,6 +65,7 @@ class ServerConfig:
     max_payload_bytes: int = 1024 * 1024
     retention_days: float = 7.0
     grace_secs: float = 10.0
+    node: str = ""  # this server's name in a shared (PostgreSQL) queue; "" = host:pid
 
     @property
     def is_postgres(self) -> bool:
@@ -139,6 +140,7 @@ default_timeout = {s.default_timeout:g}           # seconds, for jobs enqueued w
 max_payload_bytes = {s.max_payload_bytes}       # bigger payloads are refused at enqueue
 retention_days = {s.retention_days:g}               # finished jobs older than this are pruned
 grace_secs = {s.grace_secs:g}                  # on shutdown / reload, running jobs get this long
+# node = "a"                      # this server's name in a shared PostgreSQL queue (default host:pid)
 
 {_BUNDLED_PLUGINS}
 # An external plugin (any program speaking the QNTX plugin protocol):
@@ -278,6 +280,12 @@ class _Parser:
                 setattr(s, key, self._number(raw[key], (*path, key)))
         if "max_payload_bytes" in raw:
             s.max_payload_bytes = self._int(raw["max_payload_bytes"], (*path, "max_payload_bytes"), minimum=1)
+        if "node" in raw:
+            s.node = self._str(raw["node"], (*path, "node"))
+            if s.node and not PLUGIN_NAME.match(s.node):
+                raise self.error(
+                    (*path, "node"), f"{s.node!r} is not a valid node name (letters, digits, . _ -)"
+                )
         return s
 
     def _plugins(self, raw: Any, server: ServerConfig) -> list[PluginConfig]:

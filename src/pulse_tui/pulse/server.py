@@ -84,6 +84,7 @@ class ServerSettings:
             max_payload=s.max_payload_bytes,
             retention_secs=s.retention_days * 86400 if s.retention_days > 0 else None,
             grace=s.grace_secs,
+            node=s.node,
         )
 
     @property
