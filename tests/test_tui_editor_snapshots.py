@@ -8,21 +8,11 @@ A real server with the bundled python plugin and a fixed set of handler scripts 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+import screenshot_module
 
-ROOT = Path(__file__).resolve().parents[1]
-if "pulse_screenshots" in sys.modules:
-    shots = sys.modules["pulse_screenshots"]
-else:
-    _spec = importlib.util.spec_from_file_location("pulse_screenshots", ROOT / "scripts" / "screenshots.py")
-    assert _spec is not None and _spec.loader is not None
-    shots = importlib.util.module_from_spec(_spec)
-    sys.modules["pulse_screenshots"] = shots
-    _spec.loader.exec_module(shots)
+shots = screenshot_module.load()
 
 SIZES = [(80, 24), (120, 40)]
 

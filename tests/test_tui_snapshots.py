@@ -7,18 +7,11 @@ Update with `pytest tests/test_tui_snapshots.py --snapshot-update` after an inte
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+import screenshot_module
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("pulse_screenshots", ROOT / "scripts" / "screenshots.py")
-assert _spec is not None and _spec.loader is not None
-shots = importlib.util.module_from_spec(_spec)
-sys.modules["pulse_screenshots"] = shots
-_spec.loader.exec_module(shots)
+shots = screenshot_module.load()
 
 SIZES = [(80, 24), (120, 40)]
 
