@@ -40,6 +40,7 @@ from pulse_tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH
 
 FLUSH_INTERVAL = 0.1  # ≤ 10 repaints per second from live updates
 COUNTS_INTERVAL = 1.0
+STORE_CHECK_INTERVAL = 5.0  # how often the console asks the server whether its store can write
 POLL_INTERVAL = 2.0  # compat mode
 MAX_PENDING = 20_000  # beyond this while paused, drop the batch and resync on resume
 BACKOFF_START, BACKOFF_CAP = 1.0, 30.0
@@ -123,6 +124,7 @@ class PulseApp(App[None]):
     paused: reactive[bool] = reactive(False)
     counts_markup: reactive[str] = reactive("")
     endpoint_mode: reactive[str] = reactive("")
+    store_condition: reactive[str] = reactive("")  # ServerInfo.store_condition ("" = healthy)
 
     def __init__(
         self,
@@ -186,6 +188,7 @@ class PulseApp(App[None]):
             self.set_keymap(self._keymap_overrides)
         self.set_interval(FLUSH_INTERVAL, self._flush)
         self.set_interval(COUNTS_INTERVAL, self._maybe_refresh_counts)
+        self.set_interval(STORE_CHECK_INTERVAL, self._maybe_check_store)
         self.check_size()
         self.connect()
 
@@ -203,6 +206,7 @@ class PulseApp(App[None]):
         bar.watch(self, "retry_in", lambda v: setattr(bar, "retry_in", v))
         bar.watch(self, "paused", lambda v: setattr(bar, "paused", v))
         bar.watch(self, "counts_markup", lambda v: setattr(bar, "counts", v))
+        bar.watch(self, "store_condition", lambda v: setattr(bar, "store", v))
         bar.watch(
             self,
             "endpoint_mode",
@@ -307,6 +311,8 @@ class PulseApp(App[None]):
                 return
             prefix = f"{what}: " if what else ""
             self.notify(f"{prefix}{exc.message}", severity="error", timeout=8)
+            if exc.code in ("RESOURCE_EXHAUSTED", "DATA_LOSS"):
+                self._maybe_check_store()  # a full disk or a damaged store: show it in the status bar
         else:
             self.notify(f"{what}: {exc}" if what else str(exc), severity="error", timeout=8)
 
@@ -350,6 +356,8 @@ class PulseApp(App[None]):
         self.retry_in = 0
         self.conn_state = "connected"
         self.endpoint_mode = mode
+        info = getattr(self.client, "info", None)
+        self.store_condition = info.store_condition if info is not None and mode == OPERATOR else ""
         self._connected_once.set()
         self._counts_dirty = True
         self._for_screens(lambda s: s.connection_changed(True))
@@ -415,6 +423,19 @@ class PulseApp(App[None]):
         if self._counts_dirty and self.conn_state == "connected" and not self.paused:
             self._counts_dirty = False
             self.refresh_counts()
+
+    def _maybe_check_store(self) -> None:
+        if self.conn_state == "connected" and self.endpoint_mode == OPERATOR:
+            self.check_store()
+
+    @work(exclusive=True, group="store", exit_on_error=False)
+    async def check_store(self) -> None:
+        """Ask the server whether its job store can write (a full disk, a damaged file)."""
+        try:
+            info = await self.client.server_info()
+        except ClientError:
+            return  # unreachable servers are noticed (and reported) by the watch and the counts
+        self.store_condition = info.store_condition
 
     @work(exclusive=True, group="counts", exit_on_error=False)
     async def refresh_counts(self) -> None:

@@ -66,6 +66,7 @@ class ServerConfig:
     retention_days: float = 7.0
     grace_secs: float = 10.0
     node: str = ""  # this server's name in a shared (PostgreSQL) queue; "" = host:pid
+    durability: str = "full"  # SQLite: "full" (survives power loss) or "normal" (survives a crash)
 
     @property
     def is_postgres(self) -> bool:
@@ -141,6 +142,7 @@ max_payload_bytes = {s.max_payload_bytes}       # bigger payloads are refused at
 retention_days = {s.retention_days:g}               # finished jobs older than this are pruned
 grace_secs = {s.grace_secs:g}                  # on shutdown / reload, running jobs get this long
 # node = "a"                      # this server's name in a shared PostgreSQL queue (default host:pid)
+durability = "{s.durability}"               # SQLite: "full" = an acknowledged job survives power loss; "normal" = faster, survives a crash only
 
 {_BUNDLED_PLUGINS}
 # An external plugin (any program speaking the QNTX plugin protocol):
@@ -280,6 +282,10 @@ class _Parser:
                 setattr(s, key, self._number(raw[key], (*path, key)))
         if "max_payload_bytes" in raw:
             s.max_payload_bytes = self._int(raw["max_payload_bytes"], (*path, "max_payload_bytes"), minimum=1)
+        if "durability" in raw:
+            s.durability = self._str(raw["durability"], (*path, "durability"))
+            if s.durability not in ("full", "normal"):
+                raise self.error((*path, "durability"), f'expected "full" or "normal", got {s.durability!r}')
         if "node" in raw:
             s.node = self._str(raw["node"], (*path, "node"))
             if s.node and not PLUGIN_NAME.match(s.node):

@@ -468,7 +468,7 @@ class ServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "listen", "store", "started_at", "read_only", "node", "counts", "running", "concurrency", "jobs_per_s", "builtin_handlers")
+    __slots__ = ("version", "listen", "store", "started_at", "read_only", "node", "counts", "running", "concurrency", "jobs_per_s", "builtin_handlers", "store_condition")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -487,6 +487,7 @@ class ServerInfo(_message.Message):
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     JOBS_PER_S_FIELD_NUMBER: _ClassVar[int]
     BUILTIN_HANDLERS_FIELD_NUMBER: _ClassVar[int]
+    STORE_CONDITION_FIELD_NUMBER: _ClassVar[int]
     version: str
     listen: str
     store: str
@@ -498,4 +499,5 @@ class ServerInfo(_message.Message):
     concurrency: int
     jobs_per_s: float
     builtin_handlers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[str] = ..., listen: _Optional[str] = ..., store: _Optional[str] = ..., started_at: _Optional[float] = ..., read_only: _Optional[bool] = ..., node: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ..., running: _Optional[int] = ..., concurrency: _Optional[int] = ..., jobs_per_s: _Optional[float] = ..., builtin_handlers: _Optional[_Iterable[str]] = ...) -> None: ...
+    store_condition: str
+    def __init__(self, version: _Optional[str] = ..., listen: _Optional[str] = ..., store: _Optional[str] = ..., started_at: _Optional[float] = ..., read_only: _Optional[bool] = ..., node: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ..., running: _Optional[int] = ..., concurrency: _Optional[int] = ..., jobs_per_s: _Optional[float] = ..., builtin_handlers: _Optional[_Iterable[str]] = ..., store_condition: _Optional[str] = ...) -> None: ...

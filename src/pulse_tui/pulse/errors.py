@@ -33,3 +33,15 @@ class PermissionDenied(PulseError):
 
 class Unavailable(PulseError):
     code = "UNAVAILABLE"
+
+
+class StoreFull(PulseError):
+    """The job store's disk is full: the write was rolled back, nothing of it was stored."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
+class StoreCorrupt(PulseError):
+    """The job store's file is damaged (SQLite reported a malformed database)."""
+
+    code = "DATA_LOSS"

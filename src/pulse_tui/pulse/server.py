@@ -70,6 +70,7 @@ class ServerSettings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    durability: str = "full"  # SQLite: "full" (synchronous=FULL) or "normal"; see README
 
     @classmethod
     def from_config(cls, config: Config) -> ServerSettings:
@@ -85,6 +86,7 @@ class ServerSettings:
             retention_secs=s.retention_days * 86400 if s.retention_days > 0 else None,
             grace=s.grace_secs,
             node=s.node,
+            durability=s.durability,
         )
 
     @property
@@ -177,7 +179,7 @@ class PulseServer:
         bound_host = host or "0.0.0.0"
         self.address = f"[{bound_host}]:{self.port}" if ":" in bound_host else f"{bound_host}:{self.port}"
 
-        self._store = open_store(s.store_url, node=s.node)
+        self._store = open_store(s.store_url, node=s.node, durability=s.durability)
         try:
             await self._store.open()
         except Exception as exc:
@@ -216,7 +218,15 @@ class PulseServer:
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         for name in (_QUEUE_SERVICE, _OPERATOR_SERVICE):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving on %s (store %s)", self.address, _redact(s.store_url))
+        check = getattr(self._store, "quick_check_secs", 0.0)
+        log.info(
+            "serving on %s (store %s%s)",
+            self.address,
+            _redact(s.store_url),
+            f", durability {s.durability}, quick_check {check:.2f}s"
+            if hasattr(self._store, "quick_check")
+            else "",
+        )
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming, let running jobs finish within `grace` s, re-queue the rest, shut down."""

@@ -349,6 +349,7 @@ class OperatorService(op_grpc.OperatorServiceServicer):
             concurrency=int(stats.get("concurrency", 0)),
             jobs_per_s=float(stats.get("jobs_per_s", 0.0)),
             builtin_handlers=self._builtin_handlers(),
+            store_condition=self.engine.store.condition,
         )
 
     # ---- jobs

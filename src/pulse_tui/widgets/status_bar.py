@@ -1,4 +1,5 @@
-"""Status bar: server address, connection state, mode, read-only marker, counts, live/paused."""
+"""Status bar: server address, connection state, mode, read-only marker, the job store's condition
+(a full disk, a damaged file), counts, live/paused."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class StatusBar(Static):
     counts: reactive[str] = reactive("")
     marked: reactive[int] = reactive(0)
     note: reactive[str] = reactive("")
+    store: reactive[str] = reactive("")  # the server's store_condition: "" = the store can write
 
     def render(self) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis", end="")
@@ -42,6 +44,8 @@ class StatusBar(Static):
             t.append(f"  [{self.mode}]", style="bold #e0af68")
         if self.read_only:
             t.append("  READ-ONLY", style="bold reverse #e0af68")
+        if self.store:
+            t.append(f"  ⚠ {self.store}", style="bold reverse #f7768e")
         if self.paused:
             t.append("  ‖ PAUSED", style="bold #e0af68")
         if self.marked:

@@ -40,6 +40,9 @@ class Finish:
 class Store(abc.ABC):
     url: str
     node: str
+    # "" while the store can write; else what stops it (e.g. "the job store's disk is full"),
+    # reported to clients in ServerInfo.store_condition
+    condition: str = ""
 
     @abc.abstractmethod
     async def open(self) -> None: ...

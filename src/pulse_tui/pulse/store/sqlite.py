@@ -4,26 +4,44 @@ Why not one aiosqlite call per statement: aiosqlite hops to its thread for every
 job that needs an insert, a claim and a finish pays several hops plus a commit each. Here every
 write is a small function queued to ONE writer thread; the writer takes everything queued since
 its last commit and runs it in a single transaction (group commit), one thread hop per batch.
-With 64 jobs finishing at once that is one fsync-free WAL commit instead of 64. Reads run on a
+With 64 jobs finishing at once that is one WAL commit (one fsync with `durability="full"`, none
+with "normal") instead of 64. Reads run on a
 small pool of reader threads, each with its own connection (WAL lets them run beside the writer).
 This is the design FIELD-NOTES points at (group commits and batch claims are where SQLite
 throughput comes from); aiosqlite's one-hop-per-statement model cannot batch a group of
 heterogeneous statements into one hop, so the store drives sqlite3 from its own threads.
 
 Schema versioning: `PRAGMA user_version`; MIGRATIONS[i] upgrades from version i to i+1.
+
+Defences (see docs/RELIABILITY.md):
+- durability: "full" (default, `synchronous=FULL`: an acknowledged write survives power loss) or
+  "normal" (`synchronous=NORMAL`: it survives a crash of the process, but the last commits may be
+  lost on power loss or an OS crash);
+- a write that fails (disk full, I/O error, corruption) fails its callers at once with a specific
+  error; the transaction is rolled back if SQLite has not already done so, and the writer keeps
+  going: the next batch tries again (so writes succeed as soon as space is freed). While the disk
+  is full `condition` says so (the server reports it in ServerInfo);
+- at open, `PRAGMA quick_check` refuses a damaged file; a missing or zero-byte file is created
+  fresh only when nothing says a store lived here before (the marker `<db>.created` written when
+  the database is created, a non-empty `-wal`/`-journal` file, or — for a zero-byte file — the
+  server's token file beside it);
+- a SQLite error while serving (a damaged page met by a read or a write) becomes StoreCorrupt /
+  Unavailable naming the file, never an INTERNAL error or a hang.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pulse_tui.pulse.errors import NotFound, Unavailable
+from pulse_tui.pulse.errors import NotFound, PulseError, StoreCorrupt, StoreFull, Unavailable
 from pulse_tui.pulse.jobs import (
     OUTCOME_INTERRUPTED,
     STATUSES,
@@ -101,6 +119,24 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+log = logging.getLogger(__name__)
+
+# [server] durability -> PRAGMA synchronous (what each promises: module docstring, README)
+DURABILITY: dict[str, str] = {"full": "FULL", "normal": "NORMAL"}
+MARKER_SUFFIX = ".created"  # written beside the database when it is created (see _check_fresh)
+TOKEN_FILE = "token"  # the server's token file: a data dir a server has used before
+
+
+def _is_full(exc: BaseException) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return True
+    return "malformed" in str(exc) or "not a database" in str(exc)
+
 
 def _job(row: Sequence[Any]) -> Job:
     j = Job(**dict(zip(JOB_COLS, row, strict=False)))
@@ -128,8 +164,25 @@ def _where(flt: JobFilter, statuses: Collection[str] | None = None) -> tuple[lis
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str, *, node: str = "", readers: int = 2, max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        node: str = "",
+        readers: int = 2,
+        max_batch: int = 512,
+        durability: str = "full",
+        quick_check: bool = True,
+    ) -> None:
+        if durability not in DURABILITY:
+            raise ValueError(
+                f"durability must be one of {', '.join(map(repr, DURABILITY))}, got {durability!r}"
+            )
         self.path = path
+        self.durability = durability
+        self.quick_check = quick_check
+        self.quick_check_secs = 0.0  # what the check at open cost (reported in the start-up log)
+        self.condition = ""  # "" = healthy; else why writes fail (disk full, corrupt file)
         self.url = f"sqlite:{path}"
         self.node = node
         self.max_batch = max_batch
@@ -150,10 +203,47 @@ class SQLiteStore(Store):
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={DURABILITY[self.durability]}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA cache_size=-4000")  # 4 MB for the writer: bounded server memory
         return conn
+
+    @property
+    def marker_path(self) -> str:
+        return self.path + MARKER_SUFFIX
+
+    def _move_aside_hint(self) -> str:
+        name = os.path.basename(self.path)
+        return (
+            f"restore it from a backup, or move {name} (with its -wal/-shm files and {name}{MARKER_SUFFIX}) "
+            "aside to start with an empty store"
+        )
+
+    def _check_fresh(self, zero_byte: bool) -> None:
+        """The database file is missing or empty: create it only if nothing says a store lived here."""
+        signs = []
+        if os.path.exists(self.marker_path):
+            signs.append(f"{os.path.basename(self.marker_path)} says a store was created here")
+        for suffix in ("-wal", "-journal"):
+            if os.path.exists(self.path + suffix) and os.path.getsize(self.path + suffix) > 0:
+                signs.append(f"{os.path.basename(self.path)}{suffix} holds uncommitted data")
+        token = os.path.join(os.path.dirname(os.path.abspath(self.path)), TOKEN_FILE)
+        if zero_byte and os.path.exists(token):
+            signs.append("a server has used this data dir before (its token file exists)")
+        if not signs:
+            return
+        what = "is empty (0 bytes)" if zero_byte else "is missing"
+        raise StoreCorrupt(f"{self.path} {what} but {'; '.join(signs)}: {self._move_aside_hint()}")
+
+    def _write_marker(self) -> None:
+        tmp = f"{self.marker_path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(
+                f"pulse-tui job store {os.path.basename(self.path)} created "
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}.\n"
+                "While this file exists, the server refuses to start on a missing or empty database.\n"
+            )
+        os.replace(tmp, self.marker_path)
 
     def _open_sync(self) -> None:
         d = os.path.dirname(os.path.abspath(self.path))
@@ -163,8 +253,21 @@ class SQLiteStore(Store):
             raise Unavailable(f"data directory {d} is not writable")
         if os.path.exists(self.path) and not os.access(self.path, os.R_OK | os.W_OK):
             raise Unavailable(f"database {self.path} is not writable; fix its permissions (chmod u+rw)")
+        existed = os.path.exists(self.path)
+        size = os.path.getsize(self.path) if existed else 0
+        if size == 0:
+            self._check_fresh(zero_byte=existed)
+        conn: sqlite3.Connection | None = None
         try:
             conn = self._connect()
+            if size and self.quick_check:
+                t0 = time.perf_counter()
+                rows = [r[0] for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
+                self.quick_check_secs = time.perf_counter() - t0
+                if rows != ["ok"]:
+                    lines = [ln.strip() for r in rows for ln in str(r).splitlines()]
+                    found = "; ".join(ln for ln in lines if ln and not ln.startswith("***"))
+                    raise sqlite3.DatabaseError(f"quick_check: {found[:200]}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise Unavailable(
@@ -178,13 +281,33 @@ class SQLiteStore(Store):
                         conn.execute(stmt)
                 conn.execute(f"PRAGMA user_version={v + 1}")
                 conn.execute("COMMIT")
+            if not os.path.exists(self.marker_path):
+                self._write_marker()  # also adopts a store made before markers existed
+        except PulseError:
+            if conn is not None:
+                conn.close()
+            raise
         except sqlite3.OperationalError as exc:
+            if conn is not None:
+                conn.close()
             msg = str(exc)
             if "locked" in msg or "busy" in msg:
                 raise Unavailable(f"database {self.path} is locked by another process ({msg})") from None
+            if _is_full(exc):
+                raise StoreFull(
+                    f"the job store's disk is full ({self.path}: {msg}); free some space"
+                ) from None
             raise Unavailable(f"cannot open database {self.path}: {msg}") from None
         except sqlite3.DatabaseError as exc:
-            raise Unavailable(f"{self.path} is not a usable SQLite database: {exc}") from None
+            if conn is not None:
+                conn.close()
+            raise StoreCorrupt(
+                f"{self.path} is damaged or not a SQLite database ({exc}): {self._move_aside_hint()}"
+            ) from None
+        except OSError as exc:
+            if conn is not None:
+                conn.close()
+            raise Unavailable(f"cannot write {self.marker_path}: {exc.strerror or exc}") from None
         self._wconn = conn
 
     async def open(self) -> None:
@@ -238,29 +361,97 @@ class SQLiteStore(Store):
                 await self._wake.wait()
                 continue
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-            results = await loop.run_in_executor(self._writer, self._run_batch, [fn for fn, _ in batch])
-            for (_, fut), (ok, value) in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+            try:
+                results = await loop.run_in_executor(self._writer, self._run_batch, [fn for fn, _ in batch])
+            except BaseException as exc:  # the writer must outlive any batch: fail it, keep going
+                err = exc if isinstance(exc, Exception) else Unavailable("the store writer was stopped")
+                if isinstance(exc, Exception):
+                    log.exception("the job store's writer failed a batch of %d write(s)", len(batch))
+                results = [(False, err)] * len(batch)
+                if not isinstance(exc, Exception):
+                    self._settle(batch, results)
+                    raise
+            self._settle(batch, results)
+
+    @staticmethod
+    def _settle(batch: list[tuple[Any, asyncio.Future]], results: list[tuple[bool, Any]]) -> None:
+        for (_, fut), (ok, value) in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> PulseError:
+        """A SQLite failure as the specific error its callers get."""
+        msg = str(exc)
+        if _is_full(exc):
+            return StoreFull(f"the job store's disk is full ({self.path}: {msg}); nothing was stored")
+        if _is_corrupt(exc):
+            return StoreCorrupt(
+                f"the job store {self.path} is damaged ({msg}) while {doing}; stop the server and "
+                f"check it (sqlite3 {os.path.basename(self.path)} 'PRAGMA integrity_check'), or restore "
+                "it from a backup"
+            )
+        if "locked" in msg or "busy" in msg:
+            return Unavailable(f"database {self.path} is locked by another process ({msg})")
+        return Unavailable(f"the job store {self.path} failed while {doing} ({msg})")
+
+    def _set_condition(self, condition: str) -> None:
+        if condition == self.condition:
+            return
+        if condition:
+            log.warning("%s; writes fail until this is fixed", condition)
+        else:
+            log.warning("the job store %s can write again", self.path)
+        self.condition = condition
 
     def _run_batch(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
-        """Run a group of writes in one transaction. Optimistic: all ops straight through; only if
-        one raises is the transaction rolled back and the group re-run with a savepoint per op, so
-        one bad op fails alone and the common case pays no savepoint statements."""
+        """Run a group of writes in one transaction, or fail the whole group with a specific error
+        (nothing of it stored) and leave the connection ready for the next group."""
         conn = self._wconn
         assert conn is not None
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            err = Unavailable(f"database {self.path} is locked by another process ({exc})")
+            out = self._try_batch(conn, fns)
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            err = self._error(exc, "writing")
+            if isinstance(err, StoreFull):
+                self._set_condition("the job store's disk is full")
+            elif isinstance(err, StoreCorrupt):
+                self._set_condition("the job store is damaged")
             return [(False, err)] * len(fns)
+        except Exception as exc:
+            self._rollback(conn)
+            return [(False, exc)] * len(fns)
+        self.commits += 1
+        self.ops += len(fns)
+        if self.condition == "the job store's disk is full":
+            self._set_condition("")
+        return out
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        """Roll back if a transaction is open: SQLite rolls back by itself on some errors (a full
+        disk at COMMIT), and a second ROLLBACK would raise."""
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("rolling back a failed write raised %s", exc)
+
+    def _try_batch(self, conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]) -> list:
+        """Optimistic: all ops straight through; only if one raises is the transaction rolled back
+        and the group re-run with a savepoint per op, so one bad op fails alone and the common case
+        pays no savepoint statements. An error that ends the transaction (full disk, damaged page,
+        I/O error) is raised: it fails the whole group."""
+        conn.execute("BEGIN IMMEDIATE")
         try:
             out: list[tuple[bool, Any]] = [(True, fn(conn)) for fn in fns]
-        except Exception:
+        except Exception as exc:
+            if self._fatal(conn, exc):
+                raise
             conn.execute("ROLLBACK")
             conn.execute("BEGIN IMMEDIATE")
             out = []
@@ -270,18 +461,19 @@ class SQLiteStore(Store):
                     out.append((True, fn(conn)))
                     conn.execute("RELEASE op")
                 except Exception as exc:  # one bad op must not sink the batch
+                    if self._fatal(conn, exc):
+                        raise
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     out.append((False, exc))
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            err = Unavailable(f"commit failed on {self.path}: {exc}")
-            return [(False, err)] * len(fns)
-        self.commits += 1
-        self.ops += len(fns)
+        conn.execute("COMMIT")
         return out
+
+    @staticmethod
+    def _fatal(conn: sqlite3.Connection, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.Error) and (
+            not conn.in_transaction or _is_full(exc) or _is_corrupt(exc) or "I/O" in str(exc)
+        )
 
     def _rconn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -297,7 +489,17 @@ class SQLiteStore(Store):
     async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         if self._closed:
             raise Unavailable("store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(self._rconn()))
+
+        def run() -> Any:
+            try:
+                return fn(self._rconn())
+            except sqlite3.Error as exc:
+                err = self._error(exc, "reading")
+                if isinstance(err, StoreCorrupt):
+                    self._set_condition("the job store is damaged")
+                raise err from None
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
     # ------------------------------------------------------------ writes
     async def insert(self, jobs: Sequence[Job]) -> list[Job]:

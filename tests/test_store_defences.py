@@ -1,0 +1,394 @@
+"""The store's defences against a full disk, a damaged or vanished file, and its durability setting.
+
+Real `pulse-tui serve` processes on real files: a 20 MB tmpfs filled to the last byte (skipped
+with the reason when this machine refuses the mount), database files with garbage written over
+their pages, truncated to zero bytes or deleted. Figures are printed (run with -s) and recorded in
+docs/RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import start_server_process
+from test_reliability_common import connect, stored_jobs, wait_until
+
+from pulse_tui.config import ConfigError, parse_config
+from pulse_tui.protocol import operator_pb2 as op
+from pulse_tui.pulse.errors import StoreCorrupt
+from pulse_tui.pulse.server import ServerSettings
+from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+CALL_TIMEOUT = 15.0  # a write must answer long before this: the bug was a hang
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _serve(data_dir: Path, timeout: float = 30) -> tuple[int | None, str]:
+    """Start `serve` on `data_dir`; (exit code, stderr) if it refused, (None, stderr) if it came
+    up (then it is stopped with SIGTERM at once)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pulse_tui", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PULSE_CONFIG": str(data_dir.parent / "none.toml")},
+    )
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("pulse: listening on "):
+            proc.send_signal(signal.SIGTERM)
+            _, rest = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, "".join(lines) + rest
+            return None, "".join(lines) + rest
+    return proc.wait(timeout), "".join(lines)
+
+
+def _error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def _make_store(tmp_path: Path, jobs: int, payload: bytes = b'{"x": 1}') -> Path:
+    """A data dir made by a real server (tokens, database, marker), with `jobs` queued rows added
+    straight into its SQLite file (quick, and the rows are what the server would write)."""
+    data = tmp_path / "data"
+    (tmp_path / "none.toml").write_text(f"[server]\ndata_dir = {json.dumps(str(data))}\n")
+    code, text = _serve(data)
+    assert code is None, text
+    conn = sqlite3.connect(data / "pulse.db")
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO jobs (id, handler, status, payload, created_at, updated_at, run_at)"
+        " VALUES (?, 'pulse.noop', 'queued', ?, ?, ?, ?)",
+        ((f"job-{i:07d}", payload, now, now, now + 86400) for i in range(jobs)),
+    )
+    conn.commit()
+    conn.close()
+    return data
+
+
+def _scribble(db: Path, first_page: int, pages: int, seed: int = 7) -> None:
+    """Write random bytes over whole pages of a SQLite file (page 1, the header, is spared)."""
+    rnd = random.Random(seed)
+    page = 4096
+    with open(db, "r+b") as f:
+        for p in range(first_page, first_page + pages):
+            f.seek((p - 1) * page)
+            f.write(rnd.randbytes(page))
+
+
+# ---------------------------------------------------------------- 1. a full disk
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    try:
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip() or r.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
+
+
+def _fill(path: Path) -> int:
+    """Write `path` until the file system says ENOSPC; returns the bytes written."""
+    written = 0
+    with open(path, "wb", buffering=0) as f:
+        for chunk in (1 << 20, 64 << 10, 4 << 10, 512, 1):
+            block = b"\0" * chunk
+            while True:
+                try:
+                    n = f.write(block)
+                except OSError:
+                    break
+                written += n or 0
+                if not n:
+                    break
+    return written
+
+
+def test_full_disk_fails_fast_and_recovers(small_tmpfs: Path):
+    """Issue 18.1: on a 20 MB tmpfs filled to the last byte, an enqueue fails at once with
+    RESOURCE_EXHAUSTED "the job store's disk is full (…); nothing was stored" (it hung before:
+    the failed COMMIT killed the writer), reads keep working, ServerInfo reports the condition,
+    writes succeed again as soon as space is freed, and SIGTERM exits 0 without a traceback."""
+    srv = start_server_process(small_tmpfs)
+    c = connect(srv.address, srv.token)
+    req = op.EnqueueRequest(handler="pulse.noop", payload=b'{"pad": "' + b"x" * 8000 + b'"}', delay_secs=3600)
+    acked = [c.ops.Enqueue(req, metadata=c.md, timeout=CALL_TIMEOUT).job.id for _ in range(5)]
+    filler = small_tmpfs / "filler"
+    _fill(filler)
+
+    # SQLite may still have room in pages it owns; the first write that needs a new page fails
+    error = None
+    fail_s = 0.0
+    for _ in range(3000):
+        t0 = time.monotonic()
+        try:
+            acked.append(c.ops.Enqueue(req, metadata=c.md, timeout=CALL_TIMEOUT).job.id)
+        except grpc.RpcError as exc:
+            fail_s = time.monotonic() - t0
+            error = exc
+            break
+    assert error is not None, "the disk never filled up"
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (error.code(), error.details())
+    assert "the job store's disk is full" in error.details() and "nothing was stored" in error.details()
+    assert fail_s < 2.0, fail_s
+
+    info = c.ops.GetServerInfo(op.ServerInfoRequest(), metadata=c.md, timeout=CALL_TIMEOUT)
+    assert "disk is full" in info.store_condition
+    # reads still work, and every acknowledged job is there (a failed write stored nothing)
+    assert sorted(j.id for j in c.all_jobs()) == sorted(acked)
+    # a cancel is a write too: same specific error, at once
+    with pytest.raises(grpc.RpcError) as cancel_err:
+        for _ in range(50):  # until the cancel itself needs a page it cannot get
+            c.ops.CancelJobs(op.JobSelector(ids=[acked[-1]]), metadata=c.md, timeout=CALL_TIMEOUT)
+            c.ops.Enqueue(req, metadata=c.md, timeout=CALL_TIMEOUT)
+    assert cancel_err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    filler.unlink()
+    t0 = time.monotonic()
+    acked.append(c.ops.Enqueue(req, metadata=c.md, timeout=CALL_TIMEOUT).job.id)
+    recover_s = time.monotonic() - t0
+    info = c.ops.GetServerInfo(op.ServerInfoRequest(), metadata=c.md, timeout=CALL_TIMEOUT)
+    assert info.store_condition == ""
+    stored = {j.id for j in c.all_jobs()}
+    assert set(acked) <= stored
+    c.close()
+
+    assert srv.stop() == 0, srv.output()
+    out = srv.output()
+    assert "Traceback" not in out, out
+    assert "disk is full" in out and "can write again" in out, out  # logged once each way
+    ok = sqlite3.connect(srv.data_dir / "pulse.db").execute("PRAGMA quick_check").fetchone()[0]
+    assert ok == "ok"
+    print("disk-full", {"error_after_s": round(fail_s, 4), "first_write_after_free_s": round(recover_s, 4)})
+
+
+# ---------------------------------------------------------------- 2. a damaged or vanished file
+
+
+def test_damaged_pages_refuse_to_start(tmp_path: Path):
+    """Issue 18.2: garbage over table pages. Before: the server started, then list/get failed
+    with INTERNAL and enqueue hung. Now `quick_check` at open refuses: exit 2, one `error:` line
+    naming the file and what to do; the file is left as it was."""
+    data = _make_store(tmp_path, 2000, payload=b'{"pad": "' + b"y" * 300 + b'"}')
+    db = data / "pulse.db"
+    pages = db.stat().st_size // 4096
+    _scribble(db, pages // 2, 8)
+    before = db.read_bytes()
+
+    code, text = _serve(data)
+    assert code == 2, text
+    errors = _error_lines(text)
+    assert len(errors) == 1, text
+    assert str(db) in errors[0] and "damaged" in errors[0], errors
+    assert "restore it from a backup" in errors[0] and "aside" in errors[0], errors
+    assert "Traceback" not in text
+    assert db.read_bytes() == before
+
+
+def test_zero_byte_store_refuses_to_start(tmp_path: Path):
+    """Issue 18.2: a zero-byte pulse.db where a store lived (2,000 jobs) started silently empty.
+    Now the server refuses, naming the file; once the marker is moved aside it starts fresh."""
+    data = _make_store(tmp_path, 2000)
+    db = data / "pulse.db"
+    assert (data / "pulse.db.created").exists()
+    db.write_bytes(b"")
+
+    code, text = _serve(data)
+    assert code == 2, text
+    errors = _error_lines(text)
+    assert len(errors) == 1 and str(db) in errors[0] and "empty (0 bytes)" in errors[0], text
+    assert db.stat().st_size == 0  # nothing was created over it
+
+    db.unlink()  # missing, the marker still there: refused too
+    code, text = _serve(data)
+    assert code == 2 and "is missing" in text and "pulse.db.created" in text, text
+
+    (data / "pulse.db.created").rename(data / "old-marker")  # what the message says to do
+    code, text = _serve(data)
+    assert code is None, text
+    assert stored_jobs(data) == [] and (data / "pulse.db.created").exists()
+
+
+def test_zero_byte_store_without_marker_is_refused(tmp_path: Path):
+    """A store made before markers existed: a zero-byte file beside the server's token file is
+    a store that lived here, not a fresh one."""
+    data = _make_store(tmp_path, 10)
+    (data / "pulse.db.created").unlink()
+    (data / "pulse.db").write_bytes(b"")
+    code, text = _serve(data)
+    assert code == 2 and "token file" in text, text
+
+
+def test_fresh_data_dir_starts_and_writes_marker(tmp_path: Path):
+    data = tmp_path / "data"
+    (tmp_path / "none.toml").write_text("")
+    code, text = _serve(data)
+    assert code is None, text
+    assert (data / "pulse.db").stat().st_size > 0 and (data / "pulse.db.created").exists()
+    code, text = _serve(data)  # and it starts again on its own store
+    assert code is None, text
+
+
+def test_damage_while_serving_is_a_specific_error(tmp_path: Path):
+    """Issue 18.2: a page damaged under a running server. Reads that meet it fail with DATA_LOSS
+    naming the file (not INTERNAL), writes answer (never hang), ServerInfo says the store is
+    damaged, and SIGTERM still exits."""
+    data = _make_store(tmp_path, 6000, payload=b'{"pad": "' + b"z" * 2000 + b'"}')  # ~ 16 MB > caches
+    srv = start_server_process(tmp_path)  # on tmp_path / "data"
+    c = connect(srv.address, srv.token)
+    db = data / "pulse.db"
+    pages = db.stat().st_size // 4096
+    _scribble(db, 3, pages - 3)
+
+    with pytest.raises(grpc.RpcError) as err:
+        for j in range(0, 6000, 500):  # a text filter scans the table, page after page
+            c.ops.ListJobs(
+                op.ListJobsRequest(limit=1000, filter=op.JobFilter(text=f"job-{j:07d}x")),
+                metadata=c.md,
+                timeout=CALL_TIMEOUT,
+            )
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS, (err.value.code(), err.value.details())
+    assert str(db) in err.value.details() and "damaged" in err.value.details()
+
+    for _ in range(20):  # each write answers, whatever it meets
+        try:
+            c.ops.CancelJobs(
+                op.JobSelector(filter=op.JobFilter(statuses=["queued"])), metadata=c.md, timeout=CALL_TIMEOUT
+            )
+        except grpc.RpcError as exc:
+            assert exc.code() in (grpc.StatusCode.DATA_LOSS, grpc.StatusCode.UNAVAILABLE), exc
+            assert exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def damaged() -> bool:
+        try:
+            info = c.ops.GetServerInfo(op.ServerInfoRequest(), metadata=c.md, timeout=CALL_TIMEOUT)
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.DATA_LOSS  # its counts met the damage too
+        return "damaged" in info.store_condition
+
+    wait_until(damaged, 10, "the server to report the damaged store")
+    c.close()
+    code = srv.stop()
+    assert code in (0,), srv.output()
+    assert "Traceback" not in srv.output(), srv.output()
+
+
+# ---------------------------------------------------------------- 3. durability
+
+
+async def test_durability_sets_synchronous(tmp_path: Path):
+    """Issue 18.3: "full" (the default) is synchronous=FULL, "normal" synchronous=NORMAL."""
+    for durability, expected in ((None, 2), ("full", 2), ("normal", 1)):
+        kwargs = {} if durability is None else {"durability": durability}
+        store = SQLiteStore(str(tmp_path / f"{durability}.db"), **kwargs)
+        await store.open()
+        try:
+            assert store._wconn is not None
+            assert store._wconn.execute("PRAGMA synchronous").fetchone()[0] == expected
+        finally:
+            await store.close()
+    with pytest.raises(ValueError, match="durability must be one of 'full', 'normal', got 'fast'"):
+        SQLiteStore(str(tmp_path / "x.db"), durability="fast")
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_durability_config(tmp_path: Path):
+    cfg = parse_config('[server]\ndurability = "normal"\n', file="pulse.toml", base_dir=tmp_path)
+    assert cfg.server.durability == "normal"
+    assert ServerSettings.from_config(cfg).durability == "normal"
+    assert ServerSettings.from_config(parse_config("", file="p.toml", base_dir=tmp_path)).durability == "full"
+    with pytest.raises(ConfigError, match=r"durability.*expected \"full\" or \"normal\", got 'fast'"):
+        parse_config('[server]\ndurability = "fast"\n', file="pulse.toml", base_dir=tmp_path)
+
+
+async def test_store_open_refusals_in_process(tmp_path: Path):
+    """The same refusals from the store itself (what server.py turns into exit 2)."""
+    db = tmp_path / "pulse.db"
+    store = SQLiteStore(str(db))
+    await store.open()
+    await store.close()
+    db.write_bytes(b"")
+    for content, marker, match in (
+        (b"", True, "is empty"),
+        (b"SQLite format 3\0" + b"\xff" * 8192, False, "damaged or not a SQLite database"),
+    ):
+        db.write_bytes(content)
+        if not marker:
+            with contextlib.suppress(FileNotFoundError):
+                (tmp_path / "pulse.db.created").unlink()
+        store = SQLiteStore(str(db))
+        with pytest.raises(StoreCorrupt, match=match):
+            await store.open()
+        await store.close()
+        assert db.read_bytes() == content
+
+
+async def test_console_shows_a_full_disk(small_tmpfs: Path):
+    """Issue 18.1: the console's status bar shows the condition the server reports, and clears it
+    once the store writes again. A real server on a full tmpfs, the real console (Textual pilot)."""
+    from pulse_tui.app import STORE_CHECK_INTERVAL, PulseApp
+    from pulse_tui.client import ClientError, PulseClient
+    from pulse_tui.widgets.status_bar import StatusBar
+
+    srv = start_server_process(small_tmpfs)
+    client = PulseClient(srv.address, srv.token)
+    await client.probe()
+    pad = {"pad": "x" * 8000}
+    app = PulseApp(srv.address, srv.token)
+    loop = asyncio.get_running_loop()
+
+    async def until(cond, what: str, timeout: float = 3 * STORE_CHECK_INTERVAL) -> None:
+        deadline = loop.time() + timeout
+        while not cond():
+            assert loop.time() < deadline, f"timed out waiting for {what}"
+            await pilot.pause(0.05)
+
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await app.wait_connected()
+            bar = app.screen.query_one(StatusBar)
+            assert bar.store == "" and "⚠" not in str(bar.render())
+            filler = small_tmpfs / "filler"
+            await asyncio.to_thread(_fill, filler)
+            with pytest.raises(ClientError) as err:
+                for _ in range(3000):
+                    await client.enqueue("pulse.noop", pad, delay_secs=3600)
+            assert err.value.code == "RESOURCE_EXHAUSTED"
+            await until(lambda: "disk is full" in bar.store, "the status bar to show the full disk")
+            assert "⚠ the job store's disk is full" in str(bar.render())
+            filler.unlink()
+            await client.enqueue("pulse.noop", pad, delay_secs=3600)
+            await until(lambda: bar.store == "", "the status bar to clear")
+    finally:
+        await client.close()
+        assert srv.stop() == 0
