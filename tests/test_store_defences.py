@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import start_server_process
-from test_reliability_common import connect, stored_jobs, wait_until
+from test_reliability_common import SOAK_FULL, connect, stored_jobs, wait_until
 
 from pulse_tui.config import ConfigError, parse_config
 from pulse_tui.protocol import operator_pb2 as op
@@ -392,3 +392,34 @@ async def test_console_shows_a_full_disk(small_tmpfs: Path):
     finally:
         await client.close()
         assert srv.stop() == 0
+
+
+@pytest.mark.slow
+async def test_quick_check_cost_at_open(tmp_path: Path):
+    """What the check at open costs: 50,000 jobs in `make test`, 1,000,000 in `make soak`."""
+    n = 1_000_000 if SOAK_FULL else 50_000
+    db = tmp_path / "pulse.db"
+    store = SQLiteStore(str(db))
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(db)
+    now = time.time()
+    statuses = ["completed"] * 8 + ["failed", "queued"]
+    conn.executemany(
+        "INSERT INTO jobs (id, handler, status, payload, created_at, updated_at, run_at, completed_at)"
+        " VALUES (?, 'demo.echo', ?, ?, ?, ?, ?, ?)",
+        ((f"{i:032x}", statuses[i % 10], b'{"i": %d}' % i, now, now, now, now) for i in range(n)),
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(str(db))
+    t0 = time.perf_counter()
+    await store.open()
+    open_s = time.perf_counter() - t0
+    await store.close()
+    assert 0 < store.quick_check_secs <= open_s
+    assert store.quick_check_secs < n / 50_000  # well under 20 s for 1M jobs even on a busy machine
+    size_mb = db.stat().st_size / 1e6
+    print(
+        "quick_check", {"jobs": n, "db_mb": round(size_mb), "quick_check_s": round(store.quick_check_secs, 2)}
+    )

@@ -22,7 +22,14 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import replace
 
-from pulse_tui.pulse.errors import NotFound, PermissionDenied, Precondition, Unavailable, ValidationError
+from pulse_tui.pulse.errors import (
+    NotFound,
+    PermissionDenied,
+    Precondition,
+    PulseError,
+    Unavailable,
+    ValidationError,
+)
 from pulse_tui.pulse.events import EventBus
 from pulse_tui.pulse.handlers import Handler, HandlerError, HandlerResult, JobContext, Router
 from pulse_tui.pulse.jobs import (
@@ -576,6 +583,10 @@ class Engine:
                 else:
                     try:
                         more = await self._claim_round()
+                    except PulseError as exc:  # the store said why (disk full, locked): no traceback
+                        log.warning("claiming jobs failed (%s); retrying in 1s", exc.message)
+                        await asyncio.sleep(1.0)
+                        continue
                     except Exception:
                         log.exception("claiming jobs failed; retrying in 1s")
                         await asyncio.sleep(1.0)
