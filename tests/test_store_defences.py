@@ -28,6 +28,7 @@ from test_reliability_common import SOAK_FULL, connect, stored_jobs, wait_until
 from pulse_tui.config import ConfigError, parse_config
 from pulse_tui.protocol import operator_pb2 as op
 from pulse_tui.pulse.errors import StoreCorrupt
+from pulse_tui.pulse.jobs import JobFilter
 from pulse_tui.pulse.server import ServerSettings
 from pulse_tui.pulse.store.sqlite import SQLiteStore
 
@@ -423,3 +424,40 @@ async def test_quick_check_cost_at_open(tmp_path: Path):
     print(
         "quick_check", {"jobs": n, "db_mb": round(size_mb), "quick_check_s": round(store.quick_check_secs, 2)}
     )
+
+
+async def test_full_store_in_process_fails_fast_and_recovers(tmp_path: Path):
+    """The same defence without a tmpfs (runs anywhere): SQLite's own page limit
+    (`PRAGMA max_page_count`) makes the file "full". Writes fail with StoreFull and store nothing,
+    the condition is reported, and once the limit is raised the next write succeeds."""
+    from pulse_tui.pulse.engine import Engine
+    from pulse_tui.pulse.errors import StoreFull
+    from pulse_tui.pulse.handlers import StaticRouter
+
+    store = SQLiteStore(str(tmp_path / "pulse.db"))
+    await store.open()
+    engine = Engine(store, StaticRouter(), retention_secs=None)
+    pad = b'{"pad": "' + b"p" * 3000 + b'"}'
+    try:
+        first = await engine.enqueue("pulse.noop", pad, delay_secs=3600)
+        assert store._wconn is not None
+        pages = store._wconn.execute("PRAGMA page_count").fetchone()[0]
+        store._wconn.execute(f"PRAGMA max_page_count={pages}")
+        results = await asyncio.gather(
+            *(engine.enqueue("pulse.noop", pad, delay_secs=3600) for _ in range(20)), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert errors and all(isinstance(e, StoreFull) for e in errors), errors
+        assert (
+            "the job store's disk is full" in errors[0].message and "nothing was stored" in errors[0].message
+        )
+        assert store.condition == "the job store's disk is full"
+        stored = {j.id for j in await store.list(JobFilter(), 100, None, True, 0)}
+        assert stored == {first.id} | {r.id for r in results if not isinstance(r, BaseException)}
+
+        store._wconn.execute(f"PRAGMA max_page_count={pages * 100}")
+        later = await engine.enqueue("pulse.noop", pad, delay_secs=3600)
+        assert store.condition == ""
+        assert await store.get(later.id) is not None
+    finally:
+        await store.close()

@@ -363,14 +363,12 @@ class SQLiteStore(Store):
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
                 results = await loop.run_in_executor(self._writer, self._run_batch, [fn for fn, _ in batch])
-            except BaseException as exc:  # the writer must outlive any batch: fail it, keep going
-                err = exc if isinstance(exc, Exception) else Unavailable("the store writer was stopped")
-                if isinstance(exc, Exception):
-                    log.exception("the job store's writer failed a batch of %d write(s)", len(batch))
-                results = [(False, err)] * len(batch)
-                if not isinstance(exc, Exception):
-                    self._settle(batch, results)
-                    raise
+            except asyncio.CancelledError:
+                self._settle(batch, [(False, Unavailable("the store is closing"))] * len(batch))
+                raise
+            except Exception as exc:  # _run_batch answers for SQLite; anything else must not kill us
+                log.exception("the job store's writer failed a batch of %d write(s)", len(batch))
+                results = [(False, exc)] * len(batch)
             self._settle(batch, results)
 
     @staticmethod
