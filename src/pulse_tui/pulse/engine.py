@@ -803,6 +803,8 @@ class Engine:
                     for jid, r in dirty.items()
                 ]
             )
+        except PulseError as exc:
+            log.warning("could not store progress of %d job(s) (%s)", len(dirty), exc.message)
         except Exception:
             log.exception("could not store progress of %d job(s)", len(dirty))
 
@@ -816,6 +818,8 @@ class Engine:
                     await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
+            except PulseError as exc:  # the store said why (disk full, damaged): no traceback
+                log.warning("pruning finished jobs failed (%s)", exc.message)
             except Exception:
                 log.exception("pruning finished jobs failed")
             await asyncio.sleep(60.0)
