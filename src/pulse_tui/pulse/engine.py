@@ -120,9 +120,18 @@ class Engine:
 
         self._running: dict[str, _Run] = {}
         self._wake = asyncio.Event()
-        self._maybe_queued = True  # a claim may find something
+        # Wake-ups are counted, never just flagged: a claim round may await the store while a
+        # kick (enqueue, retry, a job's end, a due timer, a route change) lands, and a round
+        # only settles what it saw. "Maybe queued" is kicks != settled; "due unknown" is
+        # due_epoch != due_known. A round records both counters before its first await and, when
+        # it found the queue drained, settles to those values, so any kick that landed during the
+        # round keeps the dispatcher going (see _claim_round).
+        self._kicks = 1  # bumped by every _kick
+        self._settled = 0  # the _kicks value of the last round that drained the queue
+        self._due_epoch = 1  # bumped when the next due time must be asked of the store
+        self._due_known = 0  # the _due_epoch the last next_due answer covered
+        self._in_round = False  # a claim round is awaiting the store
         self._blocked = False  # the last claim stopped at a concurrency limit
-        self._due_unknown = True  # next_due must be asked of the store
         self._due_timer: asyncio.TimerHandle | None = None
         self._due_at = 0.0
         self._stopping = False
@@ -545,13 +554,18 @@ class Engine:
         return True
 
     def routes_changed(self) -> None:
-        self._due_unknown = True
+        self._due_epoch += 1
         self._kick()
 
     # ------------------------------------------------------------ dispatch
     def _kick(self) -> None:
-        self._maybe_queued = True
+        self._kicks += 1
         self._wake.set()
+
+    @property
+    def _maybe_queued(self) -> bool:
+        """A claim may find something: a kick came after the last round that drained the queue."""
+        return self._kicks != self._settled
 
     def _note_due(self, when: float) -> None:
         if self._due_timer is None or when < self._due_at:
@@ -565,7 +579,7 @@ class Engine:
 
     def _due_fired(self) -> None:
         self._due_timer = None
-        self._due_unknown = True
+        self._due_epoch += 1
         self._kick()
 
     async def _dispatch_loop(self) -> None:
@@ -590,7 +604,21 @@ class Engine:
             await self._wake.wait()
 
     async def _claim_round(self) -> bool:
-        """Claim and start one batch. True when a full batch came back (more may be waiting)."""
+        """Claim and start one batch. True when a full batch came back (more may be waiting).
+
+        What the round settles it settles as of its start: `kicks` and `due_epoch` are read
+        before the first await, the same instant as `routable` and `now`. A kick or a due-time
+        change during the round's awaits leaves the counters ahead, so the loop runs another
+        round; a job ending during the round kicks (see _execute) so a limit the round saw as
+        full is looked at again."""
+        kicks, due_epoch = self._kicks, self._due_epoch
+        self._in_round = True
+        try:
+            return await self._claim_batch(kicks, due_epoch)
+        finally:
+            self._in_round = False
+
+    async def _claim_batch(self, kicks: int, due_epoch: int) -> bool:
         routable = self.router.routable()
         now = time.time()
         free = self.concurrency - len(self._running)
@@ -619,12 +647,13 @@ class Engine:
         for job in claimed:
             self._start(job)
         if not full:
-            self._maybe_queued = False
-            if self._due_unknown:
-                self._due_unknown = False
-                due = await self.store.next_due(routable, time.time())
+            if self._due_known != due_epoch:
+                # from the claim's `now`: a job due since then was not claimed and must be reported
+                due = await self.store.next_due(routable, now)
                 if due is not None:
                     self._note_due(due)
+                self._due_known = due_epoch
+            self._settled = kicks
         return full and not self._stopping
 
     def _start(self, job: Job) -> None:
@@ -691,7 +720,9 @@ class Engine:
         finally:
             self._running.pop(job.id, None)
             self._progress_dirty.pop(job.id, None)
-            if self._blocked or len(self._running) == self.concurrency - 1:
+            if self._blocked or self._in_round or len(self._running) == self.concurrency - 1:
+                # a slot freed: claim again if a limit held jobs back, or might have (a round
+                # awaiting the store may have counted this job as busy)
                 self._blocked = False
                 self._kick()
 
