@@ -78,6 +78,12 @@ class _Run:
         self.cancel_reason: str | None = None  # "operator" | "shutdown"
 
 
+def _rank(job: Job) -> tuple[int, int]:
+    """Where a snapshot stands in a job's history, without clocks: (attempts started, running <
+    ended). Holds across nodes (see Engine._fresh)."""
+    return (job.attempts, 1 if job.status == RUNNING else 2)
+
+
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with equal jitter: half fixed, half random, capped."""
     d = min(cap, base * (2 ** max(0, attempt - 1)))
@@ -503,17 +509,23 @@ class Engine:
             self._kick()  # a missed NOTIFY costs at most one heartbeat period of latency
 
     async def _cancel_remote(self, job: Job) -> Job:
-        """Cancel a job running on another node: ask that node, wait until it stopped the job."""
+        """Cancel a job running on another node: ask that node, wait until it stopped the job.
+
+        `job` is the running row read from the store. The wait ends only on a snapshot ordered
+        after that attempt (same order as _fresh: more attempts, or the same attempt ended):
+        events from other nodes arrive late, and a `queued` row fetched before the other node
+        claimed the job says nothing about whether it stopped."""
         request = getattr(self.store, "request_cancel", None)
         if request is None:
             raise Precondition(f"job {job.id} is running on node {job.node or '?'}, not this one")
+        running_rank = (job.attempts, 1)
         with self.bus.watch() as watcher:
             node = await request(job.id)
             if node is None:  # it ended (or was re-queued) meanwhile
                 return await self.cancel(job.id)
             deadline = time.monotonic() + REMOTE_CANCEL_WAIT
-            current = await self.get_job(job.id)
-            while current.status == RUNNING:
+            current = await self.get_job(job.id)  # read after the request: never stale
+            while current.status == RUNNING or _rank(current) <= running_rank:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Unavailable(
@@ -525,9 +537,14 @@ class Engine:
                 if resync:
                     current = await self.get_job(job.id)
                 for j in batch:
-                    if j.id == job.id:
+                    if j.id == job.id and _rank(j) > running_rank:
                         current = j
-        return await self.get_job(job.id)
+        latest = await self.get_job(job.id)
+        if latest.status in (QUEUED, PAUSED):
+            # the attempt ended some other way (a retry, a lost lease) just before the cancel
+            # reached it: the job is queued again, so this cancel applies to it here
+            return await self.cancel(job.id)
+        return latest
 
     # ------------------------------------------------------------ multi-node (end)
 
@@ -543,7 +560,7 @@ class Engine:
         dispatcher or another node (woken by the insert's NOTIFY) may have run the job and
         published "completed"; the late "queued" must not overwrite it in watchers. Order is
         (attempts, running < ended) — no clocks, so it holds across nodes. Bounded memory."""
-        rank = (job.attempts, 1 if job.status == RUNNING else 2)
+        rank = _rank(job)
         last = self._ranks.get(job.id)
         if last is not None and rank < last:
             return False
