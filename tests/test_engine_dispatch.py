@@ -30,6 +30,7 @@ class GatedStore(SQLiteStore):
         self.hold_next_due = False
         self.held = asyncio.Event()
         self.release = asyncio.Event()
+        self.transitioned = asyncio.Event()
 
     def arm(self, ids: set[str]) -> asyncio.Event:
         """Hold the next claim returning one of `ids`; returns the event set once it is held."""
@@ -48,6 +49,11 @@ class GatedStore(SQLiteStore):
             self.hold_claim_of = set()
             await self._hold()
         return got
+
+    async def transition(self, job_id, allowed_from, changes):
+        out = await super().transition(job_id, allowed_from, changes)
+        self.transitioned.set()
+        return out
 
     async def next_due(self, handlers, now):
         due = await super().next_due(handlers, now)
@@ -208,6 +214,26 @@ async def test_job_due_between_claim_and_next_due_is_not_skipped(gated):
         await asyncio.sleep(0.01)
     store.release.set()
     await wait_for(engine, job.id, {J.COMPLETED})
+
+
+async def test_cancel_of_a_job_claimed_while_the_cancel_asked(gated):
+    """The claim committed (the store says running) but the round has not started the job yet:
+    the cancel must reach it here, not be refused as running on another node."""
+    gate = Gate()
+    engine, store = await gated(gate)
+    store.hold_claim_of = {"x"}
+    await engine.enqueue("t.gate", b"{}", job_id="x")
+    await asyncio.wait_for(store.held.wait(), 5)
+    cancel = asyncio.create_task(engine.cancel("x"))
+    await asyncio.wait_for(store.transitioned.wait(), 5)  # queued -> cancelled refused: it runs
+    for _ in range(3):  # let the cancel act on the refusal before the round goes on
+        await asyncio.sleep(0)
+    store.release.set()
+    done = await asyncio.wait_for(cancel, 5)
+    assert done.status == J.CANCELLED and done.error == "cancelled by operator"
+    detail = await engine.get_detail("x")
+    assert [a.outcome for a in detail.attempts] == [J.OUTCOME_CANCELLED]
+    assert engine.running_jobs() == []
 
 
 async def bulk_retry_rounds(engine: Engine, rounds: int, seed: int) -> int:

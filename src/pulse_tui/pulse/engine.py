@@ -67,7 +67,7 @@ REMOTE_CANCEL_WAIT = 10.0  # seconds a cancel waits for the node running the job
 class _Run:
     """A job running on this node: the task that owns its attempt and what it reported so far."""
 
-    __slots__ = ("job", "handler", "task", "logs", "cancel_reason", "plugin")
+    __slots__ = ("job", "handler", "task", "logs", "cancel_reason", "plugin", "cancellable")
 
     def __init__(self, job: Job, handler: Handler | None) -> None:
         self.job = job
@@ -76,6 +76,20 @@ class _Run:
         self.task: asyncio.Task | None = None
         self.logs: list[LogEntry] = []
         self.cancel_reason: str | None = None  # "operator" | "shutdown"
+        self.cancellable = False  # the handler part of its task is under way
+
+    def stop(self, reason: str) -> None:
+        """Stop the attempt for `reason` ("operator" | "shutdown"); the first reason wins.
+
+        Only the handler part of the task is cancelled. A task cancelled before its first step
+        never runs its body (no attempt end, no store write: the job is left running), so a run
+        not started yet sees the reason when it starts; and a run whose handler already ended
+        is recording that end, which a cancellation would cut short."""
+        if self.cancel_reason is not None:
+            return
+        self.cancel_reason = reason
+        if self.cancellable and self.task is not None:
+            self.task.cancel()
 
 
 def _rank(job: Job) -> tuple[int, int]:
@@ -137,6 +151,8 @@ class Engine:
         self._due_epoch = 1  # bumped when the next due time must be asked of the store
         self._due_known = 0  # the _due_epoch the last next_due answer covered
         self._in_round = False  # a claim round is awaiting the store
+        self._round_idle = asyncio.Event()  # set when no round is under way
+        self._round_idle.set()
         self._blocked = False  # the last claim stopped at a concurrency limit
         self._due_timer: asyncio.TimerHandle | None = None
         self._due_at = 0.0
@@ -181,8 +197,7 @@ class Engine:
             _, pending = await asyncio.wait([r.task for r in runs], timeout=max(0.0, grace))
             left = [r for r in runs if r.task in pending]
             for r in left:
-                r.cancel_reason = "shutdown"
-                r.task.cancel()
+                r.stop("shutdown")
             if left:
                 log.info("re-queued %d job(s) still running after the grace period", len(left))
                 await asyncio.wait([r.task for r in left])
@@ -412,6 +427,8 @@ class Engine:
             if job is not None:
                 self._publish(job)
                 return job
+            if self._in_round:  # claimed while we asked, maybe by this node: started by the round
+                await self._round_idle.wait()
             run = self._running.get(job_id)  # claimed while we asked
             if run is None:
                 current = await self.get_job(job_id)
@@ -419,12 +436,17 @@ class Engine:
                     return await self._cancel_remote(current)
                 check_transition(job_id, current.status, CANCELLED)
                 raise Precondition(f"job {job_id} could not be cancelled")
-        if run.cancel_reason is None:
-            run.cancel_reason = "operator"
-            assert run.task is not None
-            run.task.cancel()
+        run.stop("operator")
+        assert run.task is not None
         await asyncio.wait([run.task])
-        return await self.get_job(job_id)
+        job = await self.get_job(job_id)
+        if job.status in (QUEUED, PAUSED, RUNNING):
+            # the attempt ended on its own before the cancel reached it and the job is queued
+            # for a retry (or already claimed again): the cancel applies to that
+            return await self.cancel(job_id)
+        if job.status != CANCELLED:
+            check_transition(job_id, job.status, CANCELLED)  # it ended first: say so
+        return job
 
     async def retry(self, job_id: str) -> Job:
         current = await self.get_job(job_id)
@@ -494,9 +516,8 @@ class Engine:
     async def _cancel_requested(self) -> None:
         for job_id in await self.store.cancel_requests():
             run = self._running.get(job_id)
-            if run is not None and run.cancel_reason is None and run.task is not None:
-                run.cancel_reason = "operator"
-                run.task.cancel()
+            if run is not None:
+                run.stop("operator")
 
     async def _lease_loop(self, lease: float) -> None:
         while True:
@@ -630,10 +651,12 @@ class Engine:
         full is looked at again."""
         kicks, due_epoch = self._kicks, self._due_epoch
         self._in_round = True
+        self._round_idle.clear()
         try:
             return await self._claim_batch(kicks, due_epoch)
         finally:
             self._in_round = False
+            self._round_idle.set()
 
     async def _claim_batch(self, kicks: int, due_epoch: int) -> bool:
         routable = self.router.routable()
@@ -688,7 +711,10 @@ class Engine:
         outcome, error, retryable = OUTCOME_COMPLETED, "", True
         res: HandlerResult | None = None
         cm = asyncio.timeout(timeout)
+        run.cancellable = True
         try:
+            if run.cancel_reason is not None:
+                raise asyncio.CancelledError  # stopped before it began (see _Run.stop)
             if run.handler is None:
                 raise HandlerError(f"no handler routes {job.handler!r} any more", outcome=OUTCOME_UNAVAILABLE)
             ctx = JobContext(
@@ -726,6 +752,7 @@ class Engine:
         except Exception as exc:  # a handler bug must not take the engine down
             log.exception("handler %s raised on job %s", job.handler, job.id)
             outcome, error = OUTCOME_FAILED, f"{type(exc).__name__}: {exc}"
+        run.cancellable = False
         try:
             await self._finish(run, attempt, outcome, error, retryable, res)
         except Exception:
