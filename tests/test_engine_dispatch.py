@@ -8,6 +8,7 @@ import asyncio
 import os
 import random
 import time
+from collections import Counter
 
 import pytest
 
@@ -236,7 +237,7 @@ async def test_cancel_of_a_job_claimed_while_the_cancel_asked(gated):
     assert engine.running_jobs() == []
 
 
-async def bulk_retry_rounds(engine: Engine, rounds: int, seed: int) -> int:
+async def bulk_retry_rounds(engine: Engine, rounds: int, seed: int, tally: Counter | None = None) -> int:
     """Fail a random batch of jobs, retry them all in one sequential bulk (like RetryJobs), wait
     for every one to end again. Returns how many stayed queued although due (stuck)."""
     rng = random.Random(seed)
@@ -251,13 +252,16 @@ async def bulk_retry_rounds(engine: Engine, rounds: int, seed: int) -> int:
         for jid in ids:
             await wait_for(engine, jid, {J.FAILED, J.COMPLETED})
         retry = [jid for jid in ids if (await engine.get_job(jid)).status == J.FAILED]
+        if tally is not None:
+            tally["bulks"] += 1
+            tally["retried"] += len(retry)
         for jid in retry:
             await engine.retry(jid)
             if rng.random() < 0.3:
                 await asyncio.sleep(0)
         for jid in retry:
             try:
-                await wait_for(engine, jid, {J.FAILED}, timeout=3.0)
+                await wait_for(engine, jid, {J.FAILED}, timeout=10.0)
             except AssertionError:
                 stuck += 1
                 await engine.enqueue("pulse.noop", b"{}")  # unstick it so the rounds go on
@@ -265,6 +269,7 @@ async def bulk_retry_rounds(engine: Engine, rounds: int, seed: int) -> int:
     return stuck
 
 
+@pytest.mark.slow
 async def test_bulk_retry_leaves_no_job_queued(gated):
     engine, _ = await gated(concurrency=8)
     rounds = 1000 if SOAK else 25
@@ -274,6 +279,7 @@ async def test_bulk_retry_leaves_no_job_queued(gated):
     assert counts[J.QUEUED] == counts[J.RUNNING] == 0
 
 
+@pytest.mark.slow
 def test_bulk_retry_of_60_over_grpc_leaves_none_queued(server):
     """The report as an operator met it: 60 failed jobs retried in one RetryJobs call against a
     real server; every one must run again (none left queued and due with free capacity)."""

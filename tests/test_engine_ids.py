@@ -10,6 +10,8 @@ import threading
 import time
 import uuid
 
+import pytest
+
 from pulse_tui.pulse import jobs as J
 from pulse_tui.pulse.engine import JOB_ID_RE, Engine
 from pulse_tui.pulse.handlers import StaticRouter, builtin_handlers
@@ -105,6 +107,7 @@ async def test_older_ids_keep_working_beside_new_ones(tmp_path):
         await store.close()
 
 
+@pytest.mark.slow
 def test_burst_over_grpc(server):
     """The same burst as operators send it: 32 gRPC clients (threads, one channel each) against a
     real server subprocess."""

@@ -384,7 +384,7 @@ class EngineMachine(RuleBasedStateMachine):
 
 
 EngineMachine.TestCase.settings = settings(
-    max_examples=2000 if SOAK else 120,
+    max_examples=3000 if SOAK else 200,
     stateful_step_count=25 if SOAK else 15,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -396,4 +396,4 @@ EngineMachine.TestCase.settings = settings(
     else list(Phase),
 )
 TestEngineModel = EngineMachine.TestCase
-TestEngineModel = pytest.mark.timeout(600 if not SOAK else 7200)(TestEngineModel)
+TestEngineModel = pytest.mark.slow(pytest.mark.timeout(600 if not SOAK else 14400)(TestEngineModel))
