@@ -270,6 +270,7 @@ async def bulk_retry_rounds(engine: Engine, rounds: int, seed: int, tally: Count
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 1,000 bulks in make soak take ~90 s alone on 2 cores
 async def test_bulk_retry_leaves_no_job_queued(gated):
     engine, _ = await gated(concurrency=8)
     rounds = 1000 if SOAK else 25

@@ -108,6 +108,7 @@ async def test_older_ids_keep_working_beside_new_ones(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 20,000 calls in make soak: ~30 s alone on 2 cores
 def test_burst_over_grpc(server):
     """The same burst as operators send it: 32 gRPC clients (threads, one channel each) against a
     real server subprocess."""
