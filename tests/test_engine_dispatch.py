@@ -281,29 +281,27 @@ async def test_bulk_retry_leaves_no_job_queued(gated):
 
 
 @pytest.mark.slow
-def test_bulk_retry_of_60_over_grpc_leaves_none_queued(server):
-    """The report as an operator met it: 60 failed jobs retried in one RetryJobs call against a
-    real server; every one must run again (none left queued and due with free capacity)."""
-    from test_reliability_common import connect, wait_until
+def test_bulk_retry_of_60_over_grpc_leaves_none_queued(server_factory):
+    """The report as an operator met it: 60 failed jobs (`pulse.fail` and `demo.flaky` with
+    fail_rate 1, one attempt each) retried in one RetryJobs call against a real server with the
+    demo plugin; every one must run again (none left queued and due with free capacity)."""
+    from test_reliability_common import connect, demo_config, wait_until
 
     from pulse_tui.protocol import operator_pb2 as op
 
-    c = connect(server.address, server.token)
+    srv = server_factory(demo_config())
+    c = connect(srv.address, srv.token)
     try:
-        ids = [
-            c.ops.Enqueue(op.EnqueueRequest(handler="pulse.fail", max_attempts=1), metadata=c.md).job.id
-            for _ in range(60)
-        ]
-        for rnd in range(1, 6 if not SOAK else 50):
-            wait_until(lambda: c.counts().get("failed", 0) == 60, 20, f"60 failed (round {rnd})")
+        ids = c.enqueue_many("pulse.fail", [b"{}"] * 30, max_attempts=1)
+        ids += c.enqueue_many("demo.flaky", [b'{"fail_rate": 1}'] * 30, max_attempts=1)
+        for rnd in range(1, 50 if SOAK else 8):
+            wait_until(lambda: c.counts().get("failed", 0) == 60, 30, f"60 failed (round {rnd})")
             resp = c.ops.RetryJobs(op.JobSelector(ids=ids), metadata=c.md)
             assert len(resp.affected_ids) == 60, resp.failures
             try:
-                wait_until(lambda: c.counts().get("failed", 0) == 60, 5, "every retried job to run")
+                wait_until(lambda: c.counts().get("failed", 0) == 60, 10, "every retried job to run")
             except AssertionError:
-                counts = c.counts()
-                raise AssertionError(
-                    f"round {rnd}: {counts.get('queued', 0)} retried job(s) stuck queued"
-                ) from None
+                queued = c.counts().get("queued", 0)
+                raise AssertionError(f"round {rnd}: {queued} retried job(s) stuck queued") from None
     finally:
         c.close()
