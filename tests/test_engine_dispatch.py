@@ -32,6 +32,9 @@ class GatedStore(SQLiteStore):
         self.held = asyncio.Event()
         self.release = asyncio.Event()
         self.transitioned = asyncio.Event()
+        self.hold_transition = False  # hold the next transition after it ran
+        self.transition_held = asyncio.Event()
+        self.transition_release = asyncio.Event()
 
     def arm(self, ids: set[str]) -> asyncio.Event:
         """Hold the next claim returning one of `ids`; returns the event set once it is held."""
@@ -54,6 +57,10 @@ class GatedStore(SQLiteStore):
     async def transition(self, job_id, allowed_from, changes):
         out = await super().transition(job_id, allowed_from, changes)
         self.transitioned.set()
+        if self.hold_transition:
+            self.hold_transition = False
+            self.transition_held.set()
+            await self.transition_release.wait()
         return out
 
     async def next_due(self, handlers, now):
@@ -235,6 +242,36 @@ async def test_cancel_of_a_job_claimed_while_the_cancel_asked(gated):
     detail = await engine.get_detail("x")
     assert [a.outcome for a in detail.attempts] == [J.OUTCOME_CANCELLED]
     assert engine.running_jobs() == []
+
+
+class FailNow:
+    name = "t.failnow"
+    plugin = ""
+
+    async def run(self, ctx):
+        from pulse_tui.pulse.handlers import HandlerError
+
+        raise HandlerError("fails at once")
+
+
+async def test_cancel_of_a_job_that_ran_and_was_requeued_while_the_cancel_asked(gated):
+    """The cancel's store write found the job running; by the time it looked again the attempt
+    had failed and the job was queued for a retry: the cancel must cancel that, not give up."""
+    engine, store = await gated(FailNow(), backoff_base=60, backoff_cap=60)
+    store.hold_claim_of = {"x"}
+    await engine.enqueue("t.failnow", b"{}", job_id="x", max_attempts=3)
+    await asyncio.wait_for(store.held.wait(), 5)  # claimed (running in the store), not started
+    store.hold_transition = True
+    cancel = asyncio.create_task(engine.cancel("x"))
+    await asyncio.wait_for(store.transition_held.wait(), 5)  # queued -> cancelled refused
+    with engine.bus.watch() as w:
+        store.release.set()  # the round starts x; it fails at once and is queued for a retry
+        while (j := await engine.get_job("x")).status != J.QUEUED or j.attempts != 1:
+            await w.next_batch(timeout=1.0)
+    store.transition_release.set()
+    done = await asyncio.wait_for(cancel, 5)
+    assert done.status == J.CANCELLED and done.error == "cancelled by operator"
+    assert [a.outcome for a in (await engine.get_detail("x")).attempts] == [J.OUTCOME_FAILED]
 
 
 async def bulk_retry_rounds(engine: Engine, rounds: int, seed: int, tally: Counter | None = None) -> int:

@@ -62,6 +62,7 @@ MAX_LOGS_PER_ATTEMPT = 2000
 EVENT_RANK_MEMORY = 100_000  # jobs whose last published event order is remembered (see _fresh)
 FINISH_RETRY_DELAYS = (0.1, 0.5, 2.0, None)  # writing an attempt's end: 4 tries, then give up
 REMOTE_CANCEL_WAIT = 10.0  # seconds a cancel waits for the node running the job
+CANCEL_LAPS = 20  # a cancel follows at most this many moves of the job (claimed, re-queued, ...)
 
 
 class _Run:
@@ -411,42 +412,52 @@ class Engine:
 
     # ------------------------------------------------------------ operator actions
     async def cancel(self, job_id: str) -> Job:
-        run = self._running.get(job_id)
-        if run is None:
-            now = time.time()
-            job = await self.store.transition(
-                job_id,
-                (QUEUED, PAUSED),
-                {
-                    "status": CANCELLED,
-                    "completed_at": now,
-                    "updated_at": now,
-                    "error": "cancelled by operator",
-                },
-            )
-            if job is not None:
-                self._publish(job)
-                return job
-            if self._in_round:  # claimed while we asked, maybe by this node: started by the round
-                await self._round_idle.wait()
-            run = self._running.get(job_id)  # claimed while we asked
+        """Cancel a queued, paused or running job; the returned row is `cancelled`.
+
+        The job can move while we ask (claimed, ended, re-queued for a retry): each lap of the
+        loop follows one such move, and only a finished job (or one that keeps moving) is refused."""
+        for _ in range(CANCEL_LAPS):
+            run = self._running.get(job_id)
             if run is None:
-                current = await self.get_job(job_id)
-                if current.status == RUNNING:
-                    return await self._cancel_remote(current)
-                check_transition(job_id, current.status, CANCELLED)
+                now = time.time()
+                job = await self.store.transition(
+                    job_id,
+                    (QUEUED, PAUSED),
+                    {
+                        "status": CANCELLED,
+                        "completed_at": now,
+                        "updated_at": now,
+                        "error": "cancelled by operator",
+                    },
+                )
+                if job is not None:
+                    self._publish(job)
+                    return job
+                if self._in_round:  # claimed while we asked, maybe here: the round starts it
+                    await self._round_idle.wait()
+                run = self._running.get(job_id)
+                if run is None:
+                    current = await self.get_job(job_id)
+                    if current.status in (QUEUED, PAUSED):
+                        continue  # it ran and was re-queued while we asked
+                    if current.status == RUNNING:
+                        if current.node == self.store.node:
+                            continue  # claimed here by a round that began after we asked
+                        return await self._cancel_remote(current)
+                    check_transition(job_id, current.status, CANCELLED)  # finished: say so
+                    raise Precondition(f"job {job_id} could not be cancelled")
+            run.stop("operator")
+            assert run.task is not None
+            await asyncio.wait([run.task])
+            job = await self.get_job(job_id)
+            if job.status == CANCELLED:
+                return job
+            if job.status not in (QUEUED, PAUSED, RUNNING):
+                check_transition(job_id, job.status, CANCELLED)  # it ended first: say so
                 raise Precondition(f"job {job_id} could not be cancelled")
-        run.stop("operator")
-        assert run.task is not None
-        await asyncio.wait([run.task])
-        job = await self.get_job(job_id)
-        if job.status in (QUEUED, PAUSED, RUNNING):
             # the attempt ended on its own before the cancel reached it and the job is queued
-            # for a retry (or already claimed again): the cancel applies to that
-            return await self.cancel(job_id)
-        if job.status != CANCELLED:
-            check_transition(job_id, job.status, CANCELLED)  # it ended first: say so
-        return job
+            # for a retry (or claimed again): the next lap cancels that
+        raise Unavailable(f"job {job_id} kept changing while it was being cancelled; try again")
 
     async def retry(self, job_id: str) -> Job:
         current = await self.get_job(job_id)
