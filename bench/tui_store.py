@@ -6,7 +6,7 @@ after (a sort per index instead of N b-tree inserts each).
 here never count towards the TUI's RSS).
 
 Mix: 90 % completed, 7 % failed (with an error), 2 % cancelled, 1 % queued for a handler no
-server routes (so they stay queued), over six handler names; ids time-ordered like new_job_id().
+server routes (so they stay queued), over six handler names; ids time-ordered with the layout of new_job_id() (UUIDv7, 32 hex digits).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def rows(n: int, t_end: float) -> Iterator[tuple]:
         started = 0.0 if status == "queued" else created + 0.001
         attempts = 0 if status == "queued" else (3 if status == "failed" else 1)
         yield (
-            f"{int(created * 1000) & 0xFFFFFFFFFF:010x}{i & 0xFFFFFF:06x}",
+            f"{(int(created * 1000) & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | 0b10 << 62 | i:032x}",
             handler,
             status,
             b'{"n": %d}' % i,

@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 from conftest import ServerHandle
 
+from pulse_tui.widgets.fmt import short_id
+
 WIDTH, HEIGHT = 120, 32
 POLL = 0.05
 DEMO = """
@@ -229,16 +231,16 @@ def test_console_by_keys_in_tmux(terminal: Terminal, server_factory: Callable[..
     term.type('{"seconds": 2, "steps": 4}')
     term.wait_for_screen(r"✔ valid JSON \(26 bytes\)")
     term.keys("C-s")
-    enqueued = term.wait_for_screen(r"enqueued ([0-9a-f]{16}) \(demo\.sleep\)")
+    enqueued = term.wait_for_screen(r"enqueued ([0-9a-f]{32}) \(demo\.sleep\)")
     sleep_id = enqueued.group(1)
-    row = re.escape(sleep_id) + r" demo\.sleep\s+"
+    row = re.escape(short_id(sleep_id, 16)) + r" demo\.sleep\s+"  # the table shows ids short
     term.wait_for_screen(row + r"\S+ running\s+.*\b[0-3]/4\b", timeout=10)
     term.wait_for_screen(row + r"\S+ completed\s+.*\b4/4\b", timeout=15)
 
     # 2. a failed job: retry it with r and see its attempts go from 1 to 2
     fail_id = _cli(srv, "enqueue", "pulse.fail", "--max-attempts", "1", "--payload", '{"error": "e2e boom"}')
-    assert re.fullmatch(r"[0-9a-f]{16}", fail_id), fail_id
-    fail_row = re.escape(fail_id) + r" pulse\.fail\s+\S+ failed\s+.*e2e boom"
+    assert re.fullmatch(r"[0-9a-f]{32}", fail_id), fail_id
+    fail_row = re.escape(short_id(fail_id, 16)) + r" pulse\.fail\s+\S+ failed\s+.*e2e boom"
     term.wait_for_screen(fail_row)
     term.keys("Home")  # the newest job is on top
     term.keys("Enter")

@@ -364,11 +364,17 @@ async def test_pg_enqueue_on_one_node_wakes_another_and_events_cross(pg_engines)
 
 
 @pytest.mark.postgres
-async def test_pg_cancel_reaches_the_node_running_the_job(pg_engines):
+@pytest.mark.parametrize("deliver_delay", [0.0, 0.3])
+async def test_pg_cancel_reaches_the_node_running_the_job(pg_engines, deliver_delay):
+    """With a delivery delay (a busy node) a fetches the row b inserted while it is still queued
+    and delivers that snapshot only while its cancel waits for b: the stale `queued` must not end
+    the wait while b still runs the job (regression, issue 13). The job is due a little after
+    its insert so a's fetch surely sees it queued."""
     stub = Stubborn()
     a = await pg_engines(node="a")  # no t.stubborn handler on a
     b = await pg_engines(stub, node="b")
-    job = await b.enqueue("t.stubborn", b"{}")
+    a.store.deliver_delay = b.store.deliver_delay = deliver_delay
+    job = await b.enqueue("t.stubborn", b"{}", delay_secs=deliver_delay * 2 / 3)
     await asyncio.wait_for(stub.started.wait(), 5)
     with b.bus.watch() as on_b:
         out = await a.cancel(job.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from textual.command import CommandPalette
+from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
@@ -251,8 +251,9 @@ async def test_copy_pause_help_palette_and_jumps(server) -> None:
         assert app.clipboard == job.id
         await pilot.press("p")
         assert app.paused and app.screen.query_one(StatusBar).paused
-        await client.enqueue("pulse.noop")
-        await pilot.pause(0.3)
+        held = await client.enqueue("pulse.noop")
+        # the event has arrived and is held back: only then does "nothing applied" mean anything
+        await until(pilot, lambda: held.id in app._pending, "the paused update to arrive")
         assert table(app).total == 1  # paused: nothing applied
         await pilot.press("p")
         await until(pilot, lambda: table(app).total == 2, "resumed: pending update applied")
@@ -276,7 +277,12 @@ async def test_copy_pause_help_palette_and_jumps(server) -> None:
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette), "palette")
         await pilot.press(*":plugins")
-        await pilot.pause(0.3)  # the palette gathers hits asynchronously
+
+        def best_hit() -> str:  # the palette gathers hits asynchronously
+            hits = app.screen.query_one(CommandList)
+            return str(hits.get_option_at_index(0).prompt) if hits.option_count else ""
+
+        await until(pilot, lambda: ":plugins" in best_hit(), "the palette's hits")
         await pilot.press("enter")  # highlights the best hit
         if isinstance(app.screen, CommandPalette):
             await pilot.press("enter")  # runs it
@@ -300,8 +306,8 @@ async def test_read_only_hides_and_refuses(server) -> None:
     app = PulseApp(server.address, server.token, read_only=True)  # --read-only with the admin token
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot, rows=1)
-        app.screen.action_cancel()
-        await pilot.pause(0.2)
+        await app.screen.action_cancel().wait()  # a worker: refused before anything is sent
+        assert any("read-only: cancel refused" in n.message for n in app._notifications)
         assert await status_of(client, job.id) == "queued"
     await client.close()
 

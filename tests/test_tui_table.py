@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from textual.app import App, ComposeResult
 
 from pulse_tui.protocol import operator_pb2
@@ -43,12 +45,12 @@ class TableApp(App[None]):
         return 100.0
 
 
-async def _loaded(pilot, table: JobTable) -> None:  # noqa: ANN001
-    for _ in range(200):
-        if not table.loading:
-            return
+async def _loaded(pilot, table: JobTable, timeout: float = 10.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout  # a deadline, not a count of pauses: a loaded machine is slow
+    while table.loading:
+        if time.monotonic() > deadline:
+            raise AssertionError("table kept loading")
         await pilot.pause(0.01)
-    raise AssertionError("table kept loading")
 
 
 async def test_million_rows_open_with_one_page_and_jump_by_offset() -> None:

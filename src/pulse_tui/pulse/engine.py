@@ -69,12 +69,13 @@ MAX_LOGS_PER_ATTEMPT = 2000
 EVENT_RANK_MEMORY = 100_000  # jobs whose last published event order is remembered (see _fresh)
 FINISH_RETRY_DELAYS = (0.1, 0.5, 2.0, None)  # writing an attempt's end: 4 tries, then give up
 REMOTE_CANCEL_WAIT = 10.0  # seconds a cancel waits for the node running the job
+CANCEL_LAPS = 20  # a cancel follows at most this many moves of the job (claimed, re-queued, ...)
 
 
 class _Run:
     """A job running on this node: the task that owns its attempt and what it reported so far."""
 
-    __slots__ = ("job", "handler", "task", "logs", "cancel_reason", "plugin")
+    __slots__ = ("job", "handler", "task", "logs", "cancel_reason", "plugin", "cancellable")
 
     def __init__(self, job: Job, handler: Handler | None) -> None:
         self.job = job
@@ -83,6 +84,26 @@ class _Run:
         self.task: asyncio.Task | None = None
         self.logs: list[LogEntry] = []
         self.cancel_reason: str | None = None  # "operator" | "shutdown"
+        self.cancellable = False  # the handler part of its task is under way
+
+    def stop(self, reason: str) -> None:
+        """Stop the attempt for `reason` ("operator" | "shutdown"); the first reason wins.
+
+        Only the handler part of the task is cancelled. A task cancelled before its first step
+        never runs its body (no attempt end, no store write: the job is left running), so a run
+        not started yet sees the reason when it starts; and a run whose handler already ended
+        is recording that end, which a cancellation would cut short."""
+        if self.cancel_reason is not None:
+            return
+        self.cancel_reason = reason
+        if self.cancellable and self.task is not None:
+            self.task.cancel()
+
+
+def _rank(job: Job) -> tuple[int, int]:
+    """Where a snapshot stands in a job's history, without clocks: (attempts started, running <
+    ended). Holds across nodes (see Engine._fresh)."""
+    return (job.attempts, 1 if job.status == RUNNING else 2)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -127,9 +148,20 @@ class Engine:
 
         self._running: dict[str, _Run] = {}
         self._wake = asyncio.Event()
-        self._maybe_queued = True  # a claim may find something
+        # Wake-ups are counted, never just flagged: a claim round may await the store while a
+        # kick (enqueue, retry, a job's end, a due timer, a route change) lands, and a round
+        # only settles what it saw. "Maybe queued" is kicks != settled; "due unknown" is
+        # due_epoch != due_known. A round records both counters before its first await and, when
+        # it found the queue drained, settles to those values, so any kick that landed during the
+        # round keeps the dispatcher going (see _claim_round).
+        self._kicks = 1  # bumped by every _kick
+        self._settled = 0  # the _kicks value of the last round that drained the queue
+        self._due_epoch = 1  # bumped when the next due time must be asked of the store
+        self._due_known = 0  # the _due_epoch the last next_due answer covered
+        self._in_round = False  # a claim round is awaiting the store
+        self._round_idle = asyncio.Event()  # set when no round is under way
+        self._round_idle.set()
         self._blocked = False  # the last claim stopped at a concurrency limit
-        self._due_unknown = True  # next_due must be asked of the store
         self._due_timer: asyncio.TimerHandle | None = None
         self._due_at = 0.0
         self._stopping = False
@@ -173,8 +205,7 @@ class Engine:
             _, pending = await asyncio.wait([r.task for r in runs], timeout=max(0.0, grace))
             left = [r for r in runs if r.task in pending]
             for r in left:
-                r.cancel_reason = "shutdown"
-                r.task.cancel()
+                r.stop("shutdown")
             if left:
                 log.info("re-queued %d job(s) still running after the grace period", len(left))
                 await asyncio.wait([r.task for r in left])
@@ -388,35 +419,52 @@ class Engine:
 
     # ------------------------------------------------------------ operator actions
     async def cancel(self, job_id: str) -> Job:
-        run = self._running.get(job_id)
-        if run is None:
-            now = time.time()
-            job = await self.store.transition(
-                job_id,
-                (QUEUED, PAUSED),
-                {
-                    "status": CANCELLED,
-                    "completed_at": now,
-                    "updated_at": now,
-                    "error": "cancelled by operator",
-                },
-            )
-            if job is not None:
-                self._publish(job)
-                return job
-            run = self._running.get(job_id)  # claimed while we asked
+        """Cancel a queued, paused or running job; the returned row is `cancelled`.
+
+        The job can move while we ask (claimed, ended, re-queued for a retry): each lap of the
+        loop follows one such move, and only a finished job (or one that keeps moving) is refused."""
+        for _ in range(CANCEL_LAPS):
+            run = self._running.get(job_id)
             if run is None:
-                current = await self.get_job(job_id)
-                if current.status == RUNNING:
-                    return await self._cancel_remote(current)
-                check_transition(job_id, current.status, CANCELLED)
-                raise Precondition(f"job {job_id} could not be cancelled")
-        if run.cancel_reason is None:
-            run.cancel_reason = "operator"
+                now = time.time()
+                job = await self.store.transition(
+                    job_id,
+                    (QUEUED, PAUSED),
+                    {
+                        "status": CANCELLED,
+                        "completed_at": now,
+                        "updated_at": now,
+                        "error": "cancelled by operator",
+                    },
+                )
+                if job is not None:
+                    self._publish(job)
+                    return job
+                if self._in_round:  # claimed while we asked, maybe here: the round starts it
+                    await self._round_idle.wait()
+                run = self._running.get(job_id)
+                if run is None:
+                    current = await self.get_job(job_id)
+                    if current.status in (QUEUED, PAUSED):
+                        continue  # it ran and was re-queued while we asked
+                    if current.status == RUNNING:
+                        if current.node == self.store.node:
+                            continue  # claimed here by a round that began after we asked
+                        return await self._cancel_remote(current)
+                    check_transition(job_id, current.status, CANCELLED)  # finished: say so
+                    raise Precondition(f"job {job_id} could not be cancelled")
+            run.stop("operator")
             assert run.task is not None
-            run.task.cancel()
-        await asyncio.wait([run.task])
-        return await self.get_job(job_id)
+            await asyncio.wait([run.task])
+            job = await self.get_job(job_id)
+            if job.status == CANCELLED:
+                return job
+            if job.status not in (QUEUED, PAUSED, RUNNING):
+                check_transition(job_id, job.status, CANCELLED)  # it ended first: say so
+                raise Precondition(f"job {job_id} could not be cancelled")
+            # the attempt ended on its own before the cancel reached it and the job is queued
+            # for a retry (or claimed again): the next lap cancels that
+        raise Unavailable(f"job {job_id} kept changing while it was being cancelled; try again")
 
     async def retry(self, job_id: str) -> Job:
         current = await self.get_job(job_id)
@@ -486,9 +534,8 @@ class Engine:
     async def _cancel_requested(self) -> None:
         for job_id in await self.store.cancel_requests():
             run = self._running.get(job_id)
-            if run is not None and run.cancel_reason is None and run.task is not None:
-                run.cancel_reason = "operator"
-                run.task.cancel()
+            if run is not None:
+                run.stop("operator")
 
     async def _lease_loop(self, lease: float) -> None:
         while True:
@@ -501,17 +548,23 @@ class Engine:
             self._kick()  # a missed NOTIFY costs at most one heartbeat period of latency
 
     async def _cancel_remote(self, job: Job) -> Job:
-        """Cancel a job running on another node: ask that node, wait until it stopped the job."""
+        """Cancel a job running on another node: ask that node, wait until it stopped the job.
+
+        `job` is the running row read from the store. The wait ends only on a snapshot ordered
+        after that attempt (same order as _fresh: more attempts, or the same attempt ended):
+        events from other nodes arrive late, and a `queued` row fetched before the other node
+        claimed the job says nothing about whether it stopped."""
         request = getattr(self.store, "request_cancel", None)
         if request is None:
             raise Precondition(f"job {job.id} is running on node {job.node or '?'}, not this one")
+        running_rank = (job.attempts, 1)
         with self.bus.watch() as watcher:
             node = await request(job.id)
             if node is None:  # it ended (or was re-queued) meanwhile
                 return await self.cancel(job.id)
             deadline = time.monotonic() + REMOTE_CANCEL_WAIT
-            current = await self.get_job(job.id)
-            while current.status == RUNNING:
+            current = await self.get_job(job.id)  # read after the request: never stale
+            while current.status == RUNNING or _rank(current) <= running_rank:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Unavailable(
@@ -523,9 +576,14 @@ class Engine:
                 if resync:
                     current = await self.get_job(job.id)
                 for j in batch:
-                    if j.id == job.id:
+                    if j.id == job.id and _rank(j) > running_rank:
                         current = j
-        return await self.get_job(job.id)
+        latest = await self.get_job(job.id)
+        if latest.status in (QUEUED, PAUSED):
+            # the attempt ended some other way (a retry, a lost lease) just before the cancel
+            # reached it: the job is queued again, so this cancel applies to it here
+            return await self.cancel(job.id)
+        return latest
 
     # ------------------------------------------------------------ multi-node (end)
 
@@ -541,7 +599,7 @@ class Engine:
         dispatcher or another node (woken by the insert's NOTIFY) may have run the job and
         published "completed"; the late "queued" must not overwrite it in watchers. Order is
         (attempts, running < ended) — no clocks, so it holds across nodes. Bounded memory."""
-        rank = (job.attempts, 1 if job.status == RUNNING else 2)
+        rank = _rank(job)
         last = self._ranks.get(job.id)
         if last is not None and rank < last:
             return False
@@ -552,13 +610,18 @@ class Engine:
         return True
 
     def routes_changed(self) -> None:
-        self._due_unknown = True
+        self._due_epoch += 1
         self._kick()
 
     # ------------------------------------------------------------ dispatch
     def _kick(self) -> None:
-        self._maybe_queued = True
+        self._kicks += 1
         self._wake.set()
+
+    @property
+    def _maybe_queued(self) -> bool:
+        """A claim may find something: a kick came after the last round that drained the queue."""
+        return self._kicks != self._settled
 
     def _note_due(self, when: float) -> None:
         if self._due_timer is None or when < self._due_at:
@@ -572,7 +635,7 @@ class Engine:
 
     def _due_fired(self) -> None:
         self._due_timer = None
-        self._due_unknown = True
+        self._due_epoch += 1
         self._kick()
 
     async def _dispatch_loop(self) -> None:
@@ -601,7 +664,23 @@ class Engine:
             await self._wake.wait()
 
     async def _claim_round(self) -> bool:
-        """Claim and start one batch. True when a full batch came back (more may be waiting)."""
+        """Claim and start one batch. True when a full batch came back (more may be waiting).
+
+        What the round settles it settles as of its start: `kicks` and `due_epoch` are read
+        before the first await, the same instant as `routable` and `now`. A kick or a due-time
+        change during the round's awaits leaves the counters ahead, so the loop runs another
+        round; a job ending during the round kicks (see _execute) so a limit the round saw as
+        full is looked at again."""
+        kicks, due_epoch = self._kicks, self._due_epoch
+        self._in_round = True
+        self._round_idle.clear()
+        try:
+            return await self._claim_batch(kicks, due_epoch)
+        finally:
+            self._in_round = False
+            self._round_idle.set()
+
+    async def _claim_batch(self, kicks: int, due_epoch: int) -> bool:
         routable = self.router.routable()
         now = time.time()
         free = self.concurrency - len(self._running)
@@ -630,12 +709,13 @@ class Engine:
         for job in claimed:
             self._start(job)
         if not full:
-            self._maybe_queued = False
-            if self._due_unknown:
-                self._due_unknown = False
-                due = await self.store.next_due(routable, time.time())
+            if self._due_known != due_epoch:
+                # from the claim's `now`: a job due since then was not claimed and must be reported
+                due = await self.store.next_due(routable, now)
                 if due is not None:
                     self._note_due(due)
+                self._due_known = due_epoch
+            self._settled = kicks
         return full and not self._stopping
 
     def _start(self, job: Job) -> None:
@@ -653,7 +733,10 @@ class Engine:
         outcome, error, retryable = OUTCOME_COMPLETED, "", True
         res: HandlerResult | None = None
         cm = asyncio.timeout(timeout)
+        run.cancellable = True
         try:
+            if run.cancel_reason is not None:
+                raise asyncio.CancelledError  # stopped before it began (see _Run.stop)
             if run.handler is None:
                 raise HandlerError(f"no handler routes {job.handler!r} any more", outcome=OUTCOME_UNAVAILABLE)
             ctx = JobContext(
@@ -691,6 +774,7 @@ class Engine:
         except Exception as exc:  # a handler bug must not take the engine down
             log.exception("handler %s raised on job %s", job.handler, job.id)
             outcome, error = OUTCOME_FAILED, f"{type(exc).__name__}: {exc}"
+        run.cancellable = False
         try:
             await self._finish(run, attempt, outcome, error, retryable, res)
         except Exception:
@@ -702,7 +786,9 @@ class Engine:
         finally:
             self._running.pop(job.id, None)
             self._progress_dirty.pop(job.id, None)
-            if self._blocked or len(self._running) == self.concurrency - 1:
+            if self._blocked or self._in_round or len(self._running) == self.concurrency - 1:
+                # a slot freed: claim again if a limit held jobs back, or might have (a round
+                # awaiting the store may have counted this job as busy)
                 self._blocked = False
                 self._kick()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -78,10 +79,33 @@ def check_operator_retry(job_id: str, current: str) -> None:
         raise IllegalTransition(job_id, current, QUEUED, hint)
 
 
+_id_lock = threading.Lock()
+_id_last_ms = 0
+_id_counter = 0
+
+
 def new_job_id() -> str:
-    """16 hex chars, time-ordered prefix so ids sort roughly by creation."""
-    t = int(time.time() * 1000) & 0xFFFFFFFFFF  # 40 bits of milliseconds
-    return f"{t:010x}{os.urandom(3).hex()}"
+    """A 128-bit time-ordered id with the UUIDv7 layout (RFC 9562), as 32 lowercase hex digits.
+
+    48 bits of Unix milliseconds (good until the year 10889), the version (7), 12 bits of a
+    per-millisecond counter (ids made by this process sort in creation order), the variant, and
+    62 random bits (a collision needs two ids in the same millisecond with equal counters and
+    equal random bits). Ids are opaque strings to the stores: older 16-digit ids keep working."""
+    global _id_last_ms, _id_counter
+    with _id_lock:
+        ms = time.time_ns() // 1_000_000
+        if ms > _id_last_ms:
+            _id_last_ms = ms
+            _id_counter = int.from_bytes(os.urandom(2)) & 0x1FF  # leaves 3.5k ids of room per ms
+        else:  # same millisecond (or the clock stepped back): keep order with the counter
+            _id_counter += 1
+            if _id_counter > 0xFFF:  # more than the counter holds: borrow the next millisecond
+                _id_last_ms += 1
+                _id_counter = 0
+        ms, counter = _id_last_ms, _id_counter
+    rand = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
+    return f"{value:032x}"
 
 
 @dataclass(slots=True)

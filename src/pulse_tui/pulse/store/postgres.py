@@ -264,6 +264,9 @@ class PostgresStore(Store):
         self._finishing: list[tuple[list[Finish], asyncio.Future[None]]] = []
         self._finish_task: asyncio.Task | None = None
         self._closed = False
+        # test hook: seconds between fetching other nodes' rows and delivering them, to make
+        # the delivered snapshots stale the way a busy node does (0 in production)
+        self.deliver_delay = 0.0
 
     # ------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -702,6 +705,8 @@ class PostgresStore(Store):
                     rows = await conn.fetch(
                         f"SELECT {LIST_SELECT} FROM jobs WHERE id = ANY($1::text[]) ORDER BY seq", ids
                     )
+                if self.deliver_delay:
+                    await asyncio.sleep(self.deliver_delay)
                 assert self._on_event is not None
                 await self._on_event([_job(r) for r in rows])
             except asyncio.CancelledError:
