@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 DEFAULT_LISTEN = ServerConfig().listen
 FINISHED = ("completed", "failed", "cancelled")
 LISTEN_PREFIX = "pulse: listening on "
+METRICS_PREFIX = "pulse: metrics on "
 TOKEN_PREFIX = "pulse: token file "
 
 
@@ -141,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM)")
     serve.add_argument("--tls-key", metavar="FILE", help="server private key (PEM)")
     serve.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates from this CA")
+    serve.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        nargs="?",
+        const="127.0.0.1:9464",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default 127.0.0.1:9464)",
+    )
+    serve.add_argument(
+        "--metrics-auth", action="store_true", help="metrics scrapes must send the admin or read-only token"
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     serve.set_defaults(func=cmd_serve)
 
@@ -233,6 +244,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.node:
         settings.node = args.node
     settings.insecure = args.insecure
+    if args.metrics:
+        settings.metrics_listen = args.metrics
+    settings.metrics_auth = settings.metrics_auth or args.metrics_auth
     settings.tls_cert, settings.tls_key = args.tls_cert or "", args.tls_key or ""
     settings.tls_client_ca = args.tls_client_ca or ""
     return asyncio.run(_serve(settings, config))
@@ -253,6 +267,14 @@ async def _serve(settings: ServerSettings, config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"{LISTEN_PREFIX}{server.address}", file=sys.stderr, flush=True)
+    if server.metrics_http is not None:
+        mhost = settings.metrics_listen.rpartition(":")[0] or "0.0.0.0"
+        scheme = "https" if settings.tls else "http"
+        print(
+            f"{METRICS_PREFIX}{scheme}://{mhost}:{server.metrics_http.port}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"{TOKEN_PREFIX}{server.token_path} (read-only: {server.token_path}.readonly)",
         file=sys.stderr,

@@ -67,6 +67,8 @@ class ServerConfig:
     grace_secs: float = 10.0
     node: str = ""  # this server's name in a shared (PostgreSQL) queue; "" = host:pid
     durability: str = "full"  # SQLite: "full" (survives power loss) or "normal" (survives a crash)
+    metrics_listen: str = ""  # Prometheus endpoint HOST:PORT ("" = off; e.g. 127.0.0.1:9464)
+    metrics_auth: bool = False  # the endpoint wants the admin or read-only token (Bearer)
 
     @property
     def is_postgres(self) -> bool:
@@ -143,6 +145,8 @@ retention_days = {s.retention_days:g}               # finished jobs older than t
 grace_secs = {s.grace_secs:g}                  # on shutdown / reload, running jobs get this long
 # node = "a"                      # this server's name in a shared PostgreSQL queue (default host:pid)
 durability = "{s.durability}"               # SQLite: "full" = an acknowledged job survives power loss; "normal" = faster, survives a crash only
+# metrics_listen = "127.0.0.1:9464" # Prometheus /metrics (non-loopback needs TLS or --insecure)
+# metrics_auth = false              # true: scrapes send the admin or read-only token as Bearer
 
 {_BUNDLED_PLUGINS}
 # An external plugin (any program speaking the QNTX plugin protocol):
@@ -292,6 +296,15 @@ class _Parser:
                 raise self.error(
                     (*path, "node"), f"{s.node!r} is not a valid node name (letters, digits, . _ -)"
                 )
+        if "metrics_listen" in raw:
+            text = self._str(raw["metrics_listen"], (*path, "metrics_listen"))
+            s.metrics_listen = self._address(text, (*path, "metrics_listen")) if text else ""
+        if "metrics_auth" in raw:
+            if not isinstance(raw["metrics_auth"], bool):
+                raise self.error(
+                    (*path, "metrics_auth"), f"expected true or false, got {_show(raw['metrics_auth'])}"
+                )
+            s.metrics_auth = raw["metrics_auth"]
         return s
 
     def _plugins(self, raw: Any, server: ServerConfig) -> list[PluginConfig]:

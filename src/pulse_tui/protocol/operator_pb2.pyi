@@ -501,3 +501,145 @@ class ServerInfo(_message.Message):
     builtin_handlers: _containers.RepeatedScalarFieldContainer[str]
     store_condition: str
     def __init__(self, version: _Optional[str] = ..., listen: _Optional[str] = ..., store: _Optional[str] = ..., started_at: _Optional[float] = ..., read_only: _Optional[bool] = ..., node: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ..., running: _Optional[int] = ..., concurrency: _Optional[int] = ..., jobs_per_s: _Optional[float] = ..., builtin_handlers: _Optional[_Iterable[str]] = ..., store_condition: _Optional[str] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ("handler", "window_secs", "step_secs")
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECS_FIELD_NUMBER: _ClassVar[int]
+    STEP_SECS_FIELD_NUMBER: _ClassVar[int]
+    handler: str
+    window_secs: int
+    step_secs: int
+    def __init__(self, handler: _Optional[str] = ..., window_secs: _Optional[int] = ..., step_secs: _Optional[int] = ...) -> None: ...
+
+class StatsPoint(_message.Message):
+    __slots__ = ("ts", "enqueued", "started", "finished", "completed", "failed", "run_p50", "run_p95", "wait_p95")
+    class FinishedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    TS_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    RUN_P50_FIELD_NUMBER: _ClassVar[int]
+    RUN_P95_FIELD_NUMBER: _ClassVar[int]
+    WAIT_P95_FIELD_NUMBER: _ClassVar[int]
+    ts: float
+    enqueued: int
+    started: int
+    finished: _containers.ScalarMap[str, int]
+    completed: int
+    failed: int
+    run_p50: float
+    run_p95: float
+    wait_p95: float
+    def __init__(self, ts: _Optional[float] = ..., enqueued: _Optional[int] = ..., started: _Optional[int] = ..., finished: _Optional[_Mapping[str, int]] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., run_p50: _Optional[float] = ..., run_p95: _Optional[float] = ..., wait_p95: _Optional[float] = ...) -> None: ...
+
+class StatsSummary(_message.Message):
+    __slots__ = ("enqueued", "started", "finished", "completed", "failed", "per_min", "error_pct", "run_p50", "run_p95", "run_p99", "wait_p50", "wait_p95", "run_sum", "wait_sum", "bounds", "run_counts", "wait_counts")
+    class FinishedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ENQUEUED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    PER_MIN_FIELD_NUMBER: _ClassVar[int]
+    ERROR_PCT_FIELD_NUMBER: _ClassVar[int]
+    RUN_P50_FIELD_NUMBER: _ClassVar[int]
+    RUN_P95_FIELD_NUMBER: _ClassVar[int]
+    RUN_P99_FIELD_NUMBER: _ClassVar[int]
+    WAIT_P50_FIELD_NUMBER: _ClassVar[int]
+    WAIT_P95_FIELD_NUMBER: _ClassVar[int]
+    RUN_SUM_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SUM_FIELD_NUMBER: _ClassVar[int]
+    BOUNDS_FIELD_NUMBER: _ClassVar[int]
+    RUN_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    enqueued: int
+    started: int
+    finished: _containers.ScalarMap[str, int]
+    completed: int
+    failed: int
+    per_min: float
+    error_pct: float
+    run_p50: float
+    run_p95: float
+    run_p99: float
+    wait_p50: float
+    wait_p95: float
+    run_sum: float
+    wait_sum: float
+    bounds: _containers.RepeatedScalarFieldContainer[float]
+    run_counts: _containers.RepeatedScalarFieldContainer[int]
+    wait_counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, enqueued: _Optional[int] = ..., started: _Optional[int] = ..., finished: _Optional[_Mapping[str, int]] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., per_min: _Optional[float] = ..., error_pct: _Optional[float] = ..., run_p50: _Optional[float] = ..., run_p95: _Optional[float] = ..., run_p99: _Optional[float] = ..., wait_p50: _Optional[float] = ..., wait_p95: _Optional[float] = ..., run_sum: _Optional[float] = ..., wait_sum: _Optional[float] = ..., bounds: _Optional[_Iterable[float]] = ..., run_counts: _Optional[_Iterable[int]] = ..., wait_counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class StatsSeries(_message.Message):
+    __slots__ = ("handler", "points", "summary")
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    handler: str
+    points: _containers.RepeatedCompositeFieldContainer[StatsPoint]
+    summary: StatsSummary
+    def __init__(self, handler: _Optional[str] = ..., points: _Optional[_Iterable[_Union[StatsPoint, _Mapping]]] = ..., summary: _Optional[_Union[StatsSummary, _Mapping]] = ...) -> None: ...
+
+class HandlerGauges(_message.Message):
+    __slots__ = ("handler", "queued", "due", "running", "paused", "oldest_due_age_secs")
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    DUE_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_DUE_AGE_SECS_FIELD_NUMBER: _ClassVar[int]
+    handler: str
+    queued: int
+    due: int
+    running: int
+    paused: int
+    oldest_due_age_secs: float
+    def __init__(self, handler: _Optional[str] = ..., queued: _Optional[int] = ..., due: _Optional[int] = ..., running: _Optional[int] = ..., paused: _Optional[int] = ..., oldest_due_age_secs: _Optional[float] = ...) -> None: ...
+
+class PluginGauge(_message.Message):
+    __slots__ = ("name", "up", "restarts")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    up: bool
+    restarts: int
+    def __init__(self, name: _Optional[str] = ..., up: _Optional[bool] = ..., restarts: _Optional[int] = ...) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("server_time", "window_secs", "step_secs", "total", "handlers", "gauges", "plugins", "sampled_at", "enabled")
+    SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECS_FIELD_NUMBER: _ClassVar[int]
+    STEP_SECS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    HANDLERS_FIELD_NUMBER: _ClassVar[int]
+    GAUGES_FIELD_NUMBER: _ClassVar[int]
+    PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    server_time: float
+    window_secs: int
+    step_secs: int
+    total: StatsSeries
+    handlers: _containers.RepeatedCompositeFieldContainer[StatsSeries]
+    gauges: _containers.RepeatedCompositeFieldContainer[HandlerGauges]
+    plugins: _containers.RepeatedCompositeFieldContainer[PluginGauge]
+    sampled_at: float
+    enabled: bool
+    def __init__(self, server_time: _Optional[float] = ..., window_secs: _Optional[int] = ..., step_secs: _Optional[int] = ..., total: _Optional[_Union[StatsSeries, _Mapping]] = ..., handlers: _Optional[_Iterable[_Union[StatsSeries, _Mapping]]] = ..., gauges: _Optional[_Iterable[_Union[HandlerGauges, _Mapping]]] = ..., plugins: _Optional[_Iterable[_Union[PluginGauge, _Mapping]]] = ..., sampled_at: _Optional[float] = ..., enabled: _Optional[bool] = ...) -> None: ...

@@ -39,6 +39,11 @@ class OperatorServiceStub:
                 request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ServerInfoRequest.SerializeToString,
                 response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ServerInfo.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/GetStats',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
         self.ListJobs = channel.unary_unary(
                 '/pulse.operator.v1.OperatorService/ListJobs',
                 request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ListJobsRequest.SerializeToString,
@@ -125,6 +130,12 @@ class OperatorServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetServerInfo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -234,6 +245,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ServerInfoRequest.FromString,
                     response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ServerInfo.SerializeToString,
             ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.GetStatsRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.GetStatsResponse.SerializeToString,
+            ),
             'ListJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobs,
                     request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ListJobsRequest.FromString,
@@ -342,6 +358,33 @@ class OperatorService:
             '/pulse.operator.v1.OperatorService/GetServerInfo',
             pulse__tui_dot_protocol_dot_operator__pb2.ServerInfoRequest.SerializeToString,
             pulse__tui_dot_protocol_dot_operator__pb2.ServerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/GetStats',
+            pulse__tui_dot_protocol_dot_operator__pb2.GetStatsRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

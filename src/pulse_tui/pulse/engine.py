@@ -21,6 +21,7 @@ import re
 import time
 from collections import OrderedDict, deque
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from pulse_tui.pulse.errors import (
     NotFound,
@@ -58,6 +59,9 @@ from pulse_tui.pulse.jobs import (
     new_job_id,
 )
 from pulse_tui.pulse.store.base import Finish, Store
+
+if TYPE_CHECKING:
+    from pulse_tui.pulse.metrics import Recorder
 
 log = logging.getLogger("pulse.engine")
 
@@ -128,6 +132,7 @@ class Engine:
         retention_secs: float | None = 7 * 86400,
         claim_batch: int = 128,
         progress_flush_secs: float = 0.1,
+        metrics: Recorder | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValidationError("concurrency must be at least 1")
@@ -145,6 +150,7 @@ class Engine:
         self.progress_flush_secs = progress_flush_secs
         self.bus = EventBus()
         self.started_at = 0.0
+        self.metrics = metrics  # pulse/metrics.py: counters bumped at enqueue, start and finish
 
         self._running: dict[str, _Run] = {}
         self._wake = asyncio.Event()
@@ -244,6 +250,8 @@ class Engine:
             if "UNIQUE" in str(exc):
                 raise ValidationError(f"a job with id {job.id!r} already exists") from None
             raise
+        if self.metrics:
+            self.metrics.enqueued(job.handler)
         self._publish(job)
         if job.run_at > job.created_at:
             self._note_due(job.run_at)
@@ -724,6 +732,8 @@ class Engine:
         job.plugin = run.plugin
         self._running[job.id] = run
         run.task = asyncio.create_task(self._execute(run), name=f"job-{job.id}")
+        if self.metrics:
+            self.metrics.started(job.handler, job.started_at - job.run_at)
         self._publish(job)
 
     async def _execute(self, run: _Run) -> None:
@@ -775,6 +785,8 @@ class Engine:
             log.exception("handler %s raised on job %s", job.handler, job.id)
             outcome, error = OUTCOME_FAILED, f"{type(exc).__name__}: {exc}"
         run.cancellable = False
+        if self.metrics:
+            self.metrics.finished(job.handler, outcome, time.time() - job.started_at)
         try:
             await self._finish(run, attempt, outcome, error, retryable, res)
         except Exception:

@@ -24,10 +24,11 @@ from grpc_reflection.v1alpha import reflection
 
 from pulse_tui.config import Config, ServerConfig
 from pulse_tui.protocol import operator_pb2, operator_pb2_grpc, queue_pb2, queue_pb2_grpc
-from pulse_tui.pulse.auth import Authenticator
+from pulse_tui.pulse.auth import PLUGIN, Authenticator
 from pulse_tui.pulse.engine import Engine
 from pulse_tui.pulse.errors import PulseError
 from pulse_tui.pulse.host import PluginHost
+from pulse_tui.pulse.metrics import HTTPSettings, MetricsHTTPServer, PluginGauge, Recorder
 from pulse_tui.pulse.registry import Registry
 from pulse_tui.pulse.scripts import ScriptStore
 from pulse_tui.pulse.services import OperatorService, QueueService, ServiceContext
@@ -71,6 +72,11 @@ class ServerSettings:
     tls_key: str = ""
     tls_client_ca: str = ""
     durability: str = "full"  # SQLite: "full" (synchronous=FULL) or "normal"; see README
+    metrics: bool = True  # keep per-handler counters (GetStats); False for benchmarks only
+    metrics_listen: str = ""  # HOST:PORT of the Prometheus endpoint; "" = none
+    metrics_auth: bool = False  # the endpoint wants the admin or read-only token (Bearer)
+    metrics_persist_secs: float = 30.0
+    metrics_sample_secs: float = 5.0
 
     @classmethod
     def from_config(cls, config: Config) -> ServerSettings:
@@ -87,6 +93,8 @@ class ServerSettings:
             grace=s.grace_secs,
             node=s.node,
             durability=s.durability,
+            metrics_listen=s.metrics_listen,
+            metrics_auth=s.metrics_auth,
         )
 
     @property
@@ -146,6 +154,8 @@ class PulseServer:
         self._store: Any = None
         self.operator: OperatorService | None = None
         self.scripts: ScriptStore | None = None
+        self.metrics: Recorder | None = None
+        self.metrics_http: MetricsHTTPServer | None = None
 
     @property
     def token_path(self) -> Path:
@@ -161,6 +171,13 @@ class PulseServer:
             )
         if s.tls and not (s.tls_cert and s.tls_key):
             raise ServerError("TLS needs both --tls-cert and --tls-key")
+        if s.metrics_listen:
+            mhost, _ = split_host_port(s.metrics_listen)
+            if not is_loopback(mhost) and not s.tls and not s.insecure:
+                raise ServerError(
+                    f"refusing to serve metrics on non-loopback address {s.metrics_listen} without TLS: "
+                    "pass --tls-cert and --tls-key, or --insecure if the network is trusted"
+                )
         check_data_dir(s.data_dir)
         self.auth = Authenticator.from_data_dir(s.data_dir)
 
@@ -185,6 +202,13 @@ class PulseServer:
         except Exception as exc:
             raise ServerError(f"cannot open the job store {s.store_url}: {exc}") from None
         self.router = self._make_router()
+        if s.metrics:
+            self.metrics = Recorder(
+                self._store,
+                node=s.node or self._store.node,
+                sample_secs=s.metrics_sample_secs,
+                persist_secs=s.metrics_persist_secs,
+            )
         self.engine = Engine(
             self._store,
             self.router,
@@ -194,6 +218,7 @@ class PulseServer:
             default_timeout=s.default_timeout,
             max_payload=s.max_payload,
             retention_secs=s.retention_secs,
+            metrics=self.metrics,
         )
         ctx = ServiceContext(
             engine=self.engine,
@@ -214,6 +239,7 @@ class PulseServer:
         await self._grpc.start()
         self.host = await self._start_plugin_host()
         ctx.host = self.host
+        await self._start_metrics()
         assert self._health is not None
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         for name in (_QUEUE_SERVICE, _OPERATOR_SERVICE):
@@ -235,6 +261,10 @@ class PulseServer:
             await self._health.enter_graceful_shutdown()
         if self.engine is not None:
             await self.engine.stop(grace)  # the gRPC server stays up so plugins can report progress
+        if self.metrics_http is not None:
+            await self.metrics_http.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()  # writes the last buckets
         if self.host is not None:
             await self.host.stop()
         if self._grpc is not None:
@@ -302,6 +332,40 @@ class PulseServer:
         return ScriptStore(
             directory, reload=reload, is_live=is_live, owner_of=owner_of, plugin_name=SCRIPTS_PLUGIN
         )
+
+    async def _start_metrics(self) -> None:
+        rec = self.metrics
+        if rec is None:
+            return
+        host = self.host
+        if host is not None:
+            rec.plugins = lambda: [
+                PluginGauge(p.name, p.state == "ready" and bool(p.healthy), int(p.restarts))
+                for p in host.list_plugins()
+            ]
+        await rec.start()
+        s = self.settings
+        if s.metrics_listen:
+            assert self.auth is not None
+            auth = self.auth
+
+            def read_token(token: str) -> bool:  # the admin or the read-only token, never a plugin's
+                try:
+                    return auth.identify(token).role != PLUGIN
+                except PulseError:
+                    return False
+
+            self.metrics_http = MetricsHTTPServer(
+                rec,
+                HTTPSettings(
+                    s.metrics_listen,
+                    tls_cert=s.tls_cert,
+                    tls_key=s.tls_key,
+                    tokens=read_token if s.metrics_auth else None,
+                ),
+            )
+            await self.metrics_http.start()
+            log.info("serving Prometheus metrics on %s", s.metrics_listen)
 
     def _make_router(self) -> Registry:
         return Registry([p.name for p in self.config.plugins], self.config.handlers)

@@ -24,6 +24,7 @@ from pulse_tui.protocol import operator_pb2_grpc as op_grpc
 from pulse_tui.protocol import queue_pb2 as qp
 from pulse_tui.protocol import queue_pb2_grpc as qp_grpc
 from pulse_tui.pulse import jobs as jobmodel
+from pulse_tui.pulse import metrics
 from pulse_tui.pulse.auth import PLUGIN, Authenticator, Principal
 from pulse_tui.pulse.engine import Engine
 from pulse_tui.pulse.errors import NotFound, PermissionDenied, PulseError, ValidationError
@@ -124,6 +125,75 @@ def operator_detail(d: JobDetail, routable: frozenset[str] | None = None) -> op.
         result=d.job.result,
         attempts=[operator_attempt(a) for a in d.attempts],
         logs=[operator_log(e) for e in d.logs],
+    )
+
+
+def _summary(b: metrics.Bucket, window: int) -> op.StatsSummary:
+    ended = b.finished_total
+    failed = b.failed_total
+    return op.StatsSummary(
+        enqueued=b.enqueued,
+        started=b.started,
+        finished=b.finished,
+        completed=b.finished.get("completed", 0),
+        failed=failed,
+        per_min=ended * 60.0 / window if window else 0.0,
+        error_pct=100.0 * failed / ended if ended else 0.0,
+        run_p50=metrics.quantile(b.run, 0.5),
+        run_p95=metrics.quantile(b.run, 0.95),
+        run_p99=metrics.quantile(b.run, 0.99),
+        wait_p50=metrics.quantile(b.wait, 0.5),
+        wait_p95=metrics.quantile(b.wait, 0.95),
+        run_sum=b.run_sum,
+        wait_sum=b.wait_sum,
+        bounds=metrics.BOUNDS,
+        run_counts=b.run,
+        wait_counts=b.wait,
+    )
+
+
+def _series(s: metrics.Series, window: int, points: bool = True) -> op.StatsSeries:
+    out = op.StatsSeries(handler=s.handler, summary=_summary(s.total, window))
+    if points and not s.total.empty:
+        for p in s.points:
+            b = p.bucket
+            out.points.append(
+                op.StatsPoint(
+                    ts=p.ts,
+                    enqueued=b.enqueued,
+                    started=b.started,
+                    finished=b.finished,
+                    completed=b.finished.get("completed", 0),
+                    failed=b.failed_total,
+                    run_p50=metrics.quantile(b.run, 0.5),
+                    run_p95=metrics.quantile(b.run, 0.95),
+                    wait_p95=metrics.quantile(b.wait, 0.95),
+                )
+            )
+    return out
+
+
+def stats_response(st: metrics.Stats) -> op.GetStatsResponse:
+    return op.GetStatsResponse(
+        server_time=st.now,
+        window_secs=st.window,
+        step_secs=st.step,
+        total=_series(st.total, st.window),
+        handlers=[_series(h, st.window) for h in st.handlers],
+        gauges=[
+            op.HandlerGauges(
+                handler=h,
+                queued=g.queued,
+                due=g.due,
+                running=g.running,
+                paused=g.paused,
+                oldest_due_age_secs=g.oldest_due_age,
+            )
+            for h, g in sorted(st.gauges.items())
+        ],
+        plugins=[op.PluginGauge(name=p.name, up=p.up, restarts=p.restarts) for p in st.plugins],
+        sampled_at=st.sampled_at,
+        enabled=True,
     )
 
 
@@ -356,6 +426,14 @@ class OperatorService(op_grpc.OperatorServiceServicer):
             builtin_handlers=self._builtin_handlers(),
             store_condition=self.engine.store.condition,
         )
+
+    @_operator_rpc()
+    async def GetStats(self, request: op.GetStatsRequest, principal: Principal) -> op.GetStatsResponse:
+        recorder = self.engine.metrics
+        if recorder is None:
+            return op.GetStatsResponse(server_time=time.time(), enabled=False)
+        stats = await recorder.stats(request.handler, int(request.window_secs), int(request.step_secs))
+        return stats_response(stats)
 
     # ---- jobs
     @_operator_rpc()

@@ -105,6 +105,25 @@ class Store(abc.ABC):
     async def next_due(self, handlers: Collection[str], now: float) -> float | None:
         """Earliest run_at > now among queued jobs for these handlers (None when none)."""
 
+    # ---- metrics (pulse/metrics.py): per-node buckets, readers sum every node's rows
+    @abc.abstractmethod
+    async def add_metrics(self, node: str, rows: Sequence[tuple[int, int, str, dict]]) -> None:
+        """Add (step, bucket start, handler, counters) to this node's rows, merging with what is
+        stored (counters are summed: see metrics.Bucket)."""
+
+    @abc.abstractmethod
+    async def load_metrics(self, step: int, since: int, handler: str | None) -> list[tuple[int, str, dict]]:
+        """Rows of every node with this step and bucket start >= since: (start, handler, counters)."""
+
+    @abc.abstractmethod
+    async def prune_metrics(self, minute_before: float, hour_before: float) -> int:
+        """Drop minute rows older than `minute_before` and hour rows older than `hour_before`."""
+
+    @abc.abstractmethod
+    async def queue_gauges(self, now: float) -> dict[str, dict[str, float]]:
+        """Per handler: queued, due (queued with run_at <= now), running, paused counts and
+        oldest_due (the smallest run_at of a due job; 0 when none)."""
+
     # ---- multi-node (no-ops for single-node stores)
     async def heartbeat(self, now: float, running: Sequence[str] | None = None) -> None:  # noqa: B027
         """Extend the leases of the jobs this node runs (`running`: the engine's own list) and

@@ -28,6 +28,7 @@ The password never appears in `url` (used for display and logs).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -135,6 +136,17 @@ MIGRATIONS: list[str] = [
         metadata text NOT NULL DEFAULT ''
     );
     CREATE INDEX job_logs_job ON job_logs (job_seq, log_seq);
+    """,
+    # 1 -> 2: metric buckets (pulse/metrics.py); each node writes its own rows, readers sum them
+    """
+    CREATE TABLE metric_buckets (
+        node text NOT NULL,
+        step integer NOT NULL,
+        ts bigint NOT NULL,
+        handler text NOT NULL,
+        data text NOT NULL,
+        PRIMARY KEY (step, ts, handler, node)
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -803,3 +815,65 @@ class PostgresStore(Store):
                 now,
                 names,
             )
+
+    # ------------------------------------------------------------ metrics
+    async def add_metrics(self, node: str, rows: Sequence[tuple[int, int, str, dict]]) -> None:
+        """Only this node writes rows with its name, so read-merge-write in one transaction is safe
+        (the row lock of SELECT … FOR UPDATE also covers two processes misconfigured with one name)."""
+        from pulse_tui.pulse.metrics import Bucket
+
+        async with self._acquire() as conn, conn.transaction():
+            for step, ts, handler, data in rows:
+                old = await conn.fetchval(
+                    "SELECT data FROM metric_buckets WHERE step=$1 AND ts=$2 AND handler=$3 AND node=$4"
+                    " FOR UPDATE",
+                    step,
+                    ts,
+                    handler,
+                    node,
+                )
+                b = Bucket.from_json(data)
+                if old is not None:
+                    b.add(Bucket.from_json(json.loads(old)))
+                await conn.execute(
+                    "INSERT INTO metric_buckets (node, step, ts, handler, data) VALUES ($1, $2, $3, $4, $5)"
+                    " ON CONFLICT (step, ts, handler, node) DO UPDATE SET data = excluded.data",
+                    node,
+                    step,
+                    ts,
+                    handler,
+                    json.dumps(b.to_json(), separators=(",", ":")),
+                )
+
+    async def load_metrics(self, step: int, since: int, handler: str | None) -> list[tuple[int, str, dict]]:
+        sql = "SELECT ts, handler, data FROM metric_buckets WHERE step=$1 AND ts>=$2"
+        args: list[Any] = [step, since]
+        if handler is not None:
+            sql += " AND handler=$3"
+            args.append(handler)
+        async with self._acquire() as conn:
+            rows = await conn.fetch(sql, *args)
+        return [(int(r["ts"]), r["handler"], json.loads(r["data"])) for r in rows]
+
+    async def prune_metrics(self, minute_before: float, hour_before: float) -> int:
+        async with self._acquire() as conn:
+            a = await conn.execute("DELETE FROM metric_buckets WHERE step=60 AND ts<$1", int(minute_before))
+            b = await conn.execute("DELETE FROM metric_buckets WHERE step=3600 AND ts<$1", int(hour_before))
+        return int(a.split()[-1]) + int(b.split()[-1])
+
+    async def queue_gauges(self, now: float) -> dict[str, dict[str, float]]:
+        async with self._acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT handler, status, count(*) AS n, count(*) FILTER (WHERE run_at <= $1) AS due,"
+                " min(run_at) FILTER (WHERE run_at <= $1) AS oldest"
+                " FROM jobs WHERE status IN ('queued', 'running', 'paused') GROUP BY handler, status",
+                now,
+            )
+        out: dict[str, dict[str, float]] = {}
+        for r in rows:
+            g = out.setdefault(r["handler"], {})
+            g[r["status"]] = int(r["n"])
+            if r["status"] == "queued":
+                g["due"] = int(r["due"])
+                g["oldest_due"] = float(r["oldest"] or 0.0)
+        return out

@@ -32,6 +32,7 @@ Defences (see docs/RELIABILITY.md):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sqlite3
@@ -115,6 +116,17 @@ MIGRATIONS: list[str] = [
         metadata TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX job_logs_job ON job_logs(job_seq);
+    """,
+    # 1 -> 2: metric buckets (pulse/metrics.py); `data` is JSON counters and histograms
+    """
+    CREATE TABLE metric_buckets (
+        node TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        handler TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (step, ts, handler, node)
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -790,5 +802,61 @@ class SQLiteStore(Store):
                 (now, *names),
             ).fetchone()
             return row[0] if row and row[0] is not None else None
+
+        return await self._read(op)
+
+    # ------------------------------------------------------------ metrics
+    async def add_metrics(self, node: str, rows: Sequence[tuple[int, int, str, dict]]) -> None:
+        from pulse_tui.pulse.metrics import Bucket
+
+        def op(conn: sqlite3.Connection) -> None:
+            for step, ts, handler, data in rows:
+                old = conn.execute(
+                    "SELECT data FROM metric_buckets WHERE step=? AND ts=? AND handler=? AND node=?",
+                    (step, ts, handler, node),
+                ).fetchone()
+                b = Bucket.from_json(data)
+                if old is not None:
+                    b.add(Bucket.from_json(json.loads(old[0])))
+                conn.execute(
+                    "INSERT OR REPLACE INTO metric_buckets (node, step, ts, handler, data) VALUES (?,?,?,?,?)",
+                    (node, step, ts, handler, json.dumps(b.to_json(), separators=(",", ":"))),
+                )
+
+        await self._write(op)
+
+    async def load_metrics(self, step: int, since: int, handler: str | None) -> list[tuple[int, str, dict]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[int, str, dict]]:
+            sql = "SELECT ts, handler, data FROM metric_buckets WHERE step=? AND ts>=?"
+            args: list[Any] = [step, since]
+            if handler is not None:
+                sql += " AND handler=?"
+                args.append(handler)
+            return [(int(ts), h, json.loads(d)) for ts, h, d in conn.execute(sql, args)]
+
+        return await self._read(op)
+
+    async def prune_metrics(self, minute_before: float, hour_before: float) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            a = conn.execute("DELETE FROM metric_buckets WHERE step=60 AND ts<?", (minute_before,)).rowcount
+            b = conn.execute("DELETE FROM metric_buckets WHERE step=3600 AND ts<?", (hour_before,)).rowcount
+            return a + b
+
+        return await self._write(op)
+
+    async def queue_gauges(self, now: float) -> dict[str, dict[str, float]]:
+        def op(conn: sqlite3.Connection) -> dict[str, dict[str, float]]:
+            out: dict[str, dict[str, float]] = {}
+            for handler, status, n, due, oldest in conn.execute(
+                "SELECT handler, status, COUNT(*), SUM(run_at <= ?), MIN(CASE WHEN run_at <= ? THEN run_at END)"
+                " FROM jobs WHERE status IN ('queued', 'running', 'paused') GROUP BY handler, status",
+                (now, now),
+            ):
+                g = out.setdefault(handler, {})
+                g[status] = n
+                if status == "queued":
+                    g["due"] = due or 0
+                    g["oldest_due"] = oldest or 0.0
+            return out
 
         return await self._read(op)

@@ -1,0 +1,615 @@
+"""Metrics: per-handler rates and latencies, kept cheaply on the hot path and persisted in buckets.
+
+One set of numbers feeds both the console (OperatorService.GetStats) and Prometheus:
+
+- Hot path: the engine calls `enqueued`, `started` and `finished` on a `Recorder`. Each call bumps
+  counters of one per-handler `Bucket` (cumulative since this process started) — a dict lookup, a
+  bisect into fixed histogram bounds and a few integer additions. No store write, no task, no lock.
+- Every `sample_secs` the recorder's loop folds what changed since the last fold into the
+  per-minute and per-hour buckets waiting to be written (`roll`), and samples the gauges (jobs per
+  status and the oldest due job's age from one grouped store query; plugins up from the host).
+- Every `persist_secs` (and at stop) the waiting buckets are added to the store's `metric_buckets`
+  table, one row per (node, step, bucket start, handler). Each node adds only to its own rows, so
+  nodes sharing a PostgreSQL store never contend; readers sum the rows of every node. Minute rows
+  are kept for 24 h, hour rows for 30 days.
+- `stats()` answers GetStats: the store's rows plus this node's not-yet-written buckets, summed per
+  step over a window, with rates, error share and histogram percentiles.
+- `PulseCollector` turns the cumulative buckets and the last gauge sample into Prometheus metric
+  families (prometheus-client writes the exposition format); `MetricsHTTPServer` serves them.
+
+Wait time is measured from when a job became due (`run_at`: its enqueue, delay or retry backoff)
+to the start of the attempt; run time from the attempt's start to its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import math
+import ssl
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pulse_tui.pulse.errors import ValidationError
+
+log = logging.getLogger("pulse.metrics")
+
+# Histogram upper bounds (seconds) for run and wait time; the last bucket is +Inf.
+BOUNDS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0, 1800.0, 3600.0,
+)  # fmt: skip
+NB = len(BOUNDS) + 1
+
+MINUTE = 60
+HOUR = 3600
+MINUTE_KEEP = 24 * HOUR  # per-minute rows are kept this long
+HOUR_KEEP = 30 * 86400  # per-hour rows
+MAX_POINTS = 1500  # points per series in one GetStats answer
+FAILED_OUTCOMES = frozenset({"failed", "timeout", "plugin_unavailable"})  # count towards error %
+GAUGE_STATUSES = ("queued", "due", "running", "paused")
+
+
+class Bucket:
+    """Counters and histograms of one handler over some span (cumulative, a minute or an hour)."""
+
+    __slots__ = ("enqueued", "started", "finished", "run", "run_sum", "wait", "wait_sum")
+
+    def __init__(self) -> None:
+        self.enqueued = 0
+        self.started = 0
+        self.finished: dict[str, int] = {}
+        self.run = [0] * NB  # per-bucket counts (not cumulative)
+        self.run_sum = 0.0
+        self.wait = [0] * NB
+        self.wait_sum = 0.0
+
+    def copy(self) -> Bucket:
+        b = Bucket()
+        b.add(self)
+        return b
+
+    def add(self, o: Bucket) -> None:
+        self.enqueued += o.enqueued
+        self.started += o.started
+        for k, v in o.finished.items():
+            self.finished[k] = self.finished.get(k, 0) + v
+        self.run = [a + b for a, b in zip(self.run, o.run, strict=True)]
+        self.wait = [a + b for a, b in zip(self.wait, o.wait, strict=True)]
+        self.run_sum += o.run_sum
+        self.wait_sum += o.wait_sum
+
+    def minus(self, o: Bucket) -> Bucket:
+        d = Bucket()
+        d.enqueued = self.enqueued - o.enqueued
+        d.started = self.started - o.started
+        d.finished = {
+            k: v - o.finished.get(k, 0) for k, v in self.finished.items() if v != o.finished.get(k, 0)
+        }
+        d.run = [a - b for a, b in zip(self.run, o.run, strict=True)]
+        d.wait = [a - b for a, b in zip(self.wait, o.wait, strict=True)]
+        d.run_sum = self.run_sum - o.run_sum
+        d.wait_sum = self.wait_sum - o.wait_sum
+        return d
+
+    @property
+    def empty(self) -> bool:
+        return not (self.enqueued or self.started or self.finished)
+
+    @property
+    def finished_total(self) -> int:
+        return sum(self.finished.values())
+
+    @property
+    def failed_total(self) -> int:
+        return sum(v for k, v in self.finished.items() if k in FAILED_OUTCOMES)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "e": self.enqueued,
+            "s": self.started,
+            "f": self.finished,
+            "r": self.run,
+            "rs": self.run_sum,
+            "w": self.wait,
+            "ws": self.wait_sum,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Bucket:
+        b = cls()
+        b.enqueued = int(d.get("e", 0))
+        b.started = int(d.get("s", 0))
+        b.finished = {str(k): int(v) for k, v in dict(d.get("f", {})).items()}
+        for name in ("r", "w"):
+            counts = [int(x) for x in d.get(name, ())][:NB]
+            counts += [0] * (NB - len(counts))
+            setattr(b, "run" if name == "r" else "wait", counts)
+        b.run_sum = float(d.get("rs", 0.0))
+        b.wait_sum = float(d.get("ws", 0.0))
+        return b
+
+
+def quantile(counts: list[int], q: float) -> float:
+    """The q-quantile of a histogram (per-bucket counts over BOUNDS), interpolated linearly within
+    its bucket like Prometheus' histogram_quantile. 0 when empty; the last finite bound when the
+    quantile falls in the +Inf bucket."""
+    total = sum(counts)
+    if total == 0:
+        return 0.0
+    rank = q * total
+    seen = 0
+    for i, n in enumerate(counts):
+        if n and seen + n >= rank:
+            if i >= len(BOUNDS):
+                return BOUNDS[-1]
+            lo = BOUNDS[i - 1] if i > 0 else 0.0
+            return lo + (BOUNDS[i] - lo) * max(0.0, rank - seen) / n
+        seen += n
+    return BOUNDS[-1]
+
+
+@dataclass(slots=True)
+class Gauges:
+    """One handler's sampled gauges."""
+
+    queued: int = 0
+    due: int = 0
+    running: int = 0
+    paused: int = 0
+    oldest_due_age: float = 0.0
+
+
+@dataclass(slots=True)
+class PluginGauge:
+    name: str
+    up: bool
+    restarts: int
+
+
+@dataclass(slots=True)
+class Point:
+    ts: float
+    bucket: Bucket
+
+
+@dataclass(slots=True)
+class Series:
+    handler: str  # "" = every handler together
+    points: list[Point]
+    total: Bucket
+
+
+@dataclass(slots=True)
+class Stats:
+    now: float
+    window: int
+    step: int
+    total: Series
+    handlers: list[Series]
+    gauges: dict[str, Gauges]
+    plugins: list[PluginGauge]
+    sampled_at: float
+
+
+def _floor(t: float, step: int) -> int:
+    return int(t // step) * step
+
+
+def choose_step(window: int, step: int) -> tuple[int, int]:
+    """Validate (window, step) in seconds; 0 picks defaults. Returns the step and the base step
+    (60: minute rows, 3600: hour rows) it is built from."""
+    window = window or HOUR
+    if window < MINUTE or window > HOUR_KEEP:
+        raise ValidationError(f"window must be between 60 s and 30 days, got {window} s")
+    base = MINUTE if window <= MINUTE_KEEP else HOUR
+    if not step:  # about 120 points at most: enough for a graph or a sparkline
+        step = base * max(1, math.ceil(window / (120 * base)))
+    if step < base or step % base:
+        raise ValidationError(
+            f"step must be a multiple of {base} s for a {window} s window (minute buckets are kept "
+            f"24 h, hour buckets 30 days), got {step} s"
+        )
+    if window // step > MAX_POINTS:
+        raise ValidationError(f"window/step gives {window // step} points; at most {MAX_POINTS}")
+    return step, base
+
+
+class Recorder:
+    """Per-handler counters and histograms for this node. See the module docstring."""
+
+    def __init__(
+        self,
+        store: Any = None,
+        *,
+        node: str = "",
+        sample_secs: float = 5.0,
+        persist_secs: float = 30.0,
+        plugins: Callable[[], Iterable[PluginGauge]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.node = node
+        self.sample_secs = sample_secs
+        self.persist_secs = persist_secs
+        self.plugins = plugins
+        self.clock = clock
+        self.live: dict[str, Bucket] = {}  # cumulative since start (Prometheus counters)
+        self._folded: dict[str, Bucket] = {}  # `live` as of the last roll
+        self._pending: dict[tuple[int, int, str], Bucket] = {}  # (step, ts, handler) not yet written
+        self._lock = asyncio.Lock()  # a read of store + pending never overlaps a write of pending
+        self.gauges: dict[str, Gauges] = {}
+        self.plugin_gauges: list[PluginGauge] = []
+        self.sampled_at = 0.0
+        self._task: asyncio.Task | None = None
+        self._last_persist = 0.0
+        self._last_prune = 0.0
+        self.persist_errors = 0
+
+    # ---------------------------------------------------------------- hot path
+    def _bucket(self, handler: str) -> Bucket:
+        b = self.live.get(handler)
+        if b is None:
+            b = self.live[handler] = Bucket()
+        return b
+
+    def enqueued(self, handler: str) -> None:
+        b = self.live.get(handler) or self._bucket(handler)
+        b.enqueued += 1
+
+    def started(self, handler: str, wait: float) -> None:
+        b = self.live.get(handler) or self._bucket(handler)
+        b.started += 1
+        if wait < 0:
+            wait = 0.0
+        b.wait[bisect_left(BOUNDS, wait)] += 1
+        b.wait_sum += wait
+
+    def finished(self, handler: str, outcome: str, run: float) -> None:
+        b = self.live.get(handler) or self._bucket(handler)
+        b.finished[outcome] = b.finished.get(outcome, 0) + 1
+        if run < 0:
+            run = 0.0
+        b.run[bisect_left(BOUNDS, run)] += 1
+        b.run_sum += run
+
+    # ---------------------------------------------------------------- folding & persisting
+    def roll(self, now: float | None = None) -> None:
+        """Fold what changed since the last roll into the minute and hour buckets of `now`."""
+        now = self.clock() if now is None else now
+        minute, hour = _floor(now, MINUTE), _floor(now, HOUR)
+        for handler, cur in self.live.items():
+            prev = self._folded.get(handler)
+            delta = cur.minus(prev) if prev is not None else cur.copy()
+            if delta.empty:
+                continue
+            self._folded[handler] = cur.copy()
+            for key in ((MINUTE, minute, handler), (HOUR, hour, handler)):
+                into = self._pending.get(key)
+                if into is None:
+                    self._pending[key] = delta.copy()
+                else:
+                    into.add(delta)
+
+    async def persist(self) -> None:
+        """Add the waiting buckets to the store (kept for the next try if the write fails)."""
+        if self.store is None:
+            return
+        async with self._lock:
+            self.roll()
+            if not self._pending:
+                return
+            rows = [(step, ts, h, b.to_json()) for (step, ts, h), b in self._pending.items()]
+            await self.store.add_metrics(self.node, rows)
+            self._pending.clear()
+            self._last_persist = self.clock()
+
+    async def sample(self) -> None:
+        """Sample the gauges: jobs per handler and status, oldest due age, plugins up."""
+        now = self.clock()
+        if self.store is not None:
+            raw = await self.store.queue_gauges(now)
+            self.gauges = {
+                h: Gauges(
+                    queued=v.get("queued", 0),
+                    due=v.get("due", 0),
+                    running=v.get("running", 0),
+                    paused=v.get("paused", 0),
+                    oldest_due_age=max(0.0, now - v["oldest_due"]) if v.get("oldest_due") else 0.0,
+                )
+                for h, v in raw.items()
+            }
+        if self.plugins is not None:
+            self.plugin_gauges = list(self.plugins())
+        self.sampled_at = now
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="pulse-metrics")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        try:
+            await self.persist()
+        except Exception:
+            log.exception("could not write the last metric buckets")
+
+    async def _loop(self) -> None:
+        self._last_persist = self.clock()
+        while True:
+            try:
+                await self.sample()
+                now = self.clock()
+                self.roll(now)
+                if now - self._last_persist >= self.persist_secs:
+                    await self.persist()
+                if self.store is not None and now - self._last_prune >= HOUR:
+                    await self.store.prune_metrics(now - MINUTE_KEEP - MINUTE, now - HOUR_KEEP - HOUR)
+                    self._last_prune = now
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.persist_errors += 1
+                log.exception("sampling or writing metrics failed; retrying next period")
+            await asyncio.sleep(self.sample_secs)  # the sampling period
+
+    # ---------------------------------------------------------------- reading
+    async def stats(self, handler: str = "", window: int = 0, step: int = 0) -> Stats:
+        """Series over the last `window` seconds in `step`-second points, summed over every node."""
+        if len(handler) > 200:
+            raise ValidationError("handler filter is too long (200 characters at most)")
+        window = window or HOUR
+        step, base = choose_step(window, step)
+        now = self.clock()
+        end = _floor(now, step) + step
+        start = end - window
+        start = _floor(start, step)
+        async with self._lock:
+            self.roll(now)
+            rows: list[tuple[int, str, dict[str, Any]]] = []
+            if self.store is not None:
+                rows = await self.store.load_metrics(base, start, handler or None)
+            merged: dict[tuple[int, str], Bucket] = {}
+            for ts, h, data in rows:
+                self._merge(merged, ts, h, Bucket.from_json(data))
+            for (st, ts, h), b in self._pending.items():
+                if st == base and ts >= start and (not handler or h == handler):
+                    self._merge(merged, ts, h, b)
+        npoints = (end - start) // step
+        per_handler: dict[str, list[Bucket]] = {}
+        total_pts = [Bucket() for _ in range(npoints)]
+        for (ts, h), b in merged.items():
+            i = (ts - start) // step
+            if not 0 <= i < npoints:
+                continue
+            pts = per_handler.get(h)
+            if pts is None:
+                pts = per_handler[h] = [Bucket() for _ in range(npoints)]
+            pts[i].add(b)
+            total_pts[i].add(b)
+
+        def series(h: str, pts: list[Bucket]) -> Series:
+            tot = Bucket()
+            for b in pts:
+                tot.add(b)
+            return Series(h, [Point(float(start + i * step), b) for i, b in enumerate(pts)], tot)
+
+        gauges = {h: g for h, g in self.gauges.items() if not handler or h == handler}
+        names = sorted(set(per_handler) | set(gauges))
+        return Stats(
+            now=now,
+            window=window,
+            step=step,
+            total=series("", total_pts),
+            handlers=[series(h, per_handler.get(h) or [Bucket() for _ in range(npoints)]) for h in names],
+            gauges=gauges,
+            plugins=list(self.plugin_gauges),
+            sampled_at=self.sampled_at,
+        )
+
+    @staticmethod
+    def _merge(into: dict[tuple[int, str], Bucket], ts: int, h: str, b: Bucket) -> None:
+        cur = into.get((ts, h))
+        if cur is None:
+            into[(ts, h)] = b.copy()
+        else:
+            cur.add(b)
+
+
+# ---------------------------------------------------------------- Prometheus
+
+
+class PulseCollector:
+    """A prometheus-client collector over a Recorder's cumulative buckets and last gauge sample."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def describe(self) -> list:
+        return []  # families depend on the handlers seen; collected at scrape time
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        rec = self.recorder
+        live = sorted(rec.live.items())
+        enq = CounterMetricFamily("pulse_jobs_enqueued", "Jobs enqueued on this node", labels=["handler"])
+        fin = CounterMetricFamily(
+            "pulse_jobs_finished", "Attempts ended on this node, by outcome", labels=["handler", "outcome"]
+        )
+        run = HistogramMetricFamily("pulse_job_run_seconds", "Attempt run time", labels=["handler"])
+        wait = HistogramMetricFamily(
+            "pulse_job_wait_seconds", "Time from due (enqueue, delay or backoff) to start", labels=["handler"]
+        )
+        bounds = [_le(b) for b in BOUNDS] + ["+Inf"]
+        for h, b in live:
+            enq.add_metric([h], b.enqueued)
+            for outcome, n in sorted(b.finished.items()):
+                fin.add_metric([h, outcome], n)
+            for fam, counts, total in ((run, b.run, b.run_sum), (wait, b.wait, b.wait_sum)):
+                cum, acc = [], 0
+                for le, n in zip(bounds, counts, strict=True):
+                    acc += n
+                    cum.append((le, acc))
+                fam.add_metric([h], cum, total)
+        yield enq
+        yield fin
+        yield run
+        yield wait
+        jobs = GaugeMetricFamily(
+            "pulse_jobs",
+            "Jobs per handler and status (due: queued and due now)",
+            labels=["handler", "status"],
+        )
+        oldest = GaugeMetricFamily(
+            "pulse_oldest_due_job_age_seconds", "Age of the oldest due queued job", labels=["handler"]
+        )
+        for h, g in sorted(rec.gauges.items()):
+            for status in GAUGE_STATUSES:
+                jobs.add_metric([h, status], getattr(g, status))
+            oldest.add_metric([h], g.oldest_due_age)
+        yield jobs
+        yield oldest
+        up = GaugeMetricFamily("pulse_plugin_up", "1 when the plugin is ready and healthy", labels=["plugin"])
+        restarts = CounterMetricFamily("pulse_plugin_restarts", "Plugin restarts", labels=["plugin"])
+        for p in sorted(rec.plugin_gauges, key=lambda p: p.name):
+            up.add_metric([p.name], 1.0 if p.up else 0.0)
+            restarts.add_metric([p.name], p.restarts)
+        yield up
+        yield restarts
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+def exposition(recorder: Recorder) -> bytes:
+    """The Prometheus text format of a recorder's metrics (written by prometheus-client)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PulseCollector(recorder))
+    return generate_latest(registry)
+
+
+@dataclass(slots=True)
+class HTTPSettings:
+    listen: str
+    tls_cert: str = ""
+    tls_key: str = ""
+    tokens: Callable[[str], bool] | None = None  # bearer check; None = open
+    timeout: float = 10.0
+    max_header_bytes: int = 16 * 1024
+
+
+class MetricsHTTPServer:
+    """GET /metrics over HTTP(S) on asyncio. The exposition itself comes from prometheus-client;
+    this only carries it: one request per connection, a bounded header, an optional bearer token."""
+
+    def __init__(self, recorder: Recorder, settings: HTTPSettings) -> None:
+        self.recorder = recorder
+        self.settings = settings
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self.scrapes = 0
+
+    async def start(self) -> None:
+        from pulse_tui.pulse.server import ServerError, split_host_port
+
+        s = self.settings
+        host, port = split_host_port(s.listen)
+        ctx = None
+        if s.tls_cert and s.tls_key:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(s.tls_cert, s.tls_key)
+        try:
+            self._server = await asyncio.start_server(self._serve, host or "0.0.0.0", port, ssl=ctx)
+        except OSError as exc:
+            raise ServerError(
+                f"cannot serve metrics on {s.listen}: {exc.strerror or exc}; pick another with --metrics HOST:PORT"
+            ) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                status, body, ctype = await self._answer(reader)
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n"
+            )
+            if status.startswith("401"):
+                head += 'WWW-Authenticate: Bearer realm="pulse"\r\n'
+            writer.write(head.encode() + b"\r\n" + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        except Exception:
+            log.exception("metrics request failed")
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, ssl.SSLError):
+                pass
+
+    async def _answer(self, reader: asyncio.StreamReader) -> tuple[str, bytes, str]:
+        text = "text/plain; charset=utf-8"
+        try:
+            raw = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            return "431 Request Header Fields Too Large", b"header too large\n", text
+        if len(raw) > self.settings.max_header_bytes:
+            return "431 Request Header Fields Too Large", b"header too large\n", text
+        lines = raw.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return "400 Bad Request", b"bad request line\n", text
+        method, target = parts[0], parts[1].split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            return "405 Method Not Allowed", b"only GET /metrics\n", text
+        if target not in ("/metrics", "/"):
+            return "404 Not Found", b"metrics are at /metrics\n", text
+        if self.settings.tokens is not None:
+            auth = ""
+            for line in lines[1:]:
+                k, _, v = line.partition(":")
+                if k.strip().lower() == "authorization":
+                    auth = v.strip()
+            if not self._authorized(auth):
+                return "401 Unauthorized", b"missing or wrong bearer token\n", text
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        self.scrapes += 1
+        body = exposition(self.recorder)
+        return "200 OK", (b"" if method == "HEAD" else body), CONTENT_TYPE_LATEST
+
+    def _authorized(self, header: str) -> bool:
+        check = self.settings.tokens
+        assert check is not None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return check(value.strip())
+        if scheme.lower() == "basic":  # Prometheus' basic_auth: any user name, the token as password
+            try:
+                _, _, pw = base64.b64decode(value.strip()).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return False
+            return check(pw)
+        return False

@@ -1,0 +1,254 @@
+"""Metrics: counters match what ran (GetStats and the scraped Prometheus text), buckets survive a
+restart, two PostgreSQL nodes sum, bad input is refused, the endpoint's auth and address rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_server, pg_url)
+from prometheus_client.parser import text_string_to_metric_families
+
+from pulse_tui.config import Config
+from pulse_tui.protocol import operator_pb2 as op
+from pulse_tui.protocol import operator_pb2_grpc as op_grpc
+from pulse_tui.pulse import metrics
+from pulse_tui.pulse.server import PulseServer, ServerError, ServerSettings
+
+NOOP, FAIL = "pulse.noop", "pulse.fail"
+
+
+def settings(data_dir: Path, **kw) -> ServerSettings:
+    return ServerSettings(listen="127.0.0.1:0", data_dir=data_dir, grace=2.0, retention_secs=None, **kw)
+
+
+class Client:
+    def __init__(self, srv: PulseServer, token_file: str = "token") -> None:
+        self.srv = srv
+        self.channel = grpc.aio.insecure_channel(srv.address)
+        self.stub = op_grpc.OperatorServiceStub(self.channel)
+        token = (srv.settings.data_dir / token_file).read_text().strip()
+        self.token = token
+        self.md = (("authorization", f"Bearer {token}"),)
+
+    async def enqueue(self, handler: str, n: int, **kw) -> None:
+        for _ in range(n):
+            await self.stub.Enqueue(op.EnqueueRequest(handler=handler, **kw), metadata=self.md)
+
+    async def drained(self, timeout: float = 30.0) -> None:
+        """Wait until no job is queued or running (a retried check with a deadline)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            c = await self.stub.CountJobs(op.CountJobsRequest(), metadata=self.md)
+            if c.by_status["queued"] == 0 and c.by_status["running"] == 0:
+                return
+            assert time.monotonic() < deadline, f"jobs still pending: {dict(c.by_status)}"
+            await asyncio.sleep(0.02)  # poll interval of a retried check
+
+    async def stats(self, **kw) -> op.GetStatsResponse:
+        return await self.stub.GetStats(op.GetStatsRequest(**kw), metadata=self.md)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+async def scrape(port: int, token: str | None = None, path: str = "/metrics") -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode())
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def run_known_jobs(c: Client) -> None:
+    """30 completed noop jobs and 20 failing jobs (one attempt each): 50 jobs of two handlers."""
+    await c.enqueue(NOOP, 30)
+    await c.enqueue(FAIL, 20, max_attempts=1, payload=json.dumps({"error": "as asked"}).encode())
+    await c.drained()
+
+
+async def test_counters_match_what_ran(tmp_path: Path) -> None:
+    srv = PulseServer(settings(tmp_path / "d", metrics_listen="127.0.0.1:0"), Config())
+    await srv.start()
+    c = Client(srv)
+    try:
+        await run_known_jobs(c)
+        resp = await c.stats(window_secs=3600)
+        assert resp.enabled and resp.window_secs == 3600 and resp.step_secs == 60
+        tot = resp.total.summary
+        assert (tot.enqueued, tot.started, tot.completed, tot.failed) == (50, 50, 30, 20)
+        assert dict(tot.finished) == {"completed": 30, "failed": 20}
+        assert tot.error_pct == pytest.approx(40.0)
+        assert sum(tot.run_counts) == 50 and sum(tot.wait_counts) == 50
+        assert 0 < tot.run_p50 <= tot.run_p95 <= metrics.BOUNDS[-1]
+        # the points of the window add up to the summary
+        assert sum(p.enqueued for p in resp.total.points) == 50
+        assert sum(p.completed for p in resp.total.points) == 30
+        by = {s.handler: s.summary for s in resp.handlers}
+        assert (by[NOOP].enqueued, by[NOOP].completed, by[NOOP].failed) == (30, 30, 0)
+        assert (by[FAIL].enqueued, by[FAIL].completed, by[FAIL].failed) == (20, 0, 20)
+        assert by[FAIL].error_pct == 100.0
+        one = await c.stats(handler=FAIL)
+        assert [s.handler for s in one.handlers] == [FAIL] and one.total.summary.enqueued == 20
+
+        # the same numbers in the Prometheus text, parsed by prometheus-client
+        assert srv.metrics_http is not None
+        status, text = await scrape(srv.metrics_http.port)
+        assert status == 200
+        got = samples(text)
+        assert got[("pulse_jobs_enqueued_total", (("handler", NOOP),))] == 30
+        assert got[("pulse_jobs_enqueued_total", (("handler", FAIL),))] == 20
+        assert got[("pulse_jobs_finished_total", (("handler", NOOP), ("outcome", "completed")))] == 30
+        assert got[("pulse_jobs_finished_total", (("handler", FAIL), ("outcome", "failed")))] == 20
+        assert got[("pulse_job_run_seconds_count", (("handler", NOOP),))] == 30
+        assert got[("pulse_job_wait_seconds_count", (("handler", FAIL),))] == 20
+        assert got[("pulse_job_run_seconds_bucket", (("handler", NOOP), ("le", "+Inf")))] == 30
+        # gauges come from the last sample: take one now (the loop samples every few seconds)
+        await c.enqueue(NOOP, 0)
+        await srv.metrics.sample()
+        await c.stub.Enqueue(op.EnqueueRequest(handler=NOOP, delay_secs=3600), metadata=c.md)
+        await srv.metrics.sample()
+        got = samples((await scrape(srv.metrics_http.port))[1])
+        assert got[("pulse_jobs", (("handler", NOOP), ("status", "queued")))] == 1
+        assert got[("pulse_jobs", (("handler", NOOP), ("status", "due")))] == 0
+        assert got[("pulse_oldest_due_job_age_seconds", (("handler", NOOP),))] == 0
+        gauges = {g.handler: g for g in (await c.stats()).gauges}
+        assert gauges[NOOP].queued == 1 and gauges[NOOP].due == 0
+        # wrong paths and methods get clear HTTP errors
+        assert (await scrape(srv.metrics_http.port, path="/nope"))[0] == 404
+    finally:
+        await c.close()
+        await srv.stop(0)
+
+
+async def test_persisted_buckets_survive_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    srv = PulseServer(settings(data), Config())
+    await srv.start()
+    c = Client(srv)
+    try:
+        await run_known_jobs(c)
+    finally:
+        await c.close()
+        await srv.stop(0)  # writes the buckets it still holds
+    srv = PulseServer(settings(data), Config())
+    await srv.start()
+    c = Client(srv)
+    try:
+        for window in (3600, 86400, 30 * 86400):  # minute rows and hour rows
+            s = (await c.stats(window_secs=window)).total.summary
+            assert (window, s.enqueued, s.completed, s.failed) == (window, 50, 30, 20)
+        assert srv.metrics is not None and not srv.metrics.live  # nothing ran in this process
+        await c.enqueue(NOOP, 5)
+        await c.drained()
+        s = (await c.stats()).total.summary
+        assert (s.enqueued, s.completed) == (55, 35)
+    finally:
+        await c.close()
+        await srv.stop(0)
+
+
+async def test_get_stats_refuses_bad_input(tmp_path: Path) -> None:
+    srv = PulseServer(settings(tmp_path / "d"), Config())
+    await srv.start()
+    c = Client(srv, "token.readonly")  # a read-only token may read stats
+    try:
+        for kw, words in (
+            ({"window_secs": 31 * 86400}, "window must be between"),
+            ({"window_secs": 30}, "window must be between"),
+            ({"window_secs": 3600, "step_secs": 90}, "multiple of 60"),
+            ({"window_secs": 7 * 86400, "step_secs": 60}, "multiple of 3600"),
+            ({"handler": "x" * 300}, "too long"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await c.stats(**kw)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, kw
+            assert words in (err.value.details() or ""), (kw, err.value.details())
+        ok = await c.stats(window_secs=86400)
+        assert ok.step_secs == 720 and len(ok.total.points) == 0  # nothing ran: no points sent
+    finally:
+        await c.close()
+        await srv.stop(0)
+
+
+async def test_metrics_endpoint_auth(tmp_path: Path) -> None:
+    srv = PulseServer(settings(tmp_path / "d", metrics_listen="127.0.0.1:0", metrics_auth=True), Config())
+    await srv.start()
+    try:
+        assert srv.metrics_http is not None
+        port = srv.metrics_http.port
+        assert (await scrape(port))[0] == 401
+        assert (await scrape(port, "0" * 64))[0] == 401
+        ro = (srv.settings.data_dir / "token.readonly").read_text().strip()
+        status, text = await scrape(port, ro)
+        assert status == 200 and "pulse_jobs_enqueued_total" in text or "# HELP pulse_jobs" in text
+    finally:
+        await srv.stop(0)
+
+
+async def test_metrics_on_a_non_loopback_address_needs_tls_or_insecure(tmp_path: Path) -> None:
+    srv = PulseServer(settings(tmp_path / "d", metrics_listen="0.0.0.0:0"), Config())
+    with pytest.raises(ServerError, match="non-loopback address 0.0.0.0:0 without TLS"):
+        await srv.start()
+    await srv.stop(0)
+    assert not (tmp_path / "d" / "pulse.db").exists()  # refused before anything was created
+
+
+def test_quantile_and_steps() -> None:
+    counts = [0] * metrics.NB
+    counts[metrics.BOUNDS.index(1.0)] = 10  # ten runs in (0.5, 1.0]
+    assert metrics.quantile(counts, 0.5) == pytest.approx(0.75)
+    assert metrics.quantile(counts, 1.0) == pytest.approx(1.0)
+    assert metrics.quantile([0] * metrics.NB, 0.5) == 0.0
+    assert metrics.choose_step(3600, 0) == (60, 60)
+    assert metrics.choose_step(86400, 0) == (720, 60)
+    assert metrics.choose_step(30 * 86400, 0) == (21600, 3600)
+
+
+@pytest.mark.postgres
+async def test_two_postgres_nodes_sum(pg_url: str, tmp_path: Path) -> None:
+    nodes = []
+    for name in ("a", "b"):
+        srv = PulseServer(settings(tmp_path / name, db=pg_url, node=name), Config())
+        await srv.start()
+        nodes.append((srv, Client(srv)))
+    (a, ca), (b, cb) = nodes
+    try:
+        await ca.enqueue(NOOP, 7)
+        await cb.enqueue(NOOP, 5)
+        await cb.enqueue(FAIL, 3, max_attempts=1)
+        await ca.drained()
+        assert a.metrics is not None and b.metrics is not None
+        assert a.metrics.live[NOOP].enqueued == 7 and b.metrics.live[NOOP].enqueued == 5
+        await b.metrics.persist()  # b's rows in the store; a adds its own unwritten buckets
+        s = (await ca.stats()).total.summary
+        assert (s.enqueued, s.completed, s.failed) == (15, 12, 3)
+        s = (await cb.stats()).total.summary  # b does not see a's buckets before a writes them
+        assert s.enqueued == 8
+        await a.metrics.persist()
+        for c in (ca, cb):
+            s = (await c.stats()).total.summary
+            assert (s.enqueued, s.completed, s.failed) == (15, 12, 3)
+        rows = await a._store.load_metrics(60, 0, None)
+        assert {(h, d["e"]) for _, h, d in rows} >= {(NOOP, 7), (NOOP, 5)}  # one row per node
+        s = (await ca.stats(window_secs=30 * 86400)).total.summary
+        assert (s.enqueued, s.completed, s.failed) == (15, 12, 3)
+    finally:
+        for srv, c in nodes:
+            await c.close()
+            await srv.stop(0)
