@@ -179,10 +179,88 @@ class StableClient(PulseClient):
     async def list_plugins(self) -> list[operator_pb2.Plugin]:
         return [self._stable_plugin(p, i) for i, p in enumerate(await super().list_plugins())]
 
+    async def get_stats(self, handler: str = "", *, window_secs: int = 3600, step_secs: int = 0):  # noqa: ANN201
+        """The real server answers (so the call is exercised), but its numbers depend on timing (run
+        times, minute boundaries, when gauges were sampled): the picture shows a fixed day instead."""
+        real = await super().get_stats(handler, window_secs=window_secs, step_secs=step_secs)
+        return stable_stats(real.window_secs, real.step_secs, handler)
+
     async def get_plugin(self, name: str, *, tail_lines: int = 50) -> operator_pb2.Plugin:
         names = [p.name for p in await super().list_plugins()]
         p = await super().get_plugin(name, tail_lines=tail_lines)
         return self._stable_plugin(p, names.index(name) if name in names else 0)
+
+
+# (handler, ended per step at peak, error share, run p50, run p95, wait p95, due, oldest due age)
+STATS_HANDLERS = (
+    ("data.import", 4, 0.0, 1.8, 6.5, 0.04, 0, 0.0),
+    ("demo.echo", 40, 0.0, 0.012, 0.048, 0.006, 3, 2.0),
+    ("demo.flaky", 9, 0.35, 0.2, 0.9, 0.3, 12, 340.0),
+    ("pulse.fail", 2, 1.0, 0.004, 0.009, 0.002, 0, 0.0),
+    ("pulse.sleep", 6, 0.0, 4.1, 9.6, 0.8, 1, 4.0),
+)
+
+
+def stable_stats(window: int, step: int, handler: str = "") -> operator_pb2.GetStatsResponse:
+    """A deterministic GetStatsResponse: a daily wave of traffic per handler."""
+    import math
+
+    npoints = max(1, window // max(step, 1))
+    start = NOW - window
+    resp = operator_pb2.GetStatsResponse(
+        server_time=NOW, window_secs=window, step_secs=step, sampled_at=NOW, enabled=True
+    )
+    totals = [[0, 0] for _ in range(npoints)]
+    summary_all = operator_pb2.StatsSummary()
+    for k, (name, peak, err, p50, p95, w95, due, oldest) in enumerate(STATS_HANDLERS):
+        if handler and name != handler:
+            continue
+        series = resp.handlers.add(handler=name)
+        ended = failed = 0
+        for i in range(npoints):
+            wave = 0.55 + 0.45 * math.sin((i + 7 * k) / max(3.0, npoints / 6.0))
+            n = round(peak * wave)
+            f = round(n * err)
+            totals[i][0] += n - f
+            totals[i][1] += f
+            ended += n
+            failed += f
+            series.points.add(
+                ts=start + i * step,
+                enqueued=n,
+                started=n,
+                completed=n - f,
+                failed=f,
+                run_p50=p50,
+                run_p95=p95,
+            )
+            if f:
+                series.points[-1].finished["failed"] = f
+            if n - f:
+                series.points[-1].finished["completed"] = n - f
+        sm = series.summary
+        sm.enqueued = sm.started = ended
+        sm.completed, sm.failed = ended - failed, failed
+        sm.finished["completed"] = ended - failed
+        if failed:
+            sm.finished["failed"] = failed
+        sm.per_min = ended * 60.0 / window
+        sm.error_pct = 100.0 * failed / ended if ended else 0.0
+        sm.run_p50, sm.run_p95, sm.wait_p95 = p50, p95, w95
+        for key in ("enqueued", "started", "completed", "failed"):
+            setattr(summary_all, key, getattr(summary_all, key) + getattr(sm, key))
+        resp.gauges.add(handler=name, queued=due, due=due, oldest_due_age_secs=oldest)
+    for i, (ok, bad) in enumerate(totals):
+        p = resp.total.points.add(ts=start + i * step, completed=ok, failed=bad)
+        p.finished["completed"] = ok
+    summary_all.finished["completed"] = summary_all.completed
+    summary_all.finished["failed"] = summary_all.failed
+    ended = summary_all.completed + summary_all.failed
+    summary_all.per_min = ended * 60.0 / window
+    summary_all.error_pct = 100.0 * summary_all.failed / ended if ended else 0.0
+    summary_all.run_p95, summary_all.wait_p95 = 6.2, 0.3
+    resp.total.summary.CopyFrom(summary_all)
+    return resp
 
 
 async def populate(address: str, token: str) -> None:
@@ -311,6 +389,20 @@ async def scene_handlers(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await pilot.pause(0.2)
 
 
+async def scene_stats(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    """:stats over 24 h, the cursor on the handler with errors and a backlog."""
+    await settle(app, pilot)
+    await app.switch_mode("stats")
+    screen = app.screen
+    await pilot.press("2")
+    await settle(
+        app, pilot, lambda: getattr(screen, "stats", None) is not None and screen.stats.window_secs == 86400
+    )
+    app.paused = True  # no refresh during the picture
+    screen.query_one("DataTable").move_cursor(row=screen.rows.index("demo.flaky"))
+    await pilot.pause(0.2)
+
+
 async def scene_enqueue(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await scene_jobs(app, pilot)
     await pilot.press("e")
@@ -386,6 +478,7 @@ SCENES: dict[str, Scene] = {
     "job_detail": scene_detail,
     "plugins": scene_plugins,
     "handlers": scene_handlers,
+    "stats": scene_stats,
     "enqueue": scene_enqueue,
     "help": scene_help,
 }

@@ -33,6 +33,7 @@ from pulse_tui.screens.handlers import HandlersScreen
 from pulse_tui.screens.help import HelpScreen
 from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.screens.plugins import PluginsScreen
+from pulse_tui.screens.stats import StatsScreen
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.command_line import CommandLine
 from pulse_tui.widgets.status_bar import StatusBar
@@ -106,6 +107,7 @@ class PulseApp(App[None]):
         "plugins": PluginsScreen,
         "handlers": HandlersScreen,
         "editor": editor.EditorScreen,
+        "stats": StatsScreen,
     }
     DEFAULT_MODE = "jobs"
 
@@ -162,6 +164,11 @@ class PulseApp(App[None]):
             ("jobs", "Jobs: the live job table", lambda _a: self.goto("jobs")),
             ("plugins", "Plugins: state, health, reload, enable/disable", lambda _a: self.goto("plugins")),
             ("handlers", "Handlers: owners and naming conflicts", lambda _a: self.goto("handlers")),
+            (
+                "stats",
+                "Stats: throughput, error rates and latencies per handler",
+                lambda _a: self.goto("stats"),
+            ),
             ("help", "Keys on this screen", lambda _a: self.action_help()),
             ("reconnect", "Reconnect to the server now", lambda _a: self.reconnect_now()),
             ("quit", "Quit pulse-tui", lambda _a: self.exit()),

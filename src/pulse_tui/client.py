@@ -54,6 +54,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
             "plugins",
             "handlers",
             "scripts",
+            "stats",
         }
     ),
     COMPAT: frozenset({"jobs", "detail", "counts", "enqueue", "cancel", "retry"}),
@@ -495,6 +496,14 @@ class PulseClient:
         self._need("plugins")
         req = operator_pb2.SetPluginEnabledRequest(name=name, enabled=enabled)
         return await self._call(self._op.SetPluginEnabled, req, timeout=60.0)
+
+    async def get_stats(
+        self, handler: str = "", *, window_secs: int = 3600, step_secs: int = 0
+    ) -> operator_pb2.GetStatsResponse:
+        """Throughput and latency series (GetStats) over the last `window_secs`."""
+        self._need("stats")
+        req = operator_pb2.GetStatsRequest(handler=handler, window_secs=window_secs, step_secs=step_secs)
+        return await self._call(self._op.GetStats, req)
 
     async def list_handlers(self, *, conflicts_only: bool = False) -> list[operator_pb2.Handler]:
         self._need("handlers")
