@@ -34,6 +34,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "server_rss": ("server_rss_growth_pct_200k",),
     "tui": ("tui_first_paint_s_1m", "tui_keypress_p95_ms_1m", "tui_rss_mb_1m"),
     "pg_nodes": ("pg_one_node_jobs_per_s", "pg_two_nodes_jobs_per_s", "pg_two_vs_one_ratio"),
+    "metrics_cost": ("metrics_drain_overhead_pct", "metrics_scrape_ms_1k_handlers"),
 }
 DRAINS = ("peer_huey", "inproc_drain", "plugin_drain")  # higher is better; best of `reps`
 TIMEOUT_S = {"quick": 120, "full": 900}

@@ -22,6 +22,8 @@ KEYS: tuple[str, ...] = (
     "pg_one_node_jobs_per_s",
     "pg_two_nodes_jobs_per_s",
     "pg_two_vs_one_ratio",
+    "metrics_drain_overhead_pct",
+    "metrics_scrape_ms_1k_handlers",
 )
 
 UNITS = {
@@ -32,6 +34,8 @@ UNITS = {
     "_mb_1m": "MB",
     "_pct_200k": "%",
     "_ratio": "×",
+    "_overhead_pct": "%",
+    "_scrape_ms_1k_handlers": "ms",
 }
 
 
@@ -74,6 +78,7 @@ TARGETS: list[tuple[str, str, Check]] = [
     ("tui_rss_mb_1m", "≤ 150 MB", _at_most("tui_rss_mb_1m", 150)),
     ("live_progress_lag_p95_ms", "≤ 250 ms", _at_most("live_progress_lag_p95_ms", 250)),
     ("server_rss_growth_pct_200k", "≤ 10 %", _at_most("server_rss_growth_pct_200k", 10)),
+    ("metrics_drain_overhead_pct", "≤ 3 %", _at_most("metrics_drain_overhead_pct", 3)),
 ]
 
 

@@ -38,10 +38,11 @@ from pulse_tui.pulse.errors import ValidationError
 
 log = logging.getLogger("pulse.metrics")
 
-# Histogram upper bounds (seconds) for run and wait time; the last bucket is +Inf.
+# Histogram upper bounds (seconds) for run and wait time; the last bucket is +Inf. Stored buckets
+# are per-bucket counts in this order: changing the bounds needs a migration of metric_buckets.
+# Few bounds on purpose: a scrape writes one line per bound, handler and histogram.
 BOUNDS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-    600.0, 1800.0, 3600.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
 )  # fmt: skip
 NB = len(BOUNDS) + 1
 
@@ -219,6 +220,13 @@ def choose_step(window: int, step: int) -> tuple[int, int]:
     return step, base
 
 
+@dataclass(slots=True)
+class Snapshot:
+    live: dict[str, Bucket]
+    gauges: dict[str, Gauges]
+    plugin_gauges: list[PluginGauge]
+
+
 class Recorder:
     """Per-handler counters and histograms for this node. See the module docstring."""
 
@@ -251,6 +259,13 @@ class Recorder:
         self.persist_errors = 0
 
     # ---------------------------------------------------------------- hot path
+    def snapshot(self) -> Snapshot:
+        """A copy of what a scrape shows, taken on the event loop so the exposition can be written
+        in a thread while jobs keep changing the live buckets."""
+        return Snapshot(
+            {h: b.copy() for h, b in self.live.items()}, dict(self.gauges), list(self.plugin_gauges)
+        )
+
     def _bucket(self, handler: str) -> Bucket:
         b = self.live.get(handler)
         if b is None:
@@ -427,9 +442,10 @@ class Recorder:
 
 
 class PulseCollector:
-    """A prometheus-client collector over a Recorder's cumulative buckets and last gauge sample."""
+    """A prometheus-client collector over a Recorder's cumulative buckets and last gauge sample
+    (or a Snapshot of them)."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder | Snapshot) -> None:
         self.recorder = recorder
 
     def describe(self) -> list:
@@ -494,7 +510,7 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-def exposition(recorder: Recorder) -> bytes:
+def exposition(recorder: Recorder | Snapshot) -> bytes:
     """The Prometheus text format of a recorder's metrics (written by prometheus-client)."""
     from prometheus_client import CollectorRegistry, generate_latest
 
@@ -597,7 +613,7 @@ class MetricsHTTPServer:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         self.scrapes += 1
-        body = exposition(self.recorder)
+        body = await asyncio.to_thread(exposition, self.recorder.snapshot())
         return "200 OK", (b"" if method == "HEAD" else body), CONTENT_TYPE_LATEST
 
     def _authorized(self, header: str) -> bool:
