@@ -252,3 +252,50 @@ async def test_two_postgres_nodes_sum(pg_url: str, tmp_path: Path) -> None:
         for srv, c in nodes:
             await c.close()
             await srv.stop(0)
+
+
+def test_config_metrics_keys() -> None:
+    from pulse_tui.config import ConfigError, parse_config
+
+    cfg = parse_config('[server]\nmetrics_listen = "127.0.0.1:9464"\nmetrics_auth = true\n')
+    st = ServerSettings.from_config(cfg)
+    assert (st.metrics_listen, st.metrics_auth) == ("127.0.0.1:9464", True)
+    assert parse_config("[server]\n").server.metrics_listen == ""  # off unless asked for
+    with pytest.raises(ConfigError, match=r"server.metrics_listen: expected \"host:port\", got '9464'"):
+        parse_config('[server]\nmetrics_listen = "9464"\n')
+    with pytest.raises(ConfigError, match=r"server.metrics_auth: expected true or false"):
+        parse_config('[server]\nmetrics_auth = "yes"\n')
+
+
+def test_serve_metrics_flag(server_factory) -> None:  # noqa: ANN001
+    """`pulse-tui serve --metrics 127.0.0.1:0` prints where the endpoint is, and it answers."""
+    from pulse_tui.cli import METRICS_PREFIX
+
+    handle = server_factory(extra_args=["--metrics", "127.0.0.1:0"])
+    line = next(x for x in handle.output().splitlines() if x.startswith(METRICS_PREFIX))
+    url = line.removeprefix(METRICS_PREFIX)
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    status, text = asyncio.run(scrape(port))
+    assert status == 200
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {"pulse_jobs_enqueued", "pulse_job_run_seconds", "pulse_plugin_up"} <= names
+
+
+def test_grafana_dashboard_uses_exported_names() -> None:
+    """Every metric the example dashboard queries is one the endpoint serves."""
+    import re
+
+    rec = metrics.Recorder(None)
+    rec.enqueued("h")
+    rec.started("h", 0.1)
+    rec.finished("h", "completed", 0.2)
+    rec.gauges["h"] = metrics.Gauges(queued=1)
+    rec.plugin_gauges = [metrics.PluginGauge("demo", True, 2)]
+    served = {
+        s.name for f in text_string_to_metric_families(metrics.exposition(rec).decode()) for s in f.samples
+    }
+    doc = json.loads((Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\bpulse_[a-z_]+", e)}
+    assert used and used <= served, used - served

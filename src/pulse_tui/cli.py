@@ -266,8 +266,7 @@ async def _serve(settings: ServerSettings, config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"{LISTEN_PREFIX}{server.address}", file=sys.stderr, flush=True)
-    if server.metrics_http is not None:
+    if server.metrics_http is not None:  # before the listen line: clients wait for that one
         mhost = settings.metrics_listen.rpartition(":")[0] or "0.0.0.0"
         scheme = "https" if settings.tls else "http"
         print(
@@ -275,6 +274,7 @@ async def _serve(settings: ServerSettings, config: Config) -> int:
             file=sys.stderr,
             flush=True,
         )
+    print(f"{LISTEN_PREFIX}{server.address}", file=sys.stderr, flush=True)
     print(
         f"{TOKEN_PREFIX}{server.token_path} (read-only: {server.token_path}.readonly)",
         file=sys.stderr,
