@@ -299,3 +299,28 @@ def test_grafana_dashboard_uses_exported_names() -> None:
     exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
     used = {m for e in exprs for m in re.findall(r"\bpulse_[a-z_]+", e)}
     assert used and used <= served, used - served
+
+
+async def test_store_adds_sums_and_prunes_buckets(tmp_path: Path) -> None:
+    """add_metrics merges into a node's row; load_metrics returns each node's row; prune drops
+    minute rows past 24 h and hour rows past 30 days (SQLite; PostgreSQL in the two-node test)."""
+    from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "p.db"))
+    await store.open()
+    try:
+        b = metrics.Bucket()
+        b.enqueued, b.finished = 2, {"completed": 2}
+        now = 10_000_000
+        await store.add_metrics("a", [(60, now, "h", b.to_json()), (3600, now, "h", b.to_json())])
+        await store.add_metrics("a", [(60, now, "h", b.to_json())])
+        await store.add_metrics("b", [(60, now, "h", b.to_json()), (60, now - 90_000, "h", b.to_json())])
+        rows = sorted((ts, d["e"]) for ts, _, d in await store.load_metrics(60, 0, "h"))
+        assert rows == [(now - 90_000, 2), (now, 2), (now, 4)]
+        assert await store.load_metrics(60, 0, "other") == []
+        dropped = await store.prune_metrics(now - 86_400, now - 30 * 86_400)
+        assert dropped == 1
+        assert sorted(d["e"] for _, _, d in await store.load_metrics(60, 0, None)) == [2, 4]
+        assert [d["e"] for _, _, d in await store.load_metrics(3600, 0, None)] == [2]
+    finally:
+        await store.close()

@@ -38,6 +38,7 @@ QUEUE_LIST_MAX = 1000
 SELECT_DEFAULT = 1000
 SELECT_MAX = 100_000
 HEARTBEAT_SECS = 15.0
+MAX_HANDLER_SERIES = 200  # GetStats: beyond this many handlers, per-handler points are left out
 
 
 # ---------------------------------------------------------------- conversions
@@ -179,7 +180,8 @@ def stats_response(st: metrics.Stats) -> op.GetStatsResponse:
         window_secs=st.window,
         step_secs=st.step,
         total=_series(st.total, st.window),
-        handlers=[_series(h, st.window) for h in st.handlers],
+        # per-handler points only while the answer stays small; summaries always
+        handlers=[_series(h, st.window, len(st.handlers) <= MAX_HANDLER_SERIES) for h in st.handlers],
         gauges=[
             op.HandlerGauges(
                 handler=h,
