@@ -44,7 +44,7 @@ async def enqueue_numbered(engine, n: int) -> None:  # noqa: ANN001
 async def drain_once(n: int, on: bool) -> float:
     with temp_dir("metrics") as d:
         store, engine = await open_engine(d / "pulse.db")
-        rec = metrics.Recorder(store)  # serve's periods: sample 5 s, write 30 s if on else None
+        rec = metrics.Recorder(store) if on else None  # serve's periods: sample 5 s, write 30 s
         engine.metrics = rec
         try:
             await enqueue_numbered(engine, n)
