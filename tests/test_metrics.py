@@ -150,8 +150,8 @@ async def test_persisted_buckets_survive_a_restart(tmp_path: Path) -> None:
     await srv.start()
     c = Client(srv)
     try:
-        for window in (3600, 86400, 30 * 86400):  # minute rows and hour rows
-            s = (await c.stats(window_secs=window)).total.summary
+        for window, step in ((3600, 0), (86400, 0), (86400, 3600), (30 * 86400, 0)):  # minute and hour rows
+            s = (await c.stats(window_secs=window, step_secs=step)).total.summary
             assert (window, s.enqueued, s.completed, s.failed) == (window, 50, 30, 20)
         assert srv.metrics is not None and not srv.metrics.live  # nothing ran in this process
         await c.enqueue(NOOP, 5)
@@ -218,6 +218,7 @@ def test_quantile_and_steps() -> None:
     assert metrics.choose_step(3600, 0) == (60, 60)
     assert metrics.choose_step(86400, 0) == (720, 60)
     assert metrics.choose_step(30 * 86400, 0) == (21600, 3600)
+    assert metrics.choose_step(86400, 3600) == (3600, 3600)  # whole hours come from the hour rows
 
 
 @pytest.mark.postgres

@@ -210,6 +210,8 @@ def choose_step(window: int, step: int) -> tuple[int, int]:
     base = MINUTE if window <= MINUTE_KEEP else HOUR
     if not step:  # about 120 points at most: enough for a graph or a sparkline
         step = base * max(1, math.ceil(window / (120 * base)))
+    if base == MINUTE and step % HOUR == 0:
+        base = HOUR  # whole hours: the hour rows hold the same counts in 60× fewer rows
     if step < base or step % base:
         raise ValidationError(
             f"step must be a multiple of {base} s for a {window} s window (minute buckets are kept "

@@ -58,7 +58,7 @@ class StatsScreen(PulseScreen):
 
     DEFAULT_CSS = """
     StatsScreen #stats-note { height: 1; padding: 0 1; }
-    StatsScreen .stats-graph { height: 3; padding: 0 1; }
+    StatsScreen .stats-graph { height: 6; padding: 0 1; }
     StatsScreen.-short .stats-graph { height: 2; }
     StatsScreen .stats-graph-label { width: 22; color: $text-muted; }
     StatsScreen .stats-graph Sparkline { width: 1fr; height: 100%; }
@@ -112,6 +112,7 @@ class StatsScreen(PulseScreen):
         table.focus()
         self.set_class(self.app.size.height < 30, "-short")
         self.set_interval(REFRESH_SECS, self._tick)
+        self.watch(self.app, "paused", lambda _paused: self._fill_note(), init=False)
         if self.pulse.conn_state == "connected":
             self.refresh_stats()
 
@@ -159,10 +160,19 @@ class StatsScreen(PulseScreen):
         resp = self.stats
         if resp is None:
             return
+        if not self._fill_note():
+            return
+        self._fill_graphs(resp)
+        self._fill_table(resp)
+
+    def _fill_note(self) -> bool:
+        resp = self.stats
+        if resp is None:
+            return False
         note = self.query_one("#stats-note", Static)
         if not resp.enabled:
             note.update(Text("This server keeps no metrics.", style="dim"))
-            return
+            return False
         s = resp.total.summary
         ended = sum(s.finished.values())
         t = Text()
@@ -176,7 +186,9 @@ class StatsScreen(PulseScreen):
         if self.pulse.paused:
             t.append("  paused (p)", style="italic #e0af68")
         note.update(t)
+        return True
 
+    def _fill_graphs(self, resp: operator_pb2.GetStatsResponse) -> None:
         completed = [float(p.completed) for p in resp.total.points] or [0.0]
         failed = [float(p.failed) for p in resp.total.points] or [0.0]
         per = step_label(resp.step_secs).replace("1 ", "")
@@ -189,6 +201,7 @@ class StatsScreen(PulseScreen):
             Text.assemble(("failed", BAD), f"/{per}\n", (f"max {max(failed):,.0f}", "dim"))
         )
 
+    def _fill_table(self, resp: operator_pb2.GetStatsResponse) -> None:
         table = self.query_one(DataTable)
         keep = table.cursor_row
         table.clear()
