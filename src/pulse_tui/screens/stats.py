@@ -149,6 +149,9 @@ class StatsScreen(PulseScreen):
         try:
             resp = await client.get_stats(window_secs=WINDOWS[self.window])
         except ClientError as exc:
+            if exc.code == "UNIMPLEMENTED":  # a server from before GetStats
+                note.update(f"This server ({self.pulse.address}) does not keep stats; upgrade it for :stats.")
+                return
             self.pulse.report(exc, "reading stats")
             return
         self.stats = resp
