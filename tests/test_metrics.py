@@ -325,3 +325,23 @@ async def test_store_adds_sums_and_prunes_buckets(tmp_path: Path) -> None:
         assert [d["e"] for _, _, d in await store.load_metrics(3600, 0, None)] == [2]
     finally:
         await store.close()
+
+
+async def test_buckets_follow_the_clock() -> None:
+    """Counts land in the minute (and hour) of the roll that saw them; a window's points line up
+    with the step and add up to its summary."""
+    now = [1_000_000_020.0 + 50]  # 50 s into a minute (and 47 min 50 s into an hour)
+    rec = metrics.Recorder(None, clock=lambda: now[0])
+    rec.enqueued("h")
+    rec.roll()
+    now[0] += 20  # the next minute
+    rec.enqueued("h")
+    rec.enqueued("h")
+    rec.finished("h", "timeout", 2.0)
+    st = await rec.stats(window=600, step=60)
+    assert st.step == 60 and len(st.total.points) == 10
+    assert [p.bucket.enqueued for p in st.total.points][-2:] == [1, 2]
+    assert all(p.ts % 60 == 0 for p in st.total.points)
+    assert st.total.total.enqueued == 3 and st.total.total.failed_total == 1  # timeout counts as failed
+    hourly = await rec.stats(window=7200, step=3600)
+    assert [p.bucket.enqueued for p in hourly.total.points] == [0, 3]
