@@ -345,3 +345,15 @@ async def test_buckets_follow_the_clock() -> None:
     assert st.total.total.enqueued == 3 and st.total.total.failed_total == 1  # timeout counts as failed
     hourly = await rec.stats(window=7200, step=3600)
     assert [p.bucket.enqueued for p in hourly.total.points] == [0, 3]
+
+
+async def test_many_handlers_get_summaries_without_points() -> None:
+    rec = metrics.Recorder(None)
+    for i in range(metrics.MAX_HANDLER_SERIES + 1):
+        rec.enqueued(f"h{i:03d}")
+    st = await rec.stats()
+    assert len(st.handlers) == metrics.MAX_HANDLER_SERIES + 1
+    assert all(not s.points and s.total.enqueued == 1 for s in st.handlers)
+    assert sum(p.bucket.enqueued for p in st.total.points) == metrics.MAX_HANDLER_SERIES + 1
+    one = await rec.stats(handler="h007")
+    assert [s.handler for s in one.handlers] == ["h007"] and len(one.handlers[0].points) == 60

@@ -51,6 +51,7 @@ HOUR = 3600
 MINUTE_KEEP = 24 * HOUR  # per-minute rows are kept this long
 HOUR_KEEP = 30 * 86400  # per-hour rows
 MAX_POINTS = 1500  # points per series in one GetStats answer
+MAX_HANDLER_SERIES = 200  # beyond this many handlers, per-handler series carry no points
 FAILED_OUTCOMES = frozenset({"failed", "timeout", "plugin_unavailable"})  # count towards error %
 GAUGE_STATUSES = ("queued", "due", "running", "paused")
 
@@ -96,6 +97,20 @@ class Bucket:
         d.run_sum = self.run_sum - o.run_sum
         d.wait_sum = self.wait_sum - o.wait_sum
         return d
+
+    def add_json(self, d: dict[str, Any]) -> None:
+        """add(Bucket.from_json(d)) without the intermediate bucket (GetStats sums many rows)."""
+        self.enqueued += int(d.get("e", 0))
+        self.started += int(d.get("s", 0))
+        fin = self.finished
+        for k, v in d.get("f", {}).items():
+            fin[k] = fin.get(k, 0) + int(v)
+        for counts, name in ((self.run, "r"), (self.wait, "w")):
+            for k, v in enumerate(d.get(name, ())):
+                if v and k < NB:
+                    counts[k] += int(v)
+        self.run_sum += float(d.get("rs", 0.0))
+        self.wait_sum += float(d.get("ws", 0.0))
 
     @property
     def empty(self) -> bool:
@@ -393,51 +408,55 @@ class Recorder:
             rows: list[tuple[int, str, dict[str, Any]]] = []
             if self.store is not None:
                 rows = await self.store.load_metrics(base, start, handler or None)
-            merged: dict[tuple[int, str], Bucket] = {}
-            for ts, h, data in rows:
-                self._merge(merged, ts, h, Bucket.from_json(data))
-            for (st, ts, h), b in self._pending.items():
-                if st == base and ts >= start and (not handler or h == handler):
-                    self._merge(merged, ts, h, b)
-        npoints = (end - start) // step
-        per_handler: dict[str, list[Bucket]] = {}
-        total_pts = [Bucket() for _ in range(npoints)]
-        for (ts, h), b in merged.items():
-            i = (ts - start) // step
-            if not 0 <= i < npoints:
-                continue
-            pts = per_handler.get(h)
-            if pts is None:
-                pts = per_handler[h] = [Bucket() for _ in range(npoints)]
-            pts[i].add(b)
-            total_pts[i].add(b)
-
-        def series(h: str, pts: list[Bucket]) -> Series:
-            tot = Bucket()
-            for b in pts:
-                tot.add(b)
-            return Series(h, [Point(float(start + i * step), b) for i, b in enumerate(pts)], tot)
-
+            rows.extend(
+                (ts, h, b.to_json())
+                for (st, ts, h), b in self._pending.items()
+                if st == base and ts >= start and (not handler or h == handler)
+            )
         gauges = {h: g for h, g in self.gauges.items() if not handler or h == handler}
-        names = sorted(set(per_handler) | set(gauges))
+        npoints = (end - start) // step
+        # summing thousands of rows is CPU work: off the event loop
+        total, handlers = await asyncio.to_thread(_aggregate, rows, start, step, npoints, bool(handler))
+        for h in gauges:
+            if h not in handlers:
+                handlers[h] = Series(h, [], Bucket())
         return Stats(
             now=now,
             window=window,
             step=step,
-            total=series("", total_pts),
-            handlers=[series(h, per_handler.get(h) or [Bucket() for _ in range(npoints)]) for h in names],
+            total=total,
+            handlers=[handlers[h] for h in sorted(handlers)],
             gauges=gauges,
             plugins=list(self.plugin_gauges),
             sampled_at=self.sampled_at,
         )
 
-    @staticmethod
-    def _merge(into: dict[tuple[int, str], Bucket], ts: int, h: str, b: Bucket) -> None:
-        cur = into.get((ts, h))
-        if cur is None:
-            into[(ts, h)] = b.copy()
-        else:
-            cur.add(b)
+
+def _aggregate(
+    rows: list[tuple[int, str, dict[str, Any]]], start: int, step: int, npoints: int, points: bool
+) -> tuple[Series, dict[str, Series]]:
+    """Sum rows (of every node) into `npoints` steps from `start`: the total series with points and
+    one series per handler — with points only for one handler or at most MAX_HANDLER_SERIES."""
+    points = points or len({h for _, h, _ in rows}) <= MAX_HANDLER_SERIES
+    total_pts = [Bucket() for _ in range(npoints)]
+    per: dict[str, Series] = {}
+    for ts, h, data in rows:
+        i = (ts - start) // step
+        if not 0 <= i < npoints:
+            continue
+        total_pts[i].add_json(data)
+        s = per.get(h)
+        if s is None:
+            pts = [Point(float(start + k * step), Bucket()) for k in range(npoints)] if points else []
+            s = per[h] = Series(h, pts, Bucket())
+        s.total.add_json(data)
+        if points:
+            s.points[i].bucket.add_json(data)
+    grand = Bucket()
+    for b in total_pts:
+        grand.add(b)
+    total = Series("", [Point(float(start + k * step), b) for k, b in enumerate(total_pts)], grand)
+    return total, per
 
 
 # ---------------------------------------------------------------- Prometheus

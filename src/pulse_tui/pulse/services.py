@@ -38,7 +38,6 @@ QUEUE_LIST_MAX = 1000
 SELECT_DEFAULT = 1000
 SELECT_MAX = 100_000
 HEARTBEAT_SECS = 15.0
-MAX_HANDLER_SERIES = 200  # GetStats: beyond this many handlers, per-handler points are left out
 
 
 # ---------------------------------------------------------------- conversions
@@ -153,9 +152,9 @@ def _summary(b: metrics.Bucket, window: int) -> op.StatsSummary:
     )
 
 
-def _series(s: metrics.Series, window: int, points: bool = True) -> op.StatsSeries:
+def _series(s: metrics.Series, window: int) -> op.StatsSeries:
     out = op.StatsSeries(handler=s.handler, summary=_summary(s.total, window))
-    if points and not s.total.empty:
+    if not s.total.empty:
         for p in s.points:
             b = p.bucket
             out.points.append(
@@ -180,8 +179,7 @@ def stats_response(st: metrics.Stats) -> op.GetStatsResponse:
         window_secs=st.window,
         step_secs=st.step,
         total=_series(st.total, st.window),
-        # per-handler points only while the answer stays small; summaries always
-        handlers=[_series(h, st.window, len(st.handlers) <= MAX_HANDLER_SERIES) for h in st.handlers],
+        handlers=[_series(h, st.window) for h in st.handlers],  # points: see metrics.MAX_HANDLER_SERIES
         gauges=[
             op.HandlerGauges(
                 handler=h,

@@ -147,6 +147,7 @@ MIGRATIONS: list[str] = [
         data text NOT NULL,
         PRIMARY KEY (step, ts, handler, node)
     );
+    CREATE INDEX metric_buckets_handler ON metric_buckets (handler, step, ts);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

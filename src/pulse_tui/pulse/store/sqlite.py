@@ -127,6 +127,7 @@ MIGRATIONS: list[str] = [
         data TEXT NOT NULL,
         PRIMARY KEY (step, ts, handler, node)
     );
+    CREATE INDEX metric_buckets_handler ON metric_buckets(handler, step, ts);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
