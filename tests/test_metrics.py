@@ -302,12 +302,14 @@ def test_grafana_dashboard_uses_exported_names() -> None:
     assert used and used <= served, used - served
 
 
-async def test_store_adds_sums_and_prunes_buckets(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_store_adds_sums_and_prunes_buckets(tmp_path: Path, backend: str, request) -> None:  # noqa: ANN001
     """add_metrics merges into a node's row; load_metrics returns each node's row; prune drops
-    minute rows past 24 h and hour rows past 30 days (SQLite; PostgreSQL in the two-node test)."""
-    from pulse_tui.pulse.store.sqlite import SQLiteStore
+    minute rows past 24 h and hour rows past 30 days."""
+    from pulse_tui.pulse.store import open_store
 
-    store = SQLiteStore(str(tmp_path / "p.db"))
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:{tmp_path / 'p.db'}"
+    store = open_store(url)
     await store.open()
     try:
         b = metrics.Bucket()

@@ -819,32 +819,36 @@ class PostgresStore(Store):
 
     # ------------------------------------------------------------ metrics
     async def add_metrics(self, node: str, rows: Sequence[tuple[int, int, str, dict]]) -> None:
-        """Only this node writes rows with its name, so read-merge-write in one transaction is safe
-        (the row lock of SELECT … FOR UPDATE also covers two processes misconfigured with one name)."""
+        """Only this node writes rows with its name, so read-merge-write in one transaction is safe:
+        one query reads the rows to merge with, one pipelined executemany writes them all."""
         from pulse_tui.pulse.metrics import Bucket
 
+        if not rows:
+            return
         async with self._acquire() as conn, conn.transaction():
+            old = await conn.fetch(
+                "SELECT m.step, m.ts, m.handler, m.data FROM metric_buckets m"
+                " JOIN unnest($2::integer[], $3::bigint[], $4::text[]) AS k(step, ts, handler)"
+                " ON m.step = k.step AND m.ts = k.ts AND m.handler = k.handler"
+                " WHERE m.node = $1 FOR UPDATE OF m",
+                node,
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+            )
+            stored = {(r["step"], r["ts"], r["handler"]): r["data"] for r in old}
+            values = []
             for step, ts, handler, data in rows:
-                old = await conn.fetchval(
-                    "SELECT data FROM metric_buckets WHERE step=$1 AND ts=$2 AND handler=$3 AND node=$4"
-                    " FOR UPDATE",
-                    step,
-                    ts,
-                    handler,
-                    node,
-                )
                 b = Bucket.from_json(data)
-                if old is not None:
-                    b.add(Bucket.from_json(json.loads(old)))
-                await conn.execute(
-                    "INSERT INTO metric_buckets (node, step, ts, handler, data) VALUES ($1, $2, $3, $4, $5)"
-                    " ON CONFLICT (step, ts, handler, node) DO UPDATE SET data = excluded.data",
-                    node,
-                    step,
-                    ts,
-                    handler,
-                    json.dumps(b.to_json(), separators=(",", ":")),
-                )
+                prev = stored.get((step, ts, handler))
+                if prev is not None:
+                    b.add_json(json.loads(prev))
+                values.append((node, step, ts, handler, json.dumps(b.to_json(), separators=(",", ":"))))
+            await conn.executemany(
+                "INSERT INTO metric_buckets (node, step, ts, handler, data) VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (step, ts, handler, node) DO UPDATE SET data = excluded.data",
+                values,
+            )
 
     async def load_metrics(self, step: int, since: int, handler: str | None) -> list[tuple[int, str, dict]]:
         sql = "SELECT ts, handler, data FROM metric_buckets WHERE step=$1 AND ts>=$2"
