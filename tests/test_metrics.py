@@ -12,6 +12,7 @@ import grpc
 import pytest
 from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_server, pg_url)
 from prometheus_client.parser import text_string_to_metric_families
+from test_security import certs  # noqa: F401  (fixture: a CA and a server certificate)
 
 from pulse_tui.config import Config
 from pulse_tui.protocol import operator_pb2 as op
@@ -359,3 +360,37 @@ async def test_many_handlers_get_summaries_without_points() -> None:
     assert sum(p.bucket.enqueued for p in st.total.points) == metrics.MAX_HANDLER_SERIES + 1
     one = await rec.stats(handler="h007")
     assert [s.handler for s in one.handlers] == ["h007"] and len(one.handlers[0].points) == 60
+
+
+async def test_metrics_over_tls_on_a_non_loopback_address(tmp_path: Path, certs) -> None:  # noqa: ANN001, F811
+    """With the server's TLS certificate the endpoint may listen beyond loopback; it speaks HTTPS
+    only (a plaintext request gets no answer)."""
+    import ssl
+
+    st = settings(
+        tmp_path / "d",
+        metrics_listen="0.0.0.0:0",
+        tls_cert=str(certs["server.pem"]),
+        tls_key=str(certs["server.key"]),
+    )
+    srv = PulseServer(st, Config())
+    await srv.start()
+    try:
+        assert srv.metrics_http is not None
+        ctx = ssl.create_default_context(cafile=str(certs["ca.pem"]))
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.metrics_http.port, ssl=ctx)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        raw = await reader.read()
+        writer.close()
+        assert raw.startswith(b"HTTP/1.1 200 OK") and b"pulse_plugin_up" in raw
+        status = await asyncio.wait_for(_plaintext_status(srv.metrics_http.port), 10)
+        assert status is None
+    finally:
+        await srv.stop(0)
+
+
+async def _plaintext_status(port: int) -> int | None:
+    try:
+        return (await scrape(port))[0]
+    except (ConnectionError, IndexError, ValueError):
+        return None
