@@ -15,7 +15,8 @@ One set of numbers feeds both the console (OperatorService.GetStats) and Prometh
 - `stats()` answers GetStats: the store's rows plus this node's not-yet-written buckets, summed per
   step over a window, with rates, error share and histogram percentiles.
 - `PulseCollector` turns the cumulative buckets and the last gauge sample into Prometheus metric
-  families (prometheus-client writes the exposition format); `MetricsHTTPServer` serves them.
+  families (prometheus-client writes the exposition format); `MetricsHTTPServer` serves them,
+  writing the text in a worker thread from a `Snapshot` taken on the event loop.
 
 Wait time is measured from when a job became due (`run_at`: its enqueue, delay or retry backoff)
 to the start of the attempt; run time from the attempt's start to its end.
