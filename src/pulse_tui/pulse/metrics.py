@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pulse_tui.pulse.errors import ValidationError
+from pulse_tui.pulse.errors import PulseError, ValidationError
 
 log = logging.getLogger("pulse.metrics")
 
@@ -371,6 +371,8 @@ class Recorder:
             self._task = None
         try:
             await self.persist()
+        except PulseError as exc:
+            log.warning("could not write the last metric buckets (%s)", exc.message)
         except Exception:
             log.exception("could not write the last metric buckets")
 
@@ -388,6 +390,9 @@ class Recorder:
                     self._last_prune = now
             except asyncio.CancelledError:
                 raise
+            except PulseError as exc:  # the store said why (disk full, damaged): no traceback
+                self.persist_errors += 1
+                log.warning("sampling or writing metrics failed (%s); retrying next period", exc.message)
             except Exception:
                 self.persist_errors += 1
                 log.exception("sampling or writing metrics failed; retrying next period")
