@@ -19,7 +19,7 @@ import statistics
 import time
 
 from bench.common import Result, main, temp_dir
-from bench.ours import DrainCounter, open_engine
+from bench.ours import DrainCounter, enqueue_many, open_engine
 from bench.sizes import drain_n
 from pulse_tui.pulse import metrics
 
@@ -29,25 +29,13 @@ SCRAPES = 20
 HANDLERS = 1000
 
 
-async def enqueue_numbered(engine, n: int) -> None:  # noqa: ANN001
-    """N pulse.noop jobs with ids of our own, 500 in flight: generated ids (time + 24 random bits)
-    can collide when thousands are made in one millisecond, which would abort the run."""
-    for start in range(0, n, 500):
-        await asyncio.gather(
-            *(
-                engine.enqueue("pulse.noop", b"{}", job_id=f"m{i:07d}")
-                for i in range(start, min(n, start + 500))
-            )
-        )
-
-
 async def drain_once(n: int, on: bool) -> float:
     with temp_dir("metrics") as d:
         store, engine = await open_engine(d / "pulse.db")
         rec = metrics.Recorder(store) if on else None  # serve's periods: sample 5 s, write 30 s
         engine.metrics = rec
         try:
-            await enqueue_numbered(engine, n)
+            await enqueue_many(engine, "pulse.noop", n)
             counter = DrainCounter(engine, n)
             if rec is not None:
                 await rec.start()
