@@ -48,6 +48,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
             "detail",
             "counts",
             "enqueue",
+            "enqueue-many",
             "cancel",
             "retry",
             "bulk",
@@ -367,12 +368,20 @@ class PulseClient:
     async def watch_jobs(
         self, flt: operator_pb2.JobFilter | None = None
     ) -> AsyncIterator[operator_pb2.JobEvent]:
-        """Server-streaming job events. Ends with ClientError when the stream breaks."""
+        """Server-streaming job events ("upsert" per job, "resync", "heartbeat"). Ends with
+        ClientError when the stream breaks. The server is asked for batched events (one message
+        per flush); they are unpacked here, so callers see one "upsert" per job either way."""
         self._need("watch")
-        call = self._op.WatchJobs(operator_pb2.WatchJobsRequest(filter=flt), metadata=self._metadata)
+        call = self._op.WatchJobs(
+            operator_pb2.WatchJobsRequest(filter=flt, batched=True), metadata=self._metadata
+        )
         try:
             async for event in call:
-                yield event
+                if event.kind == "batch":
+                    for job in event.jobs:
+                        yield operator_pb2.JobEvent(kind="upsert", job=job, server_time=event.server_time)
+                else:
+                    yield event
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc) from None
         finally:
@@ -418,6 +427,14 @@ class PulseClient:
         )
         resp = await self._call(self._op.Enqueue, req)
         return resp.job
+
+    async def enqueue_many(self, jobs: Sequence[operator_pb2.EnqueueRequest]) -> list[str]:
+        """Enqueue many jobs in one call: all are stored or none is; the ids come in order."""
+        self._need("enqueue-many")
+        resp = await self._call(
+            self._op.EnqueueMany, operator_pb2.EnqueueManyRequest(jobs=jobs), timeout=max(self.timeout, 60.0)
+        )
+        return list(resp.ids)
 
     @staticmethod
     def selector(

@@ -205,6 +205,18 @@ class EnqueueResponse(_message.Message):
     job: Job
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
+class EnqueueManyRequest(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[EnqueueRequest]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[EnqueueRequest, _Mapping]]] = ...) -> None: ...
+
+class EnqueueManyResponse(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class JobSelector(_message.Message):
     __slots__ = ("ids", "filter", "limit", "dry_run")
     IDS_FIELD_NUMBER: _ClassVar[int]
@@ -238,20 +250,24 @@ class BulkResponse(_message.Message):
     def __init__(self, affected_ids: _Optional[_Iterable[str]] = ..., failures: _Optional[_Iterable[_Union[ActionFailure, _Mapping]]] = ..., matched: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class WatchJobsRequest(_message.Message):
-    __slots__ = ("filter",)
+    __slots__ = ("filter", "batched")
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_FIELD_NUMBER: _ClassVar[int]
     filter: JobFilter
-    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ...) -> None: ...
+    batched: bool
+    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., batched: _Optional[bool] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("kind", "job", "server_time")
+    __slots__ = ("kind", "job", "server_time", "jobs")
     KIND_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     job: Job
     server_time: float
-    def __init__(self, kind: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., server_time: _Optional[float] = ...) -> None: ...
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, kind: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., server_time: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
 
 class ConfigField(_message.Message):
     __slots__ = ("name", "type", "description", "default_value", "required")

@@ -69,6 +69,11 @@ class OperatorServiceStub:
                 request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.EnqueueRequest.SerializeToString,
                 response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.EnqueueResponse.FromString,
                 _registered_method=True)
+        self.EnqueueMany = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/EnqueueMany',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.EnqueueManyRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.EnqueueManyResponse.FromString,
+                _registered_method=True)
         self.CancelJobs = channel.unary_unary(
                 '/pulse.operator.v1.OperatorService/CancelJobs',
                 request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.SerializeToString,
@@ -166,6 +171,12 @@ class OperatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Enqueue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueMany(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -274,6 +285,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.Enqueue,
                     request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.EnqueueRequest.FromString,
                     response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.EnqueueResponse.SerializeToString,
+            ),
+            'EnqueueMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueMany,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.EnqueueManyRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.EnqueueManyResponse.SerializeToString,
             ),
             'CancelJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJobs,
@@ -520,6 +536,33 @@ class OperatorService:
             '/pulse.operator.v1.OperatorService/Enqueue',
             pulse__tui_dot_protocol_dot_operator__pb2.EnqueueRequest.SerializeToString,
             pulse__tui_dot_protocol_dot_operator__pb2.EnqueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/EnqueueMany',
+            pulse__tui_dot_protocol_dot_operator__pb2.EnqueueManyRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.EnqueueManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

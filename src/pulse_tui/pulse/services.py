@@ -9,6 +9,7 @@ as gRPC status codes: each PulseError's `.code` names the status, its message is
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -38,6 +39,8 @@ QUEUE_LIST_MAX = 1000
 SELECT_DEFAULT = 1000
 SELECT_MAX = 100_000
 HEARTBEAT_SECS = 15.0
+WATCH_INTERVAL = 0.03  # least time between two flushes of one WatchJobs stream under steady change
+MESSAGE_CACHE = 16_384  # job messages shared by the watchers (see OperatorService._job_message)
 
 
 # ---------------------------------------------------------------- conversions
@@ -92,6 +95,15 @@ def operator_job(job: Job, routable: frozenset[str] | None = None) -> op.Job:
         no_handler=routable is not None and job.status == QUEUED and job.handler not in routable,
         node=job.node,
     )
+
+
+def _merge_changes(first: list[Job], later: list[Job]) -> list[Job]:
+    """Two coalesced batches as one: each job once, at the place of its latest change."""
+    merged = {j.id: j for j in first}
+    for j in later:
+        merged.pop(j.id, None)
+        merged[j.id] = j
+    return list(merged.values())
 
 
 def operator_attempt(a: Attempt) -> op.Attempt:
@@ -389,6 +401,8 @@ class OperatorService(op_grpc.OperatorServiceServicer):
     def __init__(self, ctx: ServiceContext, heartbeat_secs: float = HEARTBEAT_SECS) -> None:
         self.ctx = ctx
         self.heartbeat_secs = heartbeat_secs
+        self.watch_interval = WATCH_INTERVAL
+        self._messages: dict[int, tuple[Job, bool, op.Job]] = {}
 
     @property
     def engine(self) -> Engine:
@@ -477,24 +491,63 @@ class OperatorService(op_grpc.OperatorServiceServicer):
         self, request: op.WatchJobsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[op.JobEvent]:
         """Stream job changes. The first event is a heartbeat sent once the watch is registered:
-        a client that fetches a snapshot after it sees that event misses nothing."""
+        a client that fetches a snapshot after it sees that event misses nothing.
+
+        Under a steady stream of changes a watcher sends at most one flush per `watch_interval`
+        (changes to one job in between coalesce), so many watchers cost the engine little; after
+        a quiet spell the first change goes out at once. Each job snapshot is converted to its
+        message once, whatever the number of watchers (see `_job_message`)."""
         try:
             self.authorize(context, None)
             flt = job_filter(request.filter)
         except PulseError as exc:
             await context.abort(grpc.StatusCode[exc.code], exc.message)
+        batched = request.batched
+        interval = self.watch_interval
         with self.engine.bus.watch(flt) as watcher:
             yield op.JobEvent(kind="heartbeat", server_time=time.time())
+            sent_at = 0.0
             while True:
                 batch, resync = await watcher.next_batch(timeout=self.heartbeat_secs)
                 now = time.time()
                 if resync:
                     yield op.JobEvent(kind="resync", server_time=now)
-                elif not batch:
+                    continue
+                if not batch:
                     yield op.JobEvent(kind="heartbeat", server_time=now)
+                    continue
+                wait = sent_at + interval - time.monotonic()
+                if wait > 0:  # pace a steady stream; the changes meanwhile join this flush
+                    await asyncio.sleep(wait)
+                    more, resync = await watcher.next_batch(timeout=0)
+                    if resync:
+                        yield op.JobEvent(kind="resync", server_time=time.time())
+                        continue
+                    if more:
+                        batch = _merge_changes(batch, more)
+                sent_at = time.monotonic()
                 routable = self.ctx.routable()
-                for job in batch:
-                    yield op.JobEvent(kind="upsert", job=operator_job(job, routable), server_time=now)
+                message = self._job_message
+                if batched:
+                    yield op.JobEvent(
+                        kind="batch", server_time=now, jobs=[message(j, routable) for j in batch]
+                    )
+                else:
+                    for job in batch:
+                        yield op.JobEvent(kind="upsert", job=message(job, routable), server_time=now)
+
+    def _job_message(self, job: Job, routable: frozenset[str]) -> op.Job:
+        """operator_job(job), converted once per published snapshot for all watchers (snapshots
+        are immutable; the cache is keyed by identity and holds the snapshot so ids stay unique)."""
+        no_handler = job.status == QUEUED and job.handler not in routable
+        hit = self._messages.get(id(job))
+        if hit is not None and hit[0] is job and hit[1] == no_handler:
+            return hit[2]
+        msg = operator_job(job, routable)
+        if len(self._messages) >= MESSAGE_CACHE:
+            self._messages.clear()
+        self._messages[id(job)] = (job, no_handler, msg)
+        return msg
 
     @_operator_rpc("enqueue jobs")
     async def Enqueue(self, request: op.EnqueueRequest, principal: Principal) -> op.EnqueueResponse:
@@ -509,6 +562,27 @@ class OperatorService(op_grpc.OperatorServiceServicer):
             parent_job_id=request.parent_job_id,
         )
         return op.EnqueueResponse(job=operator_job(job, self.ctx.routable()))
+
+    @_operator_rpc("enqueue jobs")
+    async def EnqueueMany(
+        self, request: op.EnqueueManyRequest, principal: Principal
+    ) -> op.EnqueueManyResponse:
+        jobs = await self.engine.enqueue_many(
+            [
+                {
+                    "handler": r.handler,
+                    "payload": r.payload,
+                    "max_attempts": r.max_attempts,
+                    "timeout_secs": r.timeout_secs,
+                    "priority": r.priority,
+                    "source": r.source,
+                    "delay_secs": r.delay_secs,
+                    "parent_job_id": r.parent_job_id,
+                }
+                for r in request.jobs
+            ]
+        )
+        return op.EnqueueManyResponse(ids=[j.id for j in jobs])
 
     @_operator_rpc("cancel jobs")
     async def CancelJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:

@@ -1,0 +1,155 @@
+"""Many watchers: every watcher sees every job's changes in order and ends with every job complete;
+a watcher that stops reading is told to resync and holds back neither the others nor memory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from pulse_tui.client import PulseClient
+from pulse_tui.protocol import operator_pb2 as op
+from pulse_tui.protocol import operator_pb2_grpc as op_grpc
+from pulse_tui.pulse import jobs as J
+from pulse_tui.pulse.engine import Engine
+from pulse_tui.pulse.events import CHECK_EVERY, EventBus
+from pulse_tui.pulse.handlers import StaticRouter
+from pulse_tui.pulse.jobs import Job
+from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+RANK = {J.QUEUED: 0, J.RUNNING: 1, J.COMPLETED: 2}
+
+
+class Seen:
+    """Per job, the statuses a watcher saw; checks they never go backwards."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, str] = {}
+        self.order_errors: list[str] = []
+
+    def add(self, job_id: str, status: str) -> None:
+        prev = self.last.get(job_id)
+        if prev is not None and RANK[status] < RANK[prev]:
+            self.order_errors.append(f"{job_id}: {prev} then {status}")
+        self.last[job_id] = status
+
+    def completed(self) -> int:
+        return sum(1 for s in self.last.values() if s == J.COMPLETED)
+
+
+async def test_64_watchers_see_every_job_in_order(tmp_path):
+    store = SQLiteStore(str(tmp_path / "w.db"))
+    await store.open()
+    engine = Engine(store, StaticRouter(), retention_secs=None)
+    n = 2000
+    watchers = [engine.bus.watch() for _ in range(64)]
+    seen = [Seen() for _ in watchers]
+
+    async def follow(i: int) -> None:
+        while seen[i].completed() < n:
+            batch, resync = await watchers[i].next_batch(timeout=30)
+            assert not resync and batch, "watcher fell behind or saw nothing"
+            ids = [j.id for j in batch]
+            assert len(ids) == len(set(ids)), "a job twice in one batch"
+            for job in batch:
+                seen[i].add(job.id, job.status)
+
+    try:
+        tasks = [asyncio.create_task(follow(i)) for i in range(64)]
+        jobs = await engine.enqueue_many([{"handler": "pulse.noop"} for _ in range(n)])
+        await engine.start()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        for s in seen:
+            assert s.order_errors == []
+            assert set(s.last) == {j.id for j in jobs} and s.completed() == n
+        assert len(engine.bus._log) <= 2 * CHECK_EVERY  # all caught up: the log was trimmed
+    finally:
+        for w in watchers:
+            w.close()
+        await engine.stop(grace=1)
+        await store.close()
+    assert engine.bus.watcher_count == 0 and engine.bus._log == []
+
+
+def _job(i: int, status: str = J.QUEUED) -> Job:
+    now = time.time()
+    return Job(id=f"j{i}", handler="h", status=status, created_at=now, updated_at=now, run_at=now)
+
+
+async def test_watcher_that_stops_reading_gets_resync_and_bounded_log():
+    bus = EventBus(max_pending=5000)
+    idle = bus.watch()
+    busy = bus.watch()
+    total = 0
+    for i in range(20_000):
+        bus.publish(_job(i))
+        if i % 1000 == 999:
+            batch, resync = await busy.next_batch(timeout=1)
+            assert not resync
+            total += len(batch)
+        assert len(bus._log) <= 5000 + 2 * CHECK_EVERY
+    assert total == 20_000  # the reader lost nothing
+    assert idle.dropped > 0
+    batch, resync = await idle.next_batch(timeout=1)
+    assert resync and batch == []
+    bus.publish(_job(7, J.RUNNING))  # after the resync it follows again
+    batch, resync = await idle.next_batch(timeout=1)
+    assert [(j.id, j.status) for j in batch] == [("j7", J.RUNNING)] and not resync
+
+
+async def test_changes_to_one_job_coalesce_in_order_of_latest_change():
+    bus = EventBus()
+    w = bus.watch()
+    for i in range(3):
+        bus.publish(_job(i))
+    bus.publish(_job(0, J.RUNNING))
+    batch, _ = await w.next_batch(timeout=1)
+    assert [(j.id, j.status) for j in batch] == [("j1", J.QUEUED), ("j2", J.QUEUED), ("j0", J.RUNNING)]
+    assert await w.next_batch(timeout=0.05) == ([], False)
+    w.close()
+    assert bus.watcher_count == 0
+
+
+async def test_watch_jobs_over_grpc_batched_and_not(inproc_server):
+    """16 raw streams (half batched, half one event per job) and the client library's watch (which
+    asks for batches and unpacks them) all see 400 jobs through to completed, in order."""
+    md = inproc_server.metadata
+    n = 400
+    async with grpc.aio.insecure_channel(inproc_server.address) as ch:
+        ops = op_grpc.OperatorServiceStub(ch)
+        calls = [ops.WatchJobs(op.WatchJobsRequest(batched=i % 2 == 0), metadata=md) for i in range(16)]
+        for call in calls:
+            assert (await call.read()).kind == "heartbeat"
+        client = PulseClient(inproc_server.address, inproc_server.token)
+        assert await client.probe() == "operator"
+        lib_events = client.watch_jobs()
+        assert (await anext(lib_events)).kind == "heartbeat"
+        seen = [Seen() for _ in range(17)]
+        kinds: list[set[str]] = [set() for _ in range(17)]
+
+        async def follow(i: int) -> None:
+            while seen[i].completed() < n:
+                event = await (anext(lib_events) if i == 16 else calls[i].read())
+                kinds[i].add(event.kind)
+                assert event.kind != "resync"
+                for job in (
+                    event.jobs if event.kind == "batch" else [event.job] if event.kind == "upsert" else []
+                ):
+                    seen[i].add(job.id, job.status)
+
+        tasks = [asyncio.create_task(follow(i)) for i in range(17)]
+        resp = await ops.EnqueueMany(
+            op.EnqueueManyRequest(jobs=[op.EnqueueRequest(handler="pulse.noop") for _ in range(n)]),
+            metadata=md,
+        )
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        for i, s in enumerate(seen):
+            assert s.order_errors == [], i
+            assert set(s.last) == set(resp.ids)
+        assert all(k <= {"batch", "heartbeat"} for k in kinds[0:16:2])
+        assert all(k <= {"upsert", "heartbeat"} for k in kinds[1:16:2] + kinds[16:])
+        for call in calls:
+            call.cancel()
+        await lib_events.aclose()
+        await client.close()
