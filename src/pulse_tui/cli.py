@@ -157,8 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs = sub.add_parser("jobs", help="enqueue, inspect, cancel and retry jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
-    p = jsub.add_parser("enqueue", parents=[conn, js], help="enqueue a job")
-    p.add_argument("handler")
+    p = jsub.add_parser("enqueue", parents=[conn, js], help="enqueue a job, or many from a JSON-lines file")
+    p.add_argument("handler", nargs="?", help="handler name (not with --from)")
+    p.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE.jsonl",
+        help="enqueue every job of this file in one call, all or none: one JSON object per line with"
+        ' "handler" and optionally "payload", "max_attempts", "timeout_secs", "priority", "delay_secs",'
+        ' "source", "parent_job_id" ("-" reads standard input)',
+    )
     p.add_argument("--payload", default="{}", metavar="JSON", help="JSON payload (default {})")
     p.add_argument(
         "--timeout", type=int, default=0, metavar="S", help="seconds per attempt (0 = server default)"
@@ -526,7 +534,115 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 # ---------------------------------------------------------------- jobs
 
 
+ENQUEUE_LINE_FIELDS = {
+    "handler": str,
+    "payload": (dict, list, str, int, float, bool, type(None)),
+    "max_attempts": int,
+    "timeout_secs": int,
+    "priority": int,
+    "delay_secs": (int, float),
+    "source": str,
+    "parent_job_id": str,
+}
+ENQUEUE_MANY_MAX = 100_000  # the server's limit per call
+ENQUEUE_MANY_BYTES = 4 * 1024 * 1024 - 64 * 1024  # under the server's 4 MB message limit
+
+
+def read_job_lines(path: str) -> list[Any]:
+    """Parse a JSON-lines file of jobs into EnqueueRequests; any bad line is a CliError naming it,
+    and then nothing is sent."""
+    from pulse_tui.protocol import operator_pb2
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    reqs = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            doc = json.loads(line)
+        except ValueError as exc:
+            raise CliError(f"{where}: not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise CliError(f"{where}: expected a JSON object, got {type(doc).__name__}")
+        unknown = sorted(set(doc) - set(ENQUEUE_LINE_FIELDS))
+        if unknown:
+            raise CliError(
+                f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(ENQUEUE_LINE_FIELDS)}"
+            )
+        for key, kinds in ENQUEUE_LINE_FIELDS.items():
+            if key in doc and key != "payload":
+                value = doc[key]
+                if isinstance(value, bool) or not isinstance(value, kinds):
+                    raise CliError(f"{where}: {key} must be {_kind_name(kinds)}, got {json.dumps(value)}")
+        if not doc.get("handler"):
+            raise CliError(f"{where}: no handler")
+        payload = doc.get("payload", {})
+        raw = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        reqs.append(
+            operator_pb2.EnqueueRequest(
+                handler=doc["handler"],
+                payload=raw,
+                max_attempts=doc.get("max_attempts", 0),
+                timeout_secs=doc.get("timeout_secs", 0),
+                priority=doc.get("priority", 0),
+                delay_secs=float(doc.get("delay_secs", 0.0)),
+                source=doc.get("source", "pulse-tui cli"),
+                parent_job_id=doc.get("parent_job_id", ""),
+            )
+        )
+    if not reqs:
+        raise CliError(f"{path}: no jobs (one JSON object per line)")
+    if len(reqs) > ENQUEUE_MANY_MAX:
+        raise CliError(
+            f"{path}: {len(reqs):,} jobs; one call takes at most {ENQUEUE_MANY_MAX:,}: split the file"
+        )
+    size = operator_pb2.EnqueueManyRequest(jobs=reqs).ByteSize()
+    if size > ENQUEUE_MANY_BYTES:
+        raise CliError(
+            f"{path}: {len(reqs):,} jobs make a {size / 1048576:.1f} MB request; one call carries at most"
+            f" {ENQUEUE_MANY_BYTES / 1048576:.1f} MB: split the file"
+        )
+    return reqs
+
+
+def _kind_name(kinds: Any) -> str:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return " or ".join(
+        {"str": "a string", "int": "an integer", "float": "a number"}[k.__name__] for k in kinds
+    )
+
+
+def cmd_jobs_enqueue_many(args: argparse.Namespace) -> int:
+    if (
+        args.handler
+        or args.wait
+        or args.payload != "{}"
+        or args.timeout
+        or args.max_attempts
+        or args.priority
+    ):
+        raise CliError(
+            "--from takes every job's fields from the file: give no handler, --payload, --wait, ..."
+        )
+    reqs = read_job_lines(args.from_file)
+
+    async def run(client: Any) -> int:
+        ids = await client.enqueue_many(reqs)
+        emit(args, {"enqueued": len(ids), "ids": ids}, "\n".join(ids))
+        return 0
+
+    return with_client(args, run)
+
+
 def cmd_jobs_enqueue(args: argparse.Namespace) -> int:
+    if getattr(args, "from_file", None) is not None:
+        return cmd_jobs_enqueue_many(args)
+    if not args.handler:
+        raise CliError("give a handler name, or --from FILE.jsonl")
     try:
         json.loads(args.payload)
     except ValueError as exc:

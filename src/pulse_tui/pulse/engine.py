@@ -20,8 +20,9 @@ import random
 import re
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pulse_tui.pulse.errors import (
     NotFound,
@@ -69,6 +70,7 @@ JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 MAX_LIST_LIMIT = 1000
 MAX_SELECT_LIMIT = 100_000
 MAX_ATTEMPTS_LIMIT = 100
+ENQUEUE_MANY_MAX = 100_000  # jobs in one enqueue_many call
 MAX_LOGS_PER_ATTEMPT = 2000
 EVENT_RANK_MEMORY = 100_000  # jobs whose last published event order is remembered (see _fresh)
 FINISH_RETRY_DELAYS = (0.1, 0.5, 2.0, None)  # writing an attempt's end: 4 tries, then give up
@@ -258,6 +260,39 @@ class Engine:
         else:
             self._kick()
         return job
+
+    async def enqueue_many(self, specs: Sequence[Mapping[str, Any]]) -> list[Job]:
+        """Bulk enqueue: each spec holds `enqueue`'s keyword arguments (handler, payload, ...).
+        Every job is validated first; then all are stored in one transaction, or none is. The
+        jobs come back in the order of `specs`. A bad spec raises ValidationError naming its
+        index, and nothing is stored."""
+        if len(specs) > ENQUEUE_MANY_MAX:
+            raise ValidationError(f"at most {ENQUEUE_MANY_MAX:,} jobs per call, got {len(specs):,}")
+        jobs: list[Job] = []
+        for i, spec in enumerate(specs):
+            try:
+                args = dict(spec)
+                jobs.append(self.validate_new(args.pop("handler", ""), args.pop("payload", b""), **args))
+            except ValidationError as exc:
+                raise ValidationError(f"job {i} of {len(specs)}: {exc.message}") from None
+            except TypeError as exc:  # a spec with a field enqueue does not take
+                raise ValidationError(f"job {i} of {len(specs)}: {exc}") from None
+        if not jobs:
+            return jobs
+        try:
+            await self.store.insert(jobs)
+        except Exception as exc:
+            if "UNIQUE" in str(exc):
+                raise ValidationError(f"a job id is already taken: {exc}") from None
+            raise
+        if self.bus.watcher_count:
+            self.bus.publish_many([replace(j, payload=b"") for j in jobs if self._fresh(j)])
+        due = [j.run_at for j in jobs if j.run_at > j.created_at]
+        if due:
+            self._note_due(min(due))
+        if len(due) < len(jobs):
+            self._kick()
+        return jobs
 
     def validate_new(
         self,

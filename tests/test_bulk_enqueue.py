@@ -1,0 +1,186 @@
+"""Bulk enqueue (Engine.enqueue_many, OperatorService.EnqueueMany, `jobs enqueue --from`): every job
+validated, all stored in one transaction or none, ids in order. On SQLite and PostgreSQL for the
+engine; against a real `pulse-tui serve` process for the RPC and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import grpc
+import pytest
+from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_server, pg_url)
+from test_services import expect_code, total_jobs
+
+from pulse_tui.protocol import operator_pb2 as op
+from pulse_tui.protocol import operator_pb2_grpc as op_grpc
+from pulse_tui.pulse import jobs as J
+from pulse_tui.pulse.engine import Engine
+from pulse_tui.pulse.errors import ValidationError
+from pulse_tui.pulse.handlers import StaticRouter
+from pulse_tui.pulse.jobs import JobFilter
+from pulse_tui.pulse.store import open_store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def engine(request: pytest.FixtureRequest, tmp_path):
+    url = f"sqlite:{tmp_path / 'p.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    store = open_store(url)
+    await store.open()
+    eng = Engine(store, StaticRouter(), retention_secs=None)
+    try:
+        yield eng
+    finally:
+        await eng.stop(grace=1)
+        await store.close()
+
+
+async def stored(engine: Engine) -> list[J.Job]:
+    ids, _ = await engine.select_ids(JobFilter(), 100_000)
+    return [await engine.get_job(i) for i in ids]
+
+
+async def test_enqueue_many_stores_all_in_order(engine: Engine):
+    specs = [{"handler": "pulse.noop", "payload": json.dumps({"i": i}).encode()} for i in range(500)]
+    jobs = await engine.enqueue_many(specs)
+    assert [json.loads(j.payload)["i"] for j in jobs] == list(range(500))
+    assert len({j.id for j in jobs}) == 500
+    rows = {j.id: j for j in await stored(engine)}
+    assert set(rows) == {j.id for j in jobs}
+    seqs = [rows[j.id].seq for j in jobs]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 500  # FIFO follows the input order
+    assert all(rows[j.id].status == J.QUEUED for j in jobs)
+    assert await engine.enqueue_many([]) == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        ({"handler": "pulse.nop"}, "did you mean 'pulse.noop'"),
+        ({"handler": "pulse.noop", "payload": b"[1,"}, "payload is not JSON"),
+        ({"handler": "pulse.noop", "priority": 10**6}, "priority"),
+        ({"handler": "pulse.noop", "delay_secs": -1.0}, "delay"),
+        ({"handler": "pulse.noop", "colour": "red"}, "colour"),
+    ],
+)
+async def test_enqueue_many_one_bad_job_stores_none(engine: Engine, bad, fragment):
+    await engine.enqueue("pulse.noop", b"{}")
+    specs = [{"handler": "pulse.noop"} for _ in range(100)]
+    specs[57] = bad
+    with pytest.raises(ValidationError) as info:
+        await engine.enqueue_many(specs)
+    assert "job 57 of 100" in info.value.message and fragment in info.value.message
+    assert len(await stored(engine)) == 1
+
+
+async def test_enqueue_many_is_one_transaction(engine: Engine):
+    """Validation passes but the store refuses one row (an id already taken): the rows before it
+    in the same call are rolled back too."""
+    taken = await engine.enqueue("pulse.noop", b"{}", job_id="taken-1")
+    specs = [{"handler": "pulse.noop", "job_id": f"bulk-{i}"} for i in range(50)]
+    specs[30]["job_id"] = taken.id
+    with pytest.raises(ValidationError, match="already"):
+        await engine.enqueue_many(specs)
+    assert [j.id for j in await stored(engine)] == ["taken-1"]
+
+
+async def test_enqueue_many_limit(engine: Engine, monkeypatch):
+    monkeypatch.setattr("pulse_tui.pulse.engine.ENQUEUE_MANY_MAX", 10)
+    with pytest.raises(ValidationError, match="at most 10 jobs per call, got 11"):
+        await engine.enqueue_many([{"handler": "pulse.noop"}] * 11)
+    assert await stored(engine) == []
+
+
+async def test_enqueue_many_runs_the_jobs(engine: Engine):
+    with engine.bus.watch() as w:
+        jobs = await engine.enqueue_many([{"handler": "pulse.noop"} for _ in range(200)])
+        await engine.start()
+        pending = {j.id for j in jobs}
+        while pending:
+            batch, resync = await w.next_batch(timeout=10)
+            assert batch or resync, f"{len(pending)} jobs never completed"
+            pending -= {j.id for j in batch if j.status == J.COMPLETED}
+
+
+# ---------------------------------------------------------------- over gRPC
+
+
+async def test_rpc_enqueue_many_order_and_all_or_none(shared_server):
+    md = shared_server.metadata
+    async with grpc.aio.insecure_channel(shared_server.address) as ch:
+        ops = op_grpc.OperatorServiceStub(ch)
+        reqs = [op.EnqueueRequest(handler="pulse.noop", source=f"bulk-{i}") for i in range(300)]
+        resp = await ops.EnqueueMany(op.EnqueueManyRequest(jobs=reqs), metadata=md)
+        assert len(resp.ids) == 300
+        for i in (0, 1, 150, 299):
+            detail = await ops.GetJob(op.GetJobRequest(id=resp.ids[i]), metadata=md)
+            assert detail.job.source == f"bulk-{i}"
+        seqs = [(await ops.GetJob(op.GetJobRequest(id=x), metadata=md)).job.seq for x in resp.ids[:20]]
+        assert seqs == sorted(seqs)
+
+        before = await total_jobs(ops, md)
+        reqs[120] = op.EnqueueRequest(handler="pulse.noop", payload=b"{not json")
+        await expect_code(
+            ops.EnqueueMany(op.EnqueueManyRequest(jobs=reqs), metadata=md),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "job 120 of 300",
+            "payload is not JSON",
+        )
+        assert await total_jobs(ops, md) == before
+        await expect_code(
+            ops.EnqueueMany(op.EnqueueManyRequest(jobs=reqs[:5]), metadata=shared_server.readonly_metadata),
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
+        assert await total_jobs(ops, md) == before
+        assert not (await ops.EnqueueMany(op.EnqueueManyRequest(), metadata=md)).ids
+
+
+def cli(server, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pulse_tui", "jobs", "enqueue", "--connect", server.address, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
+        env={**os.environ, "PULSE_TOKEN": server.token},
+    )
+
+
+async def test_cli_enqueue_from_jsonl(shared_server, tmp_path):
+    md = shared_server.metadata
+    good = tmp_path / "jobs.jsonl"
+    lines = [json.dumps({"handler": "pulse.noop", "payload": {"i": i}, "priority": i % 3}) for i in range(40)]
+    good.write_text("\n".join(lines[:20]) + "\n\n" + "\n".join(lines[20:]) + "\n")
+    r = cli(shared_server, "--from", str(good), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["enqueued"] == 40 and len(doc["ids"]) == 40
+    async with grpc.aio.insecure_channel(shared_server.address) as ch:
+        ops = op_grpc.OperatorServiceStub(ch)
+        d = await ops.GetJob(op.GetJobRequest(id=doc["ids"][7]), metadata=md)
+        assert json.loads(d.payload) == {"i": 7} and d.job.priority == 1
+        before = await total_jobs(ops, md)
+        for content, fragment in [
+            ('{"handler": "pulse.noop"}\n[1]\n', ":2: expected a JSON object"),
+            (
+                '{"handler": "pulse.noop"}\n{"handler": "pulse.noop", "prio": 1}\n',
+                ":2: unknown field(s) prio",
+            ),
+            ('{"handler": "pulse.noop", "priority": "high"}\n', ":1: priority must be an integer"),
+            ('{"payload": {}}\n', ":1: no handler"),
+            ("{oops\n", ":1: not JSON"),
+            ("\n\n", "no jobs"),
+        ]:
+            bad = tmp_path / "bad.jsonl"
+            bad.write_text(content)
+            r = cli(shared_server, "--from", str(bad))
+            assert r.returncode != 0 and fragment in r.stderr, (content, r.stderr)
+        # the server refuses line 3 (unknown handler): nothing from the file is stored
+        mixed = "\n".join([lines[0], lines[1], json.dumps({"handler": "pulse.nop"}), lines[3]])
+        r = cli(shared_server, "--from", "-", stdin=mixed)
+        assert r.returncode != 0 and "job 2 of 4" in r.stderr and "pulse.noop" in r.stderr, r.stderr
+        r = cli(shared_server, "pulse.noop", "--from", str(good))
+        assert r.returncode != 0 and "--from takes every job's fields from the file" in r.stderr
+        assert await total_jobs(ops, md) == before
