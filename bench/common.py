@@ -38,22 +38,26 @@ class Result:
     notes: dict[str, str] = field(default_factory=dict)  # key -> how it was measured / why it is null
     params: dict[str, Any] = field(default_factory=dict)  # N, concurrency, mode, …
     extra: dict[str, Any] = field(default_factory=dict)  # secondary figures shown in RESULTS.md
+    cpu: dict[str, float] = field(default_factory=dict)  # system -> CPU seconds per 1,000 jobs
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
 
-def main(run: Callable[[bool], Result]) -> None:
-    """Entry point of a measure module run alone."""
+def main(run: Callable[..., Result]) -> None:
+    """Entry point of a measure module run alone (`--variant V` for modules with variants)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes (the whole suite under a minute)")
+    parser.add_argument("--variant", help="which variant of the measure (modules that have several)")
     args = parser.parse_args()
-    res = run(args.quick)
+    res = run(args.quick, variant=args.variant) if args.variant else run(args.quick)
     for k, v in res.figures.items():
         note = f"  ({res.notes[k]})" if k in res.notes else ""
         print(f"{k} = {fmt_num(v)}{note}", file=sys.stderr)
     for k, v in res.extra.items():
         print(f"  {k} = {v}", file=sys.stderr)
+    for k, v in res.cpu.items():
+        print(f"  cpu s/1k jobs {k} = {v}", file=sys.stderr)
     print(RESULT_PREFIX + res.to_json(), flush=True)
 
 

@@ -1,6 +1,7 @@
-"""inproc_drain_jobs_per_s: our engine draining N `pulse.noop` jobs in-process (Engine +
-SQLiteStore + StaticRouter), N enqueued first, timed from engine.start() until every job is
-completed (counted from the engine's event bus, so each job's finish is committed to SQLite)."""
+"""inproc_{full,normal}_drain_jobs_per_s: our engine draining N `pulse.noop` jobs in-process
+(Engine + SQLiteStore + StaticRouter) with the store at durability full or normal, N enqueued
+first, timed from engine.start() until every job is completed (counted from the engine's event
+bus, so each job's finish is committed to SQLite). CPU: this process over the drain."""
 
 from __future__ import annotations
 
@@ -8,45 +9,57 @@ import asyncio
 import time
 
 from bench.common import Result, main, temp_dir
-from bench.ours import DrainCounter, enqueue_many, open_engine
+from bench.infra import CpuMeter, per_1k
+from bench.ours import DrainCounter, durability_note, enqueue_many, open_engine
 from bench.sizes import drain_n
 
 
-async def drain(n: int) -> tuple[float, float, dict]:
+async def drain(n: int, durability: str) -> tuple[float, float, dict]:
     with temp_dir("inproc") as d:
-        store, engine = await open_engine(d / "pulse.db")
+        store, engine = await open_engine(d / "pulse.db", durability=durability)
         try:
             enqueue_s = await enqueue_many(engine, "pulse.noop", n)
             counter = DrainCounter(engine, n)
             commits0 = store.commits
+            cpu = CpuMeter().start()
             t0 = time.perf_counter()
             await engine.start()
             await counter.wait(timeout=max(60.0, n / 50))
             drain_s = time.perf_counter() - t0
+            cpu_s = cpu.stop()
             if counter.failed:
                 raise RuntimeError(f"{len(counter.failed)} no-op jobs failed")
-            stats = {"commits_during_drain": store.commits - commits0}
+            stats = {"commits_during_drain": store.commits - commits0, "cpu_s": cpu_s}
         finally:
             await engine.stop(grace=5)
             await store.close()
     return drain_s, enqueue_s, stats
 
 
-def run(quick: bool) -> Result:
+def run(quick: bool, variant: str = "full") -> Result:
     n = drain_n(quick)
-    drain_s, enqueue_s, stats = asyncio.run(drain(n))
+    drain_s, enqueue_s, stats = asyncio.run(drain(n, variant))
+    key = f"inproc_{variant}_drain_jobs_per_s"
+    note = (
+        f"N={n:,} pulse.noop jobs, engine defaults (concurrency 128), {durability_note(variant)}, enqueued"
+        " first; timed from engine.start() to the last job's completed event"
+    )
+    figures = {key: n / drain_s}
+    notes = {key: note}
+    if variant == "full":  # the key of earlier runs: the store's default durability
+        figures["inproc_drain_jobs_per_s"] = n / drain_s
+        notes["inproc_drain_jobs_per_s"] = note
+    cpu_s = stats.pop("cpu_s")
     return Result(
-        figures={"inproc_drain_jobs_per_s": n / drain_s},
-        notes={
-            "inproc_drain_jobs_per_s": f"N={n:,} pulse.noop jobs, engine defaults (concurrency 128), enqueued first;"
-            " timed from engine.start() to the last job's completed event"
-        },
-        params={"n": n},
+        figures=figures,
+        notes=notes,
+        params={"n": n, "durability": variant},
         extra={
-            "inproc_enqueue_jobs_per_s": round(n / enqueue_s),
-            "inproc_drain_s": round(drain_s, 3),
-            **stats,
+            f"inproc_{variant}_enqueue_jobs_per_s": round(n / enqueue_s),
+            f"inproc_{variant}_drain_s": round(drain_s, 3),
+            **{f"inproc_{variant}_{k}": v for k, v in stats.items()},
         },
+        cpu={f"ours_inproc_{variant}": per_1k(cpu_s, n)},
     )
 
 

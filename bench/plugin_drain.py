@@ -1,4 +1,4 @@
-"""plugin_drain_jobs_per_s: our server draining N `demo.echo` jobs (a no-op that returns its
+"""plugin_unary_drain_jobs_per_s (and plugin_drain_jobs_per_s, its earlier key): our server draining N `demo.echo` jobs (a no-op that returns its
 payload) through the bundled demo plugin, a real subprocess called over ExecuteJob, every job's
 start and end persisted in SQLite.
 
@@ -6,7 +6,8 @@ N jobs are written to the server's SQLite file first (through Engine.enqueue, so
 what the server would have stored); then `pulse-tui serve` starts with the demo plugin configured.
 The drain time is taken from the store: first attempt start to last completion (so the plugin's
 process start-up is not counted, as huey's consumer start-up is not). Completion is detected by
-reading the SQLite file (cheap) rather than asking the server.
+reading the SQLite file (cheap) rather than asking the server. The store runs at durability
+full. CPU: the server and the plugin process, from the first job's start to the end.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import time
 from pathlib import Path
 
 from bench.common import Result, main, temp_dir
-from bench.ours import enqueue_many, open_engine
+from bench.infra import CpuMeter, per_1k
+from bench.ours import HAS_DURABILITY, durability_note, enqueue_many, open_engine
 from bench.serve import DEMO_PLUGIN, Server
 from bench.sizes import drain_n
 from pulse_tui.pulse.handlers import HandlerResult, JobContext, StaticRouter
@@ -41,6 +43,18 @@ async def prefill(db: Path, n: int) -> None:
         await enqueue_many(engine, HANDLER, n)
     finally:
         await store.close()
+
+
+def wait_started(db: Path, timeout: float) -> None:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    deadline = time.monotonic() + timeout
+    try:
+        while not conn.execute("SELECT 1 FROM jobs WHERE started_at > 0 LIMIT 1").fetchone():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no job started within {timeout:g}s")
+            time.sleep(0.01)
+    finally:
+        conn.close()
 
 
 def wait_drained(db: Path, n: int, timeout: float) -> dict[str, int]:
@@ -69,29 +83,36 @@ def drain_window(db: Path) -> tuple[float, float]:
 
 def measure(n: int) -> tuple[float, dict]:
     with temp_dir("plugin") as d:
-        srv = Server(d, plugins=DEMO_PLUGIN)
+        srv = Server(d, plugins=DEMO_PLUGIN, durability="full" if HAS_DURABILITY else "")
         asyncio.run(prefill(srv.db_path, n))
         t0 = time.time()
         with srv:
+            assert srv.child is not None
+            wait_started(srv.db_path, timeout=60)
+            cpu = CpuMeter(srv.child.pid, include_self=False).start()
             counts = wait_drained(srv.db_path, n, timeout=max(60.0, n / 100))
+            cpu_s = cpu.stop()
             wall = time.time() - t0
         first, last = drain_window(srv.db_path)
         if counts.get("completed", 0) != n:
             raise RuntimeError(f"expected {n} completed, got {counts}")
-    return last - first, {"plugin_wall_incl_startup_s": round(wall, 2)}
+    return last - first, {"plugin_wall_incl_startup_s": round(wall, 2), "cpu_s": cpu_s}
 
 
 def run(quick: bool) -> Result:
     n = drain_n(quick)
     secs, extra = measure(n)
+    cpu_s = extra.pop("cpu_s")
+    note = (
+        f"N={n:,} demo.echo jobs through `pulse-tui serve` + the demo plugin subprocess (unary ExecuteJob"
+        f" over 127.0.0.1), {durability_note('full')}; first start to last completion, from the store"
+    )
     return Result(
-        figures={"plugin_drain_jobs_per_s": n / secs},
-        notes={
-            "plugin_drain_jobs_per_s": f"N={n:,} demo.echo jobs through `pulse-tui serve` + the demo plugin"
-            " subprocess (ExecuteJob over 127.0.0.1); first start to last completion, from the store"
-        },
-        params={"n": n},
+        figures={"plugin_unary_drain_jobs_per_s": n / secs, "plugin_drain_jobs_per_s": n / secs},
+        notes={"plugin_unary_drain_jobs_per_s": note, "plugin_drain_jobs_per_s": note},
+        params={"n": n, "durability": "full" if HAS_DURABILITY else "normal"},
         extra={"plugin_drain_s": round(secs, 3), **extra},
+        cpu={"ours_plugin_unary": per_1k(cpu_s, n)},
     )
 
 

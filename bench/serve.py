@@ -21,11 +21,20 @@ command = ["{python}", "-m", "pulse_tui.plugins.demo"]
 
 
 def write_config(
-    d: Path, *, plugins: str = "", concurrency: int = 64, retention_days: float = 0, db: str = ""
+    d: Path,
+    *,
+    plugins: str = "",
+    concurrency: int = 64,
+    retention_days: float = 0,
+    db: str = "",
+    durability: str = "",
 ) -> Path:
-    """`db`: "" for the SQLite file in the data dir, or a store URL (postgresql://…)."""
+    """`db`: "" for the SQLite file in the data dir, or a store URL (postgresql://…).
+    `durability`: "" for the server's default, or "full"/"normal" (SQLite)."""
     cfg = d / "pulse.toml"
     db_line = f"db = {json.dumps(db)}\n" if db else ""
+    if durability:
+        db_line += f"durability = {json.dumps(durability)}\n"
     cfg.write_text(
         f"[server]\nconcurrency = {concurrency}\nretention_days = {retention_days}\n{db_line}{plugins}\n"
     )
@@ -35,11 +44,13 @@ def write_config(
 class Server:
     """`python -m pulse_tui serve` on 127.0.0.1:0 with its own data dir."""
 
-    def __init__(self, d: Path, *, plugins: str = "", concurrency: int = 64, db: str = "") -> None:
+    def __init__(
+        self, d: Path, *, plugins: str = "", concurrency: int = 64, db: str = "", durability: str = ""
+    ) -> None:
         self.dir = d
         self.data_dir = d / "data"
         self.data_dir.mkdir(exist_ok=True)
-        self.config = write_config(d, plugins=plugins, concurrency=concurrency, db=db)
+        self.config = write_config(d, plugins=plugins, concurrency=concurrency, db=db, durability=durability)
         self.child: Child | None = None
         self.address = ""
         self.token = ""
