@@ -153,3 +153,61 @@ async def test_watch_jobs_over_grpc_batched_and_not(inproc_server):
             call.cancel()
         await lib_events.aclose()
         await client.close()
+
+
+def test_pre_encoded_events_parse_as_job_events():
+    """WatchJobs sends hand-assembled JobEvent bytes; they must decode to the same messages."""
+    import struct
+
+    from pulse_tui.pulse import services as S
+
+    jobs = [_job(1), _job(2, J.RUNNING)]
+    msgs = [S.operator_job(j, frozenset({"h"})) for j in jobs]
+    pairs = [(S._FIELD_JOB + S._varint(m.ByteSize()) + m.SerializeToString(),) for m in msgs]
+    stamp = S._SERVER_TIME + struct.pack("<d", 12.5)
+    upsert = op.JobEvent.FromString(S._KIND_UPSERT + pairs[0][0] + stamp)
+    assert upsert == op.JobEvent(kind="upsert", job=msgs[0], server_time=12.5)
+    entries = [S._FIELD_JOBS + S._varint(m.ByteSize()) + m.SerializeToString() for m in msgs]
+    batch = op.JobEvent.FromString(b"".join([S._KIND_BATCH, stamp, *entries]))
+    assert batch == op.JobEvent(kind="batch", jobs=msgs, server_time=12.5)
+    assert S._varint(300) == b"\xac\x02" and S._FIELD_JOBS == b"\xe2\x08"
+
+
+async def test_batched_stream_that_stops_reading_gets_resync(inproc_server, monkeypatch):
+    """Unfiltered batched streams share one encoding (services.Broadcast). One that stops reading
+    falls behind by more than the backlog cap and is told to resync; the reader beside it misses
+    nothing."""
+    from pulse_tui.pulse import services as S
+
+    monkeypatch.setattr(S, "BROADCAST_BACKLOG", 32 * 1024)
+    inproc_server.server.operator.heartbeat_secs = 2
+    md = inproc_server.metadata
+    n = 3000
+    async with (
+        grpc.aio.insecure_channel(inproc_server.address) as ch,
+        grpc.aio.insecure_channel(  # a small receive window, so not reading soon blocks the server
+            inproc_server.address,
+            options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 16384)],
+        ) as ch2,
+    ):
+        ops = op_grpc.OperatorServiceStub(ch)
+        reader = ops.WatchJobs(op.WatchJobsRequest(batched=True), metadata=md)
+        idle = op_grpc.OperatorServiceStub(ch2).WatchJobs(op.WatchJobsRequest(batched=True), metadata=md)
+        assert (await reader.read()).kind == "heartbeat" and (await idle.read()).kind == "heartbeat"
+        resp = await ops.EnqueueMany(
+            op.EnqueueManyRequest(jobs=[op.EnqueueRequest(handler="pulse.noop") for _ in range(n)]),
+            metadata=md,
+        )
+        seen = Seen()
+        while seen.completed() < n:
+            event = await asyncio.wait_for(reader.read(), 30)
+            assert event.kind in ("batch", "heartbeat"), event.kind
+            for job in event.jobs:
+                seen.add(job.id, job.status)
+        assert seen.order_errors == [] and set(seen.last) == set(resp.ids)
+        kinds = []
+        while "resync" not in kinds:
+            assert "heartbeat" not in kinds, f"the idle stream got everything without a resync: {kinds}"
+            kinds.append((await asyncio.wait_for(idle.read(), 30)).kind)
+        reader.cancel()
+        idle.cancel()

@@ -23,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pulse_tui.config import Config, ServerConfig
-from pulse_tui.protocol import operator_pb2, operator_pb2_grpc, queue_pb2, queue_pb2_grpc
+from pulse_tui.protocol import operator_pb2, queue_pb2, queue_pb2_grpc
 from pulse_tui.pulse.auth import PLUGIN, Authenticator
 from pulse_tui.pulse.engine import Engine
 from pulse_tui.pulse.errors import PulseError
@@ -31,7 +31,7 @@ from pulse_tui.pulse.host import PluginHost
 from pulse_tui.pulse.metrics import HTTPSettings, MetricsHTTPServer, PluginGauge, Recorder
 from pulse_tui.pulse.registry import Registry
 from pulse_tui.pulse.scripts import ScriptStore
-from pulse_tui.pulse.services import OperatorService, QueueService, ServiceContext
+from pulse_tui.pulse.services import OperatorService, QueueService, ServiceContext, add_operator_service
 from pulse_tui.pulse.store import open_store
 
 log = logging.getLogger(__name__)
@@ -393,7 +393,7 @@ class PulseServer:
     def _add_services(self, server: grpc.aio.Server, ctx: ServiceContext) -> None:
         queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueService(ctx), server)
         self.operator = OperatorService(ctx, heartbeat_secs=self.settings.heartbeat_secs)
-        operator_pb2_grpc.add_OperatorServiceServicer_to_server(self.operator, server)
+        add_operator_service(self.operator, server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

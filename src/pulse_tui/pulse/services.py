@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -39,8 +40,59 @@ QUEUE_LIST_MAX = 1000
 SELECT_DEFAULT = 1000
 SELECT_MAX = 100_000
 HEARTBEAT_SECS = 15.0
-WATCH_INTERVAL = 0.03  # least time between two flushes of one WatchJobs stream under steady change
-MESSAGE_CACHE = 16_384  # job messages shared by the watchers (see OperatorService._job_message)
+WATCH_INTERVAL = 0.05  # least time between two flushes of one WatchJobs stream under steady change
+BROADCAST_BACKLOG = 8 << 20  # bytes queued for one stream before it is told to resync
+ENCODED_CACHE = 16_384  # encoded jobs shared by the watchers (see OperatorService._job_bytes)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if n:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _key(field_number: int, wire_type: int) -> bytes:
+    return _varint(field_number << 3 | wire_type)
+
+
+# JobEvent pieces (proto/pulse/operator/v1/operator.proto; test_watchers checks they parse)
+_KIND_BATCH = _key(1, 2) + _varint(5) + b"batch"
+_KIND_UPSERT = _key(1, 2) + _varint(6) + b"upsert"
+_FIELD_JOB = _key(2, 2)
+_SERVER_TIME = _key(3, 1)  # a double follows
+_FIELD_JOBS = _key(140, 2)
+
+
+def _serialize_event(event: op.JobEvent | bytes) -> bytes:
+    return event if isinstance(event, bytes) else event.SerializeToString()
+
+
+def add_operator_service(servicer: OperatorService, server: grpc.aio.Server) -> None:
+    """The generated registration, except that WatchJobs' serializer passes pre-encoded JobEvent
+    bytes through (see OperatorService.WatchJobs)."""
+
+    class Capture:
+        def add_generic_rpc_handlers(self, handlers: Any) -> None:
+            pass
+
+        def add_registered_method_handlers(self, name: str, handlers: dict[str, Any]) -> None:
+            self.name, self.handlers = name, handlers
+
+    capture = Capture()
+    op_grpc.add_OperatorServiceServicer_to_server(servicer, capture)
+    handlers = dict(capture.handlers)
+    handlers["WatchJobs"] = grpc.unary_stream_rpc_method_handler(
+        servicer.WatchJobs,
+        request_deserializer=op.WatchJobsRequest.FromString,
+        response_serializer=_serialize_event,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.name, handlers),))
+    server.add_registered_method_handlers(capture.name, handlers)
 
 
 # ---------------------------------------------------------------- conversions
@@ -397,12 +449,96 @@ def _operator_rpc(
     return wrap
 
 
+class _Subscriber:
+    """One batched, unfiltered WatchJobs stream fed by the Broadcast: encoded flushes not yet sent."""
+
+    __slots__ = ("chunks", "size", "event", "resync")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.event = asyncio.Event()
+        self.resync = False
+
+
+class Broadcast:
+    """The unfiltered, batched WatchJobs streams (what the TUI opens) share one bus watcher: each
+    flush of changes is taken and encoded once, and the same bytes are queued for every stream, so
+    64 such watchers cost one encoding and 64 writes per flush. A stream that falls more than
+    `BROADCAST_BACKLOG` bytes behind (a client that stopped reading) is told to resync instead.
+    Several queued flushes go out as one message: concatenated JobEvent encodings parse as one
+    event whose `jobs` are all of theirs, in order (a job may then appear more than once; the last
+    is its latest state)."""
+
+    def __init__(self, service: OperatorService) -> None:
+        self._service = service
+        self._subs: set[_Subscriber] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._watcher: Any = None
+
+    def subscribe(self) -> _Subscriber:
+        sub = _Subscriber()
+        self._subs.add(sub)
+        if self._task is None:
+            # registered now, synchronously: every change from here on reaches this subscriber
+            self._watcher = self._service.engine.bus.watch(None)
+            self._task = asyncio.create_task(self._run(self._watcher), name="pulse-watch-broadcast")
+        return sub
+
+    def unsubscribe(self, sub: _Subscriber) -> None:
+        self._subs.discard(sub)
+        if not self._subs and self._task is not None:
+            self._task.cancel()
+            self._watcher.close()
+            self._task = self._watcher = None
+
+    async def _run(self, watcher: Any) -> None:
+        service = self._service
+        sent_at = 0.0
+        try:
+            while True:
+                batch, resync = await watcher.next_batch()
+                if not resync:
+                    wait = sent_at + service.watch_interval - time.monotonic()
+                    if wait > 0:  # pace a steady stream; the changes meanwhile join this flush
+                        await asyncio.sleep(wait)
+                        more, resync = await watcher.next_batch(timeout=0)
+                        if more:
+                            batch = _merge_changes(batch, more)
+                sent_at = time.monotonic()
+                if resync:
+                    for sub in self._subs:
+                        sub.resync, sub.chunks, sub.size = True, [], 0
+                        sub.event.set()
+                    continue
+                if not batch:
+                    continue
+                routable = service.ctx.routable()
+                encode = service._job_bytes
+                data = b"".join(
+                    [_KIND_BATCH, _SERVER_TIME, struct.pack("<d", time.time())]
+                    + [encode(j, routable)[1] for j in batch]
+                )
+                for sub in self._subs:
+                    if sub.resync:
+                        continue
+                    if sub.size and sub.size + len(data) > BROADCAST_BACKLOG:
+                        sub.resync, sub.chunks, sub.size = True, [], 0
+                    else:
+                        sub.chunks.append(data)
+                        sub.size += len(data)
+                    sub.event.set()
+        finally:
+            watcher.close()
+
+
 class OperatorService(op_grpc.OperatorServiceServicer):
     def __init__(self, ctx: ServiceContext, heartbeat_secs: float = HEARTBEAT_SECS) -> None:
         self.ctx = ctx
         self.heartbeat_secs = heartbeat_secs
         self.watch_interval = WATCH_INTERVAL
-        self._messages: dict[int, tuple[Job, bool, op.Job]] = {}
+        self._encoded: dict[int, tuple[Job, bool, tuple[bytes, bytes]]] = {}
+        self._broadcast = Broadcast(self)
 
     @property
     def engine(self) -> Engine:
@@ -489,32 +625,36 @@ class OperatorService(op_grpc.OperatorServiceServicer):
 
     async def WatchJobs(
         self, request: op.WatchJobsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[op.JobEvent]:
+    ) -> AsyncIterator[op.JobEvent | bytes]:
         """Stream job changes. The first event is a heartbeat sent once the watch is registered:
         a client that fetches a snapshot after it sees that event misses nothing.
 
         Under a steady stream of changes a watcher sends at most one flush per `watch_interval`
         (changes to one job in between coalesce), so many watchers cost the engine little; after
-        a quiet spell the first change goes out at once. Each job snapshot is converted to its
-        message once, whatever the number of watchers (see `_job_message`)."""
+        a quiet spell the first change goes out at once. Each job snapshot is encoded once,
+        whatever the number of watchers (`_job_bytes`), and change events go out as pre-encoded
+        JobEvent bytes (`add_operator_service` registers a serializer that passes bytes on)."""
         try:
             self.authorize(context, None)
             flt = job_filter(request.filter)
         except PulseError as exc:
             await context.abort(grpc.StatusCode[exc.code], exc.message)
         batched = request.batched
+        if batched and not (flt.statuses or flt.handler or flt.text):
+            async for event in self._watch_broadcast():
+                yield event
+            return
         interval = self.watch_interval
         with self.engine.bus.watch(flt) as watcher:
             yield op.JobEvent(kind="heartbeat", server_time=time.time())
             sent_at = 0.0
             while True:
                 batch, resync = await watcher.next_batch(timeout=self.heartbeat_secs)
-                now = time.time()
                 if resync:
-                    yield op.JobEvent(kind="resync", server_time=now)
+                    yield op.JobEvent(kind="resync", server_time=time.time())
                     continue
                 if not batch:
-                    yield op.JobEvent(kind="heartbeat", server_time=now)
+                    yield op.JobEvent(kind="heartbeat", server_time=time.time())
                     continue
                 wait = sent_at + interval - time.monotonic()
                 if wait > 0:  # pace a steady stream; the changes meanwhile join this flush
@@ -526,28 +666,52 @@ class OperatorService(op_grpc.OperatorServiceServicer):
                     if more:
                         batch = _merge_changes(batch, more)
                 sent_at = time.monotonic()
+                stamp = _SERVER_TIME + struct.pack("<d", time.time())
                 routable = self.ctx.routable()
-                message = self._job_message
+                encode = self._job_bytes
                 if batched:
-                    yield op.JobEvent(
-                        kind="batch", server_time=now, jobs=[message(j, routable) for j in batch]
-                    )
+                    yield b"".join([_KIND_BATCH, stamp, *(encode(j, routable)[1] for j in batch)])
                 else:
                     for job in batch:
-                        yield op.JobEvent(kind="upsert", job=message(job, routable), server_time=now)
+                        yield b"".join((_KIND_UPSERT, encode(job, routable)[0], stamp))
 
-    def _job_message(self, job: Job, routable: frozenset[str]) -> op.Job:
-        """operator_job(job), converted once per published snapshot for all watchers (snapshots
-        are immutable; the cache is keyed by identity and holds the snapshot so ids stay unique)."""
+    async def _watch_broadcast(self) -> AsyncIterator[op.JobEvent | bytes]:
+        sub = self._broadcast.subscribe()
+        try:
+            yield op.JobEvent(kind="heartbeat", server_time=time.time())
+            while True:
+                try:
+                    async with asyncio.timeout(self.heartbeat_secs):
+                        await sub.event.wait()
+                except TimeoutError:
+                    yield op.JobEvent(kind="heartbeat", server_time=time.time())
+                    continue
+                sub.event.clear()
+                if sub.resync:
+                    sub.resync = False
+                    yield op.JobEvent(kind="resync", server_time=time.time())
+                    continue
+                chunks, sub.chunks, sub.size = sub.chunks, [], 0
+                if chunks:
+                    yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        finally:
+            self._broadcast.unsubscribe(sub)
+
+    def _job_bytes(self, job: Job, routable: frozenset[str]) -> tuple[bytes, bytes]:
+        """The snapshot encoded as JobEvent field `job` (2) and as one entry of `jobs` (140), done
+        once per published snapshot for all watchers. Snapshots are immutable; the cache is keyed
+        by identity and holds the snapshot, so ids are not reused while cached."""
         no_handler = job.status == QUEUED and job.handler not in routable
-        hit = self._messages.get(id(job))
+        hit = self._encoded.get(id(job))
         if hit is not None and hit[0] is job and hit[1] == no_handler:
             return hit[2]
-        msg = operator_job(job, routable)
-        if len(self._messages) >= MESSAGE_CACHE:
-            self._messages.clear()
-        self._messages[id(job)] = (job, no_handler, msg)
-        return msg
+        raw = operator_job(job, routable).SerializeToString()
+        size = _varint(len(raw))
+        pair = (_FIELD_JOB + size + raw, _FIELD_JOBS + size + raw)
+        if len(self._encoded) >= ENCODED_CACHE:
+            self._encoded.clear()
+        self._encoded[id(job)] = (job, no_handler, pair)
+        return pair
 
     @_operator_rpc("enqueue jobs")
     async def Enqueue(self, request: op.EnqueueRequest, principal: Principal) -> op.EnqueueResponse:
