@@ -184,3 +184,14 @@ async def test_cli_enqueue_from_jsonl(shared_server, tmp_path):
         r = cli(shared_server, "pulse.noop", "--from", str(good))
         assert r.returncode != 0 and "--from takes every job's fields from the file" in r.stderr
         assert await total_jobs(ops, md) == before
+
+
+def test_job_ids_unique_at_bulk_rates():
+    """Hundreds of ids per millisecond (EnqueueMany's rate) must not collide; they sort by
+    creation (the 32-digit time-ordered layout)."""
+    from pulse_tui.pulse.jobs import new_job_id
+
+    ids = [new_job_id() for _ in range(300_000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert all(len(i) == 32 for i in ids[:1000])

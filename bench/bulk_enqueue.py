@@ -1,0 +1,116 @@
+"""bulk_enqueue_sqlite_jobs_per_s, bulk_enqueue_pg_jobs_per_s, peer_pgqueuer_enqueue_jobs_per_s:
+many jobs per call.
+
+Ours: OperatorService.EnqueueMany of BATCH `pulse.noop` jobs per call, one call at a time, from
+this process to a `pulse-tui serve` child (SQLite in its data dir at durability full, or the
+PostgreSQL server of the run), timed client side over N jobs: validation, one transaction per
+call, ids back. The jobs are delayed an hour so the server does not run them meanwhile (pgqueuer
+has no worker running either). pgqueuer: `Queries.enqueue` with lists of BATCH jobs on asyncpg in
+this process, on the same PostgreSQL server. Best of REPS, interleaved; every run is listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.common import Result, main, temp_dir
+from bench.infra import PgInfo, create_database, pg_server
+from bench.ours import HAS_DURABILITY, durability_note
+from bench.serve import Server
+from pulse_tui.protocol import operator_pb2 as op
+
+BATCH = 10_000
+REPS = 3
+
+
+def bulk_n(quick: bool) -> int:
+    return 20_000 if quick else 100_000
+
+
+async def ours(srv: Server, n: int) -> float:
+    md = srv.metadata()
+    req = op.EnqueueManyRequest(jobs=[op.EnqueueRequest(handler="pulse.noop", delay_secs=3600)] * BATCH)
+    async with srv.channel() as ch:
+        stub = srv.operator(ch)
+        await stub.EnqueueMany(op.EnqueueManyRequest(jobs=list(req.jobs)[:100]), metadata=md)  # warm up
+        t0 = time.perf_counter()
+        for _ in range(n // BATCH):
+            resp = await stub.EnqueueMany(req, metadata=md, timeout=120)
+            assert len(resp.ids) == BATCH
+        return time.perf_counter() - t0
+
+
+async def pgqueuer(url: str, n: int) -> float:
+    import asyncpg
+    from pgqueuer import AsyncpgDriver
+    from pgqueuer.queries import Queries
+
+    conn = await asyncpg.connect(url)
+    try:
+        queries = Queries(AsyncpgDriver(conn))
+        await queries.install()
+        await queries.enqueue(["noop"] * 100, [None] * 100, [0] * 100)  # warm up
+        t0 = time.perf_counter()
+        for _ in range(n // BATCH):
+            ids = await queries.enqueue(["noop"] * BATCH, [None] * BATCH, [0] * BATCH)
+            assert len(ids) == BATCH
+        return time.perf_counter() - t0
+    finally:
+        await conn.close()
+
+
+def one_ours_sqlite(n: int) -> float:
+    with temp_dir("bulk") as d, Server(d, durability="full" if HAS_DURABILITY else "") as srv:
+        return asyncio.run(ours(srv, n))
+
+
+def one_ours_pg(info: PgInfo, n: int, rep: int) -> float:
+    url = asyncio.run(create_database(info, f"bench_bulk_ours_{rep}"))
+    with temp_dir("bulk-pg") as d, Server(d, db=url) as srv:
+        return asyncio.run(ours(srv, n))
+
+
+def one_pgqueuer(info: PgInfo, n: int, rep: int) -> float:
+    async def go() -> float:
+        url = await create_database(info, f"bench_bulk_pgq_{rep}")
+        return await pgqueuer(url, n)
+
+    return asyncio.run(go())
+
+
+def run(quick: bool) -> Result:
+    n = bulk_n(quick)
+    reps = 2 if quick else REPS
+    runs: dict[str, list[float]] = {"sqlite": [], "pg": [], "pgqueuer": []}
+    with pg_server() as info:
+        for rep in range(reps):
+            runs["sqlite"].append(one_ours_sqlite(n))
+            runs["pg"].append(one_ours_pg(info, n, rep))
+            runs["pgqueuer"].append(one_pgqueuer(info, n, rep))
+    best = {k: n / min(v) for k, v in runs.items()}
+    how = f"N={n:,} jobs in calls of {BATCH:,}, best of {reps} interleaved"
+    return Result(
+        figures={
+            "bulk_enqueue_sqlite_jobs_per_s": best["sqlite"],
+            "bulk_enqueue_pg_jobs_per_s": best["pg"],
+            "peer_pgqueuer_enqueue_jobs_per_s": best["pgqueuer"],
+        },
+        notes={
+            "bulk_enqueue_sqlite_jobs_per_s": f"OperatorService.EnqueueMany over gRPC into `pulse-tui serve` on"
+            f" SQLite ({durability_note('full')}); {how}",
+            "bulk_enqueue_pg_jobs_per_s": f"OperatorService.EnqueueMany over gRPC into `pulse-tui serve` on"
+            f" PostgreSQL; {how}",
+            "peer_pgqueuer_enqueue_jobs_per_s": f"pgqueuer Queries.enqueue (lists) on asyncpg, same PostgreSQL"
+            f" server; {how}",
+        },
+        params={"n": n, "batch": BATCH, "reps": reps},
+        extra={
+            "bulk_enqueue_runs_jobs_per_s": {k: [round(n / s) for s in v] for k, v in runs.items()},
+            "bulk_enqueue_pg_vs_pgqueuer": round(best["pg"] / best["pgqueuer"], 2),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main(run)
