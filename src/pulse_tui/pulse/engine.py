@@ -269,10 +269,12 @@ class Engine:
         if len(specs) > ENQUEUE_MANY_MAX:
             raise ValidationError(f"at most {ENQUEUE_MANY_MAX:,} jobs per call, got {len(specs):,}")
         jobs: list[Job] = []
+        seen: dict[Any, Any] = {}  # handlers and small payloads checked once per call
         for i, spec in enumerate(specs):
             try:
                 args = dict(spec)
-                jobs.append(self.validate_new(args.pop("handler", ""), args.pop("payload", b""), **args))
+                handler, payload = args.pop("handler", ""), args.pop("payload", b"")
+                jobs.append(self.validate_new(handler, payload, **args, _seen=seen))
             except ValidationError as exc:
                 raise ValidationError(f"job {i} of {len(specs)}: {exc.message}") from None
             except TypeError as exc:  # a spec with a field enqueue does not take
@@ -307,33 +309,25 @@ class Engine:
         parent_job_id: str = "",
         job_id: str = "",
         retry_count: int = 0,
+        _seen: dict[Any, Any] | None = None,
     ) -> Job:
-        """Every check done at the door; returns the Job to insert or raises ValidationError."""
-        if not handler or not handler.strip():
-            raise ValidationError("handler name is empty")
-        if len(handler) > 200:
-            raise ValidationError(f"handler name is {len(handler):,} characters long; at most 200")
-        if any(ord(c) < 32 or c.isspace() for c in handler):
-            raise ValidationError(f"handler name {handler!r} has spaces or control characters")
-        if self.router.resolve(handler) is None:
-            msg = f"unknown handler {handler!r}"
-            hints = self.router.suggest(handler)
-            if hints:
-                msg += f"; did you mean {', '.join(repr(h) for h in hints[:3])}?"
-            else:
-                msg += "; list them with `pulse-tui handlers list`"
-            raise ValidationError(msg)
-        payload = bytes(payload or b"")
-        if not payload.strip():
-            payload = b"{}"
-        if len(payload) > self.max_payload:
-            raise ValidationError(
-                f"payload is {len(payload):,} bytes; the limit is {self.max_payload:,} bytes"
-            )
-        try:
-            json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"payload is not JSON: {exc}") from None
+        """Every check done at the door; returns the Job to insert or raises ValidationError.
+        `_seen` (enqueue_many): handlers and payloads already checked in this call, checked once."""
+        if _seen is None:
+            self._check_handler(handler)
+            payload = self._check_payload(payload)
+        else:
+            if handler not in _seen:
+                self._check_handler(handler)
+                _seen[handler] = True
+            payload = bytes(payload or b"")
+            key = (b"p", payload)
+            checked = _seen.get(key) if len(payload) <= 256 else None
+            if checked is None:
+                checked = self._check_payload(payload)
+                if len(payload) <= 256:
+                    _seen[key] = checked
+            payload = checked
         if max_attempts < 0 or max_attempts > MAX_ATTEMPTS_LIMIT:
             raise ValidationError(
                 f"max_attempts must be 0 (default) to {MAX_ATTEMPTS_LIMIT}, got {max_attempts}"
@@ -366,6 +360,36 @@ class Engine:
             run_at=now + delay_secs,
             retry_count=retry_count,
         )
+
+    def _check_handler(self, handler: str) -> None:
+        if not handler or not handler.strip():
+            raise ValidationError("handler name is empty")
+        if len(handler) > 200:
+            raise ValidationError(f"handler name is {len(handler):,} characters long; at most 200")
+        if any(ord(c) < 32 or c.isspace() for c in handler):
+            raise ValidationError(f"handler name {handler!r} has spaces or control characters")
+        if self.router.resolve(handler) is None:
+            msg = f"unknown handler {handler!r}"
+            hints = self.router.suggest(handler)
+            if hints:
+                msg += f"; did you mean {', '.join(repr(h) for h in hints[:3])}?"
+            else:
+                msg += "; list them with `pulse-tui handlers list`"
+            raise ValidationError(msg)
+
+    def _check_payload(self, payload: bytes) -> bytes:
+        payload = bytes(payload or b"")
+        if not payload.strip():
+            payload = b"{}"
+        if len(payload) > self.max_payload:
+            raise ValidationError(
+                f"payload is {len(payload):,} bytes; the limit is {self.max_payload:,} bytes"
+            )
+        try:
+            json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"payload is not JSON: {exc}") from None
+        return payload
 
     # ------------------------------------------------------------ reads
     async def get_job(self, job_id: str) -> Job:

@@ -515,31 +515,46 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ writes
     async def insert(self, jobs: Sequence[Job]) -> list[Job]:
         def op(conn: sqlite3.Connection) -> list[Job]:
-            sql = (
+            cols = (
                 "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
                 " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             )
-            for j in jobs:
-                j.seq = conn.execute(
-                    sql,
-                    (
-                        j.id,
-                        j.handler,
-                        j.status,
-                        j.priority,
-                        j.payload,
-                        j.max_attempts,
-                        j.timeout_secs,
-                        j.source,
-                        j.parent_job_id,
-                        j.cost_estimate,
-                        j.created_at,
-                        j.updated_at,
-                        j.run_at,
-                        j.retry_count,
-                    ),
-                ).fetchone()[0]
+            rows = [
+                (
+                    j.id,
+                    j.handler,
+                    j.status,
+                    j.priority,
+                    j.payload,
+                    j.max_attempts,
+                    j.timeout_secs,
+                    j.source,
+                    j.parent_job_id,
+                    j.cost_estimate,
+                    j.created_at,
+                    j.updated_at,
+                    j.run_at,
+                    j.retry_count,
+                )
+                for j in jobs
+            ]
+            if len(rows) == 1:
+                jobs[0].seq = conn.execute(cols + " RETURNING seq", rows[0]).fetchone()[0]
+                return list(jobs)
+            # many rows: one executemany. In this transaction only this connection writes, so
+            # AUTOINCREMENT gives the rows consecutive seqs ending at last_insert_rowid(); the first
+            # row's seq is checked, and read back row by row should that ever not hold.
+            conn.executemany(cols, rows)
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            first = last - len(rows) + 1
+            got = conn.execute("SELECT seq FROM jobs WHERE id = ?", (jobs[0].id,)).fetchone()
+            if got is not None and got[0] == first:
+                for k, j in enumerate(jobs):
+                    j.seq = first + k
+            else:
+                for j in jobs:
+                    j.seq = conn.execute("SELECT seq FROM jobs WHERE id = ?", (j.id,)).fetchone()[0]
             return list(jobs)
 
         return await self._write(op)
