@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test lint proto bench bench-quick screenshots soak fuzz clean venv
@@ -12,6 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# the peers of the benchmarks (a `bench` extra); redis-server and PostgreSQL are started by the
+# bench itself (redis-server is installed with apt-get when missing)
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
 
 venv: $(STAMP)
 
@@ -28,10 +35,10 @@ test: $(STAMP) lint
 proto: $(STAMP)
 	PYTHON=$(BIN)/python scripts/gen_proto.sh
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-quick: $(STAMP)
+bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench --quick
 
 screenshots: $(STAMP)

@@ -104,7 +104,7 @@ def machine() -> dict[str, Any]:
                 ram_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
                 break
     versions = {}
-    for dist in ("grpcio", "textual", "huey", "protobuf"):
+    for dist in ("grpcio", "textual", "huey", "protobuf", "dramatiq", "celery", "pgqueuer", "procrastinate"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -1,4 +1,4 @@
-"""The keys of results.json, the targets from issue 7, and RESULTS.md rendering."""
+"""The keys of results.json, the targets (issues 7 and 19), and RESULTS.md rendering."""
 
 from __future__ import annotations
 
@@ -8,6 +8,22 @@ from typing import Any
 from bench.common import fmt_num
 
 KEYS: tuple[str, ...] = (
+    "peer_huey_full_drain_jobs_per_s",
+    "peer_huey_normal_drain_jobs_per_s",
+    "peer_huey_process_drain_jobs_per_s",
+    "peer_dramatiq_drain_jobs_per_s",
+    "peer_celery_drain_jobs_per_s",
+    "peer_pgqueuer_drain_jobs_per_s",
+    "peer_procrastinate_drain_jobs_per_s",
+    "inproc_full_drain_jobs_per_s",
+    "inproc_normal_drain_jobs_per_s",
+    "plugin_unary_drain_jobs_per_s",
+    "plugin_batched_drain_jobs_per_s",
+    "pg_inproc_drain_jobs_per_s",
+    "watchers64_drain_ratio",
+    "bulk_enqueue_sqlite_jobs_per_s",
+    "bulk_enqueue_pg_jobs_per_s",
+    "peer_pgqueuer_enqueue_jobs_per_s",
     "peer_huey_drain_jobs_per_s",
     "inproc_drain_jobs_per_s",
     "plugin_drain_jobs_per_s",
@@ -53,6 +69,28 @@ def _at_most(key: str, limit: float) -> Check:
     return lambda d: None if d.get(key) is None else d[key] <= limit
 
 
+def _ratio_at_least(key: str, peer: str, factor: float) -> Check:
+    def check(d: dict[str, Any]) -> bool | None:
+        v, p = d.get(key), d.get(peer)
+        if v is None or p is None:
+            return None
+        return v >= factor * p
+
+    return check
+
+
+def _best_separate_process_peer(d: dict[str, Any]) -> tuple[str, float] | None:
+    peers = [(k, d[k]) for k in SEPARATE_PROCESS_PEERS if d.get(k)]
+    return max(peers, key=lambda kv: kv[1]) if peers else None
+
+
+def _batched_ok(d: dict[str, Any]) -> bool | None:
+    v, best = d.get("plugin_batched_drain_jobs_per_s"), _best_separate_process_peer(d)
+    if v is None or best is None:
+        return None
+    return v >= 2 * best[1]
+
+
 def _plugin_ok(d: dict[str, Any]) -> bool | None:
     v, peer = d.get("plugin_drain_jobs_per_s"), d.get("peer_huey_drain_jobs_per_s")
     if v is None or peer is None:
@@ -60,17 +98,57 @@ def _plugin_ok(d: dict[str, Any]) -> bool | None:
     return v >= 1000 and v >= peer
 
 
-def _inproc_ok(d: dict[str, Any]) -> bool | None:
-    v, peer = d.get("inproc_drain_jobs_per_s"), d.get("peer_huey_drain_jobs_per_s")
-    if v is None or peer is None:
-        return None
-    return v >= 3 * peer
+SEPARATE_PROCESS_PEERS = (
+    "peer_dramatiq_drain_jobs_per_s",
+    "peer_celery_drain_jobs_per_s",
+    "peer_huey_process_drain_jobs_per_s",
+)
+
+
+def _at_least(key: str, floor: float) -> Check:
+    return lambda d: None if d.get(key) is None else d[key] >= floor
 
 
 # (key, target as text, check)
 TARGETS: list[tuple[str, str, Check]] = [
-    ("plugin_drain_jobs_per_s", "≥ 1,000 jobs/s and ≥ peer", _plugin_ok),
-    ("inproc_drain_jobs_per_s", "≥ 3 × peer", _inproc_ok),
+    (
+        "inproc_full_drain_jobs_per_s",
+        "≥ 3 × huey at FULL",
+        _ratio_at_least("inproc_full_drain_jobs_per_s", "peer_huey_full_drain_jobs_per_s", 3),
+    ),
+    (
+        "inproc_normal_drain_jobs_per_s",
+        "≥ 3 × huey at NORMAL",
+        _ratio_at_least("inproc_normal_drain_jobs_per_s", "peer_huey_normal_drain_jobs_per_s", 3),
+    ),
+    ("plugin_batched_drain_jobs_per_s", "≥ 2 × best separate-process peer", _batched_ok),
+    (
+        "plugin_unary_drain_jobs_per_s",
+        "≥ 1 × huey at FULL",
+        _ratio_at_least("plugin_unary_drain_jobs_per_s", "peer_huey_full_drain_jobs_per_s", 1),
+    ),
+    (
+        "pg_inproc_drain_jobs_per_s",
+        "≥ pgqueuer (same PostgreSQL)",
+        _ratio_at_least("pg_inproc_drain_jobs_per_s", "peer_pgqueuer_drain_jobs_per_s", 1),
+    ),
+    (
+        "bulk_enqueue_sqlite_jobs_per_s",
+        "≥ 50,000 jobs/s",
+        _at_least("bulk_enqueue_sqlite_jobs_per_s", 50_000),
+    ),
+    (
+        "bulk_enqueue_pg_jobs_per_s",
+        "≥ pgqueuer's batched enqueue",
+        _ratio_at_least("bulk_enqueue_pg_jobs_per_s", "peer_pgqueuer_enqueue_jobs_per_s", 1),
+    ),
+    ("watchers64_drain_ratio", "≥ 0.9", _at_least("watchers64_drain_ratio", 0.9)),
+    ("plugin_drain_jobs_per_s", "≥ 1,000 jobs/s and ≥ huey (issue 7)", _plugin_ok),
+    (
+        "inproc_drain_jobs_per_s",
+        "≥ 3 × huey (issue 7)",
+        _ratio_at_least("inproc_drain_jobs_per_s", "peer_huey_drain_jobs_per_s", 3),
+    ),
     ("latency_enqueue_to_start_p50_ms", "≤ 2 ms", _at_most("latency_enqueue_to_start_p50_ms", 2)),
     ("latency_enqueue_to_start_p99_ms", "≤ 10 ms", _at_most("latency_enqueue_to_start_p99_ms", 10)),
     ("tui_first_paint_s_1m", "≤ 1 s", _at_most("tui_first_paint_s_1m", 1)),
@@ -80,6 +158,29 @@ TARGETS: list[tuple[str, str, Check]] = [
     ("server_rss_growth_pct_200k", "≤ 10 %", _at_most("server_rss_growth_pct_200k", 10)),
     ("metrics_drain_overhead_pct", "≤ 3 %", _at_most("metrics_drain_overhead_pct", 3)),
 ]
+
+# (ratio name, ours, theirs): same run, same machine
+RATIOS = (
+    ("inproc_full_vs_huey_full", "inproc_full_drain_jobs_per_s", "peer_huey_full_drain_jobs_per_s"),
+    ("inproc_normal_vs_huey_normal", "inproc_normal_drain_jobs_per_s", "peer_huey_normal_drain_jobs_per_s"),
+    ("plugin_unary_vs_huey_full", "plugin_unary_drain_jobs_per_s", "peer_huey_full_drain_jobs_per_s"),
+    ("plugin_unary_vs_huey_process", "plugin_unary_drain_jobs_per_s", "peer_huey_process_drain_jobs_per_s"),
+    ("plugin_unary_vs_dramatiq", "plugin_unary_drain_jobs_per_s", "peer_dramatiq_drain_jobs_per_s"),
+    ("plugin_unary_vs_celery", "plugin_unary_drain_jobs_per_s", "peer_celery_drain_jobs_per_s"),
+    ("pg_inproc_vs_pgqueuer", "pg_inproc_drain_jobs_per_s", "peer_pgqueuer_drain_jobs_per_s"),
+    ("pg_inproc_vs_procrastinate", "pg_inproc_drain_jobs_per_s", "peer_procrastinate_drain_jobs_per_s"),
+    ("bulk_enqueue_pg_vs_pgqueuer", "bulk_enqueue_pg_jobs_per_s", "peer_pgqueuer_enqueue_jobs_per_s"),
+    ("inproc_drain_vs_peer", "inproc_drain_jobs_per_s", "peer_huey_drain_jobs_per_s"),
+    ("plugin_drain_vs_peer", "plugin_drain_jobs_per_s", "peer_huey_drain_jobs_per_s"),
+)
+
+
+def ratios(doc: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for name, ours, theirs in RATIOS:
+        if doc.get(ours) and doc.get(theirs):
+            out[name] = round(doc[ours] / doc[theirs], 2)
+    return out
 
 
 def verdicts(doc: dict[str, Any]) -> dict[str, str]:
@@ -106,7 +207,8 @@ def write_markdown(doc: dict[str, Any]) -> str:
         f"- **Date**: {doc['date']}  ·  **mode**: {doc['mode']}  ·  run took {doc['duration_s']} s",
         f"- **Machine**: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, {m['os']}",
         f"- **Software**: Python {m['python']}, SQLite {m['sqlite']}, grpcio {m['grpcio']}, "
-        f"textual {m['textual']}, huey {m['huey']} (the peer)",
+        f"textual {m['textual']}; peers: "
+        + ", ".join(f"{p} {m.get(p)}" for p in ("huey", "dramatiq", "celery", "pgqueuer", "procrastinate")),
         f"- **Load average** before / after: {doc['load_avg_before']} / {doc['load_avg_after']} "
         "(the machine may be shared; drain measures are the best of "
         f"{doc['reps']} interleaved runs, every run listed below)",
@@ -125,20 +227,23 @@ def write_markdown(doc: dict[str, Any]) -> str:
         lines.append(
             f"| `{k}` | {val} | {targets.get(k, '—')} | {verdict.get(k, '—')} | {doc['notes'].get(k, '')} |"
         )
-    peer = doc.get("peer_huey_drain_jobs_per_s")
-    lines += ["", "## Against the peer (same run, same machine)", ""]
-    if peer:
-        lines.append(f"- huey drain: **{fmt_num(peer)} jobs/s** (the reference, 1.00×)")
-        for k, label in (
-            ("inproc_drain_jobs_per_s", "ours in-process (pulse.noop)"),
-            ("plugin_drain_jobs_per_s", "ours through a plugin subprocess (demo.echo)"),
-        ):
-            if doc.get(k):
-                lines.append(f"- {label}: **{fmt_num(doc[k])} jobs/s = {doc[k] / peer:.2f}× huey**")
-            else:
-                lines.append(f"- {label}: not measured ({doc['notes'].get(k, '')})")
+    lines += ["", "## Against the peers (same run, same machine, ratios of this run)", ""]
+    rs = doc.get("ratios", {})
+    if rs:
+        lines += ["| ours / theirs | ratio |", "|---|---:|"]
+        lines += [f"| {name} | {v:.2f}× |" for name, v in rs.items()]
     else:
-        lines.append("- the peer was not measured in this run; no ratios")
+        lines.append("- no peer measured in this run; no ratios")
+    cpu = doc.get("cpu_s_per_1k_jobs") or {}
+    if cpu:
+        lines += [
+            "",
+            "## CPU seconds per 1,000 jobs (every process of each system over its drain; lower is better)",
+            "",
+            "| system | CPU s / 1k jobs |",
+            "|---|---:|",
+        ]
+        lines += [f"| {k} | {v:.3f} |" for k, v in sorted(cpu.items(), key=lambda kv: kv[1])]
     lines += pg_section(doc)
     if doc.get("samples"):
         lines += ["", "Every drain run (jobs/s): "]
