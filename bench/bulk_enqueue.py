@@ -6,7 +6,8 @@ this process to a `pulse-tui serve` child (SQLite in its data dir at durability 
 PostgreSQL server of the run), timed client side over N jobs: validation, one transaction per
 call, ids back. The jobs are delayed an hour so the server does not run them meanwhile (pgqueuer
 has no worker running either). pgqueuer: `Queries.enqueue` with lists of BATCH jobs on asyncpg in
-this process, on the same PostgreSQL server. Best of REPS, interleaved; every run is listed.
+this process, on the same PostgreSQL server. Secondary: Engine.enqueue_many on PostgresStore in
+this process (no gRPC hop, as pgqueuer). Best of REPS, interleaved; every run is listed.
 """
 
 from __future__ import annotations
@@ -60,6 +61,34 @@ async def pgqueuer(url: str, n: int) -> float:
         await conn.close()
 
 
+async def ours_inproc_pg(url: str, n: int) -> float:
+    """Secondary: Engine.enqueue_many on PostgresStore in this process (like pgqueuer: no gRPC hop)."""
+    from pulse_tui.pulse.engine import Engine
+    from pulse_tui.pulse.handlers import StaticRouter
+    from pulse_tui.pulse.store.postgres import PostgresStore
+
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        engine = Engine(store, StaticRouter(), retention_secs=None)
+        specs = [{"handler": "pulse.noop", "delay_secs": 3600.0}] * BATCH
+        await engine.enqueue_many(specs[:100])
+        t0 = time.perf_counter()
+        for _ in range(n // BATCH):
+            await engine.enqueue_many(specs)
+        return time.perf_counter() - t0
+    finally:
+        await store.close()
+
+
+def one_ours_pg_inproc(info: PgInfo, n: int, rep: int) -> float:
+    async def go() -> float:
+        url = await create_database(info, f"bench_bulk_inproc_{rep}")
+        return await ours_inproc_pg(url, n)
+
+    return asyncio.run(go())
+
+
 def one_ours_sqlite(n: int) -> float:
     with temp_dir("bulk") as d, Server(d, durability="full" if HAS_DURABILITY else "") as srv:
         return asyncio.run(ours(srv, n))
@@ -82,12 +111,13 @@ def one_pgqueuer(info: PgInfo, n: int, rep: int) -> float:
 def run(quick: bool) -> Result:
     n = bulk_n(quick)
     reps = 2 if quick else REPS
-    runs: dict[str, list[float]] = {"sqlite": [], "pg": [], "pgqueuer": []}
+    runs: dict[str, list[float]] = {"sqlite": [], "pg": [], "pgqueuer": [], "pg_inproc": []}
     with pg_server() as info:
         for rep in range(reps):
             runs["sqlite"].append(one_ours_sqlite(n))
             runs["pg"].append(one_ours_pg(info, n, rep))
             runs["pgqueuer"].append(one_pgqueuer(info, n, rep))
+            runs["pg_inproc"].append(one_ours_pg_inproc(info, n, rep))
     best = {k: n / min(v) for k, v in runs.items()}
     how = f"N={n:,} jobs in calls of {BATCH:,}, best of {reps} interleaved"
     return Result(
@@ -108,6 +138,8 @@ def run(quick: bool) -> Result:
         extra={
             "bulk_enqueue_runs_jobs_per_s": {k: [round(n / s) for s in v] for k, v in runs.items()},
             "bulk_enqueue_pg_vs_pgqueuer": round(best["pg"] / best["pgqueuer"], 2),
+            "bulk_enqueue_pg_inproc_jobs_per_s": round(best["pg_inproc"]),
+            "bulk_enqueue_pg_inproc_vs_pgqueuer": round(best["pg_inproc"] / best["pgqueuer"], 2),
         },
     )
 
