@@ -12,6 +12,8 @@ bytes without decoding them, as remote TUIs would cost this machine nothing for 
 shared cores, 64 decoders in this process would measure the readers, not the server's fan-out). The jobs are enqueued in one EnqueueMany call with a 1 s delay, so
 all become due together after the call returned; the drain is the span from that moment to the
 last `completed_at`, read from the server's SQLite file. ratio = jobs/s with 64 / jobs/s with 0.
+Beside it (steadier on a shared machine): CPU seconds of the server and its plugin from the
+enqueue to the end of the drain, per 1,000 jobs, with 0 and with 64 watchers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sqlite3
 import grpc
 
 from bench.common import Result, main, temp_dir
+from bench.infra import CpuMeter
 from bench.plugin_drain import wait_drained
 from bench.serve import DEMO_PLUGIN, Server, wait_handler
 from pulse_tui.protocol import operator_pb2 as op
@@ -85,8 +88,11 @@ async def one(srv: Server, n: int, watchers: int, handler: str, parse_all: bool 
 
         readers = [asyncio.create_task(follow(i)) for i in range(watchers)]
         reqs = [op.EnqueueRequest(handler=handler, delay_secs=DELAY_S) for _ in range(n)]
+        assert srv.child is not None
+        server_cpu = CpuMeter(srv.child.pid, include_self=False).start()  # the server and its plugin
         await stub.EnqueueMany(op.EnqueueManyRequest(jobs=reqs), metadata=md, timeout=60)
         await asyncio.to_thread(wait_drained, srv.db_path, n, max(60.0, n / 20))
+        server_cpu.stop()
         if watchers:
             await asyncio.wait_for(all_seen.wait(), 60)
         for call in calls:
@@ -99,6 +105,7 @@ async def one(srv: Server, n: int, watchers: int, handler: str, parse_all: bool 
         conn.close()
     return {
         "secs": end - start,
+        "server_cpu_s": server_cpu.seconds,
         "messages_per_watcher": round(sum(messages) / watchers) if watchers else 0,
         "kb_per_watcher": round(sum(received) / watchers / 1024) if watchers else 0,
     }
@@ -133,6 +140,9 @@ def run(quick: bool) -> Result:
         }
         extra[f"watchers_{p}_64_messages_per_watcher"] = runs[p, WATCHERS][-1]["messages_per_watcher"]
         extra[f"watchers_{p}_64_kb_per_watcher"] = runs[p, WATCHERS][-1]["kb_per_watcher"]
+        cpu = {w: min(r["server_cpu_s"] for r in runs[p, w]) for w in (0, WATCHERS)}
+        extra[f"watchers_{p}_server_cpu_s_per_1k"] = {str(w): round(c / n * 1000, 4) for w, c in cpu.items()}
+        extra[f"watchers_{p}_64_server_cpu_ratio"] = round(cpu[WATCHERS] / cpu[0], 3)
     if "builtin" in ratio:
         extra["watchers64_builtin_noop_drain_ratio"] = round(ratio["builtin"], 3)
     return Result(
