@@ -30,7 +30,7 @@ class Watcher:
 
     def __init__(self, bus: EventBus, flt: JobFilter | None, max_pending: int) -> None:
         self._bus = bus
-        self.filter = flt if flt and (flt.statuses or flt.handler or flt.text) else None
+        self.filter = None if flt is None or flt == JobFilter() else flt  # any field set filters
         self._cursor = bus._end  # absolute index of the next event this watcher has not taken
         self._event = asyncio.Event()
         self.resync = False

@@ -42,7 +42,7 @@ SELECT_MAX = 100_000
 HEARTBEAT_SECS = 15.0
 WATCH_INTERVAL = 0.05  # least time between two flushes of one WatchJobs stream under steady change
 BROADCAST_BACKLOG = 8 << 20  # bytes queued for one stream before it is told to resync
-ENCODED_CACHE = 16_384  # encoded jobs shared by the watchers (see OperatorService._job_bytes)
+ENCODED_CACHE = 2_048  # encoded jobs shared by per-stream watchers (see OperatorService._job_bytes)
 
 
 def _varint(n: int) -> bytes:
@@ -66,6 +66,12 @@ _KIND_UPSERT = _key(1, 2) + _varint(6) + b"upsert"
 _FIELD_JOB = _key(2, 2)
 _SERVER_TIME = _key(3, 1)  # a double follows
 _FIELD_JOBS = _key(140, 2)
+
+
+def _encode_jobs_entry(job: Job, routable: frozenset[str]) -> bytes:
+    """One entry of JobEvent.jobs (field 140), uncached: the broadcast encodes each snapshot once."""
+    raw = operator_job(job, routable).SerializeToString()
+    return _FIELD_JOBS + _varint(len(raw)) + raw
 
 
 def _serialize_event(event: op.JobEvent | bytes) -> bytes:
@@ -514,10 +520,9 @@ class Broadcast:
                 if not batch:
                     continue
                 routable = service.ctx.routable()
-                encode = service._job_bytes
                 data = b"".join(
                     [_KIND_BATCH, _SERVER_TIME, struct.pack("<d", time.time())]
-                    + [encode(j, routable)[1] for j in batch]
+                    + [_encode_jobs_entry(j, routable) for j in batch]
                 )
                 for sub in self._subs:
                     if sub.resync:
@@ -640,7 +645,7 @@ class OperatorService(op_grpc.OperatorServiceServicer):
         except PulseError as exc:
             await context.abort(grpc.StatusCode[exc.code], exc.message)
         batched = request.batched
-        if batched and not (flt.statuses or flt.handler or flt.text):
+        if batched and flt == JobFilter():  # unfiltered: the shared broadcast
             async for event in self._watch_broadcast():
                 yield event
             return
@@ -699,8 +704,10 @@ class OperatorService(op_grpc.OperatorServiceServicer):
 
     def _job_bytes(self, job: Job, routable: frozenset[str]) -> tuple[bytes, bytes]:
         """The snapshot encoded as JobEvent field `job` (2) and as one entry of `jobs` (140), done
-        once per published snapshot for all watchers. Snapshots are immutable; the cache is keyed
-        by identity and holds the snapshot, so ids are not reused while cached."""
+        once per published snapshot for all per-stream watchers (filtered or unbatched streams,
+        which take the same snapshots within a flush interval or two). Snapshots are immutable;
+        the cache is keyed by identity and holds the snapshot, so ids are not reused while cached;
+        it is small (memory: a few MB at most) and cleared when full."""
         no_handler = job.status == QUEUED and job.handler not in routable
         hit = self._encoded.get(id(job))
         if hit is not None and hit[0] is job and hit[1] == no_handler:
