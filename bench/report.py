@@ -188,6 +188,8 @@ def verdicts(doc: dict[str, Any]) -> dict[str, str]:
     for key, _, check in TARGETS:
         ok = check(doc)
         out[key] = "not measured" if ok is None else ("met" if ok else "NOT MET")
+        if ok is not None and "normal-only" in doc.get("notes", {}).get(key, ""):
+            out[key] = f"not comparable (ours ran at NORMAL; would be {out[key]})"
     return out
 
 
@@ -213,6 +215,16 @@ def write_markdown(doc: dict[str, Any]) -> str:
         "(the machine may be shared; drain measures are the best of "
         f"{doc['reps']} interleaved runs, every run listed below)",
     ]
+    try:
+        loads = [float(x) for x in f"{doc['load_avg_before']} {doc['load_avg_after']}".split()]
+    except ValueError:
+        loads = []
+    if loads and m.get("cores") and max(loads) > m["cores"]:
+        lines.append(
+            f"- **The machine was loaded** (load average up to {max(loads):.1f} on {m['cores']} cores: other"
+            " work ran meanwhile). Single runs swing widely; read the ratios of this run and the CPU"
+            " seconds per 1,000 jobs rather than absolute rates."
+        )
     if doc["mode"] == "quick":
         lines.append(
             "- **Quick mode**: every size is smaller than the key names say (see the notes column): "
