@@ -23,6 +23,8 @@ HAS_DURABILITY = "durability" in inspect.signature(SQLiteStore.__init__).paramet
 def durability_note(durability: str) -> str:
     if HAS_DURABILITY:
         return f"store durability={durability}"
+    if durability == "normal":
+        return "store at NORMAL (this store's only setting)"
     return f"normal-only: this store has no durability setting, so it ran at NORMAL although {durability} was asked"
 
 
