@@ -76,6 +76,7 @@ DRAINS = (
 QUICK = (
     "huey_full",
     "huey_normal",
+    "dramatiq",
     "inproc_full",
     "inproc_normal",
     "plugin_unary",
