@@ -230,6 +230,18 @@ def main() -> int:
                         doc["notes"][k] = prev["notes"][k] + " (from an earlier run)"
             for k, v in prev.get("cpu_s_per_1k_jobs", {}).items():
                 doc["cpu_s_per_1k_jobs"].setdefault(k, v)
+            for k, v in prev.get("samples", {}).items():
+                doc["samples"].setdefault(k, v)
+            for k, v in prev.get("secondary", {}).items():
+                doc["secondary"].setdefault(k, v)
+            for k, v in prev.get("params", {}).items():
+                doc["params"].setdefault(k, v)
+            doc["rerun"] = {
+                "measures": names,
+                "rest_from": prev.get("rerun", {}).get("rest_from") or prev.get("date"),
+                "rest_load_avg": prev.get("rerun", {}).get("rest_load_avg")
+                or f"{prev.get('load_avg_before')} / {prev.get('load_avg_after')}",
+            }
     doc["ratios"] = ratios(doc)
     (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "RESULTS.md").write_text(write_markdown(doc))

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from pulse_tui.pulse.engine import Engine
-from pulse_tui.pulse.handlers import Router, StaticRouter
-from pulse_tui.pulse.jobs import COMPLETED, FAILED
+from pulse_tui.pulse.handlers import HandlerResult, JobContext, Router, StaticRouter, builtin_handlers
+from pulse_tui.pulse.jobs import COMPLETED, FAILED, JobFilter
 from pulse_tui.pulse.store.sqlite import SQLiteStore
 
 ENQUEUE_CHUNK = 500  # enqueues in flight at once (the store groups them into one commit)
@@ -70,3 +70,42 @@ class DrainCounter:
                     elif job.status == FAILED:
                         self.failed.add(job.id)
         self._watcher.close()
+
+
+class CountingNoop:
+    """`bench.noop`: the no-op job, counting its runs in the handler, as the peers count theirs in
+    their task (a shared counter). No event-bus watcher is attached, so the engine makes no job
+    snapshots for watchers (as in production with nobody watching)."""
+
+    name = "bench.noop"
+    plugin = ""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+        self.done = asyncio.Event()
+
+    async def run(self, ctx: JobContext) -> HandlerResult:
+        self.count += 1
+        if self.count >= self.n:
+            self.done.set()
+        return HandlerResult(result=b"{}")
+
+
+def counting_router(n: int) -> tuple[StaticRouter, CountingNoop]:
+    noop = CountingNoop(n)
+    return StaticRouter([*builtin_handlers(), noop]), noop
+
+
+async def wait_finished(engine: Engine, noop: CountingNoop, timeout: float) -> None:
+    """Until the N-th run of `noop` and then every job's end committed to the store."""
+    n = noop.n
+    async with asyncio.timeout(timeout):
+        await noop.done.wait()
+        while True:
+            counts = await engine.count_jobs(JobFilter(), cap=n + 1)
+            if counts.get(COMPLETED, 0) + counts.get(FAILED, 0) >= n:
+                break
+            await asyncio.sleep(0.001)  # a poll of the store, a few ms at most after the last run
+    if counts.get(FAILED, 0):
+        raise RuntimeError(f"{counts[FAILED]} no-op jobs failed")

@@ -225,6 +225,12 @@ def write_markdown(doc: dict[str, Any]) -> str:
             " work ran meanwhile). Single runs swing widely; read the ratios of this run and the CPU"
             " seconds per 1,000 jobs rather than absolute rates."
         )
+    if doc.get("rerun"):
+        r = doc["rerun"]
+        lines.append(
+            f"- **Partly re-run**: {', '.join(r['measures'])} at the date above; every other figure is from the"
+            f' run of {r["rest_from"]} (load {r["rest_load_avg"]}), marked "from an earlier run" in its note.'
+        )
     if doc["mode"] == "quick":
         lines.append(
             "- **Quick mode**: every size is smaller than the key names say (see the notes column): "
