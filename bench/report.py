@@ -42,6 +42,8 @@ KEYS: tuple[str, ...] = (
     "metrics_scrape_ms_1k_handlers",
 )
 
+EARLIER = "(from an earlier run)"  # appended to the note of a figure kept from an earlier run
+
 UNITS = {
     "_jobs_per_s": "jobs/s",
     "_ms": "ms",
@@ -76,6 +78,7 @@ def _ratio_at_least(key: str, peer: str, factor: float) -> Check:
             return None
         return v >= factor * p
 
+    check.pair = (key, peer)  # type: ignore[attr-defined]
     return check
 
 
@@ -176,9 +179,14 @@ RATIOS = (
 
 
 def ratios(doc: dict[str, Any]) -> dict[str, float]:
+    """ours / theirs for each pair measured in the same run (a partial re-run leaves pairs whose
+    two figures come from different runs out)."""
     out = {}
+    notes = doc.get("notes", {})
     for name, ours, theirs in RATIOS:
         if doc.get(ours) and doc.get(theirs):
+            if (EARLIER in notes.get(ours, "")) != (EARLIER in notes.get(theirs, "")):
+                continue
             out[name] = round(doc[ours] / doc[theirs], 2)
     return out
 
@@ -190,6 +198,14 @@ def verdicts(doc: dict[str, Any]) -> dict[str, str]:
         out[key] = "not measured" if ok is None else ("met" if ok else "NOT MET")
         if ok is not None and "normal-only" in doc.get("notes", {}).get(key, ""):
             out[key] = f"not comparable (ours ran at NORMAL; would be {out[key]})"
+        pair = getattr(check, "pair", None)
+        notes = doc.get("notes", {})
+        if (
+            ok is not None
+            and pair
+            and (EARLIER in notes.get(pair[0], "")) != (EARLIER in notes.get(pair[1], ""))
+        ):
+            out[key] = "not comparable (measured in different runs)"
     return out
 
 
