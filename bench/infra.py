@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -84,7 +85,16 @@ def redis_server() -> Iterator[RedisInfo]:
     port = free_port()
     child = Child(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        + ["--daemonize", "no", "--protected-mode", "yes", "--dir", "/tmp", "--loglevel", "warning"]
+        + [
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--dir",
+            tempfile.gettempdir(),
+            "--loglevel",
+            "warning",
+        ]
     )
     try:
         _wait_redis(port, child)
