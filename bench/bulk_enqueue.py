@@ -17,7 +17,7 @@ import time
 
 from bench.common import Result, main, temp_dir
 from bench.infra import PgInfo, create_database, pg_server
-from bench.ours import HAS_DURABILITY, durability_note
+from bench.ours import durability_note
 from bench.serve import Server
 from pulse_tui.protocol import operator_pb2 as op
 
@@ -90,7 +90,7 @@ def one_ours_pg_inproc(info: PgInfo, n: int, rep: int) -> float:
 
 
 def one_ours_sqlite(n: int) -> float:
-    with temp_dir("bulk") as d, Server(d, durability="full" if HAS_DURABILITY else "") as srv:
+    with temp_dir("bulk") as d, Server(d, durability="full") as srv:
         return asyncio.run(ours(srv, n))
 
 

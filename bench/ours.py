@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from pathlib import Path
 
@@ -15,24 +14,20 @@ from pulse_tui.pulse.store.sqlite import SQLiteStore
 ENQUEUE_CHUNK = 500  # enqueues in flight at once (the store groups them into one commit)
 
 # The store's durability setting ("full": synchronous=FULL, every group commit synced; "normal":
-# synchronous=NORMAL). A store without the setting runs at NORMAL: figures measured on one are
-# marked "normal-only".
-HAS_DURABILITY = "durability" in inspect.signature(SQLiteStore.__init__).parameters
+# synchronous=NORMAL); every figure of ours says which it ran at.
+DURABILITIES = ("full", "normal")
 
 
 def durability_note(durability: str) -> str:
-    if HAS_DURABILITY:
-        return f"store durability={durability}"
-    if durability == "normal":
-        return "store at NORMAL (this store's only setting)"
-    return f"normal-only: this store has no durability setting, so it ran at NORMAL although {durability} was asked"
+    if durability not in DURABILITIES:
+        raise ValueError(f"durability must be one of {DURABILITIES}, got {durability!r}")
+    return f"store durability={durability}"
 
 
 async def open_engine(
     path: Path, router: Router | None = None, *, durability: str = "full", **engine_kw: object
 ) -> tuple[SQLiteStore, Engine]:
-    kw = {"durability": durability} if HAS_DURABILITY else {}
-    store = SQLiteStore(str(path), **kw)  # type: ignore[arg-type]
+    store = SQLiteStore(str(path), durability=durability)
     await store.open()
     engine = Engine(store, router or StaticRouter(), retention_secs=None, **engine_kw)  # type: ignore[arg-type]
     return store, engine

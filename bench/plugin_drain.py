@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.common import Result, main, temp_dir
 from bench.infra import CpuMeter, per_1k
-from bench.ours import HAS_DURABILITY, durability_note, enqueue_many, open_engine
+from bench.ours import durability_note, enqueue_many, open_engine
 from bench.serve import DEMO_PLUGIN, Server
 from bench.sizes import drain_n
 from pulse_tui.pulse.handlers import HandlerResult, JobContext, StaticRouter
@@ -83,7 +83,7 @@ def drain_window(db: Path) -> tuple[float, float]:
 
 def measure(n: int) -> tuple[float, dict]:
     with temp_dir("plugin") as d:
-        srv = Server(d, plugins=DEMO_PLUGIN, durability="full" if HAS_DURABILITY else "")
+        srv = Server(d, plugins=DEMO_PLUGIN, durability="full")
         asyncio.run(prefill(srv.db_path, n))
         t0 = time.time()
         with srv:
@@ -110,7 +110,7 @@ def run(quick: bool) -> Result:
     return Result(
         figures={"plugin_unary_drain_jobs_per_s": n / secs, "plugin_drain_jobs_per_s": n / secs},
         notes={"plugin_unary_drain_jobs_per_s": note, "plugin_drain_jobs_per_s": note},
-        params={"n": n, "durability": "full" if HAS_DURABILITY else "normal"},
+        params={"n": n, "durability": "full"},
         extra={"plugin_drain_s": round(secs, 3), **extra},
         cpu={"ours_plugin_unary": per_1k(cpu_s, n)},
     )
