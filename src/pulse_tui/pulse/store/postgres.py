@@ -54,7 +54,8 @@ from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finis
 log = logging.getLogger("pulse.store.postgres")
 
 CHANNEL = "pulse_jobs"
-NOTIFY_CHUNK = 300  # ids per NOTIFY (payload limit is 8000 bytes; ids are at most 64 chars)
+NOTIFY_CHUNK = 100  # ids per NOTIFY: the payload limit is 8000 bytes and ids are at most 64 chars
+# (100 x 65 = 6,500 bytes plus kind and node; 300 overflowed with 32-digit ids)
 DEFAULT_LEASE_SECS = 30.0
 ADVISORY_LOCK_KEY = 0x70756C7365  # "pulse"
 
