@@ -224,33 +224,92 @@ class JobTable(ScrollView, can_focus=True):
         self.refresh()
 
     def upsert(self, jobs: Iterable[Job]) -> int:
-        """Apply live changes; returns how many rows were added at the top."""
+        """Apply live changes under the active filter; returns how many rows were added at the top.
+
+        A cached job that still matches is replaced in place; one that stopped matching leaves
+        (the rows below move up); a job that starts matching enters at its place in the listing
+        order (by seq): at the top when it is newer than the first row, between cached rows
+        otherwise. In tail mode rows are only replaced or dropped (positions count from the
+        bottom of a virtual total)."""
         fresh: list[Job] = []
         top = self._rows.get(0)
         changed = False
         for job in jobs:
             row = self._index.get(job.id)
+            matches = filter_matches(self.filter, job)
             if row is not None:
-                self._rows[row] = job
+                if matches:
+                    self._rows[row] = job
+                else:
+                    self._remove_row(row)
                 changed = True
+            elif not matches or self._tail:
+                continue
             elif (
-                not self._tail
-                and filter_matches(self.filter, job)
-                and (
-                    top is None
-                    and self._loaded_once
-                    and self._total == 0
-                    or top is not None
-                    and job.seq > top.seq
-                )
+                top is None
+                and self._loaded_once
+                and self._total == 0
+                or top is not None
+                and job.seq > top.seq
             ):
                 fresh.append(job)
+            elif top is not None and self._insert_ordered(job):
+                changed = True
         if fresh:
             fresh.sort(key=lambda j: j.seq, reverse=True)
             self._prepend(fresh)
         if changed or fresh:
+            self._update_size()
+            self._request_visible()
             self.refresh()
         return len(fresh)
+
+    def _restart_inflight(self) -> None:
+        """Rows moved unevenly: pages in flight would land in the wrong place; ask again."""
+        if self._inflight:
+            self._gen += 1
+            self._inflight.clear()
+
+    def _remove_row(self, row: int) -> None:
+        """Drop one row; rows below move up; the cursor stays on its job (or the next one)."""
+        job = self._rows.pop(row, None)
+        if job is not None:
+            self._index.pop(job.id, None)
+        self._rows = {(i - 1 if i > row else i): j for i, j in self._rows.items()}
+        self._index = {j.id: i for i, j in self._rows.items()}
+        self._restart_inflight()
+        self._total = max(0, self._total - 1)
+        if self.cursor > row:
+            self.cursor -= 1
+        self.cursor = min(self.cursor, max(0, self._total - 1))
+        if row < self.scroll_y:
+            self.scroll_to(y=max(0, self.scroll_y - 1), animate=False, immediate=True)
+        self.post_message(self.CursorMoved(self.current_job))
+
+    def _insert_ordered(self, job: Job) -> bool:
+        """A job older than the first row starts matching: put it where the listing has it.
+
+        Rows at and below its place move down; when the row above the place is not cached the
+        job itself is left to the next fetch of that gap. False when its place is below every
+        cached row and the list goes on (nothing on screen changes; the count will say)."""
+        below = [i for i, j in self._rows.items() if j.seq < job.seq]
+        if below:
+            at = min(below)
+        else:
+            last = max(self._rows, default=-1)
+            if last + 1 < self._total or not self._exact:
+                return False
+            at = last + 1
+        current = self.current_job
+        self._rows = {(i + 1 if i >= at else i): j for i, j in self._rows.items()}
+        self._restart_inflight()
+        if at == 0 or (at - 1) in self._rows:
+            self._rows[at] = job
+        self._index = {j.id: i for i, j in self._rows.items()}
+        self._total += 1
+        if current is not None and self.cursor >= at:
+            self.cursor += 1
+        return True
 
     def _prepend(self, fresh: list[Job]) -> None:
         n = len(fresh)
