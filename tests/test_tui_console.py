@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pulse_tui.app import PulseApp
+from pulse_tui.screens.confirm import QuitScreen
 from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.widgets.status_tabs import StatusTabs
 from tests.test_tui import client_for, started, until
@@ -34,4 +35,45 @@ async def test_filtered_list_follows_live_updates(server) -> None:
         await until(pilot, lambda: ids(t) == newest_first, "row re-enters in order")
         await until(pilot, lambda: tabs.counts.get("cancelled") == 3, "count follows back")
         assert t.current_job is not None and t.current_job.id == newest_first[2]  # cursor kept its job
+    await client.close()
+
+
+async def test_q_at_root_goes_back_then_asks_before_stopping_embedded_server(server) -> None:
+    client = await client_for(server)
+    await client.enqueue("pulse.sleep", {"seconds": 60})
+    app = PulseApp(server.address, server.token, embedded=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot)
+        await until(pilot, lambda: t.job_at(0) is not None and t.job_at(0).status == "running", "running")
+        screen: JobsScreen = app.screen  # type: ignore[assignment]
+        await pilot.press("slash", *"pulse", "enter")
+        await until(pilot, lambda: screen.filter.text == "pulse", "filter applied")
+        await pilot.press("q")  # first q undoes the filter, does not quit
+        await until(pilot, lambda: screen.filter.line() == "", "filter cleared by q")
+        assert app.is_running and app.screen is screen
+        await pilot.press("escape")  # nothing left to undo: escape never quits
+        assert app.is_running
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen), "asks before stopping the server")
+        assert "1 job(s) are running" in str(app.screen.query_one("#confirm-message").render())
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is screen, "stays")
+        assert app.is_running and not app.keep_server
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen), "asks again")
+        await pilot.press("k")
+        await until(pilot, lambda: not app.is_running, "quits")
+    assert app.keep_server  # run_tui leaves the embedded server running
+    await client.close()
+
+
+async def test_q_quits_at_once_without_running_jobs_or_embedded_server(server) -> None:
+    client = await client_for(server)
+    await client.enqueue("pulse.sleep", {"seconds": 60})
+    app = PulseApp(server.address, server.token)  # not embedded: quitting stops nothing
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, "quits")
+    assert not app.keep_server
     await client.close()

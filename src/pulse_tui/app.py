@@ -115,6 +115,7 @@ class PulseApp(App[None]):
         Binding("p", "toggle_pause", "Pause live", show=False, id="app.pause"),
         Binding("q", "back", "Back", id="app.back"),
         Binding("escape", "back(False)", "Back", show=False, id="app.escape"),
+        Binding("Q", "request_quit", "Quit", show=False, id="app.quit_now"),
         Binding("ctrl+p", "command_palette", "Palette", show=False, id="app.palette"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit"),
     ]
@@ -140,8 +141,14 @@ class PulseApp(App[None]):
         now: Callable[[], float] | None = None,
         tz: tzinfo | None = None,
         live: bool = True,
+        embedded: bool = False,
     ) -> None:
         super().__init__()
+        # this console started the server it talks to (`pulse-tui` with nothing answering):
+        # quitting stops it unless the user chooses to keep it (then ``keep_server`` is True)
+        self.embedded = embedded
+        self.keep_server = False
+        self._quitting = False
         self.address = address
         self.client = client or PulseClient(address, token, tls=tls)  # type: ignore[arg-type]
         self._read_only_flag = read_only
@@ -164,10 +171,10 @@ class PulseApp(App[None]):
             ("handlers", "Handlers: owners and naming conflicts", lambda _a: self.goto("handlers")),
             ("help", "Keys on this screen", lambda _a: self.action_help()),
             ("reconnect", "Reconnect to the server now", lambda _a: self.reconnect_now()),
-            ("quit", "Quit pulse-tui", lambda _a: self.exit()),
+            ("quit", "Quit pulse-tui", lambda _a: self.request_quit()),
         ):
             self.register_command(name, help_text, handler)
-        self.register_command("q", "Quit", lambda _a: self.exit(), hidden=True)
+        self.register_command("q", "Quit", lambda _a: self.request_quit(), hidden=True)
         editor.install(self)  # :scripts, :editor, :ix
 
     # ------------------------------------------------------------------ basics
@@ -268,16 +275,60 @@ class PulseApp(App[None]):
             self._flush()
 
     async def action_back(self, quit_at_root: bool = True) -> None:
+        """`q` / `escape`: go back. At the jobs root both first undo what is open (the filter
+        line, marks, the filter); only `q` with nothing left to undo leaves the app (asking first
+        when that would stop an embedded server with running jobs)."""
         if len(self.screen_stack) > 1:
             self.pop_screen()
         elif self.current_mode != "jobs":
             self.switch_mode("jobs")
-        elif quit_at_root:
-            self.exit()
         else:
             back = getattr(self.screen, "escape", None)
-            if back is not None:
-                back()
+            undone = back() if back is not None else False
+            if quit_at_root and not undone:
+                self.request_quit()
+
+    async def action_quit(self) -> None:
+        self.request_quit()
+
+    def action_request_quit(self) -> None:
+        self.request_quit()
+
+    @work(exclusive=True, group="quit", exit_on_error=False)
+    async def request_quit(self) -> None:
+        """Leave the console. An embedded server with running jobs asks first: stop it (the jobs
+        are re-queued), keep it running, or stay. A second request while asking quits."""
+        from pulse_tui.screens.confirm import QuitScreen
+
+        if self._quitting or isinstance(self.screen, QuitScreen):
+            self.exit()
+            return
+        running, capped = await self._running_jobs()
+        if not running:
+            self.exit()
+            return
+        self._quitting = True
+        try:
+            choice = await self.push_screen_wait(QuitScreen(self.address, running, capped))
+        finally:
+            self._quitting = False
+        if choice == "keep":
+            self.keep_server = True
+            self.exit()
+        elif choice == "stop":
+            self.exit()
+
+    async def _running_jobs(self) -> tuple[int, bool]:
+        """Running jobs on an embedded server (0 for a server this console did not start)."""
+        if not self.embedded or self.conn_state != "connected" or not self.client.can("counts"):
+            return 0, False
+        try:
+            resp = await asyncio.wait_for(
+                self.client.count_jobs(operator_pb2.JobFilter(statuses=["running"]), cap=10_000), 3.0
+            )
+        except (ClientError, TimeoutError):
+            return 0, False
+        return int(resp.by_status.get("running", 0)), bool(resp.capped)
 
     def copy_id(self, job_id: str) -> None:
         self.copy_to_clipboard(job_id)

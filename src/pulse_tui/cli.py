@@ -757,6 +757,7 @@ def run_tui(args: argparse.Namespace) -> int:
     config = load_config(getattr(args, "config", None))
     address = getattr(args, "connect", None)
     child: ServerProcess | None = None
+    app: PulseApp | None = None
     if address is None:
         address = connect_address(config.server.listen)
         if not _answers(address):
@@ -783,11 +784,15 @@ def run_tui(args: argparse.Namespace) -> int:
             config=config,
             demo=not args.no_demo,
             tls=_tls(args),
+            embedded=child is not None,
         )
         app.run()
+        if child is not None and app.keep_server and not args.keep_server:
+            pid = child.proc.pid if child.proc is not None else "?"
+            print(f"pulse-tui: the server at {address} keeps running (pid {pid}); `pulse-tui` attaches to it")
         return int(getattr(app, "return_code", 0) or 0)
     finally:
-        if child is not None and not args.keep_server:
+        if child is not None and not args.keep_server and not (app is not None and app.keep_server):
             child.stop()
 
 

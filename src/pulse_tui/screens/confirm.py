@@ -68,3 +68,46 @@ async def confirm_cancel(screen: Screen, job: Any) -> bool:
             )
         )
     )
+
+
+class QuitScreen(ModalScreen[str]):
+    """Leaving the console would stop its embedded server while jobs run: stop, keep, or stay.
+
+    Dismisses with ``"stop"`` (quit and stop the server; running jobs are re-queued),
+    ``"keep"`` (quit and leave the server running) or ``"stay"``."""
+
+    BINDINGS = [
+        Binding("s", "answer('stop')", "Stop server", id="quit.stop"),
+        Binding("k", "answer('keep')", "Keep server", id="quit.keep"),
+        Binding("n,escape,q", "answer('stay')", "Stay", id="quit.stay"),
+    ]
+
+    def __init__(self, address: str, running: int, capped: bool = False) -> None:
+        super().__init__()
+        self.address = address
+        self.running = running
+        self.capped = capped
+
+    def compose(self) -> ComposeResult:
+        n = f"{self.running:,}{'+' if self.capped else ''}"
+        with Vertical(id="confirm-dialog", classes="dialog"):
+            yield Static("Quit pulse-tui", classes="dialog-title")
+            yield Static(
+                f"This console started the server at {self.address} and {n} job(s) are running.\n"
+                "Stopping it re-queues them (their progress is lost); keeping it lets them finish\n"
+                "(`pulse-tui` attaches to it next time).",
+                id="confirm-message",
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Keep server, quit (k)", id="keep", variant="primary", compact=True)
+                yield Button("Stop server, quit (s)", id="stop", variant="error", compact=True)
+                yield Button("Stay (n)", id="stay", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#keep", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "stay")
+
+    def action_answer(self, choice: str) -> None:
+        self.dismiss(choice)

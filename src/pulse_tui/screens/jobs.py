@@ -141,8 +141,9 @@ class JobsScreen(PulseScreen):
     def on_show(self) -> None:
         self.ensure_focus()
 
-    def escape(self) -> None:
-        """Esc at the root: close the filter, then clear marks, then clear the filter."""
+    def escape(self) -> bool:
+        """Esc / q at the root: close the filter, then clear marks, then clear the filter.
+        False when there was nothing left to undo."""
         inp = self.query_one("#filter", Input)
         if inp.has_class("-open"):
             self._close_filter()
@@ -151,6 +152,9 @@ class JobsScreen(PulseScreen):
         elif self.filter.line():
             self.filter = Filter()
             self.reload()
+        else:
+            return False
+        return True
 
     # ------------------------------------------------------------------ data
 
