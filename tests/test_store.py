@@ -274,6 +274,27 @@ async def test_list_filters(store: Store):
     assert await store.list(JobFilter(text="a_1"), 100, None, True, 0) == []
 
 
+async def test_list_filters_handler_glob_error_and_payload(store: Store):
+    await _mixed(store)
+    await store.insert(new_jobs(3, handler="other.h2", prefix="c-"))
+
+    async def ids(**kw: str) -> set[str]:
+        return {j.id for j in await store.list(JobFilter(**kw), 100, None, True, 0)}
+
+    assert len(await ids(handler_glob="other*")) == 13  # a prefix
+    assert len(await ids(handler_glob="other.h?")) == 3  # one character
+    assert await ids(handler_glob="Other*") == set()  # case-sensitive like the names
+    assert await ids(handler_glob="other%") == set()  # LIKE wildcards are literal
+    assert len(await ids(handler_glob="*")) == 43
+    assert await ids(error="DISK 100%") == {f"a-{i}" for i in range(5)}  # case-insensitive
+    assert await ids(error="100_") == set()
+    assert await ids(payload='"i": 7}') == {"a-7", "b_7"}  # bytes of the JSON payload
+    assert await ids(payload='"i": 7}', handler_glob="b*") == set()
+    assert await ids(payload='"i": 7}', handler_glob="oth*") == {"b_7"}
+    counts = await store.count(JobFilter(payload='"i": 1'), 1000)  # a-1, a-10..a-19, b_1, c-1
+    assert sum(counts.values()) == 11 + 1 + 1
+
+
 async def test_counts_are_capped(store: Store):
     await _mixed(store)
     counts = await store.count(JobFilter(), 1000)

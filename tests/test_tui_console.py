@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textual.widgets import Input
+
 from pulse_tui.app import PulseApp
 from pulse_tui.screens.confirm import QuitScreen
 from pulse_tui.screens.jobs import JobsScreen
@@ -76,4 +78,47 @@ async def test_q_quits_at_once_without_running_jobs_or_embedded_server(server) -
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, "quits")
     assert not app.keep_server
+    await client.close()
+
+
+def note(screen: JobsScreen) -> str:
+    return str(screen.query_one("#jobs-note").render())
+
+
+async def test_filter_applies_as_you_type_with_prefix_glob_error_payload(server) -> None:
+    client = await client_for(server)
+    await client.enqueue("pulse.noop", {"city": "Lyon"})
+    await client.enqueue("pulse.noop", {"city": "Oslo"})
+    boom = await client.enqueue("pulse.fail", {"error": "Disk FULL on /var"}, max_attempts=1)
+    await client.enqueue("pulse.sleep", {"seconds": 0})
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=4)
+        screen: JobsScreen = app.screen  # type: ignore[assignment]
+        await until(pilot, lambda: t.job_at(1) is not None and t.job_at(1).status == "failed", "failed")
+        await pilot.press("slash", *"handler:pulse.no")  # no enter: applies after a pause in typing
+        await until(pilot, lambda: t.total == 2 and screen.filter.handler == "pulse.no", "prefix as typed")
+        assert app.focused is screen.query_one("#filter", Input)  # still typing
+        await until(pilot, lambda: "2 job(s)" in note(screen), "count in the note")
+        assert "handler=pulse.no*" in note(screen)
+        await pilot.press(*" payload:Oslo")
+        await until(pilot, lambda: t.total == 1 and t.job_at(0) is not None, "payload search")
+        assert b"Oslo" in (await client.get_job(t.job_at(0).id)).payload
+        await pilot.press("enter")
+        assert app.focused is t
+        await pilot.press("escape")
+        await until(pilot, lambda: t.total == 4, "cleared")
+        await pilot.press("slash", *"handler:pulse.*", "enter")  # a glob
+        await until(pilot, lambda: screen.filter.handler == "pulse.*" and t.total == 4, "glob")
+        await pilot.press("slash", "ctrl+u", *"error:disk full", "enter")  # error:disk and the word "full"
+        await until(pilot, lambda: t.total == 1 and t.job_at(0) is not None, "error search")
+        assert t.job_at(0).id == boom.id
+        await pilot.press("slash", "ctrl+u", *'error:"no such thing"')
+        await until(pilot, lambda: screen.filter.error == "no such thing" and t.total == 0, "empty")
+        await pilot.pause(0.2)
+        shown = "\n".join(str(s.text) for s in t.render_lines(t.region.reset_offset)[:4])
+        assert "No jobs match the filter" in shown and 'error~"no such thing"' in shown
+        assert "enqueue" not in shown
+        await pilot.press("escape")  # esc on the open line reverts what was typed
+        await until(pilot, lambda: screen.filter.error == "disk" and t.total == 1, "reverted")
     await client.close()

@@ -17,6 +17,7 @@ when to try again and how to show it.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -128,17 +129,38 @@ class PluginEndpointInfo:
     config_schema: list[operator_pb2.ConfigField] = field(default_factory=list)
 
 
-def job_filter(statuses: Iterable[str] = (), handler: str = "", text: str = "") -> operator_pb2.JobFilter:
-    return operator_pb2.JobFilter(statuses=list(statuses), handler=handler, text=text)
+def job_filter(
+    statuses: Iterable[str] = (),
+    handler: str = "",
+    text: str = "",
+    *,
+    handler_glob: str = "",
+    payload: str = "",
+    error: str = "",
+) -> operator_pb2.JobFilter:
+    return operator_pb2.JobFilter(
+        statuses=list(statuses),
+        handler=handler,
+        text=text,
+        handler_glob=handler_glob,
+        payload=payload,
+        error=error,
+    )
 
 
 def filter_matches(flt: operator_pb2.JobFilter | None, job: operator_pb2.Job) -> bool:
-    """Client-side twin of the server's JobFilter semantics."""
+    """Client-side twin of the server's JobFilter semantics. A list Job carries no payload: a
+    ``payload`` criterion is not checked here (a payload never changes, so a row that matched still
+    does; a job new to the list needs the server to say — see JobTable.upsert)."""
     if flt is None:
         return True
     if flt.statuses and job.status not in flt.statuses:
         return False
     if flt.handler and job.handler != flt.handler:
+        return False
+    if flt.handler_glob and not fnmatch.fnmatchcase(job.handler, flt.handler_glob):
+        return False
+    if flt.error and flt.error.lower() not in job.error.lower():
         return False
     if flt.text:
         t = flt.text.lower()

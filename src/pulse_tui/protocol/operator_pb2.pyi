@@ -113,14 +113,20 @@ class JobDetail(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., payload: _Optional[bytes] = ..., result: _Optional[bytes] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ...) -> None: ...
 
 class JobFilter(_message.Message):
-    __slots__ = ("statuses", "handler", "text")
+    __slots__ = ("statuses", "handler", "text", "handler_glob", "payload", "error")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_GLOB_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[str]
     handler: str
     text: str
-    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., handler: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+    handler_glob: str
+    payload: str
+    error: str
+    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., handler: _Optional[str] = ..., text: _Optional[str] = ..., handler_glob: _Optional[str] = ..., payload: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("filter", "limit", "after_seq", "oldest_first", "offset")

@@ -405,7 +405,10 @@ class Engine:
         bad = [s for s in flt.statuses if s not in STATUSES]
         if bad:
             raise ValidationError(f"unknown status {bad[0]!r}; statuses are {', '.join(STATUSES)}")
-        if len(flt.text) > 200 or len(flt.handler) > 200:
+        if (
+            max(len(flt.text), len(flt.handler), len(flt.handler_glob), len(flt.payload), len(flt.error))
+            > 200
+        ):
             raise ValidationError("filter text is too long (200 characters at most)")
 
     def _overlay(self, job: Job) -> Job:

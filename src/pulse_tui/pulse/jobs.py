@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import threading
 import time
@@ -168,11 +169,20 @@ class JobFilter:
     statuses: tuple[str, ...] = ()
     handler: str = ""
     text: str = ""
+    handler_glob: str = ""  # `*` / `?` glob over the handler name (case-sensitive)
+    payload: str = ""  # substring of the payload bytes (case-sensitive)
+    error: str = ""  # substring of the last error (case-insensitive)
 
     def matches(self, job: Job) -> bool:
         if self.statuses and job.status not in self.statuses:
             return False
         if self.handler and job.handler != self.handler:
+            return False
+        if self.handler_glob and not fnmatch.fnmatchcase(job.handler, self.handler_glob):
+            return False
+        if self.payload and self.payload.encode() not in job.payload:
+            return False
+        if self.error and self.error.lower() not in job.error.lower():
             return False
         if self.text:
             t = self.text.lower()

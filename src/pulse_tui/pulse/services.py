@@ -135,7 +135,12 @@ def check_status(status: str) -> str:
 
 def job_filter(f: op.JobFilter) -> JobFilter:
     return JobFilter(
-        statuses=tuple(check_status(s) for s in dict.fromkeys(f.statuses)), handler=f.handler, text=f.text
+        statuses=tuple(check_status(s) for s in dict.fromkeys(f.statuses)),
+        handler=f.handler,
+        text=f.text,
+        handler_glob=f.handler_glob,
+        payload=f.payload,
+        error=f.error,
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
 from dataclasses import dataclass, field
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from pulse_tui.client import STATUSES, ClientError, job_filter
@@ -18,23 +21,34 @@ from pulse_tui.widgets.job_table import JobTable
 from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
 
 RETRY_ALL_CAP = 10_000
+TYPING_DEBOUNCE = 0.25  # seconds of no typing before the filter line is applied
 COUNT_CAP = 10_000
 
 
 @dataclass(slots=True)
 class Filter:
-    """What the `/` line holds: ``handler:NAME status:a,b free text``."""
+    """What the `/` line holds: ``handler:NAME status:a,b error:TEXT payload:TEXT free text``.
+
+    ``handler:demo`` is a prefix (``demo``, ``demo.sleep``…), ``handler:demo.*`` a glob (``*``,
+    ``?``); the handlers screen sets an exact name. Values with spaces go in quotes."""
 
     handler: str = ""
     statuses: tuple[str, ...] = ()
     text: str = ""
+    error: str = ""
+    payload: str = ""
+    exact_handler: bool = False
     errors: list[str] = field(default_factory=list)
 
     @classmethod
     def parse(cls, line: str) -> Filter:
         f = cls()
         words: list[str] = []
-        for token in line.split():
+        try:
+            tokens = shlex.split(line)
+        except ValueError:  # an unclosed quote while typing: take the words as they are
+            tokens = line.replace('"', " ").replace("'", " ").split()
+        for token in tokens:
             key, sep, value = token.partition(":")
             key = key.lower()
             if sep and key in ("handler", "h"):
@@ -45,17 +59,45 @@ class Filter:
                 if bad:
                     f.errors.append(f"unknown status {', '.join(bad)} (one of {', '.join(STATUSES)})")
                 f.statuses = tuple(s for s in wanted if s in STATUSES)
+            elif sep and key in ("error", "err"):
+                f.error = value
+            elif sep and key in ("payload", "p"):
+                f.payload = value
             else:
                 words.append(token)
         f.text = " ".join(words)
         return f
 
+    @property
+    def handler_glob(self) -> str:
+        """The glob sent to the server for a typed ``handler:`` (a prefix unless it has ``*``/``?``)."""
+        if not self.handler or self.exact_handler:
+            return ""
+        return self.handler if any(c in self.handler for c in "*?") else self.handler + "*"
+
+    def job_filter(self, statuses: tuple[str, ...]) -> operator_pb2.JobFilter:
+        return job_filter(
+            statuses,
+            self.handler if self.exact_handler else "",
+            self.text,
+            handler_glob=self.handler_glob,
+            payload=self.payload,
+            error=self.error,
+        )
+
+    def key(self) -> tuple[str, bool]:
+        return self.line(), self.exact_handler
+
     def describe(self) -> str:
         parts = []
         if self.handler:
-            parts.append(f"handler={self.handler}")
+            parts.append(f"handler={self.handler}" if self.exact_handler else f"handler={self.handler_glob}")
         if self.statuses:
             parts.append(f"status={','.join(self.statuses)}")
+        if self.error:
+            parts.append(f'error~"{self.error}"')
+        if self.payload:
+            parts.append(f'payload~"{self.payload}"')
         if self.text:
             parts.append(f'"{self.text}"')
         return " ".join(parts)
@@ -63,12 +105,20 @@ class Filter:
     def line(self) -> str:
         parts = []
         if self.handler:
-            parts.append(f"handler:{self.handler}")
+            parts.append(f"handler:{_quote(self.handler)}")
         if self.statuses:
             parts.append(f"status:{','.join(self.statuses)}")
+        if self.error:
+            parts.append(f"error:{_quote(self.error)}")
+        if self.payload:
+            parts.append(f"payload:{_quote(self.payload)}")
         if self.text:
             parts.append(self.text)
         return " ".join(parts)
+
+
+def _quote(value: str) -> str:
+    return shlex.quote(value) if any(c.isspace() or c in "'\"" for c in value) else value
 
 
 class JobsScreen(PulseScreen):
@@ -95,6 +145,10 @@ class JobsScreen(PulseScreen):
         self.filter = Filter()
         self.tab = "all"
         self._restore_id: str | None = None
+        self._filter_before: Filter | None = None  # what esc on the open filter line restores
+        self._typing_timer: Timer | None = None
+        self._stale_timer: Timer | None = None
+        self._matched: str = ""  # "12 jobs" for the note, from the last count
 
     # ------------------------------------------------------------------ layout
 
@@ -102,7 +156,8 @@ class JobsScreen(PulseScreen):
         yield from self.compose_header()
         yield StatusTabs(id="status-tabs")
         yield Input(
-            placeholder="handler:NAME status:failed,running text…   (enter applies, esc clears)", id="filter"
+            placeholder="handler:demo* status:failed error:TEXT payload:TEXT text…  (applies as you type; enter keeps, esc reverts)",
+            id="filter",
         )
         yield Static("", id="jobs-note", classes="note")
         yield JobTable(self._page, id="job-table")
@@ -114,7 +169,7 @@ class JobsScreen(PulseScreen):
 
     def on_mount(self) -> None:
         self.table.focus()
-        self.table.empty_message = "No jobs yet — press e to enqueue one."
+        self._empty_message()
         self.query_one("#screen-title", Static).display = False
         if self.pulse.conn_state == "connected":
             self.reload()
@@ -146,7 +201,10 @@ class JobsScreen(PulseScreen):
         False when there was nothing left to undo."""
         inp = self.query_one("#filter", Input)
         if inp.has_class("-open"):
+            before, self._filter_before = self._filter_before, None
             self._close_filter()
+            if before is not None and before.line() != self.filter.line():
+                self._apply(before)  # esc reverts what was typed
         elif self.table.marked:
             self.action_clear_marks()
         elif self.filter.line():
@@ -160,7 +218,7 @@ class JobsScreen(PulseScreen):
 
     def effective_filter(self) -> operator_pb2.JobFilter:
         statuses = self.filter.statuses or (() if self.tab == "all" else (self.tab,))
-        return job_filter(statuses, self.filter.handler, self.filter.text)
+        return self.filter.job_filter(statuses)
 
     async def _page(
         self, offset: int, after_seq: int | None, limit: int, *, oldest_first: bool = False
@@ -184,12 +242,24 @@ class JobsScreen(PulseScreen):
             self._note()
             return
         table.reset(None, exact=False, flt=self.effective_filter(), keep_cursor=keep_cursor)
+        self._matched = ""
+        self._empty_message()
         self._note()
         self.refresh_counts()
 
+    def _empty_message(self) -> None:
+        scope = self.filter.describe()
+        tab = self.filter.statuses[0] if len(self.filter.statuses) == 1 else self.tab
+        if scope:
+            self.table.empty_message = f"No jobs match the filter {scope} — esc clears it."
+        elif tab != "all":
+            self.table.empty_message = f"No {tab} jobs (← → switch tabs)."
+        else:
+            self.table.empty_message = "No jobs yet — press e to enqueue one."
+
     @work(exclusive=True, group="jobs-counts", exit_on_error=False)
     async def refresh_counts(self) -> None:
-        flt = job_filter((), self.filter.handler, self.filter.text)
+        flt = self.filter.job_filter(())
         try:
             resp = await self.pulse.client.count_jobs(flt, cap=COUNT_CAP)
         except ClientError as exc:
@@ -204,11 +274,16 @@ class JobsScreen(PulseScreen):
         n = sum(resp.by_status.get(s, 0) for s in wanted)
         capped = any(resp.by_status.get(s, 0) >= resp.cap for s in wanted) if resp.cap else False
         self.table.set_total(n, exact=not capped)
+        matched = f"{fmt.count(n, capped, resp.cap)} job(s)"
+        if matched != self._matched:
+            self._matched = matched
+            self._note()
 
     def _note(self) -> None:
         parts = []
         if self.filter.describe():
-            parts.append(f"filter: {self.filter.describe()}  (esc clears)")
+            found = f" — {self._matched}" if self._matched else ""
+            parts.append(f"filter: {self.filter.describe()}{found}  (esc clears)")
         mode = self.pulse.mode_name
         if mode == "compat":
             parts.append("compat mode: QueueService only — polling every 2s; no attempts history or logs")
@@ -240,6 +315,17 @@ class JobsScreen(PulseScreen):
         self.table.upsert(jobs)
         self.refresh_counts()
 
+    def on_job_table_stale(self, event: JobTable.Stale) -> None:
+        """Jobs arrived whose match the console cannot decide (a payload filter): ask the server,
+        at most once a second."""
+        if self._stale_timer is None:
+
+            def again() -> None:
+                self._stale_timer = None
+                self.reload(keep_cursor=True)
+
+            self._stale_timer = self.set_timer(1.0, again)
+
     def resync(self) -> None:
         self.reload(keep_cursor=True)
 
@@ -254,21 +340,50 @@ class JobsScreen(PulseScreen):
 
     def action_filter(self) -> None:
         inp = self.query_one("#filter", Input)
+        self._filter_before = self.filter
         inp.value = self.filter.line()
         inp.add_class("-open")
         inp.focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "filter":
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Apply the filter as it is typed, debounced (one list and one count per pause)."""
+        if event.input.id != "filter" or not event.input.has_class("-open"):
             return
-        f = Filter.parse(event.value)
-        if f.errors:
-            self.notify("; ".join(f.errors), severity="warning")
+        if self._typing_timer is not None:
+            self._typing_timer.stop()
+        value = event.value
+        self._typing_timer = self.set_timer(TYPING_DEBOUNCE, lambda: self._typed(value))
+
+    def _typed(self, value: str) -> None:
+        self._typing_timer = None
+        self._apply_line(value)
+
+    def _apply_line(self, value: str) -> None:
+        """Apply a filter line unless it is the one in force (an untouched line keeps the
+        handlers screen's exact handler)."""
+        before = self._filter_before
+        f = before if before is not None and value.strip() == before.line() else Filter.parse(value)
+        if f.key() != self.filter.key():
+            self._apply(f)
+
+    def _apply(self, f: Filter) -> None:
         self.filter = f
         if len(f.statuses) == 1:
             self.tab = f.statuses[0]
-        self._close_filter()
         self.reload()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "filter":
+            return
+        if self._typing_timer is not None:
+            self._typing_timer.stop()
+            self._typing_timer = None
+        errors = Filter.parse(event.value).errors
+        if errors:
+            self.notify("; ".join(errors), severity="warning")
+        self._apply_line(event.value)
+        self._filter_before = None
+        self._close_filter()
 
     def _close_filter(self) -> None:
         inp = self.query_one("#filter", Input)
@@ -279,16 +394,16 @@ class JobsScreen(PulseScreen):
         i = TAB_IDS.index(self.tab) if self.tab in TAB_IDS else 0
         self.tab = TAB_IDS[(i + step) % len(TAB_IDS)]
         if self.filter.statuses:
-            self.filter.statuses = ()
+            self.filter = dataclasses.replace(self.filter, statuses=())
         self.reload()
 
     def set_tab(self, tab: str) -> None:
         self.tab = tab
-        self.filter.statuses = ()
+        self.filter = dataclasses.replace(self.filter, statuses=())
         self.reload()
 
     def set_handler_filter(self, handler: str) -> None:
-        self.filter = Filter(handler=handler)
+        self.filter = Filter(handler=handler, exact_handler=True)
         self.tab = "all"
         self.reload()
 
@@ -409,7 +524,7 @@ class JobsScreen(PulseScreen):
     async def action_retry_all_failed(self) -> None:
         if not self.pulse.guard("retry all failed", capability="bulk"):
             return
-        flt = job_filter(("failed",), self.filter.handler, self.filter.text)
+        flt = self.filter.job_filter(("failed",))
         client = self.pulse.client
         try:
             dry = await client.retry_jobs(flt=flt, limit=RETRY_ALL_CAP, dry_run=True)

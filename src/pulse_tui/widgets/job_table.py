@@ -102,6 +102,9 @@ class JobTable(ScrollView, can_focus=True):
             super().__init__()
             self.rows = rows
 
+    class Stale(Message):
+        """Live jobs arrived whose match against the filter only the server can decide."""
+
     class FetchFailed(Message):
         def __init__(self, error: Exception) -> None:
             super().__init__()
@@ -233,7 +236,7 @@ class JobTable(ScrollView, can_focus=True):
         bottom of a virtual total)."""
         fresh: list[Job] = []
         top = self._rows.get(0)
-        changed = False
+        changed = unknown = False
         for job in jobs:
             row = self._index.get(job.id)
             matches = filter_matches(self.filter, job)
@@ -245,6 +248,8 @@ class JobTable(ScrollView, can_focus=True):
                 changed = True
             elif not matches or self._tail:
                 continue
+            elif self.filter is not None and self.filter.payload:
+                unknown = True
             elif (
                 top is None
                 and self._loaded_once
@@ -255,6 +260,8 @@ class JobTable(ScrollView, can_focus=True):
                 fresh.append(job)
             elif top is not None and self._insert_ordered(job):
                 changed = True
+        if unknown:
+            self.post_message(self.Stale())
         if fresh:
             fresh.sort(key=lambda j: j.seq, reverse=True)
             self._prepend(fresh)

@@ -206,7 +206,32 @@ def _where(flt: JobFilter, a: _Args, statuses: Sequence[str] | None = None) -> l
         like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         p = a(like)
         clauses.append(f"(id ILIKE {p} OR handler ILIKE {p} OR error ILIKE {p})")
+    if flt.handler_glob:
+        clauses.append(f"handler LIKE {a(_glob_to_like(flt.handler_glob))}")
+    if flt.error:
+        clauses.append(f"error ILIKE {a(_contains(flt.error))}")
+    if flt.payload:
+        clauses.append(f"position({a(flt.payload.encode())}::bytea in payload) > 0")
     return clauses
+
+
+def _contains(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _glob_to_like(glob: str) -> str:
+    """`*` / `?` glob to a LIKE pattern (LIKE's own `%`, `_` and `\\` taken literally)."""
+    out = []
+    for ch in glob:
+        if ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        elif ch in "%_\\":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _interrupted_attempts(jobs: Sequence[Job], now: float) -> list[tuple]:

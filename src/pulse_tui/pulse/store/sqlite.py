@@ -160,7 +160,20 @@ def _where(flt: JobFilter, statuses: Collection[str] | None = None) -> tuple[lis
         like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         clauses.append("(id LIKE ? ESCAPE '\\' OR handler LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\')")
         args.extend([like, like, like])
+    if flt.handler_glob:
+        clauses.append("handler GLOB ?")  # case-sensitive; a literal prefix uses jobs_handler_seq
+        args.append(flt.handler_glob.replace("[", "[[]"))
+    if flt.error:
+        clauses.append("error LIKE ? ESCAPE '\\'")
+        args.append(_contains(flt.error))
+    if flt.payload:
+        clauses.append("instr(payload, ?) > 0")  # bytes, case-sensitive
+        args.append(flt.payload.encode())
     return clauses, args
+
+
+def _contains(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class SQLiteStore(Store):
