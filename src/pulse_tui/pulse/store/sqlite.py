@@ -161,7 +161,9 @@ def _where(flt: JobFilter, statuses: Collection[str] | None = None) -> tuple[lis
         clauses.append("(id LIKE ? ESCAPE '\\' OR handler LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\')")
         args.extend([like, like, like])
     if flt.handler_glob:
-        clauses.append("handler GLOB ?")  # case-sensitive; a literal prefix uses jobs_handler_seq
+        # case-sensitive; `+` keeps the planner on the seq order (an index range on handler would
+        # sort every matching row before the first page: 1.3 s for a third of 1M jobs)
+        clauses.append("+handler GLOB ?")
         args.append(flt.handler_glob.replace("[", "[[]"))
     if flt.error:
         clauses.append("error LIKE ? ESCAPE '\\'")
