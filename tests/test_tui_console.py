@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from textual.widgets import Input
 
 from pulse_tui.app import PulseApp
@@ -122,3 +125,63 @@ async def test_filter_applies_as_you_type_with_prefix_glob_error_payload(server)
         await pilot.press("escape")  # esc on the open line reverts what was typed
         await until(pilot, lambda: screen.filter.error == "disk" and t.total == 1, "reverted")
     await client.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_reconnect_backoff_is_capped_and_ctrl_r_reconnects_now(server_factory) -> None:
+    from pulse_tui.app import BACKOFF_RECENT_CAP
+    from pulse_tui.widgets.status_bar import StatusBar
+
+    srv = server_factory(extra_args=["--listen", f"127.0.0.1:{free_port()}"])
+    app = PulseApp(srv.address, srv.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot, rows=0)
+        srv.stop()
+        await until(pilot, lambda: app.conn_state == "reconnecting", "reconnecting")
+        # the waits double from 0.5 s but stay under the cap while the server was just seen
+        await until(pilot, lambda: len(app.backoff_waits) >= 5, "five waits", timeout=30)
+        assert all(w <= BACKOFF_RECENT_CAP for w in app.backoff_waits), app.backoff_waits
+        assert len(set(app.backoff_waits)) == len(app.backoff_waits)  # jittered
+        await until(pilot, lambda: app.retry_in >= 2, "a countdown of 2 s or more", timeout=10)
+        bar = app.screen.query_one(StatusBar)
+        assert f"reconnecting in {app.retry_in}s" in str(bar.render())
+        await pilot.press("e")  # refused; the toast has no countdown of its own to disagree with
+        assert not any("retrying in" in n.message for n in app._notifications)
+        await asyncio.to_thread(srv.restart)  # same port; the console keeps probing meanwhile
+        await until(pilot, lambda: app.conn_state == "connected", "back within the cap", timeout=15)
+
+
+async def test_ctrl_r_reconnects_now(server_factory, monkeypatch) -> None:
+    import pulse_tui.app as app_mod
+
+    monkeypatch.setattr(app_mod, "BACKOFF_START", 60.0)  # a long countdown ctrl+r must cut short
+    monkeypatch.setattr(app_mod, "BACKOFF_RECENT_CAP", 60.0)
+    srv = server_factory(extra_args=["--listen", f"127.0.0.1:{free_port()}"])
+    app = PulseApp(srv.address, srv.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot, rows=0)
+        srv.stop()
+        await until(pilot, lambda: app.retry_in >= 20, "a long countdown", timeout=15)
+        await asyncio.to_thread(srv.restart)
+        assert app.conn_state == "reconnecting" and app.retry_at - time.monotonic() > 5
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: app.conn_state == "connected", "reconnected now", timeout=5)
+        assert any("reconnecting to" in n.message for n in app._notifications)
+
+
+async def test_command_line_hint_lists_every_command(server) -> None:
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(200, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("colon")
+        hint = app.screen.query_one("#command-line", Input).placeholder
+        for name in ("jobs", "plugins", "handlers", "scripts", "ix", "reconnect", "quit"):
+            assert name in hint, (name, hint)
+        await pilot.press("escape")

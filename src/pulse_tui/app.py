@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from functools import partial
@@ -43,7 +44,24 @@ COUNTS_INTERVAL = 1.0
 STORE_CHECK_INTERVAL = 5.0  # how often the console asks the server whether its store can write
 POLL_INTERVAL = 2.0  # compat mode
 MAX_PENDING = 20_000  # beyond this while paused, drop the batch and resync on resume
-BACKOFF_START, BACKOFF_CAP = 1.0, 30.0
+# Reconnect backoff: doubling from BACKOFF_START, jittered (each wait is 50-100 % of the step),
+# capped at BACKOFF_RECENT_CAP while the server answered in the last RECENTLY_SEEN seconds (a
+# restart comes back in seconds) and at BACKOFF_CAP after that.
+BACKOFF_START, BACKOFF_RECENT_CAP, BACKOFF_CAP = 0.5, 5.0, 30.0
+RECENTLY_SEEN = 120.0
+RECONNECT_PROBE_WAIT = 1.5  # a reconnect probe waits this long for the channel to come up
+
+
+def backoff_delays(recent: Callable[[], bool], rng: random.Random | None = None) -> Iterator[float]:
+    """The reconnect waits: capped exponential steps with jitter."""
+    rng = rng or random.Random()
+    step = BACKOFF_START
+    while True:
+        cap = BACKOFF_RECENT_CAP if recent() else BACKOFF_CAP
+        step = min(step, cap)
+        yield step * rng.uniform(0.5, 1.0)
+        step = min(step * 2, cap)
+
 
 CommandHandler = Callable[[str], Awaitable[None] | None]
 
@@ -117,6 +135,7 @@ class PulseApp(App[None]):
         Binding("escape", "back(False)", "Back", show=False, id="app.escape"),
         Binding("Q", "request_quit", "Quit", show=False, id="app.quit_now"),
         Binding("ctrl+p", "command_palette", "Palette", show=False, id="app.palette"),
+        Binding("ctrl+r", "reconnect", "Reconnect now", show=False, id="app.reconnect"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit"),
     ]
 
@@ -149,6 +168,9 @@ class PulseApp(App[None]):
         self.embedded = embedded
         self.keep_server = False
         self._quitting = False
+        self._last_seen = 0.0  # monotonic time the server last answered (probe or event)
+        self.retry_at = 0.0  # monotonic deadline of the next probe: the one source of the countdown
+        self.backoff_waits: list[float] = []  # waits chosen since the connection was lost
         self.address = address
         self.client = client or PulseClient(address, token, tls=tls)  # type: ignore[arg-type]
         self._read_only_flag = read_only
@@ -312,6 +334,9 @@ class PulseApp(App[None]):
             choice = await self.push_screen_wait(QuitScreen(self.address, running, capped))
         finally:
             self._quitting = False
+        self._last_seen = 0.0  # monotonic time the server last answered (probe or event)
+        self.retry_at = 0.0  # monotonic deadline of the next probe: the one source of the countdown
+        self.backoff_waits: list[float] = []  # waits chosen since the connection was lost
         if choice == "keep":
             self.keep_server = True
             self.exit()
@@ -343,9 +368,9 @@ class PulseApp(App[None]):
             )
             return False
         if self.conn_state != "connected":
-            when = f" (retrying in {self.retry_in}s)" if self.retry_in else ""
             self.notify(
-                f"not connected to {self.address}{when}; {what} is disabled until the connection is back",
+                f"not connected to {self.address}; {what} is disabled until the connection is back"
+                " (the status bar counts down to the next try; ctrl+r or :reconnect tries now)",
                 severity="warning",
             )
             return False
@@ -371,25 +396,38 @@ class PulseApp(App[None]):
 
     def lost(self, exc: ClientError) -> None:
         if self.conn_state == "connected":
+            self._last_seen = time.monotonic()  # connected until now: a restart is likely
             self.notify(exc.message, severity="warning", timeout=6)
             self._for_screens(lambda s: s.connection_changed(False))
         if self.conn_state not in ("reconnecting", "connecting"):
             self.conn_state = "reconnecting"
             self.connect()
 
+    def action_reconnect(self) -> None:
+        self.reconnect_now()
+
     def reconnect_now(self) -> None:
+        """ctrl+r / `:reconnect`: probe now instead of waiting out the backoff (also re-opens the
+        event stream when connected)."""
+        if self.conn_state != "connected":
+            self.notify(f"reconnecting to {self.address} now")
         self.conn_state = "reconnecting"
         self.connect()
 
+    def _recently_seen(self) -> bool:
+        return bool(self._last_seen) and time.monotonic() - self._last_seen < RECENTLY_SEEN
+
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def connect(self) -> None:
-        delay = BACKOFF_START
         first = not self._connected_once.is_set()
+        delays = backoff_delays(self._recently_seen)
+        self.backoff_waits = []
         while True:
             self.conn_state = "connecting" if first else "reconnecting"
             self.retry_in = 0
+            self.retry_at = 0.0
             try:
-                mode = await self.client.probe()
+                mode = await (self.client.probe() if first else self.client.probe(wait=RECONNECT_PROBE_WAIT))
                 break
             except ClientError as exc:
                 if exc.code == "UNAUTHENTICATED":
@@ -400,11 +438,15 @@ class PulseApp(App[None]):
                     self.notify(exc.message, severity="warning", timeout=6)
                     first = False
                 self.conn_state = "reconnecting"
-                for remaining in range(math.ceil(delay), 0, -1):
-                    self.retry_in = remaining
-                    await asyncio.sleep(1)
-                delay = min(delay * 2, BACKOFF_CAP)
+                wait = next(delays)
+                self.backoff_waits.append(wait)
+                self.retry_at = time.monotonic() + wait
+                while (left := self.retry_at - time.monotonic()) > 0:
+                    self.retry_in = math.ceil(left)
+                    await asyncio.sleep(min(left, left - math.floor(left) or 1.0))
+        self._last_seen = time.monotonic()
         self.retry_in = 0
+        self.retry_at = 0.0
         self.conn_state = "connected"
         self.endpoint_mode = mode
         info = getattr(self.client, "info", None)
@@ -426,6 +468,7 @@ class PulseApp(App[None]):
     async def watch_events(self) -> None:
         try:
             async for ev in self.client.watch_jobs():
+                self._last_seen = time.monotonic()
                 if ev.kind == "upsert":
                     if len(self._pending) >= MAX_PENDING:
                         self._pending.clear()
@@ -435,6 +478,7 @@ class PulseApp(App[None]):
                     self._pending.clear()
                     self._need_resync = True
         except ClientError as exc:
+            self._last_seen = time.monotonic()  # it answered until now
             self.lost(exc)
 
     @work(exclusive=True, group="watch", exit_on_error=False)

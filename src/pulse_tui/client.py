@@ -218,7 +218,14 @@ class PulseClient:
         """Create the channel lazily: grpc.aio binds it to the running event loop."""
         if self._channel is not None:
             return
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        options = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            # the console paces reconnects itself (capped, jittered): the channel's own backoff
+            # (up to 120 s by default) must not keep it failing fast after the server is back
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.min_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
         if self._tls:
             tls = self._tls
             creds = tls if isinstance(tls, grpc.ChannelCredentials) else grpc.ssl_channel_credentials()
@@ -285,14 +292,19 @@ class PulseClient:
                 f"{capability} is not available on {self.address} ({mode} endpoint)",
             )
 
-    async def probe(self) -> str:
+    async def probe(self, wait: float = 0.0) -> str:
         """Find out what the endpoint speaks; sets and returns :attr:`mode`.
 
+        With ``wait`` (seconds) the first call waits that long for the channel to (re)connect
+        instead of failing at once (a reconnect: the server may be coming back right now).
         Raises ClientError for an unreachable server or a rejected token.
         """
         try:
             self.info = await self._op.GetServerInfo(
-                operator_pb2.ServerInfoRequest(), metadata=self._metadata, timeout=self.timeout
+                operator_pb2.ServerInfoRequest(),
+                metadata=self._metadata,
+                timeout=wait or self.timeout,
+                wait_for_ready=bool(wait),
             )
             self.mode = OPERATOR
             return self.mode

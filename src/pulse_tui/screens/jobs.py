@@ -408,6 +408,9 @@ class JobsScreen(PulseScreen):
         self.reload()
 
     def action_reload(self) -> None:
+        if self.pulse.conn_state != "connected":
+            self.pulse.reconnect_now()  # ctrl+r while disconnected: try now, not at the countdown
+            return
         self.reload(keep_cursor=True)
 
     # ------------------------------------------------------------------ actions

@@ -28,6 +28,9 @@ class CommandLine(Input):
         self.suggester = SuggestFromList(commands, case_sensitive=False)
 
     def open(self) -> None:
+        names = list(getattr(self.app, "commands", {}))  # every registered command, in order
+        if names:
+            self.placeholder = f":command  ({', '.join(names)})"
         self.value = ""
         self.add_class("-open")
         self.focus()
