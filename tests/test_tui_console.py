@@ -84,6 +84,13 @@ async def test_q_quits_at_once_without_running_jobs_or_embedded_server(server) -
     await client.close()
 
 
+def _plain(prompt: object) -> str:
+    text = getattr(prompt, "plain", None)
+    if text is None:
+        text = "".join(getattr(r, "plain", str(r)) for r in getattr(prompt, "renderables", [prompt]))
+    return str(text).split("\n")[0]
+
+
 def note(screen: JobsScreen) -> str:
     return str(screen.query_one("#jobs-note").render())
 
@@ -185,3 +192,70 @@ async def test_command_line_hint_lists_every_command(server) -> None:
         for name in ("jobs", "plugins", "handlers", "scripts", "ix", "reconnect", "quit"):
             assert name in hint, (name, hint)
         await pilot.press("escape")
+
+
+async def test_unknown_key_ids_are_reported_with_the_valid_ones(server) -> None:
+    app = PulseApp(server.address, server.token, keymap={"quit": "x", "jobs.filter": "f"})
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        msgs = [n.message for n in app._notifications]
+        bad = [m for m in msgs if "unknown binding id" in m]
+        assert bad and "quit" in bad[0] and "jobs.filter" in bad[0].split("Valid ids:")[1]
+        assert "jobs.filter," not in bad[0].split("Valid ids:")[0]  # the remap that exists works
+        await pilot.press("f")
+        assert app.focused is app.screen.query_one("#filter", Input)
+
+
+def test_default_config_suggests_real_binding_ids() -> None:
+    import re
+
+    from pulse_tui.app import binding_ids
+    from pulse_tui.config import default_config_text
+
+    text = default_config_text()
+    keys_table = text.split("[tui.keys]", 1)[1]
+    ids = re.findall(r'^# "([a-z_.]+)" = ', keys_table, re.M)
+    assert ids and all(i in binding_ids() for i in ids), ids
+
+
+async def test_help_hint_palette_and_vim_keys_on_every_table(server_factory) -> None:
+    from textual.command import CommandPalette
+
+    from pulse_tui.screens.help import HelpScreen
+    from pulse_tui.screens.plugins import PluginsScreen
+    from tests.test_tui import PLUGINS
+
+    srv = server_factory(PLUGINS)
+    app = PulseApp(srv.address, srv.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
+        hint = str(app.screen.query_one(".hint").render())
+        assert "[tui.keys]" in hint  # not eaten as markup
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), "palette")
+        palette: CommandPalette = app.screen  # type: ignore[assignment]
+        cl = palette.query_one("CommandList")
+        await until(pilot, lambda: cl.option_count > 10, "entries")
+        await pilot.pause(0.3)  # the palette gathers hits asynchronously
+        labels = [_plain(cl.get_option_at_index(i).prompt) for i in range(cl.option_count)]
+        assert labels[0].startswith("Detail  ("), labels[:5]  # the screen's actions lead
+        assert not any(lbl.startswith(("Up", "Down", "Scroll", "Cursor")) for lbl in labels), labels
+        assert len(labels) == len(set(labels))
+        assert any(lbl.startswith("Quit  (") and ", " in lbl for lbl in labels), labels  # both keys, once
+        await pilot.press("escape")
+        await pilot.press("colon", *"plugins", "enter")
+        await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+        dt = app.screen.query_one("#plugins-table")
+        await until(pilot, lambda: dt.row_count >= 2, "two plugins")
+        dt.focus()
+        await pilot.press("j")
+        assert dt.cursor_row == 1
+        await pilot.press("k")
+        assert dt.cursor_row == 0
+        await pilot.press("G")
+        assert dt.cursor_row == dt.row_count - 1
+        await pilot.press("g")
+        assert dt.cursor_row == 0

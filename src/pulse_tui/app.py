@@ -81,24 +81,62 @@ class Connected(Message):
         self.mode = mode
 
 
+def binding_ids() -> dict[str, str]:
+    """Every remappable binding id of the console → its default keys (for `[tui.keys]`)."""
+    from textual.dom import DOMNode
+
+    # screens and widgets register their classes by being imported: load them all
+    from pulse_tui.screens import confirm, enqueue, job_detail  # noqa: F401
+    from pulse_tui.widgets import data_table, job_table  # noqa: F401
+
+    out: dict[str, str] = {}
+    todo: list[type] = [DOMNode]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if not cls.__module__.startswith("pulse_tui."):
+            continue
+        for b in cls.__dict__.get("BINDINGS", ()):
+            if isinstance(b, Binding) and b.id:
+                out.setdefault(b.id, b.key)
+    return dict(sorted(out.items()))
+
+
+# Widget movement bindings stay out of the palette (the arrows are no actions to look up).
+_PALETTE_SKIP = ("table.", "list.", "cmdline.")
+
+
 class PulseCommands(Provider):
-    """Command palette: every action of the current screen and app, plus the `:` commands."""
+    """Command palette: the current screen's actions and the app's (each once, with its key,
+    ours only — no widget internals), then the `:` commands."""
 
     def _entries(self) -> list[tuple[str, str, Callable[[], object]]]:
         app: PulseApp = self.app  # type: ignore[assignment]
         screen = self.screen
         out: list[tuple[str, str, Callable[[], object]]] = []
-        seen: set[str] = set()
-        for key, active in screen.active_bindings.items():
+        seen: dict[str, int] = {}
+        # the screen's own actions first, the app's (quit, help, pause…) after
+        bindings = sorted(screen.active_bindings.items(), key=lambda kv: kv[1].node is app)
+        for key, active in bindings:
             b = active.binding
-            if not b.description or b.action in seen or b.action == "command_palette":
+            if not b.description or not b.id or b.id.startswith(_PALETTE_SKIP) or not active.enabled:
                 continue
-            seen.add(b.action)
-            label = f"{b.description}  ({app.get_key_display(b)})"
+            if b.action == "command_palette":
+                continue
+            shown = app.get_key_display(Binding(key, b.action, b.description))
+            if b.description in seen:  # another key for the same action: one entry listing both
+                i = seen[b.description]
+                label, help_text, cb = out[i]
+                out[i] = (label[:-1] + f", {shown})", help_text, cb)
+                continue
+            seen[b.description] = len(out)
+            label = f"{b.description}  ({shown})"
             out.append((label, b.tooltip or b.description, partial(app.run_action, b.action, active.node)))
-            del key
         for cmd in app.commands.values():
+            if cmd.name in ("help", "quit"):
+                continue  # already listed as actions with their keys
             out.append((f":{cmd.name}", cmd.help, partial(app.run_command_line, cmd.name)))
+        out.append(("Change theme", "Pick a colour theme", app.action_change_theme))
         return out
 
     async def discover(self) -> Hits:
@@ -118,7 +156,7 @@ class PulseApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "pulse"
-    COMMANDS = App.COMMANDS | {PulseCommands}
+    COMMANDS = {PulseCommands}  # ours only: Textual's system commands duplicated and led the list
     MODES = {
         "jobs": JobsScreen,
         "plugins": PluginsScreen,
@@ -215,11 +253,27 @@ class PulseApp(App[None]):
     def on_mount(self) -> None:
         if self._keymap_overrides:
             self.set_keymap(self._keymap_overrides)
+            self.check_keymap()
         self.set_interval(FLUSH_INTERVAL, self._flush)
         self.set_interval(COUNTS_INTERVAL, self._maybe_refresh_counts)
         self.set_interval(STORE_CHECK_INTERVAL, self._maybe_check_store)
         self.check_size()
         self.connect()
+
+    def check_keymap(self) -> list[str]:
+        """Say which `[tui.keys]` ids are unknown (they would silently do nothing)."""
+        known = binding_ids()
+        unknown = sorted(k for k in self._keymap_overrides if k not in known)
+        if unknown:
+            self.notify(
+                f"[tui.keys]: unknown binding id(s) {', '.join(unknown)} — ignored. Valid ids: "
+                + ", ".join(known),
+                title="config",
+                severity="error",
+                timeout=30,
+                markup=False,
+            )
+        return unknown
 
     def on_resize(self) -> None:
         self.check_size()

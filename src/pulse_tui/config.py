@@ -164,9 +164,13 @@ durability = "{s.durability}"               # SQLite: "full" = an acknowledged j
 [handler_limits]
 # "demo.sleep" = 2
 
-# Console key bindings: binding id = key.
+# Console key bindings: binding id = key (the ids are in the help, `?`, on each screen;
+# an unknown id is reported at start with the list of valid ones).
 [tui.keys]
-# quit = "q"
+# "app.back" = "q"
+# "jobs.filter" = "slash"
+# "jobs.retry_all" = "R"
+# "table.down" = "down,j"
 """
 
 

@@ -30,6 +30,7 @@ from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.script_template import NAME_RULE, template, valid_name
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.data_table import PulseDataTable
 from pulse_tui.widgets.json_view import pretty_json
 from pulse_tui.widgets.progress_cell import progress_text
 
@@ -181,7 +182,7 @@ class EditorScreen(PulseScreen):
         with Horizontal(id="editor-body"):
             with Vertical(id="editor-side"):
                 yield Static("Scripts", classes="pane-title")
-                yield DataTable(id="scripts-table", cursor_type="row")
+                yield PulseDataTable(id="scripts-table", cursor_type="row")
                 yield Static("Test run  (f5)", classes="pane-title")
                 yield Input(DEFAULT_PAYLOAD, placeholder="payload JSON", id="run-payload")
                 with VerticalScroll(id="run-scroll"):

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Static
 from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
+from pulse_tui.widgets.data_table import PulseDataTable
 
 CONFLICT_STYLES = {"exact": "bold reverse #f7768e", "near": "bold #e0af68", "shadow": "bold #e0af68"}
 CONFLICT_LABELS = {"exact": " CONFLICT ", "near": "near", "shadow": "shadows"}
@@ -36,7 +37,7 @@ class HandlersScreen(PulseScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
         yield Static("", id="handlers-note", classes="note")
-        yield DataTable(id="handlers-table", cursor_type="row")
+        yield PulseDataTable(id="handlers-table", cursor_type="row")
         yield Static("", id="handler-explanation")
         yield from self.compose_footer()
 

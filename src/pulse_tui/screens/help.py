@@ -27,7 +27,10 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll():
                 yield Static(self.bindings_table(), id="help-body")
             yield Static(
-                "esc / q / ? closes · ctrl+p lists every action · keys remap via [tui] keys", classes="hint"
+                "esc / q / ? closes · ctrl+p lists every action · keys remap in the config's [tui.keys]"
+                " table (binding id = key)",
+                classes="hint",
+                markup=False,
             )
 
     def rows(self) -> list[tuple[str, str, str, bool]]:

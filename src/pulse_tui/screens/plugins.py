@@ -16,6 +16,7 @@ from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.data_table import PulseDataTable
 
 STATE_STYLES = {
     "ready": "bold #9ece6a",
@@ -50,7 +51,7 @@ class PluginsScreen(PulseScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
         yield Static("", id="plugins-note", classes="note")
-        yield DataTable(id="plugins-table", cursor_type="row", zebra_stripes=False)
+        yield PulseDataTable(id="plugins-table", cursor_type="row", zebra_stripes=False)
         with TabbedContent(id="plugin-tabs"):
             with TabPane("Handlers", id="ptab-handlers"), VerticalScroll(classes="pane-scroll"):
                 yield Static(id="plugin-handlers")
