@@ -138,3 +138,38 @@ def test_handlers_plugins_config_version(cli, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_json_errors_source_parent_and_a_closed_pipe(cli, shared_server):
+    import subprocess
+    import sys
+
+    code, out, err = cli("jobs", "show", "nosuchjob", "--json")
+    assert code != 0 and out == ""
+    assert "nosuchjob" in json.loads(err)["error"]  # one JSON document, not plain text
+
+    code, out, err = cli("jobs", "enqueue", "pulse.noop", "--json")
+    job_id = json.loads(out)["id"]
+    code, out, err = cli("jobs", "show", job_id, "--json")
+    doc = json.loads(out)
+    assert doc["source"] == "pulse-tui cli" and "parent_job_id" in doc
+    code, out, err = cli("jobs", "show", job_id)
+    assert "source    pulse-tui cli" in out
+    code, out, err = cli("jobs", "list")
+    assert "SOURCE" in out.splitlines()[0] and "PARENT" in out.splitlines()[0]
+    code, out, err = cli("jobs", "list", "--json")
+    assert all("source" in j and "parent_job_id" in j for j in json.loads(out)["jobs"])
+
+    for _ in range(250):  # more than a pipe buffer (64 KiB) of JSON
+        cli("jobs", "enqueue", "pulse.noop", "--payload", '{"pad": "%s"}' % ("x" * 200))
+    args = ["jobs", "list", "--json", "--limit", "1000", "--connect", shared_server.address]
+    args += ["--token-file", str(shared_server.token_file)]
+    # `| head -c 1`: the reader goes away after one byte; no BrokenPipeError traceback
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pulse_tui", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stdout.read(1) == b"{"
+    proc.stdout.close()
+    _, err_bytes = proc.communicate(timeout=30)
+    assert b"Traceback" not in err_bytes and b"BrokenPipe" not in err_bytes, err_bytes.decode()
+    assert proc.returncode == 0

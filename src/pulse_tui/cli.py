@@ -198,14 +198,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. With ``--json`` an error is one JSON document on stderr,
+    ``{"error": "…"}``, and the exit status is non-zero, as without it."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except CliError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": exc.message}), file=sys.stderr)
+        else:
+            print(f"error: {exc.message}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`pulse-tui jobs list --json | head`): not an error of ours; keep
+        # the interpreter from complaining again when it flushes stdout at exit
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
 
 
 # ---------------------------------------------------------------- serve
@@ -431,6 +444,8 @@ def job_summary(j: Any) -> dict[str, Any]:
         "priority": j.priority,
         "error": j.error,
         "plugin": j.plugin,
+        "source": j.source,
+        "parent_job_id": j.parent_job_id or None,
         "created_at": j.created_at or None,
         "started_at": j.started_at or None,
         "completed_at": j.completed_at or None,
@@ -480,6 +495,10 @@ def job_text(d: Any) -> str:
         f"attempts  {j.attempts} (max {j.max_attempts} per run, operator retries {j.retry_count})",
         f"created   {_ts(j.created_at)}",
     ]
+    if j.source:
+        lines.append(f"source    {j.source}")
+    if j.parent_job_id:
+        lines.append(f"parent    {j.parent_job_id}")
     if j.error:
         lines.append(f"error     {j.error}")
     for a in d.attempts:
@@ -608,10 +627,21 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     async def run(client: Any) -> int:
         resp = await client.list_jobs(job_filter(args.status, args.handler), limit=args.limit)
         rows = [
-            [j.id, j.handler, j.status, _progress(j), str(j.attempts), _ts(j.created_at), j.error[:60]]
+            [
+                j.id,
+                j.handler,
+                j.status,
+                _progress(j),
+                str(j.attempts),
+                _ts(j.created_at),
+                j.source or "-",
+                j.parent_job_id or "-",
+                j.error[:60],
+            ]
             for j in resp.jobs
         ]
-        text = _table(rows, ["ID", "HANDLER", "STATUS", "PROGRESS", "ATT", "CREATED", "ERROR"])
+        header = ["ID", "HANDLER", "STATUS", "PROGRESS", "ATT", "CREATED", "SOURCE", "PARENT", "ERROR"]
+        text = _table(rows, header)
         if resp.has_more:
             text += f"\n(more jobs; raise --limit, now {args.limit})"
         emit(args, {"jobs": [job_summary(j) for j in resp.jobs], "has_more": resp.has_more}, text)

@@ -610,7 +610,7 @@ class JobTable(ScrollView, can_focus=True):
     def _columns(self, width: int) -> list[_Column]:
         id_w = 16 if width >= 110 else 9
         prog_w = 18 if width >= 130 else 14 if width >= 100 else 12
-        age_w = 8
+        age_w = 15
         fixed = 2 + id_w + 1 + 11 + 1 + prog_w + 1 + 4 + 1 + age_w + 1
         rest = max(0, width - fixed - 1)
         handler_w = min(30, max(10, int(rest * 0.45)))
@@ -622,7 +622,7 @@ class JobTable(ScrollView, can_focus=True):
             _Column("status", "STATUS", 11),
             _Column("progress", "PROGRESS", prog_w),
             _Column("attempts", "ATT", 4, right=True),
-            _Column("age", "AGE", age_w, right=True),
+            _Column("age", "TIME", age_w, right=True),
             _Column("error", "ERROR", error_w),
         ]
 
@@ -704,5 +704,9 @@ class JobTable(ScrollView, can_focus=True):
             if job.no_handler and not job.error:
                 return Text("no handler routes this name", style="italic #e0af68")
             first = job.error.strip().splitlines()[0] if job.error.strip() else ""
+            if not first or job.status in ("running", "completed"):
+                return Text("")  # a running row's error is the previous attempt's: not this one's
+            if job.status in ("queued", "paused"):
+                return Text(f"last attempt: {first}", style=dim)
             return Text(first, style="#f7768e" if job.status == "failed" else dim)
         return Text("")
