@@ -259,3 +259,60 @@ async def test_help_hint_palette_and_vim_keys_on_every_table(server_factory) -> 
         assert dt.cursor_row == dt.row_count - 1
         await pilot.press("g")
         assert dt.cursor_row == 0
+
+
+async def test_read_only_keys_say_why_and_enqueue_errors_do_not_go_stale(server) -> None:
+    from textual.widgets import TextArea
+
+    from pulse_tui.screens.enqueue import EnqueueScreen
+
+    app = PulseApp(server.address, server.readonly_token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("e", "r")
+        msgs = [n.message for n in app._notifications]
+        assert any(m.startswith("read-only: enqueue is disabled (the server granted") for m in msgs), msgs
+        assert any(m.startswith("read-only: retry is disabled") for m in msgs), msgs
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "enqueue form")
+        form = app.screen
+        form.query_one("#enqueue-handler", Input).value = "no.such.handler.anywhere"
+        form.query_one("#enqueue-payload", TextArea).text = "{oops"
+        await pilot.pause(0.1)
+        form.action_submit()
+        err = lambda: str(form.query_one("#enqueue-error").render())  # noqa: E731
+        await until(pilot, lambda: "must be JSON" in err(), "payload error")
+        form.query_one("#enqueue-payload", TextArea).text = "{}"
+        await until(pilot, lambda: "must be JSON" not in err(), "error cleared once fixed")
+        form.action_submit()
+        await until(pilot, lambda: "unknown handler" in err(), "unknown handler")
+        assert ":handlers" in err() and "pulse-tui handlers list" not in err()
+
+
+async def test_time_column_says_which_time_and_running_rows_hide_old_errors(server) -> None:
+    from pulse_tui.protocol import operator_pb2
+
+    app = PulseApp(server.address, server.token, now=lambda: 1000.0)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot)
+        running = operator_pb2.Job(
+            id="a" * 16,
+            handler="demo.sleep",
+            status="running",
+            created_at=900.0,
+            started_at=995.0,
+            error="server shutting down; re-queued",
+        )
+        row = t._row_text(running, 120).plain
+        assert "running 5.0s" in row and "shutting down" not in row
+        done = operator_pb2.Job(
+            id="b" * 16, handler="x", status="completed", created_at=900, started_at=990, completed_at=990.01
+        )
+        assert "took <0.1s" in t._row_text(done, 120).plain
+        queued = operator_pb2.Job(id="c" * 16, handler="x", status="queued", created_at=820.0, error="boom")
+        row = t._row_text(queued, 120).plain
+        assert "waiting 3m00s" in row and "last attempt: boom" in row
+        assert "TIME" in t._render_header(120).text

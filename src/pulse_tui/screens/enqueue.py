@@ -112,10 +112,12 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
         out.update(Text("→ " + "  ".join(matches[:MAX_MATCHES]) + more, style="dim"))
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        self._error("")  # an edit answers the last error: do not keep showing it
         if event.input.id == "enqueue-handler":
             self._show_matches(event.value)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self._error("")
         self._validate()
 
     def _validate(self) -> bool:
@@ -183,7 +185,11 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
                 handler, raw.encode(), max_attempts=attempts, timeout_secs=timeout, priority=priority
             )
         except ClientError as exc:
-            self._error(exc.message)
+            message = exc.message
+            if "unknown handler" in message.lower():
+                # the console's own list, not the CLI's
+                message = message.split("; list them with", 1)[0] + "; see :handlers for every name"
+            self._error(message)
             return
         app.notify(f"enqueued {job.id} ({handler})")
         self.dismiss(job)
