@@ -173,3 +173,28 @@ def test_json_errors_source_parent_and_a_closed_pipe(cli, shared_server):
     _, err_bytes = proc.communicate(timeout=30)
     assert b"Traceback" not in err_bytes and b"BrokenPipe" not in err_bytes, err_bytes.decode()
     assert proc.returncode == 0
+
+
+def test_jobs_delete_by_id_and_by_filter_with_dry_run(cli, shared_server, monkeypatch, capsys):
+    ids = [json.loads(cli("jobs", "enqueue", "pulse.noop", "--wait", "--json")[1])["id"] for _ in range(3)]
+    code, out, err = cli("jobs", "enqueue", "pulse.sleep", "--payload", '{"seconds": 1}', "--json")
+    queued = json.loads(out)["id"]
+    code, out, err = cli("jobs", "delete", ids[0], queued)
+    assert code == 1 and "deleted 1 job(s)" in out and "only finished jobs can be deleted" in err
+    code, out, err = cli("jobs", "show", ids[0], "--json")
+    assert code != 0 and "no job" in json.loads(err)["error"]
+    code, out, err = cli("jobs", "delete", "--status", "running")
+    assert code == 2 and "only finished jobs" in err
+    code, out, err = cli("jobs", "delete", "--handler", "pulse.no", "--status", "completed")
+    assert code == 0 and "would delete" in out and "--yes" in out  # asks first, deletes nothing
+    n = int(out.split()[2].rstrip("+"))
+    assert n >= 2
+    code, out, err = cli(
+        "jobs", "delete", "--handler", "pulse.no", "--status", "completed", "--yes", "--json"
+    )
+    assert code == 0 and ids[1] in json.loads(out)["deleted"] and ids[2] in json.loads(out)["deleted"]
+    # a read-only token is refused by the server
+    ro = shared_server.data_dir / "token.readonly"
+    code = main(["jobs", "delete", queued, "--connect", shared_server.address, "--token-file", str(ro)])
+    out, err = capsys.readouterr()
+    assert code != 0 and "delete jobs" in err

@@ -295,6 +295,15 @@ async def test_list_filters_handler_glob_error_and_payload(store: Store):
     assert sum(counts.values()) == 11 + 1 + 1
 
 
+async def test_delete_only_finished_with_history(store: Store):
+    await _mixed(store)  # a-0..a-4 failed, a-5..a-11 running, the rest queued
+    deleted = await store.delete(["a-0", "a-1", "a-6", "a-20", "nope"], ("completed", "failed", "cancelled"))
+    assert sorted(deleted) == ["a-0", "a-1"]
+    assert await store.get("a-0") is None and await store.detail("a-1") is None
+    assert (await store.get("a-6")).status == J.RUNNING and (await store.get("a-20")).status == J.QUEUED
+    assert (await store.get("a-2")).status == J.FAILED
+
+
 async def test_counts_are_capped(store: Store):
     await _mixed(store)
     counts = await store.count(JobFilter(), 1000)

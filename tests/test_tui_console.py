@@ -316,3 +316,45 @@ async def test_time_column_says_which_time_and_running_rows_hide_old_errors(serv
         row = t._row_text(queued, 120).plain
         assert "waiting 3m00s" in row and "last attempt: boom" in row
         assert "TIME" in t._render_header(120).text
+
+
+async def test_delete_one_then_purge_under_a_filter_with_confirm(server) -> None:
+    from pulse_tui.screens.confirm import ConfirmScreen
+
+    client = await client_for(server)
+    done = [await client.enqueue("pulse.noop") for _ in range(3)]
+    bad = await client.enqueue("pulse.fail", max_attempts=1)
+    waiting = await client.enqueue("pulse.sleep", {"seconds": 1}, delay_secs=600)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=5)
+        await until(
+            pilot, lambda: all(t.job_at(i) and t.job_at(i).status != "queued" for i in (1, 2, 3, 4)), "ran"
+        )
+        await pilot.press("D")  # the newest is queued (delayed): refused with the reason
+        await until(pilot, lambda: any("only finished" in n.message for n in app._notifications), "refused")
+        await pilot.press("down", "down", "D")  # done[2]
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        assert done[2].id in str(app.screen.query_one("#confirm-message").render())
+        await pilot.press("y")
+        await until(pilot, lambda: t.total == 4 and t.row_of(done[2].id) is None, "deleted row leaves")
+        await pilot.press("slash", *"handler:pulse.noop", "enter")
+        await until(pilot, lambda: t.total == 2, "filtered")
+        await pilot.press("colon", *"purge", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "purge confirm")
+        assert "Delete 2 completed/failed/cancelled job(s) matching handler=pulse.noop*" in str(
+            app.screen.query_one("#confirm-message").render()
+        )
+        await pilot.press("y")
+        await until(pilot, lambda: t.total == 0, "purged")
+        await pilot.press("escape")
+        await until(pilot, lambda: t.total == 2, "the others stay")
+        assert {t.job_at(0).id, t.job_at(1).id} == {waiting.id, bad.id}
+    app = PulseApp(server.address, server.readonly_token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot, rows=2)
+        await pilot.press("down", "D")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("read-only: delete is disabled" in n.message for n in app._notifications)
+    assert (await client.get_job(bad.id)).job.status == "failed"  # read-only deleted nothing
+    await client.close()

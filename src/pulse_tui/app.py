@@ -231,11 +231,23 @@ class PulseApp(App[None]):
             ("handlers", "Handlers: owners and naming conflicts", lambda _a: self.goto("handlers")),
             ("help", "Keys on this screen", lambda _a: self.action_help()),
             ("reconnect", "Reconnect to the server now", lambda _a: self.reconnect_now()),
+            ("purge", "Delete every finished job matching the filter (asks first)", self._on_jobs("purge")),
             ("quit", "Quit pulse-tui", lambda _a: self.request_quit()),
         ):
             self.register_command(name, help_text, handler)
         self.register_command("q", "Quit", lambda _a: self.request_quit(), hidden=True)
         editor.install(self)  # :scripts, :editor, :ix
+
+    def _on_jobs(self, method: str) -> CommandHandler:
+        """A `:command` run by the jobs screen (switching to it first)."""
+
+        def run(args: str) -> None:
+            self.goto("jobs")
+            screen = self.screen
+            if isinstance(screen, JobsScreen):
+                getattr(screen, method)(*([args] if args else []))
+
+        return run
 
     # ------------------------------------------------------------------ basics
 

@@ -170,6 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
         p = jsub.add_parser(action, parents=[conn, js], help=f"{action} jobs by id")
         p.add_argument("ids", nargs="+", metavar="ID")
         p.set_defaults(func=cmd_jobs_bulk, action=action)
+    p = jsub.add_parser(
+        "delete",
+        parents=[conn, js],
+        help="delete finished jobs by id, or all finished jobs matching --status/--handler (needs --yes)",
+    )
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument(
+        "--status", action="append", default=[], help="completed, failed or cancelled (repeatable)"
+    )
+    p.add_argument("--handler", default="", help="only this handler (a prefix; * and ? glob)")
+    p.add_argument("--limit", type=int, default=10_000, help="at most this many (default 10000)")
+    p.add_argument("--dry-run", action="store_true", help="say how many would go; delete nothing")
+    p.add_argument("--yes", action="store_true", help="delete what the filter matches without asking")
+    p.set_defaults(func=cmd_jobs_delete)
 
     plugins = sub.add_parser("plugins", help="plugins the server runs")
     psub = plugins.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
@@ -646,6 +660,56 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
             text += f"\n(more jobs; raise --limit, now {args.limit})"
         emit(args, {"jobs": [job_summary(j) for j in resp.jobs], "has_more": resp.has_more}, text)
         return 0
+
+    return with_client(args, run)
+
+
+def cmd_jobs_delete(args: argparse.Namespace) -> int:
+    from pulse_tui.client import job_filter
+    from pulse_tui.pulse.jobs import FINISHED
+
+    if args.ids and (args.status or args.handler):
+        raise CliError("give job ids or --status/--handler, not both", 2)
+    if not args.ids and not (args.status or args.handler):
+        raise CliError("nothing selected: give job ids, or --status/--handler for every match", 2)
+    bad = [s for s in args.status if s not in FINISHED]
+    if bad:
+        raise CliError(
+            f"only finished jobs can be deleted; --status {bad[0]} is not one of {', '.join(sorted(FINISHED))}",
+            2,
+        )
+    if not 1 <= args.limit <= 100_000:
+        raise CliError(f"--limit must be between 1 and 100000, got {args.limit}", 2)
+    handler = args.handler
+    glob = handler if any(c in handler for c in "*?") else (handler + "*" if handler else "")
+    flt = job_filter(args.status or sorted(FINISHED), handler_glob=glob)
+
+    async def run(client: Any) -> int:
+        if args.ids:
+            resp = await client.delete_jobs(list(args.ids), dry_run=args.dry_run)
+        else:
+            resp = await client.delete_jobs(flt=flt, limit=args.limit, dry_run=True)
+            n = len(resp.affected_ids)
+            more = "+" if resp.truncated else ""
+            if not args.yes or args.dry_run:
+                emit(
+                    args,
+                    {"would_delete": n, "truncated": resp.truncated, "deleted": 0},
+                    f"would delete {n:,}{more} finished job(s)"
+                    + ("" if args.dry_run else "; add --yes to delete them"),
+                )
+                return 0
+            resp = await client.delete_jobs(flt=flt, limit=args.limit)
+        verb = "would delete" if args.dry_run else "deleted"
+        doc = {
+            "deleted" if not args.dry_run else "would_delete": list(resp.affected_ids),
+            "failures": [{"id": f.id, "error": f.error} for f in resp.failures],
+        }
+        emit(args, doc, f"{verb} {len(resp.affected_ids):,} job(s)")
+        if not args.json:
+            for f in resp.failures:
+                print(f"error: {f.error}", file=sys.stderr)
+        return 1 if resp.failures else 0
 
     return with_client(args, run)
 

@@ -52,6 +52,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
             "cancel",
             "retry",
             "bulk",
+            "delete",
             "plugins",
             "handlers",
             "scripts",
@@ -489,6 +490,18 @@ class PulseClient:
                 ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
             return await self._compat_bulk(ids, self._compat_retry_one, dry_run)
         return await self._call(self._op.RetryJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+
+    async def delete_jobs(
+        self,
+        ids: Sequence[str] = (),
+        flt: operator_pb2.JobFilter | None = None,
+        *,
+        limit: int = 0,
+        dry_run: bool = False,
+    ) -> operator_pb2.BulkResponse:
+        """Delete finished jobs (by ids, or those matching ``flt`` up to ``limit``)."""
+        self._need("delete")
+        return await self._call(self._op.DeleteJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
 
     async def cancel(self, job_id: str) -> operator_pb2.BulkResponse:
         resp = await self.cancel_jobs([job_id])

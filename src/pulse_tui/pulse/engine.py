@@ -37,6 +37,7 @@ from pulse_tui.pulse.jobs import (
     COMPLETED,
     DEFAULT_MAX_ATTEMPTS,
     FAILED,
+    FINISHED,
     MAX_PAYLOAD_BYTES,
     OUTCOME_CANCELLED,
     OUTCOME_COMPLETED,
@@ -330,6 +331,32 @@ class Engine:
         if job is None:
             raise NotFound(f"no job with id {job_id!r}")
         return self._overlay(job)
+
+    async def delete_jobs(self, ids: list[str], *, dry_run: bool = False) -> tuple[list[str], dict[str, str]]:
+        """Delete finished jobs by id: (deleted ids, {id: why not} for the others). Queued, paused
+        and running jobs are refused (cancel them first); unknown ids are reported."""
+        refused: dict[str, str] = {}
+        finished: list[str] = []
+        for job_id in dict.fromkeys(ids):
+            job = await self.store.get(job_id, with_payload=False)
+            if job is None:
+                refused[job_id] = f"no job with id {job_id!r}"
+            elif job.status not in FINISHED:
+                refused[job_id] = (
+                    f"job {job_id} is {job.status}; only finished jobs can be deleted (cancel it first)"
+                )
+            else:
+                finished.append(job_id)
+        if dry_run or not finished:
+            return finished, refused
+        deleted = await self.store.delete(finished, tuple(FINISHED))
+        gone = set(deleted)
+        for job_id in finished:
+            if job_id not in gone:  # changed (a retry) between the check and the delete
+                refused[job_id] = f"job {job_id} changed while deleting; try again"
+        if deleted:
+            self.bus.resync_all()
+        return deleted, refused
 
     async def get_detail(self, job_id: str) -> JobDetail:
         d = await self.store.detail(job_id)

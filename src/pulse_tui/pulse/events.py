@@ -106,6 +106,13 @@ class EventBus:
             for job in jobs:
                 w.offer(job)
 
+    def resync_all(self) -> None:
+        """Tell every watcher to refetch (jobs were deleted: there is no event for a row gone)."""
+        for w in self._watchers:
+            w._pending.clear()
+            w.resync = True
+            w._event.set()
+
     def watch(self, flt: JobFilter | None = None, max_pending: int | None = None) -> Watcher:
         w = Watcher(self, flt, max_pending or self.max_pending)
         self._watchers.append(w)

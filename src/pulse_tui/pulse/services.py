@@ -445,6 +445,26 @@ class OperatorService(op_grpc.OperatorServiceServicer):
     async def RetryJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
         return await self._bulk(request, QUEUED, self.engine.retry)
 
+    @_operator_rpc("delete jobs")
+    async def DeleteJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
+        ids, truncated = await self._select(request)
+        deleted, refused = await self.engine.delete_jobs(ids, dry_run=request.dry_run)
+        resp = op.BulkResponse(matched=len(ids), truncated=truncated, affected_ids=deleted)
+        resp.failures.extend(op.ActionFailure(id=i, error=e) for i, e in refused.items())
+        return resp
+
+    async def _select(self, sel: op.JobSelector) -> tuple[list[str], bool]:
+        if sel.ids:
+            ids = list(dict.fromkeys(sel.ids))
+            if len(ids) > SELECT_MAX:
+                raise ValidationError(f"at most {SELECT_MAX:,} ids per request, got {len(ids):,}")
+            return ids, False
+        if sel.limit < 0:
+            raise ValidationError(f"limit must not be negative, got {sel.limit}")
+        if sel.limit > SELECT_MAX:
+            raise ValidationError(f"limit must be at most {SELECT_MAX:,}, got {sel.limit:,}")
+        return await self.engine.select_ids(job_filter(sel.filter), sel.limit or SELECT_DEFAULT)
+
     async def _bulk(
         self, sel: op.JobSelector, target: str, action: Callable[[str], Awaitable[Job]]
     ) -> op.BulkResponse:

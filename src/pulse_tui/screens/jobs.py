@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from textual import work
@@ -15,12 +16,13 @@ from textual.widgets import Input, Static
 from pulse_tui.client import STATUSES, ClientError, job_filter
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
-from pulse_tui.screens.confirm import ConfirmScreen, confirm_cancel
+from pulse_tui.screens.confirm import FINISHED, ConfirmScreen, confirm_cancel
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.job_table import JobTable
 from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
 
 RETRY_ALL_CAP = 10_000
+PURGE_CAP = 10_000  # jobs one :purge deletes at most
 TYPING_DEBOUNCE = 0.25  # seconds of no typing before the filter line is applied
 COUNT_CAP = 10_000
 
@@ -123,7 +125,7 @@ def _quote(value: str) -> str:
 
 class JobsScreen(PulseScreen):
     TITLE = "Jobs"
-    MUTATING = frozenset({"enqueue", "cancel", "retry", "retry_all_failed"})
+    MUTATING = frozenset({"enqueue", "cancel", "retry", "retry_all_failed", "delete", "purge"})
 
     BINDINGS: list[BindingType] = [
         Binding("enter", "detail", "Detail", id="jobs.detail"),
@@ -132,6 +134,7 @@ class JobsScreen(PulseScreen):
         Binding("c", "cancel", "Cancel", id="jobs.cancel"),
         Binding("r", "retry", "Retry", id="jobs.retry"),
         Binding("R", "retry_all_failed", "Retry all failed", show=False, id="jobs.retry_all"),
+        Binding("D", "delete", "Delete", show=False, id="jobs.delete"),
         Binding("space", "mark", "Mark", id="jobs.mark"),
         Binding("u", "clear_marks", "Unmark", show=False, id="jobs.unmark"),
         Binding("y", "copy_id", "Copy id", show=False, id="jobs.copy"),
@@ -522,6 +525,100 @@ class JobsScreen(PulseScreen):
         self._marks_changed()
         if not client.can("watch"):
             self.reload(keep_cursor=True)
+
+    @work(group="jobs-action", exit_on_error=False)
+    async def action_delete(self) -> None:
+        """D: delete the marked jobs, or the one under the cursor (finished jobs only), after a
+        confirmation that says how many."""
+        if not self.pulse.guard("delete", capability="delete"):
+            return
+        ids = sorted(self.table.marked)
+        if not ids:
+            job = self._current()
+            if job is None:
+                return
+            if job.status not in FINISHED:
+                self.notify(
+                    f"job {job.id} is {job.status}; only finished jobs can be deleted (cancel it first)"
+                )
+                return
+            ids = [job.id]
+        client = self.pulse.client
+        try:
+            dry = await client.delete_jobs(ids, dry_run=True)
+        except ClientError as exc:
+            self.pulse.report(exc, "delete")
+            return
+        n = len(dry.affected_ids)
+        if n == 0:
+            self.notify(
+                f"nothing to delete: {dry.failures[0].error}" if dry.failures else "nothing to delete"
+            )
+            return
+        skipped = f"\n{len(dry.failures)} not finished: kept." if dry.failures else ""
+        what = ids[0] if len(ids) == 1 else f"{n:,} job(s)"
+        ok = await self.app.push_screen_wait(
+            ConfirmScreen(
+                "Delete jobs",
+                f"Delete {what} with attempts and logs? This cannot be undone.{skipped}",
+                yes="Delete",
+                danger=True,
+            )
+        )
+        if ok:
+            await self._delete(ids)
+
+    async def _delete(self, ids: Sequence[str] = (), flt: operator_pb2.JobFilter | None = None) -> None:
+        try:
+            resp = await self.pulse.client.delete_jobs(list(ids), flt, limit=PURGE_CAP)
+        except ClientError as exc:
+            self.pulse.report(exc, "delete")
+            return
+        self.notify(f"deleted {len(resp.affected_ids):,} job(s)")
+        for job_id in resp.affected_ids:
+            self.table.marked.discard(job_id)
+        self._marks_changed()
+        self.reload(keep_cursor=True)
+
+    @work(group="jobs-action", exit_on_error=False)
+    async def purge(self) -> None:
+        """`:purge`: delete every finished job matching the filter (capped), after a dry-run count."""
+        if self.pulse.read_only:
+            self.notify("read-only: purge is disabled", severity="warning")
+            return
+        if not self.pulse.guard("purge", capability="delete"):
+            return
+        statuses = tuple(s for s in (self.filter.statuses or FINISHED) if s in FINISHED)
+        if self.tab != "all" and not self.filter.statuses:
+            statuses = (self.tab,) if self.tab in FINISHED else ()
+        if not statuses:
+            self.notify(
+                "only finished jobs (completed, failed, cancelled) can be deleted", severity="warning"
+            )
+            return
+        flt = self.filter.job_filter(statuses)
+        try:
+            dry = await self.pulse.client.delete_jobs(flt=flt, limit=PURGE_CAP, dry_run=True)
+        except ClientError as exc:
+            self.pulse.report(exc, "purge")
+            return
+        n = len(dry.affected_ids)
+        scope = self.filter.describe() or "no filter"
+        if n == 0:
+            self.notify(f"no finished jobs match ({scope})")
+            return
+        capped = f"\nOnly the first {PURGE_CAP:,} go now; run :purge again for more." if dry.truncated else ""
+        ok = await self.app.push_screen_wait(
+            ConfirmScreen(
+                "Purge finished jobs",
+                f"Delete {n:,}{'+' if dry.truncated else ''} {'/'.join(statuses)} job(s) matching {scope}?"
+                f" This cannot be undone.{capped}",
+                yes="Delete all",
+                danger=True,
+            )
+        )
+        if ok:
+            await self._delete(flt=flt)
 
     @work(group="jobs-action", exit_on_error=False)
     async def action_retry_all_failed(self) -> None:

@@ -80,6 +80,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def prune(self, finished_before: float, statuses: Collection[str], limit: int) -> int: ...
 
+    @abc.abstractmethod
+    async def delete(self, ids: Sequence[str], statuses: Collection[str]) -> list[str]:
+        """Delete these jobs (with attempts and logs) where their status is in ``statuses``;
+        returns the ids deleted."""
+
     # ---- reads
     @abc.abstractmethod
     async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None: ...

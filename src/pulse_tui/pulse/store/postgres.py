@@ -620,6 +620,17 @@ class PostgresStore(Store):
         async with self._acquire() as conn:
             return int(await conn.fetchval(sql, list(statuses), finished_before, limit))
 
+    async def delete(self, ids: Sequence[str], statuses: Collection[str]) -> list[str]:
+        sql = (
+            "WITH d AS (DELETE FROM jobs WHERE id = ANY($1::text[]) AND status = ANY($2::text[])"
+            " RETURNING seq, id),"
+            " a AS (DELETE FROM attempts WHERE job_seq IN (SELECT seq FROM d)),"
+            " l AS (DELETE FROM job_logs WHERE job_seq IN (SELECT seq FROM d))"
+            " SELECT id FROM d"
+        )
+        async with self._acquire() as conn:
+            return [r["id"] for r in await conn.fetch(sql, list(dict.fromkeys(ids)), list(statuses))]
+
     # ------------------------------------------------------------ multi-node
     async def heartbeat(self, now: float, running: Sequence[str] | None = None) -> None:
         """Extend the leases of the jobs this node really runs (`running`; all of this node's when

@@ -702,6 +702,31 @@ class SQLiteStore(Store):
 
         return await self._write(op)
 
+    async def delete(self, ids: Sequence[str], statuses: Collection[str]) -> list[str]:
+        sts = tuple(statuses)
+        wanted = list(dict.fromkeys(ids))
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            out: list[str] = []
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                rows = conn.execute(
+                    f"SELECT seq, id FROM jobs WHERE id IN ({','.join('?' * len(chunk))})"
+                    f" AND status IN ({','.join('?' * len(sts))})",
+                    (*chunk, *sts),
+                ).fetchall()
+                if not rows:
+                    continue
+                seqs = [r[0] for r in rows]
+                q = ",".join("?" * len(seqs))
+                conn.execute(f"DELETE FROM attempts WHERE job_seq IN ({q})", seqs)
+                conn.execute(f"DELETE FROM job_logs WHERE job_seq IN ({q})", seqs)
+                conn.execute(f"DELETE FROM jobs WHERE seq IN ({q})", seqs)
+                out.extend(r[1] for r in rows)
+            return out
+
+        return await self._write(op)
+
     # ------------------------------------------------------------ reads
     async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None:
         sel = FULL_SELECT if with_payload else LIST_SELECT
