@@ -358,3 +358,32 @@ async def test_delete_one_then_purge_under_a_filter_with_confirm(server) -> None
         assert any("read-only: delete is disabled" in n.message for n in app._notifications)
     assert (await client.get_job(bad.id)).job.status == "failed"  # read-only deleted nothing
     await client.close()
+
+
+async def test_marks_range_visible_matching_and_clear(server) -> None:
+    from pulse_tui.widgets.status_bar import StatusBar
+
+    client = await client_for(server)
+    for _ in range(6):
+        await client.enqueue("pulse.sleep", {"seconds": 1}, delay_secs=600)
+    for _ in range(3):
+        await client.enqueue("pulse.noop")
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=9)
+        bar = app.screen.query_one(StatusBar)
+        await pilot.press("down", "space", "down", "down", "V")  # rows 1..4
+        assert {t.row_of(i) for i in t.marked} == {1, 2, 3, 4}
+        assert bar.marked == 4 and "4 marked" in str(bar.render())
+        await pilot.press("u")
+        assert not t.marked and bar.marked == 0
+        await pilot.press("a")
+        assert len(t.marked) == 9  # all nine fit on screen
+        await pilot.press("u", "slash", *"handler:pulse.sleep", "enter")
+        await until(pilot, lambda: t.total == 6, "filtered")
+        await pilot.press("A")
+        await until(pilot, lambda: len(t.marked) == 6, "all matching marked")
+        assert any("marked 6 job(s) matching handler=pulse.sleep*" in n.message for n in app._notifications)
+        await pilot.press("escape")  # esc clears marks first
+        assert not t.marked
+    await client.close()

@@ -23,6 +23,7 @@ from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
 
 RETRY_ALL_CAP = 10_000
 PURGE_CAP = 10_000  # jobs one :purge deletes at most
+MARK_CAP = 10_000  # jobs A (mark all matching) marks at most
 TYPING_DEBOUNCE = 0.25  # seconds of no typing before the filter line is applied
 COUNT_CAP = 10_000
 
@@ -137,6 +138,9 @@ class JobsScreen(PulseScreen):
         Binding("D", "delete", "Delete", show=False, id="jobs.delete"),
         Binding("space", "mark", "Mark", id="jobs.mark"),
         Binding("u", "clear_marks", "Unmark", show=False, id="jobs.unmark"),
+        Binding("V,shift+space", "mark_range", "Mark range", show=False, id="jobs.mark_range"),
+        Binding("a", "mark_visible", "Mark visible", show=False, id="jobs.mark_visible"),
+        Binding("A", "mark_matching", "Mark all matching", show=False, id="jobs.mark_matching"),
         Binding("y", "copy_id", "Copy id", show=False, id="jobs.copy"),
         Binding("right,l", "tab(1)", "Next tab", show=False, id="jobs.next_tab"),
         Binding("left,h", "tab(-1)", "Prev tab", show=False, id="jobs.prev_tab"),
@@ -152,6 +156,7 @@ class JobsScreen(PulseScreen):
         self._typing_timer: Timer | None = None
         self._stale_timer: Timer | None = None
         self._matched: str = ""  # "12 jobs" for the note, from the last count
+        self._mark_anchor: int | None = None  # the row V marks a range from
 
     # ------------------------------------------------------------------ layout
 
@@ -437,8 +442,62 @@ class JobsScreen(PulseScreen):
         self.app.push_screen(JobDetailScreen(job_id))
 
     def action_mark(self) -> None:
+        self._mark_anchor = self.table.cursor
         self.table.toggle_mark()
         self._marks_changed()
+
+    def action_mark_range(self) -> None:
+        """Mark every row from the last marked one (the anchor) to the cursor."""
+        t = self.table
+        anchor = self._mark_anchor if self._mark_anchor is not None else t.row_of_last_mark()
+        if anchor is None:
+            self.action_mark()
+            return
+        lo, hi = sorted((anchor, t.cursor))
+        missing = [r for r in range(lo, hi + 1) if t.job_at(r) is None]
+        if missing:
+            self.notify("some rows in the range are still loading; try again in a moment", severity="warning")
+            return
+        for r in range(lo, hi + 1):
+            t.marked.add(t.job_at(r).id)  # type: ignore[union-attr]
+        self._mark_anchor = t.cursor
+        t.refresh()
+        self._marks_changed()
+
+    def action_mark_visible(self) -> None:
+        """Mark every row on screen."""
+        t = self.table
+        for job in t.visible_jobs():
+            t.marked.add(job.id)
+        t.refresh()
+        self._marks_changed()
+
+    @work(exclusive=True, group="jobs-mark", exit_on_error=False)
+    async def action_mark_matching(self) -> None:
+        """Mark every job matching the filter and tab (up to MARK_CAP), saying how many."""
+        if not self.pulse.guard("mark all matching", mutating=False, capability="jobs"):
+            return
+        flt = self.effective_filter()
+        ids: list[str] = []
+        after: int | None = None
+        more = True
+        try:
+            while more and len(ids) < MARK_CAP:
+                resp = await self.pulse.client.list_jobs(
+                    flt, limit=min(1000, MARK_CAP - len(ids)), after_seq=after
+                )
+                ids.extend(j.id for j in resp.jobs)
+                more = resp.has_more and bool(resp.jobs)
+                after = resp.jobs[-1].seq if resp.jobs else None
+        except ClientError as exc:
+            self.pulse.report(exc, "mark all matching")
+            return
+        self.table.marked.update(ids)
+        self.table.refresh()
+        self._marks_changed()
+        scope = f" matching {self.filter.describe()}" if self.filter.describe() else ""
+        cap = f" (the first {MARK_CAP:,}; more match)" if more else ""
+        self.notify(f"marked {len(ids):,} job(s){scope}{cap}")
 
     def action_clear_marks(self) -> None:
         self.table.clear_marks()

@@ -576,6 +576,15 @@ class JobTable(ScrollView, can_focus=True):
             self.marked.add(job.id)
         self._move(self.cursor + 1)
 
+    def visible_jobs(self) -> list[Job]:
+        first = int(self.scroll_y)
+        rows = range(first, min(self._total, first + self._visible_rows()))
+        return [j for r in rows if (j := self._rows.get(r)) is not None]
+
+    def row_of_last_mark(self) -> int | None:
+        rows = [r for job_id in self.marked if (r := self._index.get(job_id)) is not None]
+        return max(rows) if rows else None
+
     def clear_marks(self) -> None:
         self.marked.clear()
         self.refresh()
