@@ -387,3 +387,30 @@ async def test_marks_range_visible_matching_and_clear(server) -> None:
         await pilot.press("escape")  # esc clears marks first
         assert not t.marked
     await client.close()
+
+
+async def test_export_filtered_list_to_jsonl_and_csv(server, tmp_path) -> None:
+    import csv
+    import json
+
+    client = await client_for(server)
+    for _ in range(3):
+        await client.enqueue("pulse.noop")
+    await client.enqueue("pulse.fail", max_attempts=1)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=4)
+        await pilot.press("slash", *"handler:pulse.noop", "enter")
+        await until(pilot, lambda: t.total == 3, "filtered")
+        out = tmp_path / "jobs.jsonl"
+        await app.run_command_line(f":export {out}")
+        await until(pilot, lambda: out.exists() and out.read_text().count("\n") == 3, "jsonl")
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert {r["handler"] for r in rows} == {"pulse.noop"} and rows[0]["id"] == t.job_at(0).id
+        csv_out = tmp_path / "jobs.csv"
+        await app.run_command_line(f":export {csv_out}")
+        await until(pilot, lambda: csv_out.exists() and len(csv_out.read_text().splitlines()) == 4, "csv")
+        assert [r["status"] for r in csv.DictReader(csv_out.open())] == ["completed"] * 3
+        await app.run_command_line(f":export {out}")  # exists: not overwritten
+        await until(pilot, lambda: any("exists" in n.message for n in app._notifications), "refused")
+    await client.close()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import dataclasses
+import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
@@ -24,6 +28,41 @@ from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
 RETRY_ALL_CAP = 10_000
 PURGE_CAP = 10_000  # jobs one :purge deletes at most
 MARK_CAP = 10_000  # jobs A (mark all matching) marks at most
+EXPORT_CAP = 100_000  # jobs one :export writes at most
+EXPORT_FIELDS = (
+    "id",
+    "handler",
+    "status",
+    "priority",
+    "progress_current",
+    "progress_total",
+    "attempts",
+    "run_attempts",
+    "max_attempts",
+    "retry_count",
+    "error",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "plugin",
+    "source",
+    "parent_job_id",
+    "node",
+)
+
+
+def _write_export(target: Path, jobs: list[operator_pb2.Job]) -> None:
+    rows = [{f: getattr(j, f) for f in EXPORT_FIELDS} for j in jobs]
+    with target.open("x", encoding="utf-8", newline="") as fh:
+        if target.suffix.lower() == ".csv":
+            w = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        else:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+
+
 TYPING_DEBOUNCE = 0.25  # seconds of no typing before the filter line is applied
 COUNT_CAP = 10_000
 
@@ -678,6 +717,41 @@ class JobsScreen(PulseScreen):
         )
         if ok:
             await self._delete(flt=flt)
+
+    @work(exclusive=True, group="jobs-export", exit_on_error=False)
+    async def export(self, path: str = "") -> None:
+        """`:export FILE`: the jobs matching the filter and tab, newest first, as JSON Lines (or CSV
+        for a ``.csv`` name), at most EXPORT_CAP. An existing file is not overwritten."""
+        if not path:
+            self.notify("usage: :export FILE  (.csv for CSV, anything else JSON Lines)", severity="warning")
+            return
+        if not self.pulse.guard("export", mutating=False, capability="jobs"):
+            return
+        target = Path(path).expanduser()
+        if target.exists():
+            self.notify(f"{target} exists; remove it or choose another name", severity="warning")
+            return
+        jobs: list[operator_pb2.Job] = []
+        after: int | None = None
+        more = True
+        try:
+            while more and len(jobs) < EXPORT_CAP:
+                resp = await self.pulse.client.list_jobs(
+                    self.effective_filter(), limit=min(1000, EXPORT_CAP - len(jobs)), after_seq=after
+                )
+                jobs.extend(resp.jobs)
+                more = resp.has_more and bool(resp.jobs)
+                after = resp.jobs[-1].seq if resp.jobs else None
+        except ClientError as exc:
+            self.pulse.report(exc, "export")
+            return
+        try:
+            await asyncio.to_thread(_write_export, target, jobs)
+        except OSError as exc:
+            self.notify(f"export: cannot write {target}: {exc.strerror or exc}", severity="error")
+            return
+        cap = f" (the first {EXPORT_CAP:,}; more match)" if more else ""
+        self.notify(f"exported {len(jobs):,} job(s) to {target}{cap}")
 
     @work(group="jobs-action", exit_on_error=False)
     async def action_retry_all_failed(self) -> None:
