@@ -304,6 +304,19 @@ async def test_delete_only_finished_with_history(store: Store):
     assert (await store.get("a-2")).status == J.FAILED
 
 
+async def test_list_sorted_by_a_column_pages_by_offset(store: Store):
+    await _mixed(store)  # 30 jobs of h (5 failed, 7 running), 10 of other.h
+    by_handler = await store.list(JobFilter(), 100, None, True, 0, sort_by="handler")
+    assert [j.handler for j in by_handler] == ["h"] * 30 + ["other.h"] * 10  # asc, ties by seq
+    assert [j.id for j in by_handler[:3]] == ["a-0", "a-1", "a-2"]
+    desc = await store.list(JobFilter(), 15, None, False, 0, sort_by="status")
+    assert [j.status for j in desc][:10] == ["running"] * 7 + ["queued"] * 3
+    page2 = await store.list(JobFilter(), 15, None, False, 15, sort_by="status")
+    assert not {j.id for j in desc} & {j.id for j in page2}
+    errs = await store.list(JobFilter(statuses=("failed",)), 100, None, False, 0, sort_by="error")
+    assert len(errs) == 5
+
+
 async def test_counts_are_capped(store: Store):
     await _mixed(store)
     counts = await store.count(JobFilter(), 1000)

@@ -414,3 +414,39 @@ async def test_export_filtered_list_to_jsonl_and_csv(server, tmp_path) -> None:
         await app.run_command_line(f":export {out}")  # exists: not overwritten
         await until(pilot, lambda: any("exists" in n.message for n in app._notifications), "refused")
     await client.close()
+
+
+async def test_sort_by_column_kept_across_live_updates_and_pages(server) -> None:
+    client = await client_for(server)
+    for name in ("pulse.sleep", "pulse.noop", "pulse.fail", "pulse.noop"):
+        await client.enqueue(name, {"seconds": 600} if name == "pulse.sleep" else {}, max_attempts=1)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=4)
+        screen: JobsScreen = app.screen  # type: ignore[assignment]
+        await pilot.press("S")  # opens `:sort ` on the command line
+        await pilot.press(*"handler", "enter")
+        names = lambda: [t.job_at(i).handler if t.job_at(i) else "?" for i in range(t.total)]  # noqa: E731
+        await until(
+            pilot, lambda: names() == ["pulse.fail", "pulse.noop", "pulse.noop", "pulse.sleep"], "sorted"
+        )
+        assert "HANDLER ▲" in t._render_header(120).text
+        t.move_to_job(t.job_at(3).id)  # the cursor on pulse.sleep
+        sleeper = t.current_job.id
+        await client.enqueue("pulse.fail", max_attempts=1)  # the newest, sorted second (ties by seq)
+        await until(pilot, lambda: names()[:2] == ["pulse.fail"] * 2 and t.total == 5, "new job in order")
+        await until(pilot, lambda: t.current_job is not None and t.current_job.id == sleeper, "cursor kept")
+        await app.run_command_line(":sort handler")  # the same column again: flips
+        await until(pilot, lambda: names()[0] == "pulse.sleep", "descending")
+        assert "HANDLER ▼" in t._render_header(120).text
+        await app.run_command_line(":sort nonsense")
+        await until(
+            pilot, lambda: any("cannot sort by 'nonsense'" in n.message for n in app._notifications), "says"
+        )
+        await app.run_command_line(":sort")
+        await until(
+            pilot,
+            lambda: screen.sort_by == "" and names()[:2] == ["pulse.fail", "pulse.noop"],
+            "newest first",
+        )
+    await client.close()

@@ -232,6 +232,7 @@ class PulseApp(App[None]):
             ("help", "Keys on this screen", lambda _a: self.action_help()),
             ("reconnect", "Reconnect to the server now", lambda _a: self.reconnect_now()),
             ("purge", "Delete every finished job matching the filter (asks first)", self._on_jobs("purge")),
+            ("sort", "Sort the jobs: :sort COLUMN [asc|desc] (alone: newest first)", self._on_jobs("sort")),
             ("export", "Write the filtered jobs to FILE (.csv, else JSON Lines)", self._on_jobs("export")),
             ("quit", "Quit pulse-tui", lambda _a: self.request_quit()),
         ):

@@ -367,11 +367,14 @@ class PulseClient:
         after_seq: int | None = None,
         oldest_first: bool = False,
         offset: int = 0,
+        sort_by: str = "",
     ) -> operator_pb2.ListJobsResponse:
         self._need("jobs")
         if self.mode == COMPAT:
             return await self._compat_list(flt, limit=limit, after_seq=after_seq, offset=offset)
-        req = operator_pb2.ListJobsRequest(filter=flt, limit=limit, oldest_first=oldest_first, offset=offset)
+        req = operator_pb2.ListJobsRequest(
+            filter=flt, limit=limit, oldest_first=oldest_first, offset=offset, sort_by=sort_by
+        )
         if after_seq is not None:
             req.after_seq = after_seq
         return await self._call(self._op.ListJobs, req)

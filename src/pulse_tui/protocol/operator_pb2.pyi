@@ -129,18 +129,20 @@ class JobFilter(_message.Message):
     def __init__(self, statuses: _Optional[_Iterable[str]] = ..., handler: _Optional[str] = ..., text: _Optional[str] = ..., handler_glob: _Optional[str] = ..., payload: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("filter", "limit", "after_seq", "oldest_first", "offset")
+    __slots__ = ("filter", "limit", "after_seq", "oldest_first", "offset", "sort_by")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     OLDEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SORT_BY_FIELD_NUMBER: _ClassVar[int]
     filter: JobFilter
     limit: int
     after_seq: int
     oldest_first: bool
     offset: int
-    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., limit: _Optional[int] = ..., after_seq: _Optional[int] = ..., oldest_first: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
+    sort_by: str
+    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., limit: _Optional[int] = ..., after_seq: _Optional[int] = ..., oldest_first: _Optional[bool] = ..., offset: _Optional[int] = ..., sort_by: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "has_more", "next_after_seq")

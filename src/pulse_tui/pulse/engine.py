@@ -57,6 +57,7 @@ from pulse_tui.pulse.jobs import (
     check_operator_retry,
     check_transition,
     new_job_id,
+    sort_sql,
 )
 from pulse_tui.pulse.store.base import Finish, Store
 
@@ -378,14 +379,21 @@ class Engine:
         after_seq: int | None = None,
         oldest_first: bool = False,
         offset: int = 0,
+        sort_by: str = "",
     ) -> tuple[list[Job], bool]:
         self._check_filter(flt)
+        sort_sql(sort_by, True)  # an unknown column is a ValidationError before any query
+        if sort_by and after_seq is not None:
+            raise ValidationError("after_seq pages the seq order; a sorted listing pages by offset")
         if limit < 0:
             raise ValidationError(f"limit must not be negative, got {limit}")
         if offset < 0:
             raise ValidationError(f"offset must not be negative, got {offset}")
         limit = min(limit or 100, MAX_LIST_LIMIT)
-        jobs = await self.store.list(flt, limit + 1, after_seq, oldest_first, offset)
+        if sort_by:
+            jobs = await self.store.list(flt, limit + 1, after_seq, oldest_first, offset, sort_by=sort_by)
+        else:
+            jobs = await self.store.list(flt, limit + 1, after_seq, oldest_first, offset)
         has_more = len(jobs) > limit
         return [self._overlay(j) for j in jobs[:limit]], has_more
 

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from pulse_tui.pulse.errors import Precondition
+from pulse_tui.pulse.errors import Precondition, ValidationError
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -162,6 +162,33 @@ class LogEntry:
     message: str
     stage: str = ""
     metadata: str = ""
+
+
+# Columns a listing may be sorted by (ListJobsRequest.sort_by) → the SQL expression. Ties (and
+# "") go by seq, the insertion order. status, handler and id ride an index; the others sort the
+# matching rows for each page (see README: sorting 1M jobs).
+SORT_COLUMNS: dict[str, str] = {
+    "id": "id",
+    "handler": "handler",
+    "status": "status",
+    "priority": "priority",
+    "attempts": "attempts",
+    "progress": "(CASE WHEN progress_total > 0 THEN progress_current * 1.0 / progress_total ELSE 0 END)",
+    "created": "seq",
+    "started": "started_at",
+    "finished": "completed_at",
+    "updated": "updated_at",
+    "error": "error",
+}
+
+
+def sort_sql(sort_by: str, desc: bool) -> str:
+    """ORDER BY text for a listing (seq breaks ties in the same direction)."""
+    if sort_by and sort_by not in SORT_COLUMNS:
+        raise ValidationError(f"cannot sort by {sort_by!r}; one of {', '.join(SORT_COLUMNS)}")
+    d = "DESC" if desc else "ASC"
+    expr = SORT_COLUMNS.get(sort_by, "seq")
+    return f"seq {d}" if expr == "seq" else f"{expr} {d}, seq {d}"
 
 
 @dataclass(slots=True)

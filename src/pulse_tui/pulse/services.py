@@ -372,6 +372,7 @@ class OperatorService(op_grpc.OperatorServiceServicer):
             after_seq=after,
             oldest_first=request.oldest_first,
             offset=request.offset,
+            sort_by=request.sort_by,
         )
         routable = self.ctx.routable()
         return op.ListJobsResponse(

@@ -175,6 +175,7 @@ class JobsScreen(PulseScreen):
         Binding("r", "retry", "Retry", id="jobs.retry"),
         Binding("R", "retry_all_failed", "Retry all failed", show=False, id="jobs.retry_all"),
         Binding("D", "delete", "Delete", show=False, id="jobs.delete"),
+        Binding("S", "sort", "Sort", show=False, id="jobs.sort"),
         Binding("space", "mark", "Mark", id="jobs.mark"),
         Binding("u", "clear_marks", "Unmark", show=False, id="jobs.unmark"),
         Binding("V,shift+space", "mark_range", "Mark range", show=False, id="jobs.mark_range"),
@@ -196,6 +197,8 @@ class JobsScreen(PulseScreen):
         self._stale_timer: Timer | None = None
         self._matched: str = ""  # "12 jobs" for the note, from the last count
         self._mark_anchor: int | None = None  # the row V marks a range from
+        self.sort_by = ""  # a jobs.SORT_COLUMNS key; "" = newest first (seq)
+        self.sort_desc = True
 
     # ------------------------------------------------------------------ layout
 
@@ -270,6 +273,15 @@ class JobsScreen(PulseScreen):
     async def _page(
         self, offset: int, after_seq: int | None, limit: int, *, oldest_first: bool = False
     ) -> tuple[list[operator_pb2.Job], bool]:
+        if self.sort_by:  # a sorted listing pages by offset (the table asks row by row from the top)
+            resp = await self.pulse.client.list_jobs(
+                self.effective_filter(),
+                limit=limit,
+                offset=offset,
+                oldest_first=not self.sort_desc,
+                sort_by=self.sort_by,
+            )
+            return list(resp.jobs), resp.has_more
         resp = await self.pulse.client.list_jobs(
             self.effective_filter(),
             limit=limit,
@@ -281,9 +293,15 @@ class JobsScreen(PulseScreen):
 
     def reload(self, *, keep_cursor: bool = False) -> None:
         table = self.table
-        table.both_ends = self.pulse.mode_name != "compat"  # compat listing is newest first only
+        # compat listing is newest first only; a sorted one pages by offset (End jumps there)
+        table.both_ends = self.pulse.mode_name != "compat" and not self.sort_by
+        table.set_sort(self.sort_by, self.sort_desc)
         current = table.current_job
-        self._restore_id = current.id if keep_cursor and current is not None else None
+        if not keep_cursor:
+            self._restore_id = None
+        elif current is not None:
+            self._restore_id = current.id
+        # else: a reload while the last one is still loading keeps the job it is restoring
         if not self.pulse.client.can("jobs"):
             table.reset(0, exact=True, flt=self.effective_filter())
             self._note()
@@ -366,10 +384,15 @@ class JobsScreen(PulseScreen):
         """Jobs arrived whose match the console cannot decide (a payload filter): ask the server,
         at most once a second."""
         if self._stale_timer is None:
+            # the job under the cursor now: rows may shift (a count, a page) before the refetch
+            current = self.table.current_job
+            keep = current.id if current is not None else self._restore_id
 
             def again() -> None:
                 self._stale_timer = None
                 self.reload(keep_cursor=True)
+                if keep is not None:
+                    self._restore_id = keep
 
             self._stale_timer = self.set_timer(1.0, again)
 
@@ -484,6 +507,36 @@ class JobsScreen(PulseScreen):
         self._mark_anchor = self.table.cursor
         self.table.toggle_mark()
         self._marks_changed()
+
+    def action_sort(self) -> None:
+        """S: `:sort ` on the command line (a column, then asc/desc; `:sort` alone: newest first)."""
+        for cl in self.query("CommandLine"):
+            cl.open("sort ")  # type: ignore[attr-defined]
+            return
+
+    def sort(self, args: str = "") -> None:
+        """`:sort [COLUMN] [asc|desc]`: kept across live updates, pages and filters."""
+        from pulse_tui.pulse.jobs import SORT_COLUMNS
+
+        words = args.lower().split()
+        column = words[0] if words else ""
+        column = {"time": "created", "age": "created", "att": "attempts"}.get(column, column)
+        if column and column not in SORT_COLUMNS:
+            self.notify(f"cannot sort by {column!r}; one of {', '.join(SORT_COLUMNS)}", severity="warning")
+            return
+        direction = words[1] if len(words) > 1 else ""
+        if direction not in ("", "asc", "desc"):
+            self.notify(f"sort direction is asc or desc, not {direction!r}", severity="warning")
+            return
+        if direction:
+            desc = direction == "desc"
+        elif column and column == self.sort_by:
+            desc = not self.sort_desc  # the same column again flips it
+        else:
+            desc = column not in ("handler", "id", "error")  # names A→Z; numbers and times high first
+        self.sort_by, self.sort_desc = column, desc
+        self.reload()
+        self.notify(f"sorted by {column} {'desc' if desc else 'asc'}" if column else "sorted newest first")
 
     def action_mark_range(self) -> None:
         """Mark every row from the last marked one (the anchor) to the cursor."""

@@ -51,6 +51,34 @@ KEEP_ROWS = 4000  # cache budget; rows far from the viewport are forgotten beyon
 GROW = 10 * PAGE  # rows added above the tail window when its top is reached and more jobs exist
 
 
+# sort column (jobs.SORT_COLUMNS) → the value live updates compare, and the table column it marks
+SORT_KEYS: dict[str, Callable[[Job], object]] = {
+    "id": lambda j: j.id,
+    "handler": lambda j: j.handler,
+    "status": lambda j: j.status,
+    "priority": lambda j: j.priority,
+    "attempts": lambda j: j.attempts,
+    "progress": lambda j: (j.progress_current / j.progress_total) if j.progress_total else 0.0,
+    "created": lambda j: j.seq,
+    "started": lambda j: j.started_at,
+    "finished": lambda j: j.completed_at,
+    "updated": lambda j: j.updated_at,
+    "error": lambda j: j.error,
+}
+COLUMN_SORT: dict[str, str] = {
+    "id": "id",
+    "handler": "handler",
+    "status": "status",
+    "progress": "progress",
+    "attempts": "attempts",
+    "created": "age",
+    "started": "age",
+    "finished": "age",
+    "updated": "age",
+    "error": "error",
+}
+
+
 @dataclass(slots=True)
 class _Column:
     key: str
@@ -135,6 +163,8 @@ class JobTable(ScrollView, can_focus=True):
         self._tail = False  # rows anchored at the bottom (see module docstring)
         self._refocus = False  # lost focus to a Hide event; take it back on Show
         self.both_ends = True  # the source supports oldest_first pages (False: End jumps by offset)
+        self.sort_by = ""  # the listing's sort column ("" = seq, newest first)
+        self.sort_desc = True
         self.fetches = 0  # pages requested (tests assert the table stays lazy)
 
     # ------------------------------------------------------------------ data
@@ -226,6 +256,37 @@ class JobTable(ScrollView, can_focus=True):
         self._request_visible()
         self.refresh()
 
+    def set_sort(self, sort_by: str, desc: bool) -> None:
+        self.sort_by, self.sort_desc = sort_by, desc
+        self.refresh()
+
+    def _upsert_sorted(self, jobs: Iterable[Job]) -> None:
+        """Live changes in a sorted listing: a row whose sort value is unchanged is replaced in
+        place, one that stopped matching leaves; anything that would move (a new job, a changed
+        sort value) asks the screen to refetch (Stale), which keeps the cursor on its job."""
+        key = SORT_KEYS.get(self.sort_by)
+        changed = stale = False
+        for job in jobs:
+            row = self._index.get(job.id)
+            matches = filter_matches(self.filter, job)
+            if row is None:
+                stale = stale or matches
+            elif not matches:
+                self._remove_row(row)
+                changed = True
+            elif key is not None and key(job) != key(self._rows[row]):
+                self._rows[row] = job
+                changed = stale = True
+            else:
+                self._rows[row] = job
+                changed = True
+        if stale:
+            self.post_message(self.Stale())
+        if changed:
+            self._update_size()
+            self._request_visible()
+            self.refresh()
+
     def upsert(self, jobs: Iterable[Job]) -> int:
         """Apply live changes under the active filter; returns how many rows were added at the top.
 
@@ -234,6 +295,9 @@ class JobTable(ScrollView, can_focus=True):
         order (by seq): at the top when it is newer than the first row, between cached rows
         otherwise. In tail mode rows are only replaced or dropped (positions count from the
         bottom of a virtual total)."""
+        if self.sort_by:
+            self._upsert_sorted(jobs)
+            return 0
         fresh: list[Job] = []
         top = self._rows.get(0)
         changed = unknown = False
@@ -666,10 +730,14 @@ class JobTable(ScrollView, can_focus=True):
     def _render_header(self, width: int) -> Strip:
         style = self.rich_style + self.get_component_rich_style("job-table--header")
         parts = []
+        sorted_col = COLUMN_SORT.get(self.sort_by, "")
         for col in self._columns(width):
             if col.width <= 0:
                 continue
-            label = col.label.rjust(col.width) if col.right else col.label.ljust(col.width)
+            label = col.label
+            if col.key == sorted_col:
+                label += " ▼" if self.sort_desc else " ▲"
+            label = label.rjust(col.width) if col.right else label.ljust(col.width)
             parts.append(label[: col.width])
         line = " ".join(parts)
         return Strip([Segment(line.ljust(width)[:width], style)])

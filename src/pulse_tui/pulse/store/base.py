@@ -94,8 +94,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list(
-        self, flt: JobFilter, limit: int, after_seq: int | None, oldest_first: bool, offset: int
-    ) -> list[Job]: ...
+        self,
+        flt: JobFilter,
+        limit: int,
+        after_seq: int | None,
+        oldest_first: bool,
+        offset: int,
+        *,
+        sort_by: str = "",
+    ) -> list[Job]:
+        """A page of jobs. With ``sort_by`` (a key of jobs.SORT_COLUMNS) the order is that
+        column's (descending unless ``oldest_first``) and only ``offset`` pages (``after_seq``
+        must be None)."""
 
     @abc.abstractmethod
     async def count(self, flt: JobFilter, cap: int) -> dict[str, int]: ...

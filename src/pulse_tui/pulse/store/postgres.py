@@ -47,6 +47,7 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    sort_sql,
 )
 from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finish, Store
 
@@ -782,17 +783,22 @@ class PostgresStore(Store):
         return JobDetail(job, attempts, logs)
 
     async def list(
-        self, flt: JobFilter, limit: int, after_seq: int | None, oldest_first: bool, offset: int
+        self,
+        flt: JobFilter,
+        limit: int,
+        after_seq: int | None,
+        oldest_first: bool,
+        offset: int,
+        *,
+        sort_by: str = "",
     ) -> list[Job]:
         a = _Args()
         clauses = _where(flt, a)
         if after_seq is not None:
             clauses.append(f"seq {'>' if oldest_first else '<'} {a(after_seq)}")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = "ASC" if oldest_first else "DESC"
-        sql = (
-            f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq {order} LIMIT {a(limit)} OFFSET {a(offset)}"
-        )
+        order = sort_sql(sort_by, not oldest_first)
+        sql = f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY {order} LIMIT {a(limit)} OFFSET {a(offset)}"
         async with self._acquire() as conn:
             return [_job(r) for r in await conn.fetch(sql, *a.values)]
 

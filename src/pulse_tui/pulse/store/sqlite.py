@@ -50,6 +50,7 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    sort_sql,
 )
 from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finish, Store
 
@@ -764,15 +765,21 @@ class SQLiteStore(Store):
         return await self._read(op)
 
     async def list(
-        self, flt: JobFilter, limit: int, after_seq: int | None, oldest_first: bool, offset: int
+        self,
+        flt: JobFilter,
+        limit: int,
+        after_seq: int | None,
+        oldest_first: bool,
+        offset: int,
+        *,
+        sort_by: str = "",
     ) -> list[Job]:
         clauses, args = _where(flt)
         if after_seq is not None:
             clauses.append("seq > ?" if oldest_first else "seq < ?")
             args.append(after_seq)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = "ASC" if oldest_first else "DESC"
-        sql = f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq {order} LIMIT ? OFFSET ?"
+        sql = f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY {sort_sql(sort_by, not oldest_first)} LIMIT ? OFFSET ?"
         args.extend([limit, offset])
 
         def op(conn: sqlite3.Connection) -> list[Job]:
