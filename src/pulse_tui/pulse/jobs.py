@@ -182,6 +182,17 @@ SORT_COLUMNS: dict[str, str] = {
 }
 
 
+# Columns no index orders: a sort by one of them ranks the newest SORT_SCOPE matching jobs only
+# (one page of 1M jobs sorted by error took 1.4-2.8 s; within 50,000 it takes ~0.1 s).
+INDEXED_SORTS = frozenset({"", "id", "handler", "status", "created"})
+SORT_SCOPE = 50_000
+
+
+def sort_scope(sort_by: str) -> int:
+    """How many of the newest matching jobs a sort by this column ranks (0 = all)."""
+    return 0 if sort_by in INDEXED_SORTS else SORT_SCOPE
+
+
 def sort_sql(sort_by: str, desc: bool) -> str:
     """ORDER BY text for a listing (seq breaks ties in the same direction)."""
     if sort_by and sort_by not in SORT_COLUMNS:

@@ -338,6 +338,11 @@ class JobsScreen(PulseScreen):
         wanted = statuses or STATUSES
         n = sum(resp.by_status.get(s, 0) for s in wanted)
         capped = any(resp.by_status.get(s, 0) >= resp.cap for s in wanted) if resp.cap else False
+        from pulse_tui.pulse.jobs import sort_scope
+
+        scope = sort_scope(self.sort_by)
+        if scope and (n >= scope or capped):
+            n, capped = scope, False  # the sorted listing ranks the newest `scope` only
         self.table.set_total(n, exact=not capped)
         matched = f"{fmt.count(n, capped, resp.cap)} job(s)"
         if matched != self._matched:
@@ -536,7 +541,13 @@ class JobsScreen(PulseScreen):
             desc = column not in ("handler", "id", "error")  # names A→Z; numbers and times high first
         self.sort_by, self.sort_desc = column, desc
         self.reload()
-        self.notify(f"sorted by {column} {'desc' if desc else 'asc'}" if column else "sorted newest first")
+        from pulse_tui.pulse.jobs import sort_scope
+
+        scope = sort_scope(column)
+        among = f" (among the newest {scope:,} matching jobs: no index orders {column})" if scope else ""
+        self.notify(
+            f"sorted by {column} {'desc' if desc else 'asc'}{among}" if column else "sorted newest first"
+        )
 
     def action_mark_range(self) -> None:
         """Mark every row from the last marked one (the anchor) to the cursor."""

@@ -47,6 +47,7 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    sort_scope,
     sort_sql,
 )
 from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finish, Store
@@ -798,7 +799,16 @@ class PostgresStore(Store):
             clauses.append(f"seq {'>' if oldest_first else '<'} {a(after_seq)}")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         order = sort_sql(sort_by, not oldest_first)
-        sql = f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY {order} LIMIT {a(limit)} OFFSET {a(offset)}"
+        scope = sort_scope(sort_by)
+        if scope:  # a column no index orders: rank the newest `scope` matching jobs only
+            sql = (
+                f"SELECT * FROM (SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq DESC LIMIT {scope}) s"
+                f" ORDER BY {order} LIMIT {a(limit)} OFFSET {a(offset)}"
+            )
+        else:
+            sql = (
+                f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY {order} LIMIT {a(limit)} OFFSET {a(offset)}"
+            )
         async with self._acquire() as conn:
             return [_job(r) for r in await conn.fetch(sql, *a.values)]
 

@@ -50,6 +50,7 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    sort_scope,
     sort_sql,
 )
 from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finish, Store
@@ -779,7 +780,15 @@ class SQLiteStore(Store):
             clauses.append("seq > ?" if oldest_first else "seq < ?")
             args.append(after_seq)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY {sort_sql(sort_by, not oldest_first)} LIMIT ? OFFSET ?"
+        order = sort_sql(sort_by, not oldest_first)
+        scope = sort_scope(sort_by)
+        if scope:  # a column no index orders: rank the newest `scope` matching jobs only
+            sql = (
+                f"SELECT * FROM (SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq DESC LIMIT {scope})"
+                f" ORDER BY {order} LIMIT ? OFFSET ?"
+            )
+        else:
+            sql = f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY {order} LIMIT ? OFFSET ?"
         args.extend([limit, offset])
 
         def op(conn: sqlite3.Connection) -> list[Job]:
