@@ -341,8 +341,8 @@ class JobsScreen(PulseScreen):
         from pulse_tui.pulse.jobs import sort_scope
 
         scope = sort_scope(self.sort_by)
-        if scope and (n >= scope or capped):
-            n, capped = scope, False  # the sorted listing ranks the newest `scope` only
+        if scope and n > scope and not capped:
+            n = scope  # the sorted listing ranks the newest `scope` only
         self.table.set_total(n, exact=not capped)
         matched = f"{fmt.count(n, capped, resp.cap)} job(s)"
         if matched != self._matched:
