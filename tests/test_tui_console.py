@@ -307,14 +307,14 @@ async def test_time_column_says_which_time_and_running_rows_hide_old_errors(serv
             error="server shutting down; re-queued",
         )
         row = t._row_text(running, 120).plain
-        assert "running 5.0s" in row and "shutting down" not in row
+        assert "run 5.0s" in row and "shutting down" not in row
         done = operator_pb2.Job(
             id="b" * 16, handler="x", status="completed", created_at=900, started_at=990, completed_at=990.01
         )
         assert "took <0.1s" in t._row_text(done, 120).plain
         queued = operator_pb2.Job(id="c" * 16, handler="x", status="queued", created_at=820.0, error="boom")
         row = t._row_text(queued, 120).plain
-        assert "waiting 3m00s" in row and "last attempt: boom" in row
+        assert "wait 3m00s" in row and "last attempt: boom" in row
         assert "TIME" in t._render_header(120).text
 
 
@@ -449,4 +449,26 @@ async def test_sort_by_column_kept_across_live_updates_and_pages(server) -> None
             lambda: screen.sort_by == "" and names()[:2] == ["pulse.fail", "pulse.noop"],
             "newest first",
         )
+    await client.close()
+
+
+async def test_split_view_at_wide_terminals_follows_the_cursor(server) -> None:
+    from pulse_tui.widgets.job_side import JobSide
+
+    client = await client_for(server)
+    ok = await client.enqueue("pulse.noop", {"city": "Lyon"})
+    bad = await client.enqueue("pulse.fail", {"error": "disk full"}, max_attempts=1)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(200, 50)) as pilot:
+        t = await started(app, pilot, rows=2)
+        side = app.screen.query_one(JobSide)
+        body = lambda: side.plain  # noqa: E731
+        await until(
+            pilot, lambda: side.display and bad.id in body() and "disk full" in body(), "detail beside"
+        )
+        assert t.region.width < 200 and side.region.x > 0
+        await pilot.press("down")
+        await until(pilot, lambda: ok.id in body() and "Lyon" in body(), "follows the cursor")
+        await pilot.resize_terminal(120, 40)
+        await until(pilot, lambda: not side.display, "hidden when narrow")
     await client.close()

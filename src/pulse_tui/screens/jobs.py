@@ -14,6 +14,7 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
@@ -22,6 +23,7 @@ from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import FINISHED, ConfirmScreen, confirm_cancel
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.job_side import WIDE, JobSide
 from pulse_tui.widgets.job_table import JobTable
 from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
 
@@ -176,7 +178,7 @@ class JobsScreen(PulseScreen):
         Binding("R", "retry_all_failed", "Retry all failed", show=False, id="jobs.retry_all"),
         Binding("D", "delete", "Delete", show=False, id="jobs.delete"),
         Binding("S", "sort", "Sort", show=False, id="jobs.sort"),
-        Binding("space", "mark", "Mark", id="jobs.mark"),
+        Binding("space", "mark", "Mark", show=False, id="jobs.mark"),  # the footer fits 80 columns
         Binding("u", "clear_marks", "Unmark", show=False, id="jobs.unmark"),
         Binding("V,shift+space", "mark_range", "Mark range", show=False, id="jobs.mark_range"),
         Binding("a", "mark_visible", "Mark visible", show=False, id="jobs.mark_visible"),
@@ -210,7 +212,9 @@ class JobsScreen(PulseScreen):
             id="filter",
         )
         yield Static("", id="jobs-note", classes="note")
-        yield JobTable(self._page, id="job-table")
+        with Horizontal(id="jobs-body"):
+            yield JobTable(self._page, id="job-table")
+            yield JobSide(id="job-side")
         yield from self.compose_footer()
 
     @property
@@ -380,10 +384,22 @@ class JobsScreen(PulseScreen):
 
     def on_job_table_cursor_moved(self, event: JobTable.CursorMoved) -> None:
         self._marks_changed()
+        self.query_one(JobSide).follow(event.job)
+
+    def on_resize(self) -> None:
+        super().on_resize()
+        side = self.query_one(JobSide)
+        wide = self.size.width >= WIDE
+        if side.display != wide:
+            side.display = wide
+            side.follow(self.table.current_job)
 
     def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
         self.table.upsert(jobs)
         self.refresh_counts()
+        side = self.query_one(JobSide)
+        for job in jobs:
+            side.job_changed(job)
 
     def on_job_table_stale(self, event: JobTable.Stale) -> None:
         """Jobs arrived whose match the console cannot decide (a payload filter): ask the server,

@@ -141,16 +141,16 @@ def short_id(job_id: str, width: int) -> str:
 
 
 def job_age(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
-    """The TIME column, saying which time it is: ``waiting 3m05s`` (queued / paused, since it was
-    enqueued), ``running 12s`` (this attempt), ``took 0.4s`` (finished: start to end), ``took <0.1s``
-    for jobs faster than the column can show."""
+    """The TIME column, saying which time it is: ``wait 3m05s`` (queued / paused, since it was
+    enqueued), ``run 12s`` (this attempt), ``took 0.4s`` (finished: start to end), ``took <0.1s``
+    for jobs faster than the column can show, ``after 5.0s`` (cancelled before it started)."""
     if job.status == "running" and job.started_at:
-        return f"running {duration(now - job.started_at)}"
+        return f"run {duration(now - job.started_at)}"
     if job.completed_at and job.started_at:
         took = job.completed_at - job.started_at
         return "took <0.1s" if took < 0.05 else f"took {duration(took)}"
     if job.completed_at:  # cancelled before it started
         return f"after {duration(job.completed_at - job.created_at)}" if job.created_at else "—"
     if job.created_at:
-        return f"waiting {duration(now - job.created_at)}"
+        return f"wait {duration(now - job.created_at)}"
     return "—"

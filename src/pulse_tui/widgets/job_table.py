@@ -683,7 +683,7 @@ class JobTable(ScrollView, can_focus=True):
     def _columns(self, width: int) -> list[_Column]:
         id_w = 16 if width >= 110 else 9
         prog_w = 18 if width >= 130 else 14 if width >= 100 else 12
-        age_w = 15
+        age_w = 11
         fixed = 2 + id_w + 1 + 11 + 1 + prog_w + 1 + 4 + 1 + age_w + 1
         rest = max(0, width - fixed - 1)
         handler_w = min(30, max(10, int(rest * 0.45)))
