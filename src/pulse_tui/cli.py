@@ -299,8 +299,16 @@ class ServerProcess:
     line; stderr keeps being drained (into `lines`, and `log_path` if given) so it never blocks."""
 
     def __init__(
-        self, serve_args: list[str], *, env: dict[str, str] | None = None, log_path: Path | None = None
+        self,
+        serve_args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        new_session: bool = False,
     ) -> None:
+        # new_session: the child leads its own session, so closing the terminal (SIGHUP to its
+        # foreground group) does not stop it — the console stops it itself, or keeps it on request
+        self.new_session = new_session
         self.argv = [sys.executable, "-m", "pulse_tui", "serve", *serve_args]
         self.env = env
         self.log_path = log_path
@@ -318,6 +326,7 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             text=True,
             env=self.env,
+            start_new_session=self.new_session,
         )
         threading.Thread(target=self._drain, name="pulse-serve-stderr", daemon=True).start()
         while True:
@@ -909,6 +918,6 @@ def _start_embedded(args: argparse.Namespace, config: Config) -> ServerProcess:
     serve_args: list[str] = ["--grace", str(EMBEDDED_GRACE_SECS)]
     if getattr(args, "config", None):
         serve_args += ["--config", args.config]
-    child = ServerProcess(serve_args, log_path=data_dir / "server.log")
+    child = ServerProcess(serve_args, log_path=data_dir / "server.log", new_session=True)
     child.start()
     return child

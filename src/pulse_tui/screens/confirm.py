@@ -90,13 +90,14 @@ class QuitScreen(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         n = f"{self.running:,}{'+' if self.capped else ''}"
-        with Vertical(id="confirm-dialog", classes="dialog"):
+        with Vertical(id="quit-dialog", classes="dialog"):
             yield Static("Quit pulse-tui", classes="dialog-title")
             yield Static(
-                f"This console started the server at {self.address} and {n} job(s) are running.\n"
-                "Stopping it re-queues them (their progress is lost); keeping it lets them finish\n"
-                "(`pulse-tui` attaches to it next time).",
+                f"This console started the server at {self.address}; {n} job(s) are running. "
+                "Stop it and they are re-queued (their progress is lost); keep it and they "
+                "finish (the next `pulse-tui` attaches to it).",
                 id="confirm-message",
+                markup=False,
             )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Keep server, quit (k)", id="keep", variant="primary", compact=True)
