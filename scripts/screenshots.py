@@ -299,6 +299,13 @@ async def scene_jobs_triage(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await pilot.pause(0.2)
 
 
+async def scene_jobs_light(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    """The jobs screen in a light theme: status colours come from the theme."""
+    app.theme = "textual-light"
+    await scene_jobs(app, pilot)
+    await pilot.pause(0.2)
+
+
 async def scene_detail(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await scene_jobs(app, pilot)
     table = app.screen.query_one("JobTable")
@@ -399,6 +406,7 @@ EDITOR_SCENES: dict[str, Scene] = {
 SCENES: dict[str, Scene] = {
     "jobs": scene_jobs,
     "jobs_triage": scene_jobs_triage,
+    "jobs_light": scene_jobs_light,
     "job_detail": scene_detail,
     "plugins": scene_plugins,
     "handlers": scene_handlers,

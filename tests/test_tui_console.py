@@ -472,3 +472,30 @@ async def test_split_view_at_wide_terminals_follows_the_cursor(server) -> None:
         await pilot.resize_terminal(120, 40)
         await until(pilot, lambda: not side.display, "hidden when narrow")
     await client.close()
+
+
+async def test_themes_colour_statuses_and_a_palette_choice_is_remembered(server, tmp_path) -> None:
+    from pulse_tui.widgets import fmt
+
+    theme_file = tmp_path / "tui-theme"
+    app = PulseApp(server.address, server.token, theme="textual-light", theme_file=theme_file)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        error = app.get_css_variables()["text-error"][:7]
+        assert fmt.STATUS_STYLES["failed"] == f"bold {error}" and "#f7768e" not in fmt.STATUS_STYLES["failed"]
+        assert not theme_file.exists()  # the --theme choice is not a palette pick
+        app.theme = "nord"  # what the palette's Change theme does
+        await until(pilot, lambda: theme_file.exists(), "remembered")
+        assert theme_file.read_text().strip() == "nord"
+        assert fmt.STATUS_STYLES["failed"] == f"bold {app.get_css_variables()['text-error'][:7]}"
+    app = PulseApp(server.address, server.token, theme_file=theme_file)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        assert app.theme == "nord"  # picked last time
+        app.theme = "textual-dark"
+        await pilot.pause(0.1)
+        assert fmt.STATUS_STYLES["failed"] == "bold #f7768e"  # the built-in look
+    app = PulseApp(server.address, server.token, theme="no-such-theme")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await until(pilot, lambda: any("unknown theme" in n.message for n in app._notifications), "said")

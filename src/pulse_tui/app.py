@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from functools import partial
+from pathlib import Path
 
 from textual import work
 from textual.app import App
@@ -49,6 +50,7 @@ MAX_PENDING = 20_000  # beyond this while paused, drop the batch and resync on r
 # restart comes back in seconds) and at BACKOFF_CAP after that.
 BACKOFF_START, BACKOFF_RECENT_CAP, BACKOFF_CAP = 0.5, 5.0, 30.0
 RECENTLY_SEEN = 120.0
+DEFAULT_THEME = "textual-dark"
 RECONNECT_PROBE_WAIT = 1.5  # a reconnect probe waits this long for the channel to come up
 
 
@@ -199,8 +201,13 @@ class PulseApp(App[None]):
         tz: tzinfo | None = None,
         live: bool = True,
         embedded: bool = False,
+        theme: str = "",
+        theme_file: Path | None = None,
     ) -> None:
         super().__init__()
+        # --theme / [tui] theme win; else the one last picked from the palette (theme_file)
+        self._wanted_theme = theme
+        self._theme_file = theme_file
         # this console started the server it talks to (`pulse-tui` with nothing answering):
         # quitting stops it unless the user chooses to keep it (then ``keep_server`` is True)
         self.embedded = embedded
@@ -265,6 +272,7 @@ class PulseApp(App[None]):
         return self.client.mode or ""
 
     def on_mount(self) -> None:
+        self._start_theme()
         if self._keymap_overrides:
             self.set_keymap(self._keymap_overrides)
             self.check_keymap()
@@ -273,6 +281,50 @@ class PulseApp(App[None]):
         self.set_interval(STORE_CHECK_INTERVAL, self._maybe_check_store)
         self.check_size()
         self.connect()
+
+    def _start_theme(self) -> None:
+        wanted = self._wanted_theme
+        if not wanted and self._theme_file is not None:
+            try:
+                wanted = self._theme_file.read_text(encoding="utf-8").strip()
+            except OSError:
+                wanted = ""
+        if wanted and wanted not in self.available_themes:
+            self.notify(
+                f"unknown theme {wanted!r}; one of {', '.join(sorted(self.available_themes))}",
+                severity="error",
+                timeout=20,
+            )
+        elif wanted:
+            self.theme = wanted
+        self._last_theme = self.theme
+        self._apply_theme(persist=False)
+        self.theme_changed_signal.subscribe(self, lambda _theme: self._apply_theme(persist=True))
+
+    def _apply_theme(self, *, persist: bool) -> None:
+        """Status and role colours follow the theme (fmt.C); the built-in dark look keeps the
+        colours it was drawn with. A theme picked in the palette is remembered in the data dir."""
+        if self.theme == DEFAULT_THEME:
+            fmt.apply_theme({})
+        else:
+            fmt.apply_theme(self.get_css_variables())
+        self._counts_dirty = True  # the status bar's counts are markup built with the colours
+        for screen in self._screens_alive():
+            screen.refresh(repaint=True)
+            for widget in screen.query("*"):
+                widget.refresh()
+        if persist and self._theme_file is not None and self.theme != self._last_theme:
+            self._last_theme = self.theme
+            try:
+                self._theme_file.write_text(self.theme + "\n", encoding="utf-8")
+            except OSError:
+                pass  # remembering the choice is a convenience
+
+    def _screens_alive(self) -> list[Screen]:
+        out: list[Screen] = []
+        for stack in self._screen_stacks.values():
+            out.extend(s for s in stack if s.is_mounted)
+        return out
 
     def check_keymap(self) -> list[str]:
         """Say which `[tui.keys]` ids are unknown (they would silently do nothing)."""

@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-server", action="store_true", help="TUI: leave the embedded server running on exit"
     )
+    parser.add_argument(
+        "--theme",
+        default="",
+        help="TUI: a Textual theme (textual-light, nord, gruvbox, …); default [tui] theme",
+    )
     parser.set_defaults(func=run_tui)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -888,6 +893,8 @@ def run_tui(args: argparse.Namespace) -> int:
             demo=not args.no_demo,
             tls=_tls(args),
             embedded=child is not None,
+            theme=args.theme or config.tui.theme,
+            theme_file=Path(config.server.data_dir).expanduser() / "tui-theme",
         )
         app.run()
         if child is not None and app.keep_server and not args.keep_server:

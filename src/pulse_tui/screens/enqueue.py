@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 
 from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
+from pulse_tui.widgets import fmt
 
 MAX_MATCHES = 6
 
@@ -84,7 +85,7 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
         try:
             handlers = await client.list_handlers()
         except ClientError as exc:
-            self.query_one("#enqueue-matches", Static).update(Text(exc.message, style="#e0af68"))
+            self.query_one("#enqueue-matches", Static).update(Text(exc.message, style=fmt.C("#e0af68")))
             return
         names: list[str] = []
         for h in handlers:
@@ -102,11 +103,11 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
             return
         v = value.strip().lower()
         if v in (n.lower() for n in self.names):
-            out.update(Text("✔ known handler", style="#9ece6a"))
+            out.update(Text("✔ known handler", style=fmt.C("#9ece6a")))
             return
         matches = [n for n in self.names if v in n.lower()] if v else self.names
         if not matches:
-            out.update(Text(f"no announced handler matches {value!r}", style="#e0af68"))
+            out.update(Text(f"no announced handler matches {value!r}", style=fmt.C("#e0af68")))
             return
         more = f" (+{len(matches) - MAX_MATCHES})" if len(matches) > MAX_MATCHES else ""
         out.update(Text("→ " + "  ".join(matches[:MAX_MATCHES]) + more, style="dim"))
@@ -124,14 +125,14 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
         raw = self.query_one("#enqueue-payload", TextArea).text
         out = self.query_one("#enqueue-validation", Static)
         if not raw.strip():
-            out.update(Text("✔ empty payload is sent as {}", style="#9ece6a"))
+            out.update(Text("✔ empty payload is sent as {}", style=fmt.C("#9ece6a")))
             return True
         try:
             json.loads(raw)
         except json.JSONDecodeError as exc:
-            out.update(Text(f"✘ line {exc.lineno} col {exc.colno}: {exc.msg}", style="#f7768e"))
+            out.update(Text(f"✘ line {exc.lineno} col {exc.colno}: {exc.msg}", style=fmt.C("#f7768e")))
             return False
-        out.update(Text(f"✔ valid JSON ({len(raw.encode())} bytes)", style="#9ece6a"))
+        out.update(Text(f"✔ valid JSON ({len(raw.encode())} bytes)", style=fmt.C("#9ece6a")))
         return True
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -158,7 +159,7 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
         return value
 
     def _error(self, message: str) -> None:
-        self.query_one("#enqueue-error", Static).update(Text(message, style="bold #f7768e"))
+        self.query_one("#enqueue-error", Static).update(Text(message, style=fmt.C("bold #f7768e")))
 
     @work(exclusive=True, group="enqueue-submit", exit_on_error=False)
     async def action_submit(self) -> None:

@@ -89,7 +89,7 @@ class JobDetailScreen(PulseScreen):
                 self.query_one("#detail-summary", Static).update(
                     Text(
                         f"job {self.job_id} not found (pruned by retention?) — q goes back",
-                        style="bold #f7768e",
+                        style=fmt.C("bold #f7768e"),
                     )
                 )
                 return
@@ -105,7 +105,9 @@ class JobDetailScreen(PulseScreen):
         self.query_one("#payload", JsonView).show(detail.payload)
         self.query_one("#result", JsonView).show(detail.result)
         err = self.query_one("#error", Static)
-        err.update(Text(job.error, style="#f7768e") if job.error else Text("(no error)", style="dim italic"))
+        err.update(
+            Text(job.error, style=fmt.C("#f7768e")) if job.error else Text("(no error)", style="dim italic")
+        )
         self.query_one("#attempts", Static).update(self._attempts(detail))
         logs_scroll = self.query_one("#logs-scroll", VerticalScroll)
         at_end = logs_scroll.scroll_y >= logs_scroll.max_scroll_y
@@ -137,7 +139,7 @@ class JobDetailScreen(PulseScreen):
             style=fmt.STATUS_STYLES.get(job.status, ""),
         )
         if job.no_handler:
-            status.append("  (no handler routes this name)", style="italic #e0af68")
+            status.append("  (no handler routes this name)", style=fmt.C("italic #e0af68"))
         prog = progress_text(job.progress_current, job.progress_total, 24, status=job.status)
         plugin = (
             job.plugin + (f" {job.plugin_version}" if job.plugin_version else "")
@@ -199,7 +201,7 @@ class JobDetailScreen(PulseScreen):
                 plugin,
                 fmt.when(a.started_at, now, tz),
                 took,
-                Text(a.error.strip().splitlines()[0] if a.error.strip() else "", style="#f7768e"),
+                Text(a.error.strip().splitlines()[0] if a.error.strip() else "", style=fmt.C("#f7768e")),
             )
         return table
 
@@ -215,8 +217,8 @@ class JobDetailScreen(PulseScreen):
             level = entry.level.lower() or "info"
             t.append(f"{level.upper():<5}", style=fmt.LEVEL_STYLES.get(level, ""))
             if entry.stage:
-                t.append(f" [{entry.stage}]", style="#bb9af7")
-            t.append(f" {entry.message}", style="#f7768e" if level in ("error", "critical") else "")
+                t.append(f" [{entry.stage}]", style=fmt.C("#bb9af7"))
+            t.append(f" {entry.message}", style=fmt.C("#f7768e") if level in ("error", "critical") else "")
             if entry.metadata and entry.metadata not in ("{}", "null"):
                 t.append(f"  {entry.metadata}", style="dim")
             lines.append(t)

@@ -18,15 +18,17 @@ from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.data_table import PulseDataTable
 
-STATE_STYLES = {
-    "ready": "bold #9ece6a",
-    "starting": "bold #7aa2f7",
-    "unhealthy": "bold #e0af68",
-    "backoff": "bold #e0af68",
-    "crashed": "bold #f7768e",
-    "stopped": "#737aa2",
-    "disabled": "#737aa2",
-}
+STATE_STYLES = fmt.ThemedStyles(
+    {
+        "ready": "bold #9ece6a",
+        "starting": "bold #7aa2f7",
+        "unhealthy": "bold #e0af68",
+        "backoff": "bold #e0af68",
+        "crashed": "bold #f7768e",
+        "stopped": "#737aa2",
+        "disabled": "#737aa2",
+    }
+)
 REFRESH_SECS = 2.0
 
 
@@ -135,9 +137,9 @@ class PluginsScreen(PulseScreen):
             if p.state == "backoff" and p.next_restart_at:
                 state.append(f" {fmt.duration(max(0, p.next_restart_at - now))}", style="dim")
             health = (
-                Text("✔ ok", style="#9ece6a")
+                Text("✔ ok", style=fmt.C("#9ece6a"))
                 if p.healthy
-                else Text("✘ " + (p.health_message or "down"), style="#f7768e")
+                else Text("✘ " + (p.health_message or "down"), style=fmt.C("#f7768e"))
             )
             uptime = (
                 fmt.duration(now - p.started_at)
@@ -152,9 +154,9 @@ class PluginsScreen(PulseScreen):
                 p.version or "—",
                 str(p.pid) if p.pid else "—",
                 uptime,
-                Text(str(p.restarts), style="#e0af68" if p.restarts else "dim"),
+                Text(str(p.restarts), style=fmt.C("#e0af68") if p.restarts else "dim"),
                 str(len(p.handlers)),
-                Text(err[:60], style="#f7768e"),
+                Text(err[:60], style=fmt.C("#f7768e")),
                 key=p.name,
             )
         if plugins:
@@ -197,21 +199,21 @@ class PluginsScreen(PulseScreen):
             lines.append("Last reload: ", style="bold")
             lines.append(f"+{len(reload.added)} added  -{len(reload.removed)} removed  ", style="")
             lines.append(
-                f"{len(reload.conflicts)} conflicting", style="#f7768e" if reload.conflicts else "dim"
+                f"{len(reload.conflicts)} conflicting", style=fmt.C("#f7768e") if reload.conflicts else "dim"
             )
             lines.append(f"  ({reload.drained_jobs} in-flight job(s) drained)\n", style="dim")
             for name in reload.added:
-                lines.append(f"  + {name}\n", style="#9ece6a")
+                lines.append(f"  + {name}\n", style=fmt.C("#9ece6a"))
             for name in reload.removed:
-                lines.append(f"  - {name}\n", style="#f7768e")
+                lines.append(f"  - {name}\n", style=fmt.C("#f7768e"))
             for name in reload.conflicts:
-                lines.append(f"  ! {name} (also claimed by another plugin)\n", style="#e0af68")
+                lines.append(f"  ! {name} (also claimed by another plugin)\n", style=fmt.C("#e0af68"))
             lines.append("\n")
         lines.append(f"{p.name}", style="bold")
         lines.append(f"  {p.description}\n" if p.description else "\n", style="dim")
         lines.append(f"endpoint {p.endpoint or '—'} · running jobs {p.running_jobs}\n", style="dim")
         if p.last_error:
-            lines.append(f"last error: {p.last_error}\n", style="#f7768e")
+            lines.append(f"last error: {p.last_error}\n", style=fmt.C("#f7768e"))
         lines.append(f"\n{len(p.handlers)} announced handler(s):\n", style="bold")
         for h in p.handlers:
             lines.append(f"  {h}", style="")
@@ -335,6 +337,6 @@ def _schema(fields: list[operator_pb2.ConfigField]) -> Table | Text:
     for f in fields:
         name = Text(f.name)
         if f.required:
-            name.append(" *", style="#f7768e")
+            name.append(" *", style=fmt.C("#f7768e"))
         table.add_row(name, f.type, f.default_value or "—", f.description)
     return table

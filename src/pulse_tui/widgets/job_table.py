@@ -759,11 +759,11 @@ class JobTable(ScrollView, can_focus=True):
     def _cell(self, job: Job, col: _Column, now: float, dim: Style) -> Text:
         key = col.key
         if key == "mark":
-            return Text("● " if job.id in self.marked else "  ", style="bold #bb9af7")
+            return Text("● " if job.id in self.marked else "  ", style=fmt.C("bold #bb9af7"))
         if key == "id":
             return Text(fmt.short_id(job.id, col.width), style=dim)
         if key == "handler":
-            return Text(job.handler, style="bold" if not job.no_handler else "italic #e0af68")
+            return Text(job.handler, style="bold" if not job.no_handler else fmt.C("italic #e0af68"))
         if key == "status":
             icon = fmt.STATUS_ICONS.get(job.status, "?")
             return Text(f"{icon} {job.status}", style=fmt.STATUS_STYLES.get(job.status, ""))
@@ -774,16 +774,16 @@ class JobTable(ScrollView, can_focus=True):
             # (the whole history is in the detail view)
             used = job.run_attempts if job.retry_count else job.attempts
             label = f"{used}/{job.max_attempts}" if job.max_attempts else str(used)
-            return Text(label.rjust(col.width), style="" if used <= 1 else "#e0af68")
+            return Text(label.rjust(col.width), style="" if used <= 1 else fmt.C("#e0af68"))
         if key == "age":
             return Text(fmt.job_age(job, now).rjust(col.width), style=dim)
         if key == "error":
             if job.no_handler and not job.error:
-                return Text("no handler routes this name", style="italic #e0af68")
+                return Text("no handler routes this name", style=fmt.C("italic #e0af68"))
             first = job.error.strip().splitlines()[0] if job.error.strip() else ""
             if not first or job.status in ("running", "completed"):
                 return Text("")  # a running row's error is the previous attempt's: not this one's
             if job.status in ("queued", "paused"):
                 return Text(f"last attempt: {first}", style=dim)
-            return Text(first, style="#f7768e" if job.status == "failed" else dim)
+            return Text(first, style=fmt.C("#f7768e") if job.status == "failed" else dim)
         return Text("")
