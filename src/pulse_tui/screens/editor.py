@@ -366,6 +366,10 @@ class EditorScreen(PulseScreen):
     # ------------------------------------------------------------------ opening
 
     def load(self, name: str, code: str, version: str, *, live: bool = False) -> None:
+        if name != self.name_ and self.run_job is not None:
+            # another script: the last test run's result belongs to the one before
+            self.run_job, self.run_detail = None, None
+            self._run_message(Text(""))
         self.name_ = name
         self.version = version
         self.saved_code = code if version else ""
