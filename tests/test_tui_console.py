@@ -499,3 +499,33 @@ async def test_themes_colour_statuses_and_a_palette_choice_is_remembered(server,
     async with app.run_test(size=(120, 30)) as pilot:
         await started(app, pilot)
         await until(pilot, lambda: any("unknown theme" in n.message for n in app._notifications), "said")
+
+
+async def test_bare_plugin_endpoint_asks_only_for_what_it_can_give() -> None:
+    import subprocess
+    import sys
+
+    from pulse_tui.screens.plugins import PluginsScreen
+
+    proc = subprocess.Popen(  # noqa: ASYNC220 — the plugin process under test, started once
+        [sys.executable, "-m", "pulse_tui.plugins.demo", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("QNTX_PLUGIN_PORT="), line
+        port = int(line.split("=", 1)[1])
+        app = PulseApp(f"127.0.0.1:{port}")
+        async with app.run_test(size=(120, 30)) as pilot:
+            t = await started(app, pilot)
+            await pilot.pause(0.5)
+            assert t.fetches == 0 and t.total == 0
+            assert "bare plugin endpoint has no jobs" in t.empty_message
+            await pilot.press("colon", *"plugins", "enter")
+            await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+            await pilot.pause(0.5)
+            errors = [n.message for n in app._notifications if n.severity == "error"]
+            assert errors == [], errors  # no "jobs is not available" / "plugins is not available"
+    finally:
+        proc.terminate()
+        proc.wait(10)

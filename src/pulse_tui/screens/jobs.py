@@ -307,7 +307,8 @@ class JobsScreen(PulseScreen):
             self._restore_id = current.id
         # else: a reload while the last one is still loading keeps the job it is restoring
         if not self.pulse.client.can("jobs"):
-            table.reset(0, exact=True, flt=self.effective_filter())
+            table.reset(0, exact=True, flt=self.effective_filter(), fetch=False)
+            self._empty_message()
             self._note()
             return
         table.reset(None, exact=False, flt=self.effective_filter(), keep_cursor=keep_cursor)
@@ -319,7 +320,11 @@ class JobsScreen(PulseScreen):
     def _empty_message(self) -> None:
         scope = self.filter.describe()
         tab = self.filter.statuses[0] if len(self.filter.statuses) == 1 else self.tab
-        if scope:
+        if self.pulse.mode_name == "plugin":
+            self.table.empty_message = (
+                "A bare plugin endpoint has no jobs; :plugins shows its metadata and health."
+            )
+        elif scope:
             self.table.empty_message = f"No jobs match the filter {scope} — esc clears it."
         elif tab != "all":
             self.table.empty_message = f"No {tab} jobs (← → switch tabs)."
@@ -328,6 +333,8 @@ class JobsScreen(PulseScreen):
 
     @work(exclusive=True, group="jobs-counts", exit_on_error=False)
     async def refresh_counts(self) -> None:
+        if not self.pulse.client.can("counts"):
+            return  # a bare plugin endpoint has no jobs to count
         flt = self.filter.job_filter(())
         try:
             resp = await self.pulse.client.count_jobs(flt, cap=COUNT_CAP)

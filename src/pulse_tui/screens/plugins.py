@@ -180,8 +180,8 @@ class PluginsScreen(PulseScreen):
 
     async def _load_selected(self) -> None:
         table = self.query_one("#plugins-table", DataTable)
-        if not self.plugins:
-            return
+        if not self.plugins or not self.pulse.client.can("plugins"):
+            return  # a bare plugin endpoint's row is its own metadata: nothing more to ask for
         row = min(max(table.cursor_row, 0), len(self.plugins) - 1)
         name = self.plugins[row].name
         try:

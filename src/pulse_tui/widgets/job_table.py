@@ -207,17 +207,18 @@ class JobTable(ScrollView, can_focus=True):
         exact: bool = True,
         flt: operator_pb2.JobFilter | None = None,
         keep_cursor: bool = False,
+        fetch: bool = True,
     ) -> None:
         """Forget every row and start again (new filter, resync, reconnect).
 
         With ``keep_cursor`` and no known total, a table in tail mode stays in tail mode (the rows
         are refetched from the bottom, the cursor keeps its place)."""
         self._gen += 1
-        self._active = True
+        self._active = fetch  # False: an endpoint that lists no jobs; show the empty message
         self._rows.clear()
         self._index.clear()
         self._inflight.clear()
-        self._loaded_once = False
+        self._loaded_once = not fetch
         if flt is not None:
             self.filter = flt
         if self._tail and keep_cursor and total is None:
