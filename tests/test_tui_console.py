@@ -529,3 +529,23 @@ async def test_bare_plugin_endpoint_asks_only_for_what_it_can_give() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_compat_enqueue_form_hides_fields_queueservice_lacks(server) -> None:
+    from pulse_tui.screens.enqueue import EnqueueScreen
+    from tests.test_tui import CompatClient
+
+    app = PulseApp(server.address, server.token, client=CompatClient(server.address, server.token))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(app, pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "form")
+        assert not app.screen.query_one("#enqueue-numbers").display
+        assert app.screen.query_one("#enqueue-compat").display
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(app, pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "form")
+        assert app.screen.query_one("#enqueue-numbers").display
+        assert not app.screen.query_one("#enqueue-compat").display

@@ -63,12 +63,22 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
                 with Vertical():
                     yield Label("Priority")
                     yield Input("0", type="integer", id="enqueue-priority")
+            yield Static(
+                "Timeout, max attempts and priority are not available in compat mode (QueueService has"
+                " no such fields): the server's defaults apply.",
+                id="enqueue-compat",
+                classes="hint",
+                markup=False,
+            )
             yield Static("", id="enqueue-error", classes="error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Enqueue (ctrl+s)", id="enqueue-ok", variant="primary", compact=True)
                 yield Button("Cancel (esc)", id="enqueue-cancel", compact=True)
 
     def on_mount(self) -> None:
+        compat = getattr(self.app, "mode_name", "") == "compat"
+        self.query_one("#enqueue-numbers").display = not compat  # QueueService would drop them
+        self.query_one("#enqueue-compat").display = compat
         self.query_one("#enqueue-payload", TextArea).cursor_blink = False
         (self.query_one("#enqueue-payload" if self.default_handler else "#enqueue-handler")).focus()
         self._validate()
