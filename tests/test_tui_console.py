@@ -549,3 +549,20 @@ async def test_compat_enqueue_form_hides_fields_queueservice_lacks(server) -> No
         await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "form")
         assert app.screen.query_one("#enqueue-numbers").display
         assert not app.screen.query_one("#enqueue-compat").display
+
+
+async def test_compat_retry_names_the_new_job(server) -> None:
+    from tests.test_tui import CompatClient
+
+    client = await client_for(server)
+    bad = await client.enqueue("pulse.fail", max_attempts=1)
+    app = PulseApp(server.address, server.token, client=CompatClient(server.address, server.token))
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=1)
+        await until(pilot, lambda: t.job_at(0) is not None and t.job_at(0).status == "failed", "failed")
+        await pilot.press("r")
+        await until(pilot, lambda: any("as new job" in n.message for n in app._notifications), "told")
+        msg = next(n.message for n in app._notifications if "as new job" in n.message)
+        new_id = msg.split("as new job ")[1].split()[0]
+        assert (await client.get_job(new_id)).job.parent_job_id == bad.id
+    await client.close()

@@ -212,6 +212,7 @@ class PulseClient:
         self._tls = tls
         self._channel: grpc.aio.Channel | None = None
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.retried_as: dict[str, str] = {}  # compat retries: old job id -> the new copy's id
 
     # ------------------------------------------------------------------ plumbing
 
@@ -677,6 +678,8 @@ class PulseClient:
         self._compat_check(resp.success, resp.error)
 
     async def _compat_retry_one(self, job_id: str, dry_run: bool) -> None:
+        """QueueService has no retry: enqueue a copy (parent_job_id = the old one); its id is
+        remembered in ``retried_as``."""
         q = await self._compat_get(job_id)
         if q.status not in ("failed", "cancelled"):
             raise ClientError(
@@ -693,7 +696,7 @@ class PulseClient:
             retry_count=q.retry_count + 1,
             cost_estimate=q.cost_estimate,
         )
-        await self._compat_enqueue(copy)
+        self.retried_as[job_id] = await self._compat_enqueue(copy)
 
     async def _compat_bulk(self, ids: Sequence[str], one, dry_run: bool) -> operator_pb2.BulkResponse:  # noqa: ANN001
         resp = operator_pb2.BulkResponse(matched=len(ids))

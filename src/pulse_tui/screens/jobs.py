@@ -697,7 +697,10 @@ class JobsScreen(PulseScreen):
             return
         verb = "cancelled" if what == "cancel" else "re-queued"
         done = len(resp.affected_ids)
-        if len(ids) == 1 and done == 1:
+        new_id = client.retried_as.pop(ids[0], "") if what == "retry" else ""
+        if len(ids) == 1 and done == 1 and new_id:
+            self.notify(f"retried {ids[0]} as new job {new_id} (compat mode: a retry enqueues a copy)")
+        elif len(ids) == 1 and done == 1:
             self.notify(f"{verb} {ids[0]}")
         elif done:
             self.notify(f"{verb} {done} of {len(ids)} job(s)")
