@@ -526,6 +526,9 @@ async def test_bare_plugin_endpoint_asks_only_for_what_it_can_give() -> None:
             await pilot.pause(0.5)
             errors = [n.message for n in app._notifications if n.severity == "error"]
             assert errors == [], errors  # no "jobs is not available" / "plugins is not available"
+            shown = str(app.screen.query_one("#plugin-handlers").render())
+            assert "handlers: unknown (a plugin announces its handlers to the host at Initialize)" in shown
+            assert "health: healthy" in shown and "0 announced" not in shown
     finally:
         proc.terminate()
         proc.wait(10)

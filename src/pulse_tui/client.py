@@ -278,7 +278,10 @@ class PulseClient:
     def _error(self, exc: grpc.aio.AioRpcError) -> ClientError:
         code = exc.code()
         detail = exc.details() or ""
-        return ClientError(code.name, _human(code, detail, self.address), detail)
+        message = _human(code, detail, self.address)
+        if self.mode == PLUGIN:  # not a server: the hint is about the plugin process
+            message = message.replace("is `pulse-tui serve` running?", "is the plugin process still running?")
+        return ClientError(code.name, message, detail)
 
     async def _call(self, method, request, *, timeout: float | None = None):  # noqa: ANN001, ANN202
         try:

@@ -46,6 +46,7 @@ class PluginsScreen(PulseScreen):
 
     def __init__(self, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
+        self._endpoint_info = None  # a bare plugin endpoint's own metadata and health
         self.plugins: list[operator_pb2.Plugin] = []
         self.selected: operator_pb2.Plugin | None = None
         self.last_reload: operator_pb2.ReloadPluginResponse | None = None
@@ -214,7 +215,28 @@ class PluginsScreen(PulseScreen):
         lines.append(f"endpoint {p.endpoint or '—'} · running jobs {p.running_jobs}\n", style="dim")
         if p.last_error:
             lines.append(f"last error: {p.last_error}\n", style=fmt.C("#f7768e"))
-        lines.append(f"\n{len(p.handlers)} announced handler(s):\n", style="bold")
+        endpoint_info = self._endpoint_info if self.pulse.mode_name == "plugin" else None
+        if endpoint_info is not None:
+            who = " · ".join(
+                x
+                for x in (
+                    f"author {endpoint_info.author}" if endpoint_info.author else "",
+                    f"license {endpoint_info.license}" if endpoint_info.license else "",
+                )
+                if x
+            )
+            if who:
+                lines.append(f"{who}\n", style="dim")
+            health = "healthy" if endpoint_info.healthy else f"unhealthy: {endpoint_info.health_message}"
+            lines.append(f"health: {health}\n", style="" if endpoint_info.healthy else fmt.C("#f7768e"))
+            for k, v in sorted(endpoint_info.health_details.items()):
+                lines.append(f"  {k}: {v}\n", style="dim")
+            lines.append(
+                "\nhandlers: unknown (a plugin announces its handlers to the host at Initialize)\n",
+                style="bold",
+            )
+        else:
+            lines.append(f"\n{len(p.handlers)} announced handler(s):\n", style="bold")
         for h in p.handlers:
             lines.append(f"  {h}", style="")
             lines.append(f"   ({p.name}/{h})\n", style="dim")
@@ -235,6 +257,7 @@ class PluginsScreen(PulseScreen):
         except ClientError as exc:
             self.pulse.report(exc, "plugin endpoint")
             return
+        self._endpoint_info = info
         note = self.query_one("#plugins-note", Static)
         health = "healthy" if info.healthy else f"unhealthy: {info.health_message}"
         note.update(
