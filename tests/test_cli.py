@@ -198,3 +198,26 @@ def test_jobs_delete_by_id_and_by_filter_with_dry_run(cli, shared_server, monkey
     code = main(["jobs", "delete", queued, "--connect", shared_server.address, "--token-file", str(ro)])
     out, err = capsys.readouterr()
     assert code != 0 and "delete jobs" in err
+
+
+def test_plugins_list_against_a_bare_plugin_shows_its_metadata(capsys):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pulse_tui.plugins.demo", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split("=", 1)[1])
+        code = main(["plugins", "list", "--connect", f"127.0.0.1:{port}"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "bare plugin endpoint" in out and "health    healthy" in out and "handlers  unknown" in out
+        code = main(["plugins", "list", "--json", "--connect", f"127.0.0.1:{port}"])
+        out, err = capsys.readouterr()
+        doc = json.loads(out)
+        assert code == 0 and doc["name"] == "demo" and doc["healthy"] is True and doc["handlers"] is None
+    finally:
+        proc.terminate()
+        proc.wait(10)

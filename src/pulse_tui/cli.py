@@ -427,11 +427,22 @@ def with_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -
 
     config = load_config(getattr(args, "config", None))
     address = getattr(args, "connect", None) or connect_address(config.server.listen)
-    token = resolve_token(args, config)
+    try:
+        token = resolve_token(args, config)
+        missing: CliError | None = None
+    except CliError as exc:  # a bare plugin endpoint needs none; a server says so below
+        token, missing = "", exc
 
     async def run() -> int:
         async with PulseClient(address, token, tls=_tls(args)) as client:
-            await client.probe()
+            try:
+                await client.probe()
+            except ClientError as exc:
+                if missing is not None and exc.code == "UNAUTHENTICATED":
+                    raise missing from None  # the server wants the token we could not find
+                raise
+            if missing is not None and client.mode != "plugin":
+                raise missing
             return await fn(client)
 
     try:
@@ -769,6 +780,32 @@ def _plugin_doc(p: Any) -> dict[str, Any]:
 
 def cmd_plugins_list(args: argparse.Namespace) -> int:
     async def run(client: Any) -> int:
+        if client.mode == "plugin":  # a bare plugin endpoint: its own metadata and health
+            info = await client.plugin_endpoint()
+            doc = {
+                "endpoint": client.address,
+                "name": info.name,
+                "version": info.version,
+                "description": info.description,
+                "author": info.author,
+                "license": info.license,
+                "healthy": info.healthy,
+                "health_message": info.health_message,
+                "health_details": dict(info.health_details),
+                "handlers": None,  # announced to a host at Initialize, not to a client
+            }
+            health = "healthy" if info.healthy else f"unhealthy: {info.health_message}"
+            lines = [
+                f"bare plugin endpoint {client.address}",
+                f"plugin    {info.name} {info.version}",
+                f"health    {health}",
+            ]
+            lines += [f"          {k}: {v}" for k, v in sorted(info.health_details.items())]
+            if info.author or info.license:
+                lines.append(f"author    {info.author or '—'}   license {info.license or '—'}")
+            lines.append("handlers  unknown (a plugin announces its handlers to the host at Initialize)")
+            emit(args, doc, "\n".join(lines))
+            return 0
         plugins = await client.list_plugins()
         rows = [
             [p.name, p.state, p.version, str(p.restarts), ", ".join(p.handlers), p.last_error[:50]]
