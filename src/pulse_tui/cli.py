@@ -478,7 +478,7 @@ def job_summary(j: Any) -> dict[str, Any]:
         "status": j.status,
         "progress": {"current": j.progress_current, "total": j.progress_total},
         "attempt_count": j.attempts,
-        "max_attempts": j.max_attempts,
+        "max_attempts": j.max_attempts or None,  # None: unknown (a QueueService-only server)
         "retry_count": j.retry_count,
         "priority": j.priority,
         "error": j.error,
@@ -531,7 +531,7 @@ def job_text(d: Any) -> str:
         f"handler   {j.handler}" + (f" (plugin {j.plugin})" if j.plugin else ""),
         f"status    {j.status}",
         f"progress  {_progress(j)}",
-        f"attempts  {j.attempts} (max {j.max_attempts} per run, operator retries {j.retry_count})",
+        f"attempts  {j.attempts} (max {j.max_attempts or 'unknown'} per run, operator retries {j.retry_count})",
         f"created   {_ts(j.created_at)}",
     ]
     if j.source:
