@@ -91,6 +91,16 @@ def _plain(prompt: object) -> str:
     return str(text).split("\n")[0]
 
 
+def _text(renderable: object) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=160, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
 def note(screen: JobsScreen) -> str:
     return str(screen.query_one("#jobs-note").render())
 
@@ -568,4 +578,26 @@ async def test_compat_retry_names_the_new_job(server) -> None:
         msg = next(n.message for n in app._notifications if "as new job" in n.message)
         new_id = msg.split("as new job ")[1].split()[0]
         assert (await client.get_job(new_id)).job.parent_job_id == bad.id
+    await client.close()
+
+
+async def test_compat_detail_says_unknown_not_made_up_values(server) -> None:
+    from pulse_tui.screens.job_detail import JobDetailScreen
+    from tests.test_tui import CompatClient
+
+    client = await client_for(server)
+    await client.enqueue("pulse.noop")
+    app = PulseApp(server.address, server.token, client=CompatClient(server.address, server.token))
+    async with app.run_test(size=(120, 40)) as pilot:
+        t = await started(app, pilot, rows=1)
+        await until(pilot, lambda: t.job_at(0) is not None, "row")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen) and app.screen.detail, "detail")
+        summary = _text(app.screen.query_one("#detail-summary").content)
+        logs = _text(app.screen.query_one("#logs").content)
+    assert "of 0" not in summary and "budget unknown" in summary
+    assert (
+        "built-in" not in summary and "server default" not in summary and "unknown (compat mode)" in summary
+    )
+    assert "not available in compat mode" in logs
     await client.close()

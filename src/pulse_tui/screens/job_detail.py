@@ -141,10 +141,11 @@ class JobDetailScreen(PulseScreen):
         if job.no_handler:
             status.append("  (no handler routes this name)", style=fmt.C("italic #e0af68"))
         prog = progress_text(job.progress_current, job.progress_total, 24, status=job.status)
+        compat = self.pulse.mode_name == "compat"  # QueueService says nothing of these
         plugin = (
             job.plugin + (f" {job.plugin_version}" if job.plugin_version else "")
             if job.plugin
-            else "built-in / —"
+            else ("unknown (compat mode)" if compat else "built-in / —")
         )
         grid.add_row("handler", Text(job.handler, style="bold"), "status", status)
         if job.retry_count:  # an operator retry starts a new run with its own budget
@@ -153,6 +154,8 @@ class JobDetailScreen(PulseScreen):
                 f"{job.run_attempts} of {job.max_attempts} this run; "
                 f"{job.attempts} in all, {job.retry_count} {retries}"
             )
+        elif compat or not job.max_attempts:
+            attempts = f"{job.attempts} (budget unknown)" if compat else str(job.attempts)
         else:
             attempts = f"{job.attempts} of {job.max_attempts}"
         grid.add_row("progress", prog, "attempts", attempts)
@@ -164,7 +167,11 @@ class JobDetailScreen(PulseScreen):
         finished = fmt.when(job.completed_at, now, tz)
         if job.completed_at and job.started_at:
             finished += f" · took {fmt.duration(job.completed_at - job.started_at)}"
-        timeout = f"{job.timeout_secs}s" if job.timeout_secs else "server default"
+        timeout = (
+            f"{job.timeout_secs}s"
+            if job.timeout_secs
+            else ("unknown (compat mode)" if compat else "server default")
+        )
         grid.add_row("finished", finished, "timeout", timeout)
         extra = []
         if job.parent_job_id:
@@ -181,6 +188,10 @@ class JobDetailScreen(PulseScreen):
 
     def _attempts(self, detail: operator_pb2.JobDetail) -> Table | Text:
         if not detail.attempts:
+            if self.pulse.mode_name == "compat":
+                return Text(
+                    "Attempt history is not available in compat mode (QueueService).", style="dim italic"
+                )
             return Text("No attempts yet.", style="dim italic")
         now = fmt.app_now(self.app)
         tz = fmt.app_tz(self.app)
@@ -207,6 +218,8 @@ class JobDetailScreen(PulseScreen):
 
     def _logs(self, detail: operator_pb2.JobDetail) -> Group | Text:
         if not detail.logs:
+            if self.pulse.mode_name == "compat":
+                return Text("Logs are not available in compat mode (QueueService).", style="dim italic")
             return Text("No log entries.", style="dim italic")
         tz = fmt.app_tz(self.app)
         lines: list[Text] = []
