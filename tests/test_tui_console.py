@@ -601,3 +601,22 @@ async def test_compat_detail_says_unknown_not_made_up_values(server) -> None:
     )
     assert "not available in compat mode" in logs
     await client.close()
+
+
+async def test_compat_keeps_the_last_rows_marked_stale_while_disconnected(server_factory) -> None:
+    from tests.test_tui import CompatClient
+
+    srv = server_factory()
+    client = await client_for(srv)
+    for _ in range(3):
+        await client.enqueue("pulse.noop")
+    await client.close()
+    app = PulseApp(srv.address, srv.token, client=CompatClient(srv.address, srv.token))
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=3)
+        screen: JobsScreen = app.screen  # type: ignore[assignment]
+        srv.stop()
+        screen.reload(keep_cursor=True)  # what the 2 s poll does
+        await until(pilot, lambda: t.stale, "rows kept, marked stale", timeout=15)
+        assert t.total == 3 and all(t.job_at(i) is not None for i in range(3))
+        assert "disconnected" in note(screen)

@@ -199,6 +199,7 @@ class JobsScreen(PulseScreen):
         self._stale_timer: Timer | None = None
         self._matched: str = ""  # "12 jobs" for the note, from the last count
         self._mark_anchor: int | None = None  # the row V marks a range from
+        self._kept: tuple | None = None  # the rows before a reload (JobTable.snapshot)
         self.sort_by = ""  # a jobs.SORT_COLUMNS key; "" = newest first (seq)
         self.sort_desc = True
 
@@ -311,6 +312,8 @@ class JobsScreen(PulseScreen):
             self._empty_message()
             self._note()
             return
+        if table.loaded_rows and not table.stale:
+            self._kept = table.snapshot()  # put back, marked stale, if the refetch cannot reach the server
         table.reset(None, exact=False, flt=self.effective_filter(), keep_cursor=keep_cursor)
         self._matched = ""
         self._empty_message()
@@ -362,6 +365,8 @@ class JobsScreen(PulseScreen):
 
     def _note(self) -> None:
         parts = []
+        if self.table.stale:
+            parts.append("disconnected: the rows are the last ones seen (dim) until the server is back")
         if self.filter.describe():
             found = f" — {self._matched}" if self._matched else ""
             parts.append(f"filter: {self.filter.describe()}{found}  (esc clears)")
@@ -378,13 +383,19 @@ class JobsScreen(PulseScreen):
         )
 
     def on_job_table_loaded(self, event: JobTable.Loaded) -> None:
+        self._kept = None  # the refetch reached the server
         if self._restore_id and self.table.move_to_job(self._restore_id):
             self._restore_id = None
         if self.app.screen is self:
             self.ensure_focus()
 
     def on_job_table_fetch_failed(self, event: JobTable.FetchFailed) -> None:
-        self.pulse.report(event.error, "loading jobs")
+        err = event.error
+        if isinstance(err, ClientError) and err.unavailable and self._kept is not None:
+            self.table.restore(self._kept)  # keep the last rows (dim) rather than "…" placeholders
+            self._kept = None
+            self._note()
+        self.pulse.report(err, "loading jobs")
 
     def on_job_table_selected(self, event: JobTable.Selected) -> None:
         self._open_detail(event.job.id)

@@ -166,6 +166,7 @@ class JobTable(ScrollView, can_focus=True):
         self.sort_by = ""  # the listing's sort column ("" = seq, newest first)
         self.sort_desc = True
         self.fetches = 0  # pages requested (tests assert the table stays lazy)
+        self.stale = False  # rows kept from before the connection was lost (drawn dim)
 
     # ------------------------------------------------------------------ data
 
@@ -214,6 +215,7 @@ class JobTable(ScrollView, can_focus=True):
         With ``keep_cursor`` and no known total, a table in tail mode stays in tail mode (the rows
         are refetched from the bottom, the cursor keeps its place)."""
         self._gen += 1
+        self.stale = False
         self._active = fetch  # False: an endpoint that lists no jobs; show the empty message
         self._rows.clear()
         self._index.clear()
@@ -255,6 +257,22 @@ class JobTable(ScrollView, can_focus=True):
             self.cursor = max(0, self._total - 1)
         self._update_size()
         self._request_visible()
+        self.refresh()
+
+    def snapshot(self) -> tuple[dict[int, Job], int, bool]:
+        return dict(self._rows), self._total, self._exact
+
+    def restore(self, snap: tuple[dict[int, Job], int, bool]) -> None:
+        """Put back the rows of a snapshot, marked stale (the refetch failed: connection lost)."""
+        rows, total, exact = snap
+        self._gen += 1  # pages in flight belong to the failed refetch
+        self._inflight.clear()
+        self._active = False  # nothing is fetched until the next reset (reconnect)
+        self._rows = dict(rows)
+        self._index = {j.id: i for i, j in self._rows.items()}
+        self._total, self._exact, self._loaded_once = total, exact, True
+        self.stale = True
+        self._update_size()
         self.refresh()
 
     def set_sort(self, sort_by: str, desc: bool) -> None:
@@ -720,6 +738,8 @@ class JobTable(ScrollView, can_focus=True):
             style = self.get_component_rich_style("job-table--loading")
             return Strip([Segment("  …".ljust(width), base + style)])
         text = self._row_text(job, width)
+        if self.stale:
+            text.stylize(self.get_component_rich_style("job-table--dim"))
         if row == self.cursor:
             cls = "job-table--cursor" if self.has_focus else "job-table--cursor-blur"
             text.stylize(self.get_component_rich_style(cls))
