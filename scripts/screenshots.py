@@ -362,6 +362,28 @@ async def scene_jobs(app: PulseApp, pilot) -> None:  # noqa: ANN001
     app.paused = True  # freeze the picture
 
 
+async def scene_jobs_triage(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    """Filtered (`handler:demo`), sorted by status, two rows marked."""
+    await scene_jobs(app, pilot)
+    app.paused = False
+    screen = app.screen
+    screen.filter = type(screen.filter).parse("handler:demo")  # type: ignore[attr-defined]
+    screen.sort("status")  # type: ignore[attr-defined]
+    table = screen.query_one("JobTable")
+    await settle(app, pilot, lambda: table.total >= 3 and table.job_at(2) is not None)
+    await pilot.press("space", "space")
+    app.clear_notifications()
+    app.paused = True
+    await pilot.pause(0.2)
+
+
+async def scene_jobs_light(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    """The jobs screen in a light theme: status colours come from the theme."""
+    app.theme = "textual-light"
+    await scene_jobs(app, pilot)
+    await pilot.pause(0.2)
+
+
 async def scene_detail(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await scene_jobs(app, pilot)
     table = app.screen.query_one("JobTable")
@@ -475,6 +497,8 @@ EDITOR_SCENES: dict[str, Scene] = {
 
 SCENES: dict[str, Scene] = {
     "jobs": scene_jobs,
+    "jobs_triage": scene_jobs_triage,
+    "jobs_light": scene_jobs_light,
     "job_detail": scene_detail,
     "plugins": scene_plugins,
     "handlers": scene_handlers,
@@ -529,7 +553,7 @@ def main() -> int:
         handle = start_server(Path(tmp))
         try:
             asyncio.run(populate(handle.address, handle.token))
-            paths = asyncio.run(capture(handle.address, handle.token, ((80, 24), (120, 40))))
+            paths = asyncio.run(capture(handle.address, handle.token, ((80, 24), (120, 40), (200, 50))))
             asyncio.run(stop_running(handle.address, handle.token))
         finally:
             handle.stop()

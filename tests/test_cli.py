@@ -138,3 +138,86 @@ def test_handlers_plugins_config_version(cli, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_json_errors_source_parent_and_a_closed_pipe(cli, shared_server):
+    import subprocess
+    import sys
+
+    code, out, err = cli("jobs", "show", "nosuchjob", "--json")
+    assert code != 0 and out == ""
+    assert "nosuchjob" in json.loads(err)["error"]  # one JSON document, not plain text
+
+    code, out, err = cli("jobs", "enqueue", "pulse.noop", "--json")
+    job_id = json.loads(out)["id"]
+    code, out, err = cli("jobs", "show", job_id, "--json")
+    doc = json.loads(out)
+    assert doc["source"] == "pulse-tui cli" and "parent_job_id" in doc
+    code, out, err = cli("jobs", "show", job_id)
+    assert "source    pulse-tui cli" in out
+    code, out, err = cli("jobs", "list")
+    assert "SOURCE" in out.splitlines()[0] and "PARENT" in out.splitlines()[0]
+    code, out, err = cli("jobs", "list", "--json")
+    assert all("source" in j and "parent_job_id" in j for j in json.loads(out)["jobs"])
+
+    for _ in range(250):  # more than a pipe buffer (64 KiB) of JSON
+        cli("jobs", "enqueue", "pulse.noop", "--payload", '{"pad": "%s"}' % ("x" * 200))
+    args = ["jobs", "list", "--json", "--limit", "1000", "--connect", shared_server.address]
+    args += ["--token-file", str(shared_server.token_file)]
+    # `| head -c 1`: the reader goes away after one byte; no BrokenPipeError traceback
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pulse_tui", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stdout.read(1) == b"{"
+    proc.stdout.close()
+    _, err_bytes = proc.communicate(timeout=30)
+    assert b"Traceback" not in err_bytes and b"BrokenPipe" not in err_bytes, err_bytes.decode()
+    assert proc.returncode == 0
+
+
+def test_jobs_delete_by_id_and_by_filter_with_dry_run(cli, shared_server, monkeypatch, capsys):
+    ids = [json.loads(cli("jobs", "enqueue", "pulse.noop", "--wait", "--json")[1])["id"] for _ in range(3)]
+    code, out, err = cli("jobs", "enqueue", "pulse.sleep", "--payload", '{"seconds": 1}', "--json")
+    queued = json.loads(out)["id"]
+    code, out, err = cli("jobs", "delete", ids[0], queued)
+    assert code == 1 and "deleted 1 job(s)" in out and "only finished jobs can be deleted" in err
+    code, out, err = cli("jobs", "show", ids[0], "--json")
+    assert code != 0 and "no job" in json.loads(err)["error"]
+    code, out, err = cli("jobs", "delete", "--status", "running")
+    assert code == 2 and "only finished jobs" in err
+    code, out, err = cli("jobs", "delete", "--handler", "pulse.no", "--status", "completed")
+    assert code == 0 and "would delete" in out and "--yes" in out  # asks first, deletes nothing
+    n = int(out.split()[2].rstrip("+"))
+    assert n >= 2
+    code, out, err = cli(
+        "jobs", "delete", "--handler", "pulse.no", "--status", "completed", "--yes", "--json"
+    )
+    assert code == 0 and ids[1] in json.loads(out)["deleted"] and ids[2] in json.loads(out)["deleted"]
+    # a read-only token is refused by the server
+    ro = shared_server.data_dir / "token.readonly"
+    code = main(["jobs", "delete", queued, "--connect", shared_server.address, "--token-file", str(ro)])
+    out, err = capsys.readouterr()
+    assert code != 0 and "delete jobs" in err
+
+
+def test_plugins_list_against_a_bare_plugin_shows_its_metadata(capsys):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pulse_tui.plugins.demo", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split("=", 1)[1])
+        code = main(["plugins", "list", "--connect", f"127.0.0.1:{port}"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "bare plugin endpoint" in out and "health    healthy" in out and "handlers  unknown" in out
+        code = main(["plugins", "list", "--json", "--connect", f"127.0.0.1:{port}"])
+        out, err = capsys.readouterr()
+        doc = json.loads(out)
+        assert code == 0 and doc["name"] == "demo" and doc["healthy"] is True and doc["handlers"] is None
+    finally:
+        proc.terminate()
+        proc.wait(10)

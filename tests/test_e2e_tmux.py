@@ -17,6 +17,7 @@ tmux or binary is a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -280,3 +281,85 @@ def test_console_by_keys_in_tmux(terminal: Terminal, server_factory: Callable[..
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # exited and reaped: the process is gone
     term.wait(lambda: term.pane("#{pane_dead}") == "1", "the pane to close", 5)
+
+
+def test_triage_by_keys_in_tmux(terminal: Terminal, server_factory: Callable[..., ServerHandle]) -> None:
+    """Filter as you type, retry all failed under the filter (the list stays right), sort, delete
+    with confirm."""
+    binary = _binary()
+    _require(binary.exists(), f"the installed console script {binary.name} is missing")
+    srv = server_factory(DEMO)
+    fails = [_cli(srv, "enqueue", "pulse.fail", "--max-attempts", "1") for _ in range(3)]
+    for _ in range(2):
+        _cli(srv, "enqueue", "pulse.noop", "--wait")
+    term = terminal
+    term.start([str(binary), "--connect", srv.address, "--token-file", str(srv.token_file)])
+    term.wait_for_screen(r"Failed 3\b")
+    # 1. the filter applies while typing (no Enter) and says how many match
+    term.keys("/")
+    term.wait_for_screen(r"applies as you type")  # the filter line is open and has the keys
+    term.type("handler:pulse.f")
+    term.wait_for_screen(r"filter: handler=pulse\.f\* — 3 job\(s\)")
+    term.keys("Enter")
+    # 2. R under the filter: the three re-run and fail again; the list shows exactly them
+    term.keys("R")
+    term.wait_for_screen(r"Retry 3 failed job\(s\) matching handler=pulse\.f\*")
+    term.keys("y")
+    term.wait_for_screen(r"re-queued 3 failed job\(s\)")
+    term.wait(
+        # the ID column shows the tail of an id (…1eae20a) when the full one does not fit
+        lambda: all(
+            re.search(re.escape(f[-12:]) + r" pulse\.fail\s+\S+ failed", term.screen()) for f in fails
+        ),
+        "the three failed again, in the list",
+        15,
+    )
+    assert "pulse.noop" not in term.screen()
+    # 3. sort by status, shown in the header
+    term.keys("Escape")
+    term.wait_for_screen(r"All 5\b")
+    term.keys("S")
+    term.wait_for_screen(r"^\s*sort\s*$")  # the command line opened with `sort `
+    term.type("status")
+    term.keys("Enter")
+    term.wait_for_screen(r"STATUS ▼")
+    # 4. delete a completed job with confirm
+    term.keys("G")  # the last row: sorted by status descending, a completed one
+    term.keys("D")
+    term.wait_for_screen(r"Delete jobs")  # the confirmation (a 32-digit id wraps its message)
+    term.wait_for_screen(r"Delete \(y\)")
+    term.keys("y")
+    term.wait_for_screen(r"deleted 1 job\(s\)")
+    term.wait_for_screen(r"All 4\b")
+
+
+def test_q_at_root_asks_before_stopping_the_embedded_server(terminal: Terminal, tmp_path: Path) -> None:
+    import socket
+
+    binary = _binary()
+    _require(binary.exists(), f"the installed console script {binary.name} is missing")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    config = tmp_path / "pulse.toml"
+    config.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\ndata_dir = "{data}"\n')
+    term = terminal
+    term.start([str(binary), "--config", str(config), "--no-demo"])
+    term.wait_for_screen(r"● connected")
+    srv = ServerHandle(address=f"127.0.0.1:{port}", data_dir=data)
+    job = _cli(srv, "enqueue", "pulse.sleep", "--payload", '{"seconds": 120}')
+    term.wait_for_screen(re.escape(job[-12:]) + r" pulse\.sleep\s+\S+ running")
+    term.keys("q")
+    term.wait_for_screen(r"Quit pulse-tui")
+    term.wait_for_screen(r"1 job\(s\) are")
+    term.wait_for_screen(r"Stay \(n\)")  # all three choices fit
+    term.keys("k")  # keep the server: the console exits, the job keeps running
+    found = term.wait_for_screen(r"keeps running \(pid (\d+)\)")
+    pid = int(found.group(1))
+    try:
+        term.wait(lambda: term.exit_status() is not None, "pulse-tui to exit", 10)
+        assert term.exit_status() == 0
+        assert json.loads(_cli(srv, "show", job, "--json"))["status"] == "running"
+    finally:
+        os.kill(pid, 15)

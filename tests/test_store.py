@@ -274,6 +274,49 @@ async def test_list_filters(store: Store):
     assert await store.list(JobFilter(text="a_1"), 100, None, True, 0) == []
 
 
+async def test_list_filters_handler_glob_error_and_payload(store: Store):
+    await _mixed(store)
+    await store.insert(new_jobs(3, handler="other.h2", prefix="c-"))
+
+    async def ids(**kw: str) -> set[str]:
+        return {j.id for j in await store.list(JobFilter(**kw), 100, None, True, 0)}
+
+    assert len(await ids(handler_glob="other*")) == 13  # a prefix
+    assert len(await ids(handler_glob="other.h?")) == 3  # one character
+    assert await ids(handler_glob="Other*") == set()  # case-sensitive like the names
+    assert await ids(handler_glob="other%") == set()  # LIKE wildcards are literal
+    assert len(await ids(handler_glob="*")) == 43
+    assert await ids(error="DISK 100%") == {f"a-{i}" for i in range(5)}  # case-insensitive
+    assert await ids(error="100_") == set()
+    assert await ids(payload='"i": 7}') == {"a-7", "b_7"}  # bytes of the JSON payload
+    assert await ids(payload='"i": 7}', handler_glob="b*") == set()
+    assert await ids(payload='"i": 7}', handler_glob="oth*") == {"b_7"}
+    counts = await store.count(JobFilter(payload='"i": 1'), 1000)  # a-1, a-10..a-19, b_1, c-1
+    assert sum(counts.values()) == 11 + 1 + 1
+
+
+async def test_delete_only_finished_with_history(store: Store):
+    await _mixed(store)  # a-0..a-4 failed, a-5..a-11 running, the rest queued
+    deleted = await store.delete(["a-0", "a-1", "a-6", "a-20", "nope"], ("completed", "failed", "cancelled"))
+    assert sorted(deleted) == ["a-0", "a-1"]
+    assert await store.get("a-0") is None and await store.detail("a-1") is None
+    assert (await store.get("a-6")).status == J.RUNNING and (await store.get("a-20")).status == J.QUEUED
+    assert (await store.get("a-2")).status == J.FAILED
+
+
+async def test_list_sorted_by_a_column_pages_by_offset(store: Store):
+    await _mixed(store)  # 30 jobs of h (5 failed, 7 running), 10 of other.h
+    by_handler = await store.list(JobFilter(), 100, None, True, 0, sort_by="handler")
+    assert [j.handler for j in by_handler] == ["h"] * 30 + ["other.h"] * 10  # asc, ties by seq
+    assert [j.id for j in by_handler[:3]] == ["a-0", "a-1", "a-2"]
+    desc = await store.list(JobFilter(), 15, None, False, 0, sort_by="status")
+    assert [j.status for j in desc][:10] == ["running"] * 7 + ["queued"] * 3
+    page2 = await store.list(JobFilter(), 15, None, False, 15, sort_by="status")
+    assert not {j.id for j in desc} & {j.id for j in page2}
+    errs = await store.list(JobFilter(statuses=("failed",)), 100, None, False, 0, sort_by="error")
+    assert len(errs) == 5
+
+
 async def test_counts_are_capped(store: Store):
     await _mixed(store)
     counts = await store.count(JobFilter(), 1000)

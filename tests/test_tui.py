@@ -380,8 +380,8 @@ async def test_plugins_and_handlers_with_real_plugins(server_factory) -> None:
 class CompatClient(PulseClient):
     """Talks to the real server but only through protocol.QueueService (as against QNTX)."""
 
-    async def probe(self) -> str:
-        await super().probe()
+    async def probe(self, wait: float = 0.0) -> str:
+        await super().probe(wait)
         self.info = None
         self.mode = "compat"
         return self.mode

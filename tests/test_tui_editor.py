@@ -217,6 +217,12 @@ async def test_test_run_traceback_then_delete(pyserver) -> None:
         assert "runner.py" not in shown  # the runner's own frames are trimmed
         assert editor.run_detail.job.max_attempts == 1  # a test run is not retried
 
+        editor.open_new("vacancies")  # what `:ix vacancies` → Create does: a new script
+        await until(pilot, lambda: editor.name_ == "vacancies", "new script")
+        assert editor.run_job is None and "boom" not in str(editor.query_one("#run-output").render())
+        editor.open_script("boom")
+        await until(pilot, lambda: editor.name_ == "boom" and editor.version, "boom again")
+
         await pilot.press("f8")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm delete")
         await pilot.press("n")

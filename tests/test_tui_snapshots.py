@@ -1,4 +1,4 @@
-"""Snapshot tests of every screen at 80×24 and 120×40, against a real server with stable data.
+"""Snapshot tests of every screen at 80×24, 120×40 and 200×50, against a real server with stable data.
 
 The data and the id/time stabilisation are shared with `python -m scripts.screenshots`.
 Update with `pytest tests/test_tui_snapshots.py --snapshot-update` after an intended change.
@@ -13,7 +13,7 @@ import screenshot_module
 
 shots = screenshot_module.load()
 
-SIZES = [(80, 24), (120, 40)]
+SIZES = [(80, 24), (120, 40), (200, 50)]  # 200×50: the split view (list and detail side by side)
 
 
 @pytest.fixture(scope="module")

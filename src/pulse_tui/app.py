@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from functools import partial
+from pathlib import Path
 
 from textual import work
 from textual.app import App
@@ -44,7 +46,25 @@ COUNTS_INTERVAL = 1.0
 STORE_CHECK_INTERVAL = 5.0  # how often the console asks the server whether its store can write
 POLL_INTERVAL = 2.0  # compat mode
 MAX_PENDING = 20_000  # beyond this while paused, drop the batch and resync on resume
-BACKOFF_START, BACKOFF_CAP = 1.0, 30.0
+# Reconnect backoff: doubling from BACKOFF_START, jittered (each wait is 50-100 % of the step),
+# capped at BACKOFF_RECENT_CAP while the server answered in the last RECENTLY_SEEN seconds (a
+# restart comes back in seconds) and at BACKOFF_CAP after that.
+BACKOFF_START, BACKOFF_RECENT_CAP, BACKOFF_CAP = 0.5, 5.0, 30.0
+RECENTLY_SEEN = 120.0
+DEFAULT_THEME = "textual-dark"
+RECONNECT_PROBE_WAIT = 1.5  # a reconnect probe waits this long for the channel to come up
+
+
+def backoff_delays(recent: Callable[[], bool], rng: random.Random | None = None) -> Iterator[float]:
+    """The reconnect waits: capped exponential steps with jitter."""
+    rng = rng or random.Random()
+    step = BACKOFF_START
+    while True:
+        cap = BACKOFF_RECENT_CAP if recent() else BACKOFF_CAP
+        step = min(step, cap)
+        yield step * rng.uniform(0.5, 1.0)
+        step = min(step * 2, cap)
+
 
 CommandHandler = Callable[[str], Awaitable[None] | None]
 
@@ -64,24 +84,62 @@ class Connected(Message):
         self.mode = mode
 
 
+def binding_ids() -> dict[str, str]:
+    """Every remappable binding id of the console → its default keys (for `[tui.keys]`)."""
+    from textual.dom import DOMNode
+
+    # screens and widgets register their classes by being imported: load them all
+    from pulse_tui.screens import confirm, enqueue, job_detail  # noqa: F401
+    from pulse_tui.widgets import data_table, job_table  # noqa: F401
+
+    out: dict[str, str] = {}
+    todo: list[type] = [DOMNode]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if not cls.__module__.startswith("pulse_tui."):
+            continue
+        for b in cls.__dict__.get("BINDINGS", ()):
+            if isinstance(b, Binding) and b.id:
+                out.setdefault(b.id, b.key)
+    return dict(sorted(out.items()))
+
+
+# Widget movement bindings stay out of the palette (the arrows are no actions to look up).
+_PALETTE_SKIP = ("table.", "list.", "cmdline.")
+
+
 class PulseCommands(Provider):
-    """Command palette: every action of the current screen and app, plus the `:` commands."""
+    """Command palette: the current screen's actions and the app's (each once, with its key,
+    ours only — no widget internals), then the `:` commands."""
 
     def _entries(self) -> list[tuple[str, str, Callable[[], object]]]:
         app: PulseApp = self.app  # type: ignore[assignment]
         screen = self.screen
         out: list[tuple[str, str, Callable[[], object]]] = []
-        seen: set[str] = set()
-        for key, active in screen.active_bindings.items():
+        seen: dict[str, int] = {}
+        # the screen's own actions first, the app's (quit, help, pause…) after
+        bindings = sorted(screen.active_bindings.items(), key=lambda kv: kv[1].node is app)
+        for key, active in bindings:
             b = active.binding
-            if not b.description or b.action in seen or b.action == "command_palette":
+            if not b.description or not b.id or b.id.startswith(_PALETTE_SKIP) or not active.enabled:
                 continue
-            seen.add(b.action)
-            label = f"{b.description}  ({app.get_key_display(b)})"
+            if b.action == "command_palette":
+                continue
+            shown = app.get_key_display(Binding(key, b.action, b.description))
+            if b.description in seen:  # another key for the same action: one entry listing both
+                i = seen[b.description]
+                label, help_text, cb = out[i]
+                out[i] = (label[:-1] + f", {shown})", help_text, cb)
+                continue
+            seen[b.description] = len(out)
+            label = f"{b.description}  ({shown})"
             out.append((label, b.tooltip or b.description, partial(app.run_action, b.action, active.node)))
-            del key
         for cmd in app.commands.values():
+            if cmd.name in ("help", "quit"):
+                continue  # already listed as actions with their keys
             out.append((f":{cmd.name}", cmd.help, partial(app.run_command_line, cmd.name)))
+        out.append(("Change theme", "Pick a colour theme", app.action_change_theme))
         return out
 
     async def discover(self) -> Hits:
@@ -101,7 +159,7 @@ class PulseApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "pulse"
-    COMMANDS = App.COMMANDS | {PulseCommands}
+    COMMANDS = {PulseCommands}  # ours only: Textual's system commands duplicated and led the list
     MODES = {
         "jobs": JobsScreen,
         "plugins": PluginsScreen,
@@ -117,7 +175,9 @@ class PulseApp(App[None]):
         Binding("p", "toggle_pause", "Pause live", show=False, id="app.pause"),
         Binding("q", "back", "Back", id="app.back"),
         Binding("escape", "back(False)", "Back", show=False, id="app.escape"),
+        Binding("Q", "request_quit", "Quit", show=False, id="app.quit_now"),
         Binding("ctrl+p", "command_palette", "Palette", show=False, id="app.palette"),
+        Binding("ctrl+r", "reconnect", "Reconnect now", show=False, id="app.reconnect"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit"),
     ]
 
@@ -142,8 +202,22 @@ class PulseApp(App[None]):
         now: Callable[[], float] | None = None,
         tz: tzinfo | None = None,
         live: bool = True,
+        embedded: bool = False,
+        theme: str = "",
+        theme_file: Path | None = None,
     ) -> None:
         super().__init__()
+        # --theme / [tui] theme win; else the one last picked from the palette (theme_file)
+        self._wanted_theme = theme
+        self._theme_file = theme_file
+        # this console started the server it talks to (`pulse-tui` with nothing answering):
+        # quitting stops it unless the user chooses to keep it (then ``keep_server`` is True)
+        self.embedded = embedded
+        self.keep_server = False
+        self._quitting = False
+        self._last_seen = 0.0  # monotonic time the server last answered (probe or event)
+        self.retry_at = 0.0  # monotonic deadline of the next probe: the one source of the countdown
+        self.backoff_waits: list[float] = []  # waits chosen since the connection was lost
         self.address = address
         self.client = client or PulseClient(address, token, tls=tls)  # type: ignore[arg-type]
         self._read_only_flag = read_only
@@ -171,11 +245,25 @@ class PulseApp(App[None]):
             ),
             ("help", "Keys on this screen", lambda _a: self.action_help()),
             ("reconnect", "Reconnect to the server now", lambda _a: self.reconnect_now()),
-            ("quit", "Quit pulse-tui", lambda _a: self.exit()),
+            ("purge", "Delete every finished job matching the filter (asks first)", self._on_jobs("purge")),
+            ("sort", "Sort the jobs: :sort COLUMN [asc|desc] (alone: newest first)", self._on_jobs("sort")),
+            ("export", "Write the filtered jobs to FILE (.csv, else JSON Lines)", self._on_jobs("export")),
+            ("quit", "Quit pulse-tui", lambda _a: self.request_quit()),
         ):
             self.register_command(name, help_text, handler)
-        self.register_command("q", "Quit", lambda _a: self.exit(), hidden=True)
+        self.register_command("q", "Quit", lambda _a: self.request_quit(), hidden=True)
         editor.install(self)  # :scripts, :editor, :ix
+
+    def _on_jobs(self, method: str) -> CommandHandler:
+        """A `:command` run by the jobs screen (switching to it first)."""
+
+        def run(args: str) -> None:
+            self.goto("jobs")
+            screen = self.screen
+            if isinstance(screen, JobsScreen):
+                getattr(screen, method)(*([args] if args else []))
+
+        return run
 
     # ------------------------------------------------------------------ basics
 
@@ -191,13 +279,74 @@ class PulseApp(App[None]):
         return self.client.mode or ""
 
     def on_mount(self) -> None:
+        self._start_theme()
         if self._keymap_overrides:
             self.set_keymap(self._keymap_overrides)
+            self.check_keymap()
         self.set_interval(FLUSH_INTERVAL, self._flush)
         self.set_interval(COUNTS_INTERVAL, self._maybe_refresh_counts)
         self.set_interval(STORE_CHECK_INTERVAL, self._maybe_check_store)
         self.check_size()
         self.connect()
+
+    def _start_theme(self) -> None:
+        wanted = self._wanted_theme
+        if not wanted and self._theme_file is not None:
+            try:
+                wanted = self._theme_file.read_text(encoding="utf-8").strip()
+            except OSError:
+                wanted = ""
+        if wanted and wanted not in self.available_themes:
+            self.notify(
+                f"unknown theme {wanted!r}; one of {', '.join(sorted(self.available_themes))}",
+                severity="error",
+                timeout=20,
+            )
+        elif wanted:
+            self.theme = wanted
+        self._last_theme = self.theme
+        self._apply_theme(persist=False)
+        self.theme_changed_signal.subscribe(self, lambda _theme: self._apply_theme(persist=True))
+
+    def _apply_theme(self, *, persist: bool) -> None:
+        """Status and role colours follow the theme (fmt.C); the built-in dark look keeps the
+        colours it was drawn with. A theme picked in the palette is remembered in the data dir."""
+        if self.theme == DEFAULT_THEME:
+            fmt.apply_theme({})
+        else:
+            fmt.apply_theme(self.get_css_variables())
+        self._counts_dirty = True  # the status bar's counts are markup built with the colours
+        for screen in self._screens_alive():
+            screen.refresh(repaint=True)
+            for widget in screen.query("*"):
+                widget.refresh()
+        if persist and self._theme_file is not None and self.theme != self._last_theme:
+            self._last_theme = self.theme
+            try:
+                self._theme_file.write_text(self.theme + "\n", encoding="utf-8")
+            except OSError:
+                pass  # remembering the choice is a convenience
+
+    def _screens_alive(self) -> list[Screen]:
+        out: list[Screen] = []
+        for stack in self._screen_stacks.values():
+            out.extend(s for s in stack if s.is_mounted)
+        return out
+
+    def check_keymap(self) -> list[str]:
+        """Say which `[tui.keys]` ids are unknown (they would silently do nothing)."""
+        known = binding_ids()
+        unknown = sorted(k for k in self._keymap_overrides if k not in known)
+        if unknown:
+            self.notify(
+                f"[tui.keys]: unknown binding id(s) {', '.join(unknown)} — ignored. Valid ids: "
+                + ", ".join(known),
+                title="config",
+                severity="error",
+                timeout=30,
+                markup=False,
+            )
+        return unknown
 
     def on_resize(self) -> None:
         self.check_size()
@@ -275,16 +424,63 @@ class PulseApp(App[None]):
             self._flush()
 
     async def action_back(self, quit_at_root: bool = True) -> None:
+        """`q` / `escape`: go back. At the jobs root both first undo what is open (the filter
+        line, marks, the filter); only `q` with nothing left to undo leaves the app (asking first
+        when that would stop an embedded server with running jobs)."""
         if len(self.screen_stack) > 1:
             self.pop_screen()
         elif self.current_mode != "jobs":
             self.switch_mode("jobs")
-        elif quit_at_root:
-            self.exit()
         else:
             back = getattr(self.screen, "escape", None)
-            if back is not None:
-                back()
+            undone = back() if back is not None else False
+            if quit_at_root and not undone:
+                self.request_quit()
+
+    async def action_quit(self) -> None:
+        self.request_quit()
+
+    def action_request_quit(self) -> None:
+        self.request_quit()
+
+    @work(exclusive=True, group="quit", exit_on_error=False)
+    async def request_quit(self) -> None:
+        """Leave the console. An embedded server with running jobs asks first: stop it (the jobs
+        are re-queued), keep it running, or stay. A second request while asking quits."""
+        from pulse_tui.screens.confirm import QuitScreen
+
+        if self._quitting or isinstance(self.screen, QuitScreen):
+            self.exit()
+            return
+        running, capped = await self._running_jobs()
+        if not running:
+            self.exit()
+            return
+        self._quitting = True
+        try:
+            choice = await self.push_screen_wait(QuitScreen(self.address, running, capped))
+        finally:
+            self._quitting = False
+        self._last_seen = 0.0  # monotonic time the server last answered (probe or event)
+        self.retry_at = 0.0  # monotonic deadline of the next probe: the one source of the countdown
+        self.backoff_waits: list[float] = []  # waits chosen since the connection was lost
+        if choice == "keep":
+            self.keep_server = True
+            self.exit()
+        elif choice == "stop":
+            self.exit()
+
+    async def _running_jobs(self) -> tuple[int, bool]:
+        """Running jobs on an embedded server (0 for a server this console did not start)."""
+        if not self.embedded or self.conn_state != "connected" or not self.client.can("counts"):
+            return 0, False
+        try:
+            resp = await asyncio.wait_for(
+                self.client.count_jobs(operator_pb2.JobFilter(statuses=["running"]), cap=10_000), 3.0
+            )
+        except (ClientError, TimeoutError):
+            return 0, False
+        return int(resp.by_status.get("running", 0)), bool(resp.capped)
 
     def copy_id(self, job_id: str) -> None:
         self.copy_to_clipboard(job_id)
@@ -299,9 +495,9 @@ class PulseApp(App[None]):
             )
             return False
         if self.conn_state != "connected":
-            when = f" (retrying in {self.retry_in}s)" if self.retry_in else ""
             self.notify(
-                f"not connected to {self.address}{when}; {what} is disabled until the connection is back",
+                f"not connected to {self.address}; {what} is disabled until the connection is back"
+                " (the status bar counts down to the next try; ctrl+r or :reconnect tries now)",
                 severity="warning",
             )
             return False
@@ -327,25 +523,38 @@ class PulseApp(App[None]):
 
     def lost(self, exc: ClientError) -> None:
         if self.conn_state == "connected":
+            self._last_seen = time.monotonic()  # connected until now: a restart is likely
             self.notify(exc.message, severity="warning", timeout=6)
             self._for_screens(lambda s: s.connection_changed(False))
         if self.conn_state not in ("reconnecting", "connecting"):
             self.conn_state = "reconnecting"
             self.connect()
 
+    def action_reconnect(self) -> None:
+        self.reconnect_now()
+
     def reconnect_now(self) -> None:
+        """ctrl+r / `:reconnect`: probe now instead of waiting out the backoff (also re-opens the
+        event stream when connected)."""
+        if self.conn_state != "connected":
+            self.notify(f"reconnecting to {self.address} now")
         self.conn_state = "reconnecting"
         self.connect()
 
+    def _recently_seen(self) -> bool:
+        return bool(self._last_seen) and time.monotonic() - self._last_seen < RECENTLY_SEEN
+
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def connect(self) -> None:
-        delay = BACKOFF_START
         first = not self._connected_once.is_set()
+        delays = backoff_delays(self._recently_seen)
+        self.backoff_waits = []
         while True:
             self.conn_state = "connecting" if first else "reconnecting"
             self.retry_in = 0
+            self.retry_at = 0.0
             try:
-                mode = await self.client.probe()
+                mode = await (self.client.probe() if first else self.client.probe(wait=RECONNECT_PROBE_WAIT))
                 break
             except ClientError as exc:
                 if exc.code == "UNAUTHENTICATED":
@@ -356,11 +565,15 @@ class PulseApp(App[None]):
                     self.notify(exc.message, severity="warning", timeout=6)
                     first = False
                 self.conn_state = "reconnecting"
-                for remaining in range(math.ceil(delay), 0, -1):
-                    self.retry_in = remaining
-                    await asyncio.sleep(1)
-                delay = min(delay * 2, BACKOFF_CAP)
+                wait = next(delays)
+                self.backoff_waits.append(wait)
+                self.retry_at = time.monotonic() + wait
+                while (left := self.retry_at - time.monotonic()) > 0:
+                    self.retry_in = math.ceil(left)
+                    await asyncio.sleep(min(left, left - math.floor(left) or 1.0))
+        self._last_seen = time.monotonic()
         self.retry_in = 0
+        self.retry_at = 0.0
         self.conn_state = "connected"
         self.endpoint_mode = mode
         info = getattr(self.client, "info", None)
@@ -382,6 +595,7 @@ class PulseApp(App[None]):
     async def watch_events(self) -> None:
         try:
             async for ev in self.client.watch_jobs():
+                self._last_seen = time.monotonic()
                 if ev.kind == "upsert":
                     if len(self._pending) >= MAX_PENDING:
                         self._pending.clear()
@@ -391,6 +605,7 @@ class PulseApp(App[None]):
                     self._pending.clear()
                     self._need_resync = True
         except ClientError as exc:
+            self._last_seen = time.monotonic()  # it answered until now
             self.lost(exc)
 
     @work(exclusive=True, group="watch", exit_on_error=False)

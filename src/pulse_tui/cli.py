@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-server", action="store_true", help="TUI: leave the embedded server running on exit"
     )
+    parser.add_argument(
+        "--theme",
+        default="",
+        help="TUI: a Textual theme (textual-light, nord, gruvbox, …); default [tui] theme",
+    )
     parser.set_defaults(func=run_tui)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -189,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
         p = jsub.add_parser(action, parents=[conn, js], help=f"{action} jobs by id")
         p.add_argument("ids", nargs="+", metavar="ID")
         p.set_defaults(func=cmd_jobs_bulk, action=action)
+    p = jsub.add_parser(
+        "delete",
+        parents=[conn, js],
+        help="delete finished jobs by id, or all finished jobs matching --status/--handler (needs --yes)",
+    )
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument(
+        "--status", action="append", default=[], help="completed, failed or cancelled (repeatable)"
+    )
+    p.add_argument("--handler", default="", help="only this handler (a prefix; * and ? glob)")
+    p.add_argument("--limit", type=int, default=10_000, help="at most this many (default 10000)")
+    p.add_argument("--dry-run", action="store_true", help="say how many would go; delete nothing")
+    p.add_argument("--yes", action="store_true", help="delete what the filter matches without asking")
+    p.set_defaults(func=cmd_jobs_delete)
 
     plugins = sub.add_parser("plugins", help="plugins the server runs")
     psub = plugins.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
@@ -217,14 +236,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. With ``--json`` an error is one JSON document on stderr,
+    ``{"error": "…"}``, and the exit status is non-zero, as without it."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except CliError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": exc.message}), file=sys.stderr)
+        else:
+            print(f"error: {exc.message}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`pulse-tui jobs list --json | head`): not an error of ours; keep
+        # the interpreter from complaining again when it flushes stdout at exit
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
 
 
 # ---------------------------------------------------------------- serve
@@ -302,8 +334,16 @@ class ServerProcess:
     line; stderr keeps being drained (into `lines`, and `log_path` if given) so it never blocks."""
 
     def __init__(
-        self, serve_args: list[str], *, env: dict[str, str] | None = None, log_path: Path | None = None
+        self,
+        serve_args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        new_session: bool = False,
     ) -> None:
+        # new_session: the child leads its own session, so closing the terminal (SIGHUP to its
+        # foreground group) does not stop it — the console stops it itself, or keeps it on request
+        self.new_session = new_session
         self.argv = [sys.executable, "-m", "pulse_tui", "serve", *serve_args]
         self.env = env
         self.log_path = log_path
@@ -321,6 +361,7 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             text=True,
             env=self.env,
+            start_new_session=self.new_session,
         )
         threading.Thread(target=self._drain, name="pulse-serve-stderr", daemon=True).start()
         while True:
@@ -416,11 +457,22 @@ def with_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -
 
     config = load_config(getattr(args, "config", None))
     address = getattr(args, "connect", None) or connect_address(config.server.listen)
-    token = resolve_token(args, config)
+    try:
+        token = resolve_token(args, config)
+        missing: CliError | None = None
+    except CliError as exc:  # a bare plugin endpoint needs none; a server says so below
+        token, missing = "", exc
 
     async def run() -> int:
         async with PulseClient(address, token, tls=_tls(args)) as client:
-            await client.probe()
+            try:
+                await client.probe()
+            except ClientError as exc:
+                if missing is not None and exc.code == "UNAUTHENTICATED":
+                    raise missing from None  # the server wants the token we could not find
+                raise
+            if missing is not None and client.mode != "plugin":
+                raise missing
             return await fn(client)
 
     try:
@@ -456,11 +508,13 @@ def job_summary(j: Any) -> dict[str, Any]:
         "status": j.status,
         "progress": {"current": j.progress_current, "total": j.progress_total},
         "attempt_count": j.attempts,
-        "max_attempts": j.max_attempts,
+        "max_attempts": j.max_attempts or None,  # None: unknown (a QueueService-only server)
         "retry_count": j.retry_count,
         "priority": j.priority,
         "error": j.error,
         "plugin": j.plugin,
+        "source": j.source,
+        "parent_job_id": j.parent_job_id or None,
         "created_at": j.created_at or None,
         "started_at": j.started_at or None,
         "completed_at": j.completed_at or None,
@@ -507,9 +561,13 @@ def job_text(d: Any) -> str:
         f"handler   {j.handler}" + (f" (plugin {j.plugin})" if j.plugin else ""),
         f"status    {j.status}",
         f"progress  {_progress(j)}",
-        f"attempts  {j.attempts} (max {j.max_attempts} per run, operator retries {j.retry_count})",
+        f"attempts  {j.attempts} (max {j.max_attempts or 'unknown'} per run, operator retries {j.retry_count})",
         f"created   {_ts(j.created_at)}",
     ]
+    if j.source:
+        lines.append(f"source    {j.source}")
+    if j.parent_job_id:
+        lines.append(f"parent    {j.parent_job_id}")
     if j.error:
         lines.append(f"error     {j.error}")
     for a in d.attempts:
@@ -746,14 +804,75 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     async def run(client: Any) -> int:
         resp = await client.list_jobs(job_filter(args.status, args.handler), limit=args.limit)
         rows = [
-            [j.id, j.handler, j.status, _progress(j), str(j.attempts), _ts(j.created_at), j.error[:60]]
+            [
+                j.id,
+                j.handler,
+                j.status,
+                _progress(j),
+                str(j.attempts),
+                _ts(j.created_at),
+                j.source or "-",
+                j.parent_job_id or "-",
+                j.error[:60],
+            ]
             for j in resp.jobs
         ]
-        text = _table(rows, ["ID", "HANDLER", "STATUS", "PROGRESS", "ATT", "CREATED", "ERROR"])
+        header = ["ID", "HANDLER", "STATUS", "PROGRESS", "ATT", "CREATED", "SOURCE", "PARENT", "ERROR"]
+        text = _table(rows, header)
         if resp.has_more:
             text += f"\n(more jobs; raise --limit, now {args.limit})"
         emit(args, {"jobs": [job_summary(j) for j in resp.jobs], "has_more": resp.has_more}, text)
         return 0
+
+    return with_client(args, run)
+
+
+def cmd_jobs_delete(args: argparse.Namespace) -> int:
+    from pulse_tui.client import job_filter
+    from pulse_tui.pulse.jobs import FINISHED
+
+    if args.ids and (args.status or args.handler):
+        raise CliError("give job ids or --status/--handler, not both", 2)
+    if not args.ids and not (args.status or args.handler):
+        raise CliError("nothing selected: give job ids, or --status/--handler for every match", 2)
+    bad = [s for s in args.status if s not in FINISHED]
+    if bad:
+        raise CliError(
+            f"only finished jobs can be deleted; --status {bad[0]} is not one of {', '.join(sorted(FINISHED))}",
+            2,
+        )
+    if not 1 <= args.limit <= 100_000:
+        raise CliError(f"--limit must be between 1 and 100000, got {args.limit}", 2)
+    handler = args.handler
+    glob = handler if any(c in handler for c in "*?") else (handler + "*" if handler else "")
+    flt = job_filter(args.status or sorted(FINISHED), handler_glob=glob)
+
+    async def run(client: Any) -> int:
+        if args.ids:
+            resp = await client.delete_jobs(list(args.ids), dry_run=args.dry_run)
+        else:
+            resp = await client.delete_jobs(flt=flt, limit=args.limit, dry_run=True)
+            n = len(resp.affected_ids)
+            more = "+" if resp.truncated else ""
+            if not args.yes or args.dry_run:
+                emit(
+                    args,
+                    {"would_delete": n, "truncated": resp.truncated, "deleted": 0},
+                    f"would delete {n:,}{more} finished job(s)"
+                    + ("" if args.dry_run else "; add --yes to delete them"),
+                )
+                return 0
+            resp = await client.delete_jobs(flt=flt, limit=args.limit)
+        verb = "would delete" if args.dry_run else "deleted"
+        doc = {
+            "deleted" if not args.dry_run else "would_delete": list(resp.affected_ids),
+            "failures": [{"id": f.id, "error": f.error} for f in resp.failures],
+        }
+        emit(args, doc, f"{verb} {len(resp.affected_ids):,} job(s)")
+        if not args.json:
+            for f in resp.failures:
+                print(f"error: {f.error}", file=sys.stderr)
+        return 1 if resp.failures else 0
 
     return with_client(args, run)
 
@@ -799,6 +918,32 @@ def _plugin_doc(p: Any) -> dict[str, Any]:
 
 def cmd_plugins_list(args: argparse.Namespace) -> int:
     async def run(client: Any) -> int:
+        if client.mode == "plugin":  # a bare plugin endpoint: its own metadata and health
+            info = await client.plugin_endpoint()
+            doc = {
+                "endpoint": client.address,
+                "name": info.name,
+                "version": info.version,
+                "description": info.description,
+                "author": info.author,
+                "license": info.license,
+                "healthy": info.healthy,
+                "health_message": info.health_message,
+                "health_details": dict(info.health_details),
+                "handlers": None,  # announced to a host at Initialize, not to a client
+            }
+            health = "healthy" if info.healthy else f"unhealthy: {info.health_message}"
+            lines = [
+                f"bare plugin endpoint {client.address}",
+                f"plugin    {info.name} {info.version}",
+                f"health    {health}",
+            ]
+            lines += [f"          {k}: {v}" for k, v in sorted(info.health_details.items())]
+            if info.author or info.license:
+                lines.append(f"author    {info.author or '—'}   license {info.license or '—'}")
+            lines.append("handlers  unknown (a plugin announces its handlers to the host at Initialize)")
+            emit(args, doc, "\n".join(lines))
+            return 0
         plugins = await client.list_plugins()
         rows = [
             [p.name, p.state, p.version, str(p.restarts), ", ".join(p.handlers), p.last_error[:50]]
@@ -895,6 +1040,7 @@ def run_tui(args: argparse.Namespace) -> int:
     config = load_config(getattr(args, "config", None))
     address = getattr(args, "connect", None)
     child: ServerProcess | None = None
+    app: PulseApp | None = None
     if address is None:
         address = connect_address(config.server.listen)
         if not _answers(address):
@@ -921,11 +1067,17 @@ def run_tui(args: argparse.Namespace) -> int:
             config=config,
             demo=not args.no_demo,
             tls=_tls(args),
+            embedded=child is not None,
+            theme=args.theme or config.tui.theme,
+            theme_file=Path(config.server.data_dir).expanduser() / "tui-theme",
         )
         app.run()
+        if child is not None and app.keep_server and not args.keep_server:
+            pid = child.proc.pid if child.proc is not None else "?"
+            print(f"pulse-tui: the server at {address} keeps running (pid {pid}); `pulse-tui` attaches to it")
         return int(getattr(app, "return_code", 0) or 0)
     finally:
-        if child is not None and not args.keep_server:
+        if child is not None and not args.keep_server and not (app is not None and app.keep_server):
             child.stop()
 
 
@@ -948,6 +1100,6 @@ def _start_embedded(args: argparse.Namespace, config: Config) -> ServerProcess:
     serve_args: list[str] = ["--grace", str(EMBEDDED_GRACE_SECS)]
     if getattr(args, "config", None):
         serve_args += ["--config", args.config]
-    child = ServerProcess(serve_args, log_path=data_dir / "server.log")
+    child = ServerProcess(serve_args, log_path=data_dir / "server.log", new_session=True)
     child.start()
     return child

@@ -17,6 +17,7 @@ when to try again and how to show it.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
             "cancel",
             "retry",
             "bulk",
+            "delete",
             "plugins",
             "handlers",
             "scripts",
@@ -130,17 +132,38 @@ class PluginEndpointInfo:
     config_schema: list[operator_pb2.ConfigField] = field(default_factory=list)
 
 
-def job_filter(statuses: Iterable[str] = (), handler: str = "", text: str = "") -> operator_pb2.JobFilter:
-    return operator_pb2.JobFilter(statuses=list(statuses), handler=handler, text=text)
+def job_filter(
+    statuses: Iterable[str] = (),
+    handler: str = "",
+    text: str = "",
+    *,
+    handler_glob: str = "",
+    payload: str = "",
+    error: str = "",
+) -> operator_pb2.JobFilter:
+    return operator_pb2.JobFilter(
+        statuses=list(statuses),
+        handler=handler,
+        text=text,
+        handler_glob=handler_glob,
+        payload=payload,
+        error=error,
+    )
 
 
 def filter_matches(flt: operator_pb2.JobFilter | None, job: operator_pb2.Job) -> bool:
-    """Client-side twin of the server's JobFilter semantics."""
+    """Client-side twin of the server's JobFilter semantics. A list Job carries no payload: a
+    ``payload`` criterion is not checked here (a payload never changes, so a row that matched still
+    does; a job new to the list needs the server to say — see JobTable.upsert)."""
     if flt is None:
         return True
     if flt.statuses and job.status not in flt.statuses:
         return False
     if flt.handler and job.handler != flt.handler:
+        return False
+    if flt.handler_glob and not fnmatch.fnmatchcase(job.handler, flt.handler_glob):
+        return False
+    if flt.error and flt.error.lower() not in job.error.lower():
         return False
     if flt.text:
         t = flt.text.lower()
@@ -191,6 +214,7 @@ class PulseClient:
         self._tls = tls
         self._channel: grpc.aio.Channel | None = None
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.retried_as: dict[str, str] = {}  # compat retries: old job id -> the new copy's id
 
     # ------------------------------------------------------------------ plumbing
 
@@ -198,7 +222,14 @@ class PulseClient:
         """Create the channel lazily: grpc.aio binds it to the running event loop."""
         if self._channel is not None:
             return
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        options = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            # the console paces reconnects itself (capped, jittered): the channel's own backoff
+            # (up to 120 s by default) must not keep it failing fast after the server is back
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.min_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
         if self._tls:
             tls = self._tls
             creds = tls if isinstance(tls, grpc.ChannelCredentials) else grpc.ssl_channel_credentials()
@@ -249,7 +280,10 @@ class PulseClient:
     def _error(self, exc: grpc.aio.AioRpcError) -> ClientError:
         code = exc.code()
         detail = exc.details() or ""
-        return ClientError(code.name, _human(code, detail, self.address), detail)
+        message = _human(code, detail, self.address)
+        if self.mode == PLUGIN:  # not a server: the hint is about the plugin process
+            message = message.replace("is `pulse-tui serve` running?", "is the plugin process still running?")
+        return ClientError(code.name, message, detail)
 
     async def _call(self, method, request, *, timeout: float | None = None):  # noqa: ANN001, ANN202
         try:
@@ -265,14 +299,19 @@ class PulseClient:
                 f"{capability} is not available on {self.address} ({mode} endpoint)",
             )
 
-    async def probe(self) -> str:
+    async def probe(self, wait: float = 0.0) -> str:
         """Find out what the endpoint speaks; sets and returns :attr:`mode`.
 
+        With ``wait`` (seconds) the first call waits that long for the channel to (re)connect
+        instead of failing at once (a reconnect: the server may be coming back right now).
         Raises ClientError for an unreachable server or a rejected token.
         """
         try:
             self.info = await self._op.GetServerInfo(
-                operator_pb2.ServerInfoRequest(), metadata=self._metadata, timeout=self.timeout
+                operator_pb2.ServerInfoRequest(),
+                metadata=self._metadata,
+                timeout=wait or self.timeout,
+                wait_for_ready=bool(wait),
             )
             self.mode = OPERATOR
             return self.mode
@@ -334,11 +373,14 @@ class PulseClient:
         after_seq: int | None = None,
         oldest_first: bool = False,
         offset: int = 0,
+        sort_by: str = "",
     ) -> operator_pb2.ListJobsResponse:
         self._need("jobs")
         if self.mode == COMPAT:
             return await self._compat_list(flt, limit=limit, after_seq=after_seq, offset=offset)
-        req = operator_pb2.ListJobsRequest(filter=flt, limit=limit, oldest_first=oldest_first, offset=offset)
+        req = operator_pb2.ListJobsRequest(
+            filter=flt, limit=limit, oldest_first=oldest_first, offset=offset, sort_by=sort_by
+        )
         if after_seq is not None:
             req.after_seq = after_seq
         return await self._call(self._op.ListJobs, req)
@@ -473,6 +515,18 @@ class PulseClient:
                 ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
             return await self._compat_bulk(ids, self._compat_retry_one, dry_run)
         return await self._call(self._op.RetryJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+
+    async def delete_jobs(
+        self,
+        ids: Sequence[str] = (),
+        flt: operator_pb2.JobFilter | None = None,
+        *,
+        limit: int = 0,
+        dry_run: bool = False,
+    ) -> operator_pb2.BulkResponse:
+        """Delete finished jobs (by ids, or those matching ``flt`` up to ``limit``)."""
+        self._need("delete")
+        return await self._call(self._op.DeleteJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
 
     async def cancel(self, job_id: str) -> operator_pb2.BulkResponse:
         resp = await self.cancel_jobs([job_id])
@@ -653,6 +707,8 @@ class PulseClient:
         self._compat_check(resp.success, resp.error)
 
     async def _compat_retry_one(self, job_id: str, dry_run: bool) -> None:
+        """QueueService has no retry: enqueue a copy (parent_job_id = the old one); its id is
+        remembered in ``retried_as``."""
         q = await self._compat_get(job_id)
         if q.status not in ("failed", "cancelled"):
             raise ClientError(
@@ -669,7 +725,7 @@ class PulseClient:
             retry_count=q.retry_count + 1,
             cost_estimate=q.cost_estimate,
         )
-        await self._compat_enqueue(copy)
+        self.retried_as[job_id] = await self._compat_enqueue(copy)
 
     async def _compat_bulk(self, ids: Sequence[str], one, dry_run: bool) -> operator_pb2.BulkResponse:  # noqa: ANN001
         resp = operator_pb2.BulkResponse(matched=len(ids))

@@ -95,6 +95,7 @@ class PluginConfig:
 @dataclass(slots=True)
 class TuiConfig:
     keys: dict[str, str] = field(default_factory=dict)  # binding id -> key
+    theme: str = ""  # a Textual theme name ("" = textual-dark, or the last one picked)
 
 
 @dataclass(slots=True)
@@ -168,9 +169,18 @@ durability = "{s.durability}"               # SQLite: "full" = an acknowledged j
 [handler_limits]
 # "demo.sleep" = 2
 
-# Console key bindings: binding id = key.
+# Console colours: a Textual theme (textual-light, nord, gruvbox, tokyo-night, catppuccin-latte,
+# solarized-light, …); ctrl+p "Change theme" picks one and remembers it in the data dir.
+[tui]
+# theme = "textual-dark"
+
+# Console key bindings: binding id = key (the ids are in the help, `?`, on each screen;
+# an unknown id is reported at start with the list of valid ones).
 [tui.keys]
-# quit = "q"
+# "app.back" = "q"
+# "jobs.filter" = "slash"
+# "jobs.retry_all" = "R"
+# "table.down" = "down,j"
 """
 
 
@@ -254,10 +264,11 @@ class _Parser:
         for handler, value in self._table(data, ("handler_limits",)).items():
             limits[handler] = self._int(value, ("handler_limits", handler), minimum=1)
         tui = self._table(data, ("tui",))
-        self._known(tui, ("tui",), ("keys",))
+        self._known(tui, ("tui",), ("keys", "theme"))
+        theme = self._str(tui["theme"], ("tui", "theme")) if "theme" in tui else ""
         keys = self._string_map(self._table(tui, ("tui", "keys")), ("tui", "keys"))
         return Config(
-            server=server, plugins=plugins, handlers=pins, handler_limits=limits, tui=TuiConfig(keys)
+            server=server, plugins=plugins, handlers=pins, handler_limits=limits, tui=TuiConfig(keys, theme)
         )
 
     # ------------------------------------------------------------ sections

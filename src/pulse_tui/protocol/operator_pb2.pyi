@@ -113,28 +113,36 @@ class JobDetail(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., payload: _Optional[bytes] = ..., result: _Optional[bytes] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ...) -> None: ...
 
 class JobFilter(_message.Message):
-    __slots__ = ("statuses", "handler", "text")
+    __slots__ = ("statuses", "handler", "text", "handler_glob", "payload", "error")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_GLOB_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[str]
     handler: str
     text: str
-    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., handler: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+    handler_glob: str
+    payload: str
+    error: str
+    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., handler: _Optional[str] = ..., text: _Optional[str] = ..., handler_glob: _Optional[str] = ..., payload: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("filter", "limit", "after_seq", "oldest_first", "offset")
+    __slots__ = ("filter", "limit", "after_seq", "oldest_first", "offset", "sort_by")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     OLDEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SORT_BY_FIELD_NUMBER: _ClassVar[int]
     filter: JobFilter
     limit: int
     after_seq: int
     oldest_first: bool
     offset: int
-    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., limit: _Optional[int] = ..., after_seq: _Optional[int] = ..., oldest_first: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
+    sort_by: str
+    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., limit: _Optional[int] = ..., after_seq: _Optional[int] = ..., oldest_first: _Optional[bool] = ..., offset: _Optional[int] = ..., sort_by: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "has_more", "next_after_seq")

@@ -84,6 +84,11 @@ class OperatorServiceStub:
                 request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.SerializeToString,
                 response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.FromString,
                 _registered_method=True)
+        self.DeleteJobs = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/DeleteJobs',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.FromString,
+                _registered_method=True)
         self.ListPlugins = channel.unary_unary(
                 '/pulse.operator.v1.OperatorService/ListPlugins',
                 request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ListPluginsRequest.SerializeToString,
@@ -194,6 +199,14 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteJobs(self, request, context):
+        """Delete finished jobs (completed, failed, cancelled) with their attempts and logs; others are
+        refused per job. Admin only. Watchers get a resync (a deleted job has no event of its own).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPlugins(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -298,6 +311,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
             ),
             'RetryJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.RetryJobs,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.SerializeToString,
+            ),
+            'DeleteJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJobs,
                     request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.FromString,
                     response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.SerializeToString,
             ),
@@ -615,6 +633,33 @@ class OperatorService:
             request,
             target,
             '/pulse.operator.v1.OperatorService/RetryJobs',
+            pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/DeleteJobs',
             pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.SerializeToString,
             pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.FromString,
             options,

@@ -39,6 +39,7 @@ from pulse_tui.pulse.jobs import (
     COMPLETED,
     DEFAULT_MAX_ATTEMPTS,
     FAILED,
+    FINISHED,
     MAX_PAYLOAD_BYTES,
     OUTCOME_CANCELLED,
     OUTCOME_COMPLETED,
@@ -58,6 +59,7 @@ from pulse_tui.pulse.jobs import (
     check_operator_retry,
     check_transition,
     new_job_id,
+    sort_sql,
 )
 from pulse_tui.pulse.store.base import Finish, Store
 
@@ -398,6 +400,32 @@ class Engine:
             raise NotFound(f"no job with id {job_id!r}")
         return self._overlay(job)
 
+    async def delete_jobs(self, ids: list[str], *, dry_run: bool = False) -> tuple[list[str], dict[str, str]]:
+        """Delete finished jobs by id: (deleted ids, {id: why not} for the others). Queued, paused
+        and running jobs are refused (cancel them first); unknown ids are reported."""
+        refused: dict[str, str] = {}
+        finished: list[str] = []
+        for job_id in dict.fromkeys(ids):
+            job = await self.store.get(job_id, with_payload=False)
+            if job is None:
+                refused[job_id] = f"no job with id {job_id!r}"
+            elif job.status not in FINISHED:
+                refused[job_id] = (
+                    f"job {job_id} is {job.status}; only finished jobs can be deleted (cancel it first)"
+                )
+            else:
+                finished.append(job_id)
+        if dry_run or not finished:
+            return finished, refused
+        deleted = await self.store.delete(finished, tuple(FINISHED))
+        gone = set(deleted)
+        for job_id in finished:
+            if job_id not in gone:  # changed (a retry) between the check and the delete
+                refused[job_id] = f"job {job_id} changed while deleting; try again"
+        if deleted:
+            self.bus.resync_all()
+        return deleted, refused
+
     async def get_detail(self, job_id: str) -> JobDetail:
         d = await self.store.detail(job_id)
         if d is None:
@@ -418,14 +446,21 @@ class Engine:
         after_seq: int | None = None,
         oldest_first: bool = False,
         offset: int = 0,
+        sort_by: str = "",
     ) -> tuple[list[Job], bool]:
         self._check_filter(flt)
+        sort_sql(sort_by, True)  # an unknown column is a ValidationError before any query
+        if sort_by and after_seq is not None:
+            raise ValidationError("after_seq pages the seq order; a sorted listing pages by offset")
         if limit < 0:
             raise ValidationError(f"limit must not be negative, got {limit}")
         if offset < 0:
             raise ValidationError(f"offset must not be negative, got {offset}")
         limit = min(limit or 100, MAX_LIST_LIMIT)
-        jobs = await self.store.list(flt, limit + 1, after_seq, oldest_first, offset)
+        if sort_by:
+            jobs = await self.store.list(flt, limit + 1, after_seq, oldest_first, offset, sort_by=sort_by)
+        else:
+            jobs = await self.store.list(flt, limit + 1, after_seq, oldest_first, offset)
         has_more = len(jobs) > limit
         return [self._overlay(j) for j in jobs[:limit]], has_more
 
@@ -472,7 +507,10 @@ class Engine:
         bad = [s for s in flt.statuses if s not in STATUSES]
         if bad:
             raise ValidationError(f"unknown status {bad[0]!r}; statuses are {', '.join(STATUSES)}")
-        if len(flt.text) > 200 or len(flt.handler) > 200:
+        if (
+            max(len(flt.text), len(flt.handler), len(flt.handler_glob), len(flt.payload), len(flt.error))
+            > 200
+        ):
             raise ValidationError("filter text is too long (200 characters at most)")
 
     def _overlay(self, job: Job) -> Job:

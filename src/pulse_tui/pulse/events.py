@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from pulse_tui.pulse.jobs import Job, JobFilter
 
@@ -40,7 +41,11 @@ class Watcher:
 
     def _wants(self, job: Job) -> bool:
         flt = self.filter
-        if flt is None or flt.matches(job):
+        if flt is None:
+            return True
+        if flt.payload and not job.payload:  # snapshots carry no payload: let the viewer decide
+            flt = replace(flt, payload="")
+        if flt.matches(job):
             return True
         # a job leaving the filter's view still matters to the viewer (e.g. running -> completed on
         # a "running" tab): whether the watcher saw it before is not knowable cheaply, so
@@ -110,12 +115,8 @@ class Watcher:
 
 
 def _matches_ignoring_status(flt: JobFilter, job: Job) -> bool:
-    if flt.handler and job.handler != flt.handler:
-        return False
-    if flt.text:
-        t = flt.text.lower()
-        return t in job.id.lower() or t in job.handler.lower() or t in job.error.lower()
-    return True
+    # published snapshots carry no payload (watchers fetch it): a payload filter passes them through
+    return replace(flt, statuses=(), payload="").matches(job)
 
 
 class EventBus:
@@ -186,6 +187,12 @@ class EventBus:
             else:
                 del self._log[:drop]
             self._base = low
+
+    def resync_all(self) -> None:
+        """Tell every watcher to refetch (jobs were deleted: there is no event for a row gone)."""
+        for w in self._watchers:
+            w.resync = True
+            w._event.set()
 
     def watch(self, flt: JobFilter | None = None, max_pending: int | None = None) -> Watcher:
         w = Watcher(self, flt, max_pending or self.max_pending)

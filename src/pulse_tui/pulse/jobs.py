@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 
-from pulse_tui.pulse.errors import Precondition
+from pulse_tui.pulse.errors import Precondition, ValidationError
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -163,16 +164,63 @@ class LogEntry:
     metadata: str = ""
 
 
+# Columns a listing may be sorted by (ListJobsRequest.sort_by) → the SQL expression. Ties (and
+# "") go by seq, the insertion order. status, handler and id ride an index; the others sort the
+# matching rows for each page (see README: sorting 1M jobs).
+SORT_COLUMNS: dict[str, str] = {
+    "id": "id",
+    "handler": "handler",
+    "status": "status",
+    "priority": "priority",
+    "attempts": "attempts",
+    "progress": "(CASE WHEN progress_total > 0 THEN progress_current * 1.0 / progress_total ELSE 0 END)",
+    "created": "seq",
+    "started": "started_at",
+    "finished": "completed_at",
+    "updated": "updated_at",
+    "error": "error",
+}
+
+
+# Columns no index orders: a sort by one of them ranks the newest SORT_SCOPE matching jobs only
+# (one page of 1M jobs sorted by error took 1.4-2.8 s; within 50,000 it takes ~0.1 s).
+INDEXED_SORTS = frozenset({"", "id", "handler", "status", "created"})
+SORT_SCOPE = 50_000
+
+
+def sort_scope(sort_by: str) -> int:
+    """How many of the newest matching jobs a sort by this column ranks (0 = all)."""
+    return 0 if sort_by in INDEXED_SORTS else SORT_SCOPE
+
+
+def sort_sql(sort_by: str, desc: bool) -> str:
+    """ORDER BY text for a listing (seq breaks ties in the same direction)."""
+    if sort_by and sort_by not in SORT_COLUMNS:
+        raise ValidationError(f"cannot sort by {sort_by!r}; one of {', '.join(SORT_COLUMNS)}")
+    d = "DESC" if desc else "ASC"
+    expr = SORT_COLUMNS.get(sort_by, "seq")
+    return f"seq {d}" if expr == "seq" else f"{expr} {d}, seq {d}"
+
+
 @dataclass(slots=True)
 class JobFilter:
     statuses: tuple[str, ...] = ()
     handler: str = ""
     text: str = ""
+    handler_glob: str = ""  # `*` / `?` glob over the handler name (case-sensitive)
+    payload: str = ""  # substring of the payload bytes (case-sensitive)
+    error: str = ""  # substring of the last error (case-insensitive)
 
     def matches(self, job: Job) -> bool:
         if self.statuses and job.status not in self.statuses:
             return False
         if self.handler and job.handler != self.handler:
+            return False
+        if self.handler_glob and not fnmatch.fnmatchcase(job.handler, self.handler_glob):
+            return False
+        if self.payload and self.payload.encode() not in job.payload:
+            return False
+        if self.error and self.error.lower() not in job.error.lower():
             return False
         if self.text:
             t = self.text.lower()

@@ -94,7 +94,7 @@ class PluginProxyHandler:
                 # Nobody cancelled us: grpc.aio reports a call cut off by closing its channel (the
                 # host closing a dead or drained instance) as CancelledError. That is a lost plugin.
                 raise HandlerError(
-                    f"plugin {self.plugin} went away while the job ran (connection closed); the job will be retried",
+                    f"plugin {self.plugin} went away while the job ran (connection closed); retried while attempts remain",
                     outcome=jobs.OUTCOME_UNAVAILABLE,
                     retryable=True,
                 ) from None
@@ -115,7 +115,7 @@ class PluginProxyHandler:
             )
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             return HandlerError(
-                f"plugin {self.plugin} unavailable ({code.name}: {details}); the job will be retried",
+                f"plugin {self.plugin} unavailable ({code.name}: {details}); retried while attempts remain",
                 outcome=jobs.OUTCOME_UNAVAILABLE,
                 retryable=True,
             )

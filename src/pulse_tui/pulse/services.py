@@ -275,7 +275,12 @@ def check_status(status: str) -> str:
 
 def job_filter(f: op.JobFilter) -> JobFilter:
     return JobFilter(
-        statuses=tuple(check_status(s) for s in dict.fromkeys(f.statuses)), handler=f.handler, text=f.text
+        statuses=tuple(check_status(s) for s in dict.fromkeys(f.statuses)),
+        handler=f.handler,
+        text=f.text,
+        handler_glob=f.handler_glob,
+        payload=f.payload,
+        error=f.error,
     )
 
 
@@ -603,6 +608,7 @@ class OperatorService(op_grpc.OperatorServiceServicer):
             after_seq=after,
             oldest_first=request.oldest_first,
             offset=request.offset,
+            sort_by=request.sort_by,
         )
         routable = self.ctx.routable()
         return op.ListJobsResponse(
@@ -765,6 +771,26 @@ class OperatorService(op_grpc.OperatorServiceServicer):
     @_operator_rpc("retry jobs")
     async def RetryJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
         return await self._bulk(request, QUEUED, self.engine.retry)
+
+    @_operator_rpc("delete jobs")
+    async def DeleteJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
+        ids, truncated = await self._select(request)
+        deleted, refused = await self.engine.delete_jobs(ids, dry_run=request.dry_run)
+        resp = op.BulkResponse(matched=len(ids), truncated=truncated, affected_ids=deleted)
+        resp.failures.extend(op.ActionFailure(id=i, error=e) for i, e in refused.items())
+        return resp
+
+    async def _select(self, sel: op.JobSelector) -> tuple[list[str], bool]:
+        if sel.ids:
+            ids = list(dict.fromkeys(sel.ids))
+            if len(ids) > SELECT_MAX:
+                raise ValidationError(f"at most {SELECT_MAX:,} ids per request, got {len(ids):,}")
+            return ids, False
+        if sel.limit < 0:
+            raise ValidationError(f"limit must not be negative, got {sel.limit}")
+        if sel.limit > SELECT_MAX:
+            raise ValidationError(f"limit must be at most {SELECT_MAX:,}, got {sel.limit:,}")
+        return await self.engine.select_ids(job_filter(sel.filter), sel.limit or SELECT_DEFAULT)
 
     async def _bulk(
         self, sel: op.JobSelector, target: str, action: Callable[[str], Awaitable[Job]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -41,6 +42,25 @@ class PulseScreen(Screen):
         if action in self.MUTATING and self.pulse.read_only:
             return False
         return True
+
+    def on_key(self, event: events.Key) -> None:
+        """A key of an action read-only mode hides still gets an answer: say why nothing happens."""
+        if not self.MUTATING or not self.pulse.read_only:
+            return
+        try:
+            bindings = self._bindings.get_bindings_for_key(event.key)
+        except Exception:  # noqa: BLE001 — no binding for this key
+            return
+        for b in bindings:
+            if b.action in self.MUTATING:
+                event.stop()
+                why = (
+                    "the server granted a read-only token"
+                    if self.pulse.client.read_only
+                    else "the console was started with --read-only"
+                )
+                self.notify(f"read-only: {b.description.lower()} is disabled ({why})", severity="warning")
+                return
 
     def on_resize(self) -> None:
         self.pulse.check_size()

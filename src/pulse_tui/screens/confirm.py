@@ -68,3 +68,47 @@ async def confirm_cancel(screen: Screen, job: Any) -> bool:
             )
         )
     )
+
+
+class QuitScreen(ModalScreen[str]):
+    """Leaving the console would stop its embedded server while jobs run: stop, keep, or stay.
+
+    Dismisses with ``"stop"`` (quit and stop the server; running jobs are re-queued),
+    ``"keep"`` (quit and leave the server running) or ``"stay"``."""
+
+    BINDINGS = [
+        Binding("s", "answer('stop')", "Stop server", id="quit.stop"),
+        Binding("k", "answer('keep')", "Keep server", id="quit.keep"),
+        Binding("n,escape,q", "answer('stay')", "Stay", id="quit.stay"),
+    ]
+
+    def __init__(self, address: str, running: int, capped: bool = False) -> None:
+        super().__init__()
+        self.address = address
+        self.running = running
+        self.capped = capped
+
+    def compose(self) -> ComposeResult:
+        n = f"{self.running:,}{'+' if self.capped else ''}"
+        with Vertical(id="quit-dialog", classes="dialog"):
+            yield Static("Quit pulse-tui", classes="dialog-title")
+            yield Static(
+                f"This console started the server at {self.address}; {n} job(s) are running. "
+                "Stop it and they are re-queued (their progress is lost); keep it and they "
+                "finish (the next `pulse-tui` attaches to it).",
+                id="confirm-message",
+                markup=False,
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Keep server, quit (k)", id="keep", variant="primary", compact=True)
+                yield Button("Stop server, quit (s)", id="stop", variant="error", compact=True)
+                yield Button("Stay (n)", id="stay", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#keep", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "stay")
+
+    def action_answer(self, choice: str) -> None:
+        self.dismiss(choice)

@@ -30,6 +30,7 @@ from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.script_template import NAME_RULE, template, valid_name
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.data_table import PulseDataTable
 from pulse_tui.widgets.json_view import pretty_json
 from pulse_tui.widgets.progress_cell import progress_text
 
@@ -113,12 +114,12 @@ class NewScriptScreen(ModalScreen[str | None]):
             hint.update(Text(f"use {NAME_RULE}", style=DIM))
             return False
         if not valid_name(name):
-            hint.update(Text(f"✘ {name!r} is not a script name: use {NAME_RULE}", style=BAD))
+            hint.update(Text(f"✘ {name!r} is not a script name: use {NAME_RULE}", style=fmt.C(BAD)))
             return False
         if name in self.taken:
-            hint.update(Text(f"✘ {name} exists already: open it from the list", style=BAD))
+            hint.update(Text(f"✘ {name} exists already: open it from the list", style=fmt.C(BAD)))
             return False
-        hint.update(Text(f"→ handler {handler_of(name)}, starting from the template", style=OK))
+        hint.update(Text(f"→ handler {handler_of(name)}, starting from the template", style=fmt.C(OK)))
         return True
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -181,7 +182,7 @@ class EditorScreen(PulseScreen):
         with Horizontal(id="editor-body"):
             with Vertical(id="editor-side"):
                 yield Static("Scripts", classes="pane-title")
-                yield DataTable(id="scripts-table", cursor_type="row")
+                yield PulseDataTable(id="scripts-table", cursor_type="row")
                 yield Static("Test run  (f5)", classes="pane-title")
                 yield Input(DEFAULT_PAYLOAD, placeholder="payload JSON", id="run-payload")
                 with VerticalScroll(id="run-scroll"):
@@ -246,7 +247,7 @@ class EditorScreen(PulseScreen):
 
     def problem(self, message: str | Text, style: str = BAD) -> None:
         out = self.query_one("#editor-problem", Static)
-        text = message if isinstance(message, Text) else Text(message, style=style)
+        text = message if isinstance(message, Text) else Text(message, style=fmt.C(style))
         self.last_problem = text.plain
         out.update(text)
         out.display = bool(text.plain)
@@ -264,17 +265,17 @@ class EditorScreen(PulseScreen):
             t.append(handler_of(self.name_), style="bold")
             t.append(f"  {self.name_}.py", style=DIM)
             if self.is_new:
-                t.append("  ● new, not saved", style=f"bold {WARN}")
+                t.append("  ● new, not saved", style=fmt.C(f"bold {WARN}"))
             elif self.dirty:
-                t.append("  ● modified", style=f"bold {WARN}")
+                t.append("  ● modified", style=fmt.C(f"bold {WARN}"))
             elif self.live:
-                t.append("  ● live", style=OK)
+                t.append("  ● live", style=fmt.C(OK))
             else:
-                t.append("  ○ saved, not announced", style=WARN)
+                t.append("  ○ saved, not announced", style=fmt.C(WARN))
             if self.pending_ix is not None:
-                t.append("  · ix runs after save", style="italic #bb9af7")
+                t.append("  · ix runs after save", style=fmt.C("italic #bb9af7"))
         if self.pulse.read_only:
-            t.append("  READ-ONLY", style=f"bold reverse {WARN}")
+            t.append("  READ-ONLY", style=fmt.C(f"bold reverse {WARN}"))
         self.query_one("#editor-file", Static).update(t)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
@@ -320,7 +321,7 @@ class EditorScreen(PulseScreen):
         for s in self.scripts:
             table.add_row(
                 Text(s.name, style="bold"),
-                Text(" ●", style=OK) if s.live else Text(" ○", style=WARN),
+                Text(" ●", style=fmt.C(OK)) if s.live else Text(" ○", style=fmt.C(WARN)),
                 Text(short_ago(s.modified_at, now), style=DIM),
                 key=s.name,
             )
@@ -365,6 +366,10 @@ class EditorScreen(PulseScreen):
     # ------------------------------------------------------------------ opening
 
     def load(self, name: str, code: str, version: str, *, live: bool = False) -> None:
+        if name != self.name_ and self.run_job is not None:
+            # another script: the last test run's result belongs to the one before
+            self.run_job, self.run_detail = None, None
+            self._run_message(Text(""))
         self.name_ = name
         self.version = version
         self.saved_code = code if version else ""
@@ -411,7 +416,10 @@ class EditorScreen(PulseScreen):
         if existing is not None:
             self.load(existing.name, existing.code, existing.version, live=existing.live)
             self.problem(
-                Text(f"{name} exists already: opened the saved script (ctrl+s saves it again).", style=WARN)
+                Text(
+                    f"{name} exists already: opened the saved script (ctrl+s saves it again).",
+                    style=fmt.C(WARN),
+                )
             )
         else:
             self.load(name, template(name), "")
@@ -486,12 +494,13 @@ class EditorScreen(PulseScreen):
         self.version = resp.script.version
         self.saved_code = resp.script.code or code
         self.live = resp.live
-        ok = Text(f"✔ saved {handler_of(name)}", style=OK)
+        ok = Text(f"✔ saved {handler_of(name)}", style=fmt.C(OK))
         if resp.live:
-            ok.append(" — live: announced by the python plugin", style=OK)
+            ok.append(" — live: announced by the python plugin", style=fmt.C(OK))
         else:
             ok.append(
-                " — not live yet" + (f": {resp.reload_message}" if resp.reload_message else ""), style=WARN
+                " — not live yet" + (f": {resp.reload_message}" if resp.reload_message else ""),
+                style=fmt.C(WARN),
             )
         self.problem(ok)
         self._render_file()
@@ -521,11 +530,13 @@ class EditorScreen(PulseScreen):
         try:
             json.loads(raw)
         except ValueError as exc:
-            self._run_message(Text(f"✘ the payload is not JSON: {exc}", style=BAD))
+            self._run_message(Text(f"✘ the payload is not JSON: {exc}", style=fmt.C(BAD)))
             self.query_one("#run-payload", Input).focus()
             return
         if self.dirty and not await self.save():  # a test run runs what is saved
-            self._run_message(Text("not run: the script was not saved (see under the code)", style=WARN))
+            self._run_message(
+                Text("not run: the script was not saved (see under the code)", style=fmt.C(WARN))
+            )
             return
         await self._enqueue(self.name_, raw, test=True)
 
@@ -542,7 +553,7 @@ class EditorScreen(PulseScreen):
         except ClientError as exc:
             if exc.unavailable:
                 self.pulse.report(exc)
-            self._run_message(Text(f"✘ not enqueued: {exc.message}", style=BAD))
+            self._run_message(Text(f"✘ not enqueued: {exc.message}", style=fmt.C(BAD)))
             return None
         self.run_job, self.run_detail = job, None
         self._render_run()
@@ -608,18 +619,18 @@ class EditorScreen(PulseScreen):
             if job.completed_at and job.started_at:
                 took = f" in {fmt.duration(job.completed_at - job.started_at)}"
             if job.status == "completed":
-                parts.append(Text(f"completed{took}", style=OK))
+                parts.append(Text(f"completed{took}", style=fmt.C(OK)))
                 text, _ok = pretty_json(detail.result)
                 parts.append(Text("result", style="bold"))
                 parts.append(Text(text or "(no result)", style="" if text else "dim italic"))
             else:
-                parts.append(Text(f"{job.status}{took}", style=BAD if job.status == "failed" else DIM))
+                parts.append(Text(f"{job.status}{took}", style=fmt.C(BAD) if job.status == "failed" else DIM))
                 if job.error:
-                    parts.append(Text(job.error, style=BAD))
+                    parts.append(Text(job.error, style=fmt.C(BAD)))
             trace = [e.message for e in detail.logs if e.stage == "exception" and e.message.strip()]
             if trace:
                 parts.append(Text("traceback", style="bold"))
-                parts.append(Text(trim_traceback(trace[-1]), style="#db4b4b"))
+                parts.append(Text(trim_traceback(trace[-1]), style=fmt.C("#db4b4b")))
             logs = [e for e in detail.logs if e.stage != "exception"]
             if logs:
                 parts.append(Text("logs", style="bold"))

@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 
 from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
+from pulse_tui.widgets import fmt
 
 MAX_MATCHES = 6
 
@@ -62,12 +63,22 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
                 with Vertical():
                     yield Label("Priority")
                     yield Input("0", type="integer", id="enqueue-priority")
+            yield Static(
+                "Timeout, max attempts and priority are not available in compat mode (QueueService has"
+                " no such fields): the server's defaults apply.",
+                id="enqueue-compat",
+                classes="hint",
+                markup=False,
+            )
             yield Static("", id="enqueue-error", classes="error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Enqueue (ctrl+s)", id="enqueue-ok", variant="primary", compact=True)
                 yield Button("Cancel (esc)", id="enqueue-cancel", compact=True)
 
     def on_mount(self) -> None:
+        compat = getattr(self.app, "mode_name", "") == "compat"
+        self.query_one("#enqueue-numbers").display = not compat  # QueueService would drop them
+        self.query_one("#enqueue-compat").display = compat
         self.query_one("#enqueue-payload", TextArea).cursor_blink = False
         (self.query_one("#enqueue-payload" if self.default_handler else "#enqueue-handler")).focus()
         self._validate()
@@ -84,7 +95,7 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
         try:
             handlers = await client.list_handlers()
         except ClientError as exc:
-            self.query_one("#enqueue-matches", Static).update(Text(exc.message, style="#e0af68"))
+            self.query_one("#enqueue-matches", Static).update(Text(exc.message, style=fmt.C("#e0af68")))
             return
         names: list[str] = []
         for h in handlers:
@@ -102,34 +113,36 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
             return
         v = value.strip().lower()
         if v in (n.lower() for n in self.names):
-            out.update(Text("✔ known handler", style="#9ece6a"))
+            out.update(Text("✔ known handler", style=fmt.C("#9ece6a")))
             return
         matches = [n for n in self.names if v in n.lower()] if v else self.names
         if not matches:
-            out.update(Text(f"no announced handler matches {value!r}", style="#e0af68"))
+            out.update(Text(f"no announced handler matches {value!r}", style=fmt.C("#e0af68")))
             return
         more = f" (+{len(matches) - MAX_MATCHES})" if len(matches) > MAX_MATCHES else ""
         out.update(Text("→ " + "  ".join(matches[:MAX_MATCHES]) + more, style="dim"))
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        self._error("")  # an edit answers the last error: do not keep showing it
         if event.input.id == "enqueue-handler":
             self._show_matches(event.value)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self._error("")
         self._validate()
 
     def _validate(self) -> bool:
         raw = self.query_one("#enqueue-payload", TextArea).text
         out = self.query_one("#enqueue-validation", Static)
         if not raw.strip():
-            out.update(Text("✔ empty payload is sent as {}", style="#9ece6a"))
+            out.update(Text("✔ empty payload is sent as {}", style=fmt.C("#9ece6a")))
             return True
         try:
             json.loads(raw)
         except json.JSONDecodeError as exc:
-            out.update(Text(f"✘ line {exc.lineno} col {exc.colno}: {exc.msg}", style="#f7768e"))
+            out.update(Text(f"✘ line {exc.lineno} col {exc.colno}: {exc.msg}", style=fmt.C("#f7768e")))
             return False
-        out.update(Text(f"✔ valid JSON ({len(raw.encode())} bytes)", style="#9ece6a"))
+        out.update(Text(f"✔ valid JSON ({len(raw.encode())} bytes)", style=fmt.C("#9ece6a")))
         return True
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -156,7 +169,7 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
         return value
 
     def _error(self, message: str) -> None:
-        self.query_one("#enqueue-error", Static).update(Text(message, style="bold #f7768e"))
+        self.query_one("#enqueue-error", Static).update(Text(message, style=fmt.C("bold #f7768e")))
 
     @work(exclusive=True, group="enqueue-submit", exit_on_error=False)
     async def action_submit(self) -> None:
@@ -183,7 +196,11 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
                 handler, raw.encode(), max_attempts=attempts, timeout_secs=timeout, priority=priority
             )
         except ClientError as exc:
-            self._error(exc.message)
+            message = exc.message
+            if "unknown handler" in message.lower():
+                # the console's own list, not the CLI's
+                message = message.split("; list them with", 1)[0] + "; see :handlers for every name"
+            self._error(message)
             return
         app.notify(f"enqueued {job.id} ({handler})")
         self.dismiss(job)

@@ -11,8 +11,12 @@ from textual.widgets import DataTable, Static
 from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
+from pulse_tui.widgets import fmt
+from pulse_tui.widgets.data_table import PulseDataTable
 
-CONFLICT_STYLES = {"exact": "bold reverse #f7768e", "near": "bold #e0af68", "shadow": "bold #e0af68"}
+CONFLICT_STYLES = fmt.ThemedStyles(
+    {"exact": "bold reverse #f7768e", "near": "bold #e0af68", "shadow": "bold #e0af68"}
+)
 CONFLICT_LABELS = {"exact": " CONFLICT ", "near": "near", "shadow": "shadows"}
 REFRESH_SECS = 2.0
 
@@ -36,7 +40,7 @@ class HandlersScreen(PulseScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
         yield Static("", id="handlers-note", classes="note")
-        yield DataTable(id="handlers-table", cursor_type="row")
+        yield PulseDataTable(id="handlers-table", cursor_type="row")
         yield Static("", id="handler-explanation")
         yield from self.compose_footer()
 
@@ -99,11 +103,11 @@ class HandlersScreen(PulseScreen):
         note = self.query_one("#handlers-note", Static)
         summary = Text(f"{len(self.handlers)} handler(s)")
         if exact:
-            summary.append(f"  {exact} conflict(s)", style="bold #f7768e")
+            summary.append(f"  {exact} conflict(s)", style=fmt.C("bold #f7768e"))
         if warn:
-            summary.append(f"  {warn} warning(s)", style="bold #e0af68")
+            summary.append(f"  {warn} warning(s)", style=fmt.C("bold #e0af68"))
         if self.conflicts_only:
-            summary.append("  · showing conflicts only (o shows all)", style="italic #bb9af7")
+            summary.append("  · showing conflicts only (o shows all)", style=fmt.C("italic #bb9af7"))
         note.update(summary)
         note.display = True
         for h in self.handlers:
@@ -113,13 +117,13 @@ class HandlersScreen(PulseScreen):
                 owner.append(" (pinned)", style="dim")
             conflict = Text(CONFLICT_LABELS.get(h.conflict, ""), style=CONFLICT_STYLES.get(h.conflict, ""))
             table.add_row(
-                Text(h.name, style="bold #f7768e" if h.conflict == "exact" else "bold"),
+                Text(h.name, style=fmt.C("bold #f7768e") if h.conflict == "exact" else "bold"),
                 owner,
-                Text(", ".join(others) or "—", style="#e0af68" if others else "dim"),
+                Text(", ".join(others) or "—", style=fmt.C("#e0af68") if others else "dim"),
                 conflict,
-                _num(h.queued, "#7aa2f7"),
-                _num(h.running, "#e0af68"),
-                _num(h.failed, "#f7768e"),
+                _num(h.queued, fmt.C("#7aa2f7")),
+                _num(h.running, fmt.C("#e0af68")),
+                _num(h.failed, fmt.C("#f7768e")),
                 Text(h.explanation, style="dim"),
                 key=h.name,
             )

@@ -10,6 +10,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from pulse_tui.widgets import fmt
+
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS: list[BindingType] = [
@@ -27,7 +29,10 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll():
                 yield Static(self.bindings_table(), id="help-body")
             yield Static(
-                "esc / q / ? closes · ctrl+p lists every action · keys remap via [tui] keys", classes="hint"
+                "esc / q / ? closes · ctrl+p lists every action · keys remap in the config's [tui.keys]"
+                " table (binding id = key)",
+                classes="hint",
+                markup=False,
             )
 
     def rows(self) -> list[tuple[str, str, str, bool]]:
@@ -48,7 +53,7 @@ class HelpScreen(ModalScreen[None]):
 
     def bindings_table(self) -> Table:
         table = Table(expand=True, box=None, padding=(0, 1), header_style="bold dim")
-        table.add_column("key", style="bold #7aa2f7", no_wrap=True)
+        table.add_column("key", style=fmt.C("bold #7aa2f7"), no_wrap=True)
         table.add_column("action", ratio=1)
         table.add_column("binding id", style="dim", no_wrap=True)
         for keys, desc, bid, enabled in self.rows():

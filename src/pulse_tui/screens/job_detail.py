@@ -89,7 +89,7 @@ class JobDetailScreen(PulseScreen):
                 self.query_one("#detail-summary", Static).update(
                     Text(
                         f"job {self.job_id} not found (pruned by retention?) — q goes back",
-                        style="bold #f7768e",
+                        style=fmt.C("bold #f7768e"),
                     )
                 )
                 return
@@ -105,7 +105,9 @@ class JobDetailScreen(PulseScreen):
         self.query_one("#payload", JsonView).show(detail.payload)
         self.query_one("#result", JsonView).show(detail.result)
         err = self.query_one("#error", Static)
-        err.update(Text(job.error, style="#f7768e") if job.error else Text("(no error)", style="dim italic"))
+        err.update(
+            Text(job.error, style=fmt.C("#f7768e")) if job.error else Text("(no error)", style="dim italic")
+        )
         self.query_one("#attempts", Static).update(self._attempts(detail))
         logs_scroll = self.query_one("#logs-scroll", VerticalScroll)
         at_end = logs_scroll.scroll_y >= logs_scroll.max_scroll_y
@@ -137,12 +139,13 @@ class JobDetailScreen(PulseScreen):
             style=fmt.STATUS_STYLES.get(job.status, ""),
         )
         if job.no_handler:
-            status.append("  (no handler routes this name)", style="italic #e0af68")
+            status.append("  (no handler routes this name)", style=fmt.C("italic #e0af68"))
         prog = progress_text(job.progress_current, job.progress_total, 24, status=job.status)
+        compat = self.pulse.mode_name == "compat"  # QueueService says nothing of these
         plugin = (
             job.plugin + (f" {job.plugin_version}" if job.plugin_version else "")
             if job.plugin
-            else "built-in / —"
+            else ("unknown (compat mode)" if compat else "built-in / —")
         )
         grid.add_row("handler", Text(job.handler, style="bold"), "status", status)
         if job.retry_count:  # an operator retry starts a new run with its own budget
@@ -151,6 +154,8 @@ class JobDetailScreen(PulseScreen):
                 f"{job.run_attempts} of {job.max_attempts} this run; "
                 f"{job.attempts} in all, {job.retry_count} {retries}"
             )
+        elif compat or not job.max_attempts:
+            attempts = f"{job.attempts} (budget unknown)" if compat else str(job.attempts)
         else:
             attempts = f"{job.attempts} of {job.max_attempts}"
         grid.add_row("progress", prog, "attempts", attempts)
@@ -162,7 +167,11 @@ class JobDetailScreen(PulseScreen):
         finished = fmt.when(job.completed_at, now, tz)
         if job.completed_at and job.started_at:
             finished += f" · took {fmt.duration(job.completed_at - job.started_at)}"
-        timeout = f"{job.timeout_secs}s" if job.timeout_secs else "server default"
+        timeout = (
+            f"{job.timeout_secs}s"
+            if job.timeout_secs
+            else ("unknown (compat mode)" if compat else "server default")
+        )
         grid.add_row("finished", finished, "timeout", timeout)
         extra = []
         if job.parent_job_id:
@@ -179,6 +188,10 @@ class JobDetailScreen(PulseScreen):
 
     def _attempts(self, detail: operator_pb2.JobDetail) -> Table | Text:
         if not detail.attempts:
+            if self.pulse.mode_name == "compat":
+                return Text(
+                    "Attempt history is not available in compat mode (QueueService).", style="dim italic"
+                )
             return Text("No attempts yet.", style="dim italic")
         now = fmt.app_now(self.app)
         tz = fmt.app_tz(self.app)
@@ -199,12 +212,14 @@ class JobDetailScreen(PulseScreen):
                 plugin,
                 fmt.when(a.started_at, now, tz),
                 took,
-                Text(a.error.strip().splitlines()[0] if a.error.strip() else "", style="#f7768e"),
+                Text(a.error.strip().splitlines()[0] if a.error.strip() else "", style=fmt.C("#f7768e")),
             )
         return table
 
     def _logs(self, detail: operator_pb2.JobDetail) -> Group | Text:
         if not detail.logs:
+            if self.pulse.mode_name == "compat":
+                return Text("Logs are not available in compat mode (QueueService).", style="dim italic")
             return Text("No log entries.", style="dim italic")
         tz = fmt.app_tz(self.app)
         lines: list[Text] = []
@@ -215,8 +230,8 @@ class JobDetailScreen(PulseScreen):
             level = entry.level.lower() or "info"
             t.append(f"{level.upper():<5}", style=fmt.LEVEL_STYLES.get(level, ""))
             if entry.stage:
-                t.append(f" [{entry.stage}]", style="#bb9af7")
-            t.append(f" {entry.message}", style="#f7768e" if level in ("error", "critical") else "")
+                t.append(f" [{entry.stage}]", style=fmt.C("#bb9af7"))
+            t.append(f" {entry.message}", style=fmt.C("#f7768e") if level in ("error", "critical") else "")
             if entry.metadata and entry.metadata not in ("{}", "null"):
                 t.append(f"  {entry.metadata}", style="dim")
             lines.append(t)

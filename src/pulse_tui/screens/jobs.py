@@ -2,39 +2,97 @@
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import dataclasses
+import json
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from pulse_tui.client import STATUSES, ClientError, job_filter
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
-from pulse_tui.screens.confirm import ConfirmScreen, confirm_cancel
+from pulse_tui.screens.confirm import FINISHED, ConfirmScreen, confirm_cancel
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.job_side import WIDE, JobSide
 from pulse_tui.widgets.job_table import JobTable
 from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
 
 RETRY_ALL_CAP = 10_000
+PURGE_CAP = 10_000  # jobs one :purge deletes at most
+MARK_CAP = 10_000  # jobs A (mark all matching) marks at most
+EXPORT_CAP = 100_000  # jobs one :export writes at most
+EXPORT_FIELDS = (
+    "id",
+    "handler",
+    "status",
+    "priority",
+    "progress_current",
+    "progress_total",
+    "attempts",
+    "run_attempts",
+    "max_attempts",
+    "retry_count",
+    "error",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "plugin",
+    "source",
+    "parent_job_id",
+    "node",
+)
+
+
+def _write_export(target: Path, jobs: list[operator_pb2.Job]) -> None:
+    rows = [{f: getattr(j, f) for f in EXPORT_FIELDS} for j in jobs]
+    with target.open("x", encoding="utf-8", newline="") as fh:
+        if target.suffix.lower() == ".csv":
+            w = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        else:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+
+
+TYPING_DEBOUNCE = 0.25  # seconds of no typing before the filter line is applied
 COUNT_CAP = 10_000
 
 
 @dataclass(slots=True)
 class Filter:
-    """What the `/` line holds: ``handler:NAME status:a,b free text``."""
+    """What the `/` line holds: ``handler:NAME status:a,b error:TEXT payload:TEXT free text``.
+
+    ``handler:demo`` is a prefix (``demo``, ``demo.sleep``…), ``handler:demo.*`` a glob (``*``,
+    ``?``); the handlers screen sets an exact name. Values with spaces go in quotes."""
 
     handler: str = ""
     statuses: tuple[str, ...] = ()
     text: str = ""
+    error: str = ""
+    payload: str = ""
+    exact_handler: bool = False
     errors: list[str] = field(default_factory=list)
 
     @classmethod
     def parse(cls, line: str) -> Filter:
         f = cls()
         words: list[str] = []
-        for token in line.split():
+        try:
+            tokens = shlex.split(line)
+        except ValueError:  # an unclosed quote while typing: take the words as they are
+            tokens = line.replace('"', " ").replace("'", " ").split()
+        for token in tokens:
             key, sep, value = token.partition(":")
             key = key.lower()
             if sep and key in ("handler", "h"):
@@ -45,17 +103,45 @@ class Filter:
                 if bad:
                     f.errors.append(f"unknown status {', '.join(bad)} (one of {', '.join(STATUSES)})")
                 f.statuses = tuple(s for s in wanted if s in STATUSES)
+            elif sep and key in ("error", "err"):
+                f.error = value
+            elif sep and key in ("payload", "p"):
+                f.payload = value
             else:
                 words.append(token)
         f.text = " ".join(words)
         return f
 
+    @property
+    def handler_glob(self) -> str:
+        """The glob sent to the server for a typed ``handler:`` (a prefix unless it has ``*``/``?``)."""
+        if not self.handler or self.exact_handler:
+            return ""
+        return self.handler if any(c in self.handler for c in "*?") else self.handler + "*"
+
+    def job_filter(self, statuses: tuple[str, ...]) -> operator_pb2.JobFilter:
+        return job_filter(
+            statuses,
+            self.handler if self.exact_handler else "",
+            self.text,
+            handler_glob=self.handler_glob,
+            payload=self.payload,
+            error=self.error,
+        )
+
+    def key(self) -> tuple[str, bool]:
+        return self.line(), self.exact_handler
+
     def describe(self) -> str:
         parts = []
         if self.handler:
-            parts.append(f"handler={self.handler}")
+            parts.append(f"handler={self.handler}" if self.exact_handler else f"handler={self.handler_glob}")
         if self.statuses:
             parts.append(f"status={','.join(self.statuses)}")
+        if self.error:
+            parts.append(f'error~"{self.error}"')
+        if self.payload:
+            parts.append(f'payload~"{self.payload}"')
         if self.text:
             parts.append(f'"{self.text}"')
         return " ".join(parts)
@@ -63,17 +149,25 @@ class Filter:
     def line(self) -> str:
         parts = []
         if self.handler:
-            parts.append(f"handler:{self.handler}")
+            parts.append(f"handler:{_quote(self.handler)}")
         if self.statuses:
             parts.append(f"status:{','.join(self.statuses)}")
+        if self.error:
+            parts.append(f"error:{_quote(self.error)}")
+        if self.payload:
+            parts.append(f"payload:{_quote(self.payload)}")
         if self.text:
             parts.append(self.text)
         return " ".join(parts)
 
 
+def _quote(value: str) -> str:
+    return shlex.quote(value) if any(c.isspace() or c in "'\"" for c in value) else value
+
+
 class JobsScreen(PulseScreen):
     TITLE = "Jobs"
-    MUTATING = frozenset({"enqueue", "cancel", "retry", "retry_all_failed"})
+    MUTATING = frozenset({"enqueue", "cancel", "retry", "retry_all_failed", "delete", "purge"})
 
     BINDINGS: list[BindingType] = [
         Binding("enter", "detail", "Detail", id="jobs.detail"),
@@ -82,8 +176,13 @@ class JobsScreen(PulseScreen):
         Binding("c", "cancel", "Cancel", id="jobs.cancel"),
         Binding("r", "retry", "Retry", id="jobs.retry"),
         Binding("R", "retry_all_failed", "Retry all failed", show=False, id="jobs.retry_all"),
-        Binding("space", "mark", "Mark", id="jobs.mark"),
+        Binding("D", "delete", "Delete", show=False, id="jobs.delete"),
+        Binding("S", "sort", "Sort", show=False, id="jobs.sort"),
+        Binding("space", "mark", "Mark", show=False, id="jobs.mark"),  # the footer fits 80 columns
         Binding("u", "clear_marks", "Unmark", show=False, id="jobs.unmark"),
+        Binding("V,shift+space", "mark_range", "Mark range", show=False, id="jobs.mark_range"),
+        Binding("a", "mark_visible", "Mark visible", show=False, id="jobs.mark_visible"),
+        Binding("A", "mark_matching", "Mark all matching", show=False, id="jobs.mark_matching"),
         Binding("y", "copy_id", "Copy id", show=False, id="jobs.copy"),
         Binding("right,l", "tab(1)", "Next tab", show=False, id="jobs.next_tab"),
         Binding("left,h", "tab(-1)", "Prev tab", show=False, id="jobs.prev_tab"),
@@ -95,6 +194,14 @@ class JobsScreen(PulseScreen):
         self.filter = Filter()
         self.tab = "all"
         self._restore_id: str | None = None
+        self._filter_before: Filter | None = None  # what esc on the open filter line restores
+        self._typing_timer: Timer | None = None
+        self._stale_timer: Timer | None = None
+        self._matched: str = ""  # "12 jobs" for the note, from the last count
+        self._mark_anchor: int | None = None  # the row V marks a range from
+        self._kept: tuple | None = None  # the rows before a reload (JobTable.snapshot)
+        self.sort_by = ""  # a jobs.SORT_COLUMNS key; "" = newest first (seq)
+        self.sort_desc = True
 
     # ------------------------------------------------------------------ layout
 
@@ -102,10 +209,13 @@ class JobsScreen(PulseScreen):
         yield from self.compose_header()
         yield StatusTabs(id="status-tabs")
         yield Input(
-            placeholder="handler:NAME status:failed,running text…   (enter applies, esc clears)", id="filter"
+            placeholder="handler:demo* status:failed error:TEXT payload:TEXT text…  (applies as you type; enter keeps, esc reverts)",
+            id="filter",
         )
         yield Static("", id="jobs-note", classes="note")
-        yield JobTable(self._page, id="job-table")
+        with Horizontal(id="jobs-body"):
+            yield JobTable(self._page, id="job-table")
+            yield JobSide(id="job-side")
         yield from self.compose_footer()
 
     @property
@@ -114,7 +224,7 @@ class JobsScreen(PulseScreen):
 
     def on_mount(self) -> None:
         self.table.focus()
-        self.table.empty_message = "No jobs yet — press e to enqueue one."
+        self._empty_message()
         self.query_one("#screen-title", Static).display = False
         if self.pulse.conn_state == "connected":
             self.reload()
@@ -141,26 +251,42 @@ class JobsScreen(PulseScreen):
     def on_show(self) -> None:
         self.ensure_focus()
 
-    def escape(self) -> None:
-        """Esc at the root: close the filter, then clear marks, then clear the filter."""
+    def escape(self) -> bool:
+        """Esc / q at the root: close the filter, then clear marks, then clear the filter.
+        False when there was nothing left to undo."""
         inp = self.query_one("#filter", Input)
         if inp.has_class("-open"):
+            before, self._filter_before = self._filter_before, None
             self._close_filter()
+            if before is not None and before.line() != self.filter.line():
+                self._apply(before)  # esc reverts what was typed
         elif self.table.marked:
             self.action_clear_marks()
         elif self.filter.line():
             self.filter = Filter()
             self.reload()
+        else:
+            return False
+        return True
 
     # ------------------------------------------------------------------ data
 
     def effective_filter(self) -> operator_pb2.JobFilter:
         statuses = self.filter.statuses or (() if self.tab == "all" else (self.tab,))
-        return job_filter(statuses, self.filter.handler, self.filter.text)
+        return self.filter.job_filter(statuses)
 
     async def _page(
         self, offset: int, after_seq: int | None, limit: int, *, oldest_first: bool = False
     ) -> tuple[list[operator_pb2.Job], bool]:
+        if self.sort_by:  # a sorted listing pages by offset (the table asks row by row from the top)
+            resp = await self.pulse.client.list_jobs(
+                self.effective_filter(),
+                limit=limit,
+                offset=offset,
+                oldest_first=not self.sort_desc,
+                sort_by=self.sort_by,
+            )
+            return list(resp.jobs), resp.has_more
         resp = await self.pulse.client.list_jobs(
             self.effective_filter(),
             limit=limit,
@@ -172,20 +298,47 @@ class JobsScreen(PulseScreen):
 
     def reload(self, *, keep_cursor: bool = False) -> None:
         table = self.table
-        table.both_ends = self.pulse.mode_name != "compat"  # compat listing is newest first only
+        # compat listing is newest first only; a sorted one pages by offset (End jumps there)
+        table.both_ends = self.pulse.mode_name != "compat" and not self.sort_by
+        table.set_sort(self.sort_by, self.sort_desc)
         current = table.current_job
-        self._restore_id = current.id if keep_cursor and current is not None else None
+        if not keep_cursor:
+            self._restore_id = None
+        elif current is not None:
+            self._restore_id = current.id
+        # else: a reload while the last one is still loading keeps the job it is restoring
         if not self.pulse.client.can("jobs"):
-            table.reset(0, exact=True, flt=self.effective_filter())
+            table.reset(0, exact=True, flt=self.effective_filter(), fetch=False)
+            self._empty_message()
             self._note()
             return
+        if table.loaded_rows and not table.stale:
+            self._kept = table.snapshot()  # put back, marked stale, if the refetch cannot reach the server
         table.reset(None, exact=False, flt=self.effective_filter(), keep_cursor=keep_cursor)
+        self._matched = ""
+        self._empty_message()
         self._note()
         self.refresh_counts()
 
+    def _empty_message(self) -> None:
+        scope = self.filter.describe()
+        tab = self.filter.statuses[0] if len(self.filter.statuses) == 1 else self.tab
+        if self.pulse.mode_name == "plugin":
+            self.table.empty_message = (
+                "A bare plugin endpoint has no jobs; :plugins shows its metadata and health."
+            )
+        elif scope:
+            self.table.empty_message = f"No jobs match the filter {scope} — esc clears it."
+        elif tab != "all":
+            self.table.empty_message = f"No {tab} jobs (← → switch tabs)."
+        else:
+            self.table.empty_message = "No jobs yet — press e to enqueue one."
+
     @work(exclusive=True, group="jobs-counts", exit_on_error=False)
     async def refresh_counts(self) -> None:
-        flt = job_filter((), self.filter.handler, self.filter.text)
+        if not self.pulse.client.can("counts"):
+            return  # a bare plugin endpoint has no jobs to count
+        flt = self.filter.job_filter(())
         try:
             resp = await self.pulse.client.count_jobs(flt, cap=COUNT_CAP)
         except ClientError as exc:
@@ -199,12 +352,24 @@ class JobsScreen(PulseScreen):
         wanted = statuses or STATUSES
         n = sum(resp.by_status.get(s, 0) for s in wanted)
         capped = any(resp.by_status.get(s, 0) >= resp.cap for s in wanted) if resp.cap else False
+        from pulse_tui.pulse.jobs import sort_scope
+
+        scope = sort_scope(self.sort_by)
+        if scope and n > scope and not capped:
+            n = scope  # the sorted listing ranks the newest `scope` only
         self.table.set_total(n, exact=not capped)
+        matched = f"{fmt.count(n, capped, resp.cap)} job(s)"
+        if matched != self._matched:
+            self._matched = matched
+            self._note()
 
     def _note(self) -> None:
         parts = []
+        if self.table.stale:
+            parts.append("disconnected: the rows are the last ones seen (dim) until the server is back")
         if self.filter.describe():
-            parts.append(f"filter: {self.filter.describe()}  (esc clears)")
+            found = f" — {self._matched}" if self._matched else ""
+            parts.append(f"filter: {self.filter.describe()}{found}  (esc clears)")
         mode = self.pulse.mode_name
         if mode == "compat":
             parts.append("compat mode: QueueService only — polling every 2s; no attempts history or logs")
@@ -218,23 +383,57 @@ class JobsScreen(PulseScreen):
         )
 
     def on_job_table_loaded(self, event: JobTable.Loaded) -> None:
+        self._kept = None  # the refetch reached the server
         if self._restore_id and self.table.move_to_job(self._restore_id):
             self._restore_id = None
         if self.app.screen is self:
             self.ensure_focus()
 
     def on_job_table_fetch_failed(self, event: JobTable.FetchFailed) -> None:
-        self.pulse.report(event.error, "loading jobs")
+        err = event.error
+        if isinstance(err, ClientError) and err.unavailable and self._kept is not None:
+            self.table.restore(self._kept)  # keep the last rows (dim) rather than "…" placeholders
+            self._kept = None
+            self._note()
+        self.pulse.report(err, "loading jobs")
 
     def on_job_table_selected(self, event: JobTable.Selected) -> None:
         self._open_detail(event.job.id)
 
     def on_job_table_cursor_moved(self, event: JobTable.CursorMoved) -> None:
         self._marks_changed()
+        self.query_one(JobSide).follow(event.job)
+
+    def on_resize(self) -> None:
+        super().on_resize()
+        side = self.query_one(JobSide)
+        wide = self.size.width >= WIDE
+        if side.display != wide:
+            side.display = wide
+            side.follow(self.table.current_job)
 
     def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
         self.table.upsert(jobs)
         self.refresh_counts()
+        side = self.query_one(JobSide)
+        for job in jobs:
+            side.job_changed(job)
+
+    def on_job_table_stale(self, event: JobTable.Stale) -> None:
+        """Jobs arrived whose match the console cannot decide (a payload filter): ask the server,
+        at most once a second."""
+        if self._stale_timer is None:
+            # the job under the cursor now: rows may shift (a count, a page) before the refetch
+            current = self.table.current_job
+            keep = current.id if current is not None else self._restore_id
+
+            def again() -> None:
+                self._stale_timer = None
+                self.reload(keep_cursor=True)
+                if keep is not None:
+                    self._restore_id = keep
+
+            self._stale_timer = self.set_timer(1.0, again)
 
     def resync(self) -> None:
         self.reload(keep_cursor=True)
@@ -250,21 +449,50 @@ class JobsScreen(PulseScreen):
 
     def action_filter(self) -> None:
         inp = self.query_one("#filter", Input)
+        self._filter_before = self.filter
         inp.value = self.filter.line()
         inp.add_class("-open")
         inp.focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "filter":
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Apply the filter as it is typed, debounced (one list and one count per pause)."""
+        if event.input.id != "filter" or not event.input.has_class("-open"):
             return
-        f = Filter.parse(event.value)
-        if f.errors:
-            self.notify("; ".join(f.errors), severity="warning")
+        if self._typing_timer is not None:
+            self._typing_timer.stop()
+        value = event.value
+        self._typing_timer = self.set_timer(TYPING_DEBOUNCE, lambda: self._typed(value))
+
+    def _typed(self, value: str) -> None:
+        self._typing_timer = None
+        self._apply_line(value)
+
+    def _apply_line(self, value: str) -> None:
+        """Apply a filter line unless it is the one in force (an untouched line keeps the
+        handlers screen's exact handler)."""
+        before = self._filter_before
+        f = before if before is not None and value.strip() == before.line() else Filter.parse(value)
+        if f.key() != self.filter.key():
+            self._apply(f)
+
+    def _apply(self, f: Filter) -> None:
         self.filter = f
         if len(f.statuses) == 1:
             self.tab = f.statuses[0]
-        self._close_filter()
         self.reload()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "filter":
+            return
+        if self._typing_timer is not None:
+            self._typing_timer.stop()
+            self._typing_timer = None
+        errors = Filter.parse(event.value).errors
+        if errors:
+            self.notify("; ".join(errors), severity="warning")
+        self._apply_line(event.value)
+        self._filter_before = None
+        self._close_filter()
 
     def _close_filter(self) -> None:
         inp = self.query_one("#filter", Input)
@@ -275,20 +503,23 @@ class JobsScreen(PulseScreen):
         i = TAB_IDS.index(self.tab) if self.tab in TAB_IDS else 0
         self.tab = TAB_IDS[(i + step) % len(TAB_IDS)]
         if self.filter.statuses:
-            self.filter.statuses = ()
+            self.filter = dataclasses.replace(self.filter, statuses=())
         self.reload()
 
     def set_tab(self, tab: str) -> None:
         self.tab = tab
-        self.filter.statuses = ()
+        self.filter = dataclasses.replace(self.filter, statuses=())
         self.reload()
 
     def set_handler_filter(self, handler: str) -> None:
-        self.filter = Filter(handler=handler)
+        self.filter = Filter(handler=handler, exact_handler=True)
         self.tab = "all"
         self.reload()
 
     def action_reload(self) -> None:
+        if self.pulse.conn_state != "connected":
+            self.pulse.reconnect_now()  # ctrl+r while disconnected: try now, not at the countdown
+            return
         self.reload(keep_cursor=True)
 
     # ------------------------------------------------------------------ actions
@@ -312,8 +543,98 @@ class JobsScreen(PulseScreen):
         self.app.push_screen(JobDetailScreen(job_id))
 
     def action_mark(self) -> None:
+        self._mark_anchor = self.table.cursor
         self.table.toggle_mark()
         self._marks_changed()
+
+    def action_sort(self) -> None:
+        """S: `:sort ` on the command line (a column, then asc/desc; `:sort` alone: newest first)."""
+        for cl in self.query("CommandLine"):
+            cl.open("sort ")  # type: ignore[attr-defined]
+            return
+
+    def sort(self, args: str = "") -> None:
+        """`:sort [COLUMN] [asc|desc]`: kept across live updates, pages and filters."""
+        from pulse_tui.pulse.jobs import SORT_COLUMNS
+
+        words = args.lower().split()
+        column = words[0] if words else ""
+        column = {"time": "created", "age": "created", "att": "attempts"}.get(column, column)
+        if column and column not in SORT_COLUMNS:
+            self.notify(f"cannot sort by {column!r}; one of {', '.join(SORT_COLUMNS)}", severity="warning")
+            return
+        direction = words[1] if len(words) > 1 else ""
+        if direction not in ("", "asc", "desc"):
+            self.notify(f"sort direction is asc or desc, not {direction!r}", severity="warning")
+            return
+        if direction:
+            desc = direction == "desc"
+        elif column and column == self.sort_by:
+            desc = not self.sort_desc  # the same column again flips it
+        else:
+            desc = column not in ("handler", "id", "error")  # names A→Z; numbers and times high first
+        self.sort_by, self.sort_desc = column, desc
+        self.reload()
+        from pulse_tui.pulse.jobs import sort_scope
+
+        scope = sort_scope(column)
+        among = f" (among the newest {scope:,} matching jobs: no index orders {column})" if scope else ""
+        self.notify(
+            f"sorted by {column} {'desc' if desc else 'asc'}{among}" if column else "sorted newest first"
+        )
+
+    def action_mark_range(self) -> None:
+        """Mark every row from the last marked one (the anchor) to the cursor."""
+        t = self.table
+        anchor = self._mark_anchor if self._mark_anchor is not None else t.row_of_last_mark()
+        if anchor is None:
+            self.action_mark()
+            return
+        lo, hi = sorted((anchor, t.cursor))
+        missing = [r for r in range(lo, hi + 1) if t.job_at(r) is None]
+        if missing:
+            self.notify("some rows in the range are still loading; try again in a moment", severity="warning")
+            return
+        for r in range(lo, hi + 1):
+            t.marked.add(t.job_at(r).id)  # type: ignore[union-attr]
+        self._mark_anchor = t.cursor
+        t.refresh()
+        self._marks_changed()
+
+    def action_mark_visible(self) -> None:
+        """Mark every row on screen."""
+        t = self.table
+        for job in t.visible_jobs():
+            t.marked.add(job.id)
+        t.refresh()
+        self._marks_changed()
+
+    @work(exclusive=True, group="jobs-mark", exit_on_error=False)
+    async def action_mark_matching(self) -> None:
+        """Mark every job matching the filter and tab (up to MARK_CAP), saying how many."""
+        if not self.pulse.guard("mark all matching", mutating=False, capability="jobs"):
+            return
+        flt = self.effective_filter()
+        ids: list[str] = []
+        after: int | None = None
+        more = True
+        try:
+            while more and len(ids) < MARK_CAP:
+                resp = await self.pulse.client.list_jobs(
+                    flt, limit=min(1000, MARK_CAP - len(ids)), after_seq=after
+                )
+                ids.extend(j.id for j in resp.jobs)
+                more = resp.has_more and bool(resp.jobs)
+                after = resp.jobs[-1].seq if resp.jobs else None
+        except ClientError as exc:
+            self.pulse.report(exc, "mark all matching")
+            return
+        self.table.marked.update(ids)
+        self.table.refresh()
+        self._marks_changed()
+        scope = f" matching {self.filter.describe()}" if self.filter.describe() else ""
+        cap = f" (the first {MARK_CAP:,}; more match)" if more else ""
+        self.notify(f"marked {len(ids):,} job(s){scope}{cap}")
 
     def action_clear_marks(self) -> None:
         self.table.clear_marks()
@@ -387,7 +708,10 @@ class JobsScreen(PulseScreen):
             return
         verb = "cancelled" if what == "cancel" else "re-queued"
         done = len(resp.affected_ids)
-        if len(ids) == 1 and done == 1:
+        new_id = client.retried_as.pop(ids[0], "") if what == "retry" else ""
+        if len(ids) == 1 and done == 1 and new_id:
+            self.notify(f"retried {ids[0]} as new job {new_id} (compat mode: a retry enqueues a copy)")
+        elif len(ids) == 1 and done == 1:
             self.notify(f"{verb} {ids[0]}")
         elif done:
             self.notify(f"{verb} {done} of {len(ids)} job(s)")
@@ -402,10 +726,139 @@ class JobsScreen(PulseScreen):
             self.reload(keep_cursor=True)
 
     @work(group="jobs-action", exit_on_error=False)
+    async def action_delete(self) -> None:
+        """D: delete the marked jobs, or the one under the cursor (finished jobs only), after a
+        confirmation that says how many."""
+        if not self.pulse.guard("delete", capability="delete"):
+            return
+        ids = sorted(self.table.marked)
+        if not ids:
+            job = self._current()
+            if job is None:
+                return
+            if job.status not in FINISHED:
+                self.notify(
+                    f"job {job.id} is {job.status}; only finished jobs can be deleted (cancel it first)"
+                )
+                return
+            ids = [job.id]
+        client = self.pulse.client
+        try:
+            dry = await client.delete_jobs(ids, dry_run=True)
+        except ClientError as exc:
+            self.pulse.report(exc, "delete")
+            return
+        n = len(dry.affected_ids)
+        if n == 0:
+            self.notify(
+                f"nothing to delete: {dry.failures[0].error}" if dry.failures else "nothing to delete"
+            )
+            return
+        skipped = f"\n{len(dry.failures)} not finished: kept." if dry.failures else ""
+        what = ids[0] if len(ids) == 1 else f"{n:,} job(s)"
+        ok = await self.app.push_screen_wait(
+            ConfirmScreen(
+                "Delete jobs",
+                f"Delete {what} with attempts and logs? This cannot be undone.{skipped}",
+                yes="Delete",
+                danger=True,
+            )
+        )
+        if ok:
+            await self._delete(ids)
+
+    async def _delete(self, ids: Sequence[str] = (), flt: operator_pb2.JobFilter | None = None) -> None:
+        try:
+            resp = await self.pulse.client.delete_jobs(list(ids), flt, limit=PURGE_CAP)
+        except ClientError as exc:
+            self.pulse.report(exc, "delete")
+            return
+        self.notify(f"deleted {len(resp.affected_ids):,} job(s)")
+        for job_id in resp.affected_ids:
+            self.table.marked.discard(job_id)
+        self._marks_changed()
+        self.reload(keep_cursor=True)
+
+    @work(group="jobs-action", exit_on_error=False)
+    async def purge(self) -> None:
+        """`:purge`: delete every finished job matching the filter (capped), after a dry-run count."""
+        if self.pulse.read_only:
+            self.notify("read-only: purge is disabled", severity="warning")
+            return
+        if not self.pulse.guard("purge", capability="delete"):
+            return
+        statuses = tuple(s for s in (self.filter.statuses or FINISHED) if s in FINISHED)
+        if self.tab != "all" and not self.filter.statuses:
+            statuses = (self.tab,) if self.tab in FINISHED else ()
+        if not statuses:
+            self.notify(
+                "only finished jobs (completed, failed, cancelled) can be deleted", severity="warning"
+            )
+            return
+        flt = self.filter.job_filter(statuses)
+        try:
+            dry = await self.pulse.client.delete_jobs(flt=flt, limit=PURGE_CAP, dry_run=True)
+        except ClientError as exc:
+            self.pulse.report(exc, "purge")
+            return
+        n = len(dry.affected_ids)
+        scope = self.filter.describe() or "no filter"
+        if n == 0:
+            self.notify(f"no finished jobs match ({scope})")
+            return
+        capped = f"\nOnly the first {PURGE_CAP:,} go now; run :purge again for more." if dry.truncated else ""
+        ok = await self.app.push_screen_wait(
+            ConfirmScreen(
+                "Purge finished jobs",
+                f"Delete {n:,}{'+' if dry.truncated else ''} {'/'.join(statuses)} job(s) matching {scope}?"
+                f" This cannot be undone.{capped}",
+                yes="Delete all",
+                danger=True,
+            )
+        )
+        if ok:
+            await self._delete(flt=flt)
+
+    @work(exclusive=True, group="jobs-export", exit_on_error=False)
+    async def export(self, path: str = "") -> None:
+        """`:export FILE`: the jobs matching the filter and tab, newest first, as JSON Lines (or CSV
+        for a ``.csv`` name), at most EXPORT_CAP. An existing file is not overwritten."""
+        if not path:
+            self.notify("usage: :export FILE  (.csv for CSV, anything else JSON Lines)", severity="warning")
+            return
+        if not self.pulse.guard("export", mutating=False, capability="jobs"):
+            return
+        target = Path(path).expanduser()
+        if target.exists():
+            self.notify(f"{target} exists; remove it or choose another name", severity="warning")
+            return
+        jobs: list[operator_pb2.Job] = []
+        after: int | None = None
+        more = True
+        try:
+            while more and len(jobs) < EXPORT_CAP:
+                resp = await self.pulse.client.list_jobs(
+                    self.effective_filter(), limit=min(1000, EXPORT_CAP - len(jobs)), after_seq=after
+                )
+                jobs.extend(resp.jobs)
+                more = resp.has_more and bool(resp.jobs)
+                after = resp.jobs[-1].seq if resp.jobs else None
+        except ClientError as exc:
+            self.pulse.report(exc, "export")
+            return
+        try:
+            await asyncio.to_thread(_write_export, target, jobs)
+        except OSError as exc:
+            self.notify(f"export: cannot write {target}: {exc.strerror or exc}", severity="error")
+            return
+        cap = f" (the first {EXPORT_CAP:,}; more match)" if more else ""
+        self.notify(f"exported {len(jobs):,} job(s) to {target}{cap}")
+
+    @work(group="jobs-action", exit_on_error=False)
     async def action_retry_all_failed(self) -> None:
         if not self.pulse.guard("retry all failed", capability="bulk"):
             return
-        flt = job_filter(("failed",), self.filter.handler, self.filter.text)
+        flt = self.filter.job_filter(("failed",))
         client = self.pulse.client
         try:
             dry = await client.retry_jobs(flt=flt, limit=RETRY_ALL_CAP, dry_run=True)

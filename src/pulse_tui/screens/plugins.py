@@ -16,16 +16,19 @@ from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.data_table import PulseDataTable
 
-STATE_STYLES = {
-    "ready": "bold #9ece6a",
-    "starting": "bold #7aa2f7",
-    "unhealthy": "bold #e0af68",
-    "backoff": "bold #e0af68",
-    "crashed": "bold #f7768e",
-    "stopped": "#737aa2",
-    "disabled": "#737aa2",
-}
+STATE_STYLES = fmt.ThemedStyles(
+    {
+        "ready": "bold #9ece6a",
+        "starting": "bold #7aa2f7",
+        "unhealthy": "bold #e0af68",
+        "backoff": "bold #e0af68",
+        "crashed": "bold #f7768e",
+        "stopped": "#737aa2",
+        "disabled": "#737aa2",
+    }
+)
 REFRESH_SECS = 2.0
 
 
@@ -43,6 +46,7 @@ class PluginsScreen(PulseScreen):
 
     def __init__(self, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
+        self._endpoint_info = None  # a bare plugin endpoint's own metadata and health
         self.plugins: list[operator_pb2.Plugin] = []
         self.selected: operator_pb2.Plugin | None = None
         self.last_reload: operator_pb2.ReloadPluginResponse | None = None
@@ -50,7 +54,7 @@ class PluginsScreen(PulseScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
         yield Static("", id="plugins-note", classes="note")
-        yield DataTable(id="plugins-table", cursor_type="row", zebra_stripes=False)
+        yield PulseDataTable(id="plugins-table", cursor_type="row", zebra_stripes=False)
         with TabbedContent(id="plugin-tabs"):
             with TabPane("Handlers", id="ptab-handlers"), VerticalScroll(classes="pane-scroll"):
                 yield Static(id="plugin-handlers")
@@ -134,9 +138,9 @@ class PluginsScreen(PulseScreen):
             if p.state == "backoff" and p.next_restart_at:
                 state.append(f" {fmt.duration(max(0, p.next_restart_at - now))}", style="dim")
             health = (
-                Text("✔ ok", style="#9ece6a")
+                Text("✔ ok", style=fmt.C("#9ece6a"))
                 if p.healthy
-                else Text("✘ " + (p.health_message or "down"), style="#f7768e")
+                else Text("✘ " + (p.health_message or "down"), style=fmt.C("#f7768e"))
             )
             uptime = (
                 fmt.duration(now - p.started_at)
@@ -151,9 +155,9 @@ class PluginsScreen(PulseScreen):
                 p.version or "—",
                 str(p.pid) if p.pid else "—",
                 uptime,
-                Text(str(p.restarts), style="#e0af68" if p.restarts else "dim"),
+                Text(str(p.restarts), style=fmt.C("#e0af68") if p.restarts else "dim"),
                 str(len(p.handlers)),
-                Text(err[:60], style="#f7768e"),
+                Text(err[:60], style=fmt.C("#f7768e")),
                 key=p.name,
             )
         if plugins:
@@ -177,8 +181,8 @@ class PluginsScreen(PulseScreen):
 
     async def _load_selected(self) -> None:
         table = self.query_one("#plugins-table", DataTable)
-        if not self.plugins:
-            return
+        if not self.plugins or not self.pulse.client.can("plugins"):
+            return  # a bare plugin endpoint's row is its own metadata: nothing more to ask for
         row = min(max(table.cursor_row, 0), len(self.plugins) - 1)
         name = self.plugins[row].name
         try:
@@ -196,22 +200,43 @@ class PluginsScreen(PulseScreen):
             lines.append("Last reload: ", style="bold")
             lines.append(f"+{len(reload.added)} added  -{len(reload.removed)} removed  ", style="")
             lines.append(
-                f"{len(reload.conflicts)} conflicting", style="#f7768e" if reload.conflicts else "dim"
+                f"{len(reload.conflicts)} conflicting", style=fmt.C("#f7768e") if reload.conflicts else "dim"
             )
             lines.append(f"  ({reload.drained_jobs} in-flight job(s) drained)\n", style="dim")
             for name in reload.added:
-                lines.append(f"  + {name}\n", style="#9ece6a")
+                lines.append(f"  + {name}\n", style=fmt.C("#9ece6a"))
             for name in reload.removed:
-                lines.append(f"  - {name}\n", style="#f7768e")
+                lines.append(f"  - {name}\n", style=fmt.C("#f7768e"))
             for name in reload.conflicts:
-                lines.append(f"  ! {name} (also claimed by another plugin)\n", style="#e0af68")
+                lines.append(f"  ! {name} (also claimed by another plugin)\n", style=fmt.C("#e0af68"))
             lines.append("\n")
         lines.append(f"{p.name}", style="bold")
         lines.append(f"  {p.description}\n" if p.description else "\n", style="dim")
         lines.append(f"endpoint {p.endpoint or '—'} · running jobs {p.running_jobs}\n", style="dim")
         if p.last_error:
-            lines.append(f"last error: {p.last_error}\n", style="#f7768e")
-        lines.append(f"\n{len(p.handlers)} announced handler(s):\n", style="bold")
+            lines.append(f"last error: {p.last_error}\n", style=fmt.C("#f7768e"))
+        endpoint_info = self._endpoint_info if self.pulse.mode_name == "plugin" else None
+        if endpoint_info is not None:
+            who = " · ".join(
+                x
+                for x in (
+                    f"author {endpoint_info.author}" if endpoint_info.author else "",
+                    f"license {endpoint_info.license}" if endpoint_info.license else "",
+                )
+                if x
+            )
+            if who:
+                lines.append(f"{who}\n", style="dim")
+            health = "healthy" if endpoint_info.healthy else f"unhealthy: {endpoint_info.health_message}"
+            lines.append(f"health: {health}\n", style="" if endpoint_info.healthy else fmt.C("#f7768e"))
+            for k, v in sorted(endpoint_info.health_details.items()):
+                lines.append(f"  {k}: {v}\n", style="dim")
+            lines.append(
+                "\nhandlers: unknown (a plugin announces its handlers to the host at Initialize)\n",
+                style="bold",
+            )
+        else:
+            lines.append(f"\n{len(p.handlers)} announced handler(s):\n", style="bold")
         for h in p.handlers:
             lines.append(f"  {h}", style="")
             lines.append(f"   ({p.name}/{h})\n", style="dim")
@@ -232,6 +257,7 @@ class PluginsScreen(PulseScreen):
         except ClientError as exc:
             self.pulse.report(exc, "plugin endpoint")
             return
+        self._endpoint_info = info
         note = self.query_one("#plugins-note", Static)
         health = "healthy" if info.healthy else f"unhealthy: {info.health_message}"
         note.update(
@@ -334,6 +360,6 @@ def _schema(fields: list[operator_pb2.ConfigField]) -> Table | Text:
     for f in fields:
         name = Text(f.name)
         if f.required:
-            name.append(" *", style="#f7768e")
+            name.append(" *", style=fmt.C("#f7768e"))
         table.add_row(name, f.type, f.default_value or "—", f.description)
     return table

@@ -27,8 +27,13 @@ class CommandLine(Input):
     def set_commands(self, commands: list[str]) -> None:
         self.suggester = SuggestFromList(commands, case_sensitive=False)
 
-    def open(self) -> None:
-        self.value = ""
+    def open(self, text: str = "") -> None:
+        names = list(getattr(self.app, "commands", {}))  # every registered command, in order
+        if names:
+            self.placeholder = f":command  ({', '.join(names)})"
+        self.select_on_focus = False  # a prefilled `:sort ` is continued, not replaced
+        self.value = text
+        self.cursor_position = len(text)
         self.add_class("-open")
         self.focus()
 

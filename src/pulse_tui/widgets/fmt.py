@@ -2,11 +2,55 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
 from textual.app import App
+
+# Colours come from the Textual theme: the literals below name roles (the Tokyo Night values the
+# console was drawn with) and C() swaps each for the current theme's colour of that role, so every
+# built-in theme, light ones included, keeps its contrast. apply_theme() runs on every theme change.
+ROLES: dict[str, str] = {
+    "#7aa2f7": "text-primary",  # queued, keys, progress bars
+    "#e0af68": "text-warning",  # running, warnings
+    "#9ece6a": "text-success",  # completed, ok
+    "#f7768e": "text-error",  # failed, errors
+    "#db4b4b": "error",  # tracebacks
+    "#7dcfff": "text-accent",  # info logs
+    "#bb9af7": "text-secondary",  # marks, notes
+    "#737aa2": "foreground-darken-3",  # cancelled, debug
+    "#a9b1d6": "foreground-darken-1",  # paused
+    "#24283b": "panel",  # progress track
+}
+_HEX = re.compile("|".join(re.escape(h) for h in ROLES))
+_colours: dict[str, str] = {}
+
+
+def apply_theme(variables: dict[str, str]) -> None:
+    """Take the role colours from a theme's CSS variables (App.get_css_variables())."""
+    _colours.clear()
+    for hex_value, role in ROLES.items():
+        value = variables.get(role, "")
+        if re.fullmatch(r"#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?", value):
+            _colours[hex_value] = value[:7]
+
+
+def C(style: str) -> str:  # noqa: N802 — reads like a colour literal at the call sites
+    """A Rich style string with its role colours taken from the current theme."""
+    return _HEX.sub(lambda m: _colours.get(m.group(0), m.group(0)), style) if _colours else style
+
+
+class ThemedStyles(dict):
+    """A name → style table whose values follow the theme (see C)."""
+
+    def __getitem__(self, key: str) -> str:
+        return C(super().__getitem__(key))
+
+    def get(self, key: str, default: str = "") -> str:  # type: ignore[override]
+        return C(super().get(key, default))
+
 
 STATUS_ICONS: dict[str, str] = {
     "queued": "◷",
@@ -17,35 +61,40 @@ STATUS_ICONS: dict[str, str] = {
     "cancelled": "⊘",
 }
 
-# Rich styles per status; these follow the theme only loosely on purpose: a status colour must mean
-# the same thing on every screen and terminal.
-STATUS_STYLES: dict[str, str] = {
-    "queued": "bold #7aa2f7",
-    "running": "bold #e0af68",
-    "paused": "#a9b1d6",
-    "completed": "#9ece6a",
-    "failed": "bold #f7768e",
-    "cancelled": "#737aa2",
-}
+# Rich styles per status: the same role colour on every screen, taken from the theme (see C).
+STATUS_STYLES: ThemedStyles = ThemedStyles(
+    {
+        "queued": "bold #7aa2f7",
+        "running": "bold #e0af68",
+        "paused": "#a9b1d6",
+        "completed": "#9ece6a",
+        "failed": "bold #f7768e",
+        "cancelled": "#737aa2",
+    }
+)
 
-LEVEL_STYLES: dict[str, str] = {
-    "debug": "#737aa2",
-    "info": "#7dcfff",
-    "warn": "bold #e0af68",
-    "warning": "bold #e0af68",
-    "error": "bold #f7768e",
-    "critical": "bold reverse #f7768e",
-}
+LEVEL_STYLES: ThemedStyles = ThemedStyles(
+    {
+        "debug": "#737aa2",
+        "info": "#7dcfff",
+        "warn": "bold #e0af68",
+        "warning": "bold #e0af68",
+        "error": "bold #f7768e",
+        "critical": "bold reverse #f7768e",
+    }
+)
 
-OUTCOME_STYLES: dict[str, str] = {
-    "running": STATUS_STYLES["running"],
-    "completed": STATUS_STYLES["completed"],
-    "failed": STATUS_STYLES["failed"],
-    "timeout": STATUS_STYLES["failed"],
-    "cancelled": STATUS_STYLES["cancelled"],
-    "interrupted": "#e0af68",
-    "plugin_unavailable": "#e0af68",
-}
+OUTCOME_STYLES: ThemedStyles = ThemedStyles(
+    {
+        "running": STATUS_STYLES["running"],
+        "completed": STATUS_STYLES["completed"],
+        "failed": STATUS_STYLES["failed"],
+        "timeout": STATUS_STYLES["failed"],
+        "cancelled": STATUS_STYLES["cancelled"],
+        "interrupted": "#e0af68",
+        "plugin_unavailable": "#e0af68",
+    }
+)
 
 
 def app_now(app: App | None) -> float:
@@ -141,11 +190,16 @@ def short_id(job_id: str, width: int) -> str:
 
 
 def job_age(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
-    """Age for queued jobs, run time for running ones, duration for finished ones."""
+    """The TIME column, saying which time it is: ``wait 3m05s`` (queued / paused, since it was
+    enqueued), ``run 12s`` (this attempt), ``took 0.4s`` (finished: start to end), ``took <0.1s``
+    for jobs faster than the column can show, ``after 5.0s`` (cancelled before it started)."""
     if job.status == "running" and job.started_at:
-        return duration(now - job.started_at)
+        return f"run {duration(now - job.started_at)}"
     if job.completed_at and job.started_at:
-        return duration(job.completed_at - job.started_at)
+        took = job.completed_at - job.started_at
+        return "took <0.1s" if took < 0.05 else f"took {duration(took)}"
+    if job.completed_at:  # cancelled before it started
+        return f"after {duration(job.completed_at - job.created_at)}" if job.created_at else "—"
     if job.created_at:
-        return duration(now - job.created_at)
+        return f"wait {duration(now - job.created_at)}"
     return "—"

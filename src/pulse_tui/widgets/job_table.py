@@ -51,6 +51,34 @@ KEEP_ROWS = 4000  # cache budget; rows far from the viewport are forgotten beyon
 GROW = 10 * PAGE  # rows added above the tail window when its top is reached and more jobs exist
 
 
+# sort column (jobs.SORT_COLUMNS) → the value live updates compare, and the table column it marks
+SORT_KEYS: dict[str, Callable[[Job], object]] = {
+    "id": lambda j: j.id,
+    "handler": lambda j: j.handler,
+    "status": lambda j: j.status,
+    "priority": lambda j: j.priority,
+    "attempts": lambda j: j.attempts,
+    "progress": lambda j: (j.progress_current / j.progress_total) if j.progress_total else 0.0,
+    "created": lambda j: j.seq,
+    "started": lambda j: j.started_at,
+    "finished": lambda j: j.completed_at,
+    "updated": lambda j: j.updated_at,
+    "error": lambda j: j.error,
+}
+COLUMN_SORT: dict[str, str] = {
+    "id": "id",
+    "handler": "handler",
+    "status": "status",
+    "progress": "progress",
+    "attempts": "attempts",
+    "created": "age",
+    "started": "age",
+    "finished": "age",
+    "updated": "age",
+    "error": "error",
+}
+
+
 @dataclass(slots=True)
 class _Column:
     key: str
@@ -102,6 +130,9 @@ class JobTable(ScrollView, can_focus=True):
             super().__init__()
             self.rows = rows
 
+    class Stale(Message):
+        """Live jobs arrived whose match against the filter only the server can decide."""
+
     class FetchFailed(Message):
         def __init__(self, error: Exception) -> None:
             super().__init__()
@@ -132,7 +163,10 @@ class JobTable(ScrollView, can_focus=True):
         self._tail = False  # rows anchored at the bottom (see module docstring)
         self._refocus = False  # lost focus to a Hide event; take it back on Show
         self.both_ends = True  # the source supports oldest_first pages (False: End jumps by offset)
+        self.sort_by = ""  # the listing's sort column ("" = seq, newest first)
+        self.sort_desc = True
         self.fetches = 0  # pages requested (tests assert the table stays lazy)
+        self.stale = False  # rows kept from before the connection was lost (drawn dim)
 
     # ------------------------------------------------------------------ data
 
@@ -174,17 +208,19 @@ class JobTable(ScrollView, can_focus=True):
         exact: bool = True,
         flt: operator_pb2.JobFilter | None = None,
         keep_cursor: bool = False,
+        fetch: bool = True,
     ) -> None:
         """Forget every row and start again (new filter, resync, reconnect).
 
         With ``keep_cursor`` and no known total, a table in tail mode stays in tail mode (the rows
         are refetched from the bottom, the cursor keeps its place)."""
         self._gen += 1
-        self._active = True
+        self.stale = False
+        self._active = fetch  # False: an endpoint that lists no jobs; show the empty message
         self._rows.clear()
         self._index.clear()
         self._inflight.clear()
-        self._loaded_once = False
+        self._loaded_once = not fetch
         if flt is not None:
             self.filter = flt
         if self._tail and keep_cursor and total is None:
@@ -223,34 +259,147 @@ class JobTable(ScrollView, can_focus=True):
         self._request_visible()
         self.refresh()
 
-    def upsert(self, jobs: Iterable[Job]) -> int:
-        """Apply live changes; returns how many rows were added at the top."""
-        fresh: list[Job] = []
-        top = self._rows.get(0)
-        changed = False
+    def snapshot(self) -> tuple[dict[int, Job], int, bool]:
+        return dict(self._rows), self._total, self._exact
+
+    def restore(self, snap: tuple[dict[int, Job], int, bool]) -> None:
+        """Put back the rows of a snapshot, marked stale (the refetch failed: connection lost)."""
+        rows, total, exact = snap
+        self._gen += 1  # pages in flight belong to the failed refetch
+        self._inflight.clear()
+        self._active = False  # nothing is fetched until the next reset (reconnect)
+        self._rows = dict(rows)
+        self._index = {j.id: i for i, j in self._rows.items()}
+        self._total, self._exact, self._loaded_once = total, exact, True
+        self.stale = True
+        self._update_size()
+        self.refresh()
+
+    def set_sort(self, sort_by: str, desc: bool) -> None:
+        self.sort_by, self.sort_desc = sort_by, desc
+        self.refresh()
+
+    def _upsert_sorted(self, jobs: Iterable[Job]) -> None:
+        """Live changes in a sorted listing: a row whose sort value is unchanged is replaced in
+        place, one that stopped matching leaves; anything that would move (a new job, a changed
+        sort value) asks the screen to refetch (Stale), which keeps the cursor on its job."""
+        key = SORT_KEYS.get(self.sort_by)
+        changed = stale = False
         for job in jobs:
             row = self._index.get(job.id)
-            if row is not None:
+            matches = filter_matches(self.filter, job)
+            if row is None:
+                stale = stale or matches
+            elif not matches:
+                self._remove_row(row)
+                changed = True
+            elif key is not None and key(job) != key(self._rows[row]):
+                self._rows[row] = job
+                changed = stale = True
+            else:
                 self._rows[row] = job
                 changed = True
+        if stale:
+            self.post_message(self.Stale())
+        if changed:
+            self._update_size()
+            self._request_visible()
+            self.refresh()
+
+    def upsert(self, jobs: Iterable[Job]) -> int:
+        """Apply live changes under the active filter; returns how many rows were added at the top.
+
+        A cached job that still matches is replaced in place; one that stopped matching leaves
+        (the rows below move up); a job that starts matching enters at its place in the listing
+        order (by seq): at the top when it is newer than the first row, between cached rows
+        otherwise. In tail mode rows are only replaced or dropped (positions count from the
+        bottom of a virtual total)."""
+        if self.sort_by:
+            self._upsert_sorted(jobs)
+            return 0
+        fresh: list[Job] = []
+        top = self._rows.get(0)
+        changed = unknown = False
+        for job in jobs:
+            row = self._index.get(job.id)
+            matches = filter_matches(self.filter, job)
+            if row is not None:
+                if matches:
+                    self._rows[row] = job
+                else:
+                    self._remove_row(row)
+                changed = True
+            elif not matches or self._tail:
+                continue
+            elif self.filter is not None and self.filter.payload:
+                unknown = True
             elif (
-                not self._tail
-                and filter_matches(self.filter, job)
-                and (
-                    top is None
-                    and self._loaded_once
-                    and self._total == 0
-                    or top is not None
-                    and job.seq > top.seq
-                )
+                top is None
+                and self._loaded_once
+                and self._total == 0
+                or top is not None
+                and job.seq > top.seq
             ):
                 fresh.append(job)
+            elif top is not None and self._insert_ordered(job):
+                changed = True
+        if unknown:
+            self.post_message(self.Stale())
         if fresh:
             fresh.sort(key=lambda j: j.seq, reverse=True)
             self._prepend(fresh)
         if changed or fresh:
+            self._update_size()
+            self._request_visible()
             self.refresh()
         return len(fresh)
+
+    def _restart_inflight(self) -> None:
+        """Rows moved unevenly: pages in flight would land in the wrong place; ask again."""
+        if self._inflight:
+            self._gen += 1
+            self._inflight.clear()
+
+    def _remove_row(self, row: int) -> None:
+        """Drop one row; rows below move up; the cursor stays on its job (or the next one)."""
+        job = self._rows.pop(row, None)
+        if job is not None:
+            self._index.pop(job.id, None)
+        self._rows = {(i - 1 if i > row else i): j for i, j in self._rows.items()}
+        self._index = {j.id: i for i, j in self._rows.items()}
+        self._restart_inflight()
+        self._total = max(0, self._total - 1)
+        if self.cursor > row:
+            self.cursor -= 1
+        self.cursor = min(self.cursor, max(0, self._total - 1))
+        if row < self.scroll_y:
+            self.scroll_to(y=max(0, self.scroll_y - 1), animate=False, immediate=True)
+        self.post_message(self.CursorMoved(self.current_job))
+
+    def _insert_ordered(self, job: Job) -> bool:
+        """A job older than the first row starts matching: put it where the listing has it.
+
+        Rows at and below its place move down; when the row above the place is not cached the
+        job itself is left to the next fetch of that gap. False when its place is below every
+        cached row and the list goes on (nothing on screen changes; the count will say)."""
+        below = [i for i, j in self._rows.items() if j.seq < job.seq]
+        if below:
+            at = min(below)
+        else:
+            last = max(self._rows, default=-1)
+            if last + 1 < self._total or not self._exact:
+                return False
+            at = last + 1
+        current = self.current_job
+        self._rows = {(i + 1 if i >= at else i): j for i, j in self._rows.items()}
+        self._restart_inflight()
+        if at == 0 or (at - 1) in self._rows:
+            self._rows[at] = job
+        self._index = {j.id: i for i, j in self._rows.items()}
+        self._total += 1
+        if current is not None and self.cursor >= at:
+            self.cursor += 1
+        return True
 
     def _prepend(self, fresh: list[Job]) -> None:
         n = len(fresh)
@@ -510,6 +659,15 @@ class JobTable(ScrollView, can_focus=True):
             self.marked.add(job.id)
         self._move(self.cursor + 1)
 
+    def visible_jobs(self) -> list[Job]:
+        first = int(self.scroll_y)
+        rows = range(first, min(self._total, first + self._visible_rows()))
+        return [j for r in rows if (j := self._rows.get(r)) is not None]
+
+    def row_of_last_mark(self) -> int | None:
+        rows = [r for job_id in self.marked if (r := self._index.get(job_id)) is not None]
+        return max(rows) if rows else None
+
     def clear_marks(self) -> None:
         self.marked.clear()
         self.refresh()
@@ -544,7 +702,7 @@ class JobTable(ScrollView, can_focus=True):
     def _columns(self, width: int) -> list[_Column]:
         id_w = 16 if width >= 110 else 9
         prog_w = 18 if width >= 130 else 14 if width >= 100 else 12
-        age_w = 8
+        age_w = 11
         fixed = 2 + id_w + 1 + 11 + 1 + prog_w + 1 + 4 + 1 + age_w + 1
         rest = max(0, width - fixed - 1)
         handler_w = min(30, max(10, int(rest * 0.45)))
@@ -556,7 +714,7 @@ class JobTable(ScrollView, can_focus=True):
             _Column("status", "STATUS", 11),
             _Column("progress", "PROGRESS", prog_w),
             _Column("attempts", "ATT", 4, right=True),
-            _Column("age", "AGE", age_w, right=True),
+            _Column("age", "TIME", age_w, right=True),
             _Column("error", "ERROR", error_w),
         ]
 
@@ -580,6 +738,8 @@ class JobTable(ScrollView, can_focus=True):
             style = self.get_component_rich_style("job-table--loading")
             return Strip([Segment("  …".ljust(width), base + style)])
         text = self._row_text(job, width)
+        if self.stale:
+            text.stylize(self.get_component_rich_style("job-table--dim"))
         if row == self.cursor:
             cls = "job-table--cursor" if self.has_focus else "job-table--cursor-blur"
             text.stylize(self.get_component_rich_style(cls))
@@ -591,10 +751,14 @@ class JobTable(ScrollView, can_focus=True):
     def _render_header(self, width: int) -> Strip:
         style = self.rich_style + self.get_component_rich_style("job-table--header")
         parts = []
+        sorted_col = COLUMN_SORT.get(self.sort_by, "")
         for col in self._columns(width):
             if col.width <= 0:
                 continue
-            label = col.label.rjust(col.width) if col.right else col.label.ljust(col.width)
+            label = col.label
+            if col.key == sorted_col:
+                label += " ▼" if self.sort_desc else " ▲"
+            label = label.rjust(col.width) if col.right else label.ljust(col.width)
             parts.append(label[: col.width])
         line = " ".join(parts)
         return Strip([Segment(line.ljust(width)[:width], style)])
@@ -616,11 +780,11 @@ class JobTable(ScrollView, can_focus=True):
     def _cell(self, job: Job, col: _Column, now: float, dim: Style) -> Text:
         key = col.key
         if key == "mark":
-            return Text("● " if job.id in self.marked else "  ", style="bold #bb9af7")
+            return Text("● " if job.id in self.marked else "  ", style=fmt.C("bold #bb9af7"))
         if key == "id":
             return Text(fmt.short_id(job.id, col.width), style=dim)
         if key == "handler":
-            return Text(job.handler, style="bold" if not job.no_handler else "italic #e0af68")
+            return Text(job.handler, style="bold" if not job.no_handler else fmt.C("italic #e0af68"))
         if key == "status":
             icon = fmt.STATUS_ICONS.get(job.status, "?")
             return Text(f"{icon} {job.status}", style=fmt.STATUS_STYLES.get(job.status, ""))
@@ -631,12 +795,16 @@ class JobTable(ScrollView, can_focus=True):
             # (the whole history is in the detail view)
             used = job.run_attempts if job.retry_count else job.attempts
             label = f"{used}/{job.max_attempts}" if job.max_attempts else str(used)
-            return Text(label.rjust(col.width), style="" if used <= 1 else "#e0af68")
+            return Text(label.rjust(col.width), style="" if used <= 1 else fmt.C("#e0af68"))
         if key == "age":
             return Text(fmt.job_age(job, now).rjust(col.width), style=dim)
         if key == "error":
             if job.no_handler and not job.error:
-                return Text("no handler routes this name", style="italic #e0af68")
+                return Text("no handler routes this name", style=fmt.C("italic #e0af68"))
             first = job.error.strip().splitlines()[0] if job.error.strip() else ""
-            return Text(first, style="#f7768e" if job.status == "failed" else dim)
+            if not first or job.status in ("running", "completed"):
+                return Text("")  # a running row's error is the previous attempt's: not this one's
+            if job.status in ("queued", "paused"):
+                return Text(f"last attempt: {first}", style=dim)
+            return Text(first, style=fmt.C("#f7768e") if job.status == "failed" else dim)
         return Text("")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from pulse_tui.widgets import fmt
+
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
@@ -48,9 +50,9 @@ def progress_text(
     bar_width = max(0, width - len(label) - 1)
     style = done_style if current >= total or status == "completed" else bar_style
     if status == "failed":
-        style = "#f7768e"
+        style = fmt.C("#f7768e")
     if bar_width >= 3:
-        text.append(bar(frac, bar_width), style=f"{style} {track_style}")
+        text.append(bar(frac, bar_width), style=fmt.C(f"{style} {track_style}"))
         text.append(" ")
     else:
         bar_width = -1

@@ -7,13 +7,17 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-STATE_STYLES: dict[str, str] = {
-    "connected": "bold #9ece6a",
-    "connecting": "bold #e0af68",
-    "reconnecting": "bold #e0af68",
-    "offline": "bold #f7768e",
-    "auth failed": "bold #f7768e",
-}
+from pulse_tui.widgets import fmt
+
+STATE_STYLES = fmt.ThemedStyles(
+    {
+        "connected": "bold #9ece6a",
+        "connecting": "bold #e0af68",
+        "reconnecting": "bold #e0af68",
+        "offline": "bold #f7768e",
+        "auth failed": "bold #f7768e",
+    }
+)
 
 
 class StatusBar(Static):
@@ -41,15 +45,15 @@ class StatusBar(Static):
         t.append("  ")
         t.append(self.address, style="bold")
         if self.mode and self.mode != "operator":
-            t.append(f"  [{self.mode}]", style="bold #e0af68")
+            t.append(f"  [{self.mode}]", style=fmt.C("bold #e0af68"))
         if self.read_only:
-            t.append("  READ-ONLY", style="bold reverse #e0af68")
+            t.append("  READ-ONLY", style=fmt.C("bold reverse #e0af68"))
         if self.store:
-            t.append(f"  ⚠ {self.store}", style="bold reverse #f7768e")
+            t.append(f"  ⚠ {self.store}", style=fmt.C("bold reverse #f7768e"))
         if self.paused:
-            t.append("  ‖ PAUSED", style="bold #e0af68")
+            t.append("  ‖ PAUSED", style=fmt.C("bold #e0af68"))
         if self.marked:
-            t.append(f"  ● {self.marked} marked", style="bold #bb9af7")
+            t.append(f"  ● {self.marked} marked", style=fmt.C("bold #bb9af7"))
         if self.note:
             t.append(f"  {self.note}", style="italic")
         if self.counts:

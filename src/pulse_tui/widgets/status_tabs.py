@@ -58,5 +58,5 @@ class StatusTabs(Static):
                 t.append(f"{number} ", style="dim")
         if self.note:
             t.append("  ")
-            t.append(self.note, style="italic #bb9af7")
+            t.append(self.note, style=fmt.C("italic #bb9af7"))
         return t

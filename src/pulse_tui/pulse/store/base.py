@@ -80,6 +80,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def prune(self, finished_before: float, statuses: Collection[str], limit: int) -> int: ...
 
+    @abc.abstractmethod
+    async def delete(self, ids: Sequence[str], statuses: Collection[str]) -> list[str]:
+        """Delete these jobs (with attempts and logs) where their status is in ``statuses``;
+        returns the ids deleted."""
+
     # ---- reads
     @abc.abstractmethod
     async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None: ...
@@ -89,8 +94,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list(
-        self, flt: JobFilter, limit: int, after_seq: int | None, oldest_first: bool, offset: int
-    ) -> list[Job]: ...
+        self,
+        flt: JobFilter,
+        limit: int,
+        after_seq: int | None,
+        oldest_first: bool,
+        offset: int,
+        *,
+        sort_by: str = "",
+    ) -> list[Job]:
+        """A page of jobs. With ``sort_by`` (a key of jobs.SORT_COLUMNS) the order is that
+        column's (descending unless ``oldest_first``) and only ``offset`` pages (``after_seq``
+        must be None)."""
 
     @abc.abstractmethod
     async def count(self, flt: JobFilter, cap: int) -> dict[str, int]: ...

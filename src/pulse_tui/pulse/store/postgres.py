@@ -48,6 +48,8 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    sort_scope,
+    sort_sql,
 )
 from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finish, Store
 
@@ -220,7 +222,32 @@ def _where(flt: JobFilter, a: _Args, statuses: Sequence[str] | None = None) -> l
         like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         p = a(like)
         clauses.append(f"(id ILIKE {p} OR handler ILIKE {p} OR error ILIKE {p})")
+    if flt.handler_glob:
+        clauses.append(f"handler LIKE {a(_glob_to_like(flt.handler_glob))}")
+    if flt.error:
+        clauses.append(f"error ILIKE {a(_contains(flt.error))}")
+    if flt.payload:
+        clauses.append(f"position({a(flt.payload.encode())}::bytea in payload) > 0")
     return clauses
+
+
+def _contains(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _glob_to_like(glob: str) -> str:
+    """`*` / `?` glob to a LIKE pattern (LIKE's own `%`, `_` and `\\` taken literally)."""
+    out = []
+    for ch in glob:
+        if ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        elif ch in "%_\\":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _interrupted_attempts(jobs: Sequence[Job], now: float) -> list[tuple]:
@@ -609,6 +636,17 @@ class PostgresStore(Store):
         async with self._acquire() as conn:
             return int(await conn.fetchval(sql, list(statuses), finished_before, limit))
 
+    async def delete(self, ids: Sequence[str], statuses: Collection[str]) -> list[str]:
+        sql = (
+            "WITH d AS (DELETE FROM jobs WHERE id = ANY($1::text[]) AND status = ANY($2::text[])"
+            " RETURNING seq, id),"
+            " a AS (DELETE FROM attempts WHERE job_seq IN (SELECT seq FROM d)),"
+            " l AS (DELETE FROM job_logs WHERE job_seq IN (SELECT seq FROM d))"
+            " SELECT id FROM d"
+        )
+        async with self._acquire() as conn:
+            return [r["id"] for r in await conn.fetch(sql, list(dict.fromkeys(ids)), list(statuses))]
+
     # ------------------------------------------------------------ multi-node
     async def heartbeat(self, now: float, running: Sequence[str] | None = None) -> None:
         """Extend the leases of the jobs this node really runs (`running`; all of this node's when
@@ -760,17 +798,31 @@ class PostgresStore(Store):
         return JobDetail(job, attempts, logs)
 
     async def list(
-        self, flt: JobFilter, limit: int, after_seq: int | None, oldest_first: bool, offset: int
+        self,
+        flt: JobFilter,
+        limit: int,
+        after_seq: int | None,
+        oldest_first: bool,
+        offset: int,
+        *,
+        sort_by: str = "",
     ) -> list[Job]:
         a = _Args()
         clauses = _where(flt, a)
         if after_seq is not None:
             clauses.append(f"seq {'>' if oldest_first else '<'} {a(after_seq)}")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = "ASC" if oldest_first else "DESC"
-        sql = (
-            f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq {order} LIMIT {a(limit)} OFFSET {a(offset)}"
-        )
+        order = sort_sql(sort_by, not oldest_first)
+        scope = sort_scope(sort_by)
+        if scope:  # a column no index orders: rank the newest `scope` matching jobs only
+            sql = (
+                f"SELECT * FROM (SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq DESC LIMIT {scope}) s"
+                f" ORDER BY {order} LIMIT {a(limit)} OFFSET {a(offset)}"
+            )
+        else:
+            sql = (
+                f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY {order} LIMIT {a(limit)} OFFSET {a(offset)}"
+            )
         async with self._acquire() as conn:
             return [_job(r) for r in await conn.fetch(sql, *a.values)]
 

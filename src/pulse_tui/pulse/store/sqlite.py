@@ -51,6 +51,8 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    sort_scope,
+    sort_sql,
 )
 from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finish, Store
 
@@ -173,7 +175,22 @@ def _where(flt: JobFilter, statuses: Collection[str] | None = None) -> tuple[lis
         like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         clauses.append("(id LIKE ? ESCAPE '\\' OR handler LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\')")
         args.extend([like, like, like])
+    if flt.handler_glob:
+        # case-sensitive; `+` keeps the planner on the seq order (an index range on handler would
+        # sort every matching row before the first page: 1.3 s for a third of 1M jobs)
+        clauses.append("+handler GLOB ?")
+        args.append(flt.handler_glob.replace("[", "[[]"))
+    if flt.error:
+        clauses.append("error LIKE ? ESCAPE '\\'")
+        args.append(_contains(flt.error))
+    if flt.payload:
+        clauses.append("instr(payload, ?) > 0")  # bytes, case-sensitive
+        args.append(flt.payload.encode())
     return clauses, args
+
+
+def _contains(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class SQLiteStore(Store):
@@ -715,6 +732,31 @@ class SQLiteStore(Store):
 
         return await self._write(op)
 
+    async def delete(self, ids: Sequence[str], statuses: Collection[str]) -> list[str]:
+        sts = tuple(statuses)
+        wanted = list(dict.fromkeys(ids))
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            out: list[str] = []
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                rows = conn.execute(
+                    f"SELECT seq, id FROM jobs WHERE id IN ({','.join('?' * len(chunk))})"
+                    f" AND status IN ({','.join('?' * len(sts))})",
+                    (*chunk, *sts),
+                ).fetchall()
+                if not rows:
+                    continue
+                seqs = [r[0] for r in rows]
+                q = ",".join("?" * len(seqs))
+                conn.execute(f"DELETE FROM attempts WHERE job_seq IN ({q})", seqs)
+                conn.execute(f"DELETE FROM job_logs WHERE job_seq IN ({q})", seqs)
+                conn.execute(f"DELETE FROM jobs WHERE seq IN ({q})", seqs)
+                out.extend(r[1] for r in rows)
+            return out
+
+        return await self._write(op)
+
     # ------------------------------------------------------------ reads
     async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None:
         sel = FULL_SELECT if with_payload else LIST_SELECT
@@ -752,15 +794,29 @@ class SQLiteStore(Store):
         return await self._read(op)
 
     async def list(
-        self, flt: JobFilter, limit: int, after_seq: int | None, oldest_first: bool, offset: int
+        self,
+        flt: JobFilter,
+        limit: int,
+        after_seq: int | None,
+        oldest_first: bool,
+        offset: int,
+        *,
+        sort_by: str = "",
     ) -> list[Job]:
         clauses, args = _where(flt)
         if after_seq is not None:
             clauses.append("seq > ?" if oldest_first else "seq < ?")
             args.append(after_seq)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = "ASC" if oldest_first else "DESC"
-        sql = f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq {order} LIMIT ? OFFSET ?"
+        order = sort_sql(sort_by, not oldest_first)
+        scope = sort_scope(sort_by)
+        if scope:  # a column no index orders: rank the newest `scope` matching jobs only
+            sql = (
+                f"SELECT * FROM (SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq DESC LIMIT {scope})"
+                f" ORDER BY {order} LIMIT ? OFFSET ?"
+            )
+        else:
+            sql = f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY {order} LIMIT ? OFFSET ?"
         args.extend([limit, offset])
 
         def op(conn: sqlite3.Connection) -> list[Job]:

@@ -1,0 +1,138 @@
+"""The split view's right half (≥ 160 columns): the selected job's detail beside the list."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Group
+from rich.text import Text
+from textual import work
+from textual.containers import VerticalScroll
+from textual.timer import Timer
+from textual.widgets import Static
+
+from pulse_tui.client import ClientError
+from pulse_tui.protocol import operator_pb2
+from pulse_tui.widgets import fmt
+
+WIDE = 160  # columns from which the jobs screen shows the list and the detail side by side
+FOLLOW_DELAY = 0.15  # seconds the cursor rests on a row before its detail is fetched
+MAX_PAYLOAD_CHARS = 2000
+MAX_LOG_LINES = 12
+
+
+class JobSide(VerticalScroll, can_focus=False):
+    """Detail of the job under the cursor; fetched when the cursor rests, kept live by updates."""
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        self.job_id = ""
+        self.detail: operator_pb2.JobDetail | None = None
+        self._timer: Timer | None = None
+        self.plain = ""  # what is shown, as text (tests, screen readers)
+
+    def compose(self):  # noqa: ANN201
+        yield Static("", id="job-side-body")
+
+    def follow(self, job: operator_pb2.Job | None) -> None:
+        """The cursor moved: show this job (fetched after a short rest)."""
+        if not self.display:
+            return
+        if job is None:
+            self.job_id, self.detail = "", None
+            self._show()
+            return
+        if job.id == self.job_id and self.detail is not None:
+            self.detail.job.CopyFrom(job)
+            self._show()
+            return
+        self.job_id = job.id
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(FOLLOW_DELAY, self.fetch)
+
+    def job_changed(self, job: operator_pb2.Job) -> None:
+        if self.display and job.id == self.job_id:
+            self.fetch()
+
+    @work(exclusive=True, group="job-side", exit_on_error=False)
+    async def fetch(self) -> None:
+        job_id = self.job_id
+        client = getattr(self.app, "client", None)
+        if not job_id or client is None or not client.can("detail"):
+            return
+        try:
+            detail = await client.get_job(job_id)
+        except ClientError as exc:
+            if job_id == self.job_id:
+                self.detail = None
+                self.query_one("#job-side-body", Static).update(
+                    Text(f"{job_id}: {exc.message}", style="italic")
+                )
+            return
+        if job_id == self.job_id:
+            self.detail = detail
+            self._show()
+
+    def _show(self) -> None:
+        body = self.query_one("#job-side-body", Static)
+        d = self.detail
+        if d is None or d.job.id != self.job_id:
+            body.update(Text("…" if self.job_id else "No job selected.", style="italic"))
+            return
+        j = d.job
+        now = fmt.app_now(self.app)
+        head = Text()
+        head.append(f"{j.id}\n", style="bold")
+        head.append(f"{j.handler}", style="bold")
+        if j.plugin:
+            version = f" {j.plugin_version}" if j.plugin_version else ""
+            head.append(f"  (plugin {j.plugin}{version})", style="dim")
+        head.append("\n")
+        head.append(
+            f"{fmt.STATUS_ICONS.get(j.status, '?')} {j.status}", style=fmt.STATUS_STYLES.get(j.status, "")
+        )
+        head.append(f"   {fmt.job_age(j, now)}   attempts {j.run_attempts or j.attempts}")
+        head.append(f" of {j.max_attempts}" if j.max_attempts else "")
+        if j.retry_count:
+            head.append(f", {j.retry_count} operator retr{'y' if j.retry_count == 1 else 'ies'}")
+        head.append("\n")
+        if j.source or j.parent_job_id:
+            head.append(f"source {j.source or '—'}   parent {j.parent_job_id or '—'}", style="dim")
+        head.rstrip()
+        parts: list[Text] = [head]
+        if j.error and j.status not in ("running", "completed"):
+            parts.append(Text(f"\nerror\n{j.error}", style=fmt.STATUS_STYLES["failed"]))
+        parts.append(Text("\npayload", style="bold dim"))
+        parts.append(Text(_pretty(d.payload)))
+        if d.result:
+            parts.append(Text("\nresult", style="bold dim"))
+            parts.append(Text(_pretty(d.result)))
+        if d.attempts:
+            parts.append(Text("\nattempts", style="bold dim"))
+            for a in d.attempts:
+                took = fmt.duration(a.ended_at - a.started_at) if a.ended_at else "running"
+                line = Text(f"{a.number:>3} ")
+                line.append(f"{a.outcome:<12}", style=fmt.OUTCOME_STYLES.get(a.outcome, ""))
+                line.append(f" {took:>8}  ")
+                line.append(a.error.splitlines()[0] if a.error else "", style="dim")
+                parts.append(line)
+        if d.logs:
+            parts.append(Text("\nlogs (latest)", style="bold dim"))
+            for e in d.logs[-MAX_LOG_LINES:]:
+                line = Text(f"{e.timestamp[11:19]} ")
+                line.append(f"{e.level:<5} ", style=fmt.LEVEL_STYLES.get(e.level, ""))
+                line.append(e.message)
+                parts.append(line)
+        self.plain = "\n".join(t.plain for t in parts if isinstance(t, Text))
+        body.update(Group(*parts))
+
+
+def _pretty(raw: bytes) -> str:
+    if not raw:
+        return "—"
+    try:
+        text = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+    except ValueError:
+        text = raw.decode("utf-8", "replace")
+    return text if len(text) <= MAX_PAYLOAD_CHARS else text[:MAX_PAYLOAD_CHARS] + f"\n… ({len(text):,} chars)"

@@ -1,0 +1,622 @@
+"""Pilot tests for the console as a k9s / Sidekiq user judges it (issue 20), against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from textual.widgets import Input
+
+from pulse_tui.app import PulseApp
+from pulse_tui.screens.confirm import QuitScreen
+from pulse_tui.screens.jobs import JobsScreen
+from pulse_tui.widgets.status_tabs import StatusTabs
+from tests.test_tui import client_for, started, until
+
+
+def ids(t) -> list[str]:  # noqa: ANN001
+    return [t.job_at(i).id if t.job_at(i) else "?" for i in range(t.total)]
+
+
+async def test_filtered_list_follows_live_updates(server) -> None:
+    """Rows leave the filtered list when they stop matching and come back at their place."""
+    client = await client_for(server)
+    jobs = [await client.enqueue("pulse.sleep", {"seconds": 60}) for _ in range(3)]
+    await client.enqueue("pulse.noop")
+    await client.cancel_jobs([j.id for j in jobs])
+    newest_first = [j.id for j in reversed(jobs)]
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot)
+        screen: JobsScreen = app.screen  # type: ignore[assignment]
+        tabs = screen.query_one(StatusTabs)
+        await pilot.press("slash", *"status:cancelled", "enter")
+        await until(pilot, lambda: ids(t) == newest_first, "three cancelled rows")
+        await pilot.press("down", "r")  # retry the middle one: it is queued now, not cancelled
+        await until(pilot, lambda: ids(t) == [newest_first[0], newest_first[2]], "retried row leaves")
+        assert t.current_job is not None and t.current_job.id == newest_first[2]  # cursor on the next
+        await until(pilot, lambda: tabs.counts.get("cancelled") == 2, "cancelled count follows")
+        await client.cancel_jobs([newest_first[1]])  # matches again: back at its place, not on top
+        await until(pilot, lambda: ids(t) == newest_first, "row re-enters in order")
+        await until(pilot, lambda: tabs.counts.get("cancelled") == 3, "count follows back")
+        assert t.current_job is not None and t.current_job.id == newest_first[2]  # cursor kept its job
+    await client.close()
+
+
+async def test_q_at_root_goes_back_then_asks_before_stopping_embedded_server(server) -> None:
+    client = await client_for(server)
+    await client.enqueue("pulse.sleep", {"seconds": 60})
+    app = PulseApp(server.address, server.token, embedded=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot)
+        await until(pilot, lambda: t.job_at(0) is not None and t.job_at(0).status == "running", "running")
+        screen: JobsScreen = app.screen  # type: ignore[assignment]
+        await pilot.press("slash", *"pulse", "enter")
+        await until(pilot, lambda: screen.filter.text == "pulse", "filter applied")
+        await pilot.press("q")  # first q undoes the filter, does not quit
+        await until(pilot, lambda: screen.filter.line() == "", "filter cleared by q")
+        assert app.is_running and app.screen is screen
+        await pilot.press("escape")  # nothing left to undo: escape never quits
+        assert app.is_running
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen), "asks before stopping the server")
+        assert "1 job(s) are running" in str(app.screen.query_one("#confirm-message").render())
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is screen, "stays")
+        assert app.is_running and not app.keep_server
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen), "asks again")
+        await pilot.press("k")
+        await until(pilot, lambda: not app.is_running, "quits")
+    assert app.keep_server  # run_tui leaves the embedded server running
+    await client.close()
+
+
+async def test_q_quits_at_once_without_running_jobs_or_embedded_server(server) -> None:
+    client = await client_for(server)
+    await client.enqueue("pulse.sleep", {"seconds": 60})
+    app = PulseApp(server.address, server.token)  # not embedded: quitting stops nothing
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, "quits")
+    assert not app.keep_server
+    await client.close()
+
+
+def _plain(prompt: object) -> str:
+    text = getattr(prompt, "plain", None)
+    if text is None:
+        text = "".join(getattr(r, "plain", str(r)) for r in getattr(prompt, "renderables", [prompt]))
+    return str(text).split("\n")[0]
+
+
+def _text(renderable: object) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=160, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def note(screen: JobsScreen) -> str:
+    return str(screen.query_one("#jobs-note").render())
+
+
+async def test_filter_applies_as_you_type_with_prefix_glob_error_payload(server) -> None:
+    client = await client_for(server)
+    await client.enqueue("pulse.noop", {"city": "Lyon"})
+    await client.enqueue("pulse.noop", {"city": "Oslo"})
+    boom = await client.enqueue("pulse.fail", {"error": "Disk FULL on /var"}, max_attempts=1)
+    await client.enqueue("pulse.sleep", {"seconds": 0})
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=4)
+        screen: JobsScreen = app.screen  # type: ignore[assignment]
+        await until(pilot, lambda: t.job_at(1) is not None and t.job_at(1).status == "failed", "failed")
+        await pilot.press("slash", *"handler:pulse.no")  # no enter: applies after a pause in typing
+        await until(pilot, lambda: t.total == 2 and screen.filter.handler == "pulse.no", "prefix as typed")
+        assert app.focused is screen.query_one("#filter", Input)  # still typing
+        await until(pilot, lambda: "2 job(s)" in note(screen), "count in the note")
+        assert "handler=pulse.no*" in note(screen)
+        await pilot.press(*" payload:Oslo")
+        await until(pilot, lambda: t.total == 1 and t.job_at(0) is not None, "payload search")
+        assert b"Oslo" in (await client.get_job(t.job_at(0).id)).payload
+        await pilot.press("enter")
+        assert app.focused is t
+        await pilot.press("escape")
+        await until(pilot, lambda: t.total == 4, "cleared")
+        await pilot.press("slash", *"handler:pulse.*", "enter")  # a glob
+        await until(pilot, lambda: screen.filter.handler == "pulse.*" and t.total == 4, "glob")
+        await pilot.press("slash", "ctrl+u", *"error:disk full", "enter")  # error:disk and the word "full"
+        await until(pilot, lambda: t.total == 1 and t.job_at(0) is not None, "error search")
+        assert t.job_at(0).id == boom.id
+        await pilot.press("slash", "ctrl+u", *'error:"no such thing"')
+        await until(pilot, lambda: screen.filter.error == "no such thing" and t.total == 0, "empty")
+        await pilot.pause(0.2)
+        shown = "\n".join(str(s.text) for s in t.render_lines(t.region.reset_offset)[:4])
+        assert "No jobs match the filter" in shown and 'error~"no such thing"' in shown
+        assert "enqueue" not in shown
+        await pilot.press("escape")  # esc on the open line reverts what was typed
+        await until(pilot, lambda: screen.filter.error == "disk" and t.total == 1, "reverted")
+    await client.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_reconnect_backoff_is_capped_and_ctrl_r_reconnects_now(server_factory) -> None:
+    from pulse_tui.app import BACKOFF_RECENT_CAP
+    from pulse_tui.widgets.status_bar import StatusBar
+
+    srv = server_factory(extra_args=["--listen", f"127.0.0.1:{free_port()}"])
+    app = PulseApp(srv.address, srv.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot, rows=0)
+        srv.stop()
+        await until(pilot, lambda: app.conn_state == "reconnecting", "reconnecting")
+        # the waits double from 0.5 s but stay under the cap while the server was just seen
+        await until(pilot, lambda: len(app.backoff_waits) >= 5, "five waits", timeout=30)
+        assert all(w <= BACKOFF_RECENT_CAP for w in app.backoff_waits), app.backoff_waits
+        assert len(set(app.backoff_waits)) == len(app.backoff_waits)  # jittered
+        await until(pilot, lambda: app.retry_in >= 2, "a countdown of 2 s or more", timeout=10)
+        bar = app.screen.query_one(StatusBar)
+        assert f"reconnecting in {app.retry_in}s" in str(bar.render())
+        await pilot.press("e")  # refused; the toast has no countdown of its own to disagree with
+        assert not any("retrying in" in n.message for n in app._notifications)
+        await asyncio.to_thread(srv.restart)  # same port; the console keeps probing meanwhile
+        await until(pilot, lambda: app.conn_state == "connected", "back within the cap", timeout=15)
+
+
+async def test_ctrl_r_reconnects_now(server_factory, monkeypatch) -> None:
+    import pulse_tui.app as app_mod
+
+    monkeypatch.setattr(app_mod, "BACKOFF_START", 60.0)  # a long countdown ctrl+r must cut short
+    monkeypatch.setattr(app_mod, "BACKOFF_RECENT_CAP", 60.0)
+    srv = server_factory(extra_args=["--listen", f"127.0.0.1:{free_port()}"])
+    app = PulseApp(srv.address, srv.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot, rows=0)
+        srv.stop()
+        await until(pilot, lambda: app.retry_in >= 20, "a long countdown", timeout=15)
+        await asyncio.to_thread(srv.restart)
+        assert app.conn_state == "reconnecting" and app.retry_at - time.monotonic() > 5
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: app.conn_state == "connected", "reconnected now", timeout=5)
+        assert any("reconnecting to" in n.message for n in app._notifications)
+
+
+async def test_command_line_hint_lists_every_command(server) -> None:
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(200, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("colon")
+        hint = app.screen.query_one("#command-line", Input).placeholder
+        for name in ("jobs", "plugins", "handlers", "scripts", "ix", "reconnect", "quit"):
+            assert name in hint, (name, hint)
+        await pilot.press("escape")
+
+
+async def test_unknown_key_ids_are_reported_with_the_valid_ones(server) -> None:
+    app = PulseApp(server.address, server.token, keymap={"quit": "x", "jobs.filter": "f"})
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        msgs = [n.message for n in app._notifications]
+        bad = [m for m in msgs if "unknown binding id" in m]
+        assert bad and "quit" in bad[0] and "jobs.filter" in bad[0].split("Valid ids:")[1]
+        assert "jobs.filter," not in bad[0].split("Valid ids:")[0]  # the remap that exists works
+        await pilot.press("f")
+        assert app.focused is app.screen.query_one("#filter", Input)
+
+
+def test_default_config_suggests_real_binding_ids() -> None:
+    import re
+
+    from pulse_tui.app import binding_ids
+    from pulse_tui.config import default_config_text
+
+    text = default_config_text()
+    keys_table = text.split("[tui.keys]", 1)[1]
+    ids = re.findall(r'^# "([a-z_.]+)" = ', keys_table, re.M)
+    assert ids and all(i in binding_ids() for i in ids), ids
+
+
+async def test_help_hint_palette_and_vim_keys_on_every_table(server_factory) -> None:
+    from textual.command import CommandPalette
+
+    from pulse_tui.screens.help import HelpScreen
+    from pulse_tui.screens.plugins import PluginsScreen
+    from tests.test_tui import PLUGINS
+
+    srv = server_factory(PLUGINS)
+    app = PulseApp(srv.address, srv.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
+        hint = str(app.screen.query_one(".hint").render())
+        assert "[tui.keys]" in hint  # not eaten as markup
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), "palette")
+        palette: CommandPalette = app.screen  # type: ignore[assignment]
+        cl = palette.query_one("CommandList")
+        await until(pilot, lambda: cl.option_count > 10, "entries")
+        await pilot.pause(0.3)  # the palette gathers hits asynchronously
+        labels = [_plain(cl.get_option_at_index(i).prompt) for i in range(cl.option_count)]
+        assert labels[0].startswith("Detail  ("), labels[:5]  # the screen's actions lead
+        assert not any(lbl.startswith(("Up", "Down", "Scroll", "Cursor")) for lbl in labels), labels
+        assert len(labels) == len(set(labels))
+        assert any(lbl.startswith("Quit  (") and ", " in lbl for lbl in labels), labels  # both keys, once
+        await pilot.press("escape")
+        await pilot.press("colon", *"plugins", "enter")
+        await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+        dt = app.screen.query_one("#plugins-table")
+        await until(pilot, lambda: dt.row_count >= 2, "two plugins")
+        dt.focus()
+        await pilot.press("j")
+        assert dt.cursor_row == 1
+        await pilot.press("k")
+        assert dt.cursor_row == 0
+        await pilot.press("G")
+        assert dt.cursor_row == dt.row_count - 1
+        await pilot.press("g")
+        assert dt.cursor_row == 0
+
+
+async def test_read_only_keys_say_why_and_enqueue_errors_do_not_go_stale(server) -> None:
+    from textual.widgets import TextArea
+
+    from pulse_tui.screens.enqueue import EnqueueScreen
+
+    app = PulseApp(server.address, server.readonly_token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("e", "r")
+        msgs = [n.message for n in app._notifications]
+        assert any(m.startswith("read-only: enqueue is disabled (the server granted") for m in msgs), msgs
+        assert any(m.startswith("read-only: retry is disabled") for m in msgs), msgs
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "enqueue form")
+        form = app.screen
+        form.query_one("#enqueue-handler", Input).value = "no.such.handler.anywhere"
+        form.query_one("#enqueue-payload", TextArea).text = "{oops"
+        await pilot.pause(0.1)
+        form.action_submit()
+        err = lambda: str(form.query_one("#enqueue-error").render())  # noqa: E731
+        await until(pilot, lambda: "must be JSON" in err(), "payload error")
+        form.query_one("#enqueue-payload", TextArea).text = "{}"
+        await until(pilot, lambda: "must be JSON" not in err(), "error cleared once fixed")
+        form.action_submit()
+        await until(pilot, lambda: "unknown handler" in err(), "unknown handler")
+        assert ":handlers" in err() and "pulse-tui handlers list" not in err()
+
+
+async def test_time_column_says_which_time_and_running_rows_hide_old_errors(server) -> None:
+    from pulse_tui.protocol import operator_pb2
+
+    app = PulseApp(server.address, server.token, now=lambda: 1000.0)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot)
+        running = operator_pb2.Job(
+            id="a" * 16,
+            handler="demo.sleep",
+            status="running",
+            created_at=900.0,
+            started_at=995.0,
+            error="server shutting down; re-queued",
+        )
+        row = t._row_text(running, 120).plain
+        assert "run 5.0s" in row and "shutting down" not in row
+        done = operator_pb2.Job(
+            id="b" * 16, handler="x", status="completed", created_at=900, started_at=990, completed_at=990.01
+        )
+        assert "took <0.1s" in t._row_text(done, 120).plain
+        queued = operator_pb2.Job(id="c" * 16, handler="x", status="queued", created_at=820.0, error="boom")
+        row = t._row_text(queued, 120).plain
+        assert "wait 3m00s" in row and "last attempt: boom" in row
+        assert "TIME" in t._render_header(120).text
+
+
+async def test_delete_one_then_purge_under_a_filter_with_confirm(server) -> None:
+    from pulse_tui.screens.confirm import ConfirmScreen
+
+    client = await client_for(server)
+    done = [await client.enqueue("pulse.noop") for _ in range(3)]
+    bad = await client.enqueue("pulse.fail", max_attempts=1)
+    waiting = await client.enqueue("pulse.sleep", {"seconds": 1}, delay_secs=600)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=5)
+        await until(
+            pilot, lambda: all(t.job_at(i) and t.job_at(i).status != "queued" for i in (1, 2, 3, 4)), "ran"
+        )
+        await pilot.press("D")  # the newest is queued (delayed): refused with the reason
+        await until(pilot, lambda: any("only finished" in n.message for n in app._notifications), "refused")
+        await pilot.press("down", "down", "D")  # done[2]
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        assert done[2].id in str(app.screen.query_one("#confirm-message").render())
+        await pilot.press("y")
+        await until(pilot, lambda: t.total == 4 and t.row_of(done[2].id) is None, "deleted row leaves")
+        await pilot.press("slash", *"handler:pulse.noop", "enter")
+        await until(pilot, lambda: t.total == 2, "filtered")
+        await pilot.press("colon", *"purge", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "purge confirm")
+        assert "Delete 2 completed/failed/cancelled job(s) matching handler=pulse.noop*" in str(
+            app.screen.query_one("#confirm-message").render()
+        )
+        await pilot.press("y")
+        await until(pilot, lambda: t.total == 0, "purged")
+        await pilot.press("escape")
+        await until(pilot, lambda: t.total == 2, "the others stay")
+        assert {t.job_at(0).id, t.job_at(1).id} == {waiting.id, bad.id}
+    app = PulseApp(server.address, server.readonly_token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot, rows=2)
+        await pilot.press("down", "D")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("read-only: delete is disabled" in n.message for n in app._notifications)
+    assert (await client.get_job(bad.id)).job.status == "failed"  # read-only deleted nothing
+    await client.close()
+
+
+async def test_marks_range_visible_matching_and_clear(server) -> None:
+    from pulse_tui.widgets.status_bar import StatusBar
+
+    client = await client_for(server)
+    for _ in range(6):
+        await client.enqueue("pulse.sleep", {"seconds": 1}, delay_secs=600)
+    for _ in range(3):
+        await client.enqueue("pulse.noop")
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=9)
+        bar = app.screen.query_one(StatusBar)
+        await pilot.press("down", "space", "down", "down", "V")  # rows 1..4
+        assert {t.row_of(i) for i in t.marked} == {1, 2, 3, 4}
+        assert bar.marked == 4 and "4 marked" in str(bar.render())
+        await pilot.press("u")
+        assert not t.marked and bar.marked == 0
+        await pilot.press("a")
+        assert len(t.marked) == 9  # all nine fit on screen
+        await pilot.press("u", "slash", *"handler:pulse.sleep", "enter")
+        await until(pilot, lambda: t.total == 6, "filtered")
+        await pilot.press("A")
+        await until(pilot, lambda: len(t.marked) == 6, "all matching marked")
+        assert any("marked 6 job(s) matching handler=pulse.sleep*" in n.message for n in app._notifications)
+        await pilot.press("escape")  # esc clears marks first
+        assert not t.marked
+    await client.close()
+
+
+async def test_export_filtered_list_to_jsonl_and_csv(server, tmp_path) -> None:
+    import csv
+    import json
+
+    client = await client_for(server)
+    for _ in range(3):
+        await client.enqueue("pulse.noop")
+    await client.enqueue("pulse.fail", max_attempts=1)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=4)
+        await pilot.press("slash", *"handler:pulse.noop", "enter")
+        await until(pilot, lambda: t.total == 3, "filtered")
+        out = tmp_path / "jobs.jsonl"
+        await app.run_command_line(f":export {out}")
+        await until(pilot, lambda: out.exists() and out.read_text().count("\n") == 3, "jsonl")
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert {r["handler"] for r in rows} == {"pulse.noop"} and rows[0]["id"] == t.job_at(0).id
+        csv_out = tmp_path / "jobs.csv"
+        await app.run_command_line(f":export {csv_out}")
+        await until(pilot, lambda: csv_out.exists() and len(csv_out.read_text().splitlines()) == 4, "csv")
+        assert [r["status"] for r in csv.DictReader(csv_out.open())] == ["completed"] * 3
+        await app.run_command_line(f":export {out}")  # exists: not overwritten
+        await until(pilot, lambda: any("exists" in n.message for n in app._notifications), "refused")
+    await client.close()
+
+
+async def test_sort_by_column_kept_across_live_updates_and_pages(server) -> None:
+    client = await client_for(server)
+    for name in ("pulse.sleep", "pulse.noop", "pulse.fail", "pulse.noop"):
+        await client.enqueue(name, {"seconds": 600} if name == "pulse.sleep" else {}, max_attempts=1)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=4)
+        screen: JobsScreen = app.screen  # type: ignore[assignment]
+        await pilot.press("S")  # opens `:sort ` on the command line
+        await pilot.press(*"handler", "enter")
+        names = lambda: [t.job_at(i).handler if t.job_at(i) else "?" for i in range(t.total)]  # noqa: E731
+        await until(
+            pilot, lambda: names() == ["pulse.fail", "pulse.noop", "pulse.noop", "pulse.sleep"], "sorted"
+        )
+        assert "HANDLER ▲" in t._render_header(120).text
+        t.move_to_job(t.job_at(3).id)  # the cursor on pulse.sleep
+        sleeper = t.current_job.id
+        await client.enqueue("pulse.fail", max_attempts=1)  # the newest, sorted second (ties by seq)
+        await until(pilot, lambda: names()[:2] == ["pulse.fail"] * 2 and t.total == 5, "new job in order")
+        await until(pilot, lambda: t.current_job is not None and t.current_job.id == sleeper, "cursor kept")
+        await app.run_command_line(":sort handler")  # the same column again: flips
+        await until(pilot, lambda: names()[0] == "pulse.sleep", "descending")
+        assert "HANDLER ▼" in t._render_header(120).text
+        await app.run_command_line(":sort nonsense")
+        await until(
+            pilot, lambda: any("cannot sort by 'nonsense'" in n.message for n in app._notifications), "says"
+        )
+        await app.run_command_line(":sort")
+        await until(
+            pilot,
+            lambda: screen.sort_by == "" and names()[:2] == ["pulse.fail", "pulse.noop"],
+            "newest first",
+        )
+    await client.close()
+
+
+async def test_split_view_at_wide_terminals_follows_the_cursor(server) -> None:
+    from pulse_tui.widgets.job_side import JobSide
+
+    client = await client_for(server)
+    ok = await client.enqueue("pulse.noop", {"city": "Lyon"})
+    bad = await client.enqueue("pulse.fail", {"error": "disk full"}, max_attempts=1)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(200, 50)) as pilot:
+        t = await started(app, pilot, rows=2)
+        side = app.screen.query_one(JobSide)
+        body = lambda: side.plain  # noqa: E731
+        await until(
+            pilot, lambda: side.display and bad.id in body() and "disk full" in body(), "detail beside"
+        )
+        assert t.region.width < 200 and side.region.x > 0
+        await pilot.press("down")
+        await until(pilot, lambda: ok.id in body() and "Lyon" in body(), "follows the cursor")
+        await pilot.resize_terminal(120, 40)
+        await until(pilot, lambda: not side.display, "hidden when narrow")
+    await client.close()
+
+
+async def test_themes_colour_statuses_and_a_palette_choice_is_remembered(server, tmp_path) -> None:
+    from pulse_tui.widgets import fmt
+
+    theme_file = tmp_path / "tui-theme"
+    app = PulseApp(server.address, server.token, theme="textual-light", theme_file=theme_file)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        error = app.get_css_variables()["text-error"][:7]
+        assert fmt.STATUS_STYLES["failed"] == f"bold {error}" and "#f7768e" not in fmt.STATUS_STYLES["failed"]
+        assert not theme_file.exists()  # the --theme choice is not a palette pick
+        app.theme = "nord"  # what the palette's Change theme does
+        await until(pilot, lambda: theme_file.exists(), "remembered")
+        assert theme_file.read_text().strip() == "nord"
+        assert fmt.STATUS_STYLES["failed"] == f"bold {app.get_css_variables()['text-error'][:7]}"
+    app = PulseApp(server.address, server.token, theme_file=theme_file)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        assert app.theme == "nord"  # picked last time
+        app.theme = "textual-dark"
+        await pilot.pause(0.1)
+        assert fmt.STATUS_STYLES["failed"] == "bold #f7768e"  # the built-in look
+    app = PulseApp(server.address, server.token, theme="no-such-theme")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await until(pilot, lambda: any("unknown theme" in n.message for n in app._notifications), "said")
+
+
+async def test_bare_plugin_endpoint_asks_only_for_what_it_can_give() -> None:
+    import subprocess
+    import sys
+
+    from pulse_tui.screens.plugins import PluginsScreen
+
+    proc = subprocess.Popen(  # noqa: ASYNC220 — the plugin process under test, started once
+        [sys.executable, "-m", "pulse_tui.plugins.demo", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("QNTX_PLUGIN_PORT="), line
+        port = int(line.split("=", 1)[1])
+        app = PulseApp(f"127.0.0.1:{port}")
+        async with app.run_test(size=(120, 30)) as pilot:
+            t = await started(app, pilot)
+            await pilot.pause(0.5)
+            assert t.fetches == 0 and t.total == 0
+            assert "bare plugin endpoint has no jobs" in t.empty_message
+            await pilot.press("colon", *"plugins", "enter")
+            await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+            await pilot.pause(0.5)
+            errors = [n.message for n in app._notifications if n.severity == "error"]
+            assert errors == [], errors  # no "jobs is not available" / "plugins is not available"
+            shown = str(app.screen.query_one("#plugin-handlers").render())
+            assert "handlers: unknown (a plugin announces its handlers to the host at Initialize)" in shown
+            assert "health: healthy" in shown and "0 announced" not in shown
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_compat_enqueue_form_hides_fields_queueservice_lacks(server) -> None:
+    from pulse_tui.screens.enqueue import EnqueueScreen
+    from tests.test_tui import CompatClient
+
+    app = PulseApp(server.address, server.token, client=CompatClient(server.address, server.token))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(app, pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "form")
+        assert not app.screen.query_one("#enqueue-numbers").display
+        assert app.screen.query_one("#enqueue-compat").display
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(app, pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "form")
+        assert app.screen.query_one("#enqueue-numbers").display
+        assert not app.screen.query_one("#enqueue-compat").display
+
+
+async def test_compat_retry_names_the_new_job(server) -> None:
+    from tests.test_tui import CompatClient
+
+    client = await client_for(server)
+    bad = await client.enqueue("pulse.fail", max_attempts=1)
+    app = PulseApp(server.address, server.token, client=CompatClient(server.address, server.token))
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=1)
+        await until(pilot, lambda: t.job_at(0) is not None and t.job_at(0).status == "failed", "failed")
+        await pilot.press("r")
+        await until(pilot, lambda: any("as new job" in n.message for n in app._notifications), "told")
+        msg = next(n.message for n in app._notifications if "as new job" in n.message)
+        new_id = msg.split("as new job ")[1].split()[0]
+        assert (await client.get_job(new_id)).job.parent_job_id == bad.id
+    await client.close()
+
+
+async def test_compat_detail_says_unknown_not_made_up_values(server) -> None:
+    from pulse_tui.screens.job_detail import JobDetailScreen
+    from tests.test_tui import CompatClient
+
+    client = await client_for(server)
+    await client.enqueue("pulse.noop")
+    app = PulseApp(server.address, server.token, client=CompatClient(server.address, server.token))
+    async with app.run_test(size=(120, 40)) as pilot:
+        t = await started(app, pilot, rows=1)
+        await until(pilot, lambda: t.job_at(0) is not None, "row")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen) and app.screen.detail, "detail")
+        summary = _text(app.screen.query_one("#detail-summary").content)
+        logs = _text(app.screen.query_one("#logs").content)
+    assert "of 0" not in summary and "budget unknown" in summary
+    assert (
+        "built-in" not in summary and "server default" not in summary and "unknown (compat mode)" in summary
+    )
+    assert "not available in compat mode" in logs
+    await client.close()
+
+
+async def test_compat_keeps_the_last_rows_marked_stale_while_disconnected(server_factory) -> None:
+    from tests.test_tui import CompatClient
+
+    srv = server_factory()
+    client = await client_for(srv)
+    for _ in range(3):
+        await client.enqueue("pulse.noop")
+    await client.close()
+    app = PulseApp(srv.address, srv.token, client=CompatClient(srv.address, srv.token))
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=3)
+        screen: JobsScreen = app.screen  # type: ignore[assignment]
+        srv.stop()
+        screen.reload(keep_cursor=True)  # what the 2 s poll does
+        await until(pilot, lambda: t.stale, "rows kept, marked stale", timeout=15)
+        assert t.total == 3 and all(t.job_at(i) is not None for i in range(3))
+        assert "disconnected" in note(screen)
