@@ -913,6 +913,7 @@ def _plugin_doc(p: Any) -> dict[str, Any]:
         "last_error": p.last_error,
         "enabled": p.enabled,
         "running_jobs": p.running_jobs,
+        "refused_handlers": list(p.refused_handlers),
     }
 
 
@@ -950,6 +951,9 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
             for p in plugins
         ]
         text = _table(rows, ["PLUGIN", "STATE", "VERSION", "RESTARTS", "HANDLERS", "LAST ERROR"])
+        for p in plugins:
+            if p.refused_handlers:
+                text += f"\n{p.name}: refused handler names: " + "; ".join(p.refused_handlers)
         emit(args, {"plugins": [_plugin_doc(p) for p in plugins]}, text if plugins else "no plugins")
         return 0
 

@@ -34,7 +34,7 @@ import platformdirs
 
 APP = "pulse-tui"
 RESERVED_PLUGIN_NAMES = frozenset({"pulse"})
-PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # used with fullmatch
 
 
 def default_data_dir() -> str:
@@ -303,7 +303,7 @@ class _Parser:
                 raise self.error((*path, "durability"), f'expected "full" or "normal", got {s.durability!r}')
         if "node" in raw:
             s.node = self._str(raw["node"], (*path, "node"))
-            if s.node and not PLUGIN_NAME.match(s.node):
+            if s.node and not PLUGIN_NAME.fullmatch(s.node):
                 raise self.error(
                     (*path, "node"), f"{s.node!r} is not a valid node name (letters, digits, . _ -)"
                 )
@@ -331,7 +331,7 @@ class _Parser:
             if "name" not in item:
                 raise self.error(path, "missing key 'name'")
             name = self._str(item["name"], (*path, "name"))
-            if not PLUGIN_NAME.match(name):
+            if not PLUGIN_NAME.fullmatch(name):
                 raise self.error(
                     (*path, "name"), f"{name!r} is not a valid plugin name (letters, digits, . _ -)"
                 )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # always used with fullmatch: `$` lets "x\n" pass
+RESERVED_NAMES = frozenset({"script"})  # python.script is the built-in that runs code from the payload
 NAME_RULE = "a lowercase letter, then letters, digits, - or _ (at most 64)"
 
 TEMPLATE = '''"""{name}: a Pulse handler script, run as the job handler python.{name}.
@@ -38,4 +39,4 @@ def template(name: str) -> str:
 
 
 def valid_name(name: str) -> bool:
-    return bool(NAME_RE.match(name or ""))
+    return bool(NAME_RE.fullmatch(name or "")) and name not in RESERVED_NAMES

@@ -292,7 +292,7 @@ class ConfigField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., default_value: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...
 
 class Plugin(_message.Message):
-    __slots__ = ("name", "state", "healthy", "health_message", "version", "description", "pid", "endpoint", "started_at", "restarts", "handlers", "last_error", "enabled", "output_tail", "config_schema", "next_restart_at", "running_jobs")
+    __slots__ = ("name", "state", "healthy", "health_message", "version", "description", "pid", "endpoint", "started_at", "restarts", "handlers", "last_error", "enabled", "output_tail", "config_schema", "next_restart_at", "running_jobs", "refused_handlers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
@@ -310,6 +310,7 @@ class Plugin(_message.Message):
     CONFIG_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     NEXT_RESTART_AT_FIELD_NUMBER: _ClassVar[int]
     RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_HANDLERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: str
     healthy: bool
@@ -327,7 +328,8 @@ class Plugin(_message.Message):
     config_schema: _containers.RepeatedCompositeFieldContainer[ConfigField]
     next_restart_at: float
     running_jobs: int
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., healthy: _Optional[bool] = ..., health_message: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., pid: _Optional[int] = ..., endpoint: _Optional[str] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., handlers: _Optional[_Iterable[str]] = ..., last_error: _Optional[str] = ..., enabled: _Optional[bool] = ..., output_tail: _Optional[_Iterable[str]] = ..., config_schema: _Optional[_Iterable[_Union[ConfigField, _Mapping]]] = ..., next_restart_at: _Optional[float] = ..., running_jobs: _Optional[int] = ...) -> None: ...
+    refused_handlers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., healthy: _Optional[bool] = ..., health_message: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., pid: _Optional[int] = ..., endpoint: _Optional[str] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., handlers: _Optional[_Iterable[str]] = ..., last_error: _Optional[str] = ..., enabled: _Optional[bool] = ..., output_tail: _Optional[_Iterable[str]] = ..., config_schema: _Optional[_Iterable[_Union[ConfigField, _Mapping]]] = ..., next_restart_at: _Optional[float] = ..., running_jobs: _Optional[int] = ..., refused_handlers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListPluginsRequest(_message.Message):
     __slots__ = ()

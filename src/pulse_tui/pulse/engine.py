@@ -40,6 +40,8 @@ from pulse_tui.pulse.jobs import (
     DEFAULT_MAX_ATTEMPTS,
     FAILED,
     FINISHED,
+    MAX_ERROR_BYTES,
+    MAX_LOG_MESSAGE_BYTES,
     MAX_PAYLOAD_BYTES,
     OUTCOME_CANCELLED,
     OUTCOME_COMPLETED,
@@ -56,7 +58,9 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    cap_text,
     check_operator_retry,
+    check_report,
     check_transition,
     new_job_id,
     sort_sql,
@@ -68,7 +72,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pulse.engine")
 
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # used with fullmatch
 MAX_LIST_LIMIT = 1000
 MAX_SELECT_LIMIT = 100_000
 MAX_ATTEMPTS_LIMIT = 100
@@ -83,7 +87,7 @@ CANCEL_LAPS = 20  # a cancel follows at most this many moves of the job (claimed
 class _Run:
     """A job running on this node: the task that owns its attempt and what it reported so far."""
 
-    __slots__ = ("job", "handler", "task", "logs", "cancel_reason", "plugin", "cancellable")
+    __slots__ = ("job", "handler", "task", "logs", "cancel_reason", "plugin", "cancellable", "clamp_logged")
 
     def __init__(self, job: Job, handler: Handler | None) -> None:
         self.job = job
@@ -93,6 +97,7 @@ class _Run:
         self.logs: list[LogEntry] = []
         self.cancel_reason: str | None = None  # "operator" | "shutdown"
         self.cancellable = False  # the handler part of its task is under way
+        self.clamp_logged = False  # progress current > total was clamped and logged (once a run)
 
     def stop(self, reason: str) -> None:
         """Stop the attempt for `reason` ("operator" | "shutdown"); the first reason wins.
@@ -342,7 +347,7 @@ class Engine:
             raise ValidationError(f"delay must be between 0 and one year, got {delay_secs}")
         if not -1000 <= priority <= 1000:
             raise ValidationError(f"priority must be between -1000 and 1000, got {priority}")
-        if job_id and not JOB_ID_RE.match(job_id):
+        if job_id and not JOB_ID_RE.fullmatch(job_id):
             raise ValidationError(f"job id {job_id!r} must be 1-64 of [A-Za-z0-9._:-]")
         if len(source) > 200 or len(parent_job_id) > 64:
             raise ValidationError("source or parent_job_id is too long")
@@ -608,12 +613,24 @@ class Engine:
             )
         if plugin is not None and run.plugin != plugin:
             raise PermissionDenied(f"job {job_id} is not running on plugin {plugin!r}")
-        if current < 0 or total < 0:
-            raise ValidationError("progress must not be negative")
+        refusal, clamp = check_report(current, total, cost)  # the rules of the final reply too
+        if refusal:
+            raise ValidationError(refusal)
+        if clamp:
+            if not run.clamp_logged:
+                run.clamp_logged = True
+                log.warning(
+                    "job %s: plugin %s reported progress %d/%d; stored as %d/%d",
+                    job_id,
+                    run.plugin,
+                    current,
+                    total,
+                    total,
+                    total,
+                )
+            current = total
         self._on_progress(run, current, total)
         if cost is not None:
-            if cost < 0 or cost != cost:
-                raise ValidationError("cost must be a non-negative number")
             run.job.cost_actual = cost
 
     # ------------------------------------------------------------ multi-node (begin)
@@ -924,7 +941,7 @@ class Engine:
                 job.plugin_version = attempt.plugin_version = res.plugin_version
             run.logs.extend(res.logs[:MAX_LOGS_PER_ATTEMPT])
         job.updated_at = now
-        job.error = error
+        error = job.error = cap_text(error, MAX_ERROR_BYTES)
         status = COMPLETED
         if outcome == OUTCOME_COMPLETED:
             job.completed_at = now
@@ -980,6 +997,7 @@ class Engine:
 
     def _on_log(self, run: _Run, entry: LogEntry) -> None:
         if len(run.logs) < MAX_LOGS_PER_ATTEMPT:
+            entry.message = cap_text(entry.message, MAX_LOG_MESSAGE_BYTES)
             run.logs.append(entry)
 
     async def _progress_flusher(self) -> None:

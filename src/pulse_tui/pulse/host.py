@@ -49,7 +49,7 @@ from pulse_tui.protocol import domain_pb2, domain_pb2_grpc
 from pulse_tui.pulse import jobs
 from pulse_tui.pulse.errors import NotFound, Precondition
 from pulse_tui.pulse.handlers import HandlerError
-from pulse_tui.pulse.proxy import DEFAULT_MAX_IN_FLIGHT, PluginProxyHandler
+from pulse_tui.pulse.proxy import DEFAULT_MAX_IN_FLIGHT, PluginProxyHandler, plugin_stub
 from pulse_tui.pulse.registry import Registry, RouteDiff
 
 log = logging.getLogger("pulse.host")
@@ -104,6 +104,7 @@ class PluginState:
     config_schema: tuple[ConfigField, ...]
     next_restart_at: float
     running_jobs: int
+    refused_handlers: tuple[str, ...] = ()  # announced names the registry refused, "'name': why"
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +294,7 @@ class _Instance:
 
     async def _handshake(self, queue_endpoint: str, token: str) -> None:
         self.channel = grpc.aio.insecure_channel(self.endpoint, options=CHANNEL_OPTIONS)
-        self.stub = domain_pb2_grpc.DomainPluginServiceStub(self.channel)
+        self.stub = plugin_stub(self.channel)
         timeout = max(self.cfg.startup_timeout, 1.0)
         self.metadata = await self.stub.Metadata(domain_pb2.Empty(), timeout=timeout)
         if self.metadata.name != self.cfg.name:
@@ -578,6 +579,7 @@ class _Plugin:
             config_schema=inst.schema if inst else (),
             next_restart_at=self.next_restart_at,
             running_jobs=len(running) if running is not None else (len(inst.in_flight) if inst else 0),
+            refused_handlers=self.host.registry.refused_of(self.cfg.name),
         )
 
 

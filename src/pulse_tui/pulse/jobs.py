@@ -39,9 +39,35 @@ OUTCOME_TIMEOUT = "timeout"
 OUTCOME_CANCELLED = "cancelled"
 OUTCOME_INTERRUPTED = "interrupted"
 OUTCOME_UNAVAILABLE = "plugin_unavailable"
+OUTCOME_PROTOCOL_ERROR = "protocol_error"  # the plugin's reply broke the protocol (not retried)
 
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_ERROR_BYTES = 8 * 1024  # a stored error (job and attempt) is cut to this, see cap_text
+MAX_LOG_MESSAGE_BYTES = 8 * 1024  # one log entry's message / metadata
+
+
+def cap_text(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes (plus a note "… (N bytes cut)")."""
+    if len(text) * 4 <= limit:  # cannot be over: at most 4 bytes a character
+        return text
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return text
+    kept = raw[: max(0, limit - 40)].decode("utf-8", "ignore")  # room for the note; whole characters
+    return f"{kept}… ({len(raw) - len(kept.encode('utf-8', 'surrogatepass')):,} bytes cut)"
+
+
+def check_report(current: int, total: int, cost: float | None) -> tuple[str, bool]:
+    """The rules for what a plugin reports about a running job, on both paths (UpdateJob while it
+    runs, the final ExecuteJobResponse). Returns (refusal, clamp): a non-empty refusal means the
+    values are refused — negative progress, or a cost that is negative, NaN or infinite; clamp is
+    True when current > total > 0, which is stored as total/total."""
+    if current < 0 or total < 0:
+        return f"progress must not be negative (got {current}/{total})", False
+    if cost is not None and not (cost >= 0 and cost != float("inf")):
+        return f"cost must be a non-negative finite number (got {cost})", False
+    return "", total > 0 and current > total
 
 
 class IllegalTransition(Precondition):

@@ -13,10 +13,22 @@ Outcome mapping:
   UNAVAILABLE / CANCELLED -> HandlerError(outcome=plugin_unavailable, retryable) — the plugin died
                              or went away mid-call
   DEADLINE_EXCEEDED       -> HandlerError(outcome=timeout)
+  a reply that breaks the -> HandlerError(outcome=protocol_error, not retried): bytes that do not
+  protocol                   decode as an ExecuteJobResponse (e.g. a string field with bad UTF-8),
+                             or a non-empty `result` that is not JSON (the protocol says JSON bytes;
+                             we fail the attempt rather than store bytes no client can show)
   asyncio cancellation    -> propagates; grpc.aio cancels the in-flight call, and the plugin
                              sees its ExecuteJob cancelled. A CancelledError that grpc.aio raises
                              because the channel was closed under the call (our task was not
                              cancelled) is a lost plugin: plugin_unavailable, retryable.
+
+What the reply reports is checked by the same rules as UpdateJob (`jobs.check_report`): negative
+progress and a negative / NaN / infinite cost are refused — the values are not stored, the job
+keeps what it had, and a warning log line on the job says so; current > total is stored as
+total/total. Log messages are cut to `jobs.MAX_LOG_MESSAGE_BYTES` each.
+
+We ask gRPC for the raw reply bytes (`plugin_stub`) and decode them here, so a reply that does not
+decode is one clear error instead of gRPC's logged traceback and a None response.
 
 Calls in flight per plugin are bounded by a semaphore shared by that plugin's handlers:
 thousands of simultaneous unary calls on one channel come back CANCELLED (FIELD-NOTES).
@@ -26,16 +38,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from pulse_tui.protocol import domain_pb2, domain_pb2_grpc
 from pulse_tui.pulse import jobs
 from pulse_tui.pulse.handlers import HandlerError, HandlerResult, JobContext
+
+log = logging.getLogger("pulse.proxy")
 
 Lease = Callable[[str], AbstractAsyncContextManager[domain_pb2_grpc.DomainPluginServiceStub]]
 
@@ -43,9 +61,23 @@ DEFAULT_MAX_IN_FLIGHT = 128
 TIMEOUT_PREFIX = "timeout:"
 
 
+EXECUTE_METHOD = "/protocol.DomainPluginService/ExecuteJob"
+
+
+def plugin_stub(channel: grpc.aio.Channel) -> domain_pb2_grpc.DomainPluginServiceStub:
+    """The generated stub plus `ExecuteJobRaw`: ExecuteJob returning the reply's bytes undecoded."""
+    stub = domain_pb2_grpc.DomainPluginServiceStub(channel)
+    stub.ExecuteJobRaw = channel.unary_unary(  # type: ignore[attr-defined]
+        EXECUTE_METHOD,
+        request_serializer=domain_pb2.ExecuteJobRequest.SerializeToString,
+        response_deserializer=None,
+    )
+    return stub
+
+
 def channel_lease(channel: grpc.aio.Channel) -> Lease:
     """A lease that always hands out a stub on `channel`."""
-    stub = domain_pb2_grpc.DomainPluginServiceStub(channel)
+    stub = plugin_stub(channel)
 
     @contextlib.asynccontextmanager
     async def lease(job_id: str) -> AsyncIterator[domain_pb2_grpc.DomainPluginServiceStub]:
@@ -83,8 +115,12 @@ class PluginProxyHandler:
             if ctx.timeout:
                 deadline = max(0.001, ctx.timeout - (time.monotonic() - started))
                 request.timeout_secs = max(1, math.ceil(deadline))
+            raw_call = getattr(stub, "ExecuteJobRaw", None)
             try:
-                resp = await stub.ExecuteJob(request, timeout=deadline)
+                if raw_call is not None:
+                    reply = await raw_call(request, timeout=deadline)
+                else:  # a stub made elsewhere: gRPC decodes, and returns None when it cannot
+                    reply = await stub.ExecuteJob(request, timeout=deadline)
             except grpc.aio.AioRpcError as exc:
                 raise self._rpc_error(exc, ctx) from None
             except asyncio.CancelledError:
@@ -98,6 +134,7 @@ class PluginProxyHandler:
                     outcome=jobs.OUTCOME_UNAVAILABLE,
                     retryable=True,
                 ) from None
+        resp = self._decode(reply)
         result = self._convert(resp, ctx)
         if resp.success:
             return result
@@ -121,16 +158,75 @@ class PluginProxyHandler:
             )
         return HandlerError(f"plugin {self.plugin} ExecuteJob failed: {code.name}: {details}", retryable=True)
 
+    def _protocol_error(self, what: str) -> HandlerError:
+        message = f"plugin {self.plugin} sent an ExecuteJobResponse that {what}"
+        log.warning("%s (handler %s)", message, self.name)  # one line, no traceback
+        return HandlerError(message, outcome=jobs.OUTCOME_PROTOCOL_ERROR, retryable=False)
+
+    def _decode(self, reply: bytes | domain_pb2.ExecuteJobResponse | None) -> domain_pb2.ExecuteJobResponse:
+        if isinstance(reply, domain_pb2.ExecuteJobResponse):
+            return reply
+        if reply is None:
+            raise self._protocol_error("cannot be decoded (see the gRPC error logged above)")
+        resp = domain_pb2.ExecuteJobResponse()
+        try:
+            resp.ParseFromString(reply)
+        except DecodeError as exc:
+            raise self._protocol_error(f"cannot be decoded: {exc}") from None
+        return resp
+
     def _convert(self, resp: domain_pb2.ExecuteJobResponse, ctx: JobContext) -> HandlerResult:
-        has_progress = resp.progress_total or resp.progress_current
+        if resp.result:
+            try:
+                json.loads(resp.result)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise self._protocol_error(
+                    f"has a result that is not JSON ({len(resp.result):,} bytes: {exc}); "
+                    "results must be JSON-encoded bytes"
+                ) from None
+        cap = jobs.MAX_LOG_MESSAGE_BYTES
+        logs = [
+            jobs.LogEntry(
+                ctx.job.id,
+                ctx.attempt,
+                e.timestamp,
+                e.level,
+                jobs.cap_text(e.message, cap),
+                e.stage[:200],
+                jobs.cap_text(e.metadata, cap),
+            )
+            for e in resp.log_entries
+        ]
+        current, total = resp.progress_current, resp.progress_total
+        has_progress = bool(total or current)
+        cost = resp.cost_actual or None
+        progress_refusal, clamp = jobs.check_report(current, total, None)
+        cost_refusal, _ = jobs.check_report(0, 0, cost)
+        for refusal in (progress_refusal, cost_refusal):
+            if refusal:
+                self._note(logs, ctx, f"plugin {self.plugin} reported {refusal}; the value was not stored")
+        if progress_refusal:
+            has_progress = False  # the job keeps the progress it had
+        if cost_refusal:
+            cost = None
+        if clamp:
+            self._note(
+                logs,
+                ctx,
+                f"plugin {self.plugin} reported progress {current}/{total}; stored as {total}/{total}",
+            )
+            current = total
         return HandlerResult(
             result=resp.result,
-            progress_current=resp.progress_current if has_progress else None,
-            progress_total=resp.progress_total if has_progress else None,
-            cost_actual=resp.cost_actual or None,
-            logs=[
-                jobs.LogEntry(ctx.job.id, ctx.attempt, e.timestamp, e.level, e.message, e.stage, e.metadata)
-                for e in resp.log_entries
-            ],
-            plugin_version=resp.plugin_version,
+            progress_current=current if has_progress else None,
+            progress_total=total if has_progress else None,
+            cost_actual=cost,
+            logs=logs,
+            plugin_version=resp.plugin_version[:200],
         )
+
+    def _note(self, logs: list[jobs.LogEntry], ctx: JobContext, message: str) -> None:
+        """A warning on the job's log and one line in the server log."""
+        log.warning("job %s (%s/%s): %s", ctx.job.id, self.plugin, self.name, message)
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        logs.append(jobs.LogEntry(ctx.job.id, ctx.attempt, stamp, "warn", message, "pulse"))

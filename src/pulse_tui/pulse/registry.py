@@ -13,6 +13,16 @@ claimant in config order. Conflicts are reported, never raised:
   * near   — names equal after casefolding and treating `-` and `_` as `.` (but not identical);
   * shadow — a plugin name equal or near to a built-in's name.
 
+Announced names are checked (`check_announced_name`): a handler name is 1-200 characters, none
+of them `/` (the qualifier separator: a bare name `demo/demo.echo` would take over another plugin's
+qualified route), whitespace, or a control or format character (Unicode Cc/Cf: NUL, newlines,
+bidi overrides, zero-width characters). A plugin's refused names are reported (its state and the
+reload result say which and why); the rest of its names register.
+
+"Did you mean": names equal after folding come from an index; close spellings are searched with
+difflib only among a bounded candidate set (names sharing the folded first or last three
+characters and about the same length), so a mistyped enqueue costs the same with 10 or 10,000 handlers.
+
 Concurrency: the whole routing state is one immutable `_Table`; every change builds a new
 table and installs it with one assignment (then bumps `version`). A reader — the engine
 resolving a job — sees either the old or the new handler set, never a mix.
@@ -21,13 +31,20 @@ resolving a job — sees either the old or the new handler set, never a mix.
 from __future__ import annotations
 
 import difflib
+import logging
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pulse_tui.pulse.handlers import Handler, builtin_handlers
 
+log = logging.getLogger("pulse.registry")
+
 BUILTIN_PLUGIN = "pulse"  # qualifier for built-ins: pulse/pulse.noop
+MAX_HANDLER_NAME = 200  # the engine refuses longer names at enqueue
+SUGGEST_FULL_SCAN = 500  # up to this many routes, difflib looks at all of them
+SUGGEST_CANDIDATES = 200  # beyond it, at most this many indexed candidates
 
 EXACT = "exact"
 NEAR = "near"
@@ -37,6 +54,30 @@ SHADOW = "shadow"
 def fold(name: str) -> str:
     """The form near-conflicts are compared in: casefolded, `-` and `_` read as `.`."""
     return re.sub(r"[-_]", ".", name.casefold())
+
+
+def check_announced_name(name: str) -> str:
+    """Why a plugin may not announce `name` ("" when it may)."""
+    if not name:
+        return "empty"
+    if len(name) > MAX_HANDLER_NAME:
+        return f"{len(name)} characters long (at most {MAX_HANDLER_NAME})"
+    if "/" in name:
+        return "contains '/' (reserved for plugin/name qualified routes)"
+    for c in name:
+        if c.isspace():
+            return f"contains whitespace (U+{ord(c):04X})"
+        cat = unicodedata.category(c)
+        if cat == "Cc":
+            return f"contains a control character (U+{ord(c):04X})"
+        if cat == "Cf":
+            return f"contains an invisible formatting character such as a bidi override (U+{ord(c):04X})"
+    return ""
+
+
+def _suggest_keys(folded: str) -> tuple[str, ...]:
+    bare = folded.rsplit("/", 1)[-1]
+    return (f"<{bare[:3]}", f">{bare[-3:]}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +100,7 @@ class RouteDiff:
     removed: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()  # its names another plugin also announces (exact)
     warnings: tuple[str, ...] = ()  # explanations of near / shadow conflicts involving it
+    refused: tuple[str, ...] = ()  # "name: why" for announced names that were not registered
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +108,8 @@ class _Table:
     plugins: Mapping[str, Mapping[str, Handler]] = field(default_factory=dict)  # config order
     routes: Mapping[str, Handler] = field(default_factory=dict)  # bare + qualified
     infos: tuple[HandlerInfo, ...] = ()
+    folded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # fold(route) -> routes
+    keyed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # _suggest_keys -> routes
 
 
 class Registry:
@@ -81,6 +125,7 @@ class Registry:
         self._pins = dict(pins or {})
         self._builtins = {h.name: h for h in (builtin_handlers() if builtins is None else builtins)}
         self.version = 0
+        self._refused: dict[str, tuple[str, ...]] = {}
         self._table = self._build({})
 
     # ------------------------------------------------------------ Router
@@ -92,10 +137,23 @@ class Registry:
         return frozenset(self._table.routes)
 
     def suggest(self, name: str) -> list[str]:
-        """Close matches for "did you mean": same folded form first, then difflib."""
-        routes = list(self._table.routes)
-        same = [r for r in routes if fold(r) == fold(name) and r != name]
-        close = difflib.get_close_matches(name, routes, n=3, cutoff=0.6)
+        """Close matches for "did you mean": same folded form first, then difflib over a bounded
+        candidate set (all routes when there are few; else those sharing an index key)."""
+        table = self._table
+        folded = fold(name)
+        same = [r for r in table.folded.get(folded, ()) if r != name]
+        if len(table.routes) <= SUGGEST_FULL_SCAN:
+            candidates: list[str] = list(table.routes)
+        else:
+            picked: dict[str, None] = {}
+            for d in (0, -1, 1, -2, 2):  # nearest lengths first; a bucket is (key, length)
+                for key in _suggest_keys(folded):
+                    for r in table.keyed.get(f"{key}:{len(folded) + d}", ())[:SUGGEST_CANDIDATES]:
+                        picked[r] = None
+                if len(picked) >= SUGGEST_CANDIDATES:
+                    break
+            candidates = list(picked)[:SUGGEST_CANDIDATES]
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
         return list(dict.fromkeys([*same, *close]))[:3]
 
     # ------------------------------------------------------------ changes
@@ -108,11 +166,40 @@ class Registry:
             raise ValueError(f"plugin name {BUILTIN_PLUGIN!r} is reserved for built-ins")
         if plugin not in self._order:
             self._order.append(plugin)
-        handlers = {n: make_handler(n) for n in dict.fromkeys(names) if n}
-        return self._install(plugin, handlers)
+        refused: list[str] = []
+        handlers: dict[str, Handler] = {}
+        for n in dict.fromkeys(names):
+            why = check_announced_name(n)
+            if why:
+                refused.append(f"{n!r}: {why}")
+            else:
+                handlers[n] = make_handler(n)
+        if refused:
+            log.warning(
+                "plugin %s announced %d handler name(s) that are not allowed and were not registered: %s",
+                plugin,
+                len(refused),
+                "; ".join(refused),
+            )
+            self._refused[plugin] = tuple(refused)
+        else:
+            self._refused.pop(plugin, None)
+        diff = self._install(plugin, handlers)
+        return RouteDiff(
+            diff.added,
+            diff.removed,
+            diff.conflicts,
+            (*diff.warnings, *(f"refused handler name {r}" for r in refused)),
+            tuple(refused),
+        )
 
     def remove_plugin(self, plugin: str) -> RouteDiff:
+        self._refused.pop(plugin, None)
         return self._install(plugin, None)
+
+    def refused_of(self, plugin: str) -> tuple[str, ...]:
+        """The names `plugin` last announced that were refused, as "name: why"."""
+        return self._refused.get(plugin, ())
 
     def plugin_handlers(self, plugin: str) -> list[str]:
         return sorted(self._table.plugins.get(plugin, {}))
@@ -184,7 +271,20 @@ class Registry:
             if builtin:
                 qualified = (f"{BUILTIN_PLUGIN}/{n}", *qualified)
             infos.append(HandlerInfo(n, owner, who, conflict, explanation, builtin, pinned, qualified))
-        return _Table(plugins=ordered, routes=routes, infos=tuple(infos))
+        by_fold: dict[str, list[str]] = {}
+        keyed: dict[str, list[str]] = {}
+        for r in routes:
+            f = fold(r)
+            by_fold.setdefault(f, []).append(r)
+            for key in _suggest_keys(f):
+                keyed.setdefault(f"{key}:{len(f)}", []).append(r)
+        return _Table(
+            plugins=ordered,
+            routes=routes,
+            infos=tuple(infos),
+            folded={k: tuple(v) for k, v in by_fold.items()},
+            keyed={k: tuple(v) for k, v in keyed.items()},
+        )
 
     def _explain(
         self, name: str, who: tuple[str, ...], owner: str, builtin: bool, pin: str, near: list[str]

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pulse_tui.pulse.errors import NotFound, Precondition, ValidationError
-from pulse_tui.script_template import NAME_RE, TEMPLATE, template
+from pulse_tui.script_template import NAME_RE, RESERVED_NAMES, TEMPLATE, template
 
 MAX_SCRIPT_BYTES = 256 * 1024
 
@@ -67,10 +67,15 @@ def version_of(code: str) -> str:
 
 
 def check_name(name: str) -> None:
-    if not NAME_RE.match(name or ""):
+    if not NAME_RE.fullmatch(name or ""):
         raise ValidationError(
             f"script name {name!r} is not allowed: use a lowercase letter, then letters, digits, - or _ "
             "(at most 64)"
+        )
+    if name in RESERVED_NAMES:
+        raise ValidationError(
+            f"script name {name!r} is reserved: python.{name} is a built-in handler of the python plugin; "
+            "pick another name"
         )
 
 
@@ -120,7 +125,7 @@ class ScriptStore:
     def list(self) -> list[ScriptInfo]:
         out = []
         for fn in sorted(os.listdir(self.directory)):
-            if fn.endswith(".py") and NAME_RE.match(fn[:-3]):
+            if fn.endswith(".py") and NAME_RE.fullmatch(fn[:-3]) and fn[:-3] not in RESERVED_NAMES:
                 try:
                     out.append(self.get(fn[:-3]))
                 except NotFound:

@@ -40,6 +40,10 @@ QUEUE_LIST_MAX = 1000
 SELECT_DEFAULT = 1000
 SELECT_MAX = 100_000
 HEARTBEAT_SECS = 15.0
+# What one list page may carry, whatever its rows hold: under gRPC's default 4 MiB receive limit,
+# so any client can read it. A page is cut short there (has_more says so); errors are capped at
+# conversion too (jobmodel.MAX_ERROR_BYTES), which bounds rows stored before errors were capped.
+PAGE_BYTES = 3 * 1024 * 1024
 WATCH_INTERVAL = 0.05  # least time between two flushes of one WatchJobs stream under steady change
 BROADCAST_BACKLOG = 8 << 20  # bytes queued for one stream before it is told to resync
 ENCODED_CACHE = 2_048  # encoded jobs shared by per-stream watchers (see OperatorService._job_bytes)
@@ -115,7 +119,7 @@ def queue_job(job: Job) -> qp.Job:
         progress=qp.Progress(current=job.progress_current, total=job.progress_total),
         cost_estimate=job.cost_estimate,
         cost_actual=job.cost_actual,
-        error=job.error,
+        error=jobmodel.cap_text(job.error, jobmodel.MAX_ERROR_BYTES),
         parent_job_id=job.parent_job_id,
         retry_count=job.retry_count,
         created_at=int(job.created_at),
@@ -137,7 +141,7 @@ def operator_job(job: Job, routable: frozenset[str] | None = None) -> op.Job:
         run_attempts=job.run_attempts,
         max_attempts=job.max_attempts,
         retry_count=job.retry_count,
-        error=job.error,
+        error=jobmodel.cap_text(job.error, jobmodel.MAX_ERROR_BYTES),
         created_at=job.created_at,
         started_at=job.started_at,
         completed_at=job.completed_at,
@@ -170,7 +174,7 @@ def operator_attempt(a: Attempt) -> op.Attempt:
         started_at=a.started_at,
         ended_at=a.ended_at,
         outcome=a.outcome,
-        error=a.error,
+        error=jobmodel.cap_text(a.error, jobmodel.MAX_ERROR_BYTES),
         plugin=a.plugin,
         plugin_version=a.plugin_version,
         node=a.node,
@@ -181,7 +185,7 @@ def operator_log(e: LogEntry) -> op.LogEntry:
     return op.LogEntry(
         timestamp=e.timestamp,
         level=e.level,
-        message=e.message,
+        message=jobmodel.cap_text(e.message, jobmodel.MAX_LOG_MESSAGE_BYTES),
         stage=e.stage,
         metadata=e.metadata,
         attempt=e.attempt,
@@ -265,6 +269,16 @@ def stats_response(st: metrics.Stats) -> op.GetStatsResponse:
         sampled_at=st.sampled_at,
         enabled=True,
     )
+
+
+def fit_page(rows: list[Any], budget: int = PAGE_BYTES) -> tuple[list[Any], bool]:
+    """The leading rows whose encoded size fits `budget` (at least one); True when rows were cut."""
+    used = 0
+    for i, row in enumerate(rows):
+        used += row.ByteSize() + 6  # + the field tag and length prefix of a repeated message
+        if used > budget and i > 0:
+            return rows[:i], True
+    return rows, False
 
 
 def check_status(status: str) -> str:
@@ -415,7 +429,8 @@ class QueueService(qp_grpc.QueueServiceServicer):
             raise ValidationError(f"limit must not be negative, got {limit}")
         flt = JobFilter(statuses=(check_status(request.status),) if request.status else ())
         found, _ = await self.engine.list_jobs(flt, min(limit or QUEUE_LIST_DEFAULT, QUEUE_LIST_MAX))
-        return qp.ListJobsResponse(success=True, jobs=[queue_job(j) for j in found])
+        page, _ = fit_page([queue_job(j) for j in found])  # QNTX has no has_more: the page is short
+        return qp.ListJobsResponse(success=True, jobs=page)
 
     def _check_plugin_job(self, principal: Principal, job_id: str) -> None:
         if principal.role == PLUGIN and job_id not in self.engine.running_jobs(principal.plugin):
@@ -611,10 +626,11 @@ class OperatorService(op_grpc.OperatorServiceServicer):
             sort_by=request.sort_by,
         )
         routable = self.ctx.routable()
+        page, cut = fit_page([operator_job(j, routable) for j in found])
         return op.ListJobsResponse(
-            jobs=[operator_job(j, routable) for j in found],
-            has_more=has_more,
-            next_after_seq=found[-1].seq if found else (after or 0),
+            jobs=page,
+            has_more=has_more or cut,
+            next_after_seq=page[-1].seq if page else (after or 0),
         )
 
     @_operator_rpc()
@@ -886,6 +902,7 @@ class OperatorService(op_grpc.OperatorServiceServicer):
                 handlers=list(getattr(p, "handlers", ())),
                 last_error=getattr(p, "last_error", ""),
                 enabled=bool(getattr(p, "enabled", True)),
+                refused_handlers=list(getattr(p, "refused_handlers", ())),
                 next_restart_at=float(getattr(p, "next_restart_at", 0.0) or 0.0),
             )
             if full:

@@ -24,7 +24,7 @@ from typing import Any
 
 from pulse_tui.sdk import Context, HandlerFn, JobError, JobTimeout, Plugin
 
-SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+SCRIPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # used with fullmatch
 OUTPUT_LINES = 200
 DEFAULT_TIMEOUT = 600.0
 
@@ -48,7 +48,7 @@ def script_names(scripts_dir: str) -> dict[str, Path]:
     return {
         f"python.{p.stem}": p
         for p in sorted(folder.glob("*.py"))
-        if SCRIPT_NAME.match(p.stem) and p.stem != "script" and p.is_file()
+        if SCRIPT_NAME.fullmatch(p.stem) and p.stem != "script" and p.is_file()
     }
 
 
