@@ -6,6 +6,18 @@ plugin stays healthy. `ctx.progress` / `ctx.log` calls in the script travel back
 on the child's stdout and are relayed to the job; whatever the script prints goes to stderr and
 is attached to the job as log lines (stage "output", the last OUTPUT_LINES of them).
 
+The child is sandboxed (a script is operator code, but it should not hold the server's keys):
+  * a scrubbed environment (PATH, locale, HOME/TMPDIR pointing at its own directory; nothing else —
+    no tokens, no credentials the server's environment may hold);
+  * a private temporary working directory, removed when the job ends;
+  * resource limits: address space (`memory_mb`), size of files written (`max_file_mb`), open
+    files (`max_open_files`), CPU seconds (the job's timeout plus a margin);
+  * when the plugin runs as root (so the server does), the user `user` (default `nobody`): the
+    child drops to it before the script runs, so it cannot read the data dir (token files, the
+    database). The child starts as root and drops itself, after the interpreter has loaded, so the
+    interpreter need not be readable by that user; modules a script imports must be.
+  `user = ""` keeps root (not recommended).
+
 Scripts directory: config key `scripts_dir`. It is listed at every Initialize, i.e. at start-up
 and on every reload, and each `<name>.py` becomes `python.<name>`. The file is read when a job
 runs, so the code that runs is the code saved last.
@@ -16,8 +28,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import os
+import pwd
 import re
+import shutil
+import signal
 import sys
+import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -36,6 +54,62 @@ plugin.config(
     description="seconds a script may run when the job has no timeout",
     default=str(int(DEFAULT_TIMEOUT)),
 )
+plugin.config(
+    "user",
+    description="when the server runs as root, scripts run as this user ('' keeps root)",
+    default="nobody",
+)
+plugin.config(
+    "memory_mb", type="number", description="address-space limit of a script process", default="1024"
+)
+plugin.config("max_file_mb", type="number", description="largest file a script may write", default="64")
+plugin.config(
+    "max_open_files", type="number", description="open-file limit of a script process", default="256"
+)
+
+CPU_MARGIN = 5  # CPU seconds beyond the job's timeout before the kernel stops a script
+KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+
+
+def _number(config: dict[str, str], key: str, default: float) -> float:
+    try:
+        value = float(config.get(key) or default)
+    except ValueError:
+        raise JobError(f"python plugin config {key}={config.get(key)!r} is not a number") from None
+    if not value > 0:
+        raise JobError(f"python plugin config {key} must be positive, got {value:g}")
+    return value
+
+
+def sandbox(config: dict[str, str], timeout: float, workdir: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """(environment, runner sandbox settings) for one script child."""
+    env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update(HOME=workdir, TMPDIR=workdir, PYTHONIOENCODING="utf-8", PYTHONDONTWRITEBYTECODE="1")
+    mb = 1024 * 1024
+    box: dict[str, Any] = {
+        "cwd": workdir,
+        "limits": {
+            "RLIMIT_AS": int(_number(config, "memory_mb", 1024) * mb),
+            "RLIMIT_FSIZE": int(_number(config, "max_file_mb", 64) * mb),
+            "RLIMIT_NOFILE": int(_number(config, "max_open_files", 256)),
+            "RLIMIT_CPU": math.ceil(timeout) + CPU_MARGIN,
+        },
+    }
+    user = config.get("user", "nobody")
+    if os.geteuid() == 0 and user:
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            raise JobError(
+                f"the python plugin's script user {user!r} does not exist; create it or set `user` in "
+                "the plugin's config"
+            ) from None
+        if pw.pw_uid == 0:
+            raise JobError(f"the python plugin's script user {user!r} is root; pick an unprivileged user")
+        os.chown(workdir, pw.pw_uid, pw.pw_gid)
+        box.update(uid=pw.pw_uid, gid=pw.pw_gid, user=user)
+    return env, box
 
 
 def script_names(scripts_dir: str) -> dict[str, Path]:
@@ -80,6 +154,17 @@ async def python_script(ctx: Context, payload: Any) -> Any:
 
 async def run_script(ctx: Context, code: str, filename: str, payload: Any) -> Any:
     timeout = ctx.timeout or float(ctx.config.get("timeout") or DEFAULT_TIMEOUT)
+    workdir = tempfile.mkdtemp(prefix="pulse-script-")
+    try:
+        return await _run_child(ctx, code, filename, payload, timeout, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _run_child(
+    ctx: Context, code: str, filename: str, payload: Any, timeout: float, workdir: str
+) -> Any:
+    env, box = sandbox(ctx.config, timeout, workdir)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -88,11 +173,20 @@ async def run_script(ctx: Context, code: str, filename: str, payload: Any) -> An
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         limit=64 << 20,
+        env=env,
+        cwd=workdir,
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     output: deque[str] = deque(maxlen=OUTPUT_LINES)
     final: dict[str, Any] = {}
-    job = {"code": code, "filename": filename, "payload": payload, "job_id": ctx.job_id, "config": ctx.config}
+    job = {
+        "code": code,
+        "filename": filename,
+        "payload": payload,
+        "job_id": ctx.job_id,
+        "config": ctx.config,
+        "sandbox": box,
+    }
 
     async def feed() -> None:
         proc.stdin.write(json.dumps(job).encode())
@@ -134,9 +228,14 @@ async def run_script(ctx: Context, code: str, filename: str, payload: Any) -> An
     if final.get("type") == "result":
         return final.get("value")
     if final.get("type") == "error":
-        ctx.log("error", final.get("traceback", ""), stage="exception")
+        if final.get("traceback"):
+            ctx.log("error", final["traceback"], stage="exception")
         raise JobError(final["error"])
     tail = "; ".join(list(output)[-3:])
+    if proc.returncode == -signal.SIGXCPU:
+        raise JobError(
+            f"script {filename} used more than {box['limits']['RLIMIT_CPU']} CPU seconds and was stopped"
+        )
     raise JobError(
         f"script process exited with code {proc.returncode} without a result" + (f": {tail}" if tail else "")
     )

@@ -1,7 +1,7 @@
 """Child process that runs one handler script (spawned by the python plugin for every job).
 
 Protocol: the parent writes one JSON object on stdin: {"code", "filename", "payload", "job_id",
-"config"}. We answer with JSON lines on the *original* stdout, which we move aside first: the
+"config", "sandbox"}. We answer with JSON lines on the *original* stdout, which we move aside first: the
 script's own prints go to stderr, so they cannot corrupt the message stream. Messages:
   {"type": "progress", "current": c, "total": t}
   {"type": "cost", "value": x}
@@ -16,6 +16,7 @@ import asyncio
 import inspect
 import json
 import os
+import resource
 import sys
 import traceback
 from typing import Any, TextIO
@@ -52,12 +53,44 @@ class ScriptContext:
         )
 
 
+def enter_sandbox(box: dict[str, Any]) -> None:
+    """Limits, then the unprivileged user (groups, gid, uid — in that order), then the work dir.
+    Runs before any script code; a failure here ends the child before the script runs."""
+    for name, value in box.get("limits", {}).items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    if "uid" in box:
+        os.setgroups([])
+        os.setgid(box["gid"])
+        os.setuid(box["uid"])
+        if os.getuid() == 0 or os.geteuid() == 0:
+            raise PermissionError("could not drop root privileges")
+        stdlib = os.path.dirname(os.__file__)
+        if not os.access(stdlib, os.R_OK | os.X_OK):
+            print(
+                f"note: script user {box.get('user', box['uid'])!r} cannot read the Python library at "
+                f"{stdlib}; modules the runner has not loaded cannot be imported (install Python where "
+                "that user can read it)",
+                file=sys.stderr,
+            )
+    if box.get("cwd"):
+        os.chdir(box["cwd"])
+
+
 def main() -> None:
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     job = json.loads(sys.stdin.read())
     ctx = ScriptContext(out, job.get("job_id", ""), job.get("config", {}))
+    try:
+        enter_sandbox(job.get("sandbox") or {})
+    except Exception as exc:  # noqa: BLE001 - reported as the job's error; the script never runs
+        out.write(
+            json.dumps({"type": "error", "error": f"could not sandbox the script: {exc}", "traceback": ""})
+        )
+        out.write("\n")
+        out.flush()
+        return
     try:
         namespace: dict[str, Any] = {"__name__": "__pulse_script__", "__file__": job["filename"]}
         exec(compile(job["code"], job["filename"], "exec"), namespace)
