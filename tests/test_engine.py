@@ -421,3 +421,27 @@ async def test_job_whose_handler_disappears_stays_queued_and_is_not_spun_on(make
     engine.routes_changed()
     await wait_status(engine, job.id, {J.COMPLETED})
     assert gone.order == ["x"]
+
+
+async def test_progress_reports_refuse_negatives_and_clamp_over_total_logged_once(make_engine, caplog):
+    """UpdateJob's path (report_progress): the same rules as a plugin's final reply."""
+    stubborn = Stubborn()
+    engine = await make_engine(stubborn)
+    job = await engine.enqueue("t.stubborn")
+    await asyncio.wait_for(stubborn.started.wait(), 10)
+    for bad, match in [
+        ((-3, -3, None), "progress must not be negative"),
+        ((1, 2, -5.0), "cost must be"),
+        ((1, 2, float("nan")), "cost must be"),
+        ((1, 2, float("inf")), "cost must be"),
+    ]:
+        with pytest.raises(ValidationError, match=match):
+            await engine.report_progress(job.id, *bad)
+    assert (await engine.get_job(job.id)).progress_current == 0  # a refused report changes nothing
+    with caplog.at_level("WARNING", logger="pulse.engine"):
+        await engine.report_progress(job.id, 500, 100)
+        await engine.report_progress(job.id, 600, 100, cost=2.5)
+    got = await engine.get_job(job.id)
+    assert (got.progress_current, got.progress_total, got.cost_actual) == (100, 100, 2.5)
+    assert len([r for r in caplog.records if "stored as 100/100" in r.getMessage()]) == 1
+    await engine.cancel(job.id)

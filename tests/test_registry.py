@@ -114,3 +114,29 @@ def test_unknown_plugin_added_last_in_order():
     r.set_plugin("late", ["n"], make("late"))
     r.set_plugin("a", ["n"], make("a"))
     assert r.info("n").owner == "a" and r.info("n").claimants == ("a", "late")
+
+
+def test_announced_names_that_could_take_routes_are_refused_rest_register():
+    r = demo_registry()
+    diff = r.set_plugin("x", ["demo/demo.echo", "pulse/pulse.noop", "a b", "z\u200bw", "", "x.ok"], make("x"))
+    assert r.resolve("demo/demo.echo").plugin == "demo"
+    assert r.resolve("pulse/pulse.noop").plugin == ""
+    assert r.plugin_handlers("x") == ["x.ok"] and diff.added == ("x.ok",)
+    assert [s.split(":")[0] for s in r.refused_of("x")] == [
+        "'demo/demo.echo'",
+        "'pulse/pulse.noop'",
+        "'a b'",
+        "'z\\u200bw'",
+        "''",
+    ]
+    assert any("refused handler name 'a b'" in w for w in diff.warnings)
+    r.set_plugin("x", ["x.ok"], make("x"))
+    assert r.refused_of("x") == ()
+
+
+def test_suggestions_with_many_handlers_still_find_the_typo():
+    r = Registry(["big"])
+    r.set_plugin("big", [f"gen.handler{i:05d}" for i in range(10_000)], make("big"))
+    assert r.suggest("gen.handlr00042")[0] == "gen.handler00042"
+    assert r.suggest("GEN.HANDLER00042") == ["gen.handler00042"]
+    assert r.suggest("nothing.like.it") == []

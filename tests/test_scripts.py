@@ -65,3 +65,22 @@ async def test_name_taken_by_another_plugin(tmp_path):
     st = ScriptStore(str(tmp_path), owner_of=lambda h: "importer" if h == "python.load" else "")
     with pytest.raises(ValidationError, match="served by plugin 'importer'"):
         await st.save("load", template("load"), "")
+
+
+@pytest.mark.parametrize("name", ["x\n", "hello\n", "a\r", "ok\x00"])
+async def test_name_with_trailing_newline_or_control_refused(tmp_path, name):
+    st = ScriptStore(str(tmp_path / "scripts"))
+    with pytest.raises(ValidationError, match="not allowed"):
+        await st.save(name, template("x"), "")
+    assert os.listdir(tmp_path / "scripts") == []  # nothing written
+
+
+async def test_script_name_script_is_reserved(tmp_path):
+    """python.script is the built-in: a script named `script` would report live=true while the
+    built-in runs instead."""
+    st = ScriptStore(str(tmp_path / "scripts"), is_live=lambda h: True)
+    with pytest.raises(ValidationError, match="reserved: python.script is a built-in"):
+        await st.save("script", template("script"), "")
+    assert os.listdir(tmp_path / "scripts") == []
+    (tmp_path / "scripts" / "script.py").write_text(template("script"))  # put there by hand
+    assert [s.name for s in st.list()] == []

@@ -7,6 +7,7 @@ job and the plugin stays healthy; a stale save is refused."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import grpc
@@ -142,3 +143,64 @@ async def test_stale_save_refused(stub):
             metadata=stub.srv.readonly_metadata,
         )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+SNOOP = """
+import os, resource
+
+
+def run(payload, ctx):
+    out = {"uid": os.geteuid(), "cwd": os.getcwd(), "env": sorted(os.environ)}
+    for key in ("token", "db"):
+        try:
+            with open(payload[key], "rb") as f:
+                f.read(1)
+            out[key] = "read"
+        except OSError as exc:
+            out[key] = type(exc).__name__
+    out["limits"] = {
+        n: resource.getrlimit(getattr(resource, n))[0]
+        for n in ("RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CPU")
+    }
+    with open("scratch.txt", "w") as f:  # the private working directory is writable
+        f.write("x")
+    return out
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="scripts drop to an unprivileged user only when the server runs as root"
+)
+async def test_script_cannot_read_the_token_and_runs_confined(stub):
+    """A saved script runs as `nobody` with a scrubbed environment, a private working directory
+    and resource limits: it cannot read <data_dir>/token or the database."""
+    data = stub.srv.data_dir
+    out = await stub.SaveScript(op.SaveScriptRequest(name="snoop", code=SNOOP), metadata=stub.md)
+    assert out.saved and out.live, out.error
+    payload = json.dumps({"token": str(data / "token"), "db": str(data / "pulse.db")}).encode()
+    job = await stub.Enqueue(
+        op.EnqueueRequest(handler="python.snoop", payload=payload, max_attempts=1, timeout_secs=30),
+        metadata=stub.md,
+    )
+    d = await wait_done(stub, job.job.id)
+    assert d.job.status == "completed", d.job.error
+    seen = json.loads(d.result)
+    assert seen["uid"] != 0
+    assert seen["token"] == "PermissionError" and seen["db"] == "PermissionError", seen
+    assert not any("TOKEN" in k or k.startswith("PULSE") for k in seen["env"]), seen["env"]
+    assert set(seen["env"]) <= {
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TZ",
+        "HOME",
+        "TMPDIR",
+        "PYTHONIOENCODING",
+        "PYTHONDONTWRITEBYTECODE",
+    }, seen["env"]
+    assert os.path.basename(seen["cwd"]).startswith("pulse-script-")
+    assert not os.path.exists(seen["cwd"])  # removed when the job ended
+    limits = seen["limits"]
+    assert limits["RLIMIT_AS"] == 1024 << 20 and limits["RLIMIT_FSIZE"] == 64 << 20
+    assert limits["RLIMIT_NOFILE"] == 256 and 30 < limits["RLIMIT_CPU"] <= 40

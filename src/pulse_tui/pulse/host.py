@@ -306,7 +306,7 @@ class _Instance:
             queue_endpoint=queue_endpoint, auth_token=token, config=self.cfg.config
         )
         init = await self.stub.Initialize(request, timeout=timeout)
-        self.handler_names = tuple(dict.fromkeys(n for n in init.handler_names if n))
+        self.handler_names = tuple(dict.fromkeys(init.handler_names))  # the registry refuses bad names
         try:
             schema = await self.stub.ConfigSchema(domain_pb2.Empty(), timeout=timeout)
             self.schema = tuple(
