@@ -93,6 +93,7 @@ OUTCOME_STYLES: ThemedStyles = ThemedStyles(
         "cancelled": STATUS_STYLES["cancelled"],
         "interrupted": "#e0af68",
         "plugin_unavailable": "#e0af68",
+        "protocol_error": "#f7768e",
     }
 )
 

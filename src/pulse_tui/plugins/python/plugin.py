@@ -67,6 +67,7 @@ plugin.config(
     "max_open_files", type="number", description="open-file limit of a script process", default="256"
 )
 
+RUNNER = Path(__file__).with_name("runner.py")  # stdlib only: runs whatever made pulse_tui importable
 CPU_MARGIN = 5  # CPU seconds beyond the job's timeout before the kernel stops a script
 KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 
@@ -85,7 +86,7 @@ def sandbox(config: dict[str, str], timeout: float, workdir: str) -> tuple[dict[
     """(environment, runner sandbox settings) for one script child."""
     env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
     env.setdefault("PATH", os.defpath)
-    env.update(HOME=workdir, TMPDIR=workdir, PYTHONIOENCODING="utf-8", PYTHONDONTWRITEBYTECODE="1")
+    env.update(HOME=workdir, TMPDIR=workdir)
     mb = 1024 * 1024
     box: dict[str, Any] = {
         "cwd": workdir,
@@ -167,8 +168,8 @@ async def _run_child(
     env, box = sandbox(ctx.config, timeout, workdir)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "pulse_tui.plugins.python.runner",
+        "-I",  # isolated: no PYTHON* variables, no user site, not the runner's folder on sys.path
+        str(RUNNER),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
