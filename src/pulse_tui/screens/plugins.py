@@ -215,6 +215,12 @@ class PluginsScreen(PulseScreen):
         lines.append(f"endpoint {p.endpoint or '—'} · running jobs {p.running_jobs}\n", style="dim")
         if p.last_error:
             lines.append(f"last error: {p.last_error}\n", style=fmt.C("#f7768e"))
+        if p.refused_handlers:
+            lines.append(
+                f"\n{len(p.refused_handlers)} announced name(s) refused:\n", style=fmt.C("bold #f7768e")
+            )
+            for why in p.refused_handlers:
+                lines.append(f"  ✘ {why}\n", style=fmt.C("#f7768e"))
         endpoint_info = self._endpoint_info if self.pulse.mode_name == "plugin" else None
         if endpoint_info is not None:
             who = " · ".join(
