@@ -82,6 +82,39 @@ def _number(config: dict[str, str], key: str, default: float) -> float:
     return value
 
 
+_warned_unreadable: set[str] = set()
+
+
+def readable_by_others(path: str) -> bool:
+    """Whether a user that is neither the owner nor in the group can reach and read `path`."""
+    current = os.path.realpath(path)
+    if not os.stat(current).st_mode & 0o004:
+        return False
+    while True:
+        if not os.stat(current).st_mode & 0o001:
+            return False
+        parent = os.path.dirname(current)
+        if parent == current:
+            return True
+        current = parent
+
+
+def _warn_if_python_unreadable(user: str) -> None:
+    """Once per user: the child drops privileges after the interpreter has loaded, so scripts
+    run, but imports of modules not yet loaded fail when the user cannot read the library."""
+    stdlib = os.path.dirname(os.__file__)
+    if user in _warned_unreadable or readable_by_others(stdlib):
+        return
+    _warned_unreadable.add(user)
+    print(
+        f"python plugin: script user {user!r} may not be able to read the Python library at {stdlib}; "
+        "scripts can import only modules the runner loaded before dropping privileges. Install Python "
+        "where that user can read it.",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def sandbox(config: dict[str, str], timeout: float, workdir: str) -> tuple[dict[str, str], dict[str, Any]]:
     """(environment, runner sandbox settings) for one script child."""
     env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
@@ -109,6 +142,7 @@ def sandbox(config: dict[str, str], timeout: float, workdir: str) -> tuple[dict[
         if pw.pw_uid == 0:
             raise JobError(f"the python plugin's script user {user!r} is root; pick an unprivileged user")
         os.chown(workdir, pw.pw_uid, pw.pw_gid)
+        _warn_if_python_unreadable(user)
         box.update(uid=pw.pw_uid, gid=pw.pw_gid, user=user)
     return env, box
 

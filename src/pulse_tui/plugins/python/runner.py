@@ -64,14 +64,6 @@ def enter_sandbox(box: dict[str, Any]) -> None:
         os.setuid(box["uid"])
         if os.getuid() == 0 or os.geteuid() == 0:
             raise PermissionError("could not drop root privileges")
-        stdlib = os.path.dirname(os.__file__)
-        if not os.access(stdlib, os.R_OK | os.X_OK):
-            print(
-                f"note: script user {box.get('user', box['uid'])!r} cannot read the Python library at "
-                f"{stdlib}; modules the runner has not loaded cannot be imported (install Python where "
-                "that user can read it)",
-                file=sys.stderr,
-            )
     if box.get("cwd"):
         os.chdir(box["cwd"])
 
