@@ -22,6 +22,7 @@ import grpc
 import pytest
 from plugins.harness import HERE
 
+from pulse_tui.cli import main
 from pulse_tui.protocol import operator_pb2 as op
 from pulse_tui.protocol import operator_pb2_grpc as op_grpc
 from pulse_tui.pulse import jobs
@@ -121,6 +122,18 @@ async def test_hostile_names_refused_rest_register_and_routes_stay_theirs(api):
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_cli_shows_refused_names(api, monkeypatch, capsys):
+    monkeypatch.delenv("PULSE_TOKEN", raising=False)
+    monkeypatch.setenv("PULSE_CONFIG", str(api.srv.config_path))
+    conn = ["--connect", api.srv.address, "--token-file", str(api.srv.token_file)]
+    assert await asyncio.to_thread(main, ["plugins", "list", "--json", *conn]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    hostile = next(p for p in doc["plugins"] if p["name"] == "hostile")
+    assert len(hostile["refused_handlers"]) == 6
+    assert await asyncio.to_thread(main, ["plugins", "list", *conn]) == 0
+    assert "hostile: refused handler names: 'demo/demo.echo': contains '/'" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- the reply (items 4-6)
 
 
@@ -179,7 +192,14 @@ async def test_20mb_errors_are_capped_and_a_list_page_fits_the_default_client_li
     assert {j.id for j in page.jobs} >= set(ids)
     size = page.ByteSize()
     assert size < DEFAULT_LIMIT
-    print(f"\n[list page] ListJobs with four 20 MB errors: {size:,} bytes for {len(page.jobs)} jobs")
+    rss = next(
+        int(line.split()[1]) // 1024
+        for line in open(f"/proc/{api.srv.process.proc.pid}/status")
+        if line.startswith("VmRSS:")
+    )
+    print(
+        f"\n[list page] ListJobs with four 20 MB errors: {size:,} bytes for {len(page.jobs)} jobs; server RSS {rss} MB"
+    )
 
 
 def test_rows_stored_before_the_cap_still_fit_a_page():
