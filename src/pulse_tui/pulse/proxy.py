@@ -189,8 +189,8 @@ class PluginProxyHandler:
             jobs.LogEntry(
                 ctx.job.id,
                 ctx.attempt,
-                e.timestamp,
-                e.level,
+                e.timestamp[:64],
+                e.level[:32],
                 jobs.cap_text(e.message, cap),
                 e.stage[:200],
                 jobs.cap_text(e.metadata, cap),
