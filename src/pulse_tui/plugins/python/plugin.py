@@ -88,15 +88,18 @@ _warned_unreadable: set[str] = set()
 def readable_by_others(path: str) -> bool:
     """Whether a user that is neither the owner nor in the group can reach and read `path`."""
     current = os.path.realpath(path)
-    if not os.stat(current).st_mode & 0o004:
-        return False
-    while True:
-        if not os.stat(current).st_mode & 0o001:
+    try:
+        if not os.stat(current).st_mode & 0o004:
             return False
-        parent = os.path.dirname(current)
-        if parent == current:
-            return True
-        current = parent
+        while True:
+            if not os.stat(current).st_mode & 0o001:
+                return False
+            parent = os.path.dirname(current)
+            if parent == current:
+                return True
+            current = parent
+    except OSError:
+        return False
 
 
 def _warn_if_python_unreadable(user: str) -> None:
