@@ -124,6 +124,9 @@ command = ["{python}", "-m", "pulse_tui.plugins.demo"]
 name = "python"
 command = ["{python}", "-m", "pulse_tui.plugins.python"]
 config = { scripts_dir = "{data_dir}/scripts" }
+# Scripts run confined (own temp dir, scrubbed env, limits). More python config keys: user (the
+# account scripts run as when the server is root, default "nobody"), memory_mb, max_file_mb,
+# max_open_files.
 """
 
 
