@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 
 import grpc
@@ -105,3 +106,40 @@ async def test_scripts_dir_reread_at_initialize(py):
     assert set(init.handler_names) == {"python.script", "python.hello", "python.added"}
     resp = await stub.ExecuteJob(domain_pb2.ExecuteJobRequest(job_id="a", handler_name="python.added"))
     assert resp.success and json.loads(resp.result) == "added"
+
+
+async def test_limits_hold_memory_and_file_size(tmp_path):
+    """memory_mb and max_file_mb from the plugin's config bound what a script can take."""
+    async with plugin_process(module("pulse_tui.plugins.python")) as (proc, port):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = domain_pb2_grpc.DomainPluginServiceStub(channel)
+            await stub.Initialize(
+                domain_pb2.InitializeRequest(config={"memory_mb": "512", "max_file_mb": "1"})
+            )
+            big = await stub.ExecuteJob(
+                run_code("def run(payload, ctx):\n    return len(bytearray(1 << 30))\n")
+            )
+            assert not big.success and big.error.startswith("MemoryError"), big.error
+            write = await stub.ExecuteJob(
+                run_code(
+                    """
+                    def run(payload, ctx):
+                        with open("big.bin", "wb") as f:
+                            f.write(b"x" * (2 << 20))
+                    """
+                )
+            )
+            assert not write.success and "File too large" in write.error, write.error
+            ok = await stub.ExecuteJob(run_code("def run(payload, ctx):\n    return 1\n"))
+            assert ok.success and json.loads(ok.result) == 1  # the plugin stays healthy
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the script user is used only when the plugin runs as root")
+async def test_unknown_script_user_is_a_clear_error(tmp_path):
+    async with plugin_process(module("pulse_tui.plugins.python")) as (proc, port):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = domain_pb2_grpc.DomainPluginServiceStub(channel)
+            await stub.Initialize(domain_pb2.InitializeRequest(config={"user": "no-such-user-pulse"}))
+            resp = await stub.ExecuteJob(run_code("def run(payload, ctx):\n    return 1\n"))
+            assert not resp.success
+            assert "script user 'no-such-user-pulse' does not exist" in resp.error, resp.error
