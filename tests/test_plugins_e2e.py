@@ -30,6 +30,7 @@ class Stack:
     engine: Engine
     host: PluginHost
     registry: Registry
+    auth: Authenticator
 
     async def until(self, job_id: str, predicate, timeout: float = 20.0) -> jobs.Job:
         """Poll the store until the job satisfies `predicate` (bounded; no fixed sleeps)."""
@@ -68,6 +69,7 @@ async def stack(tmp_path):
         registry,
         queue_endpoint=f"127.0.0.1:{port}",
         token_for=auth.issue_plugin_token,
+        revoke_token=auth.revoke_plugin_token,
         on_routes_changed=engine.routes_changed,
         running_jobs=engine.running_jobs,
         health_interval=0.5,
@@ -77,7 +79,7 @@ async def stack(tmp_path):
     await engine.start()
     await host.start()
     try:
-        yield Stack(engine, host, registry), scripts
+        yield Stack(engine, host, registry, auth), scripts
     finally:
         await engine.stop(1.0)
         await host.stop()
@@ -107,7 +109,9 @@ async def test_sigkill_mid_job_restarts_and_retry_completes(stack):
     done = await s.done(job.id)
     assert done.status == jobs.COMPLETED, done.error
     detail = await s.engine.get_detail(job.id)
-    assert [a.outcome for a in detail.attempts] == [jobs.OUTCOME_UNAVAILABLE, jobs.OUTCOME_COMPLETED]
+    # caught in a crash it did not cause on its own: interrupted, re-run, not charged
+    assert [a.outcome for a in detail.attempts] == [jobs.OUTCOME_INTERRUPTED, jobs.OUTCOME_COMPLETED]
+    assert (done.run_attempts, done.interruptions, done.crashes) == (1, 1, 0)
     state = s.host.get("demo")
     assert state.state == READY and state.restarts == 1 and state.pid != pid
     assert json.loads(done.result)["pid"] == state.pid
@@ -121,7 +125,7 @@ async def test_hot_reload_with_50_running_jobs_loses_none(stack):
             await asyncio.sleep(0.02)
     old_pid = s.host.get("demo").pid
     result = await s.host.reload("demo")
-    assert result.drained == 50 and result.added == () and result.removed == ()
+    assert result.drained + result.draining == 50 and result.added == () and result.removed == ()
     assert result.plugin.pid != old_pid
     finished = [await s.done(i) for i in ids]
     assert [j.status for j in finished] == [jobs.COMPLETED] * 50
@@ -178,3 +182,98 @@ async def test_measure_plugin_round_trip_overhead(stack, capsys):
             f"engine {n} jobs: demo.echo {plugin_ms:.2f} ms/job vs pulse.noop {builtin_ms:.2f} ms/job"
         )
     assert proxy_ms < 50
+
+
+async def _watch_progress(s: Stack, job_id: str, seen: list[tuple[int, int, int]]) -> None:
+    """Record (attempts, progress_current, status-rank) of a job as watchers see it."""
+    with s.engine.bus.watch() as watcher:
+        while True:
+            batch, _ = await watcher.next_batch(timeout=1.0)
+            seen.extend((j.attempts, j.progress_current, j.progress_total) for j in batch if j.id == job_id)
+
+
+async def test_job_running_across_reloads_completes_on_its_first_attempt(stack):
+    """Issue 13.2: a reload never cuts a running job short; the old instance drains it."""
+    s, _ = stack
+    seen: list[tuple[int, int, int]] = []
+    s.host.grace_secs = 0.5  # bounds a stop, never a reload: the job outlives it by far
+    job = await s.engine.enqueue("demo.sleep", b'{"seconds": 5, "steps": 50}', max_attempts=1)
+    watcher = asyncio.create_task(_watch_progress(s, job.id, seen))
+    try:
+        await s.until(job.id, lambda j: j.status == jobs.RUNNING and j.progress_current > 0)
+        first_pid = s.host.get("demo").pid
+        results = [await s.host.reload("demo") for _ in range(3)]  # three used to fail it (3/3)
+        # the first old instance keeps the job; the instances started meanwhile had none
+        assert [r.draining for r in results] == [1, 0, 0]
+        state = s.host.get("demo")
+        assert state.pid not in (0, first_pid) and state.draining_instances == 1
+        assert state.draining_jobs == 1 and state.state_text == "ready; old instance draining (1 job)"
+        # new work goes to the new instance at once
+        echo = await s.done((await s.engine.enqueue("demo.echo", b"{}")).id)
+        assert echo.status == jobs.COMPLETED
+        done = await s.done(job.id)
+    finally:
+        watcher.cancel()
+    assert done.status == jobs.COMPLETED, done.error
+    assert done.attempts == 1 and done.run_attempts == 1 and done.interruptions == 0
+    assert json.loads(done.result)["pid"] == first_pid
+    progress = [c for a, c, _ in seen if a == 1]
+    assert progress == sorted(progress) and progress[-1] == 50, progress  # never backwards
+    assert all(a == 1 for a, _, _ in seen)
+    state = await s.host.wait_for("demo", lambda p: p.draining_instances == 0, 10)
+    assert state.state_text == READY
+
+
+async def test_neighbour_survives_a_crash_and_the_crasher_fails_after_three(stack):
+    """Issue 13.3: a healthy job caught in another job's plugin crash is not charged; the job
+    running at three crashes in a row is the likely cause and fails as `crashed`."""
+    s, _ = stack
+    sleeper = await s.engine.enqueue("demo.sleep", b'{"seconds": 2, "steps": 20}', max_attempts=1)
+    await s.until(sleeper.id, lambda j: j.status == jobs.RUNNING and j.progress_current > 0)
+    crasher = await s.engine.enqueue("demo.crash", b'{"after": 0.3}', max_attempts=3)
+    crashed = await s.done(crasher.id, timeout=60)
+    slept = await s.done(sleeper.id, timeout=60)
+
+    assert slept.status == jobs.COMPLETED, slept.error
+    assert slept.run_attempts == 1 and slept.interruptions >= 1  # charged 1/1, interruptions apart
+    outcomes = [a.outcome for a in (await s.engine.get_detail(sleeper.id)).attempts]
+    assert outcomes[-1] == jobs.OUTCOME_COMPLETED
+    assert set(outcomes[:-1]) == {jobs.OUTCOME_INTERRUPTED}
+
+    assert crashed.status == jobs.FAILED
+    assert "crashed its plugin demo 3 times in a row" in crashed.error
+    detail = await s.engine.get_detail(crasher.id)
+    assert [a.outcome for a in detail.attempts] == [
+        jobs.OUTCOME_INTERRUPTED,
+        jobs.OUTCOME_INTERRUPTED,
+        jobs.OUTCOME_CRASHED,
+    ]
+    assert (crashed.run_attempts, crashed.interruptions, crashed.crashes) == (1, 2, 3)
+    # an operator retry starts a clean run
+    retried = await s.engine.retry(crasher.id)
+    assert (retried.run_attempts, retried.interruptions, retried.crashes) == (0, 0, 0)
+
+
+async def test_plugin_tokens_are_revoked_on_disable_and_after_a_reload_drains(stack):
+    """Issue 18.11: a token belongs to one plugin instance and dies with it."""
+    from pulse_tui.pulse.errors import Unauthenticated
+
+    s, _ = stack
+    plugin = s.host._plugin("demo")
+    old_token = plugin.current.token
+    assert s.auth.identify(old_token).plugin == "demo"
+    job = await s.engine.enqueue("demo.sleep", b'{"seconds": 1.5, "steps": 15}', max_attempts=1)
+    await s.until(job.id, lambda j: j.status == jobs.RUNNING and j.progress_current > 0)
+    await s.host.reload("demo")
+    new_token = plugin.current.token
+    assert new_token != old_token
+    assert s.auth.identify(old_token).plugin == "demo"  # draining: still reports progress
+    done = await s.done(job.id)
+    assert done.status == jobs.COMPLETED and done.progress_current == 15
+    await s.host.wait_for("demo", lambda p: p.draining_instances == 0, 10)
+    with pytest.raises(Unauthenticated):
+        s.auth.identify(old_token)
+    assert s.auth.identify(new_token).plugin == "demo"
+    await s.host.set_enabled("demo", False)
+    with pytest.raises(Unauthenticated):
+        s.auth.identify(new_token)

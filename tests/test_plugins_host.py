@@ -15,11 +15,19 @@ from plugins.harness import module, plugin_process, queue_recorder, script, wait
 from pulse_tui.config import PluginConfig
 from pulse_tui.pulse import jobs
 from pulse_tui.pulse.errors import NotFound, Precondition
-from pulse_tui.pulse.handlers import HandlerError, HandlerResult, JobContext
+from pulse_tui.pulse.handlers import HandlerError, HandlerResult, Interrupted, JobContext
 from pulse_tui.pulse.host import BACKOFF, DISABLED, READY, STOPPED, PluginHost, plugin_env
 from pulse_tui.pulse.registry import Registry
 
 DEMO = module("pulse_tui.plugins.demo")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def plugin(name: str, command: list[str] | None = None, **kw) -> PluginConfig:
@@ -183,9 +191,11 @@ async def test_sigkill_mid_job_restarts_and_old_handler_reaches_new_instance(mak
     task = asyncio.create_task(handler.run(context("k", "demo.sleep", {"seconds": 30, "steps": 30}, 60)))
     await wait_until(lambda: h.recorder.updates, event=h.recorder.changed)  # the job is running
     os.kill(old.pid, signal.SIGKILL)
-    with pytest.raises(HandlerError) as info:
+    with pytest.raises(Interrupted) as info:
         await task
-    assert info.value.outcome == jobs.OUTCOME_UNAVAILABLE and info.value.retryable
+    # a crash the job was caught in: an uncharged interruption, counted as a crash
+    assert info.value.outcome == jobs.OUTCOME_INTERRUPTED and info.value.retryable and info.value.crashed
+    assert "killed by SIGKILL" in info.value.message
     new = await h.ready("demo", restarts=1)
     assert new.pid != old.pid and "killed by SIGKILL" in new.last_error
     # a handler object resolved before the crash still works: its lease finds the new instance
@@ -195,9 +205,9 @@ async def test_sigkill_mid_job_restarts_and_old_handler_reaches_new_instance(mak
 
 async def test_demo_crash_handler_kills_process(make_host):
     h = await make_host(plugin("demo", DEMO))
-    with pytest.raises(HandlerError) as info:
+    with pytest.raises(Interrupted) as info:
         await h.run("demo.crash", {"after": 0.1})
-    assert info.value.outcome == jobs.OUTCOME_UNAVAILABLE
+    assert info.value.outcome == jobs.OUTCOME_INTERRUPTED and info.value.crashed
     state = await h.ready("demo", restarts=1)
     assert "exited with code 17" in state.last_error
 
@@ -216,13 +226,20 @@ async def test_reload_drains_in_flight_and_reports_diff(make_host, tmp_path):
     ]
     await wait_until(lambda: len({u.job.id for u in h.recorder.updates}) == 20, event=h.recorder.changed)
     result = await h.host.reload("demo")
-    assert result.drained == 20 and result.added == () and result.removed == ()
+    # the reload returns at once: the old instance keeps its 20 calls and drains in the background
+    assert result.drained + result.draining == 20 and result.added == () and result.removed == ()
     assert result.plugin.pid != old_pid and result.plugin.state == READY
+    if result.draining:
+        state = h.host.get("demo")
+        assert state.draining_instances == 1 and "draining" in state.state_text
+    # new work goes to the new instance at once, while the old one still drains
+    fresh = json.loads((await h.run("demo.sleep", {"seconds": 0, "steps": 1}, job_id="new")).result)
+    assert fresh["pid"] == result.plugin.pid
     pids = {json.loads(r.result)["pid"] for r in await asyncio.gather(*tasks)}
     assert pids == {old_pid}  # every in-flight job finished on the old instance
-    assert (
-        json.loads((await h.run("demo.sleep", {"seconds": 0, "steps": 1})).result)["pid"] == result.plugin.pid
-    )
+    state = await h.host.wait_for("demo", lambda s: s.draining_instances == 0, 10)
+    assert state.state_text == READY
+    await wait_until(lambda: not _alive(old_pid))  # the drained old instance was shut down
 
     (scripts / "fresh.py").write_text("def run(payload, ctx):\n    return 'fresh'\n")
     result = await h.host.reload("python")
@@ -289,17 +306,18 @@ def test_token_never_in_plugin_env(monkeypatch):
     assert "PULSE_ADMIN_TOKEN" not in env and env["PULSE_CONFIG"] == "x" and env["A"] == "1"
 
 
-async def test_job_cut_off_by_disable_fails_as_unavailable_not_cancelled(make_host, tmp_path):
-    """Closing an instance under a running call must look like a lost plugin to the engine
-    (retryable), never like a cancellation of the job's task."""
+async def test_job_cut_off_by_disable_is_interrupted_not_cancelled(make_host, tmp_path):
+    """Closing an instance under a running call must look like an interruption to the engine
+    (re-run, not charged, not a crash), never like a cancellation of the job's task."""
     h = await make_host(plugin("testplug", script("sdkplugin.py")), grace_secs=0.1)
     marker = tmp_path / "m"
     task = asyncio.create_task(h.run("t.wait", {"marker": str(marker)}))
     await wait_until(lambda: marker.exists() and marker.read_text() == "started")
     await h.host.set_enabled("testplug", False)
-    with pytest.raises(HandlerError) as info:
+    with pytest.raises(Interrupted) as info:
         await task
-    assert info.value.outcome == jobs.OUTCOME_UNAVAILABLE and info.value.retryable
+    assert info.value.outcome == jobs.OUTCOME_INTERRUPTED and info.value.retryable
+    assert not info.value.crashed
 
 
 async def test_demo_toml_shows_conflicts_out_of_the_box():

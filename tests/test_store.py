@@ -216,6 +216,33 @@ async def test_recover_requeues_running_as_interrupted(store: Store):
     assert again[0].attempts == 2
 
 
+async def test_job_running_at_three_server_crashes_in_a_row_fails_as_crashed(store: Store):
+    """Issue 13.3: recovery does not charge an interrupted attempt, but a job that was running at
+    each of CRASH_LIMIT server crashes is the likely cause: it fails (it used to run forever)."""
+    await store.insert(new_jobs(2))
+    for crash in range(1, J.CRASH_LIMIT + 1):
+        claimed = await store.claim(2, ["h"], time.time())
+        if crash == 2:  # j1 ends on its own between crashes: its streak starts over
+            (j1,) = [j for j in claimed if j.id == "j1"]
+            j1.crashes = 0
+            await store.finish([ended(j1, J.QUEUED, J.OUTCOME_FAILED)])
+        recovered = {j.id: j for j in await store.recover(time.time())}
+        j0 = recovered["j0"]
+        if crash < J.CRASH_LIMIT:
+            assert j0.status == J.QUEUED and (j0.run_attempts, j0.interruptions, j0.crashes) == (
+                0,
+                crash,
+                crash,
+            )
+    assert j0.status == J.FAILED and j0.error == J.SERVER_CRASHED_ERROR and j0.completed_at > 0
+    d = await store.detail("j0")
+    assert d is not None and d.job.status == J.FAILED and d.job.crashes == J.CRASH_LIMIT
+    assert [a.outcome for a in d.attempts] == [J.OUTCOME_INTERRUPTED] * 2 + [J.OUTCOME_CRASHED]
+    assert await store.claim(5, ["h"], time.time()) != []  # j1 runs on
+    d1 = await store.detail("j1")
+    assert d1 is not None and d1.job.status == J.RUNNING and d1.job.crashes == 1
+
+
 async def test_prune_deletes_old_finished_jobs_with_history(store: Store):
     await store.insert(new_jobs(6))
     claimed = await store.claim(6, ["h"], time.time())

@@ -501,6 +501,13 @@ def _ts(value: float) -> str:
     return datetime.fromtimestamp(value).astimezone().isoformat(timespec="seconds") if value else "-"
 
 
+def attempts_label(j: Any) -> str:
+    """`1/3`, or `1/3 +2↺` with two uncharged interruptions (as the console's ATT column)."""
+    used = j.run_attempts if (j.run_attempts or j.retry_count or j.interrupted_attempts) else j.attempts
+    label = f"{used}/{j.max_attempts}" if j.max_attempts else str(used)
+    return f"{label} +{j.interrupted_attempts}↺" if j.interrupted_attempts else label
+
+
 def job_summary(j: Any) -> dict[str, Any]:
     return {
         "id": j.id,
@@ -508,6 +515,8 @@ def job_summary(j: Any) -> dict[str, Any]:
         "status": j.status,
         "progress": {"current": j.progress_current, "total": j.progress_total},
         "attempt_count": j.attempts,
+        "charged_attempts": j.run_attempts,
+        "interrupted_attempts": j.interrupted_attempts,
         "max_attempts": j.max_attempts or None,  # None: unknown (a QueueService-only server)
         "retry_count": j.retry_count,
         "priority": j.priority,
@@ -561,7 +570,8 @@ def job_text(d: Any) -> str:
         f"handler   {j.handler}" + (f" (plugin {j.plugin})" if j.plugin else ""),
         f"status    {j.status}",
         f"progress  {_progress(j)}",
-        f"attempts  {j.attempts} (max {j.max_attempts or 'unknown'} per run, operator retries {j.retry_count})",
+        f"attempts  {j.attempts} (charged this run {j.run_attempts} of max {j.max_attempts or 'unknown'}, "
+        f"interrupted uncharged {j.interrupted_attempts}, operator retries {j.retry_count})",
         f"created   {_ts(j.created_at)}",
     ]
     if j.source:
@@ -809,7 +819,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
                 j.handler,
                 j.status,
                 _progress(j),
-                str(j.attempts),
+                attempts_label(j),
                 _ts(j.created_at),
                 j.source or "-",
                 j.parent_job_id or "-",
@@ -899,6 +909,14 @@ def cmd_jobs_bulk(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- plugins / handlers / config
 
 
+def plugin_state_text(p: Any) -> str:
+    """`ready`, or `ready; old instance draining (3 jobs)` while a reload drains."""
+    if not p.draining_instances:
+        return p.state
+    n = p.draining_jobs
+    return f"{p.state}; old instance draining ({n} job{'s' if n != 1 else ''})"
+
+
 def _plugin_doc(p: Any) -> dict[str, Any]:
     return {
         "name": p.name,
@@ -914,6 +932,8 @@ def _plugin_doc(p: Any) -> dict[str, Any]:
         "enabled": p.enabled,
         "running_jobs": p.running_jobs,
         "refused_handlers": list(p.refused_handlers),
+        "draining_jobs": p.draining_jobs,
+        "draining_instances": p.draining_instances,
     }
 
 
@@ -947,7 +967,14 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
             return 0
         plugins = await client.list_plugins()
         rows = [
-            [p.name, p.state, p.version, str(p.restarts), ", ".join(p.handlers), p.last_error[:50]]
+            [
+                p.name,
+                plugin_state_text(p),
+                p.version,
+                str(p.restarts),
+                ", ".join(p.handlers),
+                p.last_error[:50],
+            ]
             for p in plugins
         ]
         text = _table(rows, ["PLUGIN", "STATE", "VERSION", "RESTARTS", "HANDLERS", "LAST ERROR"])
@@ -969,11 +996,17 @@ def cmd_plugins_reload(args: argparse.Namespace) -> int:
             "removed": list(r.removed),
             "conflicts": list(r.conflicts),
             "drained_jobs": r.drained_jobs,
+            "draining_jobs": r.draining_jobs,
         }
         text = (
             f"reloaded {r.plugin.name} ({r.plugin.state}); added: {', '.join(r.added) or '-'}; "
             f"removed: {', '.join(r.removed) or '-'}; conflicts: {', '.join(r.conflicts) or '-'}"
         )
+        if r.draining_jobs:
+            text += (
+                f"; {r.draining_jobs} in-flight job(s) keep running on the old instance until they end "
+                "(new jobs go to the new one)"
+            )
         emit(args, doc, text)
         return 0
 

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Job(_message.Message):
-    __slots__ = ("id", "seq", "handler", "status", "priority", "progress_current", "progress_total", "attempts", "max_attempts", "retry_count", "error", "created_at", "started_at", "completed_at", "updated_at", "run_at", "timeout_secs", "plugin", "plugin_version", "source", "parent_job_id", "cost_estimate", "cost_actual", "no_handler", "node", "run_attempts")
+    __slots__ = ("id", "seq", "handler", "status", "priority", "progress_current", "progress_total", "attempts", "max_attempts", "retry_count", "error", "created_at", "started_at", "completed_at", "updated_at", "run_at", "timeout_secs", "plugin", "plugin_version", "source", "parent_job_id", "cost_estimate", "cost_actual", "no_handler", "node", "run_attempts", "interrupted_attempts")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class Job(_message.Message):
     NO_HANDLER_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     RUN_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     seq: int
     handler: str
@@ -60,7 +61,8 @@ class Job(_message.Message):
     no_handler: bool
     node: str
     run_attempts: int
-    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., handler: _Optional[str] = ..., status: _Optional[str] = ..., priority: _Optional[int] = ..., progress_current: _Optional[int] = ..., progress_total: _Optional[int] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry_count: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., run_at: _Optional[float] = ..., timeout_secs: _Optional[int] = ..., plugin: _Optional[str] = ..., plugin_version: _Optional[str] = ..., source: _Optional[str] = ..., parent_job_id: _Optional[str] = ..., cost_estimate: _Optional[float] = ..., cost_actual: _Optional[float] = ..., no_handler: _Optional[bool] = ..., node: _Optional[str] = ..., run_attempts: _Optional[int] = ...) -> None: ...
+    interrupted_attempts: int
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., handler: _Optional[str] = ..., status: _Optional[str] = ..., priority: _Optional[int] = ..., progress_current: _Optional[int] = ..., progress_total: _Optional[int] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry_count: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., run_at: _Optional[float] = ..., timeout_secs: _Optional[int] = ..., plugin: _Optional[str] = ..., plugin_version: _Optional[str] = ..., source: _Optional[str] = ..., parent_job_id: _Optional[str] = ..., cost_estimate: _Optional[float] = ..., cost_actual: _Optional[float] = ..., no_handler: _Optional[bool] = ..., node: _Optional[str] = ..., run_attempts: _Optional[int] = ..., interrupted_attempts: _Optional[int] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "started_at", "ended_at", "outcome", "error", "plugin", "plugin_version", "node")
@@ -292,7 +294,7 @@ class ConfigField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., default_value: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...
 
 class Plugin(_message.Message):
-    __slots__ = ("name", "state", "healthy", "health_message", "version", "description", "pid", "endpoint", "started_at", "restarts", "handlers", "last_error", "enabled", "output_tail", "config_schema", "next_restart_at", "running_jobs", "refused_handlers")
+    __slots__ = ("name", "state", "healthy", "health_message", "version", "description", "pid", "endpoint", "started_at", "restarts", "handlers", "last_error", "enabled", "output_tail", "config_schema", "next_restart_at", "running_jobs", "refused_handlers", "draining_jobs", "draining_instances")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +313,8 @@ class Plugin(_message.Message):
     NEXT_RESTART_AT_FIELD_NUMBER: _ClassVar[int]
     RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
     REFUSED_HANDLERS_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_INSTANCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: str
     healthy: bool
@@ -329,7 +333,9 @@ class Plugin(_message.Message):
     next_restart_at: float
     running_jobs: int
     refused_handlers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., healthy: _Optional[bool] = ..., health_message: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., pid: _Optional[int] = ..., endpoint: _Optional[str] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., handlers: _Optional[_Iterable[str]] = ..., last_error: _Optional[str] = ..., enabled: _Optional[bool] = ..., output_tail: _Optional[_Iterable[str]] = ..., config_schema: _Optional[_Iterable[_Union[ConfigField, _Mapping]]] = ..., next_restart_at: _Optional[float] = ..., running_jobs: _Optional[int] = ..., refused_handlers: _Optional[_Iterable[str]] = ...) -> None: ...
+    draining_jobs: int
+    draining_instances: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., healthy: _Optional[bool] = ..., health_message: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., pid: _Optional[int] = ..., endpoint: _Optional[str] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., handlers: _Optional[_Iterable[str]] = ..., last_error: _Optional[str] = ..., enabled: _Optional[bool] = ..., output_tail: _Optional[_Iterable[str]] = ..., config_schema: _Optional[_Iterable[_Union[ConfigField, _Mapping]]] = ..., next_restart_at: _Optional[float] = ..., running_jobs: _Optional[int] = ..., refused_handlers: _Optional[_Iterable[str]] = ..., draining_jobs: _Optional[int] = ..., draining_instances: _Optional[int] = ...) -> None: ...
 
 class ListPluginsRequest(_message.Message):
     __slots__ = ()
@@ -356,18 +362,20 @@ class PluginNameRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ReloadPluginResponse(_message.Message):
-    __slots__ = ("plugin", "added", "removed", "conflicts", "drained_jobs")
+    __slots__ = ("plugin", "added", "removed", "conflicts", "drained_jobs", "draining_jobs")
     PLUGIN_FIELD_NUMBER: _ClassVar[int]
     ADDED_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     DRAINED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_JOBS_FIELD_NUMBER: _ClassVar[int]
     plugin: Plugin
     added: _containers.RepeatedScalarFieldContainer[str]
     removed: _containers.RepeatedScalarFieldContainer[str]
     conflicts: _containers.RepeatedScalarFieldContainer[str]
     drained_jobs: int
-    def __init__(self, plugin: _Optional[_Union[Plugin, _Mapping]] = ..., added: _Optional[_Iterable[str]] = ..., removed: _Optional[_Iterable[str]] = ..., conflicts: _Optional[_Iterable[str]] = ..., drained_jobs: _Optional[int] = ...) -> None: ...
+    draining_jobs: int
+    def __init__(self, plugin: _Optional[_Union[Plugin, _Mapping]] = ..., added: _Optional[_Iterable[str]] = ..., removed: _Optional[_Iterable[str]] = ..., conflicts: _Optional[_Iterable[str]] = ..., drained_jobs: _Optional[int] = ..., draining_jobs: _Optional[int] = ...) -> None: ...
 
 class SetPluginEnabledRequest(_message.Message):
     __slots__ = ("name", "enabled")

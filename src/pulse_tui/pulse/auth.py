@@ -113,7 +113,7 @@ class Authenticator:
     def __init__(self, admin_token: str, readonly_token: str, *, token_path: Path | None = None) -> None:
         self._admin = admin_token
         self._readonly = readonly_token
-        self._plugin_tokens: dict[str, str] = {}  # plugin name -> token
+        self._plugin_tokens: dict[str, str] = {}  # token -> plugin name (one per plugin instance)
         self.token_path = token_path
 
     @classmethod
@@ -124,13 +124,20 @@ class Authenticator:
 
     # ---- plugin tokens (issued by the plugin host at Initialize)
     def issue_plugin_token(self, plugin: str) -> str:
-        """A fresh token for `plugin` (replacing any earlier one, e.g. on restart or reload)."""
+        """A fresh token for one instance of `plugin`. Earlier instances keep theirs until revoked:
+        an old instance draining after a reload still reports progress on its jobs."""
         token = secrets.token_hex(32)
-        self._plugin_tokens[plugin] = token
+        self._plugin_tokens[token] = plugin
         return token
 
-    def revoke_plugin_token(self, plugin: str) -> None:
-        self._plugin_tokens.pop(plugin, None)
+    def revoke_plugin_token(self, plugin: str, token: str | None = None) -> None:
+        """Revoke one instance's token, or (token=None) every token of `plugin`."""
+        if token is not None:
+            if self._plugin_tokens.get(token) == plugin:
+                del self._plugin_tokens[token]
+            return
+        for t in [t for t, p in self._plugin_tokens.items() if p == plugin]:
+            del self._plugin_tokens[t]
 
     # ---- checks
     def identify(self, token: str) -> Principal:
@@ -142,7 +149,7 @@ class Authenticator:
             found = Principal(ADMIN)
         if _same(token, self._readonly):
             found = found or Principal(READONLY)
-        for plugin, plugin_token in list(self._plugin_tokens.items()):
+        for plugin_token, plugin in list(self._plugin_tokens.items()):
             if _same(token, plugin_token):
                 found = found or Principal(PLUGIN, plugin)
         if found is None:

@@ -33,10 +33,11 @@ from pulse_tui.pulse.errors import (
     ValidationError,
 )
 from pulse_tui.pulse.events import EventBus
-from pulse_tui.pulse.handlers import Handler, HandlerError, HandlerResult, JobContext, Router
+from pulse_tui.pulse.handlers import Handler, HandlerError, HandlerResult, Interrupted, JobContext, Router
 from pulse_tui.pulse.jobs import (
     CANCELLED,
     COMPLETED,
+    CRASH_LIMIT,
     DEFAULT_MAX_ATTEMPTS,
     FAILED,
     FINISHED,
@@ -45,6 +46,7 @@ from pulse_tui.pulse.jobs import (
     MAX_PAYLOAD_BYTES,
     OUTCOME_CANCELLED,
     OUTCOME_COMPLETED,
+    OUTCOME_CRASHED,
     OUTCOME_FAILED,
     OUTCOME_INTERRUPTED,
     OUTCOME_TIMEOUT,
@@ -185,13 +187,21 @@ class Engine:
         self._progress_task: asyncio.Task | None = None
         self._completions: deque[tuple[int, int]] = deque(maxlen=16)  # (second, count)
         self._ranks: OrderedDict[str, tuple[int, int]] = OrderedDict()  # see _fresh
+        self._probation: dict[str, asyncio.Lock] = {}  # per plugin: jobs caught in a crash, one at a time
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self.started_at = time.time()
         recovered = await self.store.recover(self.started_at)
         if recovered:
-            log.warning("re-queued %d job(s) left running by a previous server", len(recovered))
+            failed = sum(1 for j in recovered if j.status == FAILED)
+            log.warning(
+                "re-queued %d job(s) left running by a previous server%s",
+                len(recovered) - failed,
+                f"; {failed} failed as `crashed` (running at {CRASH_LIMIT} server crashes in a row)"
+                if failed
+                else "",
+            )
             self.bus.publish_many(recovered)
         self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="pulse-dispatcher"))
         if self.retention_secs:
@@ -592,6 +602,8 @@ class Engine:
                 "completed_at": 0,
                 "error": "",
                 "progress_current": 0,
+                "interruptions": 0,
+                "crashes": 0,
             },
         )
         if job is None:
@@ -745,6 +757,12 @@ class Engine:
         """A claim may find something: a kick came after the last round that drained the queue."""
         return self._kicks != self._settled
 
+    def _probation_lock(self, key: str) -> asyncio.Lock:
+        lock = self._probation.get(key)
+        if lock is None:
+            lock = self._probation[key] = asyncio.Lock()
+        return lock
+
     def _note_due(self, when: float) -> None:
         if self._due_timer is None or when < self._due_at:
             if self._due_timer is not None:
@@ -854,7 +872,7 @@ class Engine:
         job = run.job
         attempt = Attempt(job.id, job.attempts, job.started_at, plugin=run.plugin, node=self.node)
         timeout = float(job.timeout_secs or self.default_timeout)
-        outcome, error, retryable = OUTCOME_COMPLETED, "", True
+        outcome, error, retryable, crashed = OUTCOME_COMPLETED, "", True, False
         res: HandlerResult | None = None
         cm = asyncio.timeout(timeout)
         run.cancellable = True
@@ -872,7 +890,13 @@ class Engine:
                 lambda v: setattr(run.job, "cost_actual", v),
             )
             async with cm:
-                res = await run.handler.run(ctx)
+                if job.crashes and not run.cancel_reason:
+                    # on probation: it was caught in a crash; run one such job per plugin at a time,
+                    # so the next crash tells the culprit from its neighbours
+                    async with self._probation_lock(run.plugin or job.handler):
+                        res = await run.handler.run(ctx)
+                else:
+                    res = await run.handler.run(ctx)
         except TimeoutError as exc:
             if cm.expired():
                 outcome, error = OUTCOME_TIMEOUT, f"timed out after {timeout:g}s (enforced by Pulse)"
@@ -880,6 +904,7 @@ class Engine:
                 outcome, error = OUTCOME_FAILED, f"TimeoutError: {exc}"
         except HandlerError as exc:
             outcome, error, retryable, res = exc.outcome, exc.message, exc.retryable, exc.result
+            crashed = isinstance(exc, Interrupted) and exc.crashed
         except asyncio.CancelledError:
             task = asyncio.current_task()
             assert task is not None
@@ -902,7 +927,7 @@ class Engine:
         if self.metrics:
             self.metrics.finished(job.handler, outcome, time.time() - job.started_at)
         try:
-            await self._finish(run, attempt, outcome, error, retryable, res)
+            await self._finish(run, attempt, outcome, error, retryable, res, crashed=crashed)
         except Exception:
             log.exception(
                 "could not record the end of job %s; it stays running in the store and is re-queued "
@@ -926,6 +951,8 @@ class Engine:
         error: str,
         retryable: bool,
         res: HandlerResult | None,
+        *,
+        crashed: bool = False,
     ) -> None:
         job = run.job
         now = time.time()
@@ -949,14 +976,29 @@ class Engine:
                 job.progress_current = job.progress_total
         elif outcome == OUTCOME_CANCELLED:
             status, job.completed_at = CANCELLED, now
+        elif outcome == OUTCOME_INTERRUPTED and crashed and job.crashes + 1 >= CRASH_LIMIT:
+            # caught in CRASH_LIMIT crashes of its plugin in a row: the likely cause. Charged.
+            job.crashes += 1
+            status, job.completed_at, outcome = FAILED, now, OUTCOME_CRASHED
+            error = job.error = (
+                f"crashed its plugin {run.plugin or job.handler} {job.crashes} times in a row (the plugin "
+                f"process died each time this job ran; last: {error.removeprefix('interrupted: ')}); "
+                "not run again"
+            )
         elif outcome == OUTCOME_INTERRUPTED:
+            # cut short by something other than the job (plugin crash, reload, shutdown): not charged
             status, job.run_at = QUEUED, now
             job.run_attempts = max(0, job.run_attempts - 1)
+            job.interruptions += 1
+            if crashed:
+                job.crashes += 1
         elif retryable and job.run_attempts < job.max_attempts:
             status = QUEUED
             job.run_at = now + backoff_delay(job.run_attempts, self.backoff_base, self.backoff_cap)
         else:
             status, job.completed_at = FAILED, now
+        if outcome not in (OUTCOME_INTERRUPTED, OUTCOME_CRASHED):
+            job.crashes = 0  # the streak is broken by an attempt that ended on its own
         job.status = status
         attempt.ended_at, attempt.outcome, attempt.error = now, outcome, error
         for e in run.logs:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pulse_tui.pulse.jobs import OUTCOME_FAILED, Job, LogEntry
+from pulse_tui.pulse.jobs import OUTCOME_FAILED, OUTCOME_INTERRUPTED, Job, LogEntry
 
 
 def rfc3339_now() -> str:
@@ -38,6 +38,16 @@ class HandlerError(Exception):
         self.outcome = outcome
         self.retryable = retryable
         self.result = result  # partial data (logs, progress, cost) kept even on failure
+
+
+class Interrupted(HandlerError):
+    """The attempt was cut short by something other than the job itself: the plugin process
+    died under it (`crashed=True`), or the host shut the instance down (stop, disable). The engine
+    re-runs the job without charging the attempt; crashes count towards the job's crash limit."""
+
+    def __init__(self, message: str, *, crashed: bool = False, result: HandlerResult | None = None) -> None:
+        super().__init__(message, outcome=OUTCOME_INTERRUPTED, retryable=True, result=result)
+        self.crashed = crashed
 
 
 @dataclass(slots=True)

@@ -18,15 +18,26 @@ Every line the plugin prints is kept in a bounded ring per plugin (across restar
 
 Crash: the plugin's handlers stay registered while it is restarted, so jobs keep routing; a call
 bound to the dead instance waits (up to `unavailable_wait`) for its successor instead of failing
-at once. Calls in flight when it died fail as plugin_unavailable and the engine retries them.
+at once. A call in flight when its instance died ends as an *interruption* the job did not cause
+on its own (`PluginInterrupted`, `crashed=True`): the engine re-runs it without charging an
+attempt and counts the crash against the job (3 in a row and the job is the likely cause).
 
 Hot reload: start and initialize a NEW instance while the old one keeps serving, swap the
-plugin's handler set in the registry in one step (new jobs go to the new instance), wait until
-the calls in flight on the old instance finish (at most `grace_secs`), then shut it down. A call
-still running after the grace period is cut off and retried by the engine, so no job is lost.
+plugin's handler set in the registry in one step (new jobs go to the new instance at once), and
+let the old instance *drain*: it keeps every ExecuteJob call in flight until that call ends
+(bounded only by the job's own timeout, which the engine enforces), takes no new calls, and is
+shut down when idle. Snapshots show it as `draining (N jobs)`. Only a host stop (server shutdown,
+disable) bounds the drain by `grace_secs`; a call cut off then is an interruption, not a failure.
+
+Process hygiene: every plugin process starts in its own session (process group) with the
+parent-death signal set to SIGKILL in the child before exec (so a SIGKILLed server takes its
+plugins with it, SDK or not); an instance the host gives up on has its whole group killed; and
+the pids of the groups we started are kept in a pid file so the next server on the same data
+dir stops any that an earlier server left behind.
 
 The auth token reaches a plugin only through Initialize: it is never put in its environment
-(variables named PULSE_*TOKEN* are removed from the environment plugins inherit).
+(variables named PULSE_*TOKEN* are removed from the environment plugins inherit). Each instance
+gets its own token; it is revoked when the instance is shut down (crash, drained reload, disable).
 """
 
 from __future__ import annotations
@@ -48,7 +59,7 @@ from pulse_tui.config import Config, PluginConfig
 from pulse_tui.protocol import domain_pb2, domain_pb2_grpc
 from pulse_tui.pulse import jobs
 from pulse_tui.pulse.errors import NotFound, Precondition
-from pulse_tui.pulse.handlers import HandlerError
+from pulse_tui.pulse.handlers import HandlerError, Interrupted
 from pulse_tui.pulse.proxy import DEFAULT_MAX_IN_FLIGHT, PluginProxyHandler, plugin_stub
 from pulse_tui.pulse.registry import Registry, RouteDiff
 
@@ -67,6 +78,7 @@ OUTPUT_LINES = 500
 RPC_TIMEOUT = 5.0
 HEALTH_TIMEOUT = 3.0
 ENDPOINT_HEALTH_FAILURES = 3  # an endpoint plugin failing this many polls in a row is "lost"
+EXIT_SETTLE = 2.0  # a call cut off by a dying process waits this long for the exit to be seen
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
 
 
@@ -105,6 +117,16 @@ class PluginState:
     next_restart_at: float
     running_jobs: int
     refused_handlers: tuple[str, ...] = ()  # announced names the registry refused, "'name': why"
+    draining_jobs: int = 0  # calls still running on old instances after a reload
+    draining_instances: int = 0  # old instances still draining
+
+    @property
+    def state_text(self) -> str:
+        """`ready`, or `ready; old instance draining (3 jobs)` while a reload drains."""
+        if not self.draining_instances:
+            return self.state
+        n = self.draining_jobs
+        return f"{self.state}; old instance draining ({n} job{'s' if n != 1 else ''})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +136,8 @@ class ReloadResult:
     removed: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-    drained: int = 0  # calls in flight on the old instance that finished there
+    drained: int = 0  # calls in flight on the old instance that already finished there
+    draining: int = 0  # calls still running on the old instance; it finishes them, then stops
 
     @property
     def drained_jobs(self) -> int:
@@ -171,6 +194,10 @@ class _Instance:
         self.started_at = 0.0
         self.exited = asyncio.Event()  # the process ended (or an endpoint plugin was lost)
         self.closing = False
+        self.crashed = False  # it exited (or was lost) without us asking
+        self.retiring = False  # replaced by a reload: finishes its calls, takes no new ones
+        self.token = ""
+        self._closer: asyncio.Future[None] | None = None
         self.in_flight: set[str] = set()
         self.health_failures = 0
         self._idle = asyncio.Event()
@@ -270,6 +297,7 @@ class _Instance:
         assert self.proc is not None
         await self.proc.wait()
         self.output.append(f"--- {self.cfg.name} (pid {self.proc.pid}) {self.exit_text()} ---")
+        self.crashed = not self.closing
         self.exited.set()
         self._on_exit()
 
@@ -347,8 +375,15 @@ class _Instance:
     def mark_lost(self) -> None:
         """An endpoint plugin stopped answering: treat it like a process that exited."""
         if not self.exited.is_set():
+            self.crashed = not self.closing
             self.exited.set()
             self._on_exit()
+
+    async def close_once(self, stop_timeout: float = 3.0) -> None:
+        """`close()`, run once however many owners ask (reload drain, supervisor, stop)."""
+        if self._closer is None:
+            self._closer = asyncio.ensure_future(self.close(stop_timeout))
+        await asyncio.shield(self._closer)
 
     async def close(self, stop_timeout: float = 3.0) -> None:
         """Shutdown RPC, then SIGTERM, then SIGKILL (only for processes we started)."""
@@ -384,7 +419,7 @@ class _Plugin:
 
     # Assigning any of these wakes `PluginHost.wait_for` callers (see __setattr__).
     _OBSERVED = frozenset(
-        {"state", "healthy", "last_error", "restarts", "current", "next_restart_at", "enabled"}
+        {"state", "healthy", "last_error", "restarts", "current", "next_restart_at", "enabled", "draining"}
     )
 
     def __init__(self, cfg: PluginConfig, host: PluginHost) -> None:
@@ -394,6 +429,8 @@ class _Plugin:
         self.enabled = cfg.enabled
         self.state = STARTING if cfg.enabled else DISABLED
         self.current: _Instance | None = None
+        self.draining: tuple[_Instance, ...] = ()  # old instances finishing their calls after a reload
+        self._retirements: set[asyncio.Task[None]] = set()
         self.healthy = False
         self.health_message = ""
         self.last_error = ""
@@ -459,7 +496,7 @@ class _Plugin:
             if not first_attempt.done():
                 first_attempt.set_result(None)
             if self.current is not None:
-                await self.current.close(self.host.stop_timeout)
+                await self.close_instance(self.current)
 
     def _has_live_instance(self) -> bool:
         return self.current is not None and self.current.alive
@@ -479,7 +516,7 @@ class _Plugin:
         self.last_error = f"plugin {self.cfg.name} {inst.exit_text() if inst.proc else 'stopped answering'}"
         self.last_error += inst._last_output()
         log.warning("%s; restarting", self.last_error)
-        await inst.close(self.host.stop_timeout)
+        await self.close_instance(inst)
 
     async def _check_health(self, inst: _Instance) -> None:
         try:
@@ -500,8 +537,48 @@ class _Plugin:
 
     async def launch(self) -> _Instance:
         inst = _Instance(self.cfg, self.output, self.wake.set)
-        await inst.launch(self.host.queue_endpoint, self.host.token_for(self.cfg.name))
+        inst.token = self.host.token_for(self.cfg.name)
+        try:
+            await inst.launch(self.host.queue_endpoint, inst.token)
+        except BaseException:
+            self.host.revoke_token(self.cfg.name, inst.token)
+            raise
         return inst
+
+    async def close_instance(self, inst: _Instance) -> None:
+        """Shut an instance down and revoke its token (a process gone must not keep its keys)."""
+        try:
+            await inst.close_once(self.host.stop_timeout)
+        finally:
+            self.host.revoke_token(self.cfg.name, inst.token)
+
+    def retire(self, inst: _Instance) -> None:
+        """A reload replaced `inst`: let it finish its calls in flight, then shut it down."""
+        inst.retiring = True
+        if not inst.in_flight or not inst.alive:
+            task = asyncio.create_task(self.close_instance(inst), name=f"{self.cfg.name}-close-old")
+        else:
+            self.draining = (*self.draining, inst)
+            task = asyncio.create_task(self._drain_then_close(inst), name=f"{self.cfg.name}-drain-old")
+        self._retirements.add(task)
+        task.add_done_callback(self._retirements.discard)
+
+    async def _drain_then_close(self, inst: _Instance) -> None:
+        """No deadline of our own: each call is bounded by its job's timeout (the engine cancels
+        it). A crash of the old instance ends the wait too (its calls are interrupted)."""
+        try:
+            idle = asyncio.ensure_future(inst._idle.wait())
+            exited = asyncio.ensure_future(inst.exited.wait())
+            try:
+                await asyncio.wait({idle, exited}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                idle.cancel()
+                exited.cancel()
+            log.info("plugin %s: old instance (pid %d) drained after reload", self.cfg.name, inst.pid)
+        finally:
+            await self.close_instance(inst)
+            self.draining = tuple(i for i in self.draining if i is not inst)
+            self.host.notify_routes_changed()
 
     async def adopt(self, inst: _Instance) -> RouteDiff:
         """Make `inst` current and route the plugin's handlers to it (one registry swap)."""
@@ -522,12 +599,39 @@ class _Plugin:
     def _lease_for(self, inst: _Instance) -> Callable[[str], AbstractAsyncContextManager]:
         @contextlib.asynccontextmanager
         async def lease(job_id: str) -> AsyncIterator[domain_pb2_grpc.DomainPluginServiceStub]:
-            target = inst if inst.alive else await self._successor()
+            # a retiring (reloaded) instance takes no new calls: they go to its successor
+            target = inst if inst.alive and not inst.retiring else await self._successor()
             assert target.stub is not None
             with target.track(job_id):
-                yield target.stub
+                try:
+                    yield target.stub
+                except HandlerError as exc:
+                    if exc.outcome != jobs.OUTCOME_UNAVAILABLE or isinstance(exc, Interrupted):
+                        raise
+                    raise await self._interruption(target, exc) from None
 
         return lease
+
+    async def _interruption(self, target: _Instance, exc: HandlerError) -> HandlerError:
+        """A call on `target` was cut off (UNAVAILABLE, or its channel closed). If the instance died
+        or we shut it down, that is an interruption the job did not cause on its own: re-run
+        without charge (a crash is counted against the job). Otherwise the error stands."""
+        if target.proc is not None and not target.closing:
+            # the dropped connection can be noticed before the process exit: give it a moment
+            await _wait_event(target.exited, EXIT_SETTLE)
+        if target.crashed:
+            what = target.exit_text() if target.proc is not None else "stopped answering"
+            return Interrupted(
+                f"interrupted: plugin {self.cfg.name} {what} while the job ran; re-run without charge",
+                crashed=True,
+                result=exc.result,
+            )
+        if target.closing or target.exited.is_set():
+            return Interrupted(
+                f"interrupted: plugin {self.cfg.name} was shut down while the job ran; re-run without charge",
+                result=exc.result,
+            )
+        return exc
 
     async def _successor(self) -> _Instance:
         """The live instance replacing a dead one, waiting for a restart if needed."""
@@ -546,15 +650,20 @@ class _Plugin:
         return self.current
 
     async def stop(self, final_state: str) -> None:
-        """Stop routing to the plugin, let calls in flight finish (grace), stop the process."""
+        """Stop routing to the plugin, let calls in flight (on the current and on draining old
+        instances) finish within `grace_secs`, stop the processes, revoke every token."""
         self.host.registry.remove_plugin(self.cfg.name)
         self.host.notify_routes_changed()
-        if self.current is not None and self.current.alive:
-            await self.current.drain(self.host.grace_secs)
+        live = [i for i in (self.current, *self.draining) if i is not None and i.alive]
+        if live:
+            await asyncio.gather(*(i.drain(self.host.grace_secs) for i in live))
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
+        await asyncio.gather(*(self.close_instance(i) for i in self.draining))
+        await asyncio.gather(*self._retirements, return_exceptions=True)
+        self.host.revoke_token(self.cfg.name, None)
         self.current = None
         self.state, self.healthy, self.next_restart_at = final_state, False, 0.0
 
@@ -580,6 +689,8 @@ class _Plugin:
             next_restart_at=self.next_restart_at,
             running_jobs=len(running) if running is not None else (len(inst.in_flight) if inst else 0),
             refused_handlers=self.host.registry.refused_of(self.cfg.name),
+            draining_jobs=sum(len(i.in_flight) for i in self.draining),
+            draining_instances=len(self.draining),
         )
 
 
@@ -596,6 +707,7 @@ class PluginHost:
         *,
         queue_endpoint: str = "",
         token_for: Callable[[str], str] = lambda name: "",
+        revoke_token: Callable[[str, str | None], None] = lambda name, token: None,
         on_routes_changed: Callable[[], None] = lambda: None,
         running_jobs: Callable[[str], list[str]] | None = None,
         health_interval: float = 5.0,
@@ -611,6 +723,7 @@ class PluginHost:
         self.registry = registry
         self.queue_endpoint = queue_endpoint  # settable: the server knows its port only once bound
         self.token_for = token_for
+        self.revoke_token = revoke_token
         self.on_routes_changed = on_routes_changed
         self.running_jobs = running_jobs
         self.health_interval = health_interval
@@ -687,12 +800,12 @@ class PluginHost:
                 still = "the old instance keeps running" if old else "the plugin stays down"
                 raise Precondition(f"reload of plugin {name} failed: {exc}; {still}") from None
             diff = await plugin.adopt(new)
-        drained = 0
-        if old is not None:
-            # jobs in flight when the reload began count as drained whether they finished while the
-            # new instance started or after the swap: either way they finished on the old one
-            drained = await old.drain(self.grace_secs, in_flight_at_start | old.in_flight)
-            await old.close(self.stop_timeout)
+            drained = draining = 0
+            if old is not None:
+                # new calls now go to `new`; `old` finishes what it runs (no grace cut-off)
+                draining = len(old.in_flight)
+                drained = len(in_flight_at_start - old.in_flight)
+                plugin.retire(old)
         after = set(self.registry.plugin_handlers(name))
         return ReloadResult(
             plugin=plugin.snapshot(),
@@ -701,6 +814,7 @@ class PluginHost:
             conflicts=diff.conflicts,
             warnings=diff.warnings,
             drained=drained,
+            draining=draining,
         )
 
     async def set_enabled(self, name: str, enabled: bool) -> PluginState:

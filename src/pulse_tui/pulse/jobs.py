@@ -40,6 +40,17 @@ OUTCOME_CANCELLED = "cancelled"
 OUTCOME_INTERRUPTED = "interrupted"
 OUTCOME_UNAVAILABLE = "plugin_unavailable"
 OUTCOME_PROTOCOL_ERROR = "protocol_error"  # the plugin's reply broke the protocol (not retried)
+OUTCOME_CRASHED = "crashed"  # the job was running at CRASH_LIMIT crashes in a row: the likely cause
+
+# An attempt cut short by something other than the job (a plugin crash it was caught in, a reload,
+# a shutdown, a lost lease) is `interrupted`: not charged, re-run. A job running at this many
+# crashes in a row (of its plugin, or of the server) is the likely cause: it fails, `crashed`.
+CRASH_LIMIT = 3
+SERVER_INTERRUPTED_ERROR = "interrupted: the server stopped while this job ran; re-queued"
+SERVER_CRASHED_ERROR = (
+    f"crashed: the server stopped while this job ran {CRASH_LIMIT} times in a row; "
+    "it is the likely cause, so it is not run again (retry it by hand if it was not)"
+)
 
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -164,6 +175,8 @@ class Job:
     plugin: str = ""
     plugin_version: str = ""
     node: str = ""
+    interruptions: int = 0  # uncharged attempts in the current run (crash, reload, shutdown, lease)
+    crashes: int = 0  # attempts in a row that ended in a crash of the plugin or the server
 
 
 @dataclass(slots=True)

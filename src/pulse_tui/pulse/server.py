@@ -383,6 +383,7 @@ class PulseServer:
             self.router,
             queue_endpoint=f"{host}:{port}",
             token_for=self.auth.issue_plugin_token,
+            revoke_token=self.auth.revoke_plugin_token,
             on_routes_changed=self.engine.routes_changed,
             running_jobs=self.engine.running_jobs,
             grace_secs=self.settings.grace,

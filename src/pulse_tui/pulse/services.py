@@ -139,6 +139,7 @@ def operator_job(job: Job, routable: frozenset[str] | None = None) -> op.Job:
         progress_total=job.progress_total,
         attempts=job.attempts,
         run_attempts=job.run_attempts,
+        interrupted_attempts=job.interruptions,
         max_attempts=job.max_attempts,
         retry_count=job.retry_count,
         error=jobmodel.cap_text(job.error, jobmodel.MAX_ERROR_BYTES),
@@ -865,6 +866,7 @@ class OperatorService(op_grpc.OperatorServiceServicer):
             removed=list(getattr(report, "removed", ())),
             conflicts=list(getattr(report, "conflicts", ())),
             drained_jobs=int(getattr(report, "drained_jobs", 0)),
+            draining_jobs=int(getattr(report, "draining", 0)),
         )
 
     @_operator_rpc("enable or disable plugins")
@@ -904,6 +906,8 @@ class OperatorService(op_grpc.OperatorServiceServicer):
                 enabled=bool(getattr(p, "enabled", True)),
                 refused_handlers=list(getattr(p, "refused_handlers", ())),
                 next_restart_at=float(getattr(p, "next_restart_at", 0.0) or 0.0),
+                draining_jobs=int(getattr(p, "draining_jobs", 0)),
+                draining_instances=int(getattr(p, "draining_instances", 0)),
             )
             if full:
                 lines = list(getattr(p, "output_tail", ()))

@@ -151,13 +151,15 @@ class JobDetailScreen(PulseScreen):
         if job.retry_count:  # an operator retry starts a new run with its own budget
             retries = "retry" if job.retry_count == 1 else "retries"
             attempts = (
-                f"{job.run_attempts} of {job.max_attempts} this run; "
+                f"{fmt.charged_attempts(job)} of {job.max_attempts} this run; "
                 f"{job.attempts} in all, {job.retry_count} {retries}"
             )
         elif compat or not job.max_attempts:
             attempts = f"{job.attempts} (budget unknown)" if compat else str(job.attempts)
         else:
-            attempts = f"{job.attempts} of {job.max_attempts}"
+            attempts = f"{fmt.charged_attempts(job)} of {job.max_attempts}"
+        if job.interrupted_attempts:
+            attempts += f" +{job.interrupted_attempts}↺ interrupted (not charged)"
         grid.add_row("progress", prog, "attempts", attempts)
         grid.add_row("created", fmt.when(job.created_at, now, tz), "plugin", plugin)
         started = fmt.when(job.started_at, now, tz)

@@ -137,6 +137,9 @@ class PluginsScreen(PulseScreen):
                 state.append(" (off)", style="dim")
             if p.state == "backoff" and p.next_restart_at:
                 state.append(f" {fmt.duration(max(0, p.next_restart_at - now))}", style="dim")
+            if p.draining_instances:
+                n = p.draining_jobs
+                state.append(f"; draining ({n} job{'s' if n != 1 else ''})", style="#e0af68")
             health = (
                 Text("✔ ok", style=fmt.C("#9ece6a"))
                 if p.healthy
@@ -202,7 +205,10 @@ class PluginsScreen(PulseScreen):
             lines.append(
                 f"{len(reload.conflicts)} conflicting", style=fmt.C("#f7768e") if reload.conflicts else "dim"
             )
-            lines.append(f"  ({reload.drained_jobs} in-flight job(s) drained)\n", style="dim")
+            lines.append(f"  ({reload.drained_jobs} in-flight job(s) drained", style="dim")
+            if reload.draining_jobs:
+                lines.append(f"; {reload.draining_jobs} finishing on the old instance", style="dim")
+            lines.append(")\n", style="dim")
             for name in reload.added:
                 lines.append(f"  + {name}\n", style=fmt.C("#9ece6a"))
             for name in reload.removed:
@@ -213,6 +219,12 @@ class PluginsScreen(PulseScreen):
         lines.append(f"{p.name}", style="bold")
         lines.append(f"  {p.description}\n" if p.description else "\n", style="dim")
         lines.append(f"endpoint {p.endpoint or '—'} · running jobs {p.running_jobs}\n", style="dim")
+        if p.draining_instances:
+            lines.append(
+                f"old instance draining ({p.draining_jobs} job(s)): it finishes them, takes no new ones, "
+                "then stops\n",
+                style="#e0af68",
+            )
         if p.last_error:
             lines.append(f"last error: {p.last_error}\n", style=fmt.C("#f7768e"))
         if p.refused_handlers:

@@ -204,3 +204,18 @@ def job_age(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
     if job.created_at:
         return f"wait {duration(now - job.created_at)}"
     return "—"
+
+
+def charged_attempts(job) -> int:  # noqa: ANN001 (operator_pb2.Job)
+    """Attempts charged against the current run's budget (interruptions are not charged)."""
+    if job.run_attempts or job.retry_count or getattr(job, "interrupted_attempts", 0):
+        return job.run_attempts
+    return job.attempts  # an old server (no run_attempts) or compat mode
+
+
+def attempts_label(job) -> str:  # noqa: ANN001 (operator_pb2.Job)
+    """`1/3`, or `1/3 +2↺` when two attempts were interrupted (crash, reload, shutdown) uncharged."""
+    used = charged_attempts(job)
+    label = f"{used}/{job.max_attempts}" if job.max_attempts else str(used)
+    interrupted = getattr(job, "interrupted_attempts", 0)
+    return f"{label} +{interrupted}↺" if interrupted else label

@@ -162,6 +162,7 @@ class JobTable(ScrollView, can_focus=True):
         self._active = False  # nothing is fetched before the first reset()
         self._tail = False  # rows anchored at the bottom (see module docstring)
         self._refocus = False  # lost focus to a Hide event; take it back on Show
+        self._att_w = 4  # ATT grows (and stays) wide once a row shows interruptions (`1/3 +2↺`)
         self.both_ends = True  # the source supports oldest_first pages (False: End jumps by offset)
         self.sort_by = ""  # the listing's sort column ("" = seq, newest first)
         self.sort_desc = True
@@ -703,7 +704,8 @@ class JobTable(ScrollView, can_focus=True):
         id_w = 16 if width >= 110 else 9
         prog_w = 18 if width >= 130 else 14 if width >= 100 else 12
         age_w = 11
-        fixed = 2 + id_w + 1 + 11 + 1 + prog_w + 1 + 4 + 1 + age_w + 1
+        att_w = self._att_w
+        fixed = 2 + id_w + 1 + 11 + 1 + prog_w + 1 + att_w + 1 + age_w + 1
         rest = max(0, width - fixed - 1)
         handler_w = min(30, max(10, int(rest * 0.45)))
         error_w = max(0, rest - handler_w)
@@ -713,7 +715,7 @@ class JobTable(ScrollView, can_focus=True):
             _Column("handler", "HANDLER", handler_w),
             _Column("status", "STATUS", 11),
             _Column("progress", "PROGRESS", prog_w),
-            _Column("attempts", "ATT", 4, right=True),
+            _Column("attempts", "ATT", att_w, right=True),
             _Column("age", "TIME", age_w, right=True),
             _Column("error", "ERROR", error_w),
         ]
@@ -791,10 +793,13 @@ class JobTable(ScrollView, can_focus=True):
         if key == "progress":
             return progress_text(job.progress_current, job.progress_total, col.width, status=job.status)
         if key == "attempts":
-            # attempts of the current run against its budget; an operator retry starts a new run
-            # (the whole history is in the detail view)
-            used = job.run_attempts if job.retry_count else job.attempts
-            label = f"{used}/{job.max_attempts}" if job.max_attempts else str(used)
+            # charged attempts of the current run against its budget, and uncharged interruptions
+            # apart; an operator retry starts a new run (the whole history is in the detail view)
+            label = fmt.attempts_label(job)
+            if len(label) > self._att_w:
+                self._att_w = len(label)
+                self.refresh()
+            used = fmt.charged_attempts(job)
             return Text(label.rjust(col.width), style="" if used <= 1 else fmt.C("#e0af68"))
         if key == "age":
             return Text(fmt.job_age(job, now).rjust(col.width), style=dim)

@@ -21,7 +21,7 @@ JOB_COLS: tuple[str, ...] = (
     "id", "handler", "status", "seq", "priority", "error", "progress_current", "progress_total",
     "attempts", "run_attempts", "max_attempts", "retry_count", "timeout_secs", "source",
     "parent_job_id", "cost_estimate", "cost_actual", "created_at", "started_at", "completed_at",
-    "updated_at", "run_at", "plugin", "plugin_version", "node",
+    "updated_at", "run_at", "plugin", "plugin_version", "node", "interruptions", "crashes",
 )  # fmt: skip
 LIST_SELECT = ", ".join(JOB_COLS)
 FULL_SELECT = LIST_SELECT + ", payload, result"
@@ -75,7 +75,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def recover(self, now: float) -> list[Job]:
         """Re-queue jobs left running by a dead server (this node's, or expired leases); their open
-        attempt is recorded as interrupted. Returns the re-queued rows."""
+        attempt is recorded as interrupted and not charged (`interruptions` + 1, `crashes` + 1). A
+        job whose `crashes` reaches CRASH_LIMIT fails instead (outcome `crashed`). Returns the rows."""
 
     @abc.abstractmethod
     async def prune(self, finished_before: float, statuses: Collection[str], limit: int) -> int: ...

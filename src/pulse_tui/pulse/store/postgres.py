@@ -40,8 +40,12 @@ import asyncpg
 
 from pulse_tui.pulse.errors import NotFound, Unavailable, ValidationError
 from pulse_tui.pulse.jobs import (
+    CRASH_LIMIT,
     OUTCOME_CANCELLED,
+    OUTCOME_CRASHED,
     OUTCOME_INTERRUPTED,
+    SERVER_CRASHED_ERROR,
+    SERVER_INTERRUPTED_ERROR,
     STATUSES,
     Attempt,
     Job,
@@ -152,6 +156,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX metric_buckets_handler ON metric_buckets (handler, step, ts);
     """,
+    # 2 -> 3: uncharged interruptions in the current run; crashes in a row (plugin or server)
+    """
+    ALTER TABLE jobs ADD COLUMN interruptions integer NOT NULL DEFAULT 0,
+        ADD COLUMN crashes integer NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -250,11 +259,18 @@ def _glob_to_like(glob: str) -> str:
     return "".join(out)
 
 
+def _sql_text(text: str) -> str:
+    """A constant string as an SQL literal (our own constants only, never user input)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _interrupted_attempts(jobs: Sequence[Job], now: float) -> list[tuple]:
     rows = []
     for j in jobs:
         if j.status == "cancelled":
             outcome, err = OUTCOME_CANCELLED, "cancelled by operator; its node stopped while it ran"
+        elif j.status == "failed":
+            outcome, err = OUTCOME_CRASHED, "server stopped while the attempt ran"
         else:
             outcome, err = OUTCOME_INTERRUPTED, "server stopped while the attempt ran"
         rows.append((j.seq, j.attempts, j.started_at, now, outcome, err, j.plugin, j.node))
@@ -479,12 +495,13 @@ class PostgresStore(Store):
             "UPDATE jobs AS j SET status=u.status, result=CASE WHEN u.wr THEN u.result ELSE j.result END,"
             " error=u.error, progress_current=u.pc, progress_total=u.pt, cost_actual=u.cost,"
             " completed_at=u.completed_at, updated_at=u.updated_at, run_at=u.run_at, plugin=u.plugin,"
-            " plugin_version=u.pv, run_attempts=u.ra, lease_expires=0, cancel_requested=false"
+            " plugin_version=u.pv, run_attempts=u.ra, lease_expires=0, cancel_requested=false,"
+            " interruptions=u.intr, crashes=u.crashes"
             " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bool[], $5::text[], $6::int[],"
             " $7::int[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::text[],"
-            " $13::text[], $14::int[], $15::int[])"
+            " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[])"
             " AS u(seq, status, result, wr, error, pc, pt, cost, completed_at, updated_at, run_at,"
-            " plugin, pv, ra, attempts)"
+            " plugin, pv, ra, attempts, intr, crashes)"
             " WHERE j.seq=u.seq AND j.status='running' AND j.node=$16 AND j.attempts=u.attempts"
             " RETURNING j.seq, j.id"
         )
@@ -526,6 +543,8 @@ class PostgresStore(Store):
             [a.plugin for a in ats],
             [a.plugin_version for a in ats],
             [a.node for a in ats],
+            [j.interruptions for j in js],
+            [j.crashes for j in js],
         ]
         has_logs = any(it.logs for it in items)
         async with self._acquire() as conn:
@@ -598,14 +617,19 @@ class PostgresStore(Store):
         """Re-queue running jobs whose lease expired (and, with `own`, every job of this node).
         A job an operator asked to cancel is cancelled instead. Attempts recorded."""
         cond = f"lease_expires < {DB_NOW}" + (" OR node = $2" if own else "")
+        # not charged; a job running at CRASH_LIMIT node deaths in a row fails as `crashed`
+        dead = f"(NOT cancel_requested AND crashes + 1 >= {CRASH_LIMIT:d})"
         sql = (
             "UPDATE jobs SET"
-            " status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,"
-            " completed_at = CASE WHEN cancel_requested THEN $1 ELSE 0 END,"
+            f" status = CASE WHEN cancel_requested THEN 'cancelled' WHEN {dead} THEN 'failed' ELSE 'queued' END,"
+            f" completed_at = CASE WHEN cancel_requested OR {dead} THEN $1 ELSE 0 END,"
             " error = CASE WHEN cancel_requested THEN 'cancelled by operator'"
-            " ELSE 'interrupted: the server stopped while this job ran; re-queued' END,"
-            " run_attempts=GREATEST(run_attempts-1, 0), run_at=$1, updated_at=$1,"
-            " lease_expires=0, cancel_requested=false"
+            f" WHEN {dead} THEN {_sql_text(SERVER_CRASHED_ERROR)}"
+            f" ELSE {_sql_text(SERVER_INTERRUPTED_ERROR)} END,"
+            f" run_attempts = CASE WHEN {dead} THEN run_attempts ELSE GREATEST(run_attempts-1, 0) END,"
+            f" interruptions = CASE WHEN {dead} THEN interruptions ELSE interruptions + 1 END,"
+            " crashes = CASE WHEN cancel_requested THEN crashes ELSE crashes + 1 END,"
+            " run_at=$1, updated_at=$1, lease_expires=0, cancel_requested=false"
             f" WHERE seq IN (SELECT seq FROM jobs WHERE status='running' AND ({cond}) FOR UPDATE SKIP LOCKED)"
             f" RETURNING {LIST_SELECT}"
         )

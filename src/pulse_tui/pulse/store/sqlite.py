@@ -44,7 +44,11 @@ from typing import Any
 
 from pulse_tui.pulse.errors import NotFound, PulseError, StoreCorrupt, StoreFull, Unavailable
 from pulse_tui.pulse.jobs import (
+    CRASH_LIMIT,
+    OUTCOME_CRASHED,
     OUTCOME_INTERRUPTED,
+    SERVER_CRASHED_ERROR,
+    SERVER_INTERRUPTED_ERROR,
     STATUSES,
     Attempt,
     Job,
@@ -131,6 +135,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX metric_buckets_handler ON metric_buckets(handler, step, ts);
     """,
+    # 2 -> 3: uncharged interruptions in the current run; crashes in a row (plugin or server)
+    """
+    ALTER TABLE jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -156,8 +165,9 @@ def _is_corrupt(exc: BaseException) -> bool:
 def _job(row: Sequence[Any]) -> Job:
     j = Job(**dict(zip(JOB_COLS, row, strict=False)))
     if len(row) > len(JOB_COLS):
-        j.payload = bytes(row[25]) if row[25] is not None else b"{}"
-        j.result = bytes(row[26]) if row[26] is not None else b""
+        n = len(JOB_COLS)
+        j.payload = bytes(row[n]) if row[n] is not None else b"{}"
+        j.result = bytes(row[n + 1]) if row[n + 1] is not None else b""
     return j
 
 
@@ -605,7 +615,7 @@ class SQLiteStore(Store):
                 conn.execute(
                     "UPDATE jobs SET status=?, result=?, error=?, progress_current=?, progress_total=?,"
                     " cost_actual=?, completed_at=?, updated_at=?, run_at=?, plugin=?, plugin_version=?,"
-                    " run_attempts=?, attempts=? WHERE seq=?",
+                    " run_attempts=?, attempts=?, interruptions=?, crashes=? WHERE seq=?",
                     (
                         j.status,
                         j.result,
@@ -620,6 +630,8 @@ class SQLiteStore(Store):
                         j.plugin_version,
                         j.run_attempts,
                         j.attempts,
+                        j.interruptions,
+                        j.crashes,
                         j.seq,
                     ),
                 )
@@ -682,11 +694,28 @@ class SQLiteStore(Store):
 
     async def recover(self, now: float) -> list[Job]:
         def op(conn: sqlite3.Connection) -> list[Job]:
+            # the attempt is not charged; a job running at CRASH_LIMIT server crashes in a row is
+            # the likely cause and fails (charged) instead of taking the server down forever
             rows = conn.execute(
-                f"UPDATE jobs SET status='queued', run_attempts=MAX(run_attempts-1, 0), run_at=?,"
-                f" updated_at=?, error='interrupted: the server stopped while this job ran; re-queued'"
+                f"UPDATE jobs SET status=CASE WHEN crashes+1>=? THEN 'failed' ELSE 'queued' END,"
+                f" run_attempts=CASE WHEN crashes+1>=? THEN run_attempts ELSE MAX(run_attempts-1, 0) END,"
+                f" interruptions=CASE WHEN crashes+1>=? THEN interruptions ELSE interruptions+1 END,"
+                f" completed_at=CASE WHEN crashes+1>=? THEN ? ELSE 0 END,"
+                f" crashes=crashes+1, run_at=?, updated_at=?,"
+                f" error=CASE WHEN crashes+1>=? THEN ? ELSE ? END"
                 f" WHERE status='running' RETURNING {LIST_SELECT}",
-                (now, now),
+                (
+                    CRASH_LIMIT,
+                    CRASH_LIMIT,
+                    CRASH_LIMIT,
+                    CRASH_LIMIT,
+                    now,
+                    now,
+                    now,
+                    CRASH_LIMIT,
+                    SERVER_CRASHED_ERROR,
+                    SERVER_INTERRUPTED_ERROR,
+                ),
             ).fetchall()
             jobs = [_job(r) for r in rows]
             conn.executemany(
@@ -698,7 +727,7 @@ class SQLiteStore(Store):
                         j.attempts,
                         j.started_at,
                         now,
-                        OUTCOME_INTERRUPTED,
+                        OUTCOME_CRASHED if j.status == "failed" else OUTCOME_INTERRUPTED,
                         "server stopped while the attempt ran",
                         j.plugin,
                         j.node,
