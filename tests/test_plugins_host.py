@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -340,3 +341,50 @@ async def test_demo_toml_shows_conflicts_out_of_the_box():
         assert "python.hello" in registry.routable()
     finally:
         await host.stop()
+
+
+SILENT_WITH_CHILD = r"""
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stubborn plugin: only SIGKILL stops it
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"])
+with open(sys.argv[1], "a") as f:
+    f.write(f"{os.getpid()} {child.pid}\n")
+print("starting up, never printing a port", flush=True)
+time.sleep(3600)
+"""
+
+
+async def test_plugin_that_never_prints_its_port_leaves_no_process(make_host, tmp_path):
+    """Issue 18.13: each instance the host gives up on is killed with its whole process group
+    (children included, SIGTERM ignored), restart after restart and at stop."""
+    src, pids_file = tmp_path / "silent_child.py", tmp_path / "pids"
+    src.write_text(SILENT_WITH_CHILD)
+    h = await make_host(
+        plugin("silent", [sys.executable, str(src), str(pids_file)], startup_timeout=0.5),
+        stop_timeout=0.5,
+    )
+    lines = lambda: pids_file.read_text().splitlines() if pids_file.exists() else []  # noqa: E731
+    await wait_until(lambda: len(lines()) >= 3, 30)  # started three times: given up on at least twice
+    given_up = [int(p) for line in lines()[:2] for p in line.split()]
+    await wait_until(lambda: not any(_alive(p) for p in given_up), 10)
+    await h.host.stop()
+    pids = [int(p) for line in lines() for p in line.split()]
+    try:
+        await wait_until(lambda: not any(_alive(p) for p in pids), 10)
+    except TimeoutError:
+        raise AssertionError([(p, open(f"/proc/{p}/stat").read()) for p in pids if _alive(p)]) from None
+
+
+async def test_plugins_get_the_parent_death_signal():
+    """Issue 18.13: every plugin process the host starts is SIGKILLed by the kernel when the
+    server dies (set in the child before exec, so it holds for plugins not built with our SDK)."""
+    from pulse_tui.pulse.host import _child_setup
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux-only")
+    code = "import ctypes; r = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(r), 0, 0, 0); print(r.value)"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, preexec_fn=_child_setup(os.getpid())
+    )
+    out, _ = await proc.communicate()
+    assert int(out) == signal.SIGKILL  # PR_GET_PDEATHSIG after exec

@@ -44,14 +44,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -174,14 +178,119 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+# ---------------------------------------------------------------- process hygiene
+
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _child_setup(parent: int) -> Callable[[], None] | None:
+    """Runs in the plugin's child process between fork and exec: ask the kernel to SIGKILL it when
+    its parent dies. The setting survives exec, so it holds for plugins not built with our SDK.
+    (It fires when the *thread* that forked exits: the host spawns from the event loop's thread,
+    which lives as long as the server.) If the server died before the call, exit at once."""
+    libc = _LIBC
+    if libc is None:
+        return None
+
+    def setup() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return setup
+
+
+def _proc_start(pid: int) -> str | None:
+    """The kernel's start time of `pid` (to tell a process from a later one reusing its pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]  # field 22 of stat, counting after the comm field
+
+
+class PidFile:
+    """The process groups this server's plugins run in, kept in `<data_dir>/plugins.pid`, so the
+    next server on the same data dir can stop any that outlived an earlier one (a SIGKILLed
+    server's plugins' own children, a plugin that ignored the parent-death signal)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.groups: dict[int, str] = {}  # pgid -> start time of its leader
+
+    def reap_leftovers(self) -> int:
+        """Kill the plugin process groups an earlier server recorded; return how many."""
+        try:
+            doc = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable plugin pid file %s: %s", self.path, exc)
+            return 0
+        owner, owner_start = int(doc.get("server", 0)), doc.get("server_start")
+        if owner and owner != os.getpid() and owner_start and _proc_start(owner) == owner_start:
+            log.warning(
+                "plugin pid file %s belongs to a server still running (pid %d); not touching its plugins",
+                self.path,
+                owner,
+            )
+            return 0
+        killed = 0
+        for pgid_text, start in dict(doc.get("groups", {})).items():
+            pgid = int(pgid_text)
+            leader = _proc_start(pgid)
+            if leader is not None and leader != start:
+                continue  # the pid now belongs to someone else
+            # a group id is not reused while the group has members: what is left is ours
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+        if killed:
+            log.warning("stopped %d plugin process group(s) left running by an earlier server", killed)
+        self._write()
+        return killed
+
+    def add(self, pid: int) -> None:
+        self.groups[pid] = _proc_start(pid) or ""
+        self._write()
+
+    def remove(self, pid: int) -> None:
+        if self.groups.pop(pid, None) is not None:
+            self._write()
+
+    def _write(self) -> None:
+        doc = {
+            "server": os.getpid(),
+            "server_start": _proc_start(os.getpid()),
+            "groups": {str(k): v for k, v in self.groups.items()},
+        }
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("cannot write plugin pid file %s: %s", self.path, exc)
+
+
 # ---------------------------------------------------------------- one instance
 
 
 class _Instance:
     """One running copy of a plugin (a process we started, or a remote endpoint)."""
 
-    def __init__(self, cfg: PluginConfig, output: deque[str], on_exit: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        cfg: PluginConfig,
+        output: deque[str],
+        on_exit: Callable[[], None],
+        pid_file: PidFile | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.pid_file = pid_file
+        self.stop_timeout = 3.0
         self.output = output
         self._on_exit = on_exit
         self.proc: asyncio.subprocess.Process | None = None
@@ -228,7 +337,7 @@ class _Instance:
                 self.endpoint = f"127.0.0.1:{port}"
             await self._handshake(queue_endpoint, token)
         except PluginStartError:
-            await self.close()
+            await self.close_once(self.stop_timeout)
             raise
         except grpc.aio.AioRpcError as exc:
             reason = (
@@ -236,31 +345,45 @@ class _Instance:
                 if self.exited.is_set()
                 else f"{exc.code().name}: {exc.details()}"
             )
-            await self.close()
+            await self.close_once(self.stop_timeout)
             raise PluginStartError(
                 f"plugin at {self.endpoint}: handshake failed: {reason}{self._last_output()}"
             ) from None
         except BaseException:  # cancelled mid-launch: do not leave the process behind
-            await self.close()
+            await self.close_once(self.stop_timeout)  # shielded: a second cancel cannot cut it short
             raise
 
     async def _spawn(self) -> None:
         argv = [*self.cfg.command, "--port", "0"]
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=self.cfg.cwd or None,
-                env=plugin_env(self.cfg.env),
-                start_new_session=True,  # own process group: stop() signals the plugin and its children
-                limit=1 << 20,
+            spawn = asyncio.ensure_future(
+                asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    cwd=self.cfg.cwd or None,
+                    env=plugin_env(self.cfg.env),
+                    start_new_session=True,  # own process group: stop() signals the plugin and its children
+                    preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 (prctl only; see _child_setup)
+                    limit=1 << 20,
+                )
             )
+            try:
+                self.proc = await asyncio.shield(spawn)
+            except asyncio.CancelledError:  # cancelled while the process was being created: kill it
+                with contextlib.suppress(Exception):
+                    proc = await spawn
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    await proc.wait()
+                raise
         except OSError as exc:
             raise PluginStartError(
                 f"cannot start {argv[0]}: {exc.strerror or exc}; check `command` in [[plugins]] {self.cfg.name}"
             ) from None
+        if self.pid_file is not None:
+            self.pid_file.add(self.proc.pid)
         self.output.append(f"--- {self.cfg.name} started, pid {self.proc.pid} ---")
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._tasks = [
@@ -404,6 +527,13 @@ class _Instance:
                     if await _wait_event(self.exited, stop_timeout):
                         break
             await self.exited.wait()
+        if proc is not None:
+            # the plugin is gone; whatever it started in its group goes with it (it may have exited
+            # leaving children, or never printed its port line while a child held on)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            if self.pid_file is not None:
+                self.pid_file.remove(proc.pid)
         if self.channel is not None:
             await self.channel.close()
         for task in self._tasks:
@@ -431,6 +561,7 @@ class _Plugin:
         self.current: _Instance | None = None
         self.draining: tuple[_Instance, ...] = ()  # old instances finishing their calls after a reload
         self._retirements: set[asyncio.Task[None]] = set()
+        self.instances: set[_Instance] = set()  # every instance not yet closed (stop closes them all)
         self.healthy = False
         self.health_message = ""
         self.last_error = ""
@@ -536,12 +667,16 @@ class _Plugin:
     # ------------------------------------------------------------ instances
 
     async def launch(self) -> _Instance:
-        inst = _Instance(self.cfg, self.output, self.wake.set)
+        inst = _Instance(self.cfg, self.output, self.wake.set, self.host.pid_file)
+        inst.stop_timeout = self.host.stop_timeout
+        self.instances.add(inst)
         inst.token = self.host.token_for(self.cfg.name)
         try:
             await inst.launch(self.host.queue_endpoint, inst.token)
         except BaseException:
             self.host.revoke_token(self.cfg.name, inst.token)
+            if inst._closer is not None and inst._closer.done():
+                self.instances.discard(inst)
             raise
         return inst
 
@@ -549,6 +684,7 @@ class _Plugin:
         """Shut an instance down and revoke its token (a process gone must not keep its keys)."""
         try:
             await inst.close_once(self.host.stop_timeout)
+            self.instances.discard(inst)
         finally:
             self.host.revoke_token(self.cfg.name, inst.token)
 
@@ -663,6 +799,8 @@ class _Plugin:
             self.task = None
         await asyncio.gather(*(self.close_instance(i) for i in self.draining))
         await asyncio.gather(*self._retirements, return_exceptions=True)
+        # anything still closing (an instance given up on while we were cancelled) ends here
+        await asyncio.gather(*(self.close_instance(i) for i in list(self.instances)))
         self.host.revoke_token(self.cfg.name, None)
         self.current = None
         self.state, self.healthy, self.next_restart_at = final_state, False, 0.0
@@ -718,6 +856,7 @@ class PluginHost:
         stop_timeout: float = 3.0,
         unavailable_wait: float = 30.0,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        pid_file: Path | None = None,
     ) -> None:
         plugin_configs = configs.plugins if isinstance(configs, Config) else list(configs)
         self.registry = registry
@@ -734,6 +873,7 @@ class PluginHost:
         self.stop_timeout = stop_timeout
         self.unavailable_wait = unavailable_wait
         self.max_in_flight = max_in_flight
+        self.pid_file = PidFile(pid_file) if pid_file is not None else None
         self._plugins = {cfg.name: _Plugin(cfg, self) for cfg in plugin_configs}
 
     def notify_routes_changed(self) -> None:
@@ -744,6 +884,8 @@ class PluginHost:
 
     async def start(self) -> None:
         """Start every enabled plugin; return once each has been ready or failed once."""
+        if self.pid_file is not None:
+            self.pid_file.reap_leftovers()
         firsts = [p.start() for p in self._plugins.values() if p.enabled]
         await asyncio.gather(*firsts)
 

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ServerConfig().listen
 DB_FILE = "pulse.db"
+PLUGIN_PID_FILE = "plugins.pid"  # process groups of the plugins this server started (see host.PidFile)
 
 
 class ServerError(PulseError):
@@ -387,7 +388,9 @@ class PulseServer:
             on_routes_changed=self.engine.routes_changed,
             running_jobs=self.engine.running_jobs,
             grace_secs=self.settings.grace,
+            pid_file=self.settings.data_dir / PLUGIN_PID_FILE,
         )
+        self.host = plugin_host  # a stop during start-up must stop the plugins already started
         await plugin_host.start()
         return plugin_host
 
