@@ -485,3 +485,69 @@ def test_read_only_data_dir_clear_error(tmp_path):
     assert "error:" in text and "pulse.db" in text and "Traceback" not in text, text
     assert stored_jobs(data) == jobs_before
     print("read-only", {"runs": 3, "dropped_caps": bool(prefix)})
+
+
+# A plugin written with the generated stubs only (no SDK: nothing in it watches its parent). It
+# starts a helper child in its process group and records both pids.
+RAW_PLUGIN = r"""
+import json, os, subprocess, sys, time
+from concurrent import futures
+import grpc
+from pulse_tui.protocol import domain_pb2 as d, domain_pb2_grpc as dg
+
+class Raw(dg.DomainPluginServiceServicer):
+    def Metadata(self, request, context):
+        return d.MetadataResponse(name="raw", version="0.1")
+    def Initialize(self, request, context):
+        return d.InitializeResponse(handler_names=["raw.echo"])
+    def Health(self, request, context):
+        return d.HealthResponse(healthy=True, message="ok")
+    def ConfigSchema(self, request, context):
+        return d.ConfigSchemaResponse()
+    def Shutdown(self, request, context):
+        return d.Empty()
+    def ExecuteJob(self, request, context):
+        return d.ExecuteJobResponse(success=True, result=request.payload)
+
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+with open(os.environ["RAW_PIDS"], "a") as f:
+    f.write(json.dumps({"plugin": os.getpid(), "helper": helper.pid}) + "\n")
+server = grpc.server(futures.ThreadPoolExecutor(4))
+dg.add_DomainPluginServiceServicer_to_server(Raw(), server)
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(f"QNTX_PLUGIN_PORT={port}", flush=True)
+server.wait_for_termination()
+"""
+
+
+def test_sigkill_server_leaves_no_raw_plugin_process(server_factory, tmp_path):
+    """Issue 18.13: a raw (non-SDK) plugin dies with a SIGKILLed server (parent-death signal set
+    by the host before exec); what it started in its group is stopped by the next server on the
+    same data dir (pid file)."""
+    src, pids = tmp_path / "raw_plugin.py", tmp_path / "raw.pids"
+    src.write_text(RAW_PLUGIN)
+    config = (
+        f'[[plugins]]\nname = "raw"\ncommand = ["{{python}}", {json.dumps(str(src))}]\n'
+        f"env = {{ RAW_PIDS = {json.dumps(str(pids))} }}\n"
+    )
+    srv = server_factory(config)
+    c = connect(srv.address, srv.token)
+    assert c.plugin("raw").state == "ready"
+    c.close()
+    first = json.loads(pids.read_text().splitlines()[0])
+    assert alive(first["plugin"]) and alive(first["helper"])
+    srv.process.proc.send_signal(signal.SIGKILL)
+    assert srv.process.proc.wait(10) == -signal.SIGKILL
+    try:
+        wait_until(lambda: not alive(first["plugin"]), 10, "the raw plugin of the killed server to exit")
+        srv.restart()  # same data dir: the pid file names the plugin's process group
+        wait_until(lambda: not alive(first["helper"]), 10, "the raw plugin's helper to be stopped")
+    finally:
+        kill_quietly(first["plugin"])
+        kill_quietly(first["helper"])
+    c = connect(srv.address, srv.token)
+    assert c.plugin("raw").state == "ready"  # the new server's own plugin is untouched
+    c.close()
+    second = json.loads(pids.read_text().splitlines()[-1])
+    assert second["plugin"] != first["plugin"] and alive(second["plugin"])
