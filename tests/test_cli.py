@@ -221,3 +221,19 @@ def test_plugins_list_against_a_bare_plugin_shows_its_metadata(capsys):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_att_shows_charged_attempts_and_interruptions_apart():
+    """Issue 13.3: `1/3 +2↺` — one charged attempt of three, two uncharged interruptions."""
+    from pulse_tui.cli import attempts_label
+    from pulse_tui.protocol import operator_pb2
+    from pulse_tui.widgets import fmt
+
+    cases = [
+        (operator_pb2.Job(attempts=3, run_attempts=1, max_attempts=3, interrupted_attempts=2), "1/3 +2↺"),
+        (operator_pb2.Job(attempts=2, run_attempts=2, max_attempts=3), "2/3"),
+        (operator_pb2.Job(attempts=5, run_attempts=1, max_attempts=3, retry_count=1), "1/3"),
+        (operator_pb2.Job(attempts=1, max_attempts=3), "1/3"),  # an older server: no run_attempts
+    ]
+    for job, label in cases:
+        assert attempts_label(job) == label and fmt.attempts_label(job) == label

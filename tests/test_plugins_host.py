@@ -375,16 +375,19 @@ async def test_plugin_that_never_prints_its_port_leaves_no_process(make_host, tm
         raise AssertionError([(p, open(f"/proc/{p}/stat").read()) for p in pids if _alive(p)]) from None
 
 
-async def test_plugins_get_the_parent_death_signal():
+async def test_plugins_get_the_parent_death_signal(make_host, tmp_path):
     """Issue 18.13: every plugin process the host starts is SIGKILLed by the kernel when the
-    server dies (set in the child before exec, so it holds for plugins not built with our SDK)."""
-    from pulse_tui.pulse.host import _child_setup
-
+    server dies (set before the plugin's exec, so it holds for plugins not built with our SDK)."""
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux-only")
-    code = "import ctypes; r = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(r), 0, 0, 0); print(r.value)"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, preexec_fn=_child_setup(os.getpid())
+    out = tmp_path / "pdeathsig"
+    code = (
+        "import ctypes, sys, time; r = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(r), 0, 0, 0);"
+        "open(sys.argv[1], 'w').write(str(r.value)); time.sleep(3600)"
     )
-    out, _ = await proc.communicate()
-    assert int(out) == signal.SIGKILL  # PR_GET_PDEATHSIG after exec
+    h = await make_host(
+        plugin("probe", [sys.executable, "-c", code, str(out)], startup_timeout=0.5), start=False
+    )
+    await h.host.start()  # it never prints a port: the host gives up, but it ran first
+    await wait_until(lambda: out.exists() and out.read_text() != "", 10)
+    assert int(out.read_text()) == signal.SIGKILL  # PR_GET_PDEATHSIG, read by the plugin itself

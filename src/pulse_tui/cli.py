@@ -913,8 +913,9 @@ def plugin_state_text(p: Any) -> str:
     """`ready`, or `ready; old instance draining (3 jobs)` while a reload drains."""
     if not p.draining_instances:
         return p.state
-    n = p.draining_jobs
-    return f"{p.state}; old instance draining ({n} job{'s' if n != 1 else ''})"
+    n, k = p.draining_jobs, p.draining_instances
+    old = "old instance" if k == 1 else f"{k} old instances"
+    return f"{p.state}; {old} draining ({n} job{'s' if n != 1 else ''})"
 
 
 def _plugin_doc(p: Any) -> dict[str, Any]:

@@ -873,6 +873,7 @@ class Engine:
         attempt = Attempt(job.id, job.attempts, job.started_at, plugin=run.plugin, node=self.node)
         timeout = float(job.timeout_secs or self.default_timeout)
         outcome, error, retryable, crashed = OUTCOME_COMPLETED, "", True, False
+        cause = ""
         res: HandlerResult | None = None
         cm = asyncio.timeout(timeout)
         run.cancellable = True
@@ -905,6 +906,7 @@ class Engine:
         except HandlerError as exc:
             outcome, error, retryable, res = exc.outcome, exc.message, exc.retryable, exc.result
             crashed = isinstance(exc, Interrupted) and exc.crashed
+            cause = exc.cause if isinstance(exc, Interrupted) else error
         except asyncio.CancelledError:
             task = asyncio.current_task()
             assert task is not None
@@ -927,7 +929,7 @@ class Engine:
         if self.metrics:
             self.metrics.finished(job.handler, outcome, time.time() - job.started_at)
         try:
-            await self._finish(run, attempt, outcome, error, retryable, res, crashed=crashed)
+            await self._finish(run, attempt, outcome, error, retryable, res, crashed=crashed, cause=cause)
         except Exception:
             log.exception(
                 "could not record the end of job %s; it stays running in the store and is re-queued "
@@ -953,6 +955,7 @@ class Engine:
         res: HandlerResult | None,
         *,
         crashed: bool = False,
+        cause: str = "",
     ) -> None:
         job = run.job
         now = time.time()
@@ -982,8 +985,7 @@ class Engine:
             status, job.completed_at, outcome = FAILED, now, OUTCOME_CRASHED
             error = job.error = (
                 f"crashed its plugin {run.plugin or job.handler} {job.crashes} times in a row (the plugin "
-                f"process died each time this job ran; last: {error.removeprefix('interrupted: ')}); "
-                "not run again"
+                f"process died each time this job ran; last: {cause or error}); not run again"
             )
         elif outcome == OUTCOME_INTERRUPTED:
             # cut short by something other than the job (plugin crash, reload, shutdown): not charged

@@ -45,8 +45,14 @@ class Interrupted(HandlerError):
     died under it (`crashed=True`), or the host shut the instance down (stop, disable). The engine
     re-runs the job without charging the attempt; crashes count towards the job's crash limit."""
 
-    def __init__(self, message: str, *, crashed: bool = False, result: HandlerResult | None = None) -> None:
-        super().__init__(message, outcome=OUTCOME_INTERRUPTED, retryable=True, result=result)
+    def __init__(self, cause: str, *, crashed: bool = False, result: HandlerResult | None = None) -> None:
+        super().__init__(
+            f"interrupted: {cause}; re-run without charge",
+            outcome=OUTCOME_INTERRUPTED,
+            retryable=True,
+            result=result,
+        )
+        self.cause = cause  # what happened, e.g. "plugin demo exited with code 17 while the job ran"
         self.crashed = crashed
 
 

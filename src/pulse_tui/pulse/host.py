@@ -44,10 +44,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -129,8 +129,9 @@ class PluginState:
         """`ready`, or `ready; old instance draining (3 jobs)` while a reload drains."""
         if not self.draining_instances:
             return self.state
-        n = self.draining_jobs
-        return f"{self.state}; old instance draining ({n} job{'s' if n != 1 else ''})"
+        n, k = self.draining_jobs, self.draining_instances
+        old = "old instance" if k == 1 else f"{k} old instances"
+        return f"{self.state}; {old} draining ({n} job{'s' if n != 1 else ''})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,24 +182,29 @@ def _describe_exit(code: int | None) -> str:
 # ---------------------------------------------------------------- process hygiene
 
 PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+# Runs as the plugin's first program and execs the plugin in the same process: asks the kernel to
+# SIGKILL it when its parent (the server) dies. The setting survives exec, so it holds for plugins
+# not built with our SDK. (No preexec_fn: calling into libc between fork and exec in a server with
+# gRPC threads is not safe.) It fires when the *thread* that forked exits: the host spawns from
+# the event loop's thread, which lives as long as the server.
+_PDEATHSIG_EXEC = """
+import ctypes, os, sys
+ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)  # the server died before the call: do not start an orphan
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as exc:
+    print(f"cannot start {sys.argv[2]}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+    os._exit(127)
+""".replace("PR_SET_PDEATHSIG", str(PR_SET_PDEATHSIG)).replace("SIGKILL", str(int(signal.SIGKILL)))
 
 
-def _child_setup(parent: int) -> Callable[[], None] | None:
-    """Runs in the plugin's child process between fork and exec: ask the kernel to SIGKILL it when
-    its parent dies. The setting survives exec, so it holds for plugins not built with our SDK.
-    (It fires when the *thread* that forked exits: the host spawns from the event loop's thread,
-    which lives as long as the server.) If the server died before the call, exit at once."""
-    libc = _LIBC
-    if libc is None:
-        return None
-
-    def setup() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return setup
+def _with_parent_death_signal(argv: list[str]) -> list[str]:
+    """`argv` wrapped so the process it becomes dies with this one (Linux; unchanged elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return argv
+    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(os.getpid()), *argv]
 
 
 def _proc_start(pid: int) -> str | None:
@@ -355,17 +361,22 @@ class _Instance:
 
     async def _spawn(self) -> None:
         argv = [*self.cfg.command, "--port", "0"]
+        relative = os.sep in argv[0] and not os.path.isabs(argv[0])  # resolved in `cwd` by the child
+        if not relative and shutil.which(argv[0], path=self._search_path()) is None:
+            what = "not executable" if os.path.exists(argv[0]) else "not found"
+            raise PluginStartError(
+                f"cannot start {argv[0]}: {what}; check `command` in [[plugins]] {self.cfg.name}"
+            )
         try:
             spawn = asyncio.ensure_future(
                 asyncio.create_subprocess_exec(
-                    *argv,
+                    *_with_parent_death_signal(argv),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
                     cwd=self.cfg.cwd or None,
                     env=plugin_env(self.cfg.env),
                     start_new_session=True,  # own process group: stop() signals the plugin and its children
-                    preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 (prctl only; see _child_setup)
                     limit=1 << 20,
                 )
             )
@@ -395,6 +406,10 @@ class _Instance:
             ),
             asyncio.create_task(self._wait_exit(), name=f"{self.cfg.name}-wait"),
         ]
+
+    def _search_path(self) -> str | None:
+        """PATH as the plugin's command is looked up (its `env` table may set PATH)."""
+        return self.cfg.env.get("PATH", os.environ.get("PATH"))
 
     async def _read(self, stream: asyncio.StreamReader, *, watch_port: bool) -> None:
         while True:
@@ -758,13 +773,13 @@ class _Plugin:
         if target.crashed:
             what = target.exit_text() if target.proc is not None else "stopped answering"
             return Interrupted(
-                f"interrupted: plugin {self.cfg.name} {what} while the job ran; re-run without charge",
+                f"plugin {self.cfg.name} {what} while the job ran",
                 crashed=True,
                 result=exc.result,
             )
         if target.closing or target.exited.is_set():
             return Interrupted(
-                f"interrupted: plugin {self.cfg.name} was shut down while the job ran; re-run without charge",
+                f"plugin {self.cfg.name} was shut down while the job ran",
                 result=exc.result,
             )
         return exc
