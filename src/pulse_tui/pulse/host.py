@@ -942,7 +942,8 @@ class PluginHost:
     # ------------------------------------------------------------ control
 
     async def reload(self, name: str) -> ReloadResult:
-        """New instance up and initialized, handlers swapped, old instance drained and stopped."""
+        """New instance up and initialized, handlers swapped (new calls go to it at once); the old
+        instance keeps its calls in flight until they end, then stops (in the background)."""
         plugin = self._plugin(name)
         if not plugin.enabled:
             raise Precondition(f"plugin {name} is disabled; enable it before reloading")
