@@ -171,3 +171,38 @@ def test_plugins_through_operator_service(server_factory):
         one = ops.GetPlugin(op.GetPluginRequest(name="demo", tail_lines=5), metadata=md)
         assert one.name == "demo" and len(one.output_tail) <= 5
     assert srv.stop() == 0
+
+
+def test_reload_shows_the_old_instance_draining_over_the_api_and_cli(server_factory, capsys):
+    """Issue 13.2: the operator API and `plugins list` show an old instance finishing its jobs."""
+    import time
+
+    from pulse_tui.cli import main
+
+    srv = server_factory(DEMO_AND_IMPORTER)
+    md = srv.metadata
+    with grpc.insecure_channel(srv.address) as ch:
+        ops = op_grpc.OperatorServiceStub(ch)
+        job = ops.Enqueue(
+            op.EnqueueRequest(handler="demo.sleep", payload=b'{"seconds": 4, "steps": 40}', max_attempts=1),
+            metadata=md,
+        ).job
+        deadline = time.monotonic() + 20
+        while ops.GetJob(op.GetJobRequest(id=job.id), metadata=md).job.progress_current == 0:
+            assert time.monotonic() < deadline, "the job never reported progress"
+            time.sleep(0.02)
+        reloaded = ops.ReloadPlugin(op.PluginNameRequest(name="demo"), metadata=md)
+        assert reloaded.draining_jobs == 1 and reloaded.plugin.draining_instances == 1
+        demo = ops.GetPlugin(op.GetPluginRequest(name="demo"), metadata=md)
+        assert (demo.draining_instances, demo.draining_jobs, demo.running_jobs) == (1, 1, 1)
+        argv = ["--connect", srv.address, "--token-file", str(srv.token_file)]
+        assert main(["plugins", "list", *argv]) == 0
+        assert "ready; old instance draining (1 job)" in capsys.readouterr().out
+        while (done := ops.GetJob(op.GetJobRequest(id=job.id), metadata=md).job).status == "running":
+            assert time.monotonic() < deadline + 20, "the job did not finish"
+            time.sleep(0.05)
+        assert done.status == "completed" and (done.attempts, done.interrupted_attempts) == (1, 0)
+        while ops.GetPlugin(op.GetPluginRequest(name="demo"), metadata=md).draining_instances:
+            assert time.monotonic() < deadline + 30, "the old instance did not stop"
+            time.sleep(0.05)
+    assert srv.stop() == 0
