@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Input, TextArea
+from textual.widgets import DataTable, Input, TextArea
 
 from pulse_tui.app import PulseApp
 from pulse_tui.client import PulseClient, job_filter
@@ -325,6 +325,38 @@ async def test_server_loss_reconnects_without_crashing(server_factory) -> None:
         await pilot.press("e")  # refused with a message, no modal, no crash
         assert isinstance(app.screen, JobsScreen)
         assert any("not connected" in n.message for n in app._notifications)
+
+
+async def test_plugins_screen_shows_an_old_instance_draining_after_reload(server_factory) -> None:
+    """Issue 13.2: after `r` (reload) with a job running, the plugins screen shows the old
+    instance draining until the job ends on it; the job keeps its first attempt."""
+    srv = server_factory(PLUGINS)
+    client = await client_for(srv)
+    job = await client.enqueue("demo.sleep", {"seconds": 6, "steps": 60}, max_attempts=1)
+    app = PulseApp(srv.address, srv.token)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(app, pilot)
+        await pilot.press("colon", *"plugins", "enter")
+        await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+        screen: PluginsScreen = app.screen  # type: ignore[assignment]
+        await until(
+            pilot, lambda: screen.selected is not None and screen.selected.name == "demo", "demo selected"
+        )
+        await until(pilot, lambda: any(p.running_jobs for p in screen.plugins), "the job running", 20)
+        await pilot.press("r")
+        await until(pilot, lambda: screen.last_reload is not None, "reload result")
+        assert screen.last_reload.draining_jobs == 1
+        state_cell = lambda: str(screen.query_one("#plugins-table", DataTable).get_row("demo")[1])  # noqa: E731
+        await until(pilot, lambda: "draining (1 job)" in state_cell(), "draining shown")
+        await until(
+            pilot,
+            lambda: "old instance draining" in str(screen.query_one("#plugin-handlers").render()),
+            "detail",
+        )
+        await until(pilot, lambda: "draining" not in state_cell(), "drained", 30)
+    done = (await client.get_job(job.id)).job
+    assert done.status == "completed" and done.attempts == 1
+    await client.close()
 
 
 async def test_plugins_and_handlers_with_real_plugins(server_factory) -> None:
