@@ -729,7 +729,6 @@ class _Plugin:
         finally:
             await self.close_instance(inst)
             self.draining = tuple(i for i in self.draining if i is not inst)
-            self.host.notify_routes_changed()
 
     async def adopt(self, inst: _Instance) -> RouteDiff:
         """Make `inst` current and route the plugin's handlers to it (one registry swap)."""
