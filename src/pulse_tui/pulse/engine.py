@@ -9,6 +9,13 @@ One task owns each resource:
 Guarantees: FIFO within priority (the store's claim order), every attempt recorded, an operator
 cancel never reported as a failure, a job running when the server stops is re-queued (attempt
 recorded as interrupted), timeouts enforced by Pulse (the handler's task is cancelled).
+
+Charging: an attempt cut short by something other than the job — a plugin crash it was caught in,
+a reload or stop of its plugin instance, a server shutdown or crash, a lost lease — is recorded
+`interrupted`, does not count against `max_attempts` (`run_attempts`), and is counted apart
+(`interruptions`). A job caught in CRASH_LIMIT crashes in a row (`crashes`) is the likely cause and
+fails with outcome `crashed`. A job with a crash in its streak is on probation: such jobs run one
+at a time per plugin, so the next crash can tell the culprit from its neighbours.
 """
 
 from __future__ import annotations
