@@ -94,6 +94,7 @@ OUTCOME_STYLES: ThemedStyles = ThemedStyles(
         "interrupted": "#e0af68",
         "plugin_unavailable": "#e0af68",
         "protocol_error": "#f7768e",
+        "crashed": STATUS_STYLES["failed"],
     }
 )
 
