@@ -185,11 +185,15 @@ async def test_measure_plugin_round_trip_overhead(stack, capsys):
 
 
 async def _watch_progress(s: Stack, job_id: str, seen: list[tuple[int, int, int]]) -> None:
-    """Record (attempts, progress_current, status-rank) of a job as watchers see it."""
+    """Record (attempts, progress_current, progress_total) of a job as watchers see it, until the
+    watchers see it end."""
     with s.engine.bus.watch() as watcher:
         while True:
             batch, _ = await watcher.next_batch(timeout=1.0)
-            seen.extend((j.attempts, j.progress_current, j.progress_total) for j in batch if j.id == job_id)
+            mine = [j for j in batch if j.id == job_id]
+            seen.extend((j.attempts, j.progress_current, j.progress_total) for j in mine)
+            if any(j.status in jobs.FINISHED for j in mine):
+                return
 
 
 async def test_job_running_across_reloads_completes_on_its_first_attempt(stack):
@@ -212,6 +216,7 @@ async def test_job_running_across_reloads_completes_on_its_first_attempt(stack):
         echo = await s.done((await s.engine.enqueue("demo.echo", b"{}")).id)
         assert echo.status == jobs.COMPLETED
         done = await s.done(job.id)
+        await asyncio.wait_for(watcher, 10)  # the watchers saw the end too
     finally:
         watcher.cancel()
     assert done.status == jobs.COMPLETED, done.error
