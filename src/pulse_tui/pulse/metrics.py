@@ -53,7 +53,7 @@ MINUTE_KEEP = 24 * HOUR  # per-minute rows are kept this long
 HOUR_KEEP = 30 * 86400  # per-hour rows
 MAX_POINTS = 1500  # points per series in one GetStats answer
 MAX_HANDLER_SERIES = 200  # beyond this many handlers, per-handler series carry no points
-FAILED_OUTCOMES = frozenset({"failed", "timeout", "plugin_unavailable"})  # count towards error %
+FAILED_OUTCOMES = frozenset({"failed", "timeout", "plugin_unavailable", "crashed"})  # count towards error %
 GAUGE_STATUSES = ("queued", "due", "running", "paused")
 
 
