@@ -8,7 +8,7 @@ py="${PYTHON:-.venv/bin/python}"
 mkdir -p "$out/pulse_tui/protocol"
 "$py" -m grpc_tools.protoc -Ipulse_tui/protocol=proto/protocol \
   --python_out="$out" --grpc_python_out="$out" --pyi_out="$out" \
-  proto/protocol/domain.proto proto/protocol/queue.proto
+  proto/protocol/domain.proto proto/protocol/queue.proto proto/protocol/schedule.proto
 "$py" -m grpc_tools.protoc -Ipulse_tui/protocol=proto/pulse/operator/v1 \
   --python_out="$out" --grpc_python_out="$out" --pyi_out="$out" \
   proto/pulse/operator/v1/operator.proto

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpulse_tui/protocol/domain.proto\x12\x08protocol\"\x07\n\x05\x45mpty\"}\n\x10MetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0cqntx_version\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x05 \x01(\t\x12\x0f\n\x07license\x18\x06 \x01(\t\"\xde\x01\n\x11InitializeRequest\x12\x1a\n\x12\x61ts_store_endpoint\x18\x01 \x01(\t\x12\x16\n\x0equeue_endpoint\x18\x02 \x01(\t\x12\x12\n\nauth_token\x18\x03 \x01(\t\x12\x37\n\x06\x63onfig\x18\x04 \x03(\x0b\x32\'.protocol.InitializeRequest.ConfigEntry\x12\x19\n\x11schedule_endpoint\x18\x05 \x01(\t\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x12InitializeResponse\x12\x15\n\rhandler_names\x18\x01 \x03(\t\"\x9a\x01\n\x0eHealthResponse\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x36\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32%.protocol.HealthResponse.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\x11\x43onfigFieldSchema\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x15\n\rdefault_value\x18\x03 \x01(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\"\x9e\x01\n\x14\x43onfigSchemaResponse\x12:\n\x06\x66ields\x18\x01 \x03(\x0b\x32*.protocol.ConfigSchemaResponse.FieldsEntry\x1aJ\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.protocol.ConfigFieldSchema:\x02\x38\x01\"v\n\x11\x45xecuteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0chandler_name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x19\n\x0ctimeout_secs\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x0f\n\r_timeout_secs\"a\n\x0bJobLogEntry\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x10\n\x08metadata\x18\x05 \x01(\t\"\xcf\x01\n\x12\x45xecuteJobResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x18\n\x10progress_current\x18\x04 \x01(\x05\x12\x16\n\x0eprogress_total\x18\x05 \x01(\x05\x12\x13\n\x0b\x63ost_actual\x18\x06 \x01(\x01\x12*\n\x0blog_entries\x18\x07 \x03(\x0b\x32\x15.protocol.JobLogEntry\x12\x16\n\x0eplugin_version\x18\x08 \x01(\t2\x84\x03\n\x13\x44omainPluginService\x12\x37\n\x08Metadata\x12\x0f.protocol.Empty\x1a\x1a.protocol.MetadataResponse\x12G\n\nInitialize\x12\x1b.protocol.InitializeRequest\x1a\x1c.protocol.InitializeResponse\x12,\n\x08Shutdown\x12\x0f.protocol.Empty\x1a\x0f.protocol.Empty\x12\x33\n\x06Health\x12\x0f.protocol.Empty\x1a\x18.protocol.HealthResponse\x12?\n\x0c\x43onfigSchema\x12\x0f.protocol.Empty\x1a\x1e.protocol.ConfigSchemaResponse\x12G\n\nExecuteJob\x12\x1b.protocol.ExecuteJobRequest\x1a\x1c.protocol.ExecuteJobResponseB)Z\'github.com/pulse-tui/pulse-tui/protocolb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpulse_tui/protocol/domain.proto\x12\x08protocol\"\x07\n\x05\x45mpty\"}\n\x10MetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0cqntx_version\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x05 \x01(\t\x12\x0f\n\x07license\x18\x06 \x01(\t\"\xde\x01\n\x11InitializeRequest\x12\x1a\n\x12\x61ts_store_endpoint\x18\x01 \x01(\t\x12\x16\n\x0equeue_endpoint\x18\x02 \x01(\t\x12\x12\n\nauth_token\x18\x03 \x01(\t\x12\x37\n\x06\x63onfig\x18\x04 \x03(\x0b\x32\'.protocol.InitializeRequest.ConfigEntry\x12\x19\n\x11schedule_endpoint\x18\x05 \x01(\t\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x12InitializeResponse\x12\x15\n\rhandler_names\x18\x01 \x03(\t\x12)\n\tschedules\x18\x02 \x03(\x0b\x32\x16.protocol.ScheduleInfo\"\x81\x01\n\x0cScheduleInfo\x12\x14\n\x0chandler_name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x05\x12\x1a\n\x12\x65nabled_by_default\x18\x03 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08\x61ts_code\x18\x05 \x01(\t\"\x9a\x01\n\x0eHealthResponse\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x36\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32%.protocol.HealthResponse.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\x11\x43onfigFieldSchema\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x15\n\rdefault_value\x18\x03 \x01(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\"\x9e\x01\n\x14\x43onfigSchemaResponse\x12:\n\x06\x66ields\x18\x01 \x03(\x0b\x32*.protocol.ConfigSchemaResponse.FieldsEntry\x1aJ\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.protocol.ConfigFieldSchema:\x02\x38\x01\"v\n\x11\x45xecuteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0chandler_name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x19\n\x0ctimeout_secs\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x0f\n\r_timeout_secs\"a\n\x0bJobLogEntry\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x10\n\x08metadata\x18\x05 \x01(\t\"\xcf\x01\n\x12\x45xecuteJobResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x18\n\x10progress_current\x18\x04 \x01(\x05\x12\x16\n\x0eprogress_total\x18\x05 \x01(\x05\x12\x13\n\x0b\x63ost_actual\x18\x06 \x01(\x01\x12*\n\x0blog_entries\x18\x07 \x03(\x0b\x32\x15.protocol.JobLogEntry\x12\x16\n\x0eplugin_version\x18\x08 \x01(\t2\x84\x03\n\x13\x44omainPluginService\x12\x37\n\x08Metadata\x12\x0f.protocol.Empty\x1a\x1a.protocol.MetadataResponse\x12G\n\nInitialize\x12\x1b.protocol.InitializeRequest\x1a\x1c.protocol.InitializeResponse\x12,\n\x08Shutdown\x12\x0f.protocol.Empty\x1a\x0f.protocol.Empty\x12\x33\n\x06Health\x12\x0f.protocol.Empty\x1a\x18.protocol.HealthResponse\x12?\n\x0c\x43onfigSchema\x12\x0f.protocol.Empty\x1a\x1e.protocol.ConfigSchemaResponse\x12G\n\nExecuteJob\x12\x1b.protocol.ExecuteJobRequest\x1a\x1c.protocol.ExecuteJobResponseB)Z\'github.com/pulse-tui/pulse-tui/protocolb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,23 +47,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INITIALIZEREQUEST_CONFIGENTRY']._serialized_start=359
   _globals['_INITIALIZEREQUEST_CONFIGENTRY']._serialized_end=404
   _globals['_INITIALIZERESPONSE']._serialized_start=406
-  _globals['_INITIALIZERESPONSE']._serialized_end=449
-  _globals['_HEALTHRESPONSE']._serialized_start=452
-  _globals['_HEALTHRESPONSE']._serialized_end=606
-  _globals['_HEALTHRESPONSE_DETAILSENTRY']._serialized_start=560
-  _globals['_HEALTHRESPONSE_DETAILSENTRY']._serialized_end=606
-  _globals['_CONFIGFIELDSCHEMA']._serialized_start=608
-  _globals['_CONFIGFIELDSCHEMA']._serialized_end=703
-  _globals['_CONFIGSCHEMARESPONSE']._serialized_start=706
-  _globals['_CONFIGSCHEMARESPONSE']._serialized_end=864
-  _globals['_CONFIGSCHEMARESPONSE_FIELDSENTRY']._serialized_start=790
-  _globals['_CONFIGSCHEMARESPONSE_FIELDSENTRY']._serialized_end=864
-  _globals['_EXECUTEJOBREQUEST']._serialized_start=866
-  _globals['_EXECUTEJOBREQUEST']._serialized_end=984
-  _globals['_JOBLOGENTRY']._serialized_start=986
-  _globals['_JOBLOGENTRY']._serialized_end=1083
-  _globals['_EXECUTEJOBRESPONSE']._serialized_start=1086
-  _globals['_EXECUTEJOBRESPONSE']._serialized_end=1293
-  _globals['_DOMAINPLUGINSERVICE']._serialized_start=1296
-  _globals['_DOMAINPLUGINSERVICE']._serialized_end=1684
+  _globals['_INITIALIZERESPONSE']._serialized_end=492
+  _globals['_SCHEDULEINFO']._serialized_start=495
+  _globals['_SCHEDULEINFO']._serialized_end=624
+  _globals['_HEALTHRESPONSE']._serialized_start=627
+  _globals['_HEALTHRESPONSE']._serialized_end=781
+  _globals['_HEALTHRESPONSE_DETAILSENTRY']._serialized_start=735
+  _globals['_HEALTHRESPONSE_DETAILSENTRY']._serialized_end=781
+  _globals['_CONFIGFIELDSCHEMA']._serialized_start=783
+  _globals['_CONFIGFIELDSCHEMA']._serialized_end=878
+  _globals['_CONFIGSCHEMARESPONSE']._serialized_start=881
+  _globals['_CONFIGSCHEMARESPONSE']._serialized_end=1039
+  _globals['_CONFIGSCHEMARESPONSE_FIELDSENTRY']._serialized_start=965
+  _globals['_CONFIGSCHEMARESPONSE_FIELDSENTRY']._serialized_end=1039
+  _globals['_EXECUTEJOBREQUEST']._serialized_start=1041
+  _globals['_EXECUTEJOBREQUEST']._serialized_end=1159
+  _globals['_JOBLOGENTRY']._serialized_start=1161
+  _globals['_JOBLOGENTRY']._serialized_end=1258
+  _globals['_EXECUTEJOBRESPONSE']._serialized_start=1261
+  _globals['_EXECUTEJOBRESPONSE']._serialized_end=1468
+  _globals['_DOMAINPLUGINSERVICE']._serialized_start=1471
+  _globals['_DOMAINPLUGINSERVICE']._serialized_end=1859
 # @@protoc_insertion_point(module_scope)

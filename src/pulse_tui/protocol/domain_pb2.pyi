@@ -48,10 +48,26 @@ class InitializeRequest(_message.Message):
     def __init__(self, ats_store_endpoint: _Optional[str] = ..., queue_endpoint: _Optional[str] = ..., auth_token: _Optional[str] = ..., config: _Optional[_Mapping[str, str]] = ..., schedule_endpoint: _Optional[str] = ...) -> None: ...
 
 class InitializeResponse(_message.Message):
-    __slots__ = ("handler_names",)
+    __slots__ = ("handler_names", "schedules")
     HANDLER_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
     handler_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, handler_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    schedules: _containers.RepeatedCompositeFieldContainer[ScheduleInfo]
+    def __init__(self, handler_names: _Optional[_Iterable[str]] = ..., schedules: _Optional[_Iterable[_Union[ScheduleInfo, _Mapping]]] = ...) -> None: ...
+
+class ScheduleInfo(_message.Message):
+    __slots__ = ("handler_name", "interval_seconds", "enabled_by_default", "description", "ats_code")
+    HANDLER_NAME_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_BY_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ATS_CODE_FIELD_NUMBER: _ClassVar[int]
+    handler_name: str
+    interval_seconds: int
+    enabled_by_default: bool
+    description: str
+    ats_code: str
+    def __init__(self, handler_name: _Optional[str] = ..., interval_seconds: _Optional[int] = ..., enabled_by_default: _Optional[bool] = ..., description: _Optional[str] = ..., ats_code: _Optional[str] = ...) -> None: ...
 
 class HealthResponse(_message.Message):
     __slots__ = ("healthy", "message", "details")
