@@ -15,6 +15,7 @@ from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_ser
 from test_engine import Flaky, Stubborn, wait_status
 
 from pulse_tui.pulse import jobs as J
+from pulse_tui.pulse import schedules as S
 from pulse_tui.pulse.engine import Engine
 from pulse_tui.pulse.errors import NotFound, Unavailable, ValidationError
 from pulse_tui.pulse.handlers import StaticRouter, builtin_handlers
@@ -367,6 +368,106 @@ async def test_select_ids_in_insertion_order(store: Store):
     ids = await store.select_ids(JobFilter(statuses=(J.QUEUED,)), 1000)
     assert ids[:3] == ["a-12", "a-13", "a-14"] and len(ids) == 28
     assert await store.select_ids(JobFilter(handler="other.h"), 3) == ["b_0", "b_1", "b_2"]
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def new_schedule(
+    sid: str = "s1", *, next_run_at: float = 0.0, state: str = S.ACTIVE, owner: str = "operator"
+):
+    now = time.time()
+    return S.Schedule(
+        id=sid,
+        handler="pulse.noop",
+        payload=b'{"k": 1}',
+        interval_secs=60,
+        state=state,
+        owner=owner,
+        next_run_at=next_run_at or now,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def run_job(sid: str, jid: str) -> Job:
+    now = time.time()
+    return Job(
+        id=jid, handler="pulse.noop", source=f"schedule:{sid}", created_at=now, updated_at=now, run_at=now
+    )
+
+
+async def test_schedules_insert_get_list_update(store: Store):
+    await store.insert_schedule(new_schedule("s1"))
+    await store.insert_schedule(new_schedule("s2", owner="plugin:demo", state=S.PAUSED))
+    await store.insert_schedule(new_schedule("s3", state=S.DELETED))
+    with pytest.raises(ValidationError, match="already exists"):
+        await store.insert_schedule(new_schedule("s1"))
+    got = await store.get_schedule("s1")
+    assert (
+        got is not None and got.payload == b'{"k": 1}' and got.interval_secs == 60 and got.overlap == "skip"
+    )
+    assert await store.get_schedule("nope") is None
+    assert [s.id for s in await store.list_schedules(S.ScheduleFilter(), 100)] == ["s1", "s2"]
+    assert [s.id for s in await store.list_schedules(S.ScheduleFilter(states=(S.DELETED,)), 100)] == ["s3"]
+    assert [s.id for s in await store.list_schedules(S.ScheduleFilter(owner="plugin:demo"), 100)] == ["s2"]
+    changed = await store.update_schedule("s2", (S.PAUSED,), {"state": S.ACTIVE, "interval_secs": 5})
+    assert changed is not None and changed.state == S.ACTIVE and changed.interval_secs == 5
+    assert await store.update_schedule("s2", (S.PAUSED,), {"state": S.ACTIVE}) is None  # state moved on
+    with pytest.raises(NotFound):
+        await store.update_schedule("nope", (S.ACTIVE,), {"state": S.PAUSED})
+
+
+async def test_schedules_due_and_next(store: Store):
+    now = time.time()
+    await store.insert_schedule(new_schedule("late", next_run_at=now - 10))
+    await store.insert_schedule(new_schedule("later", next_run_at=now - 5))
+    await store.insert_schedule(new_schedule("future", next_run_at=now + 100))
+    await store.insert_schedule(new_schedule("paused", next_run_at=now - 50, state=S.PAUSED))
+    assert [s.id for s in await store.due_schedules(now, 10)] == ["late", "later"]
+    assert [s.id for s in await store.due_schedules(now, 1)] == ["late"]
+    assert await store.next_schedule_at() == pytest.approx(now - 10)
+
+
+async def test_fire_schedule_claims_each_run_once_and_records_execution(make_store: MakeStore):
+    a, b = await make_store("n1"), await make_store("n2")
+    due = time.time() - 1
+    await a.insert_schedule(new_schedule("s1", next_run_at=due))
+    changes = {"next_run_at": due + 60, "last_run_at": due + 1}
+    ex1 = S.Execution(id="x1", schedule_id="s1", job_id="j1", started_at=due + 1)
+    ex2 = S.Execution(id="x2", schedule_id="s1", job_id="j2", started_at=due + 1)
+    first, second = await asyncio.gather(
+        a.fire_schedule("s1", due, {**changes, "last_job_id": "j1"}, run_job("s1", "j1"), ex1),
+        b.fire_schedule("s1", due, {**changes, "last_job_id": "j2"}, run_job("s1", "j2"), ex2),
+    )
+    assert (first is None) != (second is None)  # exactly one node won the run
+    won = first or second
+    assert won.run_count == 1 and won.next_run_at == due + 60
+    jobs = await a.list(JobFilter(), 10, None, False, 0)
+    assert len(jobs) == 1 and jobs[0].source == "schedule:s1" and jobs[0].id == won.last_job_id
+    exs = await a.list_executions("s1", 10)
+    assert [e.job_id for e in exs] == [won.last_job_id] and exs[0].status == S.EX_RUNNING
+    # a run-now (expected None) fires whatever next_run_at is, and leaves it alone when unchanged
+    ex3 = S.Execution(id="x3", schedule_id="s1", status=S.EX_SKIPPED, started_at=due + 2)
+    again = await a.fire_schedule("s1", None, {"last_execution_id": "x3"}, None, ex3)
+    assert again is not None and again.run_count == 1 and again.next_run_at == due + 60  # skipped: no count
+    assert [e.id for e in await a.list_executions("s1", 10)][0] == "x3"
+    assert [e.id for e in await a.list_executions("s1", 10, before_seq=exs[0].seq + 1)] == [exs[0].id]
+
+
+async def test_end_execution_records_outcome_and_duration(store: Store):
+    t0 = time.time() - 2
+    await store.insert_schedule(new_schedule("s1", next_run_at=t0))
+    ex = S.Execution(id="x1", schedule_id="s1", job_id="j1", started_at=t0)
+    await store.fire_schedule(
+        "s1", t0, {"last_execution_id": "x1", "last_job_id": "j1"}, run_job("s1", "j1"), ex
+    )
+    s = await store.end_execution("j1", S.EX_FAILED, t0 + 1.5, "boom")
+    assert s is not None and s.id == "s1" and s.last_status == S.EX_FAILED
+    [got] = await store.list_executions("s1", 10)
+    assert got.status == S.EX_FAILED and got.error == "boom" and got.duration_ms == 1500
+    assert got.completed_at == pytest.approx(t0 + 1.5)
+    assert await store.end_execution("not-a-run", S.EX_COMPLETED, t0, "") is None
 
 
 # ---------------------------------------------------------------- engine on PostgreSQL

@@ -27,7 +27,7 @@ import random
 import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -195,6 +195,9 @@ class Engine:
         self._completions: deque[tuple[int, int]] = deque(maxlen=16)  # (second, count)
         self._ranks: OrderedDict[str, tuple[int, int]] = OrderedDict()  # see _fresh
         self._probation: dict[str, asyncio.Lock] = {}  # per plugin: jobs caught in a crash, one at a time
+        # called (synchronously) with every job of this node that reaches a finished status
+        # (the scheduler records its runs' ends through it)
+        self.job_ended: Callable[[Job], None] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -728,9 +731,23 @@ class Engine:
 
     # ------------------------------------------------------------ multi-node (end)
 
+    def adopt_inserted(self, job: Job) -> None:
+        """A job someone else inserted into the store (the scheduler, in the transaction that
+        claims a run): announce it and wake the dispatcher, as `enqueue` does."""
+        self._publish(job)
+        if job.run_at > time.time():
+            self._note_due(job.run_at)
+        else:
+            self._kick()
+
     def _publish(self, job: Job) -> None:
         """Publish a snapshot (payload and result left out: watchers fetch them with GetJob).
         No watcher, no copy: the hot path pays for events only when someone listens."""
+        if self.job_ended is not None and job.status in FINISHED and job.source:
+            try:
+                self.job_ended(job)
+            except Exception:
+                log.exception("job_ended hook failed for %s", job.id)
         if self.bus.watcher_count and self._fresh(job):
             self.bus.publish(replace(job, payload=b"", result=b""))
 

@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from pulse_tui.pulse.jobs import Attempt, Job, JobDetail, JobFilter, LogEntry
+from pulse_tui.pulse.schedules import EXECUTION_COLS, SCHEDULE_COLS, Execution, Schedule, ScheduleFilter
 
 # Columns of `jobs` shared by every backend, named like the Job fields (payload/result are kept
 # apart so listing queries can skip them).
@@ -25,6 +26,10 @@ JOB_COLS: tuple[str, ...] = (
 )  # fmt: skip
 LIST_SELECT = ", ".join(JOB_COLS)
 FULL_SELECT = LIST_SELECT + ", payload, result"
+SCHEDULE_SELECT = ", ".join(SCHEDULE_COLS)
+EXECUTION_SELECT = ", ".join(EXECUTION_COLS) + ", seq"
+# schedule columns a change may set (fire_schedule / update_schedule)
+SCHEDULE_WRITABLE = frozenset(SCHEDULE_COLS) - {"id", "created_at"}
 
 
 @dataclass(slots=True)
@@ -139,6 +144,53 @@ class Store(abc.ABC):
     async def queue_gauges(self, now: float) -> dict[str, dict[str, float]]:
         """Per handler: queued, due (queued with run_at <= now), running, paused counts and
         oldest_due (the smallest run_at of a due job; 0 when none)."""
+
+    # ---- schedules (see pulse/schedules.py)
+    @abc.abstractmethod
+    async def insert_schedule(self, s: Schedule) -> None:
+        """Store a new schedule; ValidationError if the id is taken."""
+
+    @abc.abstractmethod
+    async def get_schedule(self, schedule_id: str) -> Schedule | None: ...
+
+    @abc.abstractmethod
+    async def list_schedules(self, flt: ScheduleFilter, limit: int) -> list[Schedule]:
+        """Oldest first; without states in the filter, every state but deleted."""
+
+    @abc.abstractmethod
+    async def update_schedule(
+        self, schedule_id: str, allowed_states: Collection[str], changes: dict
+    ) -> Schedule | None:
+        """Apply `changes` if the state is in `allowed_states`: the new row, or None if the state
+        did not allow it. NotFound if no such schedule."""
+
+    @abc.abstractmethod
+    async def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """Active schedules whose next_run_at <= now, earliest first."""
+
+    @abc.abstractmethod
+    async def next_schedule_at(self) -> float | None:
+        """The earliest next_run_at among active schedules."""
+
+    @abc.abstractmethod
+    async def fire_schedule(
+        self, schedule_id: str, expected_next: float | None, changes: dict, job: Job | None, ex: Execution
+    ) -> Schedule | None:
+        """Claim one run, in one transaction: apply `changes` (run_count +1 unless the execution is
+        skipped) if the schedule is active and its next_run_at still equals `expected_next`
+        (None: a run-now, any state but deleted), insert `job` (if any) and the execution.
+        Returns the new row, or None when the claim lost (another node fired this run)."""
+
+    @abc.abstractmethod
+    async def end_execution(
+        self, job_id: str, status: str, completed_at: float, error: str
+    ) -> Schedule | None:
+        """Record the end of the run whose job is `job_id`; returns its schedule (None if the job
+        is not a scheduled run)."""
+
+    @abc.abstractmethod
+    async def list_executions(self, schedule_id: str, limit: int, before_seq: int = 0) -> list[Execution]:
+        """Newest first; `before_seq` pages back."""
 
     # ---- multi-node (no-ops for single-node stores)
     async def heartbeat(self, now: float, running: Sequence[str] | None = None) -> None:  # noqa: B027

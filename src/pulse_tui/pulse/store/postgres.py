@@ -55,7 +55,25 @@ from pulse_tui.pulse.jobs import (
     sort_scope,
     sort_sql,
 )
-from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finish, Store
+from pulse_tui.pulse.schedules import (
+    DELETED,
+    EX_SKIPPED,
+    EXECUTION_COLS,
+    SCHEDULE_COLS,
+    Execution,
+    Schedule,
+    ScheduleFilter,
+)
+from pulse_tui.pulse.store.base import (
+    EXECUTION_SELECT,
+    FULL_SELECT,
+    JOB_COLS,
+    LIST_SELECT,
+    SCHEDULE_SELECT,
+    SCHEDULE_WRITABLE,
+    Finish,
+    Store,
+)
 
 log = logging.getLogger("pulse.store.postgres")
 
@@ -69,6 +87,7 @@ ADVISORY_LOCK_KEY = 0x70756C7365  # "pulse"
 K_CHANGE = "c"  # jobs changed (enqueue, claim, finish, operator action)
 K_REAP = "r"  # expired leases re-queued: delivered to every node, the reaper included
 K_CANCEL = "x"  # cancel requested for running jobs
+K_SCHEDULE = "s"  # schedules changed (ids are schedule ids): wakes other nodes' tickers
 
 # transition() may set these columns (the engine's operator actions)
 WRITABLE_COLS = frozenset(JOB_COLS) - {"id", "seq"} | {"payload", "result"}
@@ -160,6 +179,48 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN interruptions integer NOT NULL DEFAULT 0,
         ADD COLUMN crashes integer NOT NULL DEFAULT 0;
+    """,
+    # 3 -> 4: schedules and their runs (executions)
+    """
+    CREATE TABLE schedules (
+        id text PRIMARY KEY,
+        handler text NOT NULL,
+        payload bytea NOT NULL DEFAULT '\\x7b7d',
+        interval_secs integer NOT NULL DEFAULT 0,
+        cron text NOT NULL DEFAULT '',
+        timezone text NOT NULL DEFAULT '',
+        state text NOT NULL,
+        overlap text NOT NULL DEFAULT 'skip',
+        jitter_secs integer NOT NULL DEFAULT 0,
+        next_run_at double precision NOT NULL DEFAULT 0,
+        last_run_at double precision NOT NULL DEFAULT 0,
+        last_execution_id text NOT NULL DEFAULT '',
+        last_job_id text NOT NULL DEFAULT '',
+        last_status text NOT NULL DEFAULT '',
+        run_count integer NOT NULL DEFAULT 0,
+        owner text NOT NULL DEFAULT '',
+        metadata text NOT NULL DEFAULT '{}',
+        description text NOT NULL DEFAULT '',
+        ats_code text NOT NULL DEFAULT '',
+        created_at double precision NOT NULL DEFAULT 0,
+        updated_at double precision NOT NULL DEFAULT 0
+    );
+    CREATE INDEX schedules_due ON schedules (next_run_at) WHERE state = 'active';
+    CREATE INDEX schedules_owner ON schedules (owner, created_at);
+    CREATE TABLE schedule_executions (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        schedule_id text NOT NULL,
+        job_id text NOT NULL DEFAULT '',
+        status text NOT NULL,
+        started_at double precision NOT NULL,
+        completed_at double precision NOT NULL DEFAULT 0,
+        duration_ms bigint NOT NULL DEFAULT 0,
+        error text NOT NULL DEFAULT '',
+        note text NOT NULL DEFAULT ''
+    );
+    CREATE INDEX schedule_executions_schedule ON schedule_executions (schedule_id, seq);
+    CREATE INDEX schedule_executions_job ON schedule_executions (job_id) WHERE job_id != '';
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -264,6 +325,23 @@ def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _schedule(row: asyncpg.Record) -> Schedule:
+    s = Schedule(**{c: row[c] for c in SCHEDULE_COLS})
+    s.payload = bytes(s.payload)
+    return s
+
+
+def _execution(row: asyncpg.Record) -> Execution:
+    return Execution(**{c: row[c] for c in (*EXECUTION_COLS, "seq")})
+
+
+def _check_cols(changes: dict) -> list[str]:
+    bad = set(changes) - SCHEDULE_WRITABLE
+    if bad:
+        raise ValueError(f"schedule columns {sorted(bad)} cannot be written")
+    return list(changes)
+
+
 def _interrupted_attempts(jobs: Sequence[Job], now: float) -> list[tuple]:
     rows = []
     for j in jobs:
@@ -324,6 +402,8 @@ class PostgresStore(Store):
         # test hook: seconds between fetching other nodes' rows and delivering them, to make
         # the delivered snapshots stale the way a busy node does (0 in production)
         self.deliver_delay = 0.0
+        # set by the scheduler: called with schedule ids other nodes changed
+        self.on_schedule_change: Callable[[list[str]], None] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -746,6 +826,13 @@ class PostgresStore(Store):
         kind, ids, origin = payload.split("|", 2)
         if origin == self.node and kind != K_REAP:
             return
+        if kind == K_SCHEDULE:
+            if self.on_schedule_change is not None:
+                try:
+                    self.on_schedule_change(ids.split(","))
+                except Exception:
+                    log.exception("on_schedule_change failed")
+            return
         if kind == K_CANCEL:
             self._cancel_pending.update(ids.split(","))
         self._heard.update(dict.fromkeys(ids.split(",")))
@@ -959,3 +1046,158 @@ class PostgresStore(Store):
                 g["due"] = int(r["due"])
                 g["oldest_due"] = float(r["oldest"] or 0.0)
         return out
+
+    # ------------------------------------------------------------ schedules
+    async def _notify_schedule(self, conn: asyncpg.Connection, schedule_id: str) -> None:
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{K_SCHEDULE}|{schedule_id}|{self.node}")
+
+    async def insert_schedule(self, s: Schedule) -> None:
+        values = [bytes(s.payload) if c == "payload" else getattr(s, c) for c in SCHEDULE_COLS]
+        ph = ", ".join(f"${i + 1}" for i in range(len(values)))
+        async with self._acquire() as conn, conn.transaction():
+            try:
+                await conn.execute(f"INSERT INTO schedules ({SCHEDULE_SELECT}) VALUES ({ph})", *values)
+            except asyncpg.UniqueViolationError:
+                raise ValidationError(f"a schedule with id {s.id!r} already exists") from None
+            await self._notify_schedule(conn, s.id)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        async with self._acquire() as conn:
+            row = await conn.fetchrow(f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE id=$1", schedule_id)
+        return _schedule(row) if row else None
+
+    async def list_schedules(self, flt: ScheduleFilter, limit: int) -> list[Schedule]:
+        a = _Args()
+        clauses = [f"state = ANY({a(list(flt.states))}::text[])" if flt.states else f"state != {a(DELETED)}"]
+        if flt.owner:
+            clauses.append(f"owner = {a(flt.owner)}")
+        if flt.handler:
+            clauses.append(f"handler = {a(flt.handler)}")
+        sql = (
+            f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE {' AND '.join(clauses)}"
+            f" ORDER BY created_at, id LIMIT {a(limit)}"
+        )
+        async with self._acquire() as conn:
+            rows = await conn.fetch(sql, *a.values)
+        return [_schedule(r) for r in rows]
+
+    async def update_schedule(
+        self, schedule_id: str, allowed_states: Collection[str], changes: dict
+    ) -> Schedule | None:
+        cols = _check_cols(changes)
+        a = _Args()
+        sets = ", ".join(f"{c}={a(changes[c])}" for c in cols)
+        sql = (
+            f"UPDATE schedules SET {sets} WHERE id={a(schedule_id)}"
+            f" AND state = ANY({a(list(allowed_states))}::text[]) RETURNING {SCHEDULE_SELECT}"
+        )
+        async with self._acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(sql, *a.values)
+            if row is None:
+                if await conn.fetchval("SELECT 1 FROM schedules WHERE id=$1", schedule_id) is None:
+                    raise NotFound(f"no schedule with id {schedule_id!r}")
+                return None
+            await self._notify_schedule(conn, schedule_id)
+        return _schedule(row)
+
+    async def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        async with self._acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE state='active' AND next_run_at<=$1"
+                " ORDER BY next_run_at LIMIT $2",
+                now,
+                limit,
+            )
+        return [_schedule(r) for r in rows]
+
+    async def next_schedule_at(self) -> float | None:
+        async with self._acquire() as conn:
+            return await conn.fetchval("SELECT min(next_run_at) FROM schedules WHERE state='active'")
+
+    async def fire_schedule(
+        self, schedule_id: str, expected_next: float | None, changes: dict, job: Job | None, ex: Execution
+    ) -> Schedule | None:
+        cols = _check_cols(changes)
+        a = _Args()
+        sets = ", ".join(f"{c}={a(changes[c])}" for c in cols)
+        inc = a(0 if ex.status == EX_SKIPPED else 1)
+        if expected_next is None:
+            cond = f"state != {a(DELETED)}"
+        else:
+            cond = f"state = 'active' AND next_run_at = {a(expected_next)}"
+        sql = (
+            f"UPDATE schedules SET {sets}, run_count=run_count+{inc}::int"
+            f" WHERE id={a(schedule_id)} AND {cond} RETURNING {SCHEDULE_SELECT}"
+        )
+        async with self._acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(sql, *a.values)
+            if row is None:
+                return None
+            if job is not None:
+                job.seq = await conn.fetchval(
+                    "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
+                    " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count)"
+                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) RETURNING seq",
+                    job.id,
+                    job.handler,
+                    job.status,
+                    job.priority,
+                    bytes(job.payload),
+                    job.max_attempts,
+                    job.timeout_secs,
+                    job.source,
+                    job.parent_job_id,
+                    job.cost_estimate,
+                    job.created_at,
+                    job.updated_at,
+                    job.run_at,
+                    job.retry_count,
+                )
+                await self._notify(conn, K_CHANGE, [job.id])
+            ph = ", ".join(f"${i + 1}" for i in range(len(EXECUTION_COLS)))
+            await conn.execute(
+                f"INSERT INTO schedule_executions ({', '.join(EXECUTION_COLS)}) VALUES ({ph})",
+                *[getattr(ex, c) for c in EXECUTION_COLS],
+            )
+            await self._notify_schedule(conn, schedule_id)
+        return _schedule(row)
+
+    async def end_execution(
+        self, job_id: str, status: str, completed_at: float, error: str
+    ) -> Schedule | None:
+        async with self._acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE schedule_executions SET status=$1, completed_at=$2,"
+                " duration_ms=GREATEST(0, (($2 - started_at) * 1000)::bigint), error=$3"
+                " WHERE job_id=$4 RETURNING schedule_id, id",
+                status,
+                completed_at,
+                error,
+                job_id,
+            )
+            if row is None:
+                return None
+            srow = await conn.fetchrow(
+                f"UPDATE schedules SET last_status=$1 WHERE id=$2 AND last_execution_id=$3"
+                f" RETURNING {SCHEDULE_SELECT}",
+                status,
+                row["schedule_id"],
+                row["id"],
+            )
+            if srow is None:
+                srow = await conn.fetchrow(
+                    f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE id=$1", row["schedule_id"]
+                )
+            await self._notify_schedule(conn, row["schedule_id"])
+        return _schedule(srow) if srow else None
+
+    async def list_executions(self, schedule_id: str, limit: int, before_seq: int = 0) -> list[Execution]:
+        async with self._acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {EXECUTION_SELECT} FROM schedule_executions WHERE schedule_id=$1"
+                " AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT $3",
+                schedule_id,
+                before_seq,
+                limit,
+            )
+        return [_execution(r) for r in rows]

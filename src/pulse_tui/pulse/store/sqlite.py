@@ -42,7 +42,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pulse_tui.pulse.errors import NotFound, PulseError, StoreCorrupt, StoreFull, Unavailable
+from pulse_tui.pulse.errors import NotFound, PulseError, StoreCorrupt, StoreFull, Unavailable, ValidationError
 from pulse_tui.pulse.jobs import (
     CRASH_LIMIT,
     OUTCOME_CRASHED,
@@ -58,7 +58,25 @@ from pulse_tui.pulse.jobs import (
     sort_scope,
     sort_sql,
 )
-from pulse_tui.pulse.store.base import FULL_SELECT, JOB_COLS, LIST_SELECT, Finish, Store
+from pulse_tui.pulse.schedules import (
+    DELETED,
+    EX_SKIPPED,
+    EXECUTION_COLS,
+    SCHEDULE_COLS,
+    Execution,
+    Schedule,
+    ScheduleFilter,
+)
+from pulse_tui.pulse.store.base import (
+    EXECUTION_SELECT,
+    FULL_SELECT,
+    JOB_COLS,
+    LIST_SELECT,
+    SCHEDULE_SELECT,
+    SCHEDULE_WRITABLE,
+    Finish,
+    Store,
+)
 
 MIGRATIONS: list[str] = [
     # 0 -> 1
@@ -140,6 +158,48 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3 -> 4: schedules and their runs (executions)
+    """
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        handler TEXT NOT NULL,
+        payload BLOB NOT NULL DEFAULT X'7B7D',
+        interval_secs INTEGER NOT NULL DEFAULT 0,
+        cron TEXT NOT NULL DEFAULT '',
+        timezone TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        overlap TEXT NOT NULL DEFAULT 'skip',
+        jitter_secs INTEGER NOT NULL DEFAULT 0,
+        next_run_at REAL NOT NULL DEFAULT 0,
+        last_run_at REAL NOT NULL DEFAULT 0,
+        last_execution_id TEXT NOT NULL DEFAULT '',
+        last_job_id TEXT NOT NULL DEFAULT '',
+        last_status TEXT NOT NULL DEFAULT '',
+        run_count INTEGER NOT NULL DEFAULT 0,
+        owner TEXT NOT NULL DEFAULT '',
+        metadata TEXT NOT NULL DEFAULT '{}',
+        description TEXT NOT NULL DEFAULT '',
+        ats_code TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX schedules_due ON schedules(next_run_at) WHERE state = 'active';
+    CREATE INDEX schedules_owner ON schedules(owner, created_at);
+    CREATE TABLE schedule_executions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        schedule_id TEXT NOT NULL,
+        job_id TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        completed_at REAL NOT NULL DEFAULT 0,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX schedule_executions_schedule ON schedule_executions(schedule_id, seq);
+    CREATE INDEX schedule_executions_job ON schedule_executions(job_id) WHERE job_id != '';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -169,6 +229,52 @@ def _job(row: Sequence[Any]) -> Job:
         j.payload = bytes(row[n]) if row[n] is not None else b"{}"
         j.result = bytes(row[n + 1]) if row[n + 1] is not None else b""
     return j
+
+
+def _schedule(row: Sequence[Any]) -> Schedule:
+    s = Schedule(**dict(zip(SCHEDULE_COLS, row, strict=True)))
+    s.payload = bytes(s.payload)
+    return s
+
+
+def _execution(row: Sequence[Any]) -> Execution:
+    return Execution(*row)
+
+
+_INSERT_JOB = (
+    "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
+    " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq"
+)
+
+
+def _insert_job(conn: sqlite3.Connection, j: Job) -> None:
+    j.seq = conn.execute(
+        _INSERT_JOB,
+        (
+            j.id,
+            j.handler,
+            j.status,
+            j.priority,
+            j.payload,
+            j.max_attempts,
+            j.timeout_secs,
+            j.source,
+            j.parent_job_id,
+            j.cost_estimate,
+            j.created_at,
+            j.updated_at,
+            j.run_at,
+            j.retry_count,
+        ),
+    ).fetchone()[0]
+
+
+def _check_cols(changes: dict) -> list[str]:
+    bad = set(changes) - SCHEDULE_WRITABLE
+    if bad:
+        raise ValueError(f"schedule columns {sorted(bad)} cannot be written")
+    return list(changes)
 
 
 def _where(flt: JobFilter, statuses: Collection[str] | None = None) -> tuple[list[str], list[Any]]:
@@ -959,5 +1065,157 @@ class SQLiteStore(Store):
                     g["due"] = due or 0
                     g["oldest_due"] = oldest or 0.0
             return out
+
+    # ------------------------------------------------------------ schedules
+    async def insert_schedule(self, s: Schedule) -> None:
+        values = [getattr(s, c) for c in SCHEDULE_COLS]
+
+        def op(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM schedules WHERE id=?", (s.id,)).fetchone() is not None:
+                raise ValidationError(f"a schedule with id {s.id!r} already exists")
+            conn.execute(
+                f"INSERT INTO schedules ({SCHEDULE_SELECT}) VALUES ({','.join('?' * len(values))})", values
+            )
+
+        await self._write(op)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        def op(conn: sqlite3.Connection) -> Schedule | None:
+            row = conn.execute(
+                f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE id=?", (schedule_id,)
+            ).fetchone()
+            return _schedule(row) if row else None
+
+        return await self._read(op)
+
+    async def list_schedules(self, flt: ScheduleFilter, limit: int) -> list[Schedule]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if flt.states:
+            clauses.append(f"state IN ({','.join('?' * len(flt.states))})")
+            args.extend(flt.states)
+        else:
+            clauses.append("state != ?")
+            args.append(DELETED)
+        if flt.owner:
+            clauses.append("owner = ?")
+            args.append(flt.owner)
+        if flt.handler:
+            clauses.append("handler = ?")
+            args.append(flt.handler)
+        sql = (
+            f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE {' AND '.join(clauses)}"
+            " ORDER BY created_at, id LIMIT ?"
+        )
+
+        def op(conn: sqlite3.Connection) -> list[Schedule]:
+            return [_schedule(r) for r in conn.execute(sql, (*args, limit))]
+
+        return await self._read(op)
+
+    async def update_schedule(
+        self, schedule_id: str, allowed_states: Collection[str], changes: dict
+    ) -> Schedule | None:
+        cols = _check_cols(changes)
+        allowed = tuple(allowed_states)
+
+        def op(conn: sqlite3.Connection) -> Schedule | None:
+            row = conn.execute(
+                f"UPDATE schedules SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?"
+                f" AND state IN ({','.join('?' * len(allowed))}) RETURNING {SCHEDULE_SELECT}",
+                (*[changes[c] for c in cols], schedule_id, *allowed),
+            ).fetchone()
+            if row is not None:
+                return _schedule(row)
+            if conn.execute("SELECT 1 FROM schedules WHERE id=?", (schedule_id,)).fetchone() is None:
+                raise NotFound(f"no schedule with id {schedule_id!r}")
+            return None
+
+        return await self._write(op)
+
+    async def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        def op(conn: sqlite3.Connection) -> list[Schedule]:
+            return [
+                _schedule(r)
+                for r in conn.execute(
+                    f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE state='active' AND next_run_at<=?"
+                    " ORDER BY next_run_at LIMIT ?",
+                    (now, limit),
+                )
+            ]
+
+        return await self._read(op)
+
+    async def next_schedule_at(self) -> float | None:
+        def op(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute("SELECT MIN(next_run_at) FROM schedules WHERE state='active'").fetchone()
+            return row[0] if row and row[0] is not None else None
+
+        return await self._read(op)
+
+    async def fire_schedule(
+        self, schedule_id: str, expected_next: float | None, changes: dict, job: Job | None, ex: Execution
+    ) -> Schedule | None:
+        cols = _check_cols(changes)
+        inc = 0 if ex.status == EX_SKIPPED else 1
+        if expected_next is None:
+            cond, cond_args = "state != ?", (DELETED,)
+        else:
+            cond, cond_args = "state = 'active' AND next_run_at = ?", (expected_next,)
+
+        def op(conn: sqlite3.Connection) -> Schedule | None:
+            row = conn.execute(
+                f"UPDATE schedules SET {', '.join(f'{c}=?' for c in cols)}, run_count=run_count+?"
+                f" WHERE id=? AND {cond} RETURNING {SCHEDULE_SELECT}",
+                (*[changes[c] for c in cols], inc, schedule_id, *cond_args),
+            ).fetchone()
+            if row is None:
+                return None
+            if job is not None:
+                _insert_job(conn, job)
+            conn.execute(
+                f"INSERT INTO schedule_executions ({', '.join(EXECUTION_COLS)})"
+                f" VALUES ({','.join('?' * len(EXECUTION_COLS))})",
+                [getattr(ex, c) for c in EXECUTION_COLS],
+            )
+            return _schedule(row)
+
+        return await self._write(op)
+
+    async def end_execution(
+        self, job_id: str, status: str, completed_at: float, error: str
+    ) -> Schedule | None:
+        def op(conn: sqlite3.Connection) -> Schedule | None:
+            row = conn.execute(
+                "UPDATE schedule_executions SET status=?, completed_at=?,"
+                " duration_ms=CAST(MAX(0, (? - started_at) * 1000) AS INTEGER), error=?"
+                " WHERE job_id=? RETURNING schedule_id, id",
+                (status, completed_at, completed_at, error, job_id),
+            ).fetchone()
+            if row is None:
+                return None
+            srow = conn.execute(
+                f"UPDATE schedules SET last_status=? WHERE id=? AND last_execution_id=?"
+                f" RETURNING {SCHEDULE_SELECT}",
+                (status, row[0], row[1]),
+            ).fetchone()
+            if srow is None:
+                srow = conn.execute(
+                    f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE id=?", (row[0],)
+                ).fetchone()
+            return _schedule(srow) if srow else None
+
+        return await self._write(op)
+
+    async def list_executions(self, schedule_id: str, limit: int, before_seq: int = 0) -> list[Execution]:
+        def op(conn: sqlite3.Connection) -> list[Execution]:
+            return [
+                _execution(r)
+                for r in conn.execute(
+                    f"SELECT {EXECUTION_SELECT} FROM schedule_executions WHERE schedule_id=?"
+                    " AND (? = 0 OR seq < ?) ORDER BY seq DESC LIMIT ?",
+                    (schedule_id, before_seq, before_seq, limit),
+                )
+            ]
 
         return await self._read(op)
