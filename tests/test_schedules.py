@@ -3,13 +3,18 @@ ticker against a real engine on a real SQLite file."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from pulse_tui.pulse import schedules as S
-from pulse_tui.pulse.errors import ValidationError
+from pulse_tui.pulse.engine import Engine
+from pulse_tui.pulse.errors import Precondition, ValidationError
+from pulse_tui.pulse.handlers import HandlerResult, StaticRouter, builtin_handlers
+from pulse_tui.pulse.store.sqlite import SQLiteStore
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -73,3 +78,166 @@ def test_cadence_validation_is_specific():
         "0 3 * * * Europe/Paris"
     )
     assert S.rfc3339(0) == "" and S.rfc3339(1767225600) == "2026-01-01T00:00:00Z"
+
+
+# ---------------------------------------------------------------- the ticker on a real engine
+
+
+class Gate:
+    """A handler whose jobs stay running until the test opens the gate."""
+
+    name = "t.gate"
+    plugin = ""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.started = 0
+
+    async def run(self, ctx):
+        self.started += 1
+        await self.open.wait()
+        return HandlerResult(result=b"{}")
+
+
+@pytest.fixture
+async def ticker(tmp_path):
+    """(engine, scheduler) on a real SQLite file; extra handlers may be passed."""
+    made = []
+
+    async def factory(*extra, db: str = "jobs.db"):
+        store = SQLiteStore(str(tmp_path / db))
+        await store.open()
+        engine = Engine(store, StaticRouter(builtin_handlers() + list(extra)), retention_secs=None)
+        await engine.start()
+        sched = S.Scheduler(store, engine)
+        await sched.start()
+        made.append((sched, engine, store))
+        return engine, sched
+
+    yield factory
+    for sched, engine, store in made:
+        await sched.stop()
+        await engine.stop(grace=0.5)
+        await store.close()
+
+
+async def wait_until(sched: S.Scheduler, check, timeout: float = 10.0, what: str = "condition"):
+    """Re-check `check()` (async) each time a schedule changes, until true or timeout."""
+    changed = asyncio.Event()
+    sched.listeners.append(lambda s: changed.set())
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            changed.clear()
+            result = await check()
+            if result:
+                return result
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {what}")
+            try:
+                async with asyncio.timeout(left):
+                    await changed.wait()
+            except TimeoutError:
+                pass
+    finally:
+        sched.listeners.pop()
+
+
+async def test_ticker_fires_runs_as_jobs_and_records_their_end(ticker):
+    engine, sched = await ticker()
+    s = await sched.create("pulse.noop", b'{"n": 1}', interval_secs=1, at_once=True)
+
+    async def two_completed():
+        exs = await sched.executions(s.id)
+        return exs if sum(e.status == S.EX_COMPLETED for e in exs) >= 2 else None
+
+    exs = await wait_until(sched, two_completed, what="two completed runs")
+    for e in exs[-2:]:
+        job = await engine.get_job(e.job_id)
+        assert job.source == f"schedule:{s.id}" and job.status == "completed" and job.payload == b'{"n": 1}'
+    got = await sched.get(s.id)
+    assert got.run_count >= 2 and got.last_run_at and got.next_run_at > got.last_run_at
+    # runs keep the interval's phase: consecutive starts ~1 s apart, never two for one due time
+    starts = sorted(e.started_at for e in exs)
+    assert all(b - a > 0.5 for a, b in zip(starts, starts[1:], strict=False))
+
+
+async def test_overlap_skip_skips_while_a_run_is_unfinished_and_allow_does_not(ticker):
+    gate = Gate()
+    engine, sched = await ticker(gate)
+    s = await sched.create("t.gate", interval_secs=1, at_once=True)
+
+    async def skipped_twice():
+        exs = await sched.executions(s.id)
+        return exs if sum(e.status == S.EX_SKIPPED for e in exs) >= 2 else None
+
+    exs = await wait_until(sched, skipped_twice, what="two skipped runs")
+    assert gate.started == 1 and sum(e.status == S.EX_RUNNING for e in exs) == 1
+    assert "still running (overlap=skip)" in next(e for e in exs if e.status == S.EX_SKIPPED).error
+    gate.open.set()
+
+    async def fired_again():
+        exs = await sched.executions(s.id)
+        return sum(e.job_id != "" for e in exs) >= 2
+
+    await wait_until(sched, fired_again, what="a run after the first ended")
+    await sched.delete(s.id)
+
+    gate2 = Gate()
+    gate2.name = "t.gate2"
+    engine.router.add(gate2)
+    await sched.create("t.gate2", interval_secs=1, at_once=True, overlap="allow")
+
+    async def two_running():
+        return gate2.started >= 2
+
+    await wait_until(sched, two_running, what="two overlapping runs")
+    gate2.open.set()
+
+
+async def test_missed_runs_coalesce_into_one_run_that_says_so(ticker, tmp_path):
+    engine, sched = await ticker()
+    s = await sched.create("pulse.noop", interval_secs=10)
+    await sched.stop()
+    # the server was down for 35 s: the stored next run is 35 s in the past (3 more due times missed)
+    await engine.store.update_schedule(s.id, (S.ACTIVE,), {"next_run_at": time.time() - 35})
+    sched2 = S.Scheduler(engine.store, engine)
+    await sched2.start()
+    try:
+
+        async def one_run():
+            return await sched2.executions(s.id)
+
+        [ex] = await wait_until(sched2, one_run, what="the coalesced run")
+        assert "coalesced 3 missed runs" in ex.note
+        got = await sched2.get(s.id)
+        assert got.run_count == 1 and got.next_run_at > time.time()  # back on cadence, not catching up
+    finally:
+        await sched2.stop()
+
+
+async def test_pause_resume_run_now_update_and_delete(ticker):
+    engine, sched = await ticker()
+    s = await sched.create("pulse.noop", interval_secs=3600)
+    due = s.next_run_at
+    paused = await sched.pause(s.id)
+    assert paused.state == S.PAUSED
+    ex = await sched.run_now(s.id)  # runs at once, even paused; cadence untouched
+    assert ex.job_id and "run now" in ex.note
+    got = await sched.get(s.id)
+    assert got.next_run_at == due and got.run_count == 1 and got.state == S.PAUSED
+    resumed = await sched.resume(s.id)
+    assert resumed.state == S.ACTIVE and resumed.next_run_at == due
+    upd = await sched.update(s.id, cron="0 3 * * *", timezone="Europe/Paris")
+    assert upd.interval_secs == 0 and upd.cron == "0 3 * * *" and local(upd.next_run_at).hour == 3
+    with pytest.raises(ValidationError, match="unknown handler"):
+        await sched.update(s.id, handler="no.such")
+    with pytest.raises(ValidationError, match="payload is not JSON"):
+        await sched.create("pulse.noop", b"{nope", interval_secs=5)
+    assert (await sched.get(s.id)).handler == "pulse.noop"  # bad input changed nothing
+    gone = await sched.delete(s.id)
+    assert gone.state == S.DELETED
+    assert [x.id for x in await sched.list()] == []
+    with pytest.raises(Precondition):
+        await sched.resume(s.id)
