@@ -22,6 +22,7 @@ Lookup order (`find_config`): explicit path, $PULSE_CONFIG, the user config dir
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import sys
@@ -93,6 +94,20 @@ class PluginConfig:
 
 
 @dataclass(slots=True)
+class ScheduleConfig:
+    """A `[[schedules]]` entry: one recurring job, reconciled at server start (owner `config`)."""
+
+    handler: str
+    every: int = 0  # seconds ("5m" in the file); exactly one of every and cron
+    cron: str = ""
+    timezone: str = ""  # IANA zone for cron ("" = UTC)
+    payload: str = "{}"  # JSON text (a TOML table is turned into JSON)
+    overlap: str = "skip"  # skip | allow
+    jitter_secs: int = 0
+    enabled: bool = True
+
+
+@dataclass(slots=True)
 class TuiConfig:
     keys: dict[str, str] = field(default_factory=dict)  # binding id -> key
     theme: str = ""  # a Textual theme name ("" = textual-dark, or the last one picked)
@@ -104,6 +119,7 @@ class Config:
     plugins: list[PluginConfig] = field(default_factory=list)
     handlers: dict[str, str] = field(default_factory=dict)  # handler name -> pinned owner plugin
     handler_limits: dict[str, int] = field(default_factory=dict)  # handler name -> max running
+    schedules: list[ScheduleConfig] = field(default_factory=list)
     tui: TuiConfig = field(default_factory=TuiConfig)
     path: Path | None = None  # file it came from (None = built-in defaults)
 
@@ -171,6 +187,15 @@ durability = "{s.durability}"               # SQLite: "full" = an acknowledged j
 # At most N jobs of a handler run at once.
 [handler_limits]
 # "demo.sleep" = 2
+
+# Recurring jobs, reconciled at start (one per handler; removing one here withdraws it).
+# [[schedules]]
+# handler = "demo.echo"
+# every = "5m"                     # or: cron = "0 3 * * *" with timezone = "Europe/Paris"
+# payload = {{ hello = "world" }}    # a table or a JSON string
+# overlap = "skip"                 # skip a run while the previous one is unfinished; or "allow"
+# jitter_secs = 0
+# enabled = true
 
 # Console colours: a Textual theme (textual-light, nord, gruvbox, tokyo-night, catppuccin-latte,
 # solarized-light, …); ctrl+p "Change theme" picks one and remembers it in the data dir.
@@ -250,7 +275,7 @@ class _Parser:
         return ConfigError(message, file=self.file, line=self.locate(path), key=_key_text(path))
 
     def parse(self, data: dict[str, Any]) -> Config:
-        self._known(data, (), ("server", "plugins", "handlers", "handler_limits", "tui"))
+        self._known(data, (), ("server", "plugins", "handlers", "handler_limits", "schedules", "tui"))
         server = self._server(self._table(data, ("server",)))
         if self.data_dir_override:
             server.data_dir = str(Path(self.data_dir_override).expanduser())
@@ -270,8 +295,14 @@ class _Parser:
         self._known(tui, ("tui",), ("keys", "theme"))
         theme = self._str(tui["theme"], ("tui", "theme")) if "theme" in tui else ""
         keys = self._string_map(self._table(tui, ("tui", "keys")), ("tui", "keys"))
+        schedules = self._schedules(data.get("schedules", []))
         return Config(
-            server=server, plugins=plugins, handlers=pins, handler_limits=limits, tui=TuiConfig(keys, theme)
+            server=server,
+            plugins=plugins,
+            handlers=pins,
+            handler_limits=limits,
+            schedules=schedules,
+            tui=TuiConfig(keys, theme),
         )
 
     # ------------------------------------------------------------ sections
@@ -385,6 +416,76 @@ class _Parser:
             if "startup_timeout" in item:
                 p.startup_timeout = self._number(item["startup_timeout"], (*path, "startup_timeout"))
             out.append(p)
+        return out
+
+    def _schedules(self, raw: Any) -> list[ScheduleConfig]:
+        from pulse_tui.pulse import schedules as sched
+        from pulse_tui.pulse.errors import ValidationError
+
+        if not isinstance(raw, list):
+            raise self.error(("schedules",), f"expected [[schedules]] tables, got {_show(raw)}")
+        out: list[ScheduleConfig] = []
+        seen: dict[str, int] = {}
+        for i, item in enumerate(raw):
+            path: tuple[str | int, ...] = ("schedules", i)
+            if not isinstance(item, dict):
+                raise self.error(path, f"expected a table, got {_show(item)}")
+            self._known(item, path, [f.name for f in fields(ScheduleConfig)])
+            if "handler" not in item:
+                raise self.error(path, "missing key 'handler'")
+            c = ScheduleConfig(handler=self._str(item["handler"], (*path, "handler")).strip())
+            if not c.handler:
+                raise self.error((*path, "handler"), "handler name is empty")
+            if c.handler in seen:
+                raise self.error(
+                    (*path, "handler"),
+                    f"a schedule for {c.handler!r} is already declared (schedules[{seen[c.handler]}])",
+                )
+            seen[c.handler] = i
+            if ("every" in item) == ("cron" in item):
+                raise self.error(path, "give exactly one of 'every' (e.g. \"5m\") and 'cron'")
+            try:
+                if "every" in item:
+                    every = item["every"]
+                    if isinstance(every, bool) or not isinstance(every, int | str):
+                        raise self.error(
+                            (*path, "every"), f'expected a duration like "5m" or seconds, got {_show(every)}'
+                        )
+                    c.every = sched.parse_every(str(every))
+                else:
+                    c.cron = self._str(item["cron"], (*path, "cron"))
+                    if "timezone" in item:
+                        c.timezone = self._str(item["timezone"], (*path, "timezone"))
+                    sched.check_cron(c.cron, c.timezone)
+            except ValidationError as exc:
+                raise self.error((*path, "every" if "every" in item else "cron"), exc.message) from None
+            if "timezone" in item and "every" in item:
+                raise self.error((*path, "timezone"), "a time zone only applies to a cron schedule")
+            if "payload" in item:
+                payload = item["payload"]
+                if isinstance(payload, dict):
+                    c.payload = json.dumps(payload)
+                else:
+                    c.payload = self._str(payload, (*path, "payload"))
+                    try:
+                        json.loads(c.payload)
+                    except ValueError as exc:
+                        raise self.error((*path, "payload"), f"not JSON: {exc}") from None
+            if "overlap" in item:
+                c.overlap = self._str(item["overlap"], (*path, "overlap"))
+                if c.overlap not in sched.OVERLAPS:
+                    raise self.error(
+                        (*path, "overlap"), f"expected one of {', '.join(sched.OVERLAPS)}, got {c.overlap!r}"
+                    )
+            if "jitter_secs" in item:
+                c.jitter_secs = self._int(item["jitter_secs"], (*path, "jitter_secs"))
+            if "enabled" in item:
+                if not isinstance(item["enabled"], bool):
+                    raise self.error(
+                        (*path, "enabled"), f"expected true or false, got {_show(item['enabled'])}"
+                    )
+                c.enabled = item["enabled"]
+            out.append(c)
         return out
 
     def _command(self, argv: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Job(_message.Message):
-    __slots__ = ("id", "seq", "handler", "status", "priority", "progress_current", "progress_total", "attempts", "max_attempts", "retry_count", "error", "created_at", "started_at", "completed_at", "updated_at", "run_at", "timeout_secs", "plugin", "plugin_version", "source", "parent_job_id", "cost_estimate", "cost_actual", "no_handler", "node", "run_attempts", "interrupted_attempts")
+    __slots__ = ("id", "seq", "handler", "status", "priority", "progress_current", "progress_total", "attempts", "max_attempts", "retry_count", "error", "created_at", "started_at", "completed_at", "updated_at", "run_at", "timeout_secs", "plugin", "plugin_version", "source", "parent_job_id", "cost_estimate", "cost_actual", "no_handler", "node", "run_attempts", "interrupted_attempts", "schedule_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class Job(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     RUN_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     seq: int
     handler: str
@@ -62,7 +63,8 @@ class Job(_message.Message):
     node: str
     run_attempts: int
     interrupted_attempts: int
-    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., handler: _Optional[str] = ..., status: _Optional[str] = ..., priority: _Optional[int] = ..., progress_current: _Optional[int] = ..., progress_total: _Optional[int] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry_count: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., run_at: _Optional[float] = ..., timeout_secs: _Optional[int] = ..., plugin: _Optional[str] = ..., plugin_version: _Optional[str] = ..., source: _Optional[str] = ..., parent_job_id: _Optional[str] = ..., cost_estimate: _Optional[float] = ..., cost_actual: _Optional[float] = ..., no_handler: _Optional[bool] = ..., node: _Optional[str] = ..., run_attempts: _Optional[int] = ..., interrupted_attempts: _Optional[int] = ...) -> None: ...
+    schedule_id: str
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., handler: _Optional[str] = ..., status: _Optional[str] = ..., priority: _Optional[int] = ..., progress_current: _Optional[int] = ..., progress_total: _Optional[int] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry_count: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., run_at: _Optional[float] = ..., timeout_secs: _Optional[int] = ..., plugin: _Optional[str] = ..., plugin_version: _Optional[str] = ..., source: _Optional[str] = ..., parent_job_id: _Optional[str] = ..., cost_estimate: _Optional[float] = ..., cost_actual: _Optional[float] = ..., no_handler: _Optional[bool] = ..., node: _Optional[str] = ..., run_attempts: _Optional[int] = ..., interrupted_attempts: _Optional[int] = ..., schedule_id: _Optional[str] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "started_at", "ended_at", "outcome", "error", "plugin", "plugin_version", "node")
@@ -677,3 +679,187 @@ class GetStatsResponse(_message.Message):
     sampled_at: float
     enabled: bool
     def __init__(self, server_time: _Optional[float] = ..., window_secs: _Optional[int] = ..., step_secs: _Optional[int] = ..., total: _Optional[_Union[StatsSeries, _Mapping]] = ..., handlers: _Optional[_Iterable[_Union[StatsSeries, _Mapping]]] = ..., gauges: _Optional[_Iterable[_Union[HandlerGauges, _Mapping]]] = ..., plugins: _Optional[_Iterable[_Union[PluginGauge, _Mapping]]] = ..., sampled_at: _Optional[float] = ..., enabled: _Optional[bool] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("id", "handler", "payload", "interval_secs", "cron", "timezone", "state", "overlap", "jitter_secs", "next_run_at", "last_run_at", "last_execution_id", "last_job_id", "last_status", "run_count", "owner", "metadata", "description", "cadence", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECS_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    JITTER_SECS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_STATUS_FIELD_NUMBER: _ClassVar[int]
+    RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CADENCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    handler: str
+    payload: bytes
+    interval_secs: int
+    cron: str
+    timezone: str
+    state: str
+    overlap: str
+    jitter_secs: int
+    next_run_at: float
+    last_run_at: float
+    last_execution_id: str
+    last_job_id: str
+    last_status: str
+    run_count: int
+    owner: str
+    metadata: str
+    description: str
+    cadence: str
+    created_at: float
+    updated_at: float
+    def __init__(self, id: _Optional[str] = ..., handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., interval_secs: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., state: _Optional[str] = ..., overlap: _Optional[str] = ..., jitter_secs: _Optional[int] = ..., next_run_at: _Optional[float] = ..., last_run_at: _Optional[float] = ..., last_execution_id: _Optional[str] = ..., last_job_id: _Optional[str] = ..., last_status: _Optional[str] = ..., run_count: _Optional[int] = ..., owner: _Optional[str] = ..., metadata: _Optional[str] = ..., description: _Optional[str] = ..., cadence: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ...) -> None: ...
+
+class Execution(_message.Message):
+    __slots__ = ("id", "schedule_id", "job_id", "status", "started_at", "completed_at", "duration_ms", "error", "note", "seq")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    schedule_id: str
+    job_id: str
+    status: str
+    started_at: float
+    completed_at: float
+    duration_ms: int
+    error: str
+    note: str
+    seq: int
+    def __init__(self, id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., job_id: _Optional[str] = ..., status: _Optional[str] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., duration_ms: _Optional[int] = ..., error: _Optional[str] = ..., note: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class ListSchedulesRequest(_message.Message):
+    __slots__ = ("states", "owner", "handler", "limit")
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[str]
+    owner: str
+    handler: str
+    limit: int
+    def __init__(self, states: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., handler: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListSchedulesResponse(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+
+class GetScheduleRequest(_message.Message):
+    __slots__ = ("id", "executions_limit", "executions_before_seq")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    executions_limit: int
+    executions_before_seq: int
+    def __init__(self, id: _Optional[str] = ..., executions_limit: _Optional[int] = ..., executions_before_seq: _Optional[int] = ...) -> None: ...
+
+class ScheduleDetail(_message.Message):
+    __slots__ = ("schedule", "executions", "next_runs")
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUNS_FIELD_NUMBER: _ClassVar[int]
+    schedule: Schedule
+    executions: _containers.RepeatedCompositeFieldContainer[Execution]
+    next_runs: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, schedule: _Optional[_Union[Schedule, _Mapping]] = ..., executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ..., next_runs: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class CreateScheduleRequest(_message.Message):
+    __slots__ = ("handler", "payload", "interval_secs", "cron", "timezone", "overlap", "jitter_secs", "paused", "run_at_once", "metadata", "description")
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECS_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    JITTER_SECS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    RUN_AT_ONCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    handler: str
+    payload: bytes
+    interval_secs: int
+    cron: str
+    timezone: str
+    overlap: str
+    jitter_secs: int
+    paused: bool
+    run_at_once: bool
+    metadata: str
+    description: str
+    def __init__(self, handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., interval_secs: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., overlap: _Optional[str] = ..., jitter_secs: _Optional[int] = ..., paused: _Optional[bool] = ..., run_at_once: _Optional[bool] = ..., metadata: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class UpdateScheduleRequest(_message.Message):
+    __slots__ = ("id", "handler", "payload", "interval_secs", "cron", "timezone", "overlap", "jitter_secs", "description")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECS_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    JITTER_SECS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    handler: str
+    payload: bytes
+    interval_secs: int
+    cron: str
+    timezone: str
+    overlap: str
+    jitter_secs: int
+    description: str
+    def __init__(self, id: _Optional[str] = ..., handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., interval_secs: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., overlap: _Optional[str] = ..., jitter_secs: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+
+class ScheduleIdRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RunScheduleResponse(_message.Message):
+    __slots__ = ("execution", "schedule")
+    EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    execution: Execution
+    schedule: Schedule
+    def __init__(self, execution: _Optional[_Union[Execution, _Mapping]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
+
+class WatchSchedulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ScheduleEvent(_message.Message):
+    __slots__ = ("kind", "schedule", "server_time")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    schedule: Schedule
+    server_time: float
+    def __init__(self, kind: _Optional[str] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., server_time: _Optional[float] = ...) -> None: ...

@@ -134,6 +134,51 @@ class OperatorServiceStub:
                 request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.DeleteScriptRequest.SerializeToString,
                 response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.DeleteScriptResponse.FromString,
                 _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/ListSchedules',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/GetSchedule',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleDetail.FromString,
+                _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/CreateSchedule',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.UpdateSchedule = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/UpdateSchedule',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.UpdateScheduleRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/PauseSchedule',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/ResumeSchedule',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/DeleteSchedule',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.RunSchedule = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/RunSchedule',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.RunScheduleResponse.FromString,
+                _registered_method=True)
+        self.WatchSchedules = channel.unary_stream(
+                '/pulse.operator.v1.OperatorService/WatchSchedules',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.WatchSchedulesRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleEvent.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -261,6 +306,60 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -363,6 +462,51 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.DeleteScript,
                     request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.DeleteScriptRequest.FromString,
                     response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.DeleteScriptResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.GetScheduleRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleDetail.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.Schedule.SerializeToString,
+            ),
+            'UpdateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSchedule,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.UpdateScheduleRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.Schedule.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.Schedule.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.Schedule.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.Schedule.SerializeToString,
+            ),
+            'RunSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunSchedule,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.RunScheduleResponse.SerializeToString,
+            ),
+            'WatchSchedules': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSchedules,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.WatchSchedulesRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -905,6 +1049,249 @@ class OperatorService:
             '/pulse.operator.v1.OperatorService/DeleteScript',
             pulse__tui_dot_protocol_dot_operator__pb2.DeleteScriptRequest.SerializeToString,
             pulse__tui_dot_protocol_dot_operator__pb2.DeleteScriptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/ListSchedules',
+            pulse__tui_dot_protocol_dot_operator__pb2.ListSchedulesRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/GetSchedule',
+            pulse__tui_dot_protocol_dot_operator__pb2.GetScheduleRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.ScheduleDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/CreateSchedule',
+            pulse__tui_dot_protocol_dot_operator__pb2.CreateScheduleRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/UpdateSchedule',
+            pulse__tui_dot_protocol_dot_operator__pb2.UpdateScheduleRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/PauseSchedule',
+            pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/ResumeSchedule',
+            pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/DeleteSchedule',
+            pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/RunSchedule',
+            pulse__tui_dot_protocol_dot_operator__pb2.ScheduleIdRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.RunScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/WatchSchedules',
+            pulse__tui_dot_protocol_dot_operator__pb2.WatchSchedulesRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.ScheduleEvent.FromString,
             options,
             channel_credentials,
             insecure,

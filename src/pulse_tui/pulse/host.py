@@ -52,7 +52,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,6 +305,7 @@ class _Instance:
         self.stub: domain_pb2_grpc.DomainPluginServiceStub | None = None
         self.metadata = domain_pb2.MetadataResponse()
         self.handler_names: tuple[str, ...] = ()
+        self.schedules: tuple[domain_pb2.ScheduleInfo, ...] = ()  # declared at Initialize
         self.schema: tuple[ConfigField, ...] = ()
         self.started_at = 0.0
         self.exited = asyncio.Event()  # the process ended (or an endpoint plugin was lost)
@@ -469,10 +470,14 @@ class _Instance:
                 "fix `name` in [[plugins]] or point it at the right plugin"
             )
         request = domain_pb2.InitializeRequest(
-            queue_endpoint=queue_endpoint, auth_token=token, config=self.cfg.config
+            queue_endpoint=queue_endpoint,
+            auth_token=token,
+            config=self.cfg.config,
+            schedule_endpoint=queue_endpoint,  # ScheduleService is served beside QueueService
         )
         init = await self.stub.Initialize(request, timeout=timeout)
         self.handler_names = tuple(dict.fromkeys(init.handler_names))  # the registry refuses bad names
+        self.schedules = tuple(init.schedules)
         try:
             schema = await self.stub.ConfigSchema(domain_pb2.Empty(), timeout=timeout)
             self.schema = tuple(
@@ -744,6 +749,7 @@ class _Plugin:
         async with self.live:
             self.live.notify_all()
         self.host.notify_routes_changed()
+        await self.host.notify_schedules(self.cfg.name, list(inst.schedules))
         return diff
 
     def _lease_for(self, inst: _Instance) -> Callable[[str], AbstractAsyncContextManager]:
@@ -871,7 +877,9 @@ class PluginHost:
         unavailable_wait: float = 30.0,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         pid_file: Path | None = None,
+        on_schedules: Callable[[str, list], Awaitable[None]] | None = None,
     ) -> None:
+        self.on_schedules = on_schedules
         plugin_configs = configs.plugins if isinstance(configs, Config) else list(configs)
         self.registry = registry
         self.queue_endpoint = queue_endpoint  # settable: the server knows its port only once bound
@@ -895,6 +903,15 @@ class PluginHost:
             self.on_routes_changed()
         except Exception:  # a listener's bug must not break the host
             log.exception("on_routes_changed failed")
+
+    async def notify_schedules(self, plugin: str, declared: list) -> None:
+        """Hand the schedules a plugin declared at Initialize to the scheduler."""
+        if self.on_schedules is None:
+            return
+        try:
+            await self.on_schedules(plugin, declared)
+        except Exception:  # the scheduler's trouble must not stop the plugin from serving
+            log.exception("reconciling the schedules of plugin %s failed", plugin)
 
     async def start(self) -> None:
         """Start every enabled plugin; return once each has been ready or failed once."""

@@ -23,13 +23,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pulse_tui.config import Config, ServerConfig
-from pulse_tui.protocol import operator_pb2, queue_pb2, queue_pb2_grpc
+from pulse_tui.protocol import operator_pb2, queue_pb2, queue_pb2_grpc, schedule_pb2, schedule_pb2_grpc
 from pulse_tui.pulse.auth import PLUGIN, Authenticator
 from pulse_tui.pulse.engine import Engine
 from pulse_tui.pulse.errors import PulseError
 from pulse_tui.pulse.host import PluginHost
 from pulse_tui.pulse.metrics import HTTPSettings, MetricsHTTPServer, PluginGauge, Recorder
 from pulse_tui.pulse.registry import Registry
+from pulse_tui.pulse.schedule_service import ScheduleService
+from pulse_tui.pulse.schedules import OWNER_CONFIG, Scheduler, plugin_owner
 from pulse_tui.pulse.scripts import ScriptStore
 from pulse_tui.pulse.services import OperatorService, QueueService, ServiceContext, add_operator_service
 from pulse_tui.pulse.store import open_store
@@ -157,6 +159,7 @@ class PulseServer:
         self.scripts: ScriptStore | None = None
         self.metrics: Recorder | None = None
         self.metrics_http: MetricsHTTPServer | None = None
+        self.scheduler: Scheduler | None = None
 
     @property
     def token_path(self) -> Path:
@@ -230,6 +233,7 @@ class PulseServer:
             started_at=time.time(),
         )
         ctx.scripts = self.scripts = self._make_scripts()
+        ctx.scheduler = self.scheduler = Scheduler(self._store, self.engine)
         self._add_services(self._grpc, ctx)
         try:
             await self.engine.start()  # recovery writes to the store
@@ -241,9 +245,11 @@ class PulseServer:
         self.host = await self._start_plugin_host()
         ctx.host = self.host
         await self._start_metrics()
+        await self._reconcile_config_schedules()
+        await self.scheduler.start()  # after the plugins announced their handlers
         assert self._health is not None
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
-        for name in (_QUEUE_SERVICE, _OPERATOR_SERVICE):
+        for name in (_QUEUE_SERVICE, _OPERATOR_SERVICE, _SCHEDULE_SERVICE):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         check = getattr(self._store, "quick_check_secs", 0.0)
         log.info(
@@ -260,6 +266,8 @@ class PulseServer:
         grace = self.settings.grace if grace is None else grace
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self.engine is not None:
             await self.engine.stop(grace)  # the gRPC server stays up so plugins can report progress
         if self.metrics_http is not None:
@@ -389,25 +397,76 @@ class PulseServer:
             running_jobs=self.engine.running_jobs,
             grace_secs=self.settings.grace,
             pid_file=self.settings.data_dir / PLUGIN_PID_FILE,
+            on_schedules=self._plugin_schedules,
         )
         self.host = plugin_host  # a stop during start-up must stop the plugins already started
         await plugin_host.start()
         return plugin_host
 
+    async def _plugin_schedules(self, plugin: str, declared: list) -> None:
+        """A plugin (re)initialized: make its schedules match what it declared (QNTX semantics)."""
+        assert self.scheduler is not None
+        items = [
+            {
+                "handler": d.handler_name,
+                "interval_secs": d.interval_seconds,
+                "enabled": d.enabled_by_default,
+                "description": d.description,
+                "ats_code": d.ats_code,
+            }
+            for d in declared
+            if d.handler_name
+        ]
+        report = await self.scheduler.reconcile(plugin_owner(plugin), items, namespace=plugin)
+        for err in report["errors"]:
+            log.warning("plugin %s declared a schedule that cannot be kept: %s", plugin, err)
+
+    async def _reconcile_config_schedules(self) -> None:
+        assert self.scheduler is not None
+        items = [
+            {
+                "handler": c.handler,
+                "interval_secs": c.every,
+                "cron": c.cron,
+                "timezone": c.timezone,
+                "payload": c.payload.encode(),
+                "overlap": c.overlap,
+                "jitter_secs": c.jitter_secs,
+                "enabled": c.enabled,
+                "at_once": False,
+            }
+            for c in self.config.schedules
+        ]
+        report = await self.scheduler.reconcile(OWNER_CONFIG, items)
+        for err in report["errors"]:
+            log.warning("[[schedules]] in the config: %s", err)
+
     def _add_services(self, server: grpc.aio.Server, ctx: ServiceContext) -> None:
         queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueService(ctx), server)
+        assert ctx.scheduler is not None
+        schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
+            ScheduleService(ctx.scheduler, ctx.auth), server
+        )
         self.operator = OperatorService(ctx, heartbeat_secs=self.settings.heartbeat_secs)
         add_operator_service(self.operator, server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            [_QUEUE_SERVICE, _OPERATOR_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+            [
+                _QUEUE_SERVICE,
+                _OPERATOR_SERVICE,
+                _SCHEDULE_SERVICE,
+                health.SERVICE_NAME,
+                reflection.SERVICE_NAME,
+            ],
+            server,
         )
 
 
 SCRIPTS_PLUGIN = "python"  # the bundled plugin that announces python.<name> for each script
 _QUEUE_SERVICE = queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name
 _OPERATOR_SERVICE = operator_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name
+_SCHEDULE_SERVICE = schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name
 
 
 class _Undecodable:

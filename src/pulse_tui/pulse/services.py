@@ -31,6 +31,8 @@ from pulse_tui.pulse.auth import PLUGIN, Authenticator, Principal
 from pulse_tui.pulse.engine import Engine
 from pulse_tui.pulse.errors import NotFound, PermissionDenied, PulseError, ValidationError
 from pulse_tui.pulse.jobs import CANCELLED, QUEUED, STATUSES, Attempt, Job, JobDetail, JobFilter, LogEntry
+from pulse_tui.pulse.schedule_service import ScheduleOperatorMixin
+from pulse_tui.pulse.schedules import schedule_of
 from pulse_tui.pulse.scripts import ScriptInfo, ScriptStore
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,7 @@ def operator_job(job: Job, routable: frozenset[str] | None = None) -> op.Job:
         cost_actual=job.cost_actual,
         no_handler=routable is not None and job.status == QUEUED and job.handler not in routable,
         node=job.node,
+        schedule_id=schedule_of(job),
     )
 
 
@@ -321,6 +324,7 @@ class ServiceContext:
     registry: Any = None  # registry.Registry (the engine's router) when available
     host: Any = None  # host.PluginHost when plugins are configured
     scripts: ScriptStore | None = None  # handler scripts (python.<name>)
+    scheduler: Any = None  # schedules.Scheduler
     listen: str = ""
     store_url: str = ""
     started_at: float = field(default_factory=time.time)
@@ -561,7 +565,7 @@ class Broadcast:
             watcher.close()
 
 
-class OperatorService(op_grpc.OperatorServiceServicer):
+class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
     def __init__(self, ctx: ServiceContext, heartbeat_secs: float = HEARTBEAT_SECS) -> None:
         self.ctx = ctx
         self.heartbeat_secs = heartbeat_secs
