@@ -114,6 +114,7 @@ class Schedule:
     ats_code: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
+    declared: bool = False  # declared by its owner (plugin Initialize, config), reconciled on change
 
     @property
     def cadence(self) -> str:
@@ -483,6 +484,7 @@ class Scheduler:
         at_once: bool = False,
         schedule_id: str = "",
         check_handler: bool = True,
+        declared: bool = False,
     ) -> Schedule:
         now = time.time()
         s = Schedule(
@@ -501,6 +503,7 @@ class Scheduler:
             ats_code=ats_code,
             created_at=now,
             updated_at=now,
+            declared=declared,
         )
         self.validate(s, check_handler=check_handler)
         s.next_run_at = first_run(s, now, at_once=at_once)
@@ -626,7 +629,7 @@ class Scheduler:
         declared is withdrawn (deleted); a re-declared one gets a fresh schedule, never the
         tombstone; an operator's pause survives."""
         existing = await self.store.list_schedules(ScheduleFilter(owner=owner), 100_000)
-        live = {s.handler: s for s in existing if s.state != DELETED}
+        live = {s.handler: s for s in existing if s.declared and s.state != DELETED}
         report: dict[str, list[str]] = {"created": [], "updated": [], "withdrawn": [], "errors": []}
         seen: set[str] = set()
         for d in declared:
@@ -651,6 +654,7 @@ class Scheduler:
                         paused=not d.get("enabled", True),
                         at_once=d.get("at_once", True),
                         check_handler=False,
+                        declared=True,
                     )
                     report["created"].append(s.id)
                     continue

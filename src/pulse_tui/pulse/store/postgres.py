@@ -203,7 +203,8 @@ MIGRATIONS: list[str] = [
         description text NOT NULL DEFAULT '',
         ats_code text NOT NULL DEFAULT '',
         created_at double precision NOT NULL DEFAULT 0,
-        updated_at double precision NOT NULL DEFAULT 0
+        updated_at double precision NOT NULL DEFAULT 0,
+        declared boolean NOT NULL DEFAULT false
     );
     CREATE INDEX schedules_due ON schedules (next_run_at) WHERE state = 'active';
     CREATE INDEX schedules_owner ON schedules (owner, created_at);
@@ -328,6 +329,7 @@ def _sql_text(text: str) -> str:
 def _schedule(row: asyncpg.Record) -> Schedule:
     s = Schedule(**{c: row[c] for c in SCHEDULE_COLS})
     s.payload = bytes(s.payload)
+    s.declared = bool(s.declared)
     return s
 
 

@@ -181,7 +181,8 @@ MIGRATIONS: list[str] = [
         description TEXT NOT NULL DEFAULT '',
         ats_code TEXT NOT NULL DEFAULT '',
         created_at REAL NOT NULL DEFAULT 0,
-        updated_at REAL NOT NULL DEFAULT 0
+        updated_at REAL NOT NULL DEFAULT 0,
+        declared INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX schedules_due ON schedules(next_run_at) WHERE state = 'active';
     CREATE INDEX schedules_owner ON schedules(owner, created_at);
@@ -234,6 +235,7 @@ def _job(row: Sequence[Any]) -> Job:
 def _schedule(row: Sequence[Any]) -> Schedule:
     s = Schedule(**dict(zip(SCHEDULE_COLS, row, strict=True)))
     s.payload = bytes(s.payload)
+    s.declared = bool(s.declared)
     return s
 
 
