@@ -237,3 +237,54 @@ def test_att_shows_charged_attempts_and_interruptions_apart():
     ]
     for job, label in cases:
         assert attempts_label(job) == label and fmt.attempts_label(job) == label
+
+
+def test_schedules_commands(cli):
+    code, out, err = cli(
+        "schedules", "create", "pulse.noop", "--cron", "0 3 * * *", "--tz", "Europe/Paris", "--json"
+    )
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["cadence"] == "0 3 * * * Europe/Paris" and s["state"] == "active" and s["owner"] == "operator"
+    sid = s["id"]
+    code, out, err = cli("schedules", "list")
+    assert code == 0 and sid in out and "0 3 * * * Europe/Paris" in out
+    code, out, err = cli("schedules", "pause", sid)
+    assert code == 0 and out.strip() == f"{sid}: paused"
+    code, out, err = cli("schedules", "run", sid, "--json")
+    assert code == 0, err
+    run = json.loads(out)["results"][0]
+    assert run["run"]["job_id"] and run["schedule"]["next_run_at"] == s["next_run_at"]  # cadence unchanged
+    code, out, err = cli("schedules", "show", sid, "--json")
+    doc = json.loads(out)
+    assert (
+        code == 0 and doc["state"] == "paused" and [e["id"] for e in doc["executions"]] == [run["run"]["id"]]
+    )
+    code, out, err = cli("schedules", "show", sid)
+    assert "run now by operator" in out and "next runs: -" in out
+    code, out, err = cli("schedules", "resume", sid, "--json")
+    assert code == 0 and json.loads(out)["results"][0]["schedule"]["state"] == "active"
+    code, out, err = cli("schedules", "delete", sid, "nope")
+    assert code == 1 and f"{sid}: deleted" in out and "nope: no schedule with id 'nope'" in err
+    code, out, _ = cli("schedules", "list", "--state", "deleted", "--json")
+    assert sid in [x["id"] for x in json.loads(out)["schedules"]]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--every", "soon"), "interval 'soon' is not a duration"),
+        (("--cron", "* *"), "must have 5 fields"),
+        (("--cron", "0 3 * * *", "--tz", "Mars/Base"), "unknown time zone 'Mars/Base'"),
+        (("--every", "5m", "--tz", "UTC"), "--tz only applies to --cron"),
+        (("--every", "5m", "--payload", "{x"), "--payload is not JSON"),
+    ],
+)
+def test_schedules_create_bad_input_is_one_line(cli, args, message):
+    code, out, err = cli("schedules", "create", "pulse.noop", *args)
+    assert code == 1 and message in err and err.count("\n") == 1
+
+
+def test_schedules_create_unknown_handler(cli):
+    code, _, err = cli("schedules", "create", "no.such", "--every", "5m")
+    assert code == 1 and "unknown handler 'no.such'" in err

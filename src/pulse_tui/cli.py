@@ -5,6 +5,7 @@
     pulse-tui jobs …               enqueue / show / list / cancel / retry
     pulse-tui plugins …            list / reload
     pulse-tui handlers list        handlers and naming conflicts
+    pulse-tui schedules …          list / show / create / pause / resume / run / delete
     pulse-tui ix COMMAND           run the handler script python.COMMAND
     pulse-tui config --print-default
 
@@ -222,6 +223,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = hsub.add_parser("list", parents=[conn, js], help="list handlers")
     p.add_argument("--conflicts", action="store_true", help="only names with conflicts")
     p.set_defaults(func=cmd_handlers_list)
+
+    schedules = sub.add_parser("schedules", help="recurring jobs: interval or cron schedules")
+    ssub = schedules.add_subparsers(dest="schedules_command", metavar="ACTION", required=True)
+    p = ssub.add_parser("list", parents=[conn, js], help="list schedules (deleted ones only with --state)")
+    p.add_argument("--state", action="append", default=[], help="only this state (repeatable)")
+    p.add_argument("--owner", default="", help="operator, config or plugin:NAME")
+    p.add_argument("--handler", default="")
+    p.set_defaults(func=cmd_schedules_list)
+    p = ssub.add_parser("show", parents=[conn, js], help="show a schedule with its recent runs")
+    p.add_argument("id")
+    p.add_argument("--runs", type=int, default=20, metavar="N", help="recent runs to show (default 20)")
+    p.set_defaults(func=cmd_schedules_show)
+    p = ssub.add_parser("create", parents=[conn, js], help="create a schedule")
+    p.add_argument("handler")
+    cadence = p.add_mutually_exclusive_group(required=True)
+    cadence.add_argument("--every", metavar="DURATION", help="interval such as 30s, 5m, 1h30m, 2d")
+    cadence.add_argument("--cron", metavar="EXPR", help='5-field cron expression, e.g. "0 3 * * *"')
+    p.add_argument("--tz", default="", metavar="ZONE", help="IANA time zone for --cron (default UTC)")
+    p.add_argument("--payload", default="{}", metavar="JSON", help="JSON payload of every run (default {})")
+    p.add_argument("--overlap", choices=("skip", "allow"), default="skip", help="while a run is unfinished")
+    p.add_argument("--jitter", type=int, default=0, metavar="SECS", help="delay each run by 0..SECS")
+    p.add_argument("--paused", action="store_true", help="create it paused")
+    p.add_argument("--now", action="store_true", help="first run at once (else at the next cadence point)")
+    p.set_defaults(func=cmd_schedules_create)
+    for action, text in (
+        ("pause", "pause schedules"),
+        ("resume", "resume schedules"),
+        ("run", "run schedules once now (cadence unchanged)"),
+        ("delete", "delete schedules"),
+    ):
+        p = ssub.add_parser(action, parents=[conn, js], help=text)
+        p.add_argument("ids", nargs="+", metavar="ID")
+        p.set_defaults(func=cmd_schedules_action, action=action)
 
     p = sub.add_parser("ix", parents=[conn, js], help="run a handler script: enqueue python.<command>")
     p.add_argument("ix_command", metavar="command", help="script name; the handler is python.<command>")
@@ -902,6 +936,177 @@ def cmd_jobs_bulk(args: argparse.Namespace) -> int:
         for f in resp.failures:
             print(f"error: {f.error}", file=sys.stderr)
         return 1 if resp.failures else 0
+
+    return with_client(args, run)
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def schedule_doc(s: Any) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "handler": s.handler,
+        "cadence": s.cadence,
+        "interval_secs": s.interval_secs or None,
+        "cron": s.cron or None,
+        "timezone": s.timezone or None,
+        "state": s.state,
+        "overlap": s.overlap,
+        "jitter_secs": s.jitter_secs,
+        "payload": _json_or_text(s.payload),
+        "next_run_at": s.next_run_at or None,
+        "last_run_at": s.last_run_at or None,
+        "last_status": s.last_status or None,
+        "last_job_id": s.last_job_id or None,
+        "run_count": s.run_count,
+        "owner": s.owner,
+        "metadata": _json_or_text(s.metadata.encode()),
+        "description": s.description,
+        "created_at": s.created_at or None,
+        "updated_at": s.updated_at or None,
+    }
+
+
+def execution_doc(e: Any) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "job_id": e.job_id or None,
+        "status": e.status,
+        "started_at": e.started_at or None,
+        "completed_at": e.completed_at or None,
+        "duration_ms": e.duration_ms if e.completed_at else None,
+        "error": e.error,
+        "note": e.note,
+    }
+
+
+def _next_text(s: Any) -> str:
+    return _ts(s.next_run_at) if s.state == "active" else f"({s.state})"
+
+
+def cmd_schedules_list(args: argparse.Namespace) -> int:
+    async def run(client: Any) -> int:
+        found = await client.list_schedules(args.state, args.owner, args.handler)
+        rows = [
+            [
+                s.id,
+                s.handler,
+                s.cadence,
+                s.state,
+                _next_text(s),
+                s.last_status or "-",
+                str(s.run_count),
+                s.owner,
+            ]
+            for s in found
+        ]
+        text = _table(rows, ["ID", "HANDLER", "CADENCE", "STATE", "NEXT RUN", "LAST", "RUNS", "OWNER"])
+        emit(args, {"schedules": [schedule_doc(s) for s in found]}, text if found else "no schedules")
+        return 0
+
+    return with_client(args, run)
+
+
+def cmd_schedules_show(args: argparse.Namespace) -> int:
+    if not 1 <= args.runs <= 1000:
+        raise CliError(f"--runs must be between 1 and 1000, got {args.runs}")
+
+    async def run(client: Any) -> int:
+        d = await client.get_schedule(args.id, executions=args.runs)
+        s = d.schedule
+        doc = {
+            **schedule_doc(s),
+            "next_runs": list(d.next_runs),
+            "executions": [execution_doc(e) for e in d.executions],
+        }
+        lines = [
+            f"schedule {s.id}  {s.handler}  {s.cadence}  [{s.state}]  owner {s.owner}",
+            f"overlap {s.overlap}  jitter {s.jitter_secs}s  runs {s.run_count}  payload {s.payload.decode()}",
+            "next runs: " + (", ".join(_ts(t) for t in d.next_runs) or "-"),
+            "",
+        ]
+        rows = [
+            [
+                e.id,
+                e.status,
+                _ts(e.started_at),
+                f"{e.duration_ms} ms" if e.completed_at else "-",
+                e.job_id or "-",
+                (e.note + " " + e.error).strip()[:70],
+            ]  # fmt: skip
+            for e in d.executions
+        ]
+        lines.append(
+            _table(rows, ["RUN", "STATUS", "STARTED", "DURATION", "JOB", "NOTE"]) if rows else "no runs yet"
+        )
+        emit(args, doc, "\n".join(lines))
+        return 0
+
+    return with_client(args, run)
+
+
+def cmd_schedules_create(args: argparse.Namespace) -> int:
+    from pulse_tui.pulse.errors import ValidationError
+    from pulse_tui.pulse.schedules import check_cron, parse_every
+
+    try:
+        json.loads(args.payload)
+    except ValueError as exc:
+        raise CliError(f"--payload is not JSON: {exc}") from None
+    fields: dict[str, Any] = {
+        "overlap": args.overlap,
+        "jitter_secs": args.jitter,
+        "paused": args.paused,
+        "run_at_once": args.now,
+    }
+    try:
+        if args.every:
+            if args.tz:
+                raise CliError("--tz only applies to --cron")
+            fields["interval_secs"] = parse_every(args.every)
+        else:
+            check_cron(args.cron, args.tz)
+            fields["cron"], fields["timezone"] = args.cron, args.tz
+    except ValidationError as exc:
+        raise CliError(exc.message) from None
+
+    async def run(client: Any) -> int:
+        s = await client.create_schedule(args.handler, args.payload.encode(), **fields)
+        emit(
+            args,
+            schedule_doc(s),
+            f"created schedule {s.id}: {s.handler} {s.cadence}, next run {_next_text(s)}",
+        )
+        return 0
+
+    return with_client(args, run)
+
+
+def cmd_schedules_action(args: argparse.Namespace) -> int:
+    from pulse_tui.client import ClientError
+
+    async def run(client: Any) -> int:
+        docs, failed = [], 0
+        for sid in dict.fromkeys(args.ids):
+            try:
+                r = await client.schedule_action(args.action, sid)
+            except ClientError as exc:
+                failed += 1
+                print(f"error: {sid}: {exc.message}", file=sys.stderr)
+                continue
+            if args.action == "run":
+                docs.append({"schedule": schedule_doc(r.schedule), "run": execution_doc(r.execution)})
+                if not args.json:
+                    what = f"job {r.execution.job_id}" if r.execution.job_id else r.execution.error
+                    print(f"{sid}: run {r.execution.id} started ({what})")
+            else:
+                docs.append({"schedule": schedule_doc(r)})
+                if not args.json:
+                    print(f"{sid}: {r.state}")
+        if args.json:
+            print(json.dumps({"results": docs}, indent=2))
+        return 1 if failed else 0
 
     return with_client(args, run)
 

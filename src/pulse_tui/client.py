@@ -21,6 +21,7 @@ import fnmatch
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -56,6 +57,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
             "delete",
             "plugins",
             "handlers",
+            "schedules",
             "scripts",
             "stats",
         }
@@ -581,6 +583,62 @@ class PulseClient:
         req = operator_pb2.ListHandlersRequest(conflicts_only=conflicts_only)
         resp = await self._call(self._op.ListHandlers, req)
         return list(resp.handlers)
+
+    # ------------------------------------------------------------------ schedules
+
+    async def list_schedules(
+        self, states: Iterable[str] = (), owner: str = "", handler: str = "", limit: int = 0
+    ) -> list[operator_pb2.Schedule]:
+        self._need("schedules")
+        req = operator_pb2.ListSchedulesRequest(
+            states=list(states), owner=owner, handler=handler, limit=limit
+        )
+        return list((await self._call(self._op.ListSchedules, req)).schedules)
+
+    async def get_schedule(
+        self, schedule_id: str, *, executions: int = 20, before_seq: int = 0
+    ) -> operator_pb2.ScheduleDetail:
+        self._need("schedules")
+        req = operator_pb2.GetScheduleRequest(
+            id=schedule_id, executions_limit=executions, executions_before_seq=before_seq
+        )
+        return await self._call(self._op.GetSchedule, req)
+
+    async def create_schedule(
+        self, handler: str, payload: bytes = b"{}", **fields: Any
+    ) -> operator_pb2.Schedule:
+        """fields: interval_secs | cron (+ timezone), overlap, jitter_secs, paused, run_at_once, ..."""
+        self._need("schedules")
+        req = operator_pb2.CreateScheduleRequest(handler=handler, payload=payload, **fields)
+        return await self._call(self._op.CreateSchedule, req)
+
+    async def update_schedule(self, schedule_id: str, **fields: Any) -> operator_pb2.Schedule:
+        self._need("schedules")
+        req = operator_pb2.UpdateScheduleRequest(id=schedule_id, **fields)
+        return await self._call(self._op.UpdateSchedule, req)
+
+    async def schedule_action(self, action: str, schedule_id: str) -> Any:
+        """action: pause | resume | delete | run (run returns RunScheduleResponse)."""
+        self._need("schedules")
+        method = {
+            "pause": self._op.PauseSchedule,
+            "resume": self._op.ResumeSchedule,
+            "delete": self._op.DeleteSchedule,
+            "run": self._op.RunSchedule,
+        }[action]
+        return await self._call(method, operator_pb2.ScheduleIdRequest(id=schedule_id))
+
+    async def watch_schedules(self) -> AsyncIterator[operator_pb2.ScheduleEvent]:
+        self._need("schedules")
+        call = self._op.WatchSchedules(operator_pb2.WatchSchedulesRequest(), metadata=self._metadata)
+        try:
+            async for event in call:
+                yield event
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc) from None
+        finally:
+            call.cancel()
+        raise ClientError("UNAVAILABLE", f"the schedule event stream from {self.address} ended; reconnecting")
 
     # ------------------------------------------------------------------ scripts (handler editor)
 

@@ -10,6 +10,8 @@ Module map:
   host.py        plugin processes: launch, handshake, health, restart, reload
   proxy.py       PluginProxyHandler: runs a job through a plugin's ExecuteJob
   services.py    gRPC QueueService + OperatorService
+  schedules.py   schedules: cadence (interval / cron in a time zone), the ticker, reconcile
+  schedule_service.py  gRPC ScheduleService (QNTX) + OperatorService's schedule RPCs
   auth.py        tokens
   server.py      wires it all together (`pulse-tui serve`)
 """
