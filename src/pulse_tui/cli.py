@@ -1047,8 +1047,7 @@ def cmd_schedules_show(args: argparse.Namespace) -> int:
 
 
 def cmd_schedules_create(args: argparse.Namespace) -> int:
-    from pulse_tui.pulse.errors import ValidationError
-    from pulse_tui.pulse.schedules import check_cron, parse_every
+    from pulse_tui.cadence import CadenceError, check_cron, parse_every
 
     try:
         json.loads(args.payload)
@@ -1068,7 +1067,7 @@ def cmd_schedules_create(args: argparse.Namespace) -> int:
         else:
             check_cron(args.cron, args.tz)
             fields["cron"], fields["timezone"] = args.cron, args.tz
-    except ValidationError as exc:
+    except CadenceError as exc:
         raise CliError(exc.message) from None
 
     async def run(client: Any) -> int:

@@ -31,12 +31,13 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
+from cronsim import CronSim
 
+from pulse_tui import cadence
+from pulse_tui.cadence import MAX_INTERVAL_SECS, CadenceError  # noqa: F401
 from pulse_tui.pulse.errors import NotFound, Precondition, ValidationError
 from pulse_tui.pulse.jobs import FINISHED, Job
 
@@ -65,7 +66,6 @@ OWNER_CONFIG = "config"
 PLUGIN_OWNER_PREFIX = "plugin:"
 
 SOURCE_PREFIX = "schedule:"
-MAX_INTERVAL_SECS = 366 * 86400
 MAX_JITTER_SECS = 86400
 MAX_MISSED_COUNT = 100_000  # counting missed cron runs stops here ("at least N")
 SCHEDULE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -119,9 +119,7 @@ class Schedule:
     @property
     def cadence(self) -> str:
         """ "every 5m" or "0 3 * * * Europe/Paris"."""
-        if self.cron:
-            return f"{self.cron} {self.timezone or 'UTC'}"
-        return f"every {format_interval(self.interval_secs)}"
+        return cadence.describe(self.interval_secs, self.cron, self.timezone)
 
 
 SCHEDULE_COLS: tuple[str, ...] = tuple(f.name for f in fields(Schedule))
@@ -154,86 +152,27 @@ class ScheduleFilter:
 # ---------------------------------------------------------------- cadence
 
 
-_EVERY_RE = re.compile(r"(\d+)\s*([smhdw]?)")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+def _user_error(fn):  # noqa: ANN001, ANN202
+    """Turn the cadence module's CadenceError into the server's ValidationError."""
+
+    def wrapped(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        try:
+            return fn(*args, **kw)
+        except CadenceError as exc:
+            raise ValidationError(exc.message) from None
+
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
 
 
-def parse_every(text: str) -> int:
-    """'90', '90s', '5m', '1h30m', '2d' → seconds. Raises ValidationError."""
-    t = text.strip().lower().replace(" ", "")
-    if not re.fullmatch(r"(\d+[smhdw]?)+", t):
-        raise ValidationError(f"interval {text!r} is not a duration like 30s, 5m, 1h30m or 2d")
-    total = sum(int(n) * _UNITS[u] for n, u in _EVERY_RE.findall(t))
-    check_interval(total)
-    return total
-
-
-def format_interval(secs: int) -> str:
-    if secs <= 0:
-        return "0s"
-    out = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if secs >= size:
-            n, secs = divmod(secs, size)
-            out.append(f"{n}{unit}")
-    return "".join(out)
-
-
-def check_interval(secs: int) -> None:
-    if secs < 1:
-        raise ValidationError(f"interval must be at least 1 second, got {secs}")
-    if secs > MAX_INTERVAL_SECS:
-        raise ValidationError(f"interval {secs}s is over the one-year limit")
-
-
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValidationError(
-            f"unknown time zone {name!r}; use an IANA name such as UTC, Europe/Paris, America/New_York"
-        ) from None
-
-
-def check_cron(expr: str, tz: str = "") -> None:
-    if not expr.strip():
-        raise ValidationError("cron expression is empty")
-    if len(expr.split()) != 5:
-        raise ValidationError(
-            f"cron expression {expr!r} must have 5 fields (minute hour day-of-month month day-of-week)"
-        )
-    try:
-        CronSim(expr, datetime.now(zone(tz)))
-    except CronSimError as exc:
-        raise ValidationError(f"cron expression {expr!r} is not valid: {exc}") from None
-
-
-def check_cadence(interval_secs: int, cron: str, tz: str) -> None:
-    """Exactly one of interval and cron; a time zone only goes with cron."""
-    if interval_secs and cron:
-        raise ValidationError("give either an interval or a cron expression, not both")
-    if not interval_secs and not cron:
-        raise ValidationError("a schedule needs an interval (e.g. every 5m) or a cron expression")
-    if cron:
-        check_cron(cron, tz)
-    else:
-        check_interval(interval_secs)
-        if tz:
-            raise ValidationError("a time zone only applies to a cron schedule")
-
-
-def cron_runs(expr: str, tz: str, after: float, count: int) -> list[float]:
-    """The next `count` run times (unix seconds) strictly after `after`, computed in `tz` (so
-    "0 3 * * *" stays at 03:00 local across daylight-saving changes)."""
-    it = CronSim(expr, datetime.fromtimestamp(math.floor(after), zone(tz)))
-    out: list[float] = []
-    for d in it:
-        ts = d.timestamp()
-        if ts > after:
-            out.append(ts)
-            if len(out) >= count:
-                break
-    return out
+parse_every = _user_error(cadence.parse_every)
+check_interval = _user_error(cadence.check_interval)
+check_cron = _user_error(cadence.check_cron)
+check_cadence = _user_error(cadence.check_cadence)
+zone = _user_error(cadence.zone)
+cron_runs = cadence.cron_runs
+format_interval = cadence.format_interval
+rfc3339 = cadence.rfc3339
 
 
 def next_runs(s: Schedule, after: float, count: int = 3) -> list[float]:
@@ -279,12 +218,6 @@ def first_run(s: Schedule, now: float, *, at_once: bool) -> float:
     if s.cron:
         return cron_runs(s.cron, s.timezone, now, 1)[0]
     return now + s.interval_secs
-
-
-def rfc3339(ts: float) -> str:
-    if not ts:
-        return ""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def check_metadata(metadata: str) -> str:
