@@ -166,6 +166,56 @@ class StableClient(PulseClient):
             resp.script.CopyFrom(self._script(resp.script))
         return resp
 
+    # schedules: stable ids ("s-1", …) by creation order, times relative to NOW
+    def _sched_id(self, real: str, created_at: float) -> str:
+        if real not in self._to_stable:
+            n = sum(1 for v in self._to_stable.values() if v.startswith("sch-")) + 1
+            stable = f"sch-{n}"
+            self._to_stable[real], self._to_real[stable] = stable, real
+        return self._to_stable[real]
+
+    def _schedule(self, s: operator_pb2.Schedule) -> operator_pb2.Schedule:
+        from pulse_tui import cadence
+
+        out = operator_pb2.Schedule()
+        out.CopyFrom(s)
+        out.id = self._sched_id(s.id, s.created_at)
+        out.created_at = out.updated_at = T0
+        if s.next_run_at:
+            out.next_run_at = (
+                cadence.cron_runs(s.cron, s.timezone, NOW, 1)[0] if s.cron else NOW + s.interval_secs
+            )
+        return out
+
+    async def list_schedules(self, *a, **kw) -> list[operator_pb2.Schedule]:  # noqa: ANN002, ANN003
+        found = await super().list_schedules(*a, **kw)
+        return [self._schedule(s) for s in sorted(found, key=lambda x: x.created_at)]
+
+    async def get_schedule(self, schedule_id: str, **kw) -> operator_pb2.ScheduleDetail:  # noqa: ANN003
+        from pulse_tui import cadence
+
+        d = await super().get_schedule(self._rid(schedule_id), **kw)
+        out = operator_pb2.ScheduleDetail()
+        out.CopyFrom(d)
+        out.schedule.CopyFrom(self._schedule(d.schedule))
+        del out.next_runs[:]
+        if out.schedule.state == "active":
+            s = out.schedule
+            out.next_runs.extend(
+                [s.next_run_at, *cadence.preview(s.interval_secs, s.cron, s.timezone, s.next_run_at, 2)]
+            )
+        return out
+
+    async def watch_schedules(self):  # noqa: ANN201
+        async for ev in super().watch_schedules():
+            out = operator_pb2.ScheduleEvent(kind=ev.kind, server_time=NOW)
+            if ev.HasField("schedule"):
+                out.schedule.CopyFrom(self._schedule(ev.schedule))
+            yield out
+
+    async def schedule_action(self, action: str, schedule_id: str):  # noqa: ANN201
+        return await super().schedule_action(action, self._rid(schedule_id))
+
     def _stable_plugin(self, p: operator_pb2.Plugin, index: int) -> operator_pb2.Plugin:
         out = operator_pb2.Plugin()
         out.CopyFrom(p)
@@ -294,6 +344,12 @@ async def populate(address: str, token: str) -> None:
         await c.enqueue("demo.sleep", {"seconds": 30}, delay_secs=3600)
         running = await c.enqueue("demo.sleep", {"seconds": 3000, "steps": 10}, timeout_secs=7200)
         await wait(running.id, "running")
+        # schedules that do not run while the pictures are taken (no extra jobs on other screens)
+        await c.create_schedule("demo.echo", b'{"ping": true}', interval_secs=3600)
+        await c.create_schedule(
+            "data.import", b'{"file": "daily.csv"}', cron="0 3 * * *", timezone="Europe/Paris"
+        )
+        await c.create_schedule("pulse.fail", b"{}", interval_secs=300, paused=True, overlap="allow")
 
 
 DIGEST = """\"\"\"digest: summarise a day's vacancies into one line per team.\"\"\"
@@ -436,6 +492,33 @@ async def scene_enqueue(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await settle(app, pilot)
 
 
+async def scene_schedules(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    await settle(app, pilot)
+    await app.switch_mode("schedules")
+    await settle(
+        app,
+        pilot,
+        lambda: (
+            len(getattr(app.screen, "schedules", [])) == 3
+            and getattr(app.screen, "history", None) is not None
+        ),
+    )
+    table = app.screen.query_one("DataTable")
+    table.move_cursor(row=1)
+    await settle(app, pilot, lambda: app.screen.history.schedule.id == "sch-2")
+    app.paused = True
+
+
+async def scene_schedule_create(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    await scene_schedules(app, pilot)
+    await pilot.press("n")
+    await settle(app, pilot, lambda: type(app.screen).__name__ == "CreateScheduleScreen")
+    app.screen.query_one("#schedule-handler").value = "demo.echo"
+    app.screen.query_one("#schedule-tz").value = "Europe/Paris"
+    app.screen.query_one("#schedule-cadence").value = "30 2 * * *"
+    await settle(app, pilot)
+
+
 async def scene_help(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await scene_jobs(app, pilot)
     await pilot.press("question_mark")
@@ -505,6 +588,8 @@ SCENES: dict[str, Scene] = {
     "stats": scene_stats,
     "enqueue": scene_enqueue,
     "help": scene_help,
+    "schedules": scene_schedules,
+    "schedule_create": scene_schedule_create,
 }
 
 

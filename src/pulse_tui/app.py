@@ -35,6 +35,7 @@ from pulse_tui.screens.handlers import HandlersScreen
 from pulse_tui.screens.help import HelpScreen
 from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.screens.plugins import PluginsScreen
+from pulse_tui.screens.schedules import SchedulesScreen
 from pulse_tui.screens.stats import StatsScreen
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.command_line import CommandLine
@@ -164,6 +165,7 @@ class PulseApp(App[None]):
         "jobs": JobsScreen,
         "plugins": PluginsScreen,
         "handlers": HandlersScreen,
+        "schedules": SchedulesScreen,
         "editor": editor.EditorScreen,
         "stats": StatsScreen,
     }
@@ -243,6 +245,7 @@ class PulseApp(App[None]):
                 "Stats: throughput, error rates and latencies per handler",
                 lambda _a: self.goto("stats"),
             ),
+            ("schedules", "Schedules: recurring jobs, their runs", lambda _a: self.goto("schedules")),
             ("help", "Keys on this screen", lambda _a: self.action_help()),
             ("reconnect", "Reconnect to the server now", lambda _a: self.reconnect_now()),
             ("purge", "Delete every finished job matching the filter (asks first)", self._on_jobs("purge")),

@@ -32,6 +32,7 @@ class JobDetailScreen(PulseScreen):
         Binding("c", "cancel", "Cancel", id="detail.cancel"),
         Binding("r", "retry", "Retry", id="detail.retry"),
         Binding("y", "copy_id", "Copy id", id="detail.copy"),
+        Binding("s", "schedule", "Schedule", id="detail.schedule"),
         Binding("right,l", "tab(1)", "Next tab", id="detail.next_tab"),
         Binding("left,h", "tab(-1)", "Prev tab", show=False, id="detail.prev_tab"),
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="detail.refresh"),
@@ -123,6 +124,25 @@ class JobDetailScreen(PulseScreen):
                 )
             )
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "schedule":
+            return bool(self.detail and self.detail.job.schedule_id)
+        return super().check_action(action, parameters)
+
+    async def action_schedule(self) -> None:
+        """Jump to the schedule that fired this job."""
+        if self.detail is None or not self.detail.job.schedule_id:
+            return
+        app = self.app
+        if app.current_mode == "schedules":  # came from the schedule's history: go back down
+            while len(app.screen_stack) > 1 and not hasattr(app.screen, "select_id"):
+                await app.pop_screen()
+        else:
+            await app.switch_mode("schedules")
+        select = getattr(app.screen, "select", None)
+        if select is not None:
+            select(self.detail.job.schedule_id)
+
     # ------------------------------------------------------------------ rendering
 
     def _render_summary(self, detail: operator_pb2.JobDetail) -> None:
@@ -178,7 +198,9 @@ class JobDetailScreen(PulseScreen):
         extra = []
         if job.parent_job_id:
             extra.append(f"parent {job.parent_job_id}")
-        if job.source:
+        if job.schedule_id:
+            extra.append(f"from schedule {job.schedule_id} (s)")
+        elif job.source:
             extra.append(f"source {job.source}")
         if job.cost_actual or job.cost_estimate:
             extra.append(f"cost {job.cost_actual:g} (est. {job.cost_estimate:g})")
