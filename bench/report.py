@@ -40,6 +40,8 @@ KEYS: tuple[str, ...] = (
     "pg_two_vs_one_ratio",
     "metrics_drain_overhead_pct",
     "metrics_scrape_ms_1k_handlers",
+    "schedules_idle_cpu_s_per_min_10k",
+    "schedules_lateness_p99_ms_10k",
 )
 
 EARLIER = "(from an earlier run)"  # appended to the note of a figure kept from an earlier run
@@ -54,6 +56,8 @@ UNITS = {
     "_ratio": "×",
     "_overhead_pct": "%",
     "_scrape_ms_1k_handlers": "ms",
+    "_ms_10k": "ms",
+    "_s_per_min_10k": "CPU s/min",
 }
 
 
@@ -160,6 +164,7 @@ TARGETS: list[tuple[str, str, Check]] = [
     ("live_progress_lag_p95_ms", "≤ 250 ms", _at_most("live_progress_lag_p95_ms", 250)),
     ("server_rss_growth_pct_200k", "≤ 10 %", _at_most("server_rss_growth_pct_200k", 10)),
     ("metrics_drain_overhead_pct", "≤ 3 %", _at_most("metrics_drain_overhead_pct", 3)),
+    ("schedules_lateness_p99_ms_10k", "≤ 50 ms", _at_most("schedules_lateness_p99_ms_10k", 50)),
 ]
 
 # (ratio name, ours, theirs): same run, same machine

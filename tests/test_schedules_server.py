@@ -256,3 +256,43 @@ async def test_operator_schedule_rpcs_and_events(inproc_server):
             await stub.GetSchedule(op.GetScheduleRequest(id="nope"), metadata=ro)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
         events.cancel()
+
+
+async def test_missed_runs_after_a_server_stop_run_once(tmp_path):
+    """A real stop: runs due while the server was down are coalesced into one run at start."""
+    settings = ServerSettings(
+        listen="127.0.0.1:0", data_dir=tmp_path / "data", grace=1.0, retention_secs=None
+    )
+    srv = PulseServer(settings)
+    await srv.start()
+    try:
+        s = await srv.scheduler.create("pulse.noop", interval_secs=2, at_once=True)
+
+        async def first_done():
+            exs = await srv.scheduler.executions(s.id)
+            return exs if exs and exs[-1].status == S.EX_COMPLETED else None
+
+        await wait_until(srv.scheduler, first_done, what="the first run")
+    finally:
+        await srv.stop(0)
+    await asyncio.sleep(7.0)  # the server is down for 7 s: three due times pass (the scenario itself)
+    srv = PulseServer(settings)
+    await srv.start()
+    try:
+        before = len(await srv.scheduler.executions(s.id))
+
+        async def caught_up():
+            exs = await srv.scheduler.executions(s.id)
+            return exs if len(exs) > before else None
+
+        exs = await wait_until(srv.scheduler, caught_up, what="the run after the restart")
+        newest = exs[0]
+        assert "coalesced" in newest.note and "missed run" in newest.note
+        missed = int(newest.note.split("coalesced ")[1].split()[0])
+        assert missed >= 2
+        got = await srv.scheduler.get(s.id)
+        assert got.next_run_at > time.time() - 0.5  # back on cadence, not replaying the backlog
+        # exactly one run stood for the downtime (no burst): the next one is a cadence away
+        assert len(await srv.scheduler.executions(s.id)) <= before + 2
+    finally:
+        await srv.stop(0)

@@ -373,7 +373,7 @@ class Scheduler:
         if fired is None:
             return None  # another node (or a concurrent change) got there first
         if self.keep_lateness and not manual and len(self.lateness) < 1_000_000:
-            self.lateness.append(now - s.next_run_at)
+            self.lateness.append(time.time() - s.next_run_at)  # due → job stored
         self.fired += 1
         if job is not None:
             self.engine.adopt_inserted(job)

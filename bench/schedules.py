@@ -1,0 +1,105 @@
+"""schedules_idle_cpu_s_per_min_10k / schedules_lateness_p99_ms_10k: the ticker's cost with 10,000
+active schedules (in-process: Engine + SQLiteStore + Scheduler, handler pulse.noop).
+
+- idle: 10,000 active schedules whose next runs are an hour away; the process's CPU time over a
+  window, per minute. The ticker sleeps until the earliest run, so this should be ~0.
+- lateness: the same 10,000 schedules, every 60 s, their next runs spread evenly over the coming
+  minute; for every run, the time from its due time to its job being stored (claim + job +
+  execution in one transaction). p99 over one minute of runs (10,000 runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.common import Result, main, percentile, temp_dir
+from bench.ours import open_engine
+from pulse_tui.pulse import schedules as S
+from pulse_tui.pulse.handlers import StaticRouter, builtin_handlers
+
+N = 10_000
+
+
+async def measure(n: int, idle_secs: float, fire_secs: float) -> dict[str, float]:
+    with temp_dir("schedules") as d:
+        store, engine = await open_engine(d / "pulse.db", StaticRouter(builtin_handlers()))
+        await engine.start()
+        sched = S.Scheduler(store, engine)
+        now = time.time()
+        rows = [
+            S.Schedule(
+                id=f"s{i:05d}",
+                handler="pulse.noop",
+                interval_secs=60,
+                next_run_at=now + 3600 + i * 0.001,
+                created_at=now,
+                updated_at=now,
+            )
+            for i in range(n)
+        ]
+        for k in range(0, n, 500):
+            await asyncio.gather(*(store.insert_schedule(s) for s in rows[k : k + 500]))
+        await sched.start()
+        try:
+            await asyncio.sleep(0.5)  # let start-up settle before the idle window
+            c0, t0 = time.process_time(), time.perf_counter()
+            await asyncio.sleep(idle_secs)  # the measured window: nothing is due
+            idle_cpu = (time.process_time() - c0) / (time.perf_counter() - t0) * 60
+            # every schedule due once in the next `fire_secs`, spread evenly
+            start = time.time() + 1.0
+            for k in range(0, n, 500):
+                await asyncio.gather(
+                    *(
+                        store.update_schedule(
+                            s.id,
+                            (S.ACTIVE,),
+                            {"next_run_at": start + fire_secs * i / n, "interval_secs": 3600},
+                        )
+                        for i, s in enumerate(rows[k : k + 500], start=k)
+                    )
+                )
+            sched.keep_lateness = True
+            sched.wake()
+            deadline = time.monotonic() + fire_secs + 30
+            while len(sched.lateness) < n and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)  # a bench window, not synchronisation of a test
+            late_ms = [x * 1000 for x in sched.lateness]
+        finally:
+            await sched.stop()
+            await engine.stop(grace=5)
+            await store.close()
+    return {
+        "idle_cpu_s_per_min": round(idle_cpu, 4),
+        "p50": percentile(late_ms, 50),
+        "p99": percentile(late_ms, 99),
+        "max": round(max(late_ms), 2) if late_ms else 0.0,
+        "runs": len(late_ms),
+    }
+
+
+def run(quick: bool) -> Result:
+    idle_secs, fire_secs = (10.0, 20.0) if quick else (60.0, 60.0)
+    r = asyncio.run(measure(N, idle_secs, fire_secs))
+    how_idle = f"{N:,} active schedules, none due for an hour: process CPU over {idle_secs:g} s, per minute"
+    how_late = (
+        f"{N:,} schedules due once each, spread over {fire_secs:g} s: due time → job stored "
+        f"({r['runs']:,} runs; in-process SQLite)"
+    )
+    return Result(
+        figures={
+            "schedules_idle_cpu_s_per_min_10k": r["idle_cpu_s_per_min"],
+            "schedules_lateness_p99_ms_10k": r["p99"],
+        },
+        notes={"schedules_idle_cpu_s_per_min_10k": how_idle, "schedules_lateness_p99_ms_10k": how_late},
+        params={"schedules": N, "idle_secs": idle_secs, "fire_secs": fire_secs},
+        extra={
+            "schedules_lateness_p50_ms": r["p50"],
+            "schedules_lateness_max_ms": r["max"],
+            "runs": r["runs"],
+        },
+    )
+
+
+if __name__ == "__main__":
+    main(run)
