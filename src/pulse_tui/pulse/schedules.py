@@ -70,6 +70,7 @@ MAX_JITTER_SECS = 86400
 MAX_MISSED_COUNT = 100_000  # counting missed cron runs stops here ("at least N")
 SCHEDULE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 MULTINODE_RECHECK_SECS = 15.0  # a missed NOTIFY from another node costs at most this much
+LOOKAHEAD_SECS = 1.0  # runs due this soon are fetched at once and fired on time from memory
 
 
 def new_schedule_id() -> str:
@@ -292,33 +293,51 @@ class Scheduler:
 
     # ---- the loop
     async def _loop(self) -> None:
+        """Fetch the runs due within LOOKAHEAD_SECS (earliest first), sleep until each one's due
+        time and fire it then (one store write), so a run's lateness is one write, not a query
+        round. Any change wakes the loop, which re-reads; a run fetched early but paused or changed
+        meanwhile simply loses its compare-and-set claim. Nothing due soon: sleep until the
+        earliest next run (or a change)."""
         while not self._stopping:
             self._wake.clear()
+            nxt: float | None = None
             try:
-                now = time.time()
-                due = await self.store.due_schedules(now, self.batch)
-                if due:
-                    await asyncio.gather(*(self._fire(s, now) for s in due))
-                    if len(due) >= self.batch:
-                        continue
-                nxt = await self.store.next_schedule_at()
+                upcoming = await self.store.due_schedules(time.time() + LOOKAHEAD_SECS, self.batch)
+                if not upcoming:
+                    nxt = await self.store.next_schedule_at()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 if self._stopping:
                     return
                 log.exception("the schedule ticker failed; retrying in 1s")
-                nxt = time.time() + 1.0
+                upcoming, nxt = [], time.time() + 1.0
+            if upcoming:
+                fires: list[asyncio.Task] = []
+                for s in upcoming:
+                    delay = s.next_run_at - time.time()
+                    if delay > 0 and await self._sleep(delay):
+                        break  # something changed: re-read after the runs already fired
+                    if self._stopping:
+                        break
+                    fires.append(asyncio.create_task(self._fire(s, time.time())))
+                if fires:
+                    await asyncio.gather(*fires)
+                continue
             timeout = None if nxt is None else max(0.0, nxt - time.time())
             if self.multinode:
                 timeout = MULTINODE_RECHECK_SECS if timeout is None else min(timeout, MULTINODE_RECHECK_SECS)
-            if timeout == 0.0:
-                continue
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            if timeout != 0.0:
+                await self._sleep(timeout)
+
+    async def _sleep(self, timeout: float | None) -> bool:
+        """Sleep up to `timeout` s (None: until woken); True when woken by a change."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+            return True
+        except TimeoutError:
+            return False
 
     async def _fire(self, s: Schedule, now: float, *, manual: str = "") -> Execution | None:
         """Fire one run of `s`. `manual` (a note) marks a run-now: the cadence is unchanged.
@@ -395,8 +414,6 @@ class Scheduler:
             log.exception("recording the end of scheduled job %s failed", job.id)
             return
         self._changed(s)
-        if s is not None:
-            self._wake.set()  # an overlap=skip schedule may be due again
 
     # ---- operations (services call these; validation at the door)
     async def create(
