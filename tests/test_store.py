@@ -470,6 +470,19 @@ async def test_end_execution_records_outcome_and_duration(store: Store):
     assert await store.end_execution("not-a-run", S.EX_COMPLETED, t0, "") is None
 
 
+async def test_prune_executions_keeps_running_and_recent_runs(store: Store):
+    t0 = time.time() - 100
+    await store.insert_schedule(new_schedule("s1", next_run_at=t0))
+    for i, (status, ended) in enumerate(
+        [(S.EX_COMPLETED, t0), (S.EX_SKIPPED, t0), (S.EX_RUNNING, 0.0), (S.EX_FAILED, t0 + 90)]
+    ):
+        ex = S.Execution(id=f"x{i}", schedule_id="s1", status=status, started_at=t0, completed_at=ended)
+        await store.fire_schedule("s1", None, {"last_execution_id": ex.id}, None, ex)
+    assert await store.prune_executions(t0 + 50, 1) == 1  # the limit holds
+    assert await store.prune_executions(t0 + 50, 100) == 1
+    assert [e.id for e in await store.list_executions("s1", 10)] == ["x3", "x2"]
+
+
 # ---------------------------------------------------------------- engine on PostgreSQL
 
 

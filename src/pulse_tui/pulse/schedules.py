@@ -244,6 +244,7 @@ class Scheduler:
         self.multinode = multinode if multinode is not None else bool(getattr(store, "lease_secs", None))
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._retention: asyncio.Task | None = None
         self._stopping = False
         self._side: set[asyncio.Task] = set()
         self.listeners: list[Callable[[Schedule], None]] = []  # schedule change events
@@ -256,14 +257,33 @@ class Scheduler:
         self.engine.job_ended = self._job_ended
         setattr(self.store, "on_schedule_change", self._remote_change)  # noqa: B010
         self._task = asyncio.create_task(self._loop(), name="pulse-scheduler")
+        retention = getattr(self.engine, "retention_secs", None)
+        if retention:
+            self._retention = asyncio.create_task(self._retention_loop(float(retention)))
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._side:
             await asyncio.gather(*self._side, return_exceptions=True)
+
+    async def _retention_loop(self, retention: float) -> None:
+        """Runs' records are kept as long as finished jobs are (the engine's retention)."""
+        while not self._stopping:
+            try:
+                cutoff = time.time() - retention
+                while await self.store.prune_executions(cutoff, 5000) == 5000:
+                    await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pruning old schedule runs failed")
+            await asyncio.sleep(600.0)
 
     def wake(self) -> None:
         self._wake.set()

@@ -189,6 +189,10 @@ class Store(abc.ABC):
         is not a scheduled run)."""
 
     @abc.abstractmethod
+    async def prune_executions(self, finished_before: float, limit: int) -> int:
+        """Delete up to `limit` ended runs (not running) that ended before `finished_before`."""
+
+    @abc.abstractmethod
     async def list_executions(self, schedule_id: str, limit: int, before_seq: int = 0) -> list[Execution]:
         """Newest first; `before_seq` pages back."""
 

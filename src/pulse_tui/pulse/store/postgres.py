@@ -1193,6 +1193,16 @@ class PostgresStore(Store):
             await self._notify_schedule(conn, row["schedule_id"])
         return _schedule(srow) if srow else None
 
+    async def prune_executions(self, finished_before: float, limit: int) -> int:
+        async with self._acquire() as conn:
+            status = await conn.execute(
+                "DELETE FROM schedule_executions WHERE seq IN (SELECT seq FROM schedule_executions"
+                " WHERE status != 'running' AND completed_at < $1 ORDER BY seq LIMIT $2)",
+                finished_before,
+                limit,
+            )
+        return int(status.split()[-1])
+
     async def list_executions(self, schedule_id: str, limit: int, before_seq: int = 0) -> list[Execution]:
         async with self._acquire() as conn:
             rows = await conn.fetch(

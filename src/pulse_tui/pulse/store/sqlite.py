@@ -1209,6 +1209,16 @@ class SQLiteStore(Store):
 
         return await self._write(op)
 
+    async def prune_executions(self, finished_before: float, limit: int) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM schedule_executions WHERE seq IN (SELECT seq FROM schedule_executions"
+                " WHERE status != 'running' AND completed_at < ? ORDER BY seq LIMIT ?)",
+                (finished_before, limit),
+            ).rowcount
+
+        return await self._write(op)
+
     async def list_executions(self, schedule_id: str, limit: int, before_seq: int = 0) -> list[Execution]:
         def op(conn: sqlite3.Connection) -> list[Execution]:
             return [
