@@ -363,3 +363,53 @@ def test_q_at_root_asks_before_stopping_the_embedded_server(terminal: Terminal, 
         assert json.loads(_cli(srv, "show", job, "--json"))["status"] == "running"
     finally:
         os.kill(pid, 15)
+
+
+def test_schedule_created_by_keys_runs_twice_in_tmux(
+    terminal: Terminal, server_factory: Callable[..., ServerHandle]
+) -> None:
+    """`:schedules`, `n` creates a demo.echo schedule every 1 s; two runs appear on screen."""
+    binary = _binary()
+    _require(
+        binary.exists(), f"the installed console script {binary.name} is missing next to {sys.executable}"
+    )
+    srv = server_factory(DEMO)
+    term = terminal
+    term.start(
+        [
+            str(binary),
+            "--connect",
+            srv.address,
+            "--token-file",
+            str(srv.token_file),
+            "--config",
+            str(srv.config_path),
+        ]
+    )
+    term.wait_for_screen(r"● connected\s+" + re.escape(srv.address))
+    term.keys(":")
+    term.wait_for_screen(r":command\s+\(jobs, plugins")
+    term.type("schedules")
+    term.keys("Enter")
+    term.wait_for_screen(r"0 schedule\(s\), 0 active")
+    term.keys("n")
+    term.wait_for_screen(r"New schedule")
+    term.type("demo.echo")
+    term.wait_for_screen(r"^\W*demo\.echo\s*\W*$")
+    # keys typed before the focus move lands would go to the handler field: wait for the
+    # cadence field to show focus (its colour changes), then replace its "5m"
+    cadence_field = r"\dm5m[\x1b ]"  # the field's "5m" right after a colour code (not the label's)
+    field = term.styled_line(cadence_field)
+    term.keys("Tab")
+    term.wait_for_change(cadence_field, field)
+    term.keys("End", "BSpace", "BSpace")
+    term.wait_for_screen(r"✘ interval '' is not a duration")
+    term.type("1s")
+    term.wait_for_screen(r"✔ every 1s · next:")
+    term.keys("C-s")
+    created = term.wait_for_screen(r"created schedule (s[0-9a-f]{16}) \(demo\.echo, every 1s\)")
+    row = re.escape(created.group(1)) + r"\s+demo\.echo\s+every 1s\s+active\b.*completed.*\s(\d+)\s+operator"
+    term.wait(lambda: (m := re.search(row, term.screen())) and int(m.group(1)) >= 2, "two runs on screen", 15)
+    term.keys("q")
+    term.keys("q")
+    term.wait(lambda: term.exit_status() is not None, "pulse-tui to exit", 10)
