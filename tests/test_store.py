@@ -470,6 +470,34 @@ async def test_end_execution_records_outcome_and_duration(store: Store):
     assert await store.end_execution("not-a-run", S.EX_COMPLETED, t0, "") is None
 
 
+async def test_text_filter_finds_a_schedules_jobs_by_source(store: Store):
+    await store.insert(new_jobs(3, prefix="x"))
+    await store.insert([run_job("s42", "r1"), run_job("s42", "r2"), run_job("s420", "r3")])
+    found = await store.list(JobFilter(text="schedule:s42"), 10, None, True, 0)
+    assert [j.id for j in found] == ["r1", "r2", "r3"]  # a substring match, like the other fields
+    assert JobFilter(text="SCHEDULE:S42").matches(found[0])
+    assert (await store.count(JobFilter(text="schedule:s420"), 100))["queued"] == 1
+
+
+async def test_one_live_declared_schedule_per_owner_and_handler(make_store: MakeStore):
+    a, b = await make_store("n1"), await make_store("n2")
+
+    def declared(sid: str) -> S.Schedule:
+        s = new_schedule(sid, owner="plugin:demo")
+        s.declared = True
+        return s
+
+    results = await asyncio.gather(
+        a.insert_schedule(declared("d1")), b.insert_schedule(declared("d2")), return_exceptions=True
+    )
+    assert sorted(type(r).__name__ for r in results) == ["AlreadyDeclared", "NoneType"]  # nodes racing
+    live = await a.list_schedules(S.ScheduleFilter(owner="plugin:demo"), 10)
+    assert len(live) == 1
+    await a.update_schedule(live[0].id, (S.ACTIVE,), {"state": S.DELETED})  # withdrawn: a tombstone
+    await b.insert_schedule(declared("d3"))  # re-declared: a fresh one beside the tombstone
+    await a.insert_schedule(new_schedule("api1", owner="plugin:demo"))  # runtime-created: not limited
+
+
 async def test_prune_executions_keeps_running_and_recent_runs(store: Store):
     t0 = time.time() - 100
     await store.insert_schedule(new_schedule("s1", next_run_at=t0))

@@ -263,7 +263,12 @@ class JobFilter:
             return False
         if self.text:
             t = self.text.lower()
-            if t not in job.id.lower() and t not in job.handler.lower() and t not in job.error.lower():
+            if (
+                t not in job.id.lower()
+                and t not in job.handler.lower()
+                and t not in job.error.lower()
+                and t not in job.source.lower()
+            ):
                 return False
         return True
 

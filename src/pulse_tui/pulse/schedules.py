@@ -73,6 +73,13 @@ MULTINODE_RECHECK_SECS = 15.0  # a missed NOTIFY from another node costs at most
 LOOKAHEAD_SECS = 1.0  # runs due this soon are fetched at once and fired on time from memory
 
 
+class AlreadyDeclared(Precondition):
+    """Another node (or a concurrent reconcile) already created this declared schedule."""
+
+    def __init__(self, owner: str, handler: str) -> None:
+        super().__init__(f"{owner} already has a declared schedule for {handler!r}")
+
+
 def new_schedule_id() -> str:
     t = int(time.time() * 1000) & 0xFFFFFFFFFF
     return f"s{t:010x}{os.urandom(3).hex()}"
@@ -643,6 +650,8 @@ class Scheduler:
                         cur.id, (INACTIVE,), {"state": ACTIVE, "updated_at": time.time()}
                     )
                     self.wake()
+            except AlreadyDeclared:
+                continue  # another node reconciled the same declaration first
             except Exception as exc:  # one bad declaration must not stop the others
                 report["errors"].append(f"{handler}: {getattr(exc, 'message', exc)}")
         for handler, s in live.items():

@@ -60,6 +60,7 @@ from pulse_tui.pulse.schedules import (
     EX_SKIPPED,
     EXECUTION_COLS,
     SCHEDULE_COLS,
+    AlreadyDeclared,
     Execution,
     Schedule,
     ScheduleFilter,
@@ -208,6 +209,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX schedules_due ON schedules (next_run_at) WHERE state = 'active';
     CREATE INDEX schedules_owner ON schedules (owner, created_at);
+    -- one live declared schedule per owner and handler, even when several nodes reconcile at once
+    CREATE UNIQUE INDEX schedules_declared ON schedules (owner, handler) WHERE declared AND state != 'deleted';
     CREATE TABLE schedule_executions (
         seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         id text NOT NULL UNIQUE,
@@ -292,7 +295,7 @@ def _where(flt: JobFilter, a: _Args, statuses: Sequence[str] | None = None) -> l
     if flt.text:
         like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         p = a(like)
-        clauses.append(f"(id ILIKE {p} OR handler ILIKE {p} OR error ILIKE {p})")
+        clauses.append(f"(id ILIKE {p} OR handler ILIKE {p} OR error ILIKE {p} OR source ILIKE {p})")
     if flt.handler_glob:
         clauses.append(f"handler LIKE {a(_glob_to_like(flt.handler_glob))}")
     if flt.error:
@@ -1059,7 +1062,9 @@ class PostgresStore(Store):
         async with self._acquire() as conn, conn.transaction():
             try:
                 await conn.execute(f"INSERT INTO schedules ({SCHEDULE_SELECT}) VALUES ({ph})", *values)
-            except asyncpg.UniqueViolationError:
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name == "schedules_declared":
+                    raise AlreadyDeclared(s.owner, s.handler) from None
                 raise ValidationError(f"a schedule with id {s.id!r} already exists") from None
             await self._notify_schedule(conn, s.id)
 
