@@ -258,10 +258,12 @@ class Scheduler:
         self.fired = 0
         self.lateness: list[float] = []  # seconds each run fired after its due time (bounded)
         self.keep_lateness = False
+        # from now on (jobs recovered and run before the ticker starts included), every scheduled
+        # job's end is recorded on its execution
+        engine.job_ended = self._job_ended
 
     # ---- lifecycle
     async def start(self) -> None:
-        self.engine.job_ended = self._job_ended
         setattr(self.store, "on_schedule_change", self._remote_change)  # noqa: B010
         self._task = asyncio.create_task(self._loop(), name="pulse-scheduler")
         retention = getattr(self.engine, "retention_secs", None)
@@ -297,8 +299,9 @@ class Scheduler:
 
     def _remote_change(self, schedule_ids: list[str]) -> None:
         self._wake.set()
-        for sid in schedule_ids:
-            self._spawn(self._announce_id(sid))
+        if self.listeners:  # only watchers need the changed rows
+            for sid in schedule_ids:
+                self._spawn(self._announce_id(sid))
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)
@@ -411,9 +414,9 @@ class Scheduler:
         if job is not None:
             ex.job_id = job.id
             changes["last_job_id"] = job.id
-        changes["last_execution_id"] = ex.id
-        changes["last_status"] = ex.status
-        if ex.status != EX_SKIPPED:
+        if ex.status != EX_SKIPPED:  # a skipped run leaves "the last run" (still going) in place
+            changes["last_execution_id"] = ex.id
+            changes["last_status"] = ex.status
             changes["last_run_at"] = now
         fired = await self.store.fire_schedule(s.id, expected, changes, job, ex)
         if fired is None:
