@@ -262,6 +262,12 @@ def test_schedules_commands(cli):
     )
     code, out, err = cli("schedules", "show", sid)
     assert "run now by operator" in out and "next runs: -" in out
+    code, out, err = cli("schedules", "update", sid, "--every", "90m", "--payload", '{"v": 2}', "--json")
+    assert code == 0, err
+    upd = json.loads(out)
+    assert upd["cadence"] == "every 1h30m" and upd["cron"] is None and upd["payload"] == {"v": 2}
+    code, out, err = cli("schedules", "update", sid)
+    assert code == 1 and "nothing to change" in err
     code, out, err = cli("schedules", "resume", sid, "--json")
     assert code == 0 and json.loads(out)["results"][0]["schedule"]["state"] == "active"
     code, out, err = cli("schedules", "delete", sid, "nope")

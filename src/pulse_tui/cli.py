@@ -5,7 +5,7 @@
     pulse-tui jobs …               enqueue / show / list / cancel / retry
     pulse-tui plugins …            list / reload
     pulse-tui handlers list        handlers and naming conflicts
-    pulse-tui schedules …          list / show / create / pause / resume / run / delete
+    pulse-tui schedules …          list / show / create / update / pause / resume / run / delete
     pulse-tui ix COMMAND           run the handler script python.COMMAND
     pulse-tui config --print-default
 
@@ -247,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paused", action="store_true", help="create it paused")
     p.add_argument("--now", action="store_true", help="first run at once (else at the next cadence point)")
     p.set_defaults(func=cmd_schedules_create)
+    p = ssub.add_parser("update", parents=[conn, js], help="change a schedule's cadence, payload or policies")
+    p.add_argument("id")
+    cadence = p.add_mutually_exclusive_group()
+    cadence.add_argument("--every", metavar="DURATION", help="new interval (replaces a cron expression)")
+    cadence.add_argument("--cron", metavar="EXPR", help="new cron expression (replaces an interval)")
+    p.add_argument("--tz", default=None, metavar="ZONE", help="IANA time zone for the cron expression")
+    p.add_argument("--payload", default=None, metavar="JSON")
+    p.add_argument("--overlap", choices=("skip", "allow"), default=None)
+    p.add_argument("--jitter", type=int, default=None, metavar="SECS")
+    p.set_defaults(func=cmd_schedules_update)
     for action, text in (
         ("pause", "pause schedules"),
         ("resume", "resume schedules"),
@@ -1076,6 +1086,47 @@ def cmd_schedules_create(args: argparse.Namespace) -> int:
             args,
             schedule_doc(s),
             f"created schedule {s.id}: {s.handler} {s.cadence}, next run {_next_text(s)}",
+        )
+        return 0
+
+    return with_client(args, run)
+
+
+def cmd_schedules_update(args: argparse.Namespace) -> int:
+    from pulse_tui.cadence import CadenceError, check_cron, parse_every
+
+    fields: dict[str, Any] = {}
+    try:
+        if args.every:
+            if args.tz:
+                raise CliError("--tz only applies to --cron")
+            fields["interval_secs"] = parse_every(args.every)
+        elif args.cron:
+            check_cron(args.cron, args.tz or "")
+            fields["cron"], fields["timezone"] = args.cron, args.tz or ""
+        elif args.tz is not None:
+            fields["timezone"] = args.tz
+    except CadenceError as exc:
+        raise CliError(exc.message) from None
+    if args.payload is not None:
+        try:
+            json.loads(args.payload)
+        except ValueError as exc:
+            raise CliError(f"--payload is not JSON: {exc}") from None
+        fields["payload"] = args.payload.encode()
+    if args.overlap is not None:
+        fields["overlap"] = args.overlap
+    if args.jitter is not None:
+        fields["jitter_secs"] = args.jitter
+    if not fields:
+        raise CliError("nothing to change: give --every, --cron, --tz, --payload, --overlap or --jitter")
+
+    async def run(client: Any) -> int:
+        s = await client.update_schedule(args.id, **fields)
+        emit(
+            args,
+            schedule_doc(s),
+            f"updated schedule {s.id}: {s.handler} {s.cadence}, next run {_next_text(s)}",
         )
         return 0
 
