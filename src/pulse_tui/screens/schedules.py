@@ -49,11 +49,12 @@ def _relative(ts: float, now: float) -> str:
     return f"in {fmt.duration(delta)}" if delta >= 0 else f"{fmt.duration(-delta)} ago"
 
 
-def next_text(s: operator_pb2.Schedule, now: float, tz) -> Text:  # noqa: ANN001
+def next_text(s: operator_pb2.Schedule, now: float, tz, *, absolute: bool = True) -> Text:  # noqa: ANN001
     if s.state != "active":
         return Text(f"({s.state})", style="dim")
     t = Text(f"◷ {_relative(s.next_run_at, now)}", style="#7aa2f7")
-    t.append(f"  {fmt.clock(s.next_run_at, now, tz)}", style="dim")
+    if absolute:
+        t.append(f"  {fmt.clock(s.next_run_at, now, tz)}", style="dim")
     return t
 
 
@@ -202,13 +203,14 @@ class SchedulesScreen(PulseScreen):
         if self.pulse.read_only:
             summary.append("  · read-only", style="italic #bb9af7")
         self.query_one("#schedules-note", Static).update(summary)
+        wide = self.size.width >= 100  # narrow terminals: the relative time only (absolute below)
         for s in self.schedules:
             table.add_row(
                 Text(s.id, style="bold"),
                 Text(s.handler),
                 Text(s.cadence, style="#7dcfff"),
                 Text(s.state, style=STATE_STYLES.get(s.state, "")),
-                next_text(s, now, tz),
+                next_text(s, now, tz, absolute=wide),
                 last_text(s, now),
                 Text(str(s.run_count), justify="right"),
                 Text(s.owner, style="dim"),
