@@ -241,3 +241,31 @@ async def test_pause_resume_run_now_update_and_delete(ticker):
     assert [x.id for x in await sched.list()] == []
     with pytest.raises(Precondition):
         await sched.resume(s.id)
+
+
+async def test_runs_ending_before_the_ticker_starts_are_recorded(tmp_path):
+    """At server start the engine re-runs jobs left running (some fired by schedules) before the
+    ticker starts: their ends must still reach their executions."""
+    store = SQLiteStore(str(tmp_path / "jobs.db"))
+    await store.open()
+    engine = Engine(store, StaticRouter(builtin_handlers()), retention_secs=None)
+    await engine.start()
+    sched = S.Scheduler(store, engine)  # created, not started yet
+    try:
+        now = time.time()
+        s = S.Schedule(id="s1", handler="pulse.noop", interval_secs=60, next_run_at=now, created_at=now)
+        await store.insert_schedule(s)
+        job = engine.validate_new("pulse.noop", b"{}", source="schedule:s1")
+        ex = S.Execution(id="x1", schedule_id="s1", job_id=job.id, started_at=now)
+        await store.fire_schedule("s1", now, {"next_run_at": now + 60, "last_execution_id": "x1"}, job, ex)
+        ended = asyncio.Event()
+        sched.listeners.append(lambda changed: ended.set())
+        engine.adopt_inserted(job)
+        async with asyncio.timeout(10):
+            await ended.wait()
+        [got] = await store.list_executions("s1", 10)
+        assert got.status == S.EX_COMPLETED and got.completed_at >= got.started_at
+    finally:
+        await sched.stop()
+        await engine.stop(grace=0.5)
+        await store.close()
