@@ -45,6 +45,9 @@ async def test_metadata_initialize_schema_health(plug):
     meta = await stub.Metadata(domain_pb2.Empty())
     assert (meta.name, meta.version, meta.description) == ("testplug", "2.5", "test plugin")
     assert "t.echo" in init.handler_names and "t.progress" in init.handler_names
+    [sched] = init.schedules  # declared with plugin.schedule (QNTX ScheduleInfo)
+    assert (sched.handler_name, sched.interval_seconds, sched.enabled_by_default) == ("t.echo", 3600, False)
+    assert sched.description == "hourly echo"
     schema = await stub.ConfigSchema(domain_pb2.Empty())
     assert schema.fields["greeting"].default_value == "hello"
     health = await stub.Health(domain_pb2.Empty())
@@ -152,6 +155,13 @@ def test_declaration_errors():
         p.handler("p/q")
     with pytest.raises(ValueError):
         Plugin("bad/name")
+    p.schedule("a.b", 90)
+    with pytest.raises(ValueError, match="already declared"):
+        p.schedule("a.b", "5m")
+    with pytest.raises(ValueError, match="'soon' is not a duration"):
+        p.schedule("c.d", "soon")
+    with pytest.raises(ValueError, match="at least 1 second"):
+        p.schedule("c.d", 0)
 
 
 async def test_example_plugin_runs(tmp_path):

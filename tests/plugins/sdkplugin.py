@@ -10,6 +10,7 @@ from pulse_tui.sdk import Plugin
 plugin = Plugin(os.environ.get("TEST_PLUGIN_NAME", "testplug"), version="2.5", description="test plugin")
 plugin.config("greeting", description="word used by t.greet", default="hello")
 plugin.config("extra_handlers", description="comma-separated extra handler names", default="")
+plugin.schedule("t.echo", "1h", enabled=False, description="hourly echo")
 
 
 @plugin.on_initialize

@@ -77,6 +77,7 @@ class Plugin:
         self.handlers: dict[str, HandlerFn] = {}
         self.config_fields: dict[str, ConfigField] = {}
         self._init_hooks: list[InitHook] = []
+        self.schedules: dict[str, domain_pb2.ScheduleInfo] = {}
 
     # ------------------------------------------------------------ declaration
 
@@ -92,6 +93,31 @@ class Plugin:
             return fn
 
         return register
+
+    def schedule(
+        self, handler: str, every: int | str, *, enabled: bool = True, description: str = ""
+    ) -> None:
+        """Declare a recurring run of one of this plugin's handlers (QNTX `ScheduleInfo`): the host
+        creates it namespaced `plugin/handler`, first run at once (paused unless `enabled`), and
+        withdraws it when the plugin stops declaring it. `every`: seconds or "30s", "5m", "1h"."""
+        from pulse_tui.cadence import CadenceError, parse_every
+
+        try:
+            seconds = (
+                every if isinstance(every, int) and not isinstance(every, bool) else parse_every(str(every))
+            )
+            if seconds < 1:
+                raise CadenceError(f"interval must be at least 1 second, got {seconds}")
+        except CadenceError as exc:
+            raise ValueError(f"schedule for {handler!r}: {exc.message}") from None
+        if handler in self.schedules:
+            raise ValueError(f"a schedule for {handler!r} is already declared")
+        self.schedules[handler] = domain_pb2.ScheduleInfo(
+            handler_name=handler,
+            interval_seconds=seconds,
+            enabled_by_default=enabled,
+            description=description,
+        )
 
     def config(
         self,
@@ -243,7 +269,9 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
         self.sink = ProgressSink(
             request.queue_endpoint, request.auth_token, interval=self.plugin.progress_interval
         )
-        return domain_pb2.InitializeResponse(handler_names=sorted(self._handlers()))
+        return domain_pb2.InitializeResponse(
+            handler_names=sorted(self._handlers()), schedules=list(self.plugin.schedules.values())
+        )
 
     async def Shutdown(self, request: domain_pb2.Empty, context: Any) -> domain_pb2.Empty:
         # Answer first; the stop runs once this call has returned.
