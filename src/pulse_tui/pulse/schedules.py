@@ -297,8 +297,11 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
-    def _remote_change(self, schedule_ids: list[str]) -> None:
-        self._wake.set()
+    def _remote_change(self, schedule_ids: list[str], wake: bool = True) -> None:
+        """Another node changed these schedules (`wake`: in a way that may bring a run earlier —
+        created, resumed, updated; a run only moves the next one later)."""
+        if wake:
+            self._wake.set()
         if self.listeners:  # only watchers need the changed rows
             for sid in schedule_ids:
                 self._spawn(self._announce_id(sid))

@@ -89,6 +89,7 @@ K_CHANGE = "c"  # jobs changed (enqueue, claim, finish, operator action)
 K_REAP = "r"  # expired leases re-queued: delivered to every node, the reaper included
 K_CANCEL = "x"  # cancel requested for running jobs
 K_SCHEDULE = "s"  # schedules changed (ids are schedule ids): wakes other nodes' tickers
+K_SCHEDULE_RUN = "t"  # a schedule ran or a run ended: for watchers only (its next run only moved later)
 
 # transition() may set these columns (the engine's operator actions)
 WRITABLE_COLS = frozenset(JOB_COLS) - {"id", "seq"} | {"payload", "result"}
@@ -408,7 +409,7 @@ class PostgresStore(Store):
         # the delivered snapshots stale the way a busy node does (0 in production)
         self.deliver_delay = 0.0
         # set by the scheduler: called with schedule ids other nodes changed
-        self.on_schedule_change: Callable[[list[str]], None] | None = None
+        self.on_schedule_change: Callable[[list[str], bool], None] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -831,10 +832,10 @@ class PostgresStore(Store):
         kind, ids, origin = payload.split("|", 2)
         if origin == self.node and kind != K_REAP:
             return
-        if kind == K_SCHEDULE:
+        if kind in (K_SCHEDULE, K_SCHEDULE_RUN):
             if self.on_schedule_change is not None:
                 try:
-                    self.on_schedule_change(ids.split(","))
+                    self.on_schedule_change(ids.split(","), kind == K_SCHEDULE)
                 except Exception:
                     log.exception("on_schedule_change failed")
             return
@@ -1053,8 +1054,10 @@ class PostgresStore(Store):
         return out
 
     # ------------------------------------------------------------ schedules
-    async def _notify_schedule(self, conn: asyncpg.Connection, schedule_id: str) -> None:
-        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{K_SCHEDULE}|{schedule_id}|{self.node}")
+    async def _notify_schedule(
+        self, conn: asyncpg.Connection, schedule_id: str, kind: str = K_SCHEDULE
+    ) -> None:
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{kind}|{schedule_id}|{self.node}")
 
     async def insert_schedule(self, s: Schedule) -> None:
         values = [bytes(s.payload) if c == "payload" else getattr(s, c) for c in SCHEDULE_COLS]
@@ -1166,7 +1169,7 @@ class PostgresStore(Store):
                 f"INSERT INTO schedule_executions ({', '.join(EXECUTION_COLS)}) VALUES ({ph})",
                 *[getattr(ex, c) for c in EXECUTION_COLS],
             )
-            await self._notify_schedule(conn, schedule_id)
+            await self._notify_schedule(conn, schedule_id, K_SCHEDULE_RUN)
         return _schedule(row)
 
     async def end_execution(
@@ -1195,7 +1198,7 @@ class PostgresStore(Store):
                 srow = await conn.fetchrow(
                     f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE id=$1", row["schedule_id"]
                 )
-            await self._notify_schedule(conn, row["schedule_id"])
+            await self._notify_schedule(conn, row["schedule_id"], K_SCHEDULE_RUN)
         return _schedule(srow) if srow else None
 
     async def prune_executions(self, finished_before: float, limit: int) -> int:
