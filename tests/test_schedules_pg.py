@@ -67,3 +67,33 @@ async def test_two_pg_nodes_fire_each_run_exactly_once(pg_url: str):
             await sched.stop()
             await engine.stop(grace=0.5)
             await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_schedule_created_on_one_node_wakes_the_other_nodes_ticker(pg_url: str):
+    nodes = []
+    for name in ("a", "b"):
+        store = PostgresStore(pg_url, node=name, lease_secs=5)
+        await store.open()
+        engine = Engine(store, StaticRouter(builtin_handlers()), retention_secs=None)
+        await engine.start()
+        sched = S.Scheduler(store, engine)
+        await sched.start()
+        nodes.append((sched, engine, store))
+    (sa, _, _), (sb, _, store_b) = nodes
+    try:
+        await sa.stop()  # only b's ticker runs; a is just where the operator's call lands
+        fired = asyncio.Event()
+        sb.listeners.append(lambda s: fired.set())
+        t0 = time.monotonic()
+        s = await sa.create("pulse.noop", interval_secs=3600, at_once=True)
+        async with asyncio.timeout(S.MULTINODE_RECHECK_SECS - 5):  # well before b's fallback recheck
+            while (await store_b.get_schedule(s.id)).run_count < 1:
+                fired.clear()
+                await fired.wait()
+        assert sb.fired == 1 and time.monotonic() - t0 < 5
+    finally:
+        for sched, engine, store in nodes:
+            await sched.stop()
+            await engine.stop(grace=0.5)
+            await store.close()
