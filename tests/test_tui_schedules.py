@@ -92,3 +92,18 @@ async def test_read_only_hides_schedule_mutations(server) -> None:
         assert got.state == "active" and got.run_count == 0
         assert app.screen.query_one(DataTable).row_count == 1
     await client.close()
+
+
+async def test_schedules_screen_says_what_is_missing_in_compat_mode(server) -> None:
+    from test_tui import CompatClient
+
+    app = PulseApp(server.address, server.token, client=CompatClient(server.address, server.token))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("colon", *"schedules", "enter")
+        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen), "schedules screen")
+        note = app.screen.query_one("#schedules-note")
+        await until(
+            pilot, lambda: "not available" in str(note.render()), "says schedules need a Pulse server"
+        )
+        assert not app.screen.query_one(DataTable).display
