@@ -1074,6 +1074,8 @@ class SQLiteStore(Store):
                     g["oldest_due"] = oldest or 0.0
             return out
 
+        return await self._read(op)
+
     # ------------------------------------------------------------ schedules
     async def insert_schedule(self, s: Schedule) -> None:
         values = [getattr(s, c) for c in SCHEDULE_COLS]
