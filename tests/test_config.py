@@ -42,9 +42,11 @@ def test_defaults_and_default_text_agree():
 
 
 def test_demo_example_loads(tmp_path):
-    c = load_file(EXAMPLES / "demo.toml")
+    c = load_file(EXAMPLES / "demo.toml", data_dir=str(tmp_path))
     assert [p.name for p in c.plugins] == ["demo", "python", "importer"]
-    assert c.plugins[1].config["scripts_dir"] == str(EXAMPLES.resolve() / "scripts")
+    # saved scripts belong in the data dir, not in the clone's examples/ (issue 20.10)
+    assert c.plugins[1].config["scripts_dir"] == f"{tmp_path}/scripts"
+    assert c.plugins[1].config["example_script"] == "true"
     assert c.handler_limits == {"demo.sleep": 4}
 
 

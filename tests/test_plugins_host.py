@@ -321,12 +321,14 @@ async def test_job_cut_off_by_disable_is_interrupted_not_cancelled(make_host, tm
     assert not info.value.crashed
 
 
-async def test_demo_toml_shows_conflicts_out_of_the_box():
+async def test_demo_toml_shows_conflicts_out_of_the_box(tmp_path):
     from pathlib import Path
 
     from pulse_tui.config import load_file
 
-    config = load_file(Path(__file__).resolve().parent.parent / "examples" / "demo.toml")
+    config = load_file(
+        Path(__file__).resolve().parent.parent / "examples" / "demo.toml", data_dir=str(tmp_path)
+    )
     registry = Registry([p.name for p in config.plugins], config.handlers)
     host = PluginHost(config, registry)
     await host.start()
@@ -339,6 +341,8 @@ async def test_demo_toml_shows_conflicts_out_of_the_box():
             "data.batch_import": ("near", ("importer",)),
         }
         assert "python.hello" in registry.routable()
+        # the example script was seeded into the data dir on this first run (issue 20.10)
+        assert (tmp_path / "scripts" / "hello.py").is_file()
     finally:
         await host.stop()
 

@@ -143,3 +143,34 @@ async def test_unknown_script_user_is_a_clear_error(tmp_path):
             resp = await stub.ExecuteJob(run_code("def run(payload, ctx):\n    return 1\n"))
             assert not resp.success
             assert "script user 'no-such-user-pulse' does not exist" in resp.error, resp.error
+
+
+async def test_example_script_seeded_only_into_a_new_scripts_dir(tmp_path):
+    """Issue 20.10: with example_script the plugin creates a missing scripts dir holding hello.py
+    (so `make run` has a saved script without writing into the clone); an existing dir, even an
+    empty one whose example was deleted, is left alone."""
+    fresh, emptied = tmp_path / "data" / "scripts", tmp_path / "emptied"
+    emptied.mkdir()
+    async with plugin_process(module("pulse_tui.plugins.python")) as (proc, port):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = domain_pb2_grpc.DomainPluginServiceStub(channel)
+            config = {"scripts_dir": str(fresh), "example_script": "true"}
+            init = await stub.Initialize(domain_pb2.InitializeRequest(config=config))
+            assert set(init.handler_names) == {"python.script", "python.hello"}
+            resp = await stub.ExecuteJob(
+                domain_pb2.ExecuteJobRequest(
+                    job_id="h", handler_name="python.hello", payload=b'{"name": "ann"}'
+                )
+            )
+            assert resp.success, resp.error
+            assert json.loads(resp.result) == {"greeting": "hello, ann"}
+            (fresh / "hello.py").unlink()
+            init = await stub.Initialize(domain_pb2.InitializeRequest(config=config))
+            assert set(init.handler_names) == {"python.script"}  # a deleted example stays deleted
+            config = {"scripts_dir": str(emptied), "example_script": "true"}
+            init = await stub.Initialize(domain_pb2.InitializeRequest(config=config))
+            assert set(init.handler_names) == {"python.script"} and not any(emptied.iterdir())
+            # without the key nothing is created
+            other = tmp_path / "other"
+            await stub.Initialize(domain_pb2.InitializeRequest(config={"scripts_dir": str(other)}))
+            assert not other.exists()

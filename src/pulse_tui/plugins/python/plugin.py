@@ -20,7 +20,9 @@ The child is sandboxed (a script is operator code, but it should not hold the se
 
 Scripts directory: config key `scripts_dir`. It is listed at every Initialize, i.e. at start-up
 and on every reload, and each `<name>.py` becomes `python.<name>`. The file is read when a job
-runs, so the code that runs is the code saved last.
+runs, so the code that runs is the code saved last. With `example_script = "true"` (the demo
+config sets it) a scripts directory that does not exist yet is created holding `hello.py`, so a
+first run has a saved script to look at; it is never re-created once the directory exists.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ DEFAULT_TIMEOUT = 600.0
 
 plugin = Plugin("python", version="1.0.0", description="runs Python handler scripts in child processes")
 plugin.config("scripts_dir", description="directory whose <name>.py files become python.<name>", default="")
+plugin.config(
+    "example_script",
+    type="bool",
+    description="create scripts_dir with an example hello.py when it does not exist yet",
+    default="false",
+)
 plugin.config(
     "timeout",
     type="number",
@@ -164,8 +172,34 @@ def script_names(scripts_dir: str) -> dict[str, Path]:
     }
 
 
+EXAMPLE_SCRIPT = '''"""Announced by the python plugin as `python.hello` (an example: edit it, or delete it)."""
+
+
+def run(payload, ctx):
+    name = payload.get("name", "world") if isinstance(payload, dict) else "world"
+    ctx.progress(1, 1)
+    ctx.log("info", f"greeting {name}")
+    return {"greeting": f"hello, {name}"}
+'''
+
+
+def seed_example(scripts_dir: str) -> bool:
+    """Create `scripts_dir` holding `hello.py` when the directory does not exist yet; True when it
+    did. An existing directory is left alone, so a deleted example stays deleted."""
+    if not scripts_dir:
+        return False
+    folder = Path(scripts_dir).expanduser()
+    if folder.exists():
+        return False
+    folder.mkdir(parents=True, mode=0o700)
+    (folder / "hello.py").write_text(EXAMPLE_SCRIPT, encoding="utf-8")
+    return True
+
+
 @plugin.on_initialize
 def announce_scripts(config: dict[str, str]) -> dict[str, HandlerFn]:
+    if config.get("example_script", "").strip().lower() in ("true", "1", "yes"):
+        seed_example(config.get("scripts_dir", ""))
     return {name: _script_handler(path) for name, path in script_names(config.get("scripts_dir", "")).items()}
 
 
