@@ -539,8 +539,57 @@ async def test_bare_plugin_endpoint_asks_only_for_what_it_can_give() -> None:
             shown = str(app.screen.query_one("#plugin-handlers").render())
             assert "handlers: unknown (a plugin announces its handlers to the host at Initialize)" in shown
             assert "health: healthy" in shown and "0 announced" not in shown
+            # the SDK plugin answers ConfigSchema with no fields: that is "declares no configuration"
+            config = str(app.screen.query_one("#plugin-config").render())
+            assert "declares no configuration" in config
     finally:
         proc.terminate()
+        proc.wait(10)
+
+
+def _raw_plugin(argv: list[str]):  # noqa: ANN202
+    import subprocess
+
+    proc = subprocess.Popen([*argv, "--port", "0"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("QNTX_PLUGIN_PORT="), line
+    return proc, int(line.split("=", 1)[1])
+
+
+async def test_bare_plugin_without_config_schema_and_dying_is_shown_so() -> None:
+    """Issue 20.12: a plugin that does not implement ConfigSchema is not "declares no
+    configuration"; and once the plugin process dies its row stops reading `ready ✔ ok`."""
+    import sys
+    from pathlib import Path
+
+    from pulse_tui.screens.plugins import PluginsScreen
+
+    proc, port = _raw_plugin([sys.executable, str(Path(__file__).with_name("plugins") / "noschema.py")])
+    try:
+        app = PulseApp(f"127.0.0.1:{port}")
+        async with app.run_test(size=(120, 30)) as pilot:
+            await started(app, pilot)
+            await pilot.press("colon", *"plugins", "enter")
+            await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+            screen: PluginsScreen = app.screen  # type: ignore[assignment]
+            table = screen.query_one("#plugins-table")
+
+            def cell(column: str) -> str:
+                return str(table.get_cell("rawcheck", column)) if table.row_count else ""
+
+            await until(pilot, lambda: cell("health") == "✔ ok" and cell("state") == "ready", "healthy row")
+            config = str(screen.query_one("#plugin-config").render())
+            assert "does not implement ConfigSchema" in config and "declares no configuration" not in config
+            proc.kill()
+            proc.wait(10)
+            await until(pilot, lambda: cell("state") == "unreachable", "row follows the dead plugin", 15)
+            assert cell("health").startswith("✘ ")
+            assert "health: unhealthy" in str(screen.query_one("#plugin-handlers").render())
+            assert "not answering" in str(screen.query_one("#plugins-note").render())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait(10)
 
 

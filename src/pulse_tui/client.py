@@ -132,6 +132,9 @@ class PluginEndpointInfo:
     health_message: str = ""
     health_details: dict[str, str] = field(default_factory=dict)
     config_schema: list[operator_pb2.ConfigField] = field(default_factory=list)
+    # "" when ConfigSchema answered (an empty list then means "declares no configuration"); else why
+    # the schema is unknown, e.g. the plugin does not implement the RPC
+    config_schema_error: str = ""
 
 
 def job_filter(
@@ -690,8 +693,12 @@ class PulseClient:
                 )
                 for k, v in sorted(schema.fields.items())
             ]
-        except ClientError:
-            pass  # optional RPC; an empty schema is the honest answer
+        except ClientError as exc:  # an optional RPC: say which way it is missing
+            info.config_schema_error = (
+                "this plugin does not implement ConfigSchema, so its configuration keys are unknown"
+                if exc.code == "UNIMPLEMENTED"
+                else f"its configuration schema could not be read: {exc.message}"
+            )
         self.plugin_info = info
         return info
 

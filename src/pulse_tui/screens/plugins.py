@@ -3,6 +3,8 @@ hot reload (added / removed / conflicting handlers) and enable / disable."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -25,6 +27,7 @@ STATE_STYLES = fmt.ThemedStyles(
         "unhealthy": "bold #e0af68",
         "backoff": "bold #e0af68",
         "crashed": "bold #f7768e",
+        "unreachable": "bold #f7768e",
         "stopped": "#737aa2",
         "disabled": "#737aa2",
     }
@@ -96,6 +99,8 @@ class PluginsScreen(PulseScreen):
     def connection_changed(self, connected: bool) -> None:
         if connected:
             self.refresh_plugins()
+        elif self.pulse.mode_name == "plugin":
+            self._endpoint_down("not answering; reconnecting")
 
     # ------------------------------------------------------------------ data
 
@@ -267,12 +272,16 @@ class PluginsScreen(PulseScreen):
         )
         scroll = self.query_one("#output-scroll", VerticalScroll)
         scroll.call_after_refresh(scroll.scroll_end, animate=False)
-        self.query_one("#plugin-config", Static).update(_schema(list(p.config_schema)))
+        schema_error = endpoint_info.config_schema_error if endpoint_info is not None else ""
+        self.query_one("#plugin-config", Static).update(
+            Text(schema_error, style="dim italic") if schema_error else _schema(list(p.config_schema))
+        )
 
     async def _show_endpoint(self) -> None:
         try:
             info = await self.pulse.client.plugin_endpoint()
         except ClientError as exc:
+            self._endpoint_down(exc.message)  # never leave the last `ready ✔ ok` up
             self.pulse.report(exc, "plugin endpoint")
             return
         self._endpoint_info = info
@@ -288,6 +297,34 @@ class PluginsScreen(PulseScreen):
             state="ready" if info.healthy else "unhealthy",
             healthy=info.healthy,
             health_message=info.health_message,
+            version=info.version,
+            description=info.description,
+            endpoint=self.pulse.address,
+            config_schema=info.config_schema,
+            enabled=True,
+        )
+        self.plugins = [p]
+        self._fill(self.plugins)
+        self._show_detail(p)
+
+    def _endpoint_down(self, why: str) -> None:
+        """The bare plugin endpoint stopped answering: show it as unreachable, keeping what it said
+        about itself while it was up."""
+        info = self._endpoint_info
+        if info is None:
+            return
+        self._endpoint_info = info = dataclasses.replace(info, healthy=False, health_message=why)
+        note = self.query_one("#plugins-note", Static)
+        note.update(
+            f"Bare plugin endpoint {self.pulse.address}: {info.name} {info.version} — not answering "
+            f"({why}). Health is re-polled every {REFRESH_SECS:g}s once it answers again."
+        )
+        note.display = True
+        p = operator_pb2.Plugin(
+            name=info.name,
+            state="unreachable",
+            healthy=False,
+            health_message=why,
             version=info.version,
             description=info.description,
             endpoint=self.pulse.address,
