@@ -669,3 +669,33 @@ async def test_compat_keeps_the_last_rows_marked_stale_while_disconnected(server
         await until(pilot, lambda: t.stale, "rows kept, marked stale", timeout=15)
         assert t.total == 3 and all(t.job_at(i) is not None for i in range(3))
         assert "disconnected" in note(screen)
+
+
+async def test_compat_unavailable_screens_keep_the_status_bar_at_the_bottom(server) -> None:
+    """Issue 20.11: in compat mode `:plugins`, `:handlers` (and `:schedules`) show only a note; the
+    status bar stays on the second-to-last line, above the footer, as on every other screen."""
+    from textual.widgets import Footer
+
+    from pulse_tui.widgets.status_bar import StatusBar
+    from tests.test_tui import CompatClient
+
+    app = PulseApp(server.address, server.token, client=CompatClient(server.address, server.token))
+    async with app.run_test(size=(100, 24)) as pilot:
+        await started(app, pilot)
+        jobs_bar_y = app.screen.query_one(StatusBar).region.y
+        assert jobs_bar_y == 22 and app.screen.query_one(Footer).region.y == 23
+        for command, note in (
+            ("plugins", "#plugins-note"),
+            ("handlers", "#handlers-note"),
+            ("schedules", "#schedules-note"),
+        ):
+            await pilot.press("colon", *command, "enter")
+            await until(pilot, lambda c=command: type(app.screen).__name__.lower().startswith(c), command)
+            screen = app.screen
+            bar, footer = screen.query_one(StatusBar), screen.query_one(Footer)
+            shown = screen.query_one(note)
+            await until(pilot, lambda n=shown: "not available" in str(n.render()), f"{command} note")
+            await until(pilot, lambda b=bar: b.region.y == jobs_bar_y, f"{command}: status bar at the bottom")
+            assert footer.region.y == 23, command
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, JobsScreen), "back to jobs")

@@ -33,6 +33,12 @@ class PulseScreen(Screen):
         yield TooSmall(id="too-small")
         yield Static(self.TITLE, id="screen-title", classes="screen-title")
 
+    def note_only(self, note: Static) -> None:
+        """The screen shows nothing but `note` (e.g. compat mode cannot give its data): let the note
+        take the free height, so the status bar and footer stay at the bottom as on other screens."""
+        note.display = True
+        note.add_class("-alone")
+
     def compose_footer(self) -> ComposeResult:
         yield CommandLine(self.pulse.command_names(), id="command-line")
         yield StatusBar(id="status-bar")

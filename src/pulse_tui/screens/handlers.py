@@ -83,8 +83,8 @@ class HandlersScreen(PulseScreen):
                 "Handlers and conflicts are not available on this endpoint "
                 f"({client.mode}); they need a Pulse server's operator API."
             )
-            note.display = True
             self.query_one(DataTable).display = False
+            self.note_only(note)
             return
         try:
             handlers = await client.list_handlers(conflicts_only=self.conflicts_only)

@@ -118,9 +118,9 @@ class PluginsScreen(PulseScreen):
                 "Plugins are not available: this server only speaks QueueService (compat mode). "
                 "Use :jobs, or point pulse-tui at a Pulse server's operator endpoint."
             )
-            note.display = True
             self.query_one("#plugins-table").display = False
             self.query_one("#plugin-tabs").display = False
+            self.note_only(note)
             return
         try:
             plugins = await client.list_plugins()

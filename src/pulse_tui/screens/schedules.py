@@ -140,6 +140,7 @@ class SchedulesScreen(PulseScreen):
                 f"Schedules are not available on this endpoint ({client.mode}); they need a Pulse server."
             )
             self.query_one(DataTable).display = False
+            self.note_only(note)
             return
         try:
             self.schedules = await client.list_schedules()
