@@ -302,3 +302,21 @@ async def test_a_schedule_whose_handler_is_gone_goes_inactive_and_comes_back_wit
     exs = await wait_until(sched, ran, what="a run after the handler came back")
     assert all(e.status != S.EX_FAILED for e in exs) and gate.started >= 1
     assert (await sched.get(s.id)).state == S.ACTIVE
+
+
+async def test_an_inactive_schedule_whose_handler_exists_at_start_is_active_again(ticker, tmp_path):
+    engine, sched = await ticker()
+    s = await sched.create("pulse.noop", interval_secs=3600)
+    await sched.stop()
+    # it went inactive while its handler was gone; the server restarts with the handler routable
+    await engine.store.update_schedule(s.id, (S.ACTIVE,), {"state": S.INACTIVE})
+    sched2 = S.Scheduler(engine.store, engine)
+    await sched2.start()
+    try:
+
+        async def active():
+            return (await sched2.get(s.id)).state == S.ACTIVE
+
+        await wait_until(sched2, active, what="the schedule to be active again")
+    finally:
+        await sched2.stop()

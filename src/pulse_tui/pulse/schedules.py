@@ -270,6 +270,7 @@ class Scheduler:
     async def start(self) -> None:
         setattr(self.store, "on_schedule_change", self._remote_change)  # noqa: B010
         self._task = asyncio.create_task(self._loop(), name="pulse-scheduler")
+        self._spawn(self._reactivate())  # handlers that came back while the server was down
         retention = getattr(self.engine, "retention_secs", None)
         if retention:
             self._retention = asyncio.create_task(self._retention_loop(float(retention)))
