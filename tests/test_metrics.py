@@ -137,6 +137,38 @@ async def test_counters_match_what_ran(tmp_path: Path) -> None:
         await srv.stop(0)
 
 
+async def test_schedule_runs_are_counted(tmp_path: Path) -> None:
+    """`pulse_schedule_runs_total{handler, outcome}` counts the runs a real schedule fired."""
+    srv = PulseServer(settings(tmp_path / "d", metrics_listen="127.0.0.1:0"), Config())
+    await srv.start()
+    c = Client(srv)
+    try:
+        s = await c.stub.CreateSchedule(
+            op.CreateScheduleRequest(handler=NOOP, interval_secs=1, run_at_once=True), metadata=c.md
+        )
+        deadline = time.monotonic() + 20
+        while (
+            await c.stub.GetSchedule(op.GetScheduleRequest(id=s.id), metadata=c.md)
+        ).schedule.run_count < 2:
+            assert time.monotonic() < deadline, "the schedule did not run twice"
+            await asyncio.sleep(0.05)  # poll interval of a retried check
+        await c.stub.PauseSchedule(op.ScheduleIdRequest(id=s.id), metadata=c.md)
+        await c.stub.RunSchedule(op.ScheduleIdRequest(id=s.id), metadata=c.md)  # a run-now counts too
+        got = await c.stub.GetSchedule(op.GetScheduleRequest(id=s.id), metadata=c.md)
+        runs = got.schedule.run_count
+        assert runs >= 3 and all(e.job_id for e in got.executions)
+        assert srv.metrics_http is not None
+        status, text = await scrape(srv.metrics_http.port)
+        assert status == 200
+        counted = {
+            labels: v for (name, labels), v in samples(text).items() if name == "pulse_schedule_runs_total"
+        }
+        assert counted == {(("handler", NOOP), ("outcome", "enqueued")): runs}
+    finally:
+        await c.close()
+        await srv.stop(0)
+
+
 async def test_persisted_buckets_survive_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "d"
     srv = PulseServer(settings(data), Config())
@@ -294,6 +326,7 @@ def test_grafana_dashboard_uses_exported_names() -> None:
     rec.finished("h", "completed", 0.2)
     rec.gauges["h"] = metrics.Gauges(queued=1)
     rec.plugin_gauges = [metrics.PluginGauge("demo", True, 2)]
+    rec.schedule_run("h", "enqueued")
     served = {
         s.name for f in text_string_to_metric_families(metrics.exposition(rec).decode()) for s in f.samples
     }

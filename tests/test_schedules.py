@@ -269,3 +269,54 @@ async def test_runs_ending_before_the_ticker_starts_are_recorded(tmp_path):
         await sched.stop()
         await engine.stop(grace=0.5)
         await store.close()
+
+
+async def test_a_schedule_whose_handler_is_gone_goes_inactive_and_comes_back_with_it(ticker):
+    """No failed run per tick while the handler is missing: the schedule is marked inactive once,
+    and is active again (and runs) as soon as the handler is routable again."""
+    gate = Gate()
+    gate.name = "t.flaky"
+    gate.open.set()
+    engine, sched = await ticker(gate)
+    s = await sched.create("t.flaky", interval_secs=1, at_once=False)
+    engine.router.remove("t.flaky")
+    engine.routes_changed()  # what the plugin host does when a plugin stops
+
+    async def inactive():
+        got = await sched.get(s.id)
+        return got if got.state == S.INACTIVE else None
+
+    got = await wait_until(sched, inactive, what="the schedule to go inactive")
+    assert got.run_count == 0 and got.last_status == ""
+    # nothing is due any more, so no tick records a failed run
+    assert await engine.store.due_schedules(time.time() + 3600, 10) == []
+    assert await sched.executions(s.id) == []
+
+    engine.router.add(gate)
+    engine.routes_changed()
+
+    async def ran():
+        exs = await sched.executions(s.id)
+        return exs if any(e.status == S.EX_COMPLETED for e in exs) else None
+
+    exs = await wait_until(sched, ran, what="a run after the handler came back")
+    assert all(e.status != S.EX_FAILED for e in exs) and gate.started >= 1
+    assert (await sched.get(s.id)).state == S.ACTIVE
+
+
+async def test_an_inactive_schedule_whose_handler_exists_at_start_is_active_again(ticker, tmp_path):
+    engine, sched = await ticker()
+    s = await sched.create("pulse.noop", interval_secs=3600)
+    await sched.stop()
+    # it went inactive while its handler was gone; the server restarts with the handler routable
+    await engine.store.update_schedule(s.id, (S.ACTIVE,), {"state": S.INACTIVE})
+    sched2 = S.Scheduler(engine.store, engine)
+    await sched2.start()
+    try:
+
+        async def active():
+            return (await sched2.get(s.id)).state == S.ACTIVE
+
+        await wait_until(sched2, active, what="the schedule to be active again")
+    finally:
+        await sched2.stop()

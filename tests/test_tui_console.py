@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from textual.widgets import Input
 
 from pulse_tui.app import PulseApp
@@ -699,3 +700,41 @@ async def test_compat_unavailable_screens_keep_the_status_bar_at_the_bottom(serv
             assert footer.region.y == 23, command
             await pilot.press("escape")
             await until(pilot, lambda: isinstance(app.screen, JobsScreen), "back to jobs")
+
+
+async def test_jobs_waiting_for_a_future_time_say_when_and_why(server) -> None:
+    """A delayed job shows `◷ in 1h00m` and a job in a retry's backoff `◷ retry in …` (not a plain
+    queued job stuck on something); the detail and `jobs show --json` give the absolute time."""
+    from datetime import datetime
+
+    from pulse_tui.cli import job_summary
+    from pulse_tui.screens.job_detail import JobDetailScreen
+
+    client = await client_for(server)
+    t0 = time.time()
+    delayed = await client.enqueue("pulse.noop", delay_secs=3600)
+    flaky = await client.enqueue("pulse.fail", {"error": "flaky"}, max_attempts=5)
+    app = PulseApp(server.address, server.token, now=lambda: t0)  # the console's clock stands still
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=2)
+        assert t.job_at(1).id == delayed.id
+        assert "◷ in 1h00m" in t._row_text(t.job_at(1), 120).plain
+
+        def retry_row() -> str:
+            job = t.job_at(0)
+            return t._row_text(job, 120).plain if job is not None and job.id == flaky.id else ""
+
+        # between attempts the failing job waits for its backoff (run_at is after the frozen clock)
+        await until(pilot, lambda: "◷ retry in " in retry_row(), "the retry's backoff shown")
+        assert "last attempt: flaky" in retry_row()
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen), "detail screen")
+        detail: JobDetailScreen = app.screen  # type: ignore[assignment]
+        await until(pilot, lambda: detail.detail is not None, "detail loaded")
+        summary = _text(detail.query_one("#detail-summary").content)
+        due = datetime.fromtimestamp(delayed.run_at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        assert f"runs at {due}" in summary and "(in 1h00m)" in summary
+    doc = job_summary((await client.get_job(delayed.id)).job)
+    assert doc["waiting"] == "delay" and doc["run_at"] == pytest.approx(t0 + 3600, abs=30)
+    assert datetime.fromisoformat(doc["run_at_iso"]).timestamp() == pytest.approx(doc["run_at"], abs=0.001)
+    await client.close()

@@ -25,13 +25,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pulse_tui import __version__
 from pulse_tui.config import Config, ServerConfig
+from pulse_tui.widgets import fmt
 
 if TYPE_CHECKING:
     from pulse_tui.pulse.server import ServerSettings
@@ -571,7 +573,15 @@ def job_summary(j: Any) -> dict[str, Any]:
         "created_at": j.created_at or None,
         "started_at": j.started_at or None,
         "completed_at": j.completed_at or None,
+        # the earliest start: a delayed enqueue, a retry's backoff (seconds and RFC 3339, UTC)
+        "run_at": j.run_at or None,
+        "run_at_iso": _iso_utc(j.run_at),
+        "waiting": fmt.waiting(j, time.time()) or None,  # "retry" | "delay" while not yet due
     }
+
+
+def _iso_utc(value: float) -> str | None:
+    return datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds") if value else None
 
 
 def job_doc(d: Any) -> dict[str, Any]:
@@ -618,6 +628,9 @@ def job_text(d: Any) -> str:
         f"interrupted uncharged {j.interrupted_attempts}, operator retries {j.retry_count})",
         f"created   {_ts(j.created_at)}",
     ]
+    wait = fmt.waiting(j, time.time())
+    if wait:
+        lines.append(f"{'retry at' if wait == 'retry' else 'runs at':<10}{_ts(j.run_at)}")
     if j.source:
         lines.append(f"source    {j.source}")
     if j.parent_job_id:
@@ -857,11 +870,12 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
     async def run(client: Any) -> int:
         resp = await client.list_jobs(job_filter(args.status, args.handler), limit=args.limit)
+        now = time.time()
         rows = [
             [
                 j.id,
                 j.handler,
-                j.status,
+                fmt.waiting_label(j, now).removeprefix("◷ ") or j.status,
                 _progress(j),
                 attempts_label(j),
                 _ts(j.created_at),

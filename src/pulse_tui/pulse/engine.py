@@ -169,6 +169,7 @@ class Engine:
         self.bus = EventBus()
         self.started_at = 0.0
         self.metrics = metrics  # pulse/metrics.py: counters bumped at enqueue, start and finish
+        self.route_listeners: list[Callable[[], None]] = []  # told when handlers come or go
 
         self._running: dict[str, _Run] = {}
         self._wake = asyncio.Event()
@@ -770,6 +771,11 @@ class Engine:
     def routes_changed(self) -> None:
         self._due_epoch += 1
         self._kick()
+        for fn in list(self.route_listeners):
+            try:
+                fn()
+            except Exception:
+                log.exception("a routes listener failed")
 
     # ------------------------------------------------------------ dispatch
     def _kick(self) -> None:

@@ -32,7 +32,7 @@ import ssl
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pulse_tui.pulse.errors import PulseError, ValidationError
@@ -243,6 +243,7 @@ class Snapshot:
     live: dict[str, Bucket]
     gauges: dict[str, Gauges]
     plugin_gauges: list[PluginGauge]
+    schedule_runs: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class Recorder:
@@ -270,6 +271,8 @@ class Recorder:
         self._lock = asyncio.Lock()  # a read of store + pending never overlaps a write of pending
         self.gauges: dict[str, Gauges] = {}
         self.plugin_gauges: list[PluginGauge] = []
+        # (handler, outcome) → schedule runs fired by this node's ticker (cumulative since start)
+        self.schedule_runs: dict[tuple[str, str], int] = {}
         self.sampled_at = 0.0
         self._task: asyncio.Task | None = None
         self._last_persist = 0.0
@@ -281,7 +284,10 @@ class Recorder:
         """A copy of what a scrape shows, taken on the event loop so the exposition can be written
         in a thread while jobs keep changing the live buckets."""
         return Snapshot(
-            {h: b.copy() for h, b in self.live.items()}, dict(self.gauges), list(self.plugin_gauges)
+            {h: b.copy() for h, b in self.live.items()},
+            dict(self.gauges),
+            list(self.plugin_gauges),
+            dict(self.schedule_runs),
         )
 
     def _bucket(self, handler: str) -> Bucket:
@@ -309,6 +315,14 @@ class Recorder:
             run = 0.0
         b.run[bisect_left(BOUNDS, run)] += 1
         b.run_sum += run
+
+    def schedule_run(self, handler: str, outcome: str) -> None:
+        """A schedule run fired: `outcome` is `enqueued` (a job was enqueued), `skipped` (overlap),
+        `failed` (no job could be enqueued), or `inactive` (its handler was gone, so the schedule
+        was marked inactive instead). Labelled by handler, not schedule id, so 10,000
+        schedules do not make 10,000 series."""
+        key = (handler, outcome)
+        self.schedule_runs[key] = self.schedule_runs.get(key, 0) + 1
 
     # ---------------------------------------------------------------- folding & persisting
     def roll(self, now: float | None = None) -> None:
@@ -531,6 +545,14 @@ class PulseCollector:
             restarts.add_metric([p.name], p.restarts)
         yield up
         yield restarts
+        sched = CounterMetricFamily(
+            "pulse_schedule_runs",
+            "Schedule runs fired on this node, by outcome (enqueued, skipped, failed, inactive)",
+            labels=["handler", "outcome"],
+        )
+        for (h, outcome), n in sorted(rec.schedule_runs.items()):
+            sched.add_metric([h, outcome], n)
+        yield sched
 
 
 def _le(bound: float) -> str:

@@ -261,11 +261,16 @@ class Scheduler:
         # from now on (jobs recovered and run before the ticker starts included), every scheduled
         # job's end is recorded on its execution
         engine.job_ended = self._job_ended
+        listeners = getattr(engine, "route_listeners", None)
+        if listeners is not None:
+            listeners.append(self._routes_changed)
+        self.metrics = getattr(engine, "metrics", None)
 
     # ---- lifecycle
     async def start(self) -> None:
         setattr(self.store, "on_schedule_change", self._remote_change)  # noqa: B010
         self._task = asyncio.create_task(self._loop(), name="pulse-scheduler")
+        self._spawn(self._reactivate())  # handlers that came back while the server was down
         retention = getattr(self.engine, "retention_secs", None)
         if retention:
             self._retention = asyncio.create_task(self._retention_loop(float(retention)))
@@ -305,6 +310,44 @@ class Scheduler:
         if self.listeners:  # only watchers need the changed rows
             for sid in schedule_ids:
                 self._spawn(self._announce_id(sid))
+
+    def _routes_changed(self) -> None:
+        """Handlers came or went: an inactive schedule whose handler is back becomes active."""
+        if not self._stopping:
+            self._spawn(self._reactivate())
+
+    async def _reactivate(self) -> None:
+        try:
+            inactive = await self.store.list_schedules(ScheduleFilter(states=(INACTIVE,)), 100_000)
+            back = False
+            for s in inactive:
+                if self.engine.router.resolve(s.handler) is None:
+                    continue
+                got = await self.store.update_schedule(
+                    s.id, (INACTIVE,), {"state": ACTIVE, "updated_at": time.time()}
+                )
+                if got is not None:
+                    back = True
+                    self._changed(got)
+            if back:
+                self.wake()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("re-activating schedules whose handler is back failed")
+
+    async def _deactivate(self, s: Schedule, now: float) -> None:
+        """`s` came due but its handler is gone: mark it inactive (no failed run each tick) until
+        the handler returns. Its next run stays, so it runs once (coalesced) when activated."""
+        got = await self.store.update_schedule(s.id, (ACTIVE,), {"state": INACTIVE, "updated_at": now})
+        if got is None:
+            return  # changed meanwhile (paused, deleted, or another node did it)
+        log.warning("schedule %s is inactive: no handler %r is registered", s.id, s.handler)
+        if self.metrics is not None:
+            self.metrics.schedule_run(s.handler, INACTIVE)
+        self._changed(got)
+        if self.engine.router.resolve(s.handler) is not None:  # it came back meanwhile
+            await self._reactivate()
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)
@@ -405,6 +448,9 @@ class Scheduler:
             if prev is not None and prev.status not in FINISHED:
                 ex.status, ex.completed_at = EX_SKIPPED, now
                 ex.error = f"skipped: the previous run's job {prev.id} is still {prev.status} (overlap=skip)"
+        if ex.status == EX_RUNNING and not manual and self.engine.router.resolve(s.handler) is None:
+            await self._deactivate(s, now)
+            return None
         if ex.status == EX_RUNNING:
             if self.engine.router.resolve(s.handler) is None:
                 ex.status, ex.completed_at = EX_FAILED, now
@@ -427,6 +473,8 @@ class Scheduler:
         if self.keep_lateness and not manual and len(self.lateness) < 1_000_000:
             self.lateness.append(time.time() - s.next_run_at)  # due → job stored
         self.fired += 1
+        if self.metrics is not None:
+            self.metrics.schedule_run(s.handler, "enqueued" if job is not None else ex.status)
         if job is not None:
             self.engine.adopt_inserted(job)
         self._changed(fired)

@@ -160,6 +160,10 @@ class JobDetailScreen(PulseScreen):
         )
         if job.no_handler:
             status.append("  (no handler routes this name)", style=fmt.C("italic #e0af68"))
+        wait = fmt.waiting(job, now)
+        if wait:  # queued for a future time: when (absolute and relative), and why
+            what = "retry at" if wait == "retry" else "runs at"
+            status.append(f"  · {what} {fmt.absolute(job.run_at, tz)} (in {fmt.until(job.run_at - now)})")
         prog = progress_text(job.progress_current, job.progress_total, 24, status=job.status)
         compat = self.pulse.mode_name == "compat"  # QueueService says nothing of these
         plugin = (

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
 
-from textual.app import App
+if TYPE_CHECKING:  # the CLI uses these helpers too, without loading Textual
+    from textual.app import App
 
 # Colours come from the Textual theme: the literals below name roles (the Tokyo Night values the
 # console was drawn with) and C() swaps each for the current theme's colour of that role, so every
@@ -205,6 +208,35 @@ def job_age(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
     if job.created_at:
         return f"wait {duration(now - job.created_at)}"
     return "—"
+
+
+def until(secs: float) -> str:
+    """A short time to come, never "0s" while still ahead: 12s, 59m, 2h10m, 3d04h."""
+    s = max(1, math.ceil(secs))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def waiting(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
+    """Why a queued job is not due yet: "retry" (a backoff: it has run before) or "delay" (a delayed
+    enqueue or a run at a set time); "" when it is not waiting for a future time."""
+    if job.status != "queued" or not job.run_at or job.run_at <= now:
+        return ""
+    return "retry" if job.attempts > 0 else "delay"
+
+
+def waiting_label(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
+    """The STATUS cell of a waiting job: "◷ in 59m", "◷ retry in 12s"; "" when not waiting."""
+    kind = waiting(job, now)
+    if not kind:
+        return ""
+    left = until(job.run_at - now)
+    return f"◷ retry in {left}" if kind == "retry" else f"◷ in {left}"
 
 
 def charged_attempts(job) -> int:  # noqa: ANN001 (operator_pb2.Job)

@@ -92,6 +92,12 @@ class JobSide(VerticalScroll, can_focus=False):
         head.append(
             f"{fmt.STATUS_ICONS.get(j.status, '?')} {j.status}", style=fmt.STATUS_STYLES.get(j.status, "")
         )
+        wait = fmt.waiting(j, now)
+        if wait:  # queued for a future time: when, and whether it is a retry's backoff
+            what = "retry at" if wait == "retry" else "runs at"
+            head.append(
+                f" · {what} {fmt.clock(j.run_at, now, fmt.app_tz(self.app))} (in {fmt.until(j.run_at - now)})"
+            )
         head.append(f"   {fmt.job_age(j, now)}   attempts {j.run_attempts or j.attempts}")
         head.append(f" of {j.max_attempts}" if j.max_attempts else "")
         if j.retry_count:

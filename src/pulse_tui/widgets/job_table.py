@@ -163,6 +163,7 @@ class JobTable(ScrollView, can_focus=True):
         self._tail = False  # rows anchored at the bottom (see module docstring)
         self._refocus = False  # lost focus to a Hide event; take it back on Show
         self._att_w = 4  # ATT grows (and stays) wide once a row shows interruptions (`1/3 +2↺`)
+        self._status_w = 11  # STATUS grows (and stays) wide for a waiting job (`◷ retry in 12s`)
         self.both_ends = True  # the source supports oldest_first pages (False: End jumps by offset)
         self.sort_by = ""  # the listing's sort column ("" = seq, newest first)
         self.sort_desc = True
@@ -705,7 +706,8 @@ class JobTable(ScrollView, can_focus=True):
         prog_w = 18 if width >= 130 else 14 if width >= 100 else 12
         age_w = 11
         att_w = self._att_w
-        fixed = 2 + id_w + 1 + 11 + 1 + prog_w + 1 + att_w + 1 + age_w + 1
+        status_w = self._status_w
+        fixed = 2 + id_w + 1 + status_w + 1 + prog_w + 1 + att_w + 1 + age_w + 1
         rest = max(0, width - fixed - 1)
         handler_w = min(30, max(10, int(rest * 0.45)))
         error_w = max(0, rest - handler_w)
@@ -713,7 +715,7 @@ class JobTable(ScrollView, can_focus=True):
             _Column("mark", "", 2),
             _Column("id", "ID", id_w),
             _Column("handler", "HANDLER", handler_w),
-            _Column("status", "STATUS", 11),
+            _Column("status", "STATUS", status_w),
             _Column("progress", "PROGRESS", prog_w),
             _Column("attempts", "ATT", att_w, right=True),
             _Column("age", "TIME", age_w, right=True),
@@ -788,6 +790,12 @@ class JobTable(ScrollView, can_focus=True):
         if key == "handler":
             return Text(job.handler, style="bold" if not job.no_handler else fmt.C("italic #e0af68"))
         if key == "status":
+            wait = fmt.waiting_label(job, now)
+            if wait:  # queued for a future time: say when, and whether it is a retry's backoff
+                if len(wait) > self._status_w:
+                    self._status_w = len(wait)
+                    self.refresh()
+                return Text(wait, style=fmt.C("#7aa2f7"))
             icon = fmt.STATUS_ICONS.get(job.status, "?")
             return Text(f"{icon} {job.status}", style=fmt.STATUS_STYLES.get(job.status, ""))
         if key == "progress":
