@@ -4,7 +4,15 @@ and at quiescence.
 
 Rules: enqueue (handlers, delays, priorities, attempt budgets), finish a running job (success or
 failure, decided by the test), cancel (queued or running), operator retry (one, or a bulk like
-RetryJobs), restart (graceful stop, reopen the store, start), and a FIFO burst.
+RetryJobs), restart (graceful stop, reopen the store, start), a FIFO burst, a plugin crash and a
+hot reload.
+
+`m.work` belongs to a test plugin "m" that runs in-process as one *instance* at a time (the Work
+object), the way host.py drives a plugin process: a crash makes every call in flight on the
+crashed instance raise `Interrupted(crashed=True)` (what the host reports for a dead process); a
+reload routes `m.work` to a new instance (one router swap + `routes_changed`, as host.adopt) while
+the old one keeps its calls in flight until the test ends them, and hands a call that reaches it
+after it retired to its successor (as the host's lease does).
 
 Invariants, once the engine settled (awaited on events and re-checked, never a fixed sleep):
 - nothing due and claimable is left unclaimed: every job is terminal, running, or queued with a
@@ -14,12 +22,14 @@ Invariants, once the engine settled (awaited on events and re-checked, never a f
 - a job the operator cancelled is cancelled (never failed) until an operator retries it;
 - what the test decided happens: a job told to succeed completes, a job told to fail on its last
   charged attempt fails;
-- FIFO within priority (the burst rule).
-
-Hooks for later (issue 13 items 2-3): add rules beside `restart` — e.g. `plugin_crash` (kill the
-plugin process of a running job; jobs in it end `interrupted`, a job in 3 crashes ends `crashed`)
-and `reload` (old instance drains) — and extend `_check` with their expectations. The machine's
-`work` handler is in-process; a plugin-backed variant can replace it in `_new_engine`.
+- FIFO within priority (the burst rule);
+- interrupted attempts are never charged: `run_attempts` counts exactly the attempts since the
+  last operator retry whose outcome is not `interrupted` (plus the running one);
+- crashes: every job in flight on a crashed instance is interrupted and re-queued without charge,
+  its crash streak (`crashes`, as the model counts it) grows, and a job in CRASH_LIMIT crashes in a
+  row ends failed with outcome `crashed`; an attempt that ends on its own breaks the streak;
+- reload: a job running on the old instance keeps running (same attempt, never interrupted) and
+  completes when the test lets it; new calls go to the new instance.
 
 `make test` runs a few hundred examples; PULSE_SOAK=full (make soak) runs thousands.
 """
@@ -42,7 +52,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from pulse_tui.pulse import jobs as J
 from pulse_tui.pulse.engine import Engine
 from pulse_tui.pulse.errors import Precondition
-from pulse_tui.pulse.handlers import HandlerError, HandlerResult, StaticRouter, builtin_handlers
+from pulse_tui.pulse.handlers import HandlerError, HandlerResult, Interrupted, StaticRouter, builtin_handlers
 from pulse_tui.pulse.store.sqlite import SQLiteStore
 
 SOAK = os.environ.get("PULSE_SOAK") == "full"
@@ -52,24 +62,38 @@ SETTLE_TIMEOUT = 10.0  # a job left due and claimable this long is stuck
 
 
 class Work:
-    """Runs until the test decides: `finish(job_id, ok)`."""
+    """One instance of the test plugin "m": a call runs until the test decides (`finish`), the
+    instance crashes (`crash`), or, once retired by a reload, it hands new calls to its successor."""
 
     name = "m.work"
-    plugin = ""
+    plugin = "m"
 
-    def __init__(self) -> None:
+    def __init__(self, generation: int = 0) -> None:
+        self.generation = generation
         self.pending: dict[str, asyncio.Future[bool]] = {}
+        self.successor: Work | None = None  # set by a reload: this instance takes no new calls
 
     async def run(self, ctx):
+        if self.successor is not None:  # claimed before the reload, called after it
+            return await self.successor.run(ctx)
         fut = asyncio.get_running_loop().create_future()
         self.pending[ctx.job.id] = fut
         try:
-            ok = await fut
+            ok = await fut  # raises the Interrupted a crash sets
         finally:
             self.pending.pop(ctx.job.id, None)
         if not ok:
             raise HandlerError("told to fail")
         return HandlerResult(result=b'{"ok": true}')
+
+    def crash(self) -> list[str]:
+        """The process died: every call in flight on it is cut off, as the host reports it."""
+        hit = [jid for jid, fut in self.pending.items() if not fut.done()]
+        for jid in hit:
+            self.pending[jid].set_exception(
+                Interrupted("plugin m exited (test crash) while the job ran", crashed=True)
+            )
+        return hit
 
 
 class Fifo:
@@ -99,7 +123,9 @@ class EngineMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.dir = tempfile.mkdtemp(prefix="pulse-model-")
         self.path = os.path.join(self.dir, "jobs.db")
-        self.work = Work()
+        self.work = Work()  # the current instance of plugin "m"
+        self.instances: list[Work] = [self.work]  # the current one last; older ones drain
+        self.router: StaticRouter | None = None
         self.fifo = Fifo()
         self.store: SQLiteStore | None = None
         self.engine: Engine | None = None
@@ -107,6 +133,11 @@ class EngineMachine(RuleBasedStateMachine):
         self.cancelled_running: set[str] = set()  # ... while its attempt ran (held by the test)
         self.expect: dict[str, str] = {}  # job -> the terminal status the test's decisions imply
         self.restarts = 0
+        self.crashes: dict[str, int] = {}  # job -> crashes in a row, as the model counts them
+        self.crashed_out: set[str] = set()  # ended failed/`crashed` (CRASH_LIMIT crashes in a row)
+        self.retry_base: dict[str, int] = {}  # job -> attempts started before its last operator retry
+        self.draining: dict[str, tuple[Work, int]] = {}  # job on a retired instance -> (it, attempt)
+        self.events = Counter()  # what the rules exercised (crash hits, drains, crash-outs)
         self.ro = None  # read-only connection for checks
 
     # ------------------------------------------------------------ plumbing
@@ -116,10 +147,14 @@ class EngineMachine(RuleBasedStateMachine):
     async def _new_engine(self) -> None:
         self.store = SQLiteStore(self.path)
         await self.store.open()
-        router = StaticRouter(builtin_handlers() + [self.work, self.fifo])
+        # a server restart starts plugin processes afresh: one new instance of "m"
+        self.work = Work(self.work.generation + 1)
+        self.instances = [self.work]
+        self.draining.clear()
+        self.router = StaticRouter(builtin_handlers() + [self.work, self.fifo])
         self.engine = Engine(
             self.store,
-            router,
+            self.router,
             concurrency=CONCURRENCY,
             handler_limits=dict(LIMITS),
             backoff_base=0.01,
@@ -137,11 +172,11 @@ class EngineMachine(RuleBasedStateMachine):
         try:
             rows = self.ro.execute(
                 "SELECT id, seq, handler, status, priority, attempts, run_attempts, max_attempts,"
-                " run_at, error FROM jobs ORDER BY seq"
+                " run_at, error, interruptions, crashes FROM jobs ORDER BY seq"
             ).fetchall()
             attempts: dict[int, list[sqlite3.Row]] = {}
             for a in self.ro.execute(
-                "SELECT job_seq, number, ended_at, outcome FROM attempts ORDER BY job_seq, number"
+                "SELECT job_seq, number, ended_at, outcome, error FROM attempts ORDER BY job_seq, number"
             ):
                 attempts.setdefault(a["job_seq"], []).append(a)
         finally:
@@ -171,9 +206,12 @@ class EngineMachine(RuleBasedStateMachine):
         with self.engine.bus.watch() as w:
             while True:
                 if until_idle:  # the test lets every held job succeed
-                    for jid, fut in list(self.work.pending.items()):
+                    for jid, fut in list(self.pending().items()):
                         if not fut.done():
                             self.expect.setdefault(jid, J.COMPLETED)
+                            self.crashes[jid] = 0
+                            if self.draining.pop(jid, None):
+                                self.events["drained"] += 1
                             fut.set_result(True)
                 rows, attempts = self.snapshot()
                 stuck = self.unclaimed(rows)
@@ -187,6 +225,10 @@ class EngineMachine(RuleBasedStateMachine):
                     )
                 # an event, or a bounded re-check (a due time passing is not an event)
                 await w.next_batch(timeout=0.02)
+
+    def pending(self) -> dict[str, asyncio.Future[bool]]:
+        """Calls in flight on every instance of plugin "m" (current and draining)."""
+        return {jid: fut for inst in self.instances for jid, fut in inst.pending.items()}
 
     def job_rows(self) -> dict[str, sqlite3.Row]:
         return {r["id"]: r for r in self.rows()}
@@ -217,7 +259,8 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 100), ok=st.booleans())
     def finish(self, pick: int, ok: bool) -> None:
         # no hypothesis precondition: what runs depends on timing, and draws must not
-        ids = sorted(self.work.pending)
+        pending = self.pending()
+        ids = sorted(pending)
         if not ids:
             return
         jid = ids[pick % len(ids)]
@@ -226,10 +269,14 @@ class EngineMachine(RuleBasedStateMachine):
             self.expect[jid] = J.COMPLETED
         elif row["run_attempts"] >= row["max_attempts"]:
             self.expect[jid] = J.FAILED
+        self.crashes[jid] = 0  # an attempt that ends on its own breaks the crash streak
+        if jid in self.draining:
+            self.events["drained"] += 1
+            del self.draining[jid]
 
         async def go():
             with self.engine.bus.watch() as w:
-                self.work.pending[jid].set_result(ok)
+                pending[jid].set_result(ok)
                 # wait until the attempt's end is published (the store has it)
                 while True:
                     job = await self.engine.get_job(jid)
@@ -245,7 +292,7 @@ class EngineMachine(RuleBasedStateMachine):
         if not live:
             return
         jid = live[pick % len(live)]["id"]
-        held = jid in self.work.pending  # running, and cannot end on its own
+        held = jid in self.pending()  # running, and cannot end on its own
 
         async def go():
             try:
@@ -260,6 +307,10 @@ class EngineMachine(RuleBasedStateMachine):
             assert job.status == J.CANCELLED, f"cancel of {jid} returned {job.status}: {job.error}"
             assert job.error == "cancelled by operator"
             self.cancelled.add(jid)
+            # a running attempt cancelled ended on its own (streak broken); a queued job keeps it
+            assert job.crashes in (0, self.crashes.get(jid, 0)), (job, self.crashes.get(jid))
+            self.crashes[jid] = job.crashes
+            self.draining.pop(jid, None)
             if held:
                 self.cancelled_running.add(jid)
             self.expect[jid] = J.CANCELLED
@@ -267,10 +318,13 @@ class EngineMachine(RuleBasedStateMachine):
     def _retryable(self) -> list[str]:
         return [r["id"] for r in self.rows() if r["status"] in (J.FAILED, J.CANCELLED)]
 
-    def _retried(self, jid: str) -> None:
+    def _retried(self, jid: str, attempts: int) -> None:
         self.cancelled.discard(jid)
         self.cancelled_running.discard(jid)
+        self.crashed_out.discard(jid)
         self.expect.pop(jid, None)
+        self.crashes[jid] = 0  # an operator retry starts a new run
+        self.retry_base[jid] = attempts
 
     @rule(pick=st.integers(0, 1000))
     def retry_one(self, pick: int) -> None:
@@ -279,8 +333,8 @@ class EngineMachine(RuleBasedStateMachine):
             return
         jid = ids[pick % len(ids)]
         job = self.run(self.engine.retry(jid))
-        assert job.status == J.QUEUED and job.run_attempts == 0
-        self._retried(jid)
+        assert job.status == J.QUEUED and job.run_attempts == 0 and job.crashes == 0, job
+        self._retried(jid, job.attempts)
 
     @rule()
     def retry_bulk(self) -> None:
@@ -288,23 +342,95 @@ class EngineMachine(RuleBasedStateMachine):
         ids = self._retryable()
 
         async def go():
-            for jid in ids:
-                await self.engine.retry(jid)
+            return [await self.engine.retry(jid) for jid in ids]
 
-        self.run(go())
-        for jid in ids:
-            self._retried(jid)
+        for job in self.run(go()):
+            self._retried(job.id, job.attempts)
 
     @rule(grace=st.sampled_from([0.0, 0.05]))
     def restart(self, grace: float) -> None:
         async def go():
             await self.engine.stop(grace=grace)
             await self.store.close()
-            assert not self.work.pending  # every handler task ended with the engine
+            assert not self.pending()  # every handler task ended with the engine
             await self._new_engine()
 
         self.run(go())
         self.restarts += 1
+
+    def _busy(self) -> None:
+        """Put one more call in flight on the current instance of "m" when it has room (a fresh
+        job at top priority; it is held as soon as it is claimed). Waits on events, bounded."""
+        running = [r["handler"] for r in self.rows() if r["status"] == J.RUNNING]
+        if len(running) >= CONCURRENCY or running.count("m.work") >= LIMITS["m.work"]:
+            return  # no room: it would only queue
+
+        async def go():
+            job = await self.engine.enqueue("m.work", b"{}", priority=2)
+            deadline = time.monotonic() + SETTLE_TIMEOUT
+            with self.engine.bus.watch() as w:
+                while job.id not in self.work.pending and time.monotonic() < deadline:
+                    rows = self.rows()
+                    busy = [r["handler"] for r in rows if r["status"] == J.RUNNING]
+                    mine = next(r for r in rows if r["id"] == job.id)
+                    full = len(busy) >= CONCURRENCY or busy.count("m.work") >= LIMITS["m.work"]
+                    if mine["status"] == J.QUEUED and full:
+                        return  # a job that came due meanwhile took the room: it stays queued
+                    await w.next_batch(timeout=0.02)
+
+        self.run(go())
+
+    @rule(pick=st.integers(0, 100), busy=st.booleans())
+    def plugin_crash(self, pick: int, busy: bool) -> None:
+        """An instance of plugin "m" (the current one, or one draining after a reload) dies: every
+        call in flight on it is interrupted; the jobs re-run without charge, and a job caught in
+        CRASH_LIMIT crashes in a row ends failed/`crashed`. The plugin comes back at once (the host
+        keeps its routes while it restarts)."""
+        if busy:
+            self._busy()
+        live = [inst for inst in self.instances if inst.pending]
+        if not live:
+            return
+        inst = live[pick % len(live)]
+        before = {r["id"]: r for r in self.rows()}
+
+        async def go():
+            with self.engine.bus.watch() as w:
+                hit = inst.crash()
+                for jid in hit:  # wait until each cut-off attempt's end is in the store
+                    while True:
+                        job = await self.engine.get_job(jid)
+                        if job.status != J.RUNNING or job.attempts > before[jid]["attempts"]:
+                            break
+                        await w.next_batch(timeout=1.0)
+                return hit
+
+        for jid in self.run(go()):
+            self.events["crash hits"] += 1
+            self.draining.pop(jid, None)
+            self.crashes[jid] = self.crashes.get(jid, 0) + 1
+            if self.crashes[jid] >= J.CRASH_LIMIT:
+                self.crashed_out.add(jid)
+                self.expect[jid] = J.FAILED
+                self.events["crashed out"] += 1
+
+    @rule(busy=st.booleans())
+    def reload(self, busy: bool) -> None:
+        """Hot reload of plugin "m": a new instance takes new calls at once; the old one keeps the
+        calls in flight on it (same attempt) until the test ends them."""
+        if busy:
+            self._busy()
+        old, new = self.work, Work(self.work.generation + 1)
+        rows = self.job_rows()
+        for jid in old.pending:
+            self.draining[jid] = (old, rows[jid]["attempts"])
+            self.events["left draining"] += 1
+        old.successor = new
+        self.work = new
+        self.instances = [i for i in self.instances if i.pending] + [new]
+        self.router.add(new)  # one swap: `m.work` now routes to the new instance
+        self.engine.routes_changed()
+        self.events["reloads"] += 1
 
     @rule(prios=st.lists(st.integers(-2, 2), min_size=2, max_size=6))
     def fifo_burst(self, prios: list[int]) -> None:
@@ -352,6 +478,21 @@ class EngineMachine(RuleBasedStateMachine):
                 assert status == J.CANCELLED and r["error"] == "cancelled by operator", shown
             if jid in self.cancelled_running:
                 assert att and att[-1]["outcome"] == J.OUTCOME_CANCELLED, shown
+            # interrupted attempts are never charged
+            since = [a for a in att if a["number"] > self.retry_base.get(jid, 0)]
+            charged = sum(a["outcome"] != J.OUTCOME_INTERRUPTED for a in since) + open_attempt
+            assert r["run_attempts"] == charged, ("charged", shown)
+            assert r["interruptions"] == len(since) - charged + open_attempt, ("interruptions", shown)
+            if r["handler"] == "m.work" and jid not in self.crashed_out:
+                assert r["crashes"] == self.crashes.get(jid, 0), ("crashes", self.crashes.get(jid), shown)
+                assert status != J.FAILED or att[-1]["outcome"] != J.OUTCOME_CRASHED, shown
+            if jid in self.crashed_out:
+                assert status == J.FAILED and r["crashes"] == J.CRASH_LIMIT, shown
+                assert att[-1]["outcome"] == J.OUTCOME_CRASHED, shown
+                assert f"crashed its plugin m {J.CRASH_LIMIT} times in a row" in r["error"], shown
+            if jid in self.draining:  # on the old instance since the reload: same attempt, running
+                inst, number = self.draining[jid]
+                assert jid in inst.pending and status == J.RUNNING and r["attempts"] == number, shown
             want = self.expect.get(jid)
             if want is not None and (idle or want == J.CANCELLED):
                 assert status == want, (want, shown)
@@ -368,7 +509,7 @@ class EngineMachine(RuleBasedStateMachine):
                 async def quiesce():
                     # the test releases what it holds; every job must then reach a terminal status
                     rows, attempts = await self.settle(until_idle=True)
-                    while self.work.pending:  # handler tasks finishing after their store write
+                    while self.pending():  # handler tasks finishing after their store write
                         await asyncio.sleep(0)
                     return rows, attempts
 
