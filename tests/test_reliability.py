@@ -148,11 +148,13 @@ def test_sigkill_server_mid_run_loses_nothing_full(server_factory):
 
 
 def test_sigkill_plugin_repeatedly(server_factory):
-    """SIGKILL the demo plugin three times while demo.sleep jobs run: it is restarted each time
-    (with growing backoff), the jobs it was running are retried and all complete."""
+    """SIGKILL the demo plugin twice while demo.sleep jobs run: it is restarted each time (with
+    growing backoff), the jobs it was running are retried without charge and all complete. Two
+    kills, not three: a job caught in CRASH_LIMIT (3) crashes in a row is the likely culprit and
+    fails as `crashed` (tests/test_plugins_e2e.py covers that rule)."""
     srv = server_factory(demo_config())
     c = connect(srv.address, srv.token)
-    n, kills = 12, 3
+    n, kills = 12, 2
     ids = c.enqueue_many("demo.sleep", [b'{"seconds": 1.5, "steps": 3}'] * n, max_attempts=kills + 2)
     pids = []
     t0 = time.monotonic()

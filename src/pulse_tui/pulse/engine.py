@@ -14,8 +14,11 @@ Charging: an attempt cut short by something other than the job — a plugin cras
 a reload or stop of its plugin instance, a server shutdown or crash, a lost lease — is recorded
 `interrupted`, does not count against `max_attempts` (`run_attempts`), and is counted apart
 (`interruptions`). A job caught in CRASH_LIMIT crashes in a row (`crashes`) is the likely cause and
-fails with outcome `crashed`. A job with a crash in its streak is on probation: such jobs run one
-at a time per plugin, so the next crash can tell the culprit from its neighbours.
+fails with outcome `crashed`. A job whose streak reached PROBATION_AFTER crashes is on probation:
+such jobs run one at a time per plugin, so the last crash can tell the culprit from its neighbours.
+Probation starts at the second crash, not the first: after one crash (a node dying with fifty jobs
+running, a plugin killed by the OOM killer) everything re-runs in parallel at full speed; only jobs
+caught in two crashes in a row are serialised, and the culprit then crashes alone.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ from pulse_tui.pulse.store.base import Finish, Store
 if TYPE_CHECKING:
     from pulse_tui.pulse.metrics import Recorder
 
+PROBATION_AFTER = CRASH_LIMIT - 1  # crashes in a row before a job runs alone (see the docstring)
 log = logging.getLogger("pulse.engine")
 
 JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # used with fullmatch
@@ -921,7 +925,7 @@ class Engine:
                 lambda v: setattr(run.job, "cost_actual", v),
             )
             async with cm:
-                if job.crashes and not run.cancel_reason:
+                if job.crashes >= PROBATION_AFTER and not run.cancel_reason:
                     # on probation: it was caught in a crash; run one such job per plugin at a time,
                     # so the next crash tells the culprit from its neighbours
                     async with self._probation_lock(run.plugin or job.handler):
