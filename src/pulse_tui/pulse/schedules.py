@@ -38,7 +38,7 @@ from cronsim import CronSim
 
 from pulse_tui import cadence
 from pulse_tui.cadence import MAX_INTERVAL_SECS, CadenceError  # noqa: F401
-from pulse_tui.pulse.errors import NotFound, Precondition, ValidationError
+from pulse_tui.pulse.errors import NotFound, Precondition, PulseError, ValidationError
 from pulse_tui.pulse.jobs import FINISHED, Job
 
 log = logging.getLogger("pulse.schedules")
@@ -295,6 +295,8 @@ class Scheduler:
                     await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
+            except PulseError as exc:  # the store said why (disk full, damaged): no traceback
+                log.warning("pruning old schedule runs failed (%s)", exc.message)
             except Exception:
                 log.exception("pruning old schedule runs failed")
             await asyncio.sleep(600.0)
@@ -333,6 +335,8 @@ class Scheduler:
                 self.wake()
         except asyncio.CancelledError:
             raise
+        except PulseError as exc:  # the store said why (disk full, damaged): no traceback
+            log.warning("re-activating schedules whose handler is back failed (%s)", exc.message)
         except Exception:
             log.exception("re-activating schedules whose handler is back failed")
 
@@ -383,6 +387,11 @@ class Scheduler:
                     nxt = await self.store.next_schedule_at()
             except asyncio.CancelledError:
                 raise
+            except PulseError as exc:  # the store said why (disk full, damaged): no traceback
+                if self._stopping:
+                    return
+                log.warning("the schedule ticker failed (%s); retrying in 1s", exc.message)
+                upcoming, nxt = [], time.time() + 1.0
             except Exception:
                 if self._stopping:
                     return
@@ -420,6 +429,9 @@ class Scheduler:
         Returns the execution recorded, or None when another node claimed the run first."""
         try:
             return await self._fire_inner(s, now, manual)
+        except PulseError as exc:  # the store said why (disk full, damaged): no traceback
+            log.warning("firing schedule %s failed (%s)", s.id, exc.message)
+            return None
         except Exception:
             log.exception("firing schedule %s failed", s.id)
             return None
@@ -491,6 +503,9 @@ class Scheduler:
             s = await self.store.end_execution(
                 job.id, status, job.completed_at or time.time(), job.error if status != EX_COMPLETED else ""
             )
+        except PulseError as exc:  # the store said why (disk full, damaged): no traceback
+            log.warning("recording the end of scheduled job %s failed (%s)", job.id, exc.message)
+            return
         except Exception:
             log.exception("recording the end of scheduled job %s failed", job.id)
             return
