@@ -15,6 +15,13 @@ from pulse_tui.widgets.status_tabs import StatusTabs
 from tests.test_tui import client_for, started, until
 
 
+@pytest.fixture
+def server(server_factory):
+    """A real server whose shutdown does not wait the default 10 s grace for the long jobs some of
+    these tests leave running (what happens to them at a stop is tested in test_reliability)."""
+    return server_factory(extra_args=["--grace", "0.5"])
+
+
 def ids(t) -> list[str]:  # noqa: ANN001
     return [t.job_at(i).id if t.job_at(i) else "?" for i in range(t.total)]
 
