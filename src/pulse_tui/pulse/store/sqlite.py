@@ -317,6 +317,29 @@ def _contains(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _update_if(
+    conn: sqlite3.Connection,
+    table: str,
+    state_col: str,
+    select: str,
+    key: str,
+    allowed: Sequence[str],
+    cols: Sequence[str],
+    changes: dict,
+    what: str,
+) -> tuple | None:
+    """Compare-and-set: apply `changes` to row `key` only while its `state_col` is in `allowed`.
+    Returns the updated row, None when the state did not allow it; NotFound when there is no row."""
+    row = conn.execute(
+        f"UPDATE {table} SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?"
+        f" AND {state_col} IN ({','.join('?' * len(allowed))}) RETURNING {select}",
+        (*[changes[c] for c in cols], key, *allowed),
+    ).fetchone()
+    if row is None and conn.execute(f"SELECT 1 FROM {table} WHERE id=?", (key,)).fetchone() is None:
+        raise NotFound(f"no {what} with id {key!r}")
+    return row
+
+
 class SQLiteStore(Store):
     def __init__(
         self,
@@ -793,16 +816,8 @@ class SQLiteStore(Store):
         cols = list(changes)
 
         def op(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(
-                f"UPDATE jobs SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?"
-                f" AND status IN ({','.join('?' * len(allowed))}) RETURNING {FULL_SELECT}",
-                (*[changes[c] for c in cols], job_id, *allowed),
-            ).fetchone()
-            if row is not None:
-                return _job(row)
-            if conn.execute("SELECT 1 FROM jobs WHERE id=?", (job_id,)).fetchone() is None:
-                raise NotFound(f"no job with id {job_id!r}")
-            return None
+            row = _update_if(conn, "jobs", "status", FULL_SELECT, job_id, allowed, cols, changes, "job")
+            return _job(row) if row is not None else None
 
         return await self._write(op)
 
@@ -1134,16 +1149,10 @@ class SQLiteStore(Store):
         allowed = tuple(allowed_states)
 
         def op(conn: sqlite3.Connection) -> Schedule | None:
-            row = conn.execute(
-                f"UPDATE schedules SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?"
-                f" AND state IN ({','.join('?' * len(allowed))}) RETURNING {SCHEDULE_SELECT}",
-                (*[changes[c] for c in cols], schedule_id, *allowed),
-            ).fetchone()
-            if row is not None:
-                return _schedule(row)
-            if conn.execute("SELECT 1 FROM schedules WHERE id=?", (schedule_id,)).fetchone() is None:
-                raise NotFound(f"no schedule with id {schedule_id!r}")
-            return None
+            row = _update_if(
+                conn, "schedules", "state", SCHEDULE_SELECT, schedule_id, allowed, cols, changes, "schedule"
+            )
+            return _schedule(row) if row is not None else None
 
         return await self._write(op)
 
