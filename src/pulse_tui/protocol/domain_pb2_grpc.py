@@ -64,6 +64,26 @@ class DomainPluginServiceStub:
                 request_serializer=pulse__tui_dot_protocol_dot_domain__pb2.ExecuteJobRequest.SerializeToString,
                 response_deserializer=pulse__tui_dot_protocol_dot_domain__pb2.ExecuteJobResponse.FromString,
                 _registered_method=True)
+        self.HandleHTTP = channel.unary_unary(
+                '/protocol.DomainPluginService/HandleHTTP',
+                request_serializer=pulse__tui_dot_protocol_dot_domain__pb2.HTTPRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_domain__pb2.HTTPResponse.FromString,
+                _registered_method=True)
+        self.HandleWebSocket = channel.stream_stream(
+                '/protocol.DomainPluginService/HandleWebSocket',
+                request_serializer=pulse__tui_dot_protocol_dot_domain__pb2.WebSocketMessage.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_domain__pb2.WebSocketMessage.FromString,
+                _registered_method=True)
+        self.RegisterGlyphs = channel.unary_unary(
+                '/protocol.DomainPluginService/RegisterGlyphs',
+                request_serializer=pulse__tui_dot_protocol_dot_domain__pb2.Empty.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_domain__pb2.GlyphDefResponse.FromString,
+                _registered_method=True)
+        self.ParseAxQuery = channel.unary_unary(
+                '/protocol.DomainPluginService/ParseAxQuery',
+                request_serializer=pulse__tui_dot_protocol_dot_domain__pb2.ParseAxQueryRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_domain__pb2.ParseAxQueryResponse.FromString,
+                _registered_method=True)
 
 
 class DomainPluginServiceServicer:
@@ -105,6 +125,30 @@ class DomainPluginServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HandleHTTP(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandleWebSocket(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterGlyphs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ParseAxQuery(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DomainPluginServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +181,26 @@ def add_DomainPluginServiceServicer_to_server(servicer, server):
                     servicer.ExecuteJob,
                     request_deserializer=pulse__tui_dot_protocol_dot_domain__pb2.ExecuteJobRequest.FromString,
                     response_serializer=pulse__tui_dot_protocol_dot_domain__pb2.ExecuteJobResponse.SerializeToString,
+            ),
+            'HandleHTTP': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleHTTP,
+                    request_deserializer=pulse__tui_dot_protocol_dot_domain__pb2.HTTPRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_domain__pb2.HTTPResponse.SerializeToString,
+            ),
+            'HandleWebSocket': grpc.stream_stream_rpc_method_handler(
+                    servicer.HandleWebSocket,
+                    request_deserializer=pulse__tui_dot_protocol_dot_domain__pb2.WebSocketMessage.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_domain__pb2.WebSocketMessage.SerializeToString,
+            ),
+            'RegisterGlyphs': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterGlyphs,
+                    request_deserializer=pulse__tui_dot_protocol_dot_domain__pb2.Empty.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_domain__pb2.GlyphDefResponse.SerializeToString,
+            ),
+            'ParseAxQuery': grpc.unary_unary_rpc_method_handler(
+                    servicer.ParseAxQuery,
+                    request_deserializer=pulse__tui_dot_protocol_dot_domain__pb2.ParseAxQueryRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_domain__pb2.ParseAxQueryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +365,114 @@ class DomainPluginService:
             '/protocol.DomainPluginService/ExecuteJob',
             pulse__tui_dot_protocol_dot_domain__pb2.ExecuteJobRequest.SerializeToString,
             pulse__tui_dot_protocol_dot_domain__pb2.ExecuteJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleHTTP(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/protocol.DomainPluginService/HandleHTTP',
+            pulse__tui_dot_protocol_dot_domain__pb2.HTTPRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_domain__pb2.HTTPResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleWebSocket(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/protocol.DomainPluginService/HandleWebSocket',
+            pulse__tui_dot_protocol_dot_domain__pb2.WebSocketMessage.SerializeToString,
+            pulse__tui_dot_protocol_dot_domain__pb2.WebSocketMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterGlyphs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/protocol.DomainPluginService/RegisterGlyphs',
+            pulse__tui_dot_protocol_dot_domain__pb2.Empty.SerializeToString,
+            pulse__tui_dot_protocol_dot_domain__pb2.GlyphDefResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ParseAxQuery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/protocol.DomainPluginService/ParseAxQuery',
+            pulse__tui_dot_protocol_dot_domain__pb2.ParseAxQueryRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_domain__pb2.ParseAxQueryResponse.FromString,
             options,
             channel_credentials,
             insecure,

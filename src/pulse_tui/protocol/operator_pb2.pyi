@@ -296,7 +296,7 @@ class ConfigField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., default_value: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...
 
 class Plugin(_message.Message):
-    __slots__ = ("name", "state", "healthy", "health_message", "version", "description", "pid", "endpoint", "started_at", "restarts", "handlers", "last_error", "enabled", "output_tail", "config_schema", "next_restart_at", "running_jobs", "refused_handlers", "draining_jobs", "draining_instances")
+    __slots__ = ("name", "state", "healthy", "health_message", "version", "description", "pid", "endpoint", "started_at", "restarts", "handlers", "last_error", "enabled", "output_tail", "config_schema", "next_restart_at", "running_jobs", "refused_handlers", "draining_jobs", "draining_instances", "unserved")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +317,7 @@ class Plugin(_message.Message):
     REFUSED_HANDLERS_FIELD_NUMBER: _ClassVar[int]
     DRAINING_JOBS_FIELD_NUMBER: _ClassVar[int]
     DRAINING_INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    UNSERVED_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: str
     healthy: bool
@@ -337,7 +338,8 @@ class Plugin(_message.Message):
     refused_handlers: _containers.RepeatedScalarFieldContainer[str]
     draining_jobs: int
     draining_instances: int
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., healthy: _Optional[bool] = ..., health_message: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., pid: _Optional[int] = ..., endpoint: _Optional[str] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., handlers: _Optional[_Iterable[str]] = ..., last_error: _Optional[str] = ..., enabled: _Optional[bool] = ..., output_tail: _Optional[_Iterable[str]] = ..., config_schema: _Optional[_Iterable[_Union[ConfigField, _Mapping]]] = ..., next_restart_at: _Optional[float] = ..., running_jobs: _Optional[int] = ..., refused_handlers: _Optional[_Iterable[str]] = ..., draining_jobs: _Optional[int] = ..., draining_instances: _Optional[int] = ...) -> None: ...
+    unserved: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., healthy: _Optional[bool] = ..., health_message: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., pid: _Optional[int] = ..., endpoint: _Optional[str] = ..., started_at: _Optional[float] = ..., restarts: _Optional[int] = ..., handlers: _Optional[_Iterable[str]] = ..., last_error: _Optional[str] = ..., enabled: _Optional[bool] = ..., output_tail: _Optional[_Iterable[str]] = ..., config_schema: _Optional[_Iterable[_Union[ConfigField, _Mapping]]] = ..., next_restart_at: _Optional[float] = ..., running_jobs: _Optional[int] = ..., refused_handlers: _Optional[_Iterable[str]] = ..., draining_jobs: _Optional[int] = ..., draining_instances: _Optional[int] = ..., unserved: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListPluginsRequest(_message.Message):
     __slots__ = ()
