@@ -148,7 +148,8 @@ async def test_cancel_propagates_to_plugin(make_host, tmp_path):
     [
         (
             plugin("silent", script("silent.py"), startup_timeout=0.5),
-            "plugin silent did not print QNTX_PLUGIN_PORT=N within 0.5s (last output: 'starting up, honest')",
+            "plugin silent did not print QNTX_PLUGIN_PORT=N within 0.5s nor answer Metadata on the port "
+            "it was given (--port ",
         ),
         (
             plugin("garbage", script("garbage.py")),

@@ -91,6 +91,15 @@ class PluginConfig:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str = ""
     startup_timeout: float = 10.0
+    # seconds to wait for `QNTX_PLUGIN_PORT=N` before probing the port the plugin was given with
+    # Metadata (plugins that never print it); None: QNTX's 2 s, at most half of startup_timeout
+    port_wait: float | None = None
+
+    @property
+    def port_wait_secs(self) -> float:
+        if self.port_wait is not None:
+            return min(self.port_wait, self.startup_timeout)
+        return min(2.0, self.startup_timeout / 2)
 
 
 @dataclass(slots=True)
@@ -178,7 +187,8 @@ durability = "{s.durability}"               # SQLite: "full" = an acknowledged j
 # enabled = {str(p.enabled).lower()}
 # env = {{ LOG_LEVEL = "debug" }}
 # cwd = "."
-# startup_timeout = {p.startup_timeout:g}                         # seconds to print QNTX_PLUGIN_PORT=N
+# startup_timeout = {p.startup_timeout:g}                         # seconds to start and answer Metadata
+# port_wait = 2                                # seconds to wait for QNTX_PLUGIN_PORT=N, then probe --port N
 
 # Pin the owner of a handler name announced by several plugins (else: first in config order).
 [handlers]
@@ -415,6 +425,8 @@ class _Parser:
                 p.cwd = str(self._resolve(_subst(self._str(item["cwd"], (*path, "cwd")), subst)))
             if "startup_timeout" in item:
                 p.startup_timeout = self._number(item["startup_timeout"], (*path, "startup_timeout"))
+            if "port_wait" in item:
+                p.port_wait = self._number(item["port_wait"], (*path, "port_wait"))
             out.append(p)
         return out
 

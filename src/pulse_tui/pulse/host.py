@@ -11,10 +11,17 @@ Structure — one owner per resource:
     (base 1 s, doubling, cap 60 s; the count resets once an instance stayed up a minute).
   * `PluginHost` is the public face: list/get snapshots, reload, enable/disable, start/stop.
 
-Handshake: `COMMAND --port 0` (the plugin picks a free port) and wait up to `startup_timeout`
-for `QNTX_PLUGIN_PORT=N` on stdout; then Metadata (the name must equal the configured one),
-Initialize(queue_endpoint, auth_token, config) -> handler names, and ConfigSchema (optional).
+Handshake: pick a free port N, start `COMMAND --port N` and wait for `QNTX_PLUGIN_PORT=M` on
+stdout (the plugin may listen elsewhere and say so). A plugin that prints no such line within
+`port_wait` (QNTX assumes the requested port after 2 s) is probed on N with Metadata until
+`startup_timeout`; a late port line still wins. Then Metadata (the name must equal the configured
+one), Initialize(queue_endpoint, auth_token, config) -> handler names, ConfigSchema (optional) and
+RegisterGlyphs (optional). What Initialize declares that this server does not serve (watchers, HTTP
+routes, providers) and any glyphs are kept as `unserved` sentences in the plugin's state.
 Every line the plugin prints is kept in a bounded ring per plugin (across restarts) for the TUI.
+
+Start-up window: while a plugin is starting (first start, restart, reload), an enqueue naming a
+handler nobody announced yet waits for it (`PluginHost.await_starting`) instead of being refused.
 
 Crash: the plugin's handlers stay registered while it is restarted, so jobs keep routing; a call
 bound to the dead instance waits (up to `unavailable_wait`) for its successor instead of failing
@@ -49,6 +56,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -84,6 +92,13 @@ HEALTH_TIMEOUT = 3.0
 ENDPOINT_HEALTH_FAILURES = 3  # an endpoint plugin failing this many polls in a row is "lost"
 EXIT_SETTLE = 2.0  # a call cut off by a dying process waits this long for the exit to be seen
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+# probing a plugin that did not print its port: retry the connection often, not grpc's 1 s+ backoff
+PROBE_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 250),
+]
+GLYPHS_TIMEOUT = 2.0  # RegisterGlyphs is optional: a plugin that does not answer has none
 
 
 class PluginStartError(Exception):
@@ -121,6 +136,7 @@ class PluginState:
     next_restart_at: float
     running_jobs: int
     refused_handlers: tuple[str, ...] = ()  # announced names the registry refused, "'name': why"
+    unserved: tuple[str, ...] = ()  # declared at Initialize, not served here: "declares 2 watchers; …"
     draining_jobs: int = 0  # calls still running on old instances after a reload
     draining_instances: int = 0  # old instances still draining
 
@@ -147,6 +163,55 @@ class ReloadResult:
     @property
     def drained_jobs(self) -> int:
         return self.drained
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for `--port N`; the plugin binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _count(n: int, one: str) -> str:
+    return f"{n} {one}" if n == 1 else f"{n} {one}s"
+
+
+def unserved_declarations(init: domain_pb2.InitializeResponse, glyphs: int = 0) -> tuple[str, ...]:
+    """What a plugin declared at Initialize (and RegisterGlyphs) that this server does not serve,
+    one sentence each, for its plugin state: QNTX core serves these, we run jobs and schedules."""
+    out = []
+    if init.watchers:
+        out.append(
+            f"declares {_count(len(init.watchers), 'watcher')}; this server does not run watchers "
+            "(it has no attestation store)"
+        )
+    if init.http_routes:
+        shown = ", ".join(f"{r.method or 'GET'} {r.path}" for r in init.http_routes[:3])
+        more = ", …" if len(init.http_routes) > 3 else ""
+        out.append(
+            f"declares {_count(len(init.http_routes), 'HTTP route')} ({shown}{more}); "
+            "this server does not serve plugin HTTP routes"
+        )
+    providers = [
+        label
+        for flag, label in (
+            (init.llm_provider, "LLM"),
+            (init.embedding_provider, "embedding"),
+            (init.vector_search_provider, "vector search"),
+            (init.search_provider, "search"),
+            (init.python_provider, "Python"),
+        )
+        if flag
+    ]
+    if providers:
+        what = " and ".join([", ".join(providers[:-1]), providers[-1]] if len(providers) > 1 else providers)
+        out.append(
+            f"declares itself {'an' if providers[0] in ('LLM', 'embedding') else 'a'} {what} provider; "
+            "this server does not route provider calls"
+        )
+    if glyphs:
+        out.append(f"declares {_count(glyphs, 'glyph')}; this server does not show glyphs")
+    return tuple(out)
 
 
 def plugin_env(extra: dict[str, str]) -> dict[str, str]:
@@ -306,6 +371,8 @@ class _Instance:
         self.metadata = domain_pb2.MetadataResponse()
         self.handler_names: tuple[str, ...] = ()
         self.schedules: tuple[domain_pb2.ScheduleInfo, ...] = ()  # declared at Initialize
+        self.unserved: tuple[str, ...] = ()  # declared, not served here (see unserved_declarations)
+        self.given_port = 0  # the N of `--port N`
         self.schema: tuple[ConfigField, ...] = ()
         self.started_at = 0.0
         self.exited = asyncio.Event()  # the process ended (or an endpoint plugin was lost)
@@ -361,7 +428,8 @@ class _Instance:
             raise
 
     async def _spawn(self) -> None:
-        argv = [*self.cfg.command, "--port", "0"]
+        self.given_port = free_port()
+        argv = [*self.cfg.command, "--port", str(self.given_port)]
         relative = os.sep in argv[0] and not os.path.isabs(argv[0])  # resolved in `cwd` by the child
         if not relative and shutil.which(argv[0], path=self._search_path()) is None:
             what = "not executable" if os.path.exists(argv[0]) else "not found"
@@ -441,23 +509,67 @@ class _Instance:
         self._on_exit()
 
     async def _wait_port(self) -> int:
+        """The port of the plugin's `QNTX_PLUGIN_PORT=N` line; without one within `port_wait`, the
+        port it was given, once Metadata answers there (a late line still wins)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.startup_timeout
         exited = asyncio.ensure_future(self.exited.wait())
+        probe: asyncio.Future[bool] | None = None
         try:
-            done, _ = await asyncio.wait(
-                {self._port, exited}, timeout=self.cfg.startup_timeout, return_when=asyncio.FIRST_COMPLETED
+            await asyncio.wait(
+                {self._port, exited}, timeout=self.cfg.port_wait_secs, return_when=asyncio.FIRST_COMPLETED
             )
+            if not self._port.done() and not self.exited.is_set():
+                probe = asyncio.ensure_future(self._probe(self.given_port, deadline - loop.time()))
+                await asyncio.wait(
+                    {self._port, exited, probe},
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
         finally:
             exited.cancel()
+            if probe is not None and not probe.done():
+                probe.cancel()
+                await asyncio.gather(probe, return_exceptions=True)
         if self._port.done():
             return self._port.result()  # raises PluginStartError for a malformed line
+        found = probe is not None and probe.done() and not probe.cancelled()
+        if (
+            found and probe is not None and probe.result()
+        ):  # raises PluginStartError when something else answered there
+            self.output.append(
+                f"--- {self.cfg.name}: no {PORT_PREFIX}N line; it answers on --port {self.given_port} ---"
+            )
+            return self.given_port
         if self.exited.is_set():
             raise PluginStartError(
                 f"plugin {self.cfg.name} {self.exit_text()} before printing {PORT_PREFIX}N{self._last_output()}"
             )
         raise PluginStartError(
-            f"plugin {self.cfg.name} did not print {PORT_PREFIX}N within {self.cfg.startup_timeout:g}s"
-            f"{self._last_output()}; is `command` a Pulse/QNTX plugin? (raise startup_timeout if it is slow)"
+            f"plugin {self.cfg.name} did not print {PORT_PREFIX}N within {self.cfg.startup_timeout:g}s nor "
+            f"answer Metadata on the port it was given (--port {self.given_port}){self._last_output()}; "
+            "is `command` a Pulse/QNTX plugin? (raise startup_timeout if it is slow)"
         )
+
+    async def _probe(self, port: int, timeout: float) -> bool:
+        """True once Metadata answers on 127.0.0.1:`port` (False at the deadline). Something else
+        answering there raises PluginStartError."""
+        if timeout <= 0:
+            return False
+        address = f"127.0.0.1:{port}"
+        channel = grpc.aio.insecure_channel(address, options=[*CHANNEL_OPTIONS, *PROBE_OPTIONS])
+        try:
+            await plugin_stub(channel).Metadata(domain_pb2.Empty(), timeout=timeout, wait_for_ready=True)
+            return True
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return False
+            raise PluginStartError(
+                f"plugin {self.cfg.name} printed no {PORT_PREFIX}N line and {address} (the port it was "
+                f"given) answered Metadata with {exc.code().name}: {exc.details()}{self._last_output()}"
+            ) from None
+        finally:
+            await channel.close()
 
     async def _handshake(self, queue_endpoint: str, token: str) -> None:
         self.channel = grpc.aio.insecure_channel(self.endpoint, options=CHANNEL_OPTIONS)
@@ -486,6 +598,16 @@ class _Instance:
             )
         except grpc.aio.AioRpcError:
             self.schema = ()  # optional RPC
+        try:
+            declared = await self.stub.RegisterGlyphs(
+                domain_pb2.Empty(), timeout=min(timeout, GLYPHS_TIMEOUT)
+            )
+            glyphs = len(declared.glyphs)
+        except grpc.aio.AioRpcError:
+            glyphs = 0  # optional RPC (UNIMPLEMENTED for plugins without glyphs)
+        self.unserved = unserved_declarations(init, glyphs)
+        for sentence in self.unserved:
+            log.warning("plugin %s %s", self.cfg.name, sentence)
 
     def _last_output(self) -> str:
         lines = [line for line in self.output if not line.startswith("--- ")]
@@ -569,7 +691,17 @@ class _Plugin:
 
     # Assigning any of these wakes `PluginHost.wait_for` callers (see __setattr__).
     _OBSERVED = frozenset(
-        {"state", "healthy", "last_error", "restarts", "current", "next_restart_at", "enabled", "draining"}
+        {
+            "state",
+            "healthy",
+            "last_error",
+            "restarts",
+            "current",
+            "next_restart_at",
+            "enabled",
+            "draining",
+            "launching",
+        }
     )
 
     def __init__(self, cfg: PluginConfig, host: PluginHost) -> None:
@@ -594,6 +726,22 @@ class _Plugin:
         self.live = asyncio.Condition()  # notified when a new instance is adopted
         self.task: asyncio.Task[None] | None = None
         self.first_attempt: asyncio.Future[None] | None = None
+        self.launching = 0  # launches (start, restart, reload) under way until their handlers are routed
+
+    @property
+    def starting(self) -> bool:
+        """Handlers this plugin announces may still appear: it has not started yet, or a launch
+        (restart, reload) is under way."""
+        return self.enabled and (self.state == STARTING or self.launching > 0)
+
+    @contextlib.contextmanager
+    def launch_window(self) -> Iterator[None]:
+        """Marks a launch under way until its instance is adopted (handlers routed) or failed."""
+        self.launching += 1
+        try:
+            yield
+        finally:
+            self.launching -= 1
 
     def __setattr__(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
@@ -625,7 +773,8 @@ class _Plugin:
                     if not self._has_live_instance():
                         self.state = STARTING
                         try:
-                            await self.adopt(await self.launch())
+                            with self.launch_window():
+                                await self.adopt(await self.launch())
                         except PluginStartError as exc:
                             self.state, self.last_error = CRASHED, str(exc)
                             log.warning("plugin %s failed to start: %s", self.cfg.name, exc)
@@ -847,6 +996,7 @@ class _Plugin:
             next_restart_at=self.next_restart_at,
             running_jobs=len(running) if running is not None else (len(inst.in_flight) if inst else 0),
             refused_handlers=self.host.registry.refused_of(self.cfg.name),
+            unserved=inst.unserved if inst else (),
             draining_jobs=sum(len(i.in_flight) for i in self.draining),
             draining_instances=len(self.draining),
         )
@@ -897,6 +1047,7 @@ class PluginHost:
         self.max_in_flight = max_in_flight
         self.pid_file = PidFile(pid_file) if pid_file is not None else None
         self._plugins = {cfg.name: _Plugin(cfg, self) for cfg in plugin_configs}
+        self._waiting = 0  # enqueue calls in await_starting
 
     def notify_routes_changed(self) -> None:
         try:
@@ -955,6 +1106,37 @@ class PluginHost:
                 await plugin.changed()
         return state
 
+    @property
+    def waiting_enqueues(self) -> int:
+        """Enqueue calls waiting in `await_starting` now."""
+        return self._waiting
+
+    async def await_starting(self, known: Callable[[], bool]) -> None:
+        """Wait while `known()` is false and a plugin is still starting (first start, restart,
+        reload) — it may announce the handlers an enqueue names — for at most the largest
+        `startup_timeout` among them. Returns at once when no plugin is starting."""
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        self._waiting += 1
+        try:
+            while not known():
+                starting = [p for p in self._plugins.values() if p.starting]
+                if not starting:
+                    return
+                if deadline is None:
+                    deadline = loop.time() + max(p.cfg.startup_timeout for p in starting)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                changes = [asyncio.ensure_future(p.changed()) for p in starting]
+                try:
+                    await asyncio.wait(changes, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for change in changes:
+                        change.cancel()
+        finally:
+            self._waiting -= 1
+
     # ------------------------------------------------------------ control
 
     async def reload(self, name: str) -> ReloadResult:
@@ -967,13 +1149,14 @@ class PluginHost:
             old = plugin.current if plugin._has_live_instance() else None
             in_flight_at_start = set(old.in_flight) if old is not None else set()
             before = set(self.registry.plugin_handlers(name))
-            try:
-                new = await plugin.launch()
-            except PluginStartError as exc:
-                plugin.last_error = f"reload failed: {exc}"
-                still = "the old instance keeps running" if old else "the plugin stays down"
-                raise Precondition(f"reload of plugin {name} failed: {exc}; {still}") from None
-            diff = await plugin.adopt(new)
+            with plugin.launch_window():
+                try:
+                    new = await plugin.launch()
+                except PluginStartError as exc:
+                    plugin.last_error = f"reload failed: {exc}"
+                    still = "the old instance keeps running" if old else "the plugin stays down"
+                    raise Precondition(f"reload of plugin {name} failed: {exc}; {still}") from None
+                diff = await plugin.adopt(new)
             drained = draining = 0
             if old is not None:
                 # new calls now go to `new`; `old` finishes what it runs (no grace cut-off)

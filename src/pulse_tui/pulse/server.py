@@ -242,8 +242,7 @@ class PulseServer:
         except Exception as exc:
             raise ServerError(f"cannot recover jobs in the store {_redact(s.store_url)}: {exc}") from None
         await self._grpc.start()
-        self.host = await self._start_plugin_host()
-        ctx.host = self.host
+        self.host = await self._start_plugin_host(ctx)
         await self._start_metrics()
         await self._reconcile_config_schedules()
         await self.scheduler.start()  # after the plugins announced their handlers
@@ -379,7 +378,7 @@ class PulseServer:
     def _make_router(self) -> Registry:
         return Registry([p.name for p in self.config.plugins], self.config.handlers)
 
-    async def _start_plugin_host(self) -> PluginHost | None:
+    async def _start_plugin_host(self, ctx: ServiceContext) -> PluginHost | None:
         if not self.config.plugins:
             return None
         assert self.engine is not None and self.auth is not None and self.router is not None
@@ -400,6 +399,7 @@ class PulseServer:
             on_schedules=self._plugin_schedules,
         )
         self.host = plugin_host  # a stop during start-up must stop the plugins already started
+        ctx.host = plugin_host  # enqueues arriving while the plugins start wait for them
         await plugin_host.start()
         return plugin_host
 

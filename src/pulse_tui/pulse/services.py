@@ -14,7 +14,7 @@ import functools
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -333,6 +333,20 @@ class ServiceContext:
         return self.engine.router.routable()
 
 
+async def await_plugin_handlers(ctx: ServiceContext, handlers: Iterable[str]) -> None:
+    """Before an enqueue is validated: if it names a handler no plugin announced yet while
+    configured plugins are still starting (right after `serve` starts, during a restart or reload),
+    wait for them (up to their startup_timeout) so it is not refused by a race. A name that stays
+    unknown is then refused as usual; with every plugin up this returns at once."""
+    host, router = ctx.host, ctx.engine.router
+    if host is None or not hasattr(host, "await_starting"):
+        return
+    names = {h for h in handlers if h}
+    if all(router.resolve(h) is not None for h in names):
+        return
+    await host.await_starting(lambda: all(router.resolve(h) is not None for h in names))
+
+
 # ---------------------------------------------------------------- QueueService (QNTX)
 
 
@@ -372,6 +386,7 @@ class QueueService(qp_grpc.QueueServiceServicer):
         if not request.HasField("job"):
             raise ValidationError("request has no job; set job.handler_name and job.payload")
         j = request.job
+        await await_plugin_handlers(self.ctx, (j.handler_name,))
         job = await self.engine.enqueue(
             j.handler_name,
             j.payload,
@@ -752,6 +767,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
 
     @_operator_rpc("enqueue jobs")
     async def Enqueue(self, request: op.EnqueueRequest, principal: Principal) -> op.EnqueueResponse:
+        await await_plugin_handlers(self.ctx, (request.handler,))
         job = await self.engine.enqueue(
             request.handler,
             request.payload,
@@ -768,6 +784,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
     async def EnqueueMany(
         self, request: op.EnqueueManyRequest, principal: Principal
     ) -> op.EnqueueManyResponse:
+        await await_plugin_handlers(self.ctx, {r.handler for r in request.jobs})
         jobs = await self.engine.enqueue_many(
             [
                 {
@@ -909,6 +926,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                 last_error=getattr(p, "last_error", ""),
                 enabled=bool(getattr(p, "enabled", True)),
                 refused_handlers=list(getattr(p, "refused_handlers", ())),
+                unserved=list(getattr(p, "unserved", ())),
                 next_restart_at=float(getattr(p, "next_restart_at", 0.0) or 0.0),
                 draining_jobs=int(getattr(p, "draining_jobs", 0)),
                 draining_instances=int(getattr(p, "draining_instances", 0)),

@@ -1,0 +1,243 @@
+"""QNTX plugins run unchanged (issue 17 items 1, 6, 7), with a raw plugin written only against the
+wire contract (tests/plugins/qntxraw.py) under a real in-process server:
+
+  * a plugin that never prints QNTX_PLUGIN_PORT=N is found on the `--port N` it was given;
+  * what a plugin declares and the server does not serve is in its plugin state, not dropped;
+  * an enqueue arriving while the plugin is still starting (server start-up, reload) waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from plugins.harness import script, wait_until
+
+from pulse_tui.config import Config, PluginConfig
+from pulse_tui.protocol import domain_pb2, operator_pb2, operator_pb2_grpc
+from pulse_tui.protocol import queue_pb2 as qp
+from pulse_tui.protocol import queue_pb2_grpc as qp_grpc
+from pulse_tui.pulse import jobs as J
+from pulse_tui.pulse.engine import Engine
+from pulse_tui.pulse.host import READY, unserved_declarations
+from pulse_tui.pulse.server import PulseServer, ServerSettings
+
+RAW = script("qntxraw.py")
+
+
+def raw_plugin(**env: str) -> PluginConfig:
+    return PluginConfig(name="raw", command=RAW, env=env, startup_timeout=20.0, port_wait=0.2)
+
+
+def make_server(tmp_path: Path, plugin: PluginConfig) -> PulseServer:
+    settings = ServerSettings(
+        listen="127.0.0.1:0", data_dir=tmp_path / "data", grace=2.0, retention_secs=None
+    )
+    return PulseServer(settings, Config(plugins=[plugin]))
+
+
+@contextlib.asynccontextmanager
+async def serving(srv: PulseServer) -> AsyncIterator[PulseServer]:
+    try:
+        yield srv
+    finally:
+        await srv.stop(0)
+
+
+def metadata(srv: PulseServer) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {admin_token(srv)}"),)
+
+
+def admin_token(srv: PulseServer) -> str:
+    return (srv.settings.data_dir / "token").read_text().strip()
+
+
+async def wait_status(engine: Engine, job_id: str, statuses: set[str], timeout: float = 15.0) -> J.Job:
+    """Follow the engine's event bus (no sleeps) until the job reaches one of `statuses`."""
+    with engine.bus.watch() as w:
+        job = await engine.get_job(job_id)
+        deadline = time.monotonic() + timeout
+        while job.status not in statuses:
+            left = deadline - time.monotonic()
+            assert left > 0, f"job {job_id} stuck in {job.status}, wanted {statuses}"
+            batch, _ = await w.next_batch(timeout=left)
+            job = next((j for j in batch if j.id == job_id), job)
+        return await engine.get_job(job_id)
+
+
+@contextlib.asynccontextmanager
+async def gate_held(gate: Path, racing: asyncio.Future) -> AsyncIterator[None]:
+    """Open the fifo `gate` for writing: returns once the plugin sits in Metadata reading it (so
+    the server is listening and the plugin has not announced its handlers). Leaving the block
+    closes it: the plugin answers. If `racing` ends first (start-up failed), it is raised."""
+    opener = asyncio.ensure_future(asyncio.to_thread(open, gate, "w"))
+    await asyncio.wait({opener, racing}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if not opener.done():
+        # unblock the thread stuck in open() by opening the reading end ourselves
+        fd = os.open(gate, os.O_RDONLY | os.O_NONBLOCK)
+        (await opener).close()
+        os.close(fd)
+        racing.result() if racing.done() else pytest.fail("the plugin never asked for its gate")
+    writer = opener.result()
+    try:
+        yield
+    finally:
+        writer.close()
+
+
+# ---------------------------------------------------------------- item 1: no port line
+
+
+async def test_plugin_that_prints_no_port_line_runs_jobs(tmp_path):
+    async with serving(make_server(tmp_path, raw_plugin(RAW_QUIET="1"))) as srv:
+        t0 = time.monotonic()
+        await srv.start()
+        assert srv.host is not None
+        state = srv.host.get("raw")
+        assert state.state == READY and state.handlers == ("raw.work",), state.last_error
+        port = int(state.endpoint.rpartition(":")[2])
+        assert any(f"it answers on --port {port}" in line for line in state.output_tail)
+        assert not any(re.match(r"QNTX_PLUGIN_PORT=\d", line) for line in state.output_tail)
+        assert time.monotonic() - t0 < 10
+        job = await srv.engine.enqueue("raw.work", b'{"n": 7}')
+        done = await wait_status(srv.engine, job.id, {J.COMPLETED, J.FAILED})
+        assert done.status == J.COMPLETED and done.result == b'{"n": 7}'
+
+
+# ---------------------------------------------------------------- item 6: declared, not served
+
+
+def test_unserved_sentences():
+    init = domain_pb2.InitializeResponse(handler_names=["a"])
+    assert unserved_declarations(init) == ()
+    init.watchers.add(id="w")
+    init.embedding_provider = init.vector_search_provider = init.python_provider = True
+    init.http_routes.add(method="GET", path="/a")
+    assert unserved_declarations(init, glyphs=2) == (
+        "declares 1 watcher; this server does not run watchers (it has no attestation store)",
+        "declares 1 HTTP route (GET /a); this server does not serve plugin HTTP routes",
+        "declares itself an embedding, vector search and Python provider; "
+        "this server does not route provider calls",
+        "declares 2 glyphs; this server does not show glyphs",
+    )
+
+
+async def test_declarations_not_served_are_in_the_plugin_state(tmp_path):
+    async with serving(make_server(tmp_path, raw_plugin(RAW_DECLARE="1"))) as srv:
+        await srv.start()
+        assert srv.host is not None and srv.host.get("raw").state == READY
+        expected = [
+            "declares 2 watchers; this server does not run watchers (it has no attestation store)",
+            "declares 3 HTTP routes (GET /status, POST /run, GET /ui); "
+            "this server does not serve plugin HTTP routes",
+            "declares itself an LLM and search provider; this server does not route provider calls",
+            "declares 1 glyph; this server does not show glyphs",
+        ]
+        async with grpc.aio.insecure_channel(srv.address) as channel:
+            stub = operator_pb2_grpc.OperatorServiceStub(channel)
+            p = await stub.GetPlugin(operator_pb2.GetPluginRequest(name="raw"), metadata=metadata(srv))
+            assert list(p.unserved) == expected
+            listed = await stub.ListPlugins(operator_pb2.ListPluginsRequest(), metadata=metadata(srv))
+            assert list(listed.plugins[0].unserved) == expected
+        # the handlers it announced run all the same
+        job = await srv.engine.enqueue("raw.work", b"{}")
+        assert (await wait_status(srv.engine, job.id, {J.COMPLETED, J.FAILED})).status == J.COMPLETED
+
+
+# ---------------------------------------------------------------- item 7: enqueue during start-up
+
+
+async def test_enqueue_while_plugin_starts_waits_for_it(tmp_path):
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    srv = make_server(tmp_path, raw_plugin(RAW_GATE=str(gate)))
+    async with serving(srv):
+        starting = asyncio.ensure_future(srv.start())
+        async with gate_held(gate, starting):
+            # the server listens; the plugin sits in Metadata and has announced nothing yet
+            assert srv.host is not None and srv.engine.router.resolve("raw.work") is None
+            channel = grpc.aio.insecure_channel(srv.address)
+            ops = operator_pb2_grpc.OperatorServiceStub(channel)
+            queue = qp_grpc.QueueServiceStub(channel)
+            md = metadata(srv)
+            calls = [
+                asyncio.ensure_future(
+                    ops.Enqueue(operator_pb2.EnqueueRequest(handler="raw.work", payload=b"1"), metadata=md)
+                ),
+                asyncio.ensure_future(
+                    queue.Enqueue(
+                        qp.EnqueueRequest(
+                            auth_token=admin_token(srv), job=qp.Job(handler_name="raw.work", payload=b"2")
+                        )
+                    )
+                ),
+                asyncio.ensure_future(
+                    ops.EnqueueMany(
+                        operator_pb2.EnqueueManyRequest(
+                            jobs=[
+                                operator_pb2.EnqueueRequest(handler="raw.work", payload=b"3"),
+                                operator_pb2.EnqueueRequest(handler="raw.work", payload=b"4"),
+                            ]
+                        ),
+                        metadata=md,
+                    )
+                ),
+                asyncio.ensure_future(
+                    ops.Enqueue(operator_pb2.EnqueueRequest(handler="raw.nope"), metadata=md)
+                ),
+            ]
+            await wait_until(lambda: srv.host.waiting_enqueues == 4 or any(c.done() for c in calls))
+            assert not any(c.done() for c in calls), [c.result() for c in calls if c.done()]
+        await starting
+        one, two, many, nope = await asyncio.gather(*calls, return_exceptions=True)
+        assert not isinstance(one, BaseException) and one.job.handler == "raw.work"
+        assert not isinstance(two, BaseException) and two.success and two.job_id, two
+        assert not isinstance(many, BaseException) and len(many.ids) == 2
+        # a name that stays unknown keeps the clear error
+        assert isinstance(nope, grpc.aio.AioRpcError)
+        assert nope.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "unknown handler 'raw.nope'" in (nope.details() or "")
+        for job_id in (one.job.id, two.job_id, *many.ids):
+            assert (await wait_status(srv.engine, job_id, {J.COMPLETED, J.FAILED})).status == J.COMPLETED
+        # with every plugin up, an unknown name is refused at once
+        t0 = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError, match="unknown handler 'raw.nope'"):
+            await ops.Enqueue(operator_pb2.EnqueueRequest(handler="raw.nope"), metadata=md)
+        bad = await queue.Enqueue(
+            qp.EnqueueRequest(auth_token=admin_token(srv), job=qp.Job(handler_name="raw.nope"))
+        )
+        assert not bad.success and "unknown handler 'raw.nope'" in bad.error
+        assert time.monotonic() - t0 < 2.0 and srv.host.waiting_enqueues == 0
+        await channel.close()
+
+
+async def test_enqueue_during_reload_waits_for_the_new_handlers(tmp_path):
+    gate, extra = tmp_path / "gate", tmp_path / "extra"
+    os.mkfifo(gate)
+    srv = make_server(tmp_path, raw_plugin(RAW_GATE=str(gate), RAW_EXTRA=str(extra)))
+    async with serving(srv):
+        starting = asyncio.ensure_future(srv.start())
+        async with gate_held(gate, starting):
+            pass
+        await starting
+        assert srv.host is not None and srv.host.get("raw").handlers == ("raw.work",)
+        extra.write_text("announce raw.extra")
+        reload = asyncio.ensure_future(srv.host.reload("raw"))
+        async with grpc.aio.insecure_channel(srv.address) as channel:
+            ops = operator_pb2_grpc.OperatorServiceStub(channel)
+            async with gate_held(gate, reload):
+                call = asyncio.ensure_future(
+                    ops.Enqueue(operator_pb2.EnqueueRequest(handler="raw.extra"), metadata=metadata(srv))
+                )
+                await wait_until(lambda: srv.host.waiting_enqueues == 1 or call.done())
+                assert not call.done()
+            assert (await reload).added == ("raw.extra",)
+            job = (await call).job
+        assert (await wait_status(srv.engine, job.id, {J.COMPLETED, J.FAILED})).status == J.COMPLETED
