@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import time
@@ -20,6 +21,7 @@ import grpc
 import pytest
 from plugins.harness import script, wait_until
 
+from pulse_tui.cli import main
 from pulse_tui.config import Config, PluginConfig
 from pulse_tui.protocol import domain_pb2, operator_pb2, operator_pb2_grpc
 from pulse_tui.protocol import queue_pb2 as qp
@@ -129,7 +131,11 @@ def test_unserved_sentences():
     )
 
 
-async def test_declarations_not_served_are_in_the_plugin_state(tmp_path):
+async def test_declarations_not_served_are_in_the_plugin_state(tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    monkeypatch.setenv("PULSE_CONFIG", str(empty))
+    monkeypatch.delenv("PULSE_TOKEN", raising=False)
     async with serving(make_server(tmp_path, raw_plugin(RAW_DECLARE="1"))) as srv:
         await srv.start()
         assert srv.host is not None and srv.host.get("raw").state == READY
@@ -146,6 +152,15 @@ async def test_declarations_not_served_are_in_the_plugin_state(tmp_path):
             assert list(p.unserved) == expected
             listed = await stub.ListPlugins(operator_pb2.ListPluginsRequest(), metadata=metadata(srv))
             assert list(listed.plugins[0].unserved) == expected
+        # and `plugins show` / `plugins list` say it
+        conn = ["--connect", srv.address, "--token-file", str(srv.settings.data_dir / "token")]
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["plugins", "show", "raw", *conn]) == 0
+        out = capsys.readouterr().out
+        assert "handlers  raw.work" in out
+        assert all(f"not served: raw {sentence}" in out for sentence in expected), out
+        assert await asyncio.to_thread(main, ["plugins", "list", "--json", *conn]) == 0
+        assert json.loads(capsys.readouterr().out)["plugins"][0]["unserved"] == expected
         # the handlers it announced run all the same
         job = await srv.engine.enqueue("raw.work", b"{}")
         assert (await wait_status(srv.engine, job.id, {J.COMPLETED, J.FAILED})).status == J.COMPLETED
@@ -241,3 +256,31 @@ async def test_enqueue_during_reload_waits_for_the_new_handlers(tmp_path):
             assert (await reload).added == ("raw.extra",)
             job = (await call).job
         assert (await wait_status(srv.engine, job.id, {J.COMPLETED, J.FAILED})).status == J.COMPLETED
+
+
+async def test_plugins_screen_shows_what_is_not_served(tmp_path):
+    from textual.pilot import Pilot
+
+    from pulse_tui.app import PulseApp
+    from pulse_tui.screens.plugins import PluginsScreen
+
+    async def until(pilot: Pilot, cond, what: str, timeout: float = 10.0) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await pilot.pause(0.05)
+
+    async with serving(make_server(tmp_path, raw_plugin(RAW_DECLARE="1"))) as srv:
+        await srv.start()
+        app = PulseApp(srv.address, admin_token(srv))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await app.wait_connected()
+            await pilot.press("colon", *"plugins", "enter")
+            await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins screen")
+            screen = app.screen
+            detail = lambda: str(screen.query_one("#plugin-handlers").render())  # noqa: E731
+            await until(pilot, lambda: "declares 2 watchers" in detail(), "the unserved declarations")
+            text = detail()
+            assert "declared, not served by this server" in text
+            assert "raw declares 3 HTTP routes (GET /status, POST /run, GET /ui)" in text
+            assert "this server does not show glyphs" in text

@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     psub = plugins.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
     p = psub.add_parser("list", parents=[conn, js], help="list plugins")
     p.set_defaults(func=cmd_plugins_list)
+    p = psub.add_parser("show", parents=[conn, js], help="one plugin: state, handlers, what it declares")
+    p.add_argument("name")
+    p.add_argument("--tail", type=int, default=20, help="lines of its output to show (default 20)")
+    p.set_defaults(func=cmd_plugins_show)
     p = psub.add_parser("reload", parents=[conn, js], help="restart a plugin and re-read its handlers")
     p.add_argument("name")
     p.set_defaults(func=cmd_plugins_reload)
@@ -1202,6 +1206,7 @@ def _plugin_doc(p: Any) -> dict[str, Any]:
         "enabled": p.enabled,
         "running_jobs": p.running_jobs,
         "refused_handlers": list(p.refused_handlers),
+        "unserved": list(p.unserved),
         "draining_jobs": p.draining_jobs,
         "draining_instances": p.draining_instances,
     }
@@ -1251,7 +1256,43 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
         for p in plugins:
             if p.refused_handlers:
                 text += f"\n{p.name}: refused handler names: " + "; ".join(p.refused_handlers)
+            for sentence in p.unserved:
+                text += f"\n{p.name} {sentence}"
         emit(args, {"plugins": [_plugin_doc(p) for p in plugins]}, text if plugins else "no plugins")
+        return 0
+
+    return with_client(args, run)
+
+
+def cmd_plugins_show(args: argparse.Namespace) -> int:
+    async def run(client: Any) -> int:
+        p = await client.get_plugin(args.name, tail_lines=max(args.tail, 0))
+        doc = {
+            **_plugin_doc(p),
+            "description": p.description,
+            "config_schema": [
+                {"name": f.name, "type": f.type, "description": f.description, "required": f.required}
+                for f in p.config_schema
+            ],
+            "output_tail": list(p.output_tail),
+        }
+        lines = [
+            f"plugin    {p.name} {p.version}".rstrip() + (f" — {p.description}" if p.description else ""),
+            f"state     {plugin_state_text(p)}"
+            + (f" ({'healthy' if p.healthy else p.health_message or 'not healthy'})" if p.enabled else ""),
+            f"process   pid {p.pid or '—'} · endpoint {p.endpoint or '—'} · restarts {p.restarts}"
+            f" · running jobs {p.running_jobs}",
+            f"handlers  {', '.join(p.handlers) or '—'}",
+        ]
+        lines += [f"refused   {why}" for why in p.refused_handlers]
+        lines += [f"not served: {p.name} {sentence}" for sentence in p.unserved]
+        if p.last_error:
+            lines.append(f"last error  {p.last_error}")
+        for f in p.config_schema:
+            lines.append(f"config    {f.name} ({f.type}{', required' if f.required else ''}) {f.description}")
+        if args.tail > 0 and p.output_tail:
+            lines += ["output:", *(f"  {line}" for line in p.output_tail)]
+        emit(args, doc, "\n".join(lines))
         return 0
 
     return with_client(args, run)

@@ -238,6 +238,10 @@ class PluginsScreen(PulseScreen):
             )
             for why in p.refused_handlers:
                 lines.append(f"  ✘ {why}\n", style=fmt.C("#f7768e"))
+        if p.unserved:
+            lines.append("\ndeclared, not served by this server:\n", style=fmt.C("bold #e0af68"))
+            for sentence in p.unserved:
+                lines.append(f"  ⚠ {p.name} {sentence}\n", style=fmt.C("#e0af68"))
         endpoint_info = self._endpoint_info if self.pulse.mode_name == "plugin" else None
         if endpoint_info is not None:
             who = " · ".join(
