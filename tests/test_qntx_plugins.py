@@ -150,6 +150,8 @@ async def test_declarations_not_served_are_in_the_plugin_state(tmp_path, monkeyp
             stub = operator_pb2_grpc.OperatorServiceStub(channel)
             p = await stub.GetPlugin(operator_pb2.GetPluginRequest(name="raw"), metadata=metadata(srv))
             assert list(p.unserved) == expected
+            [workers] = p.config_schema  # QNTX's ConfigFieldSchema constraints come through
+            assert (workers.name, workers.min_value, workers.max_value) == ("workers", "1", "64")
             listed = await stub.ListPlugins(operator_pb2.ListPluginsRequest(), metadata=metadata(srv))
             assert list(listed.plugins[0].unserved) == expected
         # and `plugins show` / `plugins list` say it
@@ -157,7 +159,7 @@ async def test_declarations_not_served_are_in_the_plugin_state(tmp_path, monkeyp
         capsys.readouterr()
         assert await asyncio.to_thread(main, ["plugins", "show", "raw", *conn]) == 0
         out = capsys.readouterr().out
-        assert "handlers  raw.work" in out
+        assert "handlers  raw.work" in out and "config    workers (number, 1..64) jobs at once" in out
         assert all(f"not served: raw {sentence}" in out for sentence in expected), out
         assert await asyncio.to_thread(main, ["plugins", "list", "--json", *conn]) == 0
         assert json.loads(capsys.readouterr().out)["plugins"][0]["unserved"] == expected

@@ -54,6 +54,29 @@ async def test_metadata_initialize_schema_health(plug):
     assert health.healthy and health.message == "ok"
 
 
+async def test_endpoints_and_config_constraints(plug):
+    stub, init, recorder, _ = plug
+    assert "t.endpoints" in init.handler_names
+    resp = await stub.ExecuteJob(request("t.endpoints"))
+    endpoints = json.loads(resp.result)
+    assert set(endpoints) == {
+        "queue",
+        "schedule",
+        "ats_store",
+        "file_service",
+        "llm",
+        "embedding",
+        "vector_search",
+        "ground",
+        "search",
+        "fetch",
+    }
+    assert endpoints["queue"].startswith("127.0.0.1:") and endpoints["ats_store"] == ""
+    schema = await stub.ConfigSchema(domain_pb2.Empty())
+    assert schema.fields["extra_handlers"].element_type == "string"
+    assert schema.fields["greeting"].pattern == ""
+
+
 async def test_execute_echo_and_config(plug):
     stub, *_ = plug
     resp = await stub.ExecuteJob(request("t.echo", {"a": [1, 2]}, job_id="abc"))

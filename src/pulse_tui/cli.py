@@ -1265,13 +1265,25 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins_show(args: argparse.Namespace) -> int:
+    from pulse_tui.client import config_constraints
+
     async def run(client: Any) -> int:
         p = await client.get_plugin(args.name, tail_lines=max(args.tail, 0))
         doc = {
             **_plugin_doc(p),
             "description": p.description,
             "config_schema": [
-                {"name": f.name, "type": f.type, "description": f.description, "required": f.required}
+                {
+                    "name": f.name,
+                    "type": f.type,
+                    "description": f.description,
+                    "default": f.default_value,
+                    "required": f.required,
+                    "min_value": f.min_value,
+                    "max_value": f.max_value,
+                    "pattern": f.pattern,
+                    "element_type": f.element_type,
+                }
                 for f in p.config_schema
             ],
             "output_tail": list(p.output_tail),
@@ -1289,7 +1301,11 @@ def cmd_plugins_show(args: argparse.Namespace) -> int:
         if p.last_error:
             lines.append(f"last error  {p.last_error}")
         for f in p.config_schema:
-            lines.append(f"config    {f.name} ({f.type}{', required' if f.required else ''}) {f.description}")
+            limits = config_constraints(f)
+            lines.append(
+                f"config    {f.name} ({f.type}{', required' if f.required else ''}{', ' + limits if limits else ''})"
+                f" {f.description}"
+            )
         if args.tail > 0 and p.output_tail:
             lines += ["output:", *(f"  {line}" for line in p.output_tail)]
         emit(args, doc, "\n".join(lines))

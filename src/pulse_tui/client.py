@@ -690,6 +690,10 @@ class PulseClient:
                     description=v.description,
                     default_value=v.default_value,
                     required=v.required,
+                    min_value=v.min_value,
+                    max_value=v.max_value,
+                    pattern=v.pattern,
+                    element_type=v.element_type,
                 )
                 for k, v in sorted(schema.fields.items())
             ]
@@ -804,3 +808,15 @@ class PulseClient:
             else:
                 resp.affected_ids.append(job_id)
         return resp
+
+
+def config_constraints(f: operator_pb2.ConfigField) -> str:
+    """`1..100`, `pattern ^[a-z]+$`, `of string`: what a plugin declares beyond type and default."""
+    parts = []
+    if f.min_value or f.max_value:
+        parts.append(f"{f.min_value or '…'}..{f.max_value or '…'}")
+    if f.pattern:
+        parts.append(f"pattern {f.pattern}")
+    if f.element_type:
+        parts.append(f"of {f.element_type}")
+    return ", ".join(parts)

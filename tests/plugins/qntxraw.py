@@ -7,7 +7,8 @@ author would write it. Its handler `raw.work` returns the payload. Behaviour fro
                    plugin answer)
   RAW_EXTRA=PATH   when PATH exists at Initialize, also announce `raw.extra`
   RAW_DECLARE=1    declare what QNTX core serves and this server does not: 2 watchers, 3 HTTP
-                   routes, LLM and search providers, and 1 glyph from RegisterGlyphs
+                   routes, LLM and search providers, and 1 glyph from RegisterGlyphs; and a
+                   config field `workers` (a number, 1..64) from ConfigSchema
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ class Raw(domain_pb2_grpc.DomainPluginServiceServicer):
             resp.llm_provider = True
             resp.search_provider = True
         return resp
+
+    def ConfigSchema(self, request, context):
+        if not DECLARE:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "no schema")
+        field = domain_pb2.ConfigFieldSchema(
+            type="number", description="jobs at once", default_value="4", min_value="1", max_value="64"
+        )
+        return domain_pb2.ConfigSchemaResponse(fields={"workers": field})
 
     def RegisterGlyphs(self, request, context):
         if not DECLARE:

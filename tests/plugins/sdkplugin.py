@@ -9,7 +9,9 @@ from pulse_tui.sdk import Plugin
 
 plugin = Plugin(os.environ.get("TEST_PLUGIN_NAME", "testplug"), version="2.5", description="test plugin")
 plugin.config("greeting", description="word used by t.greet", default="hello")
-plugin.config("extra_handlers", description="comma-separated extra handler names", default="")
+plugin.config(
+    "extra_handlers", description="comma-separated extra handler names", default="", element_type="string"
+)
 plugin.schedule("t.echo", "1h", enabled=False, description="hourly echo")
 
 
@@ -22,6 +24,11 @@ def extra(config):
 @plugin.handler("t.echo")
 async def echo(ctx, payload):
     return {"payload": payload, "job_id": ctx.job_id, "handler": ctx.handler}
+
+
+@plugin.handler("t.endpoints")
+async def endpoints(ctx, payload):
+    return ctx.endpoints
 
 
 @plugin.handler("t.greet")

@@ -112,6 +112,10 @@ class ConfigField:
     description: str
     default_value: str
     required: bool
+    min_value: str = ""
+    max_value: str = ""
+    pattern: str = ""
+    element_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -593,7 +597,17 @@ class _Instance:
         try:
             schema = await self.stub.ConfigSchema(domain_pb2.Empty(), timeout=timeout)
             self.schema = tuple(
-                ConfigField(k, f.type, f.description, f.default_value, f.required)
+                ConfigField(
+                    k,
+                    f.type,
+                    f.description,
+                    f.default_value,
+                    f.required,
+                    f.min_value,
+                    f.max_value,
+                    f.pattern,
+                    f.element_type,
+                )
                 for k, f in sorted(schema.fields.items())
             )
         except grpc.aio.AioRpcError:

@@ -944,6 +944,10 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                             description=f.description,
                             default_value=f.default_value,
                             required=f.required,
+                            min_value=getattr(f, "min_value", ""),
+                            max_value=getattr(f, "max_value", ""),
+                            pattern=getattr(f, "pattern", ""),
+                            element_type=getattr(f, "element_type", ""),
                         )
                     )
         msg.running_jobs = len(self.engine.running_jobs(msg.name))

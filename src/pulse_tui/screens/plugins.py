@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from pulse_tui.client import ClientError
+from pulse_tui.client import ClientError, config_constraints
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
@@ -420,5 +420,8 @@ def _schema(fields: list[operator_pb2.ConfigField]) -> Table | Text:
         name = Text(f.name)
         if f.required:
             name.append(" *", style=fmt.C("#f7768e"))
-        table.add_row(name, f.type, f.default_value or "—", f.description)
+        limits = config_constraints(f)
+        table.add_row(
+            name, f.type, f.default_value or "—", f"{f.description} ({limits})" if limits else f.description
+        )
     return table

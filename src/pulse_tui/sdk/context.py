@@ -123,10 +123,14 @@ class Context:
         config: dict[str, str],
         timeout: float | None,
         sink: ProgressSink | None,
+        endpoints: dict[str, str] | None = None,
     ) -> None:
         self.job_id = job_id
         self.handler = handler
         self.config = config
+        # service endpoints from Initialize: queue, schedule, ats_store, file_service, llm, … ("" =
+        # the host does not offer it; a Pulse server has no attestation store: ats_store is "")
+        self.endpoints = endpoints or {}
         self.timeout = timeout
         self.progress_current = 0
         self.progress_total = 0

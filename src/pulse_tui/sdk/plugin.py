@@ -4,7 +4,9 @@ Handshake (QNTX plugin protocol): the host starts `COMMAND --port N`; we bind 12
 (N=0 picks a free port), then print `QNTX_PLUGIN_PORT=<bound port>` on stdout and flush. The
 host calls Metadata, then Initialize with the queue endpoint, an auth token and the plugin's
 config; we answer with the handler names. Initialize may come again (a host reconnecting), so
-everything it sets up is replaced, not accumulated.
+everything it sets up is replaced, not accumulated. The endpoints Initialize brings are in
+`ctx.endpoints` (`queue`, `schedule`, `ats_store`, …; empty when the host does not offer that
+service — a Pulse server offers no attestation store, so `ats_store` is empty there).
 
 Dynamic handlers: `@plugin.on_initialize` registers a function called with the config at every
 Initialize; it may return a mapping of extra handler names to handler functions, which replaces
@@ -49,6 +51,25 @@ class ConfigField:
     description: str = ""
     default: str = ""
     required: bool = False
+    min_value: str = ""  # number fields
+    max_value: str = ""  # number fields
+    pattern: str = ""  # string fields: a regular expression
+    element_type: str = ""  # array fields
+
+
+# InitializeRequest field -> key in ctx.endpoints
+ENDPOINT_FIELDS = {
+    "queue_endpoint": "queue",
+    "schedule_endpoint": "schedule",
+    "ats_store_endpoint": "ats_store",
+    "file_service_endpoint": "file_service",
+    "llm_endpoint": "llm",
+    "embedding_endpoint": "embedding",
+    "vector_search_endpoint": "vector_search",
+    "ground_endpoint": "ground",
+    "search_endpoint": "search",
+    "fetch_endpoint": "fetch",
+}
 
 
 class Plugin:
@@ -127,9 +148,17 @@ class Plugin:
         default: str = "",
         type: str = "string",
         required: bool = False,
+        min_value: str = "",
+        max_value: str = "",
+        pattern: str = "",
+        element_type: str = "",
     ) -> None:
-        """Declare a config key (reported by ConfigSchema; `ctx.config` carries its default)."""
-        self.config_fields[name] = ConfigField(name, type, description, default, required)
+        """Declare a config key (reported by ConfigSchema; `ctx.config` carries its default).
+        `min_value` / `max_value` (numbers), `pattern` (strings) and `element_type` (arrays) are
+        told to the host as QNTX's ConfigFieldSchema has them; the plugin checks its own values."""
+        self.config_fields[name] = ConfigField(
+            name, type, description, default, required, min_value, max_value, pattern, element_type
+        )
 
     def on_initialize(self, fn: InitHook) -> InitHook:
         """Run `fn(config)` at every Initialize; a returned mapping adds dynamic handlers."""
@@ -220,6 +249,7 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
         self.server = server
         self.config: dict[str, str] = {f.name: f.default for f in plugin.config_fields.values()}
         self.dynamic: dict[str, HandlerFn] = {}
+        self.endpoints: dict[str, str] = {}
         self.sink: ProgressSink | None = None
         self.running: set[str] = set()
         self.executed = 0
@@ -264,6 +294,7 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"initialize failed: {exc}")
             dynamic.update(extra or {})
         self.config, self.dynamic = config, dynamic
+        self.endpoints = {key: getattr(request, name) for name, key in ENDPOINT_FIELDS.items()}
         if self.sink is not None:
             await self.sink.close()
         self.sink = ProgressSink(
@@ -288,7 +319,14 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
     async def ConfigSchema(self, request: domain_pb2.Empty, context: Any) -> domain_pb2.ConfigSchemaResponse:
         fields = {
             f.name: domain_pb2.ConfigFieldSchema(
-                type=f.type, description=f.description, default_value=f.default, required=f.required
+                type=f.type,
+                description=f.description,
+                default_value=f.default,
+                required=f.required,
+                min_value=f.min_value,
+                max_value=f.max_value,
+                pattern=f.pattern,
+                element_type=f.element_type,
             )
             for f in self.plugin.config_fields.values()
         }
@@ -323,6 +361,7 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
             config=dict(self.config),
             timeout=timeout,
             sink=self.sink,
+            endpoints=dict(self.endpoints),
         )
         self.running.add(request.job_id)
         try:
