@@ -286,3 +286,94 @@ async def test_plugins_screen_shows_what_is_not_served(tmp_path):
             assert "declared, not served by this server" in text
             assert "raw declares 3 HTTP routes (GET /status, POST /run, GET /ui)" in text
             assert "this server does not show glyphs" in text
+
+
+def test_domain_proto_carries_qntx_plugin_protocol():
+    """Field numbers and RPCs of QNTX's plugin/grpc/protocol/domain.proto (as of 2026-08)."""
+    d = domain_pb2.DESCRIPTOR
+
+    def numbers(message: str) -> dict[str, int]:
+        return {f.name: f.number for f in d.message_types_by_name[message].fields}
+
+    endpoints = ["file_service", "llm", "embedding", "vector_search", "ground", "search", "fetch"]
+    assert numbers("InitializeRequest") == {
+        "ats_store_endpoint": 1,
+        "queue_endpoint": 2,
+        "auth_token": 3,
+        "config": 4,
+        "schedule_endpoint": 5,
+        **{f"{name}_endpoint": 6 + i for i, name in enumerate(endpoints)},
+    }
+    assert numbers("InitializeResponse") == {
+        "handler_names": 1,
+        "schedules": 2,
+        "llm_provider": 3,
+        "watchers": 4,
+        "vector_search_provider": 5,
+        "search_provider": 6,
+        "embedding_provider": 7,
+        "http_routes": 8,
+        "python_provider": 9,
+    }
+    assert numbers("ConfigFieldSchema") == {
+        "type": 1,
+        "description": 2,
+        "default_value": 3,
+        "required": 4,
+        "min_value": 5,
+        "max_value": 6,
+        "pattern": 7,
+        "element_type": 8,
+    }
+    assert numbers("WatcherRegistration") == {
+        "id": 1,
+        "handler_name": 2,
+        "subjects": 3,
+        "predicates": 4,
+        "contexts": 5,
+        "actors": 6,
+        "max_fires_per_second": 7,
+    }
+    assert numbers("RouteInfo") == {"method": 1, "path": 2, "description": 3}
+    assert numbers("HTTPRequest") == {"method": 1, "path": 2, "headers": 3, "body": 4}
+    assert numbers("HTTPResponse") == {"status_code": 1, "headers": 2, "body": 3}
+    assert numbers("HTTPHeader") == {"name": 1, "values": 2}
+    assert numbers("WebSocketMessage") == {"type": 1, "data": 2, "headers": 3, "timestamp": 4}
+    ws_type = d.message_types_by_name["WebSocketMessage"].enum_types_by_name["Type"]
+    assert {v.name: v.number for v in ws_type.values} == {
+        "CONNECT": 0,
+        "DATA": 1,
+        "CLOSE": 2,
+        "PING": 3,
+        "PONG": 4,
+        "ERROR": 5,
+    }
+    assert numbers("GlyphDefResponse") == {"glyphs": 1}
+    assert numbers("GlyphDef") == {
+        "symbol": 1,
+        "title": 2,
+        "label": 3,
+        "content_path": 4,
+        "css_path": 5,
+        "default_width": 6,
+        "default_height": 7,
+        "module_path": 8,
+    }
+    assert numbers("ParseAxQueryRequest") == {"query": 1}
+    assert numbers("ParseAxQueryResponse") == {"result": 1, "error": 2}
+    service = d.services_by_name["DomainPluginService"]
+    methods = {m.name: (m.input_type.name, m.output_type.name) for m in service.methods}
+    assert methods == {
+        "Metadata": ("Empty", "MetadataResponse"),
+        "Initialize": ("InitializeRequest", "InitializeResponse"),
+        "Shutdown": ("Empty", "Empty"),
+        "Health": ("Empty", "HealthResponse"),
+        "ConfigSchema": ("Empty", "ConfigSchemaResponse"),
+        "ExecuteJob": ("ExecuteJobRequest", "ExecuteJobResponse"),
+        "HandleHTTP": ("HTTPRequest", "HTTPResponse"),
+        "HandleWebSocket": ("WebSocketMessage", "WebSocketMessage"),
+        "RegisterGlyphs": ("Empty", "GlyphDefResponse"),
+        "ParseAxQuery": ("ParseAxQueryRequest", "ParseAxQueryResponse"),
+    }
+    ws = service.methods_by_name["HandleWebSocket"]
+    assert ws.client_streaming and ws.server_streaming
