@@ -86,7 +86,9 @@ async def gate_held(gate: Path, racing: asyncio.Future) -> AsyncIterator[None]:
         fd = os.open(gate, os.O_RDONLY | os.O_NONBLOCK)
         (await opener).close()
         os.close(fd)
-        racing.result() if racing.done() else pytest.fail("the plugin never asked for its gate")
+        if racing.done():
+            racing.result()  # raises why start-up (or the reload) failed
+        pytest.fail("the plugin never asked for its gate")
     writer = opener.result()
     try:
         yield

@@ -1195,6 +1195,7 @@ class PluginHost:
         plugin.enabled = enabled
         if enabled:
             plugin.restarts, plugin.last_error = 0, ""
+            plugin.state = STARTING  # enqueues naming its handlers wait from now (await_starting)
             await plugin.start()
         else:
             await plugin.stop(DISABLED)
