@@ -537,10 +537,8 @@ class _Instance:
                 await asyncio.gather(probe, return_exceptions=True)
         if self._port.done():
             return self._port.result()  # raises PluginStartError for a malformed line
-        found = probe is not None and probe.done() and not probe.cancelled()
-        if (
-            found and probe is not None and probe.result()
-        ):  # raises PluginStartError when something else answered there
+        # (a probe that met something else on that port raises its PluginStartError here)
+        if probe is not None and probe.done() and not probe.cancelled() and probe.result():
             self.output.append(
                 f"--- {self.cfg.name}: no {PORT_PREFIX}N line; it answers on --port {self.given_port} ---"
             )
