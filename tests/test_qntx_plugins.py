@@ -115,6 +115,32 @@ async def test_plugin_that_prints_no_port_line_runs_jobs(tmp_path):
         assert done.status == J.COMPLETED and done.result == b'{"n": 7}'
 
 
+async def test_a_late_port_line_wins_over_the_probe(tmp_path):
+    """A plugin that listens elsewhere than asked and prints its port late (while the host
+    already probes the port it gave) is reached where it says."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    plugin = raw_plugin(RAW_OWN_PORT="1", RAW_LINE_GATE=str(gate))
+    plugin.port_wait = 0.0  # probe from the start: the line comes while the probe runs
+    srv = make_server(tmp_path, plugin)
+    async with serving(srv):
+        starting = asyncio.ensure_future(srv.start())
+        async with gate_held(gate, starting):
+            pass
+        await starting
+        assert srv.host is not None
+        state = srv.host.get("raw")
+        assert state.state == READY, state.last_error
+        asked, listening = next(
+            re.fullmatch(r"asked for port (\d+), listening on (\d+)", line).groups()  # type: ignore[union-attr]
+            for line in state.output_tail
+            if line.startswith("asked for port")
+        )
+        assert asked != listening and state.endpoint == f"127.0.0.1:{listening}"
+        job = await srv.engine.enqueue("raw.work", b"{}")
+        assert (await wait_status(srv.engine, job.id, {J.COMPLETED, J.FAILED})).status == J.COMPLETED
+
+
 # ---------------------------------------------------------------- item 6: declared, not served
 
 

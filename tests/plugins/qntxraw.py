@@ -5,6 +5,8 @@ author would write it. Its handler `raw.work` returns the payload. Behaviour fro
   RAW_GATE=PATH    each process answers its first Metadata only after reading PATH (a fifo the test
                    opens for writing: the open tells the test the call arrived, closing it lets the
                    plugin answer)
+  RAW_OWN_PORT=1   ignore --port N: listen on a port of its own choosing (and say so)
+  RAW_LINE_GATE=PATH  print the port line only after reading PATH (a fifo, as RAW_GATE)
   RAW_EXTRA=PATH   when PATH exists at Initialize, also announce `raw.extra`
   RAW_DECLARE=1    declare what QNTX core serves and this server does not: 2 watchers, 3 HTTP
                    routes, LLM and search providers, and 1 glyph from RegisterGlyphs; and a
@@ -88,8 +90,14 @@ def main() -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     SERVER.append(server)
     domain_pb2_grpc.add_DomainPluginServiceServicer_to_server(Raw(), server)
-    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+    own = os.environ.get("RAW_OWN_PORT") == "1"
+    port = server.add_insecure_port(f"127.0.0.1:{0 if own else args.port}")
     server.start()
+    print(f"asked for port {args.port}, listening on {port}", flush=True)
+    line_gate = os.environ.get("RAW_LINE_GATE")
+    if line_gate:
+        with open(line_gate) as gate:
+            gate.read()
     if os.environ.get("RAW_QUIET") != "1":
         print(f"QNTX_PLUGIN_PORT={port}", flush=True)
     try:
