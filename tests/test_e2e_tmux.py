@@ -301,6 +301,8 @@ def test_triage_by_keys_in_tmux(terminal: Terminal, server_factory: Callable[...
     term.type("handler:pulse.f")
     term.wait_for_screen(r"filter: handler=pulse\.f\* — 3 job\(s\)")
     term.keys("Enter")
+    # keys typed before the filter line has closed would land in it ("handler=pulse.fR*")
+    term.wait(lambda: "applies as you type" not in term.screen(), "the filter line closed", 10)
     # 2. R under the filter: the three re-run and fail again; the list shows exactly them
     term.keys("R")
     term.wait_for_screen(r"Retry 3 failed job\(s\) matching handler=pulse\.f\*")
