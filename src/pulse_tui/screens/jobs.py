@@ -22,6 +22,7 @@ from pulse_tui.client import STATUSES, ClientError, job_filter
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import FINISHED, ConfirmScreen, confirm_cancel
+from pulse_tui.sorting import SORT_NAMES, sort_scope
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.job_side import WIDE, JobSide
 from pulse_tui.widgets.job_table import JobTable
@@ -200,7 +201,7 @@ class JobsScreen(PulseScreen):
         self._matched: str = ""  # "12 jobs" for the note, from the last count
         self._mark_anchor: int | None = None  # the row V marks a range from
         self._kept: tuple | None = None  # the rows before a reload (JobTable.snapshot)
-        self.sort_by = ""  # a jobs.SORT_COLUMNS key; "" = newest first (seq)
+        self.sort_by = ""  # a sorting.SORT_NAMES key; "" = newest first (seq)
         self.sort_desc = True
 
     # ------------------------------------------------------------------ layout
@@ -352,8 +353,6 @@ class JobsScreen(PulseScreen):
         wanted = statuses or STATUSES
         n = sum(resp.by_status.get(s, 0) for s in wanted)
         capped = any(resp.by_status.get(s, 0) >= resp.cap for s in wanted) if resp.cap else False
-        from pulse_tui.pulse.jobs import sort_scope
-
         scope = sort_scope(self.sort_by)
         if scope and n > scope and not capped:
             n = scope  # the sorted listing ranks the newest `scope` only
@@ -555,13 +554,11 @@ class JobsScreen(PulseScreen):
 
     def sort(self, args: str = "") -> None:
         """`:sort [COLUMN] [asc|desc]`: kept across live updates, pages and filters."""
-        from pulse_tui.pulse.jobs import SORT_COLUMNS
-
         words = args.lower().split()
         column = words[0] if words else ""
         column = {"time": "created", "age": "created", "att": "attempts"}.get(column, column)
-        if column and column not in SORT_COLUMNS:
-            self.notify(f"cannot sort by {column!r}; one of {', '.join(SORT_COLUMNS)}", severity="warning")
+        if column and column not in SORT_NAMES:
+            self.notify(f"cannot sort by {column!r}; one of {', '.join(SORT_NAMES)}", severity="warning")
             return
         direction = words[1] if len(words) > 1 else ""
         if direction not in ("", "asc", "desc"):
@@ -575,8 +572,6 @@ class JobsScreen(PulseScreen):
             desc = column not in ("handler", "id", "error")  # names A→Z; numbers and times high first
         self.sort_by, self.sort_desc = column, desc
         self.reload()
-        from pulse_tui.pulse.jobs import sort_scope
-
         scope = sort_scope(column)
         among = f" (among the newest {scope:,} matching jobs: no index orders {column})" if scope else ""
         self.notify(
