@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -28,31 +27,16 @@ from pulse_tui.client import FINISHED, ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
-from pulse_tui.script_template import NAME_RULE, template, valid_name
+from pulse_tui.script_template import NAME_RULE, handler_of, template, valid_name
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.data_table import PulseDataTable
 from pulse_tui.widgets.json_view import pretty_json
 from pulse_tui.widgets.progress_cell import progress_text
 
-if TYPE_CHECKING:
-    from pulse_tui.app import PulseApp
-
 REFRESH_SECS = 3.0
 DEFAULT_PAYLOAD = '{"items": 3}'
 OK, BAD, WARN, DIM = "#9ece6a", "#f7768e", "#e0af68", "dim"
 _POSITION = re.compile(r"\s*\(line \d+, column \d+\)\s*$")
-
-
-def handler_of(name: str) -> str:
-    return f"python.{name}"
-
-
-def is_unknown_handler(exc: ClientError) -> bool:
-    """The queue refused an enqueue because no plugin announces the handler."""
-    low = exc.message.lower()
-    return exc.code in ("INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION") and (
-        "unknown handler" in low or "no handler" in low or "handler not found" in low
-    )
 
 
 def short_ago(ts: float, now: float) -> str:
@@ -740,98 +724,3 @@ class EditorScreen(PulseScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "run-payload":
             self.action_test_run()
-
-
-# ---------------------------------------------------------------------- `:` commands
-
-
-def install(app: PulseApp) -> None:
-    """Register `:scripts`, `:editor [name]` and `:ix <command> [json]` on the app."""
-    app.register_command(
-        "scripts",
-        "Handler editor: python.<name> scripts (editor [name] opens one)",
-        lambda a: open_editor(app, a),
-    )
-    app.register_command("editor", "Handler editor (same as :scripts)", lambda a: open_editor(app, a))
-    app.register_command(
-        "ix", "ix <command> [json]: run python.<command>; offers to create it", lambda a: run_ix(app, a)
-    )
-
-
-async def _editor(app: PulseApp) -> EditorScreen | None:
-    await app.switch_mode("editor")
-    screen = app.screen
-    return screen if isinstance(screen, EditorScreen) else None
-
-
-async def open_editor(app: PulseApp, args: str) -> None:
-    name = args.strip()
-    if name and not valid_name(name):
-        app.notify(f"{name!r} is not a script name: use {NAME_RULE}", severity="warning")
-        name = ""
-    screen = await _editor(app)
-    if screen is not None and name:
-        known = any(s.name == name for s in screen.scripts)
-        screen.switch_to(name, new=not known and screen.listed)
-
-
-async def run_ix(app: PulseApp, args: str) -> None:
-    """`:ix <command> [json]` — enqueue python.<command>, or offer to create it."""
-    command, _, raw = args.strip().partition(" ")
-    raw = raw.strip() or "{}"
-    if not command:
-        app.notify('usage: :ix <command> [json]   e.g.  :ix vacancies {"items": 3}', severity="warning")
-        return
-    if not valid_name(command):
-        app.notify(f"ix: {command!r} is not a handler script name: use {NAME_RULE}", severity="warning")
-        return
-    try:
-        json.loads(raw)
-    except ValueError as exc:
-        app.notify(f"ix {command}: the payload is not JSON: {exc}", severity="error", timeout=8)
-        return
-    handler = handler_of(command)
-    if not app.guard(f"ix {command}", capability="enqueue"):
-        return
-    try:
-        job = await app.client.enqueue(handler, raw.encode(), source="pulse-tui ix")
-    except ClientError as exc:
-        if not is_unknown_handler(exc):
-            app.report(exc, f"ix {command}")
-            return
-        if not app.client.can("scripts"):
-            app.notify(
-                f"handler {handler} not found, and this endpoint has no handler scripts to create it",
-                severity="error",
-                timeout=8,
-            )
-            return
-        ask_create(app, command, raw)
-        return
-    app.notify(f"ix {command}: enqueued job {job.id} ({handler})", timeout=10)
-
-
-def ask_create(app: PulseApp, command: str, payload: str) -> None:
-    handler = handler_of(command)
-
-    async def create() -> None:
-        screen = await _editor(app)
-        if screen is not None:
-            screen.open_new(command, ix_payload=payload)
-
-    def answer(yes: bool | None) -> None:
-        if yes:
-            app.run_worker(create(), group="command", exit_on_error=False)
-        else:
-            app.notify(f"ix {command}: nothing enqueued")
-
-    app.push_screen(
-        ConfirmScreen(
-            f"ix {command}",
-            f"[b]Handler {handler} not found. Create it?[/b]\n\n"
-            f"The handler editor opens with a template for {command}; after you save it (ctrl+s) "
-            f"`ix {command}` runs with your payload.",
-            yes="Create",
-        ),
-        answer,
-    )
