@@ -24,8 +24,10 @@ from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import FINISHED, ConfirmScreen, confirm_cancel
 from pulse_tui.sorting import SORT_NAMES, sort_scope
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.command_line import CommandLine
 from pulse_tui.widgets.job_side import WIDE, JobSide
 from pulse_tui.widgets.job_table import JobTable
+from pulse_tui.widgets.status_bar import StatusBar
 from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
 
 RETRY_ALL_CAP = 10_000
@@ -441,8 +443,8 @@ class JobsScreen(PulseScreen):
         self._note()
 
     def _marks_changed(self) -> None:
-        for bar in self.query("StatusBar"):
-            bar.marked = len(self.table.marked)  # type: ignore[attr-defined]
+        for bar in self.query(StatusBar):
+            bar.marked = len(self.table.marked)
 
     # ------------------------------------------------------------------ filter
 
@@ -548,8 +550,8 @@ class JobsScreen(PulseScreen):
 
     def action_sort(self) -> None:
         """S: `:sort ` on the command line (a column, then asc/desc; `:sort` alone: newest first)."""
-        for cl in self.query("CommandLine"):
-            cl.open("sort ")  # type: ignore[attr-defined]
+        for cl in self.query(CommandLine):
+            cl.open("sort ")
             return
 
     def sort(self, args: str = "") -> None:
@@ -586,12 +588,12 @@ class JobsScreen(PulseScreen):
             self.action_mark()
             return
         lo, hi = sorted((anchor, t.cursor))
-        missing = [r for r in range(lo, hi + 1) if t.job_at(r) is None]
-        if missing:
+        rows = [t.job_at(r) for r in range(lo, hi + 1)]
+        ids = [job.id for job in rows if job is not None]
+        if len(ids) < len(rows):
             self.notify("some rows in the range are still loading; try again in a moment", severity="warning")
             return
-        for r in range(lo, hi + 1):
-            t.marked.add(t.job_at(r).id)  # type: ignore[union-attr]
+        t.marked.update(ids)
         self._mark_anchor = t.cursor
         t.refresh()
         self._marks_changed()
