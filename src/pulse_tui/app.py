@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import tzinfo
 from pathlib import Path
 
+import grpc
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -136,7 +137,7 @@ class PulseApp(App[None]):
         keymap: Mapping[str, str] | None = None,
         *,
         client: PulseClient | None = None,
-        tls: object = None,
+        tls: grpc.ChannelCredentials | bool | None = None,
         now: Callable[[], float] | None = None,
         tz: tzinfo | None = None,
         live: bool = True,
@@ -157,7 +158,7 @@ class PulseApp(App[None]):
         self.retry_at = 0.0  # monotonic deadline of the next probe: the one source of the countdown
         self.backoff_waits: list[float] = []  # waits chosen since the connection was lost
         self.address = address
-        self.client = client or PulseClient(address, token, tls=tls)  # type: ignore[arg-type]
+        self.client = client or PulseClient(address, token, tls=tls)
         self._read_only_flag = read_only
         self._clock = now
         self.tz = tz
@@ -302,8 +303,7 @@ class PulseApp(App[None]):
         elif self.current_mode != "jobs":
             self.switch_mode("jobs")
         else:
-            back = getattr(self.screen, "escape", None)
-            undone = back() if back is not None else False
+            undone = self.screen.escape() if isinstance(self.screen, JobsScreen) else False
             if quit_at_root and not undone:
                 self.request_quit()
 
@@ -443,7 +443,7 @@ class PulseApp(App[None]):
         self.retry_at = 0.0
         self.conn_state = "connected"
         self.endpoint_mode = mode
-        info = getattr(self.client, "info", None)
+        info = self.client.info
         self.store_condition = info.store_condition if info is not None and mode == OPERATOR else ""
         self._connected_once.set()
         self._counts_dirty = True

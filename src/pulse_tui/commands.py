@@ -91,9 +91,21 @@ def command_table(app: PulseApp) -> CommandTable:
         ("schedules", "Schedules: recurring jobs, their runs", lambda _a: app.goto("schedules")),
         ("help", "Keys on this screen", lambda _a: app.action_help()),
         ("reconnect", "Reconnect to the server now", lambda _a: app.reconnect_now()),
-        ("purge", "Delete every finished job matching the filter (asks first)", _on_jobs(app, "purge")),
-        ("sort", "Sort the jobs: :sort COLUMN [asc|desc] (alone: newest first)", _on_jobs(app, "sort")),
-        ("export", "Write the filtered jobs to FILE (.csv, else JSON Lines)", _on_jobs(app, "export")),
+        (
+            "purge",
+            "Delete every finished job matching the filter (asks first)",
+            _on_jobs(app, lambda jobs, _args: jobs.purge()),
+        ),
+        (
+            "sort",
+            "Sort the jobs: :sort COLUMN [asc|desc] (alone: newest first)",
+            _on_jobs(app, lambda jobs, args: jobs.sort(args)),
+        ),
+        (
+            "export",
+            "Write the filtered jobs to FILE (.csv, else JSON Lines)",
+            _on_jobs(app, lambda jobs, args: jobs.export(args)),
+        ),
         ("quit", "Quit pulse-tui", lambda _a: app.request_quit()),
     ):
         table.register(name, help_text, handler)
@@ -110,14 +122,14 @@ def command_table(app: PulseApp) -> CommandTable:
     return table
 
 
-def _on_jobs(app: PulseApp, method: str) -> CommandHandler:
+def _on_jobs(app: PulseApp, action: Callable[[JobsScreen, str], object]) -> CommandHandler:
     """A `:command` run by the jobs screen (switching to it first)."""
 
     def run(args: str) -> None:
         app.goto("jobs")
         screen = app.screen
         if isinstance(screen, JobsScreen):
-            getattr(screen, method)(*([args] if args else []))
+            action(screen, args)
 
     return run
 
