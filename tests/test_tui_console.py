@@ -765,3 +765,17 @@ def test_screens_reach_the_app_through_its_protocol() -> None:
     assert names[:2] == ["jobs", "plugins"] and {"ix", "scripts", "editor", "sort"} <= set(names)
     assert "q" not in names and app.commands.get("q") is not None  # hidden, still runs
     assert app.command_names() == sorted(names)
+
+
+async def test_a_flush_of_stdout_or_stderr_while_the_console_runs() -> None:
+    """While the app runs Textual captures stdout and stderr and calls ``App._flush(stderr=…)`` on
+    every flush (a logging handler flushes after each record). The console's own live-update flush
+    once had that name and took no argument: every flush raised TypeError."""
+    import sys
+
+    app = PulseApp("127.0.0.1:1", live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert type(sys.stdout).__name__ == "_PrintCapture"  # what the app sees, not pytest's capture
+        sys.stdout.flush()
+        sys.stderr.flush()

@@ -188,7 +188,7 @@ class PulseApp(App[None]):
         if self._keymap_overrides:
             self.set_keymap(self._keymap_overrides)
             self.check_keymap()
-        self.set_interval(FLUSH_INTERVAL, self._flush)
+        self.set_interval(FLUSH_INTERVAL, self._flush_updates)
         self.set_interval(COUNTS_INTERVAL, self._maybe_refresh_counts)
         self.set_interval(STORE_CHECK_INTERVAL, self._maybe_check_store)
         self.check_size()
@@ -292,7 +292,7 @@ class PulseApp(App[None]):
         self.paused = not self.paused
         self.notify("live updates paused (p resumes)" if self.paused else "live updates resumed")
         if not self.paused:
-            self._flush()
+            self._flush_updates()
 
     async def action_back(self, quit_at_root: bool = True) -> None:
         """`q` / `escape`: go back. At the jobs root both first undo what is open (the filter
@@ -483,7 +483,7 @@ class PulseApp(App[None]):
                 self._need_resync = True
                 self._counts_dirty = True
 
-    def _flush(self) -> None:
+    def _flush_updates(self) -> None:
         if self.paused:
             return
         if self._need_resync:
