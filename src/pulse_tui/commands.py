@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -29,7 +29,7 @@ from pulse_tui.script_template import NAME_RULE, handler_of, valid_name
 if TYPE_CHECKING:
     from pulse_tui.app import PulseApp
 
-CommandHandler = Callable[[str], Awaitable[None] | None]
+CommandHandler = Callable[[str], object]  # a coroutine is awaited; workers run on their own
 
 
 @dataclass(slots=True)

@@ -51,7 +51,10 @@ class ScriptHeader(Static):
 
     def on_mount(self) -> None:
         if find_console(self.app) is not None:  # READ-ONLY is known once the endpoint answered
-            self.watch(self.app, "endpoint_mode", lambda _mode: self.refresh(), init=False)
+            self.watch(self.app, "endpoint_mode", self._endpoint_answered, init=False)
+
+    def _endpoint_answered(self) -> None:
+        self.refresh()
 
     def render(self) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
