@@ -2,8 +2,10 @@
 
 ``PulseApp`` owns the connection: it probes the endpoint, reconnects with backoff, streams job events
 (or polls in compat mode), coalesces them to at most 10 repaints a second and hands the batches to
-the screens. Screens live in :mod:`pulse_tui.screens`, widgets in :mod:`pulse_tui.widgets`; every key
-is a ``Binding`` with an id so users can remap it (``[tui] keys`` in config → ``keymap``).
+the screens. Screens live in :mod:`pulse_tui.screens`, widgets in :mod:`pulse_tui.widgets`; what
+they may use of the app is :class:`pulse_tui.console.PulseConsole`; the `:` commands and the palette
+are in :mod:`pulse_tui.commands`. Every key is a ``Binding`` with an id so users can remap it
+(``[tui] keys`` in config → ``keymap``).
 """
 
 from __future__ import annotations
