@@ -71,7 +71,7 @@ class EditorScreen(PulseScreen):
     # The state. The header and the run panel are bound to these: setting one repaints them.
     name_: var[str | None] = var(None)  # the script in the editor
     version: var[str] = var("")  # server version it was loaded from ("" = new, unsaved)
-    saved_code: var[str] = var("")
+    saved_code: var[str] = var("", init=False)  # watched: the header says "modified"
     modified: var[bool] = var(False)  # the editor's text differs from saved_code
     live: var[bool] = var(False)  # the python plugin announces the handler
     pending_ix: var[tuple[str, str] | None] = var(None)  # (name, payload) to run after the next save
