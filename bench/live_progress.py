@@ -38,7 +38,7 @@ async def drive(srv: Server, jobs: int, log: Path) -> tuple[list[float], list[fl
     from pulse_tui.widgets.job_table import JobTable
 
     paints = PaintLog()
-    app = PulseApp(srv.address, srv.token, demo=False)
+    app = PulseApp(srv.address, srv.token)
     watch_seen: dict[tuple[str, int], float] = {}
     job_ids: list[str] = []
     try:

@@ -91,7 +91,7 @@ async def drive(srv: Server) -> dict:
     from pulse_tui.widgets.job_table import JobTable
 
     paints = PaintLog()
-    app = PulseApp(srv.address, srv.token, demo=False)
+    app = PulseApp(srv.address, srv.token)
     keys: dict[str, list[float]] = {}
     t0 = time.perf_counter()
     try:

@@ -745,3 +745,37 @@ async def test_jobs_waiting_for_a_future_time_say_when_and_why(server) -> None:
     assert doc["waiting"] == "delay" and doc["run_at"] == pytest.approx(t0 + 3600, abs=30)
     assert datetime.fromisoformat(doc["run_at_iso"]).timestamp() == pytest.approx(doc["run_at"], abs=0.001)
     await client.close()
+
+
+def test_screens_reach_the_app_through_its_protocol() -> None:
+    """The console app is a PulseConsole (every member the protocol lists); a plain Textual app is
+    not, so widgets mounted alone fall back and screens refuse it; `:` commands live in one table."""
+    from textual.app import App
+
+    from pulse_tui.console import PulseConsole, console_of, find_console
+
+    app = PulseApp("127.0.0.1:1", now=lambda: 42.0)
+    assert isinstance(app, PulseConsole) and find_console(app) is app
+    assert console_of(app).now() == 42.0 and not console_of(app).read_only
+    plain = App()
+    assert find_console(plain) is None
+    with pytest.raises(TypeError, match="not a Pulse console"):
+        console_of(plain)
+    names = app.commands.names()
+    assert names[:2] == ["jobs", "plugins"] and {"ix", "scripts", "editor", "sort"} <= set(names)
+    assert "q" not in names and app.commands.get("q") is not None  # hidden, still runs
+    assert app.command_names() == sorted(names)
+
+
+async def test_a_flush_of_stdout_or_stderr_while_the_console_runs() -> None:
+    """While the app runs Textual captures stdout and stderr and calls ``App._flush(stderr=…)`` on
+    every flush (a logging handler flushes after each record). The console's own live-update flush
+    once had that name and took no argument: every flush raised TypeError."""
+    import sys
+
+    app = PulseApp("127.0.0.1:1", live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert type(sys.stdout).__name__ == "_PrintCapture"  # what the app sees, not pytest's capture
+        sys.stdout.flush()
+        sys.stderr.flush()

@@ -23,7 +23,7 @@ async def test_stats_screen_shows_what_ran_and_filters_jobs(server) -> None:  # 
         while (await client.get_job(job_id)).job.status not in ("completed", "failed"):
             assert time.monotonic() < deadline, f"job {job_id} did not finish"
             await asyncio.sleep(0.02)
-    app = PulseApp(server.address, server.token, demo=False)
+    app = PulseApp(server.address, server.token)
     async with app.run_test(size=(120, 40)) as pilot:
         await started(app, pilot)
         await app.run_command_line("stats")

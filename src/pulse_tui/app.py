@@ -2,8 +2,10 @@
 
 ``PulseApp`` owns the connection: it probes the endpoint, reconnects with backoff, streams job events
 (or polls in compat mode), coalesces them to at most 10 repaints a second and hands the batches to
-the screens. Screens live in :mod:`pulse_tui.screens`, widgets in :mod:`pulse_tui.widgets`; every key
-is a ``Binding`` with an id so users can remap it (``[tui] keys`` in config → ``keymap``).
+the screens. Screens live in :mod:`pulse_tui.screens`, widgets in :mod:`pulse_tui.widgets`; what
+they may use of the app is :class:`pulse_tui.console.PulseConsole`; the `:` commands and the palette
+are in :mod:`pulse_tui.commands`. Every key is a ``Binding`` with an id so users can remap it
+(``[tui] keys`` in config → ``keymap``).
 """
 
 from __future__ import annotations
@@ -12,25 +14,24 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import tzinfo
-from functools import partial
 from pathlib import Path
 
+import grpc
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from pulse_tui.client import COMPAT, OPERATOR, PLUGIN, STATUSES, ClientError, PulseClient
+from pulse_tui.commands import CommandTable, PulseCommands, command_table
 from pulse_tui.protocol import operator_pb2
-from pulse_tui.screens import editor
 from pulse_tui.screens.base import PulseScreen
+from pulse_tui.screens.editor import EditorScreen
 from pulse_tui.screens.handlers import HandlersScreen
 from pulse_tui.screens.help import HelpScreen
 from pulse_tui.screens.jobs import JobsScreen
@@ -39,7 +40,6 @@ from pulse_tui.screens.schedules import SchedulesScreen
 from pulse_tui.screens.stats import StatsScreen
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.command_line import CommandLine
-from pulse_tui.widgets.status_bar import StatusBar
 from pulse_tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH
 
 FLUSH_INTERVAL = 0.1  # ≤ 10 repaints per second from live updates
@@ -65,16 +65,6 @@ def backoff_delays(recent: Callable[[], bool], rng: random.Random | None = None)
         step = min(step, cap)
         yield step * rng.uniform(0.5, 1.0)
         step = min(step * 2, cap)
-
-
-CommandHandler = Callable[[str], Awaitable[None] | None]
-
-
-@dataclass(slots=True)
-class _Command:
-    name: str
-    help: str
-    handler: CommandHandler
 
 
 class Connected(Message):
@@ -106,55 +96,6 @@ def binding_ids() -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-# Widget movement bindings stay out of the palette (the arrows are no actions to look up).
-_PALETTE_SKIP = ("table.", "list.", "cmdline.")
-
-
-class PulseCommands(Provider):
-    """Command palette: the current screen's actions and the app's (each once, with its key,
-    ours only — no widget internals), then the `:` commands."""
-
-    def _entries(self) -> list[tuple[str, str, Callable[[], object]]]:
-        app: PulseApp = self.app  # type: ignore[assignment]
-        screen = self.screen
-        out: list[tuple[str, str, Callable[[], object]]] = []
-        seen: dict[str, int] = {}
-        # the screen's own actions first, the app's (quit, help, pause…) after
-        bindings = sorted(screen.active_bindings.items(), key=lambda kv: kv[1].node is app)
-        for key, active in bindings:
-            b = active.binding
-            if not b.description or not b.id or b.id.startswith(_PALETTE_SKIP) or not active.enabled:
-                continue
-            if b.action == "command_palette":
-                continue
-            shown = app.get_key_display(Binding(key, b.action, b.description))
-            if b.description in seen:  # another key for the same action: one entry listing both
-                i = seen[b.description]
-                label, help_text, cb = out[i]
-                out[i] = (label[:-1] + f", {shown})", help_text, cb)
-                continue
-            seen[b.description] = len(out)
-            label = f"{b.description}  ({shown})"
-            out.append((label, b.tooltip or b.description, partial(app.run_action, b.action, active.node)))
-        for cmd in app.commands.values():
-            if cmd.name in ("help", "quit"):
-                continue  # already listed as actions with their keys
-            out.append((f":{cmd.name}", cmd.help, partial(app.run_command_line, cmd.name)))
-        out.append(("Change theme", "Pick a colour theme", app.action_change_theme))
-        return out
-
-    async def discover(self) -> Hits:
-        for label, help_text, cb in self._entries():
-            yield DiscoveryHit(label, cb, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for label, help_text, cb in self._entries():
-            score = matcher.match(label)
-            if score > 0:
-                yield Hit(score, matcher.highlight(label), cb, help=help_text)
-
-
 class PulseApp(App[None]):
     """Operator console for a Pulse server (or a QueueService / bare plugin endpoint)."""
 
@@ -166,7 +107,7 @@ class PulseApp(App[None]):
         "plugins": PluginsScreen,
         "handlers": HandlersScreen,
         "schedules": SchedulesScreen,
-        "editor": editor.EditorScreen,
+        "editor": EditorScreen,
         "stats": StatsScreen,
     }
     DEFAULT_MODE = "jobs"
@@ -198,9 +139,7 @@ class PulseApp(App[None]):
         keymap: Mapping[str, str] | None = None,
         *,
         client: PulseClient | None = None,
-        tls: object = None,
-        config: object | None = None,
-        demo: bool = True,
+        tls: grpc.ChannelCredentials | bool | None = None,
         now: Callable[[], float] | None = None,
         tz: tzinfo | None = None,
         live: bool = True,
@@ -221,52 +160,17 @@ class PulseApp(App[None]):
         self.retry_at = 0.0  # monotonic deadline of the next probe: the one source of the countdown
         self.backoff_waits: list[float] = []  # waits chosen since the connection was lost
         self.address = address
-        self.client = client or PulseClient(address, token, tls=tls)  # type: ignore[arg-type]
+        self.client = client or PulseClient(address, token, tls=tls)
         self._read_only_flag = read_only
         self._clock = now
         self.tz = tz
         self.live = live
-        # Keys from config ([tui] keys: binding id -> key), then explicit overrides.
-        cfg_keys = getattr(getattr(config, "tui", None), "keys", None) or {}
-        self._keymap_overrides = {**dict(cfg_keys), **dict(keymap or {})}
-        self.config = config
-        self.demo = demo
+        self._keymap_overrides = dict(keymap or {})  # binding id -> key ([tui] keys in the config)
         self._pending: dict[str, operator_pb2.Job] = {}
         self._need_resync = False
         self._counts_dirty = True
         self._connected_once = asyncio.Event()
-        self.commands: dict[str, _Command] = {}
-        for name, help_text, handler in (
-            ("jobs", "Jobs: the live job table", lambda _a: self.goto("jobs")),
-            ("plugins", "Plugins: state, health, reload, enable/disable", lambda _a: self.goto("plugins")),
-            ("handlers", "Handlers: owners and naming conflicts", lambda _a: self.goto("handlers")),
-            (
-                "stats",
-                "Stats: throughput, error rates and latencies per handler",
-                lambda _a: self.goto("stats"),
-            ),
-            ("schedules", "Schedules: recurring jobs, their runs", lambda _a: self.goto("schedules")),
-            ("help", "Keys on this screen", lambda _a: self.action_help()),
-            ("reconnect", "Reconnect to the server now", lambda _a: self.reconnect_now()),
-            ("purge", "Delete every finished job matching the filter (asks first)", self._on_jobs("purge")),
-            ("sort", "Sort the jobs: :sort COLUMN [asc|desc] (alone: newest first)", self._on_jobs("sort")),
-            ("export", "Write the filtered jobs to FILE (.csv, else JSON Lines)", self._on_jobs("export")),
-            ("quit", "Quit pulse-tui", lambda _a: self.request_quit()),
-        ):
-            self.register_command(name, help_text, handler)
-        self.register_command("q", "Quit", lambda _a: self.request_quit(), hidden=True)
-        editor.install(self)  # :scripts, :editor, :ix
-
-    def _on_jobs(self, method: str) -> CommandHandler:
-        """A `:command` run by the jobs screen (switching to it first)."""
-
-        def run(args: str) -> None:
-            self.goto("jobs")
-            screen = self.screen
-            if isinstance(screen, JobsScreen):
-                getattr(screen, method)(*([args] if args else []))
-
-        return run
+        self.commands: CommandTable = command_table(self)  # the `:` commands
 
     # ------------------------------------------------------------------ basics
 
@@ -286,7 +190,7 @@ class PulseApp(App[None]):
         if self._keymap_overrides:
             self.set_keymap(self._keymap_overrides)
             self.check_keymap()
-        self.set_interval(FLUSH_INTERVAL, self._flush)
+        self.set_interval(FLUSH_INTERVAL, self._flush_updates)
         self.set_interval(COUNTS_INTERVAL, self._maybe_refresh_counts)
         self.set_interval(STORE_CHECK_INTERVAL, self._maybe_check_store)
         self.check_size()
@@ -359,45 +263,13 @@ class PulseApp(App[None]):
         self.set_class(small, "-too-small")
         self.set_class(self.size.height < 30, "-short")
 
-    def bind_status_bar(self, bar: StatusBar) -> None:
-        bar.address = self.address
-        bar.watch(self, "conn_state", lambda v: setattr(bar, "state", v))
-        bar.watch(self, "retry_in", lambda v: setattr(bar, "retry_in", v))
-        bar.watch(self, "paused", lambda v: setattr(bar, "paused", v))
-        bar.watch(self, "counts_markup", lambda v: setattr(bar, "counts", v))
-        bar.watch(self, "store_condition", lambda v: setattr(bar, "store", v))
-        bar.watch(
-            self,
-            "endpoint_mode",
-            lambda v: (setattr(bar, "mode", v), setattr(bar, "read_only", self.read_only)),
-        )
-
     # ------------------------------------------------------------------ commands (`:`)
 
-    def register_command(
-        self, name: str, help_text: str, handler: CommandHandler, *, hidden: bool = False
-    ) -> None:
-        """Add a `:name [args]` command. Later features (`:ix <command> [json]`) register here."""
-        cmd = _Command(name, help_text, handler)
-        if hidden:
-            self._hidden_commands = {**getattr(self, "_hidden_commands", {}), name: cmd}
-        else:
-            self.commands[name] = cmd
-
     def command_names(self) -> list[str]:
-        return sorted(self.commands)
+        return sorted(self.commands.names())
 
     async def run_command_line(self, line: str) -> None:
-        name, _, args = line.strip().lstrip(":").partition(" ")
-        cmd = self.commands.get(name) or getattr(self, "_hidden_commands", {}).get(name)
-        if cmd is None:
-            close = [c for c in self.commands if c.startswith(name[:2])] if name else []
-            hint = f" — did you mean :{close[0]}?" if close else ""
-            self.notify(f"unknown command :{name}{hint} (try :help)", severity="warning")
-            return
-        result = cmd.handler(args.strip())
-        if asyncio.iscoroutine(result):
-            await result
+        await self.commands.run(line)
 
     def on_command_line_submitted(self, event: CommandLine.Submitted) -> None:
         self.run_worker(self.run_command_line(event.line), group="command", exit_on_error=False)
@@ -408,10 +280,8 @@ class PulseApp(App[None]):
             return
 
     def goto(self, mode: str) -> None:
-        if mode == "jobs" or self.mode_name == OPERATOR or mode not in self.MODES:
-            self.switch_mode(mode)
-            return
-        self.switch_mode(mode)  # the screen itself explains what this endpoint lacks
+        """Switch to a screen (on a compat or plugin endpoint it explains what that endpoint lacks)."""
+        self.switch_mode(mode)
 
     # ------------------------------------------------------------------ actions
 
@@ -424,7 +294,7 @@ class PulseApp(App[None]):
         self.paused = not self.paused
         self.notify("live updates paused (p resumes)" if self.paused else "live updates resumed")
         if not self.paused:
-            self._flush()
+            self._flush_updates()
 
     async def action_back(self, quit_at_root: bool = True) -> None:
         """`q` / `escape`: go back. At the jobs root both first undo what is open (the filter
@@ -435,8 +305,7 @@ class PulseApp(App[None]):
         elif self.current_mode != "jobs":
             self.switch_mode("jobs")
         else:
-            back = getattr(self.screen, "escape", None)
-            undone = back() if back is not None else False
+            undone = self.screen.escape() if isinstance(self.screen, JobsScreen) else False
             if quit_at_root and not undone:
                 self.request_quit()
 
@@ -464,9 +333,6 @@ class PulseApp(App[None]):
             choice = await self.push_screen_wait(QuitScreen(self.address, running, capped))
         finally:
             self._quitting = False
-        self._last_seen = 0.0  # monotonic time the server last answered (probe or event)
-        self.retry_at = 0.0  # monotonic deadline of the next probe: the one source of the countdown
-        self.backoff_waits: list[float] = []  # waits chosen since the connection was lost
         if choice == "keep":
             self.keep_server = True
             self.exit()
@@ -579,7 +445,7 @@ class PulseApp(App[None]):
         self.retry_at = 0.0
         self.conn_state = "connected"
         self.endpoint_mode = mode
-        info = getattr(self.client, "info", None)
+        info = self.client.info
         self.store_condition = info.store_condition if info is not None and mode == OPERATOR else ""
         self._connected_once.set()
         self._counts_dirty = True
@@ -619,7 +485,7 @@ class PulseApp(App[None]):
                 self._need_resync = True
                 self._counts_dirty = True
 
-    def _flush(self) -> None:
+    def _flush_updates(self) -> None:
         if self.paused:
             return
         if self._need_resync:

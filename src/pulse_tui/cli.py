@@ -1428,8 +1428,6 @@ def run_tui(args: argparse.Namespace) -> int:
             token=token,
             read_only=args.read_only,
             keymap=config.tui.keys,
-            config=config,
-            demo=not args.no_demo,
             tls=_tls(args),
             embedded=child is not None,
             theme=args.theme or config.tui.theme,

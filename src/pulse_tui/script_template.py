@@ -33,6 +33,11 @@ def run(payload, ctx):
 '''
 
 
+def handler_of(name: str) -> str:
+    """The handler a script called `name` becomes."""
+    return f"python.{name}"
+
+
 def template(name: str) -> str:
     """The new-handler template for a script called `name` (handler `python.<name>`)."""
     return TEMPLATE.format(name=name)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from pulse_tui.console import PulseConsole, console_of
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.widgets.command_line import CommandLine
 from pulse_tui.widgets.status_bar import StatusBar
 from pulse_tui.widgets.too_small import TooSmall
-
-if TYPE_CHECKING:
-    from pulse_tui.app import PulseApp
 
 
 class PulseScreen(Screen):
@@ -26,8 +24,9 @@ class PulseScreen(Screen):
     MUTATING: ClassVar[frozenset[str]] = frozenset()
 
     @property
-    def pulse(self) -> PulseApp:
-        return self.app  # type: ignore[return-value]
+    def pulse(self) -> PulseConsole:
+        """The app as the console's contract (client, connection state, guard, report, clock)."""
+        return console_of(self.app)
 
     def compose_header(self) -> ComposeResult:
         yield TooSmall(id="too-small")

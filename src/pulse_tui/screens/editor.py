@@ -1,58 +1,46 @@
-"""Handler editor: the server's handler scripts (`python.<name>`) and the `:ix` routing.
+"""Handler editor: the server's handler scripts (`python.<name>`).
 
 Left: the scripts (name, live flag, modified) and a test-run panel (payload, progress, result or
 traceback, live from the app's job events). Right: a Python editor. ``ctrl+s`` saves through
 ``SaveScript``; a syntax error comes back with its line and column, is shown under the code and the
 cursor jumps there; a save against a version someone else replaced is refused and says what to do.
 
-``:ix <command> [json]`` enqueues ``python.<command>``; when no such handler exists it asks
-"Handler python.<command> not found. Create it?", opens the editor with the new-handler template
-and, after a successful save, runs the same line and tells the job id.
+The screen is a small state machine: the open script (``name_``, ``version``, ``saved_code``,
+``live``), an `ix` line waiting for the next save (``pending_ix``) and the last test run
+(``run_job``, ``run_detail``) are reactives; the header and the run panel
+(:mod:`pulse_tui.widgets.script_panes`) are bound to them and repaint themselves. `:ix` and
+`:scripts` live in :mod:`pulse_tui.commands`; the new-script dialog in
+:mod:`pulse_tui.screens.new_script`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, Static, TextArea
+from textual.reactive import var
+from textual.widgets import DataTable, Input, Static, TextArea
 
 from pulse_tui.client import FINISHED, ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
-from pulse_tui.script_template import NAME_RULE, template, valid_name
+from pulse_tui.screens.new_script import NewScriptScreen
+from pulse_tui.script_template import handler_of, template
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.data_table import PulseDataTable
-from pulse_tui.widgets.json_view import pretty_json
-from pulse_tui.widgets.progress_cell import progress_text
+from pulse_tui.widgets.script_panes import BAD, DIM, OK, WARN, RunPanel, ScriptHeader, trim_traceback
 
-if TYPE_CHECKING:
-    from pulse_tui.app import PulseApp
+__all__ = ["EditorScreen", "NewScriptScreen", "short_ago", "trim_traceback"]
 
 REFRESH_SECS = 3.0
 DEFAULT_PAYLOAD = '{"items": 3}'
-OK, BAD, WARN, DIM = "#9ece6a", "#f7768e", "#e0af68", "dim"
 _POSITION = re.compile(r"\s*\(line \d+, column \d+\)\s*$")
-
-
-def handler_of(name: str) -> str:
-    return f"python.{name}"
-
-
-def is_unknown_handler(exc: ClientError) -> bool:
-    """The queue refused an enqueue because no plugin announces the handler."""
-    low = exc.message.lower()
-    return exc.code in ("INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION") and (
-        "unknown handler" in low or "no handler" in low or "handler not found" in low
-    )
 
 
 def short_ago(ts: float, now: float) -> str:
@@ -64,86 +52,6 @@ def short_ago(ts: float, now: float) -> str:
         if secs >= size:
             return f"{int(secs // size)}{unit} ago"
     return "just now" if secs < 5 else f"{int(secs)}s ago"
-
-
-_FRAME = re.compile(r'^  File "([^"]*)"')
-
-
-def trim_traceback(tb: str) -> str:
-    """A script's traceback without the runner's frames, file paths cut to the script's name."""
-    lines = tb.rstrip().splitlines()
-    frames = [i for i, line in enumerate(lines) if _FRAME.match(line)]
-    scripts = [i for i in frames if "/pulse_tui/plugins/" not in _FRAME.match(lines[i]).group(1)]  # type: ignore[union-attr]
-    if scripts and lines and lines[0].startswith("Traceback"):
-        lines = [lines[0], *lines[scripts[0] :]]
-    return "\n".join(
-        _FRAME.sub(lambda m: f'  File "{m.group(1).replace(chr(92), "/").rsplit("/", 1)[-1]}"', line)
-        for line in lines
-    )
-
-
-# ---------------------------------------------------------------------- new-script modal
-
-
-class NewScriptScreen(ModalScreen[str | None]):
-    """Ask for the name of a new handler script."""
-
-    BINDINGS: list[BindingType] = [Binding("escape", "close", "Cancel", id="newscript.close")]
-
-    def __init__(self, taken: frozenset[str] = frozenset()) -> None:
-        super().__init__()
-        self.taken = taken
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="new-script-dialog", classes="dialog"):
-            yield Static("New handler script", classes="dialog-title")
-            yield Label("Name — the handler becomes python.<name>")
-            yield Input(placeholder="e.g. vacancies", id="new-script-name")
-            yield Static("", id="new-script-hint", classes="hint")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Create (enter)", id="new-script-ok", variant="primary", compact=True)
-                yield Button("Cancel (esc)", id="new-script-cancel", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-        self._check("")
-
-    def _check(self, name: str) -> bool:
-        hint = self.query_one("#new-script-hint", Static)
-        if not name:
-            hint.update(Text(f"use {NAME_RULE}", style=DIM))
-            return False
-        if not valid_name(name):
-            hint.update(Text(f"✘ {name!r} is not a script name: use {NAME_RULE}", style=fmt.C(BAD)))
-            return False
-        if name in self.taken:
-            hint.update(Text(f"✘ {name} exists already: open it from the list", style=fmt.C(BAD)))
-            return False
-        hint.update(Text(f"→ handler {handler_of(name)}, starting from the template", style=fmt.C(OK)))
-        return True
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self._check(event.value.strip())
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "new-script-ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def _submit(self) -> None:
-        name = self.query_one(Input).value.strip()
-        if self._check(name):
-            self.dismiss(name)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
-
-
-# ---------------------------------------------------------------------- the editor screen
 
 
 class EditorScreen(PulseScreen):
@@ -160,17 +68,20 @@ class EditorScreen(PulseScreen):
         Binding("f4", "focus_code", "Code", show=False, id="editor.code"),
     ]
 
+    # The state. The header and the run panel are bound to these: setting one repaints them.
+    name_: var[str | None] = var(None)  # the script in the editor
+    version: var[str] = var("")  # server version it was loaded from ("" = new, unsaved)
+    saved_code: var[str] = var("", init=False)  # watched: the header says "modified"
+    modified: var[bool] = var(False)  # the editor's text differs from saved_code
+    live: var[bool] = var(False)  # the python plugin announces the handler
+    pending_ix: var[tuple[str, str] | None] = var(None)  # (name, payload) to run after the next save
+    run_job: var[operator_pb2.Job | None] = var(None)  # the last test run (or `ix` line)
+    run_detail: var[operator_pb2.JobDetail | None] = var(None)  # its detail once it finished
+
     def __init__(self, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
         self.scripts: list[operator_pb2.Script] = []
         self.listed = False
-        self.name_: str | None = None  # the script in the editor
-        self.version = ""  # server version it was loaded from ("" = new, unsaved)
-        self.saved_code = ""
-        self.live = False
-        self.pending_ix: tuple[str, str] | None = None  # (name, payload) to run after the next save
-        self.run_job: operator_pb2.Job | None = None
-        self.run_detail: operator_pb2.JobDetail | None = None
         self.last_problem = ""
         self.claimed = False  # a script was asked for: the first listing does not open one
 
@@ -186,9 +97,17 @@ class EditorScreen(PulseScreen):
                 yield Static("Test run  (f5)", classes="pane-title")
                 yield Input(DEFAULT_PAYLOAD, placeholder="payload JSON", id="run-payload")
                 with VerticalScroll(id="run-scroll"):
-                    yield Static("", id="run-output")
+                    yield RunPanel(id="run-output").data_bind(
+                        job=EditorScreen.run_job, detail=EditorScreen.run_detail
+                    )
             with Vertical(id="editor-main"):
-                yield Static("", id="editor-file")
+                yield ScriptHeader(id="editor-file").data_bind(
+                    EditorScreen.name_,
+                    EditorScreen.version,
+                    EditorScreen.modified,
+                    EditorScreen.live,
+                    EditorScreen.pending_ix,
+                )
                 yield TextArea.code_editor(
                     "",
                     language="python",
@@ -210,8 +129,6 @@ class EditorScreen(PulseScreen):
         code = self.query_one("#editor-code", TextArea)
         code.read_only = True  # until a script is open
         code.focus()
-        self._render_file()
-        self._render_run()
         self.set_interval(REFRESH_SECS, self.refresh_scripts)
         if self.pulse.conn_state == "connected":
             self.refresh_scripts()
@@ -257,29 +174,14 @@ class EditorScreen(PulseScreen):
         note.update(message)
         note.display = bool(message)
 
-    def _render_file(self) -> None:
-        t = Text(no_wrap=True, overflow="ellipsis")
-        if self.name_ is None:
-            t.append("no script open", style="dim italic")
-        else:
-            t.append(handler_of(self.name_), style="bold")
-            t.append(f"  {self.name_}.py", style=DIM)
-            if self.is_new:
-                t.append("  ● new, not saved", style=fmt.C(f"bold {WARN}"))
-            elif self.dirty:
-                t.append("  ● modified", style=fmt.C(f"bold {WARN}"))
-            elif self.live:
-                t.append("  ● live", style=fmt.C(OK))
-            else:
-                t.append("  ○ saved, not announced", style=fmt.C(WARN))
-            if self.pending_ix is not None:
-                t.append("  · ix runs after save", style=fmt.C("italic #bb9af7"))
-        if self.pulse.read_only:
-            t.append("  READ-ONLY", style=fmt.C(f"bold reverse {WARN}"))
-        self.query_one("#editor-file", Static).update(t)
-
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
-        self._render_file()
+        self._check_modified()
+
+    def watch_saved_code(self) -> None:
+        self._check_modified()
+
+    def _check_modified(self) -> None:
+        self.modified = self.code.text != self.saved_code
 
     # ------------------------------------------------------------------ the script list
 
@@ -310,9 +212,8 @@ class EditorScreen(PulseScreen):
             self.open_script(self.scripts[0].name)
         elif self.name_ is not None and not self.is_new:
             s = self._script(self.name_)
-            if s is not None and s.live != self.live:
+            if s is not None:
                 self.live = s.live
-                self._render_file()
 
     def _fill(self) -> None:
         table = self.query_one("#scripts-table", DataTable)
@@ -370,18 +271,18 @@ class EditorScreen(PulseScreen):
             # another script: the last test run's result belongs to the one before
             self.run_job, self.run_detail = None, None
             self._run_message(Text(""))
-        self.name_ = name
-        self.version = version
-        self.saved_code = code if version else ""
-        self.live = live
         editor = self.code
         editor.read_only = self.pulse.read_only
         editor.load_text(code)
         editor.cursor_location = (0, 0)
+        self.name_ = name
+        self.version = version
+        self.saved_code = code if version else ""
+        self.live = live
+        self._check_modified()  # also when saved_code stayed the same but the text did not
         self.problem("")
         if self.pending_ix is not None and self.pending_ix[0] != name:
             self.pending_ix = None
-        self._render_file()
         if name in [s.name for s in self.scripts]:
             self._fill()
 
@@ -503,12 +404,10 @@ class EditorScreen(PulseScreen):
                 style=fmt.C(WARN),
             )
         self.problem(ok)
-        self._render_file()
         self.refresh_scripts()
         if self.pending_ix is not None and self.pending_ix[0] == name:
             _, payload = self.pending_ix
             self.pending_ix = None
-            self._render_file()
             job = await self._enqueue(name, payload, test=False)
             if job is not None:
                 self.app.notify(f"ix {name}: enqueued job {job.id} ({handler_of(name)})", timeout=10)
@@ -556,7 +455,6 @@ class EditorScreen(PulseScreen):
             self._run_message(Text(f"✘ not enqueued: {exc.message}", style=fmt.C(BAD)))
             return None
         self.run_job, self.run_detail = job, None
-        self._render_run()
         self.fetch_run()  # it may have finished before the first event reaches us
         return job
 
@@ -567,9 +465,7 @@ class EditorScreen(PulseScreen):
             if j.id == self.run_job.id:
                 self.run_job = j
                 if j.status in FINISHED:
-                    self.fetch_run()
-                else:
-                    self._render_run()
+                    self.fetch_run()  # the result, the traceback and the logs
 
     @work(exclusive=True, group="editor-run-detail", exit_on_error=False)
     async def fetch_run(self) -> None:
@@ -583,63 +479,10 @@ class EditorScreen(PulseScreen):
             return
         if self.run_job is not None and self.run_job.id == job_id:
             self.run_job, self.run_detail = detail.job, detail
-            self._render_run()
 
     def _run_message(self, text: Text) -> None:
-        self.query_one("#run-output", Static).update(text)
-
-    def _render_run(self) -> None:
-        out = self.query_one("#run-output", Static)
-        job = self.run_job
-        if job is None:
-            out.update(
-                Text(
-                    "f5 saves if needed, then enqueues the handler with this payload; progress, result "
-                    "or traceback show here.",
-                    style="dim italic",
-                )
-            )
-            return
-        width = max(self.query_one("#run-scroll").size.width - 2, 16)
-        parts: list[Text] = []
-        head = Text(no_wrap=True, overflow="ellipsis")
-        head.append(
-            f"{fmt.STATUS_ICONS.get(job.status, '?')} {job.status}",
-            style=fmt.STATUS_STYLES.get(job.status, ""),
-        )
-        head.append(f"  {job.handler}", style="bold")
-        parts.append(head)
-        parts.append(Text(f"job {job.id}", style=DIM, no_wrap=True, overflow="ellipsis"))
-        if job.progress_total or job.status == "running":
-            parts.append(progress_text(job.progress_current, job.progress_total, width, status=job.status))
-        detail = self.run_detail
-        if detail is not None and detail.job.id == job.id and detail.job.status in FINISHED:
-            job = detail.job
-            took = ""
-            if job.completed_at and job.started_at:
-                took = f" in {fmt.duration(job.completed_at - job.started_at)}"
-            if job.status == "completed":
-                parts.append(Text(f"completed{took}", style=fmt.C(OK)))
-                text, _ok = pretty_json(detail.result)
-                parts.append(Text("result", style="bold"))
-                parts.append(Text(text or "(no result)", style="" if text else "dim italic"))
-            else:
-                parts.append(Text(f"{job.status}{took}", style=fmt.C(BAD) if job.status == "failed" else DIM))
-                if job.error:
-                    parts.append(Text(job.error, style=fmt.C(BAD)))
-            trace = [e.message for e in detail.logs if e.stage == "exception" and e.message.strip()]
-            if trace:
-                parts.append(Text("traceback", style="bold"))
-                parts.append(Text(trim_traceback(trace[-1]), style=fmt.C("#db4b4b")))
-            logs = [e for e in detail.logs if e.stage != "exception"]
-            if logs:
-                parts.append(Text("logs", style="bold"))
-                for e in logs[-20:]:
-                    line = Text()
-                    line.append(f"{e.level:<5} ", style=fmt.LEVEL_STYLES.get(e.level, DIM))
-                    line.append(e.message)
-                    parts.append(line)
-        out.update(Text("\n").join(parts))
+        """A line in the run panel instead of the run (until the run changes)."""
+        self.query_one(RunPanel).message = text
 
     # ------------------------------------------------------------------ new / delete / reload
 
@@ -703,7 +546,6 @@ class EditorScreen(PulseScreen):
         self.name_, self.version, self.saved_code, self.live, self.pending_ix = None, "", "", False, None
         self.code.load_text("")
         self.code.read_only = True
-        self._render_file()
 
     def action_reload(self) -> None:
         if self.name_ is None or self.is_new:
@@ -740,98 +582,3 @@ class EditorScreen(PulseScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "run-payload":
             self.action_test_run()
-
-
-# ---------------------------------------------------------------------- `:` commands
-
-
-def install(app: PulseApp) -> None:
-    """Register `:scripts`, `:editor [name]` and `:ix <command> [json]` on the app."""
-    app.register_command(
-        "scripts",
-        "Handler editor: python.<name> scripts (editor [name] opens one)",
-        lambda a: open_editor(app, a),
-    )
-    app.register_command("editor", "Handler editor (same as :scripts)", lambda a: open_editor(app, a))
-    app.register_command(
-        "ix", "ix <command> [json]: run python.<command>; offers to create it", lambda a: run_ix(app, a)
-    )
-
-
-async def _editor(app: PulseApp) -> EditorScreen | None:
-    await app.switch_mode("editor")
-    screen = app.screen
-    return screen if isinstance(screen, EditorScreen) else None
-
-
-async def open_editor(app: PulseApp, args: str) -> None:
-    name = args.strip()
-    if name and not valid_name(name):
-        app.notify(f"{name!r} is not a script name: use {NAME_RULE}", severity="warning")
-        name = ""
-    screen = await _editor(app)
-    if screen is not None and name:
-        known = any(s.name == name for s in screen.scripts)
-        screen.switch_to(name, new=not known and screen.listed)
-
-
-async def run_ix(app: PulseApp, args: str) -> None:
-    """`:ix <command> [json]` — enqueue python.<command>, or offer to create it."""
-    command, _, raw = args.strip().partition(" ")
-    raw = raw.strip() or "{}"
-    if not command:
-        app.notify('usage: :ix <command> [json]   e.g.  :ix vacancies {"items": 3}', severity="warning")
-        return
-    if not valid_name(command):
-        app.notify(f"ix: {command!r} is not a handler script name: use {NAME_RULE}", severity="warning")
-        return
-    try:
-        json.loads(raw)
-    except ValueError as exc:
-        app.notify(f"ix {command}: the payload is not JSON: {exc}", severity="error", timeout=8)
-        return
-    handler = handler_of(command)
-    if not app.guard(f"ix {command}", capability="enqueue"):
-        return
-    try:
-        job = await app.client.enqueue(handler, raw.encode(), source="pulse-tui ix")
-    except ClientError as exc:
-        if not is_unknown_handler(exc):
-            app.report(exc, f"ix {command}")
-            return
-        if not app.client.can("scripts"):
-            app.notify(
-                f"handler {handler} not found, and this endpoint has no handler scripts to create it",
-                severity="error",
-                timeout=8,
-            )
-            return
-        ask_create(app, command, raw)
-        return
-    app.notify(f"ix {command}: enqueued job {job.id} ({handler})", timeout=10)
-
-
-def ask_create(app: PulseApp, command: str, payload: str) -> None:
-    handler = handler_of(command)
-
-    async def create() -> None:
-        screen = await _editor(app)
-        if screen is not None:
-            screen.open_new(command, ix_payload=payload)
-
-    def answer(yes: bool | None) -> None:
-        if yes:
-            app.run_worker(create(), group="command", exit_on_error=False)
-        else:
-            app.notify(f"ix {command}: nothing enqueued")
-
-    app.push_screen(
-        ConfirmScreen(
-            f"ix {command}",
-            f"[b]Handler {handler} not found. Create it?[/b]\n\n"
-            f"The handler editor opens with a template for {command}; after you save it (ctrl+s) "
-            f"`ix {command}` runs with your payload.",
-            yes="Create",
-        ),
-        answer,
-    )

@@ -14,6 +14,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Static, TextArea
 
 from pulse_tui.client import ClientError
+from pulse_tui.console import console_of
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.widgets import fmt
 
@@ -76,7 +77,7 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
                 yield Button("Cancel (esc)", id="enqueue-cancel", compact=True)
 
     def on_mount(self) -> None:
-        compat = getattr(self.app, "mode_name", "") == "compat"
+        compat = console_of(self.app).mode_name == "compat"
         self.query_one("#enqueue-numbers").display = not compat  # QueueService would drop them
         self.query_one("#enqueue-compat").display = compat
         self.query_one("#enqueue-payload", TextArea).cursor_blink = False
@@ -86,7 +87,7 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
 
     @work(exclusive=True, group="enqueue-names", exit_on_error=False)
     async def load_names(self) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
+        client = console_of(self.app).client
         if not client.can("handlers"):
             self.query_one("#enqueue-matches", Static).update(
                 Text("handler list unavailable on this endpoint; type the name", style="dim italic")
@@ -173,7 +174,7 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
 
     @work(exclusive=True, group="enqueue-submit", exit_on_error=False)
     async def action_submit(self) -> None:
-        app = self.app
+        app = console_of(self.app)
         handler = self.query_one("#enqueue-handler", Input).value.strip()
         if not handler:
             self._error("choose a handler")
@@ -188,11 +189,11 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
         if timeout is None or attempts is None or priority is None:
             return
         raw = self.query_one("#enqueue-payload", TextArea).text.strip() or "{}"
-        if getattr(app, "read_only", False):
+        if app.read_only:
             self._error("read-only: enqueue refused")
             return
         try:
-            job = await app.client.enqueue(  # type: ignore[attr-defined]
+            job = await app.client.enqueue(
                 handler, raw.encode(), max_attempts=attempts, timeout_secs=timeout, priority=priority
             )
         except ClientError as exc:
@@ -202,5 +203,5 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
                 message = message.split("; list them with", 1)[0] + "; see :handlers for every name"
             self._error(message)
             return
-        app.notify(f"enqueued {job.id} ({handler})")
+        self.app.notify(f"enqueued {job.id} ({handler})")
         self.dismiss(job)

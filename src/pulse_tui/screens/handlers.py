@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Static
 from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
+from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.data_table import PulseDataTable
 
@@ -176,9 +177,8 @@ class HandlersScreen(PulseScreen):
             return
         await self.app.switch_mode("jobs")
         jobs = self.app.screen
-        setter = getattr(jobs, "set_handler_filter", None)
-        if setter is not None:
-            setter(h.name)
+        if isinstance(jobs, JobsScreen):
+            jobs.set_handler_filter(h.name)
 
     def action_enqueue(self) -> None:
         if not self.pulse.guard("enqueue", capability="enqueue"):

@@ -133,15 +133,16 @@ class JobDetailScreen(PulseScreen):
         """Jump to the schedule that fired this job."""
         if self.detail is None or not self.detail.job.schedule_id:
             return
+        from pulse_tui.screens.schedules import SchedulesScreen  # it opens this screen: no cycle
+
         app = self.app
         if app.current_mode == "schedules":  # came from the schedule's history: go back down
-            while len(app.screen_stack) > 1 and not hasattr(app.screen, "select_id"):
+            while len(app.screen_stack) > 1 and not isinstance(app.screen, SchedulesScreen):
                 await app.pop_screen()
         else:
             await app.switch_mode("schedules")
-        select = getattr(app.screen, "select", None)
-        if select is not None:
-            select(self.detail.job.schedule_id)
+        if isinstance(app.screen, SchedulesScreen):
+            app.screen.select(self.detail.job.schedule_id)
 
     # ------------------------------------------------------------------ rendering
 

@@ -22,9 +22,12 @@ from pulse_tui.client import STATUSES, ClientError, job_filter
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import FINISHED, ConfirmScreen, confirm_cancel
+from pulse_tui.sorting import SORT_NAMES, sort_scope
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.command_line import CommandLine
 from pulse_tui.widgets.job_side import WIDE, JobSide
 from pulse_tui.widgets.job_table import JobTable
+from pulse_tui.widgets.status_bar import StatusBar
 from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
 
 RETRY_ALL_CAP = 10_000
@@ -200,7 +203,7 @@ class JobsScreen(PulseScreen):
         self._matched: str = ""  # "12 jobs" for the note, from the last count
         self._mark_anchor: int | None = None  # the row V marks a range from
         self._kept: tuple | None = None  # the rows before a reload (JobTable.snapshot)
-        self.sort_by = ""  # a jobs.SORT_COLUMNS key; "" = newest first (seq)
+        self.sort_by = ""  # a sorting.SORT_NAMES key; "" = newest first (seq)
         self.sort_desc = True
 
     # ------------------------------------------------------------------ layout
@@ -352,8 +355,6 @@ class JobsScreen(PulseScreen):
         wanted = statuses or STATUSES
         n = sum(resp.by_status.get(s, 0) for s in wanted)
         capped = any(resp.by_status.get(s, 0) >= resp.cap for s in wanted) if resp.cap else False
-        from pulse_tui.pulse.jobs import sort_scope
-
         scope = sort_scope(self.sort_by)
         if scope and n > scope and not capped:
             n = scope  # the sorted listing ranks the newest `scope` only
@@ -442,8 +443,8 @@ class JobsScreen(PulseScreen):
         self._note()
 
     def _marks_changed(self) -> None:
-        for bar in self.query("StatusBar"):
-            bar.marked = len(self.table.marked)  # type: ignore[attr-defined]
+        for bar in self.query(StatusBar):
+            bar.marked = len(self.table.marked)
 
     # ------------------------------------------------------------------ filter
 
@@ -549,19 +550,17 @@ class JobsScreen(PulseScreen):
 
     def action_sort(self) -> None:
         """S: `:sort ` on the command line (a column, then asc/desc; `:sort` alone: newest first)."""
-        for cl in self.query("CommandLine"):
-            cl.open("sort ")  # type: ignore[attr-defined]
+        for cl in self.query(CommandLine):
+            cl.open("sort ")
             return
 
     def sort(self, args: str = "") -> None:
         """`:sort [COLUMN] [asc|desc]`: kept across live updates, pages and filters."""
-        from pulse_tui.pulse.jobs import SORT_COLUMNS
-
         words = args.lower().split()
         column = words[0] if words else ""
         column = {"time": "created", "age": "created", "att": "attempts"}.get(column, column)
-        if column and column not in SORT_COLUMNS:
-            self.notify(f"cannot sort by {column!r}; one of {', '.join(SORT_COLUMNS)}", severity="warning")
+        if column and column not in SORT_NAMES:
+            self.notify(f"cannot sort by {column!r}; one of {', '.join(SORT_NAMES)}", severity="warning")
             return
         direction = words[1] if len(words) > 1 else ""
         if direction not in ("", "asc", "desc"):
@@ -575,8 +574,6 @@ class JobsScreen(PulseScreen):
             desc = column not in ("handler", "id", "error")  # names A→Z; numbers and times high first
         self.sort_by, self.sort_desc = column, desc
         self.reload()
-        from pulse_tui.pulse.jobs import sort_scope
-
         scope = sort_scope(column)
         among = f" (among the newest {scope:,} matching jobs: no index orders {column})" if scope else ""
         self.notify(
@@ -591,12 +588,12 @@ class JobsScreen(PulseScreen):
             self.action_mark()
             return
         lo, hi = sorted((anchor, t.cursor))
-        missing = [r for r in range(lo, hi + 1) if t.job_at(r) is None]
-        if missing:
+        rows = [t.job_at(r) for r in range(lo, hi + 1)]
+        ids = [job.id for job in rows if job is not None]
+        if len(ids) < len(rows):
             self.notify("some rows in the range are still loading; try again in a moment", severity="warning")
             return
-        for r in range(lo, hi + 1):
-            t.marked.add(t.job_at(r).id)  # type: ignore[union-attr]
+        t.marked.update(ids)
         self._mark_anchor = t.cursor
         t.refresh()
         self._marks_changed()

@@ -20,6 +20,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from pulse_tui import cadence
 from pulse_tui.client import ClientError
+from pulse_tui.console import console_of
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
@@ -474,7 +475,7 @@ class CreateScheduleScreen(ModalScreen[operator_pb2.Schedule | None]):
     @work(exclusive=True, group="schedule-names", exit_on_error=False)
     async def load_names(self) -> None:
         try:
-            handlers = await self.app.client.list_handlers()  # type: ignore[attr-defined]
+            handlers = await console_of(self.app).client.list_handlers()
         except ClientError:
             return
         self.names = sorted({n for h in handlers for n in (h.name, *h.qualified)})
@@ -543,7 +544,7 @@ class CreateScheduleScreen(ModalScreen[operator_pb2.Schedule | None]):
             self._error(f"payload is not JSON: {exc}")
             return
         try:
-            s = await self.app.client.create_schedule(handler, raw.encode(), **fields)  # type: ignore[attr-defined]
+            s = await console_of(self.app).client.create_schedule(handler, raw.encode(), **fields)
         except ClientError as exc:
             self._error(exc.message)
             return

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Sparkline, Static
 from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
+from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.widgets import fmt
 
 REFRESH_SECS = 5.0
@@ -265,6 +266,6 @@ class StatsScreen(PulseScreen):
         if handler is None:
             return
         await self.app.switch_mode("jobs")
-        setter = getattr(self.app.screen, "set_handler_filter", None)  # the jobs screen's public filter
-        if setter is not None:
-            setter(handler)
+        jobs = self.app.screen
+        if isinstance(jobs, JobsScreen):
+            jobs.set_handler_filter(handler)

@@ -1,7 +1,7 @@
 """The `:` command line (k9s style): `:jobs`, `:plugins`, `:handlers`, … with completion.
 
-Commands are registered on the app (``PulseApp.register_command``) so later features (`:ix`) plug in
-without touching this widget.
+Commands are registered in :mod:`pulse_tui.commands` (the app holds the table), so new commands plug
+in without touching this widget.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Input
+
+from pulse_tui.console import find_console
 
 
 class CommandLine(Input):
@@ -28,7 +30,8 @@ class CommandLine(Input):
         self.suggester = SuggestFromList(commands, case_sensitive=False)
 
     def open(self, text: str = "") -> None:
-        names = list(getattr(self.app, "commands", {}))  # every registered command, in order
+        console = find_console(self.app)
+        names = console.commands.names() if console is not None else []  # every listed command, in order
         if names:
             self.placeholder = f":command  ({', '.join(names)})"
         self.select_on_focus = False  # a prefilled `:sort ` is continued, not replaced

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
+
+from pulse_tui.console import find_console
 
 if TYPE_CHECKING:  # the CLI uses these helpers too, without loading Textual
     from textual.app import App
@@ -104,12 +105,13 @@ OUTCOME_STYLES: ThemedStyles = ThemedStyles(
 
 def app_now(app: App | None) -> float:
     """The app's clock (frozen in snapshot tests), else wall time."""
-    fn: Callable[[], float] | None = getattr(app, "now", None)
-    return fn() if fn is not None else time.time()
+    console = find_console(app)
+    return console.now() if console is not None else time.time()
 
 
 def app_tz(app: App | None) -> tzinfo | None:
-    return getattr(app, "tz", None)
+    console = find_console(app)
+    return console.tz if console is not None else None
 
 
 def duration(secs: float) -> str:

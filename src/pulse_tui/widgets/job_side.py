@@ -12,6 +12,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from pulse_tui.client import ClientError
+from pulse_tui.console import find_console
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.widgets import fmt
 
@@ -58,7 +59,8 @@ class JobSide(VerticalScroll, can_focus=False):
     @work(exclusive=True, group="job-side", exit_on_error=False)
     async def fetch(self) -> None:
         job_id = self.job_id
-        client = getattr(self.app, "client", None)
+        console = find_console(self.app)
+        client = console.client if console is not None else None
         if not job_id or client is None or not client.can("detail"):
             return
         try:

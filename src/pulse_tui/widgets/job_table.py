@@ -51,7 +51,7 @@ KEEP_ROWS = 4000  # cache budget; rows far from the viewport are forgotten beyon
 GROW = 10 * PAGE  # rows added above the tail window when its top is reached and more jobs exist
 
 
-# sort column (jobs.SORT_COLUMNS) → the value live updates compare, and the table column it marks
+# sort column (sorting.SORT_NAMES) → the value live updates compare, and the table column it marks
 SORT_KEYS: dict[str, Callable[[Job], object]] = {
     "id": lambda j: j.id,
     "handler": lambda j: j.handler,

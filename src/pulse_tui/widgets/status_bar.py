@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from pulse_tui.console import find_console
 from pulse_tui.widgets import fmt
 
 STATE_STYLES = fmt.ThemedStyles(
@@ -21,7 +22,8 @@ STATE_STYLES = fmt.ThemedStyles(
 
 
 class StatusBar(Static):
-    """One line at the bottom of every screen. The app pushes its state here (see PulseApp)."""
+    """One line at the bottom of every screen. It watches the console's reactive state (connection,
+    countdown, mode, pause, counts, store condition); the screen sets ``marked`` and ``note``."""
 
     address: reactive[str] = reactive("")
     state: reactive[str] = reactive("connecting")
@@ -62,6 +64,19 @@ class StatusBar(Static):
         return t
 
     def on_mount(self) -> None:
-        binder = getattr(self.app, "bind_status_bar", None)
-        if binder is not None:
-            binder(self)
+        console = find_console(self.app)
+        if console is None:
+            return
+        app = self.app
+        self.address = console.address
+
+        def follow_mode(mode: str) -> None:
+            self.mode = mode
+            self.read_only = console.read_only  # known once the endpoint answered
+
+        self.watch(app, "conn_state", lambda v: setattr(self, "state", v))
+        self.watch(app, "retry_in", lambda v: setattr(self, "retry_in", v))
+        self.watch(app, "paused", lambda v: setattr(self, "paused", v))
+        self.watch(app, "counts_markup", lambda v: setattr(self, "counts", v))
+        self.watch(app, "store_condition", lambda v: setattr(self, "store", v))
+        self.watch(app, "endpoint_mode", follow_mode)
