@@ -33,6 +33,7 @@ from pulse_tui.protocol import (
     queue_pb2,
     queue_pb2_grpc,
 )
+from pulse_tui.vocab import REASON_METADATA_KEY, Reason
 
 OPERATOR = "operator"
 COMPAT = "compat"
@@ -71,13 +72,19 @@ COMPAT_LIST_LIMIT = 1000  # per status; QueueService has no pagination
 
 
 class ClientError(Exception):
-    """A failed call: ``code`` is the gRPC status name, ``message`` says what happened and what to do."""
+    """A failed call: ``code`` is the gRPC status name, ``message`` says what happened and what to do,
+    ``reason`` is the machine-readable why (:class:`Reason`): what a Pulse server sent as the
+    ``pulse-reason`` trailing metadata, or what the client itself knows (``UNREACHABLE``,
+    ``UNSUPPORTED``), else ``UNKNOWN``. A reason the client does not know stays the plain string."""
 
-    def __init__(self, code: str, message: str, detail: str = "") -> None:
+    def __init__(
+        self, code: str, message: str, detail: str = "", reason: Reason | str = Reason.UNKNOWN
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.detail = detail
+        self.reason: Reason | str = _as_reason(reason)
 
     def __str__(self) -> str:
         return self.message
@@ -87,35 +94,48 @@ class ClientError(Exception):
         return self.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
 
 
-# Words in the details of a transport-level UNAVAILABLE (as opposed to one the server returned).
-_TRANSPORT_WORDS = (
-    "connect",
-    "socket",
-    "dns",
-    "goaway",
-    "endpoint",
-    "reset",
-    "broken pipe",
-    "handshake",
-    "ssl",
-    "tls",
-)
+def _as_reason(value: Reason | str) -> Reason | str:
+    try:
+        return Reason(value or Reason.UNKNOWN)
+    except ValueError:
+        return value
 
 
-def _human(code: grpc.StatusCode, detail: str, address: str) -> str:
+def _reason_of(exc: grpc.aio.AioRpcError) -> Reason | str:
+    """The ``pulse-reason`` a Pulse server sent with the failure; else what the client can tell
+    from the status alone: an UNAVAILABLE without one never came from a server (it is the
+    transport's), an UNIMPLEMENTED without one is an endpoint without that RPC."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == REASON_METADATA_KEY:
+            return _as_reason(value if isinstance(value, str) else value.decode("utf-8", "replace"))
+    code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return Reason.UNREACHABLE
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return Reason.UNSUPPORTED
+    return Reason.UNKNOWN
+
+
+def _human(
+    code: grpc.StatusCode, detail: str, address: str, reason: Reason | str, what: str = "server"
+) -> str:
+    """The message for a failed call to the ``what`` ("server" or "plugin") at ``address``."""
     name = code.name
+    hint = "is `pulse-tui serve` running?" if what == "server" else "is the plugin process still running?"
     if name == "UNAVAILABLE":
-        if detail and not any(w in detail.lower() for w in _TRANSPORT_WORDS):
-            return f"server at {address} is unavailable: {detail}"  # the server said why (e.g. db locked)
-        return f"server at {address} is not reachable; is `pulse-tui serve` running?"
+        if reason == Reason.UNREACHABLE or not detail:
+            return f"{what} at {address} is not reachable; {hint}"
+        return f"{what} at {address} is unavailable: {detail}"  # the server said why (e.g. db locked)
     if name == "UNAUTHENTICATED":
         return "token rejected; check --token-file / PULSE_TOKEN"
+    if name == "PERMISSION_DENIED" and reason not in (Reason.READ_ONLY, Reason.UNKNOWN) and detail:
+        return detail  # not a read-only token: e.g. a plugin's token, and the server says what it may do
     if name == "PERMISSION_DENIED":
         return "this token is read-only; use the admin token to change anything"
     if name == "DEADLINE_EXCEEDED":
-        return f"server at {address} did not answer in time; it may be overloaded — try again"
+        return f"{what} at {address} did not answer in time; it may be overloaded — try again"
     if name == "UNIMPLEMENTED":
-        return f"the server at {address} does not offer this ({detail or 'unimplemented'})"
+        return f"the {what} at {address} does not offer this ({detail or 'unimplemented'})"
     return detail or name.lower().replace("_", " ")
 
 
@@ -282,13 +302,16 @@ class PulseClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def kind(self) -> str:
+        """What the endpoint is, for messages: "plugin" for a bare plugin endpoint, else "server"."""
+        return "plugin" if self.mode == PLUGIN else "server"
+
     def _error(self, exc: grpc.aio.AioRpcError) -> ClientError:
         code = exc.code()
         detail = exc.details() or ""
-        message = _human(code, detail, self.address)
-        if self.mode == PLUGIN:  # not a server: the hint is about the plugin process
-            message = message.replace("is `pulse-tui serve` running?", "is the plugin process still running?")
-        return ClientError(code.name, message, detail)
+        reason = _reason_of(exc)
+        return ClientError(code.name, _human(code, detail, self.address, reason, self.kind), detail, reason)
 
     async def _call(self, method, request, *, timeout: float | None = None):  # noqa: ANN001, ANN202
         try:
@@ -302,6 +325,7 @@ class PulseClient:
             raise ClientError(
                 "UNIMPLEMENTED",
                 f"{capability} is not available on {self.address} ({mode} endpoint)",
+                reason=Reason.UNSUPPORTED,
             )
 
     async def probe(self, wait: float = 0.0) -> str:
@@ -331,7 +355,9 @@ class PulseClient:
             )
             if not resp.success and "auth" in resp.error.lower():
                 raise ClientError(
-                    "UNAUTHENTICATED", _human(grpc.StatusCode.UNAUTHENTICATED, "", self.address)
+                    "UNAUTHENTICATED",
+                    _human(grpc.StatusCode.UNAUTHENTICATED, "", self.address, Reason.UNAUTHENTICATED),
+                    reason=Reason.UNAUTHENTICATED,
                 )
             self.info = None
             self.mode = COMPAT
@@ -349,6 +375,7 @@ class PulseClient:
                     "UNIMPLEMENTED",
                     f"{self.address} speaks neither the Pulse operator API, QueueService nor the plugin "
                     "protocol; check the address",
+                    reason=Reason.UNSUPPORTED,
                 ) from None
             raise self._error(exc) from None
         self.plugin_info = PluginEndpointInfo(
@@ -433,7 +460,11 @@ class PulseClient:
             raise self._error(exc) from None
         finally:
             call.cancel()
-        raise ClientError("UNAVAILABLE", f"the job event stream from {self.address} ended; reconnecting")
+        raise ClientError(
+            "UNAVAILABLE",
+            f"the job event stream from {self.address} ended; reconnecting",
+            reason=Reason.UNREACHABLE,
+        )
 
     async def enqueue(
         self,
@@ -547,7 +578,9 @@ class PulseClient:
     def _raise_single(resp: operator_pb2.BulkResponse) -> None:
         if resp.failures:
             f = resp.failures[0]
-            raise ClientError("FAILED_PRECONDITION", f.error or f"job {f.id} was not changed")
+            raise ClientError(
+                "FAILED_PRECONDITION", f.error or f"job {f.id} was not changed", reason=f.reason
+            )
 
     # ------------------------------------------------------------------ plugins & handlers
 
@@ -641,7 +674,11 @@ class PulseClient:
             raise self._error(exc) from None
         finally:
             call.cancel()
-        raise ClientError("UNAVAILABLE", f"the schedule event stream from {self.address} ended; reconnecting")
+        raise ClientError(
+            "UNAVAILABLE",
+            f"the schedule event stream from {self.address} ended; reconnecting",
+            reason=Reason.UNREACHABLE,
+        )
 
     # ------------------------------------------------------------------ scripts (handler editor)
 
@@ -718,7 +755,9 @@ class PulseClient:
                 if "auth" in low
                 else "FAILED_PRECONDITION"
             )
-            raise ClientError(code, error or "the queue refused the request")
+            # QueueService says why only in words: NOT_FOUND and UNAUTHENTICATED are reasons too
+            reason = code if code != "FAILED_PRECONDITION" else Reason.UNKNOWN
+            raise ClientError(code, error or "the queue refused the request", reason=reason)
 
     async def _compat_all(
         self, flt: operator_pb2.JobFilter | None, *, ignore_status: bool = False
@@ -766,7 +805,11 @@ class PulseClient:
     async def _compat_cancel_one(self, job_id: str, dry_run: bool) -> None:
         q = await self._compat_get(job_id)
         if q.status in FINISHED:
-            raise ClientError("FAILED_PRECONDITION", f"job {job_id} is {q.status}; it cannot be cancelled")
+            raise ClientError(
+                "FAILED_PRECONDITION",
+                f"job {job_id} is {q.status}; it cannot be cancelled",
+                reason=Reason.INVALID_STATE,
+            )
         if dry_run:
             return
         q.status = "cancelled"
@@ -781,7 +824,9 @@ class PulseClient:
         q = await self._compat_get(job_id)
         if q.status not in ("failed", "cancelled"):
             raise ClientError(
-                "FAILED_PRECONDITION", f"job {job_id} is {q.status}; only failed or cancelled jobs retry"
+                "FAILED_PRECONDITION",
+                f"job {job_id} is {q.status}; only failed or cancelled jobs retry",
+                reason=Reason.INVALID_STATE,
             )
         if dry_run:
             return
@@ -804,7 +849,9 @@ class PulseClient:
             except ClientError as exc:
                 if exc.unavailable:
                     raise
-                resp.failures.append(operator_pb2.ActionFailure(id=job_id, error=exc.message))
+                resp.failures.append(
+                    operator_pb2.ActionFailure(id=job_id, error=exc.message, reason=exc.reason)
+                )
             else:
                 resp.affected_ids.append(job_id)
         return resp

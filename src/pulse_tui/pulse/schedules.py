@@ -38,8 +38,9 @@ from cronsim import CronSim
 
 from pulse_tui import cadence
 from pulse_tui.cadence import MAX_INTERVAL_SECS, CadenceError  # noqa: F401
-from pulse_tui.pulse.errors import NotFound, Precondition, PulseError, ValidationError
+from pulse_tui.pulse.errors import Conflict, NotFound, Precondition, PulseError, ValidationError
 from pulse_tui.pulse.jobs import FINISHED, Job
+from pulse_tui.vocab import Reason
 
 log = logging.getLogger("pulse.schedules")
 
@@ -75,6 +76,8 @@ LOOKAHEAD_SECS = 1.0  # runs due this soon are fetched at once and fired on time
 
 class AlreadyDeclared(Precondition):
     """Another node (or a concurrent reconcile) already created this declared schedule."""
+
+    reason = Reason.DUPLICATE_SCHEDULE
 
     def __init__(self, owner: str, handler: str) -> None:
         super().__init__(f"{owner} already has a declared schedule for {handler!r}")
@@ -662,7 +665,7 @@ class Scheduler:
             raise Precondition(f"schedule {schedule_id} is deleted")
         ex = await self._fire_inner(s, time.time(), note)
         if ex is None:
-            raise Precondition(f"schedule {schedule_id} changed while it was being run; try again")
+            raise Conflict(f"schedule {schedule_id} changed while it was being run; try again")
         return ex
 
     # ---- declared schedules (plugins, config)

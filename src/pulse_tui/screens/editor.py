@@ -29,6 +29,7 @@ from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.script_template import NAME_RULE, template, valid_name
+from pulse_tui.vocab import Reason
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.data_table import PulseDataTable
 from pulse_tui.widgets.json_view import pretty_json
@@ -49,10 +50,7 @@ def handler_of(name: str) -> str:
 
 def is_unknown_handler(exc: ClientError) -> bool:
     """The queue refused an enqueue because no plugin announces the handler."""
-    low = exc.message.lower()
-    return exc.code in ("INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION") and (
-        "unknown handler" in low or "no handler" in low or "handler not found" in low
-    )
+    return exc.reason == Reason.UNKNOWN_HANDLER
 
 
 def short_ago(ts: float, now: float) -> str:
