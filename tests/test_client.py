@@ -13,7 +13,7 @@ from pulse_tui.script_template import template
 from pulse_tui.vocab import Reason
 
 
-async def _until(cond, timeout: float = 10.0, what: str = "condition") -> None:  # noqa: ANN001
+async def _until(cond, timeout: float = 10.0, what: str = "condition") -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -69,7 +69,7 @@ async def test_probe_and_job_lifecycle(shared_server) -> None:
         assert (await client.get_job(bad.id)).job.status == "failed"  # dry run changed nothing
 
 
-async def _eq(coro, expected) -> bool:  # noqa: ANN001
+async def _eq(coro, expected) -> bool:
     return (await coro) == expected
 
 
@@ -238,7 +238,7 @@ async def test_a_dead_plugin_endpoint_is_called_a_plugin() -> None:
         async with PulseClient(f"127.0.0.1:{port}", timeout=2.0) as client:
             assert await client.probe() == PLUGIN
             proc.terminate()
-            proc.wait(10)  # noqa: ASYNC220
+            proc.wait(10)
             with pytest.raises(ClientError) as err:
                 await client.probe()
             assert err.value.unavailable and err.value.reason == Reason.UNREACHABLE
@@ -246,4 +246,4 @@ async def test_a_dead_plugin_endpoint_is_called_a_plugin() -> None:
             assert "plugin process" in err.value.message and "pulse-tui serve" not in err.value.message
     finally:
         proc.kill()
-        proc.wait(10)  # noqa: ASYNC220
+        proc.wait(10)

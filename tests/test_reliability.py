@@ -25,7 +25,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_reliability_common import (
+from helpers.reliability import (
     SOAK_FULL,
     alive,
     connect,

@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import start_server_process
-from test_reliability_common import SOAK_FULL, connect, stored_jobs
+from helpers.reliability import SOAK_FULL, connect, stored_jobs
 
 from pulse_tui.config import ConfigError, parse_config
 from pulse_tui.protocol import operator_pb2 as op

@@ -22,7 +22,7 @@ def server(server_factory):
     return server_factory(extra_args=["--grace", "0.5"])
 
 
-def ids(t) -> list[str]:  # noqa: ANN001
+def ids(t) -> list[str]:
     return [t.job_at(i).id if t.job_at(i) else "?" for i in range(t.total)]
 
 
@@ -555,7 +555,7 @@ async def test_bare_plugin_endpoint_asks_only_for_what_it_can_give() -> None:
         proc.wait(10)
 
 
-def _raw_plugin(argv: list[str]):  # noqa: ANN202
+def _raw_plugin(argv: list[str]):
     import subprocess
 
     proc = subprocess.Popen([*argv, "--port", "0"], stdout=subprocess.PIPE, text=True)

@@ -1421,7 +1421,7 @@ def run_tui(args: argparse.Namespace) -> int:
             admin = resolve_token(args, config)
             try:
                 seed_demo(address, admin, Path(config.server.data_dir).expanduser())
-            except Exception as exc:  # noqa: BLE001 — the console still starts; the server log says more
+            except Exception as exc:
                 print(f"pulse-tui: could not enqueue the demo jobs: {exc}", file=sys.stderr)
         app = PulseApp(
             address=address,

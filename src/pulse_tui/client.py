@@ -313,7 +313,7 @@ class PulseClient:
         reason = _reason_of(exc)
         return ClientError(code.name, _human(code, detail, self.address, reason, self.kind), detail, reason)
 
-    async def _call(self, method, request, *, timeout: float | None = None):  # noqa: ANN001, ANN202
+    async def _call(self, method, request, *, timeout: float | None = None):
         try:
             return await method(request, metadata=self._metadata, timeout=timeout or self.timeout)
         except grpc.aio.AioRpcError as exc:
@@ -841,7 +841,7 @@ class PulseClient:
         )
         self.retried_as[job_id] = await self._compat_enqueue(copy)
 
-    async def _compat_bulk(self, ids: Sequence[str], one, dry_run: bool) -> operator_pb2.BulkResponse:  # noqa: ANN001
+    async def _compat_bulk(self, ids: Sequence[str], one, dry_run: bool) -> operator_pb2.BulkResponse:
         resp = operator_pb2.BulkResponse(matched=len(ids))
         for job_id in ids:
             try:

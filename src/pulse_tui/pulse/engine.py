@@ -1097,7 +1097,8 @@ class Engine:
         while True:
             try:
                 cutoff = time.time() - self.retention_secs
-                while await self.store.prune(cutoff, (COMPLETED,), 5000) == 5000:
+                # a yield to the loop between chunks, not a wait for a condition
+                while await self.store.prune(cutoff, (COMPLETED,), 5000) == 5000:  # noqa: ASYNC110
                     await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise

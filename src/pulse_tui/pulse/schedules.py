@@ -163,10 +163,10 @@ class ScheduleFilter:
 # ---------------------------------------------------------------- cadence
 
 
-def _user_error(fn):  # noqa: ANN001, ANN202
+def _user_error(fn):
     """Turn the cadence module's CadenceError into the server's ValidationError."""
 
-    def wrapped(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+    def wrapped(*args, **kw):
         try:
             return fn(*args, **kw)
         except CadenceError as exc:
@@ -294,7 +294,8 @@ class Scheduler:
         while not self._stopping:
             try:
                 cutoff = time.time() - retention
-                while await self.store.prune_executions(cutoff, 5000) == 5000:
+                # a yield to the loop between chunks, not a wait for a condition
+                while await self.store.prune_executions(cutoff, 5000) == 5000:  # noqa: ASYNC110
                     await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise

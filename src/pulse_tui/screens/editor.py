@@ -158,7 +158,7 @@ class EditorScreen(PulseScreen):
         Binding("f4", "focus_code", "Code", show=False, id="editor.code"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.scripts: list[operator_pb2.Script] = []
         self.listed = False

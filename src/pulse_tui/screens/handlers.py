@@ -32,7 +32,7 @@ class HandlersScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="handlers.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.conflicts_only = False
         self.handlers: list[operator_pb2.Handler] = []

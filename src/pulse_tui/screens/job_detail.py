@@ -306,7 +306,7 @@ class JobDetailScreen(PulseScreen):
         self.load()
 
 
-def _clock(rfc3339: str, tz) -> str:  # noqa: ANN001
+def _clock(rfc3339: str, tz) -> str:
     """HH:MM:SS.mmm in the display zone; the raw string when it does not parse."""
     try:
         dt = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))

@@ -189,7 +189,7 @@ class JobsScreen(PulseScreen):
         Binding("ctrl+r", "reload", "Reload", show=False, id="jobs.reload"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.filter = Filter()
         self.tab = "all"
@@ -828,7 +828,8 @@ class JobsScreen(PulseScreen):
             return
         if not self.pulse.guard("export", mutating=False, capability="jobs"):
             return
-        target = Path(path).expanduser()
+        # a few stats of a local path, once per operator command
+        target = Path(path).expanduser()  # noqa: ASYNC240
         if target.exists():
             self.notify(f"{target} exists; remove it or choose another name", severity="warning")
             return

@@ -47,7 +47,7 @@ class PluginsScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="plugins.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._endpoint_info = None  # a bare plugin endpoint's own metadata and health
         self.plugins: list[operator_pb2.Plugin] = []

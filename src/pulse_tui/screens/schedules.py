@@ -49,7 +49,7 @@ def _relative(ts: float, now: float) -> str:
     return f"in {fmt.duration(delta)}" if delta >= 0 else f"{fmt.duration(-delta)} ago"
 
 
-def next_text(s: operator_pb2.Schedule, now: float, tz, *, absolute: bool = True) -> Text:  # noqa: ANN001
+def next_text(s: operator_pb2.Schedule, now: float, tz, *, absolute: bool = True) -> Text:
     if s.state != "active":
         return Text(f"({s.state})", style="dim")
     t = Text(f"◷ {_relative(s.next_run_at, now)}", style="#7aa2f7")
@@ -80,7 +80,7 @@ class SchedulesScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="schedules.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.schedules: list[operator_pb2.Schedule] = []
         self.history: operator_pb2.ScheduleDetail | None = None

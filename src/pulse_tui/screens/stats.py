@@ -77,7 +77,7 @@ class StatsScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="stats.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.window = "1h"
         self.stats: operator_pb2.GetStatsResponse | None = None

@@ -24,14 +24,14 @@ MAX_LOG_LINES = 12
 class JobSide(VerticalScroll, can_focus=False):
     """Detail of the job under the cursor; fetched when the cursor rests, kept live by updates."""
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.job_id = ""
         self.detail: operator_pb2.JobDetail | None = None
         self._timer: Timer | None = None
         self.plain = ""  # what is shown, as text (tests, screen readers)
 
-    def compose(self):  # noqa: ANN201
+    def compose(self):
         yield Static("", id="job-side-body")
 
     def follow(self, job: operator_pb2.Job | None) -> None:
