@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 from pulse_tui import __version__
 from pulse_tui.config import Config, ServerConfig
+from pulse_tui.vocab import FINISHED, Capability, EndpointMode, JobStatus
 from pulse_tui.widgets import fmt
 
 if TYPE_CHECKING:
     from pulse_tui.pulse.server import ServerSettings
 
 DEFAULT_LISTEN = ServerConfig().listen
-FINISHED = ("completed", "failed", "cancelled")
 LISTEN_PREFIX = "pulse: listening on "
 METRICS_PREFIX = "pulse: metrics on "
 TOKEN_PREFIX = "pulse: token file "
@@ -521,7 +521,7 @@ def with_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -
                 if missing is not None and exc.code == "UNAUTHENTICATED":
                     raise missing from None  # the server wants the token we could not find
                 raise
-            if missing is not None and client.mode != "plugin":
+            if missing is not None and client.mode != EndpointMode.PLUGIN:
                 raise missing
             return await fn(client)
 
@@ -791,7 +791,7 @@ def cmd_jobs_enqueue(args: argparse.Namespace) -> int:
             return 0
         detail = await wait_for_job(client, job.id, job.handler, quiet=args.json)
         emit(args, job_doc(detail), job_text(detail))
-        if detail.job.status != "completed":
+        if detail.job.status != JobStatus.COMPLETED:
             print(
                 f"error: job {job.id} {detail.job.status}: {detail.job.error or 'no error message'}",
                 file=sys.stderr,
@@ -815,7 +815,7 @@ async def wait_for_job(client: Any, job_id: str, handler: str, *, quiet: bool = 
             print(line, file=sys.stderr, flush=True)
             shown = line
 
-    if not client.can("watch"):  # QueueService-only server: poll
+    if not client.can(Capability.WATCH):  # QueueService-only server: poll
         while True:
             d = await client.get_job(job_id)
             show(d.job)
@@ -901,7 +901,6 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 def cmd_jobs_delete(args: argparse.Namespace) -> int:
     from pulse_tui.client import job_filter
-    from pulse_tui.pulse.jobs import FINISHED
 
     if args.ids and (args.status or args.handler):
         raise CliError("give job ids or --status/--handler, not both", 2)
@@ -1214,7 +1213,7 @@ def _plugin_doc(p: Any) -> dict[str, Any]:
 
 def cmd_plugins_list(args: argparse.Namespace) -> int:
     async def run(client: Any) -> int:
-        if client.mode == "plugin":  # a bare plugin endpoint: its own metadata and health
+        if client.mode == EndpointMode.PLUGIN:  # a bare plugin endpoint: its own metadata and health
             info = await client.plugin_endpoint()
             doc = {
                 "endpoint": client.address,

@@ -33,39 +33,20 @@ from pulse_tui.protocol import (
     queue_pb2,
     queue_pb2_grpc,
 )
-from pulse_tui.vocab import REASON_METADATA_KEY, Reason
+from pulse_tui.vocab import (
+    CAPABILITIES,
+    FINISHED,
+    REASON_METADATA_KEY,
+    Capability,
+    EndpointMode,
+    JobStatus,
+    Reason,
+)
+from pulse_tui.vocab import STATUSES as STATUSES  # re-exported: the console imports it from here
 
-OPERATOR = "operator"
-COMPAT = "compat"
-PLUGIN = "plugin"
-
-STATUSES: tuple[str, ...] = ("queued", "running", "paused", "completed", "failed", "cancelled")
-FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
-
-# What each mode can do; screens use this to say what is unavailable.
-CAPABILITIES: dict[str, frozenset[str]] = {
-    OPERATOR: frozenset(
-        {
-            "jobs",
-            "watch",
-            "detail",
-            "counts",
-            "enqueue",
-            "enqueue-many",
-            "cancel",
-            "retry",
-            "bulk",
-            "delete",
-            "plugins",
-            "handlers",
-            "schedules",
-            "scripts",
-            "stats",
-        }
-    ),
-    COMPAT: frozenset({"jobs", "detail", "counts", "enqueue", "cancel", "retry"}),
-    PLUGIN: frozenset({"plugin-endpoint"}),
-}
+OPERATOR = EndpointMode.OPERATOR
+COMPAT = EndpointMode.COMPAT
+PLUGIN = EndpointMode.PLUGIN
 
 DEFAULT_TIMEOUT = 10.0
 COMPAT_LIST_LIMIT = 1000  # per status; QueueService has no pagination
@@ -233,7 +214,7 @@ class PulseClient:
         self.address = address
         self.token = token
         self.timeout = timeout
-        self.mode: str | None = None
+        self.mode: EndpointMode | None = None
         self.info: operator_pb2.ServerInfo | None = None
         self.plugin_info: PluginEndpointInfo | None = None
         self._tls = tls
@@ -281,11 +262,13 @@ class PulseClient:
         return self._plugin_stub
 
     @property
-    def capabilities(self) -> frozenset[str]:
-        return CAPABILITIES.get(self.mode or "", frozenset())
+    def capabilities(self) -> frozenset[Capability]:
+        return CAPABILITIES.get(self.mode, frozenset()) if self.mode is not None else frozenset()
 
-    def can(self, capability: str) -> bool:
-        return capability in self.capabilities
+    def can(self, capability: Capability) -> bool:
+        """Whether the endpoint offers `capability`. A name that is no Capability raises ValueError:
+        a typo must not read as "not available"."""
+        return Capability(capability) in self.capabilities
 
     @property
     def read_only(self) -> bool:
@@ -319,7 +302,7 @@ class PulseClient:
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc) from None
 
-    def _need(self, capability: str) -> None:
+    def _need(self, capability: Capability) -> None:
         if not self.can(capability):
             mode = self.mode or "unknown"
             raise ClientError(
@@ -391,7 +374,7 @@ class PulseClient:
     # ------------------------------------------------------------------ server
 
     async def server_info(self) -> operator_pb2.ServerInfo:
-        self._need("plugins")
+        self._need(Capability.PLUGINS)
         self.info = await self._call(self._op.GetServerInfo, operator_pb2.ServerInfoRequest())
         return self.info
 
@@ -407,7 +390,7 @@ class PulseClient:
         offset: int = 0,
         sort_by: str = "",
     ) -> operator_pb2.ListJobsResponse:
-        self._need("jobs")
+        self._need(Capability.JOBS)
         if self.mode == COMPAT:
             return await self._compat_list(flt, limit=limit, after_seq=after_seq, offset=offset)
         req = operator_pb2.ListJobsRequest(
@@ -420,7 +403,7 @@ class PulseClient:
     async def count_jobs(
         self, flt: operator_pb2.JobFilter | None = None, *, cap: int = 10000
     ) -> operator_pb2.CountJobsResponse:
-        self._need("counts")
+        self._need(Capability.COUNTS)
         if self.mode == COMPAT:
             jobs = await self._compat_all(flt, ignore_status=True)
             by: dict[str, int] = {}
@@ -433,7 +416,7 @@ class PulseClient:
         return await self._call(self._op.CountJobs, operator_pb2.CountJobsRequest(filter=flt, cap=cap))
 
     async def get_job(self, job_id: str) -> operator_pb2.JobDetail:
-        self._need("detail")
+        self._need(Capability.DETAIL)
         if self.mode == COMPAT:
             q = await self._compat_get(job_id)
             return operator_pb2.JobDetail(job=_from_queue_job(q), payload=q.payload)
@@ -445,7 +428,7 @@ class PulseClient:
         """Server-streaming job events ("upsert" per job, "resync", "heartbeat"). Ends with
         ClientError when the stream breaks. The server is asked for batched events (one message
         per flush); they are unpacked here, so callers see one "upsert" per job either way."""
-        self._need("watch")
+        self._need(Capability.WATCH)
         call = self._op.WatchJobs(
             operator_pb2.WatchJobsRequest(filter=flt, batched=True), metadata=self._metadata
         )
@@ -478,7 +461,7 @@ class PulseClient:
         delay_secs: float = 0.0,
         parent_job_id: str = "",
     ) -> operator_pb2.Job:
-        self._need("enqueue")
+        self._need(Capability.ENQUEUE)
         if payload is None:
             raw = b"{}"
         elif isinstance(payload, dict):
@@ -489,10 +472,14 @@ class PulseClient:
             raw = payload
         if self.mode == COMPAT:
             qjob = queue_pb2.Job(
-                handler_name=handler, payload=raw, source=source, status="queued", parent_job_id=parent_job_id
+                handler_name=handler,
+                payload=raw,
+                source=source,
+                status=JobStatus.QUEUED,
+                parent_job_id=parent_job_id,
             )
             job_id = await self._compat_enqueue(qjob)
-            return operator_pb2.Job(id=job_id, handler=handler, status="queued", source=source)
+            return operator_pb2.Job(id=job_id, handler=handler, status=JobStatus.QUEUED, source=source)
         req = operator_pb2.EnqueueRequest(
             handler=handler,
             payload=raw,
@@ -508,7 +495,7 @@ class PulseClient:
 
     async def enqueue_many(self, jobs: Sequence[operator_pb2.EnqueueRequest]) -> list[str]:
         """Enqueue many jobs in one call: all are stored or none is; the ids come in order."""
-        self._need("enqueue-many")
+        self._need(Capability.ENQUEUE_MANY)
         resp = await self._call(
             self._op.EnqueueMany, operator_pb2.EnqueueManyRequest(jobs=jobs), timeout=max(self.timeout, 60.0)
         )
@@ -532,7 +519,7 @@ class PulseClient:
         limit: int = 0,
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
-        self._need("cancel")
+        self._need(Capability.CANCEL)
         if self.mode == COMPAT:
             return await self._compat_bulk(ids, self._compat_cancel_one, dry_run)
         return await self._call(self._op.CancelJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
@@ -545,7 +532,7 @@ class PulseClient:
         limit: int = 0,
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
-        self._need("retry")
+        self._need(Capability.RETRY)
         if self.mode == COMPAT:
             if not ids and flt is not None:
                 ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
@@ -561,7 +548,7 @@ class PulseClient:
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
         """Delete finished jobs (by ids, or those matching ``flt`` up to ``limit``)."""
-        self._need("delete")
+        self._need(Capability.DELETE)
         return await self._call(self._op.DeleteJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
 
     async def cancel(self, job_id: str) -> operator_pb2.BulkResponse:
@@ -585,24 +572,24 @@ class PulseClient:
     # ------------------------------------------------------------------ plugins & handlers
 
     async def list_plugins(self) -> list[operator_pb2.Plugin]:
-        self._need("plugins")
+        self._need(Capability.PLUGINS)
         resp = await self._call(self._op.ListPlugins, operator_pb2.ListPluginsRequest())
         return list(resp.plugins)
 
     async def get_plugin(self, name: str, *, tail_lines: int = 50) -> operator_pb2.Plugin:
-        self._need("plugins")
+        self._need(Capability.PLUGINS)
         return await self._call(
             self._op.GetPlugin, operator_pb2.GetPluginRequest(name=name, tail_lines=tail_lines)
         )
 
     async def reload_plugin(self, name: str) -> operator_pb2.ReloadPluginResponse:
-        self._need("plugins")
+        self._need(Capability.PLUGINS)
         return await self._call(
             self._op.ReloadPlugin, operator_pb2.PluginNameRequest(name=name), timeout=120.0
         )
 
     async def set_plugin_enabled(self, name: str, enabled: bool) -> operator_pb2.Plugin:
-        self._need("plugins")
+        self._need(Capability.PLUGINS)
         req = operator_pb2.SetPluginEnabledRequest(name=name, enabled=enabled)
         return await self._call(self._op.SetPluginEnabled, req, timeout=60.0)
 
@@ -610,12 +597,12 @@ class PulseClient:
         self, handler: str = "", *, window_secs: int = 3600, step_secs: int = 0
     ) -> operator_pb2.GetStatsResponse:
         """Throughput and latency series (GetStats) over the last `window_secs`."""
-        self._need("stats")
+        self._need(Capability.STATS)
         req = operator_pb2.GetStatsRequest(handler=handler, window_secs=window_secs, step_secs=step_secs)
         return await self._call(self._op.GetStats, req)
 
     async def list_handlers(self, *, conflicts_only: bool = False) -> list[operator_pb2.Handler]:
-        self._need("handlers")
+        self._need(Capability.HANDLERS)
         req = operator_pb2.ListHandlersRequest(conflicts_only=conflicts_only)
         resp = await self._call(self._op.ListHandlers, req)
         return list(resp.handlers)
@@ -625,7 +612,7 @@ class PulseClient:
     async def list_schedules(
         self, states: Iterable[str] = (), owner: str = "", handler: str = "", limit: int = 0
     ) -> list[operator_pb2.Schedule]:
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         req = operator_pb2.ListSchedulesRequest(
             states=list(states), owner=owner, handler=handler, limit=limit
         )
@@ -634,7 +621,7 @@ class PulseClient:
     async def get_schedule(
         self, schedule_id: str, *, executions: int = 20, before_seq: int = 0
     ) -> operator_pb2.ScheduleDetail:
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         req = operator_pb2.GetScheduleRequest(
             id=schedule_id, executions_limit=executions, executions_before_seq=before_seq
         )
@@ -644,18 +631,18 @@ class PulseClient:
         self, handler: str, payload: bytes = b"{}", **fields: Any
     ) -> operator_pb2.Schedule:
         """fields: interval_secs | cron (+ timezone), overlap, jitter_secs, paused, run_at_once, ..."""
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         req = operator_pb2.CreateScheduleRequest(handler=handler, payload=payload, **fields)
         return await self._call(self._op.CreateSchedule, req)
 
     async def update_schedule(self, schedule_id: str, **fields: Any) -> operator_pb2.Schedule:
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         req = operator_pb2.UpdateScheduleRequest(id=schedule_id, **fields)
         return await self._call(self._op.UpdateSchedule, req)
 
     async def schedule_action(self, action: str, schedule_id: str) -> Any:
         """action: pause | resume | delete | run (run returns RunScheduleResponse)."""
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         method = {
             "pause": self._op.PauseSchedule,
             "resume": self._op.ResumeSchedule,
@@ -665,7 +652,7 @@ class PulseClient:
         return await self._call(method, operator_pb2.ScheduleIdRequest(id=schedule_id))
 
     async def watch_schedules(self) -> AsyncIterator[operator_pb2.ScheduleEvent]:
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         call = self._op.WatchSchedules(operator_pb2.WatchSchedulesRequest(), metadata=self._metadata)
         try:
             async for event in call:
@@ -683,23 +670,23 @@ class PulseClient:
     # ------------------------------------------------------------------ scripts (handler editor)
 
     async def list_scripts(self) -> list[operator_pb2.Script]:
-        self._need("scripts")
+        self._need(Capability.SCRIPTS)
         resp = await self._call(self._op.ListScripts, operator_pb2.ListScriptsRequest())
         return list(resp.scripts)
 
     async def get_script(self, name: str) -> operator_pb2.Script:
-        self._need("scripts")
+        self._need(Capability.SCRIPTS)
         return await self._call(self._op.GetScript, operator_pb2.GetScriptRequest(name=name))
 
     async def save_script(
         self, name: str, code: str, base_version: str = ""
     ) -> operator_pb2.SaveScriptResponse:
-        self._need("scripts")
+        self._need(Capability.SCRIPTS)
         req = operator_pb2.SaveScriptRequest(name=name, code=code, base_version=base_version)
         return await self._call(self._op.SaveScript, req, timeout=120.0)
 
     async def delete_script(self, name: str, base_version: str = "") -> bool:
-        self._need("scripts")
+        self._need(Capability.SCRIPTS)
         req = operator_pb2.DeleteScriptRequest(name=name, base_version=base_version)
         resp = await self._call(self._op.DeleteScript, req)
         return resp.deleted
@@ -708,7 +695,7 @@ class PulseClient:
 
     async def plugin_endpoint(self) -> PluginEndpointInfo:
         """Metadata, health and config schema of a bare plugin endpoint."""
-        self._need("plugin-endpoint")
+        self._need(Capability.PLUGIN_ENDPOINT)
         md = await self._call(self._plugin.Metadata, domain_pb2.Empty())
         info = PluginEndpointInfo(
             name=md.name, version=md.version, description=md.description, author=md.author, license=md.license
@@ -812,7 +799,7 @@ class PulseClient:
             )
         if dry_run:
             return
-        q.status = "cancelled"
+        q.status = JobStatus.CANCELLED
         resp = await self._call(
             self._queue.UpdateJob, queue_pb2.UpdateJobRequest(auth_token=self.token, job=q)
         )
@@ -822,7 +809,7 @@ class PulseClient:
         """QueueService has no retry: enqueue a copy (parent_job_id = the old one); its id is
         remembered in ``retried_as``."""
         q = await self._compat_get(job_id)
-        if q.status not in ("failed", "cancelled"):
+        if q.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise ClientError(
                 "FAILED_PRECONDITION",
                 f"job {job_id} is {q.status}; only failed or cancelled jobs retry",
@@ -834,7 +821,7 @@ class PulseClient:
             handler_name=q.handler_name,
             payload=q.payload,
             source=q.source,
-            status="queued",
+            status=JobStatus.QUEUED,
             parent_job_id=q.id,
             retry_count=q.retry_count + 1,
             cost_estimate=q.cost_estimate,

@@ -10,6 +10,74 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)  # in the order the console's tabs show them
+# a set, for membership; to list them in order, filter STATUSES
+FINISHED: frozenset[JobStatus] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class PauseReason(StrEnum):
+    """Why a job is `paused`."""
+
+    USER_REQUESTED = "user_requested"  # an operator paused it
+    BUDGET_EXCEEDED = "budget_exceeded"  # its handler ran out of budget
+    HANDLER_PAUSED = "handler_paused"  # its handler is paused
+
+
+class EndpointMode(StrEnum):
+    """What the endpoint the console or CLI is attached to speaks (`PulseClient.probe`)."""
+
+    OPERATOR = "operator"  # a Pulse server: pulse.operator.v1.OperatorService, everything works
+    COMPAT = "compat"  # only protocol.QueueService (QNTX and friends): jobs by polling
+    PLUGIN = "plugin"  # a bare plugin endpoint (protocol.DomainPluginService): metadata and health
+
+
+class Capability(StrEnum):
+    """What an endpoint can do; screens ask `PulseClient.can(Capability.X)` and say what is not
+    available instead of calling and failing."""
+
+    JOBS = "jobs"
+    WATCH = "watch"
+    DETAIL = "detail"
+    COUNTS = "counts"
+    ENQUEUE = "enqueue"
+    ENQUEUE_MANY = "enqueue-many"
+    CANCEL = "cancel"
+    RETRY = "retry"
+    BULK = "bulk"
+    DELETE = "delete"
+    PLUGINS = "plugins"
+    HANDLERS = "handlers"
+    SCHEDULES = "schedules"
+    SCRIPTS = "scripts"
+    STATS = "stats"
+    PLUGIN_ENDPOINT = "plugin-endpoint"
+
+
+CAPABILITIES: dict[EndpointMode, frozenset[Capability]] = {
+    EndpointMode.OPERATOR: frozenset(Capability) - {Capability.PLUGIN_ENDPOINT},
+    EndpointMode.COMPAT: frozenset(
+        {
+            Capability.JOBS,
+            Capability.DETAIL,
+            Capability.COUNTS,
+            Capability.ENQUEUE,
+            Capability.CANCEL,
+            Capability.RETRY,
+        }
+    ),
+    EndpointMode.PLUGIN: frozenset({Capability.PLUGIN_ENDPOINT}),
+}
+
+
 class Reason(StrEnum):
     """Why an operator call failed, machine-readable: the server sends it as the `pulse-reason`
     trailing metadata value of a failed call (next to the gRPC status code, which stays coarse),

@@ -430,7 +430,7 @@ class QueueService(qp_grpc.QueueServiceServicer):
                 )
             if j.status != CANCELLED:
                 raise ValidationError(
-                    f"UpdateJob can only cancel a job (status={CANCELLED!r}); {current.status} -> "
+                    f"UpdateJob can only cancel a job (status='{CANCELLED}'); {current.status} -> "
                     f"{j.status} is up to the server (use OperatorService.RetryJobs to retry)"
                 )
             await self.engine.cancel(j.id)

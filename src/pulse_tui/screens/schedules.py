@@ -23,6 +23,7 @@ from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
+from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
 
 STATE_STYLES = {
@@ -135,7 +136,7 @@ class SchedulesScreen(PulseScreen):
             return
         client = self.pulse.client
         note = self.query_one("#schedules-note", Static)
-        if not client.can("schedules"):
+        if not client.can(Capability.SCHEDULES):
             note.update(
                 f"Schedules are not available on this endpoint ({client.mode}); they need a Pulse server."
             )
@@ -286,7 +287,7 @@ class SchedulesScreen(PulseScreen):
     @work(group="schedules-action", exit_on_error=False)
     async def action_toggle(self) -> None:
         s = self._current()
-        if s is None or not self.pulse.guard("pause or resume schedules", capability="schedules"):
+        if s is None or not self.pulse.guard("pause or resume schedules", capability=Capability.SCHEDULES):
             return
         action = "resume" if s.state == "paused" else "pause"
         await self._do(action, s)
@@ -294,14 +295,14 @@ class SchedulesScreen(PulseScreen):
     @work(group="schedules-action", exit_on_error=False)
     async def action_run_now(self) -> None:
         s = self._current()
-        if s is None or not self.pulse.guard("run schedules", capability="schedules"):
+        if s is None or not self.pulse.guard("run schedules", capability=Capability.SCHEDULES):
             return
         await self._do("run", s)
 
     @work(group="schedules-action", exit_on_error=False)
     async def action_delete(self) -> None:
         s = self._current()
-        if s is None or not self.pulse.guard("delete schedules", capability="schedules"):
+        if s is None or not self.pulse.guard("delete schedules", capability=Capability.SCHEDULES):
             return
         ok = await self.app.push_screen_wait(
             ConfirmScreen(
@@ -329,7 +330,7 @@ class SchedulesScreen(PulseScreen):
 
     @work(group="schedules-action", exit_on_error=False)
     async def action_create(self) -> None:
-        if not self.pulse.guard("create schedules", capability="schedules"):
+        if not self.pulse.guard("create schedules", capability=Capability.SCHEDULES):
             return
         created = await self.app.push_screen_wait(CreateScheduleScreen())
         if created is not None:

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Sparkline, Static
 from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
+from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
 
 REFRESH_SECS = 5.0
@@ -140,7 +141,7 @@ class StatsScreen(PulseScreen):
             return
         client = self.pulse.client
         note = self.query_one("#stats-note", Static)
-        if not client.can("stats"):
+        if not client.can(Capability.STATS):
             note.update(
                 f"Stats are not available on this endpoint ({client.mode}); they need a Pulse server's "
                 "operator API."

@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
+from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
 
 WIDE = 160  # columns from which the jobs screen shows the list and the detail side by side
@@ -59,7 +60,7 @@ class JobSide(VerticalScroll, can_focus=False):
     async def fetch(self) -> None:
         job_id = self.job_id
         client = getattr(self.app, "client", None)
-        if not job_id or client is None or not client.can("detail"):
+        if not job_id or client is None or not client.can(Capability.DETAIL):
             return
         try:
             detail = await client.get_job(job_id)
