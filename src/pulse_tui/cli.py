@@ -46,12 +46,14 @@ TOKEN_PREFIX = "pulse: token file "
 
 
 class CliError(Exception):
-    """A failure to report as `error: <message>` with exit code `code`."""
+    """A failure to report as `error: <message>` with exit code `code`; `reason` is the server's
+    machine-readable one (vocab.Reason) when the failure was a call's."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, reason: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.reason = reason
 
 
 # ---------------------------------------------------------------- config
@@ -287,13 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command. With ``--json`` an error is one JSON document on stderr,
-    ``{"error": "…"}``, and the exit status is non-zero, as without it."""
+    ``{"error": "…"}`` (with ``"reason"`` when a call failed), and the exit status is non-zero, as
+    without it."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except CliError as exc:
         if getattr(args, "json", False):
-            print(json.dumps({"error": exc.message}), file=sys.stderr)
+            doc = {"error": exc.message, "reason": exc.reason} if exc.reason else {"error": exc.message}
+            print(json.dumps(doc), file=sys.stderr)
         else:
             print(f"error: {exc.message}", file=sys.stderr)
         return exc.code
@@ -531,7 +535,7 @@ def with_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -
         message = exc.message
         if exc.detail and exc.detail not in message and exc.code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
             message += f" (server: {exc.detail})"
-        raise CliError(message) from None
+        raise CliError(message, reason=str(exc.reason)) from None
 
 
 def emit(args: argparse.Namespace, doc: Any, text: str) -> None:
