@@ -26,8 +26,8 @@ run: $(STAMP)
 	$(BIN)/pulse-tui --config examples/demo.toml $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/lint-imports
 
 test: $(STAMP) lint

@@ -22,7 +22,7 @@ from huey.storage import SqliteStorage
 
 
 class NormalSqliteStorage(SqliteStorage):
-    def _create_connection(self):  # noqa: ANN202
+    def _create_connection(self):
         conn = super()._create_connection()
         conn.execute("pragma synchronous=NORMAL")
         return conn

@@ -31,7 +31,7 @@ import psutil
 from bench.common import Child
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from pg import PgServer, start_pg  # noqa: E402  (tests/pg.py)
+from pg import PgServer, start_pg
 
 REDIS_ENV = "PULSE_BENCH_REDIS"
 PG_ENV = "PULSE_BENCH_PG"

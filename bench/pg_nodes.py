@@ -33,7 +33,7 @@ from bench.common import Result, main, scrub, temp_dir
 from bench.serve import DEMO_PLUGIN, Server, enqueue_concurrent, wait_handler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from pg import PgServer, PgUnavailable, start_pg  # noqa: E402  (tests/pg.py)
+from pg import PgServer, PgUnavailable, start_pg
 
 HANDLER = "demo.echo"
 IN_FLIGHT = 64

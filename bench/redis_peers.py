@@ -41,7 +41,7 @@ DRAMATIQ_PROCESSES = 2
 DRAMATIQ_THREADS = 8
 
 
-def dramatiq_broker(url: str):  # noqa: ANN201
+def dramatiq_broker(url: str):
     import dramatiq
     from dramatiq.brokers.redis import RedisBroker
 
@@ -94,7 +94,7 @@ def dramatiq_start(url: str) -> list[CTX.Process]:  # type: ignore[name-defined]
 CELERY_PROCESSES = 2
 
 
-def celery_app(url: str):  # noqa: ANN201
+def celery_app(url: str):
     from celery import Celery
 
     app = Celery("bench", broker=url)

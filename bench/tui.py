@@ -46,7 +46,7 @@ class PaintLog:
         original = JobTable.render_line
         log = self.paints
 
-        def render_line(table: JobTable, y: int):  # noqa: ANN202
+        def render_line(table: JobTable, y: int):
             strip = original(table, y)
             if y > 0:
                 row = int(table.scroll_y) + y - 1
@@ -65,7 +65,7 @@ class PaintLog:
     def close(self) -> None:
         self._restore()
 
-    def first_after(self, t0: float, pred) -> Paint | None:  # noqa: ANN001
+    def first_after(self, t0: float, pred) -> Paint | None:
         for p in reversed(self.paints):
             if p.t < t0:
                 break
@@ -75,7 +75,7 @@ class PaintLog:
         return None
 
 
-async def until(pilot, cond, what: str, timeout: float = 30.0):  # noqa: ANN001, ANN201
+async def until(pilot, cond, what: str, timeout: float = 30.0):
     deadline = time.perf_counter() + timeout
     while True:
         v = cond()
@@ -111,7 +111,7 @@ async def drive(srv: Server) -> dict:
 
             refocused = 0
 
-            async def press(name: str, *ks: str, check=None) -> None:  # noqa: ANN001
+            async def press(name: str, *ks: str, check=None) -> None:
                 nonlocal refocused
                 if name != "filter" and app.focused is not table():
                     # seen on a freshly started app: the table gets a Hide event and loses focus,

@@ -112,7 +112,7 @@ class StableClient(PulseClient):
         return out
 
     # overrides --------------------------------------------------------------
-    async def list_jobs(self, flt=None, **kw):  # noqa: ANN001, ANN003, ANN201
+    async def list_jobs(self, flt=None, **kw):
         resp = await super().list_jobs(self._flt(flt), **kw)
         out = operator_pb2.ListJobsResponse(has_more=resp.has_more, next_after_seq=resp.next_after_seq)
         out.jobs.extend(self._job(j) for j in resp.jobs)
@@ -123,26 +123,26 @@ class StableClient(PulseClient):
             return flt
         return job_filter(flt.statuses, flt.handler, self._rid(flt.text))
 
-    async def count_jobs(self, flt=None, **kw):  # noqa: ANN001, ANN003, ANN201
+    async def count_jobs(self, flt=None, **kw):
         return await super().count_jobs(self._flt(flt), **kw)
 
     async def get_job(self, job_id: str) -> operator_pb2.JobDetail:
         return self._detail(await super().get_job(self._rid(job_id)))
 
-    async def watch_jobs(self, flt=None):  # noqa: ANN001, ANN201
+    async def watch_jobs(self, flt=None):
         async for ev in super().watch_jobs(flt):
             out = operator_pb2.JobEvent(kind=ev.kind, server_time=NOW)
             if ev.HasField("job"):
                 out.job.CopyFrom(self._job(ev.job))
             yield out
 
-    async def cancel_jobs(self, ids=(), flt=None, **kw):  # noqa: ANN001, ANN003, ANN201
+    async def cancel_jobs(self, ids=(), flt=None, **kw):
         return await super().cancel_jobs([self._rid(i) for i in ids], flt, **kw)
 
-    async def retry_jobs(self, ids=(), flt=None, **kw):  # noqa: ANN001, ANN003, ANN201
+    async def retry_jobs(self, ids=(), flt=None, **kw):
         return await super().retry_jobs([self._rid(i) for i in ids], flt, **kw)
 
-    async def enqueue(self, handler: str, payload=None, **kw) -> operator_pb2.Job:  # noqa: ANN001, ANN003
+    async def enqueue(self, handler: str, payload=None, **kw) -> operator_pb2.Job:
         return self._job(await super().enqueue(handler, payload, **kw))
 
     def _script(self, s: operator_pb2.Script) -> operator_pb2.Script:
@@ -187,11 +187,11 @@ class StableClient(PulseClient):
             )
         return out
 
-    async def list_schedules(self, *a, **kw) -> list[operator_pb2.Schedule]:  # noqa: ANN002, ANN003
+    async def list_schedules(self, *a, **kw) -> list[operator_pb2.Schedule]:
         found = await super().list_schedules(*a, **kw)
         return [self._schedule(s) for s in sorted(found, key=lambda x: x.created_at)]
 
-    async def get_schedule(self, schedule_id: str, **kw) -> operator_pb2.ScheduleDetail:  # noqa: ANN003
+    async def get_schedule(self, schedule_id: str, **kw) -> operator_pb2.ScheduleDetail:
         from pulse_tui import cadence
 
         d = await super().get_schedule(self._rid(schedule_id), **kw)
@@ -206,14 +206,14 @@ class StableClient(PulseClient):
             )
         return out
 
-    async def watch_schedules(self):  # noqa: ANN201
+    async def watch_schedules(self):
         async for ev in super().watch_schedules():
             out = operator_pb2.ScheduleEvent(kind=ev.kind, server_time=NOW)
             if ev.HasField("schedule"):
                 out.schedule.CopyFrom(self._schedule(ev.schedule))
             yield out
 
-    async def schedule_action(self, action: str, schedule_id: str):  # noqa: ANN201
+    async def schedule_action(self, action: str, schedule_id: str):
         return await super().schedule_action(action, self._rid(schedule_id))
 
     def _stable_plugin(self, p: operator_pb2.Plugin, index: int) -> operator_pb2.Plugin:
@@ -229,7 +229,7 @@ class StableClient(PulseClient):
     async def list_plugins(self) -> list[operator_pb2.Plugin]:
         return [self._stable_plugin(p, i) for i, p in enumerate(await super().list_plugins())]
 
-    async def get_stats(self, handler: str = "", *, window_secs: int = 3600, step_secs: int = 0):  # noqa: ANN201
+    async def get_stats(self, handler: str = "", *, window_secs: int = 3600, step_secs: int = 0):
         """The real server answers (so the call is exercised), but its numbers depend on timing (run
         times, minute boundaries, when gauges were sampled): the picture shows a fixed day instead."""
         real = await super().get_stats(handler, window_secs=window_secs, step_secs=step_secs)
@@ -387,13 +387,13 @@ async def stop_running(address: str, token: str) -> None:
         await c.cancel_jobs(flt=job_filter(["running", "queued"]), limit=1000)
 
 
-def make_app(address: str, token: str, **kw) -> PulseApp:  # noqa: ANN003
+def make_app(address: str, token: str, **kw) -> PulseApp:
     return PulseApp(SHOWN_ADDRESS, token, client=StableClient(address, token), now=frozen_now, tz=UTC, **kw)
 
 
 async def settle(
     app: PulseApp, pilot, cond: Callable[[], object] | None = None, timeout: float = 10.0
-) -> None:  # noqa: ANN001
+) -> None:
     """Wait until the app is connected, idle and ``cond`` holds; then freeze cursors."""
     await app.wait_connected(timeout)
     loop = asyncio.get_running_loop()
@@ -413,12 +413,12 @@ async def settle(
 Scene = Callable[[PulseApp, object], Awaitable[None]]
 
 
-async def scene_jobs(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_jobs(app: PulseApp, pilot) -> None:
     await settle(app, pilot, lambda: app.screen.query_one("JobTable").total >= 12)
     app.paused = True  # freeze the picture
 
 
-async def scene_jobs_triage(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_jobs_triage(app: PulseApp, pilot) -> None:
     """Filtered (`handler:demo`), sorted by status, two rows marked."""
     await scene_jobs(app, pilot)
     app.paused = False
@@ -433,14 +433,14 @@ async def scene_jobs_triage(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await pilot.pause(0.2)
 
 
-async def scene_jobs_light(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_jobs_light(app: PulseApp, pilot) -> None:
     """The jobs screen in a light theme: status colours come from the theme."""
     app.theme = "textual-light"
     await scene_jobs(app, pilot)
     await pilot.pause(0.2)
 
 
-async def scene_detail(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_detail(app: PulseApp, pilot) -> None:
     await scene_jobs(app, pilot)
     table = app.screen.query_one("JobTable")
     row = next(i for i in range(table.total) if table.job_at(i) and table.job_at(i).handler == "demo.flaky")
@@ -451,13 +451,13 @@ async def scene_detail(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await pilot.pause(0.2)
 
 
-async def scene_plugins(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_plugins(app: PulseApp, pilot) -> None:
     await settle(app, pilot)
     await app.switch_mode("plugins")
     await settle(app, pilot, lambda: getattr(app.screen, "selected", None) is not None)
 
 
-async def scene_handlers(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_handlers(app: PulseApp, pilot) -> None:
     await settle(app, pilot)
     await app.switch_mode("handlers")
     await settle(app, pilot, lambda: bool(getattr(app.screen, "handlers", None)))
@@ -467,7 +467,7 @@ async def scene_handlers(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await pilot.pause(0.2)
 
 
-async def scene_stats(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_stats(app: PulseApp, pilot) -> None:
     """:stats over 24 h, the cursor on the handler with errors and a backlog."""
     await settle(app, pilot)
     await app.switch_mode("stats")
@@ -481,7 +481,7 @@ async def scene_stats(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await pilot.pause(0.2)
 
 
-async def scene_enqueue(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_enqueue(app: PulseApp, pilot) -> None:
     await scene_jobs(app, pilot)
     await pilot.press("e")
     await settle(app, pilot, lambda: bool(getattr(app.screen, "names", None)))
@@ -492,7 +492,7 @@ async def scene_enqueue(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await settle(app, pilot)
 
 
-async def scene_schedules(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_schedules(app: PulseApp, pilot) -> None:
     await settle(app, pilot)
     await app.switch_mode("schedules")
     await settle(
@@ -509,7 +509,7 @@ async def scene_schedules(app: PulseApp, pilot) -> None:  # noqa: ANN001
     app.paused = True
 
 
-async def scene_schedule_create(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_schedule_create(app: PulseApp, pilot) -> None:
     await scene_schedules(app, pilot)
     await pilot.press("n")
     await settle(app, pilot, lambda: type(app.screen).__name__ == "CreateScheduleScreen")
@@ -519,13 +519,13 @@ async def scene_schedule_create(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await settle(app, pilot)
 
 
-async def scene_help(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_help(app: PulseApp, pilot) -> None:
     await scene_jobs(app, pilot)
     await pilot.press("question_mark")
     await settle(app, pilot)
 
 
-async def _editor(app: PulseApp, pilot, name: str):  # noqa: ANN001, ANN202
+async def _editor(app: PulseApp, pilot, name: str):
     from pulse_tui.screens.editor import EditorScreen
 
     await settle(app, pilot)
@@ -539,7 +539,7 @@ async def _editor(app: PulseApp, pilot, name: str):  # noqa: ANN001, ANN202
     return editor
 
 
-async def scene_editor(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_editor(app: PulseApp, pilot) -> None:
     """vacancies open, with its finished test run (progress, result, logs) beside the code."""
     editor = await _editor(app, pilot, "vacancies")
     resp = await app.client.list_jobs(job_filter(handler="python.vacancies"), limit=1)
@@ -552,7 +552,7 @@ async def scene_editor(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await pilot.pause(0.2)
 
 
-async def scene_editor_error(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_editor_error(app: PulseApp, pilot) -> None:
     """A syntax error refused by the server: line and column under the code, cursor moved there."""
     editor = await _editor(app, pilot, "digest")
     editor.code.load_text(DIGEST.replace("teams = payload.get(", "teams = payload.get(("))
@@ -562,7 +562,7 @@ async def scene_editor_error(app: PulseApp, pilot) -> None:  # noqa: ANN001
     await pilot.pause(0.2)
 
 
-async def scene_ix_create(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_ix_create(app: PulseApp, pilot) -> None:
     """`:ix nightly-report {...}` for a handler that does not exist yet."""
     await settle(app, pilot, lambda: app.screen.query_one("JobTable").total >= 1)
     app.paused = True
@@ -619,18 +619,20 @@ async def capture(
     return written
 
 
-def start_server(base: Path):  # noqa: ANN201
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import start_server_process  # the same launcher the test suite uses
-
-    return start_server_process(base, PLUGINS_CONFIG)
-
-
-def start_editor_server(base: Path):  # noqa: ANN201
-    sys.path.insert(0, str(ROOT / "tests"))
+def _start(base: Path, config: str):
+    if str(ROOT / "tests") not in sys.path:  # run as a script: the test suite's launcher
+        sys.path.insert(0, str(ROOT / "tests"))
     from conftest import start_server_process
 
-    return start_server_process(base, EDITOR_CONFIG)
+    return start_server_process(base, config)
+
+
+def start_server(base: Path):
+    return _start(base, PLUGINS_CONFIG)
+
+
+def start_editor_server(base: Path):
+    return _start(base, EDITOR_CONFIG)
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import pytest
 from conftest import ServerHandle, start_server_process
-from test_reliability_common import Client, connect, store_snapshot, wait_until
+from helpers.reliability import Client, connect, store_snapshot, wait_until
 
 from pulse_tui import cli
 from pulse_tui.protocol import operator_pb2 as op

@@ -146,7 +146,8 @@ def test_json_errors_source_parent_and_a_closed_pipe(cli, shared_server):
 
     code, out, err = cli("jobs", "show", "nosuchjob", "--json")
     assert code != 0 and out == ""
-    assert "nosuchjob" in json.loads(err)["error"]  # one JSON document, not plain text
+    doc = json.loads(err)  # one JSON document, not plain text
+    assert "nosuchjob" in doc["error"] and doc["reason"] == "NOT_FOUND"
 
     code, out, err = cli("jobs", "enqueue", "pulse.noop", "--json")
     job_id = json.loads(out)["id"]

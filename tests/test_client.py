@@ -7,11 +7,13 @@ import socket
 
 import pytest
 
-from pulse_tui.client import COMPAT, OPERATOR, ClientError, PulseClient, filter_matches, job_filter
+from pulse_tui.client import COMPAT, OPERATOR, PLUGIN, ClientError, PulseClient, filter_matches, job_filter
 from pulse_tui.protocol import operator_pb2
+from pulse_tui.script_template import template
+from pulse_tui.vocab import Reason
 
 
-async def _until(cond, timeout: float = 10.0, what: str = "condition") -> None:  # noqa: ANN001
+async def _until(cond, timeout: float = 10.0, what: str = "condition") -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -67,7 +69,7 @@ async def test_probe_and_job_lifecycle(shared_server) -> None:
         assert (await client.get_job(bad.id)).job.status == "failed"  # dry run changed nothing
 
 
-async def _eq(coro, expected) -> bool:  # noqa: ANN001
+async def _eq(coro, expected) -> bool:
     return (await coro) == expected
 
 
@@ -154,3 +156,94 @@ def test_filter_matches() -> None:
     assert not filter_matches(job_filter(["running"]), job)
     assert not filter_matches(job_filter(handler="demo.echo"), job)
     assert filter_matches(job_filter(text="C12"), job)
+
+
+async def test_each_reason_reaches_the_client(shared_server) -> None:
+    """The server sends why a call failed as `pulse-reason` trailing metadata; ClientError.reason
+    reads it back (the status code alone cannot tell an unknown handler from a bad payload)."""
+    async with PulseClient(shared_server.address, "wrong-token") as client:
+        with pytest.raises(ClientError) as err:
+            await client.probe()
+        assert (err.value.code, err.value.reason) == ("UNAUTHENTICATED", Reason.UNAUTHENTICATED)
+
+    async with PulseClient(shared_server.address, shared_server.readonly_token) as client:
+        await client.probe()
+        with pytest.raises(ClientError) as err:
+            await client.enqueue("pulse.noop")
+        assert (err.value.code, err.value.reason) == ("PERMISSION_DENIED", Reason.READ_ONLY)
+        assert "read-only" in err.value.message
+
+    async with PulseClient(shared_server.address, shared_server.token) as client:
+        await client.probe()
+        cases = {
+            Reason.UNKNOWN_HANDLER: client.enqueue("no.such.handler"),
+            Reason.INVALID_ARGUMENT: client.enqueue("pulse.noop", "{not json"),
+            Reason.NOT_FOUND: client.get_job("no-such-job"),
+        }
+        for reason, call in cases.items():
+            with pytest.raises(ClientError) as err:
+                await call
+            assert err.value.reason == reason, (reason, err.value.code, err.value.message)
+        assert err.value.code == "NOT_FOUND" and "no-such-job" in err.value.message
+
+        # a single-job action answers with a BulkResponse failure: its reason comes along
+        job = await client.enqueue("pulse.noop", delay_secs=3600)
+        await client.cancel(job.id)
+        with pytest.raises(ClientError) as err:
+            await client.cancel(job.id)
+        assert (err.value.code, err.value.reason) == ("FAILED_PRECONDITION", Reason.INVALID_STATE)
+
+        # handler scripts: deleting a version that is not the current one is a conflict
+        saved = await client.save_script("reasons", template("reasons"))
+        assert saved.saved, saved.error
+        with pytest.raises(ClientError) as err:
+            await client.delete_script("reasons", base_version="v-that-never-was")
+        assert (err.value.code, err.value.reason) == ("FAILED_PRECONDITION", Reason.CONFLICT)
+        assert await client.delete_script("reasons", base_version=saved.script.version)
+
+        client.mode = COMPAT  # the client refuses what the endpoint's mode cannot do
+        with pytest.raises(ClientError) as err:
+            await client.list_plugins()
+        assert err.value.reason == Reason.UNSUPPORTED
+
+    address = f"127.0.0.1:{_free_port()}"
+    async with PulseClient(address, "x", timeout=2.0) as client:
+        with pytest.raises(ClientError) as err:
+            await client.probe()
+        assert err.value.reason == Reason.UNREACHABLE and err.value.unavailable
+
+
+async def test_a_plugin_token_is_denied_with_its_reason(inproc_server) -> None:
+    srv = inproc_server.server
+    assert srv is not None and srv.auth is not None
+    token = srv.auth.issue_plugin_token("somebody")
+    async with PulseClient(inproc_server.address, token) as client:
+        with pytest.raises(ClientError) as err:
+            await client.probe()
+        assert (err.value.code, err.value.reason) == ("PERMISSION_DENIED", Reason.PERMISSION_DENIED)
+        assert "plugin tokens may only use QueueService" in err.value.message  # not "read-only"
+
+
+async def test_a_dead_plugin_endpoint_is_called_a_plugin() -> None:
+    """Attached to a bare plugin endpoint, a lost connection names what it lost: "plugin at …"."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(  # noqa: ASYNC220 — the plugin process under test, started once
+        [sys.executable, "-m", "pulse_tui.plugins.demo", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split("=", 1)[1])
+        async with PulseClient(f"127.0.0.1:{port}", timeout=2.0) as client:
+            assert await client.probe() == PLUGIN
+            proc.terminate()
+            proc.wait(10)
+            with pytest.raises(ClientError) as err:
+                await client.probe()
+            assert err.value.unavailable and err.value.reason == Reason.UNREACHABLE
+            assert err.value.message.startswith(f"plugin at 127.0.0.1:{port} is not reachable"), err.value
+            assert "plugin process" in err.value.message and "pulse-tui serve" not in err.value.message
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -322,7 +322,7 @@ def test_bulk_retry_of_60_over_grpc_leaves_none_queued(server_factory):
     """The report as an operator met it: 60 failed jobs (`pulse.fail` and `demo.flaky` with
     fail_rate 1, one attempt each) retried in one RetryJobs call against a real server with the
     demo plugin; every one must run again (none left queued and due with free capacity)."""
-    from test_reliability_common import connect, demo_config, wait_until
+    from helpers.reliability import connect, demo_config, wait_until
 
     from pulse_tui.protocol import operator_pb2 as op
 

@@ -112,7 +112,7 @@ async def test_older_ids_keep_working_beside_new_ones(tmp_path):
 def test_burst_over_grpc(server):
     """The same burst as operators send it: 32 gRPC clients (threads, one channel each) against a
     real server subprocess."""
-    from test_reliability_common import connect
+    from helpers.reliability import connect
 
     from pulse_tui.protocol import operator_pb2 as op
 
@@ -129,7 +129,7 @@ def test_burst_over_grpc(server):
             req = op.EnqueueRequest(handler="pulse.noop", delay_secs=86400)
             for _ in range(per):
                 ids[k].append(c.ops.Enqueue(req, metadata=c.md).job.id)
-        except BaseException as exc:  # noqa: BLE001 (reported below)
+        except BaseException as exc:
             errors.append(exc)
         finally:
             c.close()

@@ -20,9 +20,9 @@ import pytest
 from conftest import start_server_process
 from google.protobuf import descriptor as d
 from google.protobuf import message_factory
+from helpers.reliability import BUILTINS, STATUSES, assert_no_garbage, connect
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_reliability_common import BUILTINS, STATUSES, assert_no_garbage, connect
 
 from pulse_tui.protocol import operator_pb2, queue_pb2
 

@@ -301,7 +301,7 @@ def test_config_metrics_keys() -> None:
         parse_config('[server]\nmetrics_auth = "yes"\n')
 
 
-def test_serve_metrics_flag(server_factory) -> None:  # noqa: ANN001
+def test_serve_metrics_flag(server_factory) -> None:
     """`pulse-tui serve --metrics 127.0.0.1:0` prints where the endpoint is, and it answers."""
     from pulse_tui.cli import METRICS_PREFIX
 
@@ -337,7 +337,7 @@ def test_grafana_dashboard_uses_exported_names() -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def test_store_adds_sums_and_prunes_buckets(tmp_path: Path, backend: str, request) -> None:  # noqa: ANN001
+async def test_store_adds_sums_and_prunes_buckets(tmp_path: Path, backend: str, request) -> None:
     """add_metrics merges into a node's row; load_metrics returns each node's row; prune drops
     minute rows past 24 h and hour rows past 30 days."""
     from pulse_tui.pulse.store import open_store
@@ -395,7 +395,7 @@ async def test_many_handlers_get_summaries_without_points() -> None:
     assert [s.handler for s in one.handlers] == ["h007"] and len(one.handlers[0].points) == 60
 
 
-async def test_metrics_over_tls_on_a_non_loopback_address(tmp_path: Path, certs) -> None:  # noqa: ANN001, F811
+async def test_metrics_over_tls_on_a_non_loopback_address(tmp_path: Path, certs) -> None:  # noqa: F811
     """With the server's TLS certificate the endpoint may listen beyond loopback; it speaks HTTPS
     only (a plaintext request gets no answer)."""
     import ssl

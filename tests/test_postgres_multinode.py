@@ -38,7 +38,7 @@ IN_FLIGHT = 64
 
 
 class Node:
-    def __init__(self, handle) -> None:  # noqa: ANN001  (conftest.ServerHandle)
+    def __init__(self, handle) -> None:
         self.handle = handle
         self.channel = grpc.aio.insecure_channel(handle.address)
         self.stub = op_grpc.OperatorServiceStub(self.channel)

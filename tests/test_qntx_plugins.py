@@ -294,7 +294,7 @@ async def test_plugins_screen_shows_what_is_not_served(tmp_path):
     from pulse_tui.app import PulseApp
     from pulse_tui.screens.plugins import PluginsScreen
 
-    async def until(pilot: Pilot, cond, what: str, timeout: float = 10.0) -> None:  # noqa: ANN001
+    async def until(pilot: Pilot, cond, what: str, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while not cond():
             assert time.monotonic() < deadline, f"timed out waiting for {what}"

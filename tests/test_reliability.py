@@ -25,7 +25,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_reliability_common import (
+from helpers.reliability import (
     SOAK_FULL,
     alive,
     connect,
@@ -409,6 +409,8 @@ def test_database_locked_by_another_process(server_factory):
         failed_after = time.monotonic() - t0
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "locked by another process" in err.value.details()
+        # the server said it (a reason), not the link
+        assert ("pulse-reason", "UNAVAILABLE") in err.value.trailing_metadata()
         listed = c.ops.ListJobs(op.ListJobsRequest(), metadata=c.md).jobs  # reads still work (WAL)
         assert [j.id for j in listed] == [first]
         # the CLI, and a second server on the same data dir, while the lock is held (in parallel)

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import START_TIMEOUT, ServerHandle
-from test_reliability_common import DEMO, connect, probe_config, store_snapshot, wait_until
+from helpers.reliability import DEMO, connect, probe_config, store_snapshot, wait_until
 
 from pulse_tui.cli import ServerProcess
 from pulse_tui.protocol import operator_pb2 as op

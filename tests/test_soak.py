@@ -9,7 +9,7 @@ import time
 
 import grpc
 import pytest
-from test_reliability_common import SOAK_FULL, connect, demo_config, fd_count, rss_kb, wait_drained
+from helpers.reliability import SOAK_FULL, connect, demo_config, fd_count, rss_kb, wait_drained
 
 from pulse_tui.protocol import operator_pb2 as op
 

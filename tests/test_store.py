@@ -17,7 +17,7 @@ from test_engine import Flaky, Stubborn, wait_status
 from pulse_tui.pulse import jobs as J
 from pulse_tui.pulse import schedules as S
 from pulse_tui.pulse.engine import Engine
-from pulse_tui.pulse.errors import NotFound, Unavailable, ValidationError
+from pulse_tui.pulse.errors import DuplicateJob, NotFound, Unavailable, ValidationError
 from pulse_tui.pulse.handlers import StaticRouter, builtin_handlers
 from pulse_tui.pulse.jobs import Attempt, Job, JobFilter, LogEntry
 from pulse_tui.pulse.store import Finish, Store, open_store
@@ -104,9 +104,18 @@ async def test_insert_assigns_increasing_seq_and_keeps_payload(store: Store):
 
 
 async def test_duplicate_id_is_refused(store: Store):
+    """Each store raises DuplicateJob from its own unique-violation error, naming the taken id;
+    in a many-row insert the taken id is named and none of the rows is stored."""
     await store.insert(new_jobs(1))
-    with pytest.raises(Exception, match="(?i)unique|already exists"):
+    with pytest.raises(DuplicateJob, match="already exists") as err:
         await store.insert(new_jobs(1))
+    assert err.value.job_id == "j0" and err.value.reason == "DUPLICATE_JOB"
+    batch = new_jobs(5, prefix="b")
+    batch[3].id = "j0"
+    with pytest.raises(DuplicateJob) as err:
+        await store.insert(batch)
+    assert err.value.job_id == "j0"
+    assert [j.id for j in await store.list(JobFilter(), 10, None, False, 0)] == ["j0"]
 
 
 async def test_claim_fifo_within_priority(store: Store):

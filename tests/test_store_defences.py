@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import start_server_process
-from test_reliability_common import SOAK_FULL, connect, stored_jobs
+from helpers.reliability import SOAK_FULL, connect, stored_jobs
 
 from pulse_tui.config import ConfigError, parse_config
 from pulse_tui.protocol import operator_pb2 as op
@@ -161,6 +161,7 @@ def test_full_disk_fails_fast_and_recovers(small_tmpfs: Path):
     assert error is not None, "the disk never filled up"
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (error.code(), error.details())
     assert "the job store's disk is full" in error.details() and "nothing was stored" in error.details()
+    assert ("pulse-reason", "STORE_FULL") in error.trailing_metadata()
     assert fail_s < 2.0, fail_s
 
     info = c.ops.GetServerInfo(op.ServerInfoRequest(), metadata=c.md, timeout=CALL_TIMEOUT)
@@ -286,6 +287,7 @@ def test_damage_while_serving_is_a_specific_error(tmp_path: Path):
             )
     assert err.value.code() == grpc.StatusCode.DATA_LOSS, (err.value.code(), err.value.details())
     assert str(db) in err.value.details() and "damaged" in err.value.details()
+    assert ("pulse-reason", "STORE_CORRUPT") in err.value.trailing_metadata()
 
     for _ in range(20):  # each write answers, whatever it meets
         try:
@@ -384,7 +386,7 @@ async def test_console_shows_a_full_disk(small_tmpfs: Path):
             with pytest.raises(ClientError) as err:
                 for _ in range(3000):
                     await client.enqueue("pulse.noop", pad, delay_secs=3600)
-            assert err.value.code == "RESOURCE_EXHAUSTED"
+            assert err.value.code == "RESOURCE_EXHAUSTED" and err.value.reason == "STORE_FULL"
             await until(lambda: "disk is full" in bar.store, "the status bar to show the full disk")
             assert "⚠ the job store's disk is full" in str(bar.render())
             filler.unlink()

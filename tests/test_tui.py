@@ -56,7 +56,7 @@ async def started(app: PulseApp, pilot: Pilot, rows: int | None = None) -> JobTa
     return t
 
 
-async def client_for(server) -> PulseClient:  # noqa: ANN001
+async def client_for(server) -> PulseClient:
     client = PulseClient(server.address, server.token)
     await client.probe()
     return client

@@ -202,7 +202,7 @@ class TableApp(App[None]):
         yield JobTable(self.source)
 
 
-async def _settled(pilot, t: JobTable) -> None:  # noqa: ANN001
+async def _settled(pilot, t: JobTable) -> None:
     await until(pilot, lambda: not t.loading, "pages loaded")
 
 

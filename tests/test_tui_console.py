@@ -22,7 +22,7 @@ def server(server_factory):
     return server_factory(extra_args=["--grace", "0.5"])
 
 
-def ids(t) -> list[str]:  # noqa: ANN001
+def ids(t) -> list[str]:
     return [t.job_at(i).id if t.job_at(i) else "?" for i in range(t.total)]
 
 
@@ -555,7 +555,43 @@ async def test_bare_plugin_endpoint_asks_only_for_what_it_can_give() -> None:
         proc.wait(10)
 
 
-def _raw_plugin(argv: list[str]):  # noqa: ANN202
+async def test_a_dead_bare_plugin_is_called_a_plugin() -> None:
+    """Issue 20 (bare plugin): when the plugin process goes away the console says "plugin at …"
+    and asks whether the plugin process is running, not "server at …" / `pulse-tui serve`."""
+    import subprocess
+    import sys
+
+    from pulse_tui.screens.plugins import PluginsScreen
+
+    proc = subprocess.Popen(  # noqa: ASYNC220 — the plugin process under test, started once
+        [sys.executable, "-m", "pulse_tui.plugins.demo", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split("=", 1)[1])
+        app = PulseApp(f"127.0.0.1:{port}")
+        async with app.run_test(size=(120, 30)) as pilot:
+            await started(app, pilot)
+            await pilot.press("colon", *"plugins", "enter")
+            await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 10)
+
+            def said() -> list[str]:
+                return [n.message for n in app._notifications if "127.0.0.1" in n.message]
+
+            await until(
+                pilot, lambda: any("not reachable" in m for m in said()), "the lost plugin is reported"
+            )
+            lost = next(m for m in said() if "not reachable" in m)
+            assert lost.startswith(f"plugin at 127.0.0.1:{port} is not reachable"), said()
+            assert "plugin process" in lost and not any("server at" in m for m in said()), said()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _raw_plugin(argv: list[str]):
     import subprocess
 
     proc = subprocess.Popen([*argv, "--port", "0"], stdout=subprocess.PIPE, text=True)

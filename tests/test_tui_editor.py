@@ -41,11 +41,11 @@ async def until(pilot: Pilot, cond: Callable[[], object], what: str, timeout: fl
 
 
 @pytest.fixture
-def pyserver(server_factory):  # noqa: ANN001, ANN201
+def pyserver(server_factory):
     return server_factory(PYTHON_PLUGIN)
 
 
-async def client_for(server) -> PulseClient:  # noqa: ANN001
+async def client_for(server) -> PulseClient:
     client = PulseClient(server.address, server.token)
     await client.probe()
     return client
@@ -277,7 +277,7 @@ def test_trim_traceback_keeps_script_frames() -> None:
     ]
 
 
-def test_cli_ix(pyserver, monkeypatch, capsys) -> None:  # noqa: ANN001
+def test_cli_ix(pyserver, monkeypatch, capsys) -> None:
     monkeypatch.delenv("PULSE_TOKEN", raising=False)
     monkeypatch.setenv("PULSE_CONFIG", str(pyserver.config_path))
     conn = ["--connect", pyserver.address, "--token-file", str(pyserver.token_file)]

@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import screenshot_module
 
-shots = screenshot_module.load()
+from scripts import screenshots as shots
 
 SIZES = [(80, 24), (120, 40), (200, 50)]  # 200×50: the split view (list and detail side by side)
 
 
 @pytest.fixture(scope="module")
-def stable_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def stable_server(tmp_path_factory: pytest.TempPathFactory):
     handle = shots.start_server(tmp_path_factory.mktemp("snap"))
     try:
         asyncio.run(shots.populate(handle.address, handle.token))
@@ -29,10 +28,10 @@ def stable_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("scene", list(shots.SCENES))
-def test_screen_snapshot(snap_compare, stable_server, scene: str, size: tuple[int, int]) -> None:  # noqa: ANN001
+def test_screen_snapshot(snap_compare, stable_server, scene: str, size: tuple[int, int]) -> None:
     app = shots.make_app(stable_server.address, stable_server.token)
 
-    async def run_before(pilot) -> None:  # noqa: ANN001
+    async def run_before(pilot) -> None:
         await shots.SCENES[scene](app, pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

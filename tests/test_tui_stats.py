@@ -14,7 +14,7 @@ from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.screens.stats import StatsScreen
 
 
-async def test_stats_screen_shows_what_ran_and_filters_jobs(server) -> None:  # noqa: ANN001
+async def test_stats_screen_shows_what_ran_and_filters_jobs(server) -> None:
     client = await client_for(server)
     ids = [(await client.enqueue("pulse.noop", {})).id for _ in range(3)]
     ids.append((await client.enqueue("pulse.fail", {}, max_attempts=1)).id)

@@ -45,7 +45,7 @@ class TableApp(App[None]):
         return 100.0
 
 
-async def _loaded(pilot, table: JobTable, timeout: float = 10.0) -> None:  # noqa: ANN001
+async def _loaded(pilot, table: JobTable, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout  # a deadline, not a count of pauses: a loaded machine is slow
     while table.loading:
         if time.monotonic() > deadline:

@@ -38,6 +38,7 @@ from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.screens.plugins import PluginsScreen
 from pulse_tui.screens.schedules import SchedulesScreen
 from pulse_tui.screens.stats import StatsScreen
+from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.command_line import CommandLine
 from pulse_tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH
@@ -341,7 +342,7 @@ class PulseApp(App[None]):
 
     async def _running_jobs(self) -> tuple[int, bool]:
         """Running jobs on an embedded server (0 for a server this console did not start)."""
-        if not self.embedded or self.conn_state != "connected" or not self.client.can("counts"):
+        if not self.embedded or self.conn_state != "connected" or not self.client.can(Capability.COUNTS):
             return 0, False
         try:
             resp = await asyncio.wait_for(
@@ -530,7 +531,7 @@ class PulseApp(App[None]):
 
     @work(exclusive=True, group="counts", exit_on_error=False)
     async def refresh_counts(self) -> None:
-        if not self.client.can("counts"):
+        if not self.client.can(Capability.COUNTS):
             self.counts_markup = ""
             return
         try:

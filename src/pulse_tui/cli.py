@@ -33,25 +33,27 @@ from typing import TYPE_CHECKING, Any
 
 from pulse_tui import __version__
 from pulse_tui.config import Config, ServerConfig
+from pulse_tui.vocab import FINISHED, Capability, EndpointMode, JobStatus
 from pulse_tui.widgets import fmt
 
 if TYPE_CHECKING:
     from pulse_tui.pulse.server import ServerSettings
 
 DEFAULT_LISTEN = ServerConfig().listen
-FINISHED = ("completed", "failed", "cancelled")
 LISTEN_PREFIX = "pulse: listening on "
 METRICS_PREFIX = "pulse: metrics on "
 TOKEN_PREFIX = "pulse: token file "
 
 
 class CliError(Exception):
-    """A failure to report as `error: <message>` with exit code `code`."""
+    """A failure to report as `error: <message>` with exit code `code`; `reason` is the server's
+    machine-readable one (vocab.Reason) when the failure was a call's."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, reason: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.reason = reason
 
 
 # ---------------------------------------------------------------- config
@@ -287,13 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command. With ``--json`` an error is one JSON document on stderr,
-    ``{"error": "…"}``, and the exit status is non-zero, as without it."""
+    ``{"error": "…"}`` (with ``"reason"`` when a call failed), and the exit status is non-zero, as
+    without it."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except CliError as exc:
         if getattr(args, "json", False):
-            print(json.dumps({"error": exc.message}), file=sys.stderr)
+            doc = {"error": exc.message, "reason": exc.reason} if exc.reason else {"error": exc.message}
+            print(json.dumps(doc), file=sys.stderr)
         else:
             print(f"error: {exc.message}", file=sys.stderr)
         return exc.code
@@ -521,7 +525,7 @@ def with_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -
                 if missing is not None and exc.code == "UNAUTHENTICATED":
                     raise missing from None  # the server wants the token we could not find
                 raise
-            if missing is not None and client.mode != "plugin":
+            if missing is not None and client.mode != EndpointMode.PLUGIN:
                 raise missing
             return await fn(client)
 
@@ -531,7 +535,7 @@ def with_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -
         message = exc.message
         if exc.detail and exc.detail not in message and exc.code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
             message += f" (server: {exc.detail})"
-        raise CliError(message) from None
+        raise CliError(message, reason=str(exc.reason)) from None
 
 
 def emit(args: argparse.Namespace, doc: Any, text: str) -> None:
@@ -791,7 +795,7 @@ def cmd_jobs_enqueue(args: argparse.Namespace) -> int:
             return 0
         detail = await wait_for_job(client, job.id, job.handler, quiet=args.json)
         emit(args, job_doc(detail), job_text(detail))
-        if detail.job.status != "completed":
+        if detail.job.status != JobStatus.COMPLETED:
             print(
                 f"error: job {job.id} {detail.job.status}: {detail.job.error or 'no error message'}",
                 file=sys.stderr,
@@ -815,7 +819,7 @@ async def wait_for_job(client: Any, job_id: str, handler: str, *, quiet: bool = 
             print(line, file=sys.stderr, flush=True)
             shown = line
 
-    if not client.can("watch"):  # QueueService-only server: poll
+    if not client.can(Capability.WATCH):  # QueueService-only server: poll
         while True:
             d = await client.get_job(job_id)
             show(d.job)
@@ -901,7 +905,6 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 def cmd_jobs_delete(args: argparse.Namespace) -> int:
     from pulse_tui.client import job_filter
-    from pulse_tui.pulse.jobs import FINISHED
 
     if args.ids and (args.status or args.handler):
         raise CliError("give job ids or --status/--handler, not both", 2)
@@ -1214,7 +1217,7 @@ def _plugin_doc(p: Any) -> dict[str, Any]:
 
 def cmd_plugins_list(args: argparse.Namespace) -> int:
     async def run(client: Any) -> int:
-        if client.mode == "plugin":  # a bare plugin endpoint: its own metadata and health
+        if client.mode == EndpointMode.PLUGIN:  # a bare plugin endpoint: its own metadata and health
             info = await client.plugin_endpoint()
             doc = {
                 "endpoint": client.address,
@@ -1421,7 +1424,7 @@ def run_tui(args: argparse.Namespace) -> int:
             admin = resolve_token(args, config)
             try:
                 seed_demo(address, admin, Path(config.server.data_dir).expanduser())
-            except Exception as exc:  # noqa: BLE001 — the console still starts; the server log says more
+            except Exception as exc:
                 print(f"pulse-tui: could not enqueue the demo jobs: {exc}", file=sys.stderr)
         app = PulseApp(
             address=address,

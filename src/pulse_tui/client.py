@@ -33,51 +33,39 @@ from pulse_tui.protocol import (
     queue_pb2,
     queue_pb2_grpc,
 )
+from pulse_tui.vocab import (
+    CAPABILITIES,
+    FINISHED,
+    REASON_METADATA_KEY,
+    Capability,
+    EndpointMode,
+    JobStatus,
+    Reason,
+)
+from pulse_tui.vocab import STATUSES as STATUSES  # re-exported: the console imports it from here
 
-OPERATOR = "operator"
-COMPAT = "compat"
-PLUGIN = "plugin"
-
-STATUSES: tuple[str, ...] = ("queued", "running", "paused", "completed", "failed", "cancelled")
-FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
-
-# What each mode can do; screens use this to say what is unavailable.
-CAPABILITIES: dict[str, frozenset[str]] = {
-    OPERATOR: frozenset(
-        {
-            "jobs",
-            "watch",
-            "detail",
-            "counts",
-            "enqueue",
-            "enqueue-many",
-            "cancel",
-            "retry",
-            "bulk",
-            "delete",
-            "plugins",
-            "handlers",
-            "schedules",
-            "scripts",
-            "stats",
-        }
-    ),
-    COMPAT: frozenset({"jobs", "detail", "counts", "enqueue", "cancel", "retry"}),
-    PLUGIN: frozenset({"plugin-endpoint"}),
-}
+OPERATOR = EndpointMode.OPERATOR
+COMPAT = EndpointMode.COMPAT
+PLUGIN = EndpointMode.PLUGIN
 
 DEFAULT_TIMEOUT = 10.0
 COMPAT_LIST_LIMIT = 1000  # per status; QueueService has no pagination
 
 
 class ClientError(Exception):
-    """A failed call: ``code`` is the gRPC status name, ``message`` says what happened and what to do."""
+    """A failed call: ``code`` is the gRPC status name, ``message`` says what happened and what to do,
+    ``reason`` is the machine-readable why (:class:`Reason`): what a Pulse server sent as the
+    ``pulse-reason`` trailing metadata, or what the client itself knows (``UNREACHABLE``,
+    ``UNSUPPORTED``), else ``UNKNOWN``. A reason the client does not know stays the plain string."""
 
-    def __init__(self, code: str, message: str, detail: str = "") -> None:
+    def __init__(
+        self, code: str, message: str, detail: str = "", reason: Reason | str = Reason.UNKNOWN
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.detail = detail
+        self.reason: Reason | str = _as_reason(reason)
 
     def __str__(self) -> str:
         return self.message
@@ -87,35 +75,48 @@ class ClientError(Exception):
         return self.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
 
 
-# Words in the details of a transport-level UNAVAILABLE (as opposed to one the server returned).
-_TRANSPORT_WORDS = (
-    "connect",
-    "socket",
-    "dns",
-    "goaway",
-    "endpoint",
-    "reset",
-    "broken pipe",
-    "handshake",
-    "ssl",
-    "tls",
-)
+def _as_reason(value: Reason | str) -> Reason | str:
+    try:
+        return Reason(value or Reason.UNKNOWN)
+    except ValueError:
+        return value
 
 
-def _human(code: grpc.StatusCode, detail: str, address: str) -> str:
+def _reason_of(exc: grpc.aio.AioRpcError) -> Reason | str:
+    """The ``pulse-reason`` a Pulse server sent with the failure; else what the client can tell
+    from the status alone: an UNAVAILABLE without one never came from a server (it is the
+    transport's), an UNIMPLEMENTED without one is an endpoint without that RPC."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == REASON_METADATA_KEY:
+            return _as_reason(value if isinstance(value, str) else value.decode("utf-8", "replace"))
+    code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return Reason.UNREACHABLE
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return Reason.UNSUPPORTED
+    return Reason.UNKNOWN
+
+
+def _human(
+    code: grpc.StatusCode, detail: str, address: str, reason: Reason | str, what: str = "server"
+) -> str:
+    """The message for a failed call to the ``what`` ("server" or "plugin") at ``address``."""
     name = code.name
+    hint = "is `pulse-tui serve` running?" if what == "server" else "is the plugin process still running?"
     if name == "UNAVAILABLE":
-        if detail and not any(w in detail.lower() for w in _TRANSPORT_WORDS):
-            return f"server at {address} is unavailable: {detail}"  # the server said why (e.g. db locked)
-        return f"server at {address} is not reachable; is `pulse-tui serve` running?"
+        if reason == Reason.UNREACHABLE or not detail:
+            return f"{what} at {address} is not reachable; {hint}"
+        return f"{what} at {address} is unavailable: {detail}"  # the server said why (e.g. db locked)
     if name == "UNAUTHENTICATED":
         return "token rejected; check --token-file / PULSE_TOKEN"
+    if name == "PERMISSION_DENIED" and reason not in (Reason.READ_ONLY, Reason.UNKNOWN) and detail:
+        return detail  # not a read-only token: e.g. a plugin's token, and the server says what it may do
     if name == "PERMISSION_DENIED":
         return "this token is read-only; use the admin token to change anything"
     if name == "DEADLINE_EXCEEDED":
-        return f"server at {address} did not answer in time; it may be overloaded — try again"
+        return f"{what} at {address} did not answer in time; it may be overloaded — try again"
     if name == "UNIMPLEMENTED":
-        return f"the server at {address} does not offer this ({detail or 'unimplemented'})"
+        return f"the {what} at {address} does not offer this ({detail or 'unimplemented'})"
     return detail or name.lower().replace("_", " ")
 
 
@@ -213,7 +214,7 @@ class PulseClient:
         self.address = address
         self.token = token
         self.timeout = timeout
-        self.mode: str | None = None
+        self.mode: EndpointMode | None = None
         self.info: operator_pb2.ServerInfo | None = None
         self.plugin_info: PluginEndpointInfo | None = None
         self._tls = tls
@@ -261,11 +262,13 @@ class PulseClient:
         return self._plugin_stub
 
     @property
-    def capabilities(self) -> frozenset[str]:
-        return CAPABILITIES.get(self.mode or "", frozenset())
+    def capabilities(self) -> frozenset[Capability]:
+        return CAPABILITIES.get(self.mode, frozenset()) if self.mode is not None else frozenset()
 
-    def can(self, capability: str) -> bool:
-        return capability in self.capabilities
+    def can(self, capability: Capability) -> bool:
+        """Whether the endpoint offers `capability`. A name that is no Capability raises ValueError:
+        a typo must not read as "not available"."""
+        return Capability(capability) in self.capabilities
 
     @property
     def read_only(self) -> bool:
@@ -282,26 +285,30 @@ class PulseClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def kind(self) -> str:
+        """What the endpoint is, for messages: "plugin" for a bare plugin endpoint, else "server"."""
+        return "plugin" if self.mode == PLUGIN else "server"
+
     def _error(self, exc: grpc.aio.AioRpcError) -> ClientError:
         code = exc.code()
         detail = exc.details() or ""
-        message = _human(code, detail, self.address)
-        if self.mode == PLUGIN:  # not a server: the hint is about the plugin process
-            message = message.replace("is `pulse-tui serve` running?", "is the plugin process still running?")
-        return ClientError(code.name, message, detail)
+        reason = _reason_of(exc)
+        return ClientError(code.name, _human(code, detail, self.address, reason, self.kind), detail, reason)
 
-    async def _call(self, method, request, *, timeout: float | None = None):  # noqa: ANN001, ANN202
+    async def _call(self, method, request, *, timeout: float | None = None):
         try:
             return await method(request, metadata=self._metadata, timeout=timeout or self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc) from None
 
-    def _need(self, capability: str) -> None:
+    def _need(self, capability: Capability) -> None:
         if not self.can(capability):
             mode = self.mode or "unknown"
             raise ClientError(
                 "UNIMPLEMENTED",
                 f"{capability} is not available on {self.address} ({mode} endpoint)",
+                reason=Reason.UNSUPPORTED,
             )
 
     async def probe(self, wait: float = 0.0) -> str:
@@ -331,7 +338,9 @@ class PulseClient:
             )
             if not resp.success and "auth" in resp.error.lower():
                 raise ClientError(
-                    "UNAUTHENTICATED", _human(grpc.StatusCode.UNAUTHENTICATED, "", self.address)
+                    "UNAUTHENTICATED",
+                    _human(grpc.StatusCode.UNAUTHENTICATED, "", self.address, Reason.UNAUTHENTICATED),
+                    reason=Reason.UNAUTHENTICATED,
                 )
             self.info = None
             self.mode = COMPAT
@@ -349,6 +358,7 @@ class PulseClient:
                     "UNIMPLEMENTED",
                     f"{self.address} speaks neither the Pulse operator API, QueueService nor the plugin "
                     "protocol; check the address",
+                    reason=Reason.UNSUPPORTED,
                 ) from None
             raise self._error(exc) from None
         self.plugin_info = PluginEndpointInfo(
@@ -364,7 +374,7 @@ class PulseClient:
     # ------------------------------------------------------------------ server
 
     async def server_info(self) -> operator_pb2.ServerInfo:
-        self._need("plugins")
+        self._need(Capability.PLUGINS)
         self.info = await self._call(self._op.GetServerInfo, operator_pb2.ServerInfoRequest())
         return self.info
 
@@ -380,7 +390,7 @@ class PulseClient:
         offset: int = 0,
         sort_by: str = "",
     ) -> operator_pb2.ListJobsResponse:
-        self._need("jobs")
+        self._need(Capability.JOBS)
         if self.mode == COMPAT:
             return await self._compat_list(flt, limit=limit, after_seq=after_seq, offset=offset)
         req = operator_pb2.ListJobsRequest(
@@ -393,7 +403,7 @@ class PulseClient:
     async def count_jobs(
         self, flt: operator_pb2.JobFilter | None = None, *, cap: int = 10000
     ) -> operator_pb2.CountJobsResponse:
-        self._need("counts")
+        self._need(Capability.COUNTS)
         if self.mode == COMPAT:
             jobs = await self._compat_all(flt, ignore_status=True)
             by: dict[str, int] = {}
@@ -406,7 +416,7 @@ class PulseClient:
         return await self._call(self._op.CountJobs, operator_pb2.CountJobsRequest(filter=flt, cap=cap))
 
     async def get_job(self, job_id: str) -> operator_pb2.JobDetail:
-        self._need("detail")
+        self._need(Capability.DETAIL)
         if self.mode == COMPAT:
             q = await self._compat_get(job_id)
             return operator_pb2.JobDetail(job=_from_queue_job(q), payload=q.payload)
@@ -418,7 +428,7 @@ class PulseClient:
         """Server-streaming job events ("upsert" per job, "resync", "heartbeat"). Ends with
         ClientError when the stream breaks. The server is asked for batched events (one message
         per flush); they are unpacked here, so callers see one "upsert" per job either way."""
-        self._need("watch")
+        self._need(Capability.WATCH)
         call = self._op.WatchJobs(
             operator_pb2.WatchJobsRequest(filter=flt, batched=True), metadata=self._metadata
         )
@@ -433,7 +443,11 @@ class PulseClient:
             raise self._error(exc) from None
         finally:
             call.cancel()
-        raise ClientError("UNAVAILABLE", f"the job event stream from {self.address} ended; reconnecting")
+        raise ClientError(
+            "UNAVAILABLE",
+            f"the job event stream from {self.address} ended; reconnecting",
+            reason=Reason.UNREACHABLE,
+        )
 
     async def enqueue(
         self,
@@ -447,7 +461,7 @@ class PulseClient:
         delay_secs: float = 0.0,
         parent_job_id: str = "",
     ) -> operator_pb2.Job:
-        self._need("enqueue")
+        self._need(Capability.ENQUEUE)
         if payload is None:
             raw = b"{}"
         elif isinstance(payload, dict):
@@ -458,10 +472,14 @@ class PulseClient:
             raw = payload
         if self.mode == COMPAT:
             qjob = queue_pb2.Job(
-                handler_name=handler, payload=raw, source=source, status="queued", parent_job_id=parent_job_id
+                handler_name=handler,
+                payload=raw,
+                source=source,
+                status=JobStatus.QUEUED,
+                parent_job_id=parent_job_id,
             )
             job_id = await self._compat_enqueue(qjob)
-            return operator_pb2.Job(id=job_id, handler=handler, status="queued", source=source)
+            return operator_pb2.Job(id=job_id, handler=handler, status=JobStatus.QUEUED, source=source)
         req = operator_pb2.EnqueueRequest(
             handler=handler,
             payload=raw,
@@ -477,7 +495,7 @@ class PulseClient:
 
     async def enqueue_many(self, jobs: Sequence[operator_pb2.EnqueueRequest]) -> list[str]:
         """Enqueue many jobs in one call: all are stored or none is; the ids come in order."""
-        self._need("enqueue-many")
+        self._need(Capability.ENQUEUE_MANY)
         resp = await self._call(
             self._op.EnqueueMany, operator_pb2.EnqueueManyRequest(jobs=jobs), timeout=max(self.timeout, 60.0)
         )
@@ -501,7 +519,7 @@ class PulseClient:
         limit: int = 0,
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
-        self._need("cancel")
+        self._need(Capability.CANCEL)
         if self.mode == COMPAT:
             return await self._compat_bulk(ids, self._compat_cancel_one, dry_run)
         return await self._call(self._op.CancelJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
@@ -514,7 +532,7 @@ class PulseClient:
         limit: int = 0,
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
-        self._need("retry")
+        self._need(Capability.RETRY)
         if self.mode == COMPAT:
             if not ids and flt is not None:
                 ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
@@ -530,7 +548,7 @@ class PulseClient:
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
         """Delete finished jobs (by ids, or those matching ``flt`` up to ``limit``)."""
-        self._need("delete")
+        self._need(Capability.DELETE)
         return await self._call(self._op.DeleteJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
 
     async def cancel(self, job_id: str) -> operator_pb2.BulkResponse:
@@ -547,29 +565,31 @@ class PulseClient:
     def _raise_single(resp: operator_pb2.BulkResponse) -> None:
         if resp.failures:
             f = resp.failures[0]
-            raise ClientError("FAILED_PRECONDITION", f.error or f"job {f.id} was not changed")
+            raise ClientError(
+                "FAILED_PRECONDITION", f.error or f"job {f.id} was not changed", reason=f.reason
+            )
 
     # ------------------------------------------------------------------ plugins & handlers
 
     async def list_plugins(self) -> list[operator_pb2.Plugin]:
-        self._need("plugins")
+        self._need(Capability.PLUGINS)
         resp = await self._call(self._op.ListPlugins, operator_pb2.ListPluginsRequest())
         return list(resp.plugins)
 
     async def get_plugin(self, name: str, *, tail_lines: int = 50) -> operator_pb2.Plugin:
-        self._need("plugins")
+        self._need(Capability.PLUGINS)
         return await self._call(
             self._op.GetPlugin, operator_pb2.GetPluginRequest(name=name, tail_lines=tail_lines)
         )
 
     async def reload_plugin(self, name: str) -> operator_pb2.ReloadPluginResponse:
-        self._need("plugins")
+        self._need(Capability.PLUGINS)
         return await self._call(
             self._op.ReloadPlugin, operator_pb2.PluginNameRequest(name=name), timeout=120.0
         )
 
     async def set_plugin_enabled(self, name: str, enabled: bool) -> operator_pb2.Plugin:
-        self._need("plugins")
+        self._need(Capability.PLUGINS)
         req = operator_pb2.SetPluginEnabledRequest(name=name, enabled=enabled)
         return await self._call(self._op.SetPluginEnabled, req, timeout=60.0)
 
@@ -577,12 +597,12 @@ class PulseClient:
         self, handler: str = "", *, window_secs: int = 3600, step_secs: int = 0
     ) -> operator_pb2.GetStatsResponse:
         """Throughput and latency series (GetStats) over the last `window_secs`."""
-        self._need("stats")
+        self._need(Capability.STATS)
         req = operator_pb2.GetStatsRequest(handler=handler, window_secs=window_secs, step_secs=step_secs)
         return await self._call(self._op.GetStats, req)
 
     async def list_handlers(self, *, conflicts_only: bool = False) -> list[operator_pb2.Handler]:
-        self._need("handlers")
+        self._need(Capability.HANDLERS)
         req = operator_pb2.ListHandlersRequest(conflicts_only=conflicts_only)
         resp = await self._call(self._op.ListHandlers, req)
         return list(resp.handlers)
@@ -592,7 +612,7 @@ class PulseClient:
     async def list_schedules(
         self, states: Iterable[str] = (), owner: str = "", handler: str = "", limit: int = 0
     ) -> list[operator_pb2.Schedule]:
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         req = operator_pb2.ListSchedulesRequest(
             states=list(states), owner=owner, handler=handler, limit=limit
         )
@@ -601,7 +621,7 @@ class PulseClient:
     async def get_schedule(
         self, schedule_id: str, *, executions: int = 20, before_seq: int = 0
     ) -> operator_pb2.ScheduleDetail:
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         req = operator_pb2.GetScheduleRequest(
             id=schedule_id, executions_limit=executions, executions_before_seq=before_seq
         )
@@ -611,18 +631,18 @@ class PulseClient:
         self, handler: str, payload: bytes = b"{}", **fields: Any
     ) -> operator_pb2.Schedule:
         """fields: interval_secs | cron (+ timezone), overlap, jitter_secs, paused, run_at_once, ..."""
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         req = operator_pb2.CreateScheduleRequest(handler=handler, payload=payload, **fields)
         return await self._call(self._op.CreateSchedule, req)
 
     async def update_schedule(self, schedule_id: str, **fields: Any) -> operator_pb2.Schedule:
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         req = operator_pb2.UpdateScheduleRequest(id=schedule_id, **fields)
         return await self._call(self._op.UpdateSchedule, req)
 
     async def schedule_action(self, action: str, schedule_id: str) -> Any:
         """action: pause | resume | delete | run (run returns RunScheduleResponse)."""
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         method = {
             "pause": self._op.PauseSchedule,
             "resume": self._op.ResumeSchedule,
@@ -632,7 +652,7 @@ class PulseClient:
         return await self._call(method, operator_pb2.ScheduleIdRequest(id=schedule_id))
 
     async def watch_schedules(self) -> AsyncIterator[operator_pb2.ScheduleEvent]:
-        self._need("schedules")
+        self._need(Capability.SCHEDULES)
         call = self._op.WatchSchedules(operator_pb2.WatchSchedulesRequest(), metadata=self._metadata)
         try:
             async for event in call:
@@ -641,28 +661,32 @@ class PulseClient:
             raise self._error(exc) from None
         finally:
             call.cancel()
-        raise ClientError("UNAVAILABLE", f"the schedule event stream from {self.address} ended; reconnecting")
+        raise ClientError(
+            "UNAVAILABLE",
+            f"the schedule event stream from {self.address} ended; reconnecting",
+            reason=Reason.UNREACHABLE,
+        )
 
     # ------------------------------------------------------------------ scripts (handler editor)
 
     async def list_scripts(self) -> list[operator_pb2.Script]:
-        self._need("scripts")
+        self._need(Capability.SCRIPTS)
         resp = await self._call(self._op.ListScripts, operator_pb2.ListScriptsRequest())
         return list(resp.scripts)
 
     async def get_script(self, name: str) -> operator_pb2.Script:
-        self._need("scripts")
+        self._need(Capability.SCRIPTS)
         return await self._call(self._op.GetScript, operator_pb2.GetScriptRequest(name=name))
 
     async def save_script(
         self, name: str, code: str, base_version: str = ""
     ) -> operator_pb2.SaveScriptResponse:
-        self._need("scripts")
+        self._need(Capability.SCRIPTS)
         req = operator_pb2.SaveScriptRequest(name=name, code=code, base_version=base_version)
         return await self._call(self._op.SaveScript, req, timeout=120.0)
 
     async def delete_script(self, name: str, base_version: str = "") -> bool:
-        self._need("scripts")
+        self._need(Capability.SCRIPTS)
         req = operator_pb2.DeleteScriptRequest(name=name, base_version=base_version)
         resp = await self._call(self._op.DeleteScript, req)
         return resp.deleted
@@ -671,7 +695,7 @@ class PulseClient:
 
     async def plugin_endpoint(self) -> PluginEndpointInfo:
         """Metadata, health and config schema of a bare plugin endpoint."""
-        self._need("plugin-endpoint")
+        self._need(Capability.PLUGIN_ENDPOINT)
         md = await self._call(self._plugin.Metadata, domain_pb2.Empty())
         info = PluginEndpointInfo(
             name=md.name, version=md.version, description=md.description, author=md.author, license=md.license
@@ -718,7 +742,9 @@ class PulseClient:
                 if "auth" in low
                 else "FAILED_PRECONDITION"
             )
-            raise ClientError(code, error or "the queue refused the request")
+            # QueueService says why only in words: NOT_FOUND and UNAUTHENTICATED are reasons too
+            reason = code if code != "FAILED_PRECONDITION" else Reason.UNKNOWN
+            raise ClientError(code, error or "the queue refused the request", reason=reason)
 
     async def _compat_all(
         self, flt: operator_pb2.JobFilter | None, *, ignore_status: bool = False
@@ -766,10 +792,14 @@ class PulseClient:
     async def _compat_cancel_one(self, job_id: str, dry_run: bool) -> None:
         q = await self._compat_get(job_id)
         if q.status in FINISHED:
-            raise ClientError("FAILED_PRECONDITION", f"job {job_id} is {q.status}; it cannot be cancelled")
+            raise ClientError(
+                "FAILED_PRECONDITION",
+                f"job {job_id} is {q.status}; it cannot be cancelled",
+                reason=Reason.INVALID_STATE,
+            )
         if dry_run:
             return
-        q.status = "cancelled"
+        q.status = JobStatus.CANCELLED
         resp = await self._call(
             self._queue.UpdateJob, queue_pb2.UpdateJobRequest(auth_token=self.token, job=q)
         )
@@ -779,9 +809,11 @@ class PulseClient:
         """QueueService has no retry: enqueue a copy (parent_job_id = the old one); its id is
         remembered in ``retried_as``."""
         q = await self._compat_get(job_id)
-        if q.status not in ("failed", "cancelled"):
+        if q.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise ClientError(
-                "FAILED_PRECONDITION", f"job {job_id} is {q.status}; only failed or cancelled jobs retry"
+                "FAILED_PRECONDITION",
+                f"job {job_id} is {q.status}; only failed or cancelled jobs retry",
+                reason=Reason.INVALID_STATE,
             )
         if dry_run:
             return
@@ -789,14 +821,14 @@ class PulseClient:
             handler_name=q.handler_name,
             payload=q.payload,
             source=q.source,
-            status="queued",
+            status=JobStatus.QUEUED,
             parent_job_id=q.id,
             retry_count=q.retry_count + 1,
             cost_estimate=q.cost_estimate,
         )
         self.retried_as[job_id] = await self._compat_enqueue(copy)
 
-    async def _compat_bulk(self, ids: Sequence[str], one, dry_run: bool) -> operator_pb2.BulkResponse:  # noqa: ANN001
+    async def _compat_bulk(self, ids: Sequence[str], one, dry_run: bool) -> operator_pb2.BulkResponse:
         resp = operator_pb2.BulkResponse(matched=len(ids))
         for job_id in ids:
             try:
@@ -804,7 +836,9 @@ class PulseClient:
             except ClientError as exc:
                 if exc.unavailable:
                     raise
-                resp.failures.append(operator_pb2.ActionFailure(id=job_id, error=exc.message))
+                resp.failures.append(
+                    operator_pb2.ActionFailure(id=job_id, error=exc.message, reason=exc.reason)
+                )
             else:
                 resp.affected_ids.append(job_id)
         return resp

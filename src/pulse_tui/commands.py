@@ -25,6 +25,7 @@ from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.screens.editor import EditorScreen
 from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.script_template import NAME_RULE, handler_of, valid_name
+from pulse_tui.vocab import Capability, Reason
 
 if TYPE_CHECKING:
     from pulse_tui.app import PulseApp
@@ -139,10 +140,7 @@ def _on_jobs(app: PulseApp, action: Callable[[JobsScreen, str], object]) -> Comm
 
 def is_unknown_handler(exc: ClientError) -> bool:
     """The queue refused an enqueue because no plugin announces the handler."""
-    low = exc.message.lower()
-    return exc.code in ("INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION") and (
-        "unknown handler" in low or "no handler" in low or "handler not found" in low
-    )
+    return exc.reason == Reason.UNKNOWN_HANDLER
 
 
 async def _editor(app: PulseApp) -> EditorScreen | None:
@@ -187,7 +185,7 @@ async def run_ix(app: PulseApp, args: str) -> None:
         if not is_unknown_handler(exc):
             app.report(exc, f"ix {command}")
             return
-        if not app.client.can("scripts"):
+        if not app.client.can(Capability.SCRIPTS):
             app.notify(
                 f"handler {handler} not found, and this endpoint has no handler scripts to create it",
                 severity="error",

@@ -10,10 +10,10 @@ from pulse_tui.protocol import domain_pb2, domain_pb2_grpc
 
 
 class Raw(domain_pb2_grpc.DomainPluginServiceServicer):
-    async def Metadata(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def Metadata(self, request, context):
         return domain_pb2.MetadataResponse(name="rawcheck", version="0.1.0", description="no schema")
 
-    async def Health(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def Health(self, request, context):
         return domain_pb2.HealthResponse(healthy=True, message="ok")
 
 

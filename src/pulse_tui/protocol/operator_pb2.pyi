@@ -242,12 +242,14 @@ class JobSelector(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[JobFilter, _Mapping]] = ..., limit: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class ActionFailure(_message.Message):
-    __slots__ = ("id", "error")
+    __slots__ = ("id", "error", "reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     error: str
-    def __init__(self, id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., error: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class BulkResponse(_message.Message):
     __slots__ = ("affected_ids", "failures", "matched", "truncated")

@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from pulse_tui.pulse.errors import PermissionDenied, PulseError, Unauthenticated
+from pulse_tui.pulse.errors import PermissionDenied, PulseError, ReadOnly, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Principal:
     def require_admin(self, action: str) -> None:
         """Raise PermissionDenied unless this is the admin token."""
         if self.role == READONLY:
-            raise PermissionDenied(f"the read-only token may not {action}; use the admin token")
+            raise ReadOnly(f"the read-only token may not {action}; use the admin token")
         if self.role == PLUGIN:
             raise PermissionDenied(
                 f"plugin {self.plugin!r} may not {action}; plugin tokens may only update their running jobs"

@@ -35,11 +35,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pulse_tui.pulse.errors import (
+    Conflict,
     NotFound,
     PermissionDenied,
     Precondition,
     PulseError,
     Unavailable,
+    UnknownHandler,
     ValidationError,
 )
 from pulse_tui.pulse.events import EventBus
@@ -278,12 +280,7 @@ class Engine:
             job_id=job_id,
             retry_count=retry_count,
         )
-        try:
-            await self.store.insert([job])
-        except Exception as exc:
-            if "UNIQUE" in str(exc):
-                raise ValidationError(f"a job with id {job.id!r} already exists") from None
-            raise
+        await self.store.insert([job])  # a taken id: the store raises DuplicateJob
         if self.metrics:
             self.metrics.enqueued(job.handler)
         self._publish(job)
@@ -313,12 +310,7 @@ class Engine:
                 raise ValidationError(f"job {i} of {len(specs)}: {exc}") from None
         if not jobs:
             return jobs
-        try:
-            await self.store.insert(jobs)
-        except Exception as exc:
-            if "UNIQUE" in str(exc):
-                raise ValidationError(f"a job id is already taken: {exc}") from None
-            raise
+        await self.store.insert(jobs)  # one taken id: DuplicateJob, and none is stored
         if self.bus.watcher_count:
             self.bus.publish_many([replace(j, payload=b"") for j in jobs if self._fresh(j)])
         due = [j.run_at for j in jobs if j.run_at > j.created_at]
@@ -407,7 +399,7 @@ class Engine:
                 msg += f"; did you mean {', '.join(repr(h) for h in hints[:3])}?"
             else:
                 msg += "; list them with `pulse-tui handlers list`"
-            raise ValidationError(msg)
+            raise UnknownHandler(handler, msg)
 
     def _check_payload(self, payload: bytes) -> bytes:
         payload = bytes(payload or b"")
@@ -624,7 +616,7 @@ class Engine:
         if job is None:
             latest = await self.get_job(job_id)
             check_operator_retry(job_id, latest.status)
-            raise Precondition(f"job {job_id} changed while retrying; try again")
+            raise Conflict(f"job {job_id} changed while retrying; try again")
         self._publish(job)
         self._kick()
         return job
@@ -1105,7 +1097,8 @@ class Engine:
         while True:
             try:
                 cutoff = time.time() - self.retention_secs
-                while await self.store.prune(cutoff, (COMPLETED,), 5000) == 5000:
+                # a yield to the loop between chunks, not a wait for a condition
+                while await self.store.prune(cutoff, (COMPLETED,), 5000) == 5000:  # noqa: ASYNC110
                     await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise

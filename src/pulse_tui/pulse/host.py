@@ -436,7 +436,8 @@ class _Instance:
         argv = [*self.cfg.command, "--port", str(self.given_port)]
         relative = os.sep in argv[0] and not os.path.isabs(argv[0])  # resolved in `cwd` by the child
         if not relative and shutil.which(argv[0], path=self._search_path()) is None:
-            what = "not executable" if os.path.exists(argv[0]) else "not found"
+            # one stat, once per plugin start, to say which
+            what = "not executable" if os.path.exists(argv[0]) else "not found"  # noqa: ASYNC240
             raise PluginStartError(
                 f"cannot start {argv[0]}: {what}; check `command` in [[plugins]] {self.cfg.name}"
             )

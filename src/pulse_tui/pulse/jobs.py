@@ -11,16 +11,16 @@ from dataclasses import dataclass, field
 from pulse_tui.pulse.errors import Precondition, ValidationError
 from pulse_tui.sorting import SORT_NAMES
 from pulse_tui.sorting import sort_scope as sort_scope  # the stores import it from here
+from pulse_tui.vocab import FINISHED, JobStatus
+from pulse_tui.vocab import STATUSES as STATUSES  # re-exported: the server imports it from here
 
-QUEUED = "queued"
-RUNNING = "running"
-PAUSED = "paused"
-COMPLETED = "completed"
-FAILED = "failed"
-CANCELLED = "cancelled"
-
-STATUSES: tuple[str, ...] = (QUEUED, RUNNING, PAUSED, COMPLETED, FAILED, CANCELLED)
-FINISHED: frozenset[str] = frozenset({COMPLETED, FAILED, CANCELLED})
+# the statuses are the shared vocabulary's (pulse_tui.vocab), spelled here as the server always has
+QUEUED = JobStatus.QUEUED
+RUNNING = JobStatus.RUNNING
+PAUSED = JobStatus.PAUSED
+COMPLETED = JobStatus.COMPLETED
+FAILED = JobStatus.FAILED
+CANCELLED = JobStatus.CANCELLED
 
 # Every legal move. Anything else is refused with IllegalTransition.
 TRANSITIONS: dict[str, frozenset[str]] = {

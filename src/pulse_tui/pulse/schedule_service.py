@@ -23,7 +23,15 @@ from pulse_tui.protocol import schedule_pb2 as sp
 from pulse_tui.protocol import schedule_pb2_grpc as sp_grpc
 from pulse_tui.pulse import schedules as S
 from pulse_tui.pulse.auth import ADMIN, PLUGIN, Principal
-from pulse_tui.pulse.errors import NotFound, PermissionDenied, PulseError, ValidationError
+from pulse_tui.pulse.errors import (
+    NotEnabled,
+    PermissionDenied,
+    PulseError,
+    ReadOnly,
+    ValidationError,
+    reason_trailer,
+)
+from pulse_tui.vocab import Reason
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +139,7 @@ class ScheduleService(sp_grpc.ScheduleServiceServicer):
         if not schedule_id:
             raise ValidationError("schedule_id is empty")
         if principal.role not in (ADMIN, PLUGIN):
-            raise PermissionDenied(f"the read-only token may not {action} schedules; use the admin token")
+            raise ReadOnly(f"the read-only token may not {action} schedules; use the admin token")
         s = await self.scheduler.get(schedule_id)
         if principal.role == PLUGIN and s.owner != S.plugin_owner(principal.plugin):
             raise PermissionDenied(
@@ -209,7 +217,7 @@ class ScheduleOperatorMixin:
     def scheduler(self) -> S.Scheduler:
         sched = getattr(self.ctx, "scheduler", None)
         if sched is None:
-            raise NotFound("this server runs no scheduler")
+            raise NotEnabled("this server runs no scheduler")
         return sched
 
     async def _call(
@@ -219,12 +227,16 @@ class ScheduleOperatorMixin:
             self.authorize(context, mutation)
             return await fn()
         except PulseError as exc:
-            await context.abort(grpc.StatusCode[exc.code], _short(exc.message))
+            await context.abort(grpc.StatusCode[exc.code], _short(exc.message), reason_trailer(exc.reason))
         except grpc.aio.AbortError:
             raise
         except Exception:
             log.exception("OperatorService schedule call failed")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal server error; see the server log")
+            await context.abort(
+                grpc.StatusCode.INTERNAL,
+                "internal server error; see the server log",
+                reason_trailer(Reason.INTERNAL),
+            )
 
     async def ListSchedules(self, request: op.ListSchedulesRequest, context: grpc.aio.ServicerContext) -> Any:
         async def go() -> op.ListSchedulesResponse:
@@ -341,7 +353,7 @@ class ScheduleOperatorMixin:
             self.authorize(context, None)
             sched = self.scheduler
         except PulseError as exc:
-            await context.abort(grpc.StatusCode[exc.code], exc.message)
+            await context.abort(grpc.StatusCode[exc.code], _short(exc.message), reason_trailer(exc.reason))
         pending: dict[str, S.Schedule] = {}
         wake = asyncio.Event()
 

@@ -38,8 +38,9 @@ from cronsim import CronSim
 
 from pulse_tui import cadence
 from pulse_tui.cadence import MAX_INTERVAL_SECS, CadenceError  # noqa: F401
-from pulse_tui.pulse.errors import NotFound, Precondition, PulseError, ValidationError
+from pulse_tui.pulse.errors import Conflict, NotFound, Precondition, PulseError, ValidationError
 from pulse_tui.pulse.jobs import FINISHED, Job
+from pulse_tui.vocab import Reason
 
 log = logging.getLogger("pulse.schedules")
 
@@ -75,6 +76,8 @@ LOOKAHEAD_SECS = 1.0  # runs due this soon are fetched at once and fired on time
 
 class AlreadyDeclared(Precondition):
     """Another node (or a concurrent reconcile) already created this declared schedule."""
+
+    reason = Reason.DUPLICATE_SCHEDULE
 
     def __init__(self, owner: str, handler: str) -> None:
         super().__init__(f"{owner} already has a declared schedule for {handler!r}")
@@ -160,10 +163,10 @@ class ScheduleFilter:
 # ---------------------------------------------------------------- cadence
 
 
-def _user_error(fn):  # noqa: ANN001, ANN202
+def _user_error(fn):
     """Turn the cadence module's CadenceError into the server's ValidationError."""
 
-    def wrapped(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+    def wrapped(*args, **kw):
         try:
             return fn(*args, **kw)
         except CadenceError as exc:
@@ -291,7 +294,8 @@ class Scheduler:
         while not self._stopping:
             try:
                 cutoff = time.time() - retention
-                while await self.store.prune_executions(cutoff, 5000) == 5000:
+                # a yield to the loop between chunks, not a wait for a condition
+                while await self.store.prune_executions(cutoff, 5000) == 5000:  # noqa: ASYNC110
                     await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
@@ -662,7 +666,7 @@ class Scheduler:
             raise Precondition(f"schedule {schedule_id} is deleted")
         ex = await self._fire_inner(s, time.time(), note)
         if ex is None:
-            raise Precondition(f"schedule {schedule_id} changed while it was being run; try again")
+            raise Conflict(f"schedule {schedule_id} changed while it was being run; try again")
         return ex
 
     # ---- declared schedules (plugins, config)

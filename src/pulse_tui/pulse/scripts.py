@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pulse_tui.pulse.errors import NotFound, Precondition, ValidationError
+from pulse_tui.pulse.errors import Conflict, NotFound, ValidationError
 from pulse_tui.script_template import NAME_RE, RESERVED_NAMES, TEMPLATE, template
 
 MAX_SCRIPT_BYTES = 256 * 1024
@@ -164,13 +164,13 @@ class ScriptStore:
             current = None
         if current is not None and current.version != base_version:
             if base_version:
-                raise Precondition(
+                raise Conflict(
                     f"script {name!r} was saved by someone else since you opened it (yours: {base_version}, "
                     f"now: {current.version}); reload it and merge your change"
                 )
-            raise Precondition(f"script {name!r} already exists; open it to edit it")
+            raise Conflict(f"script {name!r} already exists; open it to edit it")
         if current is None and base_version:
-            raise Precondition(f"script {name!r} was deleted since you opened it")
+            raise Conflict(f"script {name!r} was deleted since you opened it")
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(code)
@@ -184,7 +184,7 @@ class ScriptStore:
     async def delete(self, name: str, base_version: str = "") -> None:
         current = self.get(name)
         if base_version and current.version != base_version:
-            raise Precondition(f"script {name!r} changed since you opened it; reload before deleting")
+            raise Conflict(f"script {name!r} changed since you opened it; reload before deleting")
         os.unlink(self._path(name))
         if self._reload is not None:
             await self._reload()

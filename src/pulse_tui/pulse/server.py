@@ -26,7 +26,7 @@ from pulse_tui.config import Config, ServerConfig
 from pulse_tui.protocol import operator_pb2, queue_pb2, queue_pb2_grpc, schedule_pb2, schedule_pb2_grpc
 from pulse_tui.pulse.auth import PLUGIN, Authenticator
 from pulse_tui.pulse.engine import Engine
-from pulse_tui.pulse.errors import PulseError
+from pulse_tui.pulse.errors import PulseError, reason_trailer
 from pulse_tui.pulse.host import PluginHost
 from pulse_tui.pulse.metrics import HTTPSettings, MetricsHTTPServer, PluginGauge, Recorder
 from pulse_tui.pulse.registry import Registry
@@ -35,6 +35,7 @@ from pulse_tui.pulse.schedules import OWNER_CONFIG, Scheduler, plugin_owner
 from pulse_tui.pulse.scripts import ScriptStore
 from pulse_tui.pulse.services import OperatorService, QueueService, ServiceContext, add_operator_service
 from pulse_tui.pulse.store import open_store
+from pulse_tui.vocab import Reason
 
 log = logging.getLogger(__name__)
 
@@ -499,6 +500,7 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request to {method} is not a valid message ({request.error})",
+                reason_trailer(Reason.INVALID_ARGUMENT),
             )
 
         if handler.response_streaming:

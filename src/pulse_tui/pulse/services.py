@@ -29,11 +29,19 @@ from pulse_tui.pulse import jobs as jobmodel
 from pulse_tui.pulse import metrics
 from pulse_tui.pulse.auth import PLUGIN, Authenticator, Principal
 from pulse_tui.pulse.engine import Engine
-from pulse_tui.pulse.errors import NotFound, PermissionDenied, PulseError, ValidationError
+from pulse_tui.pulse.errors import (
+    NotEnabled,
+    NotFound,
+    PermissionDenied,
+    PulseError,
+    ValidationError,
+    reason_trailer,
+)
 from pulse_tui.pulse.jobs import CANCELLED, QUEUED, STATUSES, Attempt, Job, JobDetail, JobFilter, LogEntry
 from pulse_tui.pulse.schedule_service import ScheduleOperatorMixin
 from pulse_tui.pulse.schedules import schedule_of
 from pulse_tui.pulse.scripts import ScriptInfo, ScriptStore
+from pulse_tui.vocab import Reason
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +430,7 @@ class QueueService(qp_grpc.QueueServiceServicer):
                 )
             if j.status != CANCELLED:
                 raise ValidationError(
-                    f"UpdateJob can only cancel a job (status={CANCELLED!r}); {current.status} -> "
+                    f"UpdateJob can only cancel a job (status='{CANCELLED}'); {current.status} -> "
                     f"{j.status} is up to the server (use OperatorService.RetryJobs to retry)"
                 )
             await self.engine.cancel(j.id)
@@ -483,12 +491,18 @@ def _operator_rpc(
                 principal = self.authorize(context, mutation)
                 return await fn(self, request, principal)
             except PulseError as exc:
-                await context.abort(grpc.StatusCode[exc.code], _short(exc.message))
+                await context.abort(
+                    grpc.StatusCode[exc.code], _short(exc.message), reason_trailer(exc.reason)
+                )
             except grpc.aio.AbortError:
                 raise
             except Exception:
                 log.exception("OperatorService.%s failed", fn.__name__)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal server error; see the server log")
+                await context.abort(
+                    grpc.StatusCode.INTERNAL,
+                    "internal server error; see the server log",
+                    reason_trailer(Reason.INTERNAL),
+                )
 
         return rpc
 
@@ -688,7 +702,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
             self.authorize(context, None)
             flt = job_filter(request.filter)
         except PulseError as exc:
-            await context.abort(grpc.StatusCode[exc.code], exc.message)
+            await context.abort(grpc.StatusCode[exc.code], _short(exc.message), reason_trailer(exc.reason))
         batched = request.batched
         if batched and flt == JobFilter():  # unfiltered: the shared broadcast
             async for event in self._watch_broadcast():
@@ -856,7 +870,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                 else:
                     await action(job_id)
             except PulseError as exc:
-                resp.failures.append(op.ActionFailure(id=job_id, error=exc.message))
+                resp.failures.append(op.ActionFailure(id=job_id, error=exc.message, reason=exc.reason))
             else:
                 resp.affected_ids.append(job_id)
         return resp
@@ -1007,7 +1021,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
     # ---- scripts (handler editor)
     def _scripts(self) -> ScriptStore:
         if self.ctx.scripts is None:
-            raise NotFound("handler scripts are not enabled on this server")
+            raise NotEnabled("handler scripts are not enabled on this server")
         return self.ctx.scripts
 
     def _script(self, info: ScriptInfo, *, with_code: bool) -> op.Script:

@@ -54,7 +54,7 @@ class PulseScreen(Screen):
             return
         try:
             bindings = self._bindings.get_bindings_for_key(event.key)
-        except Exception:  # noqa: BLE001 — no binding for this key
+        except Exception:
             return
         for b in bindings:
             if b.action in self.MUTATING:

@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Static
 
+from pulse_tui.vocab import FINISHED, JobStatus
+
 
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
@@ -47,16 +49,13 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-FINISHED = ("completed", "failed", "cancelled")
-
-
 async def confirm_cancel(screen: Screen, job: Any) -> bool:
     """Whether to go on cancelling `job` (an operator Job message): finished jobs are refused with a
     notification, running ones ask first (their plugin call is cut short), queued ones just go."""
     if job.status in FINISHED:
         screen.notify(f"job {job.id} is {job.status}; only queued, paused or running jobs can be cancelled")
         return False
-    if job.status != "running":
+    if job.status != JobStatus.RUNNING:
         return True
     return bool(
         await screen.app.push_screen_wait(

@@ -32,6 +32,7 @@ from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.screens.new_script import NewScriptScreen
 from pulse_tui.script_template import handler_of, template
+from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.data_table import PulseDataTable
 from pulse_tui.widgets.script_panes import BAD, DIM, OK, WARN, RunPanel, ScriptHeader, trim_traceback
@@ -78,7 +79,7 @@ class EditorScreen(PulseScreen):
     run_job: var[operator_pb2.Job | None] = var(None)  # the last test run (or `ix` line)
     run_detail: var[operator_pb2.JobDetail | None] = var(None)  # its detail once it finished
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.scripts: list[operator_pb2.Script] = []
         self.listed = False
@@ -190,7 +191,7 @@ class EditorScreen(PulseScreen):
         if self.pulse.conn_state != "connected":
             return
         client = self.pulse.client
-        if not client.can("scripts"):
+        if not client.can(Capability.SCRIPTS):
             self._note(
                 f"Handler scripts are not available on this endpoint ({client.mode}); they need a Pulse "
                 "server's operator API with the python plugin."
@@ -307,7 +308,7 @@ class EditorScreen(PulseScreen):
         `ix <name> <payload>` runs after the next successful save."""
         self.claimed = True
         existing: operator_pb2.Script | None = None
-        if self.pulse.client.can("scripts"):
+        if self.pulse.client.can(Capability.SCRIPTS):
             try:
                 existing = await self.pulse.client.get_script(name)
             except ClientError as exc:

@@ -16,6 +16,7 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 from pulse_tui.client import ClientError
 from pulse_tui.console import console_of
 from pulse_tui.protocol import operator_pb2
+from pulse_tui.vocab import Capability, EndpointMode
 from pulse_tui.widgets import fmt
 
 MAX_MATCHES = 6
@@ -77,7 +78,7 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
                 yield Button("Cancel (esc)", id="enqueue-cancel", compact=True)
 
     def on_mount(self) -> None:
-        compat = console_of(self.app).mode_name == "compat"
+        compat = console_of(self.app).mode_name == EndpointMode.COMPAT
         self.query_one("#enqueue-numbers").display = not compat  # QueueService would drop them
         self.query_one("#enqueue-compat").display = compat
         self.query_one("#enqueue-payload", TextArea).cursor_blink = False
@@ -88,7 +89,7 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
     @work(exclusive=True, group="enqueue-names", exit_on_error=False)
     async def load_names(self) -> None:
         client = console_of(self.app).client
-        if not client.can("handlers"):
+        if not client.can(Capability.HANDLERS):
             self.query_one("#enqueue-matches", Static).update(
                 Text("handler list unavailable on this endpoint; type the name", style="dim italic")
             )

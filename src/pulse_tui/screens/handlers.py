@@ -12,6 +12,7 @@ from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.jobs import JobsScreen
+from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.data_table import PulseDataTable
 
@@ -33,7 +34,7 @@ class HandlersScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="handlers.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.conflicts_only = False
         self.handlers: list[operator_pb2.Handler] = []
@@ -79,7 +80,7 @@ class HandlersScreen(PulseScreen):
             return
         client = self.pulse.client
         note = self.query_one("#handlers-note", Static)
-        if not client.can("handlers"):
+        if not client.can(Capability.HANDLERS):
             note.update(
                 "Handlers and conflicts are not available on this endpoint "
                 f"({client.mode}); they need a Pulse server's operator API."
@@ -181,7 +182,7 @@ class HandlersScreen(PulseScreen):
             jobs.set_handler_filter(h.name)
 
     def action_enqueue(self) -> None:
-        if not self.pulse.guard("enqueue", capability="enqueue"):
+        if not self.pulse.guard("enqueue", capability=Capability.ENQUEUE):
             return
         from pulse_tui.screens.enqueue import EnqueueScreen
 

@@ -17,6 +17,7 @@ from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import confirm_cancel
+from pulse_tui.vocab import Capability, EndpointMode, JobStatus
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.json_view import JsonView
 from pulse_tui.widgets.progress_cell import progress_text
@@ -115,9 +116,9 @@ class JobDetailScreen(PulseScreen):
         self.query_one("#logs", Static).update(self._logs(detail))
         if at_end:
             logs_scroll.call_after_refresh(logs_scroll.scroll_end, animate=False)
-        if first and job.status == "failed" and job.error:
+        if first and job.status == JobStatus.FAILED and job.error:
             self.query_one(TabbedContent).active = "tab-error"
-        if self.pulse.mode_name == "compat":
+        if self.pulse.mode_name == EndpointMode.COMPAT:
             self.query_one("#attempts", Static).update(
                 Text(
                     "Attempt history and logs are not available from a QueueService-only server.", style="dim"
@@ -166,7 +167,7 @@ class JobDetailScreen(PulseScreen):
             what = "retry at" if wait == "retry" else "runs at"
             status.append(f"  · {what} {fmt.absolute(job.run_at, tz)} (in {fmt.until(job.run_at - now)})")
         prog = progress_text(job.progress_current, job.progress_total, 24, status=job.status)
-        compat = self.pulse.mode_name == "compat"  # QueueService says nothing of these
+        compat = self.pulse.mode_name == EndpointMode.COMPAT  # QueueService says nothing of these
         plugin = (
             job.plugin + (f" {job.plugin_version}" if job.plugin_version else "")
             if job.plugin
@@ -188,7 +189,7 @@ class JobDetailScreen(PulseScreen):
         grid.add_row("progress", prog, "attempts", attempts)
         grid.add_row("created", fmt.when(job.created_at, now, tz), "plugin", plugin)
         started = fmt.when(job.started_at, now, tz)
-        if job.status == "running" and job.started_at:
+        if job.status == JobStatus.RUNNING and job.started_at:
             started += f" · running {fmt.duration(now - job.started_at)}"
         grid.add_row("started", started, "priority", str(job.priority))
         finished = fmt.when(job.completed_at, now, tz)
@@ -217,7 +218,7 @@ class JobDetailScreen(PulseScreen):
 
     def _attempts(self, detail: operator_pb2.JobDetail) -> Table | Text:
         if not detail.attempts:
-            if self.pulse.mode_name == "compat":
+            if self.pulse.mode_name == EndpointMode.COMPAT:
                 return Text(
                     "Attempt history is not available in compat mode (QueueService).", style="dim italic"
                 )
@@ -247,7 +248,7 @@ class JobDetailScreen(PulseScreen):
 
     def _logs(self, detail: operator_pb2.JobDetail) -> Group | Text:
         if not detail.logs:
-            if self.pulse.mode_name == "compat":
+            if self.pulse.mode_name == EndpointMode.COMPAT:
                 return Text("Logs are not available in compat mode (QueueService).", style="dim italic")
             return Text("No log entries.", style="dim italic")
         tz = fmt.app_tz(self.app)
@@ -281,7 +282,7 @@ class JobDetailScreen(PulseScreen):
 
     @work(group="detail-action", exit_on_error=False)
     async def action_cancel(self) -> None:
-        if not self.pulse.guard("cancel", capability="cancel"):
+        if not self.pulse.guard("cancel", capability=Capability.CANCEL):
             return
         job = self.detail.job if self.detail else None
         if job is not None and not await confirm_cancel(self, job):
@@ -296,7 +297,7 @@ class JobDetailScreen(PulseScreen):
 
     @work(group="detail-action", exit_on_error=False)
     async def action_retry(self) -> None:
-        if not self.pulse.guard("retry", capability="retry"):
+        if not self.pulse.guard("retry", capability=Capability.RETRY):
             return
         try:
             await self.pulse.client.retry(self.job_id)
@@ -307,7 +308,7 @@ class JobDetailScreen(PulseScreen):
         self.load()
 
 
-def _clock(rfc3339: str, tz) -> str:  # noqa: ANN001
+def _clock(rfc3339: str, tz) -> str:
     """HH:MM:SS.mmm in the display zone; the raw string when it does not parse."""
     try:
         dt = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))

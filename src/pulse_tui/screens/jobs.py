@@ -21,8 +21,9 @@ from textual.widgets import Input, Static
 from pulse_tui.client import STATUSES, ClientError, job_filter
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
-from pulse_tui.screens.confirm import FINISHED, ConfirmScreen, confirm_cancel
+from pulse_tui.screens.confirm import ConfirmScreen, confirm_cancel
 from pulse_tui.sorting import SORT_NAMES, sort_scope
+from pulse_tui.vocab import FINISHED, Capability, EndpointMode, JobStatus
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.command_line import CommandLine
 from pulse_tui.widgets.job_side import WIDE, JobSide
@@ -192,7 +193,7 @@ class JobsScreen(PulseScreen):
         Binding("ctrl+r", "reload", "Reload", show=False, id="jobs.reload"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.filter = Filter()
         self.tab = "all"
@@ -302,7 +303,7 @@ class JobsScreen(PulseScreen):
     def reload(self, *, keep_cursor: bool = False) -> None:
         table = self.table
         # compat listing is newest first only; a sorted one pages by offset (End jumps there)
-        table.both_ends = self.pulse.mode_name != "compat" and not self.sort_by
+        table.both_ends = self.pulse.mode_name != EndpointMode.COMPAT and not self.sort_by
         table.set_sort(self.sort_by, self.sort_desc)
         current = table.current_job
         if not keep_cursor:
@@ -310,7 +311,7 @@ class JobsScreen(PulseScreen):
         elif current is not None:
             self._restore_id = current.id
         # else: a reload while the last one is still loading keeps the job it is restoring
-        if not self.pulse.client.can("jobs"):
+        if not self.pulse.client.can(Capability.JOBS):
             table.reset(0, exact=True, flt=self.effective_filter(), fetch=False)
             self._empty_message()
             self._note()
@@ -326,7 +327,7 @@ class JobsScreen(PulseScreen):
     def _empty_message(self) -> None:
         scope = self.filter.describe()
         tab = self.filter.statuses[0] if len(self.filter.statuses) == 1 else self.tab
-        if self.pulse.mode_name == "plugin":
+        if self.pulse.mode_name == EndpointMode.PLUGIN:
             self.table.empty_message = (
                 "A bare plugin endpoint has no jobs; :plugins shows its metadata and health."
             )
@@ -339,7 +340,7 @@ class JobsScreen(PulseScreen):
 
     @work(exclusive=True, group="jobs-counts", exit_on_error=False)
     async def refresh_counts(self) -> None:
-        if not self.pulse.client.can("counts"):
+        if not self.pulse.client.can(Capability.COUNTS):
             return  # a bare plugin endpoint has no jobs to count
         flt = self.filter.job_filter(())
         try:
@@ -372,9 +373,9 @@ class JobsScreen(PulseScreen):
             found = f" — {self._matched}" if self._matched else ""
             parts.append(f"filter: {self.filter.describe()}{found}  (esc clears)")
         mode = self.pulse.mode_name
-        if mode == "compat":
+        if mode == EndpointMode.COMPAT:
             parts.append("compat mode: QueueService only — polling every 2s; no attempts history or logs")
-        elif mode == "plugin":
+        elif mode == EndpointMode.PLUGIN:
             parts.append("bare plugin endpoint: no jobs here — see :plugins for its metadata and health")
         note = self.query_one("#jobs-note", Static)
         note.update("  ·  ".join(parts))
@@ -537,7 +538,7 @@ class JobsScreen(PulseScreen):
             self._open_detail(job.id)
 
     def _open_detail(self, job_id: str) -> None:
-        if not self.pulse.guard("job detail", mutating=False, capability="detail"):
+        if not self.pulse.guard("job detail", mutating=False, capability=Capability.DETAIL):
             return
         from pulse_tui.screens.job_detail import JobDetailScreen
 
@@ -609,7 +610,7 @@ class JobsScreen(PulseScreen):
     @work(exclusive=True, group="jobs-mark", exit_on_error=False)
     async def action_mark_matching(self) -> None:
         """Mark every job matching the filter and tab (up to MARK_CAP), saying how many."""
-        if not self.pulse.guard("mark all matching", mutating=False, capability="jobs"):
+        if not self.pulse.guard("mark all matching", mutating=False, capability=Capability.JOBS):
             return
         flt = self.effective_filter()
         ids: list[str] = []
@@ -643,7 +644,7 @@ class JobsScreen(PulseScreen):
             self.pulse.copy_id(job.id)
 
     def action_enqueue(self) -> None:
-        if not self.pulse.guard("enqueue", capability="enqueue"):
+        if not self.pulse.guard("enqueue", capability=Capability.ENQUEUE):
             return
         from pulse_tui.screens.enqueue import EnqueueScreen
 
@@ -654,7 +655,7 @@ class JobsScreen(PulseScreen):
 
     @work(group="jobs-action", exit_on_error=False)
     async def action_cancel(self) -> None:
-        if not self.pulse.guard("cancel", capability="cancel"):
+        if not self.pulse.guard("cancel", capability=Capability.CANCEL):
             return
         marked = sorted(self.table.marked)
         if marked:
@@ -678,7 +679,7 @@ class JobsScreen(PulseScreen):
 
     @work(group="jobs-action", exit_on_error=False)
     async def action_retry(self) -> None:
-        if not self.pulse.guard("retry", capability="retry"):
+        if not self.pulse.guard("retry", capability=Capability.RETRY):
             return
         marked = sorted(self.table.marked)
         if marked:
@@ -691,7 +692,7 @@ class JobsScreen(PulseScreen):
         job = self._current()
         if job is None:
             return
-        if job.status not in ("failed", "cancelled"):
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             self.notify(f"job {job.id} is {job.status}; only failed or cancelled jobs can be retried")
             return
         await self._bulk("retry", [job.id])
@@ -719,14 +720,14 @@ class JobsScreen(PulseScreen):
         for job_id in resp.affected_ids:
             self.table.marked.discard(job_id)
         self._marks_changed()
-        if not client.can("watch"):
+        if not client.can(Capability.WATCH):
             self.reload(keep_cursor=True)
 
     @work(group="jobs-action", exit_on_error=False)
     async def action_delete(self) -> None:
         """D: delete the marked jobs, or the one under the cursor (finished jobs only), after a
         confirmation that says how many."""
-        if not self.pulse.guard("delete", capability="delete"):
+        if not self.pulse.guard("delete", capability=Capability.DELETE):
             return
         ids = sorted(self.table.marked)
         if not ids:
@@ -782,9 +783,9 @@ class JobsScreen(PulseScreen):
         if self.pulse.read_only:
             self.notify("read-only: purge is disabled", severity="warning")
             return
-        if not self.pulse.guard("purge", capability="delete"):
+        if not self.pulse.guard("purge", capability=Capability.DELETE):
             return
-        statuses = tuple(s for s in (self.filter.statuses or FINISHED) if s in FINISHED)
+        statuses = tuple(s for s in (self.filter.statuses or STATUSES) if s in FINISHED)  # in tab order
         if self.tab != "all" and not self.filter.statuses:
             statuses = (self.tab,) if self.tab in FINISHED else ()
         if not statuses:
@@ -823,9 +824,10 @@ class JobsScreen(PulseScreen):
         if not path:
             self.notify("usage: :export FILE  (.csv for CSV, anything else JSON Lines)", severity="warning")
             return
-        if not self.pulse.guard("export", mutating=False, capability="jobs"):
+        if not self.pulse.guard("export", mutating=False, capability=Capability.JOBS):
             return
-        target = Path(path).expanduser()
+        # a few stats of a local path, once per operator command
+        target = Path(path).expanduser()  # noqa: ASYNC240
         if target.exists():
             self.notify(f"{target} exists; remove it or choose another name", severity="warning")
             return
@@ -853,9 +855,9 @@ class JobsScreen(PulseScreen):
 
     @work(group="jobs-action", exit_on_error=False)
     async def action_retry_all_failed(self) -> None:
-        if not self.pulse.guard("retry all failed", capability="bulk"):
+        if not self.pulse.guard("retry all failed", capability=Capability.BULK):
             return
-        flt = self.filter.job_filter(("failed",))
+        flt = self.filter.job_filter((JobStatus.FAILED,))
         client = self.pulse.client
         try:
             dry = await client.retry_jobs(flt=flt, limit=RETRY_ALL_CAP, dry_run=True)

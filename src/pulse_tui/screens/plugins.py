@@ -17,6 +17,7 @@ from pulse_tui.client import ClientError, config_constraints
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
+from pulse_tui.vocab import Capability, EndpointMode
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.data_table import PulseDataTable
 
@@ -47,7 +48,7 @@ class PluginsScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="plugins.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._endpoint_info = None  # a bare plugin endpoint's own metadata and health
         self.plugins: list[operator_pb2.Plugin] = []
@@ -99,7 +100,7 @@ class PluginsScreen(PulseScreen):
     def connection_changed(self, connected: bool) -> None:
         if connected:
             self.refresh_plugins()
-        elif self.pulse.mode_name == "plugin":
+        elif self.pulse.mode_name == EndpointMode.PLUGIN:
             self._endpoint_down("not answering; reconnecting")
 
     # ------------------------------------------------------------------ data
@@ -110,10 +111,10 @@ class PluginsScreen(PulseScreen):
             return
         client = self.pulse.client
         note = self.query_one("#plugins-note", Static)
-        if client.mode == "plugin":
+        if client.mode == EndpointMode.PLUGIN:
             await self._show_endpoint()
             return
-        if not client.can("plugins"):
+        if not client.can(Capability.PLUGINS):
             note.update(
                 "Plugins are not available: this server only speaks QueueService (compat mode). "
                 "Use :jobs, or point pulse-tui at a Pulse server's operator endpoint."
@@ -189,7 +190,7 @@ class PluginsScreen(PulseScreen):
 
     async def _load_selected(self) -> None:
         table = self.query_one("#plugins-table", DataTable)
-        if not self.plugins or not self.pulse.client.can("plugins"):
+        if not self.plugins or not self.pulse.client.can(Capability.PLUGINS):
             return  # a bare plugin endpoint's row is its own metadata: nothing more to ask for
         row = min(max(table.cursor_row, 0), len(self.plugins) - 1)
         name = self.plugins[row].name
@@ -242,7 +243,7 @@ class PluginsScreen(PulseScreen):
             lines.append("\ndeclared, not served by this server:\n", style=fmt.C("bold #e0af68"))
             for sentence in p.unserved:
                 lines.append(f"  ⚠ {p.name} {sentence}\n", style=fmt.C("#e0af68"))
-        endpoint_info = self._endpoint_info if self.pulse.mode_name == "plugin" else None
+        endpoint_info = self._endpoint_info if self.pulse.mode_name == EndpointMode.PLUGIN else None
         if endpoint_info is not None:
             who = " · ".join(
                 x
@@ -359,7 +360,7 @@ class PluginsScreen(PulseScreen):
 
     @work(group="plugins-action", exit_on_error=False)
     async def action_reload(self) -> None:
-        if not self.pulse.guard("reload plugin", capability="plugins"):
+        if not self.pulse.guard("reload plugin", capability=Capability.PLUGINS):
             return
         p = self._current()
         if p is None:
@@ -381,7 +382,7 @@ class PluginsScreen(PulseScreen):
 
     @work(group="plugins-action", exit_on_error=False)
     async def action_toggle_enabled(self) -> None:
-        if not self.pulse.guard("enable/disable plugin", capability="plugins"):
+        if not self.pulse.guard("enable/disable plugin", capability=Capability.PLUGINS):
             return
         p = self._current()
         if p is None:

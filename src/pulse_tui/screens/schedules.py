@@ -24,6 +24,7 @@ from pulse_tui.console import console_of
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
+from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
 
 STATE_STYLES = {
@@ -50,7 +51,7 @@ def _relative(ts: float, now: float) -> str:
     return f"in {fmt.duration(delta)}" if delta >= 0 else f"{fmt.duration(-delta)} ago"
 
 
-def next_text(s: operator_pb2.Schedule, now: float, tz, *, absolute: bool = True) -> Text:  # noqa: ANN001
+def next_text(s: operator_pb2.Schedule, now: float, tz, *, absolute: bool = True) -> Text:
     if s.state != "active":
         return Text(f"({s.state})", style="dim")
     t = Text(f"◷ {_relative(s.next_run_at, now)}", style="#7aa2f7")
@@ -81,7 +82,7 @@ class SchedulesScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="schedules.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.schedules: list[operator_pb2.Schedule] = []
         self.history: operator_pb2.ScheduleDetail | None = None
@@ -136,7 +137,7 @@ class SchedulesScreen(PulseScreen):
             return
         client = self.pulse.client
         note = self.query_one("#schedules-note", Static)
-        if not client.can("schedules"):
+        if not client.can(Capability.SCHEDULES):
             note.update(
                 f"Schedules are not available on this endpoint ({client.mode}); they need a Pulse server."
             )
@@ -287,7 +288,7 @@ class SchedulesScreen(PulseScreen):
     @work(group="schedules-action", exit_on_error=False)
     async def action_toggle(self) -> None:
         s = self._current()
-        if s is None or not self.pulse.guard("pause or resume schedules", capability="schedules"):
+        if s is None or not self.pulse.guard("pause or resume schedules", capability=Capability.SCHEDULES):
             return
         action = "resume" if s.state == "paused" else "pause"
         await self._do(action, s)
@@ -295,14 +296,14 @@ class SchedulesScreen(PulseScreen):
     @work(group="schedules-action", exit_on_error=False)
     async def action_run_now(self) -> None:
         s = self._current()
-        if s is None or not self.pulse.guard("run schedules", capability="schedules"):
+        if s is None or not self.pulse.guard("run schedules", capability=Capability.SCHEDULES):
             return
         await self._do("run", s)
 
     @work(group="schedules-action", exit_on_error=False)
     async def action_delete(self) -> None:
         s = self._current()
-        if s is None or not self.pulse.guard("delete schedules", capability="schedules"):
+        if s is None or not self.pulse.guard("delete schedules", capability=Capability.SCHEDULES):
             return
         ok = await self.app.push_screen_wait(
             ConfirmScreen(
@@ -330,7 +331,7 @@ class SchedulesScreen(PulseScreen):
 
     @work(group="schedules-action", exit_on_error=False)
     async def action_create(self) -> None:
-        if not self.pulse.guard("create schedules", capability="schedules"):
+        if not self.pulse.guard("create schedules", capability=Capability.SCHEDULES):
             return
         created = await self.app.push_screen_wait(CreateScheduleScreen())
         if created is not None:

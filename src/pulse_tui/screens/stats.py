@@ -21,6 +21,7 @@ from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.jobs import JobsScreen
+from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
 
 REFRESH_SECS = 5.0
@@ -78,7 +79,7 @@ class StatsScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="stats.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.window = "1h"
         self.stats: operator_pb2.GetStatsResponse | None = None
@@ -141,7 +142,7 @@ class StatsScreen(PulseScreen):
             return
         client = self.pulse.client
         note = self.query_one("#stats-note", Static)
-        if not client.can("stats"):
+        if not client.can(Capability.STATS):
             note.update(
                 f"Stats are not available on this endpoint ({client.mode}); they need a Pulse server's "
                 "operator API."

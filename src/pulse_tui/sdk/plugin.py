@@ -290,7 +290,7 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
                 extra = hook(config)
                 if inspect.isawaitable(extra):
                     extra = await extra
-            except Exception as exc:  # noqa: BLE001 - reported to the host as a failed Initialize
+            except Exception as exc:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"initialize failed: {exc}")
             dynamic.update(extra or {})
         self.config, self.dynamic = config, dynamic
@@ -371,7 +371,7 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
                 value = await self._run_handler(fn, ctx, payload)
             except JobError as exc:
                 error = str(exc)
-            except Exception as exc:  # noqa: BLE001 - the job fails, the plugin stays up
+            except Exception as exc:
                 error = _describe(exc, ctx)
             else:
                 try:

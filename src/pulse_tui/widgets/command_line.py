@@ -22,7 +22,7 @@ class CommandLine(Input):
             super().__init__()
             self.line = line
 
-    def __init__(self, commands: list[str], **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, commands: list[str], **kwargs) -> None:
         super().__init__(placeholder=":command  (jobs, plugins, handlers, help, quit)", **kwargs)
         self.suggester = SuggestFromList(commands, case_sensitive=False)
 

@@ -41,7 +41,7 @@ def apply_theme(variables: dict[str, str]) -> None:
             _colours[hex_value] = value[:7]
 
 
-def C(style: str) -> str:  # noqa: N802 — reads like a colour literal at the call sites
+def C(style: str) -> str:
     """A Rich style string with its role colours taken from the current theme."""
     return _HEX.sub(lambda m: _colours.get(m.group(0), m.group(0)), style) if _colours else style
 
@@ -196,7 +196,7 @@ def short_id(job_id: str, width: int) -> str:
     return "…" + job_id[-(width - 1) :]
 
 
-def job_age(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
+def job_age(job, now: float) -> str:
     """The TIME column, saying which time it is: ``wait 3m05s`` (queued / paused, since it was
     enqueued), ``run 12s`` (this attempt), ``took 0.4s`` (finished: start to end), ``took <0.1s``
     for jobs faster than the column can show, ``after 5.0s`` (cancelled before it started)."""
@@ -224,7 +224,7 @@ def until(secs: float) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def waiting(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
+def waiting(job, now: float) -> str:
     """Why a queued job is not due yet: "retry" (a backoff: it has run before) or "delay" (a delayed
     enqueue or a run at a set time); "" when it is not waiting for a future time."""
     if job.status != "queued" or not job.run_at or job.run_at <= now:
@@ -232,7 +232,7 @@ def waiting(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
     return "retry" if job.attempts > 0 else "delay"
 
 
-def waiting_label(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
+def waiting_label(job, now: float) -> str:
     """The STATUS cell of a waiting job: "◷ in 59m", "◷ retry in 12s"; "" when not waiting."""
     kind = waiting(job, now)
     if not kind:
@@ -241,14 +241,14 @@ def waiting_label(job, now: float) -> str:  # noqa: ANN001 (operator_pb2.Job)
     return f"◷ retry in {left}" if kind == "retry" else f"◷ in {left}"
 
 
-def charged_attempts(job) -> int:  # noqa: ANN001 (operator_pb2.Job)
+def charged_attempts(job) -> int:
     """Attempts charged against the current run's budget (interruptions are not charged)."""
     if job.run_attempts or job.retry_count or getattr(job, "interrupted_attempts", 0):
         return job.run_attempts
     return job.attempts  # an old server (no run_attempts) or compat mode
 
 
-def attempts_label(job) -> str:  # noqa: ANN001 (operator_pb2.Job)
+def attempts_label(job) -> str:
     """`1/3`, or `1/3 +2↺` when two attempts were interrupted (crash, reload, shutdown) uncharged."""
     used = charged_attempts(job)
     label = f"{used}/{job.max_attempts}" if job.max_attempts else str(used)

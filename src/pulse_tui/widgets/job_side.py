@@ -14,6 +14,7 @@ from textual.widgets import Static
 from pulse_tui.client import ClientError
 from pulse_tui.console import find_console
 from pulse_tui.protocol import operator_pb2
+from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
 
 WIDE = 160  # columns from which the jobs screen shows the list and the detail side by side
@@ -25,14 +26,14 @@ MAX_LOG_LINES = 12
 class JobSide(VerticalScroll, can_focus=False):
     """Detail of the job under the cursor; fetched when the cursor rests, kept live by updates."""
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.job_id = ""
         self.detail: operator_pb2.JobDetail | None = None
         self._timer: Timer | None = None
         self.plain = ""  # what is shown, as text (tests, screen readers)
 
-    def compose(self):  # noqa: ANN201
+    def compose(self):
         yield Static("", id="job-side-body")
 
     def follow(self, job: operator_pb2.Job | None) -> None:
@@ -61,7 +62,7 @@ class JobSide(VerticalScroll, can_focus=False):
         job_id = self.job_id
         console = find_console(self.app)
         client = console.client if console is not None else None
-        if not job_id or client is None or not client.can("detail"):
+        if not job_id or client is None or not client.can(Capability.DETAIL):
             return
         try:
             detail = await client.get_job(job_id)

@@ -143,7 +143,7 @@ class JobTable(ScrollView, can_focus=True):
         source: PageSource | None = None,
         *,
         name: str | None = None,
-        id: str | None = None,  # noqa: A002
+        id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
@@ -508,7 +508,7 @@ class JobTable(ScrollView, can_focus=True):
                 jobs, has_more = await self.source(offset, after_seq, limit, oldest_first=True)
             else:
                 jobs, has_more = await self.source(offset, after_seq, limit)
-        except Exception as exc:  # noqa: BLE001 — surfaced to the screen, which says what to do
+        except Exception as exc:
             if gen == self._gen:
                 start += self._shifted - shifted
                 key = (start - limit, start) if tail else (start, start + PAGE)

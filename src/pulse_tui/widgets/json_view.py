@@ -27,7 +27,7 @@ def pretty_json(raw: bytes | str, *, indent: int = 2) -> tuple[str, bool]:
 class JsonView(Static):
     """Static that shows JSON highlighted; ``empty`` is shown when there is nothing."""
 
-    def __init__(self, raw: bytes | str = b"", *, empty: str = "(none)", **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, raw: bytes | str = b"", *, empty: str = "(none)", **kwargs) -> None:
         super().__init__(**kwargs)
         self.empty = empty
         self.raw = raw

@@ -8,6 +8,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from pulse_tui.console import find_console
+from pulse_tui.vocab import EndpointMode
 from pulse_tui.widgets import fmt
 
 STATE_STYLES = fmt.ThemedStyles(
@@ -46,7 +47,7 @@ class StatusBar(Static):
         t.append(state, style=STATE_STYLES.get(self.state, ""))
         t.append("  ")
         t.append(self.address, style="bold")
-        if self.mode and self.mode != "operator":
+        if self.mode and self.mode != EndpointMode.OPERATOR:
             t.append(f"  [{self.mode}]", style=fmt.C("bold #e0af68"))
         if self.read_only:
             t.append("  READ-ONLY", style=fmt.C("bold reverse #e0af68"))

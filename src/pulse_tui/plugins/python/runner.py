@@ -76,7 +76,7 @@ def main() -> None:
     ctx = ScriptContext(out, job.get("job_id", ""), job.get("config", {}))
     try:
         enter_sandbox(job.get("sandbox") or {})
-    except Exception as exc:  # noqa: BLE001 - reported as the job's error; the script never runs
+    except Exception as exc:
         out.write(
             json.dumps({"type": "error", "error": f"could not sandbox the script: {exc}", "traceback": ""})
         )
@@ -93,7 +93,7 @@ def main() -> None:
         if inspect.isawaitable(value):
             value = asyncio.run(_await(value))
         line = json.dumps({"type": "result", "value": value})
-    except BaseException as exc:  # noqa: BLE001 - everything the script does is reported
+    except BaseException as exc:
         text = str(exc)
         error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         line = json.dumps({"type": "error", "error": error, "traceback": traceback.format_exc()})

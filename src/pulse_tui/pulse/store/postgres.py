@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from pulse_tui.pulse.errors import NotFound, Unavailable, ValidationError
+from pulse_tui.pulse.errors import DuplicateJob, DuplicateSchedule, NotFound, Unavailable, ValidationError
 from pulse_tui.pulse.jobs import (
     CRASH_LIMIT,
     OUTCOME_CANCELLED,
@@ -515,11 +515,10 @@ class PostgresStore(Store):
             try:
                 rows = await conn.fetch(sql, *columns, self.node)
             except asyncpg.UniqueViolationError as exc:
+                # the server's detail names the key: `Key (id)=(x) already exists.`
                 detail = exc.detail or ""
-                dup = detail.partition("=(")[2].partition(")")[0] if "=(" in detail else ""
-                raise ValidationError(
-                    f"a job with id {dup!r} already exists" if dup else "a job with that id already exists"
-                ) from None
+                dup = detail.partition("=(")[2].rpartition(")")[0] if "=(" in detail else ""
+                raise DuplicateJob(dup) from None
         seqs = {r["id"]: r["seq"] for r in rows}
         for j in jobs:
             j.seq = seqs[j.id]
@@ -1068,7 +1067,7 @@ class PostgresStore(Store):
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == "schedules_declared":
                     raise AlreadyDeclared(s.owner, s.handler) from None
-                raise ValidationError(f"a schedule with id {s.id!r} already exists") from None
+                raise DuplicateSchedule(s.id) from None
             await self._notify_schedule(conn, s.id)
 
     async def get_schedule(self, schedule_id: str) -> Schedule | None:

@@ -42,7 +42,15 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pulse_tui.pulse.errors import NotFound, PulseError, StoreCorrupt, StoreFull, Unavailable, ValidationError
+from pulse_tui.pulse.errors import (
+    DuplicateJob,
+    DuplicateSchedule,
+    NotFound,
+    PulseError,
+    StoreCorrupt,
+    StoreFull,
+    Unavailable,
+)
 from pulse_tui.pulse.jobs import (
     CRASH_LIMIT,
     OUTCOME_CRASHED,
@@ -213,6 +221,11 @@ log = logging.getLogger(__name__)
 DURABILITY: dict[str, str] = {"full": "FULL", "normal": "NORMAL"}
 MARKER_SUFFIX = ".created"  # written beside the database when it is created (see _check_fresh)
 TOKEN_FILE = "token"  # the server's token file: a data dir a server has used before
+
+
+def _is_unique(exc: sqlite3.IntegrityError) -> bool:
+    """A UNIQUE (or primary key) constraint refused the row: SQLite's extended result code."""
+    return exc.sqlite_errorcode in (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -704,12 +717,25 @@ class SQLiteStore(Store):
                 for j in jobs
             ]
             if len(rows) == 1:
-                jobs[0].seq = conn.execute(cols + " RETURNING seq", rows[0]).fetchone()[0]
+                try:
+                    jobs[0].seq = conn.execute(cols + " RETURNING seq", rows[0]).fetchone()[0]
+                except sqlite3.IntegrityError as exc:
+                    if _is_unique(exc):
+                        raise DuplicateJob(jobs[0].id) from None
+                    raise
                 return list(jobs)
             # many rows: one executemany. In this transaction only this connection writes, so
             # AUTOINCREMENT gives the rows consecutive seqs ending at last_insert_rowid(); the first
             # row's seq is checked, and read back row by row should that ever not hold.
-            conn.executemany(cols, rows)
+            before = conn.total_changes
+            try:
+                conn.executemany(cols, rows)
+            except sqlite3.IntegrityError as exc:
+                if not _is_unique(exc):
+                    raise
+                # the rows before the refused one went in (the batch rolls them back): it is the next
+                done = conn.total_changes - before
+                raise DuplicateJob(jobs[done].id if done < len(jobs) else "") from None
             last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             first = last - len(rows) + 1
             got = conn.execute("SELECT seq FROM jobs WHERE id = ?", (jobs[0].id,)).fetchone()
@@ -1097,13 +1123,15 @@ class SQLiteStore(Store):
 
         def op(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM schedules WHERE id=?", (s.id,)).fetchone() is not None:
-                raise ValidationError(f"a schedule with id {s.id!r} already exists")
+                raise DuplicateSchedule(s.id)
             try:
                 conn.execute(
                     f"INSERT INTO schedules ({SCHEDULE_SELECT}) VALUES ({','.join('?' * len(values))})",
                     values,
                 )
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError as exc:
+                if not _is_unique(exc):
+                    raise
                 raise AlreadyDeclared(s.owner, s.handler) from None
 
         await self._write(op)

@@ -1,4 +1,4 @@
-"""Shared helpers for the reliability, bad-input, fuzz, security and soak tests (no tests here).
+"""Shared helpers for the reliability, bad-input, fuzz, security and soak tests.
 
 Everything works against real `pulse-tui serve` processes (see conftest.py): gRPC stubs with the
 admin token, a read-only snapshot of the SQLite store (row counts + a checksum of every row of
