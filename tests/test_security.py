@@ -143,7 +143,11 @@ def test_tokens_and_payloads_stay_out_of_logs_and_plugin_env(tmp_path):
         )
     assert result["complete_own"][0] is False and "may not change a job's status" in result["complete_own"][1]
     assert result["list"] == [False, "plugin tokens may not list jobs"]
-    assert result["enqueue"][0] is False and "plugin 'probe' may not enqueue" in result["enqueue"][1]
+    # a plugin enqueues children of its own running job only: naming another parent is refused
+    assert (
+        result["enqueue"][0] is False
+        and "is not running on this instance of plugin 'probe'" in result["enqueue"][1]
+    )
     assert result["operator_list"].startswith("PERMISSION_DENIED: plugin tokens may only use QueueService")
     assert other_after.status == "queued" and other_after.progress_total == 0
     print("secrets-in-logs", {"log_lines": len(log.splitlines()), "tokens_checked": len(secrets), "found": 0})

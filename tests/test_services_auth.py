@@ -124,10 +124,20 @@ async def test_plugin_token_only_touches_its_running_job(inproc_server):
         assert not status.success and "plugins may not change a job's status" in status.error
         listed = await queue.ListJobs(qp.ListJobsRequest(auth_token=token_p))
         assert not listed.success and "may not list" in listed.error
+        # enqueue: only children of its own running job (the parent is that job)
         enq = await queue.Enqueue(
             qp.EnqueueRequest(auth_token=token_p, job=qp.Job(handler_name="pulse.noop"))
         )
-        assert not enq.success and "plugin 'p' may not enqueue" in enq.error
+        assert enq.success, enq.error
+        child = await ops.GetJob(op.GetJobRequest(id=enq.job_id), metadata=md)
+        assert child.job.parent_job_id == mine.id
+        for parent in (other.id, queued.id):
+            enq = await queue.Enqueue(
+                qp.EnqueueRequest(
+                    auth_token=token_p, job=qp.Job(handler_name="pulse.noop", parent_job_id=parent)
+                )
+            )
+            assert not enq.success and f"job {parent} is not running on this instance" in enq.error
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await ops.ListJobs(op.ListJobsRequest(), metadata=(("authorization", f"Bearer {token_p}"),))
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED

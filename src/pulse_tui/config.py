@@ -66,6 +66,8 @@ class ServerConfig:
     max_payload_bytes: int = 1024 * 1024
     retention_days: float = 7.0
     grace_secs: float = 10.0
+    max_children: int = 10_000  # child jobs one job may have (plugins enqueue them while it runs)
+    max_child_depth: int = 5  # levels of children below a top job
     node: str = ""  # this server's name in a shared (PostgreSQL) queue; "" = host:pid
     durability: str = "full"  # SQLite: "full" (survives power loss) or "normal" (survives a crash)
     metrics_listen: str = ""  # Prometheus endpoint HOST:PORT ("" = off; e.g. 127.0.0.1:9464)
@@ -172,6 +174,8 @@ default_timeout = {s.default_timeout:g}           # seconds, for jobs enqueued w
 max_payload_bytes = {s.max_payload_bytes}       # bigger payloads are refused at enqueue
 retention_days = {s.retention_days:g}               # finished jobs older than this are pruned
 grace_secs = {s.grace_secs:g}                  # on shutdown / reload, running jobs get this long
+max_children = {s.max_children}                # child jobs one job may have (more are refused)
+max_child_depth = {s.max_child_depth}                 # levels of children below a top job
 # node = "a"                      # this server's name in a shared PostgreSQL queue (default host:pid)
 durability = "{s.durability}"               # SQLite: "full" = an acknowledged job survives power loss; "normal" = faster, survives a crash only
 # metrics_listen = "127.0.0.1:9464" # Prometheus /metrics (non-loopback needs TLS or --insecure)
@@ -341,6 +345,9 @@ class _Parser:
                 setattr(s, key, self._number(raw[key], (*path, key)))
         if "max_payload_bytes" in raw:
             s.max_payload_bytes = self._int(raw["max_payload_bytes"], (*path, "max_payload_bytes"), minimum=1)
+        for key in ("max_children", "max_child_depth"):
+            if key in raw:
+                setattr(s, key, self._int(raw[key], (*path, key), minimum=0))
         if "durability" in raw:
             s.durability = self._str(raw["durability"], (*path, "durability"))
             if s.durability not in ("full", "normal"):

@@ -316,7 +316,7 @@ async def scope(ctx, payload):
             id=ctx.job_id, status="completed"))))
         await call("list", q.ListJobs(queue_pb2.ListJobsRequest(auth_token=token)))
         await call("enqueue", q.Enqueue(queue_pb2.EnqueueRequest(auth_token=token, job=queue_pb2.Job(
-            handler_name="probe.ok", payload=b"{}"))))
+            handler_name="probe.ok", payload=b"{}", parent_job_id=other))))
         ops = operator_pb2_grpc.OperatorServiceStub(ch)
         try:
             await ops.ListJobs(operator_pb2.ListJobsRequest(), metadata=(("authorization", "Bearer " + token),))

@@ -117,20 +117,22 @@ class JobDetail(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., payload: _Optional[bytes] = ..., result: _Optional[bytes] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ...) -> None: ...
 
 class JobFilter(_message.Message):
-    __slots__ = ("statuses", "handler", "text", "handler_glob", "payload", "error")
+    __slots__ = ("statuses", "handler", "text", "handler_glob", "payload", "error", "parent_job_id")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     HANDLER_GLOB_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    PARENT_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[str]
     handler: str
     text: str
     handler_glob: str
     payload: str
     error: str
-    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., handler: _Optional[str] = ..., text: _Optional[str] = ..., handler_glob: _Optional[str] = ..., payload: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    parent_job_id: str
+    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., handler: _Optional[str] = ..., text: _Optional[str] = ..., handler_glob: _Optional[str] = ..., payload: _Optional[str] = ..., error: _Optional[str] = ..., parent_job_id: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("filter", "limit", "after_seq", "oldest_first", "offset", "sort_by")
@@ -192,7 +194,7 @@ class GetJobRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class EnqueueRequest(_message.Message):
-    __slots__ = ("handler", "payload", "max_attempts", "timeout_secs", "priority", "source", "delay_secs", "parent_job_id")
+    __slots__ = ("handler", "payload", "max_attempts", "timeout_secs", "priority", "source", "delay_secs", "parent_job_id", "cost_estimate", "id")
     HANDLER_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +203,8 @@ class EnqueueRequest(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DELAY_SECS_FIELD_NUMBER: _ClassVar[int]
     PARENT_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    COST_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     handler: str
     payload: bytes
     max_attempts: int
@@ -209,13 +213,17 @@ class EnqueueRequest(_message.Message):
     source: str
     delay_secs: float
     parent_job_id: str
-    def __init__(self, handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., max_attempts: _Optional[int] = ..., timeout_secs: _Optional[int] = ..., priority: _Optional[int] = ..., source: _Optional[str] = ..., delay_secs: _Optional[float] = ..., parent_job_id: _Optional[str] = ...) -> None: ...
+    cost_estimate: float
+    id: str
+    def __init__(self, handler: _Optional[str] = ..., payload: _Optional[bytes] = ..., max_attempts: _Optional[int] = ..., timeout_secs: _Optional[int] = ..., priority: _Optional[int] = ..., source: _Optional[str] = ..., delay_secs: _Optional[float] = ..., parent_job_id: _Optional[str] = ..., cost_estimate: _Optional[float] = ..., id: _Optional[str] = ...) -> None: ...
 
 class EnqueueResponse(_message.Message):
-    __slots__ = ("job",)
+    __slots__ = ("job", "existed")
     JOB_FIELD_NUMBER: _ClassVar[int]
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
     job: Job
-    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+    existed: bool
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., existed: _Optional[bool] = ...) -> None: ...
 
 class EnqueueManyRequest(_message.Message):
     __slots__ = ("jobs",)

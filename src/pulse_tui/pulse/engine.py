@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from pulse_tui.pulse.errors import (
     Conflict,
+    DuplicateJob,
     NotFound,
     PermissionDenied,
     Precondition,
@@ -77,6 +78,7 @@ from pulse_tui.pulse.jobs import (
     check_report,
     check_transition,
     new_job_id,
+    parent_ended_reason,
     sort_sql,
 )
 from pulse_tui.pulse.store.base import Finish, Store
@@ -97,12 +99,33 @@ EVENT_RANK_MEMORY = 100_000  # jobs whose last published event order is remember
 FINISH_RETRY_DELAYS = (0.1, 0.5, 2.0, None)  # writing an attempt's end: 4 tries, then give up
 REMOTE_CANCEL_WAIT = 10.0  # seconds a cancel waits for the node running the job
 CANCEL_LAPS = 20  # a cancel follows at most this many moves of the job (claimed, re-queued, ...)
+DEFAULT_MAX_CHILDREN = 10_000  # children per job ([server] max_children)
+DEFAULT_MAX_CHILD_DEPTH = 5  # levels of children below a top job ([server] max_child_depth)
+CASCADE_BATCH = 500  # ended parents whose children one store call cancels
+
+
+def _json_equal(a: bytes, b: bytes) -> bool:
+    try:
+        return bool(json.loads(a) == json.loads(b))
+    except ValueError:
+        return False
 
 
 class _Run:
     """A job running on this node: the task that owns its attempt and what it reported so far."""
 
-    __slots__ = ("job", "handler", "task", "logs", "cancel_reason", "plugin", "cancellable", "clamp_logged")
+    __slots__ = (
+        "job",
+        "handler",
+        "task",
+        "logs",
+        "cancel_reason",
+        "cancel_message",
+        "plugin",
+        "cancellable",
+        "clamp_logged",
+        "children",
+    )
 
     def __init__(self, job: Job, handler: Handler | None) -> None:
         self.job = job
@@ -111,10 +134,12 @@ class _Run:
         self.task: asyncio.Task | None = None
         self.logs: list[LogEntry] = []
         self.cancel_reason: str | None = None  # "operator" | "shutdown"
+        self.cancel_message = "cancelled by operator"  # the job's error when cancel_reason is "operator"
         self.cancellable = False  # the handler part of its task is under way
         self.clamp_logged = False  # progress current > total was clamped and logged (once a run)
+        self.children: int | None = None  # children it has (counted once, then kept here)
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, message: str = "") -> None:
         """Stop the attempt for `reason` ("operator" | "shutdown"); the first reason wins.
 
         Only the handler part of the task is cancelled. A task cancelled before its first step
@@ -124,6 +149,8 @@ class _Run:
         if self.cancel_reason is not None:
             return
         self.cancel_reason = reason
+        if message:
+            self.cancel_message = message
         if self.cancellable and self.task is not None:
             self.task.cancel()
 
@@ -157,6 +184,8 @@ class Engine:
         claim_batch: int = 128,
         progress_flush_secs: float = 0.1,
         metrics: Recorder | None = None,
+        max_children: int = DEFAULT_MAX_CHILDREN,
+        max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
     ) -> None:
         if concurrency < 1:
             raise ValidationError("concurrency must be at least 1")
@@ -175,6 +204,8 @@ class Engine:
         self.bus = EventBus()
         self.started_at = 0.0
         self.metrics = metrics  # pulse/metrics.py: counters bumped at enqueue, start and finish
+        self.max_children = max_children  # children one job may have ([server] max_children)
+        self.max_child_depth = max_child_depth  # levels of children below a job ([server] max_child_depth)
         self.route_listeners: list[Callable[[], None]] = []  # told when handlers come or go
 
         self._running: dict[str, _Run] = {}
@@ -202,6 +233,11 @@ class Engine:
         self._completions: deque[tuple[int, int]] = deque(maxlen=16)  # (second, count)
         self._ranks: OrderedDict[str, tuple[int, int]] = OrderedDict()  # see _fresh
         self._probation: dict[str, asyncio.Lock] = {}  # per plugin: jobs caught in a crash, one at a time
+        # parents that ended failed or cancelled, whose unfinished children are to be cancelled
+        # (id -> status; see _cascade_loop)
+        self._cascade: dict[str, str] = {}
+        self._cascade_wake = asyncio.Event()
+        self._cascade_cancels: set[asyncio.Task] = set()
         # called (synchronously) with every job of this node that reaches a finished status
         # (the scheduler records its runs' ends through it)
         self.job_ended: Callable[[Job], None] | None = None
@@ -220,7 +256,10 @@ class Engine:
                 else "",
             )
             self.bus.publish_many(recovered)
+            for j in recovered:
+                self._note_ended(j)
         self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="pulse-dispatcher"))
+        self._tasks.append(asyncio.create_task(self._cascade_loop(), name="pulse-children"))
         if self.retention_secs:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="pulse-retention"))
         # multi-node (shared stores, e.g. PostgreSQL; no-ops on SQLite): hear other nodes, keep leases
@@ -241,6 +280,8 @@ class Engine:
             if t.get_name() != "pulse-dispatcher":
                 t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for t in list(self._cascade_cancels):
+            t.cancel()
         runs = [r for r in self._running.values() if r.task is not None]
         if runs:
             log.info("waiting up to %.1fs for %d running job(s)", grace, len(runs))
@@ -267,8 +308,9 @@ class Engine:
         parent_job_id: str = "",
         job_id: str = "",
         retry_count: int = 0,
+        cost_estimate: float = 0.0,
     ) -> Job:
-        job = self.validate_new(
+        job, _ = await self.submit(
             handler,
             payload,
             max_attempts=max_attempts,
@@ -279,8 +321,38 @@ class Engine:
             parent_job_id=parent_job_id,
             job_id=job_id,
             retry_count=retry_count,
+            cost_estimate=cost_estimate,
         )
-        await self.store.insert([job])  # a taken id: the store raises DuplicateJob
+        return job
+
+    async def submit(self, handler: str, payload: bytes = b"", **kwargs: Any) -> tuple[Job, bool]:
+        """`enqueue`, saying whether the job already existed: (job, existed).
+
+        Idempotent enqueue: with a client-supplied `job_id` that is taken, a request repeating
+        the stored job's handler and payload gets that job back (existed=True, nothing stored);
+        a different handler or payload is refused. Concurrent duplicates cannot both be stored
+        (the id is the store's unique key): the loser gets the winner's job.
+        With a `parent_job_id` the job is a child: the parent must exist, and the limits on
+        children per job and on depth hold (see _reserve_child)."""
+        job = self.validate_new(handler, payload, **kwargs)
+        if kwargs.get("job_id"):
+            existing = await self.store.get(job.id)
+            if existing is not None:
+                return self._same_job(existing, job), True
+        release = await self._reserve_child(job) if job.parent_job_id else None
+        try:
+            await self.store.insert([job])  # a taken id: the store raises DuplicateJob
+        except DuplicateJob:
+            if release is not None:
+                release()
+            existing = await self.store.get(job.id) if kwargs.get("job_id") else None
+            if existing is None:
+                raise
+            return self._same_job(existing, job), True
+        except BaseException:
+            if release is not None:
+                release()
+            raise
         if self.metrics:
             self.metrics.enqueued(job.handler)
         self._publish(job)
@@ -288,7 +360,68 @@ class Engine:
             self._note_due(job.run_at)
         else:
             self._kick()
-        return job
+        return job, False
+
+    def _same_job(self, existing: Job, asked: Job) -> Job:
+        """The stored job for a repeated enqueue of its id, or a refusal when the request differs."""
+        if existing.handler != asked.handler:
+            raise ValidationError(
+                f"a job with id {asked.id!r} already exists with handler {existing.handler!r}, not "
+                f"{asked.handler!r}; repeat an enqueue with the same handler and payload, or use a new id"
+            )
+        if existing.payload != asked.payload and not _json_equal(existing.payload, asked.payload):
+            raise ValidationError(
+                f"a job with id {asked.id!r} already exists with a different payload; repeat an "
+                "enqueue with the same handler and payload, or use a new id"
+            )
+        return self._overlay(existing)
+
+    async def _reserve_child(self, job: Job) -> Callable[[], None]:
+        """Check a child job against its parent: the parent exists, the child is at most
+        `max_child_depth` levels below the top job, and the parent has fewer than `max_children`
+        children. Counts one child against the parent; the returned call takes it back (the
+        insert failed). A running parent's count is kept in memory after the first count, so a
+        plugin enqueuing thousands of children pays for one count."""
+        parent_id = job.parent_job_id
+        parent = await self.store.get(parent_id, with_payload=False)
+        if parent is None:
+            raise ValidationError(f"parent job {parent_id!r} does not exist")
+        depth, cur = 1, parent
+        while cur is not None and cur.parent_job_id and depth <= self.max_child_depth:
+            depth += 1
+            cur = await self.store.get(cur.parent_job_id, with_payload=False)
+        if depth > self.max_child_depth:
+            raise ValidationError(
+                f"job {parent_id} is already {self.max_child_depth} levels of children deep; its "
+                f"children would pass the limit (limit [server] max_child_depth = {self.max_child_depth})"
+            )
+        run = self._running.get(parent_id)
+        if run is not None and run.children is None:
+            n = await self._count_children(parent_id)
+            if run.children is None:
+                run.children = n
+        n = (
+            run.children
+            if run is not None and run.children is not None
+            else await self._count_children(parent_id)
+        )
+        if n >= self.max_children:
+            raise ValidationError(
+                f"job {parent_id} already has {n} children (limit [server] max_children = {self.max_children})"
+            )
+        if run is None:
+            return lambda: None
+        run.children = n + 1
+
+        def release() -> None:
+            if run.children:
+                run.children -= 1
+
+        return release
+
+    async def _count_children(self, parent_id: str) -> int:
+        counts = await self.store.count(JobFilter(parent_job_id=parent_id), self.max_children)
+        return sum(counts.values())
 
     async def enqueue_many(self, specs: Sequence[Mapping[str, Any]]) -> list[Job]:
         """Bulk enqueue: each spec holds `enqueue`'s keyword arguments (handler, payload, ...).
@@ -310,7 +443,13 @@ class Engine:
                 raise ValidationError(f"job {i} of {len(specs)}: {exc}") from None
         if not jobs:
             return jobs
-        await self.store.insert(jobs)  # one taken id: DuplicateJob, and none is stored
+        releases = [await self._reserve_child(job) for job in jobs if job.parent_job_id]
+        try:
+            await self.store.insert(jobs)  # one taken id: DuplicateJob, and none is stored
+        except BaseException:
+            for release in releases:
+                release()
+            raise
         if self.bus.watcher_count:
             self.bus.publish_many([replace(j, payload=b"") for j in jobs if self._fresh(j)])
         due = [j.run_at for j in jobs if j.run_at > j.created_at]
@@ -333,6 +472,7 @@ class Engine:
         parent_job_id: str = "",
         job_id: str = "",
         retry_count: int = 0,
+        cost_estimate: float = 0.0,
         _seen: dict[Any, Any] | None = None,
     ) -> Job:
         """Every check done at the door; returns the Job to insert or raises ValidationError.
@@ -368,6 +508,8 @@ class Engine:
             raise ValidationError(f"job id {job_id!r} must be 1-64 of [A-Za-z0-9._:-]")
         if len(source) > 200 or len(parent_job_id) > 64:
             raise ValidationError("source or parent_job_id is too long")
+        if not (cost_estimate >= 0 and cost_estimate != float("inf")):
+            raise ValidationError(f"cost_estimate must be a non-negative finite number, got {cost_estimate}")
         now = time.time()
         return Job(
             id=job_id or new_job_id(),
@@ -383,6 +525,7 @@ class Engine:
             updated_at=now,
             run_at=now + delay_secs,
             retry_count=retry_count,
+            cost_estimate=float(cost_estimate),
         )
 
     def _check_handler(self, handler: str) -> None:
@@ -530,7 +673,14 @@ class Engine:
         if bad:
             raise ValidationError(f"unknown status {bad[0]!r}; statuses are {', '.join(STATUSES)}")
         if (
-            max(len(flt.text), len(flt.handler), len(flt.handler_glob), len(flt.payload), len(flt.error))
+            max(
+                len(flt.text),
+                len(flt.handler),
+                len(flt.handler_glob),
+                len(flt.payload),
+                len(flt.error),
+                len(flt.parent_job_id),
+            )
             > 200
         ):
             raise ValidationError("filter text is too long (200 characters at most)")
@@ -545,8 +695,8 @@ class Engine:
         return job
 
     # ------------------------------------------------------------ operator actions
-    async def cancel(self, job_id: str) -> Job:
-        """Cancel a queued, paused or running job; the returned row is `cancelled`.
+    async def cancel(self, job_id: str, reason: str = "cancelled by operator") -> Job:
+        """Cancel a queued, paused or running job; the returned row is `cancelled` (error `reason`).
 
         The job can move while we ask (claimed, ended, re-queued for a retry): each lap of the
         loop follows one such move, and only a finished job (or one that keeps moving) is refused."""
@@ -561,7 +711,7 @@ class Engine:
                         "status": CANCELLED,
                         "completed_at": now,
                         "updated_at": now,
-                        "error": "cancelled by operator",
+                        "error": reason,
                     },
                 )
                 if job is not None:
@@ -580,7 +730,7 @@ class Engine:
                         return await self._cancel_remote(current)
                     check_transition(job_id, current.status, CANCELLED)  # finished: say so
                     raise Precondition(f"job {job_id} could not be cancelled")
-            run.stop("operator")
+            run.stop("operator", reason)
             assert run.task is not None
             await asyncio.wait([run.task])
             job = await self.get_job(job_id)
@@ -740,6 +890,7 @@ class Engine:
     def _publish(self, job: Job) -> None:
         """Publish a snapshot (payload and result left out: watchers fetch them with GetJob).
         No watcher, no copy: the hot path pays for events only when someone listens."""
+        self._note_ended(job)
         if self.job_ended is not None and job.status in FINISHED and job.source:
             try:
                 self.job_ended(job)
@@ -747,6 +898,56 @@ class Engine:
                 log.exception("job_ended hook failed for %s", job.id)
         if self.bus.watcher_count and self._fresh(job):
             self.bus.publish(replace(job, payload=b"", result=b""))
+
+    # ------------------------------------------------------------ children of ended parents
+    def _note_ended(self, job: Job) -> None:
+        """A job that ended failed or cancelled: its unfinished children are to be cancelled."""
+        if job.status in (FAILED, CANCELLED) and not self._stopping:
+            self._cascade[job.id] = job.status
+            self._cascade_wake.set()
+
+    async def _cascade_loop(self) -> None:
+        """Cancel the unfinished children of parents that ended failed or cancelled, with the
+        reason "parent <id> failed" / "parent <id> cancelled". Queued and paused children are
+        cancelled in the store in batches; running ones are stopped like an operator cancel. A
+        cancelled child is an ended parent in turn, so grandchildren follow."""
+        while True:
+            await self._cascade_wake.wait()
+            self._cascade_wake.clear()
+            while self._cascade:
+                batch = list(self._cascade.items())[:CASCADE_BATCH]
+                for parent_id, _ in batch:
+                    del self._cascade[parent_id]
+                try:
+                    cancelled, running = await self.store.cancel_children(batch, time.time())
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning(
+                        "could not cancel the children of %d ended job(s) (%s); they keep running",
+                        len(batch),
+                        exc.message if isinstance(exc, PulseError) else repr(exc),
+                    )
+                    continue
+                for child in cancelled:
+                    self._publish(child)
+                statuses = dict(batch)
+                for child_id in running:
+                    task = asyncio.create_task(self._cancel_child(child_id, statuses))
+                    self._cascade_cancels.add(task)
+                    task.add_done_callback(self._cascade_cancels.discard)
+
+    async def _cancel_child(self, child_id: str, statuses: dict[str, str]) -> None:
+        try:
+            child = await self.store.get(child_id, with_payload=False)
+            if child is None or child.parent_job_id not in statuses:
+                return
+            reason = parent_ended_reason(child.parent_job_id, statuses[child.parent_job_id])
+            await self.cancel(child_id, reason)
+        except PulseError as exc:  # it ended meanwhile, or runs on a node that did not answer
+            log.info("child job %s was not cancelled with its parent: %s", child_id, exc.message)
+        except Exception:
+            log.exception("cancelling child job %s failed", child_id)
 
     def _fresh(self, job: Job) -> bool:
         """False for a snapshot older than one already published for the job. Publishers race:
@@ -944,7 +1145,7 @@ class Engine:
                 outcome, error = OUTCOME_FAILED, "handler was cancelled unexpectedly (CancelledError)"
             elif run.cancel_reason == "operator":
                 task.uncancel()
-                outcome, error = OUTCOME_CANCELLED, "cancelled by operator"
+                outcome, error = OUTCOME_CANCELLED, run.cancel_message
             else:
                 task.uncancel()
                 outcome, error = OUTCOME_INTERRUPTED, "server shutting down; re-queued"

@@ -1102,6 +1102,16 @@ class PluginHost:
         plugin = self._plugins.get(name)
         return plugin.snapshot() if plugin is not None else None
 
+    def jobs_of_token(self, plugin: str, token: str) -> set[str] | None:
+        """The jobs in flight on the instance of `plugin` that was given `token` at Initialize
+        (None when no live instance holds it). The token was checked by the Authenticator: this
+        only finds its instance."""
+        p = self._plugins.get(plugin)
+        for inst in p.instances if p is not None else ():
+            if inst.token and inst.token == token:
+                return set(inst.in_flight)
+        return None
+
     def _plugin(self, name: str) -> _Plugin:
         plugin = self._plugins.get(name)
         if plugin is None:

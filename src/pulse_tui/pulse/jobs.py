@@ -106,6 +106,22 @@ def check_transition(job_id: str, current: str, target: str) -> None:
         raise IllegalTransition(job_id, current, target, hint)
 
 
+# A child job (see Engine.enqueue): unfinished children of a parent that ends failed or cancelled
+# are cancelled with this reason ("parent <id> failed").
+UNFINISHED: tuple[str, ...] = (QUEUED, PAUSED, RUNNING)
+
+
+def parent_ended_reason(parent_id: str, parent_status: str) -> str:
+    return f"parent {parent_id} {parent_status}"
+
+
+def wire_retry_count(job: Job) -> int:
+    """`Job.retry_count` on QNTX's wire: retries, the attempts after the first (2 after three
+    attempts), and never less than the retry_count the job was enqueued with (a QNTX client that
+    re-enqueues a copy sets it) or the operator retries."""
+    return max(job.retry_count, job.attempts - 1, 0)
+
+
 RETRYABLE_BY_OPERATOR: frozenset[str] = frozenset({FAILED, CANCELLED})
 
 
@@ -241,9 +257,12 @@ class JobFilter:
     handler_glob: str = ""  # `*` / `?` glob over the handler name (case-sensitive)
     payload: str = ""  # substring of the payload bytes (case-sensitive)
     error: str = ""  # substring of the last error (case-insensitive)
+    parent_job_id: str = ""  # exact: the children of this job
 
     def matches(self, job: Job) -> bool:
         if self.statuses and job.status not in self.statuses:
+            return False
+        if self.parent_job_id and job.parent_job_id != self.parent_job_id:
             return False
         if self.handler and job.handler != self.handler:
             return False

@@ -68,6 +68,8 @@ class ServerSettings:
     handler_limits: dict[str, int] = field(default_factory=dict)
     default_timeout: float = 3600.0
     max_payload: int = 1024 * 1024
+    max_children: int = 10_000  # child jobs per job
+    max_child_depth: int = 5  # levels of children below a top job
     retention_secs: float | None = 7 * 86400
     grace: float = 10.0
     heartbeat_secs: float = 15.0  # WatchJobs heartbeat when idle
@@ -93,6 +95,8 @@ class ServerSettings:
             handler_limits=dict(config.handler_limits),
             default_timeout=s.default_timeout,
             max_payload=s.max_payload_bytes,
+            max_children=s.max_children,
+            max_child_depth=s.max_child_depth,
             retention_secs=s.retention_days * 86400 if s.retention_days > 0 else None,
             grace=s.grace_secs,
             node=s.node,
@@ -222,6 +226,8 @@ class PulseServer:
             handler_limits=s.handler_limits,
             default_timeout=s.default_timeout,
             max_payload=s.max_payload,
+            max_children=s.max_children,
+            max_child_depth=s.max_child_depth,
             retention_secs=s.retention_secs,
             metrics=self.metrics,
         )

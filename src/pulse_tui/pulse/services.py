@@ -131,7 +131,7 @@ def queue_job(job: Job) -> qp.Job:
         cost_actual=job.cost_actual,
         error=jobmodel.cap_text(job.error, jobmodel.MAX_ERROR_BYTES),
         parent_job_id=job.parent_job_id,
-        retry_count=job.retry_count,
+        retry_count=jobmodel.wire_retry_count(job),
         created_at=int(job.created_at),
         started_at=int(job.started_at),
         completed_at=int(job.completed_at),
@@ -307,6 +307,7 @@ def job_filter(f: op.JobFilter) -> JobFilter:
         handler_glob=f.handler_glob,
         payload=f.payload,
         error=f.error,
+        parent_job_id=f.parent_job_id,
     )
 
 
@@ -390,19 +391,56 @@ class QueueService(qp_grpc.QueueServiceServicer):
 
     @_queue_rpc(qp.EnqueueResponse)
     async def Enqueue(self, request: qp.EnqueueRequest, principal: Principal) -> qp.EnqueueResponse:
-        principal.require_admin("enqueue jobs")
         if not request.HasField("job"):
+            if principal.role != PLUGIN:
+                principal.require_admin("enqueue jobs")
             raise ValidationError("request has no job; set job.handler_name and job.payload")
         j = request.job
+        if principal.role == PLUGIN:
+            parent = self._child_parent(principal, request.auth_token, j.parent_job_id)
+        else:
+            principal.require_admin("enqueue jobs")
+            parent = j.parent_job_id
         await await_plugin_handlers(self.ctx, (j.handler_name,))
         job = await self.engine.enqueue(
             j.handler_name,
             j.payload,
             source=j.source,
-            parent_job_id=j.parent_job_id,
+            parent_job_id=parent,
             retry_count=j.retry_count,
+            job_id=j.id,
+            cost_estimate=j.cost_estimate,
         )
         return qp.EnqueueResponse(success=True, job_id=job.id)
+
+    def _child_parent(self, principal: Principal, token: str, asked: str) -> str:
+        """The parent of a job a plugin enqueues: a job running on the plugin instance that holds
+        `token`. A parent it names must be one of those (anything else is refused, never
+        rewritten); naming none is fine while the instance runs exactly one job."""
+        host = self.ctx.host
+        mine = host.jobs_of_token(principal.plugin, token) if host is not None else None
+        if mine is None:  # no host-managed instance (an engine without a plugin host)
+            mine = set(self.engine.running_jobs(principal.plugin))
+        else:
+            mine &= set(self.engine.running_jobs(principal.plugin))
+        if asked:
+            if asked not in mine:
+                raise PermissionDenied(
+                    f"job {asked} is not running on this instance of plugin {principal.plugin!r}; "
+                    "a plugin may enqueue children only of a job it is running"
+                )
+            return asked
+        if not mine:
+            raise PermissionDenied(
+                f"plugin {principal.plugin!r} may not enqueue jobs while it runs none; a plugin "
+                "token enqueues children of a job it is running"
+            )
+        if len(mine) > 1:
+            raise ValidationError(
+                f"plugin {principal.plugin!r} runs {len(mine)} jobs on this instance; set "
+                "job.parent_job_id to the one this child belongs to"
+            )
+        return next(iter(mine))
 
     @_queue_rpc(qp.GetJobResponse)
     async def GetJob(self, request: qp.GetJobRequest, principal: Principal) -> qp.GetJobResponse:
@@ -782,7 +820,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
     @_operator_rpc("enqueue jobs")
     async def Enqueue(self, request: op.EnqueueRequest, principal: Principal) -> op.EnqueueResponse:
         await await_plugin_handlers(self.ctx, (request.handler,))
-        job = await self.engine.enqueue(
+        job, existed = await self.engine.submit(
             request.handler,
             request.payload,
             max_attempts=request.max_attempts,
@@ -791,8 +829,10 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
             source=request.source,
             delay_secs=request.delay_secs,
             parent_job_id=request.parent_job_id,
+            job_id=request.id,
+            cost_estimate=request.cost_estimate,
         )
-        return op.EnqueueResponse(job=operator_job(job, self.ctx.routable()))
+        return op.EnqueueResponse(job=operator_job(job, self.ctx.routable()), existed=existed)
 
     @_operator_rpc("enqueue jobs")
     async def EnqueueMany(
@@ -810,6 +850,8 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                     "source": r.source,
                     "delay_secs": r.delay_secs,
                     "parent_job_id": r.parent_job_id,
+                    "job_id": r.id,
+                    "cost_estimate": r.cost_estimate,
                 }
                 for r in request.jobs
             ]

@@ -78,6 +78,15 @@ class Store(abc.ABC):
         or None if the job exists but its status did not allow it. Raises NotFound if no such job."""
 
     @abc.abstractmethod
+    async def cancel_children(
+        self, parents: Sequence[tuple[str, str]], now: float
+    ) -> tuple[list[Job], list[str]]:
+        """Children of ended parents, given as (parent id, its status): in one transaction, cancel
+        the queued and paused ones (error "parent <id> <status>", see jobs.parent_ended_reason)
+        and return (those rows, the ids of the running ones). Grandchildren are left to the
+        caller (a cancelled child is an ended parent in turn)."""
+
+    @abc.abstractmethod
     async def recover(self, now: float) -> list[Job]:
         """Re-queue jobs left running by a dead server (this node's, or expired leases); their open
         attempt is recorded as interrupted and not charged (`interruptions` + 1, `crashes` + 1). A

@@ -52,6 +52,7 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    parent_ended_reason,
     sort_scope,
     sort_sql,
 )
@@ -227,6 +228,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX schedule_executions_schedule ON schedule_executions (schedule_id, seq);
     CREATE INDEX schedule_executions_job ON schedule_executions (job_id) WHERE job_id != '';
     """,
+    # 4 -> 5: child jobs: a parent's children (listing, counting, cancelling them with the parent)
+    """
+    CREATE INDEX jobs_parent ON jobs (parent_job_id, seq) WHERE parent_job_id != '';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -293,6 +298,8 @@ def _where(flt: JobFilter, a: _Args, statuses: Sequence[str] | None = None) -> l
         clauses.append(f"status = ANY({a(sts)}::text[])")
     if flt.handler:
         clauses.append(f"handler = {a(flt.handler)}")
+    if flt.parent_job_id:
+        clauses.append(f"parent_job_id = {a(flt.parent_job_id)}")
     if flt.text:
         like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         p = a(like)
@@ -697,6 +704,28 @@ class PostgresStore(Store):
             if await conn.fetchval("SELECT 1 FROM jobs WHERE id=$1", job_id) is None:
                 raise NotFound(f"no job with id {job_id!r}")
             return None
+
+    async def cancel_children(
+        self, parents: Sequence[tuple[str, str]], now: float
+    ) -> tuple[list[Job], list[str]]:
+        if not parents:
+            return [], []
+        ids = [p for p, _ in parents]
+        reasons = [parent_ended_reason(p, st) for p, st in parents]
+        sql = _notifying(
+            "UPDATE jobs AS j SET status='cancelled', error=u.reason, completed_at=$3, updated_at=$3"
+            " FROM unnest($1::text[], $2::text[]) AS u(parent, reason)"
+            " WHERE j.parent_job_id=u.parent AND j.status IN ('queued', 'paused')"
+            f" RETURNING {', '.join('j.' + c for c in JOB_COLS)}",
+            K_CHANGE,
+            "$4",
+        )
+        async with self._acquire() as conn, conn.transaction():
+            rows = await conn.fetch(sql, ids, reasons, now, self.node)
+            running = await conn.fetch(
+                "SELECT id FROM jobs WHERE parent_job_id = ANY($1::text[]) AND status='running'", ids
+            )
+        return [_job(r) for r in rows], [r["id"] for r in running]
 
     async def _requeue(self, now: float, own: bool) -> list[Job]:
         """Re-queue running jobs whose lease expired (and, with `own`, every job of this node).

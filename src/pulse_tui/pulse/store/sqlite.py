@@ -63,6 +63,7 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    parent_ended_reason,
     sort_scope,
     sort_sql,
 )
@@ -212,6 +213,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX schedule_executions_schedule ON schedule_executions(schedule_id, seq);
     CREATE INDEX schedule_executions_job ON schedule_executions(job_id) WHERE job_id != '';
     """,
+    # 4 -> 5: child jobs: a parent's children (listing, counting, cancelling them with the parent)
+    """
+    CREATE INDEX jobs_parent ON jobs(parent_job_id, seq) WHERE parent_job_id != '';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -305,6 +310,9 @@ def _where(flt: JobFilter, statuses: Collection[str] | None = None) -> tuple[lis
     if flt.handler:
         clauses.append("handler = ?")
         args.append(flt.handler)
+    if flt.parent_job_id:
+        clauses.append("parent_job_id = ?")
+        args.append(flt.parent_job_id)
     if flt.text:
         like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         clauses.append(
@@ -844,6 +852,29 @@ class SQLiteStore(Store):
         def op(conn: sqlite3.Connection) -> Job | None:
             row = _update_if(conn, "jobs", "status", FULL_SELECT, job_id, allowed, cols, changes, "job")
             return _job(row) if row is not None else None
+
+        return await self._write(op)
+
+    async def cancel_children(
+        self, parents: Sequence[tuple[str, str]], now: float
+    ) -> tuple[list[Job], list[str]]:
+        def op(conn: sqlite3.Connection) -> tuple[list[Job], list[str]]:
+            cancelled: list[Job] = []
+            running: list[str] = []
+            for parent, status in parents:
+                rows = conn.execute(
+                    "UPDATE jobs SET status='cancelled', error=?, completed_at=?, updated_at=?"
+                    f" WHERE parent_job_id=? AND status IN ('queued', 'paused') RETURNING {LIST_SELECT}",
+                    (parent_ended_reason(parent, status), now, now, parent),
+                ).fetchall()
+                cancelled.extend(_job(r) for r in rows)
+                running.extend(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM jobs WHERE parent_job_id=? AND status='running'", (parent,)
+                    )
+                )
+            return cancelled, running
 
         return await self._write(op)
 
