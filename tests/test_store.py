@@ -379,6 +379,40 @@ async def test_select_ids_in_insertion_order(store: Store):
     assert await store.select_ids(JobFilter(handler="other.h"), 3) == ["b_0", "b_1", "b_2"]
 
 
+async def test_children_filter_and_cancel_with_their_parent(store: Store):
+    """A parent's children: listed and counted by `parent_job_id`; when the parent ends, its
+    queued and paused children are cancelled in one call with the reason, the running ones are
+    named (the engine stops them), finished ones and other jobs are left alone."""
+    (parent,) = await store.insert(new_jobs(1, prefix="p"))
+    kids = new_jobs(5, prefix="c")
+    for k in kids:
+        k.parent_job_id = parent.id
+    kids[4].handler = "other"  # runs (below)
+    (grand,) = new_jobs(1, prefix="g")
+    grand.parent_job_id = "c0"
+    await store.insert([*kids, grand, *new_jobs(2, prefix="x")])
+    await store.transition("c1", (J.QUEUED,), {"status": J.PAUSED})
+    (run,) = await store.claim(1, ["other"], time.time())
+    await store.transition("c3", (J.QUEUED,), {"status": J.CANCELLED, "completed_at": 1.0})
+    flt = JobFilter(parent_job_id=parent.id)
+    listed = await store.list(flt, 10, None, True, 0)
+    assert [j.id for j in listed] == ["c0", "c1", "c2", "c3", "c4"]
+    counts = await store.count(flt, 100)
+    assert (counts[J.QUEUED], counts[J.PAUSED], counts[J.RUNNING], counts[J.CANCELLED]) == (2, 1, 1, 1)
+    assert await store.select_ids(JobFilter(parent_job_id="c0"), 10) == ["g0"]
+
+    cancelled, running = await store.cancel_children([(parent.id, J.FAILED), ("nobody", J.CANCELLED)], 5.0)
+    assert sorted(j.id for j in cancelled) == ["c0", "c1", "c2"] and running == [run.id]
+    for j in cancelled:
+        assert (j.status, j.error, j.completed_at) == (J.CANCELLED, f"parent {parent.id} failed", 5.0)
+    assert (await store.get("c3")).completed_at == 1.0  # type: ignore[union-attr]  # already ended
+    assert (await store.get("c4")).status == J.RUNNING  # type: ignore[union-attr]
+    assert (await store.get("g0")).status == J.QUEUED  # type: ignore[union-attr]  # its parent's turn next
+    assert (await store.get("x0")).status == J.QUEUED  # type: ignore[union-attr]
+    cancelled, _ = await store.cancel_children([("c0", J.CANCELLED)], 6.0)
+    assert [(j.id, j.error) for j in cancelled] == [("g0", "parent c0 cancelled")]
+
+
 # ---------------------------------------------------------------- schedules
 
 
