@@ -119,9 +119,14 @@ class StableClient(PulseClient):
         return out
 
     def _flt(self, flt: operator_pb2.JobFilter | None) -> operator_pb2.JobFilter | None:
-        if flt is None or not flt.text:
+        if flt is None or not (flt.text or flt.parent_job_id):
             return flt
-        return job_filter(flt.statuses, flt.handler, self._rid(flt.text))
+        if not flt.parent_job_id:
+            return job_filter(flt.statuses, flt.handler, self._rid(flt.text))
+        out = operator_pb2.JobFilter()
+        out.CopyFrom(flt)
+        out.text, out.parent_job_id = self._rid(flt.text), self._rid(flt.parent_job_id)
+        return out
 
     async def count_jobs(self, flt=None, **kw):
         return await super().count_jobs(self._flt(flt), **kw)
@@ -381,6 +386,37 @@ async def populate_scripts(address: str, token: str) -> None:
         raise RuntimeError("the python.vacancies test job did not finish")
 
 
+async def populate_children(address: str, token: str) -> None:
+    """A running parent with six children: three completed, one failed, two waiting (delayed)."""
+    async with PulseClient(address, token) as c:
+        await c.probe()
+
+        async def wait(job_id: str, *statuses: str) -> None:
+            for _ in range(400):
+                if (await c.get_job(job_id)).job.status in statuses:
+                    return
+                await asyncio.sleep(0.025)
+            raise RuntimeError(f"job {job_id} never reached {statuses}")
+
+        parent = await c.enqueue(
+            "pulse.sleep", {"seconds": 3000, "steps": 10}, timeout_secs=7200, cost_estimate=2.5
+        )
+        await wait(parent.id, "running")
+        kids = [
+            await c.enqueue("pulse.noop", {"part": i}, parent_job_id=parent.id, cost_estimate=0.5)
+            for i in range(3)
+        ]
+        kids.append(
+            await c.enqueue(
+                "pulse.fail", {"error": "part 3: checksum mismatch"}, parent_job_id=parent.id, max_attempts=1
+            )
+        )
+        for kid in kids:
+            await wait(kid.id, "completed", "failed")
+        for i in (4, 5):
+            await c.enqueue("pulse.sleep", {"part": i}, parent_job_id=parent.id, delay_secs=3600)
+
+
 async def stop_running(address: str, token: str) -> None:
     async with PulseClient(address, token) as c:
         await c.probe()
@@ -570,6 +606,23 @@ async def scene_ix_create(app: PulseApp, pilot) -> None:
     await settle(app, pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
 
 
+async def scene_job_children(app: PulseApp, pilot) -> None:  # noqa: ANN001
+    """The detail of a running parent job: its children counted by status, listed in their tab."""
+    await settle(app, pilot, lambda: app.screen.query_one("JobTable").total >= 7)
+    table = app.screen.query_one("JobTable")
+    row = next(i for i in range(table.total) if table.job_at(i) and table.job_at(i).status == "running")
+    table._move(row)
+    await pilot.press("enter")
+    await settle(app, pilot, lambda: bool(app.screen.query("#children-table")) and app.screen.child_rows)
+    app.screen.query_one("TabbedContent").active = "tab-children"
+    await pilot.pause(0.2)
+    app.paused = True
+
+
+# Scenes against a server with built-in handlers only (start_children_server + populate_children).
+CHILDREN_SCENES: dict[str, Scene] = {"job_children": scene_job_children}
+
+
 # Scenes against the python-plugin server (start_editor_server + populate_scripts).
 EDITOR_SCENES: dict[str, Scene] = {
     "editor": scene_editor,
@@ -631,6 +684,10 @@ def start_server(base: Path):
     return _start(base, PLUGINS_CONFIG)
 
 
+def start_children_server(base: Path):
+    return _start(base, "")
+
+
 def start_editor_server(base: Path):
     return _start(base, EDITOR_CONFIG)
 
@@ -649,6 +706,16 @@ def main() -> int:
         try:
             asyncio.run(populate_scripts(handle.address, handle.token))
             paths += asyncio.run(capture(handle.address, handle.token, ((80, 24), (120, 40)), EDITOR_SCENES))
+        finally:
+            handle.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        handle = start_children_server(Path(tmp))
+        try:
+            asyncio.run(populate_children(handle.address, handle.token))
+            paths += asyncio.run(
+                capture(handle.address, handle.token, ((80, 24), (120, 40)), CHILDREN_SCENES)
+            )
+            asyncio.run(stop_running(handle.address, handle.token))
         finally:
             handle.stop()
     for p in paths:

@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = jsub.add_parser("list", parents=[conn, js], help="list jobs, newest first")
     p.add_argument("--status", action="append", default=[], help="only this status (repeatable)")
     p.add_argument("--handler", default="", help="only this handler")
+    p.add_argument("--parent", default="", metavar="ID", help="only the children of this job")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-1000, default 50)")
     p.set_defaults(func=cmd_jobs_list)
     for action in ("cancel", "retry"):
@@ -578,6 +579,8 @@ def job_summary(j: Any) -> dict[str, Any]:
         "plugin": j.plugin,
         "source": j.source,
         "parent_job_id": j.parent_job_id or None,
+        "cost_estimate": j.cost_estimate,
+        "cost_actual": j.cost_actual,
         "created_at": j.created_at or None,
         "started_at": j.started_at or None,
         "completed_at": j.completed_at or None,
@@ -625,7 +628,8 @@ def _progress(j: Any) -> str:
     return f"{j.progress_current}/{j.progress_total}" if j.progress_total else "-"
 
 
-def job_text(d: Any) -> str:
+def job_text(d: Any, children: Any = None) -> str:
+    """`children`: the CountJobsResponse of the job's children (None: not asked)."""
     j = d.job
     lines = [
         f"job       {j.id}",
@@ -643,6 +647,11 @@ def job_text(d: Any) -> str:
         lines.append(f"source    {j.source}")
     if j.parent_job_id:
         lines.append(f"parent    {j.parent_job_id}")
+    if children:
+        counts = ", ".join(f"{n} {s}" for s, n in children.by_status.items() if n)
+        lines.append(f"children  {children.total}{'+' if children.capped else ''} ({counts})")
+    if j.cost_estimate or j.cost_actual:
+        lines.append(f"cost      {j.cost_actual:g} (estimate {j.cost_estimate:g})")
     if j.error:
         lines.append(f"error     {j.error}")
     for a in d.attempts:
@@ -877,7 +886,8 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
         raise CliError(f"--limit must be between 1 and 1000, got {args.limit}")
 
     async def run(client: Any) -> int:
-        resp = await client.list_jobs(job_filter(args.status, args.handler), limit=args.limit)
+        flt = job_filter(args.status, args.handler, parent_job_id=args.parent)
+        resp = await client.list_jobs(flt, limit=args.limit)
         now = time.time()
         rows = [
             [

@@ -146,6 +146,7 @@ def job_filter(
     handler_glob: str = "",
     payload: str = "",
     error: str = "",
+    parent_job_id: str = "",
 ) -> operator_pb2.JobFilter:
     return operator_pb2.JobFilter(
         statuses=list(statuses),
@@ -154,6 +155,7 @@ def job_filter(
         handler_glob=handler_glob,
         payload=payload,
         error=error,
+        parent_job_id=parent_job_id,
     )
 
 
@@ -166,6 +168,8 @@ def filter_matches(flt: operator_pb2.JobFilter | None, job: operator_pb2.Job) ->
     if flt.statuses and job.status not in flt.statuses:
         return False
     if flt.handler and job.handler != flt.handler:
+        return False
+    if flt.parent_job_id and job.parent_job_id != flt.parent_job_id:
         return False
     if flt.handler_glob and not fnmatch.fnmatchcase(job.handler, flt.handler_glob):
         return False
@@ -460,7 +464,11 @@ class PulseClient:
         source: str = "pulse-tui",
         delay_secs: float = 0.0,
         parent_job_id: str = "",
+        cost_estimate: float = 0.0,
+        job_id: str = "",
     ) -> operator_pb2.Job:
+        """Enqueue one job. With `job_id` the enqueue is idempotent: repeating it with the same
+        handler and payload returns the job already stored under that id."""
         self._need(Capability.ENQUEUE)
         if payload is None:
             raw = b"{}"
@@ -472,11 +480,13 @@ class PulseClient:
             raw = payload
         if self.mode == COMPAT:
             qjob = queue_pb2.Job(
+                id=job_id,
                 handler_name=handler,
                 payload=raw,
                 source=source,
                 status=JobStatus.QUEUED,
                 parent_job_id=parent_job_id,
+                cost_estimate=cost_estimate,
             )
             job_id = await self._compat_enqueue(qjob)
             return operator_pb2.Job(id=job_id, handler=handler, status=JobStatus.QUEUED, source=source)
@@ -489,6 +499,8 @@ class PulseClient:
             source=source,
             delay_secs=delay_secs,
             parent_job_id=parent_job_id,
+            cost_estimate=cost_estimate,
+            id=job_id,
         )
         resp = await self._call(self._op.Enqueue, req)
         return resp.job

@@ -11,9 +11,9 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from pulse_tui.client import ClientError
+from pulse_tui.client import ClientError, job_filter
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import confirm_cancel
@@ -22,7 +22,9 @@ from pulse_tui.widgets import fmt
 from pulse_tui.widgets.json_view import JsonView
 from pulse_tui.widgets.progress_cell import progress_text
 
-TAB_ORDER = ("tab-payload", "tab-result", "tab-error", "tab-attempts", "tab-logs")
+TAB_ORDER = ("tab-payload", "tab-result", "tab-error", "tab-attempts", "tab-logs", "tab-children")
+CHILD_ROWS = 100  # children listed in the Children tab (C shows them all on the jobs screen)
+CHILD_COUNT_CAP = 10_000
 
 
 class JobDetailScreen(PulseScreen):
@@ -34,6 +36,8 @@ class JobDetailScreen(PulseScreen):
         Binding("r", "retry", "Retry", id="detail.retry"),
         Binding("y", "copy_id", "Copy id", id="detail.copy"),
         Binding("s", "schedule", "Schedule", id="detail.schedule"),
+        Binding("p", "parent", "Parent", show=False, id="detail.parent"),
+        Binding("C", "children", "Children", show=False, id="detail.children"),
         Binding("right,l", "tab(1)", "Next tab", id="detail.next_tab"),
         Binding("left,h", "tab(-1)", "Prev tab", show=False, id="detail.prev_tab"),
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="detail.refresh"),
@@ -43,6 +47,8 @@ class JobDetailScreen(PulseScreen):
         super().__init__()
         self.job_id = job_id
         self.detail: operator_pb2.JobDetail | None = None
+        self.child_counts: operator_pb2.CountJobsResponse | None = None  # its children, counted by status
+        self.child_rows: list[operator_pb2.Job] = []  # the first CHILD_ROWS of them, oldest first
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -65,6 +71,7 @@ class JobDetailScreen(PulseScreen):
         zone = fmt.absolute(fmt.app_now(self.app), tz)[20:] or "local"
         self.query_one("#screen-title", Static).update(f"Job {self.job_id}   (times in {zone})")
         self.load()
+        self.load_children()
         self.set_interval(1.0, self._tick)
 
     def refocus(self) -> None:
@@ -78,9 +85,87 @@ class JobDetailScreen(PulseScreen):
     def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
         if any(j.id == self.job_id for j in jobs):
             self.load()
+        if any(j.parent_job_id == self.job_id for j in jobs):
+            self.load_children()
 
     def resync(self) -> None:
         self.load()
+        self.load_children()
+
+    @work(exclusive=True, group="detail-children", exit_on_error=False)
+    async def load_children(self) -> None:
+        """Count the job's children by status and list the first CHILD_ROWS of them."""
+        client = self.pulse.client
+        if not client.can("counts"):
+            return
+        flt = job_filter(parent_job_id=self.job_id)
+        try:
+            counts = await client.count_jobs(flt, cap=CHILD_COUNT_CAP)
+            rows = (
+                list((await client.list_jobs(flt, limit=CHILD_ROWS, oldest_first=True)).jobs)
+                if counts.total
+                else []
+            )
+        except ClientError as exc:
+            if exc.code != "NOT_FOUND":
+                self.pulse.report(exc, f"loading the children of job {self.job_id}")
+            return
+        await self.show_children(counts, rows)
+
+    async def show_children(
+        self, counts: operator_pb2.CountJobsResponse, rows: list[operator_pb2.Job]
+    ) -> None:
+        """The Children tab appears once the job has children: counts by status and a list (enter
+        opens one)."""
+        self.child_counts, self.child_rows = counts, rows
+        if self.detail is not None:
+            self._render_summary(self.detail)
+        if not counts.total:
+            return
+        tabs = self.query_one(TabbedContent)
+        if not self.query("#tab-children"):
+            table: DataTable = DataTable(id="children-table", cursor_type="row", zebra_stripes=True)
+            table.add_columns("id", "handler", "status", "progress", "error")
+            pane = TabPane(
+                "Children", Static(id="children-counts"), table, id="tab-children", classes="pane-scroll"
+            )
+            await tabs.add_pane(pane)
+        self.query_one("#children-counts", Static).update(self._children_line(counts, with_hint=True))
+        table = self.query_one("#children-table", DataTable)
+        table.clear()
+        for j in rows:
+            table.add_row(
+                j.id,
+                j.handler,
+                Text(
+                    f"{fmt.STATUS_ICONS.get(j.status, '?')} {j.status}",
+                    style=fmt.STATUS_STYLES.get(j.status, ""),
+                ),
+                f"{j.progress_current}/{j.progress_total}" if j.progress_total else "",
+                Text(j.error.strip().splitlines()[0] if j.error.strip() else "", style=fmt.C("#f7768e")),
+                key=j.id,
+            )
+
+    def _children_line(self, counts: operator_pb2.CountJobsResponse, *, with_hint: bool = False) -> Text:
+        total = fmt.count(counts.total, counts.capped, counts.cap)
+        t = Text(f"{total} {'child' if counts.total == 1 else 'children'}: ")
+        parts = [(s, n) for s, n in counts.by_status.items() if n]
+        for i, (st, n) in enumerate(sorted(parts, key=lambda p: _STATUS_ORDER.get(p[0], 99))):
+            if i:
+                t.append(" · ")
+            t.append(
+                f"{fmt.count(n, counts.capped and n >= counts.cap, counts.cap)} {st}",
+                style=fmt.STATUS_STYLES.get(st, ""),
+            )
+        if with_hint:
+            shown = len(self.child_rows)
+            more = f"the first {shown} below; " if shown < counts.total else ""
+            t.append(f"   ({more}enter opens one, C lists them all on the jobs screen)", style="dim")
+        return t
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "children-table" and event.row_key.value:
+            self.app.push_screen(JobDetailScreen(str(event.row_key.value)))
 
     @work(exclusive=True, group="detail-load", exit_on_error=False)
     async def load(self) -> None:
@@ -128,7 +213,27 @@ class JobDetailScreen(PulseScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "schedule":
             return bool(self.detail and self.detail.job.schedule_id)
+        if action == "parent":
+            return bool(self.detail and self.detail.job.parent_job_id)
+        if action == "children":
+            return bool(self.child_counts and self.child_counts.total)
         return super().check_action(action, parameters)
+
+    def action_parent(self) -> None:
+        """Open the parent job's detail."""
+        if self.detail is not None and self.detail.job.parent_job_id:
+            self.app.push_screen(JobDetailScreen(self.detail.job.parent_job_id))
+
+    async def action_children(self) -> None:
+        """The jobs screen, filtered to this job's children (`parent:ID`)."""
+        app = self.app
+        if app.current_mode != "jobs":
+            await app.switch_mode("jobs")
+        while len(app.screen_stack) > 1 and not hasattr(app.screen, "set_parent_filter"):
+            await app.pop_screen()
+        setter = getattr(app.screen, "set_parent_filter", None)
+        if setter is not None:
+            setter(self.job_id)
 
     async def action_schedule(self) -> None:
         """Jump to the schedule that fired this job."""
@@ -203,7 +308,7 @@ class JobDetailScreen(PulseScreen):
         grid.add_row("finished", finished, "timeout", timeout)
         extra = []
         if job.parent_job_id:
-            extra.append(f"parent {job.parent_job_id}")
+            extra.append(f"parent {job.parent_job_id} (p)")
         if job.schedule_id:
             extra.append(f"from schedule {job.schedule_id} (s)")
         elif job.source:
@@ -214,6 +319,10 @@ class JobDetailScreen(PulseScreen):
             extra.append(f"node {job.node}")
         if extra:
             grid.add_row("", Text(" · ".join(extra), style="dim"), "", "")
+        if self.child_counts is not None and self.child_counts.total:
+            line = self._children_line(self.child_counts)
+            line.append("  (C)", style="dim")
+            grid.add_row("children", line, "", "")
         self.query_one("#detail-summary", Static).update(grid)
 
     def _attempts(self, detail: operator_pb2.JobDetail) -> Table | Text:
@@ -271,8 +380,9 @@ class JobDetailScreen(PulseScreen):
 
     def action_tab(self, step: int) -> None:
         tabs = self.query_one(TabbedContent)
-        i = TAB_ORDER.index(tabs.active) if tabs.active in TAB_ORDER else 0
-        tabs.active = TAB_ORDER[(i + step) % len(TAB_ORDER)]
+        order = [t for t in TAB_ORDER if self.query(f"#{t}")]
+        i = order.index(tabs.active) if tabs.active in order else 0
+        tabs.active = order[(i + step) % len(order)]
 
     def action_refresh(self) -> None:
         self.load()
@@ -306,6 +416,11 @@ class JobDetailScreen(PulseScreen):
             return
         self.notify(f"re-queued {self.job_id}")
         self.load()
+
+
+_STATUS_ORDER = {
+    s: i for i, s in enumerate(("running", "queued", "paused", "completed", "failed", "cancelled"))
+}
 
 
 def _clock(rfc3339: str, tz) -> str:

@@ -75,7 +75,7 @@ COUNT_CAP = 10_000
 
 @dataclass(slots=True)
 class Filter:
-    """What the `/` line holds: ``handler:NAME status:a,b error:TEXT payload:TEXT free text``.
+    """What the `/` line holds: ``handler:NAME status:a,b error:TEXT payload:TEXT parent:ID free text``.
 
     ``handler:demo`` is a prefix (``demo``, ``demo.sleep``…), ``handler:demo.*`` a glob (``*``,
     ``?``); the handlers screen sets an exact name. Values with spaces go in quotes."""
@@ -85,6 +85,7 @@ class Filter:
     text: str = ""
     error: str = ""
     payload: str = ""
+    parent: str = ""  # the children of this job (its exact id)
     exact_handler: bool = False
     errors: list[str] = field(default_factory=list)
 
@@ -111,6 +112,8 @@ class Filter:
                 f.error = value
             elif sep and key in ("payload", "p"):
                 f.payload = value
+            elif sep and key == "parent":
+                f.parent = value
             else:
                 words.append(token)
         f.text = " ".join(words)
@@ -131,6 +134,7 @@ class Filter:
             handler_glob=self.handler_glob,
             payload=self.payload,
             error=self.error,
+            parent_job_id=self.parent,
         )
 
     def key(self) -> tuple[str, bool]:
@@ -146,6 +150,8 @@ class Filter:
             parts.append(f'error~"{self.error}"')
         if self.payload:
             parts.append(f'payload~"{self.payload}"')
+        if self.parent:
+            parts.append(f"children of {self.parent}")
         if self.text:
             parts.append(f'"{self.text}"')
         return " ".join(parts)
@@ -160,6 +166,8 @@ class Filter:
             parts.append(f"error:{_quote(self.error)}")
         if self.payload:
             parts.append(f"payload:{_quote(self.payload)}")
+        if self.parent:
+            parts.append(f"parent:{_quote(self.parent)}")
         if self.text:
             parts.append(self.text)
         return " ".join(parts)
@@ -213,7 +221,7 @@ class JobsScreen(PulseScreen):
         yield from self.compose_header()
         yield StatusTabs(id="status-tabs")
         yield Input(
-            placeholder="handler:demo* status:failed error:TEXT payload:TEXT text…  (applies as you type; enter keeps, esc reverts)",
+            placeholder="handler:demo* status:failed error:TEXT payload:TEXT parent:ID text…  (applies as you type; enter keeps, esc reverts)",
             id="filter",
         )
         yield Static("", id="jobs-note", classes="note")
@@ -515,6 +523,12 @@ class JobsScreen(PulseScreen):
 
     def set_handler_filter(self, handler: str) -> None:
         self.filter = Filter(handler=handler, exact_handler=True)
+        self.tab = "all"
+        self.reload()
+
+    def set_parent_filter(self, job_id: str) -> None:
+        """Show the children of `job_id` (the filter line reads `parent:ID`)."""
+        self.filter = Filter(parent=job_id)
         self.tab = "all"
         self.reload()
 
