@@ -295,3 +295,29 @@ def test_schedules_create_bad_input_is_one_line(cli, args, message):
 def test_schedules_create_unknown_handler(cli):
     code, _, err = cli("schedules", "create", "no.such", "--every", "5m")
     assert code == 1 and "unknown handler 'no.such'" in err
+
+
+def test_children_ids_and_cost_estimates(cli):
+    """--id (idempotent), --parent and --cost-estimate at enqueue; jobs list --parent; jobs show
+    counts the children and shows the estimate beside the actual cost."""
+    code, out, err = cli(
+        "jobs", "enqueue", "pulse.noop", "--id", "cli-parent-1", "--cost-estimate", "2.5", "--json"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["id"] == "cli-parent-1" and doc["cost_estimate"] == 2.5
+    code, out, err = cli("jobs", "enqueue", "pulse.noop", "--id", "cli-parent-1", "--cost-estimate", "2.5")
+    assert (code, out.strip()) == (0, "cli-parent-1")  # the same enqueue again: that job
+    code, out, err = cli("jobs", "enqueue", "pulse.noop", "--id", "cli-parent-1", "--payload", '{"x": 1}')
+    assert code != 0 and "already exists with a different payload" in err
+    for _ in range(2):
+        code, out, err = cli("jobs", "enqueue", "pulse.noop", "--parent", "cli-parent-1")
+        assert code == 0, err
+    code, out, err = cli("jobs", "list", "--parent", "cli-parent-1", "--json")
+    kids = json.loads(out)["jobs"]
+    assert len(kids) == 2 and {k["parent_job_id"] for k in kids} == {"cli-parent-1"}
+    code, out, err = cli("jobs", "show", "cli-parent-1", "--json")
+    doc = json.loads(out)
+    assert sum(doc["children"].values()) == 2 and doc["cost_estimate"] == 2.5
+    code, out, err = cli("jobs", "show", "cli-parent-1")
+    assert "children  2 (" in out and "(estimate 2.5)" in out

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.jsonl",
         help="enqueue every job of this file in one call, all or none: one JSON object per line with"
         ' "handler" and optionally "payload", "max_attempts", "timeout_secs", "priority", "delay_secs",'
-        ' "source", "parent_job_id" ("-" reads standard input)',
+        ' "source", "parent_job_id", "id", "cost_estimate" ("-" reads standard input)',
     )
     p.add_argument("--payload", default="{}", metavar="JSON", help="JSON payload (default {})")
     p.add_argument(
@@ -185,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-attempts", type=int, default=0, metavar="N", help="attempts before failing (default 3)"
     )
     p.add_argument("--priority", type=int, default=0, metavar="P", help="higher runs first")
+    p.add_argument(
+        "--id",
+        dest="job_id",
+        default="",
+        metavar="ID",
+        help="the job's id (1-64 of A-Z a-z 0-9 . _ : -); repeating the same enqueue returns that job",
+    )
+    p.add_argument("--parent", default="", metavar="ID", help="make it a child of this job")
+    p.add_argument("--cost-estimate", type=float, default=0.0, metavar="X", help="expected cost, kept")
     p.add_argument("--wait", action="store_true", help="wait until the job finishes, showing progress")
     p.set_defaults(func=cmd_jobs_enqueue)
     p = jsub.add_parser("show", parents=[conn, js], help="show a job with its attempts and logs")
@@ -685,6 +694,8 @@ ENQUEUE_LINE_FIELDS = {
     "delay_secs": (int, float),
     "source": str,
     "parent_job_id": str,
+    "id": str,
+    "cost_estimate": (int, float),
 }
 ENQUEUE_MANY_MAX = 100_000  # the server's limit per call
 ENQUEUE_MANY_BYTES = 4 * 1024 * 1024 - 64 * 1024  # under the server's 4 MB message limit
@@ -734,6 +745,8 @@ def read_job_lines(path: str) -> list[Any]:
                 delay_secs=float(doc.get("delay_secs", 0.0)),
                 source=doc.get("source", "pulse-tui cli"),
                 parent_job_id=doc.get("parent_job_id", ""),
+                id=doc.get("id", ""),
+                cost_estimate=float(doc.get("cost_estimate", 0.0)),
             )
         )
     if not reqs:
@@ -766,6 +779,9 @@ def cmd_jobs_enqueue_many(args: argparse.Namespace) -> int:
         or args.timeout
         or args.max_attempts
         or args.priority
+        or args.job_id
+        or args.parent
+        or args.cost_estimate
     ):
         raise CliError(
             "--from takes every job's fields from the file: give no handler, --payload, --wait, ..."
@@ -798,6 +814,9 @@ def cmd_jobs_enqueue(args: argparse.Namespace) -> int:
             timeout_secs=args.timeout,
             priority=args.priority,
             source="pulse-tui cli",
+            parent_job_id=args.parent,
+            cost_estimate=args.cost_estimate,
+            job_id=args.job_id,
         )
         if not args.wait:
             emit(args, job_summary(job), job.id)
@@ -872,8 +891,16 @@ def cmd_ix(args: argparse.Namespace) -> int:
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
     async def run(client: Any) -> int:
+        from pulse_tui.client import job_filter
+
         detail = await client.get_job(args.id)
-        emit(args, job_doc(detail), job_text(detail))
+        children = None
+        if client.can("counts"):
+            children = await client.count_jobs(job_filter(parent_job_id=detail.job.id))
+        doc = job_doc(detail)
+        if children is not None:
+            doc["children"] = {s: n for s, n in children.by_status.items() if n}
+        emit(args, doc, job_text(detail, children if children is not None and children.total else None))
         return 0
 
     return with_client(args, run)
