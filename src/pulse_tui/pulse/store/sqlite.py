@@ -858,6 +858,23 @@ class SQLiteStore(Store):
     async def cancel_children(
         self, parents: Sequence[tuple[str, str]], now: float
     ) -> tuple[list[Job], list[str]]:
+        def having(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for parent, _ in parents:
+                if conn.execute(
+                    "SELECT 1 FROM jobs WHERE parent_job_id=? AND status IN ('queued', 'paused', 'running')"
+                    " LIMIT 1",
+                    (parent,),
+                ).fetchone():
+                    found.add(parent)
+            return found
+
+        # most ended jobs have no children: a read (the partial index) spares the writer a transaction
+        with_children = await self._read(having)
+        parents = [p for p in parents if p[0] in with_children]
+        if not parents:
+            return [], []
+
         def op(conn: sqlite3.Connection) -> tuple[list[Job], list[str]]:
             cancelled: list[Job] = []
             running: list[str] = []
