@@ -614,6 +614,7 @@ async def scene_job_children(app: PulseApp, pilot) -> None:  # noqa: ANN001
     table._move(row)
     await pilot.press("enter")
     await settle(app, pilot, lambda: bool(app.screen.query("#children-table")) and app.screen.child_rows)
+    app.animation_level = "none"  # the tab underline would otherwise be caught mid-slide
     app.screen.query_one("TabbedContent").active = "tab-children"
     await pilot.pause(0.2)
     app.paused = True
