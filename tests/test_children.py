@@ -108,6 +108,9 @@ async def test_plugin_children_carry_the_running_job_and_limits_refuse(conn: Con
         op.CountJobsRequest(filter=op.JobFilter(parent_job_id=parent)), metadata=conn.md
     )
     assert counts.total == 3
+    many = op.EnqueueManyRequest(jobs=[op.EnqueueRequest(handler="pulse.noop", parent_job_id=parent)] * 2)
+    with pytest.raises(grpc.aio.AioRpcError, match=f"job {parent} already has 3 children"):
+        await conn.ops.EnqueueMany(many, metadata=conn.md)
     # depth: top (0) -> child (1) -> grandchild (2) is the limit of 2; a child of that is refused
     deep = {"handler": "kids.run", "payload": {"spawn": [NOOP]}}
     top = await conn.run([{"handler": "kids.run", "payload": {"spawn": [deep]}}])
@@ -123,8 +126,8 @@ async def test_plugin_children_carry_the_running_job_and_limits_refuse(conn: Con
     await wait_status(conn.engine, grandchild.id, {"completed"})
     out = json.loads((await conn.detail(grandchild.id)).result)
     assert out["ids"] == [""] and out["errors"] == [
-        f"job {grandchild.id} is already 2 levels of children deep; its children would pass the "
-        "limit (limit [server] max_child_depth = 2)"
+        f"a child of job {grandchild.id} would be more than 2 levels below its top job "
+        "(limit [server] max_child_depth = 2)"
     ]
     # an operator naming a parent that does not exist is refused
     with pytest.raises(grpc.aio.AioRpcError, match="parent job 'nope' does not exist"):

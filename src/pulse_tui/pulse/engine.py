@@ -333,13 +333,13 @@ class Engine:
         a different handler or payload is refused. Concurrent duplicates cannot both be stored
         (the id is the store's unique key): the loser gets the winner's job.
         With a `parent_job_id` the job is a child: the parent must exist, and the limits on
-        children per job and on depth hold (see _reserve_child)."""
+        children per job and on depth hold (see _reserve_children)."""
         job = self.validate_new(handler, payload, **kwargs)
         if kwargs.get("job_id"):
             existing = await self.store.get(job.id)
             if existing is not None:
                 return self._same_job(existing, job), True
-        release = await self._reserve_child(job) if job.parent_job_id else None
+        release = await self._reserve_children(job.parent_job_id) if job.parent_job_id else None
         try:
             await self.store.insert([job])  # a taken id: the store raises DuplicateJob
         except DuplicateJob:
@@ -376,13 +376,12 @@ class Engine:
             )
         return self._overlay(existing)
 
-    async def _reserve_child(self, job: Job) -> Callable[[], None]:
-        """Check a child job against its parent: the parent exists, the child is at most
-        `max_child_depth` levels below the top job, and the parent has fewer than `max_children`
-        children. Counts one child against the parent; the returned call takes it back (the
-        insert failed). A running parent's count is kept in memory after the first count, so a
-        plugin enqueuing thousands of children pays for one count."""
-        parent_id = job.parent_job_id
+    async def _reserve_children(self, parent_id: str, n: int = 1) -> Callable[[], None]:
+        """Check `n` new children against their parent: the parent exists, a child is at most
+        `max_child_depth` levels below the top job, and the parent keeps at most `max_children`
+        children. Counts them against the parent; the returned call takes them back (the insert
+        failed). A running parent's count is kept in memory after the first count, so a plugin
+        enqueuing thousands of children pays for one count."""
         parent = await self.store.get(parent_id, with_payload=False)
         if parent is None:
             raise ValidationError(f"parent job {parent_id!r} does not exist")
@@ -392,30 +391,32 @@ class Engine:
             cur = await self.store.get(cur.parent_job_id, with_payload=False)
         if depth > self.max_child_depth:
             raise ValidationError(
-                f"job {parent_id} is already {self.max_child_depth} levels of children deep; its "
-                f"children would pass the limit (limit [server] max_child_depth = {self.max_child_depth})"
+                f"a child of job {parent_id} would be more than {self.max_child_depth} levels below "
+                f"its top job (limit [server] max_child_depth = {self.max_child_depth})"
             )
         run = self._running.get(parent_id)
         if run is not None and run.children is None:
-            n = await self._count_children(parent_id)
+            counted = await self._count_children(parent_id)
             if run.children is None:
-                run.children = n
-        n = (
+                run.children = counted
+        have = (
             run.children
             if run is not None and run.children is not None
             else await self._count_children(parent_id)
         )
-        if n >= self.max_children:
+        if have + n > self.max_children:
             raise ValidationError(
-                f"job {parent_id} already has {n} children (limit [server] max_children = {self.max_children})"
+                f"job {parent_id} already has {have} children"
+                + (f"; {n} more would pass the limit" if n > 1 and have < self.max_children else "")
+                + f" (limit [server] max_children = {self.max_children})"
             )
         if run is None:
             return lambda: None
-        run.children = n + 1
+        run.children = have + n
 
         def release() -> None:
-            if run.children:
-                run.children -= 1
+            if run.children is not None:
+                run.children = max(0, run.children - n)
 
         return release
 
@@ -443,7 +444,18 @@ class Engine:
                 raise ValidationError(f"job {i} of {len(specs)}: {exc}") from None
         if not jobs:
             return jobs
-        releases = [await self._reserve_child(job) for job in jobs if job.parent_job_id]
+        per_parent: dict[str, int] = {}
+        for job in jobs:
+            if job.parent_job_id:
+                per_parent[job.parent_job_id] = per_parent.get(job.parent_job_id, 0) + 1
+        releases: list[Callable[[], None]] = []
+        try:
+            for parent_id, n in per_parent.items():
+                releases.append(await self._reserve_children(parent_id, n))
+        except ValidationError:
+            for release in releases:
+                release()
+            raise
         try:
             await self.store.insert(jobs)  # one taken id: DuplicateJob, and none is stored
         except BaseException:
