@@ -125,6 +125,7 @@ class _Run:
         "cancellable",
         "clamp_logged",
         "children",
+        "depth",
     )
 
     def __init__(self, job: Job, handler: Handler | None) -> None:
@@ -138,6 +139,7 @@ class _Run:
         self.cancellable = False  # the handler part of its task is under way
         self.clamp_logged = False  # progress current > total was clamped and logged (once a run)
         self.children: int | None = None  # children it has (counted once, then kept here)
+        self.depth: int | None = None  # levels below its top job (found once, then kept here)
 
     def stop(self, reason: str, message: str = "") -> None:
         """Stop the attempt for `reason` ("operator" | "shutdown"); the first reason wins.
@@ -382,19 +384,24 @@ class Engine:
         children. Counts them against the parent; the returned call takes them back (the insert
         failed). A running parent's count is kept in memory after the first count, so a plugin
         enqueuing thousands of children pays for one count."""
-        parent = await self.store.get(parent_id, with_payload=False)
-        if parent is None:
-            raise ValidationError(f"parent job {parent_id!r} does not exist")
-        depth, cur = 1, parent
-        while cur is not None and cur.parent_job_id and depth <= self.max_child_depth:
-            depth += 1
-            cur = await self.store.get(cur.parent_job_id, with_payload=False)
+        run = self._running.get(parent_id)
+        if run is not None and run.depth is not None:
+            depth = run.depth + 1
+        else:
+            parent = await self.store.get(parent_id, with_payload=False)
+            if parent is None:
+                raise ValidationError(f"parent job {parent_id!r} does not exist")
+            depth, cur = 1, parent
+            while cur is not None and cur.parent_job_id and depth <= self.max_child_depth:
+                depth += 1
+                cur = await self.store.get(cur.parent_job_id, with_payload=False)
+            if run is not None and depth <= self.max_child_depth:
+                run.depth = depth - 1
         if depth > self.max_child_depth:
             raise ValidationError(
                 f"a child of job {parent_id} would be more than {self.max_child_depth} levels below "
                 f"its top job (limit [server] max_child_depth = {self.max_child_depth})"
             )
-        run = self._running.get(parent_id)
         if run is not None and run.children is None:
             counted = await self._count_children(parent_id)
             if run.children is None:

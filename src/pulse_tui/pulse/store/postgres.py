@@ -299,7 +299,8 @@ def _where(flt: JobFilter, a: _Args, statuses: Sequence[str] | None = None) -> l
     if flt.handler:
         clauses.append(f"handler = {a(flt.handler)}")
     if flt.parent_job_id:
-        clauses.append(f"parent_job_id = {a(flt.parent_job_id)}")
+        # the second term lets a generic plan use the partial index jobs_parent
+        clauses.append(f"parent_job_id = {a(flt.parent_job_id)} AND parent_job_id <> ''")
     if flt.text:
         like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         p = a(like)
@@ -715,7 +716,7 @@ class PostgresStore(Store):
         sql = _notifying(
             "UPDATE jobs AS j SET status='cancelled', error=u.reason, completed_at=$3, updated_at=$3"
             " FROM unnest($1::text[], $2::text[]) AS u(parent, reason)"
-            " WHERE j.parent_job_id=u.parent AND j.status IN ('queued', 'paused')"
+            " WHERE j.parent_job_id=u.parent AND j.parent_job_id <> '' AND j.status IN ('queued', 'paused')"
             f" RETURNING {', '.join('j.' + c for c in JOB_COLS)}",
             K_CHANGE,
             "$4",
@@ -723,7 +724,9 @@ class PostgresStore(Store):
         async with self._acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql, ids, reasons, now, self.node)
             running = await conn.fetch(
-                "SELECT id FROM jobs WHERE parent_job_id = ANY($1::text[]) AND status='running'", ids
+                "SELECT id FROM jobs WHERE parent_job_id = ANY($1::text[]) AND parent_job_id <> ''"
+                " AND status='running'",
+                ids,
             )
         return [_job(r) for r in rows], [r["id"] for r in running]
 

@@ -311,7 +311,7 @@ def _where(flt: JobFilter, statuses: Collection[str] | None = None) -> tuple[lis
         clauses.append("handler = ?")
         args.append(flt.handler)
     if flt.parent_job_id:
-        clauses.append("parent_job_id = ?")
+        clauses.append("parent_job_id = ? AND parent_job_id != ''")  # the second term: the partial index
         args.append(flt.parent_job_id)
     if flt.text:
         like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -859,14 +859,19 @@ class SQLiteStore(Store):
         self, parents: Sequence[tuple[str, str]], now: float
     ) -> tuple[list[Job], list[str]]:
         def having(conn: sqlite3.Connection) -> set[str]:
+            ids = [p for p, _ in parents]
             found: set[str] = set()
-            for parent, _ in parents:
-                if conn.execute(
-                    "SELECT 1 FROM jobs WHERE parent_job_id=? AND status IN ('queued', 'paused', 'running')"
-                    " LIMIT 1",
-                    (parent,),
-                ).fetchone():
-                    found.add(parent)
+            for i in range(0, len(ids), 500):  # one query per 500 parents (SQLite's variable limit)
+                chunk = ids[i : i + 500]
+                found.update(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT DISTINCT parent_job_id FROM jobs WHERE parent_job_id != ''"
+                        f" AND parent_job_id IN ({','.join('?' * len(chunk))})"
+                        " AND status IN ('queued', 'paused', 'running')",
+                        chunk,
+                    )
+                )
             return found
 
         # most ended jobs have no children: a read (the partial index) spares the writer a transaction
@@ -881,14 +886,16 @@ class SQLiteStore(Store):
             for parent, status in parents:
                 rows = conn.execute(
                     "UPDATE jobs SET status='cancelled', error=?, completed_at=?, updated_at=?"
-                    f" WHERE parent_job_id=? AND status IN ('queued', 'paused') RETURNING {LIST_SELECT}",
+                    " WHERE parent_job_id=? AND parent_job_id != '' AND status IN ('queued', 'paused')"
+                    f" RETURNING {LIST_SELECT}",
                     (parent_ended_reason(parent, status), now, now, parent),
                 ).fetchall()
                 cancelled.extend(_job(r) for r in rows)
                 running.extend(
                     r[0]
                     for r in conn.execute(
-                        "SELECT id FROM jobs WHERE parent_job_id=? AND status='running'", (parent,)
+                        "SELECT id FROM jobs WHERE parent_job_id=? AND parent_job_id != '' AND status='running'",
+                        (parent,),
                     )
                 )
             return cancelled, running
