@@ -605,6 +605,32 @@ async def test_pg_engine_cancel_running(pg_engines):
 
 
 @pytest.mark.postgres
+async def test_pg_children_cancelled_with_their_parent_across_nodes_and_ids_taken_once(pg_engines):
+    stub_a, stub_b = Stubborn(), Stubborn()
+    a = await pg_engines(stub_a, node="a", concurrency=1)
+    b = await pg_engines(stub_b, node="b")
+    parent = await a.enqueue("t.stubborn", b"{}")
+    await asyncio.wait_for(stub_a.started.wait(), 5)
+    running_kid = await a.enqueue("t.stubborn", b"{}", parent_job_id=parent.id)  # a is full: b runs it
+    await asyncio.wait_for(stub_b.started.wait(), 5)
+    waiting_kid = await b.enqueue("pulse.noop", b"{}", parent_job_id=parent.id, delay_secs=3600)
+    await a.cancel(parent.id)
+    reason = f"parent {parent.id} cancelled"
+    with a.bus.watch() as w:  # node b ends the running one (as an operator's cancel); a then says why
+        deadline = time.monotonic() + 10
+        while [(await a.get_job(k.id)).error for k in (running_kid, waiting_kid)] != [reason, reason]:
+            assert time.monotonic() < deadline, [await a.get_job(k.id) for k in (running_kid, waiting_kid)]
+            await w.next_batch(timeout=1.0)
+    assert {(await a.get_job(k.id)).status for k in (running_kid, waiting_kid)} == {J.CANCELLED}
+    assert (await a.get_job(running_kid.id)).node == "b"
+    # the same id enqueued on both nodes at once: one job, both get it
+    got = await asyncio.gather(
+        *(e.submit("pulse.noop", b'{"k": 1}', job_id="once-1", delay_secs=3600) for e in (a, b, a, b))
+    )
+    assert {j.id for j, _ in got} == {"once-1"} and sum(not existed for _, existed in got) == 1
+
+
+@pytest.mark.postgres
 async def test_pg_enqueue_on_one_node_wakes_another_and_events_cross(pg_engines):
     stub_a = Stubborn()
     a = await pg_engines(stub_a, node="a", concurrency=1)

@@ -962,7 +962,11 @@ class Engine:
             if child is None or child.parent_job_id not in statuses:
                 return
             reason = parent_ended_reason(child.parent_job_id, statuses[child.parent_job_id])
-            await self.cancel(child_id, reason)
+            job = await self.cancel(child_id, reason)
+            if job.status == CANCELLED and job.error != reason:
+                # it ran on another node, which records an operator's cancel: say why it was
+                job = await self.store.transition(child_id, (CANCELLED,), {"error": reason}) or job
+                self._publish(job)
         except PulseError as exc:  # it ended meanwhile, or runs on a node that did not answer
             log.info("child job %s was not cancelled with its parent: %s", child_id, exc.message)
         except Exception:
