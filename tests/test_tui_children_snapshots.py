@@ -39,7 +39,7 @@ def test_children_snapshot(snap_compare, children_server, scene: str, size: tupl
 
 
 async def test_detail_keys_jump_to_children_and_parent(children_server) -> None:  # noqa: ANN001
-    """C lists the children on the jobs screen (`parent:ID`), enter opens one, p its parent."""
+    """C lists the children on the jobs screen (`parent:ID`), enter opens one, P its parent."""
     app = shots.make_app(children_server.address, children_server.token)
     async with app.run_test(size=(120, 40)) as pilot:
         await shots.scene_job_children(app, pilot)
@@ -56,7 +56,7 @@ async def test_detail_keys_jump_to_children_and_parent(children_server) -> None:
         await shots.settle(app, pilot, lambda: getattr(app.screen, "detail", None) is not None)
         child = app.screen
         assert child.detail.job.parent_job_id == parent_id and child.job_id != parent_id
-        await pilot.press("p")
+        await pilot.press("P")
         await shots.settle(
             app, pilot, lambda: getattr(app.screen, "detail", None) is not None and app.screen is not child
         )

@@ -36,7 +36,7 @@ class JobDetailScreen(PulseScreen):
         Binding("r", "retry", "Retry", id="detail.retry"),
         Binding("y", "copy_id", "Copy id", id="detail.copy"),
         Binding("s", "schedule", "Schedule", id="detail.schedule"),
-        Binding("p", "parent", "Parent", show=False, id="detail.parent"),
+        Binding("P", "parent", "Parent", show=False, id="detail.parent"),
         Binding("C", "children", "Children", show=False, id="detail.children"),
         Binding("right,l", "tab(1)", "Next tab", id="detail.next_tab"),
         Binding("left,h", "tab(-1)", "Prev tab", show=False, id="detail.prev_tab"),
@@ -308,7 +308,7 @@ class JobDetailScreen(PulseScreen):
         grid.add_row("finished", finished, "timeout", timeout)
         extra = []
         if job.parent_job_id:
-            extra.append(f"parent {job.parent_job_id} (p)")
+            extra.append(f"parent {job.parent_job_id} (P)")
         if job.schedule_id:
             extra.append(f"from schedule {job.schedule_id} (s)")
         elif job.source:
