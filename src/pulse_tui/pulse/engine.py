@@ -24,6 +24,7 @@ caught in two crashes in a row are serialised, and the culprit then crashes alon
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import random
@@ -934,7 +935,7 @@ class Engine:
             await self._cascade_wake.wait()
             self._cascade_wake.clear()
             while self._cascade:
-                batch = list(self._cascade.items())[:CASCADE_BATCH]
+                batch = list(itertools.islice(self._cascade.items(), CASCADE_BATCH))
                 for parent_id, _ in batch:
                     del self._cascade[parent_id]
                 try:
