@@ -24,6 +24,27 @@ from pulse_tui.pulse.engine import Engine
 from pulse_tui.pulse.server import PulseServer, ServerSettings
 
 PLUGIN = Path(__file__).resolve().parent / "plugins" / "children.py"
+SDK_PLUGIN = """
+from pulse_tui.sdk import JobError, Plugin
+
+plugin = Plugin("sdkkids", version="1.0")
+
+
+@plugin.handler("sdk.fanout")
+async def fanout(ctx, payload):
+    ids = [await ctx.enqueue("pulse.noop", {"part": i}, cost_estimate=0.5) for i in range(2)]
+    again = await ctx.enqueue("pulse.noop", {"part": 0}, job_id="sdk-kid")
+    again = [again, await ctx.enqueue("pulse.noop", {"part": 0}, job_id="sdk-kid")]
+    try:
+        await ctx.enqueue("no.such.handler")
+    except JobError as exc:
+        return {"ids": ids, "again": again, "refused": str(exc)}
+    return {"ids": ids, "again": again}
+
+
+if __name__ == "__main__":
+    plugin.run()
+"""
 
 
 class Conn:
@@ -70,7 +91,12 @@ max_child_depth = 2
 [[plugins]]
 name = "kids"
 command = ["{sys.executable}", "{PLUGIN}"]
+
+[[plugins]]
+name = "sdkkids"
+command = ["{sys.executable}", "{tmp_path / "sdkkids.py"}"]
 """
+    (tmp_path / "sdkkids.py").write_text(SDK_PLUGIN)
     cfg = parse_config(text, file="pulse.toml", base_dir=tmp_path)
     settings = ServerSettings(
         listen="127.0.0.1:0", data_dir=tmp_path / "data", grace=1.0, retention_secs=None
@@ -129,6 +155,15 @@ async def test_plugin_children_carry_the_running_job_and_limits_refuse(conn: Con
         f"a child of job {grandchild.id} would be more than 2 levels below its top job "
         "(limit [server] max_child_depth = 2)"
     ]
+    # the SDK: ctx.enqueue makes children of the running job
+    req = op.EnqueueRequest(handler="sdk.fanout")
+    fan = (await conn.ops.Enqueue(req, metadata=conn.md)).job.id
+    out = json.loads((await wait_status(conn.engine, fan, {"completed", "failed"})).result)
+    assert out["again"] == ["sdk-kid", "sdk-kid"]
+    assert out["refused"].startswith("enqueue 'no.such.handler' refused: unknown handler")
+    kids = await conn.children(fan)
+    assert sorted(k.id for k in kids) == sorted([*out["ids"], "sdk-kid"])
+    assert [k.cost_estimate for k in kids if k.id in out["ids"]] == [0.5, 0.5]
     # an operator naming a parent that does not exist is refused
     with pytest.raises(grpc.aio.AioRpcError, match="parent job 'nope' does not exist"):
         await conn.ops.Enqueue(

@@ -53,6 +53,24 @@ class ProgressSink:
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self._reported_errors: set[str] = set()
+        self._enqueue_channel: grpc.aio.Channel | None = None
+
+    async def enqueue(self, job: queue_pb2.Job) -> str:
+        """QueueService.Enqueue with this plugin's token; the new job's id, or JobError."""
+        if not self.endpoint:
+            raise JobError("cannot enqueue: this plugin was given no queue endpoint at Initialize")
+        if self._enqueue_channel is None:
+            self._enqueue_channel = grpc.aio.insecure_channel(self.endpoint)
+        stub = queue_pb2_grpc.QueueServiceStub(self._enqueue_channel)
+        try:
+            resp = await stub.Enqueue(queue_pb2.EnqueueRequest(auth_token=self.token, job=job), timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            raise JobError(
+                f"enqueue {job.handler_name!r} failed: {exc.code().name}: {exc.details()}"
+            ) from None
+        if not resp.success:
+            raise JobError(f"enqueue {job.handler_name!r} refused: {resp.error}")
+        return resp.job_id
 
     def put(self, job_id: str, handler: str, current: int, total: int, cost: float | None) -> None:
         if not self.endpoint:
@@ -75,6 +93,9 @@ class ProgressSink:
         self._pending.pop(job_id, None)
 
     async def close(self) -> None:
+        if self._enqueue_channel is not None:
+            await self._enqueue_channel.close()
+            self._enqueue_channel = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -157,6 +178,28 @@ class Context:
             self._sink.put(
                 self.job_id, self.handler, self.progress_current, self.progress_total, self.cost_actual
             )
+
+    async def enqueue(
+        self, handler: str, payload: Any = None, *, job_id: str = "", cost_estimate: float = 0.0
+    ) -> str:
+        """Enqueue a child job of this job and return its id. The host makes this job its parent
+        (its `parent_job_id`); if this job fails or is cancelled, its unfinished children are
+        cancelled. `job_id` makes the enqueue idempotent (repeating it returns the same job).
+        A refusal (unknown handler, a limit on children) raises JobError with the host's reason."""
+        if self._sink is None:
+            raise JobError("cannot enqueue: this plugin was not initialized by a host")
+        raw = (
+            payload if isinstance(payload, bytes) else json.dumps({} if payload is None else payload).encode()
+        )
+        return await self._sink.enqueue(
+            queue_pb2.Job(
+                id=job_id,
+                handler_name=handler,
+                payload=raw,
+                parent_job_id=self.job_id,
+                cost_estimate=cost_estimate,
+            )
+        )
 
     def log(self, level: str, message: str, *, stage: str = "", metadata: Any = None) -> None:
         """Append a log line to the job (returned with the ExecuteJob response).
