@@ -226,14 +226,15 @@ class JobDetailScreen(PulseScreen):
 
     async def action_children(self) -> None:
         """The jobs screen, filtered to this job's children (`parent:ID`)."""
+        from pulse_tui.screens.jobs import JobsScreen  # it opens this screen: no cycle
+
         app = self.app
         if app.current_mode != "jobs":
             await app.switch_mode("jobs")
-        while len(app.screen_stack) > 1 and not hasattr(app.screen, "set_parent_filter"):
+        while len(app.screen_stack) > 1 and not isinstance(app.screen, JobsScreen):
             await app.pop_screen()
-        setter = getattr(app.screen, "set_parent_filter", None)
-        if setter is not None:
-            setter(self.job_id)
+        if isinstance(app.screen, JobsScreen):
+            app.screen.set_parent_filter(self.job_id)
 
     async def action_schedule(self) -> None:
         """Jump to the schedule that fired this job."""
