@@ -38,26 +38,39 @@ def test_children_snapshot(snap_compare, children_server, scene: str, size: tupl
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
+async def _until(pilot, cond, timeout: float = 10.0) -> None:  # noqa: ANN001
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "the console did not get there"
+        await pilot.pause(0.02)
+
+
 async def test_detail_keys_jump_to_children_and_parent(children_server) -> None:  # noqa: ANN001
     """C lists the children on the jobs screen (`parent:ID`), enter opens one, P its parent."""
+    from pulse_tui.screens.job_detail import JobDetailScreen
+    from pulse_tui.screens.jobs import JobsScreen
+
     app = shots.make_app(children_server.address, children_server.token)
     async with app.run_test(size=(120, 40)) as pilot:
-        await shots.scene_job_children(app, pilot)
-        app.paused = False
-        parent_id = app.screen.job_id
-        await pilot.press("C")
-        screen = app.screen
-        await shots.settle(
-            app, pilot, lambda: hasattr(screen, "set_parent_filter") and screen.table.total == 6
+        await app.wait_connected(10)
+        jobs = app.screen
+        await _until(pilot, lambda: jobs.table.total >= 7)
+        parent_id = next(
+            jobs.table.job_at(i).id for i in range(7) if jobs.table.job_at(i).status == "running"
         )
-        assert screen.filter.line() == f"parent:{parent_id}"
-        assert {screen.table.job_at(i).parent_job_id for i in range(6)} == {parent_id}
+        app.push_screen(JobDetailScreen(parent_id))
+        await _until(pilot, lambda: bool(getattr(app.screen, "child_rows", None)))
+        await pilot.press("C")
+        await _until(pilot, lambda: isinstance(app.screen, JobsScreen) and app.screen.table.total == 6)
+        assert jobs.filter.line() == f"parent:{parent_id}"
+        assert {jobs.table.job_at(i).parent_job_id for i in range(6)} == {parent_id}
         await pilot.press("enter")
-        await shots.settle(app, pilot, lambda: getattr(app.screen, "detail", None) is not None)
+        await _until(pilot, lambda: getattr(app.screen, "detail", None) is not None)
         child = app.screen
         assert child.detail.job.parent_job_id == parent_id and child.job_id != parent_id
         await pilot.press("P")
-        await shots.settle(
-            app, pilot, lambda: getattr(app.screen, "detail", None) is not None and app.screen is not child
+        await _until(
+            pilot, lambda: app.screen is not child and getattr(app.screen, "detail", None) is not None
         )
         assert app.screen.job_id == parent_id
