@@ -106,12 +106,8 @@ def check_transition(job_id: str, current: str, target: str) -> None:
         raise IllegalTransition(job_id, current, target, hint)
 
 
-# A child job (see Engine.enqueue): unfinished children of a parent that ends failed or cancelled
-# are cancelled with this reason ("parent <id> failed").
-UNFINISHED: tuple[str, ...] = (QUEUED, PAUSED, RUNNING)
-
-
 def parent_ended_reason(parent_id: str, parent_status: str) -> str:
+    """Why a child job was cancelled: its parent ended failed or cancelled (Engine._cascade_loop)."""
     return f"parent {parent_id} {parent_status}"
 
 
