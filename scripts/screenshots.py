@@ -606,7 +606,7 @@ async def scene_ix_create(app: PulseApp, pilot) -> None:
     await settle(app, pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
 
 
-async def scene_job_children(app: PulseApp, pilot) -> None:  # noqa: ANN001
+async def scene_job_children(app: PulseApp, pilot) -> None:
     """The detail of a running parent job: its children counted by status, listed in their tab."""
     await settle(app, pilot, lambda: app.screen.query_one("JobTable").total >= 7)
     table = app.screen.query_one("JobTable")

@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import screenshot_module
 
-shots = screenshot_module.load()
+from scripts import screenshots as shots
 
 SIZES = [(80, 24), (120, 40)]
 
 
 @pytest.fixture(scope="module")
-def children_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def children_server(tmp_path_factory: pytest.TempPathFactory):
     handle = shots.start_children_server(tmp_path_factory.mktemp("snap-children"))
     try:
         asyncio.run(shots.populate_children(handle.address, handle.token))
@@ -29,16 +28,16 @@ def children_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("scene", list(shots.CHILDREN_SCENES))
-def test_children_snapshot(snap_compare, children_server, scene: str, size: tuple[int, int]) -> None:  # noqa: ANN001
+def test_children_snapshot(snap_compare, children_server, scene: str, size: tuple[int, int]) -> None:
     app = shots.make_app(children_server.address, children_server.token)
 
-    async def run_before(pilot) -> None:  # noqa: ANN001
+    async def run_before(pilot) -> None:
         await shots.CHILDREN_SCENES[scene](app, pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-async def _until(pilot, cond, timeout: float = 10.0) -> None:  # noqa: ANN001
+async def _until(pilot, cond, timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not cond():
@@ -46,7 +45,7 @@ async def _until(pilot, cond, timeout: float = 10.0) -> None:  # noqa: ANN001
         await pilot.pause(0.02)
 
 
-async def test_detail_keys_jump_to_children_and_parent(children_server) -> None:  # noqa: ANN001
+async def test_detail_keys_jump_to_children_and_parent(children_server) -> None:
     """C lists the children on the jobs screen (`parent:ID`), enter opens one, P its parent."""
     from pulse_tui.screens.job_detail import JobDetailScreen
     from pulse_tui.screens.jobs import JobsScreen

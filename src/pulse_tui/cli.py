@@ -895,7 +895,7 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
 
         detail = await client.get_job(args.id)
         children = None
-        if client.can("counts"):
+        if client.can(Capability.COUNTS):
             children = await client.count_jobs(job_filter(parent_job_id=detail.job.id))
         doc = job_doc(detail)
         if children is not None:

@@ -366,18 +366,21 @@ class Engine:
         return job, False
 
     def _same_job(self, existing: Job, asked: Job) -> Job:
-        """The stored job for a repeated enqueue of its id, or a refusal when the request differs."""
+        """The stored job for a repeated enqueue of its id, or a refusal (DuplicateJob, saying
+        what differs) when the request is not the same."""
         if existing.handler != asked.handler:
-            raise ValidationError(
-                f"a job with id {asked.id!r} already exists with handler {existing.handler!r}, not "
-                f"{asked.handler!r}; repeat an enqueue with the same handler and payload, or use a new id"
-            )
-        if existing.payload != asked.payload and not _json_equal(existing.payload, asked.payload):
-            raise ValidationError(
-                f"a job with id {asked.id!r} already exists with a different payload; repeat an "
-                "enqueue with the same handler and payload, or use a new id"
-            )
-        return self._overlay(existing)
+            what = f"handler {existing.handler!r}, not {asked.handler!r}"
+        elif existing.payload != asked.payload and not _json_equal(existing.payload, asked.payload):
+            what = "a different payload"
+        else:
+            return self._overlay(existing)
+        err = DuplicateJob(asked.id)
+        err.message = (
+            f"a job with id {asked.id!r} already exists with {what}; repeat an enqueue with the same "
+            "handler and payload, or use a new id"
+        )
+        err.args = (err.message,)
+        raise err
 
     async def _reserve_children(self, parent_id: str, n: int = 1) -> Callable[[], None]:
         """Check `n` new children against their parent: the parent exists, a child is at most

@@ -96,7 +96,7 @@ class JobDetailScreen(PulseScreen):
     async def load_children(self) -> None:
         """Count the job's children by status and list the first CHILD_ROWS of them."""
         client = self.pulse.client
-        if not client.can("counts"):
+        if not client.can(Capability.COUNTS):
             return
         flt = job_filter(parent_job_id=self.job_id)
         try:
@@ -419,8 +419,18 @@ class JobDetailScreen(PulseScreen):
         self.load()
 
 
-_STATUS_ORDER = {
-    s: i for i, s in enumerate(("running", "queued", "paused", "completed", "failed", "cancelled"))
+_STATUS_ORDER = {  # the children's counts: live ones first
+    s: i
+    for i, s in enumerate(
+        (
+            JobStatus.RUNNING,
+            JobStatus.QUEUED,
+            JobStatus.PAUSED,
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+        )
+    )
 }
 
 
