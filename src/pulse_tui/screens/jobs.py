@@ -393,7 +393,10 @@ class JobsScreen(PulseScreen):
         )
 
     def on_job_table_loaded(self, event: JobTable.Loaded) -> None:
-        self._kept = None  # the refetch reached the server
+        if event.gen == self.table.generation:
+            # the refetch reached the server (a page of an earlier reset, handled after the next
+            # reload began, says nothing about that reload: its kept rows must stay)
+            self._kept = None
         if self._restore_id and self.table.move_to_job(self._restore_id):
             self._restore_id = None
         if self.app.screen is self:
@@ -401,7 +404,8 @@ class JobsScreen(PulseScreen):
 
     def on_job_table_fetch_failed(self, event: JobTable.FetchFailed) -> None:
         err = event.error
-        if isinstance(err, ClientError) and err.unavailable and self._kept is not None:
+        current = event.gen == self.table.generation
+        if current and isinstance(err, ClientError) and err.unavailable and self._kept is not None:
             self.table.restore(self._kept)  # keep the last rows (dim) rather than "…" placeholders
             self._kept = None
             self._note()

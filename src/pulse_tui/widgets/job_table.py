@@ -124,19 +124,23 @@ class JobTable(ScrollView, can_focus=True):
             self.job = job
 
     class Loaded(Message):
-        """A page arrived (tests and the status bar wait on this)."""
+        """A page arrived (tests and the status bar wait on this). ``gen`` is the table's
+        generation it was fetched for: a message handled after a later reset is about rows that
+        are gone (compare with `JobTable.generation`)."""
 
-        def __init__(self, rows: int) -> None:
+        def __init__(self, rows: int, gen: int = 0) -> None:
             super().__init__()
             self.rows = rows
+            self.gen = gen
 
     class Stale(Message):
         """Live jobs arrived whose match against the filter only the server can decide."""
 
     class FetchFailed(Message):
-        def __init__(self, error: Exception) -> None:
+        def __init__(self, error: Exception, gen: int = 0) -> None:
             super().__init__()
             self.error = error
+            self.gen = gen
 
     def __init__(
         self,
@@ -196,6 +200,11 @@ class JobTable(ScrollView, can_focus=True):
     @property
     def current_job(self) -> Job | None:
         return self._rows.get(self.cursor)
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every reset and restore: pages and messages of an older one are void."""
+        return self._gen
 
     def job_at(self, row: int) -> Job | None:
         return self._rows.get(row)
@@ -513,7 +522,7 @@ class JobTable(ScrollView, can_focus=True):
                 start += self._shifted - shifted
                 key = (start - limit, start) if tail else (start, start + PAGE)
                 self._inflight = [r for r in self._inflight if r != key]
-                self.post_message(self.FetchFailed(exc))
+                self.post_message(self.FetchFailed(exc, gen))
             return
         if gen != self._gen:
             return
@@ -536,7 +545,7 @@ class JobTable(ScrollView, can_focus=True):
         self._evict()
         self._update_size()
         self.refresh()
-        self.post_message(self.Loaded(len(jobs)))
+        self.post_message(self.Loaded(len(jobs), gen))
         if first <= self.cursor < end:
             self.post_message(self.CursorMoved(self.current_job))
         if self._tail:
