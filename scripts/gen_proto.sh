@@ -12,3 +12,6 @@ mkdir -p "$out/pulse_tui/protocol"
 "$py" -m grpc_tools.protoc -Ipulse_tui/protocol=proto/pulse/operator/v1 \
   --python_out="$out" --grpc_python_out="$out" --pyi_out="$out" \
   proto/pulse/operator/v1/operator.proto
+"$py" -m grpc_tools.protoc -Ipulse_tui/protocol=proto/pulse/exec/v1 \
+  --python_out="$out" --grpc_python_out="$out" --pyi_out="$out" \
+  proto/pulse/exec/v1/exec.proto
