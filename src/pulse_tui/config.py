@@ -96,6 +96,7 @@ class PluginConfig:
     # seconds to wait for `QNTX_PLUGIN_PORT=N` before probing the port the plugin was given with
     # Metadata (plugins that never print it); None: QNTX's 2 s, at most half of startup_timeout
     port_wait: float | None = None
+    batch: bool = True  # use the plugin's BatchExecService when it offers one (false: ExecuteJob per job)
 
     @property
     def port_wait_secs(self) -> float:
@@ -193,6 +194,7 @@ durability = "{s.durability}"               # SQLite: "full" = an acknowledged j
 # cwd = "."
 # startup_timeout = {p.startup_timeout:g}                         # seconds to start and answer Metadata
 # port_wait = 2                                # seconds to wait for QNTX_PLUGIN_PORT=N, then probe --port N
+# batch = {str(p.batch).lower()}                                 # batched execution if the plugin offers it
 
 # Pin the owner of a handler name announced by several plugins (else: first in config order).
 [handlers]
@@ -434,6 +436,10 @@ class _Parser:
                 p.startup_timeout = self._number(item["startup_timeout"], (*path, "startup_timeout"))
             if "port_wait" in item:
                 p.port_wait = self._number(item["port_wait"], (*path, "port_wait"))
+            if "batch" in item:
+                if not isinstance(item["batch"], bool):
+                    raise self.error((*path, "batch"), f"expected true or false, got {_show(item['batch'])}")
+                p.batch = item["batch"]
             out.append(p)
         return out
 

@@ -15,9 +15,12 @@ Handshake: pick a free port N, start `COMMAND --port N` and wait for `QNTX_PLUGI
 stdout (the plugin may listen elsewhere and say so). A plugin that prints no such line within
 `port_wait` (QNTX assumes the requested port after 2 s) is probed on N with Metadata until
 `startup_timeout`; a late port line still wins. Then Metadata (the name must equal the configured
-one), Initialize(queue_endpoint, auth_token, config) -> handler names, ConfigSchema (optional) and
-RegisterGlyphs (optional). What Initialize declares that this server does not serve (watchers, HTTP
-routes, providers) and any glyphs are kept as `unserved` sentences in the plugin's state.
+one), Initialize(queue_endpoint, auth_token, config) -> handler names, ConfigSchema (optional),
+RegisterGlyphs (optional) and BatchExecService.Describe (ours, optional): a plugin that answers
+it gets its jobs in batches on one stream (pulse/batch.py) unless its config says `batch = false`;
+others get one ExecuteJob per job. What Initialize declares that this server does not serve
+(watchers, HTTP routes, providers) and any glyphs are kept as `unserved` sentences in the plugin's
+state.
 Every line the plugin prints is kept in a bounded ring per plugin (across restarts) for the TUI.
 
 Start-up window: while a plugin is starting (first start, restart, reload), an enqueue naming a
@@ -70,6 +73,7 @@ import grpc
 from pulse_tui.config import Config, PluginConfig
 from pulse_tui.protocol import domain_pb2, domain_pb2_grpc
 from pulse_tui.pulse import jobs
+from pulse_tui.pulse.batch import BatchCaller, describe
 from pulse_tui.pulse.errors import NotFound, Precondition
 from pulse_tui.pulse.handlers import HandlerError, Interrupted
 from pulse_tui.pulse.proxy import DEFAULT_MAX_IN_FLIGHT, PluginProxyHandler, plugin_stub
@@ -378,6 +382,7 @@ class _Instance:
         self.unserved: tuple[str, ...] = ()  # declared, not served here (see unserved_declarations)
         self.given_port = 0  # the N of `--port N`
         self.schema: tuple[ConfigField, ...] = ()
+        self.batch: BatchCaller | None = None  # set when the plugin serves BatchExecService
         self.started_at = 0.0
         self.exited = asyncio.Event()  # the process ended (or an endpoint plugin was lost)
         self.closing = False
@@ -621,6 +626,12 @@ class _Instance:
         self.unserved = unserved_declarations(init, glyphs)
         for sentence in self.unserved:
             log.warning("plugin %s %s", self.cfg.name, sentence)
+        self.batch = None
+        if self.cfg.batch:  # our optional BatchExecService; QNTX plugins answer UNIMPLEMENTED
+            offer = await describe(self.channel, min(timeout, GLYPHS_TIMEOUT))
+            if offer is not None:
+                self.batch = BatchCaller(self.channel, self.cfg.name, offer.max_in_flight)
+                self.stub.batch = self.batch  # type: ignore[attr-defined]  # the proxy's path
 
     def _last_output(self) -> str:
         lines = [line for line in self.output if not line.startswith("--- ")]
@@ -689,6 +700,8 @@ class _Instance:
                 os.killpg(proc.pid, signal.SIGKILL)
             if self.pid_file is not None:
                 self.pid_file.remove(proc.pid)
+        if self.batch is not None:
+            await self.batch.close()  # calls still on its stream fail now: interrupted, as below
         if self.channel is not None:
             await self.channel.close()
         for task in self._tasks:

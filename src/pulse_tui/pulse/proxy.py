@@ -1,5 +1,13 @@
 """PluginProxyHandler: runs one attempt of a job through a plugin's ExecuteJob.
 
+A plugin that serves our BatchExecService (pulse/batch.py; the host finds out at the handshake)
+gets the job on its batch stream instead of a unary call: the stub the lease hands out then
+carries a `batch` BatchCaller. Everything below holds for both paths: the reply is the same
+ExecuteJobResponse, decoded and checked here per job; a deadline passed is a timeout; a stream
+that ended under the call is UNAVAILABLE (the host's lease makes it an interruption when the
+instance died); a BatchResponse that does not decode fails the calls on that stream as
+protocol_error.
+
 The proxy does not own a connection. It asks a *lease* function for a stub for the duration of
 one call (`lease(job_id)` is an async context manager). The plugin host's lease binds the call to
 one plugin instance — which is how a hot reload knows which in-flight calls still run on the old
@@ -51,6 +59,7 @@ from google.protobuf.message import DecodeError
 
 from pulse_tui.protocol import domain_pb2, domain_pb2_grpc
 from pulse_tui.pulse import jobs
+from pulse_tui.pulse.batch import BatchCaller, BatchDeadline, BatchStreamError
 from pulse_tui.pulse.handlers import HandlerError, HandlerResult, JobContext
 
 log = logging.getLogger("pulse.proxy")
@@ -116,13 +125,20 @@ class PluginProxyHandler:
                 deadline = max(0.001, ctx.timeout - (time.monotonic() - started))
                 request.timeout_secs = max(1, math.ceil(deadline))
             raw_call = getattr(stub, "ExecuteJobRaw", None)
+            batch: BatchCaller | None = getattr(stub, "batch", None)
             try:
-                if raw_call is not None:
+                if batch is not None:  # the plugin serves BatchExecService (pulse/batch.py)
+                    reply = await batch.execute(request, deadline)
+                elif raw_call is not None:
                     reply = await raw_call(request, timeout=deadline)
                 else:  # a stub made elsewhere: gRPC decodes, and returns None when it cannot
                     reply = await stub.ExecuteJob(request, timeout=deadline)
             except grpc.aio.AioRpcError as exc:
                 raise self._rpc_error(exc, ctx) from None
+            except BatchDeadline:
+                raise self._timeout(ctx) from None
+            except BatchStreamError as exc:
+                raise self._stream_error(exc) from None
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -145,11 +161,7 @@ class PluginProxyHandler:
     def _rpc_error(self, exc: grpc.aio.AioRpcError, ctx: JobContext) -> HandlerError:
         code, details = exc.code(), exc.details() or ""
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return HandlerError(
-                f"timeout: {self.plugin}/{self.name} did not finish within {ctx.timeout:g}s",
-                outcome=jobs.OUTCOME_TIMEOUT,
-                retryable=True,
-            )
+            return self._timeout(ctx)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             return HandlerError(
                 f"plugin {self.plugin} unavailable ({code.name}: {details}); retried while attempts remain",
@@ -157,6 +169,25 @@ class PluginProxyHandler:
                 retryable=True,
             )
         return HandlerError(f"plugin {self.plugin} ExecuteJob failed: {code.name}: {details}", retryable=True)
+
+    def _timeout(self, ctx: JobContext) -> HandlerError:
+        return HandlerError(
+            f"timeout: {self.plugin}/{self.name} did not finish within {ctx.timeout:g}s",
+            outcome=jobs.OUTCOME_TIMEOUT,
+            retryable=True,
+        )
+
+    def _stream_error(self, exc: BatchStreamError) -> HandlerError:
+        if exc.code == "PROTOCOL":  # bytes that are not a BatchResponse: the calls it may carry are lost
+            message = f"plugin {self.plugin} {exc.details}"
+            log.warning("%s (handler %s)", message, self.name)
+            return HandlerError(message, outcome=jobs.OUTCOME_PROTOCOL_ERROR, retryable=False)
+        return HandlerError(
+            f"plugin {self.plugin} unavailable ({exc.code} on its batch stream: {exc.details}); "
+            "retried while attempts remain",
+            outcome=jobs.OUTCOME_UNAVAILABLE,
+            retryable=True,
+        )
 
     def _protocol_error(self, what: str) -> HandlerError:
         message = f"plugin {self.plugin} sent an ExecuteJobResponse that {what}"

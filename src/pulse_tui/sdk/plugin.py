@@ -16,6 +16,10 @@ script and re-reads the directory on reload).
 Each ExecuteJob runs the handler in its own task so that cancellation is observable: when the
 host cancels the call (or `timeout_secs` expires) `ctx.cancelled` is set *before* the handler
 task is cancelled, which lets code running in a thread notice it.
+
+Batched execution: every SDK plugin also serves our BatchExecService (`_BatchServicer`), so a
+Pulse host sends it jobs many to a message on one stream; each job still runs on its own, as
+above. Handlers need not change. QNTX hosts only know ExecuteJob, which keeps working.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 
 import grpc
 
-from pulse_tui.protocol import domain_pb2, domain_pb2_grpc
+from pulse_tui.protocol import domain_pb2, domain_pb2_grpc, exec_pb2, exec_pb2_grpc
 from pulse_tui.sdk.context import Context, JobError, JobTimeout, ProgressSink, rfc3339_now
 
 HandlerFn = Callable[[Context, Any], Awaitable[Any]]
@@ -222,6 +226,7 @@ class PluginServer:
             ]
         )
         domain_pb2_grpc.add_DomainPluginServiceServicer_to_server(self.servicer, self._server)
+        exec_pb2_grpc.add_BatchExecServiceServicer_to_server(_BatchServicer(self.servicer), self._server)
         self._stop = asyncio.Event()
 
     async def start(self, host: str, port: int) -> None:
@@ -335,6 +340,12 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
     async def ExecuteJob(
         self, request: domain_pb2.ExecuteJobRequest, context: Any
     ) -> domain_pb2.ExecuteJobResponse:
+        return await self.execute(request)
+
+    async def execute(
+        self, request: domain_pb2.ExecuteJobRequest | exec_pb2.BatchJob
+    ) -> domain_pb2.ExecuteJobResponse:
+        """One job, from a unary ExecuteJob or from a batch (the same fields)."""
         version = self.plugin.version
         fn = self._handlers().get(request.handler_name)
         if fn is None:
@@ -413,6 +424,66 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
                 await task
             raise JobTimeout(f"handler {ctx.handler} exceeded the job's timeout of {ctx.timeout:g}s")
         return task.result()
+
+
+class _BatchServicer(exec_pb2_grpc.BatchExecServiceServicer):
+    """BatchExecService (proto/pulse/exec/v1/exec.proto) for every SDK plugin: the host sends jobs
+    in batches on one stream; each runs as its own task, exactly as an ExecuteJob call would (same
+    timeout, cancellation, progress and logs), and its result is written when it ends, with the
+    results of every other job that ended meanwhile in the same message."""
+
+    def __init__(self, servicer: _Servicer) -> None:
+        self.servicer = servicer
+
+    async def Describe(self, request: exec_pb2.DescribeRequest, context: Any) -> exec_pb2.DescribeResponse:
+        return exec_pb2.DescribeResponse(max_in_flight=0, version=1)
+
+    async def ExecuteBatch(self, request_iterator: Any, context: Any) -> None:
+        running: dict[int, asyncio.Task[None]] = {}
+        done: list[exec_pb2.BatchResult] = []
+        wake = asyncio.Event()
+        execute = self.servicer.execute
+
+        async def run(job: exec_pb2.BatchJob) -> None:
+            try:
+                resp = await execute(job)
+            except Exception as exc:  # noqa: BLE001 - never leave the host waiting for an answer
+                resp = domain_pb2.ExecuteJobResponse(
+                    success=False,
+                    error=f"{type(exc).__name__}: {exc}",
+                    plugin_version=self.servicer.plugin.version,
+                )
+            finally:
+                running.pop(job.call_id, None)
+            done.append(exec_pb2.BatchResult(call_id=job.call_id, response=resp.SerializeToString()))
+            wake.set()
+
+        async def read() -> None:
+            try:
+                async for req in request_iterator:
+                    for call_id in req.cancel_call_ids:  # the host gave up on it: no result is sent
+                        task = running.pop(call_id, None)
+                        if task is not None:
+                            task.cancel()
+                    for job in req.jobs:
+                        running[job.call_id] = asyncio.create_task(run(job))
+            finally:
+                wake.set()
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                if done:
+                    results, done[:] = list(done), []
+                    await context.write(exec_pb2.BatchResponse(results=results))
+                if reader.done() and not running and not done:
+                    return  # the host closed its side and every job has answered
+        finally:
+            reader.cancel()
+            for task in list(running.values()):
+                task.cancel()
 
 
 def _describe(exc: BaseException, ctx: Context) -> str:
