@@ -677,6 +677,10 @@ class _Instance:
     async def close(self, stop_timeout: float = 3.0) -> None:
         """Shutdown RPC, then SIGTERM, then SIGKILL (only for processes we started)."""
         self.closing = True
+        if self.batch is not None:
+            # first: an open stream would hold the plugin's server stop for its whole grace period;
+            # calls still on it end now as interrupted (we are shutting the instance down)
+            await self.batch.close()
         proc = self.proc
         if proc is not None and proc.returncode is None:
             asked = False
@@ -700,8 +704,6 @@ class _Instance:
                 os.killpg(proc.pid, signal.SIGKILL)
             if self.pid_file is not None:
                 self.pid_file.remove(proc.pid)
-        if self.batch is not None:
-            await self.batch.close()  # calls still on its stream fail now: interrupted, as below
         if self.channel is not None:
             await self.channel.close()
         for task in self._tasks:
