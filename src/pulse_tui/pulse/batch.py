@@ -203,6 +203,7 @@ class BatchCaller:
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(error)
+                fut.add_done_callback(_retrieved)  # its caller may be cancelled before it looks
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
@@ -216,6 +217,11 @@ class BatchCaller:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _retrieved(fut: asyncio.Future[bytes]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _code(exc: BaseException) -> str:
