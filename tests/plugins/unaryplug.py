@@ -13,16 +13,16 @@ class Raw(domain_pb2_grpc.DomainPluginServiceServicer):
     def __init__(self) -> None:
         self.calls = 0
 
-    async def Metadata(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def Metadata(self, request, context):
         return domain_pb2.MetadataResponse(name="unaryplug", version="0.2.0")
 
-    async def Initialize(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def Initialize(self, request, context):
         return domain_pb2.InitializeResponse(handler_names=["u.echo"])
 
-    async def Health(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def Health(self, request, context):
         return domain_pb2.HealthResponse(healthy=True, message="ok")
 
-    async def ExecuteJob(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def ExecuteJob(self, request, context):
         self.calls += 1
         return domain_pb2.ExecuteJobResponse(
             success=True, result=request.payload, plugin_version=f"0.2.0+call{self.calls}"

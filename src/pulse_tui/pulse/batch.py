@@ -11,7 +11,7 @@ its jobs together), so one message carries what is claimable now, and jobs arriv
 is under way join the next message. A job alone on an idle queue is written at the next loop turn.
 
 Each job keeps its own:
-- deadline: `execute(timeout=...)` raises `BatchDeadline` on time and tells the plugin to cancel;
+- deadline: `execute(request, deadline)` raises `BatchDeadline` on time and tells the plugin to cancel;
   `timeout_secs` also reaches the plugin, which enforces it too;
 - cancellation: cancelling the task awaiting `execute` (operator cancel, shutdown) sends the
   call's id in `cancel_call_ids` (or drops the job from the outbox if it was not written yet);
@@ -52,11 +52,11 @@ class BatchDeadline(Exception):
     """The call's deadline passed; the plugin was told to cancel the job."""
 
 
-async def describe(channel: grpc.aio.Channel, timeout: float) -> exec_pb2.DescribeResponse | None:
+async def describe(channel: grpc.aio.Channel, wait: float) -> exec_pb2.DescribeResponse | None:
     """Ask whether the plugin serves BatchExecService: its answer, or None (not offered)."""
     stub = exec_pb2_grpc.BatchExecServiceStub(channel)
     try:
-        resp = await stub.Describe(exec_pb2.DescribeRequest(), timeout=timeout)
+        resp = await stub.Describe(exec_pb2.DescribeRequest(), timeout=wait)
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
             log.info(
@@ -94,15 +94,15 @@ class BatchCaller:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    async def execute(self, request: domain_pb2.ExecuteJobRequest, timeout: float | None) -> bytes:
+    async def execute(self, request: domain_pb2.ExecuteJobRequest, deadline: float | None) -> bytes:
         """Run one job; return its encoded ExecuteJobResponse. Raises BatchDeadline, BatchStreamError,
         or CancelledError (the plugin is told to cancel the job)."""
         if self._limit is None:
-            return await self._execute(request, timeout)
+            return await self._execute(request, deadline)
         async with self._limit:
-            return await self._execute(request, timeout)
+            return await self._execute(request, deadline)
 
-    async def _execute(self, request: domain_pb2.ExecuteJobRequest, timeout: float | None) -> bytes:
+    async def _execute(self, request: domain_pb2.ExecuteJobRequest, deadline: float | None) -> bytes:
         self._ensure_stream()
         self._next_id += 1
         call_id = self._next_id
@@ -116,7 +116,7 @@ class BatchCaller:
         self._outbox.append(job)
         self._wake.set()
         try:
-            async with asyncio.timeout(timeout) as cm:
+            async with asyncio.timeout(deadline) as cm:
                 return await fut
         except TimeoutError:
             if not cm.expired():

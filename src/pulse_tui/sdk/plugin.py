@@ -447,7 +447,7 @@ class _BatchServicer(exec_pb2_grpc.BatchExecServiceServicer):
         async def run(job: exec_pb2.BatchJob) -> None:
             try:
                 resp = await execute(job)
-            except Exception as exc:  # noqa: BLE001 - never leave the host waiting for an answer
+            except Exception as exc:  # never leave the host waiting for an answer
                 resp = domain_pb2.ExecuteJobResponse(
                     success=False,
                     error=f"{type(exc).__name__}: {exc}",
