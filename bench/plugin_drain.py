@@ -28,6 +28,7 @@ from bench.sizes import drain_n
 from pulse_tui.pulse.handlers import HandlerResult, JobContext, StaticRouter
 
 HANDLER = "demo.echo"
+CONCURRENCY = 128  # the server's default (`[server] concurrency`), both variants
 
 
 class _StandIn:
@@ -87,7 +88,7 @@ def drain_window(db: Path) -> tuple[float, float]:
 def measure(n: int, variant: str = "unary") -> tuple[float, dict]:
     plugins = DEMO_PLUGIN + ("batch = false\n" if variant == "unary" else "")
     with temp_dir("plugin") as d:
-        srv = Server(d, plugins=plugins, durability="full")
+        srv = Server(d, plugins=plugins, durability="full", concurrency=CONCURRENCY)
         asyncio.run(prefill(srv.db_path, n))
         t0 = time.time()
         with srv:
@@ -114,7 +115,8 @@ def run(quick: bool, variant: str = "unary") -> Result:
     )
     note = (
         f"N={n:,} demo.echo jobs through `pulse-tui serve` + the demo plugin subprocess ({how},"
-        f" over 127.0.0.1), {durability_note('full')}; first start to last completion, from the store"
+        f" over 127.0.0.1), concurrency {CONCURRENCY} (the server default), {durability_note('full')};"
+        " first start to last completion, from the store"
     )
     if variant == "unary":
         keys = ("plugin_unary_drain_jobs_per_s", "plugin_drain_jobs_per_s")  # the second: issue 7's key
@@ -123,7 +125,7 @@ def run(quick: bool, variant: str = "unary") -> Result:
     return Result(
         figures={k: n / secs for k in keys},
         notes={k: note for k in keys},
-        params={"n": n, "durability": "full", "path": variant},
+        params={"n": n, "durability": "full", "path": variant, "concurrency": CONCURRENCY},
         extra={
             f"plugin_{variant}_drain_s": round(secs, 3),
             **{f"{k}_{variant}": v for k, v in extra.items()},
