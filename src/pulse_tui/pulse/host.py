@@ -632,6 +632,7 @@ class _Instance:
             if offer is not None:
                 self.batch = BatchCaller(self.channel, self.cfg.name, offer.max_in_flight)
                 self.stub.batch = self.batch  # type: ignore[attr-defined]  # the proxy's path
+                log.info("plugin %s: jobs go in batches over BatchExecService.ExecuteBatch", self.cfg.name)
 
     def _last_output(self) -> str:
         lines = [line for line in self.output if not line.startswith("--- ")]
