@@ -59,21 +59,19 @@ async def _file_says(path: Path, text: str, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-async def stack(tmp_path):
+BATCHPLUG = PluginConfig(name="batchplug", command=script("batchplug.py"))
+UNARY_ONLY = [
+    PluginConfig(name="unaryplug", command=script("unaryplug.py")),
+    # the same SDK plugin as batchplug with batching turned off in its config: the unary path
+    PluginConfig(
+        name="batchplug2", command=script("batchplug.py"), env={"BATCHPLUG_NAME": "batchplug2"}, batch=False
+    ),
+]
+
+
+async def _stack(tmp_path: Path, configs: list[PluginConfig]):
     store = SQLiteStore(str(tmp_path / "pulse.db"))
     await store.open()
-    configs = [
-        PluginConfig(name="batchplug", command=script("batchplug.py")),
-        PluginConfig(name="unaryplug", command=script("unaryplug.py")),
-        # the same SDK plugin with batching turned off in the config: the unary path
-        PluginConfig(
-            name="batchplug2",
-            command=script("batchplug.py"),
-            env={"BATCHPLUG_NAME": "batchplug2"},
-            batch=False,
-        ),
-    ]
     registry = Registry([c.name for c in configs])
     engine = Engine(store, registry, concurrency=64, backoff_base=0.05, backoff_cap=0.2, retention_secs=None)
     auth = Authenticator("a" * 64, "b" * 64)
@@ -104,6 +102,18 @@ async def stack(tmp_path):
         await host.stop()
         await server.stop(0)
         await store.close()
+
+
+@pytest.fixture
+async def stack(tmp_path):
+    async for s in _stack(tmp_path, [BATCHPLUG]):
+        yield s
+
+
+@pytest.fixture
+async def unary_stack(tmp_path):
+    async for s in _stack(tmp_path, UNARY_ONLY):
+        yield s
 
 
 async def test_batch_outcomes_per_job_and_a_failing_batchmate(stack):
@@ -188,8 +198,8 @@ async def test_plugin_crash_during_a_batch_interrupts_every_job_without_charge(s
     assert s.batch() is not before  # the new instance has its own stream
 
 
-async def test_unary_only_plugin_and_batch_false_use_execute_job(stack):
-    s = stack
+async def test_unary_only_plugin_and_batch_false_use_execute_job(unary_stack):
+    s = unary_stack
     assert s.batch("unaryplug") is None  # BatchExecService is UNIMPLEMENTED there
     assert s.batch("batchplug2") is None  # offered, but `batch = false` in its config
     ids = await s.enqueue(
