@@ -449,8 +449,14 @@ async def settle(
 Scene = Callable[[PulseApp, object], Awaitable[None]]
 
 
+def throughput_ready(app: PulseApp) -> bool:
+    """The jobs screen's throughput sparkline has its data, or is not shown at this width."""
+    found = app.screen.query("Throughput")
+    return not found or not found.first().fits or found.first().stats is not None  # type: ignore[attr-defined]
+
+
 async def scene_jobs(app: PulseApp, pilot) -> None:
-    await settle(app, pilot, lambda: app.screen.query_one("JobTable").total >= 12)
+    await settle(app, pilot, lambda: app.screen.query_one("JobTable").total >= 12 and throughput_ready(app))
     app.paused = True  # freeze the picture
 
 

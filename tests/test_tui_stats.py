@@ -7,11 +7,13 @@ import asyncio
 import time
 
 from test_tui import client_for, started, until
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Sparkline
 
 from pulse_tui.app import PulseApp
 from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.screens.stats import StatsScreen
+from pulse_tui.widgets import throughput
+from pulse_tui.widgets.throughput import Throughput
 
 
 async def test_stats_screen_shows_what_ran_and_filters_jobs(server) -> None:
@@ -42,4 +44,53 @@ async def test_stats_screen_shows_what_ran_and_filters_jobs(server) -> None:
         await until(pilot, lambda: isinstance(app.screen, JobsScreen), "jobs screen")
         jobs: JobsScreen = app.screen  # type: ignore[assignment]
         await until(pilot, lambda: jobs.filter.handler == "pulse.fail", "handler filter")
+    await client.close()
+
+
+async def _finished(client, ids: list[str]) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + 30
+    for job_id in ids:  # a retried check with a deadline
+        while (await client.get_job(job_id)).job.status not in ("completed", "failed"):
+            assert time.monotonic() < deadline, f"job {job_id} did not finish"
+            await asyncio.sleep(0.02)
+
+
+async def test_jobs_screen_throughput_sparkline(server, monkeypatch) -> None:  # noqa: ANN001
+    """Issue 16: jobs/min (completed, failed) beside the status tabs, live, paused with `p`, hidden
+    where it does not fit."""
+    monkeypatch.setattr(throughput, "REFRESH_SECS", 0.2)
+    client = await client_for(server)
+    ids = [(await client.enqueue("pulse.noop", {})).id for _ in range(3)]
+    ids.append((await client.enqueue("pulse.fail", {}, max_attempts=1)).id)
+    await _finished(client, ids)
+    app = PulseApp(server.address, server.token, demo=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await started(app, pilot)
+        tp = app.screen.query_one(Throughput)
+        completed = tp.query_one("#throughput-completed", Sparkline)
+        failed = tp.query_one("#throughput-failed", Sparkline)
+        await until(pilot, lambda: tp.has_class("-shown"), "the sparkline")
+        assert tp.display and failed.display  # both series at 160 columns
+        await until(pilot, lambda: sum(completed.data or []) == 3, "3 completed")
+        assert sum(failed.data or []) == 1
+        # live: a job that ends now shows on a later refresh
+        await _finished(client, [(await client.enqueue("pulse.noop", {})).id])
+        await until(pilot, lambda: sum(completed.data or []) == 4, "4 completed")
+        # paused: the timer ticks, nothing is asked
+        await pilot.press("p")
+        assert app.paused
+        fetches, ticks = tp.fetches, tp.ticks
+        await until(pilot, lambda: tp.ticks >= ticks + 3, "three ticks")
+        assert tp.fetches == fetches
+        await pilot.press("p")
+        await until(pilot, lambda: tp.fetches > fetches, "a fetch after resuming")
+        # narrower: the failed series goes first, then the whole sparkline
+        await pilot.resize_terminal(120, 40)
+        await until(pilot, lambda: tp.has_class("-narrow") and not failed.display, "narrow")
+        assert tp.display
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: not tp.display, "hidden at 80 columns")
+        fetches = tp.fetches
+        await until(pilot, lambda: tp.ticks >= ticks + 6, "more ticks")
+        assert tp.fetches == fetches  # hidden: nothing is asked
     await client.close()

@@ -30,6 +30,7 @@ from pulse_tui.widgets.job_side import WIDE, JobSide
 from pulse_tui.widgets.job_table import JobTable
 from pulse_tui.widgets.status_bar import StatusBar
 from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
+from pulse_tui.widgets.throughput import Throughput
 
 RETRY_ALL_CAP = 10_000
 PURGE_CAP = 10_000  # jobs one :purge deletes at most
@@ -219,7 +220,9 @@ class JobsScreen(PulseScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
-        yield StatusTabs(id="status-tabs")
+        with Horizontal(id="tab-row"):
+            yield StatusTabs(id="status-tabs")
+            yield Throughput(id="throughput")
         yield Input(
             placeholder="handler:demo* status:failed error:TEXT payload:TEXT parent:ID text…  (applies as you type; enter keeps, esc reverts)",
             id="filter",
@@ -420,6 +423,7 @@ class JobsScreen(PulseScreen):
 
     def on_resize(self) -> None:
         super().on_resize()
+        self.query_one(Throughput).fit(self.size.width)
         side = self.query_one(JobSide)
         wide = self.size.width >= WIDE
         if side.display != wide:
@@ -454,6 +458,8 @@ class JobsScreen(PulseScreen):
 
     def connection_changed(self, connected: bool) -> None:
         self._note()
+        if connected:
+            self.query_one(Throughput).refresh_now()
 
     def _marks_changed(self) -> None:
         for bar in self.query(StatusBar):
