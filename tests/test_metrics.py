@@ -334,6 +334,9 @@ def test_grafana_dashboard_uses_exported_names() -> None:
     exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
     used = {m for e in exprs for m in re.findall(r"\bpulse_[a-z_]+", e)}
     assert used and used <= served, used - served
+    assert "pulse_schedule_runs_total" in used  # the schedule runs panel (issue 16)
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(ids) == len(set(ids))  # Grafana needs distinct panel ids
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
