@@ -163,6 +163,67 @@ async def test_ticker_fires_runs_as_jobs_and_records_their_end(ticker):
     assert all(b - a > 0.5 for a, b in zip(starts, starts[1:], strict=False))
 
 
+class GatedStore(SQLiteStore):
+    """The real store, whose schedule-run writes wait until the test opens a gate."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+        self.claims = 0  # fire_schedule calls
+        self.claimed = asyncio.Event()
+
+    async def fire_schedule(self, *args, **kw):  # noqa: ANN002, ANN003, ANN201
+        self.claims += 1
+        self.claimed.set()
+        await self.gate.wait()
+        return await super().fire_schedule(*args, **kw)
+
+
+async def test_the_next_batch_of_runs_does_not_wait_for_the_last_ones_writes(tmp_path):
+    """Issue 15: the ticker fetched its next batch only once every write of the last one was done,
+    so the first runs of each batch were late by those commits and a query."""
+    store = GatedStore(str(tmp_path / "jobs.db"))
+    await store.open()
+    engine = Engine(store, StaticRouter(builtin_handlers()), retention_secs=None)
+    await engine.start()
+    sched = S.Scheduler(store, engine, batch=2)
+    now = time.time()
+    for i in range(5):
+        await store.insert_schedule(
+            S.Schedule(
+                id=f"s{i}",
+                handler="pulse.noop",
+                interval_secs=3600,
+                next_run_at=now - 1 + 0.01 * i,  # all due, in three batches of two
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    await sched.start()
+    try:
+        async with asyncio.timeout(10):  # every run is being fired while no write is done yet
+            while store.claims < 5:
+                store.claimed.clear()
+                await store.claimed.wait()
+        store.gate.set()
+
+        async def all_ran():
+            got = [await sched.get(f"s{i}") for i in range(5)]
+            return got if all(g.run_count == 1 and g.last_job_id for g in got) else None
+
+        got = await wait_until(sched, all_ran, what="each schedule run once")
+        assert all(g.next_run_at > now + 3000 for g in got)
+        # runs being fired were left out of the next batches: one claim per run, none repeated
+        assert store.claims == 5 and sched.fired == 5
+        for i in range(5):
+            assert len(await sched.executions(f"s{i}")) == 1
+    finally:
+        store.gate.set()
+        await sched.stop()
+        await engine.stop(grace=0.5)
+        await store.close()
+
+
 async def test_overlap_skip_skips_while_a_run_is_unfinished_and_allow_does_not(ticker):
     gate = Gate()
     engine, sched = await ticker(gate)

@@ -379,15 +379,31 @@ class Scheduler:
     async def _loop(self) -> None:
         """Fetch the runs due within LOOKAHEAD_SECS (earliest first), sleep until each one's due
         time and fire it then (one store write), so a run's lateness is one write, not a query
-        round. Any change wakes the loop, which re-reads; a run fetched early but paused or changed
-        meanwhile simply loses its compare-and-set claim. Nothing due soon: sleep until the
-        earliest next run (or a change)."""
+        round. The next batch is fetched as soon as the last run of this one is fired, not when
+        its writes are done: runs still being fired are left out of it (their rows are not
+        advanced yet), so the first runs of each batch do not wait for the previous batch's
+        commits and a query. Any change wakes the loop, which re-reads; a run fetched early but
+        paused or changed meanwhile simply loses its compare-and-set claim. Nothing due soon:
+        sleep until the earliest next run (or a change)."""
+        inflight: dict[str, asyncio.Task] = {}  # schedule id → its run being fired
+        try:
+            await self._ticks(inflight)
+        finally:
+            if inflight:
+                await asyncio.gather(*inflight.values(), return_exceptions=True)
+
+    async def _ticks(self, inflight: dict[str, asyncio.Task]) -> None:
         while not self._stopping:
             self._wake.clear()
+            for sid in [sid for sid, t in inflight.items() if t.done()]:
+                del inflight[sid]  # committed before the read below starts: it sees the new row
             nxt: float | None = None
             try:
-                upcoming = await self.store.due_schedules(time.time() + LOOKAHEAD_SECS, self.batch)
-                if not upcoming:
+                upcoming = await self.store.due_schedules(
+                    time.time() + LOOKAHEAD_SECS, self.batch + len(inflight)
+                )
+                upcoming = [s for s in upcoming if s.id not in inflight][: self.batch]
+                if not upcoming and not inflight:
                     nxt = await self.store.next_schedule_at()
             except asyncio.CancelledError:
                 raise
@@ -402,16 +418,16 @@ class Scheduler:
                 log.exception("the schedule ticker failed; retrying in 1s")
                 upcoming, nxt = [], time.time() + 1.0
             if upcoming:
-                fires: list[asyncio.Task] = []
                 for s in upcoming:
                     delay = s.next_run_at - time.time()
                     if delay > 0 and await self._sleep(delay):
                         break  # something changed: re-read after the runs already fired
                     if self._stopping:
                         break
-                    fires.append(asyncio.create_task(self._fire(s, time.time())))
-                if fires:
-                    await asyncio.gather(*fires)
+                    inflight[s.id] = asyncio.create_task(self._fire(s, time.time()))
+                continue
+            if inflight:  # nothing else due soon: let the runs being fired finish, then re-read
+                await asyncio.wait(list(inflight.values()))
                 continue
             timeout = None if nxt is None else max(0.0, nxt - time.time())
             if self.multinode:
