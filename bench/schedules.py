@@ -85,7 +85,6 @@ async def measure(n: int, idle_secs: float, fire_secs: float, checkpoints: str) 
         "max": round(max(late_ms), 2) if late_ms else 0.0,
         "runs": len(late_ms),
         "checkpoints": store.checkpoint_runs,
-        "truncations": store.wal_truncations,
     }
 
 

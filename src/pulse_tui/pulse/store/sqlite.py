@@ -11,15 +11,17 @@ This is the design FIELD-NOTES points at (group commits and batch claims are whe
 throughput comes from); aiosqlite's one-hop-per-statement model cannot batch a group of
 heterogeneous statements into one hop, so the store drives sqlite3 from its own threads.
 
-WAL checkpoints run off the write path: SQLite's automatic checkpoint would copy the WAL into the
-database inside whichever commit crosses 1,000 pages, stalling every write queued behind it (the
-schedule ticker's lateness p99 was 130-250 ms with 10,000 schedules, bench/RESULTS.md). The
-writer has `wal_autocheckpoint=0`; a checkpointer thread with its own connection runs
+WAL checkpoints run off the write path: SQLite's automatic checkpoint copies the WAL into the
+database (and syncs it) inside whichever commit crosses 1,000 pages, stalling every write queued
+behind it (the schedule ticker's lateness p99 was 130-250 ms with 10,000 schedules,
+bench/RESULTS.md). Here a checkpointer thread with its own connection runs
 `wal_checkpoint(PASSIVE)` after commits, at most every CHECKPOINT_SECS (passive: it never blocks
-the writer or the readers). A WAL that still grows past WAL_LIMIT_BYTES (readers holding old
-snapshots, a burst the checkpointer cannot catch up with) is checkpointed with TRUNCATE by the
-writer itself when nothing is queued, or between two batches past WAL_HARD_BYTES. Checkpoints do
-not change durability: a commit is durable in the WAL as `durability` says before any checkpoint.
+the writer or the readers), and does that copying. It cannot restart the WAL while writes keep
+coming (a restart needs every frame copied when a write begins), so the writer keeps an automatic
+checkpoint at WAL_AUTOCHECKPOINT_PAGES as the bound on the WAL: by then the checkpointer has
+copied all but the last moments of writes, so that checkpoint is short, and the WAL starts over.
+Checkpoints do not change durability: a commit is durable in the WAL, as `durability` says,
+before any checkpoint.
 
 Schema versioning: `PRAGMA user_version`; MIGRATIONS[i] upgrades from version i to i+1.
 
@@ -235,10 +237,9 @@ log = logging.getLogger(__name__)
 # [server] durability -> PRAGMA synchronous (what each promises: module docstring, README)
 DURABILITY: dict[str, str] = {"full": "FULL", "normal": "NORMAL"}
 # WAL checkpoints (module docstring)
-CHECKPOINT_SECS = 0.5  # a passive checkpoint after commits, at most this often
-WAL_LIMIT_BYTES = 64 << 20  # past this the writer truncates the WAL when it is idle …
-WAL_HARD_BYTES = 4 * WAL_LIMIT_BYTES  # … and past this between two batches even when busy
-TRUNCATE_RETRY_SECS = 5.0  # a truncation that found readers in the way is retried this much later
+CHECKPOINT_SECS = 0.2  # a passive checkpoint after commits, at most this often
+WAL_AUTOCHECKPOINT_PAGES = 4000  # the writer's own checkpoint, the WAL's bound (16 MB of 4 KB pages)
+WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this when it starts over
 MARKER_SUFFIX = ".created"  # written beside the database when it is created (see _check_fresh)
 TOKEN_FILE = "token"  # the server's token file: a data dir a server has used before
 
@@ -422,12 +423,9 @@ class SQLiteStore(Store):
         self._ckpt_task: asyncio.Task | None = None
         self._dirty: asyncio.Event | None = None  # set after each commit: a checkpoint is due
         self._ckpt_error = ""
-        self._frame_bytes = 4096 + 24
-        self.wal_bytes = 0  # the WAL's length at the last checkpoint (frames × frame size)
+        self.wal_frames = 0  # frames in the WAL at the last background checkpoint
         self.checkpoint_runs = 0
-        self.wal_truncations = 0
-        self.checkpoint_done: asyncio.Event | None = None  # set after each checkpoint or truncation
-        self._truncate_after = 0.0
+        self.checkpoint_done: asyncio.Event | None = None  # set after each background checkpoint
 
     # ------------------------------------------------------------ lifecycle
     def _connect(self) -> sqlite3.Connection:
@@ -514,9 +512,8 @@ class SQLiteStore(Store):
             if not os.path.exists(self.marker_path):
                 self._write_marker()  # also adopts a store made before markers existed
             if self.checkpoints == "background":
-                conn.execute("PRAGMA wal_autocheckpoint=0")
-                conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")  # the WAL file after a reset
-            self._frame_bytes = conn.execute("PRAGMA page_size").fetchone()[0] + 24
+                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+                conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         except PulseError:
             if conn is not None:
                 conn.close()
@@ -617,10 +614,6 @@ class SQLiteStore(Store):
             self._settle(batch, results)
             if self._dirty is not None:
                 self._dirty.set()
-                if self.wal_bytes > WAL_LIMIT_BYTES and (not self._queue or self.wal_bytes > WAL_HARD_BYTES):
-                    if time.monotonic() >= self._truncate_after:
-                        await loop.run_in_executor(self._writer, self._truncate_wal)
-                        self.checkpoint_done.set()  # type: ignore[union-attr]
 
     # ------------------------------------------------------------ WAL checkpoints
     async def _checkpoint_loop(self) -> None:
@@ -643,37 +636,21 @@ class SQLiteStore(Store):
             err = self._error(exc, "checkpointing the WAL")
             if isinstance(err, StoreCorrupt):
                 self._set_condition("the job store is damaged")
-            if err.message != self._ckpt_error:  # once per distinct failure, not every half second
-                log.warning("%s; the WAL grows until a checkpoint succeeds", err.message)
+            if err.message != self._ckpt_error:  # once per distinct failure, not at every try
+                log.warning("%s; the writer checkpoints the WAL itself meanwhile", err.message)
                 self._ckpt_error = err.message
             return
         if self._ckpt_error:
             log.warning("the job store %s checkpoints its WAL again", self.path)
             self._ckpt_error = ""
         self.checkpoint_runs += 1
-        if log_frames >= 0:  # -1: another checkpoint (a truncation) was running
-            self.wal_bytes = log_frames * self._frame_bytes
+        if log_frames >= 0:  # -1: the writer's own checkpoint was running
+            self.wal_frames = log_frames
 
     def _close_checkpointer(self) -> None:
         if self._ckpt_conn is not None:
             self._ckpt_conn.close()
             self._ckpt_conn = None
-
-    def _truncate_wal(self) -> None:
-        """On the writer thread, between batches: checkpoint everything and truncate the WAL (it
-        waits for readers up to the busy timeout; found busy, it is retried later)."""
-        conn = self._wconn
-        assert conn is not None
-        try:
-            busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error as exc:
-            log.warning("truncating the WAL of %s failed (%s)", self.path, exc)
-            busy = 1
-        if busy:
-            self._truncate_after = time.monotonic() + TRUNCATE_RETRY_SECS
-            return
-        self.wal_truncations += 1
-        self.wal_bytes = 0
 
     @staticmethod
     def _settle(batch: list[tuple[Any, asyncio.Future]], results: list[tuple[bool, Any]]) -> None:
