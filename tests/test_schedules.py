@@ -172,7 +172,7 @@ class GatedStore(SQLiteStore):
         self.claims = 0  # fire_schedule calls
         self.claimed = asyncio.Event()
 
-    async def fire_schedule(self, *args, **kw):  # noqa: ANN002, ANN003, ANN201
+    async def fire_schedule(self, *args, **kw):
         self.claims += 1
         self.claimed.set()
         await self.gate.wait()

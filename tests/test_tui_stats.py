@@ -47,7 +47,7 @@ async def test_stats_screen_shows_what_ran_and_filters_jobs(server) -> None:
     await client.close()
 
 
-async def _finished(client, ids: list[str]) -> None:  # noqa: ANN001
+async def _finished(client, ids: list[str]) -> None:
     deadline = time.monotonic() + 30
     for job_id in ids:  # a retried check with a deadline
         while (await client.get_job(job_id)).job.status not in ("completed", "failed"):
@@ -55,7 +55,7 @@ async def _finished(client, ids: list[str]) -> None:  # noqa: ANN001
             await asyncio.sleep(0.02)
 
 
-async def test_jobs_screen_throughput_sparkline(server, monkeypatch) -> None:  # noqa: ANN001
+async def test_jobs_screen_throughput_sparkline(server, monkeypatch) -> None:
     """Issue 16: jobs/min (completed, failed) beside the status tabs, live, paused with `p`, hidden
     where it does not fit."""
     monkeypatch.setattr(throughput, "REFRESH_SECS", 0.2)

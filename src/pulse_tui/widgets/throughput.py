@@ -53,7 +53,7 @@ class Throughput(Horizontal):
     Throughput.-narrow #throughput-failed, Throughput.-narrow #throughput-failed-rate { display: none; }
     """
 
-    def __init__(self, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.stats: operator_pb2.GetStatsResponse | None = None
         self.available = True  # False: this endpoint keeps no stats (hidden for good)
