@@ -63,7 +63,7 @@ async def test_jobs_screen_throughput_sparkline(server, monkeypatch) -> None:
     ids = [(await client.enqueue("pulse.noop", {})).id for _ in range(3)]
     ids.append((await client.enqueue("pulse.fail", {}, max_attempts=1)).id)
     await _finished(client, ids)
-    app = PulseApp(server.address, server.token, demo=False)
+    app = PulseApp(server.address, server.token)
     async with app.run_test(size=(160, 40)) as pilot:
         await started(app, pilot)
         tp = app.screen.query_one(Throughput)
