@@ -459,7 +459,7 @@ class JobsScreen(PulseScreen):
     def connection_changed(self, connected: bool) -> None:
         self._note()
         if connected:
-            self.query_one(Throughput).refresh_now()
+            self.query_one(Throughput).reconnected()
 
     def _marks_changed(self) -> None:
         for bar in self.query(StatusBar):

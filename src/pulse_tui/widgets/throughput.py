@@ -56,7 +56,7 @@ class Throughput(Horizontal):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.stats: operator_pb2.GetStatsResponse | None = None
-        self.available = True  # False: this endpoint keeps no stats (hidden for good)
+        self.available = True  # False: this endpoint keeps no stats (hidden until a reconnection)
         self.fetches = 0  # GetStats answers received
         self.ticks = 0  # refresh timer ticks (a tick while paused or hidden asks nothing)
         self._width = 0  # the screen's width, from fit()
@@ -85,6 +85,11 @@ class Throughput(Horizontal):
         self._show()
         if self.fits and self.stats is None:
             self.refresh_now()
+
+    def reconnected(self) -> None:
+        """Connected (again): the server may be another one, or now keep stats; ask at once."""
+        self.available = True
+        self.refresh_now()
 
     def _show(self) -> None:
         self.set_class(self.available and self.fits and self.stats is not None, "-shown")
