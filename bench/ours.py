@@ -25,14 +25,9 @@ def durability_note(durability: str) -> str:
 
 
 async def open_engine(
-    path: Path,
-    router: Router | None = None,
-    *,
-    durability: str = "full",
-    checkpoints: str = "background",
-    **engine_kw: object,
+    path: Path, router: Router | None = None, *, durability: str = "full", **engine_kw: object
 ) -> tuple[SQLiteStore, Engine]:
-    store = SQLiteStore(str(path), durability=durability, checkpoints=checkpoints)
+    store = SQLiteStore(str(path), durability=durability)
     await store.open()
     engine = Engine(store, router or StaticRouter(), retention_secs=None, **engine_kw)  # type: ignore[arg-type]
     return store, engine

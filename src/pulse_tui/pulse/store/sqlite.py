@@ -11,18 +11,6 @@ This is the design FIELD-NOTES points at (group commits and batch claims are whe
 throughput comes from); aiosqlite's one-hop-per-statement model cannot batch a group of
 heterogeneous statements into one hop, so the store drives sqlite3 from its own threads.
 
-WAL checkpoints run off the write path: SQLite's automatic checkpoint copies the WAL into the
-database (and syncs it) inside whichever commit crosses 1,000 pages, stalling every write queued
-behind it (the schedule ticker's lateness p99 was 130-250 ms with 10,000 schedules,
-bench/RESULTS.md). Here a checkpointer thread with its own connection runs
-`wal_checkpoint(PASSIVE)` after commits, at most every CHECKPOINT_SECS (passive: it never blocks
-the writer or the readers), and does that copying. It cannot restart the WAL while writes keep
-coming (a restart needs every frame copied when a write begins), so the writer keeps an automatic
-checkpoint at WAL_AUTOCHECKPOINT_PAGES as the bound on the WAL: by then the checkpointer has
-copied all but the last moments of writes, so that checkpoint is short, and the WAL starts over.
-Checkpoints do not change durability: a commit is durable in the WAL, as `durability` says,
-before any checkpoint.
-
 Schema versioning: `PRAGMA user_version`; MIGRATIONS[i] upgrades from version i to i+1.
 
 Defences (see docs/RELIABILITY.md):
@@ -236,10 +224,6 @@ log = logging.getLogger(__name__)
 
 # [server] durability -> PRAGMA synchronous (what each promises: module docstring, README)
 DURABILITY: dict[str, str] = {"full": "FULL", "normal": "NORMAL"}
-# WAL checkpoints (module docstring)
-CHECKPOINT_SECS = 0.2  # a passive checkpoint after commits, at most this often
-WAL_AUTOCHECKPOINT_PAGES = 4000  # the writer's own checkpoint, the WAL's bound (16 MB of 4 KB pages)
-WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this when it starts over
 MARKER_SUFFIX = ".created"  # written beside the database when it is created (see _check_fresh)
 TOKEN_FILE = "token"  # the server's token file: a data dir a server has used before
 
@@ -387,19 +371,13 @@ class SQLiteStore(Store):
         max_batch: int = 512,
         durability: str = "full",
         quick_check: bool = True,
-        checkpoints: str = "background",
     ) -> None:
         if durability not in DURABILITY:
             raise ValueError(
                 f"durability must be one of {', '.join(map(repr, DURABILITY))}, got {durability!r}"
             )
-        if checkpoints not in ("background", "sqlite"):
-            raise ValueError(f"checkpoints must be 'background' or 'sqlite', got {checkpoints!r}")
         self.path = path
         self.durability = durability
-        # "background": the checkpointer thread (module docstring); "sqlite": SQLite's automatic
-        # checkpoints inside the writer's commits (kept for before/after measurements)
-        self.checkpoints = checkpoints
         self.quick_check = quick_check
         self.quick_check_secs = 0.0  # what the check at open cost (reported in the start-up log)
         self.condition = ""  # "" = healthy; else why writes fail (disk full, corrupt file)
@@ -418,14 +396,6 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self.commits = 0
         self.ops = 0
-        self._ckpt_exec: ThreadPoolExecutor | None = None
-        self._ckpt_conn: sqlite3.Connection | None = None
-        self._ckpt_task: asyncio.Task | None = None
-        self._dirty: asyncio.Event | None = None  # set after each commit: a checkpoint is due
-        self._ckpt_error = ""
-        self.wal_frames = 0  # frames in the WAL at the last background checkpoint
-        self.checkpoint_runs = 0
-        self.checkpoint_done: asyncio.Event | None = None  # set after each background checkpoint
 
     # ------------------------------------------------------------ lifecycle
     def _connect(self) -> sqlite3.Connection:
@@ -511,9 +481,6 @@ class SQLiteStore(Store):
                 conn.execute("COMMIT")
             if not os.path.exists(self.marker_path):
                 self._write_marker()  # also adopts a store made before markers existed
-            if self.checkpoints == "background":
-                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-                conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         except PulseError:
             if conn is not None:
                 conn.close()
@@ -546,11 +513,6 @@ class SQLiteStore(Store):
         await loop.run_in_executor(self._writer, self._open_sync)
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._write_loop(), name="pulse-sqlite-writer")
-        if self.checkpoints == "background":
-            self._ckpt_exec = ThreadPoolExecutor(1, thread_name_prefix="pulse-sqlite-ckpt")
-            self._dirty = asyncio.Event()
-            self.checkpoint_done = asyncio.Event()
-            self._ckpt_task = asyncio.create_task(self._checkpoint_loop(), name="pulse-sqlite-checkpoint")
 
     async def close(self) -> None:
         if self._closed:
@@ -560,12 +522,6 @@ class SQLiteStore(Store):
             self._wake.set()  # type: ignore[union-attr]
             await self._task
         loop = asyncio.get_running_loop()
-        if self._ckpt_task is not None:
-            self._ckpt_task.cancel()
-            await asyncio.gather(self._ckpt_task, return_exceptions=True)
-        if self._ckpt_exec is not None:
-            await loop.run_in_executor(self._ckpt_exec, self._close_checkpointer)
-            self._ckpt_exec.shutdown(wait=True)
 
         def _close_w() -> None:
             if self._wconn is not None:
@@ -612,45 +568,6 @@ class SQLiteStore(Store):
                 log.exception("the job store's writer failed a batch of %d write(s)", len(batch))
                 results = [(False, exc)] * len(batch)
             self._settle(batch, results)
-            if self._dirty is not None:
-                self._dirty.set()
-
-    # ------------------------------------------------------------ WAL checkpoints
-    async def _checkpoint_loop(self) -> None:
-        """A passive checkpoint after commits, at most every CHECKPOINT_SECS, on its own thread."""
-        loop = asyncio.get_running_loop()
-        assert self._dirty is not None and self._ckpt_exec is not None
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            await loop.run_in_executor(self._ckpt_exec, self._checkpoint)
-            self.checkpoint_done.set()  # type: ignore[union-attr]
-            await asyncio.sleep(CHECKPOINT_SECS)  # pacing: writes meanwhile are checkpointed next
-
-    def _checkpoint(self) -> None:
-        try:
-            if self._ckpt_conn is None:
-                self._ckpt_conn = self._connect()
-            _busy, log_frames, _done = self._ckpt_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as exc:
-            err = self._error(exc, "checkpointing the WAL")
-            if isinstance(err, StoreCorrupt):
-                self._set_condition("the job store is damaged")
-            if err.message != self._ckpt_error:  # once per distinct failure, not at every try
-                log.warning("%s; the writer checkpoints the WAL itself meanwhile", err.message)
-                self._ckpt_error = err.message
-            return
-        if self._ckpt_error:
-            log.warning("the job store %s checkpoints its WAL again", self.path)
-            self._ckpt_error = ""
-        self.checkpoint_runs += 1
-        if log_frames >= 0:  # -1: the writer's own checkpoint was running
-            self.wal_frames = log_frames
-
-    def _close_checkpointer(self) -> None:
-        if self._ckpt_conn is not None:
-            self._ckpt_conn.close()
-            self._ckpt_conn = None
 
     @staticmethod
     def _settle(batch: list[tuple[Any, asyncio.Future]], results: list[tuple[bool, Any]]) -> None:
