@@ -151,7 +151,7 @@ class EngineMachine(RuleBasedStateMachine):
     async def _new_engine(self) -> None:
         # durability "normal": every commit is in the file for the next connection and survives
         # a crash of the process (all the server-crash rule needs); skipping the fsync per commit
-        # (what "full" adds against power loss, tested in test_store.py) halves this test's time
+        # (what "full" adds against power loss; see test_store_defences.py) halves this test's time
         self.store = SQLiteStore(self.path, durability="normal")
         await self.store.open()
         # a server restart starts plugin processes afresh: one new instance of "m"
