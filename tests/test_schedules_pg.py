@@ -16,7 +16,7 @@ from pulse_tui.pulse.handlers import StaticRouter, builtin_handlers
 from pulse_tui.pulse.store.postgres import PostgresStore
 
 # the 60 ticks under `make soak` (PULSE_SOAK=full); 16 keep `make test` short
-TICKS = 60 if os.environ.get("PULSE_SOAK") == "full" else 16
+TICKS = 60 if os.environ.get("PULSE_SOAK") == "full" else 10
 
 
 @pytest.mark.postgres
