@@ -187,7 +187,7 @@ def test_reload_shows_the_old_instance_draining_over_the_api_and_cli(server_fact
     with grpc.insecure_channel(srv.address) as ch:
         ops = op_grpc.OperatorServiceStub(ch)
         job = ops.Enqueue(
-            op.EnqueueRequest(handler="demo.sleep", payload=b'{"seconds": 6, "steps": 60}', max_attempts=1),
+            op.EnqueueRequest(handler="demo.sleep", payload=b'{"seconds": 3, "steps": 30}', max_attempts=1),
             metadata=md,
         ).job
         deadline = time.monotonic() + 20
