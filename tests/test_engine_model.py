@@ -600,7 +600,9 @@ def test_a_job_running_at_each_of_three_server_crashes_fails_crashed():
         r = rows[out]
         assert (r["status"], r["crashes"], r["run_attempts"]) == (J.FAILED, J.CRASH_LIMIT, 1), dict(r)
         assert r["interruptions"] == J.CRASH_LIMIT - 1 and r["error"] == J.SERVER_CRASHED_ERROR, dict(r)
-        others = [row for jid, row in rows.items() if jid != out]
-        assert others and all(row["status"] == J.RUNNING and row["crashes"] < J.CRASH_LIMIT for row in others)
+        others = [row for jid, row in rows.items() if jid != out]  # they run on (teardown finishes them)
+        assert others and all(
+            r["status"] in (J.QUEUED, J.RUNNING) and r["crashes"] < J.CRASH_LIMIT for r in others
+        )
     finally:
         m.teardown()

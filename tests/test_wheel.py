@@ -58,10 +58,12 @@ def test_installed_wheel_runs(wheel, tmp_path):
     # there. The project itself comes only from the wheel (cwd is a temp dir).
     (site_dir,) = (env_dir / "lib").glob("python*/site-packages")
     (site_dir / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing but the venv's own path
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-index", str(wheel)],
         check=True,
         cwd=tmp_path,
+        env=clean,
     )
     where = subprocess.run(
         [str(py), "-c", "import pulse_tui; print(pulse_tui.__file__)"],
