@@ -8,7 +8,6 @@ import os
 import time
 
 import pytest
-from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_server, pg_url)
 
 from pulse_tui.pulse import schedules as S
 from pulse_tui.pulse.engine import Engine
