@@ -16,6 +16,8 @@ Fixtures
   The config text is written to `<tmp>/pulse.toml`; unless it has its own `[server]` table, a
   `[server]` table pointing `data_dir` at the temp data dir is prepended. `extra_args` are added
   to the `serve` command line. Servers are stopped at teardown.
+- `pg_server` / `pg_url` (tests/pg.py): one real PostgreSQL for the whole session, a fresh
+  database per test. Registered here only: a module importing them would start its own server.
 - `inproc_server` (async): a `PulseServer` running in the test's event loop — fast, and gives
   direct access to `handle.server` (engine, registry, auth) for white-box tests.
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (one PostgreSQL for the session)
 
 from pulse_tui.cli import ServerProcess
 

@@ -1,6 +1,6 @@
-"""A real PostgreSQL server for the test session.
-
-    from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (registers the fixtures)
+"""A real PostgreSQL server for the test session. The fixtures are registered once, in
+tests/conftest.py, so every module shares the session's server (a module importing them would
+start a server of its own).
 
 - `pg_server` (session): initdb into a temp dir, start `postgres` on 127.0.0.1 and a free port
   (socket dir inside the temp dir), wait until it accepts connections, stop it (`pg_ctl stop -m

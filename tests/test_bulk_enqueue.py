@@ -11,7 +11,6 @@ import sys
 
 import grpc
 import pytest
-from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_server, pg_url)
 from test_services import expect_code, total_jobs
 
 from pulse_tui.protocol import operator_pb2 as op

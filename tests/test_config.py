@@ -73,6 +73,11 @@ def test_full_config(tmp_path):
         "data.import" = "b"
         [handler_limits]
         "demo.sleep" = 2
+        [retention.handlers."demo.sleep"]
+        completed = "1h"
+        failed = "forever"
+        [retention.handlers."demo.echo"]
+        cancelled = 90
         [tui.keys]
         quit = "ctrl+q"
         """,
@@ -86,6 +91,7 @@ def test_full_config(tmp_path):
     assert b.endpoint == "127.0.0.1:5000" and not b.enabled
     assert c.handlers == {"data.import": "b"} and c.handler_limits == {"demo.sleep": 2}
     assert c.tui.keys == {"quit": "ctrl+q"}
+    assert c.retention == {"demo.sleep": {"completed": 3600, "failed": None}, "demo.echo": {"cancelled": 90}}
 
 
 @pytest.mark.parametrize(
@@ -126,6 +132,12 @@ def test_full_config(tmp_path):
             "p.toml:5: plugins[0].config.k: expected a string, got [1]",
         ),
         ("[handler_limits]\n'x' = 'two'\n", 'p.toml:2: handler_limits.x: expected an integer, got "two"'),
+        (
+            '[retention.handlers."demo.sleep"]\ncompleted = "soon"\n',
+            "p.toml:2: retention.handlers.\"demo.sleep\".completed: 'soon' is not a duration like 30s",
+        ),
+        ("[retention.handlers.x]\nqueued = '1h'\n", "p.toml:2: retention.handlers.x.queued: unknown key"),
+        ("[retention.handlers.x]\nfailed = 0\n", "p.toml:2: retention.handlers.x.failed: must be a positive"),
         ("[tui]\nkey = {}\n", "p.toml:2: tui.key: unknown key (did you mean 'keys'?)"),
         ("[server\n", "p.toml:1: invalid TOML"),
     ],

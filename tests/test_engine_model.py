@@ -4,8 +4,9 @@ and at quiescence.
 
 Rules: enqueue (handlers, delays, priorities, attempt budgets), finish a running job (success or
 failure, decided by the test), cancel (queued or running), operator retry (one, or a bulk like
-RetryJobs), restart (graceful stop, reopen the store, start), a FIFO burst, a plugin crash and a
-hot reload.
+RetryJobs), restart (graceful stop, reopen the store, start), a server crash (no stop at all: the
+next engine starts on the store as it was on disk at that instant), a FIFO burst, a plugin crash
+and a hot reload.
 
 `m.work` belongs to a test plugin "m" that runs in-process as one *instance* at a time (the Work
 object), the way host.py drives a plugin process: a crash makes every call in flight on the
@@ -28,6 +29,9 @@ Invariants, once the engine settled (awaited on events and re-checked, never a f
 - crashes: every job in flight on a crashed instance is interrupted and re-queued without charge,
   its crash streak (`crashes`, as the model counts it) grows, and a job in CRASH_LIMIT crashes in a
   row ends failed with outcome `crashed`; an attempt that ends on its own breaks the streak;
+- server crashes: a job left running by a dead server is recovered at the next start, interrupted
+  and re-queued without charge, its streak grows the same way, and a job running at CRASH_LIMIT
+  server crashes in a row ends failed with outcome `crashed` (and the server's error);
 - reload: a job running on the old instance keeps running (same attempt, never interrupted) and
   completes when the test lets it; new calls go to the new instance.
 
@@ -134,7 +138,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.expect: dict[str, str] = {}  # job -> the terminal status the test's decisions imply
         self.restarts = 0
         self.crashes: dict[str, int] = {}  # job -> crashes in a row, as the model counts them
-        self.crashed_out: set[str] = set()  # ended failed/`crashed` (CRASH_LIMIT crashes in a row)
+        self.crashed_out: dict[str, str] = {}  # ended failed/`crashed` (CRASH_LIMIT in a row) -> error
         self.retry_base: dict[str, int] = {}  # job -> attempts started before its last operator retry
         self.draining: dict[str, tuple[Work, int]] = {}  # job on a retired instance -> (it, attempt)
         self.events = Counter()  # what the rules exercised (crash hits, drains, crash-outs)
@@ -145,7 +149,10 @@ class EngineMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(asyncio.wait_for(coro, 60))
 
     async def _new_engine(self) -> None:
-        self.store = SQLiteStore(self.path)
+        # durability "normal": every commit is in the file for the next connection and survives
+        # a crash of the process (all the server-crash rule needs); skipping the fsync per commit
+        # (what "full" adds against power loss; see test_store_defences.py) halves this test's time
+        self.store = SQLiteStore(self.path, durability="normal")
         await self.store.open()
         # a server restart starts plugin processes afresh: one new instance of "m"
         self.work = Work(self.work.generation + 1)
@@ -321,7 +328,7 @@ class EngineMachine(RuleBasedStateMachine):
     def _retried(self, jid: str, attempts: int) -> None:
         self.cancelled.discard(jid)
         self.cancelled_running.discard(jid)
-        self.crashed_out.discard(jid)
+        self.crashed_out.pop(jid, None)
         self.expect.pop(jid, None)
         self.crashes[jid] = 0  # an operator retry starts a new run
         self.retry_base[jid] = attempts
@@ -357,6 +364,44 @@ class EngineMachine(RuleBasedStateMachine):
 
         self.run(go())
         self.restarts += 1
+
+    @rule(busy=st.booleans())
+    def server_crash(self, busy: bool) -> None:
+        """The server dies without a graceful stop (SIGKILL, power loss): the next one starts on
+        the store as it was on disk at that instant, running jobs included, whose node is gone.
+        The dead server is modelled by a consistent copy of the committed database taken while it
+        runs; the old engine then stops, but nothing it writes reaches the copy."""
+        if busy:
+            self._busy()
+        crashed_copy = os.path.join(self.dir, f"crash{self.events['server crashes']}.db")
+        with sqlite3.connect(crashed_copy) as dst:
+            self.ro.backup(dst)  # the instant of the crash
+            left_running = dst.execute(
+                "SELECT id, handler, crashes FROM jobs WHERE status='running'"
+            ).fetchall()
+        dst.close()
+
+        async def go():
+            await self.engine.stop(grace=0.0)  # the dead server's writes go to the old file
+            await self.store.close()
+            assert not self.pending()
+            self.path = crashed_copy
+            await self._new_engine()  # recovers what the dead server left running
+
+        self.ro.close()
+        self.run(go())
+        self.ro = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        self.ro.row_factory = sqlite3.Row
+        self.events["server crashes"] += 1
+        for jid, handler, crashes in left_running:
+            self.events["left running by a crash"] += 1
+            if handler == "m.work":  # the model knows m.work's streak; the store must agree
+                assert crashes == self.crashes.get(jid, 0), (jid, crashes, self.crashes.get(jid))
+            self.crashes[jid] = crashes + 1
+            if crashes + 1 >= J.CRASH_LIMIT:
+                self.crashed_out[jid] = J.SERVER_CRASHED_ERROR
+                self.expect[jid] = J.FAILED
+                self.events["crashed out by the server"] += 1
 
     def _busy(self) -> None:
         """Put one more call in flight on the current instance of "m" when it has room (a fresh
@@ -410,7 +455,7 @@ class EngineMachine(RuleBasedStateMachine):
             self.draining.pop(jid, None)
             self.crashes[jid] = self.crashes.get(jid, 0) + 1
             if self.crashes[jid] >= J.CRASH_LIMIT:
-                self.crashed_out.add(jid)
+                self.crashed_out[jid] = f"crashed its plugin m {J.CRASH_LIMIT} times in a row"
                 self.expect[jid] = J.FAILED
                 self.events["crashed out"] += 1
 
@@ -489,7 +534,7 @@ class EngineMachine(RuleBasedStateMachine):
             if jid in self.crashed_out:
                 assert status == J.FAILED and r["crashes"] == J.CRASH_LIMIT, shown
                 assert att[-1]["outcome"] == J.OUTCOME_CRASHED, shown
-                assert f"crashed its plugin m {J.CRASH_LIMIT} times in a row" in r["error"], shown
+                assert self.crashed_out[jid] in r["error"], shown
             if jid in self.draining:  # on the old instance since the reload: same attempt, running
                 inst, number = self.draining[jid]
                 assert jid in inst.pending and status == J.RUNNING and r["attempts"] == number, shown
@@ -538,3 +583,26 @@ EngineMachine.TestCase.settings = settings(
 )
 TestEngineModel = EngineMachine.TestCase
 TestEngineModel = pytest.mark.slow(pytest.mark.timeout(600 if not SOAK else 14400)(TestEngineModel))
+
+
+def test_a_job_running_at_each_of_three_server_crashes_fails_crashed():
+    """The server-crash rule, played out deterministically: the same held job is running at
+    CRASH_LIMIT server crashes in a row and ends failed/`crashed`; a job caught in fewer runs on."""
+    m = EngineMachine()
+    try:
+        m.start()
+        for _ in range(J.CRASH_LIMIT):
+            m.server_crash(busy=True)  # at most LIMITS["m.work"] held jobs: the first is in every crash
+            m.engine_keeps_its_word()
+        rows = m.job_rows()
+        (out,) = m.crashed_out
+        assert m.crashed_out[out] == J.SERVER_CRASHED_ERROR
+        r = rows[out]
+        assert (r["status"], r["crashes"], r["run_attempts"]) == (J.FAILED, J.CRASH_LIMIT, 1), dict(r)
+        assert r["interruptions"] == J.CRASH_LIMIT - 1 and r["error"] == J.SERVER_CRASHED_ERROR, dict(r)
+        others = [row for jid, row in rows.items() if jid != out]  # they run on (teardown finishes them)
+        assert others and all(
+            r["status"] in (J.QUEUED, J.RUNNING) and r["crashes"] < J.CRASH_LIMIT for r in others
+        )
+    finally:
+        m.teardown()

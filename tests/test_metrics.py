@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_server, pg_url)
 from prometheus_client.parser import text_string_to_metric_families
 from test_security import certs  # noqa: F401  (fixture: a CA and a server certificate)
 

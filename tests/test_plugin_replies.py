@@ -20,6 +20,7 @@ import time
 
 import grpc
 import pytest
+from conftest import start_server_process
 from plugins.harness import HERE
 
 from pulse_tui.cli import main
@@ -78,10 +79,18 @@ class Api:
         )
 
 
+@pytest.fixture(scope="module")
+def replies_server(tmp_path_factory):
+    """One server for the module: each test sends its own jobs (a start with two plugins and the
+    stop cost more than most of these tests)."""
+    handle = start_server_process(tmp_path_factory.mktemp("replies"), CONFIG)
+    yield handle
+    handle.stop()
+
+
 @pytest.fixture
-async def api(server_factory):
-    srv = server_factory(CONFIG)
-    a = Api(srv)
+async def api(replies_server):
+    a = Api(replies_server)
     await a.ready("demo")
     await a.ready("hostile")
     yield a

@@ -201,7 +201,7 @@ async def test_job_running_across_reloads_completes_on_its_first_attempt(stack):
     s, _ = stack
     seen: list[tuple[int, int, int]] = []
     s.host.grace_secs = 0.5  # bounds a stop, never a reload: the job outlives it by far
-    job = await s.engine.enqueue("demo.sleep", b'{"seconds": 8, "steps": 80}', max_attempts=1)
+    job = await s.engine.enqueue("demo.sleep", b'{"seconds": 6, "steps": 60}', max_attempts=1)
     watcher = asyncio.create_task(_watch_progress(s, job.id, seen))
     try:
         await s.until(job.id, lambda j: j.status == jobs.RUNNING and j.progress_current > 0)
@@ -223,7 +223,7 @@ async def test_job_running_across_reloads_completes_on_its_first_attempt(stack):
     assert done.attempts == 1 and done.run_attempts == 1 and done.interruptions == 0
     assert json.loads(done.result)["pid"] == first_pid
     progress = [c for a, c, _ in seen if a == 1]
-    assert progress == sorted(progress) and progress[-1] == 80, progress  # never backwards
+    assert progress == sorted(progress) and progress[-1] == 60, progress  # never backwards
     assert all(a == 1 for a, _, _ in seen)
     state = await s.host.wait_for("demo", lambda p: p.draining_instances == 0, 10)
     assert state.state_text == READY

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import asyncpg
 import grpc
 import pytest
-from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_server, pg_url)
 
 from pulse_tui.protocol import operator_pb2 as op
 from pulse_tui.protocol import operator_pb2_grpc as op_grpc

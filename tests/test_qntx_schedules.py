@@ -64,13 +64,13 @@ CLIENT = textwrap.dedent(
     with grpc.insecure_channel(address) as ch:
         stub = sg.ScheduleServiceStub(ch)
         c = stub.CreateSchedule(s.CreateScheduleRequest(auth_token=token, handler_name="pulse.noop",
-            interval_seconds=2, payload=b'{"from": "qntx"}', metadata={"team": "ops"}))
+            interval_seconds=1, payload=b'{"from": "qntx"}', metadata={"team": "ops"}))
         out["create"] = [c.success, c.error, c.schedule_id]
         sid = c.schedule_id
         out["runs"] = wait_runs(stub, sid, 2)
         p = stub.PauseSchedule(s.ScheduleIdRequest(auth_token=token, schedule_id=sid))
         before = get(stub, sid).job
-        time.sleep(6.0)  # observing a bounded window: no run may happen while paused
+        time.sleep(2.5)  # observing a bounded window (2.5 intervals): no run may happen while paused
         after = get(stub, sid).job
         out["paused"] = [p.success, before.state, before.last_execution_id, after.last_execution_id]
         r = stub.ResumeSchedule(s.ScheduleIdRequest(auth_token=token, schedule_id=sid))
@@ -134,7 +134,7 @@ def test_qntx_schedule_client(server, tmp_path):
     assert paused_ok and state == "paused" and before == after  # no run while paused
     assert out["resumed"][0] and len(out["resumed"][1]) == 2 and out["resumed"][1][-1] != before
     ok, gid, handler, interval, state, next_run, last_run, created, updated, metadata, payload = out["get"]
-    assert ok and gid == sid and handler == "pulse.noop" and interval == 2 and state == "active"
+    assert ok and gid == sid and handler == "pulse.noop" and interval == 1 and state == "active"
     assert rfc3339(next_run) > rfc3339(last_run) >= rfc3339(created) and rfc3339(updated) >= rfc3339(created)
     assert json.loads(metadata) == {"team": "ops"} and json.loads(payload) == {"from": "qntx"}
     ro_ok, ro_error, ro_get_ok = out["readonly"]

@@ -8,7 +8,6 @@ import os
 import time
 
 import pytest
-from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_server, pg_url)
 
 from pulse_tui.pulse import schedules as S
 from pulse_tui.pulse.engine import Engine
@@ -16,7 +15,7 @@ from pulse_tui.pulse.handlers import StaticRouter, builtin_handlers
 from pulse_tui.pulse.store.postgres import PostgresStore
 
 # the 60 ticks under `make soak` (PULSE_SOAK=full); 16 keep `make test` short
-TICKS = 60 if os.environ.get("PULSE_SOAK") == "full" else 16
+TICKS = 60 if os.environ.get("PULSE_SOAK") == "full" else 10
 
 
 @pytest.mark.postgres

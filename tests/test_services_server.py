@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 
@@ -184,7 +187,7 @@ def test_reload_shows_the_old_instance_draining_over_the_api_and_cli(server_fact
     with grpc.insecure_channel(srv.address) as ch:
         ops = op_grpc.OperatorServiceStub(ch)
         job = ops.Enqueue(
-            op.EnqueueRequest(handler="demo.sleep", payload=b'{"seconds": 6, "steps": 60}', max_attempts=1),
+            op.EnqueueRequest(handler="demo.sleep", payload=b'{"seconds": 3, "steps": 30}', max_attempts=1),
             metadata=md,
         ).job
         deadline = time.monotonic() + 20
@@ -206,3 +209,59 @@ def test_reload_shows_the_old_instance_draining_over_the_api_and_cli(server_fact
             assert time.monotonic() < deadline + 30, "the old instance did not stop"
             time.sleep(0.05)
     assert srv.stop() == 0
+
+
+def test_sigterm_with_dead_stderr_still_stops(tmp_path):
+    """The parent that read the server's stderr died (the pipe's read end is closed): SIGTERM must
+    still stop the server within its grace, plugins included. It used to hang until SIGKILL: the
+    first shutdown line raised BrokenPipeError past the orderly stop, and cancelling the left-over
+    tasks waited forever for a plugin exit nobody watched any more."""
+    data_dir = tmp_path / "d"
+    config = tmp_path / "pulse.toml"
+    config.write_text(
+        f'[[plugins]]\nname = "demo"\ncommand = ["{sys.executable}", "-m", "pulse_tui.plugins.demo"]\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pulse_tui", "serve", "--config", str(config), "--listen", "127.0.0.1:0"]
+        + ["--data-dir", str(data_dir), "--grace", "1"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("pulse: listening on "):
+                address = line.removeprefix("pulse: listening on ").strip()
+                break
+        else:
+            raise AssertionError(f"no listen line; exit status {proc.wait()}")
+        plugin_pids = [int(pid) for pid in json.loads((data_dir / "plugins.pid").read_text())["groups"]]
+        assert plugin_pids
+        md = (("authorization", f"Bearer {(data_dir / 'token').read_text().strip()}"),)
+        with grpc.insecure_channel(address) as ch:  # a job running at SIGTERM: the stop re-queues it
+            ops = op_grpc.OperatorServiceStub(ch)
+            watch = ops.WatchJobs(op.WatchJobsRequest(), metadata=md)
+            assert next(watch).kind == "heartbeat"
+            job = ops.Enqueue(
+                op.EnqueueRequest(handler="demo.sleep", payload=b'{"seconds": 60}'), metadata=md
+            ).job
+            next(e for e in watch if e.kind == "upsert" and e.job.status == "running")
+            watch.cancel()
+        proc.stderr.close()  # the reader is gone: every write to fd 2 now fails with EPIPE
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        with contextlib.closing(sqlite3.connect(data_dir / "pulse.db")) as db:
+            row = db.execute("SELECT status FROM jobs WHERE id=?", (job.id,)).fetchone()
+        assert row == ("queued",), "the orderly stop did not run (the job was left running)"
+        for pid in plugin_pids:  # the demo plugin (its own process group) went with it
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                continue
+            raise AssertionError(f"plugin process group {pid} outlived the server")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

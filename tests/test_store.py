@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
-from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_server, pg_url)
 from test_engine import Flaky, Stubborn, wait_status
 
 from pulse_tui.pulse import jobs as J
@@ -265,6 +264,46 @@ async def test_prune_deletes_old_finished_jobs_with_history(store: Store):
     assert await store.prune(time.time() - 3600, (J.FAILED,), 10) == 0  # too recent
     counts = await store.count(JobFilter(), 100)
     assert counts[J.COMPLETED] == 0 and counts[J.FAILED] == 1 and counts[J.RUNNING] == 1
+
+
+async def test_retention_per_handler_in_the_pruning_loop(store: Store):
+    """[retention.handlers."name"] rules: the engine's pruning loop applies each handler's own
+    completed/failed/cancelled retention, and the global one (completed only) to the others."""
+    outcome = {J.COMPLETED: J.OUTCOME_COMPLETED, J.FAILED: J.OUTCOME_FAILED, J.CANCELLED: J.OUTCOME_CANCELLED}
+    cases = [  # (id, handler, status, finished this long ago, kept)
+        ("g-old", "other", J.COMPLETED, 3 * 3600, False),  # the global 2 h
+        ("g-new", "other", J.COMPLETED, 3600, True),
+        ("g-failed", "other", J.FAILED, 3 * 3600, True),  # globally, failed jobs stay
+        ("s-done", "short", J.COMPLETED, 300, False),  # short: completed and failed 60 s
+        ("s-failed", "short", J.FAILED, 300, False),
+        ("s-cancelled", "short", J.CANCELLED, 300, True),  # no rule for cancelled
+        ("s-new", "short", J.COMPLETED, 10, True),
+        ("k-old", "keep", J.COMPLETED, 3 * 3600, True),  # keep: completed "forever"
+        ("k-failed", "keep", J.FAILED, 3 * 3600, False),  # ... and failed 1 h
+    ]
+    for job_id, handler, status, age, _ in cases:
+        (job,) = await store.insert(new_jobs(1, handler, prefix=job_id))
+        (job,) = await store.claim(1, [handler], time.time())
+        fin = ended(job, status, outcome[status], logs=1)
+        job.completed_at = time.time() - age
+        await store.finish([fin])
+    engine = Engine(
+        store,
+        StaticRouter(builtin_handlers()),
+        retention_secs=2 * 3600,
+        retention_handlers={
+            "short": {J.COMPLETED: 60.0, J.FAILED: 60.0},
+            "keep": {J.COMPLETED: None, J.FAILED: 3600.0},
+        },
+    )
+    await engine.start()
+    try:
+        await asyncio.wait_for(engine.pruned.wait(), 10)
+    finally:
+        await engine.stop(0)
+    left = {j.id for j in await store.list(JobFilter(), 100, None, False, 0)}
+    assert left == {f"{job_id}0" for job_id, *_, kept in cases if kept}
+    assert await store.detail("s-failed0") is None
 
 
 # ---------------------------------------------------------------- reads

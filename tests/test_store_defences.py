@@ -356,12 +356,16 @@ async def test_store_open_refusals_in_process(tmp_path: Path):
         assert db.read_bytes() == content
 
 
-async def test_console_shows_a_full_disk(small_tmpfs: Path):
+async def test_console_shows_a_full_disk(small_tmpfs: Path, monkeypatch):
     """Issue 18.1: the console's status bar shows the condition the server reports, and clears it
     once the store writes again. A real server on a full tmpfs, the real console (Textual pilot)."""
-    from pulse_tui.app import STORE_CHECK_INTERVAL, PulseApp
+    import pulse_tui.app as app_mod
+    from pulse_tui.app import PulseApp
     from pulse_tui.client import ClientError, PulseClient
     from pulse_tui.widgets.status_bar import StatusBar
+
+    monkeypatch.setattr(app_mod, "STORE_CHECK_INTERVAL", 0.5)  # the console asks every 5 s
+    STORE_CHECK_INTERVAL = app_mod.STORE_CHECK_INTERVAL
 
     srv = start_server_process(small_tmpfs)
     client = PulseClient(srv.address, srv.token)

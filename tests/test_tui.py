@@ -327,12 +327,16 @@ async def test_server_loss_reconnects_without_crashing(server_factory) -> None:
         assert any("not connected" in n.message for n in app._notifications)
 
 
-async def test_plugins_screen_shows_an_old_instance_draining_after_reload(server_factory) -> None:
+async def test_plugins_screen_shows_an_old_instance_draining_after_reload(
+    server_factory, monkeypatch
+) -> None:
     """Issue 13.2: after `r` (reload) with a job running, the plugins screen shows the old
     instance draining until the job ends on it; the job keeps its first attempt."""
+    import pulse_tui.screens.plugins as plugins_mod
+
+    monkeypatch.setattr(plugins_mod, "REFRESH_SECS", 0.3)  # the screen polls every 2 s
     srv = server_factory(PLUGINS)
     client = await client_for(srv)
-    job = await client.enqueue("demo.sleep", {"seconds": 6, "steps": 60}, max_attempts=1)
     app = PulseApp(srv.address, srv.token)
     async with app.run_test(size=(120, 40)) as pilot:
         await started(app, pilot)
@@ -342,6 +346,7 @@ async def test_plugins_screen_shows_an_old_instance_draining_after_reload(server
         await until(
             pilot, lambda: screen.selected is not None and screen.selected.name == "demo", "demo selected"
         )
+        job = await client.enqueue("demo.sleep", {"seconds": 4, "steps": 40}, max_attempts=1)
         await until(pilot, lambda: any(p.running_jobs for p in screen.plugins), "the job running", 20)
         await pilot.press("r")
         await until(pilot, lambda: screen.last_reload is not None, "reload result")

@@ -160,17 +160,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_reconnect_backoff_is_capped_and_ctrl_r_reconnects_now(server_factory) -> None:
-    from pulse_tui.app import BACKOFF_RECENT_CAP
+def test_backoff_delays_double_with_jitter_under_their_caps() -> None:
+    """The real numbers: from 0.5 s, doubling, each wait 50-100 % of its step; at most 5 s while
+    the server was seen recently, 30 s after that."""
+    import random
+
+    from pulse_tui.app import BACKOFF_CAP, BACKOFF_RECENT_CAP, BACKOFF_START, backoff_delays
+
+    assert (BACKOFF_START, BACKOFF_RECENT_CAP, BACKOFF_CAP) == (0.5, 5.0, 30.0)
+    recent = True
+    delays = backoff_delays(lambda: recent, random.Random(7))
+    waits = [next(delays) for _ in range(8)]
+    steps = [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0]
+    assert all(step / 2 <= w <= step for w, step in zip(waits, steps, strict=True)), waits
+    assert len(set(waits)) == len(waits)  # jittered
+    recent = False  # not seen for a while: the steps grow on to the long cap
+    later = [next(delays) for _ in range(6)]
+    assert all(w <= BACKOFF_CAP for w in later) and max(later) > BACKOFF_RECENT_CAP, later
+    assert later[-1] >= BACKOFF_CAP / 2
+
+
+async def test_reconnect_backoff_is_capped_and_ctrl_r_reconnects_now(server_factory, monkeypatch) -> None:
+    import pulse_tui.app as app_mod
     from pulse_tui.widgets.status_bar import StatusBar
 
+    # the live behaviour on a shorter scale (the real numbers are checked above): doubling from
+    # 0.1 s, capped at 2.5 s, each probe of the closed port waiting 0.3 s
+    monkeypatch.setattr(app_mod, "BACKOFF_START", 0.1)
+    monkeypatch.setattr(app_mod, "BACKOFF_RECENT_CAP", 2.5)
+    monkeypatch.setattr(app_mod, "RECONNECT_PROBE_WAIT", 0.3)
+    BACKOFF_RECENT_CAP = app_mod.BACKOFF_RECENT_CAP
     srv = server_factory(extra_args=["--listen", f"127.0.0.1:{free_port()}"])
     app = PulseApp(srv.address, srv.token)
     async with app.run_test(size=(120, 30)) as pilot:
         await started(app, pilot, rows=0)
         srv.stop()
         await until(pilot, lambda: app.conn_state == "reconnecting", "reconnecting")
-        # the waits double from 0.5 s but stay under the cap while the server was just seen
+        # the waits double but stay under the cap while the server was just seen
         await until(pilot, lambda: len(app.backoff_waits) >= 5, "five waits", timeout=30)
         assert all(w <= BACKOFF_RECENT_CAP for w in app.backoff_waits), app.backoff_waits
         assert len(set(app.backoff_waits)) == len(app.backoff_waits)  # jittered

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -49,11 +50,30 @@ def test_wheel_contents(wheel):
 
 def test_installed_wheel_runs(wheel, tmp_path):
     env_dir = tmp_path / "venv"
-    # system site packages give the already-downloaded dependencies; the project itself comes
-    # only from the wheel (the source tree is not on sys.path: cwd is a temp dir)
-    venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "--quiet", str(wheel)], check=True, cwd=tmp_path)
+    # The dependencies are the ones this test runs with, offline: their site-packages is on the new
+    # venv's path through a .pth line (so the .pth files in it, the editable source checkout among
+    # them, are not read), and pip resolves the wheel's requirements against what is installed
+    # there. The project itself comes only from the wheel (cwd is a temp dir).
+    (site_dir,) = (env_dir / "lib").glob("python*/site-packages")
+    (site_dir / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing but the venv's own path
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-index", str(wheel)],
+        check=True,
+        cwd=tmp_path,
+        env=clean,
+    )
+    where = subprocess.run(
+        [str(py), "-c", "import pulse_tui; print(pulse_tui.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ""},
+        check=True,
+    )
+    assert where.stdout.strip().startswith(str(site_dir)), where.stdout
     exe = env_dir / "bin" / "pulse-tui"
     v = subprocess.run([str(exe), "--version"], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert v.stdout.strip().startswith("pulse-tui ")

@@ -24,12 +24,20 @@ _EVERY_RE = re.compile(r"(\d+)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def parse_every(text: str) -> int:
-    """'90', '90s', '5m', '1h30m', '2d' → seconds. Raises CadenceError."""
+def parse_duration(text: str) -> int:
+    """'90', '90s', '5m', '1h30m', '2d', '4w' → seconds (no range check). Raises CadenceError."""
     t = text.strip().lower().replace(" ", "")
     if not re.fullmatch(r"(\d+[smhdw]?)+", t):
-        raise CadenceError(f"interval {text!r} is not a duration like 30s, 5m, 1h30m or 2d")
-    total = sum(int(n) * _UNITS[u] for n, u in _EVERY_RE.findall(t))
+        raise CadenceError(f"{text!r} is not a duration like 30s, 5m, 1h30m or 2d")
+    return sum(int(n) * _UNITS[u] for n, u in _EVERY_RE.findall(t))
+
+
+def parse_every(text: str) -> int:
+    """'90', '90s', '5m', '1h30m', '2d' → seconds. Raises CadenceError."""
+    try:
+        total = parse_duration(text)
+    except CadenceError:
+        raise CadenceError(f"interval {text!r} is not a duration like 30s, 5m, 1h30m or 2d") from None
     check_interval(total)
     return total
 

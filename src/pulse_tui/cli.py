@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import collections
 import json
+import logging
 import os
 import queue
 import signal
@@ -327,13 +328,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-
     from pulse_tui.pulse.server import ServerSettings
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[_StderrLogHandler()],
     )
     config = load_config(getattr(args, "config", None), data_dir=args.data_dir or None)
     settings = ServerSettings.from_config(config)
@@ -370,27 +370,52 @@ async def _serve(settings: ServerSettings, config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if server.metrics_http is not None:  # before the listen line: clients wait for that one
-        mhost = settings.metrics_listen.rpartition(":")[0] or "0.0.0.0"
-        scheme = "https" if settings.tls else "http"
-        print(
-            f"{METRICS_PREFIX}{scheme}://{mhost}:{server.metrics_http.port}/metrics",
-            file=sys.stderr,
-            flush=True,
-        )
-    print(f"{LISTEN_PREFIX}{server.address}", file=sys.stderr, flush=True)
-    print(
-        f"{TOKEN_PREFIX}{server.token_path} (read-only: {server.token_path}.readonly)",
-        file=sys.stderr,
-        flush=True,
-    )
-    await stop.wait()
-    print(f"pulse: stopping; running jobs get {settings.grace:g}s to finish", file=sys.stderr, flush=True)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
-    await server.stop(settings.grace)
-    print("pulse: stopped", file=sys.stderr, flush=True)
+    try:
+        if server.metrics_http is not None:  # before the listen line: clients wait for that one
+            mhost = settings.metrics_listen.rpartition(":")[0] or "0.0.0.0"
+            scheme = "https" if settings.tls else "http"
+            _say(f"{METRICS_PREFIX}{scheme}://{mhost}:{server.metrics_http.port}/metrics")
+        _say(f"{LISTEN_PREFIX}{server.address}")
+        _say(f"{TOKEN_PREFIX}{server.token_path} (read-only: {server.token_path}.readonly)")
+        await stop.wait()
+        _say(f"pulse: stopping; running jobs get {settings.grace:g}s to finish")
+    finally:
+        # whatever ended the wait, the server stops in order; a second signal now ends the process
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop(settings.grace)
+    _say("pulse: stopped")
     return 0
+
+
+def _say(line: str) -> None:
+    """One line on stderr for whoever started the server. Writing must never stop it: when the
+    reader is gone (EPIPE) fd 2 is pointed at /dev/null, so this and every later log line go
+    nowhere instead of failing (a failed write used to skip the orderly stop)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        _stderr_to_devnull()
+
+
+def _stderr_to_devnull() -> None:
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stderr.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
+class _StderrLogHandler(logging.StreamHandler):
+    """The server's log on stderr; a reader that went away silences it (see `_say`) instead of
+    printing a "Logging error" traceback for every record to that same dead stream."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            _stderr_to_devnull()
+            return
+        super().handleError(record)
 
 
 class ServerProcess:

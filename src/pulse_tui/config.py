@@ -34,6 +34,7 @@ from typing import Any
 import platformdirs
 
 APP = "pulse-tui"
+RETENTION_STATUSES = ("completed", "failed", "cancelled")  # keys of a [retention.handlers."name"] table
 RESERVED_PLUGIN_NAMES = frozenset({"pulse"})
 PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # used with fullmatch
 
@@ -132,6 +133,9 @@ class Config:
     handlers: dict[str, str] = field(default_factory=dict)  # handler name -> pinned owner plugin
     handler_limits: dict[str, int] = field(default_factory=dict)  # handler name -> max running
     schedules: list[ScheduleConfig] = field(default_factory=list)
+    # handler name -> finished status -> seconds its jobs are kept (None = forever); overrides
+    # [server] retention_days, which prunes completed jobs only
+    retention: dict[str, dict[str, float | None]] = field(default_factory=dict)
     tui: TuiConfig = field(default_factory=TuiConfig)
     path: Path | None = None  # file it came from (None = built-in defaults)
 
@@ -203,6 +207,14 @@ durability = "{s.durability}"               # SQLite: "full" = an acknowledged j
 # At most N jobs of a handler run at once.
 [handler_limits]
 # "demo.sleep" = 2
+
+# How long the finished jobs of a handler are kept, instead of retention_days (which prunes
+# completed jobs only: failed and cancelled ones stay until deleted, unless a handler says here).
+# Each key is optional: a duration ("90s", "12h", "30d", "2w") or "forever".
+# [retention.handlers."demo.sleep"]
+# completed = "1h"
+# failed = "30d"
+# cancelled = "1d"
 
 # Recurring jobs, reconciled at start (one per handler; removing one here withdraws it).
 # [[schedules]]
@@ -291,7 +303,9 @@ class _Parser:
         return ConfigError(message, file=self.file, line=self.locate(path), key=_key_text(path))
 
     def parse(self, data: dict[str, Any]) -> Config:
-        self._known(data, (), ("server", "plugins", "handlers", "handler_limits", "schedules", "tui"))
+        self._known(
+            data, (), ("server", "plugins", "handlers", "handler_limits", "retention", "schedules", "tui")
+        )
         server = self._server(self._table(data, ("server",)))
         if self.data_dir_override:
             server.data_dir = str(Path(self.data_dir_override).expanduser())
@@ -312,12 +326,14 @@ class _Parser:
         theme = self._str(tui["theme"], ("tui", "theme")) if "theme" in tui else ""
         keys = self._string_map(self._table(tui, ("tui", "keys")), ("tui", "keys"))
         schedules = self._schedules(data.get("schedules", []))
+        retention = self._retention(self._table(data, ("retention",)))
         return Config(
             server=server,
             plugins=plugins,
             handlers=pins,
             handler_limits=limits,
             schedules=schedules,
+            retention=retention,
             tui=TuiConfig(keys, theme),
         )
 
@@ -512,6 +528,36 @@ class _Parser:
                 c.enabled = item["enabled"]
             out.append(c)
         return out
+
+    def _retention(self, raw: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+        self._known(raw, ("retention",), ("handlers",))
+        out: dict[str, dict[str, float | None]] = {}
+        for handler, rules in self._table(raw, ("retention", "handlers")).items():
+            path: tuple[str | int, ...] = ("retention", "handlers", handler)
+            if not isinstance(rules, dict):
+                raise self.error(path, f'expected a table like {{ completed = "1h" }}, got {_show(rules)}')
+            self._known(rules, path, RETENTION_STATUSES)
+            out[handler] = {status: self._keep_for(value, (*path, status)) for status, value in rules.items()}
+        return out
+
+    def _keep_for(self, value: Any, path: tuple[str | int, ...]) -> float | None:
+        """A retention: seconds (a duration like "30d", or a number of seconds), None = "forever"."""
+        from pulse_tui.cadence import CadenceError, parse_duration
+
+        if value == "forever":
+            return None
+        if isinstance(value, str):
+            try:
+                secs = float(parse_duration(value))
+            except CadenceError as exc:
+                raise self.error(path, f'{exc.message}, or "forever"') from None
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            secs = float(value)
+        else:
+            raise self.error(path, f'expected a duration like "30d" or "forever", got {_show(value)}')
+        if secs <= 0:
+            raise self.error(path, f'must be a positive duration ("forever" keeps them), got {_show(value)}')
+        return secs
 
     def _command(self, argv: list[str]) -> list[str]:
         """Resolve relative file arguments: argv[0] with a "/", any `*.py`, any other existing path."""

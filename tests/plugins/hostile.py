@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from concurrent import futures
 
 import grpc
@@ -35,6 +36,9 @@ def names() -> list[str]:
     return GOOD + BAD + [f"gen.handler{i:05d}" for i in range(many)]
 
 
+SERVER: grpc.Server
+
+
 class Hostile(domain_pb2_grpc.DomainPluginServiceServicer):
     def Metadata(self, request, context):
         return domain_pb2.MetadataResponse(name=NAME, version="6.6.6", description="breaks the rules")
@@ -49,6 +53,9 @@ class Hostile(domain_pb2_grpc.DomainPluginServiceServicer):
         return domain_pb2.ConfigSchemaResponse()
 
     def Shutdown(self, request, context):
+        # hostile in what it announces and replies, not in how it stops: it stops once this call
+        # has returned (ignoring Shutdown costs every server stop the host's stop timeout)
+        threading.Thread(target=SERVER.stop, args=(0.5,), daemon=True).start()
         return domain_pb2.Empty()
 
 
@@ -83,7 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    server = grpc.server(
+    global SERVER
+    SERVER = server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8),
         options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
     )

@@ -18,6 +18,8 @@ import grpc
 from pulse_tui.protocol import domain_pb2 as d
 from pulse_tui.protocol import domain_pb2_grpc as dg
 
+SERVER: grpc.aio.Server
+
 
 class Plugin(dg.DomainPluginServiceServicer):
     async def Metadata(self, request, context):
@@ -33,6 +35,9 @@ class Plugin(dg.DomainPluginServiceServicer):
         )
 
     async def Shutdown(self, request, context):
+        # stop once this call has returned, as a well-behaved plugin does (a plugin that ignores
+        # Shutdown costs every server stop the host's stop timeout before its SIGTERM)
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(SERVER.stop(0.5)))
         return d.Empty()
 
     async def Health(self, request, context):
@@ -46,7 +51,8 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
-    server = grpc.aio.server()
+    global SERVER
+    SERVER = server = grpc.aio.server()
     dg.add_DomainPluginServiceServicer_to_server(Plugin(), server)
     port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     await server.start()

@@ -31,7 +31,7 @@ import random
 import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +184,7 @@ class Engine:
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
         retention_secs: float | None = 7 * 86400,
+        retention_handlers: dict[str, dict[str, float | None]] | None = None,
         claim_batch: int = 128,
         progress_flush_secs: float = 0.1,
         metrics: Recorder | None = None,
@@ -201,7 +202,10 @@ class Engine:
         self.max_payload = max_payload
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.retention_secs = retention_secs
+        self.retention_secs = retention_secs  # completed jobs; None = kept forever
+        # per handler: finished status -> seconds kept (None = forever), overriding retention_secs
+        self.retention_handlers = {h: dict(r) for h, r in (retention_handlers or {}).items()}
+        self.pruned = asyncio.Event()  # set after each pass of the retention loop
         self.claim_batch = claim_batch
         self.progress_flush_secs = progress_flush_secs
         self.bus = EventBus()
@@ -263,7 +267,7 @@ class Engine:
                 self._note_ended(j)
         self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="pulse-dispatcher"))
         self._tasks.append(asyncio.create_task(self._cascade_loop(), name="pulse-children"))
-        if self.retention_secs:
+        if self.retention_secs or self.retention_handlers:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="pulse-retention"))
         # multi-node (shared stores, e.g. PostgreSQL; no-ops on SQLite): hear other nodes, keep leases
         await self.store.listen(self._on_remote)
@@ -1321,20 +1325,40 @@ class Engine:
 
     # ------------------------------------------------------------ retention
     async def _retention_loop(self) -> None:
-        assert self.retention_secs
         while True:
             try:
-                cutoff = time.time() - self.retention_secs
-                # a yield to the loop between chunks, not a wait for a condition
-                while await self.store.prune(cutoff, (COMPLETED,), 5000) == 5000:  # noqa: ASYNC110
-                    await asyncio.sleep(0)
+                await self.prune_expired()
             except asyncio.CancelledError:
                 raise
             except PulseError as exc:  # the store said why (disk full, damaged): no traceback
                 log.warning("pruning finished jobs failed (%s)", exc.message)
             except Exception:
                 log.exception("pruning finished jobs failed")
+            self.pruned.set()
             await asyncio.sleep(60.0)
+
+    async def prune_expired(self) -> int:
+        """One retention pass: completed jobs older than `retention_secs`, except for handlers
+        with a `completed` rule of their own, then each handler's own rules. Returns how many."""
+        now = time.time()
+        total = 0
+
+        async def prune(cutoff: float, statuses: tuple[str, ...], **which: Collection[str]) -> None:
+            nonlocal total
+            while (n := await self.store.prune(cutoff, statuses, 5000, **which)) > 0:
+                total += n
+                if n < 5000:
+                    break
+                await asyncio.sleep(0)
+
+        if self.retention_secs:
+            own = [h for h, rules in self.retention_handlers.items() if COMPLETED in rules]
+            await prune(now - self.retention_secs, (COMPLETED,), exclude_handlers=own)
+        for handler, rules in self.retention_handlers.items():
+            for status, secs in rules.items():
+                if secs is not None:
+                    await prune(now - secs, (status,), handlers=(handler,))
+        return total
 
     async def prune_now(self, older_than_secs: float, statuses: tuple[str, ...] = (COMPLETED,)) -> int:
         cutoff = time.time() - older_than_secs

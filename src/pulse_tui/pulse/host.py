@@ -675,6 +675,21 @@ class _Instance:
             self._closer = asyncio.ensure_future(self.close(stop_timeout))
         await asyncio.shield(self._closer)
 
+    async def _wait_gone(self, timeout: float | None) -> bool:
+        """True once the process has exited (within `timeout` s; None = no limit). Waits on the
+        process itself as well as on `exited`: the exit watcher task may be gone, cancelled with
+        every other task when an error ends the server's event loop, and nothing would set it."""
+        assert self.proc is not None
+        if self.exited.is_set() or self.proc.returncode is not None:
+            return True
+        waiters = {asyncio.ensure_future(self.exited.wait()), asyncio.ensure_future(self.proc.wait())}
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return bool(done)
+
     async def close(self, stop_timeout: float = 3.0) -> None:
         """Shutdown RPC, then SIGTERM, then SIGKILL (only for processes we started)."""
         self.closing = True
@@ -691,13 +706,13 @@ class _Instance:
                     asked = True
                 except grpc.aio.AioRpcError:
                     pass
-            if not (asked and await _wait_event(self.exited, stop_timeout)):
+            if not (asked and await self._wait_gone(stop_timeout)):
                 for sig in (signal.SIGTERM, signal.SIGKILL):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(proc.pid, sig)
-                    if await _wait_event(self.exited, stop_timeout):
+                    if await self._wait_gone(stop_timeout):
                         break
-            await self.exited.wait()
+            await self._wait_gone(None)
         if proc is not None:
             # the plugin is gone; whatever it started in its group goes with it (it may have exited
             # leaving children, or never printed its port line while a child held on)

@@ -71,6 +71,8 @@ class ServerSettings:
     max_children: int = 10_000  # child jobs per job
     max_child_depth: int = 5  # levels of children below a top job
     retention_secs: float | None = 7 * 86400
+    # per handler: finished status -> seconds kept (None = forever), overriding retention_secs
+    retention_handlers: dict[str, dict[str, float | None]] = field(default_factory=dict)
     grace: float = 10.0
     heartbeat_secs: float = 15.0  # WatchJobs heartbeat when idle
     insecure: bool = False  # allow a non-loopback listen address without TLS
@@ -98,6 +100,7 @@ class ServerSettings:
             max_children=s.max_children,
             max_child_depth=s.max_child_depth,
             retention_secs=s.retention_days * 86400 if s.retention_days > 0 else None,
+            retention_handlers={h: dict(r) for h, r in config.retention.items()},
             grace=s.grace_secs,
             node=s.node,
             durability=s.durability,
@@ -229,6 +232,7 @@ class PulseServer:
             max_children=s.max_children,
             max_child_depth=s.max_child_depth,
             retention_secs=s.retention_secs,
+            retention_handlers=s.retention_handlers,
             metrics=self.metrics,
         )
         ctx = ServiceContext(

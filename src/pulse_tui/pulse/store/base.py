@@ -93,7 +93,17 @@ class Store(abc.ABC):
         job whose `crashes` reaches CRASH_LIMIT fails instead (outcome `crashed`). Returns the rows."""
 
     @abc.abstractmethod
-    async def prune(self, finished_before: float, statuses: Collection[str], limit: int) -> int: ...
+    async def prune(
+        self,
+        finished_before: float,
+        statuses: Collection[str],
+        limit: int,
+        *,
+        handlers: Collection[str] | None = None,
+        exclude_handlers: Collection[str] = (),
+    ) -> int:
+        """Delete up to `limit` jobs (with attempts and logs) in `statuses` that finished before
+        `finished_before`: of `handlers` only when given, never of `exclude_handlers`."""
 
     @abc.abstractmethod
     async def delete(self, ids: Sequence[str], statuses: Collection[str]) -> list[str]:

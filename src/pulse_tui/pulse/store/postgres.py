@@ -766,16 +766,28 @@ class PostgresStore(Store):
     async def recover(self, now: float) -> list[Job]:
         return await self._requeue(now, own=True)
 
-    async def prune(self, finished_before: float, statuses: Collection[str], limit: int) -> int:
+    async def prune(
+        self,
+        finished_before: float,
+        statuses: Collection[str],
+        limit: int,
+        *,
+        handlers: Collection[str] | None = None,
+        exclude_handlers: Collection[str] = (),
+    ) -> int:
         sql = (
             "WITH d AS (DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE status = ANY($1::text[])"
-            " AND completed_at < $2 LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING seq),"
+            " AND completed_at < $2 AND ($4::text[] IS NULL OR handler = ANY($4::text[]))"
+            " AND NOT (handler = ANY($5::text[])) LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING seq),"
             " a AS (DELETE FROM attempts WHERE job_seq IN (SELECT seq FROM d)),"
             " l AS (DELETE FROM job_logs WHERE job_seq IN (SELECT seq FROM d))"
             " SELECT count(*) FROM d"
         )
+        only = None if handlers is None else list(handlers)
         async with self._acquire() as conn:
-            return int(await conn.fetchval(sql, list(statuses), finished_before, limit))
+            return int(
+                await conn.fetchval(sql, list(statuses), finished_before, limit, only, list(exclude_handlers))
+            )
 
     async def delete(self, ids: Sequence[str], statuses: Collection[str]) -> list[str]:
         sql = (

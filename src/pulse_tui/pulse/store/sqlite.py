@@ -949,16 +949,29 @@ class SQLiteStore(Store):
 
         return await self._write(op)
 
-    async def prune(self, finished_before: float, statuses: Collection[str], limit: int) -> int:
+    async def prune(
+        self,
+        finished_before: float,
+        statuses: Collection[str],
+        limit: int,
+        *,
+        handlers: Collection[str] | None = None,
+        exclude_handlers: Collection[str] = (),
+    ) -> int:
         sts = tuple(statuses)
+        only, without = tuple(handlers or ()), tuple(exclude_handlers)
+        where = f"status IN ({','.join('?' * len(sts))}) AND completed_at < ?"
+        if handlers is not None:
+            where += f" AND handler IN ({','.join('?' * len(only))})"
+        if without:
+            where += f" AND handler NOT IN ({','.join('?' * len(without))})"
 
         def op(conn: sqlite3.Connection) -> int:
-            ph = ",".join("?" * len(sts))
             seqs = [
                 r[0]
                 for r in conn.execute(
-                    f"SELECT seq FROM jobs WHERE status IN ({ph}) AND completed_at < ? LIMIT ?",
-                    (*sts, finished_before, limit),
+                    f"SELECT seq FROM jobs WHERE {where} LIMIT ?",
+                    (*sts, finished_before, *(only if handlers is not None else ()), *without, limit),
                 ).fetchall()
             ]
             if not seqs:
