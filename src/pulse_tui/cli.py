@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pulse_tui import __version__
 from pulse_tui.config import Config, ServerConfig
-from pulse_tui.vocab import FINISHED, Capability, EndpointMode, JobStatus
+from pulse_tui.vocab import FINISHED, Capability, EndpointMode, JobStatus, Reason
 from pulse_tui.widgets import fmt
 
 if TYPE_CHECKING:
@@ -902,11 +902,11 @@ def cmd_ix(args: argparse.Namespace) -> int:
     command = args.ix_command
     handler = f"python.{command}"
     args.handler, args.timeout, args.max_attempts, args.priority = handler, 0, 0, 0
+    args.parent = args.cost_estimate = args.job_id = None  # `jobs enqueue` options `ix` has not
     try:
         return cmd_jobs_enqueue(args)
     except CliError as exc:
-        low = exc.message.lower()
-        if "unknown handler" in low and handler in exc.message:
+        if exc.reason == Reason.UNKNOWN_HANDLER:
             raise CliError(
                 f"handler {handler} not found; create it with the handler editor (:ix {command} in the "
                 "console) or save a script"
