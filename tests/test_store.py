@@ -212,6 +212,45 @@ async def test_transition_applies_only_from_allowed_statuses(store: Store):
         await store.transition("missing", (J.QUEUED,), {"status": J.CANCELLED})
 
 
+async def test_pause_and_resume_keep_the_fifo_place(store: Store):
+    await store.insert(new_jobs(4))
+    now = time.time()
+    held = await store.transition("j1", (J.QUEUED,), {"status": J.PAUSED, "pause_reason": J.REASON_USER})
+    assert held is not None and held.status == J.PAUSED and held.pause_reason == J.REASON_USER
+    got = await store.claim(2, ["h"], now)
+    assert [j.id for j in got] == ["j0", "j2"]  # the paused job is never claimed
+    back = await store.transition("j1", (J.PAUSED,), {"status": J.QUEUED, "pause_reason": ""})
+    assert back is not None and back.pause_reason == "" and back.seq == held.seq
+    assert [j.id for j in await store.claim(5, ["h"], now)] == ["j1", "j3"]  # its old place
+
+
+async def test_paused_handler_holds_queued_and_new_jobs_and_releases_them_in_order(store: Store):
+    await store.insert(new_jobs(3, handler="a.b", prefix="a"))
+    await store.insert(new_jobs(1, handler="p/a.b", prefix="q"))  # qualified form: held too
+    await store.insert(new_jobs(2, handler="other", prefix="o"))
+    user = await store.transition("a2", (J.QUEUED,), {"status": J.PAUSED, "pause_reason": J.REASON_USER})
+    assert user is not None
+    now = time.time()
+    held = await store.hold_handler("a.b", J.REASON_USER, now)
+    assert [j.id for j in held] == ["a0", "a1", "q0"]
+    assert all(j.status == J.PAUSED and j.pause_reason == J.REASON_HANDLER for j in held)
+    assert await store.paused_handlers() == {"a.b": (J.REASON_USER, pytest.approx(now))}
+    # a job that reaches `queued` anyway (recovery, another node's enqueue) is not claimed either
+    await store.insert(new_jobs(1, handler="a.b", prefix="late"))
+    got = await store.claim(10, ["a.b", "p/a.b", "other"], time.time())
+    assert [j.id for j in got] == ["o0", "o1"]
+    again = await store.hold_handler("a.b", J.REASON_USER, now + 5)  # idempotent, keeps paused_at
+    assert [j.id for j in again] == ["late0"]
+    assert (await store.paused_handlers())["a.b"][1] == pytest.approx(now)
+    released = await store.release_handler("a.b", now)
+    assert [j.id for j in released] == ["a0", "a1", "q0", "late0"]  # user-paused a2 stays paused
+    assert all(j.status == J.QUEUED and j.pause_reason == "" for j in released)
+    assert (await store.get("a2")).pause_reason == J.REASON_USER
+    assert await store.paused_handlers() == {}
+    got = await store.claim(10, ["a.b", "p/a.b"], time.time())
+    assert [j.id for j in got] == ["a0", "a1", "q0", "late0"]
+
+
 async def test_recover_requeues_running_as_interrupted(store: Store):
     await store.insert(new_jobs(3))
     await store.claim(2, ["h"], time.time())

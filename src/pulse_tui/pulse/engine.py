@@ -67,6 +67,8 @@ from pulse_tui.pulse.jobs import (
     OUTCOME_UNAVAILABLE,
     PAUSED,
     QUEUED,
+    REASON_HANDLER,
+    REASON_USER,
     RUNNING,
     STATUSES,
     Attempt,
@@ -76,8 +78,11 @@ from pulse_tui.pulse.jobs import (
     LogEntry,
     cap_text,
     check_operator_retry,
+    check_pause,
     check_report,
+    check_resume,
     check_transition,
+    handler_base,
     new_job_id,
     parent_ended_reason,
     sort_sql,
@@ -244,6 +249,10 @@ class Engine:
         # called (synchronously) with every job of this node that reaches a finished status
         # (the scheduler records its runs' ends through it)
         self.job_ended: Callable[[Job], None] | None = None
+        # paused handlers {name: (reason, paused_at)}, as the store has them (every node's pauses
+        # on a shared store: reloaded at start and with each lease heartbeat). The store's claim
+        # is what holds their jobs back; this copy decides the status of new and re-queued jobs.
+        self.paused_handlers: dict[str, tuple[str, float]] = {}
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -261,6 +270,7 @@ class Engine:
             self.bus.publish_many(recovered)
             for j in recovered:
                 self._note_ended(j)
+        await self._load_paused_handlers(sweep=True)
         self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="pulse-dispatcher"))
         self._tasks.append(asyncio.create_task(self._cascade_loop(), name="pulse-children"))
         if self.retention_secs:
@@ -359,7 +369,9 @@ class Engine:
         if self.metrics:
             self.metrics.enqueued(job.handler)
         self._publish(job)
-        if job.run_at > job.created_at:
+        if job.status == PAUSED:
+            pass
+        elif job.run_at > job.created_at:
             self._note_due(job.run_at)
         else:
             self._kick()
@@ -534,10 +546,12 @@ class Engine:
         if not (cost_estimate >= 0 and cost_estimate != float("inf")):
             raise ValidationError(f"cost_estimate must be a non-negative finite number, got {cost_estimate}")
         now = time.time()
+        held = handler_base(handler) in self.paused_handlers
         return Job(
             id=job_id or new_job_id(),
             handler=handler,
-            status=QUEUED,
+            status=PAUSED if held else QUEUED,
+            pause_reason=REASON_HANDLER if held else "",
             priority=priority,
             payload=payload,
             max_attempts=max_attempts or DEFAULT_MAX_ATTEMPTS,
@@ -661,7 +675,7 @@ class Engine:
         return {k: min(v, cap + 1) for k, v in counts.items()}
 
     async def handler_counts(self) -> dict[str, dict[str, int]]:
-        return await self.store.handler_counts((QUEUED, RUNNING, FAILED))
+        return await self.store.handler_counts((QUEUED, RUNNING, FAILED, PAUSED))
 
     async def select_ids(self, flt: JobFilter, limit: int = 1000) -> tuple[list[str], bool]:
         self._check_filter(flt)
@@ -794,6 +808,102 @@ class Engine:
         self._kick()
         return job
 
+    async def pause(self, job_id: str, reason: str = REASON_USER) -> Job:
+        """Hold a queued (or delayed) job: `paused`, not claimed until resumed. A running job is
+        refused (cancel it instead), a finished one too."""
+        current = await self.get_job(job_id)
+        check_pause(job_id, current.status)
+        job = await self.store.transition(
+            job_id, (QUEUED,), {"status": PAUSED, "pause_reason": reason, "updated_at": time.time()}
+        )
+        if job is None:  # claimed (or cancelled) while we asked
+            latest = await self.get_job(job_id)
+            check_pause(job_id, latest.status)
+            raise Precondition(f"job {job_id} changed while pausing; try again")
+        self._publish(job)
+        return job
+
+    async def resume(self, job_id: str) -> Job:
+        """Put a paused job back in the queue at its old place (its seq, so FIFO order, is kept;
+        a delayed job still waits for its run_at). A job held by its paused handler is refused."""
+        current = await self.get_job(job_id)
+        check_resume(job_id, current.status)
+        base = handler_base(current.handler)
+        if current.pause_reason == REASON_HANDLER and base in self.paused_handlers:
+            raise Precondition(
+                f"job {job_id} is held because handler {base!r} is paused; resume the handler "
+                f"(pulse-tui handlers resume {base})"
+            )
+        job = await self.store.transition(
+            job_id, (PAUSED,), {"status": QUEUED, "pause_reason": "", "updated_at": time.time()}
+        )
+        if job is None:
+            latest = await self.get_job(job_id)
+            check_resume(job_id, latest.status)
+            raise Precondition(f"job {job_id} changed while resuming; try again")
+        self._publish(job)
+        self._queued([job])
+        return job
+
+    async def pause_handler(self, name: str) -> list[Job]:
+        """Pause handler `name` (kept in the store): its queued jobs and every new one are held
+        `paused` (reason handler_paused); running ones finish. Returns the jobs held now."""
+        self._check_pausable_name(name)
+        if name not in self.paused_handlers and self.router.resolve(name) is None:
+            hints = self.router.suggest(name)
+            hint = f"; did you mean {', '.join(repr(h) for h in hints[:3])}?" if hints else ""
+            raise NotFound(f"no handler named {name!r}{hint}")
+        now = time.time()
+        held = await self.store.hold_handler(name, REASON_USER, now)
+        self.paused_handlers.setdefault(name, (REASON_USER, now))
+        await self._load_paused_handlers(sweep=False)
+        self._publish_many(held)
+        return held
+
+    async def resume_handler(self, name: str) -> list[Job]:
+        """Resume handler `name`: its held jobs go back to the queue in their FIFO order."""
+        self._check_pausable_name(name)
+        released = await self.store.release_handler(name, time.time())
+        self.paused_handlers.pop(name, None)
+        await self._load_paused_handlers(sweep=False)
+        self._publish_many(released)
+        self._queued(released)
+        return released
+
+    @staticmethod
+    def _check_pausable_name(name: str) -> None:
+        if not name or not name.strip():
+            raise ValidationError("handler name is empty")
+        if "/" in name:
+            raise ValidationError(
+                f"pause the handler by its bare name ({name.partition('/')[2]!r}); it holds the "
+                "qualified forms too"
+            )
+        if len(name) > 200 or any(ord(c) < 32 or c.isspace() for c in name):
+            raise ValidationError(f"handler name {name[:60]!r} has spaces or control characters")
+
+    async def _load_paused_handlers(self, *, sweep: bool) -> None:
+        """Reload the paused handlers from the store. With `sweep`, hold again any queued job of
+        theirs (re-queued by recovery at start, or enqueued on a node that did not know yet)."""
+        paused = await self.store.paused_handlers()
+        self.paused_handlers = paused
+        if sweep:
+            for name, (reason, _) in paused.items():
+                self._publish_many(await self.store.hold_handler(name, reason, time.time()))
+
+    def _publish_many(self, jobs: Sequence[Job]) -> None:
+        if jobs and self.bus.watcher_count:
+            self.bus.publish_many([replace(j, payload=b"", result=b"") for j in jobs if self._fresh(j)])
+
+    def _queued(self, jobs: Sequence[Job]) -> None:
+        """Jobs that became queued outside the claim loop: wake it, or note when they come due."""
+        now = time.time()
+        later = [j.run_at for j in jobs if j.status == QUEUED and j.run_at > now]
+        if later:
+            self._note_due(min(later))
+        if len(later) < len(jobs):
+            self._kick()
+
     async def report_progress(
         self, job_id: str, current: int, total: int, cost: float | None = None, plugin: str | None = None
     ) -> None:
@@ -857,6 +967,7 @@ class Engine:
             try:
                 await self.store.heartbeat(time.time(), list(self._running))
                 await self._cancel_requested()
+                await self._load_paused_handlers(sweep=False)
             except Exception:
                 log.exception("renewing the leases of running jobs failed")
             self._kick()  # a missed NOTIFY costs at most one heartbeat period of latency
@@ -1255,6 +1366,8 @@ class Engine:
             status, job.completed_at = FAILED, now
         if outcome not in (OUTCOME_INTERRUPTED, OUTCOME_CRASHED):
             job.crashes = 0  # the streak is broken by an attempt that ended on its own
+        if status == QUEUED and handler_base(job.handler) in self.paused_handlers:
+            status, job.pause_reason = PAUSED, REASON_HANDLER  # its handler was paused while it ran
         job.status = status
         attempt.ended_at, attempt.outcome, attempt.error = now, outcome, error
         for e in run.logs:

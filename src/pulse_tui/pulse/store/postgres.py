@@ -44,6 +44,7 @@ from pulse_tui.pulse.jobs import (
     OUTCOME_CANCELLED,
     OUTCOME_CRASHED,
     OUTCOME_INTERRUPTED,
+    REASON_HANDLER,
     SERVER_CRASHED_ERROR,
     SERVER_INTERRUPTED_ERROR,
     STATUSES,
@@ -96,6 +97,15 @@ K_SCHEDULE_RUN = "t"  # a schedule ran or a run ended: for watchers only (its ne
 WRITABLE_COLS = frozenset(JOB_COLS) - {"id", "seq"} | {"payload", "result"}
 
 DB_NOW = "extract(epoch from clock_timestamp())"
+
+# the claim's guard: no job of a paused handler (bare `a.b` or qualified `plugin/a.b`), whichever
+# node paused it
+NOT_PAUSED_HANDLER = (
+    "NOT EXISTS (SELECT 1 FROM paused_handlers p"
+    " WHERE p.name = substring(jobs.handler from position('/' in jobs.handler) + 1))"
+)
+# jobs of handler $n (bare or qualified)
+OF_HANDLER = "substring(handler from position('/' in handler) + 1) = "
 
 MIGRATIONS: list[str] = [
     # 0 -> 1
@@ -231,6 +241,15 @@ MIGRATIONS: list[str] = [
     # 4 -> 5: child jobs: a parent's children (listing, counting, cancelling them with the parent)
     """
     CREATE INDEX jobs_parent ON jobs (parent_job_id, seq) WHERE parent_job_id != '';
+    """,
+    # 5 -> 6: pause: why a paused job is held; paused handlers (every node's claim skips their jobs)
+    """
+    ALTER TABLE jobs ADD COLUMN pause_reason text NOT NULL DEFAULT '';
+    CREATE TABLE paused_handlers (
+        name text PRIMARY KEY,
+        reason text NOT NULL DEFAULT '',
+        paused_at double precision NOT NULL DEFAULT 0
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -491,17 +510,18 @@ class PostgresStore(Store):
             return []
         cols = (
             "id, handler, status, priority, payload, max_attempts, timeout_secs, source, parent_job_id,"
-            " cost_estimate, created_at, updated_at, run_at, retry_count"
+            " cost_estimate, created_at, updated_at, run_at, retry_count, pause_reason"
         )
         # identity values follow the input order (ORDER BY ordinality), so seq keeps FIFO
         sql = _notifying(
-            f"INSERT INTO jobs ({cols}) SELECT a, b, c, d, e, f, g, h, i, j, k, l, m, n"
+            f"INSERT INTO jobs ({cols}) SELECT a, b, c, d, e, f, g, h, i, j, k, l, m, n, o"
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::int[], $7::int[],"
-            " $8::text[], $9::text[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::int[])"
-            " WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n, ord) ORDER BY ord"
+            " $8::text[], $9::text[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::int[],"
+            " $15::text[])"
+            " WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, ord) ORDER BY ord"
             " RETURNING seq, id",
             K_CHANGE,
-            "$15",
+            "$16",
         )
         columns = [
             [j.id for j in jobs],
@@ -518,6 +538,7 @@ class PostgresStore(Store):
             [j.updated_at for j in jobs],
             [j.run_at for j in jobs],
             [j.retry_count for j in jobs],
+            [j.pause_reason for j in jobs],
         ]
         async with self._acquire() as conn:
             try:
@@ -541,7 +562,8 @@ class PostgresStore(Store):
             f" started_at=$1, updated_at=$1, node=$2, completed_at=0, lease_expires={DB_NOW}+$3,"
             " cancel_requested=false"
             " WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=$1"
-            " AND handler = ANY($4::text[]) ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED)"
+            f" AND handler = ANY($4::text[]) AND {NOT_PAUSED_HANDLER}"
+            " ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED)"
             f" RETURNING {FULL_SELECT}",
             K_CHANGE,
             "$2",
@@ -589,12 +611,12 @@ class PostgresStore(Store):
             " error=u.error, progress_current=u.pc, progress_total=u.pt, cost_actual=u.cost,"
             " completed_at=u.completed_at, updated_at=u.updated_at, run_at=u.run_at, plugin=u.plugin,"
             " plugin_version=u.pv, run_attempts=u.ra, lease_expires=0, cancel_requested=false,"
-            " interruptions=u.intr, crashes=u.crashes"
+            " interruptions=u.intr, crashes=u.crashes, pause_reason=u.pr"
             " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bool[], $5::text[], $6::int[],"
             " $7::int[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::text[],"
-            " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[])"
+            " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[], $26::text[])"
             " AS u(seq, status, result, wr, error, pc, pt, cost, completed_at, updated_at, run_at,"
-            " plugin, pv, ra, attempts, intr, crashes)"
+            " plugin, pv, ra, attempts, intr, crashes, pr)"
             " WHERE j.seq=u.seq AND j.status='running' AND j.node=$16 AND j.attempts=u.attempts"
             " RETURNING j.seq, j.id"
         )
@@ -638,6 +660,7 @@ class PostgresStore(Store):
             [a.node for a in ats],
             [j.interruptions for j in js],
             [j.crashes for j in js],
+            [j.pause_reason for j in js],
         ]
         has_logs = any(it.logs for it in items)
         async with self._acquire() as conn:
@@ -787,6 +810,42 @@ class PostgresStore(Store):
         )
         async with self._acquire() as conn:
             return [r["id"] for r in await conn.fetch(sql, list(dict.fromkeys(ids)), list(statuses))]
+
+    # ------------------------------------------------------------ paused handlers
+    async def hold_handler(self, name: str, reason: str, now: float) -> list[Job]:
+        sql = _notifying(
+            f"UPDATE jobs SET status='paused', pause_reason=$2, updated_at=$3"
+            f" WHERE status='queued' AND {OF_HANDLER}$1 RETURNING {LIST_SELECT}",
+            K_CHANGE,
+            "$4",
+        )
+        async with self._acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO paused_handlers (name, reason, paused_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (name) DO NOTHING",
+                name,
+                reason,
+                now,
+            )
+            rows = await conn.fetch(sql, name, REASON_HANDLER, now, self.node)
+        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+    async def release_handler(self, name: str, now: float) -> list[Job]:
+        sql = _notifying(
+            f"UPDATE jobs SET status='queued', pause_reason='', updated_at=$3"
+            f" WHERE status='paused' AND pause_reason=$2 AND {OF_HANDLER}$1 RETURNING {LIST_SELECT}",
+            K_CHANGE,
+            "$4",
+        )
+        async with self._acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM paused_handlers WHERE name=$1", name)
+            rows = await conn.fetch(sql, name, REASON_HANDLER, now, self.node)
+        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+    async def paused_handlers(self) -> dict[str, tuple[str, float]]:
+        async with self._acquire() as conn:
+            rows = await conn.fetch("SELECT name, reason, paused_at FROM paused_handlers")
+        return {r["name"]: (r["reason"], r["paused_at"]) for r in rows}
 
     # ------------------------------------------------------------ multi-node
     async def heartbeat(self, now: float, running: Sequence[str] | None = None) -> None:

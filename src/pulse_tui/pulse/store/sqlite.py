@@ -55,6 +55,7 @@ from pulse_tui.pulse.jobs import (
     CRASH_LIMIT,
     OUTCOME_CRASHED,
     OUTCOME_INTERRUPTED,
+    REASON_HANDLER,
     SERVER_CRASHED_ERROR,
     SERVER_INTERRUPTED_ERROR,
     STATUSES,
@@ -217,6 +218,15 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX jobs_parent ON jobs(parent_job_id, seq) WHERE parent_job_id != '';
     """,
+    # 5 -> 6: pause: why a paused job is held; paused handlers (the claim skips their jobs)
+    """
+    ALTER TABLE jobs ADD COLUMN pause_reason TEXT NOT NULL DEFAULT '';
+    CREATE TABLE paused_handlers (
+        name TEXT PRIMARY KEY,
+        reason TEXT NOT NULL DEFAULT '',
+        paused_at REAL NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -266,8 +276,8 @@ def _execution(row: Sequence[Any]) -> Execution:
 
 _INSERT_JOB = (
     "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
-    " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq"
+    " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count, pause_reason)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq"
 )
 
 
@@ -289,6 +299,7 @@ def _insert_job(conn: sqlite3.Connection, j: Job) -> None:
             j.updated_at,
             j.run_at,
             j.retry_count,
+            j.pause_reason,
         ),
     ).fetchone()[0]
 
@@ -332,6 +343,12 @@ def _where(flt: JobFilter, statuses: Collection[str] | None = None) -> tuple[lis
         clauses.append("instr(payload, ?) > 0")  # bytes, case-sensitive
         args.append(flt.payload.encode())
     return clauses, args
+
+
+# the claim's guard: no job of a paused handler (bare `a.b` or qualified `plugin/a.b`)
+NOT_PAUSED_HANDLER = "NOT EXISTS (SELECT 1 FROM paused_handlers p WHERE p.name = substr(jobs.handler, instr(jobs.handler, '/') + 1))"
+# jobs of handler ? (bare or qualified)
+OF_HANDLER = "substr(handler, instr(handler, '/') + 1) = ?"
 
 
 def _contains(text: str) -> str:
@@ -702,8 +719,8 @@ class SQLiteStore(Store):
         def op(conn: sqlite3.Connection) -> list[Job]:
             cols = (
                 "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
-                " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count,"
+                " pause_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             )
             rows = [
                 (
@@ -721,6 +738,7 @@ class SQLiteStore(Store):
                     j.updated_at,
                     j.run_at,
                     j.retry_count,
+                    j.pause_reason,
                 )
                 for j in jobs
             ]
@@ -767,7 +785,7 @@ class SQLiteStore(Store):
                 f"UPDATE jobs SET status='running', attempts=attempts+1, run_attempts=run_attempts+1,"
                 f" started_at=?, updated_at=?, node=?, completed_at=0"
                 f" WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=?"
-                f" AND +handler IN ({ph}) ORDER BY priority DESC, seq LIMIT ?)"
+                f" AND +handler IN ({ph}) AND {NOT_PAUSED_HANDLER} ORDER BY priority DESC, seq LIMIT ?)"
                 f" RETURNING {LIST_SELECT}, payload, result",
                 (now, now, node, now, *names, limit),
             ).fetchall()
@@ -786,7 +804,7 @@ class SQLiteStore(Store):
                 conn.execute(
                     "UPDATE jobs SET status=?, result=?, error=?, progress_current=?, progress_total=?,"
                     " cost_actual=?, completed_at=?, updated_at=?, run_at=?, plugin=?, plugin_version=?,"
-                    " run_attempts=?, attempts=?, interruptions=?, crashes=? WHERE seq=?",
+                    " run_attempts=?, attempts=?, interruptions=?, crashes=?, pause_reason=? WHERE seq=?",
                     (
                         j.status,
                         j.result,
@@ -803,6 +821,7 @@ class SQLiteStore(Store):
                         j.attempts,
                         j.interruptions,
                         j.crashes,
+                        j.pause_reason,
                         j.seq,
                     ),
                 )
@@ -995,6 +1014,41 @@ class SQLiteStore(Store):
             return out
 
         return await self._write(op)
+
+    # ------------------------------------------------------------ paused handlers
+    async def hold_handler(self, name: str, reason: str, now: float) -> list[Job]:
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            conn.execute(
+                "INSERT INTO paused_handlers (name, reason, paused_at) VALUES (?,?,?) ON CONFLICT(name) DO NOTHING",
+                (name, reason, now),
+            )
+            rows = conn.execute(
+                f"UPDATE jobs SET status='paused', pause_reason=?, updated_at=?"
+                f" WHERE status='queued' AND {OF_HANDLER} RETURNING {LIST_SELECT}",
+                (REASON_HANDLER, now, name),
+            ).fetchall()
+            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+        return await self._write(op)
+
+    async def release_handler(self, name: str, now: float) -> list[Job]:
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            conn.execute("DELETE FROM paused_handlers WHERE name=?", (name,))
+            rows = conn.execute(
+                f"UPDATE jobs SET status='queued', pause_reason='', updated_at=?"
+                f" WHERE status='paused' AND pause_reason=? AND {OF_HANDLER} RETURNING {LIST_SELECT}",
+                (now, REASON_HANDLER, name),
+            ).fetchall()
+            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+        return await self._write(op)
+
+    async def paused_handlers(self) -> dict[str, tuple[str, float]]:
+        def op(conn: sqlite3.Connection) -> dict[str, tuple[str, float]]:
+            rows = conn.execute("SELECT name, reason, paused_at FROM paused_handlers").fetchall()
+            return {n: (r, at) for n, r, at in rows}
+
+        return await self._read(op)
 
     # ------------------------------------------------------------ reads
     async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None:
