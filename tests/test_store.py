@@ -235,20 +235,24 @@ async def test_paused_handler_holds_queued_and_new_jobs_and_releases_them_in_ord
     assert [j.id for j in held] == ["a0", "a1", "q0"]
     assert all(j.status == J.PAUSED and j.pause_reason == J.REASON_HANDLER for j in held)
     assert await store.paused_handlers() == {"a.b": (J.REASON_USER, pytest.approx(now))}
-    # a job that reaches `queued` anyway (recovery, another node's enqueue) is not claimed either
-    await store.insert(new_jobs(1, handler="a.b", prefix="late"))
+    # a new job is held at the door, even when the inserting node did not know of the pause
+    [late] = await store.insert(new_jobs(1, handler="a.b", prefix="late"))
+    assert late.status == J.PAUSED and late.pause_reason == J.REASON_HANDLER
+    # one that reaches `queued` anyway (recovery re-queues running jobs) is not claimed either
+    await store.insert(new_jobs(1, handler="a.b", prefix="run"))
+    await store.transition("run0", (J.PAUSED,), {"status": J.QUEUED, "pause_reason": ""})
     got = await store.claim(10, ["a.b", "p/a.b", "other"], time.time())
     assert [j.id for j in got] == ["o0", "o1"]
     again = await store.hold_handler("a.b", J.REASON_USER, now + 5)  # idempotent, keeps paused_at
-    assert [j.id for j in again] == ["late0"]
+    assert [j.id for j in again] == ["run0"]
     assert (await store.paused_handlers())["a.b"][1] == pytest.approx(now)
     released = await store.release_handler("a.b", now)
-    assert [j.id for j in released] == ["a0", "a1", "q0", "late0"]  # user-paused a2 stays paused
+    assert [j.id for j in released] == ["a0", "a1", "q0", "late0", "run0"]  # user-paused a2 stays
     assert all(j.status == J.QUEUED and j.pause_reason == "" for j in released)
     assert (await store.get("a2")).pause_reason == J.REASON_USER
     assert await store.paused_handlers() == {}
     got = await store.claim(10, ["a.b", "p/a.b"], time.time())
-    assert [j.id for j in got] == ["a0", "a1", "q0", "late0"]
+    assert [j.id for j in got] == ["a0", "a1", "q0", "late0", "run0"]
 
 
 async def test_recover_requeues_running_as_interrupted(store: Store):
@@ -629,6 +633,22 @@ async def test_pg_engine_noop_and_retry_history(pg_engines):
     d = await engine.get_detail(f.id)
     assert [a.outcome for a in d.attempts] == ["failed", "failed", "completed"]
     assert [e.message for e in d.logs] == ["call 1", "call 2", "call 3"]
+
+
+@pytest.mark.postgres
+async def test_pg_handler_paused_on_one_node_is_held_by_every_node(pg_engines):
+    a = await pg_engines(node="a")
+    b = await pg_engines(node="b")
+    await a.pause_handler("pulse.noop")
+    assert "pulse.noop" not in b.paused_handlers  # b has not reloaded: the store holds it anyway
+    held = await b.enqueue("pulse.noop", b"{}")
+    assert held.status == J.PAUSED and held.pause_reason == J.REASON_HANDLER
+    other = await b.enqueue("pulse.sleep", b'{"seconds": 0}')
+    await wait_status(b, other.id, {J.COMPLETED})  # b claimed after the held job was stored
+    assert (await b.get_job(held.id)).status == J.PAUSED
+    await a.resume_handler("pulse.noop")
+    done = await wait_status(b, held.id, {J.COMPLETED})
+    assert done.pause_reason == ""
 
 
 @pytest.mark.postgres

@@ -369,9 +369,9 @@ class Engine:
         if self.metrics:
             self.metrics.enqueued(job.handler)
         self._publish(job)
-        if job.status == PAUSED:
-            pass
-        elif job.run_at > job.created_at:
+        if job.status != QUEUED:  # held at the door (its handler is paused)
+            return job
+        if job.run_at > job.created_at:
             self._note_due(job.run_at)
         else:
             self._kick()
@@ -868,6 +868,8 @@ class Engine:
         await self._load_paused_handlers(sweep=False)
         self._publish_many(released)
         self._queued(released)
+        self._due_epoch += 1  # jobs of it that were queued all along (held by the claim) are due too
+        self._kick()
         return released
 
     @staticmethod

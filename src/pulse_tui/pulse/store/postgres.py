@@ -512,14 +512,20 @@ class PostgresStore(Store):
             "id, handler, status, priority, payload, max_attempts, timeout_secs, source, parent_job_id,"
             " cost_estimate, created_at, updated_at, run_at, retry_count, pause_reason"
         )
-        # identity values follow the input order (ORDER BY ordinality), so seq keeps FIFO
+        # identity values follow the input order (ORDER BY ordinality), so seq keeps FIFO. A queued
+        # job of a handler paused by any node (this node may not know yet) is held at the door.
+        held = (
+            "c = 'queued' AND EXISTS (SELECT 1 FROM paused_handlers p"
+            " WHERE p.name = substring(b from position('/' in b) + 1))"
+        )
         sql = _notifying(
-            f"INSERT INTO jobs ({cols}) SELECT a, b, c, d, e, f, g, h, i, j, k, l, m, n, o"
+            f"INSERT INTO jobs ({cols}) SELECT a, b, CASE WHEN {held} THEN 'paused' ELSE c END,"
+            f" d, e, f, g, h, i, j, k, l, m, n, CASE WHEN {held} THEN '{REASON_HANDLER}' ELSE o END"
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::int[], $7::int[],"
             " $8::text[], $9::text[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::int[],"
             " $15::text[])"
             " WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, ord) ORDER BY ord"
-            " RETURNING seq, id",
+            " RETURNING seq, id, status, pause_reason",
             K_CHANGE,
             "$16",
         )
@@ -548,9 +554,10 @@ class PostgresStore(Store):
                 detail = exc.detail or ""
                 dup = detail.partition("=(")[2].rpartition(")")[0] if "=(" in detail else ""
                 raise DuplicateJob(dup) from None
-        seqs = {r["id"]: r["seq"] for r in rows}
+        got = {r["id"]: r for r in rows}
         for j in jobs:
-            j.seq = seqs[j.id]
+            r = got[j.id]
+            j.seq, j.status, j.pause_reason = r["seq"], r["status"], r["pause_reason"]
         return list(jobs)
 
     async def claim(self, limit: int, handlers: Collection[str], now: float) -> list[Job]:

@@ -55,6 +55,8 @@ from pulse_tui.pulse.jobs import (
     CRASH_LIMIT,
     OUTCOME_CRASHED,
     OUTCOME_INTERRUPTED,
+    PAUSED,
+    QUEUED,
     REASON_HANDLER,
     SERVER_CRASHED_ERROR,
     SERVER_INTERRUPTED_ERROR,
@@ -64,6 +66,7 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    handler_base,
     parent_ended_reason,
     sort_scope,
     sort_sql,
@@ -717,6 +720,11 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ writes
     async def insert(self, jobs: Sequence[Job]) -> list[Job]:
         def op(conn: sqlite3.Connection) -> list[Job]:
+            paused = {r[0] for r in conn.execute("SELECT name FROM paused_handlers")}
+            if paused:  # a queued job of a paused handler is held at the door (as on PostgreSQL)
+                for j in jobs:
+                    if j.status == QUEUED and handler_base(j.handler) in paused:
+                        j.status, j.pause_reason = PAUSED, REASON_HANDLER
             cols = (
                 "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
                 " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count,"
