@@ -59,7 +59,7 @@ class ThemedStyles(dict):
 STATUS_ICONS: dict[str, str] = {
     "queued": "◷",
     "running": "▶",
-    "paused": "‖",
+    "paused": "⏸",
     "completed": "✔",
     "failed": "✘",
     "cancelled": "⊘",
@@ -76,6 +76,22 @@ STATUS_STYLES: ThemedStyles = ThemedStyles(
         "cancelled": "#737aa2",
     }
 )
+
+# Why a paused job is held (Job.pause_reason), as the console says it.
+PAUSE_REASONS: dict[str, str] = {
+    "user_requested": "paused by operator",
+    "handler_paused": "handler paused",
+    "budget_exceeded": "budget exceeded",
+}
+
+
+def pause_reason(job) -> str:
+    """ "handler paused" for a held job ("" unless paused)."""
+    if job.status != "paused":
+        return ""
+    reason = getattr(job, "pause_reason", "")
+    return PAUSE_REASONS.get(reason, reason.replace("_", " "))
+
 
 LEVEL_STYLES: ThemedStyles = ThemedStyles(
     {
