@@ -21,10 +21,12 @@ from pulse_tui.pulse.server import PulseServer, ServerSettings
 
 
 @asynccontextmanager
-async def running(data_dir: Path, **kw) -> AsyncIterator[tuple[PulseServer, PulseClient]]:
+async def running(
+    data_dir: Path, config: Config | None = None, **kw
+) -> AsyncIterator[tuple[PulseServer, PulseClient]]:
     kw.setdefault("retention_secs", None)
     settings = ServerSettings(listen="127.0.0.1:0", data_dir=data_dir, grace=1.0, **kw)
-    srv = PulseServer(settings, Config())
+    srv = PulseServer(settings, config or Config())
     await srv.start()
     token = (data_dir / "token").read_text().strip()
     try:

@@ -255,6 +255,44 @@ async def test_paused_handler_holds_queued_and_new_jobs_and_releases_them_in_ord
     assert [j.id for j in got] == ["a0", "a1", "q0", "late0", "run0"]
 
 
+async def test_budget_hold_release_override_and_spend(store: Store):
+    await store.insert(new_jobs(2, handler="a.b", prefix="a"))
+    await store.insert(new_jobs(1, handler="p/a.b", prefix="q"))
+    await store.insert(new_jobs(2, handler="c", prefix="c"))
+    now = time.time()
+    held = await store.hold_queued(["a.b"], J.REASON_BUDGET, now)
+    assert [j.id for j in held] == ["a0", "a1", "q0"]
+    # an operator released a1 over budget: a sweep leaves it queued
+    await store.transition(
+        "a1", (J.PAUSED,), {"status": J.QUEUED, "pause_reason": "", "budget_override": True}
+    )
+    assert [j.id for j in await store.hold_queued(None, J.REASON_BUDGET, now)] == ["c0", "c1"]
+    assert [j.id for j in await store.release_held(None, J.REASON_BUDGET, now, keep=["a.b"])] == ["c0", "c1"]
+    await store.hold_handler("c", J.REASON_USER, now)  # a paused handler's jobs stay held
+    assert await store.release_held(["c"], J.REASON_BUDGET, now) == []
+    assert [j.id for j in await store.release_held(["a.b"], J.REASON_BUDGET, now)] == ["a0", "q0"]
+    # the attempt's end clears the override
+    [a1] = [j for j in await store.claim(5, ["a.b", "p/a.b"], now) if j.id == "a1"]
+    a1.status, a1.completed_at, a1.cost_actual = J.COMPLETED, now, 0.25
+    await store.finish([Finish(a1, Attempt("a1", 1, now, now, J.OUTCOME_COMPLETED))])
+    assert await store.hold_queued(["a.b"], J.REASON_BUDGET, now) == []  # nothing queued left
+    await store.transition("a1", (J.COMPLETED,), {"status": J.QUEUED})  # (as a re-run would)
+    assert [j.id for j in await store.hold_queued(["a.b"], J.REASON_BUDGET, now)] == ["a1"]
+    day, month = now - 10, now - 100
+    assert await store.spend(day, month) == []  # nothing finished
+    await store.transition(
+        "a1", (J.PAUSED,), {"status": J.COMPLETED, "completed_at": now, "cost_actual": 0.5}
+    )
+    await store.transition(
+        "c0", (J.PAUSED,), {"status": J.CANCELLED, "completed_at": now - 50, "cost_actual": 1.5}
+    )
+    got = sorted(await store.spend(day, month))
+    assert got == [
+        ("a.b", pytest.approx(day), pytest.approx(0.5), 1),
+        ("c", pytest.approx(month), pytest.approx(1.5), 1),
+    ]
+
+
 async def test_recover_requeues_running_as_interrupted(store: Store):
     await store.insert(new_jobs(3))
     await store.claim(2, ["h"], time.time())

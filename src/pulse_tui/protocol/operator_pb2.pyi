@@ -540,7 +540,7 @@ class ServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "listen", "store", "started_at", "read_only", "node", "counts", "running", "concurrency", "jobs_per_s", "builtin_handlers", "store_condition")
+    __slots__ = ("version", "listen", "store", "started_at", "read_only", "node", "counts", "running", "concurrency", "jobs_per_s", "builtin_handlers", "store_condition", "budgets", "spend_today", "spend_this_month")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -560,6 +560,9 @@ class ServerInfo(_message.Message):
     JOBS_PER_S_FIELD_NUMBER: _ClassVar[int]
     BUILTIN_HANDLERS_FIELD_NUMBER: _ClassVar[int]
     STORE_CONDITION_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    SPEND_TODAY_FIELD_NUMBER: _ClassVar[int]
+    SPEND_THIS_MONTH_FIELD_NUMBER: _ClassVar[int]
     version: str
     listen: str
     store: str
@@ -572,7 +575,28 @@ class ServerInfo(_message.Message):
     jobs_per_s: float
     builtin_handlers: _containers.RepeatedScalarFieldContainer[str]
     store_condition: str
-    def __init__(self, version: _Optional[str] = ..., listen: _Optional[str] = ..., store: _Optional[str] = ..., started_at: _Optional[float] = ..., read_only: _Optional[bool] = ..., node: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ..., running: _Optional[int] = ..., concurrency: _Optional[int] = ..., jobs_per_s: _Optional[float] = ..., builtin_handlers: _Optional[_Iterable[str]] = ..., store_condition: _Optional[str] = ...) -> None: ...
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    spend_today: float
+    spend_this_month: float
+    def __init__(self, version: _Optional[str] = ..., listen: _Optional[str] = ..., store: _Optional[str] = ..., started_at: _Optional[float] = ..., read_only: _Optional[bool] = ..., node: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ..., running: _Optional[int] = ..., concurrency: _Optional[int] = ..., jobs_per_s: _Optional[float] = ..., builtin_handlers: _Optional[_Iterable[str]] = ..., store_condition: _Optional[str] = ..., budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., spend_today: _Optional[float] = ..., spend_this_month: _Optional[float] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("scope", "period", "limit", "spent", "remaining", "reached", "jobs")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SPENT_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    REACHED_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    period: str
+    limit: float
+    spent: float
+    remaining: float
+    reached: bool
+    jobs: int
+    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., limit: _Optional[float] = ..., spent: _Optional[float] = ..., remaining: _Optional[float] = ..., reached: _Optional[bool] = ..., jobs: _Optional[int] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ("handler", "window_secs", "step_secs")

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from pulse_tui.pulse import budgets as bud
 from pulse_tui.pulse.errors import (
     Conflict,
     DuplicateJob,
@@ -67,6 +68,7 @@ from pulse_tui.pulse.jobs import (
     OUTCOME_UNAVAILABLE,
     PAUSED,
     QUEUED,
+    REASON_BUDGET,
     REASON_HANDLER,
     REASON_USER,
     RUNNING,
@@ -105,6 +107,7 @@ EVENT_RANK_MEMORY = 100_000  # jobs whose last published event order is remember
 FINISH_RETRY_DELAYS = (0.1, 0.5, 2.0, None)  # writing an attempt's end: 4 tries, then give up
 REMOTE_CANCEL_WAIT = 10.0  # seconds a cancel waits for the node running the job
 CANCEL_LAPS = 20  # a cancel follows at most this many moves of the job (claimed, re-queued, ...)
+SPEND_REFRESH_SECS = 30.0  # spend re-read from the store (other nodes' jobs; period roll-over)
 DEFAULT_MAX_CHILDREN = 10_000  # children per job ([server] max_children)
 DEFAULT_MAX_CHILD_DEPTH = 5  # levels of children below a top job ([server] max_child_depth)
 CASCADE_BATCH = 500  # ended parents whose children one store call cancels
@@ -194,6 +197,7 @@ class Engine:
         metrics: Recorder | None = None,
         max_children: int = DEFAULT_MAX_CHILDREN,
         max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
+        budgets: bud.BudgetConfig | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValidationError("concurrency must be at least 1")
@@ -253,6 +257,13 @@ class Engine:
         # on a shared store: reloaded at start and with each lease heartbeat). The store's claim
         # is what holds their jobs back; this copy decides the status of new and re-queued jobs.
         self.paused_handlers: dict[str, tuple[str, float]] = {}
+        # spend budgets (pulse/budgets.py): what is spent, which scopes are held now
+        self.budgets = budgets if budgets is not None and not budgets.empty else None
+        self.spend = bud.SpendBook()
+        self.budget_states: list[bud.BudgetState] = []
+        self._budget_all = False  # every job is held (a total budget is reached)
+        self._budget_handlers: set[str] = set()  # handlers whose own budget is reached
+        self._budget_applied: tuple[bool, frozenset[str]] | None = None  # what the store holds
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -271,6 +282,9 @@ class Engine:
             for j in recovered:
                 self._note_ended(j)
         await self._load_paused_handlers(sweep=True)
+        await self._load_spend(time.time())  # kept with or without budgets (QNTX's PulseState)
+        await self._apply_budgets()
+        self._tasks.append(asyncio.create_task(self._budget_loop(), name="pulse-spend"))
         self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="pulse-dispatcher"))
         self._tasks.append(asyncio.create_task(self._cascade_loop(), name="pulse-children"))
         if self.retention_secs:
@@ -546,12 +560,12 @@ class Engine:
         if not (cost_estimate >= 0 and cost_estimate != float("inf")):
             raise ValidationError(f"cost_estimate must be a non-negative finite number, got {cost_estimate}")
         now = time.time()
-        held = handler_base(handler) in self.paused_handlers
+        reason = self._hold_reason(handler)
         return Job(
             id=job_id or new_job_id(),
             handler=handler,
-            status=PAUSED if held else QUEUED,
-            pause_reason=REASON_HANDLER if held else "",
+            status=PAUSED if reason else QUEUED,
+            pause_reason=reason,
             priority=priority,
             payload=payload,
             max_attempts=max_attempts or DEFAULT_MAX_ATTEMPTS,
@@ -834,9 +848,10 @@ class Engine:
                 f"job {job_id} is held because handler {base!r} is paused; resume the handler "
                 f"(pulse-tui handlers resume {base})"
             )
-        job = await self.store.transition(
-            job_id, (PAUSED,), {"status": QUEUED, "pause_reason": "", "updated_at": time.time()}
-        )
+        changes: dict[str, Any] = {"status": QUEUED, "pause_reason": "", "updated_at": time.time()}
+        if self._budget_holds(current.handler):
+            changes["budget_override"] = True  # the operator lets it run once over the budget
+        job = await self.store.transition(job_id, (PAUSED,), changes)
         if job is None:
             latest = await self.get_job(job_id)
             check_resume(job_id, latest.status)
@@ -871,6 +886,81 @@ class Engine:
         self._due_epoch += 1  # jobs of it that were queued all along (held by the claim) are due too
         self._kick()
         return released
+
+    # ------------------------------------------------------------ budgets
+    def _budget_holds(self, handler: str) -> bool:
+        return self.budgets is not None and (
+            self._budget_all or handler_base(handler) in self._budget_handlers
+        )
+
+    def _hold_reason(self, handler: str) -> str:
+        """Why a job of `handler` that would be queued now is held instead ("" = it is not)."""
+        if handler_base(handler) in self.paused_handlers:
+            return REASON_HANDLER
+        if self._budget_holds(handler):
+            return REASON_BUDGET
+        return ""
+
+    def _evaluate_budgets(self) -> bool:
+        """Recompute the budgets from the spend book; True when what is held changed."""
+        if self.budgets is None:
+            return False
+        self.budget_states = bud.states(self.budgets, self.spend)
+        self._budget_all, self._budget_handlers = bud.held_scopes(self.budget_states)
+        return self._budget_applied != (self._budget_all, frozenset(self._budget_handlers))
+
+    async def _load_spend(self, now: float) -> None:
+        day, month = bud.period_starts(now)
+        self.spend.load(day, month, await self.store.spend(day, month))
+        self._evaluate_budgets()
+
+    async def _apply_budgets(self) -> None:
+        """Make the store hold what the budgets cover now: queued jobs of reached budgets become
+        paused (budget_exceeded); those of budgets no longer reached go back to the queue."""
+        if self.budgets is None:
+            return
+        now = time.time()
+        held = (self._budget_all, frozenset(self._budget_handlers))
+        changed: list[Job] = []
+        if self._budget_all:
+            changed += await self.store.hold_queued(None, REASON_BUDGET, now)
+        else:
+            changed += await self.store.release_held(None, REASON_BUDGET, now, keep=held[1])
+            if held[1]:
+                changed += await self.store.hold_queued(held[1], REASON_BUDGET, now)
+        if held != self._budget_applied:
+            if held[0] or held[1]:
+                scope = "every queued job" if held[0] else "the queued jobs of " + ", ".join(sorted(held[1]))
+                log.warning("spend budget reached: holding %s (paused, budget_exceeded)", scope)
+            elif self._budget_applied is not None:
+                log.info("spend budgets no longer reached: budget-held jobs released")
+        self._budget_applied = held
+        self._publish_many(changed)
+        self._queued([j for j in changed if j.status == QUEUED])
+
+    async def _budget_loop(self) -> None:
+        """Re-read the spend every SPEND_REFRESH_SECS (other nodes' jobs) and at each period start."""
+        while True:
+            now = time.time()
+            day, _ = bud.period_starts(now)
+            await asyncio.sleep(min(SPEND_REFRESH_SECS, max(0.05, day + 86400 - now)))
+            try:
+                await self._load_spend(time.time())
+                await self._apply_budgets()
+            except asyncio.CancelledError:
+                raise
+            except PulseError as exc:
+                log.warning("reading the spend for budgets failed (%s)", exc.message)
+            except Exception:
+                log.exception("reading the spend for budgets failed")
+
+    def budget_view(self, handler: str) -> tuple[float, float, float]:
+        """(spent today, spent this month, remaining of the tightest budget covering `handler`,
+        0 when none covers it) for QNTX's PulseState."""
+        today = self.spend.spent(bud.DAILY).total
+        month = self.spend.spent(bud.MONTHLY).total
+        left = bud.remaining_for(self.budget_states, handler)
+        return today, month, left if left is not None else 0.0
 
     @staticmethod
     def _check_pausable_name(name: str) -> None:
@@ -1188,6 +1278,12 @@ class Engine:
             self._round_idle.set()
 
     async def _claim_batch(self, kicks: int, due_epoch: int) -> bool:
+        if self.budgets is not None:
+            if self.spend.stale(time.time()):  # a new day or month: its spend starts afresh
+                await self._load_spend(time.time())
+            held = (self._budget_all, frozenset(self._budget_handlers))
+            if held[0] or held[1] or held != self._budget_applied:
+                await self._apply_budgets()  # also holds what other nodes queued meanwhile
         routable = self.router.routable()
         now = time.time()
         free = self.concurrency - len(self._running)
@@ -1368,8 +1464,12 @@ class Engine:
             status, job.completed_at = FAILED, now
         if outcome not in (OUTCOME_INTERRUPTED, OUTCOME_CRASHED):
             job.crashes = 0  # the streak is broken by an attempt that ended on its own
-        if status == QUEUED and handler_base(job.handler) in self.paused_handlers:
-            status, job.pause_reason = PAUSED, REASON_HANDLER  # its handler was paused while it ran
+        if status == QUEUED:
+            # its handler was paused (or its budget reached) while it ran; an operator's release
+            # over budget was for one attempt
+            reason = self._hold_reason(job.handler)
+            if reason:
+                status, job.pause_reason = PAUSED, reason
         job.status = status
         attempt.ended_at, attempt.outcome, attempt.error = now, outcome, error
         for e in run.logs:
@@ -1385,6 +1485,10 @@ class Engine:
                 log.warning("recording the end of job %s failed (%s); retrying", job.id, exc)
                 await asyncio.sleep(delay)  # back off from a busy or locked store
         self._publish(job)
+        if status in FINISHED:
+            self.spend.add(job.handler, job.cost_actual, job.completed_at)
+            if self.budgets is not None and self._evaluate_budgets():
+                self._kick()  # a budget was reached: the next claim round holds what it covers
         sec = int(time.monotonic())
         if self._completions and self._completions[-1][0] == sec:
             self._completions[-1] = (sec, self._completions[-1][1] + 1)

@@ -128,8 +128,9 @@ def add_operator_service(servicer: OperatorService, server: grpc.aio.Server) -> 
 # ---------------------------------------------------------------- conversions
 
 
-def queue_job(job: Job) -> qp.Job:
-    """Our Job as QNTX's protocol.Job (timestamps in whole unix seconds)."""
+def queue_job(job: Job, spend: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> qp.Job:
+    """Our Job as QNTX's protocol.Job (timestamps in whole unix seconds). `spend`: (spent today,
+    spent this month, remaining of the tightest budget covering the job, 0 = none) for PulseState."""
     return qp.Job(
         id=job.id,
         handler_name=job.handler,
@@ -139,7 +140,13 @@ def queue_job(job: Job) -> qp.Job:
         progress=qp.Progress(current=job.progress_current, total=job.progress_total),
         cost_estimate=job.cost_estimate,
         cost_actual=job.cost_actual,
-        pulse_state=qp.PulseState(is_paused=job.status == PAUSED, pause_reason=job.pause_reason),
+        pulse_state=qp.PulseState(
+            is_paused=job.status == PAUSED,
+            pause_reason=job.pause_reason,
+            spend_today=spend[0],
+            spend_this_month=spend[1],
+            budget_remaining=spend[2],
+        ),
         error=jobmodel.cap_text(job.error, jobmodel.MAX_ERROR_BYTES),
         parent_job_id=job.parent_job_id,
         retry_count=jobmodel.wire_retry_count(job),
@@ -460,7 +467,7 @@ class QueueService(qp_grpc.QueueServiceServicer):
             raise ValidationError("job_id is empty")
         self._check_plugin_job(principal, request.job_id)
         job = await self.engine.get_job(request.job_id)
-        return qp.GetJobResponse(success=True, job=queue_job(job))
+        return qp.GetJobResponse(success=True, job=queue_job(job, self.engine.budget_view(job.handler)))
 
     @_queue_rpc(qp.UpdateJobResponse)
     async def UpdateJob(self, request: qp.UpdateJobRequest, principal: Principal) -> qp.UpdateJobResponse:
@@ -514,7 +521,9 @@ class QueueService(qp_grpc.QueueServiceServicer):
             raise ValidationError(f"limit must not be negative, got {limit}")
         flt = JobFilter(statuses=(check_status(request.status),) if request.status else ())
         found, _ = await self.engine.list_jobs(flt, min(limit or QUEUE_LIST_DEFAULT, QUEUE_LIST_MAX))
-        page, _ = fit_page([queue_job(j) for j in found])  # QNTX has no has_more: the page is short
+        page, _ = fit_page(
+            [queue_job(j, self.engine.budget_view(j.handler)) for j in found]
+        )  # QNTX has no has_more: the page is short
         return qp.ListJobsResponse(success=True, jobs=page)
 
     def _check_plugin_job(self, principal: Principal, job_id: str) -> None:
@@ -681,6 +690,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                 raise
             counts = {}  # a damaged store: still say so (store_condition) rather than fail the call
         stats = self.engine.stats()
+        today, month, _ = self.engine.budget_view("")
         return op.ServerInfo(
             version=__version__,
             listen=self.ctx.listen,
@@ -694,6 +704,20 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
             jobs_per_s=float(stats.get("jobs_per_s", 0.0)),
             builtin_handlers=self._builtin_handlers(),
             store_condition=self.engine.store.condition,
+            budgets=[
+                op.Budget(
+                    scope=b.scope,
+                    period=b.period,
+                    limit=b.limit,
+                    spent=b.spent,
+                    remaining=b.remaining,
+                    reached=b.reached,
+                    jobs=b.jobs,
+                )
+                for b in self.engine.budget_states
+            ],
+            spend_today=today,
+            spend_this_month=month,
         )
 
     @_operator_rpc()

@@ -116,6 +116,25 @@ class Store(abc.ABC):
     async def paused_handlers(self) -> dict[str, tuple[str, float]]:
         """{name: (reason, paused_at)} of every paused handler."""
 
+    @abc.abstractmethod
+    async def hold_queued(self, handlers: Collection[str] | None, reason: str, now: float) -> list[Job]:
+        """Hold the queued jobs of these handlers (bare names, qualified forms too; None = every
+        handler): paused with `reason`. A job an operator released over its budget
+        (`budget_override`) is left queued. Returns the rows changed."""
+
+    @abc.abstractmethod
+    async def release_held(
+        self, handlers: Collection[str] | None, reason: str, now: float, keep: Collection[str] = ()
+    ) -> list[Job]:
+        """Re-queue the jobs of these handlers (None = every handler but those in `keep`) paused
+        with `reason`, except those of a paused handler. Returns the rows changed."""
+
+    @abc.abstractmethod
+    async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
+        """Cost of the jobs finished since `month_start`: (handler, bucket, sum of cost_actual,
+        jobs) where bucket is `day_start` for those finished since `day_start`, else
+        `month_start`."""
+
     # ---- reads
     @abc.abstractmethod
     async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None: ...

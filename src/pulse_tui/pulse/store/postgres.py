@@ -94,7 +94,7 @@ K_SCHEDULE = "s"  # schedules changed (ids are schedule ids): wakes other nodes'
 K_SCHEDULE_RUN = "t"  # a schedule ran or a run ended: for watchers only (its next run only moved later)
 
 # transition() may set these columns (the engine's operator actions)
-WRITABLE_COLS = frozenset(JOB_COLS) - {"id", "seq"} | {"payload", "result"}
+WRITABLE_COLS = frozenset(JOB_COLS) - {"id", "seq"} | {"payload", "result", "budget_override"}
 
 DB_NOW = "extract(epoch from clock_timestamp())"
 
@@ -244,7 +244,9 @@ MIGRATIONS: list[str] = [
     """,
     # 5 -> 6: pause: why a paused job is held; paused handlers (every node's claim skips their jobs)
     """
-    ALTER TABLE jobs ADD COLUMN pause_reason text NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN pause_reason text NOT NULL DEFAULT '',
+        -- an operator resumed it over its budget (it runs once, cleared when the attempt ends)
+        ADD COLUMN budget_override boolean NOT NULL DEFAULT false;
     CREATE TABLE paused_handlers (
         name text PRIMARY KEY,
         reason text NOT NULL DEFAULT '',
@@ -618,7 +620,7 @@ class PostgresStore(Store):
             " error=u.error, progress_current=u.pc, progress_total=u.pt, cost_actual=u.cost,"
             " completed_at=u.completed_at, updated_at=u.updated_at, run_at=u.run_at, plugin=u.plugin,"
             " plugin_version=u.pv, run_attempts=u.ra, lease_expires=0, cancel_requested=false,"
-            " interruptions=u.intr, crashes=u.crashes, pause_reason=u.pr"
+            " interruptions=u.intr, crashes=u.crashes, pause_reason=u.pr, budget_override=false"
             " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bool[], $5::text[], $6::int[],"
             " $7::int[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::text[],"
             " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[], $26::text[])"
@@ -848,6 +850,60 @@ class PostgresStore(Store):
             await conn.execute("DELETE FROM paused_handlers WHERE name=$1", name)
             rows = await conn.fetch(sql, name, REASON_HANDLER, now, self.node)
         return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+    async def hold_queued(self, handlers: Collection[str] | None, reason: str, now: float) -> list[Job]:
+        names = None if handlers is None else list(handlers)
+        if names == []:
+            return []
+        scope = (
+            ""
+            if names is None
+            else " AND substring(handler from position('/' in handler) + 1) = ANY($4::text[])"
+        )
+        sql = _notifying(
+            f"UPDATE jobs SET status='paused', pause_reason=$1, updated_at=$2"
+            f" WHERE status='queued' AND NOT budget_override{scope} RETURNING {LIST_SELECT}",
+            K_CHANGE,
+            "$3",
+        )
+        async with self._acquire() as conn:
+            args = (reason, now, self.node) if names is None else (reason, now, self.node, names)
+            rows = await conn.fetch(sql, *args)
+        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+    async def release_held(
+        self, handlers: Collection[str] | None, reason: str, now: float, keep: Collection[str] = ()
+    ) -> list[Job]:
+        names = None if handlers is None else list(handlers)
+        if names == []:
+            return []
+        base = "substring(handler from position('/' in handler) + 1)"
+        if names is None:
+            names, scope = list(keep), f" AND NOT ({base} = ANY($4::text[]))"
+        else:
+            scope = f" AND {base} = ANY($4::text[])"
+        sql = _notifying(
+            f"UPDATE jobs SET status='queued', pause_reason='', updated_at=$2"
+            f" WHERE status='paused' AND pause_reason=$1{scope} AND {NOT_PAUSED_HANDLER}"
+            f" RETURNING {LIST_SELECT}",
+            K_CHANGE,
+            "$3",
+        )
+        async with self._acquire() as conn:
+            rows = await conn.fetch(sql, reason, now, self.node, names)
+        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+    async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
+        async with self._acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT handler, CASE WHEN completed_at >= $1 THEN $1 ELSE $2 END AS b,"
+                " sum(cost_actual) AS c, count(*) AS n FROM jobs"
+                " WHERE status = ANY(ARRAY['completed', 'failed', 'cancelled']) AND completed_at >= $2"
+                " GROUP BY handler, b",
+                day_start,
+                month_start,
+            )
+        return [(r["handler"], float(r["b"]), float(r["c"] or 0.0), int(r["n"])) for r in rows]
 
     async def paused_handlers(self) -> dict[str, tuple[str, float]]:
         async with self._acquire() as conn:

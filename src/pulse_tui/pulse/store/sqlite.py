@@ -224,6 +224,8 @@ MIGRATIONS: list[str] = [
     # 5 -> 6: pause: why a paused job is held; paused handlers (the claim skips their jobs)
     """
     ALTER TABLE jobs ADD COLUMN pause_reason TEXT NOT NULL DEFAULT '';
+    -- 1: an operator resumed it over its budget (it runs once, cleared when the attempt ends)
+    ALTER TABLE jobs ADD COLUMN budget_override INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE paused_handlers (
         name TEXT PRIMARY KEY,
         reason TEXT NOT NULL DEFAULT '',
@@ -812,7 +814,8 @@ class SQLiteStore(Store):
                 conn.execute(
                     "UPDATE jobs SET status=?, result=?, error=?, progress_current=?, progress_total=?,"
                     " cost_actual=?, completed_at=?, updated_at=?, run_at=?, plugin=?, plugin_version=?,"
-                    " run_attempts=?, attempts=?, interruptions=?, crashes=?, pause_reason=? WHERE seq=?",
+                    " run_attempts=?, attempts=?, interruptions=?, crashes=?, pause_reason=?, budget_override=0"
+                    " WHERE seq=?",
                     (
                         j.status,
                         j.result,
@@ -1050,6 +1053,61 @@ class SQLiteStore(Store):
             return sorted((_job(r) for r in rows), key=lambda j: j.seq)
 
         return await self._write(op)
+
+    async def hold_queued(self, handlers: Collection[str] | None, reason: str, now: float) -> list[Job]:
+        names = None if handlers is None else list(handlers)
+        if names == []:
+            return []
+        scope = (
+            ""
+            if names is None
+            else f" AND substr(handler, instr(handler, '/') + 1) IN ({','.join('?' * len(names))})"
+        )
+
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"UPDATE jobs SET status='paused', pause_reason=?, updated_at=?"
+                f" WHERE status='queued' AND budget_override=0{scope} RETURNING {LIST_SELECT}",
+                (reason, now, *(names or ())),
+            ).fetchall()
+            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+        return await self._write(op)
+
+    async def release_held(
+        self, handlers: Collection[str] | None, reason: str, now: float, keep: Collection[str] = ()
+    ) -> list[Job]:
+        names = None if handlers is None else list(handlers)
+        if names == []:
+            return []
+        base = "substr(handler, instr(handler, '/') + 1)"
+        scope = "" if names is None else f" AND {base} IN ({','.join('?' * len(names))})"
+        kept = list(keep) if names is None else []
+        if kept:
+            scope += f" AND {base} NOT IN ({','.join('?' * len(kept))})"
+
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"UPDATE jobs SET status='queued', pause_reason='', updated_at=?"
+                f" WHERE status='paused' AND pause_reason=?{scope} AND {NOT_PAUSED_HANDLER}"
+                f" RETURNING {LIST_SELECT}",
+                (now, reason, *(names or ()), *kept),
+            ).fetchall()
+            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+        return await self._write(op)
+
+    async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[str, float, float, int]]:
+            rows = conn.execute(
+                "SELECT handler, CASE WHEN completed_at >= ? THEN ? ELSE ? END AS b, SUM(cost_actual), COUNT(*)"
+                " FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at >= ?"
+                " GROUP BY handler, b",
+                (day_start, day_start, month_start, month_start),
+            ).fetchall()
+            return [(h, float(b), float(c or 0.0), int(n)) for h, b, c, n in rows]
+
+        return await self._read(op)
 
     async def paused_handlers(self) -> dict[str, tuple[str, float]]:
         def op(conn: sqlite3.Connection) -> dict[str, tuple[str, float]]:
