@@ -244,6 +244,13 @@ class StableClient(PulseClient):
         out.output_tail.extend(re.sub(r"\d{4,}", "4242", line) for line in p.output_tail)
         return out
 
+    async def list_handlers(self, **kw) -> list[operator_pb2.Handler]:  # noqa: ANN003
+        handlers = await super().list_handlers(**kw)
+        for h in handlers:
+            if h.paused_at:
+                h.paused_at = NOW - 1800.0  # paused half an hour ago
+        return handlers
+
     async def list_plugins(self) -> list[operator_pb2.Plugin]:
         return [self._stable_plugin(p, i) for i, p in enumerate(await super().list_plugins())]
 
