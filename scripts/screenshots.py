@@ -244,7 +244,7 @@ class StableClient(PulseClient):
         out.output_tail.extend(re.sub(r"\d{4,}", "4242", line) for line in p.output_tail)
         return out
 
-    async def list_handlers(self, **kw) -> list[operator_pb2.Handler]:  # noqa: ANN003
+    async def list_handlers(self, **kw) -> list[operator_pb2.Handler]:
         handlers = await super().list_handlers(**kw)
         for h in handlers:
             if h.paused_at:

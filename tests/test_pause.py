@@ -143,7 +143,7 @@ async def test_paused_handler_holds_100_jobs_while_another_runs_then_drains_fifo
     # one pulse.noop at a time, so the start order is the claim order
     async with running(tmp_path / "d", handler_limits={"pulse.noop": 1}) as (_, client):
         h = await client.pause_handler("pulse.noop")
-        assert h.paused and h.pause_reason == "user_requested" and h.paused_at > 0
+        assert h.paused and h.pause_reason == "user_requested" and h.paused_at > 0 and h.changed_jobs == 0
         ids = await client.enqueue_many([client_req("pulse.noop", i) for i in range(100)])
         other = await client.enqueue("pulse.sleep", {"seconds": 0})
 
@@ -161,7 +161,7 @@ async def test_paused_handler_holds_100_jobs_while_another_runs_then_drains_fifo
         with pytest.raises(ClientError, match="resume the handler"):  # held by the handler
             await client.resume(ids[0])
         h = await client.resume_handler("pulse.noop")
-        assert not h.paused
+        assert not h.paused and h.changed_jobs == 100
 
         async def drained() -> bool:
             c = await client.count_jobs(job_filter(handler="pulse.noop"))

@@ -1417,6 +1417,7 @@ def handler_doc(h: Any) -> dict[str, Any]:
         "pause_reason": h.pause_reason or None,
         "paused_at": h.paused_at or None,
         "paused_jobs": h.paused_jobs,
+        "changed_jobs": h.changed_jobs,  # pause / resume: the jobs just held / released
     }
 
 
@@ -1424,10 +1425,10 @@ def cmd_handlers_pause(args: argparse.Namespace) -> int:
     async def run(client: Any) -> int:
         if args.action == "pause":
             h = await client.pause_handler(args.name)
-            text = f"{h.name}: paused; {h.paused_jobs:,} job(s) held (running ones finish)"
+            text = f"{h.name}: paused; {h.changed_jobs:,} job(s) held (running ones finish)"
         else:
             h = await client.resume_handler(args.name)
-            text = f"{h.name}: resumed; {h.queued:,} job(s) queued"
+            text = f"{h.name}: resumed; {h.changed_jobs:,} held job(s) released"
         emit(args, handler_doc(h), text)
         return 0
 

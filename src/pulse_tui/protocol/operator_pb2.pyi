@@ -410,7 +410,7 @@ class SetPluginEnabledRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...
 
 class Handler(_message.Message):
-    __slots__ = ("name", "owner", "claimants", "conflict", "explanation", "builtin", "pinned", "qualified", "queued", "running", "failed", "paused", "pause_reason", "paused_at", "paused_jobs")
+    __slots__ = ("name", "owner", "claimants", "conflict", "explanation", "builtin", "pinned", "qualified", "queued", "running", "failed", "paused", "pause_reason", "paused_at", "paused_jobs", "changed_jobs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     CLAIMANTS_FIELD_NUMBER: _ClassVar[int]
@@ -426,6 +426,7 @@ class Handler(_message.Message):
     PAUSE_REASON_FIELD_NUMBER: _ClassVar[int]
     PAUSED_AT_FIELD_NUMBER: _ClassVar[int]
     PAUSED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_JOBS_FIELD_NUMBER: _ClassVar[int]
     name: str
     owner: str
     claimants: _containers.RepeatedScalarFieldContainer[str]
@@ -441,7 +442,8 @@ class Handler(_message.Message):
     pause_reason: str
     paused_at: float
     paused_jobs: int
-    def __init__(self, name: _Optional[str] = ..., owner: _Optional[str] = ..., claimants: _Optional[_Iterable[str]] = ..., conflict: _Optional[str] = ..., explanation: _Optional[str] = ..., builtin: _Optional[bool] = ..., pinned: _Optional[bool] = ..., qualified: _Optional[_Iterable[str]] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., failed: _Optional[int] = ..., paused: _Optional[bool] = ..., pause_reason: _Optional[str] = ..., paused_at: _Optional[float] = ..., paused_jobs: _Optional[int] = ...) -> None: ...
+    changed_jobs: int
+    def __init__(self, name: _Optional[str] = ..., owner: _Optional[str] = ..., claimants: _Optional[_Iterable[str]] = ..., conflict: _Optional[str] = ..., explanation: _Optional[str] = ..., builtin: _Optional[bool] = ..., pinned: _Optional[bool] = ..., qualified: _Optional[_Iterable[str]] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., failed: _Optional[int] = ..., paused: _Optional[bool] = ..., pause_reason: _Optional[str] = ..., paused_at: _Optional[float] = ..., paused_jobs: _Optional[int] = ..., changed_jobs: _Optional[int] = ...) -> None: ...
 
 class HandlerNameRequest(_message.Message):
     __slots__ = ("name",)

@@ -1120,13 +1120,17 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
 
     @_operator_rpc("pause handlers")
     async def PauseHandler(self, request: op.HandlerNameRequest, principal: Principal) -> op.Handler:
-        await self.engine.pause_handler(request.name)
-        return await self._one_handler(request.name)
+        held = await self.engine.pause_handler(request.name)
+        h = await self._one_handler(request.name)
+        h.changed_jobs = len(held)
+        return h
 
     @_operator_rpc("resume handlers")
     async def ResumeHandler(self, request: op.HandlerNameRequest, principal: Principal) -> op.Handler:
-        await self.engine.resume_handler(request.name)
-        return await self._one_handler(request.name)
+        released = await self.engine.resume_handler(request.name)
+        h = await self._one_handler(request.name)
+        h.changed_jobs = len(released)
+        return h
 
     @staticmethod
     def _handler(h: Any) -> op.Handler:

@@ -221,9 +221,9 @@ class HandlersScreen(PulseScreen):
             self.pulse.report(exc, what)
             return
         if paused:
-            self.notify(f"paused {got.name}: {got.paused_jobs:,} job(s) held; running ones finish")
+            self.notify(f"paused {got.name}: {got.changed_jobs:,} job(s) held; running ones finish")
         else:
-            self.notify(f"resumed {got.name}: {got.queued:,} job(s) queued")
+            self.notify(f"resumed {got.name}: {got.changed_jobs:,} held job(s) released")
         self.refresh_handlers()
 
     def action_enqueue(self) -> None:
