@@ -215,3 +215,21 @@ async def test_read_only_token_cannot_pause(tmp_path: Path) -> None:
                 with pytest.raises(ClientError, match="(?i)read-only") as e:
                     await call
                 assert e.value.code == "PERMISSION_DENIED"
+
+
+async def test_compat_client_pauses_and_resumes_through_queue_service(tmp_path: Path) -> None:
+    from pulse_tui.client import COMPAT
+
+    async with running(tmp_path / "d") as (_, client):
+        job = await client.enqueue("pulse.noop", {}, delay_secs=3600)
+        client.mode = COMPAT  # what the console does against a QueueService-only server (QNTX)
+        assert client.can("pause") and not client.can("pause-handlers")
+        resp = await client.pause_jobs([job.id])
+        assert list(resp.affected_ids) == [job.id], resp.failures
+        got = (await client.get_job(job.id)).job
+        assert got.status == "paused" and got.pause_reason == "user_requested"
+        again = await client.pause_jobs([job.id])
+        assert "only queued or delayed jobs can be paused" in again.failures[0].error
+        resp = await client.resume_jobs([job.id])
+        assert list(resp.affected_ids) == [job.id], resp.failures
+        assert (await client.get_job(job.id)).job.status == "queued"
