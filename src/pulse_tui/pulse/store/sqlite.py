@@ -410,6 +410,9 @@ class SQLiteStore(Store):
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="pulse-sqlite-r")
         self._local = threading.local()
         self._wconn: sqlite3.Connection | None = None
+        # a handler is paused: the claim checks paused_handlers (one process writes this file, so
+        # the writer thread keeps this exact; True errs on the safe side)
+        self._any_paused = True
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -528,6 +531,7 @@ class SQLiteStore(Store):
             if conn is not None:
                 conn.close()
             raise Unavailable(f"cannot write {self.marker_path}: {exc.strerror or exc}") from None
+        self._any_paused = conn.execute("SELECT 1 FROM paused_handlers LIMIT 1").fetchone() is not None
         self._wconn = conn
 
     async def open(self) -> None:
@@ -791,11 +795,12 @@ class SQLiteStore(Store):
 
         def op(conn: sqlite3.Connection) -> list[Job]:
             ph = ",".join("?" * len(names))
+            guard = f" AND {NOT_PAUSED_HANDLER}" if self._any_paused else ""
             rows = conn.execute(
                 f"UPDATE jobs SET status='running', attempts=attempts+1, run_attempts=run_attempts+1,"
                 f" started_at=?, updated_at=?, node=?, completed_at=0"
                 f" WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=?"
-                f" AND +handler IN ({ph}) AND {NOT_PAUSED_HANDLER} ORDER BY priority DESC, seq LIMIT ?)"
+                f" AND +handler IN ({ph}){guard} ORDER BY priority DESC, seq LIMIT ?)"
                 f" RETURNING {LIST_SELECT}, payload, result",
                 (now, now, node, now, *names, limit),
             ).fetchall()
@@ -1029,6 +1034,7 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ paused handlers
     async def hold_handler(self, name: str, reason: str, now: float) -> list[Job]:
         def op(conn: sqlite3.Connection) -> list[Job]:
+            self._any_paused = True
             conn.execute(
                 "INSERT INTO paused_handlers (name, reason, paused_at) VALUES (?,?,?) ON CONFLICT(name) DO NOTHING",
                 (name, reason, now),
@@ -1045,6 +1051,8 @@ class SQLiteStore(Store):
     async def release_handler(self, name: str, now: float) -> list[Job]:
         def op(conn: sqlite3.Connection) -> list[Job]:
             conn.execute("DELETE FROM paused_handlers WHERE name=?", (name,))
+            # (a rolled-back delete leaves the row, and this True)
+            self._any_paused = conn.execute("SELECT 1 FROM paused_handlers LIMIT 1").fetchone() is not None
             rows = conn.execute(
                 f"UPDATE jobs SET status='queued', pause_reason='', updated_at=?"
                 f" WHERE status='paused' AND pause_reason=? AND {OF_HANDLER} RETURNING {LIST_SELECT}",
