@@ -833,7 +833,7 @@ class Engine:
         if job is None:  # claimed (or cancelled) while we asked
             latest = await self.get_job(job_id)
             check_pause(job_id, latest.status)
-            raise Precondition(f"job {job_id} changed while pausing; try again")
+            raise Conflict(f"job {job_id} changed while pausing; try again")
         self._publish(job)
         return job
 
@@ -855,7 +855,7 @@ class Engine:
         if job is None:
             latest = await self.get_job(job_id)
             check_resume(job_id, latest.status)
-            raise Precondition(f"job {job_id} changed while resuming; try again")
+            raise Conflict(f"job {job_id} changed while resuming; try again")
         self._publish(job)
         self._queued([job])
         return job
