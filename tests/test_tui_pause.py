@@ -53,7 +53,7 @@ async def test_pause_and_resume_by_keys_cursor_marks_and_all_matching(server) ->
     await client.close()
 
 
-async def test_pause_keys_on_the_job_detail_and_the_handlers_screen(server) -> None:
+async def test_pause_keys_on_the_detail_and_handlers_screens_refused_when_read_only(server) -> None:
     client = await client_for(server)
     job = await client.enqueue("pulse.sleep", {"seconds": 1}, delay_secs=600)
     newest = job.id
@@ -87,17 +87,13 @@ async def test_pause_keys_on_the_job_detail_and_the_handlers_screen(server) -> N
         await pilot.press("U")
         await until(pilot, lambda: not any(h.paused for h in screen.handlers), "handler resumed")
         assert (await client.get_job(held.id)).job.status in ("queued", "running", "completed")
-    await client.close()
-
-
-async def test_read_only_console_refuses_pause_keys(server) -> None:
-    client = await client_for(server)
-    job = await client.enqueue("pulse.sleep", {"seconds": 1}, delay_secs=600)
+        await client.pause_jobs([newest])
+    # a read-only console refuses the keys and says why
     app = PulseApp(server.address, server.readonly_token)
     async with app.run_test(size=(100, 30)) as pilot:
-        await started(app, pilot, rows=1)
-        await pilot.press("P", "alt+p")
+        await started(app, pilot)
+        await pilot.press("U", "alt+u")
         assert isinstance(app.screen, JobsScreen)
-        assert any("read-only: pause is disabled" in n.message for n in app._notifications)
-        assert await status_of(client, job.id) == "queued"
+        assert any("read-only: resume is disabled" in n.message for n in app._notifications)
+        assert await status_of(client, newest) == "paused"
     await client.close()
