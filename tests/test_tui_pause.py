@@ -60,11 +60,11 @@ async def test_pause_keys_on_the_detail_and_handlers_screens_refused_when_read_o
     app = PulseApp(server.address, server.token)
     async with app.run_test(size=(100, 30)) as pilot:
         t = await started(app, pilot, rows=1)
-        # the job detail: P pauses this job, U resumes it
+        # the job detail: z pauses this job (P is its parent there), U resumes it
         t.move_to_job(newest)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, JobDetailScreen), "detail")
-        await pilot.press("P")
+        await pilot.press("z")
         await until(pilot, lambda: any(f"paused {newest}" in n.message for n in app._notifications), "paused")
         assert (await client.get_job(newest)).job.pause_reason == "user_requested"
         await pilot.press("U")

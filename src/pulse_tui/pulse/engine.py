@@ -384,7 +384,7 @@ class Engine:
             self.metrics.enqueued(job.handler)
         self._publish(job)
         if job.status != QUEUED:  # held at the door (its handler is paused)
-            return job
+            return job, False
         if job.run_at > job.created_at:
             self._note_due(job.run_at)
         else:

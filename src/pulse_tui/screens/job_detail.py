@@ -34,7 +34,7 @@ class JobDetailScreen(PulseScreen):
     BINDINGS: list[BindingType] = [
         Binding("c", "cancel", "Cancel", id="detail.cancel"),
         Binding("r", "retry", "Retry", id="detail.retry"),
-        Binding("P", "pause", "Pause", show=False, id="detail.pause"),
+        Binding("z", "pause", "Pause", show=False, id="detail.pause"),  # P is the parent here
         Binding("U", "resume", "Resume", show=False, id="detail.resume"),
         Binding("y", "copy_id", "Copy id", id="detail.copy"),
         Binding("s", "schedule", "Schedule", id="detail.schedule"),
@@ -425,7 +425,8 @@ class JobDetailScreen(PulseScreen):
 
     @work(group="detail-action", exit_on_error=False)
     async def action_pause(self) -> None:
-        """P: pause this job (queued or delayed only: a running one is cancelled instead)."""
+        """z (P opens the parent here): pause this job (queued or delayed only; a running one is
+        cancelled instead)."""
         if not self.pulse.guard("pause", capability=Capability.PAUSE):
             return
         try:
