@@ -40,6 +40,19 @@ name = "importer"
 command = ["{python}", "-m", "pulse_tui.plugins.importer"]
 """
 
+# pause and budgets: jobs held by an operator, by a paused handler and by a reached budget
+PAUSE_CONFIG = (
+    PLUGINS_CONFIG
+    + f"""
+[[plugins]]
+name = "costly"
+command = ["{{python}}", "{(ROOT / "tests" / "plugins" / "costly.py").as_posix()}"]
+
+[budgets.handlers."cost.run"]
+daily = 1.0
+"""
+)
+
 EDITOR_CONFIG = """
 [[plugins]]
 name = "python"
@@ -231,6 +244,13 @@ class StableClient(PulseClient):
         out.output_tail.extend(re.sub(r"\d{4,}", "4242", line) for line in p.output_tail)
         return out
 
+    async def list_handlers(self, **kw) -> list[operator_pb2.Handler]:
+        handlers = await super().list_handlers(**kw)
+        for h in handlers:
+            if h.paused_at:
+                h.paused_at = NOW - 1800.0  # paused half an hour ago
+        return handlers
+
     async def list_plugins(self) -> list[operator_pb2.Plugin]:
         return [self._stable_plugin(p, i) for i, p in enumerate(await super().list_plugins())]
 
@@ -415,6 +435,49 @@ async def populate_children(address: str, token: str) -> None:
             await wait(kid.id, "completed", "failed")
         for i in (4, 5):
             await c.enqueue("pulse.sleep", {"part": i}, parent_job_id=parent.id, delay_secs=3600)
+
+
+async def populate_paused(address: str, token: str) -> None:
+    """Jobs held three ways (operator, paused handler, reached budget), next to finished ones."""
+    async with PulseClient(address, token) as c:
+        await c.probe()
+
+        async def wait(job_id: str, *statuses: str) -> None:
+            for _ in range(400):
+                if (await c.get_job(job_id)).job.status in statuses:
+                    return
+                await asyncio.sleep(0.025)
+            raise RuntimeError(f"job {job_id} never reached {statuses}")
+
+        for i in range(2):
+            done = await c.enqueue("demo.echo", {"order": 2000 + i})
+            await wait(done.id, "completed")
+        for _ in range(2):  # 0.45 + 0.45 of a daily 1.00: one more would go over
+            spent = await c.enqueue("cost.run", {"cost": 0.45})
+            await wait(spent.id, "completed")
+        await c.pause_handler("demo.sleep")
+        await c.enqueue("demo.sleep", {"seconds": 5})
+        await c.enqueue("demo.sleep", {"seconds": 30})
+        held = await c.enqueue("data.import", {"file": "big.csv", "rows": 90000}, delay_secs=3600)
+        await c.pause(held.id)
+        await c.enqueue("demo.echo", {"order": 2002}, delay_secs=3600)
+        await c.enqueue("cost.run", {"cost": 0.45})  # held: budget_exceeded
+
+
+async def scene_jobs_paused(app: PulseApp, pilot) -> None:
+    """Held jobs say why: ⏸ paused (paused by operator / handler paused / budget exceeded); the
+    status bar shows the spend against the budget nearest its limit."""
+    await settle(app, pilot, lambda: app.screen.query_one("JobTable").total >= 9 and bool(app.budgets))
+    app.paused = True
+
+
+async def scene_handlers_paused(app: PulseApp, pilot) -> None:
+    await settle(app, pilot, lambda: bool(app.budgets))
+    await app.switch_mode("handlers")
+    await settle(app, pilot, lambda: bool(getattr(app.screen, "handlers", None)))
+    names = [h.name for h in app.screen.handlers]
+    app.screen.query_one("DataTable").move_cursor(row=names.index("demo.sleep"))
+    await pilot.pause(0.2)
 
 
 async def stop_running(address: str, token: str) -> None:
@@ -630,6 +693,13 @@ async def scene_job_children(app: PulseApp, pilot) -> None:
 CHILDREN_SCENES: dict[str, Scene] = {"job_children": scene_job_children}
 
 
+# Scenes against the pause/budget server (start_pause_server + populate_paused).
+PAUSE_SCENES: dict[str, Scene] = {
+    "jobs_paused": scene_jobs_paused,
+    "handlers_paused": scene_handlers_paused,
+}
+
+
 # Scenes against the python-plugin server (start_editor_server + populate_scripts).
 EDITOR_SCENES: dict[str, Scene] = {
     "editor": scene_editor,
@@ -695,6 +765,10 @@ def start_children_server(base: Path):
     return _start(base, "")
 
 
+def start_pause_server(base: Path):
+    return _start(base, PAUSE_CONFIG)
+
+
 def start_editor_server(base: Path):
     return _start(base, EDITOR_CONFIG)
 
@@ -723,6 +797,13 @@ def main() -> int:
                 capture(handle.address, handle.token, ((80, 24), (120, 40)), CHILDREN_SCENES)
             )
             asyncio.run(stop_running(handle.address, handle.token))
+        finally:
+            handle.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        handle = start_pause_server(Path(tmp))
+        try:
+            asyncio.run(populate_paused(handle.address, handle.token))
+            paths += asyncio.run(capture(handle.address, handle.token, ((80, 24), (120, 40)), PAUSE_SCENES))
         finally:
             handle.stop()
     for p in paths:

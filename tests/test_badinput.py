@@ -445,7 +445,7 @@ def queue_cases(w: World) -> list[tuple[str, Callable[[], Any], Callable]]:
         ),
         ("q-update-no-id", upd(), queue_error("request has no job id")),
         ("q-update-unknown", upd(id="nope", status="cancelled"), queue_error("no job with id")),
-        ("q-update-complete", upd(id=w.queued, status="completed"), queue_error("can only cancel")),
+        ("q-update-complete", upd(id=w.queued, status="completed"), queue_error("UpdateJob can cancel")),
         (
             "q-update-bogus-status",
             upd(id=w.queued, status="exploded"),

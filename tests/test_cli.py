@@ -321,3 +321,45 @@ def test_children_ids_and_cost_estimates(cli):
     assert sum(doc["children"].values()) == 2 and doc["cost_estimate"] == 2.5
     code, out, err = cli("jobs", "show", "cli-parent-1")
     assert "children  2 (" in out and "(estimate 2.5)" in out
+
+
+def test_jobs_and_handlers_pause_resume_json(cli, shared_server, capsys, tmp_path):
+    spec = tmp_path / "jobs.jsonl"
+    spec.write_text('{"handler": "pulse.noop", "delay_secs": 3600}\n')  # delayed: stays queued
+    code, out, err = cli("jobs", "enqueue", "--from", str(spec), "--json")
+    assert code == 0, err
+    [job_id] = json.loads(out)["ids"]
+    code, out, err = cli("jobs", "pause", job_id, "--json")
+    assert code == 0 and json.loads(out) == {"affected": [job_id], "failures": []}, err
+    code, out, err = cli("jobs", "show", job_id, "--json")
+    assert json.loads(out)["status"] == "paused" and json.loads(out)["pause_reason"] == "user_requested"
+    code, out, err = cli("jobs", "show", job_id)
+    assert "status    paused (user requested)" in out
+    code, out, err = cli("jobs", "pause", job_id)
+    assert code == 1 and "already paused" in err
+    code, out, err = cli("jobs", "resume", job_id)
+    assert code == 0 and f"{job_id}: resumed" in out
+    try:
+        code, out, err = cli("handlers", "pause", "pulse.noop", "--json")
+        assert code == 0, err
+        doc = json.loads(out)
+        assert doc["name"] == "pulse.noop" and doc["paused"] and doc["pause_reason"] == "user_requested"
+        assert doc["paused_jobs"] >= 1  # the delayed job is held too
+        code, out, err = cli("jobs", "show", job_id, "--json")
+        assert json.loads(out)["pause_reason"] == "handler_paused"
+        code, out, err = cli("handlers", "list")
+        assert "paused (" in out and "PAUSED" in out
+        code, out, err = cli("handlers", "pause", "nope.nothing")
+        assert code != 0 and "no handler named 'nope.nothing'" in err
+        # a read-only token is refused by the server
+        ro = shared_server.data_dir / "token.readonly"
+        for args in (["handlers", "resume", "pulse.noop"], ["jobs", "resume", job_id]):
+            code = main([*args, "--connect", shared_server.address, "--token-file", str(ro)])
+            out, err = capsys.readouterr()
+            assert code != 0 and "read-only" in err
+    finally:
+        code, out, err = cli("handlers", "resume", "pulse.noop", "--json")
+    assert code == 0 and not json.loads(out)["paused"], err
+    code, out, err = cli("jobs", "show", job_id, "--json")
+    assert json.loads(out)["status"] == "queued" and json.loads(out)["pause_reason"] is None
+    cli("jobs", "cancel", job_id)

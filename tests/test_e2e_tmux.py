@@ -301,8 +301,10 @@ def test_triage_by_keys_in_tmux(terminal: Terminal, server_factory: Callable[...
     term.type("handler:pulse.f")
     term.wait_for_screen(r"filter: handler=pulse\.f\* — 3 job\(s\)")
     term.keys("Enter")
-    # keys typed before the filter line has closed would land in it ("handler=pulse.fR*")
-    term.wait(lambda: "applies as you type" not in term.screen(), "the filter line closed", 10)
+    # keys typed before the filter line has closed would land in it ("handler=pulse.fR*"); the
+    # line shows what was typed (`handler:pulse.f`) until Enter closes it (its placeholder, which
+    # says "applies as you type", is hidden as soon as something is typed)
+    term.wait(lambda: "handler:pulse.f" not in term.screen(), "the filter line closed", 10)
     # 2. R under the filter: the three re-run and fail again; the list shows exactly them
     term.keys("R")
     term.wait_for_screen(r"Retry 3 failed job\(s\) matching handler=pulse\.f\*")
@@ -333,6 +335,21 @@ def test_triage_by_keys_in_tmux(terminal: Terminal, server_factory: Callable[...
     term.keys("y")
     term.wait_for_screen(r"deleted 1 job\(s\)")
     term.wait_for_screen(r"All 4\b")
+    # 5. :handlers, pause the last one (pulse.sleep) by key: a new job of it is held; resume
+    term.keys(":")
+    term.wait_for_screen(r":command\s+\(jobs, plugins")
+    term.type("handlers")
+    term.keys("Enter")
+    term.wait_for_screen(r"HANDLER\s+OWNER")
+    term.keys("G", "P")
+    term.wait_for_screen(r"paused pulse\.sleep: 0 job\(s\) held")
+    term.wait_for_screen(r"⏸ pulse\.sleep")
+    held = _cli(srv, "enqueue", "pulse.sleep", "--payload", '{"seconds": 0}')
+    doc = json.loads(_cli(srv, "show", held, "--json"))
+    assert (doc["status"], doc["pause_reason"]) == ("paused", "handler_paused")
+    term.keys("U")
+    term.wait_for_screen(r"resumed pulse\.sleep: 1 held job\(s\) released")
+    term.wait(lambda: json.loads(_cli(srv, "show", held, "--json"))["status"] == "completed", "it runs", 10)
 
 
 def test_q_at_root_asks_before_stopping_the_embedded_server(terminal: Terminal, tmp_path: Path) -> None:

@@ -171,7 +171,7 @@ async def test_queue_update_job(shared_server, queue, ops):
     bad = await queue.UpdateJob(
         qp.UpdateJobRequest(auth_token=t, job=qp.Job(id=queued.id, status="completed"))
     )
-    assert not bad.success and "UpdateJob can only cancel" in bad.error
+    assert not bad.success and "UpdateJob can cancel" in bad.error
     prog = await queue.UpdateJob(
         qp.UpdateJobRequest(auth_token=t, job=qp.Job(id=queued.id, progress=qp.Progress(current=1, total=2)))
     )

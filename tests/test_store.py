@@ -211,6 +211,87 @@ async def test_transition_applies_only_from_allowed_statuses(store: Store):
         await store.transition("missing", (J.QUEUED,), {"status": J.CANCELLED})
 
 
+async def test_pause_and_resume_keep_the_fifo_place(store: Store):
+    await store.insert(new_jobs(4))
+    now = time.time()
+    held = await store.transition("j1", (J.QUEUED,), {"status": J.PAUSED, "pause_reason": J.REASON_USER})
+    assert held is not None and held.status == J.PAUSED and held.pause_reason == J.REASON_USER
+    got = await store.claim(2, ["h"], now)
+    assert [j.id for j in got] == ["j0", "j2"]  # the paused job is never claimed
+    back = await store.transition("j1", (J.PAUSED,), {"status": J.QUEUED, "pause_reason": ""})
+    assert back is not None and back.pause_reason == "" and back.seq == held.seq
+    assert [j.id for j in await store.claim(5, ["h"], now)] == ["j1", "j3"]  # its old place
+
+
+async def test_paused_handler_holds_queued_and_new_jobs_and_releases_them_in_order(store: Store):
+    await store.insert(new_jobs(3, handler="a.b", prefix="a"))
+    await store.insert(new_jobs(1, handler="p/a.b", prefix="q"))  # qualified form: held too
+    await store.insert(new_jobs(2, handler="other", prefix="o"))
+    user = await store.transition("a2", (J.QUEUED,), {"status": J.PAUSED, "pause_reason": J.REASON_USER})
+    assert user is not None
+    now = time.time()
+    held = await store.hold_handler("a.b", J.REASON_USER, now)
+    assert [j.id for j in held] == ["a0", "a1", "q0"]
+    assert all(j.status == J.PAUSED and j.pause_reason == J.REASON_HANDLER for j in held)
+    assert await store.paused_handlers() == {"a.b": (J.REASON_USER, pytest.approx(now))}
+    # a new job is held at the door, even when the inserting node did not know of the pause
+    [late] = await store.insert(new_jobs(1, handler="a.b", prefix="late"))
+    assert late.status == J.PAUSED and late.pause_reason == J.REASON_HANDLER
+    # one that reaches `queued` anyway (recovery re-queues running jobs) is not claimed either
+    await store.insert(new_jobs(1, handler="a.b", prefix="run"))
+    await store.transition("run0", (J.PAUSED,), {"status": J.QUEUED, "pause_reason": ""})
+    got = await store.claim(10, ["a.b", "p/a.b", "other"], time.time())
+    assert [j.id for j in got] == ["o0", "o1"]
+    again = await store.hold_handler("a.b", J.REASON_USER, now + 5)  # idempotent, keeps paused_at
+    assert [j.id for j in again] == ["run0"]
+    assert (await store.paused_handlers())["a.b"][1] == pytest.approx(now)
+    released = await store.release_handler("a.b", now)
+    assert [j.id for j in released] == ["a0", "a1", "q0", "late0", "run0"]  # user-paused a2 stays
+    assert all(j.status == J.QUEUED and j.pause_reason == "" for j in released)
+    assert (await store.get("a2")).pause_reason == J.REASON_USER
+    assert await store.paused_handlers() == {}
+    got = await store.claim(10, ["a.b", "p/a.b"], time.time())
+    assert [j.id for j in got] == ["a0", "a1", "q0", "late0", "run0"]
+
+
+async def test_budget_hold_release_override_and_spend(store: Store):
+    await store.insert(new_jobs(2, handler="a.b", prefix="a"))
+    await store.insert(new_jobs(1, handler="p/a.b", prefix="q"))
+    await store.insert(new_jobs(2, handler="c", prefix="c"))
+    now = time.time()
+    held = await store.hold_queued(["a.b"], J.REASON_BUDGET, now)
+    assert [j.id for j in held] == ["a0", "a1", "q0"]
+    # an operator released a1 over budget: a sweep leaves it queued
+    await store.transition(
+        "a1", (J.PAUSED,), {"status": J.QUEUED, "pause_reason": "", "budget_override": True}
+    )
+    assert [j.id for j in await store.hold_queued(None, J.REASON_BUDGET, now)] == ["c0", "c1"]
+    assert [j.id for j in await store.release_held(None, J.REASON_BUDGET, now, keep=["a.b"])] == ["c0", "c1"]
+    await store.hold_handler("c", J.REASON_USER, now)  # a paused handler's jobs stay held
+    assert await store.release_held(["c"], J.REASON_BUDGET, now) == []
+    assert [j.id for j in await store.release_held(["a.b"], J.REASON_BUDGET, now)] == ["a0", "q0"]
+    # the attempt's end clears the override
+    [a1] = [j for j in await store.claim(5, ["a.b", "p/a.b"], now) if j.id == "a1"]
+    a1.status, a1.completed_at, a1.cost_actual = J.COMPLETED, now, 0.25
+    await store.finish([Finish(a1, Attempt("a1", 1, now, now, J.OUTCOME_COMPLETED))])
+    assert await store.hold_queued(["a.b"], J.REASON_BUDGET, now) == []  # nothing queued left
+    await store.transition("a1", (J.COMPLETED,), {"status": J.QUEUED})  # (as a re-run would)
+    assert [j.id for j in await store.hold_queued(["a.b"], J.REASON_BUDGET, now)] == ["a1"]
+    day, month = now - 10, now - 100
+    assert await store.spend(day, month) == []  # nothing finished
+    await store.transition(
+        "a1", (J.PAUSED,), {"status": J.COMPLETED, "completed_at": now, "cost_actual": 0.5}
+    )
+    await store.transition(
+        "c0", (J.PAUSED,), {"status": J.CANCELLED, "completed_at": now - 50, "cost_actual": 1.5}
+    )
+    got = sorted(await store.spend(day, month))
+    assert got == [
+        ("a.b", pytest.approx(day), pytest.approx(0.5), 1),
+        ("c", pytest.approx(month), pytest.approx(1.5), 1),
+    ]
+
+
 async def test_recover_requeues_running_as_interrupted(store: Store):
     await store.insert(new_jobs(3))
     await store.claim(2, ["h"], time.time())
@@ -629,6 +710,22 @@ async def test_pg_engine_noop_and_retry_history(pg_engines):
     d = await engine.get_detail(f.id)
     assert [a.outcome for a in d.attempts] == ["failed", "failed", "completed"]
     assert [e.message for e in d.logs] == ["call 1", "call 2", "call 3"]
+
+
+@pytest.mark.postgres
+async def test_pg_handler_paused_on_one_node_is_held_by_every_node(pg_engines):
+    a = await pg_engines(node="a")
+    b = await pg_engines(node="b")
+    await a.pause_handler("pulse.noop")
+    assert "pulse.noop" not in b.paused_handlers  # b has not reloaded: the store holds it anyway
+    held = await b.enqueue("pulse.noop", b"{}")
+    assert held.status == J.PAUSED and held.pause_reason == J.REASON_HANDLER
+    other = await b.enqueue("pulse.sleep", b'{"seconds": 0}')
+    await wait_status(b, other.id, {J.COMPLETED})  # b claimed after the held job was stored
+    assert (await b.get_job(held.id)).status == J.PAUSED
+    await a.resume_handler("pulse.noop")
+    done = await wait_status(b, held.id, {J.COMPLETED})
+    assert done.pause_reason == ""
 
 
 @pytest.mark.postgres

@@ -28,10 +28,19 @@ def test_wire_strings_are_unchanged() -> None:
     assert FINISHED == {"completed", "failed", "cancelled"}
     assert [m.value for m in EndpointMode] == ["operator", "compat", "plugin"]
     assert [r.value for r in PauseReason] == ["user_requested", "budget_exceeded", "handler_paused"]
-    assert CAPABILITIES[EndpointMode.COMPAT] == {"jobs", "detail", "counts", "enqueue", "cancel", "retry"}
+    assert CAPABILITIES[EndpointMode.COMPAT] == {
+        "jobs",
+        "detail",
+        "counts",
+        "enqueue",
+        "cancel",
+        "retry",
+        "pause",
+    }
     assert CAPABILITIES[EndpointMode.PLUGIN] == {"plugin-endpoint"}
     assert CAPABILITIES[EndpointMode.OPERATOR] == {
         *("jobs", "watch", "detail", "counts", "enqueue", "enqueue-many", "cancel", "retry", "bulk"),
+        *("pause", "pause-handlers"),
         *("delete", "plugins", "handlers", "schedules", "scripts", "stats"),
     }
     # a StrEnum is its string wherever it goes: formatting, JSON, dict keys

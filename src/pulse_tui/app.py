@@ -131,6 +131,7 @@ class PulseApp(App[None]):
     counts_markup: reactive[str] = reactive("")
     endpoint_mode: reactive[str] = reactive("")
     store_condition: reactive[str] = reactive("")  # ServerInfo.store_condition ("" = healthy)
+    budget_markup: reactive[str] = reactive("")  # ServerInfo.budgets, for the status bar
 
     def __init__(
         self,
@@ -168,6 +169,7 @@ class PulseApp(App[None]):
         self.live = live
         self._keymap_overrides = dict(keymap or {})  # binding id -> key ([tui] keys in the config)
         self._pending: dict[str, operator_pb2.Job] = {}
+        self.budgets: list[operator_pb2.Budget] = []  # the last ServerInfo's (see _note_budgets)
         self._need_resync = False
         self._counts_dirty = True
         self._connected_once = asyncio.Event()
@@ -448,6 +450,7 @@ class PulseApp(App[None]):
         self.endpoint_mode = mode
         info = self.client.info
         self.store_condition = info.store_condition if info is not None and mode == OPERATOR else ""
+        self._note_budgets(info if mode == OPERATOR else None)
         self._connected_once.set()
         self._counts_dirty = True
         self._for_screens(lambda s: s.connection_changed(True))
@@ -528,6 +531,22 @@ class PulseApp(App[None]):
         except ClientError:
             return  # unreachable servers are noticed (and reported) by the watch and the counts
         self.store_condition = info.store_condition
+        self._note_budgets(info)
+
+    def _note_budgets(self, info: operator_pb2.ServerInfo | None) -> None:
+        self.budgets = list(info.budgets) if info is not None else []
+        self.budget_markup = fmt.budget_markup(self.budgets)
+
+    def show_budgets(self) -> None:
+        """`:budgets`: every budget with its spend (from the last ServerInfo, every 5 s)."""
+        if not self.budgets:
+            self.notify("no spend budgets are set ([budgets] in the server's pulse.toml)")
+            return
+        lines = []
+        for b in self.budgets:
+            state = "REACHED: its jobs are held" if b.reached else f"{b.remaining:.2f} left"
+            lines.append(f"{b.scope or 'every job'} {b.period}: {b.spent:.2f} of {b.limit:.2f} ({state})")
+        self.notify("\n".join(lines), title="Spend budgets", timeout=10)
 
     @work(exclusive=True, group="counts", exit_on_error=False)
     async def refresh_counts(self) -> None:

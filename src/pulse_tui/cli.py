@@ -2,9 +2,9 @@
 
     pulse-tui                      the TUI (starts an embedded server when none answers)
     pulse-tui serve                the Pulse server
-    pulse-tui jobs …               enqueue / show / list / cancel / retry
+    pulse-tui jobs …               enqueue / show / list / cancel / retry / pause / resume / delete
     pulse-tui plugins …            list / reload
-    pulse-tui handlers list        handlers and naming conflicts
+    pulse-tui handlers …           list (names and naming conflicts) / pause / resume
     pulse-tui schedules …          list / show / create / update / pause / resume / run / delete
     pulse-tui ix COMMAND           run the handler script python.COMMAND
     pulse-tui config --print-default
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     serve.set_defaults(func=cmd_serve)
 
-    jobs = sub.add_parser("jobs", help="enqueue, inspect, cancel and retry jobs")
+    jobs = sub.add_parser("jobs", help="enqueue, inspect, cancel, retry, pause and resume jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     p = jsub.add_parser("enqueue", parents=[conn, js], help="enqueue a job, or many from a JSON-lines file")
     p.add_argument("handler", nargs="?", help="handler name (not with --from)")
@@ -206,8 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parent", default="", metavar="ID", help="only the children of this job")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-1000, default 50)")
     p.set_defaults(func=cmd_jobs_list)
-    for action in ("cancel", "retry"):
-        p = jsub.add_parser(action, parents=[conn, js], help=f"{action} jobs by id")
+    for action, what in (
+        ("cancel", "cancel jobs by id"),
+        ("retry", "retry failed or cancelled jobs by id"),
+        ("pause", "pause queued or delayed jobs by id (held until resumed; not running ones)"),
+        ("resume", "resume paused jobs by id (back to their place in the queue)"),
+    ):
+        p = jsub.add_parser(action, parents=[conn, js], help=what)
         p.add_argument("ids", nargs="+", metavar="ID")
         p.set_defaults(func=cmd_jobs_bulk, action=action)
     p = jsub.add_parser(
@@ -242,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = hsub.add_parser("list", parents=[conn, js], help="list handlers")
     p.add_argument("--conflicts", action="store_true", help="only names with conflicts")
     p.set_defaults(func=cmd_handlers_list)
+    for action, what in (
+        ("pause", "hold every job of a handler, queued and new (running ones finish); survives restarts"),
+        ("resume", "release a paused handler's jobs, in their FIFO order"),
+    ):
+        p = hsub.add_parser(action, parents=[conn, js], help=what)
+        p.add_argument("name", help="handler name (bare: it holds the qualified plugin/NAME forms too)")
+        p.set_defaults(func=cmd_handlers_pause, action=action)
 
     schedules = sub.add_parser("schedules", help="recurring jobs: interval or cron schedules")
     ssub = schedules.add_subparsers(dest="schedules_command", metavar="ACTION", required=True)
@@ -602,6 +614,7 @@ def job_summary(j: Any) -> dict[str, Any]:
         "id": j.id,
         "handler": j.handler,
         "status": j.status,
+        "pause_reason": j.pause_reason or None,  # user_requested | handler_paused | budget_exceeded
         "progress": {"current": j.progress_current, "total": j.progress_total},
         "attempt_count": j.attempts,
         "charged_attempts": j.run_attempts,
@@ -668,7 +681,7 @@ def job_text(d: Any, children: Any = None) -> str:
     lines = [
         f"job       {j.id}",
         f"handler   {j.handler}" + (f" (plugin {j.plugin})" if j.plugin else ""),
-        f"status    {j.status}",
+        f"status    {j.status}" + (f" ({j.pause_reason.replace('_', ' ')})" if j.pause_reason else ""),
         f"progress  {_progress(j)}",
         f"attempts  {j.attempts} (charged this run {j.run_attempts} of max {j.max_attempts or 'unknown'}, "
         f"interrupted uncharged {j.interrupted_attempts}, operator retries {j.retry_count})",
@@ -1014,11 +1027,18 @@ def cmd_jobs_delete(args: argparse.Namespace) -> int:
     return with_client(args, run)
 
 
+BULK_ACTIONS = {  # jobs ACTION: (client method, what the text output says of each job)
+    "cancel": ("cancel_jobs", "cancelled"),
+    "retry": ("retry_jobs", "re-queued"),
+    "pause": ("pause_jobs", "paused"),
+    "resume": ("resume_jobs", "resumed"),
+}
+
+
 def cmd_jobs_bulk(args: argparse.Namespace) -> int:
     async def run(client: Any) -> int:
-        action = client.cancel_jobs if args.action == "cancel" else client.retry_jobs
-        resp = await action(list(args.ids))
-        done = "cancelled" if args.action == "cancel" else "re-queued"
+        method, done = BULK_ACTIONS[args.action]
+        resp = await getattr(client, method)(list(args.ids))
         doc = {
             "affected": list(resp.affected_ids),
             "failures": [{"id": f.id, "error": f.error} for f in resp.failures],
@@ -1405,25 +1425,45 @@ def cmd_plugins_reload(args: argparse.Namespace) -> int:
     return with_client(args, run)
 
 
+def handler_doc(h: Any) -> dict[str, Any]:
+    return {
+        "name": h.name,
+        "owner": h.owner,
+        "claimants": list(h.claimants),
+        "conflict": h.conflict,
+        "explanation": h.explanation,
+        "builtin": h.builtin,
+        "pinned": h.pinned,
+        "qualified": list(h.qualified),
+        "queued": h.queued,
+        "running": h.running,
+        "failed": h.failed,
+        "paused": h.paused,
+        "pause_reason": h.pause_reason or None,
+        "paused_at": h.paused_at or None,
+        "paused_jobs": h.paused_jobs,
+        "changed_jobs": h.changed_jobs,  # pause / resume: the jobs just held / released
+    }
+
+
+def cmd_handlers_pause(args: argparse.Namespace) -> int:
+    async def run(client: Any) -> int:
+        if args.action == "pause":
+            h = await client.pause_handler(args.name)
+            text = f"{h.name}: paused; {h.changed_jobs:,} job(s) held (running ones finish)"
+        else:
+            h = await client.resume_handler(args.name)
+            text = f"{h.name}: resumed; {h.changed_jobs:,} held job(s) released"
+        emit(args, handler_doc(h), text)
+        return 0
+
+    return with_client(args, run)
+
+
 def cmd_handlers_list(args: argparse.Namespace) -> int:
     async def run(client: Any) -> int:
         handlers = await client.list_handlers(conflicts_only=args.conflicts)
-        docs = [
-            {
-                "name": h.name,
-                "owner": h.owner,
-                "claimants": list(h.claimants),
-                "conflict": h.conflict,
-                "explanation": h.explanation,
-                "builtin": h.builtin,
-                "pinned": h.pinned,
-                "qualified": list(h.qualified),
-                "queued": h.queued,
-                "running": h.running,
-                "failed": h.failed,
-            }
-            for h in handlers
-        ]
+        docs = [handler_doc(h) for h in handlers]
         rows = [
             [
                 h.name,
@@ -1431,11 +1471,12 @@ def cmd_handlers_list(args: argparse.Namespace) -> int:
                 h.conflict or "-",
                 str(h.queued),
                 str(h.running),
+                f"paused ({h.paused_jobs:,} held)" if h.paused else "-",
                 h.explanation,
             ]
             for h in handlers
         ]
-        text = _table(rows, ["HANDLER", "OWNER", "CONFLICT", "QUEUED", "RUNNING", "NOTE"])
+        text = _table(rows, ["HANDLER", "OWNER", "CONFLICT", "QUEUED", "RUNNING", "PAUSED", "NOTE"])
         emit(args, {"handlers": docs}, text if handlers else "no handlers")
         return 0
 

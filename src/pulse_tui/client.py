@@ -201,6 +201,7 @@ def _from_queue_job(q: queue_pb2.Job) -> operator_pb2.Job:
         cost_estimate=q.cost_estimate,
         cost_actual=q.cost_actual,
         attempts=1 if q.started_at else 0,
+        pause_reason=q.pulse_state.pause_reason,
     )
 
 
@@ -563,6 +564,56 @@ class PulseClient:
         self._need(Capability.DELETE)
         return await self._call(self._op.DeleteJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
 
+    async def pause_jobs(
+        self,
+        ids: Sequence[str] = (),
+        flt: operator_pb2.JobFilter | None = None,
+        *,
+        limit: int = 0,
+        dry_run: bool = False,
+    ) -> operator_pb2.BulkResponse:
+        """Pause queued or delayed jobs (by ids, or those matching ``flt`` up to ``limit``)."""
+        self._need(Capability.PAUSE)
+        if self.mode == COMPAT:
+            if not ids and flt is not None:
+                ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
+            return await self._compat_bulk(ids, self._compat_pause_one, dry_run)
+        return await self._call(self._op.PauseJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+
+    async def resume_jobs(
+        self,
+        ids: Sequence[str] = (),
+        flt: operator_pb2.JobFilter | None = None,
+        *,
+        limit: int = 0,
+        dry_run: bool = False,
+    ) -> operator_pb2.BulkResponse:
+        """Resume paused jobs: back to the queue at their old place."""
+        self._need(Capability.PAUSE)
+        if self.mode == COMPAT:
+            if not ids and flt is not None:
+                ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
+            return await self._compat_bulk(ids, self._compat_resume_one, dry_run)
+        return await self._call(self._op.ResumeJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+
+    async def pause_handler(self, name: str) -> operator_pb2.Handler:
+        self._need(Capability.PAUSE_HANDLERS)
+        return await self._call(self._op.PauseHandler, operator_pb2.HandlerNameRequest(name=name))
+
+    async def resume_handler(self, name: str) -> operator_pb2.Handler:
+        self._need(Capability.PAUSE_HANDLERS)
+        return await self._call(self._op.ResumeHandler, operator_pb2.HandlerNameRequest(name=name))
+
+    async def pause(self, job_id: str) -> operator_pb2.BulkResponse:
+        resp = await self.pause_jobs([job_id])
+        self._raise_single(resp)
+        return resp
+
+    async def resume(self, job_id: str) -> operator_pb2.BulkResponse:
+        resp = await self.resume_jobs([job_id])
+        self._raise_single(resp)
+        return resp
+
     async def cancel(self, job_id: str) -> operator_pb2.BulkResponse:
         resp = await self.cancel_jobs([job_id])
         self._raise_single(resp)
@@ -816,6 +867,30 @@ class PulseClient:
             self._queue.UpdateJob, queue_pb2.UpdateJobRequest(auth_token=self.token, job=q)
         )
         self._compat_check(resp.success, resp.error)
+
+    async def _compat_set_status(self, job_id: str, allowed: str, status: str, dry_run: bool) -> None:
+        q = await self._compat_get(job_id)
+        if q.status != allowed:
+            if status == "paused":
+                msg = "only queued or delayed jobs can be paused"
+                if q.status == "running":
+                    msg = "a running job cannot be paused; cancel it instead"
+            else:
+                msg = "only paused jobs can be resumed"
+            raise ClientError("FAILED_PRECONDITION", f"job {job_id} is {q.status}; {msg}")
+        if dry_run:
+            return
+        resp = await self._call(
+            self._queue.UpdateJob,
+            queue_pb2.UpdateJobRequest(auth_token=self.token, job=queue_pb2.Job(id=job_id, status=status)),
+        )
+        self._compat_check(resp.success, resp.error)
+
+    async def _compat_pause_one(self, job_id: str, dry_run: bool) -> None:  # UpdateJob status=paused
+        await self._compat_set_status(job_id, "queued", "paused", dry_run)
+
+    async def _compat_resume_one(self, job_id: str, dry_run: bool) -> None:
+        await self._compat_set_status(job_id, "paused", "queued", dry_run)
 
     async def _compat_retry_one(self, job_id: str, dry_run: bool) -> None:
         """QueueService has no retry: enqueue a copy (parent_job_id = the old one); its id is

@@ -98,6 +98,16 @@ def command_table(app: PulseApp) -> CommandTable:
             _on_jobs(app, lambda jobs, _args: jobs.purge()),
         ),
         (
+            "pause-all",
+            "Pause every queued job matching the filter (asks first)",
+            _on_jobs(app, lambda jobs, _args: jobs.pause_all()),
+        ),
+        (
+            "resume-all",
+            "Resume every paused job matching the filter (asks first)",
+            _on_jobs(app, lambda jobs, _args: jobs.resume_all()),
+        ),
+        (
             "sort",
             "Sort the jobs: :sort COLUMN [asc|desc] (alone: newest first)",
             _on_jobs(app, lambda jobs, args: jobs.sort(args)),

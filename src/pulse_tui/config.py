@@ -121,6 +121,29 @@ class ScheduleConfig:
 
 
 @dataclass(slots=True)
+class Limits:
+    """[budgets] daily / monthly, in the unit plugins report cost in (see pulse/budgets.py)."""
+
+    daily: float = 0.0  # 0 = no limit
+    monthly: float = 0.0
+
+    def get(self, period: str) -> float:
+        return self.daily if period == "daily" else self.monthly
+
+
+@dataclass(slots=True)
+class BudgetConfig:
+    total: Limits = field(default_factory=Limits)  # every job
+    handlers: dict[str, Limits] = field(default_factory=dict)  # bare handler name -> its limits
+
+    @property
+    def empty(self) -> bool:
+        return not (self.total.daily or self.total.monthly) and not any(
+            lim.daily or lim.monthly for lim in self.handlers.values()
+        )
+
+
+@dataclass(slots=True)
 class TuiConfig:
     keys: dict[str, str] = field(default_factory=dict)  # binding id -> key
     theme: str = ""  # a Textual theme name ("" = textual-dark, or the last one picked)
@@ -137,6 +160,7 @@ class Config:
     # [server] retention_days, which prunes completed jobs only
     retention: dict[str, dict[str, float | None]] = field(default_factory=dict)
     tui: TuiConfig = field(default_factory=TuiConfig)
+    budgets: BudgetConfig = field(default_factory=BudgetConfig)  # [budgets]: spend limits
     path: Path | None = None  # file it came from (None = built-in defaults)
 
     def plugin(self, name: str) -> PluginConfig | None:
@@ -215,6 +239,15 @@ durability = "{s.durability}"               # SQLite: "full" = an acknowledged j
 # completed = "1h"
 # failed = "30d"
 # cancelled = "1d"
+
+# Spend budgets, in the unit plugins report cost in (the sum of cost_actual of the jobs finished
+# this UTC day / month). When one is reached, the queued jobs it covers are held (paused,
+# budget_exceeded) until the period rolls over or the limit is raised (restart the server).
+[budgets]
+# daily = 10.0
+# monthly = 200.0                  # keep [server] retention_days >= 31 for a monthly budget
+# [budgets.handlers."demo.sleep"]  # one handler's own budget (its bare name)
+# daily = 2.0
 
 # Recurring jobs, reconciled at start (one per handler; removing one here withdraws it).
 # [[schedules]]
@@ -304,7 +337,9 @@ class _Parser:
 
     def parse(self, data: dict[str, Any]) -> Config:
         self._known(
-            data, (), ("server", "plugins", "handlers", "handler_limits", "retention", "schedules", "tui")
+            data,
+            (),
+            ("server", "plugins", "handlers", "handler_limits", "retention", "schedules", "tui", "budgets"),
         )
         server = self._server(self._table(data, ("server",)))
         if self.data_dir_override:
@@ -327,7 +362,9 @@ class _Parser:
         keys = self._string_map(self._table(tui, ("tui", "keys")), ("tui", "keys"))
         schedules = self._schedules(data.get("schedules", []))
         retention = self._retention(self._table(data, ("retention",)))
+        budgets = self._budgets(self._table(data, ("budgets",)))
         return Config(
+            budgets=budgets,
             server=server,
             plugins=plugins,
             handlers=pins,
@@ -338,6 +375,26 @@ class _Parser:
         )
 
     # ------------------------------------------------------------ sections
+
+    def _budgets(self, raw: dict[str, Any]) -> BudgetConfig:
+        self._known(raw, ("budgets",), ("daily", "monthly", "handlers"))
+
+        def limits(table: dict[str, Any], path: tuple[str | int, ...]) -> Limits:
+            return Limits(
+                daily=self._number(table["daily"], (*path, "daily")) if "daily" in table else 0.0,
+                monthly=self._number(table["monthly"], (*path, "monthly")) if "monthly" in table else 0.0,
+            )
+
+        handlers: dict[str, Limits] = {}
+        for name, table in self._table(raw, ("budgets", "handlers")).items():
+            path = ("budgets", "handlers", name)
+            if not isinstance(table, dict):
+                raise self.error(path, f"expected a table with daily and/or monthly, got {_show(table)}")
+            if "/" in name:
+                raise self.error(path, "use the handler's bare name (it covers plugin/NAME too)")
+            self._known(table, path, ("daily", "monthly"))
+            handlers[name] = limits(table, path)
+        return BudgetConfig(total=limits(raw, ("budgets",)), handlers=handlers)
 
     def _server(self, raw: dict[str, Any]) -> ServerConfig:
         path = ("server",)

@@ -38,6 +38,7 @@ class PulseConsole(Protocol):
     counts_markup: str  # the status bar's job counts (Rich markup)
     endpoint_mode: str  # set when a probe answers: operator, compat or plugin
     store_condition: str  # the server's store_condition ("" = the store can write)
+    budget_markup: str  # the spend against the budget nearest its limit (Rich markup; "" = none)
 
     @property
     def read_only(self) -> bool:

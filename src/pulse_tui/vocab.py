@@ -52,6 +52,8 @@ class Capability(StrEnum):
     ENQUEUE_MANY = "enqueue-many"
     CANCEL = "cancel"
     RETRY = "retry"
+    PAUSE = "pause"  # pause / resume jobs (QueueService.UpdateJob can, so compat mode too)
+    PAUSE_HANDLERS = "pause-handlers"  # pause / resume a whole handler
     BULK = "bulk"
     DELETE = "delete"
     PLUGINS = "plugins"
@@ -72,6 +74,7 @@ CAPABILITIES: dict[EndpointMode, frozenset[Capability]] = {
             Capability.ENQUEUE,
             Capability.CANCEL,
             Capability.RETRY,
+            Capability.PAUSE,
         }
     ),
     EndpointMode.PLUGIN: frozenset({Capability.PLUGIN_ENDPOINT}),

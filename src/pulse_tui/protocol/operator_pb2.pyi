@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Job(_message.Message):
-    __slots__ = ("id", "seq", "handler", "status", "priority", "progress_current", "progress_total", "attempts", "max_attempts", "retry_count", "error", "created_at", "started_at", "completed_at", "updated_at", "run_at", "timeout_secs", "plugin", "plugin_version", "source", "parent_job_id", "cost_estimate", "cost_actual", "no_handler", "node", "run_attempts", "interrupted_attempts", "schedule_id")
+    __slots__ = ("id", "seq", "handler", "status", "priority", "progress_current", "progress_total", "attempts", "max_attempts", "retry_count", "error", "created_at", "started_at", "completed_at", "updated_at", "run_at", "timeout_secs", "plugin", "plugin_version", "source", "parent_job_id", "cost_estimate", "cost_actual", "no_handler", "node", "run_attempts", "interrupted_attempts", "schedule_id", "pause_reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class Job(_message.Message):
     RUN_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     seq: int
     handler: str
@@ -64,7 +65,8 @@ class Job(_message.Message):
     run_attempts: int
     interrupted_attempts: int
     schedule_id: str
-    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., handler: _Optional[str] = ..., status: _Optional[str] = ..., priority: _Optional[int] = ..., progress_current: _Optional[int] = ..., progress_total: _Optional[int] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry_count: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., run_at: _Optional[float] = ..., timeout_secs: _Optional[int] = ..., plugin: _Optional[str] = ..., plugin_version: _Optional[str] = ..., source: _Optional[str] = ..., parent_job_id: _Optional[str] = ..., cost_estimate: _Optional[float] = ..., cost_actual: _Optional[float] = ..., no_handler: _Optional[bool] = ..., node: _Optional[str] = ..., run_attempts: _Optional[int] = ..., interrupted_attempts: _Optional[int] = ..., schedule_id: _Optional[str] = ...) -> None: ...
+    pause_reason: str
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., handler: _Optional[str] = ..., status: _Optional[str] = ..., priority: _Optional[int] = ..., progress_current: _Optional[int] = ..., progress_total: _Optional[int] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry_count: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., run_at: _Optional[float] = ..., timeout_secs: _Optional[int] = ..., plugin: _Optional[str] = ..., plugin_version: _Optional[str] = ..., source: _Optional[str] = ..., parent_job_id: _Optional[str] = ..., cost_estimate: _Optional[float] = ..., cost_actual: _Optional[float] = ..., no_handler: _Optional[bool] = ..., node: _Optional[str] = ..., run_attempts: _Optional[int] = ..., interrupted_attempts: _Optional[int] = ..., schedule_id: _Optional[str] = ..., pause_reason: _Optional[str] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "started_at", "ended_at", "outcome", "error", "plugin", "plugin_version", "node")
@@ -408,7 +410,7 @@ class SetPluginEnabledRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...
 
 class Handler(_message.Message):
-    __slots__ = ("name", "owner", "claimants", "conflict", "explanation", "builtin", "pinned", "qualified", "queued", "running", "failed")
+    __slots__ = ("name", "owner", "claimants", "conflict", "explanation", "builtin", "pinned", "qualified", "queued", "running", "failed", "paused", "pause_reason", "paused_at", "paused_jobs", "changed_jobs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     CLAIMANTS_FIELD_NUMBER: _ClassVar[int]
@@ -420,6 +422,11 @@ class Handler(_message.Message):
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_REASON_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_JOBS_FIELD_NUMBER: _ClassVar[int]
     name: str
     owner: str
     claimants: _containers.RepeatedScalarFieldContainer[str]
@@ -431,7 +438,18 @@ class Handler(_message.Message):
     queued: int
     running: int
     failed: int
-    def __init__(self, name: _Optional[str] = ..., owner: _Optional[str] = ..., claimants: _Optional[_Iterable[str]] = ..., conflict: _Optional[str] = ..., explanation: _Optional[str] = ..., builtin: _Optional[bool] = ..., pinned: _Optional[bool] = ..., qualified: _Optional[_Iterable[str]] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+    paused: bool
+    pause_reason: str
+    paused_at: float
+    paused_jobs: int
+    changed_jobs: int
+    def __init__(self, name: _Optional[str] = ..., owner: _Optional[str] = ..., claimants: _Optional[_Iterable[str]] = ..., conflict: _Optional[str] = ..., explanation: _Optional[str] = ..., builtin: _Optional[bool] = ..., pinned: _Optional[bool] = ..., qualified: _Optional[_Iterable[str]] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., failed: _Optional[int] = ..., paused: _Optional[bool] = ..., pause_reason: _Optional[str] = ..., paused_at: _Optional[float] = ..., paused_jobs: _Optional[int] = ..., changed_jobs: _Optional[int] = ...) -> None: ...
+
+class HandlerNameRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListHandlersRequest(_message.Message):
     __slots__ = ("conflicts_only",)
@@ -524,7 +542,7 @@ class ServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "listen", "store", "started_at", "read_only", "node", "counts", "running", "concurrency", "jobs_per_s", "builtin_handlers", "store_condition")
+    __slots__ = ("version", "listen", "store", "started_at", "read_only", "node", "counts", "running", "concurrency", "jobs_per_s", "builtin_handlers", "store_condition", "budgets", "spend_today", "spend_this_month")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -544,6 +562,9 @@ class ServerInfo(_message.Message):
     JOBS_PER_S_FIELD_NUMBER: _ClassVar[int]
     BUILTIN_HANDLERS_FIELD_NUMBER: _ClassVar[int]
     STORE_CONDITION_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    SPEND_TODAY_FIELD_NUMBER: _ClassVar[int]
+    SPEND_THIS_MONTH_FIELD_NUMBER: _ClassVar[int]
     version: str
     listen: str
     store: str
@@ -556,7 +577,28 @@ class ServerInfo(_message.Message):
     jobs_per_s: float
     builtin_handlers: _containers.RepeatedScalarFieldContainer[str]
     store_condition: str
-    def __init__(self, version: _Optional[str] = ..., listen: _Optional[str] = ..., store: _Optional[str] = ..., started_at: _Optional[float] = ..., read_only: _Optional[bool] = ..., node: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ..., running: _Optional[int] = ..., concurrency: _Optional[int] = ..., jobs_per_s: _Optional[float] = ..., builtin_handlers: _Optional[_Iterable[str]] = ..., store_condition: _Optional[str] = ...) -> None: ...
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    spend_today: float
+    spend_this_month: float
+    def __init__(self, version: _Optional[str] = ..., listen: _Optional[str] = ..., store: _Optional[str] = ..., started_at: _Optional[float] = ..., read_only: _Optional[bool] = ..., node: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ..., running: _Optional[int] = ..., concurrency: _Optional[int] = ..., jobs_per_s: _Optional[float] = ..., builtin_handlers: _Optional[_Iterable[str]] = ..., store_condition: _Optional[str] = ..., budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., spend_today: _Optional[float] = ..., spend_this_month: _Optional[float] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("scope", "period", "limit", "spent", "remaining", "reached", "jobs")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SPENT_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    REACHED_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    period: str
+    limit: float
+    spent: float
+    remaining: float
+    reached: bool
+    jobs: int
+    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., limit: _Optional[float] = ..., spent: _Optional[float] = ..., remaining: _Optional[float] = ..., reached: _Optional[bool] = ..., jobs: _Optional[int] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ("handler", "window_secs", "step_secs")

@@ -179,6 +179,26 @@ class OperatorServiceStub:
                 request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.WatchSchedulesRequest.SerializeToString,
                 response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleEvent.FromString,
                 _registered_method=True)
+        self.PauseJobs = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/PauseJobs',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.FromString,
+                _registered_method=True)
+        self.ResumeJobs = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/ResumeJobs',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.FromString,
+                _registered_method=True)
+        self.PauseHandler = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/PauseHandler',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.HandlerNameRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.Handler.FromString,
+                _registered_method=True)
+        self.ResumeHandler = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/ResumeHandler',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.HandlerNameRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.Handler.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -360,6 +380,34 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseJobs(self, request, context):
+        """Pause queued or delayed jobs (status `paused`, reason user_requested; not claimed until
+        resumed). Running jobs are refused (cancel them instead), finished ones too. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeJobs(self, request, context):
+        """Resume paused jobs: back to queued, in their old FIFO place (seq unchanged). Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseHandler(self, request, context):
+        """Hold every job of a handler (queued and new; running ones finish) / release them. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeHandler(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -507,6 +555,26 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.WatchSchedules,
                     request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.WatchSchedulesRequest.FromString,
                     response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.ScheduleEvent.SerializeToString,
+            ),
+            'PauseJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseJobs,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.SerializeToString,
+            ),
+            'ResumeJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeJobs,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.SerializeToString,
+            ),
+            'PauseHandler': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseHandler,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.HandlerNameRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.Handler.SerializeToString,
+            ),
+            'ResumeHandler': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeHandler,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.HandlerNameRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.Handler.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1292,6 +1360,114 @@ class OperatorService:
             '/pulse.operator.v1.OperatorService/WatchSchedules',
             pulse__tui_dot_protocol_dot_operator__pb2.WatchSchedulesRequest.SerializeToString,
             pulse__tui_dot_protocol_dot_operator__pb2.ScheduleEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/PauseJobs',
+            pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/ResumeJobs',
+            pulse__tui_dot_protocol_dot_operator__pb2.JobSelector.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.BulkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseHandler(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/PauseHandler',
+            pulse__tui_dot_protocol_dot_operator__pb2.HandlerNameRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.Handler.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeHandler(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/ResumeHandler',
+            pulse__tui_dot_protocol_dot_operator__pb2.HandlerNameRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.Handler.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from pulse_tui.pulse import budgets as bud
 from pulse_tui.pulse.errors import (
     Conflict,
     DuplicateJob,
@@ -67,6 +68,9 @@ from pulse_tui.pulse.jobs import (
     OUTCOME_UNAVAILABLE,
     PAUSED,
     QUEUED,
+    REASON_BUDGET,
+    REASON_HANDLER,
+    REASON_USER,
     RUNNING,
     STATUSES,
     Attempt,
@@ -76,8 +80,11 @@ from pulse_tui.pulse.jobs import (
     LogEntry,
     cap_text,
     check_operator_retry,
+    check_pause,
     check_report,
+    check_resume,
     check_transition,
+    handler_base,
     new_job_id,
     parent_ended_reason,
     sort_sql,
@@ -100,6 +107,7 @@ EVENT_RANK_MEMORY = 100_000  # jobs whose last published event order is remember
 FINISH_RETRY_DELAYS = (0.1, 0.5, 2.0, None)  # writing an attempt's end: 4 tries, then give up
 REMOTE_CANCEL_WAIT = 10.0  # seconds a cancel waits for the node running the job
 CANCEL_LAPS = 20  # a cancel follows at most this many moves of the job (claimed, re-queued, ...)
+SPEND_REFRESH_SECS = 30.0  # spend re-read from the store (other nodes' jobs; period roll-over)
 DEFAULT_MAX_CHILDREN = 10_000  # children per job ([server] max_children)
 DEFAULT_MAX_CHILD_DEPTH = 5  # levels of children below a top job ([server] max_child_depth)
 CASCADE_BATCH = 500  # ended parents whose children one store call cancels
@@ -190,6 +198,7 @@ class Engine:
         metrics: Recorder | None = None,
         max_children: int = DEFAULT_MAX_CHILDREN,
         max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
+        budgets: bud.BudgetConfig | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValidationError("concurrency must be at least 1")
@@ -248,6 +257,17 @@ class Engine:
         # called (synchronously) with every job of this node that reaches a finished status
         # (the scheduler records its runs' ends through it)
         self.job_ended: Callable[[Job], None] | None = None
+        # paused handlers {name: (reason, paused_at)}, as the store has them (every node's pauses
+        # on a shared store: reloaded at start and with each lease heartbeat). The store's claim
+        # is what holds their jobs back; this copy decides the status of new and re-queued jobs.
+        self.paused_handlers: dict[str, tuple[str, float]] = {}
+        # spend budgets (pulse/budgets.py): what is spent, which scopes are held now
+        self.budgets = budgets if budgets is not None and not budgets.empty else None
+        self.spend = bud.SpendBook()
+        self.budget_states: list[bud.BudgetState] = []
+        self._budget_all = False  # every job is held (a total budget is reached)
+        self._budget_handlers: set[str] = set()  # handlers whose own budget is reached
+        self._budget_applied: tuple[bool, frozenset[str]] | None = None  # what the store holds
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -265,6 +285,10 @@ class Engine:
             self.bus.publish_many(recovered)
             for j in recovered:
                 self._note_ended(j)
+        await self._load_paused_handlers(sweep=True)
+        await self._load_spend(time.time())  # kept with or without budgets (QNTX's PulseState)
+        await self._apply_budgets()
+        self._tasks.append(asyncio.create_task(self._budget_loop(), name="pulse-spend"))
         self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="pulse-dispatcher"))
         self._tasks.append(asyncio.create_task(self._cascade_loop(), name="pulse-children"))
         if self.retention_secs or self.retention_handlers:
@@ -363,6 +387,8 @@ class Engine:
         if self.metrics:
             self.metrics.enqueued(job.handler)
         self._publish(job)
+        if job.status != QUEUED:  # held at the door (its handler is paused)
+            return job, False
         if job.run_at > job.created_at:
             self._note_due(job.run_at)
         else:
@@ -538,10 +564,12 @@ class Engine:
         if not (cost_estimate >= 0 and cost_estimate != float("inf")):
             raise ValidationError(f"cost_estimate must be a non-negative finite number, got {cost_estimate}")
         now = time.time()
+        reason = self._hold_reason(handler)
         return Job(
             id=job_id or new_job_id(),
             handler=handler,
-            status=QUEUED,
+            status=PAUSED if reason else QUEUED,
+            pause_reason=reason,
             priority=priority,
             payload=payload,
             max_attempts=max_attempts or DEFAULT_MAX_ATTEMPTS,
@@ -665,7 +693,7 @@ class Engine:
         return {k: min(v, cap + 1) for k, v in counts.items()}
 
     async def handler_counts(self) -> dict[str, dict[str, int]]:
-        return await self.store.handler_counts((QUEUED, RUNNING, FAILED))
+        return await self.store.handler_counts((QUEUED, RUNNING, FAILED, PAUSED))
 
     async def select_ids(self, flt: JobFilter, limit: int = 1000) -> tuple[list[str], bool]:
         self._check_filter(flt)
@@ -798,6 +826,180 @@ class Engine:
         self._kick()
         return job
 
+    async def pause(self, job_id: str, reason: str = REASON_USER) -> Job:
+        """Hold a queued (or delayed) job: `paused`, not claimed until resumed. A running job is
+        refused (cancel it instead), a finished one too."""
+        current = await self.get_job(job_id)
+        check_pause(job_id, current.status)
+        job = await self.store.transition(
+            job_id, (QUEUED,), {"status": PAUSED, "pause_reason": reason, "updated_at": time.time()}
+        )
+        if job is None:  # claimed (or cancelled) while we asked
+            latest = await self.get_job(job_id)
+            check_pause(job_id, latest.status)
+            raise Conflict(f"job {job_id} changed while pausing; try again")
+        self._publish(job)
+        return job
+
+    async def resume(self, job_id: str) -> Job:
+        """Put a paused job back in the queue at its old place (its seq, so FIFO order, is kept;
+        a delayed job still waits for its run_at). A job held by its paused handler is refused."""
+        current = await self.get_job(job_id)
+        check_resume(job_id, current.status)
+        base = handler_base(current.handler)
+        if current.pause_reason == REASON_HANDLER and base in self.paused_handlers:
+            raise Precondition(
+                f"job {job_id} is held because handler {base!r} is paused; resume the handler "
+                f"(pulse-tui handlers resume {base})"
+            )
+        changes: dict[str, Any] = {"status": QUEUED, "pause_reason": "", "updated_at": time.time()}
+        if self._budget_holds(current.handler):
+            changes["budget_override"] = True  # the operator lets it run once over the budget
+        job = await self.store.transition(job_id, (PAUSED,), changes)
+        if job is None:
+            latest = await self.get_job(job_id)
+            check_resume(job_id, latest.status)
+            raise Conflict(f"job {job_id} changed while resuming; try again")
+        self._publish(job)
+        self._queued([job])
+        return job
+
+    async def pause_handler(self, name: str) -> list[Job]:
+        """Pause handler `name` (kept in the store): its queued jobs and every new one are held
+        `paused` (reason handler_paused); running ones finish. Returns the jobs held now."""
+        self._check_pausable_name(name)
+        if name not in self.paused_handlers and self.router.resolve(name) is None:
+            hints = self.router.suggest(name)
+            hint = f"; did you mean {', '.join(repr(h) for h in hints[:3])}?" if hints else ""
+            raise NotFound(f"no handler named {name!r}{hint}")
+        now = time.time()
+        held = await self.store.hold_handler(name, REASON_USER, now)
+        self.paused_handlers.setdefault(name, (REASON_USER, now))
+        await self._load_paused_handlers(sweep=False)
+        self._publish_many(held)
+        return held
+
+    async def resume_handler(self, name: str) -> list[Job]:
+        """Resume handler `name`: its held jobs go back to the queue in their FIFO order."""
+        self._check_pausable_name(name)
+        released = await self.store.release_handler(name, time.time())
+        self.paused_handlers.pop(name, None)
+        await self._load_paused_handlers(sweep=False)
+        self._publish_many(released)
+        self._queued(released)
+        self._due_epoch += 1  # jobs of it that were queued all along (held by the claim) are due too
+        self._kick()
+        return released
+
+    # ------------------------------------------------------------ budgets
+    def _budget_holds(self, handler: str) -> bool:
+        return self.budgets is not None and (
+            self._budget_all or handler_base(handler) in self._budget_handlers
+        )
+
+    def _hold_reason(self, handler: str) -> str:
+        """Why a job of `handler` that would be queued now is held instead ("" = it is not)."""
+        if handler_base(handler) in self.paused_handlers:
+            return REASON_HANDLER
+        if self._budget_holds(handler):
+            return REASON_BUDGET
+        return ""
+
+    def _evaluate_budgets(self) -> bool:
+        """Recompute the budgets from the spend book; True when what is held changed."""
+        if self.budgets is None:
+            return False
+        self.budget_states = bud.states(self.budgets, self.spend)
+        self._budget_all, self._budget_handlers = bud.held_scopes(self.budget_states)
+        return self._budget_applied != (self._budget_all, frozenset(self._budget_handlers))
+
+    async def _load_spend(self, now: float) -> None:
+        day, month = bud.period_starts(now)
+        self.spend.load(day, month, await self.store.spend(day, month))
+        self._evaluate_budgets()
+
+    async def _apply_budgets(self) -> None:
+        """Make the store hold what the budgets cover now: queued jobs of reached budgets become
+        paused (budget_exceeded); those of budgets no longer reached go back to the queue."""
+        if self.budgets is None:
+            return
+        now = time.time()
+        held = (self._budget_all, frozenset(self._budget_handlers))
+        changed: list[Job] = []
+        if self._budget_all:
+            changed += await self.store.hold_queued(None, REASON_BUDGET, now)
+        else:
+            changed += await self.store.release_held(None, REASON_BUDGET, now, keep=held[1])
+            if held[1]:
+                changed += await self.store.hold_queued(held[1], REASON_BUDGET, now)
+        if held != self._budget_applied:
+            if held[0] or held[1]:
+                scope = "every queued job" if held[0] else "the queued jobs of " + ", ".join(sorted(held[1]))
+                log.warning("spend budget reached: holding %s (paused, budget_exceeded)", scope)
+            elif self._budget_applied is not None:
+                log.info("spend budgets no longer reached: budget-held jobs released")
+        self._budget_applied = held
+        self._publish_many(changed)
+        self._queued([j for j in changed if j.status == QUEUED])
+
+    async def _budget_loop(self) -> None:
+        """Re-read the spend every SPEND_REFRESH_SECS (other nodes' jobs) and at each period start."""
+        while True:
+            now = time.time()
+            day, _ = bud.period_starts(now)
+            await asyncio.sleep(min(SPEND_REFRESH_SECS, max(0.05, day + 86400 - now)))
+            try:
+                await self._load_spend(time.time())
+                await self._apply_budgets()
+            except asyncio.CancelledError:
+                raise
+            except PulseError as exc:
+                log.warning("reading the spend for budgets failed (%s)", exc.message)
+            except Exception:
+                log.exception("reading the spend for budgets failed")
+
+    def budget_view(self, handler: str) -> tuple[float, float, float]:
+        """(spent today, spent this month, remaining of the tightest budget covering `handler`,
+        0 when none covers it) for QNTX's PulseState."""
+        today = self.spend.spent(bud.DAILY).total
+        month = self.spend.spent(bud.MONTHLY).total
+        left = bud.remaining_for(self.budget_states, handler)
+        return today, month, left if left is not None else 0.0
+
+    @staticmethod
+    def _check_pausable_name(name: str) -> None:
+        if not name or not name.strip():
+            raise ValidationError("handler name is empty")
+        if "/" in name:
+            raise ValidationError(
+                f"pause the handler by its bare name ({name.partition('/')[2]!r}); it holds the "
+                "qualified forms too"
+            )
+        if len(name) > 200 or any(ord(c) < 32 or c.isspace() for c in name):
+            raise ValidationError(f"handler name {name[:60]!r} has spaces or control characters")
+
+    async def _load_paused_handlers(self, *, sweep: bool) -> None:
+        """Reload the paused handlers from the store. With `sweep`, hold again any queued job of
+        theirs (re-queued by recovery at start, or enqueued on a node that did not know yet)."""
+        paused = await self.store.paused_handlers()
+        self.paused_handlers = paused
+        if sweep:
+            for name, (reason, _) in paused.items():
+                self._publish_many(await self.store.hold_handler(name, reason, time.time()))
+
+    def _publish_many(self, jobs: Sequence[Job]) -> None:
+        if jobs and self.bus.watcher_count:
+            self.bus.publish_many([replace(j, payload=b"", result=b"") for j in jobs if self._fresh(j)])
+
+    def _queued(self, jobs: Sequence[Job]) -> None:
+        """Jobs that became queued outside the claim loop: wake it, or note when they come due."""
+        now = time.time()
+        later = [j.run_at for j in jobs if j.status == QUEUED and j.run_at > now]
+        if later:
+            self._note_due(min(later))
+        if len(later) < len(jobs):
+            self._kick()
+
     async def report_progress(
         self, job_id: str, current: int, total: int, cost: float | None = None, plugin: str | None = None
     ) -> None:
@@ -861,6 +1063,7 @@ class Engine:
             try:
                 await self.store.heartbeat(time.time(), list(self._running))
                 await self._cancel_requested()
+                await self._load_paused_handlers(sweep=False)
             except Exception:
                 log.exception("renewing the leases of running jobs failed")
             self._kick()  # a missed NOTIFY costs at most one heartbeat period of latency
@@ -1079,6 +1282,12 @@ class Engine:
             self._round_idle.set()
 
     async def _claim_batch(self, kicks: int, due_epoch: int) -> bool:
+        if self.budgets is not None:
+            if self.spend.stale(time.time()):  # a new day or month: its spend starts afresh
+                await self._load_spend(time.time())
+            held = (self._budget_all, frozenset(self._budget_handlers))
+            if held[0] or held[1] or held != self._budget_applied:
+                await self._apply_budgets()  # also holds what other nodes queued meanwhile
         routable = self.router.routable()
         now = time.time()
         free = self.concurrency - len(self._running)
@@ -1259,6 +1468,12 @@ class Engine:
             status, job.completed_at = FAILED, now
         if outcome not in (OUTCOME_INTERRUPTED, OUTCOME_CRASHED):
             job.crashes = 0  # the streak is broken by an attempt that ended on its own
+        if status == QUEUED:
+            # its handler was paused (or its budget reached) while it ran; an operator's release
+            # over budget was for one attempt
+            reason = self._hold_reason(job.handler)
+            if reason:
+                status, job.pause_reason = PAUSED, reason
         job.status = status
         attempt.ended_at, attempt.outcome, attempt.error = now, outcome, error
         for e in run.logs:
@@ -1274,6 +1489,10 @@ class Engine:
                 log.warning("recording the end of job %s failed (%s); retrying", job.id, exc)
                 await asyncio.sleep(delay)  # back off from a busy or locked store
         self._publish(job)
+        if status in FINISHED:
+            self.spend.add(job.handler, job.cost_actual, job.completed_at)
+            if self.budgets is not None and self._evaluate_budgets():
+                self._kick()  # a budget was reached: the next claim round holds what it covers
         sec = int(time.monotonic())
         if self._completions and self._completions[-1][0] == sec:
             self._completions[-1] = (sec, self._completions[-1][1] + 1)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pulse_tui.pulse.errors import Precondition, ValidationError
 from pulse_tui.sorting import SORT_NAMES
 from pulse_tui.sorting import sort_scope as sort_scope  # the stores import it from here
-from pulse_tui.vocab import FINISHED, JobStatus
+from pulse_tui.vocab import FINISHED, JobStatus, PauseReason
 from pulse_tui.vocab import STATUSES as STATUSES  # re-exported: the server imports it from here
 
 # the statuses are the shared vocabulary's (pulse_tui.vocab), spelled here as the server always has
@@ -21,6 +21,12 @@ PAUSED = JobStatus.PAUSED
 COMPLETED = JobStatus.COMPLETED
 FAILED = JobStatus.FAILED
 CANCELLED = JobStatus.CANCELLED
+
+# Why a paused job is held (Job.pause_reason; QNTX's PulseState.pause_reason): the vocabulary's
+REASON_USER = PauseReason.USER_REQUESTED  # an operator paused the job
+REASON_HANDLER = PauseReason.HANDLER_PAUSED  # its handler is paused (released when the handler resumes)
+REASON_BUDGET = PauseReason.BUDGET_EXCEEDED  # a spend budget covering it is used up
+PAUSE_REASONS: tuple[str, ...] = (REASON_USER, REASON_HANDLER, REASON_BUDGET)
 
 # Every legal move. Anything else is refused with IllegalTransition.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -118,6 +124,30 @@ def wire_retry_count(job: Job) -> int:
     return max(job.retry_count, job.attempts - 1, 0)
 
 
+def check_pause(job_id: str, current: str) -> None:
+    """Only a queued (or delayed) job can be paused; say what to do otherwise."""
+    if current == QUEUED:
+        return
+    if current == RUNNING:
+        hint = "a running job cannot be paused; cancel it instead"
+    elif current == PAUSED:
+        hint = "it is already paused"
+    else:
+        hint = "it has already finished; only queued or delayed jobs can be paused"
+    raise IllegalTransition(job_id, current, PAUSED, hint)
+
+
+def check_resume(job_id: str, current: str) -> None:
+    if current != PAUSED:
+        raise IllegalTransition(job_id, current, QUEUED, "only paused jobs can be resumed")
+
+
+def handler_base(handler: str) -> str:
+    """The handler name a job's handler is paused under: `a.b` for `a.b` and `plugin/a.b`
+    (the stores compute the same with substr/instr)."""
+    return handler.partition("/")[2] or handler
+
+
 RETRYABLE_BY_OPERATOR: frozenset[str] = frozenset({FAILED, CANCELLED})
 
 
@@ -191,6 +221,7 @@ class Job:
     node: str = ""
     interruptions: int = 0  # uncharged attempts in the current run (crash, reload, shutdown, lease)
     crashes: int = 0  # attempts in a row that ended in a crash of the plugin or the server
+    pause_reason: str = ""  # why a paused job is held (REASON_*); "" unless paused
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pulse_tui.config import Config, ServerConfig
+from pulse_tui.config import BudgetConfig, Config, ServerConfig
 from pulse_tui.protocol import operator_pb2, queue_pb2, queue_pb2_grpc, schedule_pb2, schedule_pb2_grpc
 from pulse_tui.pulse.auth import PLUGIN, Authenticator
 from pulse_tui.pulse.engine import Engine
@@ -85,6 +85,7 @@ class ServerSettings:
     metrics_auth: bool = False  # the endpoint wants the admin or read-only token (Bearer)
     metrics_persist_secs: float = 30.0
     metrics_sample_secs: float = 5.0
+    budgets: BudgetConfig = field(default_factory=BudgetConfig)  # [budgets] (pulse/budgets.py)
 
     @classmethod
     def from_config(cls, config: Config) -> ServerSettings:
@@ -106,6 +107,7 @@ class ServerSettings:
             durability=s.durability,
             metrics_listen=s.metrics_listen,
             metrics_auth=s.metrics_auth,
+            budgets=config.budgets,
         )
 
     @property
@@ -234,7 +236,15 @@ class PulseServer:
             retention_secs=s.retention_secs,
             retention_handlers=s.retention_handlers,
             metrics=self.metrics,
+            budgets=s.budgets,
         )
+        monthly = s.budgets.total.monthly or any(b.monthly for b in s.budgets.handlers.values())
+        if monthly and s.retention_secs and s.retention_secs < 31 * 86400:
+            log.warning(
+                "a monthly budget counts the jobs still in the store, and completed jobs are pruned "
+                "after %g days: set [server] retention_days to 31 or more",
+                s.retention_secs / 86400,
+            )
         ctx = ServiceContext(
             engine=self.engine,
             auth=self.auth,

@@ -37,7 +37,17 @@ from pulse_tui.pulse.errors import (
     ValidationError,
     reason_trailer,
 )
-from pulse_tui.pulse.jobs import CANCELLED, QUEUED, STATUSES, Attempt, Job, JobDetail, JobFilter, LogEntry
+from pulse_tui.pulse.jobs import (
+    CANCELLED,
+    PAUSED,
+    QUEUED,
+    STATUSES,
+    Attempt,
+    Job,
+    JobDetail,
+    JobFilter,
+    LogEntry,
+)
 from pulse_tui.pulse.schedule_service import ScheduleOperatorMixin
 from pulse_tui.pulse.schedules import schedule_of
 from pulse_tui.pulse.scripts import ScriptInfo, ScriptStore
@@ -118,8 +128,9 @@ def add_operator_service(servicer: OperatorService, server: grpc.aio.Server) -> 
 # ---------------------------------------------------------------- conversions
 
 
-def queue_job(job: Job) -> qp.Job:
-    """Our Job as QNTX's protocol.Job (timestamps in whole unix seconds)."""
+def queue_job(job: Job, spend: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> qp.Job:
+    """Our Job as QNTX's protocol.Job (timestamps in whole unix seconds). `spend`: (spent today,
+    spent this month, remaining of the tightest budget covering the job, 0 = none) for PulseState."""
     return qp.Job(
         id=job.id,
         handler_name=job.handler,
@@ -129,6 +140,13 @@ def queue_job(job: Job) -> qp.Job:
         progress=qp.Progress(current=job.progress_current, total=job.progress_total),
         cost_estimate=job.cost_estimate,
         cost_actual=job.cost_actual,
+        pulse_state=qp.PulseState(
+            is_paused=job.status == PAUSED,
+            pause_reason=job.pause_reason,
+            spend_today=spend[0],
+            spend_this_month=spend[1],
+            budget_remaining=spend[2],
+        ),
         error=jobmodel.cap_text(job.error, jobmodel.MAX_ERROR_BYTES),
         parent_job_id=job.parent_job_id,
         retry_count=jobmodel.wire_retry_count(job),
@@ -168,6 +186,7 @@ def operator_job(job: Job, routable: frozenset[str] | None = None) -> op.Job:
         no_handler=routable is not None and job.status == QUEUED and job.handler not in routable,
         node=job.node,
         schedule_id=schedule_of(job),
+        pause_reason=job.pause_reason,
     )
 
 
@@ -448,7 +467,7 @@ class QueueService(qp_grpc.QueueServiceServicer):
             raise ValidationError("job_id is empty")
         self._check_plugin_job(principal, request.job_id)
         job = await self.engine.get_job(request.job_id)
-        return qp.GetJobResponse(success=True, job=queue_job(job))
+        return qp.GetJobResponse(success=True, job=queue_job(job, self.engine.budget_view(job.handler)))
 
     @_queue_rpc(qp.UpdateJobResponse)
     async def UpdateJob(self, request: qp.UpdateJobRequest, principal: Principal) -> qp.UpdateJobResponse:
@@ -466,10 +485,17 @@ class QueueService(qp_grpc.QueueServiceServicer):
                     f"plugins may not change a job's status (asked {current.status} -> {j.status}); "
                     "return the outcome from ExecuteJob instead"
                 )
+            if j.status == PAUSED:
+                await self.engine.pause(j.id)
+                return qp.UpdateJobResponse(success=True)
+            if j.status == QUEUED and current.status == PAUSED:
+                await self.engine.resume(j.id)
+                return qp.UpdateJobResponse(success=True)
             if j.status != CANCELLED:
                 raise ValidationError(
-                    f"UpdateJob can only cancel a job (status='{CANCELLED}'); {current.status} -> "
-                    f"{j.status} is up to the server (use OperatorService.RetryJobs to retry)"
+                    f"UpdateJob can cancel (status='{CANCELLED}'), pause ('{PAUSED}') or resume a paused job "
+                    f"('{QUEUED}'); {current.status} -> {j.status} is up to the server (use "
+                    "OperatorService.RetryJobs to retry)"
                 )
             await self.engine.cancel(j.id)
             return qp.UpdateJobResponse(success=True)
@@ -495,7 +521,9 @@ class QueueService(qp_grpc.QueueServiceServicer):
             raise ValidationError(f"limit must not be negative, got {limit}")
         flt = JobFilter(statuses=(check_status(request.status),) if request.status else ())
         found, _ = await self.engine.list_jobs(flt, min(limit or QUEUE_LIST_DEFAULT, QUEUE_LIST_MAX))
-        page, _ = fit_page([queue_job(j) for j in found])  # QNTX has no has_more: the page is short
+        page, _ = fit_page(
+            [queue_job(j, self.engine.budget_view(j.handler)) for j in found]
+        )  # QNTX has no has_more: the page is short
         return qp.ListJobsResponse(success=True, jobs=page)
 
     def _check_plugin_job(self, principal: Principal, job_id: str) -> None:
@@ -662,6 +690,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                 raise
             counts = {}  # a damaged store: still say so (store_condition) rather than fail the call
         stats = self.engine.stats()
+        today, month, _ = self.engine.budget_view("")
         return op.ServerInfo(
             version=__version__,
             listen=self.ctx.listen,
@@ -675,6 +704,20 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
             jobs_per_s=float(stats.get("jobs_per_s", 0.0)),
             builtin_handlers=self._builtin_handlers(),
             store_condition=self.engine.store.condition,
+            budgets=[
+                op.Budget(
+                    scope=b.scope,
+                    period=b.period,
+                    limit=b.limit,
+                    spent=b.spent,
+                    remaining=b.remaining,
+                    reached=b.reached,
+                    jobs=b.jobs,
+                )
+                for b in self.engine.budget_states
+            ],
+            spend_today=today,
+            spend_this_month=month,
         )
 
     @_operator_rpc()
@@ -866,6 +909,14 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
     async def RetryJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
         return await self._bulk(request, QUEUED, self.engine.retry)
 
+    @_operator_rpc("pause jobs")
+    async def PauseJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
+        return await self._bulk(request, PAUSED, self.engine.pause)
+
+    @_operator_rpc("resume jobs")
+    async def ResumeJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
+        return await self._bulk(request, "resume", self.engine.resume)
+
     @_operator_rpc("delete jobs")
     async def DeleteJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
         ids, truncated = await self._select(request)
@@ -907,6 +958,10 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                     current = await self.engine.get_job(job_id)
                     if target == QUEUED:
                         jobmodel.check_operator_retry(job_id, current.status)
+                    elif target == PAUSED:
+                        jobmodel.check_pause(job_id, current.status)
+                    elif target == "resume":
+                        jobmodel.check_resume(job_id, current.status)
                     else:
                         jobmodel.check_transition(job_id, current.status, target)
                 else:
@@ -1037,8 +1092,45 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                 c.get(jobmodel.RUNNING, 0),
                 c.get(jobmodel.FAILED, 0),
             )
+            h.paused_jobs = c.get(jobmodel.PAUSED, 0)
+            self._handler_pause(h)
             out.handlers.append(h)
         return out
+
+    def _handler_pause(self, h: op.Handler) -> op.Handler:
+        reason, at = self.engine.paused_handlers.get(h.name, ("", 0.0))
+        h.paused, h.pause_reason, h.paused_at = bool(at or reason), reason, at
+        return h
+
+    async def _one_handler(self, name: str) -> op.Handler:
+        registry = self.ctx.registry
+        h = None
+        if registry is not None and hasattr(registry, "handlers"):
+            h = next((self._handler(x) for x in registry.handlers() if x.name == name), None)
+        if h is None:
+            h = op.Handler(name=name, builtin=name in self._builtin_handlers())
+        c = (await self.engine.handler_counts()).get(name, {})
+        h.queued, h.running, h.failed = (
+            c.get(jobmodel.QUEUED, 0),
+            c.get(jobmodel.RUNNING, 0),
+            c.get(jobmodel.FAILED, 0),
+        )
+        h.paused_jobs = c.get(jobmodel.PAUSED, 0)
+        return self._handler_pause(h)
+
+    @_operator_rpc("pause handlers")
+    async def PauseHandler(self, request: op.HandlerNameRequest, principal: Principal) -> op.Handler:
+        held = await self.engine.pause_handler(request.name)
+        h = await self._one_handler(request.name)
+        h.changed_jobs = len(held)
+        return h
+
+    @_operator_rpc("resume handlers")
+    async def ResumeHandler(self, request: op.HandlerNameRequest, principal: Principal) -> op.Handler:
+        released = await self.engine.resume_handler(request.name)
+        h = await self._one_handler(request.name)
+        h.changed_jobs = len(released)
+        return h
 
     @staticmethod
     def _handler(h: Any) -> op.Handler:

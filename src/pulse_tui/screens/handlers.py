@@ -1,4 +1,5 @@
-"""Handlers screen: every announced name, its owner and other claimants, conflicts, job counts."""
+"""Handlers screen: every announced name, its owner and other claimants, conflicts, job counts;
+P / U pause and resume a handler (its jobs are held, running ones finish)."""
 
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ REFRESH_SECS = 2.0
 
 class HandlersScreen(PulseScreen):
     TITLE = "Handlers"
-    MUTATING = frozenset({"enqueue"})
+    MUTATING = frozenset({"enqueue", "pause", "resume"})
 
     BINDINGS: list[BindingType] = [
         Binding("enter", "jobs", "Jobs", id="handlers.jobs"),
         Binding("o", "conflicts_only", "Conflicts only", id="handlers.conflicts_only"),
         Binding("e", "enqueue", "Enqueue", id="handlers.enqueue"),
+        Binding("P", "pause", "Pause", show=False, id="handlers.pause"),
+        Binding("U", "resume", "Resume", show=False, id="handlers.resume"),
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="handlers.refresh"),
     ]
 
@@ -118,8 +121,11 @@ class HandlersScreen(PulseScreen):
             if h.pinned:
                 owner.append(" (pinned)", style="dim")
             conflict = Text(CONFLICT_LABELS.get(h.conflict, ""), style=CONFLICT_STYLES.get(h.conflict, ""))
+            name = Text(h.name, style=fmt.C("bold #f7768e") if h.conflict == "exact" else "bold")
+            if h.paused:
+                name = Text.assemble((f"{fmt.STATUS_ICONS['paused']} ", fmt.STATUS_STYLES["paused"]), name)
             table.add_row(
-                Text(h.name, style=fmt.C("bold #f7768e") if h.conflict == "exact" else "bold"),
+                name,
                 owner,
                 Text(", ".join(others) or "—", style=fmt.C("#e0af68") if others else "dim"),
                 conflict,
@@ -157,6 +163,13 @@ class HandlersScreen(PulseScreen):
         if h.conflict:
             t.append(f"  {CONFLICT_LABELS[h.conflict].strip()}: ", style=CONFLICT_STYLES.get(h.conflict, ""))
         t.append(f"  {h.explanation}\n" if h.explanation else "\n")
+        if h.paused:
+            since = fmt.absolute(h.paused_at, fmt.app_tz(self.app)) if h.paused_at else "?"
+            t.append(
+                f"{fmt.STATUS_ICONS['paused']} paused since {since}: {h.paused_jobs:,} job(s) held, "
+                "running ones finish (U resumes)\n",
+                style=fmt.STATUS_STYLES["paused"],
+            )
         if h.qualified:
             t.append("always routable as: ", style="dim")
             t.append(", ".join(h.qualified))
@@ -180,6 +193,38 @@ class HandlersScreen(PulseScreen):
         jobs = self.app.screen
         if isinstance(jobs, JobsScreen):
             jobs.set_handler_filter(h.name)
+
+    @work(group="handlers-action", exit_on_error=False)
+    async def action_pause(self) -> None:
+        """P: pause the handler under the cursor: its queued and new jobs are held."""
+        await self._set_paused(True)
+
+    @work(group="handlers-action", exit_on_error=False)
+    async def action_resume(self) -> None:
+        """U: resume the handler under the cursor: its held jobs run in their FIFO order."""
+        await self._set_paused(False)
+
+    async def _set_paused(self, paused: bool) -> None:
+        what = "pause handler" if paused else "resume handler"
+        if not self.pulse.guard(what, capability=Capability.PAUSE_HANDLERS):
+            return
+        h = self._current()
+        if h is None:
+            return
+        if h.paused == paused:
+            self.notify(f"{h.name} is {'already paused' if paused else 'not paused'}")
+            return
+        client = self.pulse.client
+        try:
+            got = await (client.pause_handler(h.name) if paused else client.resume_handler(h.name))
+        except ClientError as exc:
+            self.pulse.report(exc, what)
+            return
+        if paused:
+            self.notify(f"paused {got.name}: {got.changed_jobs:,} job(s) held; running ones finish")
+        else:
+            self.notify(f"resumed {got.name}: {got.changed_jobs:,} held job(s) released")
+        self.refresh_handlers()
 
     def action_enqueue(self) -> None:
         if not self.pulse.guard("enqueue", capability=Capability.ENQUEUE):

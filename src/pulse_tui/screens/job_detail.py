@@ -29,11 +29,13 @@ CHILD_COUNT_CAP = 10_000
 
 class JobDetailScreen(PulseScreen):
     TITLE = "Job"
-    MUTATING = frozenset({"cancel", "retry"})
+    MUTATING = frozenset({"cancel", "retry", "pause", "resume"})
 
     BINDINGS: list[BindingType] = [
         Binding("c", "cancel", "Cancel", id="detail.cancel"),
         Binding("r", "retry", "Retry", id="detail.retry"),
+        Binding("z", "pause", "Pause", show=False, id="detail.pause"),  # P is the parent here
+        Binding("U", "resume", "Resume", show=False, id="detail.resume"),
         Binding("y", "copy_id", "Copy id", id="detail.copy"),
         Binding("s", "schedule", "Schedule", id="detail.schedule"),
         Binding("P", "parent", "Parent", show=False, id="detail.parent"),
@@ -268,6 +270,9 @@ class JobDetailScreen(PulseScreen):
         )
         if job.no_handler:
             status.append("  (no handler routes this name)", style=fmt.C("italic #e0af68"))
+        held = fmt.pause_reason(job)
+        if held:
+            status.append(f" ({held})")
         wait = fmt.waiting(job, now)
         if wait:  # queued for a future time: when (absolute and relative), and why
             what = "retry at" if wait == "retry" else "runs at"
@@ -416,6 +421,33 @@ class JobDetailScreen(PulseScreen):
             self.pulse.report(exc, "retry")
             return
         self.notify(f"re-queued {self.job_id}")
+        self.load()
+
+    @work(group="detail-action", exit_on_error=False)
+    async def action_pause(self) -> None:
+        """z (P opens the parent here): pause this job (queued or delayed only; a running one is
+        cancelled instead)."""
+        if not self.pulse.guard("pause", capability=Capability.PAUSE):
+            return
+        try:
+            await self.pulse.client.pause(self.job_id)
+        except ClientError as exc:
+            self.pulse.report(exc, "pause")
+            return
+        self.notify(f"paused {self.job_id}")
+        self.load()
+
+    @work(group="detail-action", exit_on_error=False)
+    async def action_resume(self) -> None:
+        """U: resume this paused job (back to its place in the queue)."""
+        if not self.pulse.guard("resume", capability=Capability.PAUSE):
+            return
+        try:
+            await self.pulse.client.resume(self.job_id)
+        except ClientError as exc:
+            self.pulse.report(exc, "resume")
+            return
+        self.notify(f"resumed {self.job_id}")
         self.load()
 
 

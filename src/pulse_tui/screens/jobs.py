@@ -33,6 +33,7 @@ from pulse_tui.widgets.status_tabs import TAB_IDS, StatusTabs
 from pulse_tui.widgets.throughput import Throughput
 
 RETRY_ALL_CAP = 10_000
+PAUSE_ALL_CAP = 10_000  # jobs one "pause/resume all matching" changes at most
 PURGE_CAP = 10_000  # jobs one :purge deletes at most
 MARK_CAP = 10_000  # jobs A (mark all matching) marks at most
 EXPORT_CAP = 100_000  # jobs one :export writes at most
@@ -180,7 +181,20 @@ def _quote(value: str) -> str:
 
 class JobsScreen(PulseScreen):
     TITLE = "Jobs"
-    MUTATING = frozenset({"enqueue", "cancel", "retry", "retry_all_failed", "delete", "purge"})
+    MUTATING = frozenset(
+        {
+            "enqueue",
+            "cancel",
+            "retry",
+            "retry_all_failed",
+            "delete",
+            "purge",
+            "pause",
+            "resume",
+            "pause_all",
+            "resume_all",
+        }
+    )
 
     BINDINGS: list[BindingType] = [
         Binding("enter", "detail", "Detail", id="jobs.detail"),
@@ -190,6 +204,10 @@ class JobsScreen(PulseScreen):
         Binding("r", "retry", "Retry", id="jobs.retry"),
         Binding("R", "retry_all_failed", "Retry all failed", show=False, id="jobs.retry_all"),
         Binding("D", "delete", "Delete", show=False, id="jobs.delete"),
+        Binding("P", "pause", "Pause", show=False, id="jobs.pause"),
+        Binding("U", "resume", "Resume", show=False, id="jobs.resume"),
+        Binding("alt+p", "pause_all", "Pause all matching", show=False, id="jobs.pause_all"),
+        Binding("alt+u", "resume_all", "Resume all matching", show=False, id="jobs.resume_all"),
         Binding("S", "sort", "Sort", show=False, id="jobs.sort"),
         Binding("space", "mark", "Mark", show=False, id="jobs.mark"),  # the footer fits 80 columns
         Binding("u", "clear_marks", "Unmark", show=False, id="jobs.unmark"),
@@ -721,14 +739,121 @@ class JobsScreen(PulseScreen):
             return
         await self._bulk("retry", [job.id])
 
+    @work(group="jobs-action", exit_on_error=False)
+    async def action_pause(self) -> None:
+        """P: pause the marked jobs (after a confirm) or the queued job under the cursor."""
+        await self._pause_or_resume("pause")
+
+    @work(group="jobs-action", exit_on_error=False)
+    async def action_resume(self) -> None:
+        """U: resume the marked jobs (after a confirm) or the paused job under the cursor."""
+        await self._pause_or_resume("resume")
+
+    async def _pause_or_resume(self, what: str) -> None:
+        if not self.pulse.guard(what, capability=Capability.PAUSE):
+            return
+        marked = sorted(self.table.marked)
+        if marked:
+            title = "Pause marked jobs" if what == "pause" else "Resume marked jobs"
+            ok = await self.app.push_screen_wait(
+                ConfirmScreen(
+                    title, f"{what.capitalize()} {len(marked)} marked job(s)?", yes=title.split()[0]
+                )
+            )
+            if ok:
+                await self._bulk(what, marked)
+            return
+        job = self._current()
+        if job is None:
+            return
+        if what == "pause" and job.status != "queued":
+            hint = (
+                "cancel it instead"
+                if job.status == "running"
+                else "only queued or delayed jobs can be paused"
+            )
+            self.notify(f"job {job.id} is {job.status}; {hint}")
+            return
+        if what == "resume" and job.status != "paused":
+            self.notify(f"job {job.id} is {job.status}; only paused jobs can be resumed")
+            return
+        await self._bulk(what, [job.id])
+
+    @work(group="jobs-action", exit_on_error=False)
+    async def action_pause_all(self) -> None:
+        """alt+p: pause every queued job matching the filter (capped), after a count and a confirm."""
+        await self._all_matching("pause")
+
+    @work(group="jobs-action", exit_on_error=False)
+    async def action_resume_all(self) -> None:
+        """alt+u: resume every paused job matching the filter (capped), after a count and a confirm."""
+        await self._all_matching("resume")
+
+    def pause_all(self) -> None:
+        """`:pause-all`"""
+        self.action_pause_all()
+
+    def resume_all(self) -> None:
+        """`:resume-all`"""
+        self.action_resume_all()
+
+    async def _all_matching(self, what: str) -> None:
+        if not self.pulse.guard(f"{what} all matching", capability=Capability.PAUSE):
+            return
+        status = "queued" if what == "pause" else "paused"
+        flt = self.filter.job_filter((status,))
+        client = self.pulse.client
+        call = client.pause_jobs if what == "pause" else client.resume_jobs
+        try:
+            dry = await call(flt=flt, limit=PAUSE_ALL_CAP, dry_run=True)
+        except ClientError as exc:
+            self.pulse.report(exc, f"{what} all matching")
+            return
+        n = len(dry.affected_ids)
+        scope = f" matching {self.filter.describe()}" if self.filter.describe() else ""
+        if n == 0:
+            self.notify(f"no {status} jobs{scope}")
+            return
+        capped = f"\nOnly the first {PAUSE_ALL_CAP:,} now." if dry.truncated else ""
+        held = ""
+        if dry.failures:  # resume: jobs held by a paused handler stay until the handler resumes
+            held = f"\n{len(dry.failures):,} stay paused: {dry.failures[0].error}"
+        title = "Pause jobs" if what == "pause" else "Resume jobs"
+        ok = await self.app.push_screen_wait(
+            ConfirmScreen(
+                title,
+                f"{what.capitalize()} {n:,}{'+' if dry.truncated else ''} {status} job(s){scope}?{capped}{held}",
+                yes=f"{what.capitalize()} all",
+            )
+        )
+        if not ok:
+            return
+        try:
+            resp = await call(list(dry.affected_ids))
+        except ClientError as exc:
+            self.pulse.report(exc, f"{what} all matching")
+            return
+        self.notify(f"{'paused' if what == 'pause' else 'resumed'} {len(resp.affected_ids):,} job(s){scope}")
+        if resp.failures:
+            self.notify(
+                f"{len(resp.failures)} not {what}d: {resp.failures[0].error}", severity="warning", timeout=8
+            )
+        if not client.can("watch"):
+            self.reload(keep_cursor=True)
+
     async def _bulk(self, what: str, ids: list[str]) -> None:
         client = self.pulse.client
+        call, verb = {
+            "cancel": (client.cancel_jobs, "cancelled"),
+            "retry": (client.retry_jobs, "re-queued"),
+            "pause": (client.pause_jobs, "paused"),
+            "resume": (client.resume_jobs, "resumed"),
+        }[what]
         try:
-            resp = await (client.cancel_jobs(ids) if what == "cancel" else client.retry_jobs(ids))
+            resp = await call(ids)
         except ClientError as exc:
             self.pulse.report(exc, what)
             return
-        verb = "cancelled" if what == "cancel" else "re-queued"
         done = len(resp.affected_ids)
         new_id = client.retried_as.pop(ids[0], "") if what == "retry" else ""
         if len(ids) == 1 and done == 1 and new_id:

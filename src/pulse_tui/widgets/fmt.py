@@ -59,7 +59,7 @@ class ThemedStyles(dict):
 STATUS_ICONS: dict[str, str] = {
     "queued": "◷",
     "running": "▶",
-    "paused": "‖",
+    "paused": "⏸",
     "completed": "✔",
     "failed": "✘",
     "cancelled": "⊘",
@@ -76,6 +76,38 @@ STATUS_STYLES: ThemedStyles = ThemedStyles(
         "cancelled": "#737aa2",
     }
 )
+
+# Why a paused job is held (Job.pause_reason), as the console says it.
+PAUSE_REASONS: dict[str, str] = {
+    "user_requested": "paused by operator",
+    "handler_paused": "handler paused",
+    "budget_exceeded": "budget exceeded",
+}
+
+
+def pause_reason(job) -> str:
+    """ "handler paused" for a held job ("" unless paused)."""
+    if job.status != "paused":
+        return ""
+    reason = getattr(job, "pause_reason", "")
+    return PAUSE_REASONS.get(reason, reason.replace("_", " "))
+
+
+def budget_markup(budgets) -> str:
+    """The status bar's spend: the budget nearest its limit, `$ 0.80/1.00 day` and a small bar
+    (red when reached, amber from 80 %), `+N` when there are more; "" without budgets."""
+    if not budgets:
+        return ""
+    b = max(budgets, key=lambda x: (x.reached, x.spent / x.limit if x.limit else 0.0))
+    ratio = min(1.0, b.spent / b.limit) if b.limit else 1.0
+    filled = round(ratio * 5)
+    style = C("bold #f7768e" if b.reached else "#e0af68" if ratio >= 0.8 else "#9ece6a")
+    scope = f"{b.scope} " if b.scope else ""
+    period = "day" if b.period == "daily" else "month"
+    more = f" +{len(budgets) - 1}" if len(budgets) > 1 else ""
+    bar = "▮" * filled + "▯" * (5 - filled)
+    return f"[{style}]$ {bar} {scope}{b.spent:.2f}/{b.limit:.2f} {period}[/][dim]{more}[/]"
+
 
 LEVEL_STYLES: ThemedStyles = ThemedStyles(
     {

@@ -823,6 +823,13 @@ class JobTable(ScrollView, can_focus=True):
         if key == "error":
             if job.no_handler and not job.error:
                 return Text("no handler routes this name", style=fmt.C("italic #e0af68"))
+            held = fmt.pause_reason(job)
+            if held:  # `⏸ paused … (handler paused)`: why it is held comes first
+                last = job.error.strip().splitlines()[0] if job.error.strip() else ""
+                text = Text(f"({held})", style=fmt.STATUS_STYLES["paused"])
+                if last:
+                    text.append(f" last attempt: {last}", style=dim)
+                return text
             first = job.error.strip().splitlines()[0] if job.error.strip() else ""
             if not first or job.status in ("running", "completed"):
                 return Text("")  # a running row's error is the previous attempt's: not this one's

@@ -1,5 +1,5 @@
 """Status bar: server address, connection state, mode, read-only marker, the job store's condition
-(a full disk, a damaged file), counts, live/paused."""
+(a full disk, a damaged file), spend against the tightest budget, counts, live/paused."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ class StatusBar(Static):
     marked: reactive[int] = reactive(0)
     note: reactive[str] = reactive("")
     store: reactive[str] = reactive("")  # the server's store_condition: "" = the store can write
+    budget: reactive[str] = reactive("")  # markup: spend against the tightest budget ("" = none)
 
     def render(self) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis", end="")
@@ -55,6 +56,9 @@ class StatusBar(Static):
             t.append(f"  ⚠ {self.store}", style=fmt.C("bold reverse #f7768e"))
         if self.paused:
             t.append("  ‖ PAUSED", style=fmt.C("bold #e0af68"))
+        if self.budget:
+            t.append("  ")
+            t.append_text(Text.from_markup(self.budget))
         if self.marked:
             t.append(f"  ● {self.marked} marked", style=fmt.C("bold #bb9af7"))
         if self.note:
@@ -80,4 +84,5 @@ class StatusBar(Static):
         self.watch(app, "paused", lambda v: setattr(self, "paused", v))
         self.watch(app, "counts_markup", lambda v: setattr(self, "counts", v))
         self.watch(app, "store_condition", lambda v: setattr(self, "store", v))
+        self.watch(app, "budget_markup", lambda v: setattr(self, "budget", v))
         self.watch(app, "endpoint_mode", follow_mode)

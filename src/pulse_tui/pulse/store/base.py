@@ -22,7 +22,7 @@ JOB_COLS: tuple[str, ...] = (
     "id", "handler", "status", "seq", "priority", "error", "progress_current", "progress_total",
     "attempts", "run_attempts", "max_attempts", "retry_count", "timeout_secs", "source",
     "parent_job_id", "cost_estimate", "cost_actual", "created_at", "started_at", "completed_at",
-    "updated_at", "run_at", "plugin", "plugin_version", "node", "interruptions", "crashes",
+    "updated_at", "run_at", "plugin", "plugin_version", "node", "interruptions", "crashes", "pause_reason",
 )  # fmt: skip
 LIST_SELECT = ", ".join(JOB_COLS)
 FULL_SELECT = LIST_SELECT + ", payload, result"
@@ -109,6 +109,41 @@ class Store(abc.ABC):
     async def delete(self, ids: Sequence[str], statuses: Collection[str]) -> list[str]:
         """Delete these jobs (with attempts and logs) where their status is in ``statuses``;
         returns the ids deleted."""
+
+    # ---- paused handlers (a table, so a pause survives restarts and is shared by every node)
+    @abc.abstractmethod
+    async def hold_handler(self, name: str, reason: str, now: float) -> list[Job]:
+        """Record handler `name` as paused (kept if it already is) and hold its queued jobs (handler
+        `name` or `plugin/name`): they become paused with pause_reason `handler_paused`. Returns
+        the rows changed. The claim never takes a job of a paused handler, whatever its status."""
+
+    @abc.abstractmethod
+    async def release_handler(self, name: str, now: float) -> list[Job]:
+        """Forget that `name` is paused and re-queue its jobs held for that reason (seq unchanged:
+        they keep their FIFO place). Returns the rows changed."""
+
+    @abc.abstractmethod
+    async def paused_handlers(self) -> dict[str, tuple[str, float]]:
+        """{name: (reason, paused_at)} of every paused handler."""
+
+    @abc.abstractmethod
+    async def hold_queued(self, handlers: Collection[str] | None, reason: str, now: float) -> list[Job]:
+        """Hold the queued jobs of these handlers (bare names, qualified forms too; None = every
+        handler): paused with `reason`. A job an operator released over its budget
+        (`budget_override`) is left queued. Returns the rows changed."""
+
+    @abc.abstractmethod
+    async def release_held(
+        self, handlers: Collection[str] | None, reason: str, now: float, keep: Collection[str] = ()
+    ) -> list[Job]:
+        """Re-queue the jobs of these handlers (None = every handler but those in `keep`) paused
+        with `reason`, except those of a paused handler. Returns the rows changed."""
+
+    @abc.abstractmethod
+    async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
+        """Cost of the jobs finished since `month_start`: (handler, bucket, sum of cost_actual,
+        jobs) where bucket is `day_start` for those finished since `day_start`, else
+        `month_start`."""
 
     # ---- reads
     @abc.abstractmethod

@@ -44,6 +44,7 @@ from pulse_tui.pulse.jobs import (
     OUTCOME_CANCELLED,
     OUTCOME_CRASHED,
     OUTCOME_INTERRUPTED,
+    REASON_HANDLER,
     SERVER_CRASHED_ERROR,
     SERVER_INTERRUPTED_ERROR,
     STATUSES,
@@ -93,9 +94,18 @@ K_SCHEDULE = "s"  # schedules changed (ids are schedule ids): wakes other nodes'
 K_SCHEDULE_RUN = "t"  # a schedule ran or a run ended: for watchers only (its next run only moved later)
 
 # transition() may set these columns (the engine's operator actions)
-WRITABLE_COLS = frozenset(JOB_COLS) - {"id", "seq"} | {"payload", "result"}
+WRITABLE_COLS = frozenset(JOB_COLS) - {"id", "seq"} | {"payload", "result", "budget_override"}
 
 DB_NOW = "extract(epoch from clock_timestamp())"
+
+# the claim's guard: no job of a paused handler (bare `a.b` or qualified `plugin/a.b`), whichever
+# node paused it
+NOT_PAUSED_HANDLER = (
+    "NOT EXISTS (SELECT 1 FROM paused_handlers p"
+    " WHERE p.name = substring(jobs.handler from position('/' in jobs.handler) + 1))"
+)
+# jobs of handler $n (bare or qualified)
+OF_HANDLER = "substring(handler from position('/' in handler) + 1) = "
 
 MIGRATIONS: list[str] = [
     # 0 -> 1
@@ -231,6 +241,17 @@ MIGRATIONS: list[str] = [
     # 4 -> 5: child jobs: a parent's children (listing, counting, cancelling them with the parent)
     """
     CREATE INDEX jobs_parent ON jobs (parent_job_id, seq) WHERE parent_job_id != '';
+    """,
+    # 5 -> 6: pause: why a paused job is held; paused handlers (every node's claim skips their jobs)
+    """
+    ALTER TABLE jobs ADD COLUMN pause_reason text NOT NULL DEFAULT '',
+        -- an operator resumed it over its budget (it runs once, cleared when the attempt ends)
+        ADD COLUMN budget_override boolean NOT NULL DEFAULT false;
+    CREATE TABLE paused_handlers (
+        name text PRIMARY KEY,
+        reason text NOT NULL DEFAULT '',
+        paused_at double precision NOT NULL DEFAULT 0
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -491,17 +512,24 @@ class PostgresStore(Store):
             return []
         cols = (
             "id, handler, status, priority, payload, max_attempts, timeout_secs, source, parent_job_id,"
-            " cost_estimate, created_at, updated_at, run_at, retry_count"
+            " cost_estimate, created_at, updated_at, run_at, retry_count, pause_reason"
         )
-        # identity values follow the input order (ORDER BY ordinality), so seq keeps FIFO
+        # identity values follow the input order (ORDER BY ordinality), so seq keeps FIFO. A queued
+        # job of a handler paused by any node (this node may not know yet) is held at the door.
+        held = (
+            "c = 'queued' AND EXISTS (SELECT 1 FROM paused_handlers p"
+            " WHERE p.name = substring(b from position('/' in b) + 1))"
+        )
         sql = _notifying(
-            f"INSERT INTO jobs ({cols}) SELECT a, b, c, d, e, f, g, h, i, j, k, l, m, n"
+            f"INSERT INTO jobs ({cols}) SELECT a, b, CASE WHEN {held} THEN 'paused' ELSE c END,"
+            f" d, e, f, g, h, i, j, k, l, m, n, CASE WHEN {held} THEN '{REASON_HANDLER}' ELSE o END"
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::int[], $7::int[],"
-            " $8::text[], $9::text[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::int[])"
-            " WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n, ord) ORDER BY ord"
-            " RETURNING seq, id",
+            " $8::text[], $9::text[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::int[],"
+            " $15::text[])"
+            " WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, ord) ORDER BY ord"
+            " RETURNING seq, id, status, pause_reason",
             K_CHANGE,
-            "$15",
+            "$16",
         )
         columns = [
             [j.id for j in jobs],
@@ -518,6 +546,7 @@ class PostgresStore(Store):
             [j.updated_at for j in jobs],
             [j.run_at for j in jobs],
             [j.retry_count for j in jobs],
+            [j.pause_reason for j in jobs],
         ]
         async with self._acquire() as conn:
             try:
@@ -527,9 +556,10 @@ class PostgresStore(Store):
                 detail = exc.detail or ""
                 dup = detail.partition("=(")[2].rpartition(")")[0] if "=(" in detail else ""
                 raise DuplicateJob(dup) from None
-        seqs = {r["id"]: r["seq"] for r in rows}
+        got = {r["id"]: r for r in rows}
         for j in jobs:
-            j.seq = seqs[j.id]
+            r = got[j.id]
+            j.seq, j.status, j.pause_reason = r["seq"], r["status"], r["pause_reason"]
         return list(jobs)
 
     async def claim(self, limit: int, handlers: Collection[str], now: float) -> list[Job]:
@@ -541,7 +571,8 @@ class PostgresStore(Store):
             f" started_at=$1, updated_at=$1, node=$2, completed_at=0, lease_expires={DB_NOW}+$3,"
             " cancel_requested=false"
             " WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=$1"
-            " AND handler = ANY($4::text[]) ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED)"
+            f" AND handler = ANY($4::text[]) AND {NOT_PAUSED_HANDLER}"
+            " ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED)"
             f" RETURNING {FULL_SELECT}",
             K_CHANGE,
             "$2",
@@ -589,12 +620,12 @@ class PostgresStore(Store):
             " error=u.error, progress_current=u.pc, progress_total=u.pt, cost_actual=u.cost,"
             " completed_at=u.completed_at, updated_at=u.updated_at, run_at=u.run_at, plugin=u.plugin,"
             " plugin_version=u.pv, run_attempts=u.ra, lease_expires=0, cancel_requested=false,"
-            " interruptions=u.intr, crashes=u.crashes"
+            " interruptions=u.intr, crashes=u.crashes, pause_reason=u.pr, budget_override=false"
             " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bool[], $5::text[], $6::int[],"
             " $7::int[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::text[],"
-            " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[])"
+            " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[], $26::text[])"
             " AS u(seq, status, result, wr, error, pc, pt, cost, completed_at, updated_at, run_at,"
-            " plugin, pv, ra, attempts, intr, crashes)"
+            " plugin, pv, ra, attempts, intr, crashes, pr)"
             " WHERE j.seq=u.seq AND j.status='running' AND j.node=$16 AND j.attempts=u.attempts"
             " RETURNING j.seq, j.id"
         )
@@ -638,6 +669,7 @@ class PostgresStore(Store):
             [a.node for a in ats],
             [j.interruptions for j in js],
             [j.crashes for j in js],
+            [j.pause_reason for j in js],
         ]
         has_logs = any(it.logs for it in items)
         async with self._acquire() as conn:
@@ -799,6 +831,96 @@ class PostgresStore(Store):
         )
         async with self._acquire() as conn:
             return [r["id"] for r in await conn.fetch(sql, list(dict.fromkeys(ids)), list(statuses))]
+
+    # ------------------------------------------------------------ paused handlers
+    async def hold_handler(self, name: str, reason: str, now: float) -> list[Job]:
+        sql = _notifying(
+            f"UPDATE jobs SET status='paused', pause_reason=$2, updated_at=$3"
+            f" WHERE status='queued' AND {OF_HANDLER}$1 RETURNING {LIST_SELECT}",
+            K_CHANGE,
+            "$4",
+        )
+        async with self._acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO paused_handlers (name, reason, paused_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (name) DO NOTHING",
+                name,
+                reason,
+                now,
+            )
+            rows = await conn.fetch(sql, name, REASON_HANDLER, now, self.node)
+        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+    async def release_handler(self, name: str, now: float) -> list[Job]:
+        sql = _notifying(
+            f"UPDATE jobs SET status='queued', pause_reason='', updated_at=$3"
+            f" WHERE status='paused' AND pause_reason=$2 AND {OF_HANDLER}$1 RETURNING {LIST_SELECT}",
+            K_CHANGE,
+            "$4",
+        )
+        async with self._acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM paused_handlers WHERE name=$1", name)
+            rows = await conn.fetch(sql, name, REASON_HANDLER, now, self.node)
+        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+    async def hold_queued(self, handlers: Collection[str] | None, reason: str, now: float) -> list[Job]:
+        names = None if handlers is None else list(handlers)
+        if names == []:
+            return []
+        scope = (
+            ""
+            if names is None
+            else " AND substring(handler from position('/' in handler) + 1) = ANY($4::text[])"
+        )
+        sql = _notifying(
+            f"UPDATE jobs SET status='paused', pause_reason=$1, updated_at=$2"
+            f" WHERE status='queued' AND NOT budget_override{scope} RETURNING {LIST_SELECT}",
+            K_CHANGE,
+            "$3",
+        )
+        async with self._acquire() as conn:
+            args = (reason, now, self.node) if names is None else (reason, now, self.node, names)
+            rows = await conn.fetch(sql, *args)
+        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+    async def release_held(
+        self, handlers: Collection[str] | None, reason: str, now: float, keep: Collection[str] = ()
+    ) -> list[Job]:
+        names = None if handlers is None else list(handlers)
+        if names == []:
+            return []
+        base = "substring(handler from position('/' in handler) + 1)"
+        if names is None:
+            names, scope = list(keep), f" AND NOT ({base} = ANY($4::text[]))"
+        else:
+            scope = f" AND {base} = ANY($4::text[])"
+        sql = _notifying(
+            f"UPDATE jobs SET status='queued', pause_reason='', updated_at=$2"
+            f" WHERE status='paused' AND pause_reason=$1{scope} AND {NOT_PAUSED_HANDLER}"
+            f" RETURNING {LIST_SELECT}",
+            K_CHANGE,
+            "$3",
+        )
+        async with self._acquire() as conn:
+            rows = await conn.fetch(sql, reason, now, self.node, names)
+        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+    async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
+        async with self._acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT handler, CASE WHEN completed_at >= $1 THEN $1 ELSE $2 END AS b,"
+                " sum(cost_actual) AS c, count(*) AS n FROM jobs"
+                " WHERE status = ANY(ARRAY['completed', 'failed', 'cancelled']) AND completed_at >= $2"
+                " GROUP BY handler, b",
+                day_start,
+                month_start,
+            )
+        return [(r["handler"], float(r["b"]), float(r["c"] or 0.0), int(r["n"])) for r in rows]
+
+    async def paused_handlers(self) -> dict[str, tuple[str, float]]:
+        async with self._acquire() as conn:
+            rows = await conn.fetch("SELECT name, reason, paused_at FROM paused_handlers")
+        return {r["name"]: (r["reason"], r["paused_at"]) for r in rows}
 
     # ------------------------------------------------------------ multi-node
     async def heartbeat(self, now: float, running: Sequence[str] | None = None) -> None:

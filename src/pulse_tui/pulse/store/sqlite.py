@@ -55,6 +55,9 @@ from pulse_tui.pulse.jobs import (
     CRASH_LIMIT,
     OUTCOME_CRASHED,
     OUTCOME_INTERRUPTED,
+    PAUSED,
+    QUEUED,
+    REASON_HANDLER,
     SERVER_CRASHED_ERROR,
     SERVER_INTERRUPTED_ERROR,
     STATUSES,
@@ -63,6 +66,7 @@ from pulse_tui.pulse.jobs import (
     JobDetail,
     JobFilter,
     LogEntry,
+    handler_base,
     parent_ended_reason,
     sort_scope,
     sort_sql,
@@ -217,6 +221,17 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX jobs_parent ON jobs(parent_job_id, seq) WHERE parent_job_id != '';
     """,
+    # 5 -> 6: pause: why a paused job is held; paused handlers (the claim skips their jobs)
+    """
+    ALTER TABLE jobs ADD COLUMN pause_reason TEXT NOT NULL DEFAULT '';
+    -- 1: an operator resumed it over its budget (it runs once, cleared when the attempt ends)
+    ALTER TABLE jobs ADD COLUMN budget_override INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE paused_handlers (
+        name TEXT PRIMARY KEY,
+        reason TEXT NOT NULL DEFAULT '',
+        paused_at REAL NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -266,8 +281,8 @@ def _execution(row: Sequence[Any]) -> Execution:
 
 _INSERT_JOB = (
     "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
-    " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq"
+    " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count, pause_reason)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq"
 )
 
 
@@ -289,6 +304,7 @@ def _insert_job(conn: sqlite3.Connection, j: Job) -> None:
             j.updated_at,
             j.run_at,
             j.retry_count,
+            j.pause_reason,
         ),
     ).fetchone()[0]
 
@@ -332,6 +348,12 @@ def _where(flt: JobFilter, statuses: Collection[str] | None = None) -> tuple[lis
         clauses.append("instr(payload, ?) > 0")  # bytes, case-sensitive
         args.append(flt.payload.encode())
     return clauses, args
+
+
+# the claim's guard: no job of a paused handler (bare `a.b` or qualified `plugin/a.b`)
+NOT_PAUSED_HANDLER = "NOT EXISTS (SELECT 1 FROM paused_handlers p WHERE p.name = substr(jobs.handler, instr(jobs.handler, '/') + 1))"
+# jobs of handler ? (bare or qualified)
+OF_HANDLER = "substr(handler, instr(handler, '/') + 1) = ?"
 
 
 def _contains(text: str) -> str:
@@ -388,6 +410,9 @@ class SQLiteStore(Store):
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="pulse-sqlite-r")
         self._local = threading.local()
         self._wconn: sqlite3.Connection | None = None
+        # a handler is paused: the claim checks paused_handlers (one process writes this file, so
+        # the writer thread keeps this exact; True errs on the safe side)
+        self._any_paused = True
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -506,6 +531,7 @@ class SQLiteStore(Store):
             if conn is not None:
                 conn.close()
             raise Unavailable(f"cannot write {self.marker_path}: {exc.strerror or exc}") from None
+        self._any_paused = conn.execute("SELECT 1 FROM paused_handlers LIMIT 1").fetchone() is not None
         self._wconn = conn
 
     async def open(self) -> None:
@@ -700,10 +726,15 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ writes
     async def insert(self, jobs: Sequence[Job]) -> list[Job]:
         def op(conn: sqlite3.Connection) -> list[Job]:
+            paused = {r[0] for r in conn.execute("SELECT name FROM paused_handlers")}
+            if paused:  # a queued job of a paused handler is held at the door (as on PostgreSQL)
+                for j in jobs:
+                    if j.status == QUEUED and handler_base(j.handler) in paused:
+                        j.status, j.pause_reason = PAUSED, REASON_HANDLER
             cols = (
                 "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
-                " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count,"
+                " pause_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             )
             rows = [
                 (
@@ -721,6 +752,7 @@ class SQLiteStore(Store):
                     j.updated_at,
                     j.run_at,
                     j.retry_count,
+                    j.pause_reason,
                 )
                 for j in jobs
             ]
@@ -763,11 +795,12 @@ class SQLiteStore(Store):
 
         def op(conn: sqlite3.Connection) -> list[Job]:
             ph = ",".join("?" * len(names))
+            guard = f" AND {NOT_PAUSED_HANDLER}" if self._any_paused else ""
             rows = conn.execute(
                 f"UPDATE jobs SET status='running', attempts=attempts+1, run_attempts=run_attempts+1,"
                 f" started_at=?, updated_at=?, node=?, completed_at=0"
                 f" WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=?"
-                f" AND +handler IN ({ph}) ORDER BY priority DESC, seq LIMIT ?)"
+                f" AND +handler IN ({ph}){guard} ORDER BY priority DESC, seq LIMIT ?)"
                 f" RETURNING {LIST_SELECT}, payload, result",
                 (now, now, node, now, *names, limit),
             ).fetchall()
@@ -786,7 +819,8 @@ class SQLiteStore(Store):
                 conn.execute(
                     "UPDATE jobs SET status=?, result=?, error=?, progress_current=?, progress_total=?,"
                     " cost_actual=?, completed_at=?, updated_at=?, run_at=?, plugin=?, plugin_version=?,"
-                    " run_attempts=?, attempts=?, interruptions=?, crashes=? WHERE seq=?",
+                    " run_attempts=?, attempts=?, interruptions=?, crashes=?, pause_reason=?, budget_override=0"
+                    " WHERE seq=?",
                     (
                         j.status,
                         j.result,
@@ -803,6 +837,7 @@ class SQLiteStore(Store):
                         j.attempts,
                         j.interruptions,
                         j.crashes,
+                        j.pause_reason,
                         j.seq,
                     ),
                 )
@@ -1008,6 +1043,99 @@ class SQLiteStore(Store):
             return out
 
         return await self._write(op)
+
+    # ------------------------------------------------------------ paused handlers
+    async def hold_handler(self, name: str, reason: str, now: float) -> list[Job]:
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            self._any_paused = True
+            conn.execute(
+                "INSERT INTO paused_handlers (name, reason, paused_at) VALUES (?,?,?) ON CONFLICT(name) DO NOTHING",
+                (name, reason, now),
+            )
+            rows = conn.execute(
+                f"UPDATE jobs SET status='paused', pause_reason=?, updated_at=?"
+                f" WHERE status='queued' AND {OF_HANDLER} RETURNING {LIST_SELECT}",
+                (REASON_HANDLER, now, name),
+            ).fetchall()
+            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+        return await self._write(op)
+
+    async def release_handler(self, name: str, now: float) -> list[Job]:
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            conn.execute("DELETE FROM paused_handlers WHERE name=?", (name,))
+            # (a rolled-back delete leaves the row, and this True)
+            self._any_paused = conn.execute("SELECT 1 FROM paused_handlers LIMIT 1").fetchone() is not None
+            rows = conn.execute(
+                f"UPDATE jobs SET status='queued', pause_reason='', updated_at=?"
+                f" WHERE status='paused' AND pause_reason=? AND {OF_HANDLER} RETURNING {LIST_SELECT}",
+                (now, REASON_HANDLER, name),
+            ).fetchall()
+            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+        return await self._write(op)
+
+    async def hold_queued(self, handlers: Collection[str] | None, reason: str, now: float) -> list[Job]:
+        names = None if handlers is None else list(handlers)
+        if names == []:
+            return []
+        scope = (
+            ""
+            if names is None
+            else f" AND substr(handler, instr(handler, '/') + 1) IN ({','.join('?' * len(names))})"
+        )
+
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"UPDATE jobs SET status='paused', pause_reason=?, updated_at=?"
+                f" WHERE status='queued' AND budget_override=0{scope} RETURNING {LIST_SELECT}",
+                (reason, now, *(names or ())),
+            ).fetchall()
+            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+        return await self._write(op)
+
+    async def release_held(
+        self, handlers: Collection[str] | None, reason: str, now: float, keep: Collection[str] = ()
+    ) -> list[Job]:
+        names = None if handlers is None else list(handlers)
+        if names == []:
+            return []
+        base = "substr(handler, instr(handler, '/') + 1)"
+        scope = "" if names is None else f" AND {base} IN ({','.join('?' * len(names))})"
+        kept = list(keep) if names is None else []
+        if kept:
+            scope += f" AND {base} NOT IN ({','.join('?' * len(kept))})"
+
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"UPDATE jobs SET status='queued', pause_reason='', updated_at=?"
+                f" WHERE status='paused' AND pause_reason=?{scope} AND {NOT_PAUSED_HANDLER}"
+                f" RETURNING {LIST_SELECT}",
+                (now, reason, *(names or ()), *kept),
+            ).fetchall()
+            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+
+        return await self._write(op)
+
+    async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[str, float, float, int]]:
+            rows = conn.execute(
+                "SELECT handler, CASE WHEN completed_at >= ? THEN ? ELSE ? END AS b, SUM(cost_actual), COUNT(*)"
+                " FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at >= ?"
+                " GROUP BY handler, b",
+                (day_start, day_start, month_start, month_start),
+            ).fetchall()
+            return [(h, float(b), float(c or 0.0), int(n)) for h, b, c, n in rows]
+
+        return await self._read(op)
+
+    async def paused_handlers(self) -> dict[str, tuple[str, float]]:
+        def op(conn: sqlite3.Connection) -> dict[str, tuple[str, float]]:
+            rows = conn.execute("SELECT name, reason, paused_at FROM paused_handlers").fetchall()
+            return {n: (r, at) for n, r, at in rows}
+
+        return await self._read(op)
 
     # ------------------------------------------------------------ reads
     async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None:

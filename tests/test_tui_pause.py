@@ -1,0 +1,99 @@
+"""Console keys for pause and resume (jobs screen, marks, all matching, handlers, job detail)
+against a real server."""
+
+from __future__ import annotations
+
+import pytest
+
+from pulse_tui.app import PulseApp
+from pulse_tui.screens.confirm import ConfirmScreen
+from pulse_tui.screens.handlers import HandlersScreen
+from pulse_tui.screens.job_detail import JobDetailScreen
+from pulse_tui.screens.jobs import JobsScreen
+from tests.test_tui import client_for, started, status_of, until
+
+
+@pytest.fixture
+def server(server_factory):
+    return server_factory(extra_args=["--grace", "0.5"])
+
+
+def message(app: PulseApp) -> str:
+    return str(app.screen.query_one("#confirm-message").render())
+
+
+async def test_pause_and_resume_by_keys_cursor_marks_and_all_matching(server) -> None:
+    client = await client_for(server)
+    jobs = [await client.enqueue("pulse.sleep", {"seconds": 1}, delay_secs=600) for _ in range(3)]
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(100, 30)) as pilot:
+        t = await started(app, pilot, rows=3)
+        await pilot.press("P")  # the job under the cursor (the newest)
+        await until(pilot, lambda: t.job_at(0).status == "paused", "cursor job paused (live)")
+        assert t.job_at(0).pause_reason == "user_requested"
+        assert "(paused by operator)" in str(t.render_line(1))  # row 0 under the header
+        await pilot.press("U")
+        await until(pilot, lambda: t.job_at(0).status == "queued", "cursor job resumed")
+        await pilot.press("space", "space", "P")  # two marks: asks first
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "pause-marks confirm")
+        assert "Pause 2 marked job(s)?" in message(app)
+        await pilot.press("y")
+        await until(pilot, lambda: not t.marked, "marks cleared")
+        assert [await status_of(client, j.id) for j in jobs] == ["queued", "paused", "paused"]
+        await pilot.press("alt+u")  # every paused job matching the (empty) filter
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "resume-all confirm")
+        assert "Resume 2 paused job(s)?" in message(app)
+        await pilot.press("y")
+        await until(pilot, lambda: all(t.job_at(i).status == "queued" for i in range(3)), "all resumed")
+        await pilot.press("alt+p")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "pause-all confirm")
+        assert "Pause 3 queued job(s)?" in message(app)
+        await pilot.press("y")
+        await until(pilot, lambda: all(t.job_at(i).status == "paused" for i in range(3)), "all paused")
+    await client.close()
+
+
+async def test_pause_keys_on_the_detail_and_handlers_screens_refused_when_read_only(server) -> None:
+    client = await client_for(server)
+    job = await client.enqueue("pulse.sleep", {"seconds": 1}, delay_secs=600)
+    newest = job.id
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(100, 30)) as pilot:
+        t = await started(app, pilot, rows=1)
+        # the job detail: z pauses this job (P is its parent there), U resumes it
+        t.move_to_job(newest)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen), "detail")
+        await pilot.press("z")
+        await until(pilot, lambda: any(f"paused {newest}" in n.message for n in app._notifications), "paused")
+        assert (await client.get_job(newest)).job.pause_reason == "user_requested"
+        await pilot.press("U")
+        await until(
+            pilot, lambda: any(f"resumed {newest}" in n.message for n in app._notifications), "resumed"
+        )
+        assert await status_of(client, newest) == "queued"
+        await pilot.press("escape")
+        # the handlers screen: P holds every job of the handler under the cursor, U releases them
+        await app.switch_mode("handlers")
+        screen = app.screen
+        assert isinstance(screen, HandlersScreen)
+        await until(pilot, lambda: bool(screen.handlers), "handlers listed")
+        names = [h.name for h in screen.handlers]
+        screen.query_one("DataTable").move_cursor(row=names.index("pulse.noop"))
+        await pilot.press("P")
+        await until(pilot, lambda: any(h.paused for h in screen.handlers if h.name == "pulse.noop"), "paused")
+        held = await client.enqueue("pulse.noop")
+        assert held.status == "paused" and held.pause_reason == "handler_paused"
+        await pilot.press("U")
+        await until(pilot, lambda: not any(h.paused for h in screen.handlers), "handler resumed")
+        assert (await client.get_job(held.id)).job.status in ("queued", "running", "completed")
+        await client.pause_jobs([newest])
+    # a read-only console refuses the keys and says why
+    app = PulseApp(server.address, server.readonly_token)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("U", "alt+u")
+        assert isinstance(app.screen, JobsScreen)
+        assert any("read-only: resume is disabled" in n.message for n in app._notifications)
+        assert await status_of(client, newest) == "paused"
+    await client.close()
