@@ -9,6 +9,7 @@ import pytest
 from textual.widgets import Input
 
 from pulse_tui.app import PulseApp
+from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.confirm import QuitScreen
 from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.widgets.status_tabs import StatusTabs
@@ -851,6 +852,21 @@ def test_screens_reach_the_app_through_its_protocol() -> None:
     assert names[:2] == ["jobs", "plugins"] and {"ix", "scripts", "editor", "sort"} <= set(names)
     assert "q" not in names and app.commands.get("q") is not None  # hidden, still runs
     assert app.command_names() == sorted(names)
+
+
+async def test_live_updates_reaching_a_screen_torn_down_mid_exit(server) -> None:
+    """At exit a screen loses its widgets before it stops counting as mounted; the live-update
+    flush that lands in between must not raise (seen: NoMatches JobTable at teardown, 1 run in 4)."""
+    from pulse_tui.widgets.job_table import JobTable
+
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        screen = app.screen
+        await screen.query_one(JobTable).remove()  # what teardown does first
+        assert screen.is_mounted
+        app._pending["x"] = operator_pb2.Job(id="x", handler="pulse.noop", status="queued")
+        app._flush_updates()  # raised NoMatches
 
 
 async def test_a_flush_of_stdout_or_stderr_while_the_console_runs() -> None:

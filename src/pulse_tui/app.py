@@ -22,6 +22,7 @@ import grpc
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -512,7 +513,12 @@ class PulseApp(App[None]):
             for screen in stack:
                 if isinstance(screen, PulseScreen) and id(screen) not in seen and screen.is_mounted:
                     seen.add(id(screen))
-                    fn(screen)
+                    try:
+                        fn(screen)
+                    except NoMatches:
+                        # a screen being torn down (the app exiting) loses its widgets before it
+                        # stops counting as mounted; nothing is left there to update
+                        continue
 
     def _maybe_refresh_counts(self) -> None:
         if self._counts_dirty and self.conn_state == "connected" and not self.paused:
