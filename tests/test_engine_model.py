@@ -554,7 +554,11 @@ class EngineMachine(RuleBasedStateMachine):
                 async def quiesce():
                     # the test releases what it holds; every job must then reach a terminal status
                     rows, attempts = await self.settle(until_idle=True)
-                    while self.pending():  # handler tasks finishing after their store write
+                    # handler tasks, and the engine's own bookkeeping, finish after the store
+                    # write the settle saw; yield until they let go (bounded: a job the engine
+                    # never releases fails the idle check below)
+                    deadline = time.monotonic() + SETTLE_TIMEOUT
+                    while (self.pending() or self.engine.running_jobs()) and time.monotonic() < deadline:
                         await asyncio.sleep(0)
                     return rows, attempts
 
