@@ -54,14 +54,22 @@ async def test_detail_keys_jump_to_children_and_parent(children_server) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await app.wait_connected(10)
         jobs = app.screen
-        await _until(pilot, lambda: jobs.table.total >= 7)
+        # the count can arrive before the page: wait for the rows themselves
+        await _until(pilot, lambda: all(jobs.table.job_at(i) is not None for i in range(7)))
         parent_id = next(
             jobs.table.job_at(i).id for i in range(7) if jobs.table.job_at(i).status == "running"
         )
         app.push_screen(JobDetailScreen(parent_id))
         await _until(pilot, lambda: bool(getattr(app.screen, "child_rows", None)))
         await pilot.press("C")
-        await _until(pilot, lambda: isinstance(app.screen, JobsScreen) and app.screen.table.total == 6)
+        await _until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, JobsScreen)
+                and app.screen.table.total == 6
+                and all(app.screen.table.job_at(i) is not None for i in range(6))
+            ),
+        )
         assert jobs.filter.line() == f"parent:{parent_id}"
         assert {jobs.table.job_at(i).parent_job_id for i in range(6)} == {parent_id}
         await pilot.press("enter")
