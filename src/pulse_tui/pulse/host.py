@@ -1126,13 +1126,6 @@ class PluginHost:
     def get(self, name: str) -> PluginState:
         return self._plugin(name).snapshot()
 
-    def list_plugins(self) -> list[PluginState]:  # services.py spelling
-        return self.list()
-
-    def get_plugin(self, name: str) -> PluginState | None:  # services.py spelling: None if unknown
-        plugin = self._plugins.get(name)
-        return plugin.snapshot() if plugin is not None else None
-
     def jobs_of_token(self, plugin: str, token: str) -> set[str] | None:
         """The jobs in flight on the instance of `plugin` that was given `token` at Initialize
         (None when no live instance holds it). The token was checked by the Authenticator: this

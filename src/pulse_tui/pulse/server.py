@@ -351,7 +351,7 @@ class PulseServer:
 
         async def reload() -> str:
             host = self.host
-            if host is None or host.get_plugin(SCRIPTS_PLUGIN) is None:
+            if host is None or SCRIPTS_PLUGIN not in {p.name for p in host.list()}:
                 return f"no {SCRIPTS_PLUGIN!r} plugin is configured: the script is saved but not announced"
             report = await host.reload(SCRIPTS_PLUGIN)
             added = ", ".join(report.added) or "none"
@@ -370,7 +370,7 @@ class PulseServer:
         if host is not None:
             rec.plugins = lambda: [
                 PluginGauge(p.name, p.state == "ready" and bool(p.healthy), int(p.restarts))
-                for p in host.list_plugins()
+                for p in host.list()
             ]
         await rec.start()
         s = self.settings

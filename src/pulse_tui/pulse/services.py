@@ -37,6 +37,7 @@ from pulse_tui.pulse.errors import (
     ValidationError,
     reason_trailer,
 )
+from pulse_tui.pulse.host import PluginHost, PluginState
 from pulse_tui.pulse.jobs import (
     CANCELLED,
     PAUSED,
@@ -48,8 +49,9 @@ from pulse_tui.pulse.jobs import (
     JobFilter,
     LogEntry,
 )
+from pulse_tui.pulse.registry import HandlerInfo, Registry
 from pulse_tui.pulse.schedule_service import ScheduleOperatorMixin
-from pulse_tui.pulse.schedules import schedule_of
+from pulse_tui.pulse.schedules import Scheduler, schedule_of
 from pulse_tui.pulse.scripts import ScriptInfo, ScriptStore
 from pulse_tui.vocab import Reason
 
@@ -349,10 +351,10 @@ class ServiceContext:
 
     engine: Engine
     auth: Authenticator
-    registry: Any = None  # registry.Registry (the engine's router) when available
-    host: Any = None  # host.PluginHost when plugins are configured
+    registry: Registry | None = None  # the engine's router when available
+    host: PluginHost | None = None  # when plugins are configured
     scripts: ScriptStore | None = None  # handler scripts (python.<name>)
-    scheduler: Any = None  # schedules.Scheduler
+    scheduler: Scheduler | None = None
     listen: str = ""
     store_url: str = ""
     started_at: float = field(default_factory=time.time)
@@ -367,7 +369,7 @@ async def await_plugin_handlers(ctx: ServiceContext, handlers: Iterable[str]) ->
     wait for them (up to their startup_timeout) so it is not refused by a race. A name that stays
     unknown is then refused as usual; with every plugin up this returns at once."""
     host, router = ctx.host, ctx.engine.router
-    if host is None or not hasattr(host, "await_starting"):
+    if host is None:
         return
     names = {h for h in handlers if h}
     if all(router.resolve(h) is not None for h in names):
@@ -980,91 +982,78 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
         host = self.ctx.host
         if host is None:
             return op.ListPluginsResponse()
-        return op.ListPluginsResponse(plugins=[self._plugin(p) for p in host.list_plugins()])
+        return op.ListPluginsResponse(plugins=[self._plugin(p) for p in host.list()])
 
     @_operator_rpc()
     async def GetPlugin(self, request: op.GetPluginRequest, principal: Principal) -> op.Plugin:
-        return self._plugin(self._host_plugin(request.name), tail=request.tail_lines, full=True)
+        return self._plugin(self._host(request.name).get(request.name), tail=request.tail_lines, full=True)
 
     @_operator_rpc("reload plugins")
     async def ReloadPlugin(
         self, request: op.PluginNameRequest, principal: Principal
     ) -> op.ReloadPluginResponse:
-        self._host_plugin(request.name)
-        report = await self.ctx.host.reload(request.name)
+        host = self._host(request.name)
+        report = await host.reload(request.name)
         return op.ReloadPluginResponse(
-            plugin=self._plugin(self._host_plugin(request.name)),
-            added=list(getattr(report, "added", ())),
-            removed=list(getattr(report, "removed", ())),
-            conflicts=list(getattr(report, "conflicts", ())),
-            drained_jobs=int(getattr(report, "drained_jobs", 0)),
-            draining_jobs=int(getattr(report, "draining", 0)),
+            plugin=self._plugin(host.get(request.name)),
+            added=report.added,
+            removed=report.removed,
+            conflicts=report.conflicts,
+            drained_jobs=report.drained_jobs,
+            draining_jobs=report.draining,
         )
 
     @_operator_rpc("enable or disable plugins")
     async def SetPluginEnabled(self, request: op.SetPluginEnabledRequest, principal: Principal) -> op.Plugin:
-        self._host_plugin(request.name)
-        await self.ctx.host.set_enabled(request.name, request.enabled)
-        return self._plugin(self._host_plugin(request.name))
+        state = await self._host(request.name).set_enabled(request.name, request.enabled)
+        return self._plugin(state)
 
-    def _host_plugin(self, name: str) -> Any:
+    def _host(self, name: str) -> PluginHost:
+        """The plugin host to ask about `name` (its methods raise NotFound for an unknown name)."""
         if not name:
             raise ValidationError("plugin name is empty")
-        host = self.ctx.host
-        plugin = host.get_plugin(name) if host is not None else None
-        if plugin is None:
-            raise NotFound(f"no plugin named {name!r}; list them with `pulse-tui plugins list`")
-        return plugin
+        if self.ctx.host is None:
+            raise NotFound(f"no plugin named {name!r}; this server has no plugins configured")
+        return self.ctx.host
 
-    def _plugin(self, p: Any, *, tail: int = 0, full: bool = False) -> op.Plugin:
-        """host.PluginInfo (or anything with those attributes) -> op.Plugin."""
-        if isinstance(p, op.Plugin):
-            msg = op.Plugin()
-            msg.CopyFrom(p)
-        else:
-            msg = op.Plugin(
-                name=p.name,
-                state=getattr(p, "state", ""),
-                healthy=bool(getattr(p, "healthy", False)),
-                health_message=getattr(p, "health_message", ""),
-                version=getattr(p, "version", ""),
-                description=getattr(p, "description", ""),
-                pid=int(getattr(p, "pid", 0) or 0),
-                endpoint=getattr(p, "endpoint", ""),
-                started_at=float(getattr(p, "started_at", 0.0) or 0.0),
-                restarts=int(getattr(p, "restarts", 0)),
-                handlers=list(getattr(p, "handlers", ())),
-                last_error=getattr(p, "last_error", ""),
-                enabled=bool(getattr(p, "enabled", True)),
-                refused_handlers=list(getattr(p, "refused_handlers", ())),
-                unserved=list(getattr(p, "unserved", ())),
-                next_restart_at=float(getattr(p, "next_restart_at", 0.0) or 0.0),
-                draining_jobs=int(getattr(p, "draining_jobs", 0)),
-                draining_instances=int(getattr(p, "draining_instances", 0)),
+    def _plugin(self, p: PluginState, *, tail: int = 0, full: bool = False) -> op.Plugin:
+        msg = op.Plugin(
+            name=p.name,
+            state=p.state,
+            healthy=p.healthy,
+            health_message=p.health_message,
+            version=p.version,
+            description=p.description,
+            pid=p.pid,
+            endpoint=p.endpoint,
+            started_at=p.started_at,
+            restarts=p.restarts,
+            handlers=p.handlers,
+            last_error=p.last_error,
+            enabled=p.enabled,
+            refused_handlers=p.refused_handlers,
+            unserved=p.unserved,
+            next_restart_at=p.next_restart_at,
+            draining_jobs=p.draining_jobs,
+            draining_instances=p.draining_instances,
+            running_jobs=len(self.engine.running_jobs(p.name)),
+        )
+        if full:
+            msg.output_tail.extend(p.output_tail[-tail:] if tail > 0 else p.output_tail)
+            msg.config_schema.extend(
+                op.ConfigField(
+                    name=f.name,
+                    type=f.type,
+                    description=f.description,
+                    default_value=f.default_value,
+                    required=f.required,
+                    min_value=f.min_value,
+                    max_value=f.max_value,
+                    pattern=f.pattern,
+                    element_type=f.element_type,
+                )
+                for f in p.config_schema
             )
-            if full:
-                lines = list(getattr(p, "output_tail", ()))
-                msg.output_tail.extend(lines[-tail:] if tail > 0 else lines)
-                for f in getattr(p, "config_schema", ()):
-                    msg.config_schema.append(
-                        f
-                        if isinstance(f, op.ConfigField)
-                        else op.ConfigField(
-                            name=f.name,
-                            type=f.type,
-                            description=f.description,
-                            default_value=f.default_value,
-                            required=f.required,
-                            min_value=getattr(f, "min_value", ""),
-                            max_value=getattr(f, "max_value", ""),
-                            pattern=getattr(f, "pattern", ""),
-                            element_type=getattr(f, "element_type", ""),
-                        )
-                    )
-        msg.running_jobs = len(self.engine.running_jobs(msg.name))
-        if not full:
-            del msg.output_tail[:]
-            del msg.config_schema[:]
         return msg
 
     # ---- handlers
@@ -1074,7 +1063,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
     ) -> op.ListHandlersResponse:
         counts = await self.engine.handler_counts()
         registry = self.ctx.registry
-        if registry is not None and hasattr(registry, "handlers"):
+        if registry is not None:
             infos = [self._handler(h) for h in registry.handlers()]
         else:
             infos = [
@@ -1133,18 +1122,16 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
         return h
 
     @staticmethod
-    def _handler(h: Any) -> op.Handler:
-        if isinstance(h, op.Handler):
-            return h
+    def _handler(h: HandlerInfo) -> op.Handler:
         return op.Handler(
             name=h.name,
-            owner=getattr(h, "owner", ""),
-            claimants=list(getattr(h, "claimants", ())),
-            conflict=getattr(h, "conflict", ""),
-            explanation=getattr(h, "explanation", ""),
-            builtin=bool(getattr(h, "builtin", False)),
-            pinned=bool(getattr(h, "pinned", False)),
-            qualified=list(getattr(h, "qualified", ())),
+            owner=h.owner,
+            claimants=h.claimants,
+            conflict=h.conflict,
+            explanation=h.explanation,
+            builtin=h.builtin,
+            pinned=h.pinned,
+            qualified=h.qualified,
         )
 
     def _builtin_handlers(self) -> list[str]:
