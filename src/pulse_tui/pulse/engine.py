@@ -295,9 +295,9 @@ class Engine:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="pulse-retention"))
         # multi-node (shared stores, e.g. PostgreSQL; no-ops on SQLite): hear other nodes, keep leases
         await self.store.listen(self._on_remote)
-        lease = getattr(self.store, "lease_secs", None)
+        lease = self.store.lease_secs
         if lease:
-            self._tasks.append(asyncio.create_task(self._lease_loop(float(lease)), name="pulse-lease"))
+            self._tasks.append(asyncio.create_task(self._lease_loop(lease), name="pulse-lease"))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; give running jobs `grace` seconds; re-queue the rest as interrupted."""
@@ -1075,12 +1075,11 @@ class Engine:
         after that attempt (same order as _fresh: more attempts, or the same attempt ended):
         events from other nodes arrive late, and a `queued` row fetched before the other node
         claimed the job says nothing about whether it stopped."""
-        request = getattr(self.store, "request_cancel", None)
-        if request is None:
+        if self.store.lease_secs is None:  # a single-node store: no other node to ask
             raise Precondition(f"job {job.id} is running on node {job.node or '?'}, not this one")
         running_rank = (job.attempts, 1)
         with self.bus.watch() as watcher:
-            node = await request(job.id)
+            node = await self.store.request_cancel(job.id)
             if node is None:  # it ended (or was re-queued) meanwhile
                 return await self.cancel(job.id)
             deadline = time.monotonic() + REMOTE_CANCEL_WAIT

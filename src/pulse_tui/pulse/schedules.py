@@ -251,7 +251,7 @@ class Scheduler:
         self.store = store
         self.engine = engine
         self.batch = batch
-        self.multinode = multinode if multinode is not None else bool(getattr(store, "lease_secs", None))
+        self.multinode = multinode if multinode is not None else bool(store.lease_secs)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._retention: asyncio.Task | None = None

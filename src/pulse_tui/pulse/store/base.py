@@ -48,6 +48,9 @@ class Store(abc.ABC):
     # "" while the store can write; else what stops it (e.g. "the job store's disk is full"),
     # reported to clients in ServerInfo.store_condition
     condition: str = ""
+    # shared (multi-node) stores: seconds a node's claim on a running job lasts unless renewed by
+    # `heartbeat`; None on single-node stores (nothing to renew, no other node to ask)
+    lease_secs: float | None = None
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -260,6 +263,11 @@ class Store(abc.ABC):
 
     async def notify(self, job_ids: Sequence[str]) -> None:  # noqa: B027
         """Tell other nodes these jobs changed (no-op on single-node stores)."""
+
+    async def request_cancel(self, job_id: str) -> str | None:
+        """Ask the node running `job_id` to cancel it: that node's name, or None when the job is
+        not running (anymore). Single-node stores have no other node: None."""
+        return None
 
     async def cancel_requests(self) -> list[str]:
         """Ids of jobs running on this node that another node asked to cancel."""
