@@ -38,6 +38,10 @@ from pulse_tui.vocab import FINISHED, Capability, EndpointMode, JobStatus, Reaso
 from pulse_tui.widgets import fmt
 
 if TYPE_CHECKING:
+    import grpc
+
+    from pulse_tui.client import PulseClient
+    from pulse_tui.protocol import operator_pb2 as op
     from pulse_tui.pulse.server import ServerSettings
 
 DEFAULT_LISTEN = ServerConfig().listen
@@ -540,7 +544,7 @@ def _read_token(path: Path, reader: Callable[[Path], str]) -> str:
         raise CliError(exc.message) from None
 
 
-def _tls(args: argparse.Namespace) -> Any:
+def _tls(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     ca = getattr(args, "tls_ca", None)
     if not ca:
         return None
@@ -552,7 +556,7 @@ def _tls(args: argparse.Namespace) -> Any:
         raise CliError(f"cannot read {ca}: {exc.strerror or exc}") from None
 
 
-def with_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -> int:
+def with_client(args: argparse.Namespace, fn: Callable[[PulseClient], Awaitable[int]]) -> int:
     """Connect (address, token from args/env/config), run `fn(client)`, map client errors."""
     from pulse_tui.client import ClientError, PulseClient
 
@@ -602,14 +606,14 @@ def _ts(value: float) -> str:
     return datetime.fromtimestamp(value).astimezone().isoformat(timespec="seconds") if value else "-"
 
 
-def attempts_label(j: Any) -> str:
+def attempts_label(j: op.Job) -> str:
     """`1/3`, or `1/3 +2↺` with two uncharged interruptions (as the console's ATT column)."""
     used = j.run_attempts if (j.run_attempts or j.retry_count or j.interrupted_attempts) else j.attempts
     label = f"{used}/{j.max_attempts}" if j.max_attempts else str(used)
     return f"{label} +{j.interrupted_attempts}↺" if j.interrupted_attempts else label
 
 
-def job_summary(j: Any) -> dict[str, Any]:
+def job_summary(j: op.Job) -> dict[str, Any]:
     return {
         "id": j.id,
         "handler": j.handler,
@@ -642,7 +646,7 @@ def _iso_utc(value: float) -> str | None:
     return datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds") if value else None
 
 
-def job_doc(d: Any) -> dict[str, Any]:
+def job_doc(d: op.JobDetail) -> dict[str, Any]:
     doc = job_summary(d.job)
     doc["payload"] = _json_or_text(d.payload)
     doc["result"] = _json_or_text(d.result)
@@ -671,11 +675,11 @@ def job_doc(d: Any) -> dict[str, Any]:
     return doc
 
 
-def _progress(j: Any) -> str:
+def _progress(j: op.Job) -> str:
     return f"{j.progress_current}/{j.progress_total}" if j.progress_total else "-"
 
 
-def job_text(d: Any, children: Any = None) -> str:
+def job_text(d: op.JobDetail, children: op.CountJobsResponse | None = None) -> str:
     """`children`: the CountJobsResponse of the job's children (None: not asked)."""
     j = d.job
     lines = [
@@ -739,7 +743,7 @@ ENQUEUE_MANY_MAX = 100_000  # the server's limit per call
 ENQUEUE_MANY_BYTES = 4 * 1024 * 1024 - 64 * 1024  # under the server's 4 MB message limit
 
 
-def read_job_lines(path: str) -> list[Any]:
+def read_job_lines(path: str) -> list[op.EnqueueRequest]:
     """Parse a JSON-lines file of jobs into EnqueueRequests; any bad line is a CliError naming it,
     and then nothing is sent."""
     from pulse_tui.protocol import operator_pb2
@@ -826,7 +830,7 @@ def cmd_jobs_enqueue_many(args: argparse.Namespace) -> int:
         )
     reqs = read_job_lines(args.from_file)
 
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         ids = await client.enqueue_many(reqs)
         emit(args, {"enqueued": len(ids), "ids": ids}, "\n".join(ids))
         return 0
@@ -844,7 +848,7 @@ def cmd_jobs_enqueue(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"--payload is not JSON: {exc}") from None
 
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         job = await client.enqueue(
             args.handler,
             args.payload.encode(),
@@ -872,13 +876,15 @@ def cmd_jobs_enqueue(args: argparse.Namespace) -> int:
     return with_client(args, run)
 
 
-async def wait_for_job(client: Any, job_id: str, handler: str, *, quiet: bool = False) -> Any:
+async def wait_for_job(
+    client: PulseClient, job_id: str, handler: str, *, quiet: bool = False
+) -> op.JobDetail:
     """Follow a job until it finishes, printing progress changes on stderr unless `quiet`."""
     from pulse_tui.client import job_filter
 
     shown = ""
 
-    def show(j: Any) -> None:
+    def show(j: op.Job) -> None:
         nonlocal shown
         line = f"{j.id}: {j.status} {_progress(j)}"
         if not quiet and line != shown:
@@ -928,7 +934,7 @@ def cmd_ix(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         from pulse_tui.client import job_filter
 
         detail = await client.get_job(args.id)
@@ -950,7 +956,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     if args.limit < 1 or args.limit > 1000:
         raise CliError(f"--limit must be between 1 and 1000, got {args.limit}")
 
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         flt = job_filter(args.status, args.handler, parent_job_id=args.parent)
         resp = await client.list_jobs(flt, limit=args.limit)
         now = time.time()
@@ -997,7 +1003,7 @@ def cmd_jobs_delete(args: argparse.Namespace) -> int:
     glob = handler if any(c in handler for c in "*?") else (handler + "*" if handler else "")
     flt = job_filter(args.status or sorted(FINISHED), handler_glob=glob)
 
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         if args.ids:
             resp = await client.delete_jobs(list(args.ids), dry_run=args.dry_run)
         else:
@@ -1036,7 +1042,7 @@ BULK_ACTIONS = {  # jobs ACTION: (client method, what the text output says of ea
 
 
 def cmd_jobs_bulk(args: argparse.Namespace) -> int:
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         method, done = BULK_ACTIONS[args.action]
         resp = await getattr(client, method)(list(args.ids))
         doc = {
@@ -1056,7 +1062,7 @@ def cmd_jobs_bulk(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- schedules
 
 
-def schedule_doc(s: Any) -> dict[str, Any]:
+def schedule_doc(s: op.Schedule) -> dict[str, Any]:
     return {
         "id": s.id,
         "handler": s.handler,
@@ -1081,7 +1087,7 @@ def schedule_doc(s: Any) -> dict[str, Any]:
     }
 
 
-def execution_doc(e: Any) -> dict[str, Any]:
+def execution_doc(e: op.Execution) -> dict[str, Any]:
     return {
         "id": e.id,
         "job_id": e.job_id or None,
@@ -1094,12 +1100,12 @@ def execution_doc(e: Any) -> dict[str, Any]:
     }
 
 
-def _next_text(s: Any) -> str:
+def _next_text(s: op.Schedule) -> str:
     return _ts(s.next_run_at) if s.state == "active" else f"({s.state})"
 
 
 def cmd_schedules_list(args: argparse.Namespace) -> int:
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         found = await client.list_schedules(args.state, args.owner, args.handler)
         rows = [
             [
@@ -1125,7 +1131,7 @@ def cmd_schedules_show(args: argparse.Namespace) -> int:
     if not 1 <= args.runs <= 1000:
         raise CliError(f"--runs must be between 1 and 1000, got {args.runs}")
 
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         d = await client.get_schedule(args.id, executions=args.runs)
         s = d.schedule
         doc = {
@@ -1183,7 +1189,7 @@ def cmd_schedules_create(args: argparse.Namespace) -> int:
     except CadenceError as exc:
         raise CliError(exc.message) from None
 
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         s = await client.create_schedule(args.handler, args.payload.encode(), **fields)
         emit(
             args,
@@ -1224,7 +1230,7 @@ def cmd_schedules_update(args: argparse.Namespace) -> int:
     if not fields:
         raise CliError("nothing to change: give --every, --cron, --tz, --payload, --overlap or --jitter")
 
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         s = await client.update_schedule(args.id, **fields)
         emit(
             args,
@@ -1239,7 +1245,7 @@ def cmd_schedules_update(args: argparse.Namespace) -> int:
 def cmd_schedules_action(args: argparse.Namespace) -> int:
     from pulse_tui.client import ClientError
 
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         docs, failed = [], 0
         for sid in dict.fromkeys(args.ids):
             try:
@@ -1267,7 +1273,7 @@ def cmd_schedules_action(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- plugins / handlers / config
 
 
-def plugin_state_text(p: Any) -> str:
+def plugin_state_text(p: op.Plugin) -> str:
     """`ready`, or `ready; old instance draining (3 jobs)` while a reload drains."""
     if not p.draining_instances:
         return p.state
@@ -1276,7 +1282,7 @@ def plugin_state_text(p: Any) -> str:
     return f"{p.state}; {old} draining ({n} job{'s' if n != 1 else ''})"
 
 
-def _plugin_doc(p: Any) -> dict[str, Any]:
+def _plugin_doc(p: op.Plugin) -> dict[str, Any]:
     return {
         "name": p.name,
         "state": p.state,
@@ -1298,7 +1304,7 @@ def _plugin_doc(p: Any) -> dict[str, Any]:
 
 
 def cmd_plugins_list(args: argparse.Namespace) -> int:
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         if client.mode == EndpointMode.PLUGIN:  # a bare plugin endpoint: its own metadata and health
             info = await client.plugin_endpoint()
             doc = {
@@ -1352,7 +1358,7 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
 def cmd_plugins_show(args: argparse.Namespace) -> int:
     from pulse_tui.client import config_constraints
 
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         p = await client.get_plugin(args.name, tail_lines=max(args.tail, 0))
         doc = {
             **_plugin_doc(p),
@@ -1400,7 +1406,7 @@ def cmd_plugins_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins_reload(args: argparse.Namespace) -> int:
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         r = await client.reload_plugin(args.name)
         doc = {
             "plugin": _plugin_doc(r.plugin),
@@ -1461,7 +1467,7 @@ def cmd_handlers_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_handlers_list(args: argparse.Namespace) -> int:
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         handlers = await client.list_handlers(conflicts_only=args.conflicts)
         docs = [handler_doc(h) for h in handlers]
         rows = [
