@@ -727,7 +727,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 # ---------------------------------------------------------------- jobs
 
 
-ENQUEUE_LINE_FIELDS = {
+ENQUEUE_LINE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "handler": str,
     "payload": (dict, list, str, int, float, bool, type(None)),
     "max_attempts": int,
@@ -806,7 +806,7 @@ def read_job_lines(path: str) -> list[op.EnqueueRequest]:
     return reqs
 
 
-def _kind_name(kinds: Any) -> str:
+def _kind_name(kinds: type | tuple[type, ...]) -> str:
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)
     return " or ".join(
         {"str": "a string", "int": "an integer", "float": "a number"}[k.__name__] for k in kinds

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from pulse_tui.protocol import (
     domain_pb2,
@@ -301,7 +302,9 @@ class PulseClient:
         reason = _reason_of(exc)
         return ClientError(code.name, _human(code, detail, self.address, reason, self.kind), detail, reason)
 
-    async def _call(self, method, request, *, timeout: float | None = None):
+    async def _call(
+        self, method: Callable[..., Awaitable[Any]], request: Message, *, timeout: float | None = None
+    ) -> Any:  # the reply: its type is the stub method's, which the generated code does not declare
         try:
             return await method(request, metadata=self._metadata, timeout=timeout or self.timeout)
         except grpc.aio.AioRpcError as exc:
@@ -429,7 +432,7 @@ class PulseClient:
 
     async def watch_jobs(
         self, flt: operator_pb2.JobFilter | None = None
-    ) -> AsyncIterator[operator_pb2.JobEvent]:
+    ) -> AsyncGenerator[operator_pb2.JobEvent, None]:
         """Server-streaming job events ("upsert" per job, "resync", "heartbeat"). Ends with
         ClientError when the stream breaks. The server is asked for batched events (one message
         per flush); they are unpacked here, so callers see one "upsert" per job either way."""
@@ -457,7 +460,7 @@ class PulseClient:
     async def enqueue(
         self,
         handler: str,
-        payload: bytes | str | dict | None = None,
+        payload: bytes | str | dict[str, Any] | None = None,
         *,
         max_attempts: int = 0,
         timeout_secs: int = 0,
@@ -714,7 +717,7 @@ class PulseClient:
         }[action]
         return await self._call(method, operator_pb2.ScheduleIdRequest(id=schedule_id))
 
-    async def watch_schedules(self) -> AsyncIterator[operator_pb2.ScheduleEvent]:
+    async def watch_schedules(self) -> AsyncGenerator[operator_pb2.ScheduleEvent, None]:
         self._need(Capability.SCHEDULES)
         call = self._op.WatchSchedules(operator_pb2.WatchSchedulesRequest(), metadata=self._metadata)
         try:
@@ -915,7 +918,9 @@ class PulseClient:
         )
         self.retried_as[job_id] = await self._compat_enqueue(copy)
 
-    async def _compat_bulk(self, ids: Sequence[str], one, dry_run: bool) -> operator_pb2.BulkResponse:
+    async def _compat_bulk(
+        self, ids: Sequence[str], one: Callable[[str, bool], Awaitable[None]], dry_run: bool
+    ) -> operator_pb2.BulkResponse:
         resp = operator_pb2.BulkResponse(matched=len(ids))
         for job_id in ids:
             try:

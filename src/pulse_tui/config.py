@@ -637,7 +637,7 @@ class _Parser:
                 raise self.error((*path, key), "unknown key" + _did_you_mean(key, allowed))
 
     def _table(self, raw: dict[str, Any], path: tuple[str | int, ...]) -> dict[str, Any]:
-        value = raw.get(path[-1], {})
+        value = raw.get(str(path[-1]), {})
         if not isinstance(value, dict):
             raise self.error(path, f"expected a table, got {_show(value)}")
         return value

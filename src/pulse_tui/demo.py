@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -20,7 +21,7 @@ from pulse_tui.protocol import operator_pb2_grpc as op_grpc
 
 MARKER = ".demo-seeded"
 
-DEMO_JOBS: list[dict] = [
+DEMO_JOBS: list[dict[str, Any]] = [
     {"handler": "demo.echo", "payload": {"hello": "world"}},
     {"handler": "demo.echo", "payload": {"n": 2}},
     {"handler": "demo.echo", "payload": {"n": 3}},

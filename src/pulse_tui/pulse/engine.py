@@ -141,7 +141,7 @@ class _Run:
         self.job = job
         self.handler = handler
         self.plugin = handler.plugin if handler is not None else ""
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.logs: list[LogEntry] = []
         self.cancel_reason: str | None = None  # "operator" | "shutdown"
         self.cancel_message = "cancelled by operator"  # the job's error when cancel_reason is "operator"
@@ -174,7 +174,7 @@ def _rank(job: Job) -> tuple[int, int]:
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with equal jitter: half fixed, half random, capped."""
-    d = min(cap, base * (2 ** max(0, attempt - 1)))
+    d: float = min(cap, base * (2 ** max(0, attempt - 1)))
     return d / 2 + random.uniform(0, d / 2)
 
 
@@ -243,9 +243,9 @@ class Engine:
         self._due_timer: asyncio.TimerHandle | None = None
         self._due_at = 0.0
         self._stopping = False
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._progress_dirty: dict[str, _Run] = {}
-        self._progress_task: asyncio.Task | None = None
+        self._progress_task: asyncio.Task[None] | None = None
         self._completions: deque[tuple[int, int]] = deque(maxlen=16)  # (second, count)
         self._ranks: OrderedDict[str, tuple[int, int]] = OrderedDict()  # see _fresh
         self._probation: dict[str, asyncio.Lock] = {}  # per plugin: jobs caught in a crash, one at a time
@@ -313,16 +313,16 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for t in list(self._cascade_cancels):
             t.cancel()
-        runs = [r for r in self._running.values() if r.task is not None]
-        if runs:
-            log.info("waiting up to %.1fs for %d running job(s)", grace, len(runs))
-            _, pending = await asyncio.wait([r.task for r in runs], timeout=max(0.0, grace))
-            left = [r for r in runs if r.task in pending]
+        tasks = {r.task: r for r in self._running.values() if r.task is not None}
+        if tasks:
+            log.info("waiting up to %.1fs for %d running job(s)", grace, len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, grace))
+            left = [tasks[t] for t in pending]
             for r in left:
                 r.stop("shutdown")
             if left:
                 log.info("re-queued %d job(s) still running after the grace period", len(left))
-                await asyncio.wait([r.task for r in left])
+                await asyncio.wait(pending)
         await self._flush_progress()
 
     # ------------------------------------------------------------ enqueue
@@ -711,7 +711,7 @@ class Engine:
     def is_routable(self, handler: str) -> bool:
         return self.router.resolve(handler) is not None
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         now = int(time.monotonic())
         done = sum(n for s, n in self._completions if now - s < 10)
         span = min(10.0, max(1.0, time.time() - self.started_at)) if self.started_at else 10.0

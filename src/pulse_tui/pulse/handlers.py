@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pulse_tui.pulse.jobs import OUTCOME_FAILED, OUTCOME_INTERRUPTED, Job, LogEntry
 
@@ -130,7 +130,7 @@ class Router(Protocol):
 # ---------------------------------------------------------------- built-ins
 
 
-def _obj(ctx: JobContext) -> dict:
+def _obj(ctx: JobContext) -> dict[str, Any]:
     try:
         data = ctx.payload_json()
     except ValueError as exc:

@@ -67,6 +67,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -523,7 +524,7 @@ class _Instance:
         port it was given, once Metadata answers there (a late line still wins)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.startup_timeout
-        exited = asyncio.ensure_future(self.exited.wait())
+        exited: asyncio.Future[Any] = asyncio.ensure_future(self.exited.wait())
         probe: asyncio.Future[bool] | None = None
         try:
             await asyncio.wait(
@@ -660,7 +661,8 @@ class _Instance:
 
     async def health(self) -> domain_pb2.HealthResponse:
         assert self.stub is not None
-        return await self.stub.Health(domain_pb2.Empty(), timeout=HEALTH_TIMEOUT)
+        reply: domain_pb2.HealthResponse = await self.stub.Health(domain_pb2.Empty(), timeout=HEALTH_TIMEOUT)
+        return reply
 
     def mark_lost(self) -> None:
         """An endpoint plugin stopped answering: treat it like a process that exited."""
@@ -945,7 +947,9 @@ class _Plugin:
         await self.host.notify_schedules(self.cfg.name, list(inst.schedules))
         return diff
 
-    def _lease_for(self, inst: _Instance) -> Callable[[str], AbstractAsyncContextManager]:
+    def _lease_for(
+        self, inst: _Instance
+    ) -> Callable[[str], AbstractAsyncContextManager[domain_pb2_grpc.DomainPluginServiceStub]]:
         @contextlib.asynccontextmanager
         async def lease(job_id: str) -> AsyncIterator[domain_pb2_grpc.DomainPluginServiceStub]:
             # a retiring (reloaded) instance takes no new calls: they go to its successor
@@ -1071,7 +1075,7 @@ class PluginHost:
         unavailable_wait: float = 30.0,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         pid_file: Path | None = None,
-        on_schedules: Callable[[str, list], Awaitable[None]] | None = None,
+        on_schedules: Callable[[str, list[domain_pb2.ScheduleInfo]], Awaitable[None]] | None = None,
     ) -> None:
         self.on_schedules = on_schedules
         plugin_configs = configs.plugins if isinstance(configs, Config) else list(configs)
@@ -1099,7 +1103,7 @@ class PluginHost:
         except Exception:  # a listener's bug must not break the host
             log.exception("on_routes_changed failed")
 
-    async def notify_schedules(self, plugin: str, declared: list) -> None:
+    async def notify_schedules(self, plugin: str, declared: list[domain_pb2.ScheduleInfo]) -> None:
         """Hand the schedules a plugin declared at Initialize to the scheduler."""
         if self.on_schedules is None:
             return

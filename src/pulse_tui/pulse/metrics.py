@@ -274,7 +274,7 @@ class Recorder:
         # (handler, outcome) → schedule runs fired by this node's ticker (cumulative since start)
         self.schedule_runs: dict[tuple[str, str], int] = {}
         self.sampled_at = 0.0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._last_persist = 0.0
         self._last_prune = 0.0
         self.persist_errors = 0
@@ -489,7 +489,7 @@ class PulseCollector:
     def __init__(self, recorder: Recorder | Snapshot) -> None:
         self.recorder = recorder
 
-    def describe(self) -> list:
+    def describe(self) -> list[Any]:
         return []  # families depend on the handlers seen; collected at scrape time
 
     def collect(self) -> Iterator[Any]:

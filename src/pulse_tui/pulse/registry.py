@@ -232,7 +232,7 @@ class Registry:
 
     # ------------------------------------------------------------ the table
 
-    def _build(self, plugins: dict[str, dict[str, Handler]]) -> _Table:
+    def _build(self, plugins: Mapping[str, Mapping[str, Handler]]) -> _Table:
         order = [p for p in self._order if p in plugins]
         ordered = {p: plugins[p] for p in order}
         claimants: dict[str, list[str]] = {}

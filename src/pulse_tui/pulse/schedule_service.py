@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -22,7 +22,7 @@ from pulse_tui.protocol import operator_pb2 as op
 from pulse_tui.protocol import schedule_pb2 as sp
 from pulse_tui.protocol import schedule_pb2_grpc as sp_grpc
 from pulse_tui.pulse import schedules as S
-from pulse_tui.pulse.auth import ADMIN, PLUGIN, Principal
+from pulse_tui.pulse.auth import ADMIN, PLUGIN, Authenticator, Principal
 from pulse_tui.pulse.errors import (
     NotEnabled,
     PermissionDenied,
@@ -32,6 +32,12 @@ from pulse_tui.pulse.errors import (
     reason_trailer,
 )
 from pulse_tui.vocab import Reason
+
+if TYPE_CHECKING:
+    from pulse_tui.pulse.services import ServiceContext
+
+    # what grpc.aio hands a servicer method (generic only in the type stubs)
+    RpcContext = grpc.aio.ServicerContext[Any, Any]
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +121,7 @@ def _schedule_rpc(
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(fn)
-        async def rpc(self: ScheduleService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def rpc(self: ScheduleService, request: Any, context: RpcContext) -> Any:
             try:
                 principal = self.auth.identify(request.auth_token)
                 return await fn(self, request, principal)
@@ -131,7 +137,7 @@ def _schedule_rpc(
 
 
 class ScheduleService(sp_grpc.ScheduleServiceServicer):
-    def __init__(self, scheduler: S.Scheduler, auth: Any) -> None:
+    def __init__(self, scheduler: S.Scheduler, auth: Authenticator) -> None:
         self.scheduler = scheduler
         self.auth = auth
 
@@ -205,24 +211,20 @@ class ScheduleOperatorMixin:
     """The schedule RPCs of OperatorService. The host class provides `ctx` (with `.scheduler`),
     `authorize(context, mutation)` and `heartbeat_secs`."""
 
-    ctx: Any
+    ctx: ServiceContext
     heartbeat_secs: float
 
-    def authorize(
-        self, context: grpc.aio.ServicerContext, mutation: str | None
-    ) -> Principal:  # pragma: no cover
+    def authorize(self, context: RpcContext, mutation: str | None) -> Principal:  # pragma: no cover
         raise NotImplementedError
 
     @property
     def scheduler(self) -> S.Scheduler:
-        sched = getattr(self.ctx, "scheduler", None)
+        sched = self.ctx.scheduler
         if sched is None:
             raise NotEnabled("this server runs no scheduler")
         return sched
 
-    async def _call(
-        self, context: grpc.aio.ServicerContext, mutation: str | None, fn: Callable[[], Awaitable[Any]]
-    ) -> Any:
+    async def _call(self, context: RpcContext, mutation: str | None, fn: Callable[[], Awaitable[Any]]) -> Any:
         try:
             self.authorize(context, mutation)
             return await fn()
@@ -238,7 +240,7 @@ class ScheduleOperatorMixin:
                 reason_trailer(Reason.INTERNAL),
             )
 
-    async def ListSchedules(self, request: op.ListSchedulesRequest, context: grpc.aio.ServicerContext) -> Any:
+    async def ListSchedules(self, request: op.ListSchedulesRequest, context: RpcContext) -> Any:
         async def go() -> op.ListSchedulesResponse:
             flt = S.ScheduleFilter(states=tuple(request.states), owner=request.owner, handler=request.handler)
             if request.limit < 0:
@@ -248,7 +250,7 @@ class ScheduleOperatorMixin:
 
         return await self._call(context, None, go)
 
-    async def GetSchedule(self, request: op.GetScheduleRequest, context: grpc.aio.ServicerContext) -> Any:
+    async def GetSchedule(self, request: op.GetScheduleRequest, context: RpcContext) -> Any:
         async def go() -> op.ScheduleDetail:
             if not request.id:
                 raise ValidationError("schedule id is empty")
@@ -267,9 +269,7 @@ class ScheduleOperatorMixin:
 
         return await self._call(context, None, go)
 
-    async def CreateSchedule(
-        self, request: op.CreateScheduleRequest, context: grpc.aio.ServicerContext
-    ) -> Any:
+    async def CreateSchedule(self, request: op.CreateScheduleRequest, context: RpcContext) -> Any:
         async def go() -> op.Schedule:
             s = await self.scheduler.create(
                 request.handler,
@@ -288,9 +288,7 @@ class ScheduleOperatorMixin:
 
         return await self._call(context, "create schedules", go)
 
-    async def UpdateSchedule(
-        self, request: op.UpdateScheduleRequest, context: grpc.aio.ServicerContext
-    ) -> Any:
+    async def UpdateSchedule(self, request: op.UpdateScheduleRequest, context: RpcContext) -> Any:
         async def go() -> op.Schedule:
             if not request.id:
                 raise ValidationError("schedule id is empty")
@@ -315,7 +313,7 @@ class ScheduleOperatorMixin:
     def _simple(
         self, verb: str, action: Callable[[str], Awaitable[S.Schedule]]
     ) -> Callable[..., Awaitable[Any]]:
-        async def rpc(request: op.ScheduleIdRequest, context: grpc.aio.ServicerContext) -> Any:
+        async def rpc(request: op.ScheduleIdRequest, context: RpcContext) -> Any:
             async def go() -> op.Schedule:
                 if not request.id:
                     raise ValidationError("schedule id is empty")
@@ -325,16 +323,16 @@ class ScheduleOperatorMixin:
 
         return rpc
 
-    async def PauseSchedule(self, request: op.ScheduleIdRequest, context: grpc.aio.ServicerContext) -> Any:
+    async def PauseSchedule(self, request: op.ScheduleIdRequest, context: RpcContext) -> Any:
         return await self._simple("pause", lambda i: self.scheduler.pause(i))(request, context)
 
-    async def ResumeSchedule(self, request: op.ScheduleIdRequest, context: grpc.aio.ServicerContext) -> Any:
+    async def ResumeSchedule(self, request: op.ScheduleIdRequest, context: RpcContext) -> Any:
         return await self._simple("resume", lambda i: self.scheduler.resume(i))(request, context)
 
-    async def DeleteSchedule(self, request: op.ScheduleIdRequest, context: grpc.aio.ServicerContext) -> Any:
+    async def DeleteSchedule(self, request: op.ScheduleIdRequest, context: RpcContext) -> Any:
         return await self._simple("delete", lambda i: self.scheduler.delete(i))(request, context)
 
-    async def RunSchedule(self, request: op.ScheduleIdRequest, context: grpc.aio.ServicerContext) -> Any:
+    async def RunSchedule(self, request: op.ScheduleIdRequest, context: RpcContext) -> Any:
         async def go() -> op.RunScheduleResponse:
             if not request.id:
                 raise ValidationError("schedule id is empty")
@@ -345,7 +343,7 @@ class ScheduleOperatorMixin:
         return await self._call(context, "run schedules", go)
 
     async def WatchSchedules(
-        self, request: op.WatchSchedulesRequest, context: grpc.aio.ServicerContext
+        self, request: op.WatchSchedulesRequest, context: RpcContext
     ) -> AsyncIterator[op.ScheduleEvent]:
         """Stream schedule changes (coalesced per schedule). The first event is a heartbeat sent
         once the watch is registered."""

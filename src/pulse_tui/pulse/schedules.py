@@ -22,6 +22,7 @@ Policies, per schedule:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from cronsim import CronSim
 
@@ -41,6 +42,13 @@ from pulse_tui.cadence import MAX_INTERVAL_SECS, CadenceError  # noqa: F401
 from pulse_tui.pulse.errors import Conflict, NotFound, Precondition, PulseError, ValidationError
 from pulse_tui.pulse.jobs import FINISHED, Job
 from pulse_tui.vocab import Reason
+
+if TYPE_CHECKING:
+    from pulse_tui.pulse.engine import Engine
+    from pulse_tui.pulse.store.base import Store
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 log = logging.getLogger("pulse.schedules")
 
@@ -163,10 +171,10 @@ class ScheduleFilter:
 # ---------------------------------------------------------------- cadence
 
 
-def _user_error(fn):
+def _user_error(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Turn the cadence module's CadenceError into the server's ValidationError."""
 
-    def wrapped(*args, **kw):
+    def wrapped(*args: _P.args, **kw: _P.kwargs) -> _R:
         try:
             return fn(*args, **kw)
         except CadenceError as exc:
@@ -247,16 +255,18 @@ def check_metadata(metadata: str) -> str:
 class Scheduler:
     """Owns the schedules of one server: validation, changes, and the ticker that fires runs."""
 
-    def __init__(self, store: Any, engine: Any, *, batch: int = 256, multinode: bool | None = None) -> None:
+    def __init__(
+        self, store: Store, engine: Engine, *, batch: int = 256, multinode: bool | None = None
+    ) -> None:
         self.store = store
         self.engine = engine
         self.batch = batch
         self.multinode = multinode if multinode is not None else bool(store.lease_secs)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._retention: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
         self._stopping = False
-        self._side: set[asyncio.Task] = set()
+        self._side: set[asyncio.Task[None]] = set()
         self.listeners: list[Callable[[Schedule], None]] = []  # schedule change events
         self.fired = 0
         self.lateness: list[float] = []  # seconds each run fired after its due time (bounded)
@@ -610,10 +620,14 @@ class Scheduler:
                 raise ValidationError(f"unknown schedule state {st!r}; states are {', '.join(STATES)}")
         return await self.store.list_schedules(flt, limit)
 
-    async def executions(self, schedule_id: str, limit: int = 50, before_seq: int = 0) -> list[Execution]:
+    async def executions(
+        self, schedule_id: str, limit: int = 50, before_seq: int = 0
+    ) -> builtins.list[Execution]:
         return await self.store.list_executions(schedule_id, limit, before_seq)
 
-    async def _update(self, schedule_id: str, allowed: tuple[str, ...], changes: dict, verb: str) -> Schedule:
+    async def _update(
+        self, schedule_id: str, allowed: tuple[str, ...], changes: dict[str, Any], verb: str
+    ) -> Schedule:
         changes = {**changes, "updated_at": time.time()}
         s = await self.store.update_schedule(schedule_id, allowed, changes)
         if s is None:
@@ -687,8 +701,8 @@ class Scheduler:
 
     # ---- declared schedules (plugins, config)
     async def reconcile(
-        self, owner: str, declared: list[dict], *, namespace: str = ""
-    ) -> dict[str, list[str]]:
+        self, owner: str, declared: builtins.list[dict[str, Any]], *, namespace: str = ""
+    ) -> dict[str, builtins.list[str]]:
         """Make `owner`'s schedules match `declared` (dicts with handler, interval_secs, cron,
         timezone, payload, overlap, enabled, description, ats_code). QNTX semantics: new ones run
         at once (paused unless enabled); a changed cadence updates in place; one no longer

@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -36,6 +36,12 @@ from pulse_tui.pulse.scripts import ScriptStore
 from pulse_tui.pulse.services import OperatorService, QueueService, ServiceContext, add_operator_service
 from pulse_tui.pulse.store import open_store
 from pulse_tui.vocab import Reason
+
+if TYPE_CHECKING:
+    from pulse_tui.protocol import domain_pb2
+
+    # what grpc.aio hands a servicer method (generic only in the type stubs)
+    RpcContext = grpc.aio.ServicerContext[Any, Any]
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +430,7 @@ class PulseServer:
         await plugin_host.start()
         return plugin_host
 
-    async def _plugin_schedules(self, plugin: str, declared: list) -> None:
+    async def _plugin_schedules(self, plugin: str, declared: list[domain_pb2.ScheduleInfo]) -> None:
         """A plugin (re)initialized: make its schedules match what it declared (QNTX semantics)."""
         assert self.scheduler is not None
         items = [
@@ -516,7 +522,7 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
             except Exception as exc:  # DecodeError and friends
                 return _Undecodable(f"{type(exc).__name__}: {exc}")
 
-        async def reject(request: _Undecodable, context: grpc.aio.ServicerContext) -> None:
+        async def reject(request: _Undecodable, context: RpcContext) -> None:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request to {method} is not a valid message ({request.error})",
@@ -526,7 +532,7 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
         if handler.response_streaming:
             inner_stream = handler.unary_stream
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def stream(request: Any, context: RpcContext) -> Any:
                 if isinstance(request, _Undecodable):
                     await reject(request, context)
                 async for item in inner_stream(request, context):
@@ -537,7 +543,7 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
             )
         inner = handler.unary_unary
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary(request: Any, context: RpcContext) -> Any:
             if isinstance(request, _Undecodable):
                 await reject(request, context)
             return await inner(request, context)

@@ -16,7 +16,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -54,6 +54,10 @@ from pulse_tui.pulse.schedule_service import ScheduleOperatorMixin
 from pulse_tui.pulse.schedules import Scheduler, schedule_of
 from pulse_tui.pulse.scripts import ScriptInfo, ScriptStore
 from pulse_tui.vocab import Reason
+
+if TYPE_CHECKING:
+    # what grpc.aio hands a servicer method (generic only in the type stubs)
+    RpcContext = grpc.aio.ServicerContext[Any, Any]
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +391,7 @@ def _queue_rpc(
 
     def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(fn)
-        async def rpc(self: QueueService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def rpc(self: QueueService, request: Any, context: RpcContext) -> Any:
             try:
                 principal = self.ctx.auth.identify(request.auth_token)
                 return await fn(self, request, principal)
@@ -539,7 +543,7 @@ class QueueService(qp_grpc.QueueServiceServicer):
 # ---------------------------------------------------------------- OperatorService
 
 
-def _metadata(context: grpc.aio.ServicerContext, key: str) -> str | None:
+def _metadata(context: RpcContext, key: str) -> str | None:
     for k, v in context.invocation_metadata() or ():
         if k == key:
             return v if isinstance(v, str) else v.decode("utf-8", "replace")
@@ -554,7 +558,7 @@ def _operator_rpc(
 
     def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(fn)
-        async def rpc(self: OperatorService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def rpc(self: OperatorService, request: Any, context: RpcContext) -> Any:
             try:
                 principal = self.authorize(context, mutation)
                 return await fn(self, request, principal)
@@ -674,7 +678,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
     def engine(self) -> Engine:
         return self.ctx.engine
 
-    def authorize(self, context: grpc.aio.ServicerContext, mutation: str | None) -> Principal:
+    def authorize(self, context: RpcContext, mutation: str | None) -> Principal:
         principal = self.ctx.auth.identify_bearer(_metadata(context, "authorization"))
         if principal.role == PLUGIN:
             raise PermissionDenied("plugin tokens may only use QueueService")
@@ -771,7 +775,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
         return operator_detail(await self.engine.get_detail(request.id), self.ctx.routable())
 
     async def WatchJobs(
-        self, request: op.WatchJobsRequest, context: grpc.aio.ServicerContext
+        self, request: op.WatchJobsRequest, context: RpcContext
     ) -> AsyncIterator[op.JobEvent | bytes]:
         """Stream job changes. The first event is a heartbeat sent once the watch is registered:
         a client that fetches a snapshot after it sees that event misses nothing.

@@ -292,9 +292,8 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
         dynamic: dict[str, HandlerFn] = {}
         for hook in self.plugin._init_hooks:
             try:
-                extra = hook(config)
-                if inspect.isawaitable(extra):
-                    extra = await extra
+                hooked = hook(config)
+                extra = await hooked if inspect.isawaitable(hooked) else hooked
             except Exception as exc:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"initialize failed: {exc}")
             dynamic.update(extra or {})

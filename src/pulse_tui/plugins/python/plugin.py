@@ -248,7 +248,8 @@ async def _run_child(
         env=env,
         cwd=workdir,
     )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+    assert stdin is not None and stdout is not None and stderr is not None
     output: deque[str] = deque(maxlen=OUTPUT_LINES)
     final: dict[str, Any] = {}
     job = {
@@ -261,13 +262,13 @@ async def _run_child(
     }
 
     async def feed() -> None:
-        proc.stdin.write(json.dumps(job).encode())
+        stdin.write(json.dumps(job).encode())
         with contextlib.suppress(ConnectionError):
-            await proc.stdin.drain()
-        proc.stdin.close()
+            await stdin.drain()
+        stdin.close()
 
     async def read_messages() -> None:
-        async for raw in proc.stdout:
+        async for raw in stdout:
             msg = json.loads(raw)
             kind = msg.get("type")
             if kind == "progress":
@@ -282,7 +283,7 @@ async def _run_child(
                 final.update(msg)
 
     async def read_output() -> None:
-        async for raw in proc.stderr:
+        async for raw in stderr:
             output.append(raw.decode(errors="replace").rstrip("\n"))
 
     try:

@@ -10,8 +10,10 @@ Semantics every backend keeps:
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+import builtins
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pulse_tui.pulse.jobs import Attempt, Job, JobDetail, JobFilter, LogEntry
 from pulse_tui.pulse.schedules import EXECUTION_COLS, SCHEDULE_COLS, Execution, Schedule, ScheduleFilter
@@ -76,7 +78,9 @@ class Store(abc.ABC):
         """(job_id, current, total, cost_or_None, updated_at) for running jobs."""
 
     @abc.abstractmethod
-    async def transition(self, job_id: str, allowed_from: Collection[str], changes: dict) -> Job | None:
+    async def transition(
+        self, job_id: str, allowed_from: Collection[str], changes: dict[str, Any]
+    ) -> Job | None:
         """Atomically apply `changes` if the job's status is in `allowed_from`. Returns the new row,
         or None if the job exists but its status did not allow it. Raises NotFound if no such job."""
 
@@ -177,7 +181,7 @@ class Store(abc.ABC):
     async def handler_counts(self, statuses: Collection[str]) -> dict[str, dict[str, int]]: ...
 
     @abc.abstractmethod
-    async def select_ids(self, flt: JobFilter, limit: int) -> list[str]: ...
+    async def select_ids(self, flt: JobFilter, limit: int) -> builtins.list[str]: ...
 
     @abc.abstractmethod
     async def next_due(self, handlers: Collection[str], now: float) -> float | None:
@@ -185,12 +189,14 @@ class Store(abc.ABC):
 
     # ---- metrics (pulse/metrics.py): per-node buckets, readers sum every node's rows
     @abc.abstractmethod
-    async def add_metrics(self, node: str, rows: Sequence[tuple[int, int, str, dict]]) -> None:
+    async def add_metrics(self, node: str, rows: Sequence[tuple[int, int, str, dict[str, Any]]]) -> None:
         """Add (step, bucket start, handler, counters) to this node's rows, merging with what is
         stored (counters are summed: see metrics.Bucket)."""
 
     @abc.abstractmethod
-    async def load_metrics(self, step: int, since: int, handler: str | None) -> list[tuple[int, str, dict]]:
+    async def load_metrics(
+        self, step: int, since: int, handler: str | None
+    ) -> builtins.list[tuple[int, str, dict[str, Any]]]:
         """Rows of every node with this step and bucket start >= since: (start, handler, counters)."""
 
     @abc.abstractmethod
@@ -211,18 +217,18 @@ class Store(abc.ABC):
     async def get_schedule(self, schedule_id: str) -> Schedule | None: ...
 
     @abc.abstractmethod
-    async def list_schedules(self, flt: ScheduleFilter, limit: int) -> list[Schedule]:
+    async def list_schedules(self, flt: ScheduleFilter, limit: int) -> builtins.list[Schedule]:
         """Oldest first; without states in the filter, every state but deleted."""
 
     @abc.abstractmethod
     async def update_schedule(
-        self, schedule_id: str, allowed_states: Collection[str], changes: dict
+        self, schedule_id: str, allowed_states: Collection[str], changes: dict[str, Any]
     ) -> Schedule | None:
         """Apply `changes` if the state is in `allowed_states`: the new row, or None if the state
         did not allow it. NotFound if no such schedule."""
 
     @abc.abstractmethod
-    async def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+    async def due_schedules(self, now: float, limit: int) -> builtins.list[Schedule]:
         """Active schedules whose next_run_at <= now, earliest first."""
 
     @abc.abstractmethod
@@ -231,7 +237,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def fire_schedule(
-        self, schedule_id: str, expected_next: float | None, changes: dict, job: Job | None, ex: Execution
+        self,
+        schedule_id: str,
+        expected_next: float | None,
+        changes: dict[str, Any],
+        job: Job | None,
+        ex: Execution,
     ) -> Schedule | None:
         """Claim one run, in one transaction: apply `changes` (run_count +1 unless the execution is
         skipped) if the schedule is active and its next_run_at still equals `expected_next`
@@ -250,7 +261,9 @@ class Store(abc.ABC):
         """Delete up to `limit` ended runs (not running) that ended before `finished_before`."""
 
     @abc.abstractmethod
-    async def list_executions(self, schedule_id: str, limit: int, before_seq: int = 0) -> list[Execution]:
+    async def list_executions(
+        self, schedule_id: str, limit: int, before_seq: int = 0
+    ) -> builtins.list[Execution]:
         """Newest first; `before_seq` pages back."""
 
     # ---- multi-node (no-ops for single-node stores)
@@ -258,7 +271,7 @@ class Store(abc.ABC):
         """Extend the leases of the jobs this node runs (`running`: the engine's own list) and
         re-queue jobs whose lease expired."""
 
-    async def listen(self, on_event) -> None:  # noqa: B027
+    async def listen(self, on_event: Callable[[builtins.list[Job]], Awaitable[None]]) -> None:  # noqa: B027
         """Subscribe to other nodes' changes (PostgreSQL LISTEN); no-op on single-node stores."""
 
     async def notify(self, job_ids: Sequence[str]) -> None:  # noqa: B027
@@ -269,6 +282,6 @@ class Store(abc.ABC):
         not running (anymore). Single-node stores have no other node: None."""
         return None
 
-    async def cancel_requests(self) -> list[str]:
+    async def cancel_requests(self) -> builtins.list[str]:
         """Ids of jobs running on this node that another node asked to cancel."""
         return []

@@ -28,6 +28,7 @@ The password never appears in `url` (used for display and logs).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import os
@@ -370,14 +371,14 @@ def _execution(row: asyncpg.Record) -> Execution:
     return Execution(**{c: row[c] for c in (*EXECUTION_COLS, "seq")})
 
 
-def _check_cols(changes: dict) -> list[str]:
+def _check_cols(changes: dict[str, Any]) -> list[str]:
     bad = set(changes) - SCHEDULE_WRITABLE
     if bad:
         raise ValueError(f"schedule columns {sorted(bad)} cannot be written")
     return list(changes)
 
 
-def _interrupted_attempts(jobs: Sequence[Job], now: float) -> list[tuple]:
+def _interrupted_attempts(jobs: Sequence[Job], now: float) -> list[tuple[Any, ...]]:
     rows = []
     for j in jobs:
         if j.status == "cancelled":
@@ -429,10 +430,10 @@ class PostgresStore(Store):
         self._on_event: OnEvent | None = None
         self._heard: dict[str, None] = {}  # ids notified by others, not yet delivered (ordered set)
         self._heard_wake = asyncio.Event()
-        self._listen_task: asyncio.Task | None = None
+        self._listen_task: asyncio.Task[None] | None = None
         self._cancel_pending: set[str] = set()
         self._finishing: list[tuple[list[Finish], asyncio.Future[None]]] = []
-        self._finish_task: asyncio.Task | None = None
+        self._finish_task: asyncio.Task[None] | None = None
         self._closed = False
         # test hook: seconds between fetching other nodes' rows and delivering them, to make
         # the delivered snapshots stale the way a busy node does (0 in production)
@@ -719,7 +720,9 @@ class PostgresStore(Store):
             )
             await self._notify(conn, K_CHANGE, [u[0] for u in updates])
 
-    async def transition(self, job_id: str, allowed_from: Collection[str], changes: dict) -> Job | None:
+    async def transition(
+        self, job_id: str, allowed_from: Collection[str], changes: dict[str, Any]
+    ) -> Job | None:
         bad = set(changes) - WRITABLE_COLS
         if bad:
             raise ValueError(f"transition cannot set {sorted(bad)}")
@@ -957,7 +960,7 @@ class PostgresStore(Store):
         """Ask the node running `job_id` to cancel it. Returns that node, or None if the job is
         not running (any more)."""
         async with self._acquire() as conn, conn.transaction():
-            node = await conn.fetchval(
+            node: str | None = await conn.fetchval(
                 "UPDATE jobs SET cancel_requested=true WHERE id=$1 AND status='running' RETURNING node",
                 job_id,
             )
@@ -1133,7 +1136,7 @@ class PostgresStore(Store):
             out.setdefault(r["handler"], {})[r["status"]] = int(r["n"])
         return out
 
-    async def select_ids(self, flt: JobFilter, limit: int) -> list[str]:
+    async def select_ids(self, flt: JobFilter, limit: int) -> builtins.list[str]:
         a = _Args()
         clauses = _where(flt, a)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -1146,14 +1149,15 @@ class PostgresStore(Store):
         if not names:
             return None
         async with self._acquire() as conn:
-            return await conn.fetchval(
+            due: float | None = await conn.fetchval(
                 "SELECT min(run_at) FROM jobs WHERE status='queued' AND run_at>$1 AND handler = ANY($2::text[])",
                 now,
                 names,
             )
+        return due
 
     # ------------------------------------------------------------ metrics
-    async def add_metrics(self, node: str, rows: Sequence[tuple[int, int, str, dict]]) -> None:
+    async def add_metrics(self, node: str, rows: Sequence[tuple[int, int, str, dict[str, Any]]]) -> None:
         """Only this node writes rows with its name, so read-merge-write in one transaction is safe:
         one query reads the rows to merge with, one pipelined executemany writes them all."""
         from pulse_tui.pulse.metrics import Bucket
@@ -1185,7 +1189,9 @@ class PostgresStore(Store):
                 values,
             )
 
-    async def load_metrics(self, step: int, since: int, handler: str | None) -> list[tuple[int, str, dict]]:
+    async def load_metrics(
+        self, step: int, since: int, handler: str | None
+    ) -> builtins.list[tuple[int, str, dict[str, Any]]]:
         sql = "SELECT ts, handler, data FROM metric_buckets WHERE step=$1 AND ts>=$2"
         args: list[Any] = [step, since]
         if handler is not None:
@@ -1241,7 +1247,7 @@ class PostgresStore(Store):
             row = await conn.fetchrow(f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE id=$1", schedule_id)
         return _schedule(row) if row else None
 
-    async def list_schedules(self, flt: ScheduleFilter, limit: int) -> list[Schedule]:
+    async def list_schedules(self, flt: ScheduleFilter, limit: int) -> builtins.list[Schedule]:
         a = _Args()
         clauses = [f"state = ANY({a(list(flt.states))}::text[])" if flt.states else f"state != {a(DELETED)}"]
         if flt.owner:
@@ -1257,7 +1263,7 @@ class PostgresStore(Store):
         return [_schedule(r) for r in rows]
 
     async def update_schedule(
-        self, schedule_id: str, allowed_states: Collection[str], changes: dict
+        self, schedule_id: str, allowed_states: Collection[str], changes: dict[str, Any]
     ) -> Schedule | None:
         cols = _check_cols(changes)
         a = _Args()
@@ -1275,7 +1281,7 @@ class PostgresStore(Store):
             await self._notify_schedule(conn, schedule_id)
         return _schedule(row)
 
-    async def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+    async def due_schedules(self, now: float, limit: int) -> builtins.list[Schedule]:
         async with self._acquire() as conn:
             rows = await conn.fetch(
                 f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE state='active' AND next_run_at<=$1"
@@ -1287,10 +1293,18 @@ class PostgresStore(Store):
 
     async def next_schedule_at(self) -> float | None:
         async with self._acquire() as conn:
-            return await conn.fetchval("SELECT min(next_run_at) FROM schedules WHERE state='active'")
+            at: float | None = await conn.fetchval(
+                "SELECT min(next_run_at) FROM schedules WHERE state='active'"
+            )
+        return at
 
     async def fire_schedule(
-        self, schedule_id: str, expected_next: float | None, changes: dict, job: Job | None, ex: Execution
+        self,
+        schedule_id: str,
+        expected_next: float | None,
+        changes: dict[str, Any],
+        job: Job | None,
+        ex: Execution,
     ) -> Schedule | None:
         cols = _check_cols(changes)
         a = _Args()
@@ -1376,7 +1390,9 @@ class PostgresStore(Store):
             )
         return int(status.split()[-1])
 
-    async def list_executions(self, schedule_id: str, limit: int, before_seq: int = 0) -> list[Execution]:
+    async def list_executions(
+        self, schedule_id: str, limit: int, before_seq: int = 0
+    ) -> builtins.list[Execution]:
         async with self._acquire() as conn:
             rows = await conn.fetch(
                 f"SELECT {EXECUTION_SELECT} FROM schedule_executions WHERE schedule_id=$1"

@@ -32,6 +32,7 @@ Defences (see docs/RELIABILITY.md):
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from pulse_tui.pulse.errors import (
     DuplicateJob,
@@ -236,6 +237,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # [server] durability -> PRAGMA synchronous (what each promises: module docstring, README)
 DURABILITY: dict[str, str] = {"full": "FULL", "normal": "NORMAL"}
@@ -309,7 +311,7 @@ def _insert_job(conn: sqlite3.Connection, j: Job) -> None:
     ).fetchone()[0]
 
 
-def _check_cols(changes: dict) -> list[str]:
+def _check_cols(changes: dict[str, Any]) -> list[str]:
     bad = set(changes) - SCHEDULE_WRITABLE
     if bad:
         raise ValueError(f"schedule columns {sorted(bad)} cannot be written")
@@ -368,12 +370,12 @@ def _update_if(
     key: str,
     allowed: Sequence[str],
     cols: Sequence[str],
-    changes: dict,
+    changes: dict[str, Any],
     what: str,
-) -> tuple | None:
+) -> tuple[Any, ...] | None:
     """Compare-and-set: apply `changes` to row `key` only while its `state_col` is in `allowed`.
     Returns the updated row, None when the state did not allow it; NotFound when there is no row."""
-    row = conn.execute(
+    row: tuple[Any, ...] | None = conn.execute(
         f"UPDATE {table} SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?"
         f" AND {state_col} IN ({','.join('?' * len(allowed))}) RETURNING {select}",
         (*[changes[c] for c in cols], key, *allowed),
@@ -415,7 +417,7 @@ class SQLiteStore(Store):
         self._any_paused = True
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
         self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._read_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -545,7 +547,8 @@ class SQLiteStore(Store):
             return
         self._closed = True
         if self._task is not None:
-            self._wake.set()  # type: ignore[union-attr]
+            assert self._wake is not None  # set with the task, in open()
+            self._wake.set()
             await self._task
         loop = asyncio.get_running_loop()
 
@@ -566,12 +569,13 @@ class SQLiteStore(Store):
         self._readers.shutdown(wait=True)
 
     # ------------------------------------------------------------ plumbing
-    async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._closed:
             raise Unavailable("store is closed")
-        fut = asyncio.get_running_loop().create_future()
+        assert self._wake is not None, "the store is not open"
+        fut: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
         self._queue.append((fn, fut))
-        self._wake.set()  # type: ignore[union-attr]
+        self._wake.set()
         return await fut
 
     async def _write_loop(self) -> None:
@@ -596,7 +600,7 @@ class SQLiteStore(Store):
             self._settle(batch, results)
 
     @staticmethod
-    def _settle(batch: list[tuple[Any, asyncio.Future]], results: list[tuple[bool, Any]]) -> None:
+    def _settle(batch: list[tuple[Any, asyncio.Future[Any]]], results: list[tuple[bool, Any]]) -> None:
         for (_, fut), (ok, value) in zip(batch, results, strict=True):
             if fut.done():
                 continue
@@ -663,7 +667,9 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 log.warning("rolling back a failed write raised %s", exc)
 
-    def _try_batch(self, conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]) -> list:
+    def _try_batch(
+        self, conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]
+    ) -> list[tuple[bool, Any]]:
         """Optimistic: all ops straight through; only if one raises is the transaction rolled back
         and the group re-run with a savepoint per op, so one bad op fails alone and the common case
         pays no savepoint statements. An error that ends the transaction (full disk, damaged page,
@@ -708,11 +714,11 @@ class SQLiteStore(Store):
                 self._read_conns.append(conn)
         return conn
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._closed:
             raise Unavailable("store is closed")
 
-        def run() -> Any:
+        def run() -> _T:
             try:
                 return fn(self._rconn())
             except sqlite3.Error as exc:
@@ -880,7 +886,9 @@ class SQLiteStore(Store):
         if updates:
             await self._write(op)
 
-    async def transition(self, job_id: str, allowed_from: Collection[str], changes: dict) -> Job | None:
+    async def transition(
+        self, job_id: str, allowed_from: Collection[str], changes: dict[str, Any]
+    ) -> Job | None:
         allowed = tuple(allowed_from)
         cols = list(changes)
 
@@ -1231,7 +1239,7 @@ class SQLiteStore(Store):
 
         return await self._read(op)
 
-    async def select_ids(self, flt: JobFilter, limit: int) -> list[str]:
+    async def select_ids(self, flt: JobFilter, limit: int) -> builtins.list[str]:
         clauses, args = _where(flt)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
 
@@ -1258,7 +1266,7 @@ class SQLiteStore(Store):
         return await self._read(op)
 
     # ------------------------------------------------------------ metrics
-    async def add_metrics(self, node: str, rows: Sequence[tuple[int, int, str, dict]]) -> None:
+    async def add_metrics(self, node: str, rows: Sequence[tuple[int, int, str, dict[str, Any]]]) -> None:
         from pulse_tui.pulse.metrics import Bucket
 
         def op(conn: sqlite3.Connection) -> None:
@@ -1277,8 +1285,10 @@ class SQLiteStore(Store):
 
         await self._write(op)
 
-    async def load_metrics(self, step: int, since: int, handler: str | None) -> list[tuple[int, str, dict]]:
-        def op(conn: sqlite3.Connection) -> list[tuple[int, str, dict]]:
+    async def load_metrics(
+        self, step: int, since: int, handler: str | None
+    ) -> builtins.list[tuple[int, str, dict[str, Any]]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[int, str, dict[str, Any]]]:
             sql = "SELECT ts, handler, data FROM metric_buckets WHERE step=? AND ts>=?"
             args: list[Any] = [step, since]
             if handler is not None:
@@ -1341,7 +1351,7 @@ class SQLiteStore(Store):
 
         return await self._read(op)
 
-    async def list_schedules(self, flt: ScheduleFilter, limit: int) -> list[Schedule]:
+    async def list_schedules(self, flt: ScheduleFilter, limit: int) -> builtins.list[Schedule]:
         clauses: list[str] = []
         args: list[Any] = []
         if flt.states:
@@ -1367,7 +1377,7 @@ class SQLiteStore(Store):
         return await self._read(op)
 
     async def update_schedule(
-        self, schedule_id: str, allowed_states: Collection[str], changes: dict
+        self, schedule_id: str, allowed_states: Collection[str], changes: dict[str, Any]
     ) -> Schedule | None:
         cols = _check_cols(changes)
         allowed = tuple(allowed_states)
@@ -1380,7 +1390,7 @@ class SQLiteStore(Store):
 
         return await self._write(op)
 
-    async def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+    async def due_schedules(self, now: float, limit: int) -> builtins.list[Schedule]:
         def op(conn: sqlite3.Connection) -> list[Schedule]:
             return [
                 _schedule(r)
@@ -1401,10 +1411,16 @@ class SQLiteStore(Store):
         return await self._read(op)
 
     async def fire_schedule(
-        self, schedule_id: str, expected_next: float | None, changes: dict, job: Job | None, ex: Execution
+        self,
+        schedule_id: str,
+        expected_next: float | None,
+        changes: dict[str, Any],
+        job: Job | None,
+        ex: Execution,
     ) -> Schedule | None:
         cols = _check_cols(changes)
         inc = 0 if ex.status == EX_SKIPPED else 1
+        cond_args: tuple[str | float, ...]
         if expected_next is None:
             cond, cond_args = "state != ?", (DELETED,)
         else:
@@ -1464,7 +1480,9 @@ class SQLiteStore(Store):
 
         return await self._write(op)
 
-    async def list_executions(self, schedule_id: str, limit: int, before_seq: int = 0) -> list[Execution]:
+    async def list_executions(
+        self, schedule_id: str, limit: int, before_seq: int = 0
+    ) -> builtins.list[Execution]:
         def op(conn: sqlite3.Connection) -> list[Execution]:
             return [
                 _execution(r)
