@@ -106,7 +106,7 @@ async def test_end_and_home_past_the_count_cap(big_server: ServerHandle) -> None
         seqs = [j.seq for j in visible_rows(t)]
         assert seqs == sorted(seqs, reverse=True) and seqs[-1] == 1  # newest above, oldest at the bottom
         await pilot.press("pageup", "pageup", "pageup", "up")
-        await until(pilot, lambda: t.current_job is not None and not t.loading, "paged up")
+        await until(pilot, lambda: t.current_job is not None and not t.fetching, "paged up")
         assert t.current_job.seq == t.total - t.cursor  # bottom-anchored rows stay consistent
         rows = visible_rows(t)
         assert all(a.seq == b.seq + 1 for a, b in zip(rows, rows[1:], strict=False))
@@ -203,7 +203,7 @@ class TableApp(App[None]):
 
 
 async def _settled(pilot, t: JobTable) -> None:
-    await until(pilot, lambda: not t.loading, "pages loaded")
+    await until(pilot, lambda: not t.fetching, "pages loaded")
 
 
 async def test_tail_window_grows_upwards_until_the_newest_job() -> None:

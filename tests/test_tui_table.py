@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from textual.app import App, ComposeResult
@@ -47,7 +48,7 @@ class TableApp(App[None]):
 
 async def _loaded(pilot, table: JobTable, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout  # a deadline, not a count of pauses: a loaded machine is slow
-    while table.loading:
+    while table.fetching:
         if time.monotonic() > deadline:
             raise AssertionError("table kept loading")
         await pilot.pause(0.01)
@@ -114,3 +115,38 @@ async def test_empty_table_message_and_first_job() -> None:
         assert table.total == 0
         table.upsert([source.job(1)])
         assert table.total == 1 and table.current_job.seq == 1
+
+
+class HeldSource(Source):
+    """A Source whose pages wait for `release` while `hold` is set."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.hold = False
+        self.release = asyncio.Event()
+
+    async def __call__(
+        self, offset: int, after_seq: int | None, limit: int
+    ) -> tuple[list[operator_pb2.Job], bool]:
+        if self.hold:
+            await self.release.wait()
+        return await super().__call__(offset, after_seq, limit)
+
+
+async def test_keys_reach_the_table_while_a_page_loads() -> None:
+    """A page in flight is not Textual's `loading` (a loading widget cannot be focused and its key
+    bindings are skipped): the cursor still moves while a jump's page is on its way."""
+    source = HeldSource(10_000)
+    app = TableApp(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.query_one(JobTable)
+        table.focus()
+        table.reset(source.n, exact=True)
+        await _loaded(pilot, table)
+        source.hold = True
+        await pilot.press("end")  # the last page is asked for and held
+        assert table.cursor == source.n - 1 and table.fetching
+        await pilot.press("home")  # the first page is loaded: the cursor goes there at once
+        assert table.cursor == 0 and table.has_focus
+        source.release.set()
+        await _loaded(pilot, table)

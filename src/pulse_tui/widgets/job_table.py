@@ -185,7 +185,9 @@ class JobTable(ScrollView, can_focus=True):
         return len(self._rows)
 
     @property
-    def loading(self) -> bool:
+    def fetching(self) -> bool:
+        """A page is on its way. (Not Textual's `loading`, which would make the table unfocusable
+        and drop its keys meanwhile.)"""
         return bool(self._inflight)
 
     @property
