@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import tzinfo
 from pathlib import Path
+from typing import Any, ClassVar
 
 import grpc
 from textual import work
@@ -114,7 +115,7 @@ class PulseApp(App[None]):
     }
     DEFAULT_MODE = "jobs"
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("colon", "command_line", "Command", show=False, id="app.command"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("p", "toggle_pause", "Pause live", show=False, id="app.pause"),
@@ -238,8 +239,8 @@ class PulseApp(App[None]):
             except OSError:
                 pass  # remembering the choice is a convenience
 
-    def _screens_alive(self) -> list[Screen]:
-        out: list[Screen] = []
+    def _screens_alive(self) -> list[Screen[Any]]:
+        out: list[Screen[Any]] = []
         for stack in self._screen_stacks.values():
             out.extend(s for s in stack if s.is_mounted)
         return out
@@ -359,7 +360,7 @@ class PulseApp(App[None]):
         self.copy_to_clipboard(job_id)
         self.notify(f"copied {job_id} (OSC 52)")
 
-    def guard(self, what: str, *, mutating: bool = True, capability: str | None = None) -> bool:
+    def guard(self, what: str, *, mutating: bool = True, capability: Capability | None = None) -> bool:
         """True when ``what`` may run now; otherwise say why and what to do."""
         if mutating and self.read_only:
             self.notify(
@@ -508,7 +509,7 @@ class PulseApp(App[None]):
 
     def _for_screens(self, fn: Callable[[PulseScreen], None]) -> None:
         seen: set[int] = set()
-        stacks: Iterable[list[Screen]] = self._screen_stacks.values()
+        stacks: Iterable[list[Screen[Any]]] = self._screen_stacks.values()
         for stack in stacks:
             for screen in stack:
                 if isinstance(screen, PulseScreen) and id(screen) not in seen and screen.is_mounted:

@@ -187,7 +187,7 @@ async def run_ix(app: PulseApp, args: str) -> None:
         app.notify(f"ix {command}: the payload is not JSON: {exc}", severity="error", timeout=8)
         return
     handler = handler_of(command)
-    if not app.guard(f"ix {command}", capability="enqueue"):
+    if not app.guard(f"ix {command}", capability=Capability.ENQUEUE):
         return
     try:
         job = await app.client.enqueue(handler, raw.encode(), source="pulse-tui ix")

@@ -18,6 +18,7 @@ from weakref import WeakKeyDictionary
 if TYPE_CHECKING:
     from pulse_tui.client import PulseClient
     from pulse_tui.commands import CommandTable
+    from pulse_tui.vocab import Capability
 
 
 @runtime_checkable
@@ -54,7 +55,7 @@ class PulseConsole(Protocol):
         """The console's clock (frozen in snapshot tests)."""
         ...
 
-    def guard(self, what: str, *, mutating: bool = True, capability: str | None = None) -> bool:
+    def guard(self, what: str, *, mutating: bool = True, capability: Capability | None = None) -> bool:
         """True when ``what`` may run now; otherwise say why and what to do."""
         ...
 

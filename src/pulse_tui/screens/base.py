@@ -16,7 +16,7 @@ from pulse_tui.widgets.status_bar import StatusBar
 from pulse_tui.widgets.too_small import TooSmall
 
 
-class PulseScreen(Screen):
+class PulseScreen(Screen[None]):
     """A top-level screen (jobs, plugins, handlers, detail)."""
 
     TITLE: ClassVar[str] = ""

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Static
 
+from pulse_tui.protocol import operator_pb2
 from pulse_tui.vocab import FINISHED, JobStatus
 
 
@@ -49,7 +50,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-async def confirm_cancel(screen: Screen, job: Any) -> bool:
+async def confirm_cancel(screen: Screen[Any], job: operator_pb2.Job) -> bool:
     """Whether to go on cancelling `job` (an operator Job message): finished jobs are refused with a
     notification, running ones ask first (their plugin call is cut short), queued ones just go."""
     if job.status in FINISHED:
@@ -57,16 +58,15 @@ async def confirm_cancel(screen: Screen, job: Any) -> bool:
         return False
     if job.status != JobStatus.RUNNING:
         return True
-    return bool(
-        await screen.app.push_screen_wait(
-            ConfirmScreen(
-                "Cancel running job",
-                f"{job.id} ({job.handler}) is running; cancel it?\nThe plugin's in-flight call is cancelled.",
-                yes="Cancel job",
-                danger=True,
-            )
+    answer = await screen.app.push_screen_wait(
+        ConfirmScreen(
+            "Cancel running job",
+            f"{job.id} ({job.handler}) is running; cancel it?\nThe plugin's in-flight call is cancelled.",
+            yes="Cancel job",
+            danger=True,
         )
     )
+    return bool(answer)
 
 
 class QuitScreen(ModalScreen[str]):

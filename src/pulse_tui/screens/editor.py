@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -26,13 +27,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import var
 from textual.widgets import DataTable, Input, Static, TextArea
 
-from pulse_tui.client import FINISHED, ClientError
+from pulse_tui.client import ClientError
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.screens.new_script import NewScriptScreen
 from pulse_tui.script_template import handler_of, template
-from pulse_tui.vocab import Capability
+from pulse_tui.vocab import FINISHED, Capability
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.data_table import PulseDataTable
 from pulse_tui.widgets.script_panes import BAD, DIM, OK, WARN, RunPanel, ScriptHeader, trim_traceback
@@ -58,7 +59,7 @@ def short_ago(ts: float, now: float) -> str:
 class EditorScreen(PulseScreen):
     TITLE = "Handler editor"
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", id="editor.save", priority=True),
         Binding("f5,ctrl+r", "test_run", "Test run", id="editor.run", priority=True),
         Binding("ctrl+n", "new", "New", id="editor.new", priority=True),
@@ -79,7 +80,7 @@ class EditorScreen(PulseScreen):
     run_job: var[operator_pb2.Job | None] = var(None)  # the last test run (or `ix` line)
     run_detail: var[operator_pb2.JobDetail | None] = var(None)  # its detail once it finished
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scripts: list[operator_pb2.Script] = []
         self.listed = False
@@ -360,7 +361,7 @@ class EditorScreen(PulseScreen):
             return False
         if self._refuse_read_only("saving a script"):
             return False
-        if not self.pulse.guard(f"saving {self.name_}", capability="scripts"):
+        if not self.pulse.guard(f"saving {self.name_}", capability=Capability.SCRIPTS):
             return False
         name, code = self.name_, self.code.text
         self.problem(Text(f"saving {handler_of(name)}…", style=DIM))
@@ -441,7 +442,7 @@ class EditorScreen(PulseScreen):
         await self._enqueue(self.name_, raw, test=True)
 
     async def _enqueue(self, name: str, payload: str, *, test: bool) -> operator_pb2.Job | None:
-        if not self.pulse.guard(f"running {handler_of(name)}", capability="enqueue"):
+        if not self.pulse.guard(f"running {handler_of(name)}", capability=Capability.ENQUEUE):
             return None
         try:
             job = await self.pulse.client.enqueue(
@@ -527,7 +528,7 @@ class EditorScreen(PulseScreen):
 
     @work(exclusive=True, group="editor-delete", exit_on_error=False)
     async def _delete(self, name: str, version: str) -> None:
-        if not self.pulse.guard(f"deleting {name}", capability="scripts"):
+        if not self.pulse.guard(f"deleting {name}", capability=Capability.SCRIPTS):
             return
         try:
             await self.pulse.client.delete_script(name, version)

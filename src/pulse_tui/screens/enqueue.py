@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
@@ -23,7 +24,7 @@ MAX_MATCHES = 6
 
 
 class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Enqueue", id="enqueue.submit", priority=True),
         Binding("escape", "close", "Cancel", id="enqueue.close"),
     ]

@@ -3,6 +3,8 @@ P / U pause and resume a handler (its jobs are held, running ones finish)."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -28,7 +30,7 @@ class HandlersScreen(PulseScreen):
     TITLE = "Handlers"
     MUTATING = frozenset({"enqueue", "pause", "resume"})
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "jobs", "Jobs", id="handlers.jobs"),
         Binding("o", "conflicts_only", "Conflicts only", id="handlers.conflicts_only"),
         Binding("e", "enqueue", "Enqueue", id="handlers.enqueue"),
@@ -37,7 +39,7 @@ class HandlersScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="handlers.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conflicts_only = False
         self.handlers: list[operator_pb2.Handler] = []

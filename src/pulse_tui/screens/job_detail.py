@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
+from typing import ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -31,7 +32,7 @@ class JobDetailScreen(PulseScreen):
     TITLE = "Job"
     MUTATING = frozenset({"cancel", "retry", "pause", "resume"})
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel", "Cancel", id="detail.cancel"),
         Binding("r", "retry", "Retry", id="detail.retry"),
         Binding("z", "pause", "Pause", show=False, id="detail.pause"),  # P is the parent here
@@ -466,7 +467,7 @@ _STATUS_ORDER = {  # the children's counts: live ones first
 }
 
 
-def _clock(rfc3339: str, tz) -> str:
+def _clock(rfc3339: str, tz: tzinfo | None) -> str:
     """HH:MM:SS.mmm in the display zone; the raw string when it does not parse."""
     try:
         dt = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))

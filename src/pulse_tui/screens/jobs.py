@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -196,7 +197,7 @@ class JobsScreen(PulseScreen):
         }
     )
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "detail", "Detail", id="jobs.detail"),
         Binding("slash", "filter", "Filter", id="jobs.filter"),
         Binding("e", "enqueue", "Enqueue", id="jobs.enqueue"),
@@ -220,7 +221,7 @@ class JobsScreen(PulseScreen):
         Binding("ctrl+r", "reload", "Reload", show=False, id="jobs.reload"),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filter = Filter()
         self.tab = "all"
@@ -230,7 +231,7 @@ class JobsScreen(PulseScreen):
         self._stale_timer: Timer | None = None
         self._matched: str = ""  # "12 jobs" for the note, from the last count
         self._mark_anchor: int | None = None  # the row V marks a range from
-        self._kept: tuple | None = None  # the rows before a reload (JobTable.snapshot)
+        self._kept: tuple[dict[int, operator_pb2.Job], int, bool] | None = None  # rows before a reload
         self.sort_by = ""  # a sorting.SORT_NAMES key; "" = newest first (seq)
         self.sort_desc = True
 

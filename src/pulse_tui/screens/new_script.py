@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -17,7 +19,7 @@ from pulse_tui.widgets.script_panes import BAD, DIM, OK
 class NewScriptScreen(ModalScreen[str | None]):
     """Ask for the name of a new handler script."""
 
-    BINDINGS: list[BindingType] = [Binding("escape", "close", "Cancel", id="newscript.close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Cancel", id="newscript.close")]
 
     def __init__(self, taken: frozenset[str] = frozenset()) -> None:
         super().__init__()

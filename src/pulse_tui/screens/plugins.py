@@ -4,6 +4,7 @@ hot reload (added / removed / conflicting handlers) and enable / disable."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -13,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from pulse_tui.client import ClientError, config_constraints
+from pulse_tui.client import ClientError, PluginEndpointInfo, config_constraints
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
@@ -40,7 +41,7 @@ class PluginsScreen(PulseScreen):
     TITLE = "Plugins"
     MUTATING = frozenset({"reload", "toggle_enabled"})
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "reload", "Reload", id="plugins.reload"),
         Binding("d", "toggle_enabled", "Enable/disable", id="plugins.toggle"),
         Binding("right,l", "tab(1)", "Next tab", show=False, id="plugins.next_tab"),
@@ -48,9 +49,11 @@ class PluginsScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="plugins.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._endpoint_info = None  # a bare plugin endpoint's own metadata and health
+        self._endpoint_info: PluginEndpointInfo | None = (
+            None  # a bare plugin endpoint's own metadata and health
+        )
         self.plugins: list[operator_pb2.Plugin] = []
         self.selected: operator_pb2.Plugin | None = None
         self.last_reload: operator_pb2.ReloadPluginResponse | None = None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import tzinfo
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -51,7 +53,7 @@ def _relative(ts: float, now: float) -> str:
     return f"in {fmt.duration(delta)}" if delta >= 0 else f"{fmt.duration(-delta)} ago"
 
 
-def next_text(s: operator_pb2.Schedule, now: float, tz, *, absolute: bool = True) -> Text:
+def next_text(s: operator_pb2.Schedule, now: float, tz: tzinfo | None, *, absolute: bool = True) -> Text:
     if s.state != "active":
         return Text(f"({s.state})", style="dim")
     t = Text(f"◷ {_relative(s.next_run_at, now)}", style="#7aa2f7")
@@ -73,7 +75,7 @@ class SchedulesScreen(PulseScreen):
     TITLE = "Schedules"
     MUTATING = frozenset({"toggle", "run_now", "delete", "create"})
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "history", "History", id="schedules.history"),
         Binding("space", "toggle", "Pause/resume", id="schedules.toggle"),
         Binding("r", "run_now", "Run now", id="schedules.run"),
@@ -82,7 +84,7 @@ class SchedulesScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="schedules.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.schedules: list[operator_pb2.Schedule] = []
         self.history: operator_pb2.ScheduleDetail | None = None
@@ -285,8 +287,9 @@ class SchedulesScreen(PulseScreen):
     def action_refresh(self) -> None:
         self.refresh_schedules()
 
+    # the space binding's action: not DOMNode's toggle(attribute), which no binding here names
     @work(group="schedules-action", exit_on_error=False)
-    async def action_toggle(self) -> None:
+    async def action_toggle(self) -> None:  # type: ignore[override]
         s = self._current()
         if s is None or not self.pulse.guard("pause or resume schedules", capability=Capability.SCHEDULES):
             return
@@ -344,7 +347,7 @@ class ScheduleHistoryScreen(PulseScreen):
 
     TITLE = "Schedule history"
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open_job", "Job detail", id="schedule_history.job"),
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="schedule_history.refresh"),
     ]
@@ -439,7 +442,7 @@ class CreateScheduleScreen(ModalScreen[operator_pb2.Schedule | None]):
     """Handler (with completion), cadence ("5m" or a cron expression), time zone, payload; the next
     three runs are previewed live, and every field is checked before anything is sent."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Create", id="create_schedule.submit", priority=True),
         Binding("escape", "close", "Cancel", id="create_schedule.close"),
     ]
@@ -484,7 +487,7 @@ class CreateScheduleScreen(ModalScreen[operator_pb2.Schedule | None]):
             self.names, case_sensitive=False
         )
 
-    def cadence_fields(self) -> dict:
+    def cadence_fields(self) -> dict[str, Any]:
         """interval_secs or cron+timezone from the inputs; raises CadenceError."""
         text = self.query_one("#schedule-cadence", Input).value.strip()
         tz = self.query_one("#schedule-tz", Input).value.strip()

@@ -8,6 +8,8 @@ to it, the same way the handlers screen does.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from rich.color import Color
 from rich.text import Text
 from textual import work
@@ -71,7 +73,7 @@ class StatsScreen(PulseScreen):
     StatsScreen #stats-table { height: 1fr; }
     """
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "window('1h')", "1 h", id="stats.window_1h"),
         Binding("2", "window('24h')", "24 h", id="stats.window_24h"),
         Binding("3", "window('30d')", "30 d", id="stats.window_30d"),
@@ -79,7 +81,7 @@ class StatsScreen(PulseScreen):
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="stats.refresh"),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.window = "1h"
         self.stats: operator_pb2.GetStatsResponse | None = None
@@ -114,7 +116,11 @@ class StatsScreen(PulseScreen):
         table.focus()
         self.set_class(self.app.size.height < 30, "-short")
         self.set_interval(REFRESH_SECS, self._tick)
-        self.watch(self.app, "paused", lambda _paused: self._fill_note(), init=False)
+
+        def on_paused(_paused: bool) -> None:
+            self._fill_note()
+
+        self.watch(self.app, "paused", on_paused, init=False)
         if self.pulse.conn_state == "connected":
             self.refresh_stats()
 

@@ -6,6 +6,8 @@ in without touching this widget.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.binding import Binding
 from textual.message import Message
 from textual.suggester import SuggestFromList
@@ -22,7 +24,7 @@ class CommandLine(Input):
             super().__init__()
             self.line = line
 
-    def __init__(self, commands: list[str], **kwargs) -> None:
+    def __init__(self, commands: list[str], **kwargs: Any) -> None:
         super().__init__(placeholder=":command  (jobs, plugins, handlers, help, quit)", **kwargs)
         self.suggester = SuggestFromList(commands, case_sensitive=False)
 

@@ -6,12 +6,14 @@ import math
 import re
 import time
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pulse_tui.console import find_console
 
 if TYPE_CHECKING:  # the CLI uses these helpers too, without loading Textual
     from textual.app import App
+
+    from pulse_tui.protocol.operator_pb2 import Job
 
 # Colours come from the Textual theme: the literals below name roles (the Tokyo Night values the
 # console was drawn with) and C() swaps each for the current theme's colour of that role, so every
@@ -46,12 +48,13 @@ def C(style: str) -> str:
     return _HEX.sub(lambda m: _colours.get(m.group(0), m.group(0)), style) if _colours else style
 
 
-class ThemedStyles(dict):
+class ThemedStyles(dict[str, str]):
     """A name → style table whose values follow the theme (see C)."""
 
     def __getitem__(self, key: str) -> str:
         return C(super().__getitem__(key))
 
+    # always a str (dict.get may return None): narrower than the overloads it replaces
     def get(self, key: str, default: str = "") -> str:  # type: ignore[override]
         return C(super().get(key, default))
 
@@ -135,13 +138,13 @@ OUTCOME_STYLES: ThemedStyles = ThemedStyles(
 )
 
 
-def app_now(app: App | None) -> float:
+def app_now(app: App[Any] | None) -> float:
     """The app's clock (frozen in snapshot tests), else wall time."""
     console = find_console(app)
     return console.now() if console is not None else time.time()
 
 
-def app_tz(app: App | None) -> tzinfo | None:
+def app_tz(app: App[Any] | None) -> tzinfo | None:
     console = find_console(app)
     return console.tz if console is not None else None
 
@@ -228,7 +231,7 @@ def short_id(job_id: str, width: int) -> str:
     return "…" + job_id[-(width - 1) :]
 
 
-def job_age(job, now: float) -> str:
+def job_age(job: Job, now: float) -> str:
     """The TIME column, saying which time it is: ``wait 3m05s`` (queued / paused, since it was
     enqueued), ``run 12s`` (this attempt), ``took 0.4s`` (finished: start to end), ``took <0.1s``
     for jobs faster than the column can show, ``after 5.0s`` (cancelled before it started)."""
@@ -256,7 +259,7 @@ def until(secs: float) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def waiting(job, now: float) -> str:
+def waiting(job: Job, now: float) -> str:
     """Why a queued job is not due yet: "retry" (a backoff: it has run before) or "delay" (a delayed
     enqueue or a run at a set time); "" when it is not waiting for a future time."""
     if job.status != "queued" or not job.run_at or job.run_at <= now:
@@ -264,7 +267,7 @@ def waiting(job, now: float) -> str:
     return "retry" if job.attempts > 0 else "delay"
 
 
-def waiting_label(job, now: float) -> str:
+def waiting_label(job: Job, now: float) -> str:
     """The STATUS cell of a waiting job: "◷ in 59m", "◷ retry in 12s"; "" when not waiting."""
     kind = waiting(job, now)
     if not kind:
@@ -273,16 +276,16 @@ def waiting_label(job, now: float) -> str:
     return f"◷ retry in {left}" if kind == "retry" else f"◷ in {left}"
 
 
-def charged_attempts(job) -> int:
+def charged_attempts(job: Job) -> int:
     """Attempts charged against the current run's budget (interruptions are not charged)."""
-    if job.run_attempts or job.retry_count or getattr(job, "interrupted_attempts", 0):
+    if job.run_attempts or job.retry_count or job.interrupted_attempts:
         return job.run_attempts
     return job.attempts  # an old server (no run_attempts) or compat mode
 
 
-def attempts_label(job) -> str:
+def attempts_label(job: Job) -> str:
     """`1/3`, or `1/3 +2↺` when two attempts were interrupted (crash, reload, shutdown) uncharged."""
     used = charged_attempts(job)
     label = f"{used}/{job.max_attempts}" if job.max_attempts else str(used)
-    interrupted = getattr(job, "interrupted_attempts", 0)
+    interrupted = job.interrupted_attempts
     return f"{label} +{interrupted}↺" if interrupted else label

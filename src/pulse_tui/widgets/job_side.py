@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rich.console import Group
 from rich.text import Text
 from textual import work
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Static
@@ -26,14 +28,14 @@ MAX_LOG_LINES = 12
 class JobSide(VerticalScroll, can_focus=False):
     """Detail of the job under the cursor; fetched when the cursor rests, kept live by updates."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_id = ""
         self.detail: operator_pb2.JobDetail | None = None
         self._timer: Timer | None = None
         self.plain = ""  # what is shown, as text (tests, screen readers)
 
-    def compose(self):
+    def compose(self) -> ComposeResult:
         yield Static("", id="job-side-body")
 
     def follow(self, job: operator_pb2.Job | None) -> None:

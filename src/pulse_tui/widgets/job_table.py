@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -90,7 +91,7 @@ class _Column:
 class JobTable(ScrollView, can_focus=True):
     """Virtual, keyboard-driven job table."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "cursor_up", "Up", show=False, id="table.up"),
         Binding("down,j", "cursor_down", "Down", show=False, id="table.down"),
         Binding("pageup,ctrl+b", "page_up", "Page up", show=False, id="table.page_up"),

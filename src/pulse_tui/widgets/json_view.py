@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rich.syntax import Syntax
 from rich.text import Text
@@ -27,7 +28,7 @@ def pretty_json(raw: bytes | str, *, indent: int = 2) -> tuple[str, bool]:
 class JsonView(Static):
     """Static that shows JSON highlighted; ``empty`` is shown when there is nothing."""
 
-    def __init__(self, raw: bytes | str = b"", *, empty: str = "(none)", **kwargs) -> None:
+    def __init__(self, raw: bytes | str = b"", *, empty: str = "(none)", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.empty = empty
         self.raw = raw

@@ -13,10 +13,10 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
-from pulse_tui.client import FINISHED
 from pulse_tui.console import find_console
 from pulse_tui.protocol import operator_pb2
 from pulse_tui.script_template import handler_of
+from pulse_tui.vocab import FINISHED
 from pulse_tui.widgets import fmt
 from pulse_tui.widgets.json_view import pretty_json
 from pulse_tui.widgets.progress_cell import progress_text
