@@ -76,6 +76,7 @@ EXECUTE_METHOD = "/protocol.DomainPluginService/ExecuteJob"
 def plugin_stub(channel: grpc.aio.Channel) -> domain_pb2_grpc.DomainPluginServiceStub:
     """The generated stub plus `ExecuteJobRaw`: ExecuteJob returning the reply's bytes undecoded."""
     stub = domain_pb2_grpc.DomainPluginServiceStub(channel)
+    # an attribute the generated class does not declare
     stub.ExecuteJobRaw = channel.unary_unary(  # type: ignore[attr-defined]
         EXECUTE_METHOD,
         request_serializer=domain_pb2.ExecuteJobRequest.SerializeToString,

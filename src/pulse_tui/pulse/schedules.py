@@ -274,17 +274,15 @@ class Scheduler:
         # from now on (jobs recovered and run before the ticker starts included), every scheduled
         # job's end is recorded on its execution
         engine.job_ended = self._job_ended
-        listeners = getattr(engine, "route_listeners", None)
-        if listeners is not None:
-            listeners.append(self._routes_changed)
-        self.metrics = getattr(engine, "metrics", None)
+        engine.route_listeners.append(self._routes_changed)
+        self.metrics = engine.metrics
 
     # ---- lifecycle
     async def start(self) -> None:
-        setattr(self.store, "on_schedule_change", self._remote_change)  # noqa: B010
+        self.store.on_schedule_change = self._remote_change
         self._task = asyncio.create_task(self._loop(), name="pulse-scheduler")
         self._spawn(self._reactivate())  # handlers that came back while the server was down
-        retention = getattr(self.engine, "retention_secs", None)
+        retention = self.engine.retention_secs
         if retention:
             self._retention = asyncio.create_task(self._retention_loop(float(retention)))
 

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -509,7 +510,13 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
     Without it grpcio reports UNKNOWN and logs a traceback for every such call, so anyone who can
     reach the port could fill the log. Only unary-request methods exist on our services."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+    # the handlers are Any: grpc's stubs type RpcMethodHandler for the sync server's functions,
+    # not the coroutines and async generators grpc.aio keeps in them
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None or handler.request_streaming:
             return handler

@@ -37,6 +37,7 @@ from pulse_tui.pulse.errors import (
     ValidationError,
     reason_trailer,
 )
+from pulse_tui.pulse.events import Watcher
 from pulse_tui.pulse.host import PluginHost, PluginState
 from pulse_tui.pulse.jobs import (
     CANCELLED,
@@ -606,7 +607,7 @@ class Broadcast:
         self._service = service
         self._subs: set[_Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
-        self._watcher: Any = None
+        self._watcher: Watcher | None = None
 
     def subscribe(self) -> _Subscriber:
         sub = _Subscriber()
@@ -621,10 +622,11 @@ class Broadcast:
         self._subs.discard(sub)
         if not self._subs and self._task is not None:
             self._task.cancel()
-            self._watcher.close()
+            if self._watcher is not None:
+                self._watcher.close()
             self._task = self._watcher = None
 
-    async def _run(self, watcher: Any) -> None:
+    async def _run(self, watcher: Watcher) -> None:
         service = self._service
         sent_at = 0.0
         try:

@@ -53,6 +53,9 @@ class Store(abc.ABC):
     # shared (multi-node) stores: seconds a node's claim on a running job lasts unless renewed by
     # `heartbeat`; None on single-node stores (nothing to renew, no other node to ask)
     lease_secs: float | None = None
+    # shared stores call it when another node changed schedules (their ids; True: in a way that may
+    # bring a run earlier); set by the scheduler
+    on_schedule_change: Callable[[builtins.list[str], bool], None] | None = None
 
     @abc.abstractmethod
     async def open(self) -> None: ...

@@ -438,8 +438,6 @@ class PostgresStore(Store):
         # test hook: seconds between fetching other nodes' rows and delivering them, to make
         # the delivered snapshots stale the way a busy node does (0 in production)
         self.deliver_delay = 0.0
-        # set by the scheduler: called with schedule ids other nodes changed
-        self.on_schedule_change: Callable[[list[str], bool], None] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -996,8 +994,8 @@ class PostgresStore(Store):
         conn.add_termination_listener(self._listener_lost)
         self._listen_conn = conn
 
-    def _heard_notification(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        kind, ids, origin = payload.split("|", 2)
+    def _heard_notification(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        kind, ids, origin = str(payload).split("|", 2)  # a str (the stubs promise only an object)
         if origin == self.node and kind != K_REAP:
             return
         if kind in (K_SCHEDULE, K_SCHEDULE_RUN):
