@@ -55,7 +55,6 @@ from pulse_tui.pulse.jobs import (
     CRASH_LIMIT,
     DEFAULT_MAX_ATTEMPTS,
     FAILED,
-    FINISHED,
     MAX_ERROR_BYTES,
     MAX_LOG_MESSAGE_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -90,6 +89,7 @@ from pulse_tui.pulse.jobs import (
     sort_sql,
 )
 from pulse_tui.pulse.store.base import Finish, Store
+from pulse_tui.vocab import FINISHED
 
 if TYPE_CHECKING:
     from pulse_tui.pulse.metrics import Recorder

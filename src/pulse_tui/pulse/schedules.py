@@ -40,8 +40,8 @@ from cronsim import CronSim
 from pulse_tui import cadence
 from pulse_tui.cadence import MAX_INTERVAL_SECS, CadenceError  # noqa: F401
 from pulse_tui.pulse.errors import Conflict, NotFound, Precondition, PulseError, ValidationError
-from pulse_tui.pulse.jobs import FINISHED, Job
-from pulse_tui.vocab import Reason
+from pulse_tui.pulse.jobs import Job
+from pulse_tui.vocab import FINISHED, Reason
 
 if TYPE_CHECKING:
     from pulse_tui.pulse.engine import Engine

@@ -762,7 +762,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
         flt.statuses = ()
         counts = await self.engine.count_jobs(flt, request.cap)
         cap = request.cap or 10_000
-        by_status = {s: min(int(counts.get(s, 0)), cap) for s in STATUSES}
+        by_status: dict[str, int] = {s: min(int(counts.get(s, 0)), cap) for s in STATUSES}
         return op.CountJobsResponse(
             by_status=by_status,
             capped=any(int(counts.get(s, 0)) > cap for s in STATUSES),
