@@ -1549,7 +1549,7 @@ def run_tui(args: argparse.Namespace) -> int:
         if child is not None and app.keep_server and not args.keep_server:
             pid = child.proc.pid if child.proc is not None else "?"
             print(f"pulse-tui: the server at {address} keeps running (pid {pid}); `pulse-tui` attaches to it")
-        return int(getattr(app, "return_code", 0) or 0)
+        return app.return_code or 0
     finally:
         if child is not None and not args.keep_server and not (app is not None and app.keep_server):
             child.stop()
