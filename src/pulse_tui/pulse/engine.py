@@ -253,7 +253,7 @@ class Engine:
         # (id -> status; see _cascade_loop)
         self._cascade: dict[str, str] = {}
         self._cascade_wake = asyncio.Event()
-        self._cascade_cancels: set[asyncio.Task] = set()
+        self._cascade_cancels: set[asyncio.Task[None]] = set()
         # called (synchronously) with every job of this node that reaches a finished status
         # (the scheduler records its runs' ends through it)
         self.job_ended: Callable[[Job], None] | None = None
@@ -425,6 +425,7 @@ class Engine:
             parent = await self.store.get(parent_id, with_payload=False)
             if parent is None:
                 raise ValidationError(f"parent job {parent_id!r} does not exist")
+            cur: Job | None
             depth, cur = 1, parent
             while cur is not None and cur.parent_job_id and depth <= self.max_child_depth:
                 depth += 1

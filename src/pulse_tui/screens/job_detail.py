@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -127,7 +127,7 @@ class JobDetailScreen(PulseScreen):
             return
         tabs = self.query_one(TabbedContent)
         if not self.query("#tab-children"):
-            table: DataTable = DataTable(id="children-table", cursor_type="row", zebra_stripes=True)
+            table: DataTable[Any] = DataTable(id="children-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("id", "handler", "status", "progress", "error")
             pane = TabPane(
                 "Children", Static(id="children-counts"), table, id="tab-children", classes="pane-scroll"
@@ -452,7 +452,7 @@ class JobDetailScreen(PulseScreen):
         self.load()
 
 
-_STATUS_ORDER = {  # the children's counts: live ones first
+_STATUS_ORDER: dict[str, int] = {  # the children's counts: live ones first
     s: i
     for i, s in enumerate(
         (

@@ -63,7 +63,9 @@ class ProgressSink:
             self._enqueue_channel = grpc.aio.insecure_channel(self.endpoint)
         stub = queue_pb2_grpc.QueueServiceStub(self._enqueue_channel)
         try:
-            resp = await stub.Enqueue(queue_pb2.EnqueueRequest(auth_token=self.token, job=job), timeout=30)
+            resp: queue_pb2.EnqueueResponse = await stub.Enqueue(
+                queue_pb2.EnqueueRequest(auth_token=self.token, job=job), timeout=30
+            )
         except grpc.aio.AioRpcError as exc:
             raise JobError(
                 f"enqueue {job.handler_name!r} failed: {exc.code().name}: {exc.details()}"
