@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -56,7 +57,7 @@ async def describe(channel: grpc.aio.Channel, wait: float) -> exec_pb2.DescribeR
     """Ask whether the plugin serves BatchExecService: its answer, or None (not offered)."""
     stub = exec_pb2_grpc.BatchExecServiceStub(channel)
     try:
-        resp = await stub.Describe(exec_pb2.DescribeRequest(), timeout=wait)
+        resp: exec_pb2.DescribeResponse = await stub.Describe(exec_pb2.DescribeRequest(), timeout=wait)
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
             log.info(
@@ -74,13 +75,13 @@ class BatchCaller:
 
     def __init__(self, channel: grpc.aio.Channel, plugin: str, max_in_flight: int = 0) -> None:
         self.plugin = plugin
-        self._open = channel.stream_stream(
+        self._open: grpc.aio.StreamStreamMultiCallable[exec_pb2.BatchRequest, bytes] = channel.stream_stream(
             EXECUTE_BATCH_METHOD,
             request_serializer=exec_pb2.BatchRequest.SerializeToString,
             response_deserializer=None,  # raw bytes: a reply that does not decode is our error to report
         )
         self._limit = asyncio.Semaphore(max_in_flight) if max_in_flight > 0 else None
-        self._call: grpc.aio.StreamStreamCall | None = None
+        self._call: grpc.aio.StreamStreamCall[exec_pb2.BatchRequest, bytes] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._outbox: list[exec_pb2.BatchJob] = []
@@ -145,7 +146,7 @@ class BatchCaller:
             asyncio.create_task(self._read(call), name=f"{self.plugin}-batch-read"),
         ]
 
-    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _write(self, call: grpc.aio.StreamStreamCall[exec_pb2.BatchRequest, bytes]) -> None:
         try:
             while True:
                 await self._wake.wait()
@@ -162,7 +163,7 @@ class BatchCaller:
         except Exception as exc:  # the stream broke under the write: the reader sees it end too
             self._end(call, BatchStreamError(_code(exc), _details(exc)))
 
-    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _read(self, call: grpc.aio.StreamStreamCall[exec_pb2.BatchRequest, bytes]) -> None:
         error = BatchStreamError("UNAVAILABLE", "the plugin ended the batch stream")
         try:
             while True:
@@ -171,7 +172,7 @@ class BatchCaller:
                     break
                 msg = exec_pb2.BatchResponse()
                 try:
-                    msg.ParseFromString(raw)
+                    msg.ParseFromString(cast(bytes, raw))  # no deserializer: bytes (the stubs say object)
                 except DecodeError as exc:
                     error = BatchStreamError(
                         "PROTOCOL", f"sent a BatchResponse that cannot be decoded: {exc}"
@@ -192,7 +193,9 @@ class BatchCaller:
             error = BatchStreamError("CANCELLED", "the plugin's connection was closed")
         self._end(call, error)
 
-    def _end(self, call: grpc.aio.StreamStreamCall, error: BatchStreamError) -> None:
+    def _end(
+        self, call: grpc.aio.StreamStreamCall[exec_pb2.BatchRequest, bytes], error: BatchStreamError
+    ) -> None:
         """The stream is over: every call still waiting on it fails with `error`."""
         if self._call is not call:
             return
