@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pulse_tui import __version__
 from pulse_tui.config import Config, ServerConfig
@@ -423,7 +423,7 @@ def _stderr_to_devnull() -> None:
         pass
 
 
-class _StderrLogHandler(logging.StreamHandler):
+class _StderrLogHandler(logging.StreamHandler[TextIO]):
     """The server's log on stderr; a reader that went away silences it (see `_say`) instead of
     printing a "Logging error" traceback for every record to that same dead stream."""
 
@@ -1453,7 +1453,7 @@ def handler_doc(h: Any) -> dict[str, Any]:
 
 
 def cmd_handlers_pause(args: argparse.Namespace) -> int:
-    async def run(client: Any) -> int:
+    async def run(client: PulseClient) -> int:
         if args.action == "pause":
             h = await client.pause_handler(args.name)
             text = f"{h.name}: paused; {h.changed_jobs:,} job(s) held (running ones finish)"

@@ -393,14 +393,14 @@ class Scheduler:
         commits and a query. Any change wakes the loop, which re-reads; a run fetched early but
         paused or changed meanwhile simply loses its compare-and-set claim. Nothing due soon:
         sleep until the earliest next run (or a change)."""
-        inflight: dict[str, asyncio.Task] = {}  # schedule id → its run being fired
+        inflight: dict[str, asyncio.Task[Execution | None]] = {}  # schedule id → its run being fired
         try:
             await self._ticks(inflight)
         finally:
             if inflight:
                 await asyncio.gather(*inflight.values(), return_exceptions=True)
 
-    async def _ticks(self, inflight: dict[str, asyncio.Task]) -> None:
+    async def _ticks(self, inflight: dict[str, asyncio.Task[Execution | None]]) -> None:
         while not self._stopping:
             self._wake.clear()
             for sid in [sid for sid, t in inflight.items() if t.done()]:

@@ -839,7 +839,7 @@ class JobsScreen(PulseScreen):
             self.notify(
                 f"{len(resp.failures)} not {what}d: {resp.failures[0].error}", severity="warning", timeout=8
             )
-        if not client.can("watch"):
+        if not client.can(Capability.WATCH):
             self.reload(keep_cursor=True)
 
     async def _bulk(self, what: str, ids: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from pulse_tui.console import find_console
 if TYPE_CHECKING:  # the CLI uses these helpers too, without loading Textual
     from textual.app import App
 
-    from pulse_tui.protocol.operator_pb2 import Job
+    from pulse_tui.protocol.operator_pb2 import Budget, Job
 
 # Colours come from the Textual theme: the literals below name roles (the Tokyo Night values the
 # console was drawn with) and C() swaps each for the current theme's colour of that role, so every
@@ -88,15 +89,15 @@ PAUSE_REASONS: dict[str, str] = {
 }
 
 
-def pause_reason(job) -> str:
+def pause_reason(job: Job) -> str:
     """ "handler paused" for a held job ("" unless paused)."""
     if job.status != "paused":
         return ""
-    reason = getattr(job, "pause_reason", "")
+    reason = job.pause_reason
     return PAUSE_REASONS.get(reason, reason.replace("_", " "))
 
 
-def budget_markup(budgets) -> str:
+def budget_markup(budgets: Sequence[Budget]) -> str:
     """The status bar's spend: the budget nearest its limit, `$ 0.80/1.00 day` and a small bar
     (red when reached, amber from 80 %), `+N` when there are more; "" without budgets."""
     if not budgets:

@@ -9,6 +9,8 @@ server from before GetStats, metrics turned off).
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -53,7 +55,7 @@ class Throughput(Horizontal):
     Throughput.-narrow #throughput-failed, Throughput.-narrow #throughput-failed-rate { display: none; }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stats: operator_pb2.GetStatsResponse | None = None
         self.available = True  # False: this endpoint keeps no stats (hidden until a reconnection)

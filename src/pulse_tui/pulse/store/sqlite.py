@@ -415,7 +415,7 @@ class SQLiteStore(Store):
         # a handler is paused: the claim checks paused_handlers (one process writes this file, so
         # the writer thread keeps this exact; True errs on the safe side)
         self._any_paused = True
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
