@@ -36,6 +36,7 @@ from pulse_tui.pulse.schedules import OWNER_CONFIG, Scheduler, plugin_owner
 from pulse_tui.pulse.scripts import ScriptStore
 from pulse_tui.pulse.services import OperatorService, QueueService, ServiceContext, add_operator_service
 from pulse_tui.pulse.store import open_store
+from pulse_tui.pulse.store.sql import redact
 from pulse_tui.vocab import Reason
 
 if TYPE_CHECKING:
@@ -221,7 +222,7 @@ class PulseServer:
         try:
             await self._store.open()
         except Exception as exc:
-            raise ServerError(f"cannot open the job store {s.store_url}: {exc}") from None
+            raise ServerError(f"cannot open the job store {redact(s.store_url)}: {exc}") from None
         self.router = self._make_router()
         if s.metrics:
             self.metrics = Recorder(
@@ -257,7 +258,7 @@ class PulseServer:
             auth=self.auth,
             registry=self.router,
             listen=self.address,
-            store_url=_redact(s.store_url),
+            store_url=redact(s.store_url),
             started_at=time.time(),
         )
         ctx.scripts = self.scripts = self._make_scripts()
@@ -268,7 +269,7 @@ class PulseServer:
         except PulseError:
             raise
         except Exception as exc:
-            raise ServerError(f"cannot recover jobs in the store {_redact(s.store_url)}: {exc}") from None
+            raise ServerError(f"cannot recover jobs in the store {redact(s.store_url)}: {exc}") from None
         await self._grpc.start()
         self.host = await self._start_plugin_host(ctx)
         await self._start_metrics()
@@ -282,7 +283,7 @@ class PulseServer:
         log.info(
             "serving on %s (store %s%s)",
             self.address,
-            _redact(s.store_url),
+            redact(s.store_url),
             f", durability {s.durability}, quick_check {check:.2f}s"
             if hasattr(self._store, "quick_check")
             else "",
@@ -565,12 +566,3 @@ def _read(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ServerError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _redact(url: str) -> str:
-    """Drop a password from a store URL (postgresql://user:pw@host/db → postgresql://user@host/db)."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, at, hostpart = rest.rpartition("@")
-        return f"{scheme}://{creds.split(':', 1)[0]}@{hostpart}"
-    return url

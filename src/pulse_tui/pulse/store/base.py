@@ -34,6 +34,14 @@ EXECUTION_SELECT = ", ".join(EXECUTION_COLS) + ", seq"
 SCHEDULE_WRITABLE = frozenset(SCHEDULE_COLS) - {"id", "created_at"}
 
 
+def schedule_changes(changes: dict[str, Any]) -> list[str]:
+    """The columns a schedule change sets, in order; ValueError for one it may not set."""
+    bad = set(changes) - SCHEDULE_WRITABLE
+    if bad:
+        raise ValueError(f"schedule columns {sorted(bad)} cannot be written")
+    return list(changes)
+
+
 @dataclass(slots=True)
 class Finish:
     """The end of one attempt: the job's new row values plus the attempt record and logs."""

@@ -48,15 +48,10 @@ from pulse_tui.pulse.jobs import (
     REASON_HANDLER,
     SERVER_CRASHED_ERROR,
     SERVER_INTERRUPTED_ERROR,
-    STATUSES,
-    Attempt,
     Job,
     JobDetail,
     JobFilter,
-    LogEntry,
     parent_ended_reason,
-    sort_scope,
-    sort_sql,
 )
 from pulse_tui.pulse.schedules import (
     DELETED,
@@ -68,16 +63,17 @@ from pulse_tui.pulse.schedules import (
     Schedule,
     ScheduleFilter,
 )
+from pulse_tui.pulse.store import sql as q
 from pulse_tui.pulse.store.base import (
-    EXECUTION_SELECT,
     FULL_SELECT,
     JOB_COLS,
     LIST_SELECT,
     SCHEDULE_SELECT,
-    SCHEDULE_WRITABLE,
     Finish,
     Store,
+    schedule_changes,
 )
+from pulse_tui.pulse.store.sql import POSTGRES as D
 
 log = logging.getLogger("pulse.store.postgres")
 
@@ -267,16 +263,6 @@ CONNECTION_ERRORS = (
 OnEvent = Callable[[list[Job]], Awaitable[None]]
 
 
-def redact(url: str) -> str:
-    """The URL without its password (for display and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc}" if user else netloc))
-
-
 def split_url(url: str) -> tuple[str, dict[str, str]]:
     """Split Pulse's own `pulse_*` query parameters off a connection URL."""
     parts = urlsplit(url)
@@ -294,88 +280,19 @@ def default_node() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _job(row: asyncpg.Record) -> Job:
-    j = Job(**{c: row[c] for c in JOB_COLS})
-    if "payload" in row:
-        j.payload = bytes(row["payload"])
-        j.result = bytes(row["result"])
-    return j
+async def _fetch(conn: asyncpg.Connection, query: q.Query) -> list[asyncpg.Record]:
+    sql, args = query
+    return await conn.fetch(sql, *args)
 
 
-class _Args:
-    """Builds `$n` placeholders for a query."""
-
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
-
-
-def _where(flt: JobFilter, a: _Args, statuses: Sequence[str] | None = None) -> list[str]:
-    clauses: list[str] = []
-    sts = list(flt.statuses) if statuses is None else list(statuses)
-    if sts:
-        clauses.append(f"status = ANY({a(sts)}::text[])")
-    if flt.handler:
-        clauses.append(f"handler = {a(flt.handler)}")
-    if flt.parent_job_id:
-        # the second term lets a generic plan use the partial index jobs_parent
-        clauses.append(f"parent_job_id = {a(flt.parent_job_id)} AND parent_job_id <> ''")
-    if flt.text:
-        like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        p = a(like)
-        clauses.append(f"(id ILIKE {p} OR handler ILIKE {p} OR error ILIKE {p} OR source ILIKE {p})")
-    if flt.handler_glob:
-        clauses.append(f"handler LIKE {a(_glob_to_like(flt.handler_glob))}")
-    if flt.error:
-        clauses.append(f"error ILIKE {a(_contains(flt.error))}")
-    if flt.payload:
-        clauses.append(f"position({a(flt.payload.encode())}::bytea in payload) > 0")
-    return clauses
-
-
-def _contains(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def _glob_to_like(glob: str) -> str:
-    """`*` / `?` glob to a LIKE pattern (LIKE's own `%`, `_` and `\\` taken literally)."""
-    out = []
-    for ch in glob:
-        if ch == "*":
-            out.append("%")
-        elif ch == "?":
-            out.append("_")
-        elif ch in "%_\\":
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
+async def _fetchrow(conn: asyncpg.Connection, query: q.Query) -> asyncpg.Record | None:
+    sql, args = query
+    return await conn.fetchrow(sql, *args)
 
 
 def _sql_text(text: str) -> str:
     """A constant string as an SQL literal (our own constants only, never user input)."""
     return "'" + text.replace("'", "''") + "'"
-
-
-def _schedule(row: asyncpg.Record) -> Schedule:
-    s = Schedule(**{c: row[c] for c in SCHEDULE_COLS})
-    s.payload = bytes(s.payload)
-    s.declared = bool(s.declared)
-    return s
-
-
-def _execution(row: asyncpg.Record) -> Execution:
-    return Execution(**{c: row[c] for c in (*EXECUTION_COLS, "seq")})
-
-
-def _check_cols(changes: dict[str, Any]) -> list[str]:
-    bad = set(changes) - SCHEDULE_WRITABLE
-    if bad:
-        raise ValueError(f"schedule columns {sorted(bad)} cannot be written")
-    return list(changes)
 
 
 def _interrupted_attempts(jobs: Sequence[Job], now: float) -> list[tuple[Any, ...]]:
@@ -413,7 +330,7 @@ class PostgresStore(Store):
         max_pool: int = 10,
     ) -> None:
         self._dsn, opts = split_url(url)
-        self.url = redact(url)
+        self.url = q.redact(url)
         self.node = node or opts.get("node") or default_node()
         try:
             lease = (
@@ -578,7 +495,7 @@ class PostgresStore(Store):
         )
         async with self._acquire() as conn:
             rows = await conn.fetch(sql, now, self.node, self.lease_secs, names, limit)
-        jobs = [_job(r) for r in rows]
+        jobs = [q.job_row(r) for r in rows]
         jobs.sort(key=lambda j: (-j.priority, j.seq))
         return jobs
 
@@ -724,7 +641,7 @@ class PostgresStore(Store):
         bad = set(changes) - WRITABLE_COLS
         if bad:
             raise ValueError(f"transition cannot set {sorted(bad)}")
-        a = _Args()
+        a = q.Params(D)
         sets = ", ".join(f"{c}={a(v)}" for c, v in changes.items())
         sql = (
             f"UPDATE jobs SET {sets} WHERE id={a(job_id)} AND status = ANY({a(list(allowed_from))}::text[])"
@@ -734,7 +651,7 @@ class PostgresStore(Store):
             row = await conn.fetchrow(sql, *a.values)
             if row is not None:
                 await self._notify(conn, K_CHANGE, [job_id])
-                return _job(row)
+                return q.job_row(row)
             if await conn.fetchval("SELECT 1 FROM jobs WHERE id=$1", job_id) is None:
                 raise NotFound(f"no job with id {job_id!r}")
             return None
@@ -761,7 +678,7 @@ class PostgresStore(Store):
                 " AND status='running'",
                 ids,
             )
-        return [_job(r) for r in rows], [r["id"] for r in running]
+        return [q.job_row(r) for r in rows], [r["id"] for r in running]
 
     async def _requeue(self, now: float, own: bool) -> list[Job]:
         """Re-queue running jobs whose lease expired (and, with `own`, every job of this node).
@@ -785,7 +702,7 @@ class PostgresStore(Store):
         )
         async with self._acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql, now, self.node) if own else await conn.fetch(sql, now)
-            jobs = [_job(r) for r in rows]
+            jobs = [q.job_row(r) for r in rows]
             if jobs:
                 await conn.executemany(
                     "INSERT INTO attempts (job_seq, number, started_at, ended_at, outcome, error, plugin, node)"
@@ -850,7 +767,7 @@ class PostgresStore(Store):
                 now,
             )
             rows = await conn.fetch(sql, name, REASON_HANDLER, now, self.node)
-        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+        return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
     async def release_handler(self, name: str, now: float) -> list[Job]:
         sql = _notifying(
@@ -862,7 +779,7 @@ class PostgresStore(Store):
         async with self._acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM paused_handlers WHERE name=$1", name)
             rows = await conn.fetch(sql, name, REASON_HANDLER, now, self.node)
-        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+        return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
     async def hold_queued(self, handlers: Collection[str] | None, reason: str, now: float) -> list[Job]:
         names = None if handlers is None else list(handlers)
@@ -882,7 +799,7 @@ class PostgresStore(Store):
         async with self._acquire() as conn:
             args = (reason, now, self.node) if names is None else (reason, now, self.node, names)
             rows = await conn.fetch(sql, *args)
-        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+        return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
     async def release_held(
         self, handlers: Collection[str] | None, reason: str, now: float, keep: Collection[str] = ()
@@ -904,24 +821,15 @@ class PostgresStore(Store):
         )
         async with self._acquire() as conn:
             rows = await conn.fetch(sql, reason, now, self.node, names)
-        return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+        return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
     async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
         async with self._acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT handler, CASE WHEN completed_at >= $1 THEN $1 ELSE $2 END AS b,"
-                " sum(cost_actual) AS c, count(*) AS n FROM jobs"
-                " WHERE status = ANY(ARRAY['completed', 'failed', 'cancelled']) AND completed_at >= $2"
-                " GROUP BY handler, b",
-                day_start,
-                month_start,
-            )
-        return [(r["handler"], float(r["b"]), float(r["c"] or 0.0), int(r["n"])) for r in rows]
+            return q.spend_rows(await _fetch(conn, q.spend(D, day_start, month_start)))
 
     async def paused_handlers(self) -> dict[str, tuple[str, float]]:
         async with self._acquire() as conn:
-            rows = await conn.fetch("SELECT name, reason, paused_at FROM paused_handlers")
-        return {r["name"]: (r["reason"], r["paused_at"]) for r in rows}
+            return q.paused_rows(await conn.fetch(q.PAUSED_HANDLERS))
 
     # ------------------------------------------------------------ multi-node
     async def heartbeat(self, now: float, running: Sequence[str] | None = None) -> None:
@@ -1043,7 +951,7 @@ class PostgresStore(Store):
                 if self.deliver_delay:
                     await asyncio.sleep(self.deliver_delay)
                 assert self._on_event is not None
-                await self._on_event([_job(r) for r in rows])
+                await self._on_event([q.job_row(r) for r in rows])
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -1051,33 +959,18 @@ class PostgresStore(Store):
 
     # ------------------------------------------------------------ reads
     async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None:
-        sel = FULL_SELECT if with_payload else LIST_SELECT
         async with self._acquire() as conn:
-            row = await conn.fetchrow(f"SELECT {sel} FROM jobs WHERE id=$1", job_id)
-        return _job(row) if row else None
+            row = await _fetchrow(conn, q.get_job(D, job_id, with_payload))
+        return q.job_row(row) if row else None
 
     async def detail(self, job_id: str) -> JobDetail | None:
         async with self._acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            row = await conn.fetchrow(f"SELECT {FULL_SELECT} FROM jobs WHERE id=$1", job_id)
+            row = await _fetchrow(conn, q.get_job(D, job_id))
             if row is None:
                 return None
-            job = _job(row)
-            attempts = [
-                Attempt(job.id, *r)
-                for r in await conn.fetch(
-                    "SELECT number, started_at, ended_at, outcome, error, plugin, plugin_version, node"
-                    " FROM attempts WHERE job_seq=$1 ORDER BY number",
-                    job.seq,
-                )
-            ]
-            logs = [
-                LogEntry(job.id, *r)
-                for r in await conn.fetch(
-                    "SELECT attempt, timestamp, level, message, stage, metadata FROM job_logs"
-                    " WHERE job_seq=$1 ORDER BY log_seq LIMIT 5000",
-                    job.seq,
-                )
-            ]
+            job = q.job_row(row)
+            attempts = [q.attempt_row(job, r) for r in await _fetch(conn, q.job_attempts(D, job))]
+            logs = [q.log_row(job, r) for r in await _fetch(conn, q.job_logs(D, job))]
         return JobDetail(job, attempts, logs)
 
     async def list(
@@ -1090,37 +983,15 @@ class PostgresStore(Store):
         *,
         sort_by: str = "",
     ) -> list[Job]:
-        a = _Args()
-        clauses = _where(flt, a)
-        if after_seq is not None:
-            clauses.append(f"seq {'>' if oldest_first else '<'} {a(after_seq)}")
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = sort_sql(sort_by, not oldest_first)
-        scope = sort_scope(sort_by)
-        if scope:  # a column no index orders: rank the newest `scope` matching jobs only
-            sql = (
-                f"SELECT * FROM (SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq DESC LIMIT {scope}) s"
-                f" ORDER BY {order} LIMIT {a(limit)} OFFSET {a(offset)}"
-            )
-        else:
-            sql = (
-                f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY {order} LIMIT {a(limit)} OFFSET {a(offset)}"
-            )
+        query = q.list_jobs(D, flt, limit, after_seq, oldest_first, offset, sort_by)
         async with self._acquire() as conn:
-            return [_job(r) for r in await conn.fetch(sql, *a.values)]
+            rows = await _fetch(conn, query)
+        return [q.job_row(r) for r in rows]
 
     async def count(self, flt: JobFilter, cap: int) -> dict[str, int]:
-        a = _Args()
-        n = a(cap + 1)
-        parts = []
-        for st in STATUSES:
-            clauses = _where(flt, a, (st,))
-            parts.append(
-                f"(SELECT count(*) FROM (SELECT 1 FROM jobs WHERE {' AND '.join(clauses)} LIMIT {n}) s)"
-            )
+        sql, args = q.count_jobs(D, flt, cap)
         async with self._acquire() as conn:
-            row = await conn.fetchrow(f"SELECT {', '.join(parts)}", *a.values)
-        return {st: int(row[i]) for i, st in enumerate(STATUSES)}
+            return q.counts_by_status(await conn.fetchrow(sql, *args))
 
     async def handler_counts(self, statuses: Collection[str]) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -1135,23 +1006,17 @@ class PostgresStore(Store):
         return out
 
     async def select_ids(self, flt: JobFilter, limit: int) -> builtins.list[str]:
-        a = _Args()
-        clauses = _where(flt, a)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         async with self._acquire() as conn:
-            rows = await conn.fetch(f"SELECT id FROM jobs{where} ORDER BY seq LIMIT {a(limit)}", *a.values)
+            rows = await _fetch(conn, q.select_ids(D, flt, limit))
         return [r["id"] for r in rows]
 
     async def next_due(self, handlers: Collection[str], now: float) -> float | None:
         names = list(handlers)
         if not names:
             return None
+        sql, args = q.next_due(D, names, now)
         async with self._acquire() as conn:
-            due: float | None = await conn.fetchval(
-                "SELECT min(run_at) FROM jobs WHERE status='queued' AND run_at>$1 AND handler = ANY($2::text[])",
-                now,
-                names,
-            )
+            due: float | None = await conn.fetchval(sql, *args)
         return due
 
     # ------------------------------------------------------------ metrics
@@ -1190,14 +1055,8 @@ class PostgresStore(Store):
     async def load_metrics(
         self, step: int, since: int, handler: str | None
     ) -> builtins.list[tuple[int, str, dict[str, Any]]]:
-        sql = "SELECT ts, handler, data FROM metric_buckets WHERE step=$1 AND ts>=$2"
-        args: list[Any] = [step, since]
-        if handler is not None:
-            sql += " AND handler=$3"
-            args.append(handler)
         async with self._acquire() as conn:
-            rows = await conn.fetch(sql, *args)
-        return [(int(r["ts"]), r["handler"], json.loads(r["data"])) for r in rows]
+            return q.metric_rows(await _fetch(conn, q.load_metrics(D, step, since, handler)))
 
     async def prune_metrics(self, minute_before: float, hour_before: float) -> int:
         async with self._acquire() as conn:
@@ -1207,20 +1066,7 @@ class PostgresStore(Store):
 
     async def queue_gauges(self, now: float) -> dict[str, dict[str, float]]:
         async with self._acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT handler, status, count(*) AS n, count(*) FILTER (WHERE run_at <= $1) AS due,"
-                " min(run_at) FILTER (WHERE run_at <= $1) AS oldest"
-                " FROM jobs WHERE status IN ('queued', 'running', 'paused') GROUP BY handler, status",
-                now,
-            )
-        out: dict[str, dict[str, float]] = {}
-        for r in rows:
-            g = out.setdefault(r["handler"], {})
-            g[r["status"]] = int(r["n"])
-            if r["status"] == "queued":
-                g["due"] = int(r["due"])
-                g["oldest_due"] = float(r["oldest"] or 0.0)
-        return out
+            return q.gauges(await _fetch(conn, q.queue_gauges(D, now)))
 
     # ------------------------------------------------------------ schedules
     async def _notify_schedule(
@@ -1242,29 +1088,19 @@ class PostgresStore(Store):
 
     async def get_schedule(self, schedule_id: str) -> Schedule | None:
         async with self._acquire() as conn:
-            row = await conn.fetchrow(f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE id=$1", schedule_id)
-        return _schedule(row) if row else None
+            row = await _fetchrow(conn, q.get_schedule(D, schedule_id))
+        return q.schedule_row(row) if row else None
 
     async def list_schedules(self, flt: ScheduleFilter, limit: int) -> builtins.list[Schedule]:
-        a = _Args()
-        clauses = [f"state = ANY({a(list(flt.states))}::text[])" if flt.states else f"state != {a(DELETED)}"]
-        if flt.owner:
-            clauses.append(f"owner = {a(flt.owner)}")
-        if flt.handler:
-            clauses.append(f"handler = {a(flt.handler)}")
-        sql = (
-            f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE {' AND '.join(clauses)}"
-            f" ORDER BY created_at, id LIMIT {a(limit)}"
-        )
         async with self._acquire() as conn:
-            rows = await conn.fetch(sql, *a.values)
-        return [_schedule(r) for r in rows]
+            rows = await _fetch(conn, q.list_schedules(D, flt, limit))
+        return [q.schedule_row(r) for r in rows]
 
     async def update_schedule(
         self, schedule_id: str, allowed_states: Collection[str], changes: dict[str, Any]
     ) -> Schedule | None:
-        cols = _check_cols(changes)
-        a = _Args()
+        cols = schedule_changes(changes)
+        a = q.Params(D)
         sets = ", ".join(f"{c}={a(changes[c])}" for c in cols)
         sql = (
             f"UPDATE schedules SET {sets} WHERE id={a(schedule_id)}"
@@ -1277,23 +1113,16 @@ class PostgresStore(Store):
                     raise NotFound(f"no schedule with id {schedule_id!r}")
                 return None
             await self._notify_schedule(conn, schedule_id)
-        return _schedule(row)
+        return q.schedule_row(row)
 
     async def due_schedules(self, now: float, limit: int) -> builtins.list[Schedule]:
         async with self._acquire() as conn:
-            rows = await conn.fetch(
-                f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE state='active' AND next_run_at<=$1"
-                " ORDER BY next_run_at LIMIT $2",
-                now,
-                limit,
-            )
-        return [_schedule(r) for r in rows]
+            rows = await _fetch(conn, q.due_schedules(D, now, limit))
+        return [q.schedule_row(r) for r in rows]
 
     async def next_schedule_at(self) -> float | None:
         async with self._acquire() as conn:
-            at: float | None = await conn.fetchval(
-                "SELECT min(next_run_at) FROM schedules WHERE state='active'"
-            )
+            at: float | None = await conn.fetchval(q.NEXT_SCHEDULE_AT)
         return at
 
     async def fire_schedule(
@@ -1304,8 +1133,8 @@ class PostgresStore(Store):
         job: Job | None,
         ex: Execution,
     ) -> Schedule | None:
-        cols = _check_cols(changes)
-        a = _Args()
+        cols = schedule_changes(changes)
+        a = q.Params(D)
         sets = ", ".join(f"{c}={a(changes[c])}" for c in cols)
         inc = a(0 if ex.status == EX_SKIPPED else 1)
         if expected_next is None:
@@ -1347,7 +1176,7 @@ class PostgresStore(Store):
                 *[getattr(ex, c) for c in EXECUTION_COLS],
             )
             await self._notify_schedule(conn, schedule_id, K_SCHEDULE_RUN)
-        return _schedule(row)
+        return q.schedule_row(row)
 
     async def end_execution(
         self, job_id: str, status: str, completed_at: float, error: str
@@ -1372,11 +1201,9 @@ class PostgresStore(Store):
                 row["id"],
             )
             if srow is None:
-                srow = await conn.fetchrow(
-                    f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE id=$1", row["schedule_id"]
-                )
+                srow = await _fetchrow(conn, q.get_schedule(D, row["schedule_id"]))
             await self._notify_schedule(conn, row["schedule_id"], K_SCHEDULE_RUN)
-        return _schedule(srow) if srow else None
+        return q.schedule_row(srow) if srow else None
 
     async def prune_executions(self, finished_before: float, limit: int) -> int:
         async with self._acquire() as conn:
@@ -1392,11 +1219,5 @@ class PostgresStore(Store):
         self, schedule_id: str, limit: int, before_seq: int = 0
     ) -> builtins.list[Execution]:
         async with self._acquire() as conn:
-            rows = await conn.fetch(
-                f"SELECT {EXECUTION_SELECT} FROM schedule_executions WHERE schedule_id=$1"
-                " AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT $3",
-                schedule_id,
-                before_seq,
-                limit,
-            )
-        return [_execution(r) for r in rows]
+            rows = await _fetch(conn, q.list_executions(D, schedule_id, limit, before_seq))
+        return [q.execution_row(r) for r in rows]

@@ -61,16 +61,11 @@ from pulse_tui.pulse.jobs import (
     REASON_HANDLER,
     SERVER_CRASHED_ERROR,
     SERVER_INTERRUPTED_ERROR,
-    STATUSES,
-    Attempt,
     Job,
     JobDetail,
     JobFilter,
-    LogEntry,
     handler_base,
     parent_ended_reason,
-    sort_scope,
-    sort_sql,
 )
 from pulse_tui.pulse.schedules import (
     DELETED,
@@ -82,16 +77,16 @@ from pulse_tui.pulse.schedules import (
     Schedule,
     ScheduleFilter,
 )
+from pulse_tui.pulse.store import sql as q
 from pulse_tui.pulse.store.base import (
-    EXECUTION_SELECT,
     FULL_SELECT,
-    JOB_COLS,
     LIST_SELECT,
     SCHEDULE_SELECT,
-    SCHEDULE_WRITABLE,
     Finish,
     Store,
+    schedule_changes,
 )
+from pulse_tui.pulse.store.sql import SQLITE as D
 
 MIGRATIONS: list[str] = [
     # 0 -> 1
@@ -261,26 +256,6 @@ def _is_corrupt(exc: BaseException) -> bool:
     return "malformed" in str(exc) or "not a database" in str(exc)
 
 
-def _job(row: Sequence[Any]) -> Job:
-    j = Job(**dict(zip(JOB_COLS, row, strict=False)))
-    if len(row) > len(JOB_COLS):
-        n = len(JOB_COLS)
-        j.payload = bytes(row[n]) if row[n] is not None else b"{}"
-        j.result = bytes(row[n + 1]) if row[n + 1] is not None else b""
-    return j
-
-
-def _schedule(row: Sequence[Any]) -> Schedule:
-    s = Schedule(**dict(zip(SCHEDULE_COLS, row, strict=True)))
-    s.payload = bytes(s.payload)
-    s.declared = bool(s.declared)
-    return s
-
-
-def _execution(row: Sequence[Any]) -> Execution:
-    return Execution(*row)
-
-
 _INSERT_JOB = (
     "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
     " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count, pause_reason)"
@@ -311,55 +286,10 @@ def _insert_job(conn: sqlite3.Connection, j: Job) -> None:
     ).fetchone()[0]
 
 
-def _check_cols(changes: dict[str, Any]) -> list[str]:
-    bad = set(changes) - SCHEDULE_WRITABLE
-    if bad:
-        raise ValueError(f"schedule columns {sorted(bad)} cannot be written")
-    return list(changes)
-
-
-def _where(flt: JobFilter, statuses: Collection[str] | None = None) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    sts = tuple(flt.statuses) if statuses is None else tuple(statuses)
-    if sts:
-        clauses.append(f"status IN ({','.join('?' * len(sts))})")
-        args.extend(sts)
-    if flt.handler:
-        clauses.append("handler = ?")
-        args.append(flt.handler)
-    if flt.parent_job_id:
-        clauses.append("parent_job_id = ? AND parent_job_id != ''")  # the second term: the partial index
-        args.append(flt.parent_job_id)
-    if flt.text:
-        like = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        clauses.append(
-            "(id LIKE ? ESCAPE '\\' OR handler LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\'"
-            " OR source LIKE ? ESCAPE '\\')"
-        )
-        args.extend([like, like, like, like])
-    if flt.handler_glob:
-        # case-sensitive; `+` keeps the planner on the seq order (an index range on handler would
-        # sort every matching row before the first page: 1.3 s for a third of 1M jobs)
-        clauses.append("+handler GLOB ?")
-        args.append(flt.handler_glob.replace("[", "[[]"))
-    if flt.error:
-        clauses.append("error LIKE ? ESCAPE '\\'")
-        args.append(_contains(flt.error))
-    if flt.payload:
-        clauses.append("instr(payload, ?) > 0")  # bytes, case-sensitive
-        args.append(flt.payload.encode())
-    return clauses, args
-
-
 # the claim's guard: no job of a paused handler (bare `a.b` or qualified `plugin/a.b`)
 NOT_PAUSED_HANDLER = "NOT EXISTS (SELECT 1 FROM paused_handlers p WHERE p.name = substr(jobs.handler, instr(jobs.handler, '/') + 1))"
 # jobs of handler ? (bare or qualified)
 OF_HANDLER = "substr(handler, instr(handler, '/') + 1) = ?"
-
-
-def _contains(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _update_if(
@@ -810,7 +740,7 @@ class SQLiteStore(Store):
                 f" RETURNING {LIST_SELECT}, payload, result",
                 (now, now, node, now, *names, limit),
             ).fetchall()
-            jobs = [_job(r) for r in rows]
+            jobs = [q.job_row(r) for r in rows]
             jobs.sort(key=lambda j: (-j.priority, j.seq))
             return jobs
 
@@ -894,7 +824,7 @@ class SQLiteStore(Store):
 
         def op(conn: sqlite3.Connection) -> Job | None:
             row = _update_if(conn, "jobs", "status", FULL_SELECT, job_id, allowed, cols, changes, "job")
-            return _job(row) if row is not None else None
+            return q.job_row(row) if row is not None else None
 
         return await self._write(op)
 
@@ -933,7 +863,7 @@ class SQLiteStore(Store):
                     f" RETURNING {LIST_SELECT}",
                     (parent_ended_reason(parent, status), now, now, parent),
                 ).fetchall()
-                cancelled.extend(_job(r) for r in rows)
+                cancelled.extend(q.job_row(r) for r in rows)
                 running.extend(
                     r[0]
                     for r in conn.execute(
@@ -970,7 +900,7 @@ class SQLiteStore(Store):
                     SERVER_INTERRUPTED_ERROR,
                 ),
             ).fetchall()
-            jobs = [_job(r) for r in rows]
+            jobs = [q.job_row(r) for r in rows]
             conn.executemany(
                 "INSERT OR REPLACE INTO attempts (job_seq, number, started_at, ended_at, outcome, error,"
                 " plugin, node) VALUES (?,?,?,?,?,?,?,?)",
@@ -1065,7 +995,7 @@ class SQLiteStore(Store):
                 f" WHERE status='queued' AND {OF_HANDLER} RETURNING {LIST_SELECT}",
                 (REASON_HANDLER, now, name),
             ).fetchall()
-            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+            return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
         return await self._write(op)
 
@@ -1079,7 +1009,7 @@ class SQLiteStore(Store):
                 f" WHERE status='paused' AND pause_reason=? AND {OF_HANDLER} RETURNING {LIST_SELECT}",
                 (now, REASON_HANDLER, name),
             ).fetchall()
-            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+            return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
         return await self._write(op)
 
@@ -1099,7 +1029,7 @@ class SQLiteStore(Store):
                 f" WHERE status='queued' AND budget_override=0{scope} RETURNING {LIST_SELECT}",
                 (reason, now, *(names or ())),
             ).fetchall()
-            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+            return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
         return await self._write(op)
 
@@ -1122,61 +1052,42 @@ class SQLiteStore(Store):
                 f" RETURNING {LIST_SELECT}",
                 (now, reason, *(names or ()), *kept),
             ).fetchall()
-            return sorted((_job(r) for r in rows), key=lambda j: j.seq)
+            return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
         return await self._write(op)
 
     async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
+        sql, args = q.spend(D, day_start, month_start)
+
         def op(conn: sqlite3.Connection) -> list[tuple[str, float, float, int]]:
-            rows = conn.execute(
-                "SELECT handler, CASE WHEN completed_at >= ? THEN ? ELSE ? END AS b, SUM(cost_actual), COUNT(*)"
-                " FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at >= ?"
-                " GROUP BY handler, b",
-                (day_start, day_start, month_start, month_start),
-            ).fetchall()
-            return [(h, float(b), float(c or 0.0), int(n)) for h, b, c, n in rows]
+            return q.spend_rows(conn.execute(sql, args))
 
         return await self._read(op)
 
     async def paused_handlers(self) -> dict[str, tuple[str, float]]:
         def op(conn: sqlite3.Connection) -> dict[str, tuple[str, float]]:
-            rows = conn.execute("SELECT name, reason, paused_at FROM paused_handlers").fetchall()
-            return {n: (r, at) for n, r, at in rows}
+            return q.paused_rows(conn.execute(q.PAUSED_HANDLERS))
 
         return await self._read(op)
 
     # ------------------------------------------------------------ reads
     async def get(self, job_id: str, *, with_payload: bool = True) -> Job | None:
-        sel = FULL_SELECT if with_payload else LIST_SELECT
+        sql, args = q.get_job(D, job_id, with_payload)
 
         def op(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(f"SELECT {sel} FROM jobs WHERE id=?", (job_id,)).fetchone()
-            return _job(row) if row else None
+            row = conn.execute(sql, args).fetchone()
+            return q.job_row(row) if row else None
 
         return await self._read(op)
 
     async def detail(self, job_id: str) -> JobDetail | None:
         def op(conn: sqlite3.Connection) -> JobDetail | None:
-            row = conn.execute(f"SELECT {FULL_SELECT} FROM jobs WHERE id=?", (job_id,)).fetchone()
+            row = conn.execute(*q.get_job(D, job_id)).fetchone()
             if row is None:
                 return None
-            job = _job(row)
-            attempts = [
-                Attempt(job.id, *r)
-                for r in conn.execute(
-                    "SELECT number, started_at, ended_at, outcome, error, plugin, plugin_version, node"
-                    " FROM attempts WHERE job_seq=? ORDER BY number",
-                    (job.seq,),
-                )
-            ]
-            logs = [
-                LogEntry(job.id, *r)
-                for r in conn.execute(
-                    "SELECT attempt, timestamp, level, message, stage, metadata FROM job_logs"
-                    " WHERE job_seq=? ORDER BY rowid LIMIT 5000",
-                    (job.seq,),
-                )
-            ]
+            job = q.job_row(row)
+            attempts = [q.attempt_row(job, r) for r in conn.execute(*q.job_attempts(D, job))]
+            logs = [q.log_row(job, r) for r in conn.execute(*q.job_logs(D, job))]
             return JobDetail(job, attempts, logs)
 
         return await self._read(op)
@@ -1191,37 +1102,18 @@ class SQLiteStore(Store):
         *,
         sort_by: str = "",
     ) -> list[Job]:
-        clauses, args = _where(flt)
-        if after_seq is not None:
-            clauses.append("seq > ?" if oldest_first else "seq < ?")
-            args.append(after_seq)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = sort_sql(sort_by, not oldest_first)
-        scope = sort_scope(sort_by)
-        if scope:  # a column no index orders: rank the newest `scope` matching jobs only
-            sql = (
-                f"SELECT * FROM (SELECT {LIST_SELECT} FROM jobs{where} ORDER BY seq DESC LIMIT {scope})"
-                f" ORDER BY {order} LIMIT ? OFFSET ?"
-            )
-        else:
-            sql = f"SELECT {LIST_SELECT} FROM jobs{where} ORDER BY {order} LIMIT ? OFFSET ?"
-        args.extend([limit, offset])
+        sql, args = q.list_jobs(D, flt, limit, after_seq, oldest_first, offset, sort_by)
 
         def op(conn: sqlite3.Connection) -> list[Job]:
-            return [_job(r) for r in conn.execute(sql, args)]
+            return [q.job_row(r) for r in conn.execute(sql, args)]
 
         return await self._read(op)
 
     async def count(self, flt: JobFilter, cap: int) -> dict[str, int]:
+        sql, args = q.count_jobs(D, flt, cap)
+
         def op(conn: sqlite3.Connection) -> dict[str, int]:
-            out: dict[str, int] = {}
-            for st in STATUSES:
-                clauses, args = _where(flt, (st,))
-                out[st] = conn.execute(
-                    f"SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE {' AND '.join(clauses)} LIMIT ?)",
-                    (*args, cap + 1),
-                ).fetchone()[0]
-            return out
+            return q.counts_by_status(conn.execute(sql, args).fetchone())
 
         return await self._read(op)
 
@@ -1240,13 +1132,10 @@ class SQLiteStore(Store):
         return await self._read(op)
 
     async def select_ids(self, flt: JobFilter, limit: int) -> builtins.list[str]:
-        clauses, args = _where(flt)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql, args = q.select_ids(D, flt, limit)
 
         def op(conn: sqlite3.Connection) -> list[str]:
-            return [
-                r[0] for r in conn.execute(f"SELECT id FROM jobs{where} ORDER BY seq LIMIT ?", (*args, limit))
-            ]
+            return [r[0] for r in conn.execute(sql, args)]
 
         return await self._read(op)
 
@@ -1254,13 +1143,10 @@ class SQLiteStore(Store):
         names = list(handlers)
         if not names:
             return None
+        sql, args = q.next_due(D, names, now)
 
         def op(conn: sqlite3.Connection) -> float | None:
-            ph = ",".join("?" * len(names))
-            row = conn.execute(
-                f"SELECT MIN(run_at) FROM jobs WHERE status='queued' AND run_at>? AND handler IN ({ph})",
-                (now, *names),
-            ).fetchone()
+            row = conn.execute(sql, args).fetchone()
             return row[0] if row and row[0] is not None else None
 
         return await self._read(op)
@@ -1288,13 +1174,10 @@ class SQLiteStore(Store):
     async def load_metrics(
         self, step: int, since: int, handler: str | None
     ) -> builtins.list[tuple[int, str, dict[str, Any]]]:
+        sql, args = q.load_metrics(D, step, since, handler)
+
         def op(conn: sqlite3.Connection) -> list[tuple[int, str, dict[str, Any]]]:
-            sql = "SELECT ts, handler, data FROM metric_buckets WHERE step=? AND ts>=?"
-            args: list[Any] = [step, since]
-            if handler is not None:
-                sql += " AND handler=?"
-                args.append(handler)
-            return [(int(ts), h, json.loads(d)) for ts, h, d in conn.execute(sql, args)]
+            return q.metric_rows(conn.execute(sql, args))
 
         return await self._read(op)
 
@@ -1307,19 +1190,10 @@ class SQLiteStore(Store):
         return await self._write(op)
 
     async def queue_gauges(self, now: float) -> dict[str, dict[str, float]]:
+        sql, args = q.queue_gauges(D, now)
+
         def op(conn: sqlite3.Connection) -> dict[str, dict[str, float]]:
-            out: dict[str, dict[str, float]] = {}
-            for handler, status, n, due, oldest in conn.execute(
-                "SELECT handler, status, COUNT(*), SUM(run_at <= ?), MIN(CASE WHEN run_at <= ? THEN run_at END)"
-                " FROM jobs WHERE status IN ('queued', 'running', 'paused') GROUP BY handler, status",
-                (now, now),
-            ):
-                g = out.setdefault(handler, {})
-                g[status] = n
-                if status == "queued":
-                    g["due"] = due or 0
-                    g["oldest_due"] = oldest or 0.0
-            return out
+            return q.gauges(conn.execute(sql, args))
 
         return await self._read(op)
 
@@ -1343,69 +1217,47 @@ class SQLiteStore(Store):
         await self._write(op)
 
     async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        sql, args = q.get_schedule(D, schedule_id)
+
         def op(conn: sqlite3.Connection) -> Schedule | None:
-            row = conn.execute(
-                f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE id=?", (schedule_id,)
-            ).fetchone()
-            return _schedule(row) if row else None
+            row = conn.execute(sql, args).fetchone()
+            return q.schedule_row(row) if row else None
 
         return await self._read(op)
 
     async def list_schedules(self, flt: ScheduleFilter, limit: int) -> builtins.list[Schedule]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if flt.states:
-            clauses.append(f"state IN ({','.join('?' * len(flt.states))})")
-            args.extend(flt.states)
-        else:
-            clauses.append("state != ?")
-            args.append(DELETED)
-        if flt.owner:
-            clauses.append("owner = ?")
-            args.append(flt.owner)
-        if flt.handler:
-            clauses.append("handler = ?")
-            args.append(flt.handler)
-        sql = (
-            f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE {' AND '.join(clauses)}"
-            " ORDER BY created_at, id LIMIT ?"
-        )
+        sql, args = q.list_schedules(D, flt, limit)
 
         def op(conn: sqlite3.Connection) -> list[Schedule]:
-            return [_schedule(r) for r in conn.execute(sql, (*args, limit))]
+            return [q.schedule_row(r) for r in conn.execute(sql, args)]
 
         return await self._read(op)
 
     async def update_schedule(
         self, schedule_id: str, allowed_states: Collection[str], changes: dict[str, Any]
     ) -> Schedule | None:
-        cols = _check_cols(changes)
+        cols = schedule_changes(changes)
         allowed = tuple(allowed_states)
 
         def op(conn: sqlite3.Connection) -> Schedule | None:
             row = _update_if(
                 conn, "schedules", "state", SCHEDULE_SELECT, schedule_id, allowed, cols, changes, "schedule"
             )
-            return _schedule(row) if row is not None else None
+            return q.schedule_row(row) if row is not None else None
 
         return await self._write(op)
 
     async def due_schedules(self, now: float, limit: int) -> builtins.list[Schedule]:
+        sql, args = q.due_schedules(D, now, limit)
+
         def op(conn: sqlite3.Connection) -> list[Schedule]:
-            return [
-                _schedule(r)
-                for r in conn.execute(
-                    f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE state='active' AND next_run_at<=?"
-                    " ORDER BY next_run_at LIMIT ?",
-                    (now, limit),
-                )
-            ]
+            return [q.schedule_row(r) for r in conn.execute(sql, args)]
 
         return await self._read(op)
 
     async def next_schedule_at(self) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute("SELECT MIN(next_run_at) FROM schedules WHERE state='active'").fetchone()
+            row = conn.execute(q.NEXT_SCHEDULE_AT).fetchone()
             return row[0] if row and row[0] is not None else None
 
         return await self._read(op)
@@ -1418,7 +1270,7 @@ class SQLiteStore(Store):
         job: Job | None,
         ex: Execution,
     ) -> Schedule | None:
-        cols = _check_cols(changes)
+        cols = schedule_changes(changes)
         inc = 0 if ex.status == EX_SKIPPED else 1
         cond_args: tuple[str | float, ...]
         if expected_next is None:
@@ -1441,7 +1293,7 @@ class SQLiteStore(Store):
                 f" VALUES ({','.join('?' * len(EXECUTION_COLS))})",
                 [getattr(ex, c) for c in EXECUTION_COLS],
             )
-            return _schedule(row)
+            return q.schedule_row(row)
 
         return await self._write(op)
 
@@ -1463,10 +1315,8 @@ class SQLiteStore(Store):
                 (status, row[0], row[1]),
             ).fetchone()
             if srow is None:
-                srow = conn.execute(
-                    f"SELECT {SCHEDULE_SELECT} FROM schedules WHERE id=?", (row[0],)
-                ).fetchone()
-            return _schedule(srow) if srow else None
+                srow = conn.execute(*q.get_schedule(D, row[0])).fetchone()
+            return q.schedule_row(srow) if srow else None
 
         return await self._write(op)
 
@@ -1483,14 +1333,9 @@ class SQLiteStore(Store):
     async def list_executions(
         self, schedule_id: str, limit: int, before_seq: int = 0
     ) -> builtins.list[Execution]:
+        sql, args = q.list_executions(D, schedule_id, limit, before_seq)
+
         def op(conn: sqlite3.Connection) -> list[Execution]:
-            return [
-                _execution(r)
-                for r in conn.execute(
-                    f"SELECT {EXECUTION_SELECT} FROM schedule_executions WHERE schedule_id=?"
-                    " AND (? = 0 OR seq < ?) ORDER BY seq DESC LIMIT ?",
-                    (schedule_id, before_seq, before_seq, limit),
-                )
-            ]
+            return [q.execution_row(r) for r in conn.execute(sql, args)]
 
         return await self._read(op)
