@@ -744,9 +744,9 @@ async def test_pg_engine_cancel_running(pg_engines):
 async def test_pg_children_cancelled_with_their_parent_across_nodes_and_ids_taken_once(pg_engines):
     stub_a, stub_b = Stubborn(), Stubborn()
     a = await pg_engines(stub_a, node="a", concurrency=1)
-    b = await pg_engines(stub_b, node="b")
     parent = await a.enqueue("t.stubborn", b"{}")
     await asyncio.wait_for(stub_a.started.wait(), 5)
+    b = await pg_engines(stub_b, node="b")  # only now: b must not be the one to claim the parent
     running_kid = await a.enqueue("t.stubborn", b"{}", parent_job_id=parent.id)  # a is full: b runs it
     await asyncio.wait_for(stub_b.started.wait(), 5)
     waiting_kid = await b.enqueue("pulse.noop", b"{}", parent_job_id=parent.id, delay_secs=3600)
