@@ -239,6 +239,45 @@ async def test_command_line_hint_lists_every_command(server) -> None:
         await pilot.press("escape")
 
 
+def type_ahead(app: PulseApp, *keys: str) -> None:
+    """Queue key presses back to back, as a fast typist or an SSH link delivers them (pilot.press
+    waits for the app to go idle after each key, which hides what a burst does)."""
+    from textual import events
+
+    chars = {"colon": ":", "slash": "/", "enter": "\r"}
+    for key in keys:
+        event = events.Key(key, key if len(key) == 1 else chars.get(key))
+        event.set_sender(app)
+        app._driver.send_message(event)
+
+
+async def test_keys_typed_right_after_colon_or_slash_go_to_the_line_not_the_list(server) -> None:
+    """`:stats⏎` or `/status:failed⏎` arriving in one burst: every key after `:` / `/` is text in
+    the line, none is a jobs-screen key (s, t, a mark, r retries, e enqueues, enter opens a job)."""
+    from pulse_tui.screens.enqueue import EnqueueScreen
+    from pulse_tui.screens.stats import StatsScreen
+
+    client = await client_for(server)
+    failed = await client.enqueue("pulse.fail", {"error": "boom"}, max_attempts=1)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=1)
+        await until(pilot, lambda: t.current_job is not None and t.current_job.status == "failed", "failed")
+        jobs_screen = app.screen
+        type_ahead(app, "slash", *"status", "colon", *"failed", "enter")
+        await until(pilot, lambda: jobs_screen.filter.line() == "status:failed", "filter typed")
+        assert not t.marked and isinstance(app.screen, JobsScreen)
+        type_ahead(app, "colon", *"reconnect")  # r would retry, e would open the enqueue form
+        line = jobs_screen.query_one("#command-line", Input)
+        await until(pilot, lambda: line.value == "reconnect", "command typed")
+        assert not isinstance(app.screen, EnqueueScreen)
+        assert (await client.get_job(failed.id)).job.attempts == 1  # not retried
+        await pilot.press("escape")
+        type_ahead(app, "colon", *"stats", "enter")
+        await until(pilot, lambda: isinstance(app.screen, StatsScreen), "stats screen")
+    await client.close()
+
+
 async def test_unknown_key_ids_are_reported_with_the_valid_ones(server) -> None:
     app = PulseApp(server.address, server.token, keymap={"quit": "x", "jobs.filter": "f"})
     async with app.run_test(size=(120, 30)) as pilot:

@@ -21,12 +21,14 @@ from typing import Any, ClassVar
 
 import grpc
 from textual import work
+from textual.actions import SkipAction
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
 from pulse_tui.client import COMPAT, OPERATOR, PLUGIN, STATUSES, ClientError, PulseClient
@@ -116,7 +118,8 @@ class PulseApp(App[None]):
     DEFAULT_MODE = "jobs"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("colon", "command_line", "Command", show=False, id="app.command"),
+        # priority: run before the keys typed after it are handed out, so they land in the line
+        Binding("colon", "command_line", "Command", show=False, priority=True, id="app.command"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("p", "toggle_pause", "Pause live", show=False, id="app.pause"),
         Binding("q", "back", "Back", id="app.back"),
@@ -280,9 +283,12 @@ class PulseApp(App[None]):
         self.run_worker(self.run_command_line(event.line), group="command", exit_on_error=False)
 
     def action_command_line(self) -> None:
+        if isinstance(self.focused, Input | TextArea):
+            raise SkipAction()  # a `:` typed into a text field (the filter, a payload, a script)
         for cl in self.screen.query(CommandLine):
             cl.open()
             return
+        raise SkipAction()  # a dialog on top: the key is its own
 
     def goto(self, mode: str) -> None:
         """Switch to a screen (on a compat or plugin endpoint it explains what that endpoint lacks)."""

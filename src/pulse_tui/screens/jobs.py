@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import work
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.timer import Timer
-from textual.widgets import Input, Static
+from textual.widgets import Input, Static, TextArea
 
 from pulse_tui.client import STATUSES, ClientError, job_filter
 from pulse_tui.protocol import operator_pb2
@@ -199,7 +200,7 @@ class JobsScreen(PulseScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "detail", "Detail", id="jobs.detail"),
-        Binding("slash", "filter", "Filter", id="jobs.filter"),
+        Binding("slash", "filter", "Filter", priority=True, id="jobs.filter"),  # see action_filter
         Binding("e", "enqueue", "Enqueue", id="jobs.enqueue"),
         Binding("c", "cancel", "Cancel", id="jobs.cancel"),
         Binding("r", "retry", "Retry", id="jobs.retry"),
@@ -487,11 +488,15 @@ class JobsScreen(PulseScreen):
     # ------------------------------------------------------------------ filter
 
     def action_filter(self) -> None:
+        # a priority binding, so that the keys typed right after `/` are handed to the filter line
+        # (opened and focused here) rather than to the table; a `/` typed into a line is text
+        if isinstance(self.focused, Input | TextArea):
+            raise SkipAction()
         inp = self.query_one("#filter", Input)
         self._filter_before = self.filter
         inp.value = self.filter.line()
         inp.add_class("-open")
-        inp.focus()
+        self.set_focus(inp)  # now, not deferred: keys typed right after `/` belong to the filter
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Apply the filter as it is typed, debounced (one list and one count per pause)."""

@@ -40,7 +40,9 @@ class CommandLine(Input):
         self.value = text
         self.cursor_position = len(text)
         self.add_class("-open")
-        self.focus()
+        # focus now, not after the queued events (Widget.focus defers): keys typed right after `:`
+        # (a fast typist, an SSH link delivering a burst) are text here, not jobs-screen keys
+        self.screen.set_focus(self)
 
     def action_dismiss(self) -> None:
         self.remove_class("-open")
