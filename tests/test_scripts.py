@@ -72,7 +72,7 @@ async def test_name_with_trailing_newline_or_control_refused(tmp_path, name):
     st = ScriptStore(str(tmp_path / "scripts"))
     with pytest.raises(ValidationError, match="not allowed"):
         await st.save(name, template("x"), "")
-    assert os.listdir(tmp_path / "scripts") == []  # nothing written
+    assert not (tmp_path / "scripts").exists()  # nothing written (a first save makes the folder)
 
 
 async def test_script_name_script_is_reserved(tmp_path):
@@ -81,6 +81,7 @@ async def test_script_name_script_is_reserved(tmp_path):
     st = ScriptStore(str(tmp_path / "scripts"), is_live=lambda h: True)
     with pytest.raises(ValidationError, match="reserved: python.script is a built-in"):
         await st.save("script", template("script"), "")
-    assert os.listdir(tmp_path / "scripts") == []
+    assert not (tmp_path / "scripts").exists()  # nothing written
+    (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "script.py").write_text(template("script"))  # put there by hand
     assert [s.name for s in st.list()] == []

@@ -204,3 +204,25 @@ async def test_script_cannot_read_the_token_and_runs_confined(stub):
     limits = seen["limits"]
     assert limits["RLIMIT_AS"] == 1024 << 20 and limits["RLIMIT_FSIZE"] == 64 << 20
     assert limits["RLIMIT_NOFILE"] == 256 and 30 < limits["RLIMIT_CPU"] <= 40
+
+
+async def test_first_server_start_seeds_the_example_script(server_factory):
+    """`make run`'s promise: with `example_script = true` the first start's scripts dir holds
+    hello.py and python.hello runs (the server's own script store must not create the folder
+    first, which made the plugin think it already existed and seed nothing)."""
+    srv = server_factory(CONFIG + 'config = { example_script = "true" }\n')
+    channel = grpc.aio.insecure_channel(srv.address)
+    s = op_grpc.OperatorServiceStub(channel)
+    s.md = srv.metadata
+    try:
+        # an enqueue naming a handler not announced yet waits for the starting plugin
+        resp = await s.Enqueue(
+            op.EnqueueRequest(handler="python.hello", payload=b'{"name": "op"}'), metadata=s.md
+        )
+        d = await wait_done(s, resp.job.id)
+        assert d.job.status == "completed", d.job.error
+        assert json.loads(d.result) == {"greeting": "hello, op"}
+        scripts = await s.ListScripts(op.ListScriptsRequest(), metadata=s.md)
+        assert [x.name for x in scripts.scripts] == ["hello"]
+    finally:
+        await channel.close()

@@ -117,14 +117,20 @@ class ScriptStore:
         self._is_live = is_live or (lambda _h: False)
         self._owner_of = owner_of or (lambda _h: "")
         self.plugin_name = plugin_name
-        os.makedirs(directory, exist_ok=True)
+        # the folder is created by the first save, not here: the python plugin seeds its example
+        # script (`example_script`) only into a folder that does not exist yet, and the server
+        # makes this store before the plugin starts
 
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, f"{name}.py")
 
     def list(self) -> list[ScriptInfo]:
         out = []
-        for fn in sorted(os.listdir(self.directory)):
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return []  # nothing saved yet
+        for fn in names:
             if fn.endswith(".py") and NAME_RE.fullmatch(fn[:-3]) and fn[:-3] not in RESERVED_NAMES:
                 try:
                     out.append(self.get(fn[:-3]))
@@ -171,6 +177,7 @@ class ScriptStore:
             raise Conflict(f"script {name!r} already exists; open it to edit it")
         if current is None and base_version:
             raise Conflict(f"script {name!r} was deleted since you opened it")
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(code)
