@@ -97,3 +97,17 @@ async def test_pause_keys_on_the_detail_and_handlers_screens_refused_when_read_o
         assert any("read-only: resume is disabled" in n.message for n in app._notifications)
         assert await status_of(client, newest) == "paused"
     await client.close()
+
+
+async def test_budgets_command_lists_every_budget(server_factory) -> None:
+    """`:budgets` (README, the command line's list) answers with each budget and its spend."""
+    srv = server_factory('[budgets]\ndaily = 5\n[budgets.handlers."pulse.noop"]\nmonthly = 2.5\n')
+    app = PulseApp(srv.address, srv.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await until(pilot, lambda: len(app.budgets) == 2, "budgets from ServerInfo")
+        await pilot.press("colon", *"budgets", "enter")
+        await until(pilot, lambda: any(n.title == "Spend budgets" for n in app._notifications), "listed")
+        text = next(n.message for n in app._notifications if n.title == "Spend budgets")
+        assert "daily: 0.00 of 5.00 (5.00 left)" in text and "pulse.noop monthly" in text, text
+        assert not any("unknown command" in n.message for n in app._notifications)

@@ -107,6 +107,7 @@ def command_table(app: PulseApp) -> CommandTable:
             "Resume every paused job matching the filter (asks first)",
             _on_jobs(app, lambda jobs, _args: jobs.resume_all()),
         ),
+        ("budgets", "Spend budgets: each limit, its spend and what is left", lambda _a: app.show_budgets()),
         (
             "sort",
             "Sort the jobs: :sort COLUMN [asc|desc] (alone: newest first)",
