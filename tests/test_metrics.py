@@ -247,6 +247,19 @@ def test_quantile_and_steps() -> None:
     assert metrics.quantile(counts, 0.5) == pytest.approx(0.75)
     assert metrics.quantile(counts, 1.0) == pytest.approx(1.0)
     assert metrics.quantile([0] * metrics.NB, 0.5) == 0.0
+    # with the sum of the samples: no quantile above the largest sample can be (a single 5-minute
+    # run in the (300 s, 1800 s] bucket showed as p50 17m30s / p95 28m45s on :stats)
+    one = [0] * metrics.NB
+    one[metrics.BOUNDS.index(1800.0)] = 1
+    assert metrics.quantile(one, 0.5, 301.0) == pytest.approx(301.0)
+    assert metrics.quantile(one, 0.95, 301.0) == pytest.approx(301.0)
+    mixed = [0] * metrics.NB
+    mixed[metrics.BOUNDS.index(1.0)] = 9  # nine runs in (0.5, 1.0], one 400 s run
+    mixed[metrics.BOUNDS.index(1800.0)] = 1
+    total = 9 * 0.6 + 400.0
+    assert metrics.quantile(mixed, 0.5, total) == pytest.approx(metrics.quantile(mixed, 0.5))
+    assert 300.0 <= metrics.quantile(mixed, 0.99, total) <= 400.0 + 9 * 0.1  # not 1800 × 0.9
+    assert metrics.quantile(counts, 0.5, 7.5) == pytest.approx(0.75)  # the bound does not bite
     assert metrics.choose_step(3600, 0) == (60, 60)
     assert metrics.choose_step(86400, 0) == (720, 60)
     assert metrics.choose_step(30 * 86400, 0) == (21600, 3600)

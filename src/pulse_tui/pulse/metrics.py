@@ -151,23 +151,33 @@ class Bucket:
         return b
 
 
-def quantile(counts: list[int], q: float) -> float:
+def quantile(counts: list[int], q: float, total: float | None = None) -> float:
     """The q-quantile of a histogram (per-bucket counts over BOUNDS), interpolated linearly within
     its bucket like Prometheus' histogram_quantile. 0 when empty; the last finite bound when the
-    quantile falls in the +Inf bucket."""
-    total = sum(counts)
-    if total == 0:
+    quantile falls in the +Inf bucket.
+
+    With `total` (the sum of the samples) no quantile exceeds what the largest sample can be: the
+    sum less the lowest the other samples can be (their buckets' lower bounds). A lone 301 s run in
+    the (300 s, 1800 s] bucket is then 301 s, not a p50 of 1050 s."""
+    n_all = sum(counts)
+    if n_all == 0:
         return 0.0
-    rank = q * total
+    rank = q * n_all
     seen = 0
+    value = BOUNDS[-1]
     for i, n in enumerate(counts):
         if n and seen + n >= rank:
-            if i >= len(BOUNDS):
-                return BOUNDS[-1]
-            lo = BOUNDS[i - 1] if i > 0 else 0.0
-            return lo + (BOUNDS[i] - lo) * max(0.0, rank - seen) / n
+            if i < len(BOUNDS):
+                lo = BOUNDS[i - 1] if i > 0 else 0.0
+                value = lo + (BOUNDS[i] - lo) * max(0.0, rank - seen) / n
+            break
         seen += n
-    return BOUNDS[-1]
+    if total is None:
+        return value
+    lows = [BOUNDS[i - 1] if i > 0 else 0.0 for i in range(NB)]
+    top = max(i for i, n in enumerate(counts) if n)
+    largest = total - sum(lo * n for lo, n in zip(lows, counts, strict=True)) + lows[top]
+    return max(0.0, min(value, largest))
 
 
 @dataclass(slots=True)
