@@ -111,3 +111,22 @@ async def test_budgets_command_lists_every_budget(server_factory) -> None:
         text = next(n.message for n in app._notifications if n.title == "Spend budgets")
         assert "daily: 0.00 of 5.00 (5.00 left)" in text and "pulse.noop monthly" in text, text
         assert not any("unknown command" in n.message for n in app._notifications)
+
+
+async def test_detail_parent_and_children_keys_say_when_there_are_none(server) -> None:
+    """P (the parent here, not pause) and C on a job with neither answer instead of doing nothing."""
+    client = await client_for(server)
+    await client.enqueue("pulse.noop")
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot, rows=1)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen), "detail")
+        detail: JobDetailScreen = app.screen  # type: ignore[assignment]
+        await until(pilot, lambda: detail.detail is not None and detail.child_counts is not None, "loaded")
+        await pilot.press("P")
+        await until(pilot, lambda: any("no parent" in n.message for n in app._notifications), "P answers")
+        await pilot.press("C")
+        await until(pilot, lambda: any("no child jobs" in n.message for n in app._notifications), "C answers")
+        assert isinstance(app.screen, JobDetailScreen)
+    await client.close()

@@ -216,21 +216,27 @@ class JobDetailScreen(PulseScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "schedule":
             return bool(self.detail and self.detail.job.schedule_id)
-        if action == "parent":
-            return bool(self.detail and self.detail.job.parent_job_id)
-        if action == "children":
-            return bool(self.child_counts and self.child_counts.total)
         return super().check_action(action, parameters)
 
     def action_parent(self) -> None:
-        """Open the parent job's detail."""
-        if self.detail is not None and self.detail.job.parent_job_id:
-            self.app.push_screen(JobDetailScreen(self.detail.job.parent_job_id))
+        """Open the parent job's detail (P and C are not in the footer: without a parent or
+        children they say so rather than doing nothing)."""
+        if self.detail is None:
+            return
+        if not self.detail.job.parent_job_id:
+            self.notify("this job has no parent (no running job enqueued it); z pauses it here")
+            return
+        self.app.push_screen(JobDetailScreen(self.detail.job.parent_job_id))
 
     async def action_children(self) -> None:
         """The jobs screen, filtered to this job's children (`parent:ID`)."""
         from pulse_tui.screens.jobs import JobsScreen  # it opens this screen: no cycle
 
+        if self.child_counts is None:
+            return  # not counted yet
+        if not self.child_counts.total:
+            self.notify("this job has no child jobs")
+            return
         app = self.app
         if app.current_mode != "jobs":
             await app.switch_mode("jobs")
