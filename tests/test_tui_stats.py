@@ -4,9 +4,12 @@ keys ask the server for another window, enter opens the jobs list filtered to th
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 
+from rich.console import Console
 from test_tui import client_for, started, until
+from textual.renderables.sparkline import Sparkline as SparklineBars
 from textual.widgets import DataTable, Sparkline
 
 from pulse_tui.app import PulseApp
@@ -55,14 +58,18 @@ async def _finished(client, ids: list[str]) -> None:
             await asyncio.sleep(0.02)
 
 
+def bars(sparkline: Sparkline) -> str:
+    """What the sparkline's data draws, 30 columns wide (as the jobs screen shows it)."""
+    console = Console(width=30, file=io.StringIO(), record=True)
+    console.print(SparklineBars(sparkline.data or [], width=30))
+    return console.export_text().strip()
+
+
 async def test_jobs_screen_throughput_sparkline(server, monkeypatch) -> None:
     """Issue 16: jobs/min (completed, failed) beside the status tabs, live, paused with `p`, hidden
     where it does not fit."""
     monkeypatch.setattr(throughput, "REFRESH_SECS", 0.2)
     client = await client_for(server)
-    ids = [(await client.enqueue("pulse.noop", {})).id for _ in range(3)]
-    ids.append((await client.enqueue("pulse.fail", {}, max_attempts=1)).id)
-    await _finished(client, ids)
     app = PulseApp(server.address, server.token)
     async with app.run_test(size=(160, 40)) as pilot:
         await started(app, pilot)
@@ -71,8 +78,14 @@ async def test_jobs_screen_throughput_sparkline(server, monkeypatch) -> None:
         failed = tp.query_one("#throughput-failed", Sparkline)
         await until(pilot, lambda: tp.has_class("-shown"), "the sparkline")
         assert tp.display and failed.display  # both series at 160 columns
+        # nothing ran yet (the server sends no points): a flat line, not one solid bar
+        assert bars(completed) == bars(failed) == "▁" * 30, bars(completed)
+        ids = [(await client.enqueue("pulse.noop", {})).id for _ in range(3)]
+        ids.append((await client.enqueue("pulse.fail", {}, max_attempts=1)).id)
+        await _finished(client, ids)
         await until(pilot, lambda: sum(completed.data or []) == 3, "3 completed")
         assert sum(failed.data or []) == 1
+        assert len(completed.data or []) == throughput.WINDOW_SECS // throughput.STEP_SECS
         # live: a job that ends now shows on a later refresh
         await _finished(client, [(await client.enqueue("pulse.noop", {})).id])
         await until(pilot, lambda: sum(completed.data or []) == 4, "4 completed")

@@ -132,8 +132,11 @@ class Throughput(Horizontal):
     def _fill(self, resp: operator_pb2.GetStatsResponse) -> None:
         points = list(resp.total.points)
         step_min = max(resp.step_secs, 1) / 60
-        completed = [p.completed / step_min for p in points] or [0.0]
-        failed = [p.failed / step_min for p in points] or [0.0]
+        # the minutes before the server's first point (a fresh server has one) are zeros: a
+        # Sparkline given a single value draws it full height, a solid bar beside "0/min"
+        pad = [0.0] * max(2 - len(points), resp.window_secs // max(resp.step_secs, 1) - len(points), 0)
+        completed = pad + [p.completed / step_min for p in points]
+        failed = pad + [p.failed / step_min for p in points]
         self.query_one("#throughput-completed", Sparkline).data = completed
         self.query_one("#throughput-failed", Sparkline).data = failed
         # the rate now: the last complete point (the current minute is still filling)
