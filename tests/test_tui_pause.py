@@ -130,3 +130,19 @@ async def test_detail_parent_and_children_keys_say_when_there_are_none(server) -
         await until(pilot, lambda: any("no child jobs" in n.message for n in app._notifications), "C answers")
         assert isinstance(app.screen, JobDetailScreen)
     await client.close()
+
+
+async def test_messages_are_plain_text_not_markup(server) -> None:
+    """A message naming a config table (`[budgets]`) or a usage (`[json]`) shows it: notifications
+    are not parsed as markup, where `[word]` is a style tag and vanished."""
+    from textual.widgets._toast import Toast
+
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("colon", *"budgets", "enter")
+        await pilot.press("colon", *"ix", "enter")
+        await until(pilot, lambda: len(app._notifications) >= 2, "both messages")
+        shown = " | ".join(str(Toast(n).render()) for n in app._notifications)  # as a toast draws it
+        assert "([budgets] in the server's pulse.toml)" in shown, shown
+        assert ":ix <command> [json]" in shown, shown

@@ -26,6 +26,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Input, TextArea
@@ -385,6 +386,20 @@ class PulseApp(App[None]):
             self.notify(f"{what} is not available on a {self.mode_name} endpoint", severity="warning")
             return False
         return True
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every message of the console is plain text, whoever sends it (screens pass markup=True
+        by default): `[budgets]`, `:ix <command> [json]` or a server's `[word]` would otherwise be
+        read as a style tag and vanish."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def report(self, exc: BaseException, what: str = "") -> None:
         """Show a failed call; an unreachable server starts the reconnect loop instead."""
