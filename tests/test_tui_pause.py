@@ -11,6 +11,7 @@ from pulse_tui.screens.handlers import HandlersScreen
 from pulse_tui.screens.job_detail import JobDetailScreen
 from pulse_tui.screens.jobs import JobsScreen
 from tests.test_tui import client_for, started, status_of, until
+from tests.test_tui_console import _text
 
 
 @pytest.fixture
@@ -114,9 +115,10 @@ async def test_budgets_command_lists_every_budget(server_factory) -> None:
 
 
 async def test_detail_parent_and_children_keys_say_when_there_are_none(server) -> None:
-    """P (the parent here, not pause) and C on a job with neither answer instead of doing nothing."""
+    """P (the parent here, not pause) and C on a job with neither answer instead of doing nothing;
+    a job that has not run yet names no plugin (it said "built-in / —")."""
     client = await client_for(server)
-    await client.enqueue("pulse.noop")
+    await client.enqueue("pulse.noop", delay_secs=3600)
     app = PulseApp(server.address, server.token)
     async with app.run_test(size=(120, 30)) as pilot:
         await started(app, pilot, rows=1)
@@ -124,6 +126,8 @@ async def test_detail_parent_and_children_keys_say_when_there_are_none(server) -
         await until(pilot, lambda: isinstance(app.screen, JobDetailScreen), "detail")
         detail: JobDetailScreen = app.screen  # type: ignore[assignment]
         await until(pilot, lambda: detail.detail is not None and detail.child_counts is not None, "loaded")
+        summary = _text(detail.query_one("#detail-summary").content)
+        assert "— (not run yet)" in summary and "built-in" not in summary, summary
         await pilot.press("P")
         await until(pilot, lambda: any("no parent" in n.message for n in app._notifications), "P answers")
         await pilot.press("C")

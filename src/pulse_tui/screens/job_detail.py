@@ -286,11 +286,14 @@ class JobDetailScreen(PulseScreen):
             status.append(f"  · {what} {fmt.absolute(job.run_at, tz)} (in {fmt.until(job.run_at - now)})")
         prog = progress_text(job.progress_current, job.progress_total, 24, status=job.status)
         compat = self.pulse.mode_name == EndpointMode.COMPAT  # QueueService says nothing of these
-        plugin = (
-            job.plugin + (f" {job.plugin_version}" if job.plugin_version else "")
-            if job.plugin
-            else ("unknown (compat mode)" if compat else "built-in / —")
-        )
+        if job.plugin:
+            plugin = job.plugin + (f" {job.plugin_version}" if job.plugin_version else "")
+        elif compat:
+            plugin = "unknown (compat mode)"
+        elif job.started_at:
+            plugin = "built-in"
+        else:
+            plugin = "— (not run yet)"  # which plugin runs it is known once an attempt starts
         grid.add_row("handler", Text(job.handler, style="bold"), "status", status)
         if job.retry_count:  # an operator retry starts a new run with its own budget
             retries = "retry" if job.retry_count == 1 else "retries"
