@@ -565,3 +565,50 @@ def test_sigkill_server_leaves_no_raw_plugin_process(server_factory, tmp_path):
     # the helper holds the plugin's output pipes: the host's stop would take the plugin for alive
     # until its stop timeout ends and it stops the whole group
     kill_quietly(second["helper"])
+
+
+def test_children_of_a_parent_that_ended_before_a_sigkill_are_cancelled_at_restart(server_factory):
+    """A server SIGKILLed after a parent's end was stored but before it cancelled the parent's
+    unfinished children: the next start cancels them with the reason the parent's end gives. The
+    instant is made certain by storing the parent's end while the server is down (what a kill
+    there leaves: the end and the cancelling are separate steps)."""
+    srv = server_factory()
+    c = connect(srv.address, srv.token)
+
+    def enqueue(**kw) -> str:
+        return c.ops.Enqueue(
+            op.EnqueueRequest(handler="pulse.noop", delay_secs=3600, **kw), metadata=c.md
+        ).job.id
+
+    try:
+        parent, other = enqueue(), enqueue()
+        kids = [enqueue(parent_job_id=parent) for _ in range(3)]
+        grand = enqueue(parent_job_id=kids[0])
+        bystander = enqueue(parent_job_id=other)  # its parent does not end
+        c.ops.PauseJobs(op.JobSelector(ids=[kids[2]]), metadata=c.md)
+    finally:
+        c.close()
+    srv.process.proc.send_signal(signal.SIGKILL)
+    assert srv.process.proc.wait(10) == -signal.SIGKILL
+    with contextlib.closing(sqlite3.connect(srv.data_dir / "pulse.db")) as db, db:
+        changed = db.execute(
+            "UPDATE jobs SET status='failed', error='failed on purpose', completed_at=? WHERE id=?",
+            (time.time(), parent),
+        ).rowcount
+    assert changed == 1
+    srv.restart()
+    c = connect(srv.address, srv.token)
+    try:
+
+        def statuses() -> dict[str, tuple[str, str]]:
+            got = (c.ops.GetJob(op.GetJobRequest(id=i), metadata=c.md).job for i in [*kids, grand, bystander])
+            return {j.id: (j.status, j.error) for j in got}
+
+        wait_until(lambda: statuses()[grand][0] == "cancelled", 15, "the children to be cancelled")
+        want = {k: ("cancelled", f"parent {parent} failed") for k in kids}
+        want[grand] = ("cancelled", f"parent {kids[0]} cancelled")
+        want[bystander] = ("queued", "")
+        assert statuses() == want
+        assert "cancelling the unfinished children of 1 job(s)" in srv.output()
+    finally:
+        c.close()

@@ -520,6 +520,10 @@ async def test_children_filter_and_cancel_with_their_parent(store: Store):
     counts = await store.count(flt, 100)
     assert (counts[J.QUEUED], counts[J.PAUSED], counts[J.RUNNING], counts[J.CANCELLED]) == (2, 1, 1, 1)
     assert await store.select_ids(JobFilter(parent_job_id="c0"), 10) == ["g0"]
+    # a parent that ended with unfinished children (a server killed before cancelling them)
+    assert await store.orphaned_children() == []
+    await store.transition(parent.id, (J.QUEUED,), {"status": J.FAILED, "completed_at": 4.0})
+    assert await store.orphaned_children() == [(parent.id, J.FAILED)]
 
     cancelled, running = await store.cancel_children([(parent.id, J.FAILED), ("nobody", J.CANCELLED)], 5.0)
     assert sorted(j.id for j in cancelled) == ["c0", "c1", "c2"] and running == [run.id]
@@ -529,8 +533,11 @@ async def test_children_filter_and_cancel_with_their_parent(store: Store):
     assert (await store.get("c4")).status == J.RUNNING  # type: ignore[union-attr]
     assert (await store.get("g0")).status == J.QUEUED  # type: ignore[union-attr]  # its parent's turn next
     assert (await store.get("x0")).status == J.QUEUED  # type: ignore[union-attr]
+    # left: the running child (the engine stops it) and the cancelled child's own child
+    assert sorted(await store.orphaned_children()) == [("c0", J.CANCELLED), (parent.id, J.FAILED)]
     cancelled, _ = await store.cancel_children([("c0", J.CANCELLED)], 6.0)
     assert [(j.id, j.error) for j in cancelled] == [("g0", "parent c0 cancelled")]
+    assert await store.orphaned_children() == [(parent.id, J.FAILED)]
 
 
 # ---------------------------------------------------------------- schedules

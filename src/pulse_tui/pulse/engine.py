@@ -285,6 +285,7 @@ class Engine:
             self.bus.publish_many(recovered)
             for j in recovered:
                 self._note_ended(j)
+        await self._cancel_orphaned_children()
         await self._load_paused_handlers(sweep=True)
         await self._load_spend(time.time())  # kept with or without budgets (QNTX's PulseState)
         await self._apply_budgets()
@@ -1135,6 +1136,30 @@ class Engine:
         if job.status in (FAILED, CANCELLED) and not self._stopping:
             self._cascade[job.id] = job.status
             self._cascade_wake.set()
+
+    async def _cancel_orphaned_children(self) -> None:
+        """At start, before anything is claimed: a server killed between a parent's end and the
+        cancelling of its children left them unfinished; cancel them as if it had lived (the
+        parent's status gives the reason), generation by generation. Children running on
+        another node (a shared store) are left to the cascade loop, which stops them."""
+        orphaned = await self.store.orphaned_children()
+        if orphaned:
+            log.warning(
+                "cancelling the unfinished children of %d job(s) that ended failed or cancelled"
+                " before a previous server stopped",
+                len(orphaned),
+            )
+        while orphaned:
+            cancelled: list[Job] = []
+            for i in range(0, len(orphaned), CASCADE_BATCH):
+                done, _ = await self.store.cancel_children(orphaned[i : i + CASCADE_BATCH], time.time())
+                cancelled.extend(done)
+            self._publish_many(cancelled)
+            if not cancelled:  # what is left has running children only
+                self._cascade.update(orphaned)
+                self._cascade_wake.set()
+                return
+            orphaned = await self.store.orphaned_children()
 
     async def _cascade_loop(self) -> None:
         """Cancel the unfinished children of parents that ended failed or cancelled, with the

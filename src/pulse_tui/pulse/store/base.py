@@ -105,6 +105,13 @@ class Store(abc.ABC):
         caller (a cancelled child is an ended parent in turn)."""
 
     @abc.abstractmethod
+    async def orphaned_children(self) -> list[tuple[str, str]]:
+        """Parents that ended failed or cancelled while children of theirs are still unfinished
+        (queued, paused or running), as (parent id, its status): what a server killed between a
+        parent's end and the cancelling of its children leaves. Read at start (see
+        `cancel_children`)."""
+
+    @abc.abstractmethod
     async def recover(self, now: float) -> list[Job]:
         """Re-queue jobs left running by a dead server (this node's, or expired leases); their open
         attempt is recorded as interrupted and not charged (`interruptions` + 1, `crashes` + 1). A

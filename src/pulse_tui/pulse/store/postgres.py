@@ -680,6 +680,15 @@ class PostgresStore(Store):
             )
         return [q.job_row(r) for r in rows], [r["id"] for r in running]
 
+    async def orphaned_children(self) -> list[tuple[str, str]]:
+        async with self._acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT p.id, p.status FROM jobs AS c JOIN jobs AS p ON p.id = c.parent_job_id"
+                " WHERE c.parent_job_id <> '' AND c.status IN ('queued', 'paused', 'running')"
+                " AND p.status IN ('failed', 'cancelled')"
+            )
+        return [(r["id"], r["status"]) for r in rows]
+
     async def _requeue(self, now: float, own: bool) -> list[Job]:
         """Re-queue running jobs whose lease expired (and, with `own`, every job of this node).
         A job an operator asked to cancel is cancelled instead. Attempts recorded."""

@@ -875,6 +875,19 @@ class SQLiteStore(Store):
 
         return await self._write(op)
 
+    async def orphaned_children(self) -> list[tuple[str, str]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return [
+                (r[0], r[1])
+                for r in conn.execute(
+                    "SELECT DISTINCT p.id, p.status FROM jobs AS c JOIN jobs AS p ON p.id = c.parent_job_id"
+                    " WHERE c.parent_job_id != '' AND c.status IN ('queued', 'paused', 'running')"
+                    " AND p.status IN ('failed', 'cancelled')"
+                )
+            ]
+
+        return await self._read(op)
+
     async def recover(self, now: float) -> list[Job]:
         def op(conn: sqlite3.Connection) -> list[Job]:
             # the attempt is not charged; a job running at CRASH_LIMIT server crashes in a row is
