@@ -17,7 +17,7 @@ from pulse_tui.protocol import operator_pb2 as op
 from pulse_tui.protocol import operator_pb2_grpc as op_grpc
 from pulse_tui.pulse import jobs as J
 from pulse_tui.pulse.engine import Engine
-from pulse_tui.pulse.errors import ValidationError
+from pulse_tui.pulse.errors import DuplicateJob, ValidationError
 from pulse_tui.pulse.handlers import StaticRouter
 from pulse_tui.pulse.jobs import JobFilter
 from pulse_tui.pulse.store import open_store
@@ -79,10 +79,46 @@ async def test_enqueue_many_is_one_transaction(engine: Engine):
     in the same call are rolled back too."""
     taken = await engine.enqueue("pulse.noop", b"{}", job_id="taken-1")
     specs = [{"handler": "pulse.noop", "job_id": f"bulk-{i}"} for i in range(50)]
-    specs[30]["job_id"] = taken.id
-    with pytest.raises(ValidationError, match="already"):
+    specs[30] = {"handler": "pulse.noop", "payload": b'{"other": 1}', "job_id": taken.id}
+    with pytest.raises(
+        DuplicateJob, match="job 30 of 50: a job with id 'taken-1' already exists with a different"
+    ):
         await engine.enqueue_many(specs)
     assert [j.id for j in await stored(engine)] == ["taken-1"]
+
+
+async def test_enqueue_many_repeated_ids_are_idempotent(engine: Engine):
+    """A client id already stored, or given earlier in the same call, with the same handler and
+    payload is that job (existed, nothing new stored); different content refuses the whole call,
+    naming the job's index and the id."""
+    kept = await engine.enqueue("pulse.noop", b'{"a": 1}', job_id="kept-1")
+    specs: list[dict] = [
+        {"handler": "pulse.noop", "payload": f'{{"n": {i}}}'.encode(), "job_id": f"new-{i}"} for i in range(4)
+    ]
+    specs[2] = {"handler": "pulse.noop", "payload": b'{ "a" : 1 }', "job_id": "kept-1"}  # same JSON
+    specs.append({"handler": "pulse.noop", "payload": b'{"n": 0}', "job_id": "new-0"})  # repeated in the call
+    specs.append({"handler": "pulse.noop"})  # no id: always a new job
+    jobs, existed = await engine.submit_many(specs)
+    assert [j.id for j in jobs[:5]] == ["new-0", "new-1", "kept-1", "new-3", "new-0"]
+    assert existed == [False, False, True, False, True, False]
+    assert jobs[2].seq == kept.seq and jobs[4].seq == jobs[0].seq
+    assert len(await stored(engine)) == 5
+    again, existed = await engine.submit_many(specs[:5])  # a client retrying the call
+    assert [j.id for j in again] == [j.id for j in jobs[:5]] and all(existed)
+    assert len(await stored(engine)) == 5
+
+    different = [*specs[:5], {"handler": "pulse.noop", "job_id": "fresh-1"}]
+    different[3] = {"handler": "pulse.noop", "payload": b'{"n": 4}', "job_id": "new-3"}
+    with pytest.raises(
+        DuplicateJob, match="job 3 of 6: a job with id 'new-3' already exists with a different payload"
+    ):
+        await engine.enqueue_many(different)
+    twins = [{"handler": "pulse.noop", "job_id": "twin"}, {"handler": "pulse.fail", "job_id": "twin"}]
+    with pytest.raises(
+        DuplicateJob, match="job 1 of 2: a job with id 'twin' already exists with handler 'pulse.noop'"
+    ):
+        await engine.enqueue_many(twins)
+    assert len(await stored(engine)) == 5  # neither call stored anything
 
 
 async def test_enqueue_many_limit(engine: Engine, monkeypatch):
@@ -134,6 +170,20 @@ async def test_rpc_enqueue_many_order_and_all_or_none(shared_server):
         )
         assert await total_jobs(ops, md) == before
         assert not (await ops.EnqueueMany(op.EnqueueManyRequest(), metadata=md)).ids
+        # client ids: a repeat with the same content is the same job (existed); else refused
+        named = [
+            op.EnqueueRequest(handler="pulse.noop", id=f"rpc-many-{i}", delay_secs=3600) for i in range(3)
+        ]
+        first = await ops.EnqueueMany(op.EnqueueManyRequest(jobs=named), metadata=md)
+        again = await ops.EnqueueMany(op.EnqueueManyRequest(jobs=[*named, *reqs[:1]]), metadata=md)
+        assert list(again.ids[:3]) == list(first.ids) == [f"rpc-many-{i}" for i in range(3)]
+        assert list(first.existed) == [False] * 3 and list(again.existed) == [True, True, True, False]
+        named[1].payload = b'{"x": 1}'
+        await expect_code(
+            ops.EnqueueMany(op.EnqueueManyRequest(jobs=named), metadata=md),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "job 1 of 3: a job with id 'rpc-many-1' already exists with a different payload",
+        )
 
 
 def cli(server, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

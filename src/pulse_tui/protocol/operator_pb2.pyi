@@ -234,10 +234,12 @@ class EnqueueManyRequest(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[EnqueueRequest, _Mapping]]] = ...) -> None: ...
 
 class EnqueueManyResponse(_message.Message):
-    __slots__ = ("ids",)
+    __slots__ = ("ids", "existed")
     IDS_FIELD_NUMBER: _ClassVar[int]
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    existed: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., existed: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class JobSelector(_message.Message):
     __slots__ = ("ids", "filter", "limit", "dry_run")

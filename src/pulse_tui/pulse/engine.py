@@ -471,7 +471,16 @@ class Engine:
         """Bulk enqueue: each spec holds `enqueue`'s keyword arguments (handler, payload, ...).
         Every job is validated first; then all are stored in one transaction, or none is. The
         jobs come back in the order of `specs`. A bad spec raises ValidationError naming its
-        index, and nothing is stored."""
+        index, and nothing is stored. Client-supplied ids are idempotent as in `submit`."""
+        jobs, _ = await self.submit_many(specs)
+        return jobs
+
+    async def submit_many(self, specs: Sequence[Mapping[str, Any]]) -> tuple[list[Job], list[bool]]:
+        """`enqueue_many`, saying for each job whether it already existed. A client-supplied id
+        that is taken, by a stored job or by an earlier spec of the same call, with the same
+        handler and payload gives that job (existed=True, nothing stored for it); with a
+        different handler or payload the whole call is refused (DuplicateJob naming the spec's
+        index and the id), and nothing is stored."""
         if len(specs) > ENQUEUE_MANY_MAX:
             raise ValidationError(f"at most {ENQUEUE_MANY_MAX:,} jobs per call, got {len(specs):,}")
         jobs: list[Job] = []
@@ -486,7 +495,52 @@ class Engine:
             except TypeError as exc:  # a spec with a field enqueue does not take
                 raise ValidationError(f"job {i} of {len(specs)}: {exc}") from None
         if not jobs:
-            return jobs
+            return jobs, []
+        named = [i for i, spec in enumerate(specs) if spec.get("job_id")]
+        repeat_of: dict[int, int] = {}  # a spec repeating an earlier spec's id -> that spec
+        first: dict[str, int] = {}
+        for i in named:
+            j = first.setdefault(jobs[i].id, i)
+            if j != i:
+                self._same_in_call(i, len(specs), jobs[j], jobs[i])
+                repeat_of[i] = j
+        stored: dict[str, Job] = {}  # ids already in the store (the same jobs)
+        for attempt in range(3):
+            new = [job for i, job in enumerate(jobs) if i not in repeat_of and job.id not in stored]
+            try:
+                await self._insert_many(new)
+                break
+            except DuplicateJob:
+                if not named or attempt == 2:
+                    raise
+            # a taken id (nothing was stored): look the client ids up, then store the rest; a
+            # concurrent call may store one meanwhile (the next round finds it)
+            for i in named:
+                if i in repeat_of or jobs[i].id in stored:
+                    continue
+                existing = await self.store.get(jobs[i].id)
+                if existing is not None:
+                    stored[jobs[i].id] = self._same_in_call(i, len(specs), existing, jobs[i])
+        out: list[Job] = []
+        existed: list[bool] = []
+        for i, job in enumerate(jobs):
+            job = stored.get(job.id, jobs[repeat_of.get(i, i)])
+            out.append(job)
+            existed.append(i in repeat_of or job.id in stored)
+        return out, existed
+
+    def _same_in_call(self, i: int, n: int, existing: Job, asked: Job) -> Job:
+        try:
+            return self._same_job(existing, asked)
+        except DuplicateJob as exc:
+            exc.message = f"job {i} of {n}: {exc.message}"
+            exc.args = (exc.message,)
+            raise
+
+    async def _insert_many(self, jobs: list[Job]) -> None:
+        """Store `jobs` in one transaction (children counted against their parents first)."""
+        if not jobs:
+            return
         per_parent: dict[str, int] = {}
         for job in jobs:
             if job.parent_job_id:
@@ -512,7 +566,6 @@ class Engine:
             self._note_due(min(due))
         if len(due) < len(jobs):
             self._kick()
-        return jobs
 
     def validate_new(
         self,

@@ -890,7 +890,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
         self, request: op.EnqueueManyRequest, principal: Principal
     ) -> op.EnqueueManyResponse:
         await await_plugin_handlers(self.ctx, {r.handler for r in request.jobs})
-        jobs = await self.engine.enqueue_many(
+        jobs, existed = await self.engine.submit_many(
             [
                 {
                     "handler": r.handler,
@@ -907,7 +907,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                 for r in request.jobs
             ]
         )
-        return op.EnqueueManyResponse(ids=[j.id for j in jobs])
+        return op.EnqueueManyResponse(ids=[j.id for j in jobs], existed=existed)
 
     @_operator_rpc("cancel jobs")
     async def CancelJobs(self, request: op.JobSelector, principal: Principal) -> op.BulkResponse:
