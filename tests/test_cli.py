@@ -363,3 +363,39 @@ def test_jobs_and_handlers_pause_resume_json(cli, shared_server, capsys, tmp_pat
     code, out, err = cli("jobs", "show", job_id, "--json")
     assert json.loads(out)["status"] == "queued" and json.loads(out)["pause_reason"] is None
     cli("jobs", "cancel", job_id)
+
+
+def test_jobs_pause_resume_all_matching_a_filter(cli, tmp_path):
+    """jobs pause|resume select like the console's alt+p / alt+u: every queued (pause) or paused
+    (resume) job matching --handler / --parent, up to --limit, with --dry-run and --json."""
+    spec = tmp_path / "jobs.jsonl"
+    spec.write_text('{"handler": "pulse.noop", "id": "cli-pr-top", "delay_secs": 3600}\n')
+    assert cli("jobs", "enqueue", "--from", str(spec))[0] == 0
+    kid = {"handler": "pulse.noop", "parent_job_id": "cli-pr-top", "delay_secs": 3600}
+    spec.write_text(json.dumps(kid) + "\n" + json.dumps(kid) + "\n" + json.dumps(kid) + "\n")
+    code, out, err = cli("jobs", "enqueue", "--from", str(spec), "--json")
+    assert code == 0, err
+    kids = json.loads(out)["ids"]
+    try:
+        code, out, err = cli("jobs", "pause", "--parent", "cli-pr-top", "--dry-run", "--json")
+        doc = json.loads(out)
+        assert code == 0 and sorted(doc["affected"]) == sorted(kids) and doc["dry_run"], err
+        code, out, err = cli("jobs", "list", "--parent", "cli-pr-top", "--status", "paused", "--json")
+        assert json.loads(out)["jobs"] == []  # a dry run changes nothing
+        code, out, err = cli("jobs", "pause", "--parent", "cli-pr-top", "--handler", "pulse.*")
+        assert (code, out.strip()) == (0, "3 queued job(s) paused"), err
+        code, out, err = cli("jobs", "show", "cli-pr-top", "--json")
+        assert json.loads(out)["status"] == "queued"  # not a child: not selected
+        code, out, err = cli("jobs", "resume", "--parent", "cli-pr-top", "--limit", "2", "--json")
+        doc = json.loads(out)
+        assert code == 0 and len(doc["affected"]) == 2 and doc["truncated"] and not doc["dry_run"], err
+        code, out, err = cli("jobs", "resume", "--parent", "cli-pr-top", "--status", "paused")
+        assert (code, out.strip()) == (0, "1 paused job(s) resumed"), err
+        code, out, err = cli("jobs", "resume", "--handler", "no.such.handler")
+        assert (code, out.strip()) == (0, "0 paused job(s) resumed"), err
+        code, out, err = cli("jobs", "pause", kids[0], "--handler", "pulse.noop")
+        assert code == 2 and "give job ids or --handler/--parent/--status, not both" in err
+        code, out, err = cli("jobs", "pause")
+        assert code == 2 and "nothing selected" in err
+    finally:
+        cli("jobs", "cancel", "cli-pr-top", *kids)

@@ -213,12 +213,34 @@ def build_parser() -> argparse.ArgumentParser:
     for action, what in (
         ("cancel", "cancel jobs by id"),
         ("retry", "retry failed or cancelled jobs by id"),
-        ("pause", "pause queued or delayed jobs by id (held until resumed; not running ones)"),
-        ("resume", "resume paused jobs by id (back to their place in the queue)"),
     ):
         p = jsub.add_parser(action, parents=[conn, js], help=what)
         p.add_argument("ids", nargs="+", metavar="ID")
         p.set_defaults(func=cmd_jobs_bulk, action=action)
+    for action, status, what in (
+        ("pause", "queued", "pause queued or delayed jobs (held until resumed; not running ones)"),
+        ("resume", "paused", "resume paused jobs (back to their place in the queue)"),
+    ):
+        p = jsub.add_parser(
+            action,
+            parents=[conn, js],
+            help=f"{what}: by id, or every {status} job matching --handler/--parent",
+        )
+        p.add_argument("ids", nargs="*", metavar="ID")
+        p.add_argument("--handler", default="", help="only this handler (a prefix; * and ? glob)")
+        p.add_argument("--parent", default="", metavar="ID", help="only the children of this job")
+        p.add_argument(
+            "--status",
+            action="append",
+            default=[],
+            choices=[status],
+            help=f"the jobs a filter selects ({status}, the only status that can be {action}d)",
+        )
+        p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+        p.add_argument(
+            "--dry-run", action="store_true", help=f"say how many would be {action}d; change nothing"
+        )
+        p.set_defaults(func=cmd_jobs_pause_resume, action=action, target_status=status)
     p = jsub.add_parser(
         "delete",
         parents=[conn, js],
@@ -1028,6 +1050,51 @@ def cmd_jobs_delete(args: argparse.Namespace) -> int:
         if not args.json:
             for f in resp.failures:
                 print(f"error: {f.error}", file=sys.stderr)
+        return 1 if resp.failures else 0
+
+    return with_client(args, run)
+
+
+def cmd_jobs_pause_resume(args: argparse.Namespace) -> int:
+    """jobs pause|resume: by ids (as cancel and retry), or every queued (pause) / paused (resume)
+    job matching --handler / --parent, up to --limit, as the console's alt+p / alt+u."""
+    from pulse_tui.client import job_filter
+
+    filtered = bool(args.handler or args.parent or args.status)
+    if args.ids and filtered:
+        raise CliError("give job ids or --handler/--parent/--status, not both", 2)
+    if not args.ids and not filtered:
+        raise CliError("nothing selected: give job ids, or --handler/--parent/--status for every match", 2)
+    if not args.ids and not 1 <= args.limit <= 100_000:
+        raise CliError(f"--limit must be between 1 and 100000, got {args.limit}", 2)
+    handler = args.handler
+    glob = handler if any(c in handler for c in "*?") else (handler + "*" if handler else "")
+    flt = job_filter([args.target_status], handler_glob=glob, parent_job_id=args.parent)
+    method, done = BULK_ACTIONS[args.action]
+
+    async def run(client: Any) -> int:
+        call = getattr(client, method)
+        if args.ids:
+            resp = await call(list(args.ids), dry_run=args.dry_run)
+        else:
+            resp = await call(flt=flt, limit=args.limit, dry_run=args.dry_run)
+        verb = f"would be {done}" if args.dry_run else done
+        doc: dict[str, Any] = {
+            "affected": list(resp.affected_ids),  # with --dry-run: what would be
+            "failures": [{"id": f.id, "error": f.error} for f in resp.failures],
+        }
+        if not args.ids or args.dry_run:
+            doc.update(dry_run=args.dry_run, truncated=resp.truncated)
+        more = "+" if resp.truncated else ""
+        if args.ids and not args.dry_run:
+            text = "\n".join(f"{i}: {done}" for i in resp.affected_ids)
+        else:
+            what = f"{args.target_status} job(s)" if not args.ids else "job(s)"
+            text = f"{len(resp.affected_ids):,}{more} {what} {verb}"
+        if args.json or text:
+            emit(args, doc, text)
+        for f in resp.failures:
+            print(f"error: {f.error}", file=sys.stderr)
         return 1 if resp.failures else 0
 
     return with_client(args, run)
