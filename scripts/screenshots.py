@@ -689,8 +689,30 @@ async def scene_job_children(app: PulseApp, pilot) -> None:
     app.paused = True
 
 
+async def scene_jobs_split_children(app: PulseApp, pilot) -> None:
+    """The split view (≥ 160 columns) on a running parent: its children counted by status in the
+    side panel, beside the list of the parent and its children (each naming it)."""
+    await settle(app, pilot, lambda: app.screen.query_one("JobTable").total >= 7)
+    table = app.screen.query_one("JobTable")
+    row = next(i for i in range(table.total) if table.job_at(i) and table.job_at(i).status == "running")
+    table._move(row)
+    side = app.screen.query_one("JobSide")
+    await settle(
+        app,
+        pilot,
+        lambda: (
+            side.detail is not None
+            and side.detail.job.id == table.job_at(row).id
+            and side.child_counts is not None
+            and side.child_counts.total == 6
+        ),
+    )
+    app.paused = True
+
+
 # Scenes against a server with built-in handlers only (start_children_server + populate_children).
 CHILDREN_SCENES: dict[str, Scene] = {"job_children": scene_job_children}
+CHILDREN_WIDE_SCENES: dict[str, Scene] = {"jobs_split_children": scene_jobs_split_children}  # 200×50
 
 
 # Scenes against the pause/budget server (start_pause_server + populate_paused).
@@ -796,6 +818,7 @@ def main() -> int:
             paths += asyncio.run(
                 capture(handle.address, handle.token, ((80, 24), (120, 40)), CHILDREN_SCENES)
             )
+            paths += asyncio.run(capture(handle.address, handle.token, ((200, 50),), CHILDREN_WIDE_SCENES))
             asyncio.run(stop_running(handle.address, handle.token))
         finally:
             handle.stop()

@@ -1,5 +1,5 @@
 """Snapshot of a job detail with children (counts by status, the Children tab) at 80×24 and
-120×40, against a real server with built-in handlers and stable data (shared with
+120×40, and of the jobs screen's split view on the parent (its children counted) at 200×50, against a real server with built-in handlers and stable data (shared with
 `python -m scripts.screenshots`). Update with
 `pytest tests/test_tui_children_snapshots.py --snapshot-update` after an intended change.
 """
@@ -26,13 +26,19 @@ def children_server(tmp_path_factory: pytest.TempPathFactory):
         handle.stop()
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("scene", list(shots.CHILDREN_SCENES))
+SCENES = {**shots.CHILDREN_SCENES, **shots.CHILDREN_WIDE_SCENES}
+CASES = [(scene, size) for scene in shots.CHILDREN_SCENES for size in SIZES]
+CASES += [(scene, (200, 50)) for scene in shots.CHILDREN_WIDE_SCENES]  # the split view
+
+
+@pytest.mark.parametrize(
+    ("scene", "size"), CASES, ids=lambda c: c if isinstance(c, str) else f"{c[0]}x{c[1]}"
+)
 def test_children_snapshot(snap_compare, children_server, scene: str, size: tuple[int, int]) -> None:
     app = shots.make_app(children_server.address, children_server.token)
 
     async def run_before(pilot) -> None:
-        await shots.CHILDREN_SCENES[scene](app, pilot)
+        await SCENES[scene](app, pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 

@@ -453,9 +453,7 @@ class JobsScreen(PulseScreen):
     def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
         self.table.upsert(jobs)
         self.refresh_counts()
-        side = self.query_one(JobSide)
-        for job in jobs:
-            side.job_changed(job)
+        self.query_one(JobSide).jobs_changed(jobs)
 
     def on_job_table_stale(self, event: JobTable.Stale) -> None:
         """Jobs arrived whose match the console cannot decide (a payload filter): ask the server,

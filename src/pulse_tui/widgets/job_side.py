@@ -13,16 +13,30 @@ from textual.containers import VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Static
 
-from pulse_tui.client import ClientError
+from pulse_tui.client import ClientError, job_filter
 from pulse_tui.console import find_console
 from pulse_tui.protocol import operator_pb2
-from pulse_tui.vocab import Capability
+from pulse_tui.vocab import Capability, EndpointMode, JobStatus
 from pulse_tui.widgets import fmt
 
 WIDE = 160  # columns from which the jobs screen shows the list and the detail side by side
 FOLLOW_DELAY = 0.15  # seconds the cursor rests on a row before its detail is fetched
 MAX_PAYLOAD_CHARS = 2000
 MAX_LOG_LINES = 12
+CHILD_COUNT_CAP = 10_000  # children counted per status at most (as on the job detail)
+CHILD_ORDER = {  # the children's counts: live ones first (as on the job detail)
+    s: i
+    for i, s in enumerate(
+        (
+            JobStatus.RUNNING,
+            JobStatus.QUEUED,
+            JobStatus.PAUSED,
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+        )
+    )
+}
 
 
 class JobSide(VerticalScroll, can_focus=False):
@@ -32,6 +46,7 @@ class JobSide(VerticalScroll, can_focus=False):
         super().__init__(**kwargs)
         self.job_id = ""
         self.detail: operator_pb2.JobDetail | None = None
+        self.child_counts: operator_pb2.CountJobsResponse | None = None  # its children by status
         self._timer: Timer | None = None
         self.plain = ""  # what is shown, as text (tests, screen readers)
 
@@ -55,8 +70,9 @@ class JobSide(VerticalScroll, can_focus=False):
             self._timer.stop()
         self._timer = self.set_timer(FOLLOW_DELAY, self.fetch)
 
-    def job_changed(self, job: operator_pb2.Job) -> None:
-        if self.display and job.id == self.job_id:
+    def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
+        """Jobs changed: refetch (once) when one is the job shown, or one of its children."""
+        if self.display and self.job_id and any(self.job_id in (j.id, j.parent_job_id) for j in jobs):
             self.fetch()
 
     @work(exclusive=True, group="job-side", exit_on_error=False)
@@ -68,6 +84,11 @@ class JobSide(VerticalScroll, can_focus=False):
             return
         try:
             detail = await client.get_job(job_id)
+            children = (
+                await client.count_jobs(job_filter(parent_job_id=job_id), cap=CHILD_COUNT_CAP)
+                if client.mode == EndpointMode.OPERATOR  # compat mode counts by listing everything
+                else None
+            )
         except ClientError as exc:
             if job_id == self.job_id:
                 self.detail = None
@@ -76,7 +97,7 @@ class JobSide(VerticalScroll, can_focus=False):
                 )
             return
         if job_id == self.job_id:
-            self.detail = detail
+            self.detail, self.child_counts = detail, children
             self._show()
 
     def _show(self) -> None:
@@ -109,7 +130,10 @@ class JobSide(VerticalScroll, can_focus=False):
             head.append(f", {j.retry_count} operator retr{'y' if j.retry_count == 1 else 'ies'}")
         head.append("\n")
         if j.source or j.parent_job_id:
-            head.append(f"source {j.source or '—'}   parent {j.parent_job_id or '—'}", style="dim")
+            head.append(f"source {j.source or '—'}   parent {j.parent_job_id or '—'}\n", style="dim")
+        kids = self.child_counts
+        if kids is not None and kids.total:
+            head.append_text(_children_line(kids))
         head.rstrip()
         parts: list[Text] = [head]
         if j.error and j.status not in ("running", "completed"):
@@ -137,6 +161,24 @@ class JobSide(VerticalScroll, can_focus=False):
                 parts.append(line)
         self.plain = "\n".join(t.plain for t in parts if isinstance(t, Text))
         body.update(Group(*parts))
+
+
+def _children_line(counts: operator_pb2.CountJobsResponse) -> Text:
+    """ "6 children: 1 running · 2 queued · 3 completed" (capped counts say 10k+)."""
+    total = fmt.count(counts.total, counts.capped, counts.cap)
+    t = Text()
+    t.append(f"{total} {'child' if counts.total == 1 else 'children'}: ", style="dim")
+    parts = sorted(
+        ((s, n) for s, n in counts.by_status.items() if n), key=lambda p: CHILD_ORDER.get(p[0], 99)
+    )
+    for i, (st, n) in enumerate(parts):
+        if i:
+            t.append(" · ", style="dim")
+        t.append(
+            f"{fmt.count(n, counts.capped and n >= counts.cap, counts.cap)} {st}",
+            style=fmt.STATUS_STYLES.get(st, ""),
+        )
+    return t
 
 
 def _pretty(raw: bytes) -> str:
