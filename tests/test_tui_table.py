@@ -150,3 +150,24 @@ async def test_keys_reach_the_table_while_a_page_loads() -> None:
         assert table.cursor == 0 and table.has_focus
         source.release.set()
         await _loaded(pilot, table)
+
+
+def test_status_tabs_with_paused_fit_80_columns() -> None:
+    """Every status tab, Paused included, with the widest counts (capped) fits an 80-column
+    terminal in the short form; the Paused tab shows only with paused jobs or when chosen."""
+    from pulse_tui.widgets.status_tabs import StatusTabs
+
+    tabs = StatusTabs()
+    big = {s: 99_999 for s in ("queued", "running", "failed", "completed", "cancelled", "paused")}
+    tabs.set_reactive(StatusTabs.counts, big)
+    tabs.set_reactive(StatusTabs.capped, True)
+    tabs.set_reactive(StatusTabs.cap, 10_000)
+    for active in ("all", "paused", "cancelled"):
+        tabs.set_reactive(StatusTabs.active, active)
+        short = tabs._build(short=True)
+        assert short.cell_len <= 80 and "Pause 10k+" in short.plain, short.plain
+    tabs.set_reactive(StatusTabs.counts, {**big, "paused": 0})
+    tabs.set_reactive(StatusTabs.active, "all")
+    assert "Pause" not in tabs._build(short=True).plain
+    tabs.set_reactive(StatusTabs.active, "paused")
+    assert "Pause 0" in tabs._build(short=True).plain
