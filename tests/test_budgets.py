@@ -71,6 +71,52 @@ async def test_budget_of_1_with_jobs_costing_04_holds_the_third(tmp_path: Path) 
         assert (await client.server_info()).spend_today == pytest.approx(1.2)
 
 
+async def test_a_jobs_own_cost_estimate_decides_whether_it_would_go_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "would this job go over" check uses the job's cost_estimate when it has one, the
+    period's average job cost when it has none: with 0.8 of 1.0 spent by two 0.4 jobs the budget
+    is reached by the average (0.4 > 0.2 left), yet a job estimated at 0.1 runs; with 0.2 spent
+    (not reached), a job estimated at 0.9 is held while one without an estimate runs; a queued
+    job whose estimate stops fitting as the spend grows is held by the next re-check."""
+    monkeypatch.setattr("pulse_tui.pulse.engine.BUDGET_RECHECK_SECS", 0.2)  # not once a second
+    cfg = config(tmp_path)
+    budgets = BudgetConfig(total=Limits(daily=1.0))
+    async with running(tmp_path / "d", config=cfg, budgets=budgets) as (srv, client):
+
+        async def run(cost: float, estimate: float = 0.0) -> str:
+            job = await client.enqueue("cost.run", {"cost": cost}, cost_estimate=estimate)
+            assert job.status == "queued", job
+
+            async def done() -> bool:
+                return (await client.get_job(job.id)).job.status == "completed"
+
+            await until(done, f"a {cost} job completes")
+            return job.id
+
+        await run(0.2)
+        big = await client.enqueue("cost.run", {"cost": 0.9}, cost_estimate=0.9)
+        assert (big.status, big.pause_reason) == ("paused", "budget_exceeded")
+        assert not (await client.server_info()).budgets[0].reached  # 0.2 + 0.2 (the average) fits
+        later = await client.enqueue("cost.run", {"cost": 0.7}, cost_estimate=0.7, delay_secs=3600)
+        assert later.status == "queued"  # 0.7 fits in the 0.8 left
+        await run(0.2)  # no estimate: the average (0.2) fits in the 0.8 left
+
+        async def later_held() -> bool:
+            job = (await client.get_job(later.id)).job
+            return (job.status, job.pause_reason) == ("paused", "budget_exceeded")
+
+        await until(later_held, "the queued job estimated at 0.7 to be held (0.6 left)")
+        assert not (await client.server_info()).budgets[0].reached
+        await run(0.4, estimate=0.4)  # 0.4 + 0.4 = 0.8: fits exactly
+        assert (await client.server_info()).budgets[0].reached  # 0.8 + 0.27 (the average) > 1.0
+        plain = await client.enqueue("cost.run", {"cost": 0.1})
+        assert (plain.status, plain.pause_reason) == ("paused", "budget_exceeded")
+        await run(0.1, estimate=0.1)  # its own estimate fits the 0.2 left
+        assert (await client.get_job(big.id)).job.status == "paused"  # 0.9 never fitted
+        assert (await client.server_info()).spend_today == pytest.approx(0.9)
+
+
 async def test_raised_limit_at_restart_releases_and_handler_budgets_cover_their_handler(
     tmp_path: Path,
 ) -> None:

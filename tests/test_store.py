@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from test_engine import Flaky, Stubborn, wait_status
 
+from pulse_tui.pulse import budgets as bud
 from pulse_tui.pulse import jobs as J
 from pulse_tui.pulse import schedules as S
 from pulse_tui.pulse.engine import Engine
@@ -252,6 +253,31 @@ async def test_paused_handler_holds_queued_and_new_jobs_and_releases_them_in_ord
     assert await store.paused_handlers() == {}
     got = await store.claim(10, ["a.b", "p/a.b"], time.time())
     assert [j.id for j in got] == ["a0", "a1", "q0", "late0", "run0"]
+
+
+async def test_budget_hold_and_release_by_cost_estimate(store: Store):
+    """With a budget fit, a job with a cost estimate is held when the estimate is over the
+    headroom; one without, when the budget is reached (by the average cost); `keep` leaves the
+    handlers with their own budget to their own call."""
+    jobs = new_jobs(4, handler="e", prefix="e")
+    for j, est in zip(jobs, (0.0, 0.1, 0.5, 0.9), strict=True):
+        j.cost_estimate = est
+    await store.insert([*jobs, *new_jobs(1, handler="own", prefix="own")])
+    now = time.time()
+
+    def ids(rows: list[J.Job]) -> list[str]:
+        return [j.id for j in rows]
+
+    room = bud.Fit(headroom=0.5, unestimated_held=False)  # not reached: 0.5 left
+    assert ids(await store.hold_queued(None, J.REASON_BUDGET, now, keep=["own"], fit=room)) == ["e3"]
+    tight = bud.Fit(headroom=0.2, unestimated_held=True)  # reached by the average: 0.2 left
+    assert ids(await store.hold_queued(None, J.REASON_BUDGET, now, keep=["own"], fit=tight)) == ["e0", "e2"]
+    assert (await store.get("own0")).status == J.QUEUED  # type: ignore[union-attr]
+    assert ids(await store.release_held(None, J.REASON_BUDGET, now, fit=room)) == ["e0", "e2"]
+    assert ids(await store.release_held(["e"], J.REASON_BUDGET, now, fit=bud.Fit(1.0, False))) == ["e3"]
+    over = bud.Fit(headroom=-0.1, unestimated_held=True)  # spent past the limit: everything
+    assert ids(await store.hold_queued(["e"], J.REASON_BUDGET, now, fit=over)) == ["e0", "e1", "e2", "e3"]
+    assert await store.release_held(["e"], J.REASON_BUDGET, now, fit=over) == []
 
 
 async def test_budget_hold_release_override_and_spend(store: Store):

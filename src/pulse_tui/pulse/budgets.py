@@ -5,12 +5,15 @@ failed or cancelled; `completed_at` in the period), in the unit the plugins repo
 are UTC days and UTC months. A budget covers every job (`daily`, `monthly`) or one handler
 (`[budgets.handlers."demo.sleep"]`, by its bare name: the qualified `plugin/demo.sleep` too).
 
-A budget is *reached* when its spend is at the limit, or when one more job of the average cost of
-the period's finished jobs in its scope would take the spend over the limit. While a budget is
-reached, the queued jobs it covers (and new ones) are held `paused` with reason `budget_exceeded`;
-they are released when the period rolls over or the limit is raised (a restart with the new
-config), or one by one by an operator's resume, which lets that job run once even over budget.
-Jobs already running when a budget is reached finish, so the spend can end a little over a limit.
+Whether one more job would take a budget over its limit is judged job by job: a job with a
+`cost_estimate` goes over when the spend plus its estimate passes the limit; a job without one
+counts as the average cost of the period's finished jobs in the budget's scope. A budget is
+*reached* (what `:budgets` and ServerInfo say) when its spend is at the limit or one more job of
+that average cost would pass it. The queued jobs (and new ones) that would go over a budget
+covering them are held `paused` with reason `budget_exceeded`; they are released when they fit
+again: the period rolls over or the limit is raised (a restart with the new config), or one by one
+by an operator's resume, which lets that job run once even over budget. Jobs already running when
+a budget is reached finish, so the spend can end a little over a limit.
 """
 
 from __future__ import annotations
@@ -22,7 +25,17 @@ from dataclasses import dataclass
 from pulse_tui.config import BudgetConfig, Limits
 from pulse_tui.pulse.jobs import handler_base
 
-__all__ = ["BudgetConfig", "Limits", "SpendBook", "BudgetState", "states", "held_scopes", "period_starts"]
+__all__ = [
+    "BudgetConfig",
+    "Limits",
+    "SpendBook",
+    "BudgetState",
+    "Fit",
+    "states",
+    "fits",
+    "held_scopes",
+    "period_starts",
+]
 
 DAILY = "daily"
 MONTHLY = "monthly"
@@ -127,6 +140,34 @@ def states(config: BudgetConfig, book: SpendBook) -> list[BudgetState]:
                 s = book.spent(period, scope)
                 out.append(BudgetState(scope, period, limit, s.total, s.jobs))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """What the budgets covering a group of handlers let run now: a job with a cost estimate
+    fits when the estimate is at most `headroom` (the least that any of them has left, may be
+    negative); a job without one is held when `unestimated_held` (one of them is reached)."""
+
+    headroom: float
+    unestimated_held: bool
+
+    def holds(self, estimate: float) -> bool:
+        return estimate > self.headroom if estimate > 0 else self.unestimated_held
+
+
+def fits(all_states: list[BudgetState]) -> tuple[Fit | None, dict[str, Fit]]:
+    """(the fit of every handler without its own budget, None when no total budget covers
+    them; {handler with its own budget: its fit, the total budgets included})."""
+
+    def fit(group: list[BudgetState]) -> Fit:
+        return Fit(min(s.limit - s.spent for s in group), any(s.reached for s in group))
+
+    total = [s for s in all_states if not s.scope]
+    own: dict[str, list[BudgetState]] = {}
+    for s in all_states:
+        if s.scope:
+            own.setdefault(s.scope, []).append(s)
+    return (fit(total) if total else None), {h: fit(total + group) for h, group in own.items()}
 
 
 def held_scopes(all_states: list[BudgetState]) -> tuple[bool, set[str]]:

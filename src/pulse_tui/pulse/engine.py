@@ -108,6 +108,9 @@ FINISH_RETRY_DELAYS = (0.1, 0.5, 2.0, None)  # writing an attempt's end: 4 tries
 REMOTE_CANCEL_WAIT = 10.0  # seconds a cancel waits for the node running the job
 CANCEL_LAPS = 20  # a cancel follows at most this many moves of the job (claimed, re-queued, ...)
 SPEND_REFRESH_SECS = 30.0  # spend re-read from the store (other nodes' jobs; period roll-over)
+# while no budget is reached, queued jobs with a cost estimate are re-checked against the spend at
+# most this often (a sweep of the queued jobs; new ones are checked at the door every time)
+BUDGET_RECHECK_SECS = 1.0
 DEFAULT_MAX_CHILDREN = 10_000  # children per job ([server] max_children)
 DEFAULT_MAX_CHILD_DEPTH = 5  # levels of children below a top job ([server] max_child_depth)
 CASCADE_BATCH = 500  # ended parents whose children one store call cancels
@@ -265,9 +268,13 @@ class Engine:
         self.budgets = budgets if budgets is not None and not budgets.empty else None
         self.spend = bud.SpendBook()
         self.budget_states: list[bud.BudgetState] = []
-        self._budget_all = False  # every job is held (a total budget is reached)
+        self._budget_all = False  # a total budget is reached (jobs without an estimate held)
         self._budget_handlers: set[str] = set()  # handlers whose own budget is reached
-        self._budget_applied: tuple[bool, frozenset[str]] | None = None  # what the store holds
+        # what the budgets let run: (handlers without a budget of their own, {handler: its own})
+        self._budget_fit: tuple[bud.Fit | None, dict[str, bud.Fit]] = (None, {})
+        self._budget_applied: tuple[Any, ...] | None = None  # the fits the store holds by
+        self._budget_reached_logged: tuple[bool, frozenset[str]] | None = None
+        self._budget_applied_at = 0.0  # monotonic
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -619,7 +626,7 @@ class Engine:
         if not (cost_estimate >= 0 and cost_estimate != float("inf")):
             raise ValidationError(f"cost_estimate must be a non-negative finite number, got {cost_estimate}")
         now = time.time()
-        reason = self._hold_reason(handler)
+        reason = self._hold_reason(handler, cost_estimate)
         return Job(
             id=job_id or new_job_id(),
             handler=handler,
@@ -878,6 +885,7 @@ class Engine:
             check_operator_retry(job_id, latest.status)
             raise Conflict(f"job {job_id} changed while retrying; try again")
         self._publish(job)
+        self._budget_recheck([job])
         self._kick()
         return job
 
@@ -908,7 +916,7 @@ class Engine:
                 f"(pulse-tui handlers resume {base})"
             )
         changes: dict[str, Any] = {"status": QUEUED, "pause_reason": "", "updated_at": time.time()}
-        if self._budget_holds(current.handler):
+        if self._budget_holds(current.handler, current.cost_estimate):
             changes["budget_override"] = True  # the operator lets it run once over the budget
         job = await self.store.transition(job_id, (PAUSED,), changes)
         if job is None:
@@ -947,18 +955,49 @@ class Engine:
         return released
 
     # ------------------------------------------------------------ budgets
-    def _budget_holds(self, handler: str) -> bool:
-        return self.budgets is not None and (
-            self._budget_all or handler_base(handler) in self._budget_handlers
-        )
+    def _budget_holds(self, handler: str, estimate: float) -> bool:
+        """A job of `handler` with this cost estimate (0: none) would go over a budget now."""
+        if self.budgets is None:
+            return False
+        rest, own = self._budget_fit
+        fit = own.get(handler_base(handler), rest)
+        return fit is not None and fit.holds(estimate)
 
-    def _hold_reason(self, handler: str) -> str:
+    def _hold_reason(self, handler: str, estimate: float) -> str:
         """Why a job of `handler` that would be queued now is held instead ("" = it is not)."""
         if handler_base(handler) in self.paused_handlers:
             return REASON_HANDLER
-        if self._budget_holds(handler):
+        if self._budget_holds(handler, estimate):
             return REASON_BUDGET
         return ""
+
+    def _budget_recheck(self, jobs: Sequence[Job]) -> None:
+        """Jobs queued again outside the door (retried, released): one with a cost estimate may
+        go over a budget that is not reached, so the next claim round applies the budgets (jobs
+        without one are held by the rounds while a budget is reached)."""
+        if self.budgets is not None and any(j.cost_estimate > 0 and j.status == QUEUED for j in jobs):
+            self._budget_applied = None
+
+    def _budget_due(self) -> bool:
+        """The budgets changed since they were applied: now when what is reached changed or
+        something asked for it (None), else (only the headroom for estimated jobs moved) at most
+        every BUDGET_RECHECK_SECS."""
+        if self._budget_applied is None or self._budget_reached_logged != (
+            self._budget_all,
+            frozenset(self._budget_handlers),
+        ):
+            return True
+        if self._budget_key() == self._budget_applied:
+            return False
+        wait = self._budget_applied_at + BUDGET_RECHECK_SECS - time.monotonic()
+        if wait > 0:
+            self._note_due(time.time() + wait)  # a round then, even if nothing else comes
+            return False
+        return True
+
+    def _budget_key(self) -> tuple[Any, ...]:
+        rest, own = self._budget_fit
+        return (rest, tuple(sorted(own.items())))
 
     def _evaluate_budgets(self) -> bool:
         """Recompute the budgets from the spend book; True when what is held changed."""
@@ -966,7 +1005,8 @@ class Engine:
             return False
         self.budget_states = bud.states(self.budgets, self.spend)
         self._budget_all, self._budget_handlers = bud.held_scopes(self.budget_states)
-        return self._budget_applied != (self._budget_all, frozenset(self._budget_handlers))
+        self._budget_fit = bud.fits(self.budget_states)
+        return self._budget_applied != self._budget_key()
 
     async def _load_spend(self, now: float) -> None:
         day, month = bud.period_starts(now)
@@ -974,28 +1014,39 @@ class Engine:
         self._evaluate_budgets()
 
     async def _apply_budgets(self) -> None:
-        """Make the store hold what the budgets cover now: queued jobs of reached budgets become
-        paused (budget_exceeded); those of budgets no longer reached go back to the queue."""
+        """Make the store hold what the budgets cover now: queued jobs that would go over a
+        budget (by their cost estimate, or the average cost when they have none) become paused
+        (budget_exceeded); held jobs that fit again go back to the queue."""
         if self.budgets is None:
             return
         now = time.time()
-        held = (self._budget_all, frozenset(self._budget_handlers))
+        key = self._budget_key()
+        rest, own = self._budget_fit
+        reached = (self._budget_all, frozenset(self._budget_handlers))
+        was = self._budget_reached_logged
         changed: list[Job] = []
-        if self._budget_all:
-            changed += await self.store.hold_queued(None, REASON_BUDGET, now)
+        if rest is None:  # no total budget: only handlers with their own are held
+            changed += await self.store.release_held(None, REASON_BUDGET, now, keep=own)
         else:
-            changed += await self.store.release_held(None, REASON_BUDGET, now, keep=held[1])
-            if held[1]:
-                changed += await self.store.hold_queued(held[1], REASON_BUDGET, now)
-        if held != self._budget_applied:
-            if held[0] or held[1]:
-                scope = "every queued job" if held[0] else "the queued jobs of " + ", ".join(sorted(held[1]))
+            changed += await self.store.release_held(None, REASON_BUDGET, now, keep=own, fit=rest)
+            changed += await self.store.hold_queued(None, REASON_BUDGET, now, keep=own, fit=rest)
+        for name, fit in own.items():
+            changed += await self.store.release_held([name], REASON_BUDGET, now, fit=fit)
+            changed += await self.store.hold_queued([name], REASON_BUDGET, now, fit=fit)
+        if reached != was:
+            if reached[0] or reached[1]:
+                scope = (
+                    "every queued job"
+                    if reached[0]
+                    else "the queued jobs of " + ", ".join(sorted(reached[1]))
+                )
                 log.warning("spend budget reached: holding %s (paused, budget_exceeded)", scope)
-            elif self._budget_applied is not None:
+            elif was is not None:
                 log.info("spend budgets no longer reached: budget-held jobs released")
-        self._budget_applied = held
+        self._budget_reached_logged = reached
         self._publish_many(changed)
         self._queued([j for j in changed if j.status == QUEUED])
+        self._budget_applied, self._budget_applied_at = key, time.monotonic()
 
     async def _budget_loop(self) -> None:
         """Re-read the spend every SPEND_REFRESH_SECS (other nodes' jobs) and at each period start."""
@@ -1048,6 +1099,7 @@ class Engine:
 
     def _queued(self, jobs: Sequence[Job]) -> None:
         """Jobs that became queued outside the claim loop: wake it, or note when they come due."""
+        self._budget_recheck(jobs)
         now = time.time()
         later = [j.run_at for j in jobs if j.status == QUEUED and j.run_at > now]
         if later:
@@ -1363,8 +1415,7 @@ class Engine:
         if self.budgets is not None:
             if self.spend.stale(time.time()):  # a new day or month: its spend starts afresh
                 await self._load_spend(time.time())
-            held = (self._budget_all, frozenset(self._budget_handlers))
-            if held[0] or held[1] or held != self._budget_applied:
+            if self._budget_all or self._budget_handlers or self._budget_due():
                 await self._apply_budgets()  # also holds what other nodes queued meanwhile
         routable = self.router.routable()
         now = time.time()
@@ -1549,7 +1600,7 @@ class Engine:
         if status == QUEUED:
             # its handler was paused (or its budget reached) while it ran; an operator's release
             # over budget was for one attempt
-            reason = self._hold_reason(job.handler)
+            reason = self._hold_reason(job.handler, job.cost_estimate)
             if reason:
                 status, job.pause_reason = PAUSED, reason
         job.status = status

@@ -13,10 +13,25 @@ import abc
 import builtins
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pulse_tui.pulse.jobs import Attempt, Job, JobDetail, JobFilter, LogEntry
 from pulse_tui.pulse.schedules import EXECUTION_COLS, SCHEDULE_COLS, Execution, Schedule, ScheduleFilter
+
+if TYPE_CHECKING:
+    from pulse_tui.pulse.budgets import Fit
+
+
+def fit_condition(fit: Fit, held: bool, param: str) -> tuple[str, float]:
+    """SQL on `cost_estimate` for the jobs a budget fit holds (`held`) or lets run, with `param`
+    the placeholder of the one value it takes: (condition, value). See budgets.Fit.holds."""
+    if fit.unestimated_held:
+        if held:
+            return f"(cost_estimate <= 0 OR cost_estimate > {param})", fit.headroom
+        return f"(cost_estimate > 0 AND cost_estimate <= {param})", fit.headroom
+    # only estimated jobs over the headroom are held (the headroom is positive: nothing reached)
+    return f"cost_estimate {'>' if held else '<='} {param}", max(fit.headroom, 0.0)
+
 
 # Columns of `jobs` shared by every backend, named like the Job fields (payload/result are kept
 # apart so listing queries can skip them).
@@ -152,17 +167,31 @@ class Store(abc.ABC):
         """{name: (reason, paused_at)} of every paused handler."""
 
     @abc.abstractmethod
-    async def hold_queued(self, handlers: Collection[str] | None, reason: str, now: float) -> list[Job]:
+    async def hold_queued(
+        self,
+        handlers: Collection[str] | None,
+        reason: str,
+        now: float,
+        keep: Collection[str] = (),
+        fit: Fit | None = None,
+    ) -> list[Job]:
         """Hold the queued jobs of these handlers (bare names, qualified forms too; None = every
-        handler): paused with `reason`. A job an operator released over its budget
-        (`budget_override`) is left queued. Returns the rows changed."""
+        handler but those in `keep`): paused with `reason`. With a budget `fit`, only the jobs it
+        holds (by their `cost_estimate`, see budgets.Fit). A job an operator released over its
+        budget (`budget_override`) is left queued. Returns the rows changed."""
 
     @abc.abstractmethod
     async def release_held(
-        self, handlers: Collection[str] | None, reason: str, now: float, keep: Collection[str] = ()
+        self,
+        handlers: Collection[str] | None,
+        reason: str,
+        now: float,
+        keep: Collection[str] = (),
+        fit: Fit | None = None,
     ) -> list[Job]:
         """Re-queue the jobs of these handlers (None = every handler but those in `keep`) paused
-        with `reason`, except those of a paused handler. Returns the rows changed."""
+        with `reason`, except those of a paused handler; with a budget `fit`, only the jobs it
+        does not hold. Returns the rows changed."""
 
     @abc.abstractmethod
     async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:

@@ -34,7 +34,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -71,11 +71,31 @@ from pulse_tui.pulse.store.base import (
     SCHEDULE_SELECT,
     Finish,
     Store,
+    fit_condition,
     schedule_changes,
 )
 from pulse_tui.pulse.store.sql import POSTGRES as D
 
+if TYPE_CHECKING:
+    from pulse_tui.pulse.budgets import Fit
+
 log = logging.getLogger("pulse.store.postgres")
+
+
+def _handler_scope(
+    handlers: Collection[str] | None, keep: Collection[str], param: str
+) -> tuple[str | None, list[Any]]:
+    """SQL (" AND ...") and its values for the jobs of `handlers` (bare names; None = every
+    handler but those in `keep`), the names array in `param`; None when that is no handler."""
+    base = "substring(handler from position('/' in handler) + 1)"
+    if handlers is not None:
+        names = list(handlers)
+        if not names:
+            return None, []
+        return f" AND {base} = ANY({param}::text[])", [names]
+    kept = list(keep)
+    return (f" AND NOT ({base} = ANY({param}::text[]))", [kept]) if kept else ("", [])
+
 
 CHANNEL = "pulse_jobs"
 NOTIFY_CHUNK = 100  # ids per NOTIFY: the payload limit is 8000 bytes and ids are at most 64 chars
@@ -790,15 +810,21 @@ class PostgresStore(Store):
             rows = await conn.fetch(sql, name, REASON_HANDLER, now, self.node)
         return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
-    async def hold_queued(self, handlers: Collection[str] | None, reason: str, now: float) -> list[Job]:
-        names = None if handlers is None else list(handlers)
-        if names == []:
+    async def hold_queued(
+        self,
+        handlers: Collection[str] | None,
+        reason: str,
+        now: float,
+        keep: Collection[str] = (),
+        fit: Fit | None = None,
+    ) -> list[Job]:
+        scope, args = _handler_scope(handlers, keep, "$4")
+        if scope is None:
             return []
-        scope = (
-            ""
-            if names is None
-            else " AND substring(handler from position('/' in handler) + 1) = ANY($4::text[])"
-        )
+        if fit is not None:
+            cond, value = fit_condition(fit, True, f"${4 + len(args)}")
+            scope += f" AND {cond}"
+            args.append(value)
         sql = _notifying(
             f"UPDATE jobs SET status='paused', pause_reason=$1, updated_at=$2"
             f" WHERE status='queued' AND NOT budget_override{scope} RETURNING {LIST_SELECT}",
@@ -806,21 +832,24 @@ class PostgresStore(Store):
             "$3",
         )
         async with self._acquire() as conn:
-            args = (reason, now, self.node) if names is None else (reason, now, self.node, names)
-            rows = await conn.fetch(sql, *args)
+            rows = await conn.fetch(sql, reason, now, self.node, *args)
         return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
     async def release_held(
-        self, handlers: Collection[str] | None, reason: str, now: float, keep: Collection[str] = ()
+        self,
+        handlers: Collection[str] | None,
+        reason: str,
+        now: float,
+        keep: Collection[str] = (),
+        fit: Fit | None = None,
     ) -> list[Job]:
-        names = None if handlers is None else list(handlers)
-        if names == []:
+        scope, args = _handler_scope(handlers, keep, "$4")
+        if scope is None:
             return []
-        base = "substring(handler from position('/' in handler) + 1)"
-        if names is None:
-            names, scope = list(keep), f" AND NOT ({base} = ANY($4::text[]))"
-        else:
-            scope = f" AND {base} = ANY($4::text[])"
+        if fit is not None:
+            cond, value = fit_condition(fit, False, f"${4 + len(args)}")
+            scope += f" AND {cond}"
+            args.append(value)
         sql = _notifying(
             f"UPDATE jobs SET status='queued', pause_reason='', updated_at=$2"
             f" WHERE status='paused' AND pause_reason=$1{scope} AND {NOT_PAUSED_HANDLER}"
@@ -829,7 +858,7 @@ class PostgresStore(Store):
             "$3",
         )
         async with self._acquire() as conn:
-            rows = await conn.fetch(sql, reason, now, self.node, names)
+            rows = await conn.fetch(sql, reason, now, self.node, *args)
         return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
     async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:

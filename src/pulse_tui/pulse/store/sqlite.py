@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pulse_tui.pulse.errors import (
     DuplicateJob,
@@ -84,9 +84,13 @@ from pulse_tui.pulse.store.base import (
     SCHEDULE_SELECT,
     Finish,
     Store,
+    fit_condition,
     schedule_changes,
 )
 from pulse_tui.pulse.store.sql import SQLITE as D
+
+if TYPE_CHECKING:
+    from pulse_tui.pulse.budgets import Fit
 
 MIGRATIONS: list[str] = [
     # 0 -> 1
@@ -313,6 +317,19 @@ def _update_if(
     if row is None and conn.execute(f"SELECT 1 FROM {table} WHERE id=?", (key,)).fetchone() is None:
         raise NotFound(f"no {what} with id {key!r}")
     return row
+
+
+def _handler_scope(handlers: Collection[str] | None, keep: Collection[str]) -> tuple[str | None, list[Any]]:
+    """SQL (" AND ...") and its values for the jobs of `handlers` (bare names; None = every
+    handler but those in `keep`); None when that is no handler at all."""
+    base = "substr(handler, instr(handler, '/') + 1)"
+    if handlers is not None:
+        names = list(handlers)
+        if not names:
+            return None, []
+        return f" AND {base} IN ({','.join('?' * len(names))})", names
+    kept = list(keep)
+    return (f" AND {base} NOT IN ({','.join('?' * len(kept))})" if kept else ""), kept
 
 
 class SQLiteStore(Store):
@@ -1026,44 +1043,54 @@ class SQLiteStore(Store):
 
         return await self._write(op)
 
-    async def hold_queued(self, handlers: Collection[str] | None, reason: str, now: float) -> list[Job]:
-        names = None if handlers is None else list(handlers)
-        if names == []:
+    async def hold_queued(
+        self,
+        handlers: Collection[str] | None,
+        reason: str,
+        now: float,
+        keep: Collection[str] = (),
+        fit: Fit | None = None,
+    ) -> list[Job]:
+        scope, args = _handler_scope(handlers, keep)
+        if scope is None:
             return []
-        scope = (
-            ""
-            if names is None
-            else f" AND substr(handler, instr(handler, '/') + 1) IN ({','.join('?' * len(names))})"
-        )
+        if fit is not None:
+            cond, value = fit_condition(fit, True, "?")
+            scope += f" AND {cond}"
+            args.append(value)
 
         def op(conn: sqlite3.Connection) -> list[Job]:
             rows = conn.execute(
                 f"UPDATE jobs SET status='paused', pause_reason=?, updated_at=?"
                 f" WHERE status='queued' AND budget_override=0{scope} RETURNING {LIST_SELECT}",
-                (reason, now, *(names or ())),
+                (reason, now, *args),
             ).fetchall()
             return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
         return await self._write(op)
 
     async def release_held(
-        self, handlers: Collection[str] | None, reason: str, now: float, keep: Collection[str] = ()
+        self,
+        handlers: Collection[str] | None,
+        reason: str,
+        now: float,
+        keep: Collection[str] = (),
+        fit: Fit | None = None,
     ) -> list[Job]:
-        names = None if handlers is None else list(handlers)
-        if names == []:
+        scope, args = _handler_scope(handlers, keep)
+        if scope is None:
             return []
-        base = "substr(handler, instr(handler, '/') + 1)"
-        scope = "" if names is None else f" AND {base} IN ({','.join('?' * len(names))})"
-        kept = list(keep) if names is None else []
-        if kept:
-            scope += f" AND {base} NOT IN ({','.join('?' * len(kept))})"
+        if fit is not None:
+            cond, value = fit_condition(fit, False, "?")
+            scope += f" AND {cond}"
+            args.append(value)
 
         def op(conn: sqlite3.Connection) -> list[Job]:
             rows = conn.execute(
                 f"UPDATE jobs SET status='queued', pause_reason='', updated_at=?"
                 f" WHERE status='paused' AND pause_reason=?{scope} AND {NOT_PAUSED_HANDLER}"
                 f" RETURNING {LIST_SELECT}",
-                (now, reason, *(names or ()), *kept),
+                (now, reason, *args),
             ).fetchall()
             return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
