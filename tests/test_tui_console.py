@@ -553,6 +553,17 @@ async def test_split_view_at_wide_terminals_follows_the_cursor(server) -> None:
         assert t.region.width < 200 and side.region.x > 0
         await pilot.press("down")
         await until(pilot, lambda: ok.id in body() and "Lyon" in body(), "follows the cursor")
+        assert "child" not in body()
+        # its children, counted by status, follow their changes
+        kid = await client.enqueue("pulse.noop", parent_job_id=ok.id, delay_secs=3600)
+        await until(pilot, lambda: "1 child: 1 queued" in body(), "the child counted")
+        await client.cancel_jobs([kid.id])
+        await until(pilot, lambda: "1 child: 1 cancelled" in body(), "the count follows the child")
+        rows = [t.job_at(i).id if t.job_at(i) else "" for i in range(t.total)]
+        await pilot.press(*["up"] * (rows.index(ok.id) - rows.index(kid.id)))
+        await until(
+            pilot, lambda: kid.id in body() and f"parent {ok.id}" in body(), "a child names its parent"
+        )
         await pilot.resize_terminal(120, 40)
         await until(pilot, lambda: not side.display, "hidden when narrow")
     await client.close()
