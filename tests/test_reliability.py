@@ -575,10 +575,9 @@ def test_children_of_a_parent_that_ended_before_a_sigkill_are_cancelled_at_resta
     srv = server_factory()
     c = connect(srv.address, srv.token)
 
-    def enqueue(**kw) -> str:
-        return c.ops.Enqueue(
-            op.EnqueueRequest(handler="pulse.noop", delay_secs=3600, **kw), metadata=c.md
-        ).job.id
+    def enqueue(handler: str = "pulse.noop", delay: int = 3600, **kw) -> str:
+        req = op.EnqueueRequest(handler=handler, delay_secs=delay, **kw)
+        return c.ops.Enqueue(req, metadata=c.md).job.id
 
     try:
         parent, other = enqueue(), enqueue()
@@ -586,6 +585,13 @@ def test_children_of_a_parent_that_ended_before_a_sigkill_are_cancelled_at_resta
         grand = enqueue(parent_job_id=kids[0])
         bystander = enqueue(parent_job_id=other)  # its parent does not end
         c.ops.PauseJobs(op.JobSelector(ids=[kids[2]]), metadata=c.md)
+        # a child running when its parent ended (recovery re-queues it at the restart)
+        kids.append(enqueue("pulse.sleep", 0, parent_job_id=parent, payload=b'{"seconds": 60}'))
+        wait_until(
+            lambda: c.ops.GetJob(op.GetJobRequest(id=kids[3]), metadata=c.md).job.status == "running",
+            15,
+            "the running child",
+        )
     finally:
         c.close()
     srv.process.proc.send_signal(signal.SIGKILL)

@@ -279,6 +279,8 @@ class Engine:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self.started_at = time.time()
+        # before recovery re-queues them: a child running when its parent ended still shows it
+        orphaned = await self.store.orphaned_children()
         recovered = await self.store.recover(self.started_at)
         if recovered:
             failed = sum(1 for j in recovered if j.status == FAILED)
@@ -292,7 +294,7 @@ class Engine:
             self.bus.publish_many(recovered)
             for j in recovered:
                 self._note_ended(j)
-        await self._cancel_orphaned_children()
+        await self._cancel_orphaned_children(orphaned)
         await self._load_paused_handlers(sweep=True)
         await self._load_spend(time.time())  # kept with or without budgets (QNTX's PulseState)
         await self._apply_budgets()
@@ -1242,12 +1244,11 @@ class Engine:
             self._cascade[job.id] = job.status
             self._cascade_wake.set()
 
-    async def _cancel_orphaned_children(self) -> None:
+    async def _cancel_orphaned_children(self, orphaned: list[tuple[str, str]]) -> None:
         """At start, before anything is claimed: a server killed between a parent's end and the
         cancelling of its children left them unfinished; cancel them as if it had lived (the
         parent's status gives the reason), generation by generation. Children running on
-        another node (a shared store) are left to the cascade loop, which stops them."""
-        orphaned = await self.store.orphaned_children()
+        another node (a shared store), or re-queued by recovery, are left to the cascade loop."""
         if orphaned:
             log.warning(
                 "cancelling the unfinished children of %d job(s) that ended failed or cancelled"

@@ -121,10 +121,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def orphaned_children(self) -> list[tuple[str, str]]:
-        """Parents that ended failed or cancelled while children of theirs are still unfinished
-        (queued, paused or running), as (parent id, its status): what a server killed between a
-        parent's end and the cancelling of its children leaves. Read at start (see
-        `cancel_children`)."""
+        """Parents that ended failed or cancelled while children of theirs are still unfinished,
+        as (parent id, its status): what a server killed between a parent's end and the
+        cancelling of its children leaves. A queued or paused child counts when nothing changed
+        it since the parent ended (a child an operator retried or added later does not), a
+        running one when it was running then. Read at start (see `cancel_children`)."""
 
     @abc.abstractmethod
     async def recover(self, now: float) -> list[Job]:

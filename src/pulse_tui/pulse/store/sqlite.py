@@ -898,8 +898,11 @@ class SQLiteStore(Store):
                 (r[0], r[1])
                 for r in conn.execute(
                     "SELECT DISTINCT p.id, p.status FROM jobs AS c JOIN jobs AS p ON p.id = c.parent_job_id"
-                    " WHERE c.parent_job_id != '' AND c.status IN ('queued', 'paused', 'running')"
-                    " AND p.status IN ('failed', 'cancelled')"
+                    " WHERE c.parent_job_id != '' AND p.status IN ('failed', 'cancelled')"
+                    # untouched since the parent ended (an operator's retry of a child, or a child added
+                    # later, is left alone), or already running then
+                    " AND ((c.status IN ('queued', 'paused') AND c.updated_at <= p.completed_at)"
+                    "  OR (c.status = 'running' AND c.started_at <= p.completed_at))"
                 )
             ]
 
