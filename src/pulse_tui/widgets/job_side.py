@@ -24,7 +24,7 @@ FOLLOW_DELAY = 0.15  # seconds the cursor rests on a row before its detail is fe
 MAX_PAYLOAD_CHARS = 2000
 MAX_LOG_LINES = 12
 CHILD_COUNT_CAP = 10_000  # children counted per status at most (as on the job detail)
-CHILD_ORDER = {  # the children's counts: live ones first (as on the job detail)
+CHILD_ORDER: dict[str, int] = {  # the children's counts: live ones first (as on the job detail)
     s: i
     for i, s in enumerate(
         (
