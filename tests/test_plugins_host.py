@@ -31,6 +31,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for whoever reaps orphans here)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def plugin(name: str, command: list[str] | None = None, **kw) -> PluginConfig:
     return PluginConfig(name=name, command=command or [], **kw)
 
@@ -203,6 +212,27 @@ async def test_sigkill_mid_job_restarts_and_old_handler_reaches_new_instance(mak
     # a handler object resolved before the crash still works: its lease finds the new instance
     res = await handler.run(context("k2", "demo.sleep", {"seconds": 0.05, "steps": 1}, 30))
     assert json.loads(res.result)["pid"] == new.pid
+
+
+async def test_plugin_exiting_while_its_child_holds_its_pipes_is_seen_at_once(make_host, tmp_path):
+    """The plugin exits mid-job leaving a child that holds its stdout/stderr open: the host sees
+    the process exit itself (not the pipes' EOF), so the job is interrupted as a crash, the plugin
+    is restarted, and the child (in the plugin's process group) is killed, all well before the
+    stop timeout."""
+    pid_path = tmp_path / "child.pid"
+    cfg = plugin("raw", script("qntxraw.py"), env={"RAW_ORPHAN": str(pid_path)})
+    h = await make_host(cfg, stop_timeout=30.0)
+    first = await h.ready("raw")
+    t0 = time.monotonic()
+    with pytest.raises(Interrupted) as info:
+        await h.run("raw.work", {})
+    assert info.value.crashed and "exited with code 5" in info.value.message, info.value.message
+    state = await h.ready("raw", restarts=1, timeout=20)
+    assert state.pid != first.pid and "exited with code 5" in state.last_error
+    child = int(pid_path.read_text())
+    await wait_until(lambda: not _running(child), timeout=10)  # the leftover child was killed
+    elapsed = time.monotonic() - t0
+    assert elapsed < 10, elapsed  # not the 30 s stop timeout, nor the child's 600 s
 
 
 async def test_demo_crash_handler_kills_process(make_host):

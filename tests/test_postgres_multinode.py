@@ -3,7 +3,9 @@
 1. 2,000 jobs enqueued through node A all complete exactly once (attempts = 1), both nodes did
    work, and node A's WatchJobs stream shows node B's jobs too (events cross over NOTIFY).
 2. Node B is SIGKILLed while running jobs; after its lease expires node A re-queues and finishes
-   them (their history shows the interrupted attempt on B, then the completed one on A).
+   them (their history shows the interrupted attempt on B, then the completed one on A). That B
+   runs some of the slow jobs at all does not depend on who wins the claim race: B is stopped while
+   they are enqueued (so A claims first) and a handler limit leaves most of them queued for B.
 
 Timings are printed (`pytest -s`) for the benchmark notes.
 """
@@ -28,11 +30,18 @@ from pulse_tui.protocol import operator_pb2_grpc as op_grpc
 pytestmark = pytest.mark.postgres
 
 LEASE_SECS = 2.0
-DEMO = """
+SLOW_LIMIT = 25  # demo.sleep jobs one node runs at once: the rest of the 100 wait for the other node
+DEMO = (
+    """
 [[plugins]]
 name = "demo"
 command = ["{python}", "-m", "pulse_tui.plugins.demo"]
-"""
+
+[handler_limits]
+"demo.sleep" = """
+    + str(SLOW_LIMIT)
+    + "\n"
+)
 IN_FLIGHT = 64
 
 
@@ -172,7 +181,23 @@ async def test_two_nodes_share_one_queue_and_survive_a_killed_node(nodes):
         assert seen_nodes == {a.name, b.name}  # A's stream carried B's completions
 
         # ---- 2. SIGKILL node B mid-run: A re-queues and finishes B's jobs after the lease expires
-        slow = await a.enqueue_many("demo.sleep", {"seconds": 1.5, "steps": 3}, 100)
+        # B is stopped (SIGSTOP) while the slow jobs are enqueued on A: the worst case of the race
+        # for them, as on a loaded machine. A can hold only SLOW_LIMIT of them at a time, so the
+        # rest wait for B, which claims them when it hears the NOTIFY or at its next heartbeat
+        # (lease/3) at the latest.
+        os.kill(b.handle.process.proc.pid, signal.SIGSTOP)
+        try:
+            slow = await a.enqueue_many("demo.sleep", {"seconds": 1.5, "steps": 3}, 100)
+            await watch.until(
+                lambda: (
+                    sum(1 for i in slow if watch.latest.get(i) and watch.latest[i].status == "running")
+                    >= SLOW_LIMIT
+                ),
+                30,
+                "node A to start the slow jobs it may hold",
+            )
+        finally:
+            os.kill(b.handle.process.proc.pid, signal.SIGCONT)
 
         def b_running() -> bool:
             return any(

@@ -400,8 +400,11 @@ def _serve(
 def test_database_locked_by_another_process(server_factory):
     """Another process holds the SQLite write lock (BEGIN EXCLUSIVE): writes fail with a clear
     UNAVAILABLE error (API and CLI, no traceback), reads keep working, nothing half-written; once
-    the lock is released everything works. A server started while the lock is held exits 2."""
-    srv = server_factory()
+    the lock is released everything works. A server started while the lock is held exits 2.
+    Only the first write waits the lock timeout: once the database is known locked, later writes
+    fail at once instead of each waiting the timeout in turn."""
+    lock_timeout = 1.0
+    srv = server_factory(f"[server]\nlock_timeout_secs = {lock_timeout:g}\n")
     c = connect(srv.address, srv.token)
     (first,) = c.enqueue_many("pulse.noop", [b"{}"])
     wait_drained(c, 1, 10)
@@ -417,6 +420,15 @@ def test_database_locked_by_another_process(server_factory):
         assert "locked by another process" in err.value.details()
         # the server said it (a reason), not the link
         assert ("pulse-reason", "UNAVAILABLE") in err.value.trailing_metadata()
+        assert failed_after >= lock_timeout * 0.9  # it waited for the lock before giving up
+        # the database is now known locked: three more writes in a row fail fast, not 3 x the timeout
+        t0 = time.monotonic()
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as err:
+                c.ops.Enqueue(op.EnqueueRequest(handler="pulse.noop"), metadata=c.md, timeout=30)
+            assert "locked by another process" in err.value.details()
+        again_after = time.monotonic() - t0
+        assert again_after < 2 * lock_timeout, again_after
         listed = c.ops.ListJobs(op.ListJobsRequest(), metadata=c.md).jobs  # reads still work (WAL)
         assert [j.id for j in listed] == [first]
         # the CLI, and a second server on the same data dir, while the lock is held (in parallel)
@@ -453,7 +465,14 @@ def test_database_locked_by_another_process(server_factory):
     c.close()
     assert srv.stop() == 0
     assert "Traceback" not in srv.output(), srv.output()
-    print("db-locked", {"write_failed_after_s": round(failed_after, 2), "lost": 0})
+    print(
+        "db-locked",
+        {
+            "write_failed_after_s": round(failed_after, 2),
+            "next_3_failed_after_s": round(again_after, 2),
+            "lost": 0,
+        },
+    )
 
 
 def _without_dac_override() -> tuple[str, ...]:

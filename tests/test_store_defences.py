@@ -467,3 +467,46 @@ async def test_full_store_in_process_fails_fast_and_recovers(tmp_path: Path):
         assert await store.get(later.id) is not None
     finally:
         await store.close()
+
+
+async def test_writes_queued_behind_a_lock_timeout_fail_with_it(tmp_path: Path):
+    """Another process holds the write lock. The first write waits the lock timeout and fails;
+    writes queued behind it meanwhile fail right after it, not one lock timeout later each; the
+    condition says the store is locked; once the lock is released the next write succeeds and the
+    condition clears."""
+    from pulse_tui.pulse.engine import Engine
+    from pulse_tui.pulse.errors import Unavailable
+    from pulse_tui.pulse.handlers import StaticRouter
+    from pulse_tui.pulse.store.sqlite import LOCKED
+
+    lock_timeout = 1.0
+    store = SQLiteStore(str(tmp_path / "pulse.db"), lock_timeout=lock_timeout)
+    await store.open()
+    engine = Engine(store, StaticRouter(), retention_secs=None)
+    locker = sqlite3.connect(tmp_path / "pulse.db", timeout=0, isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        t0 = time.monotonic()
+        first = asyncio.create_task(engine.enqueue("pulse.noop", b"{}"))
+        async with asyncio.timeout(10):  # the writer has taken the first write into a batch
+            while not first.done() and store._queue == []:
+                await asyncio.sleep(0)
+            while store._queue:
+                await asyncio.sleep(0.01)
+        behind = [asyncio.create_task(engine.enqueue("pulse.noop", b"{}")) for _ in range(5)]
+        with pytest.raises(Unavailable, match="locked by another process"):
+            await first
+        first_failed = time.monotonic()
+        results = await asyncio.gather(*behind, return_exceptions=True)
+        last_failed = time.monotonic()
+        assert all(isinstance(r, Unavailable) for r in results), results
+        assert first_failed - t0 >= lock_timeout * 0.9
+        # before: the writes behind waited a lock timeout of their own (1 s more)
+        assert last_failed - first_failed < lock_timeout / 2, last_failed - first_failed
+        assert store.condition == LOCKED
+        locker.execute("ROLLBACK")
+        job = await engine.enqueue("pulse.noop", b"{}")
+        assert store.condition == "" and await store.get(job.id) is not None
+    finally:
+        locker.close()
+        await store.close()

@@ -71,6 +71,7 @@ class ServerConfig:
     max_child_depth: int = 5  # levels of children below a top job
     node: str = ""  # this server's name in a shared (PostgreSQL) queue; "" = host:pid
     durability: str = "full"  # SQLite: "full" (survives power loss) or "normal" (survives a crash)
+    lock_timeout_secs: float = 5.0  # SQLite: how long a write waits for another process's lock
     metrics_listen: str = ""  # Prometheus endpoint HOST:PORT ("" = off; e.g. 127.0.0.1:9464)
     metrics_auth: bool = False  # the endpoint wants the admin or read-only token (Bearer)
 
@@ -207,6 +208,7 @@ max_children = {s.max_children}                # child jobs one job may have (mo
 max_child_depth = {s.max_child_depth}                 # levels of children below a top job
 # node = "a"                      # this server's name in a shared PostgreSQL queue (default host:pid)
 durability = "{s.durability}"               # SQLite: "full" = an acknowledged job survives power loss; "normal" = faster, survives a crash only
+lock_timeout_secs = {s.lock_timeout_secs:g}             # SQLite: a write waits this long for another process's lock, then fails (later writes fail at once while it is held)
 # metrics_listen = "127.0.0.1:9464" # Prometheus /metrics (non-loopback needs TLS or --insecure)
 # metrics_auth = false              # true: scrapes send the admin or read-only token as Bearer
 
@@ -415,7 +417,7 @@ class _Parser:
             s.db = db
         if "concurrency" in raw:
             s.concurrency = self._int(raw["concurrency"], (*path, "concurrency"), minimum=1)
-        for key in ("default_timeout", "retention_days", "grace_secs"):
+        for key in ("default_timeout", "retention_days", "grace_secs", "lock_timeout_secs"):
             if key in raw:
                 setattr(s, key, self._number(raw[key], (*path, key)))
         if "max_payload_bytes" in raw:

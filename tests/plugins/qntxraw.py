@@ -11,12 +11,15 @@ author would write it. Its handler `raw.work` returns the payload. Behaviour fro
   RAW_DECLARE=1    declare what QNTX core serves and this server does not: 2 watchers, 3 HTTP
                    routes, LLM and search providers, and 1 glyph from RegisterGlyphs; and a
                    config field `workers` (a number, 1..64) from ConfigSchema
+  RAW_ORPHAN=PATH  ExecuteJob starts a long-lived child that inherits stdout and stderr, writes its
+                   pid to PATH, and exits with code 5 (the child keeps the pipes open)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import threading
 from concurrent import futures
@@ -29,6 +32,7 @@ GATE = os.environ.get("RAW_GATE", "")
 EXTRA = os.environ.get("RAW_EXTRA", "")
 SERVER: list[grpc.Server] = []
 DECLARE = os.environ.get("RAW_DECLARE") == "1"
+ORPHAN = os.environ.get("RAW_ORPHAN", "")
 
 
 class Raw(domain_pb2_grpc.DomainPluginServiceServicer):
@@ -80,6 +84,13 @@ class Raw(domain_pb2_grpc.DomainPluginServiceServicer):
         return domain_pb2.Empty()
 
     def ExecuteJob(self, request, context):
+        if ORPHAN:
+            child = subprocess.Popen(["sleep", "600"])  # inherits our stdout/stderr pipes
+            with open(ORPHAN + ".tmp", "w") as f:
+                f.write(str(child.pid))
+            os.replace(ORPHAN + ".tmp", ORPHAN)
+            sys.stdout.flush()
+            os._exit(5)
         return domain_pb2.ExecuteJobResponse(success=True, result=request.payload, plugin_version="0.1.0")
 
 

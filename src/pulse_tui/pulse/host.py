@@ -274,6 +274,30 @@ except OSError as exc:
 """.replace("PR_SET_PDEATHSIG", str(PR_SET_PDEATHSIG)).replace("SIGKILL", str(int(signal.SIGKILL)))
 
 
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's protocol for `create_subprocess_exec`, plus an event set when the process itself
+    exits. `Process.wait()` returns only once the pipes are closed too, and a child the plugin
+    started may hold them open long after the plugin is gone."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
+async def _start_process(
+    *argv: str, limit: int, **kwargs: Any
+) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
+    """`asyncio.create_subprocess_exec`, also returning an event set when the process exits."""
+    loop = asyncio.get_running_loop()
+    protocol = _ExitProtocol(limit, loop)
+    transport, _ = await loop.subprocess_exec(lambda: protocol, *argv, **kwargs)
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
+
+
 def _with_parent_death_signal(argv: list[str]) -> list[str]:
     """`argv` wrapped so the process it becomes dies with this one (Linux; unchanged elsewhere)."""
     if not sys.platform.startswith("linux"):
@@ -397,6 +421,7 @@ class _Instance:
         self._idle.set()
         self._port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[None]] = []
+        self._proc_exited = asyncio.Event()  # the process itself ended (set by _ExitProtocol)
 
     @property
     def pid(self) -> int:
@@ -449,7 +474,7 @@ class _Instance:
             )
         try:
             spawn = asyncio.ensure_future(
-                asyncio.create_subprocess_exec(
+                _start_process(
                     *_with_parent_death_signal(argv),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
@@ -461,10 +486,10 @@ class _Instance:
                 )
             )
             try:
-                self.proc = await asyncio.shield(spawn)
+                self.proc, self._proc_exited = await asyncio.shield(spawn)
             except asyncio.CancelledError:  # cancelled while the process was being created: kill it
                 with contextlib.suppress(Exception):
-                    proc = await spawn
+                    proc, _ = await spawn
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(proc.pid, signal.SIGKILL)
                     await proc.wait()
@@ -512,8 +537,10 @@ class _Instance:
                     )
 
     async def _wait_exit(self) -> None:
+        """The process's own exit, not its pipes' EOF: a child it started may hold those open (the
+        child dies with the rest of its process group when the instance is closed)."""
         assert self.proc is not None
-        await self.proc.wait()
+        await self._proc_exited.wait()
         self.output.append(f"--- {self.cfg.name} (pid {self.proc.pid}) {self.exit_text()} ---")
         self.crashed = not self.closing
         self.exited.set()
@@ -684,7 +711,7 @@ class _Instance:
         assert self.proc is not None
         if self.exited.is_set() or self.proc.returncode is not None:
             return True
-        waiters = {asyncio.ensure_future(self.exited.wait()), asyncio.ensure_future(self.proc.wait())}
+        waiters = {asyncio.ensure_future(self.exited.wait()), asyncio.ensure_future(self._proc_exited.wait())}
         try:
             done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -88,6 +88,7 @@ class ServerSettings:
     tls_key: str = ""
     tls_client_ca: str = ""
     durability: str = "full"  # SQLite: "full" (synchronous=FULL) or "normal"; see README
+    lock_timeout: float = 5.0  # SQLite: how long a write waits for another process's lock
     metrics: bool = True  # keep per-handler counters (GetStats); False for benchmarks only
     metrics_listen: str = ""  # HOST:PORT of the Prometheus endpoint; "" = none
     metrics_auth: bool = False  # the endpoint wants the admin or read-only token (Bearer)
@@ -113,6 +114,7 @@ class ServerSettings:
             grace=s.grace_secs,
             node=s.node,
             durability=s.durability,
+            lock_timeout=s.lock_timeout_secs,
             metrics_listen=s.metrics_listen,
             metrics_auth=s.metrics_auth,
             budgets=config.budgets,
@@ -218,7 +220,9 @@ class PulseServer:
         bound_host = host or "0.0.0.0"
         self.address = f"[{bound_host}]:{self.port}" if ":" in bound_host else f"{bound_host}:{self.port}"
 
-        self._store = open_store(s.store_url, node=s.node, durability=s.durability)
+        self._store = open_store(
+            s.store_url, node=s.node, durability=s.durability, lock_timeout=s.lock_timeout
+        )
         try:
             await self._store.open()
         except Exception as exc:

@@ -26,7 +26,12 @@ Defences (see docs/RELIABILITY.md):
   the database is created, a non-empty `-wal`/`-journal` file, or — for a zero-byte file — the
   server's token file beside it);
 - a SQLite error while serving (a damaged page met by a read or a write) becomes StoreCorrupt /
-  Unavailable naming the file, never an INTERNAL error or a hang.
+  Unavailable naming the file, never an INTERNAL error or a hang;
+- another process holding the write lock: a write waits `lock_timeout` (5 s) for it, then fails
+  with Unavailable. From then on the database is known locked: each later batch of writes only
+  probes the lock (LOCKED_PROBE_MS) and fails at once while it is still held, so writes queued
+  behind the first do not each wait the full timeout in turn; the first batch that gets the lock
+  clears the state. While locked `condition` says so.
 """
 
 from __future__ import annotations
@@ -240,6 +245,8 @@ _T = TypeVar("_T")
 
 # [server] durability -> PRAGMA synchronous (what each promises: module docstring, README)
 DURABILITY: dict[str, str] = {"full": "FULL", "normal": "NORMAL"}
+LOCKED_PROBE_MS = 100  # how long a write waits for the lock once the database is known locked
+LOCKED = "the job store is locked by another process"
 MARKER_SUFFIX = ".created"  # written beside the database when it is created (see _check_fresh)
 TOKEN_FILE = "token"  # the server's token file: a data dir a server has used before
 
@@ -251,6 +258,11 @@ def _is_unique(exc: sqlite3.IntegrityError) -> bool:
 
 def _is_full(exc: BaseException) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+
+
+def _is_locked(exc: BaseException) -> bool:
+    msg = str(exc)
+    return "locked" in msg or "busy" in msg
 
 
 def _is_corrupt(exc: BaseException) -> bool:
@@ -342,6 +354,7 @@ class SQLiteStore(Store):
         max_batch: int = 512,
         durability: str = "full",
         quick_check: bool = True,
+        lock_timeout: float = 5.0,
     ) -> None:
         if durability not in DURABILITY:
             raise ValueError(
@@ -350,6 +363,8 @@ class SQLiteStore(Store):
         self.path = path
         self.durability = durability
         self.quick_check = quick_check
+        self.lock_timeout = lock_timeout  # how long a write waits for another process's lock
+        self._locked = False  # the last write found the database locked (writer thread only)
         self.quick_check_secs = 0.0  # what the check at open cost (reported in the start-up log)
         self.condition = ""  # "" = healthy; else why writes fail (disk full, corrupt file)
         self.url = f"sqlite:{path}"
@@ -373,10 +388,12 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------ lifecycle
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.lock_timeout
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={DURABILITY[self.durability]}")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={int(self.lock_timeout * 1000)}")
         conn.execute("PRAGMA cache_size=-4000")  # 4 MB for the writer: bounded server memory
         return conn
 
@@ -567,7 +584,7 @@ class SQLiteStore(Store):
                 f"check it (sqlite3 {os.path.basename(self.path)} 'PRAGMA integrity_check'), or restore "
                 "it from a backup"
             )
-        if "locked" in msg or "busy" in msg:
+        if _is_locked(exc):
             return Unavailable(f"database {self.path} is locked by another process ({msg})")
         return Unavailable(f"the job store {self.path} failed while {doing} ({msg})")
 
@@ -594,15 +611,31 @@ class SQLiteStore(Store):
                 self._set_condition("the job store's disk is full")
             elif isinstance(err, StoreCorrupt):
                 self._set_condition("the job store is damaged")
+            elif _is_locked(exc):
+                self._set_locked(conn, True)
             return [(False, err)] * len(fns)
         except Exception as exc:
             self._rollback(conn)
             return [(False, exc)] * len(fns)
         self.commits += 1
         self.ops += len(fns)
+        if self._locked:
+            self._set_locked(conn, False)
         if self.condition == "the job store's disk is full":
             self._set_condition("")
         return out
+
+    def _set_locked(self, conn: sqlite3.Connection, locked: bool) -> None:
+        """Known locked: later writes only probe the lock (fail fast); unlocked: wait in full again."""
+        if locked == self._locked:
+            return
+        self._locked = locked
+        wait_ms = LOCKED_PROBE_MS if locked else int(self.lock_timeout * 1000)
+        conn.execute(f"PRAGMA busy_timeout={wait_ms}")
+        if locked:
+            self._set_condition(LOCKED)
+        elif self.condition == LOCKED:
+            self._set_condition("")
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:
