@@ -486,7 +486,8 @@ class _Instance:
                 )
             )
             try:
-                self.proc, self._proc_exited = await asyncio.shield(spawn)
+                proc, self._proc_exited = await asyncio.shield(spawn)
+                self.proc = proc
             except asyncio.CancelledError:  # cancelled while the process was being created: kill it
                 with contextlib.suppress(Exception):
                     proc, _ = await spawn
@@ -499,16 +500,12 @@ class _Instance:
                 f"cannot start {argv[0]}: {exc.strerror or exc}; check `command` in [[plugins]] {self.cfg.name}"
             ) from None
         if self.pid_file is not None:
-            self.pid_file.add(self.proc.pid)
-        self.output.append(f"--- {self.cfg.name} started, pid {self.proc.pid} ---")
-        assert self.proc.stdout is not None and self.proc.stderr is not None
+            self.pid_file.add(proc.pid)
+        self.output.append(f"--- {self.cfg.name} started, pid {proc.pid} ---")
+        assert proc.stdout is not None and proc.stderr is not None
         self._tasks = [
-            asyncio.create_task(
-                self._read(self.proc.stdout, watch_port=True), name=f"{self.cfg.name}-stdout"
-            ),
-            asyncio.create_task(
-                self._read(self.proc.stderr, watch_port=False), name=f"{self.cfg.name}-stderr"
-            ),
+            asyncio.create_task(self._read(proc.stdout, watch_port=True), name=f"{self.cfg.name}-stdout"),
+            asyncio.create_task(self._read(proc.stderr, watch_port=False), name=f"{self.cfg.name}-stderr"),
             asyncio.create_task(self._wait_exit(), name=f"{self.cfg.name}-wait"),
         ]
 
