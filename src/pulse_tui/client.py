@@ -527,6 +527,31 @@ class PulseClient:
     ) -> operator_pb2.JobSelector:
         return operator_pb2.JobSelector(ids=list(ids), filter=flt, limit=limit, dry_run=dry_run)
 
+    async def _bulk(
+        self,
+        capability: Capability,
+        method: Callable[..., Awaitable[Any]],
+        compat_one: Callable[[str, bool], Awaitable[None]] | None,
+        ids: Sequence[str],
+        flt: operator_pb2.JobFilter | None,
+        limit: int,
+        dry_run: bool,
+        *,
+        compat_filter: bool = True,
+    ) -> operator_pb2.BulkResponse:
+        """One bulk action by ids or by filter. On a QueueService-only server it runs job by job
+        (``compat_one``), expanding a filter into ids first (up to ``limit`` or 1,000) where
+        ``compat_filter`` says the action may take one."""
+        self._need(capability)
+        if self.mode == COMPAT and compat_one is not None:
+            if compat_filter and not ids and flt is not None:
+                ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
+            return await self._compat_bulk(ids, compat_one, dry_run)
+        reply: operator_pb2.BulkResponse = await self._call(
+            method, self.selector(ids, flt, limit=limit, dry_run=dry_run)
+        )
+        return reply
+
     async def cancel_jobs(
         self,
         ids: Sequence[str] = (),
@@ -535,10 +560,16 @@ class PulseClient:
         limit: int = 0,
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
-        self._need(Capability.CANCEL)
-        if self.mode == COMPAT:
-            return await self._compat_bulk(ids, self._compat_cancel_one, dry_run)
-        return await self._call(self._op.CancelJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+        return await self._bulk(
+            Capability.CANCEL,
+            self._op.CancelJobs,
+            self._compat_cancel_one,
+            ids,
+            flt,
+            limit,
+            dry_run,
+            compat_filter=False,
+        )
 
     async def retry_jobs(
         self,
@@ -548,12 +579,9 @@ class PulseClient:
         limit: int = 0,
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
-        self._need(Capability.RETRY)
-        if self.mode == COMPAT:
-            if not ids and flt is not None:
-                ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
-            return await self._compat_bulk(ids, self._compat_retry_one, dry_run)
-        return await self._call(self._op.RetryJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+        return await self._bulk(
+            Capability.RETRY, self._op.RetryJobs, self._compat_retry_one, ids, flt, limit, dry_run
+        )
 
     async def delete_jobs(
         self,
@@ -564,8 +592,7 @@ class PulseClient:
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
         """Delete finished jobs (by ids, or those matching ``flt`` up to ``limit``)."""
-        self._need(Capability.DELETE)
-        return await self._call(self._op.DeleteJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+        return await self._bulk(Capability.DELETE, self._op.DeleteJobs, None, ids, flt, limit, dry_run)
 
     async def pause_jobs(
         self,
@@ -576,12 +603,9 @@ class PulseClient:
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
         """Pause queued or delayed jobs (by ids, or those matching ``flt`` up to ``limit``)."""
-        self._need(Capability.PAUSE)
-        if self.mode == COMPAT:
-            if not ids and flt is not None:
-                ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
-            return await self._compat_bulk(ids, self._compat_pause_one, dry_run)
-        return await self._call(self._op.PauseJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+        return await self._bulk(
+            Capability.PAUSE, self._op.PauseJobs, self._compat_pause_one, ids, flt, limit, dry_run
+        )
 
     async def resume_jobs(
         self,
@@ -592,12 +616,9 @@ class PulseClient:
         dry_run: bool = False,
     ) -> operator_pb2.BulkResponse:
         """Resume paused jobs: back to the queue at their old place."""
-        self._need(Capability.PAUSE)
-        if self.mode == COMPAT:
-            if not ids and flt is not None:
-                ids = [j.id for j in await self._compat_all(flt)][: limit or 1000]
-            return await self._compat_bulk(ids, self._compat_resume_one, dry_run)
-        return await self._call(self._op.ResumeJobs, self.selector(ids, flt, limit=limit, dry_run=dry_run))
+        return await self._bulk(
+            Capability.PAUSE, self._op.ResumeJobs, self._compat_resume_one, ids, flt, limit, dry_run
+        )
 
     async def pause_handler(self, name: str) -> operator_pb2.Handler:
         self._need(Capability.PAUSE_HANDLERS)
