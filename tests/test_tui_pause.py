@@ -85,6 +85,13 @@ async def test_pause_keys_on_the_detail_and_handlers_screens_refused_when_read_o
         await until(pilot, lambda: any(h.paused for h in screen.handlers if h.name == "pulse.noop"), "paused")
         held = await client.enqueue("pulse.noop")
         assert held.status == "paused" and held.pause_reason == "handler_paused"
+        # the held job is counted in the PAUSED column (QUEUED and RUN say 0 while it is held)
+        table = screen.query_one("DataTable")
+        await until(
+            pilot,
+            lambda: str(table.get_cell("pulse.noop", "paused")) == "1",
+            "the PAUSED column counts the held job",
+        )
         await pilot.press("U")
         await until(pilot, lambda: not any(h.paused for h in screen.handlers), "handler resumed")
         assert (await client.get_job(held.id)).job.status in ("queued", "running", "completed")

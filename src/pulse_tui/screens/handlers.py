@@ -60,6 +60,7 @@ class HandlersScreen(PulseScreen):
             ("conflict", "CONFLICT"),
             ("queued", "QUEUED"),
             ("running", "RUN"),
+            ("paused", "PAUSED"),  # held: by the handler's pause, an operator or a budget
             ("failed", "FAILED"),
             ("why", "EXPLANATION"),
         ):
@@ -133,6 +134,7 @@ class HandlersScreen(PulseScreen):
                 conflict,
                 _num(h.queued, fmt.C("#7aa2f7")),
                 _num(h.running, fmt.C("#e0af68")),
+                _num(h.paused_jobs, fmt.STATUS_STYLES["paused"]),
                 _num(h.failed, fmt.C("#f7768e")),
                 Text(h.explanation, style="dim"),
                 key=h.name,
