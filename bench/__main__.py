@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.common import RESULT_PREFIX, machine, scrub
 from bench.infra import infra_env, pg_server, redis_server
-from bench.report import KEYS, ratios, write_markdown
+from bench.report import EARLIER, KEYS, ratios, strip_earlier, write_markdown
 
 HERE = Path(__file__).resolve().parent
 
@@ -221,15 +221,25 @@ def main() -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.only:  # keep the other keys of the last full/quick run
+    doc["measured_at"] = {k: doc["date"] for k in KEYS if k in doc}
+    if args.only:  # keep the other keys of the last runs, each with the date it was measured
         old = out / "results.json"
         if old.exists():
             prev = json.loads(old.read_text())
+            prev_measured = prev.get("measured_at") or {}
+            prev_rerun = prev.get("rerun") or {}
             for k in KEYS:
                 if k not in doc and k in prev:
                     doc[k] = prev[k]
+                    # older files: a figure the previous partial run kept carries the old
+                    # marker in its note and dates from the run that file names for the rest
+                    kept = "(from an earlier run)" in prev.get("notes", {}).get(k, "")
+                    when = prev_measured.get(k) or (
+                        prev_rerun.get("rest_from") if kept and prev_rerun else prev.get("date")
+                    )
+                    doc["measured_at"][k] = when
                     if k in prev.get("notes", {}):
-                        doc["notes"][k] = prev["notes"][k] + " (from an earlier run)"
+                        doc["notes"][k] = f"{strip_earlier(prev['notes'][k])} {EARLIER} {when})"
             for k, v in prev.get("cpu_s_per_1k_jobs", {}).items():
                 doc["cpu_s_per_1k_jobs"].setdefault(k, v)
             for k, v in prev.get("samples", {}).items():
@@ -238,12 +248,7 @@ def main() -> int:
                 doc["secondary"].setdefault(k, v)
             for k, v in prev.get("params", {}).items():
                 doc["params"].setdefault(k, v)
-            doc["rerun"] = {
-                "measures": names,
-                "rest_from": prev.get("rerun", {}).get("rest_from") or prev.get("date"),
-                "rest_load_avg": prev.get("rerun", {}).get("rest_load_avg")
-                or f"{prev.get('load_avg_before')} / {prev.get('load_avg_after')}",
-            }
+            doc["rerun"] = {"measures": names}
     doc["ratios"] = ratios(doc)
     (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "RESULTS.md").write_text(write_markdown(doc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,14 @@ KEYS: tuple[str, ...] = (
     "schedules_lateness_p99_ms_10k",
 )
 
-EARLIER = "(from an earlier run)"  # appended to the note of a figure kept from an earlier run
+EARLIER = "(measured"  # a figure kept from an earlier run: its note ends "(measured <date>)"
+_EARLIER_OLD = re.compile(r"(\s*\(from an earlier run\))+|\s*\(measured [^)]*\)")
+
+
+def strip_earlier(note: str) -> str:
+    """A note without the markers an earlier partial run appended (they piled up, one per run)."""
+    return _EARLIER_OLD.sub("", note).rstrip()
+
 
 UNITS = {
     "_jobs_per_s": "jobs/s",
@@ -192,14 +200,24 @@ RATIOS = (
 )
 
 
+def same_run(doc: dict[str, Any], a: str, b: str) -> bool:
+    """Whether two figures were measured in one run (by their dates; older files by the marker
+    an earlier partial run appended to a kept figure's note)."""
+    when = doc.get("measured_at")
+    if when is not None:
+        return bool(when.get(a) == when.get(b))
+    notes = doc.get("notes", {})
+    old = "(from an earlier run)"
+    return (old in notes.get(a, "")) == (old in notes.get(b, ""))
+
+
 def ratios(doc: dict[str, Any]) -> dict[str, float]:
     """ours / theirs for each pair measured in the same run (a partial re-run leaves pairs whose
     two figures come from different runs out)."""
     out = {}
-    notes = doc.get("notes", {})
     for name, ours, theirs in RATIOS:
         if doc.get(ours) and doc.get(theirs):
-            if (EARLIER in notes.get(ours, "")) != (EARLIER in notes.get(theirs, "")):
+            if not same_run(doc, ours, theirs):
                 continue
             out[name] = round(doc[ours] / doc[theirs], 2)
     return out
@@ -213,12 +231,7 @@ def verdicts(doc: dict[str, Any]) -> dict[str, str]:
         if ok is not None and "normal-only" in doc.get("notes", {}).get(key, ""):
             out[key] = f"not comparable (ours ran at NORMAL; would be {out[key]})"
         pair = getattr(check, "pair", None)
-        notes = doc.get("notes", {})
-        if (
-            ok is not None
-            and pair
-            and (EARLIER in notes.get(pair[0], "")) != (EARLIER in notes.get(pair[1], ""))
-        ):
+        if ok is not None and pair and not same_run(doc, pair[0], pair[1]):
             out[key] = "not comparable (measured in different runs)"
     return out
 
@@ -258,8 +271,8 @@ def write_markdown(doc: dict[str, Any]) -> str:
     if doc.get("rerun"):
         r = doc["rerun"]
         lines.append(
-            f"- **Partly re-run**: {', '.join(r['measures'])} at the date above; every other figure is from the"
-            f' run of {r["rest_from"]} (load {r["rest_load_avg"]}), marked "from an earlier run" in its note.'
+            f"- **Partly re-run**: {', '.join(r['measures'])} at the date above; every other figure is kept"
+            " from the run that measured it, its note ending `(measured <date>)`."
         )
     if doc["mode"] == "quick":
         lines.append(
