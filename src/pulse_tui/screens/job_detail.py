@@ -20,12 +20,12 @@ from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import confirm_cancel
 from pulse_tui.vocab import Capability, EndpointMode, JobStatus
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.job_side import CHILD_COUNT_CAP, children_line
 from pulse_tui.widgets.json_view import JsonView
 from pulse_tui.widgets.progress_cell import progress_text
 
 TAB_ORDER = ("tab-payload", "tab-result", "tab-error", "tab-attempts", "tab-logs", "tab-children")
 CHILD_ROWS = 100  # children listed in the Children tab (C shows them all on the jobs screen)
-CHILD_COUNT_CAP = 10_000
 
 
 class JobDetailScreen(PulseScreen):
@@ -150,16 +150,7 @@ class JobDetailScreen(PulseScreen):
             )
 
     def _children_line(self, counts: operator_pb2.CountJobsResponse, *, with_hint: bool = False) -> Text:
-        total = fmt.count(counts.total, counts.capped, counts.cap)
-        t = Text(f"{total} {'child' if counts.total == 1 else 'children'}: ")
-        parts = [(s, n) for s, n in counts.by_status.items() if n]
-        for i, (st, n) in enumerate(sorted(parts, key=lambda p: _STATUS_ORDER.get(p[0], 99))):
-            if i:
-                t.append(" · ")
-            t.append(
-                f"{fmt.count(n, counts.capped and n >= counts.cap, counts.cap)} {st}",
-                style=fmt.STATUS_STYLES.get(st, ""),
-            )
+        t = children_line(counts, dim=False)
         if with_hint:
             shown = len(self.child_rows)
             more = f"the first {shown} below; " if shown < counts.total else ""
@@ -459,21 +450,6 @@ class JobDetailScreen(PulseScreen):
             return
         self.notify(f"resumed {self.job_id}")
         self.load()
-
-
-_STATUS_ORDER: dict[str, int] = {  # the children's counts: live ones first
-    s: i
-    for i, s in enumerate(
-        (
-            JobStatus.RUNNING,
-            JobStatus.QUEUED,
-            JobStatus.PAUSED,
-            JobStatus.COMPLETED,
-            JobStatus.FAILED,
-            JobStatus.CANCELLED,
-        )
-    )
-}
 
 
 def _clock(rfc3339: str, tz: tzinfo | None) -> str:

@@ -23,8 +23,8 @@ WIDE = 160  # columns from which the jobs screen shows the list and the detail s
 FOLLOW_DELAY = 0.15  # seconds the cursor rests on a row before its detail is fetched
 MAX_PAYLOAD_CHARS = 2000
 MAX_LOG_LINES = 12
-CHILD_COUNT_CAP = 10_000  # children counted per status at most (as on the job detail)
-CHILD_ORDER: dict[str, int] = {  # the children's counts: live ones first (as on the job detail)
+CHILD_COUNT_CAP = 10_000  # children counted per status at most (here and on the job detail)
+CHILD_ORDER: dict[str, int] = {  # the children's counts: live ones first
     s: i
     for i, s in enumerate(
         (
@@ -133,7 +133,7 @@ class JobSide(VerticalScroll, can_focus=False):
             head.append(f"source {j.source or '—'}   parent {j.parent_job_id or '—'}\n", style="dim")
         kids = self.child_counts
         if kids is not None and kids.total:
-            head.append_text(_children_line(kids))
+            head.append_text(children_line(kids))
         head.rstrip()
         parts: list[Text] = [head]
         if j.error and j.status not in ("running", "completed"):
@@ -163,17 +163,19 @@ class JobSide(VerticalScroll, can_focus=False):
         body.update(Group(*parts))
 
 
-def _children_line(counts: operator_pb2.CountJobsResponse) -> Text:
-    """ "6 children: 1 running · 2 queued · 3 completed" (capped counts say 10k+)."""
+def children_line(counts: operator_pb2.CountJobsResponse, *, dim: bool = True) -> Text:
+    """ "6 children: 1 running · 2 queued · 3 completed" (capped counts say 10k+); the job detail
+    and the split view both say it so."""
+    label = "dim" if dim else ""
     total = fmt.count(counts.total, counts.capped, counts.cap)
     t = Text()
-    t.append(f"{total} {'child' if counts.total == 1 else 'children'}: ", style="dim")
+    t.append(f"{total} {'child' if counts.total == 1 else 'children'}: ", style=label)
     parts = sorted(
         ((s, n) for s, n in counts.by_status.items() if n), key=lambda p: CHILD_ORDER.get(p[0], 99)
     )
     for i, (st, n) in enumerate(parts):
         if i:
-            t.append(" · ", style="dim")
+            t.append(" · ", style=label)
         t.append(
             f"{fmt.count(n, counts.capped and n >= counts.cap, counts.cap)} {st}",
             style=fmt.STATUS_STYLES.get(st, ""),
