@@ -278,6 +278,31 @@ async def test_keys_typed_right_after_colon_or_slash_go_to_the_line_not_the_list
     await client.close()
 
 
+async def test_keys_typed_right_after_e_land_in_the_enqueue_form(server) -> None:
+    """`e` then a handler name in one burst: the form opens and every key after `e` is in its
+    handler field, none reaches the jobs table behind it (d, e, m, o, p are not its keys either)."""
+    from textual.widgets import TextArea
+
+    from pulse_tui.screens.enqueue import EnqueueScreen
+
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(app, pilot, rows=0)
+        type_ahead(app, "e", *"pulse.noop")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "enqueue form")
+        handler = app.screen.query_one("#enqueue-handler", Input)
+        await until(pilot, lambda: handler.value == "pulse.noop", "handler typed")
+        await pilot.press("escape")
+        client = await client_for(server)
+        await client.enqueue("pulse.noop")
+        await until(pilot, lambda: app.screen.table.current_job is not None, "a row")
+        type_ahead(app, "e", "delete", "delete", *'{"a":1}')  # a row's handler: the payload has focus
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "enqueue form again")
+        payload = app.screen.query_one("#enqueue-payload", TextArea)
+        await until(pilot, lambda: payload.text == '{"a":1}', "payload typed")
+        await client.close()
+
+
 async def test_unknown_key_ids_are_reported_with_the_valid_ones(server) -> None:
     app = PulseApp(server.address, server.token, keymap={"quit": "x", "jobs.filter": "f"})
     async with app.run_test(size=(120, 30)) as pilot:

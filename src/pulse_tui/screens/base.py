@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from textual import events
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, Input, Static, TextArea
 
 from pulse_tui.console import PulseConsole, console_of
 from pulse_tui.protocol import operator_pb2
@@ -27,6 +29,19 @@ class PulseScreen(Screen[None]):
     def pulse(self) -> PulseConsole:
         """The app as the console's contract (client, connection state, guard, report, clock)."""
         return console_of(self.app)
+
+    def typing_guard(self) -> None:
+        """For a priority binding on a plain letter: a letter typed into a text field (the filter,
+        the command line) is text, not this screen's key."""
+        if isinstance(self.focused, Input | TextArea):
+            raise SkipAction()
+
+    async def open_form(self, form: Screen[Any], callback: Callable[[Any], None] | None = None) -> None:
+        """Open a form so that the keys typed in one burst after the key that opened it land in
+        the form. The opening binding is a priority one (it runs before the keys after it are handed
+        out to the focused table) and awaits this: the form is mounted and has focused its field
+        (forms call `set_focus` in `on_mount`, not the deferred `focus()`) before the next key is read."""
+        await self.app.push_screen(form, callback)
 
     def compose_header(self) -> ComposeResult:
         yield TooSmall(id="too-small")

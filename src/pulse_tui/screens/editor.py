@@ -488,7 +488,7 @@ class EditorScreen(PulseScreen):
 
     # ------------------------------------------------------------------ new / delete / reload
 
-    def action_new(self) -> None:
+    async def action_new(self) -> None:
         if self._refuse_read_only("creating a script"):
             return
 
@@ -497,7 +497,7 @@ class EditorScreen(PulseScreen):
                 self.switch_to(name, new=True)
 
         taken = frozenset(s.name for s in self.scripts)
-        self.app.push_screen(NewScriptScreen(taken), chosen)
+        await self.open_form(NewScriptScreen(taken), chosen)
 
     def action_delete(self) -> None:
         if self.name_ is None:

@@ -83,7 +83,8 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
         self.query_one("#enqueue-numbers").display = not compat  # QueueService would drop them
         self.query_one("#enqueue-compat").display = compat
         self.query_one("#enqueue-payload", TextArea).cursor_blink = False
-        (self.query_one("#enqueue-payload" if self.default_handler else "#enqueue-handler")).focus()
+        # now, not deferred: the keys typed right after `e` are read next (PulseScreen.open_form)
+        self.set_focus(self.query_one("#enqueue-payload" if self.default_handler else "#enqueue-handler"))
         self._validate()
         self.load_names()
 

@@ -33,7 +33,7 @@ class HandlersScreen(PulseScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "jobs", "Jobs", id="handlers.jobs"),
         Binding("o", "conflicts_only", "Conflicts only", id="handlers.conflicts_only"),
-        Binding("e", "enqueue", "Enqueue", id="handlers.enqueue"),
+        Binding("e", "enqueue", "Enqueue", priority=True, id="handlers.enqueue"),  # see open_form
         Binding("P", "pause", "Pause", show=False, id="handlers.pause"),
         Binding("U", "resume", "Resume", show=False, id="handlers.resume"),
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="handlers.refresh"),
@@ -230,13 +230,14 @@ class HandlersScreen(PulseScreen):
             self.notify(f"resumed {got.name}: {got.changed_jobs:,} held job(s) released")
         self.refresh_handlers()
 
-    def action_enqueue(self) -> None:
+    async def action_enqueue(self) -> None:
+        self.typing_guard()
         if not self.pulse.guard("enqueue", capability=Capability.ENQUEUE):
             return
         from pulse_tui.screens.enqueue import EnqueueScreen
 
         h = self._current()
-        self.app.push_screen(EnqueueScreen(default_handler=h.name if h else ""))
+        await self.open_form(EnqueueScreen(default_handler=h.name if h else ""))
 
 
 def _num(n: int, style: str) -> Text:

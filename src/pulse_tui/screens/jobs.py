@@ -201,7 +201,7 @@ class JobsScreen(PulseScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "detail", "Detail", id="jobs.detail"),
         Binding("slash", "filter", "Filter", priority=True, id="jobs.filter"),  # see action_filter
-        Binding("e", "enqueue", "Enqueue", id="jobs.enqueue"),
+        Binding("e", "enqueue", "Enqueue", priority=True, id="jobs.enqueue"),  # see open_form
         Binding("c", "cancel", "Cancel", id="jobs.cancel"),
         Binding("r", "retry", "Retry", id="jobs.retry"),
         Binding("R", "retry_all_failed", "Retry all failed", show=False, id="jobs.retry_all"),
@@ -689,13 +689,14 @@ class JobsScreen(PulseScreen):
         if job is not None:
             self.pulse.copy_id(job.id)
 
-    def action_enqueue(self) -> None:
+    async def action_enqueue(self) -> None:
+        self.typing_guard()
         if not self.pulse.guard("enqueue", capability=Capability.ENQUEUE):
             return
         from pulse_tui.screens.enqueue import EnqueueScreen
 
         job = self.table.current_job
-        self.app.push_screen(
+        await self.open_form(
             EnqueueScreen(default_handler=self.filter.handler or (job.handler if job else ""))
         )
 

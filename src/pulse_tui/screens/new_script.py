@@ -36,7 +36,7 @@ class NewScriptScreen(ModalScreen[str | None]):
                 yield Button("Cancel (esc)", id="new-script-cancel", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(Input).focus()
+        self.set_focus(self.query_one(Input))  # now: see PulseScreen.open_form
         self._check("")
 
     def _check(self, name: str) -> bool:

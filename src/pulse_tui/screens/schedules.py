@@ -80,7 +80,7 @@ class SchedulesScreen(PulseScreen):
         Binding("space", "toggle", "Pause/resume", id="schedules.toggle"),
         Binding("r", "run_now", "Run now", id="schedules.run"),
         Binding("d", "delete", "Delete", id="schedules.delete"),
-        Binding("n", "create", "New", id="schedules.create"),
+        Binding("n", "create", "New", priority=True, id="schedules.create"),  # see open_form
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="schedules.refresh"),
     ]
 
@@ -332,14 +332,17 @@ class SchedulesScreen(PulseScreen):
             self.app.notify(f"{s.id}: {r.state}")
         self.refresh_schedules()
 
-    @work(group="schedules-action", exit_on_error=False)
     async def action_create(self) -> None:
+        self.typing_guard()
         if not self.pulse.guard("create schedules", capability=Capability.SCHEDULES):
             return
-        created = await self.app.push_screen_wait(CreateScheduleScreen())
-        if created is not None:
-            self.select_id = created.id
-            self.refresh_schedules()
+
+        def created(schedule: Any) -> None:
+            if schedule is not None:
+                self.select_id = schedule.id
+                self.refresh_schedules()
+
+        await self.open_form(CreateScheduleScreen(), created)
 
 
 class ScheduleHistoryScreen(PulseScreen):
@@ -472,7 +475,7 @@ class CreateScheduleScreen(ModalScreen[operator_pb2.Schedule | None]):
     def on_mount(self) -> None:
         for w in self.query(Input):
             w.cursor_blink = False
-        self.query_one("#schedule-handler", Input).focus()
+        self.set_focus(self.query_one("#schedule-handler", Input))  # now: see PulseScreen.open_form
         self._preview()
         self.load_names()
 
