@@ -399,3 +399,30 @@ def test_jobs_pause_resume_all_matching_a_filter(cli, tmp_path):
         assert code == 2 and "nothing selected" in err
     finally:
         cli("jobs", "cancel", "cli-pr-top", *kids)
+
+
+def test_server_stop_finds_and_stops_the_server_a_console_kept(tmp_path, capsys):
+    """The console's embedded server (a real `serve` subprocess) is recorded in the data dir while
+    it runs; after the console left it running, `server status` finds it and `server stop` stops
+    it (SIGTERM, then waits for it to exit)."""
+    import argparse
+
+    from pulse_tui.cli import _start_embedded, load_config
+
+    data_dir = tmp_path / "data"
+    config_path = tmp_path / "pulse.toml"
+    config_path.write_text(f'[server]\ndata_dir = {json.dumps(str(data_dir))}\nlisten = "127.0.0.1:0"\n')
+    child = _start_embedded(argparse.Namespace(config=str(config_path)), load_config(str(config_path)))
+    try:
+        assert child.proc is not None
+        assert main(["server", "status", "--json", "--config", str(config_path)]) == 0
+        assert json.loads(capsys.readouterr().out)["pid"] == child.proc.pid
+        assert main(["server", "stop", "--config", str(config_path)]) == 0
+        out = capsys.readouterr().out
+        assert f"(pid {child.proc.pid})" in out and "stopped the server at 127.0.0.1:" in out
+        assert child.proc.wait(timeout=5) == 0  # a clean stop, not a kill
+        assert not (data_dir / "server.json").exists()
+        assert main(["server", "stop", "--config", str(config_path)]) == 1
+        assert "no server started by the console is running" in capsys.readouterr().err
+    finally:
+        child.stop()

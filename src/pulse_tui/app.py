@@ -154,8 +154,10 @@ class PulseApp(App[None]):
         embedded: bool = False,
         theme: str = "",
         theme_file: Path | None = None,
+        notice: str = "",
     ) -> None:
         super().__init__()
+        self._notice = notice  # said once the console is up (e.g. it attached to a kept server)
         # --theme / [tui] theme win; else the one last picked from the palette (theme_file)
         self._wanted_theme = theme
         self._theme_file = theme_file
@@ -203,6 +205,8 @@ class PulseApp(App[None]):
         self.set_interval(COUNTS_INTERVAL, self._maybe_refresh_counts)
         self.set_interval(STORE_CHECK_INTERVAL, self._maybe_check_store)
         self.check_size()
+        if self._notice:
+            self.notify(self._notice, timeout=10)
         self.connect()
 
     def _start_theme(self) -> None:

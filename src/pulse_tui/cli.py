@@ -2,6 +2,7 @@
 
     pulse-tui                      the TUI (starts an embedded server when none answers)
     pulse-tui serve                the Pulse server
+    pulse-tui server status|stop   the server the console started and kept running
     pulse-tui jobs …               enqueue / show / list / cancel / retry / pause / resume / delete
     pulse-tui plugins …            list / reload
     pulse-tui handlers …           list (names and naming conflicts) / pause / resume
@@ -169,6 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     serve.set_defaults(func=cmd_serve)
+
+    server = sub.add_parser("server", help="the server the console started (status, stop)")
+    srv = server.add_subparsers(dest="server_command", metavar="ACTION", required=True)
+    for action, what in (
+        ("status", "whether the server the console started is still running (pid, address, log)"),
+        ("stop", "stop the server the console started and kept running (SIGTERM, waits for it)"),
+    ):
+        p = srv.add_parser(action, parents=[js], help=what)
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="pulse.toml to use")
+        if action == "stop":
+            p.add_argument(
+                "--timeout", type=float, default=30.0, metavar="S", help="how long to wait for it (30)"
+            )
+        p.set_defaults(func=cmd_server_status if action == "status" else cmd_server_stop)
 
     jobs = sub.add_parser("jobs", help="enqueue, inspect, cancel, retry, pause and resume jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
@@ -1584,11 +1599,16 @@ def run_tui(args: argparse.Namespace) -> int:
     address = getattr(args, "connect", None)
     child: ServerProcess | None = None
     app: PulseApp | None = None
+    kept: dict[str, Any] | None = None
     if address is None:
         address = connect_address(config.server.listen)
         if not _answers(address):
             child = _start_embedded(args, config)
             address = connect_address(child.address)
+        else:
+            kept = kept_server(config)
+            if kept is not None and kept.get("address") != address:
+                kept = None
     try:
         try:
             token = resolve_token(args, config, read_only=args.read_only)
@@ -1611,15 +1631,25 @@ def run_tui(args: argparse.Namespace) -> int:
             embedded=child is not None,
             theme=args.theme or config.tui.theme,
             theme_file=Path(config.server.data_dir).expanduser() / "tui-theme",
+            notice=(
+                f"attached to the server an earlier console kept running (pid {kept['pid']});"
+                " `pulse-tui server stop` stops it"
+                if kept
+                else ""
+            ),
         )
         app.run()
         if child is not None and app.keep_server and not args.keep_server:
             pid = child.proc.pid if child.proc is not None else "?"
-            print(f"pulse-tui: the server at {address} keeps running (pid {pid}); `pulse-tui` attaches to it")
+            print(
+                f"pulse-tui: the server at {address} keeps running (pid {pid}); `pulse-tui` attaches"
+                " to it, `pulse-tui server stop` stops it"
+            )
         return app.return_code or 0
     finally:
         if child is not None and not args.keep_server and not (app is not None and app.keep_server):
             child.stop()
+            _forget_kept(config, child)
 
 
 def _answers(address: str, timeout: float = 1.0) -> bool:
@@ -1643,4 +1673,128 @@ def _start_embedded(args: argparse.Namespace, config: Config) -> ServerProcess:
         serve_args += ["--config", args.config]
     child = ServerProcess(serve_args, log_path=data_dir / "server.log", new_session=True)
     child.start()
+    # recorded while it runs, so that a server the console leaves behind (kept on quit, or the
+    # console killed: the server leads its own session) can be found and stopped later
+    assert child.proc is not None
+    record = {
+        "pid": child.proc.pid,
+        "address": connect_address(child.address),
+        "log": str(data_dir / "server.log"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    tmp = data_dir / f"{KEPT_SERVER_FILE}.tmp"
+    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    tmp.replace(data_dir / KEPT_SERVER_FILE)
     return child
+
+
+KEPT_SERVER_FILE = "server.json"
+
+
+def _kept_path(config: Config) -> Path:
+    return Path(config.server.data_dir).expanduser() / KEPT_SERVER_FILE
+
+
+def _forget_kept(config: Config, child: ServerProcess) -> None:
+    path = _kept_path(config)
+    try:
+        if (
+            child.proc is not None
+            and json.loads(path.read_text(encoding="utf-8")).get("pid") == child.proc.pid
+        ):
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _serve_alive(pid: int) -> bool:
+    """Whether `pid` is a live `pulse-tui serve` process (a pid reused by another program, or a
+    process that exited and was not reaped yet, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process: not the one this data dir recorded
+    proc = Path(f"/proc/{pid}")
+    if not proc.is_dir():
+        return True  # no /proc (macOS): the pid answering is all we can check
+    try:
+        if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+        argv = proc.joinpath("cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    return b"serve" in argv and any(b"pulse_tui" in a or b"pulse-tui" in a for a in argv)
+
+
+def kept_server(config: Config) -> dict[str, Any] | None:
+    """The server a console of this data dir started and left running, if it still runs (a stale
+    record is removed)."""
+    path = _kept_path(config)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        pid = int(record["pid"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+    if not _serve_alive(pid):
+        path.unlink(missing_ok=True)
+        return None
+    return dict(record)
+
+
+def _no_kept_server(config: Config) -> CliError:
+    address = connect_address(config.server.listen)
+    hint = (
+        f"; something answers at {address}, but not a server a console started (stop it where it was started)"
+        if _answers(address)
+        else ""
+    )
+    return CliError(f"no server started by the console is running (data dir {config.server.data_dir}){hint}")
+
+
+def cmd_server_status(args: argparse.Namespace) -> int:
+    config = load_config(getattr(args, "config", None))
+    kept = kept_server(config)
+    if kept is None:
+        raise _no_kept_server(config)
+    if args.json:
+        print(json.dumps(kept))
+    else:
+        print(
+            f"running: pid {kept['pid']} at {kept['address']} since {kept.get('started_at', '?')}"
+            f" (log {kept.get('log', '?')})"
+        )
+    return 0
+
+
+def cmd_server_stop(args: argparse.Namespace) -> int:
+    """SIGTERM the server the console started, then wait for it to exit: running jobs get the
+    server's grace and are re-queued, as at any stop."""
+    config = load_config(getattr(args, "config", None))
+    kept = kept_server(config)
+    if kept is None:
+        raise _no_kept_server(config)
+    pid = int(kept["pid"])
+    started = time.monotonic()
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = started + args.timeout
+    while _serve_alive(pid):
+        if time.monotonic() > deadline:
+            raise CliError(
+                f"the server (pid {pid}) is still running after {args.timeout:g}s; `kill -9 {pid}` forces it"
+            )
+        time.sleep(0.05)
+    took = time.monotonic() - started
+    _kept_path(config).unlink(missing_ok=True)
+    if args.json:
+        print(json.dumps({"stopped": pid, "address": kept["address"], "seconds": round(took, 2)}))
+    else:
+        print(f"stopped the server at {kept['address']} (pid {pid}) in {took:.1f}s")
+    return 0

@@ -94,7 +94,7 @@ class QuitScreen(ModalScreen[str]):
             yield Static(
                 f"This console started the server at {self.address}; {n} job(s) are running. "
                 "Stop it and they are re-queued (their progress is lost); keep it and they "
-                "finish (the next `pulse-tui` attaches to it).",
+                "finish (the next `pulse-tui` attaches to it; `pulse-tui server stop` stops it).",
                 id="confirm-message",
                 markup=False,
             )
