@@ -324,13 +324,18 @@ class JobDetailScreen(PulseScreen):
             extra.append(f"cost {job.cost_actual:g} (est. {job.cost_estimate:g})")
         if job.node:
             extra.append(f"node {job.node}")
+        # lines with nothing on the right take the whole width (in the grid's second column they
+        # wrapped at 80 columns: "cost 0 (est." / "2.5)")
+        wide = Table.grid(padding=(0, 2), expand=True)
+        wide.add_column(style="dim", no_wrap=True, width=8)
+        wide.add_column(ratio=1)
         if extra:
-            grid.add_row("", Text(" · ".join(extra), style="dim"), "", "")
+            wide.add_row("", Text(" · ".join(extra), style="dim"))
         if self.child_counts is not None and self.child_counts.total:
             line = self._children_line(self.child_counts)
             line.append("  (C)", style="dim")
-            grid.add_row("children", line, "", "")
-        self.query_one("#detail-summary", Static).update(grid)
+            wide.add_row("children", line)
+        self.query_one("#detail-summary", Static).update(Group(grid, wide) if wide.row_count else grid)
 
     def _attempts(self, detail: operator_pb2.JobDetail) -> Table | Text:
         if not detail.attempts:
