@@ -787,13 +787,23 @@ async def test_pg_children_cancelled_with_their_parent_across_nodes_and_ids_take
     running_kid = await a.enqueue("t.stubborn", b"{}", parent_job_id=parent.id)  # a is full: b runs it
     await asyncio.wait_for(stub_b.started.wait(), 5)
     waiting_kid = await b.enqueue("pulse.noop", b"{}", parent_job_id=parent.id, delay_secs=3600)
-    await a.cancel(parent.id)
     reason = f"parent {parent.id} cancelled"
-    with a.bus.watch() as w:  # node b ends the running one (as an operator's cancel); a then says why
+    seen: list[tuple[str, str]] = []  # (status, error) of every snapshot of the running kid, both nodes
+    with a.bus.watch() as on_a, b.bus.watch() as on_b:
+        await a.cancel(parent.id)
         deadline = time.monotonic() + 10
         while [(await a.get_job(k.id)).error for k in (running_kid, waiting_kid)] != [reason, reason]:
             assert time.monotonic() < deadline, [await a.get_job(k.id) for k in (running_kid, waiting_kid)]
-            await w.next_batch(timeout=1.0)
+            for w in (on_a, on_b):
+                batch, _ = await w.next_batch(timeout=0.2)
+                seen += [(j.status, j.error) for j in batch if j.id == running_kid.id]
+        for w in (on_a, on_b):  # what is already delivered: an ending published after that is a 2nd
+            batch, _ = await w.next_batch(timeout=0.05)
+            seen += [(j.status, j.error) for j in batch if j.id == running_kid.id]
+    # node b ends the running one with the parent's reason at once (never "cancelled by operator"
+    # first, then a second ending rewriting the reason), and the attempt says so too
+    assert {e for st, e in seen if st == J.CANCELLED} == {reason}, seen
+    assert (await a.get_detail(running_kid.id)).attempts[-1].error == reason
     assert {(await a.get_job(k.id)).status for k in (running_kid, waiting_kid)} == {J.CANCELLED}
     assert (await a.get_job(running_kid.id)).node == "b"
     # the same id enqueued on both nodes at once: one job, both get it

@@ -1164,7 +1164,24 @@ class Engine:
         for job_id in await self.store.cancel_requests():
             run = self._running.get(job_id)
             if run is not None:
-                run.stop("operator")
+                run.stop("operator", await self._remote_cancel_reason(run.job))
+
+    async def _remote_cancel_reason(self, job: Job) -> str:
+        """Why another node asked to cancel `job` ("" = an operator). A child that was running when
+        its parent ended failed or cancelled is cancelled by that node's cascade: it ends here with
+        the parent's reason, once (the other node then has nothing to rewrite). Same rule as
+        `orphaned_children`: a child started after its parent ended was not the cascade's."""
+        if not job.parent_job_id:
+            return ""
+        try:
+            parent = await self.store.get(job.parent_job_id, with_payload=False)
+        except PulseError:
+            return ""  # the other node rewrites the reason after the fact, as before
+        if parent is None or parent.status not in (FAILED, CANCELLED):
+            return ""
+        if job.started_at > parent.completed_at:
+            return ""
+        return parent_ended_reason(parent.id, parent.status)
 
     async def _lease_loop(self, lease: float) -> None:
         while True:
@@ -1306,7 +1323,7 @@ class Engine:
             reason = parent_ended_reason(child.parent_job_id, statuses[child.parent_job_id])
             job = await self.cancel(child_id, reason)
             if job.status == CANCELLED and job.error != reason:
-                # it ran on another node, which records an operator's cancel: say why it was
+                # it ran on another node that could not tell (see _remote_cancel_reason): say why
                 job = await self.store.transition(child_id, (CANCELLED,), {"error": reason}) or job
                 self._publish(job)
         except PulseError as exc:  # it ended meanwhile, or runs on a node that did not answer
