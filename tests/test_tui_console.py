@@ -604,8 +604,12 @@ async def test_themes_colour_statuses_and_a_palette_choice_is_remembered(server,
         error = app.get_css_variables()["text-error"][:7]
         assert fmt.STATUS_STYLES["failed"] == f"bold {error}" and "#f7768e" not in fmt.STATUS_STYLES["failed"]
         assert not theme_file.exists()  # the --theme choice is not a palette pick
+        await until(pilot, lambda: f"bold {error}" in app.counts_markup, "status bar counts")
+        app.paused = True  # no new count comes: the status bar's counts follow the theme anyway
         app.theme = "nord"  # what the palette's Change theme does
         await until(pilot, lambda: theme_file.exists(), "remembered")
+        assert f"bold {app.get_css_variables()['text-error'][:7]}" in app.counts_markup
+        assert f"bold {error}" not in app.counts_markup
         assert theme_file.read_text().strip() == "nord"
         assert fmt.STATUS_STYLES["failed"] == f"bold {app.get_css_variables()['text-error'][:7]}"
     app = PulseApp(server.address, server.token, theme_file=theme_file)

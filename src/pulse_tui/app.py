@@ -180,6 +180,7 @@ class PulseApp(App[None]):
         self.budgets: list[operator_pb2.Budget] = []  # the last ServerInfo's (see _note_budgets)
         self._need_resync = False
         self._counts_dirty = True
+        self._counts: operator_pb2.CountJobsResponse | None = None  # the last answer, for the status bar
         self._connected_once = asyncio.Event()
         self.commands: CommandTable = command_table(self)  # the `:` commands
 
@@ -235,7 +236,12 @@ class PulseApp(App[None]):
             fmt.apply_theme({})
         else:
             fmt.apply_theme(self.get_css_variables())
-        self._counts_dirty = True  # the status bar's counts are markup built with the colours
+        # the status bar's counts and budgets are markup built with the colours: rebuilt now, from
+        # the last answers (waiting for the next count left the old colours up to a count period,
+        # or for good while live updates are paused)
+        if self._counts is not None:
+            self.counts_markup = self._counts_text(self._counts)
+        self.budget_markup = fmt.budget_markup(self.budgets)
         for screen in self._screens_alive():
             screen.refresh(repaint=True)
             for widget in screen.query("*"):
@@ -590,13 +596,18 @@ class PulseApp(App[None]):
         except ClientError as exc:
             self.report(exc, "counting jobs")
             return
+        self._counts = resp
+        self.counts_markup = self._counts_text(resp)
+
+    @staticmethod
+    def _counts_text(resp: operator_pb2.CountJobsResponse) -> str:
         parts = []
         for status in STATUSES:
             n = resp.by_status.get(status, 0)
             if n or status in ("running", "queued", "failed"):
                 style = fmt.STATUS_STYLES[status]
                 parts.append(f"[{style}]{fmt.STATUS_ICONS[status]}[/] {fmt.count(n, resp.capped, resp.cap)}")
-        self.counts_markup = "  ".join(parts)
+        return "  ".join(parts)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Workers run with exit_on_error=False: an unexpected failure is shown, never swallowed."""
