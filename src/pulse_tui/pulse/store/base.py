@@ -20,6 +20,7 @@ from pulse_tui.pulse.schedules import EXECUTION_COLS, SCHEDULE_COLS, Execution, 
 
 if TYPE_CHECKING:
     from pulse_tui.pulse.budgets import Fit
+    from pulse_tui.pulse.store.sql import Dialect
 
 
 def fit_condition(fit: Fit, held: bool, param: str) -> tuple[str, float]:
@@ -70,6 +71,7 @@ class Finish:
 class Store(abc.ABC):
     url: str
     node: str
+    dialect: Dialect  # how its SQL differs (store.sql builds the statements both backends share)
     # "" while the store can write; else what stops it (e.g. "the job store's disk is full"),
     # reported to clients in ServerInfo.store_condition
     condition: str = ""
@@ -167,7 +169,6 @@ class Store(abc.ABC):
     async def paused_handlers(self) -> dict[str, tuple[str, float]]:
         """{name: (reason, paused_at)} of every paused handler."""
 
-    @abc.abstractmethod
     async def hold_queued(
         self,
         handlers: Collection[str] | None,
@@ -180,8 +181,10 @@ class Store(abc.ABC):
         handler but those in `keep`): paused with `reason`. With a budget `fit`, only the jobs it
         holds (by their `cost_estimate`, see budgets.Fit). A job an operator released over its
         budget (`budget_override`) is left queued. Returns the rows changed."""
+        from pulse_tui.pulse.store import sql
 
-    @abc.abstractmethod
+        return await self._held(sql.hold_or_release(self.dialect, True, handlers, reason, now, keep, fit))
+
     async def release_held(
         self,
         handlers: Collection[str] | None,
@@ -193,6 +196,13 @@ class Store(abc.ABC):
         """Re-queue the jobs of these handlers (None = every handler but those in `keep`) paused
         with `reason`, except those of a paused handler; with a budget `fit`, only the jobs it
         does not hold. Returns the rows changed."""
+        from pulse_tui.pulse.store import sql
+
+        return await self._held(sql.hold_or_release(self.dialect, False, handlers, reason, now, keep, fit))
+
+    @abc.abstractmethod
+    async def _held(self, query: tuple[str, builtins.list[Any]] | None) -> builtins.list[Job]:
+        """Run a `hold_or_release` UPDATE (None: nothing to do); the changed rows in seq order."""
 
     @abc.abstractmethod
     async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:

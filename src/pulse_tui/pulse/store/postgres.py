@@ -34,7 +34,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -71,30 +71,11 @@ from pulse_tui.pulse.store.base import (
     SCHEDULE_SELECT,
     Finish,
     Store,
-    fit_condition,
     schedule_changes,
 )
 from pulse_tui.pulse.store.sql import POSTGRES as D
 
-if TYPE_CHECKING:
-    from pulse_tui.pulse.budgets import Fit
-
 log = logging.getLogger("pulse.store.postgres")
-
-
-def _handler_scope(
-    handlers: Collection[str] | None, keep: Collection[str], param: str
-) -> tuple[str | None, list[Any]]:
-    """SQL (" AND ...") and its values for the jobs of `handlers` (bare names; None = every
-    handler but those in `keep`), the names array in `param`; None when that is no handler."""
-    base = "substring(handler from position('/' in handler) + 1)"
-    if handlers is not None:
-        names = list(handlers)
-        if not names:
-            return None, []
-        return f" AND {base} = ANY({param}::text[])", [names]
-    kept = list(keep)
-    return (f" AND NOT ({base} = ANY({param}::text[]))", [kept]) if kept else ("", [])
 
 
 CHANNEL = "pulse_jobs"
@@ -340,6 +321,8 @@ def _notifying(stmt: str, kind: str, node_arg: str) -> str:
 
 
 class PostgresStore(Store):
+    dialect = D
+
     def __init__(
         self,
         url: str,
@@ -446,10 +429,7 @@ class PostgresStore(Store):
     async def insert(self, jobs: Sequence[Job]) -> list[Job]:
         if not jobs:
             return []
-        cols = (
-            "id, handler, status, priority, payload, max_attempts, timeout_secs, source, parent_job_id,"
-            " cost_estimate, created_at, updated_at, run_at, retry_count, pause_reason"
-        )
+        cols = q.INSERT_LIST
         # identity values follow the input order (ORDER BY ordinality), so seq keeps FIFO. A queued
         # job of a handler paused by any node (this node may not know yet) is held at the door.
         held = (
@@ -813,55 +793,13 @@ class PostgresStore(Store):
             rows = await conn.fetch(sql, name, REASON_HANDLER, now, self.node)
         return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
-    async def hold_queued(
-        self,
-        handlers: Collection[str] | None,
-        reason: str,
-        now: float,
-        keep: Collection[str] = (),
-        fit: Fit | None = None,
-    ) -> list[Job]:
-        scope, args = _handler_scope(handlers, keep, "$4")
-        if scope is None:
+    async def _held(self, query: q.Query | None) -> list[Job]:  # see Store.hold_queued
+        if query is None:
             return []
-        if fit is not None:
-            cond, value = fit_condition(fit, True, f"${4 + len(args)}")
-            scope += f" AND {cond}"
-            args.append(value)
-        sql = _notifying(
-            f"UPDATE jobs SET status='paused', pause_reason=$1, updated_at=$2"
-            f" WHERE status='queued' AND NOT budget_override{scope} RETURNING {LIST_SELECT}",
-            K_CHANGE,
-            "$3",
-        )
+        sql, args = query
+        sql = _notifying(sql, K_CHANGE, f"${len(args) + 1}")
         async with self._acquire() as conn:
-            rows = await conn.fetch(sql, reason, now, self.node, *args)
-        return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
-
-    async def release_held(
-        self,
-        handlers: Collection[str] | None,
-        reason: str,
-        now: float,
-        keep: Collection[str] = (),
-        fit: Fit | None = None,
-    ) -> list[Job]:
-        scope, args = _handler_scope(handlers, keep, "$4")
-        if scope is None:
-            return []
-        if fit is not None:
-            cond, value = fit_condition(fit, False, f"${4 + len(args)}")
-            scope += f" AND {cond}"
-            args.append(value)
-        sql = _notifying(
-            f"UPDATE jobs SET status='queued', pause_reason='', updated_at=$2"
-            f" WHERE status='paused' AND pause_reason=$1{scope} AND {NOT_PAUSED_HANDLER}"
-            f" RETURNING {LIST_SELECT}",
-            K_CHANGE,
-            "$3",
-        )
-        async with self._acquire() as conn:
-            rows = await conn.fetch(sql, reason, now, self.node, *args)
+            rows = await conn.fetch(sql, *args, self.node)
         return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
 
     async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
@@ -1191,25 +1129,7 @@ class PostgresStore(Store):
             if row is None:
                 return None
             if job is not None:
-                job.seq = await conn.fetchval(
-                    "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
-                    " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count)"
-                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) RETURNING seq",
-                    job.id,
-                    job.handler,
-                    job.status,
-                    job.priority,
-                    bytes(job.payload),
-                    job.max_attempts,
-                    job.timeout_secs,
-                    job.source,
-                    job.parent_job_id,
-                    job.cost_estimate,
-                    job.created_at,
-                    job.updated_at,
-                    job.run_at,
-                    job.retry_count,
-                )
+                job.seq = await conn.fetchval(q.insert_job(D) + " RETURNING seq", *q.insert_values(job))
                 await self._notify(conn, K_CHANGE, [job.id])
             ph = ", ".join(f"${i + 1}" for i in range(len(EXECUTION_COLS)))
             await conn.execute(

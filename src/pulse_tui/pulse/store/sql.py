@@ -13,6 +13,9 @@ schedules and their runs, queue gauges, spend, paused handlers, metric buckets) 
 - a byte substring of the payload: `instr(payload, ?)` or `position($1::bytea in payload)`;
 - the order logs were written in: `rowid` or `log_seq`.
 
+Two writes are built here too: holding and releasing jobs (`hold_or_release`) and the column
+list of a job INSERT (`INSERT_COLS` / `insert_values`, one order for every insert path).
+
 A builder returns `(sql, args)`; the store runs it on its own connection. Rows are read by position
 in the order of JOB_COLS / SCHEDULE_COLS / EXECUTION_COLS (an asyncpg Record is a sequence too).
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from pulse_tui.pulse.jobs import STATUSES, Attempt, Job, JobFilter, LogEntry, sort_scope, sort_sql
@@ -33,7 +36,17 @@ from pulse_tui.pulse.schedules import (
     Schedule,
     ScheduleFilter,
 )
-from pulse_tui.pulse.store.base import EXECUTION_SELECT, FULL_SELECT, JOB_COLS, LIST_SELECT, SCHEDULE_SELECT
+from pulse_tui.pulse.store.base import (
+    EXECUTION_SELECT,
+    FULL_SELECT,
+    JOB_COLS,
+    LIST_SELECT,
+    SCHEDULE_SELECT,
+    fit_condition,
+)
+
+if TYPE_CHECKING:
+    from pulse_tui.pulse.budgets import Fit
 
 Query = tuple[str, list[Any]]
 
@@ -55,6 +68,11 @@ class Dialect:
     name = "sqlite"
     mark = "?"  # placeholder prefix, numbered from 1
     log_order = "rowid"  # job_logs in the order they were written
+    false = "0"  # a boolean column's false
+
+    def bare_handler(self, col: str = "handler") -> str:
+        """The handler name without its `plugin/` qualifier."""
+        return f"substr({col}, instr({col}, '/') + 1)"
 
     def any_of(self, col: str, values: Sequence[Any], p: Params) -> str:
         return f"{col} IN ({', '.join(p(v) for v in values)})"
@@ -76,6 +94,10 @@ class _Postgres(Dialect):
     name = "postgres"
     mark = "$"
     log_order = "log_seq"
+    false = "false"
+
+    def bare_handler(self, col: str = "handler") -> str:
+        return f"substring({col} from position('/' in {col}) + 1)"
 
     def any_of(self, col: str, values: Sequence[Any], p: Params) -> str:
         return f"{col} = ANY({p(list(values))}::text[])"
@@ -400,3 +422,79 @@ def list_executions(d: Dialect, schedule_id: str, limit: int, before_seq: int) -
         f" AND ({before} = 0 OR seq < {before}) ORDER BY seq DESC LIMIT {p(limit)}",
         p.values,
     )
+
+
+# ---------------------------------------------------------------- writes
+
+
+def hold_or_release(
+    d: Dialect,
+    hold: bool,
+    handlers: Collection[str] | None,
+    reason: str,
+    now: float,
+    keep: Collection[str] = (),
+    fit: Fit | None = None,
+) -> Query | None:
+    """`Store.hold_queued` (`hold`: queued jobs become paused with `reason`, but not those an
+    operator let run past a budget) or `Store.release_held` (jobs paused with `reason` are queued
+    again, but not those of a paused handler), for the jobs of `handlers` (bare names; None = every
+    handler but those in `keep`) and, with a budget `fit`, only the jobs it holds / lets run.
+    RETURNs the changed rows (LIST_SELECT); None when that is no handler at all."""
+    p = Params(d)
+    if hold:
+        sql = f"UPDATE jobs SET status='paused', pause_reason={p(reason)}, updated_at={p(now)}"
+        where = ["status='queued'", f"budget_override={d.false}"]
+    else:
+        sql = f"UPDATE jobs SET status='queued', pause_reason='', updated_at={p(now)}"
+        where = ["status='paused'", f"pause_reason={p(reason)}"]
+    if handlers is not None:
+        names = list(handlers)
+        if not names:
+            return None
+        where.append(d.any_of(d.bare_handler(), names, p))
+    elif keep:
+        where.append(f"NOT ({d.any_of(d.bare_handler(), list(keep), p)})")
+    if fit is not None:
+        cond, value = fit_condition(fit, hold, "{}")
+        where.append(cond.format(p(value)))
+    if not hold:
+        where.append(
+            f"NOT EXISTS (SELECT 1 FROM paused_handlers p WHERE p.name = {d.bare_handler('jobs.handler')})"
+        )
+    return f"{sql} WHERE {' AND '.join(where)} RETURNING {LIST_SELECT}", p.values
+
+
+# A job's columns as every insert writes them (the rest keep their defaults), and its values in
+# that order (payload as bytes: asyncpg takes no memoryview).
+INSERT_COLS: tuple[str, ...] = (
+    "id", "handler", "status", "priority", "payload", "max_attempts", "timeout_secs", "source",
+    "parent_job_id", "cost_estimate", "created_at", "updated_at", "run_at", "retry_count", "pause_reason",
+)  # fmt: skip
+INSERT_LIST = ", ".join(INSERT_COLS)
+
+
+def insert_values(j: Job) -> tuple[Any, ...]:
+    return (
+        j.id,
+        j.handler,
+        j.status,
+        j.priority,
+        bytes(j.payload),
+        j.max_attempts,
+        j.timeout_secs,
+        j.source,
+        j.parent_job_id,
+        j.cost_estimate,
+        j.created_at,
+        j.updated_at,
+        j.run_at,
+        j.retry_count,
+        j.pause_reason,
+    )
+
+
+def insert_job(d: Dialect) -> str:
+    """One job's INSERT (values: `insert_values`), RETURNING nothing (append " RETURNING seq")."""
+    marks = ", ".join(f"{d.mark}{i}" for i in range(1, len(INSERT_COLS) + 1))
+    return f"INSERT INTO jobs ({INSERT_LIST}) VALUES ({marks})"

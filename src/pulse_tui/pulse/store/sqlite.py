@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pulse_tui.pulse.errors import (
     DuplicateJob,
@@ -89,13 +89,9 @@ from pulse_tui.pulse.store.base import (
     SCHEDULE_SELECT,
     Finish,
     Store,
-    fit_condition,
     schedule_changes,
 )
 from pulse_tui.pulse.store.sql import SQLITE as D
-
-if TYPE_CHECKING:
-    from pulse_tui.pulse.budgets import Fit
 
 MIGRATIONS: list[str] = [
     # 0 -> 1
@@ -272,34 +268,11 @@ def _is_corrupt(exc: BaseException) -> bool:
     return "malformed" in str(exc) or "not a database" in str(exc)
 
 
-_INSERT_JOB = (
-    "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
-    " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count, pause_reason)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq"
-)
+_INSERT_JOB = q.insert_job(D) + " RETURNING seq"
 
 
 def _insert_job(conn: sqlite3.Connection, j: Job) -> None:
-    j.seq = conn.execute(
-        _INSERT_JOB,
-        (
-            j.id,
-            j.handler,
-            j.status,
-            j.priority,
-            j.payload,
-            j.max_attempts,
-            j.timeout_secs,
-            j.source,
-            j.parent_job_id,
-            j.cost_estimate,
-            j.created_at,
-            j.updated_at,
-            j.run_at,
-            j.retry_count,
-            j.pause_reason,
-        ),
-    ).fetchone()[0]
+    j.seq = conn.execute(_INSERT_JOB, q.insert_values(j)).fetchone()[0]
 
 
 # the claim's guard: no job of a paused handler (bare `a.b` or qualified `plugin/a.b`)
@@ -331,20 +304,9 @@ def _update_if(
     return row
 
 
-def _handler_scope(handlers: Collection[str] | None, keep: Collection[str]) -> tuple[str | None, list[Any]]:
-    """SQL (" AND ...") and its values for the jobs of `handlers` (bare names; None = every
-    handler but those in `keep`); None when that is no handler at all."""
-    base = "substr(handler, instr(handler, '/') + 1)"
-    if handlers is not None:
-        names = list(handlers)
-        if not names:
-            return None, []
-        return f" AND {base} IN ({','.join('?' * len(names))})", names
-    kept = list(keep)
-    return (f" AND {base} NOT IN ({','.join('?' * len(kept))})" if kept else ""), kept
-
-
 class SQLiteStore(Store):
+    dialect = D
+
     def __init__(
         self,
         path: str,
@@ -717,31 +679,8 @@ class SQLiteStore(Store):
                 for j in jobs:
                     if j.status == QUEUED and handler_base(j.handler) in paused:
                         j.status, j.pause_reason = PAUSED, REASON_HANDLER
-            cols = (
-                "INSERT INTO jobs (id, handler, status, priority, payload, max_attempts, timeout_secs,"
-                " source, parent_job_id, cost_estimate, created_at, updated_at, run_at, retry_count,"
-                " pause_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-            )
-            rows = [
-                (
-                    j.id,
-                    j.handler,
-                    j.status,
-                    j.priority,
-                    j.payload,
-                    j.max_attempts,
-                    j.timeout_secs,
-                    j.source,
-                    j.parent_job_id,
-                    j.cost_estimate,
-                    j.created_at,
-                    j.updated_at,
-                    j.run_at,
-                    j.retry_count,
-                    j.pause_reason,
-                )
-                for j in jobs
-            ]
+            cols = q.insert_job(D)
+            rows = [q.insert_values(j) for j in jobs]
             if len(rows) == 1:
                 try:
                     jobs[0].seq = conn.execute(cols + " RETURNING seq", rows[0]).fetchone()[0]
@@ -1079,56 +1018,13 @@ class SQLiteStore(Store):
 
         return await self._write(op)
 
-    async def hold_queued(
-        self,
-        handlers: Collection[str] | None,
-        reason: str,
-        now: float,
-        keep: Collection[str] = (),
-        fit: Fit | None = None,
-    ) -> list[Job]:
-        scope, args = _handler_scope(handlers, keep)
-        if scope is None:
+    async def _held(self, query: q.Query | None) -> list[Job]:  # see Store.hold_queued
+        if query is None:
             return []
-        if fit is not None:
-            cond, value = fit_condition(fit, True, "?")
-            scope += f" AND {cond}"
-            args.append(value)
+        sql, args = query
 
         def op(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                f"UPDATE jobs SET status='paused', pause_reason=?, updated_at=?"
-                f" WHERE status='queued' AND budget_override=0{scope} RETURNING {LIST_SELECT}",
-                (reason, now, *args),
-            ).fetchall()
-            return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
-
-        return await self._write(op)
-
-    async def release_held(
-        self,
-        handlers: Collection[str] | None,
-        reason: str,
-        now: float,
-        keep: Collection[str] = (),
-        fit: Fit | None = None,
-    ) -> list[Job]:
-        scope, args = _handler_scope(handlers, keep)
-        if scope is None:
-            return []
-        if fit is not None:
-            cond, value = fit_condition(fit, False, "?")
-            scope += f" AND {cond}"
-            args.append(value)
-
-        def op(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                f"UPDATE jobs SET status='queued', pause_reason='', updated_at=?"
-                f" WHERE status='paused' AND pause_reason=?{scope} AND {NOT_PAUSED_HANDLER}"
-                f" RETURNING {LIST_SELECT}",
-                (now, reason, *args),
-            ).fetchall()
-            return sorted((q.job_row(r) for r in rows), key=lambda j: j.seq)
+            return sorted((q.job_row(r) for r in conn.execute(sql, args).fetchall()), key=lambda j: j.seq)
 
         return await self._write(op)
 
