@@ -402,27 +402,42 @@ def test_jobs_pause_resume_all_matching_a_filter(cli, tmp_path):
 
 
 def test_server_stop_finds_and_stops_the_server_a_console_kept(tmp_path, capsys):
-    """The console's embedded server (a real `serve` subprocess) is recorded in the data dir while
-    it runs; after the console left it running, `server status` finds it and `server stop` stops
-    it (SIGTERM, then waits for it to exit)."""
-    import argparse
+    """A console (a process of its own, gone once it started the server, as after `k`) leaves its
+    embedded server running; `server status` finds it from the data dir and `server stop` stops it
+    (SIGTERM, then waits for it to exit). The server wrote its own log to the end."""
+    import os
+    import subprocess
+    import sys
 
-    from pulse_tui.cli import _start_embedded, load_config
+    from pulse_tui.cli import _serve_alive
 
     data_dir = tmp_path / "data"
     config_path = tmp_path / "pulse.toml"
     config_path.write_text(f'[server]\ndata_dir = {json.dumps(str(data_dir))}\nlisten = "127.0.0.1:0"\n')
-    child = _start_embedded(argparse.Namespace(config=str(config_path)), load_config(str(config_path)))
+    console = (
+        "import argparse, sys\n"
+        "from pulse_tui.cli import _start_embedded, load_config\n"
+        "child = _start_embedded(argparse.Namespace(config=sys.argv[1]), load_config(sys.argv[1]))\n"
+        "print(child.proc.pid)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", console, str(config_path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout)
     try:
-        assert child.proc is not None
         assert main(["server", "status", "--json", "--config", str(config_path)]) == 0
-        assert json.loads(capsys.readouterr().out)["pid"] == child.proc.pid
+        assert json.loads(capsys.readouterr().out)["pid"] == pid
         assert main(["server", "stop", "--config", str(config_path)]) == 0
-        out = capsys.readouterr().out
-        assert f"(pid {child.proc.pid})" in out and "stopped the server at 127.0.0.1:" in out
-        assert child.proc.wait(timeout=5) == 0  # a clean stop, not a kill
+        said = capsys.readouterr().out
+        assert f"(pid {pid})" in said and "stopped the server at 127.0.0.1:" in said
+        assert not _serve_alive(pid)  # gone (or a zombie: here PID 1 may not reap it)
         assert not (data_dir / "server.json").exists()
+        assert "pulse: stopped" in (data_dir / "server.log").read_text()  # an orderly stop, logged
         assert main(["server", "stop", "--config", str(config_path)]) == 1
         assert "no server started by the console is running" in capsys.readouterr().err
     finally:
-        child.stop()
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass

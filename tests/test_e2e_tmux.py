@@ -380,8 +380,19 @@ def test_q_at_root_asks_before_stopping_the_embedded_server(terminal: Terminal, 
         term.wait(lambda: term.exit_status() is not None, "pulse-tui to exit", 10)
         assert term.exit_status() == 0
         assert json.loads(_cli(srv, "show", job, "--json"))["status"] == "running"
+        # later, from the CLI: the kept server is found from the data dir and stopped
+        stop = subprocess.run(
+            [str(binary), "server", "stop", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert stop.returncode == 0 and f"(pid {pid})" in stop.stdout, (stop.stdout, stop.stderr)
     finally:
-        os.kill(pid, 15)
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            pass
 
 
 def test_schedule_created_by_keys_runs_twice_in_tmux(

@@ -496,16 +496,28 @@ class ServerProcess:
         self._ready: queue.Queue[str | None] = queue.Queue()
 
     def start(self, timeout: float = 30.0) -> str:
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-            start_new_session=self.new_session,
-        )
-        threading.Thread(target=self._drain, name="pulse-serve-stderr", daemon=True).start()
+        # a server in its own session with a log writes that log itself: it outlives the console
+        # (kept running), and a pipe would lose every line after the console left
+        detached = self.new_session and self.log_path is not None
+        log = self.log_path.open("a", encoding="utf-8") if detached and self.log_path else None
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log if log is not None else subprocess.PIPE,
+                text=True,
+                env=self.env,
+                start_new_session=self.new_session,
+            )
+        finally:
+            offset = log.tell() if log is not None else 0
+            if log is not None:
+                log.close()
+        if detached:
+            threading.Thread(target=self._tail, args=(offset,), name="pulse-serve-log", daemon=True).start()
+        else:
+            threading.Thread(target=self._drain, name="pulse-serve-stderr", daemon=True).start()
         while True:
             try:
                 line = self._ready.get(timeout=timeout)
@@ -519,23 +531,45 @@ class ServerProcess:
                 self.address = line.removeprefix(LISTEN_PREFIX).strip()
                 return self.address
 
+    def _heard(self, line: str) -> None:
+        self.lines.append(line.rstrip("\n"))
+        if line.startswith(TOKEN_PREFIX):
+            self.token_file = line.removeprefix(TOKEN_PREFIX).split(" (", 1)[0].strip()
+        if not self.address:
+            self._ready.put(line)
+
     def _drain(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
         try:
             for line in self.proc.stderr:
-                self.lines.append(line.rstrip("\n"))
                 if log is not None:
                     log.write(line)
                     log.flush()
-                if line.startswith(TOKEN_PREFIX):
-                    self.token_file = line.removeprefix(TOKEN_PREFIX).split(" (", 1)[0].strip()
-                if not self.address:
-                    self._ready.put(line)
+                self._heard(line)
         finally:
             self._ready.put(None)
             if log is not None:
                 log.close()
+
+    def _tail(self, offset: int) -> None:
+        """Read the server's own log from `offset` until it has said where it listens and where
+        its token is (or exited)."""
+        assert self.proc is not None and self.log_path is not None
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            while not (self.address and self.token_file):
+                line = f.readline()
+                if line.endswith(b"\n"):
+                    self._heard(line.decode("utf-8", "replace"))
+                    continue
+                f.seek(-len(line), os.SEEK_CUR)  # a line being written: read it whole later
+                if self.proc.poll() is not None:
+                    for rest in f:
+                        self._heard(rest.decode("utf-8", "replace"))
+                    self._ready.put(None)
+                    return
+                time.sleep(0.02)  # a file has no wake-up; only while the server starts
 
     def output(self) -> str:
         return "\n".join(self.lines)
