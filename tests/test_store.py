@@ -914,6 +914,41 @@ async def test_pg_expired_lease_is_reaped_by_another_node(pg_url: str):
 
 
 @pytest.mark.postgres
+async def test_pg_cancel_requested_on_a_dead_node_ends_a_child_with_its_parents_reason(pg_url: str):
+    """The node running a child died after its parent ended and the cascade asked it to cancel the
+    child: the node that reaps the lease ends it with the parent's reason, as the dead node would
+    have; a job without an ended parent ends as an operator's cancel."""
+    dead = PostgresStore(pg_url, node="dead", lease_secs=30)
+    live = PostgresStore(pg_url, node="live", lease_secs=30)
+    await dead.open()
+    await live.open()
+    try:
+        parent, kid, plain = new_jobs(3)
+        kid.parent_job_id = parent.id
+        await dead.insert([parent, kid, plain])
+        await dead.claim(3, ["h"], time.time())
+        async with live._acquire() as conn:  # the parent ended (on the dead node, say)
+            await conn.execute(
+                "UPDATE jobs SET status='failed', completed_at=$2 WHERE id=$1", parent.id, time.time()
+            )
+        assert await live.request_cancel(kid.id) == "dead"
+        assert await live.request_cancel(plain.id) == "dead"
+        async with live._acquire() as conn:  # the dead node stops renewing: its leases run out
+            await conn.execute("UPDATE jobs SET lease_expires = 0 WHERE node = 'dead'")
+        await live.heartbeat(time.time())
+        got = {j.id: (j.status, j.error) for j in [await live.get(kid.id), await live.get(plain.id)] if j}
+        assert got == {
+            kid.id: (J.CANCELLED, f"parent {parent.id} failed"),
+            plain.id: (J.CANCELLED, "cancelled by operator"),
+        }
+        detail = await live.detail(kid.id)
+        assert detail is not None and detail.attempts[-1].error.startswith(f"parent {parent.id} failed;")
+    finally:
+        await dead.close()
+        await live.close()
+
+
+@pytest.mark.postgres
 async def test_pg_heartbeat_extends_only_own_leases(pg_url: str):
     a = PostgresStore(pg_url, node="a", lease_secs=5)
     b = PostgresStore(pg_url, node="b", lease_secs=500)

@@ -105,6 +105,16 @@ NOT_PAUSED_HANDLER = (
 # jobs of handler $n (bare or qualified)
 OF_HANDLER = "substring(handler from position('/' in handler) + 1) = "
 
+# why a job asked to cancel ends cancelled when its node is gone (the node itself says the same,
+# Engine._remote_cancel_reason): a child that ran when its parent ended failed or cancelled was the
+# cascade's ("parent <id> failed"), any other an operator's
+CANCEL_REASON = (
+    "COALESCE((SELECT 'parent ' || p.id || ' ' || p.status FROM jobs AS p"
+    " WHERE jobs.parent_job_id <> '' AND p.id = jobs.parent_job_id"
+    " AND p.status IN ('failed', 'cancelled') AND jobs.started_at <= p.completed_at),"
+    " 'cancelled by operator')"
+)
+
 MIGRATIONS: list[str] = [
     # 0 -> 1
     """
@@ -300,7 +310,7 @@ def _interrupted_attempts(jobs: Sequence[Job], now: float) -> list[tuple[Any, ..
     rows = []
     for j in jobs:
         if j.status == "cancelled":
-            outcome, err = OUTCOME_CANCELLED, "cancelled by operator; its node stopped while it ran"
+            outcome, err = OUTCOME_CANCELLED, f"{j.error}; its node stopped while it ran"  # CANCEL_REASON
         elif j.status == "failed":
             outcome, err = OUTCOME_CRASHED, "server stopped while the attempt ran"
         else:
@@ -702,7 +712,7 @@ class PostgresStore(Store):
             "UPDATE jobs SET"
             f" status = CASE WHEN cancel_requested THEN 'cancelled' WHEN {dead} THEN 'failed' ELSE 'queued' END,"
             f" completed_at = CASE WHEN cancel_requested OR {dead} THEN $1 ELSE 0 END,"
-            " error = CASE WHEN cancel_requested THEN 'cancelled by operator'"
+            f" error = CASE WHEN cancel_requested THEN {CANCEL_REASON}"
             f" WHEN {dead} THEN {_sql_text(SERVER_CRASHED_ERROR)}"
             f" ELSE {_sql_text(SERVER_INTERRUPTED_ERROR)} END,"
             f" run_attempts = CASE WHEN {dead} THEN run_attempts ELSE GREATEST(run_attempts-1, 0) END,"
