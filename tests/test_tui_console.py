@@ -284,6 +284,7 @@ async def test_keys_typed_right_after_e_land_in_the_enqueue_form(server) -> None
     from textual.widgets import TextArea
 
     from pulse_tui.screens.enqueue import EnqueueScreen
+    from pulse_tui.screens.schedules import CreateScheduleScreen, SchedulesScreen
 
     app = PulseApp(server.address, server.token)
     async with app.run_test(size=(120, 30)) as pilot:
@@ -300,6 +301,13 @@ async def test_keys_typed_right_after_e_land_in_the_enqueue_form(server) -> None
         await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "enqueue form again")
         payload = app.screen.query_one("#enqueue-payload", TextArea)
         await until(pilot, lambda: payload.text == '{"a":1}', "payload typed")
+        await pilot.press("escape")
+        await app.switch_mode("schedules")
+        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen), "schedules screen")
+        type_ahead(app, "n", *"pulse.noop")  # the same for a new schedule's form
+        await until(pilot, lambda: isinstance(app.screen, CreateScheduleScreen), "schedule form")
+        handler = app.screen.query_one("#schedule-handler", Input)
+        await until(pilot, lambda: handler.value == "pulse.noop", "schedule handler typed")
         await client.close()
 
 
