@@ -102,6 +102,19 @@ NOT_PAUSED_HANDLER = (
     "NOT EXISTS (SELECT 1 FROM paused_handlers p"
     " WHERE p.name = substring(jobs.handler from position('/' in jobs.handler) + 1))"
 )
+# the claim's handlers ($4) less those paused by any node (bare `a.b` or qualified `plugin/a.b`):
+# evaluated once per claim, not once per queued row
+CLAIMABLE_HANDLERS = (
+    "ARRAY(SELECT h FROM unnest($4::text[]) AS h WHERE NOT EXISTS (SELECT 1 FROM paused_handlers p"
+    " WHERE p.name = substring(h from position('/' in h) + 1)))"
+)
+# The hot statements' plans must not depend on statistics, which a young table lacks (without them
+# the planner guesses that a handful of rows are queued or running, and picks plans that are
+# O(queue) per claim or O(batch x running) per finish): the claim walks jobs_queue in order and
+# stops after its limit (no sort of every queued row); the finish looks its rows up by primary key
+# and hash-joins them with its arrays.
+CLAIM_PLAN = "SET LOCAL enable_sort = off"
+FINISH_PLAN = "SET LOCAL enable_nestloop = off"
 # jobs of handler $n (bare or qualified)
 OF_HANDLER = "substring(handler from position('/' in handler) + 1) = "
 
@@ -497,13 +510,14 @@ class PostgresStore(Store):
             f" started_at=$1, updated_at=$1, node=$2, completed_at=0, lease_expires={DB_NOW}+$3,"
             " cancel_requested=false"
             " WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=$1"
-            f" AND handler = ANY($4::text[]) AND {NOT_PAUSED_HANDLER}"
+            f" AND handler = ANY({CLAIMABLE_HANDLERS})"
             " ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED)"
             f" RETURNING {FULL_SELECT}",
             K_CHANGE,
             "$2",
         )
-        async with self._acquire() as conn:
+        async with self._acquire() as conn, conn.transaction():
+            await conn.execute(CLAIM_PLAN)
             rows = await conn.fetch(sql, now, self.node, self.lease_secs, names, limit)
         jobs = [q.job_row(r) for r in rows]
         jobs.sort(key=lambda j: (-j.priority, j.seq))
@@ -552,7 +566,11 @@ class PostgresStore(Store):
             " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[], $26::text[])"
             " AS u(seq, status, result, wr, error, pc, pt, cost, completed_at, updated_at, run_at,"
             " plugin, pv, ra, attempts, intr, crashes, pr)"
-            " WHERE j.seq=u.seq AND j.status='running' AND j.node=$16 AND j.attempts=u.attempts"
+            # the rows are found by primary key (see FINISH_PLAN): `|| ''` keeps the planner off the
+            # running-row indexes, which it prefers when statistics are missing (a young table) or
+            # say few jobs run, then re-scanning the unnest arrays once per running row
+            " WHERE j.seq = ANY($1::bigint[]) AND j.seq=u.seq AND j.attempts=u.attempts"
+            " AND j.status || '' = 'running' AND j.node || '' = $16"
             " RETURNING j.seq, j.id"
         )
         sql = (
@@ -597,33 +615,21 @@ class PostgresStore(Store):
             [j.crashes for j in js],
             [j.pause_reason for j in js],
         ]
-        has_logs = any(it.logs for it in items)
-        async with self._acquire() as conn:
-            if not has_logs:
-                kept = {r["seq"] for r in await conn.fetch(sql, *args)}
-            else:
-                async with conn.transaction():
-                    kept = {r["seq"] for r in await conn.fetch(sql, *args)}
-                    logs = [
-                        (it.job.seq, e.attempt, e.timestamp, e.level, e.message, e.stage, e.metadata)
-                        for it in items
-                        if it.job.seq in kept
-                        for e in it.logs
-                    ]
-                    if logs:
-                        await conn.copy_records_to_table(
-                            "job_logs",
-                            records=logs,
-                            columns=[
-                                "job_seq",
-                                "attempt",
-                                "timestamp",
-                                "level",
-                                "message",
-                                "stage",
-                                "metadata",
-                            ],
-                        )
+        async with self._acquire() as conn, conn.transaction():
+            await conn.execute(FINISH_PLAN)
+            kept = {r["seq"] for r in await conn.fetch(sql, *args)}
+            logs = [
+                (it.job.seq, e.attempt, e.timestamp, e.level, e.message, e.stage, e.metadata)
+                for it in items
+                if it.logs and it.job.seq in kept
+                for e in it.logs
+            ]
+            if logs:
+                await conn.copy_records_to_table(
+                    "job_logs",
+                    records=logs,
+                    columns=["job_seq", "attempt", "timestamp", "level", "message", "stage", "metadata"],
+                )
         lost = [it.job.id for it in items if it.job.seq not in kept]
         if lost:
             log.warning(
