@@ -21,7 +21,15 @@ from pulse_tui.pulse.errors import DuplicateJob, NotFound, Unavailable, Validati
 from pulse_tui.pulse.handlers import StaticRouter, builtin_handlers
 from pulse_tui.pulse.jobs import Attempt, Job, JobFilter, LogEntry
 from pulse_tui.pulse.store import Finish, Store, open_store
-from pulse_tui.pulse.store.postgres import SCHEMA_VERSION, PostgresStore
+from pulse_tui.pulse.store.postgres import (
+    CLAIM_PLAN,
+    CLAIM_SQL,
+    FINISH_PLAN,
+    FINISH_SQL,
+    SCHEMA_VERSION,
+    PostgresStore,
+    _finish_args,
+)
 from pulse_tui.pulse.store.sqlite import SQLiteStore
 
 MakeStore = Callable[..., Awaitable[Store]]
@@ -883,6 +891,51 @@ async def test_pg_two_engines_run_2000_jobs_exactly_once(pg_engines, pg_url: str
 
 
 # ---------------------------------------------------------------- PostgreSQL specifics
+
+
+def _plan_nodes(plan: dict) -> list[dict]:
+    out = [plan]
+    for child in plan.get("Plans", []):
+        out += _plan_nodes(child)
+    return out
+
+
+@pytest.mark.postgres
+async def test_pg_claim_and_finish_plans_do_not_depend_on_statistics(pg_url: str):
+    """A young jobs table has no statistics, and the planner then guesses that a handful of jobs
+    are queued or running. The claim must still walk jobs_queue in order and stop at its limit
+    (not sort every queued row), and the finish look its rows up by primary key (not loop over
+    this node's running rows re-scanning its arrays for each): both were O(queue) per call."""
+    store = PostgresStore(pg_url, node="n1")
+    await store.open()
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("ALTER TABLE jobs SET (autovacuum_enabled = false)")  # no statistics
+        now = time.time()
+        await store.insert(
+            [Job(id=f"j{i}", handler="h", created_at=now, updated_at=now, run_at=now) for i in range(3000)]
+        )
+        running = await store.claim(300, ["h"], now)
+        assert len(running) == 300
+        async with conn.transaction():
+            await conn.execute(CLAIM_PLAN)
+            raw = await conn.fetchval("EXPLAIN (FORMAT JSON) " + CLAIM_SQL, now, "n1", 30.0, ["h"], 128)
+        nodes = _plan_nodes(json.loads(raw)[0]["Plan"])
+        assert [n for n in nodes if n["Node Type"] == "Sort"] == [], raw
+        assert any(n.get("Index Name") == "jobs_queue" for n in nodes), raw
+        items = []
+        for job in running[:100]:
+            job.status, job.completed_at = J.COMPLETED, now
+            items.append(Finish(job, Attempt(job.id, job.attempts, now, now, J.OUTCOME_COMPLETED, node="n1")))
+        async with conn.transaction():
+            await conn.execute(FINISH_PLAN)
+            raw = await conn.fetchval("EXPLAIN (FORMAT JSON) " + FINISH_SQL, *_finish_args(items, "n1"))
+        nodes = _plan_nodes(json.loads(raw)[0]["Plan"])
+        assert [n for n in nodes if n["Node Type"] == "Nested Loop"] == [], raw
+        assert not any(n.get("Index Name", "").startswith("jobs_running") for n in nodes), raw
+    finally:
+        await conn.close()
+        await store.close()
 
 
 @pytest.mark.postgres

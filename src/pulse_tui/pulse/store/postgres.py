@@ -343,6 +343,89 @@ def _notifying(stmt: str, kind: str, node_arg: str) -> str:
     )
 
 
+# $1 now, $2 node, $3 lease seconds, $4 handlers, $5 limit (run under CLAIM_PLAN)
+CLAIM_SQL = _notifying(
+    "UPDATE jobs SET status='running', attempts=attempts+1, run_attempts=run_attempts+1,"
+    f" started_at=$1, updated_at=$1, node=$2, completed_at=0, lease_expires={DB_NOW}+$3,"
+    " cancel_requested=false"
+    " WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=$1"
+    f" AND handler = ANY({CLAIMABLE_HANDLERS})"
+    " ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED)"
+    f" RETURNING {FULL_SELECT}",
+    K_CHANGE,
+    "$2",
+)
+
+# One statement: the job rows (fenced: only the node holding the claim for this attempt may end
+# it), their attempt records, and the notification; its arguments from _finish_args (run under
+# FINISH_PLAN)
+_FINISH_UPDATE = (
+    "UPDATE jobs AS j SET status=u.status, result=CASE WHEN u.wr THEN u.result ELSE j.result END,"
+    " error=u.error, progress_current=u.pc, progress_total=u.pt, cost_actual=u.cost,"
+    " completed_at=u.completed_at, updated_at=u.updated_at, run_at=u.run_at, plugin=u.plugin,"
+    " plugin_version=u.pv, run_attempts=u.ra, lease_expires=0, cancel_requested=false,"
+    " interruptions=u.intr, crashes=u.crashes, pause_reason=u.pr, budget_override=false"
+    " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bool[], $5::text[], $6::int[],"
+    " $7::int[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::text[],"
+    " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[], $26::text[])"
+    " AS u(seq, status, result, wr, error, pc, pt, cost, completed_at, updated_at, run_at,"
+    " plugin, pv, ra, attempts, intr, crashes, pr)"
+    # the rows are found by primary key (see FINISH_PLAN): `|| ''` keeps the planner off the
+    # running-row indexes, which it prefers when statistics are missing (a young table) or
+    # say few jobs run, then re-scanning the unnest arrays once per running row
+    " WHERE j.seq = ANY($1::bigint[]) AND j.seq=u.seq AND j.attempts=u.attempts"
+    " AND j.status || '' = 'running' AND j.node || '' = $16"
+    " RETURNING j.seq, j.id"
+)
+FINISH_SQL = (
+    f"WITH c AS ({_FINISH_UPDATE}),"
+    " a AS (INSERT INTO attempts (job_seq, number, started_at, ended_at, outcome, error, plugin,"
+    " plugin_version, node) SELECT t.* FROM unnest($1::bigint[], $15::int[], $17::float8[],"
+    " $18::float8[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[])"
+    " AS t(seq, number, started_at, ended_at, outcome, error, plugin, pv, node)"
+    " WHERE t.seq IN (SELECT seq FROM c)"
+    " ON CONFLICT (job_seq, number) DO UPDATE SET started_at=excluded.started_at,"
+    " ended_at=excluded.ended_at, outcome=excluded.outcome, error=excluded.error,"
+    " plugin=excluded.plugin, plugin_version=excluded.plugin_version, node=excluded.node),"
+    f" n AS (SELECT pg_notify('{CHANNEL}', '{K_CHANGE}|' || string_agg(id, ',') || '|' || $16)"
+    f" FROM (SELECT id, (row_number() OVER () - 1) / {NOTIFY_CHUNK} AS g FROM c) s GROUP BY g)"
+    " SELECT c.seq FROM c WHERE (SELECT count(*) FROM n) >= 0"
+)
+
+
+def _finish_args(items: Sequence[Finish], node: str) -> list[Any]:
+    js = [it.job for it in items]
+    ats = [it.attempt for it in items]
+    return [
+        [j.seq for j in js],
+        [j.status for j in js],
+        [bytes(j.result) for j in js],
+        [it.write_result for it in items],
+        [j.error for j in js],
+        [j.progress_current for j in js],
+        [j.progress_total for j in js],
+        [j.cost_actual for j in js],
+        [j.completed_at for j in js],
+        [j.updated_at for j in js],
+        [j.run_at for j in js],
+        [j.plugin for j in js],
+        [j.plugin_version for j in js],
+        [j.run_attempts for j in js],
+        [a.number for a in ats],
+        node,
+        [a.started_at for a in ats],
+        [a.ended_at for a in ats],
+        [a.outcome for a in ats],
+        [a.error for a in ats],
+        [a.plugin for a in ats],
+        [a.plugin_version for a in ats],
+        [a.node for a in ats],
+        [j.interruptions for j in js],
+        [j.crashes for j in js],
+        [j.pause_reason for j in js],
+    ]
+
+
 class PostgresStore(Store):
     dialect = D
 
@@ -505,20 +588,9 @@ class PostgresStore(Store):
         names = list(handlers)
         if not names or limit <= 0:
             return []
-        sql = _notifying(
-            "UPDATE jobs SET status='running', attempts=attempts+1, run_attempts=run_attempts+1,"
-            f" started_at=$1, updated_at=$1, node=$2, completed_at=0, lease_expires={DB_NOW}+$3,"
-            " cancel_requested=false"
-            " WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=$1"
-            f" AND handler = ANY({CLAIMABLE_HANDLERS})"
-            " ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED)"
-            f" RETURNING {FULL_SELECT}",
-            K_CHANGE,
-            "$2",
-        )
         async with self._acquire() as conn, conn.transaction():
             await conn.execute(CLAIM_PLAN)
-            rows = await conn.fetch(sql, now, self.node, self.lease_secs, names, limit)
+            rows = await conn.fetch(CLAIM_SQL, now, self.node, self.lease_secs, names, limit)
         jobs = [q.job_row(r) for r in rows]
         jobs.sort(key=lambda j: (-j.priority, j.seq))
         return jobs
@@ -551,73 +623,10 @@ class PostgresStore(Store):
                         fut.set_result(None)
 
     async def _finish_now(self, items: Sequence[Finish]) -> None:
-        js = [it.job for it in items]
-        ats = [it.attempt for it in items]
-        # One statement: the job rows (fenced: only the node holding the claim for this attempt
-        # may end it), their attempt records, and the notification.
-        update = (
-            "UPDATE jobs AS j SET status=u.status, result=CASE WHEN u.wr THEN u.result ELSE j.result END,"
-            " error=u.error, progress_current=u.pc, progress_total=u.pt, cost_actual=u.cost,"
-            " completed_at=u.completed_at, updated_at=u.updated_at, run_at=u.run_at, plugin=u.plugin,"
-            " plugin_version=u.pv, run_attempts=u.ra, lease_expires=0, cancel_requested=false,"
-            " interruptions=u.intr, crashes=u.crashes, pause_reason=u.pr, budget_override=false"
-            " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bool[], $5::text[], $6::int[],"
-            " $7::int[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::text[],"
-            " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[], $26::text[])"
-            " AS u(seq, status, result, wr, error, pc, pt, cost, completed_at, updated_at, run_at,"
-            " plugin, pv, ra, attempts, intr, crashes, pr)"
-            # the rows are found by primary key (see FINISH_PLAN): `|| ''` keeps the planner off the
-            # running-row indexes, which it prefers when statistics are missing (a young table) or
-            # say few jobs run, then re-scanning the unnest arrays once per running row
-            " WHERE j.seq = ANY($1::bigint[]) AND j.seq=u.seq AND j.attempts=u.attempts"
-            " AND j.status || '' = 'running' AND j.node || '' = $16"
-            " RETURNING j.seq, j.id"
-        )
-        sql = (
-            f"WITH c AS ({update}),"
-            " a AS (INSERT INTO attempts (job_seq, number, started_at, ended_at, outcome, error, plugin,"
-            " plugin_version, node) SELECT t.* FROM unnest($1::bigint[], $15::int[], $17::float8[],"
-            " $18::float8[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[])"
-            " AS t(seq, number, started_at, ended_at, outcome, error, plugin, pv, node)"
-            " WHERE t.seq IN (SELECT seq FROM c)"
-            " ON CONFLICT (job_seq, number) DO UPDATE SET started_at=excluded.started_at,"
-            " ended_at=excluded.ended_at, outcome=excluded.outcome, error=excluded.error,"
-            " plugin=excluded.plugin, plugin_version=excluded.plugin_version, node=excluded.node),"
-            f" n AS (SELECT pg_notify('{CHANNEL}', '{K_CHANGE}|' || string_agg(id, ',') || '|' || $16)"
-            f" FROM (SELECT id, (row_number() OVER () - 1) / {NOTIFY_CHUNK} AS g FROM c) s GROUP BY g)"
-            " SELECT c.seq FROM c WHERE (SELECT count(*) FROM n) >= 0"
-        )
-        args = [
-            [j.seq for j in js],
-            [j.status for j in js],
-            [bytes(j.result) for j in js],
-            [it.write_result for it in items],
-            [j.error for j in js],
-            [j.progress_current for j in js],
-            [j.progress_total for j in js],
-            [j.cost_actual for j in js],
-            [j.completed_at for j in js],
-            [j.updated_at for j in js],
-            [j.run_at for j in js],
-            [j.plugin for j in js],
-            [j.plugin_version for j in js],
-            [j.run_attempts for j in js],
-            [a.number for a in ats],
-            self.node,
-            [a.started_at for a in ats],
-            [a.ended_at for a in ats],
-            [a.outcome for a in ats],
-            [a.error for a in ats],
-            [a.plugin for a in ats],
-            [a.plugin_version for a in ats],
-            [a.node for a in ats],
-            [j.interruptions for j in js],
-            [j.crashes for j in js],
-            [j.pause_reason for j in js],
-        ]
+        args = _finish_args(items, self.node)
         async with self._acquire() as conn, conn.transaction():
             await conn.execute(FINISH_PLAN)
-            kept = {r["seq"] for r in await conn.fetch(sql, *args)}
+            kept = {r["seq"] for r in await conn.fetch(FINISH_SQL, *args)}
             logs = [
                 (it.job.seq, e.attempt, e.timestamp, e.level, e.message, e.stage, e.metadata)
                 for it in items
