@@ -15,7 +15,7 @@ import pytest
 from pulse_tui.pulse import jobs as J
 from pulse_tui.pulse.engine import JOB_ID_RE, Engine
 from pulse_tui.pulse.handlers import StaticRouter, builtin_handlers
-from pulse_tui.pulse.jobs import JobFilter, new_job_id
+from pulse_tui.pulse.jobs import JobFilter, new_job_id, new_job_ids
 from pulse_tui.pulse.store.sqlite import SQLiteStore
 from pulse_tui.widgets.fmt import short_id
 
@@ -34,6 +34,16 @@ def test_ids_have_the_uuidv7_layout_and_sort_in_creation_order():
     assert u.version == 7 and u.variant == uuid.RFC_4122
     ms = int(ids[0][:12], 16)
     assert before <= ms <= after + 100  # +100: the counter may borrow a few milliseconds
+
+
+def test_ids_made_in_bulk_have_the_same_layout_and_order():
+    """new_job_ids(n) (bulk enqueue) makes the ids n calls of new_job_id() would: unique, in
+    creation order with the single ids made before and after."""
+    ids = [new_job_id(), *new_job_ids(20_000), new_job_id(), *new_job_ids(1), *new_job_ids(0)]
+    assert len(ids) == 20_003 and len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert {(uuid.UUID(i).version, uuid.UUID(i).variant) for i in ids} == {(7, uuid.RFC_4122)}
 
 
 def test_ids_made_from_many_threads_are_unique():

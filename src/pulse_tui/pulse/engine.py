@@ -85,6 +85,7 @@ from pulse_tui.pulse.jobs import (
     check_transition,
     handler_base,
     new_job_id,
+    new_job_ids,
     parent_ended_reason,
     sort_sql,
 )
@@ -494,11 +495,13 @@ class Engine:
             raise ValidationError(f"at most {ENQUEUE_MANY_MAX:,} jobs per call, got {len(specs):,}")
         jobs: list[Job] = []
         seen: dict[Any, Any] = {}  # handlers and small payloads checked once per call
+        fresh = iter(new_job_ids(sum(1 for spec in specs if not spec.get("job_id"))))
         for i, spec in enumerate(specs):
             try:
                 args = dict(spec)
                 handler, payload = args.pop("handler", ""), args.pop("payload", b"")
-                jobs.append(self.validate_new(handler, payload, **args, _seen=seen))
+                new_id = "" if args.get("job_id") else next(fresh)
+                jobs.append(self.validate_new(handler, payload, **args, _seen=seen, _new_id=new_id))
             except ValidationError as exc:
                 raise ValidationError(f"job {i} of {len(specs)}: {exc.message}") from None
             except TypeError as exc:  # a spec with a field enqueue does not take
@@ -591,9 +594,11 @@ class Engine:
         retry_count: int = 0,
         cost_estimate: float = 0.0,
         _seen: dict[Any, Any] | None = None,
+        _new_id: str = "",
     ) -> Job:
         """Every check done at the door; returns the Job to insert or raises ValidationError.
-        `_seen` (enqueue_many): handlers and payloads already checked in this call, checked once."""
+        `_seen` (enqueue_many): handlers and payloads already checked in this call, checked once;
+        `_new_id`: the id to give the job when `job_id` is empty (enqueue_many makes them at once)."""
         if _seen is None:
             self._check_handler(handler)
             payload = self._check_payload(payload)
@@ -630,7 +635,7 @@ class Engine:
         now = time.time()
         reason = self._hold_reason(handler, cost_estimate)
         return Job(
-            id=job_id or new_job_id(),
+            id=job_id or _new_id or new_job_id(),
             handler=handler,
             status=PAUSED if reason else QUEUED,
             pause_reason=reason,

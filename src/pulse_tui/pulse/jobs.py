@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -173,21 +174,41 @@ def new_job_id() -> str:
     per-millisecond counter (ids made by this process sort in creation order), the variant, and
     62 random bits (a collision needs two ids in the same millisecond with equal counters and
     equal random bits). Ids are opaque strings to the stores: older 16-digit ids keep working."""
-    global _id_last_ms, _id_counter
     with _id_lock:
-        ms = time.time_ns() // 1_000_000
-        if ms > _id_last_ms:
-            _id_last_ms = ms
-            _id_counter = int.from_bytes(os.urandom(2)) & 0x1FF  # leaves 3.5k ids of room per ms
-        else:  # same millisecond (or the clock stepped back): keep order with the counter
-            _id_counter += 1
-            if _id_counter > 0xFFF:  # more than the counter holds: borrow the next millisecond
-                _id_last_ms += 1
-                _id_counter = 0
-        ms, counter = _id_last_ms, _id_counter
+        ms, counter = _id_stamp(time.time_ns() // 1_000_000)
     rand = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
     value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
     return f"{value:032x}"
+
+
+def new_job_ids(n: int) -> list[str]:
+    """n ids as n calls of new_job_id() make them (in creation order), reading the clock and the
+    OS's random bits once for all of them (bulk enqueue)."""
+    if n <= 0:
+        return []
+    rands = struct.unpack(f">{n}Q", os.urandom(8 * n))
+    with _id_lock:
+        now = time.time_ns() // 1_000_000
+        stamps = [_id_stamp(now) for _ in range(n)]
+    low = (1 << 62) - 1
+    return [
+        f"{(ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | (r & low):032x}"
+        for (ms, counter), r in zip(stamps, rands, strict=True)
+    ]
+
+
+def _id_stamp(ms: int) -> tuple[int, int]:
+    """The next id's (millisecond, counter), `ms` being the clock now; under _id_lock."""
+    global _id_last_ms, _id_counter
+    if ms > _id_last_ms:
+        _id_last_ms = ms
+        _id_counter = int.from_bytes(os.urandom(2)) & 0x1FF  # leaves 3.5k ids of room per ms
+    else:  # same millisecond (or the clock stepped back): keep order with the counter
+        _id_counter += 1
+        if _id_counter > 0xFFF:  # more than the counter holds: borrow the next millisecond
+            _id_last_ms += 1
+            _id_counter = 0
+    return _id_last_ms, _id_counter
 
 
 @dataclass(slots=True)
