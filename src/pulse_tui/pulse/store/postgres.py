@@ -2,7 +2,8 @@
 
 - Claims are one statement: `UPDATE … WHERE seq IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
   RETURNING …`, so concurrent claimers on any number of nodes never get the same job and never
-  wait on each other's rows.
+  wait on each other's rows. Its plan (and the finish's) must not hang on statistics a young
+  table lacks: see CLAIM_PLAN.
 - Leases: a running row carries `node` and `lease_expires` (database clock, so nodes' clocks may
   disagree). `heartbeat()` extends this node's leases and re-queues running jobs whose lease
   expired (their node died); the open attempt is recorded as interrupted. A stale node's late
