@@ -90,10 +90,13 @@ async def test_a_schedule_created_on_one_node_wakes_the_other_nodes_ticker(pg_ur
         t0 = time.monotonic()
         s = await sa.create("pulse.noop", interval_secs=3600, at_once=True)
         async with asyncio.timeout(S.MULTINODE_RECHECK_SECS - 5):  # well before b's fallback recheck
-            while (await store_b.get_schedule(s.id)).run_count < 1:
+            # wait on b's own count: the row's run_count is committed before b's call returns
+            # and counts, so reading the row could see the run while sb.fired still read 0
+            while sb.fired < 1:
                 fired.clear()
                 await fired.wait()
         assert sb.fired == 1 and time.monotonic() - t0 < 5
+        assert (await store_b.get_schedule(s.id)).run_count == 1
     finally:
         for sched, engine, store in nodes:
             await sched.stop()
