@@ -15,10 +15,10 @@ import pytest
 from plugins.harness import script
 
 from pulse_tui.config import PluginConfig
-from pulse_tui.protocol import queue_pb2_grpc
+from pulse_tui.protocol import domain_pb2, queue_pb2_grpc
 from pulse_tui.pulse import jobs
 from pulse_tui.pulse.auth import Authenticator
-from pulse_tui.pulse.batch import BatchCaller
+from pulse_tui.pulse.batch import BatchCaller, BatchDeadline
 from pulse_tui.pulse.engine import Engine
 from pulse_tui.pulse.host import PluginHost
 from pulse_tui.pulse.registry import Registry
@@ -213,3 +213,21 @@ async def test_unary_only_plugin_and_batch_false_use_execute_job(unary_stack):
     # one unary call per job: the raw plugin counted two ExecuteJob calls
     assert {first.plugin_version, second.plugin_version} == {"0.2.0+call1", "0.2.0+call2"}
     assert sdk.status == jobs.COMPLETED and json.loads(sdk.result)["payload"] == {"b": 1}
+
+
+async def test_a_call_past_its_deadline_fails_and_the_plugin_cancels_the_job(stack):
+    """BatchCaller's own deadline (the engine's timeout normally fires first): the call fails with
+    BatchDeadline, the plugin is told to cancel, and nothing stays in flight."""
+    s = stack
+    (warm,) = await s.enqueue({"handler": "b.echo", "payload": {"n": 0}})
+    await s.done(warm)
+    caller = s.batch()
+    assert caller is not None
+    marker = s.tmp / "deadline"
+    request = domain_pb2.ExecuteJobRequest(
+        job_id="direct-deadline", handler_name="b.hang", payload=json.dumps({"marker": str(marker)}).encode()
+    )
+    with pytest.raises(BatchDeadline):
+        await caller.execute(request, 0.5)
+    await _file_says(marker, "cancelled=True")
+    assert caller.in_flight == 0

@@ -17,7 +17,7 @@ from pulse_tui.pulse.jobs import Job, JobFilter
 from pulse_tui.pulse.server import PulseServer, ServerError, ServerSettings
 from pulse_tui.pulse.store import sql as q
 from pulse_tui.pulse.store.postgres import PostgresStore
-from pulse_tui.pulse.store.sqlite import SQLiteStore
+from pulse_tui.pulse.store.sqlite import SQLiteStore, claim_sql
 
 
 @pytest.mark.parametrize(
@@ -131,3 +131,22 @@ async def test_the_server_names_a_store_it_cannot_open_without_the_password(tmp_
         await srv.start()
     assert "postgresql://u@127.0.0.1:1/db?application_name=a@b" in str(err.value)
     assert "secret" not in str(err.value)
+
+
+@pytest.mark.parametrize("paused_guard", [False, True])
+async def test_sqlite_claim_walks_the_queue_index_without_sorting(tmp_path, paused_guard: bool) -> None:
+    """The claim stops after `limit` rows of jobs_queue; it used to sort every queued job."""
+    path = tmp_path / "jobs.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    await store.insert(_jobs(300))
+    await store.close()
+    conn = sqlite3.connect(path)
+    try:
+        sql = claim_sql(2, paused_guard=paused_guard)
+        plan = " | ".join(
+            r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, (0, 0, "n", 0, "h1", "h2", 5))
+        )
+        assert "INDEX jobs_queue" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        conn.close()

@@ -63,6 +63,7 @@ class ServerConfig:
     data_dir: str = field(default_factory=default_data_dir)
     db: str = ""  # "" = SQLite file pulse.db in data_dir; "postgresql://..." selects PostgreSQL
     concurrency: int = 128  # jobs in flight; plugin round trips need many to keep a plugin busy
+    prefetch: int = 128  # jobs claimed ahead of a free slot (their timeout starts with the slot)
     default_timeout: float = 3600.0
     max_payload_bytes: int = 1024 * 1024
     retention_days: float = 7.0
@@ -200,6 +201,7 @@ listen = "{s.listen}"              # gRPC address (QueueService + OperatorServic
 # data_dir = "..."                  # default: the user data dir ({s.data_dir})
 db = "{s.db}"                           # "" = SQLite file pulse.db in data_dir; "postgresql://user@host/db"
 concurrency = {s.concurrency}                  # jobs running at once on this server
+prefetch = {s.prefetch}                     # jobs claimed ahead of a free slot (0 = claim only for free slots)
 default_timeout = {s.default_timeout:g}           # seconds, for jobs enqueued without a timeout
 max_payload_bytes = {s.max_payload_bytes}       # bigger payloads are refused at enqueue
 retention_days = {s.retention_days:g}               # finished jobs older than this are pruned
@@ -417,6 +419,8 @@ class _Parser:
             s.db = db
         if "concurrency" in raw:
             s.concurrency = self._int(raw["concurrency"], (*path, "concurrency"), minimum=1)
+        if "prefetch" in raw:
+            s.prefetch = self._int(raw["prefetch"], (*path, "prefetch"), minimum=0)
         for key in ("default_timeout", "retention_days", "grace_secs", "lock_timeout_secs"):
             if key in raw:
                 setattr(s, key, self._number(raw[key], (*path, key)))

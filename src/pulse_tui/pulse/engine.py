@@ -139,6 +139,7 @@ class _Run:
         "clamp_logged",
         "children",
         "depth",
+        "holds",
     )
 
     def __init__(self, job: Job, handler: Handler | None) -> None:
@@ -153,6 +154,7 @@ class _Run:
         self.clamp_logged = False  # progress current > total was clamped and logged (once a run)
         self.children: int | None = None  # children it has (counted once, then kept here)
         self.depth: int | None = None  # levels below its top job (found once, then kept here)
+        self.holds = False  # holds one of the engine's `concurrency` slots (see Engine._slot_freed)
 
     def stop(self, reason: str, message: str = "") -> None:
         """Stop the attempt for `reason` ("operator" | "shutdown"); the first reason wins.
@@ -203,9 +205,12 @@ class Engine:
         max_children: int = DEFAULT_MAX_CHILDREN,
         max_child_depth: int = DEFAULT_MAX_CHILD_DEPTH,
         budgets: bud.BudgetConfig | None = None,
+        prefetch: int = 0,
     ) -> None:
         if concurrency < 1:
             raise ValidationError("concurrency must be at least 1")
+        if prefetch < 0:
+            raise ValidationError("prefetch must not be negative")
         self.store = store
         self.router = router
         self.node = node or store.node  # multi-node: the store names this node when not configured
@@ -220,6 +225,8 @@ class Engine:
         self.retention_handlers = {h: dict(r) for h, r in (retention_handlers or {}).items()}
         self.pruned = asyncio.Event()  # set after each pass of the retention loop
         self.claim_batch = claim_batch
+        # jobs claimed ahead of a free slot, at most (see _slot_freed); 0: claim only for free slots
+        self.prefetch = prefetch
         self.progress_flush_secs = progress_flush_secs
         self.bus = EventBus()
         self.started_at = 0.0
@@ -229,6 +236,12 @@ class Engine:
         self.route_listeners: list[Callable[[], None]] = []  # told when handlers come or go
 
         self._running: dict[str, _Run] = {}
+        # Slots and claimed-ahead jobs. A run holds a slot from its start until its handler part
+        # ends, not until its end is written: the end is queued to the store's writer before the
+        # claim that reuses the slot, so both go in one commit and the store never has more than
+        # `concurrency` + `prefetch` jobs of this node running (see _slot_freed).
+        self._busy = 0  # runs holding a slot
+        self._ahead: OrderedDict[str, Job] = OrderedDict()  # claimed, waiting for a slot (FIFO)
         self._wake = asyncio.Event()
         # Wake-ups are counted, never just flagged: a claim round may await the store while a
         # kick (enqueue, retry, a job's end, a due timer, a route change) lands, and a round
@@ -324,6 +337,9 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for t in list(self._cascade_cancels):
             t.cancel()
+        # jobs claimed ahead never got a slot: re-queued as interrupted (not charged), as at a crash
+        while self._ahead:
+            self._release_ahead(next(iter(self._ahead)), "shutdown")
         tasks = {r.task: r for r in self._running.values() if r.task is not None}
         if tasks:
             log.info("waiting up to %.1fs for %d running job(s)", grace, len(tasks))
@@ -826,6 +842,8 @@ class Engine:
         loop follows one such move, and only a finished job (or one that keeps moving) is refused."""
         for _ in range(CANCEL_LAPS):
             run = self._running.get(job_id)
+            if run is None and job_id in self._ahead:
+                run = self._release_ahead(job_id, None)  # stopped below before it begins
             if run is None:
                 now = time.time()
                 job = await self.store.transition(
@@ -1168,6 +1186,8 @@ class Engine:
     async def _cancel_requested(self) -> None:
         for job_id in await self.store.cancel_requests():
             run = self._running.get(job_id)
+            if run is None and job_id in self._ahead:
+                run = self._release_ahead(job_id, "operator")
             if run is not None:
                 run.stop("operator", await self._remote_cancel_reason(run.job))
 
@@ -1192,7 +1212,7 @@ class Engine:
         while True:
             await asyncio.sleep(lease / 3)  # the heartbeat period
             try:
-                await self.store.heartbeat(time.time(), list(self._running))
+                await self.store.heartbeat(time.time(), [*self._running, *self._ahead])
                 await self._cancel_requested()
                 await self._load_paused_handlers(sweep=False)
             except Exception:
@@ -1392,10 +1412,54 @@ class Engine:
         self._due_epoch += 1
         self._kick()
 
+    @property
+    def _full(self) -> bool:
+        """No slot free and no room for a job claimed ahead: claiming waits for a slot."""
+        return self._busy >= self.concurrency and len(self._ahead) >= self.prefetch
+
+    def _hand_over(self, job: Job) -> None:
+        """Start `job` in a slot (it holds the slot until its handler part ends)."""
+        self._start(job)
+        run = self._running[job.id]
+        run.holds = True
+        self._busy += 1
+
+    def _slot_freed(self, run: _Run) -> None:
+        """`run`'s handler part ended (its end is about to be queued to the store's writer): its
+        slot goes to the oldest job claimed ahead, whose attempt (timeout, `started_at`) starts
+        now; the dispatcher is woken to claim for the slot or to refill what was claimed ahead.
+        The dispatcher runs after this loop turn, so its claim joins the writer queue behind the
+        ends written in this turn: one commit carries both when the writer is free."""
+        if not run.holds:
+            return
+        run.holds = False
+        self._busy -= 1
+        was_full = self._busy + 1 >= self.concurrency and len(self._ahead) >= self.prefetch
+        if self._ahead and not self._stopping:
+            _, job = self._ahead.popitem(last=False)
+            job.started_at = time.time()  # the attempt starts when a slot takes the job
+            self._hand_over(job)
+        if self._blocked or self._in_round or was_full:
+            # a slot freed: claim again if a limit held jobs back, or might have (a round
+            # awaiting the store may have counted this job as busy)
+            self._blocked = False
+            self._kick()
+
+    def _release_ahead(self, job_id: str, reason: str | None) -> _Run:
+        """Start a job claimed ahead outside the slots, to be stopped before it begins (cancel,
+        shutdown): its attempt ends at once as cancelled or interrupted, through the usual path."""
+        job = self._ahead.pop(job_id)
+        job.started_at = time.time()
+        self._start(job)
+        run = self._running[job_id]
+        if reason is not None:
+            run.stop(reason)
+        return run
+
     async def _dispatch_loop(self) -> None:
         while not self._stopping:
             if self._maybe_queued:
-                if len(self._running) >= self.concurrency:
+                if self._full:
                     self._blocked = True
                 else:
                     try:
@@ -1413,7 +1477,7 @@ class Engine:
             if self._stopping:
                 break
             self._wake.clear()
-            if self._maybe_queued and len(self._running) < self.concurrency:
+            if self._maybe_queued and not self._full:
                 continue
             await self._wake.wait()
 
@@ -1442,31 +1506,46 @@ class Engine:
                 await self._apply_budgets()  # also holds what other nodes queued meanwhile
         routable = self.router.routable()
         now = time.time()
-        free = self.concurrency - len(self._running)
-        want = min(free, self.claim_batch)
+        free = max(0, self.concurrency - self._busy)
+        # jobs of handlers without a limit may be claimed ahead of a free slot (`prefetch`)
+        want = min(free + max(0, self.prefetch - len(self._ahead)), self.claim_batch)
         limits = {h: n for h, n in self.handler_limits.items() if h in routable}
         full = False
         claimed: list[Job] = []
         open_names = [h for h in routable if h not in limits]
-        if open_names:
+        if open_names and want > 0:
             got = await self.store.claim(want, open_names, now)
             claimed.extend(got)
             full = len(got) == want
         if limits:
+            # slots left once the open handlers' jobs took theirs (a round awaiting the store may
+            # see slots freed meanwhile; they are claimed by the next round)
+            left = max(0, free - len(claimed))
             busy: dict[str, int] = {}
             for r in self._running.values():
-                busy[r.job.handler] = busy.get(r.job.handler, 0) + 1
+                if r.holds:
+                    busy[r.job.handler] = busy.get(r.job.handler, 0) + 1
+            limited: list[Job] = []
             for h, n in limits.items():
-                room = min(n - busy.get(h, 0), free - len(claimed))
+                room = min(n - busy.get(h, 0), left - len(limited))
                 if room <= 0:
                     self._blocked = True
                     continue
                 got = await self.store.claim(room, [h], now)
-                claimed.extend(got)
+                limited.extend(got)
                 if len(got) == room:
                     self._blocked = True
+        else:
+            limited = []
+        for job in claimed:  # in claim order: the oldest waits least
+            self._ahead[job.id] = job
+        while self._ahead and self._busy < self.concurrency:
+            self._hand_over(self._ahead.popitem(last=False)[1])
         for job in claimed:
-            self._start(job)
+            if job.id in self._ahead:  # watchers see what the store has: running, on this node
+                self._publish(job)
+        for job in limited:
+            self._hand_over(job)
         if not full:
             if self._due_known != due_epoch:
                 # from the claim's `now`: a job due since then was not claimed and must be reported
@@ -1545,6 +1624,7 @@ class Engine:
             log.exception("handler %s raised on job %s", job.handler, job.id)
             outcome, error = OUTCOME_FAILED, f"{type(exc).__name__}: {exc}"
         run.cancellable = False
+        self._slot_freed(run)
         if self.metrics:
             self.metrics.finished(job.handler, outcome, time.time() - job.started_at)
         try:
@@ -1558,11 +1638,6 @@ class Engine:
         finally:
             self._running.pop(job.id, None)
             self._progress_dirty.pop(job.id, None)
-            if self._blocked or self._in_round or len(self._running) == self.concurrency - 1:
-                # a slot freed: claim again if a limit held jobs back, or might have (a round
-                # awaiting the store may have counted this job as busy)
-                self._blocked = False
-                self._kick()
 
     async def _finish(
         self,

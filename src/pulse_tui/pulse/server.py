@@ -73,6 +73,7 @@ class ServerSettings:
     db: str = ""
     node: str = ""
     concurrency: int = 128  # jobs in flight; plugin round trips need many to keep a plugin busy
+    prefetch: int = 128  # jobs claimed ahead of a free slot ([server] prefetch)
     handler_limits: dict[str, int] = field(default_factory=dict)
     default_timeout: float = 3600.0
     max_payload: int = 1024 * 1024
@@ -104,6 +105,7 @@ class ServerSettings:
             data_dir=Path(s.data_dir).expanduser(),
             db=s.db,
             concurrency=s.concurrency,
+            prefetch=s.prefetch,
             handler_limits=dict(config.handler_limits),
             default_timeout=s.default_timeout,
             max_payload=s.max_payload_bytes,
@@ -240,6 +242,7 @@ class PulseServer:
             self.router,
             node=s.node,
             concurrency=s.concurrency,
+            prefetch=s.prefetch,
             handler_limits=s.handler_limits,
             default_timeout=s.default_timeout,
             max_payload=s.max_payload,

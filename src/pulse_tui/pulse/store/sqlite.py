@@ -304,6 +304,22 @@ def _update_if(
     return row
 
 
+def claim_sql(n_handlers: int, *, paused_guard: bool) -> str:
+    """The claim: the first `limit` due queued jobs of these handlers, priority then FIFO, marked
+    running. The subquery walks the partial index jobs_queue in its order and stops at `limit`
+    (INDEXED BY: without statistics the planner took jobs_finished on `status` and sorted every
+    queued job on each claim, 4.5 ms per claim with 20,000 queued, against 0.14 ms)."""
+    ph = ",".join("?" * n_handlers)
+    guard = f" AND {NOT_PAUSED_HANDLER}" if paused_guard else ""
+    return (
+        "UPDATE jobs SET status='running', attempts=attempts+1, run_attempts=run_attempts+1,"
+        " started_at=?, updated_at=?, node=?, completed_at=0"
+        " WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_queue WHERE status='queued' AND run_at<=?"
+        f" AND +handler IN ({ph}){guard} ORDER BY priority DESC, seq LIMIT ?)"
+        f" RETURNING {LIST_SELECT}, payload, result"
+    )
+
+
 class SQLiteStore(Store):
     dialect = D
 
@@ -719,15 +735,8 @@ class SQLiteStore(Store):
         node = self.node
 
         def op(conn: sqlite3.Connection) -> list[Job]:
-            ph = ",".join("?" * len(names))
-            guard = f" AND {NOT_PAUSED_HANDLER}" if self._any_paused else ""
             rows = conn.execute(
-                f"UPDATE jobs SET status='running', attempts=attempts+1, run_attempts=run_attempts+1,"
-                f" started_at=?, updated_at=?, node=?, completed_at=0"
-                f" WHERE seq IN (SELECT seq FROM jobs WHERE status='queued' AND run_at<=?"
-                f" AND +handler IN ({ph}){guard} ORDER BY priority DESC, seq LIMIT ?)"
-                f" RETURNING {LIST_SELECT}, payload, result",
-                (now, now, node, now, *names, limit),
+                claim_sql(len(names), paused_guard=self._any_paused), (now, now, node, now, *names, limit)
             ).fetchall()
             jobs = [q.job_row(r) for r in rows]
             jobs.sort(key=lambda j: (-j.priority, j.seq))
