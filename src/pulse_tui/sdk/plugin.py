@@ -13,9 +13,10 @@ Initialize; it may return a mapping of extra handler names to handler functions,
 the previous dynamic set (this is how the bundled python plugin announces one handler per saved
 script and re-reads the directory on reload).
 
-Each ExecuteJob runs the handler in its own task so that cancellation is observable: when the
-host cancels the call (or `timeout_secs` expires) `ctx.cancelled` is set *before* the handler
-task is cancelled, which lets code running in a thread notice it.
+A handler that waits on anything runs in its own task so that cancellation is observable: when
+the host cancels the call (or `timeout_secs` expires) `ctx.cancelled` is set *before* the handler
+task is cancelled, which lets code running in a thread notice it. (Its first step runs at once:
+a handler that returns without waiting, like an echo, costs no task at all.)
 
 Batched execution: every SDK plugin also serves our BatchExecService (`_BatchServicer`), so a
 Pulse host sends it jobs many to a message on one stream; each job still runs on its own, as
