@@ -179,6 +179,15 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (not its children); 0 once it has gone."""
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return t.user + t.system
+
+
 def self_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime

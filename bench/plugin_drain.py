@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from bench.common import Result, main, temp_dir
-from bench.infra import CpuMeter, per_1k
+from bench.infra import CpuMeter, per_1k, proc_cpu
 from bench.ours import durability_note, enqueue_many, open_engine
 from bench.serve import DEMO_PLUGIN, Server
 from bench.sizes import drain_n
@@ -95,13 +95,21 @@ def measure(n: int, variant: str = "unary") -> tuple[float, dict]:
             assert srv.child is not None
             wait_started(srv.db_path, timeout=60)
             cpu = CpuMeter(srv.child.pid, include_self=False).start()
+            server_cpu0 = proc_cpu(srv.child.pid)
             counts = wait_drained(srv.db_path, n, timeout=max(60.0, n / 100))
+            server_cpu = proc_cpu(srv.child.pid) - server_cpu0
             cpu_s = cpu.stop()
             wall = time.time() - t0
         first, last = drain_window(srv.db_path)
         if counts.get("completed", 0) != n:
             raise RuntimeError(f"expected {n} completed, got {counts}")
-    return last - first, {"plugin_wall_incl_startup_s": round(wall, 2), "cpu_s": cpu_s}
+    return last - first, {
+        "plugin_wall_incl_startup_s": round(wall, 2),
+        "cpu_s": cpu_s,
+        # the server process alone, and the plugin (the rest of its tree), CPU s per 1,000 jobs
+        "server_cpu_s_per_1k": per_1k(server_cpu, n),
+        "plugin_cpu_s_per_1k": per_1k(cpu_s - server_cpu, n),
+    }
 
 
 def run(quick: bool, variant: str = "unary") -> Result:

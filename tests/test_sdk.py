@@ -197,3 +197,61 @@ async def test_example_plugin_runs(tmp_path):
             resp = await stub.ExecuteJob(request("greeter.hello", {"names": ["a", "b"]}))
             assert json.loads(resp.result) == {"greetings": ["hey, a", "hey, b"]}
             assert (resp.progress_current, resp.progress_total) == (2, 2)
+
+
+async def test_handlers_that_wait_after_their_first_step():
+    """A handler's first step runs at once; one that then waits continues in its own task with the
+    same results, errors and cancellation flag as before (in-process plugin, raw stub)."""
+    p = Plugin("steps")
+    gate = asyncio.Event()
+    seen: dict[str, bool] = {}
+
+    @p.handler("s.now")
+    async def now(ctx, payload):
+        return {"at_once": payload["n"] * 2}
+
+    @p.handler("s.steps")
+    async def steps(ctx, payload):
+        total = 0
+        for i in range(3):
+            await asyncio.sleep(0)
+            total += i
+        await gate.wait()
+        return {"total": total, "value": await asyncio.sleep(0, result=payload["n"])}
+
+    @p.handler("s.late_boom")
+    async def late_boom(ctx, payload):
+        await asyncio.sleep(0)
+        raise ValueError("late")
+
+    @p.handler("s.swallow")
+    async def swallow(ctx, payload):
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen["cancelled"] = ctx.cancelled
+            return "kept going"  # the call is over all the same
+
+    server = await p.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = domain_pb2_grpc.DomainPluginServiceStub(channel)
+            resp = await stub.ExecuteJob(request("s.now", {"n": 4}))
+            assert resp.success and json.loads(resp.result) == {"at_once": 8}
+            pending = asyncio.ensure_future(stub.ExecuteJob(request("s.steps", {"n": 5})))
+            await wait_until(lambda: server.servicer.running, timeout=5)
+            assert not pending.done()
+            gate.set()
+            resp = await pending
+            assert resp.success and json.loads(resp.result) == {"total": 3, "value": 5}
+            resp = await stub.ExecuteJob(request("s.late_boom"))
+            assert not resp.success and resp.error == "ValueError: late"
+            trace = resp.log_entries[-1].message
+            assert "Traceback" in trace and "late_boom" in trace
+            call = stub.ExecuteJob(request("s.swallow", job_id="c1"))
+            await wait_until(lambda: "c1" in server.servicer.running, timeout=5)
+            call.cancel()  # the host gives up on the call: the handler sees ctx.cancelled first
+            await wait_until(lambda: not server.servicer.running, timeout=5)
+            assert seen == {"cancelled": True}
+    finally:
+        await server.stop(0)

@@ -13,9 +13,10 @@ Initialize; it may return a mapping of extra handler names to handler functions,
 the previous dynamic set (this is how the bundled python plugin announces one handler per saved
 script and re-reads the directory on reload).
 
-Each ExecuteJob runs the handler in its own task so that cancellation is observable: when the
-host cancels the call (or `timeout_secs` expires) `ctx.cancelled` is set *before* the handler
-task is cancelled, which lets code running in a thread notice it.
+A handler that waits on anything runs in its own task so that cancellation is observable: when
+the host cancels the call (or `timeout_secs` expires) `ctx.cancelled` is set *before* the handler
+task is cancelled, which lets code running in a thread notice it. (Its first step runs at once:
+a handler that returns without waiting, like an echo, costs no task at all.)
 
 Batched execution: every SDK plugin also serves our BatchExecService (`_BatchServicer`), so a
 Pulse host sends it jobs many to a message on one stream; each job still runs on its own, as
@@ -33,7 +34,8 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -346,7 +348,9 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
     ) -> domain_pb2.ExecuteJobResponse:
         """One job, from a unary ExecuteJob or from a batch (the same fields)."""
         version = self.plugin.version
-        fn = self._handlers().get(request.handler_name)
+        name = request.handler_name
+        # a declared handler wins over a dynamic one of the same name (as in _handlers())
+        fn = self.plugin.handlers.get(name) or self.dynamic.get(name)
         if fn is None:
             known = ", ".join(sorted(self._handlers())) or "none"
             return domain_pb2.ExecuteJobResponse(
@@ -405,9 +409,18 @@ class _Servicer(domain_pb2_grpc.DomainPluginServiceServicer):
         )
 
     async def _run_handler(self, fn: HandlerFn, ctx: Context, payload: Any) -> Any:
-        """Run the handler in its own task; set ctx.cancelled before cancelling it."""
+        """Run the handler in its own task; set ctx.cancelled before cancelling it.
+
+        An async handler's first step runs here, at once: one that returns without waiting on
+        anything (an echo, a computation) needs no task, no wait and no timer, and nothing could
+        have cancelled it. Only a handler that waits continues in a task of its own."""
         if inspect.iscoroutinefunction(fn):
-            task = asyncio.create_task(fn(ctx, payload))
+            coro = fn(ctx, payload)
+            try:
+                yielded = coro.send(None)
+            except StopIteration as stop:
+                return stop.value
+            task = asyncio.create_task(_continue(coro, yielded))
         else:
             task = asyncio.create_task(asyncio.to_thread(fn, ctx, payload))
         try:
@@ -483,6 +496,32 @@ class _BatchServicer(exec_pb2_grpc.BatchExecServiceServicer):
             reader.cancel()
             for task in list(running.values()):
                 task.cancel()
+
+
+@types.coroutine
+def _resumed(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Drive `coro`, whose first step has already run and yielded `yielded`, from where it stopped:
+    what it yielded goes to the awaiting task, what the task sends or throws goes back into it."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # a cancellation (or anything else thrown in) goes to the handler
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _continue(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+    return await _resumed(coro, yielded)
 
 
 def _describe(exc: BaseException, ctx: Context) -> str:
