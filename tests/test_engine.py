@@ -237,6 +237,88 @@ async def test_timeout_enforced_on_handler_that_ignores_it(make_engine):
     assert d.attempts[0].outcome == J.OUTCOME_TIMEOUT
 
 
+class Deadlines:
+    """`t.deadline`: what a handler may do when Pulse's deadline cancels it (payload `how`)."""
+
+    name = "t.deadline"
+    plugin = ""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled_at: dict[str, float] = {}
+
+    async def run(self, ctx):
+        how = ctx.payload_json().get("how")
+        self.started.set()
+        if how == "quick":
+            return HandlerResult(result=b"{}")
+        if how == "own-timeout":  # a TimeoutError of its own, long before the deadline
+            raise TimeoutError("upstream took too long")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled_at[ctx.job.id] = time.monotonic()
+            if how == "to-timeout-error":
+                raise TimeoutError from None
+            if how == "swallow":  # it ends on its own after the cancel: its end stands
+                return HandlerResult(result=b'{"swallowed": true}')
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_deadlines_fire_on_time_for_jobs_started_together(make_engine):
+    """Jobs started together share their deadline's timer: those still running time out, not
+    before their timeout and promptly after it, whatever the handler does with the cancel;
+    those that ended leave no timer behind; a TimeoutError of the handler's own is a failure."""
+    h = Deadlines()
+    engine = await make_engine(h, default_timeout=0.3)
+    hows = ["quick", "own-timeout", "hang", "to-timeout-error", "swallow", "hang", "quick"]
+    t0 = time.monotonic()
+    jobs = await engine.enqueue_many(
+        [
+            {"handler": "t.deadline", "payload": json.dumps({"how": how}).encode(), "max_attempts": 1}
+            for how in hows
+        ]
+    )
+    ends = [await wait_status(engine, j.id, {J.COMPLETED, J.FAILED}) for j in jobs]
+    got = {how: (e.status, e.error) for how, e in zip(hows, ends, strict=True)}
+    assert got["quick"] == (J.COMPLETED, "")
+    assert got["own-timeout"] == (J.FAILED, "TimeoutError: upstream took too long")
+    for how in ("hang", "to-timeout-error"):
+        assert got[how] == (J.FAILED, "timed out after 0.3s (enforced by Pulse)"), how
+    assert got["swallow"] == (J.COMPLETED, "")
+    for jid, at in h.cancelled_at.items():
+        assert 0.3 <= at - t0 < 0.3 + 2.0, (jid, at - t0)
+    assert len(h.cancelled_at) == 4
+    detail = await engine.get_detail(ends[2].id)
+    assert [a.outcome for a in detail.attempts] == [J.OUTCOME_TIMEOUT]
+    assert engine._deadlines == {}  # every timer gone with its jobs
+    # the tasks took back the deadline's cancel: a later operator cancel still works as one
+    stub = Stubborn()
+    engine2 = await make_engine(stub, db="two.db", default_timeout=0.2)
+    first = await engine2.enqueue("t.stubborn", b"{}", max_attempts=1)
+    assert (await wait_status(engine2, first.id, {J.FAILED})).error.startswith("timed out after 0.2s")
+    stub.started.clear()
+    second = await engine2.enqueue("t.stubborn", b"{}", max_attempts=1, timeout_secs=60)
+    await asyncio.wait_for(stub.started.wait(), 5)
+    out = await engine2.cancel(second.id)
+    assert out.status == J.CANCELLED
+
+
+async def test_a_deadline_and_an_operator_cancel_together_are_a_cancel(make_engine):
+    stub = Stubborn()
+    engine = await make_engine(stub, default_timeout=0.2)
+    job = await engine.enqueue("t.stubborn", b"{}", max_attempts=1)
+    await asyncio.wait_for(stub.started.wait(), 5)
+    run = engine._running[job.id]
+    assert run.slot is not None
+    run.slot.handle.cancel()
+    run.slot.fire(engine._deadlines)  # the deadline passes in the same instant as the cancel
+    out = await engine.cancel(job.id)
+    assert out.status == J.CANCELLED and out.error == "cancelled by operator"
+    assert engine._deadlines == {}
+
+
 async def test_cancel_running_job_stops_it(make_engine):
     stub = Stubborn()
     engine = await make_engine(stub)

@@ -115,6 +115,9 @@ BUDGET_RECHECK_SECS = 1.0
 DEFAULT_MAX_CHILDREN = 10_000  # children per job ([server] max_children)
 DEFAULT_MAX_CHILD_DEPTH = 5  # levels of children below a top job ([server] max_child_depth)
 CASCADE_BATCH = 500  # ended parents whose children one store call cancels
+# running jobs' deadlines are kept in slots of this many seconds, one timer per slot (not one per
+# job): a job's timeout fires at most this much late, never early
+DEADLINE_SLOT = 0.005
 
 
 def _json_equal(a: bytes, b: bytes) -> bool:
@@ -140,6 +143,8 @@ class _Run:
         "children",
         "depth",
         "holds",
+        "slot",
+        "expired",
     )
 
     def __init__(self, job: Job, handler: Handler | None) -> None:
@@ -155,6 +160,10 @@ class _Run:
         self.children: int | None = None  # children it has (counted once, then kept here)
         self.depth: int | None = None  # levels below its top job (found once, then kept here)
         self.holds = False  # holds one of the engine's `concurrency` slots (see Engine._slot_freed)
+        self.slot: _DeadlineSlot | None = None  # where its deadline is kept while the handler runs
+        # its deadline passed: 1 = its task was cancelled for it (a cancel still to take back),
+        # 2 = before its task began (or after that cancel was taken back)
+        self.expired = 0
 
     def stop(self, reason: str, message: str = "") -> None:
         """Stop the attempt for `reason` ("operator" | "shutdown"); the first reason wins.
@@ -170,6 +179,30 @@ class _Run:
             self.cancel_message = message
         if self.cancellable and self.task is not None:
             self.task.cancel()
+
+
+class _DeadlineSlot:
+    """The running jobs whose deadlines fall in one DEADLINE_SLOT: one timer for all of them.
+    A job leaves its slot when its handler part ends; the last one to leave cancels the timer."""
+
+    __slots__ = ("runs", "handle", "key")
+
+    def __init__(self, key: float) -> None:
+        self.runs: set[_Run] = set()
+        self.handle: asyncio.TimerHandle | None = None
+        self.key = key  # its end, in loop time
+
+    def fire(self, slots: dict[float, _DeadlineSlot]) -> None:
+        if slots.get(self.key) is self:
+            del slots[self.key]
+        for run in self.runs:
+            run.slot = None
+            if run.cancellable and run.task is not None:
+                run.expired = 1
+                run.task.cancel()
+            else:  # its task has not begun (see _Run.stop): it times out when it begins
+                run.expired = 2
+        self.runs = set()
 
 
 def _rank(job: Job) -> tuple[int, int]:
@@ -242,6 +275,7 @@ class Engine:
         # `concurrency` + `prefetch` jobs of this node running (see _slot_freed).
         self._busy = 0  # runs holding a slot
         self._ahead: OrderedDict[str, Job] = OrderedDict()  # claimed, waiting for a slot (FIFO)
+        self._deadlines: dict[float, _DeadlineSlot] = {}  # slot end (loop time) -> its runs
         self._wake = asyncio.Event()
         # Wake-ups are counted, never just flagged: a claim round may await the store while a
         # kick (enqueue, retry, a job's end, a due timer, a route change) lands, and a round
@@ -1562,9 +1596,40 @@ class Engine:
         job.plugin = run.plugin
         self._running[job.id] = run
         run.task = asyncio.create_task(self._execute(run), name=f"job-{job.id}")
+        self._add_deadline(run, float(job.timeout_secs or self.default_timeout))
         if self.metrics:
             self.metrics.started(job.handler, job.started_at - job.run_at)
         self._publish(job)
+
+    def _add_deadline(self, run: _Run, timeout: float) -> None:
+        """Time `run` out `timeout` seconds from now (at most DEADLINE_SLOT later): jobs started
+        together share one timer instead of an `asyncio.timeout` each."""
+        loop = asyncio.get_running_loop()
+        key = (int((loop.time() + timeout) / DEADLINE_SLOT) + 1) * DEADLINE_SLOT
+        slot = self._deadlines.get(key)
+        if slot is None:
+            slot = self._deadlines[key] = _DeadlineSlot(key)
+            slot.handle = loop.call_at(key, slot.fire, self._deadlines)
+        slot.runs.add(run)
+        run.slot = slot
+
+    def _drop_deadline(self, run: _Run) -> None:
+        slot = run.slot
+        if slot is not None:
+            run.slot = None
+            slot.runs.discard(run)
+            if not slot.runs and slot.handle is not None:
+                slot.handle.cancel()
+                if self._deadlines.get(slot.key) is slot:
+                    del self._deadlines[slot.key]
+
+    @staticmethod
+    def _take_back_deadline(run: _Run, task: asyncio.Task[None]) -> int:
+        """Take back the cancel the deadline made (once); the cancels still pending on `task`."""
+        if run.expired == 1:
+            run.expired = 2
+            return task.uncancel()
+        return task.cancelling()
 
     async def _execute(self, run: _Run) -> None:
         job = run.job
@@ -1573,11 +1638,12 @@ class Engine:
         outcome, error, retryable, crashed = OUTCOME_COMPLETED, "", True, False
         cause = ""
         res: HandlerResult | None = None
-        cm = asyncio.timeout(timeout)
         run.cancellable = True
         try:
             if run.cancel_reason is not None:
                 raise asyncio.CancelledError  # stopped before it began (see _Run.stop)
+            if run.expired:
+                raise TimeoutError  # its deadline passed before it began
             if run.handler is None:
                 raise HandlerError(f"no handler routes {job.handler!r} any more", outcome=OUTCOME_UNAVAILABLE)
             ctx = JobContext(
@@ -1588,16 +1654,15 @@ class Engine:
                 lambda e: self._on_log(run, e),
                 lambda v: setattr(run.job, "cost_actual", v),
             )
-            async with cm:
-                if job.crashes >= PROBATION_AFTER and not run.cancel_reason:
-                    # on probation: it was caught in a crash; run one such job per plugin at a time,
-                    # so the next crash tells the culprit from its neighbours
-                    async with self._probation_lock(run.plugin or job.handler):
-                        res = await run.handler.run(ctx)
-                else:
+            if job.crashes >= PROBATION_AFTER and not run.cancel_reason:
+                # on probation: it was caught in a crash; run one such job per plugin at a time,
+                # so the next crash tells the culprit from its neighbours
+                async with self._probation_lock(run.plugin or job.handler):
                     res = await run.handler.run(ctx)
+            else:
+                res = await run.handler.run(ctx)
         except TimeoutError as exc:
-            if cm.expired():
+            if run.expired:  # the handler turned the deadline's cancel into a TimeoutError
                 outcome, error = OUTCOME_TIMEOUT, f"timed out after {timeout:g}s (enforced by Pulse)"
             else:
                 outcome, error = OUTCOME_FAILED, f"TimeoutError: {exc}"
@@ -1608,9 +1673,12 @@ class Engine:
         except asyncio.CancelledError:
             task = asyncio.current_task()
             assert task is not None
-            if run.cancel_reason is None and task.cancelling():
+            if run.expired == 1 and self._take_back_deadline(run, task) == 0:
+                # the deadline's cancel and no other
+                outcome, error = OUTCOME_TIMEOUT, f"timed out after {timeout:g}s (enforced by Pulse)"
+            elif run.cancel_reason is None and task.cancelling():
                 raise  # the loop is going away; recovery re-queues the job at next start
-            if run.cancel_reason is None:
+            elif run.cancel_reason is None:
                 # the handler raised CancelledError on its own (e.g. a closed channel): a failure,
                 # never a job stuck in `running`
                 outcome, error = OUTCOME_FAILED, "handler was cancelled unexpectedly (CancelledError)"
@@ -1624,6 +1692,12 @@ class Engine:
             log.exception("handler %s raised on job %s", job.handler, job.id)
             outcome, error = OUTCOME_FAILED, f"{type(exc).__name__}: {exc}"
         run.cancellable = False
+        if run.slot is not None:
+            self._drop_deadline(run)
+        elif run.expired == 1:  # the handler ended some other way after the deadline's cancel
+            task = asyncio.current_task()
+            assert task is not None
+            self._take_back_deadline(run, task)
         self._slot_freed(run)
         if self.metrics:
             self.metrics.finished(job.handler, outcome, time.time() - job.started_at)
