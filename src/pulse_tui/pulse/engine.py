@@ -115,6 +115,9 @@ BUDGET_RECHECK_SECS = 1.0
 DEFAULT_MAX_CHILDREN = 10_000  # children per job ([server] max_children)
 DEFAULT_MAX_CHILD_DEPTH = 5  # levels of children below a top job ([server] max_child_depth)
 CASCADE_BATCH = 500  # ended parents whose children one store call cancels
+END_LOST = (
+    "it stays running in the store and is re-queued at restart (or when its lease lapses on a shared store)"
+)
 # running jobs' deadlines are kept in slots of this many seconds, one timer per slot (not one per
 # job): a job's timeout fires at most this much late, never early
 DEADLINE_SLOT = 0.005
@@ -145,6 +148,7 @@ class _Run:
         "holds",
         "slot",
         "expired",
+        "ended",
     )
 
     def __init__(self, job: Job, handler: Handler | None) -> None:
@@ -164,6 +168,7 @@ class _Run:
         # its deadline passed: 1 = its task was cancelled for it (a cancel still to take back),
         # 2 = before its task began (or after that cancel was taken back)
         self.expired = 0
+        self.ended: asyncio.Event | None = None  # made when someone waits for its end to be stored
 
     def stop(self, reason: str, message: str = "") -> None:
         """Stop the attempt for `reason` ("operator" | "shutdown"); the first reason wins.
@@ -276,6 +281,9 @@ class Engine:
         self._busy = 0  # runs holding a slot
         self._ahead: OrderedDict[str, Job] = OrderedDict()  # claimed, waiting for a slot (FIFO)
         self._deadlines: dict[float, _DeadlineSlot] = {}  # slot end (loop time) -> its runs
+        # attempt ends not stored yet: the ends of one loop turn are written as one group
+        self._ends: list[tuple[_Run, Finish]] = []
+        self._end_writers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         # Wake-ups are counted, never just flagged: a claim round may await the store while a
         # kick (enqueue, retry, a job's end, a due timer, a route change) lands, and a round
@@ -384,6 +392,8 @@ class Engine:
             if left:
                 log.info("re-queued %d job(s) still running after the grace period", len(left))
                 await asyncio.wait(pending)
+        while self._end_writers:  # ends of jobs whose tasks are done, not stored yet
+            await asyncio.wait(set(self._end_writers))
         await self._flush_progress()
 
     # ------------------------------------------------------------ enqueue
@@ -907,8 +917,7 @@ class Engine:
                     check_transition(job_id, current.status, CANCELLED)  # finished: say so
                     raise Precondition(f"job {job_id} could not be cancelled")
             run.stop("operator", reason)
-            assert run.task is not None
-            await asyncio.wait([run.task])
+            await self._wait_ended(run)
             job = await self.get_job(job_id)
             if job.status == CANCELLED:
                 return job
@@ -1698,22 +1707,85 @@ class Engine:
             task = asyncio.current_task()
             assert task is not None
             self._take_back_deadline(run, task)
-        self._slot_freed(run)
         if self.metrics:
             self.metrics.finished(job.handler, outcome, time.time() - job.started_at)
         try:
-            await self._finish(run, attempt, outcome, error, retryable, res, crashed=crashed, cause=cause)
+            item = self._end_item(run, attempt, outcome, error, retryable, res, crashed=crashed, cause=cause)
         except Exception:
-            log.exception(
-                "could not record the end of job %s; it stays running in the store and is re-queued "
-                "at restart (or when its lease lapses on a shared store)",
-                job.id,
-            )
-        finally:
-            self._running.pop(job.id, None)
-            self._progress_dirty.pop(job.id, None)
+            log.exception("could not record the end of job %s; %s", job.id, END_LOST)
+            self._slot_freed(run)
+            self._release(run)
+            return
+        # the task ends here; the job stays in _running until its end is stored
+        self._ends.append((run, item))
+        if len(self._ends) == 1:
+            writer = asyncio.create_task(self._write_ends(), name="pulse-ends")
+            self._end_writers.add(writer)
+            writer.add_done_callback(self._end_writers.discard)
+        # the slot is freed after the group's writer was scheduled: the claim that reuses it
+        # (next loop turn) is queued to the store behind this turn's ends, in the same commit
+        self._slot_freed(run)
 
-    async def _finish(
+    async def _write_ends(self) -> None:
+        """Store the attempt ends of one loop turn as one group (one store call, one future, one
+        task step for all of them), then do what follows each end, in order. If the group's write
+        fails, each end is tried alone, so one bad row cannot sink its neighbours."""
+        ends, self._ends = self._ends, []
+        try:
+            await self._store_ends([item for _, item in ends])
+        except Exception as exc:
+            if len(ends) == 1:
+                log.error("could not record the end of job %s (%s); %s", ends[0][1].job.id, exc, END_LOST)
+                self._release(ends[0][0])
+                return
+            log.warning(
+                "recording the ends of %d jobs together failed (%s); trying each alone", len(ends), exc
+            )
+            await asyncio.gather(*(self._write_end_alone(run, item) for run, item in ends))
+            return
+        for run, item in ends:
+            self._after_end(run, item)
+
+    async def _write_end_alone(self, run: _Run, item: Finish) -> None:
+        try:
+            await self._store_ends([item])
+        except Exception:
+            log.exception("could not record the end of job %s; %s", item.job.id, END_LOST)
+            self._release(run)
+            return
+        self._after_end(run, item)
+
+    async def _store_ends(self, items: list[Finish]) -> None:
+        for delay in FINISH_RETRY_DELAYS:  # the row values are computed once; only the write is retried
+            try:
+                await self.store.finish(items)
+                return
+            except Exception as exc:
+                if delay is None:
+                    raise
+                log.warning("recording the end of %d job(s) failed (%s); retrying", len(items), exc)
+                await asyncio.sleep(delay)  # back off from a busy or locked store
+
+    def _release(self, run: _Run) -> None:
+        """The run's end is stored (or given up on); its slot was freed when its handler part
+        ended (_slot_freed)."""
+        job_id = run.job.id
+        if self._running.get(job_id) is run:
+            del self._running[job_id]
+        self._progress_dirty.pop(job_id, None)
+        if run.ended is not None:
+            run.ended.set()
+
+    async def _wait_ended(self, run: _Run) -> None:
+        """Until the run's task ended and its end is stored."""
+        assert run.task is not None
+        await asyncio.wait([run.task])
+        if self._running.get(run.job.id) is run:
+            if run.ended is None:
+                run.ended = asyncio.Event()
+            await run.ended.wait()
+
+    def _end_item(
         self,
         run: _Run,
         attempt: Attempt,
@@ -1724,7 +1796,8 @@ class Engine:
         *,
         crashed: bool = False,
         cause: str = "",
-    ) -> None:
+    ) -> Finish:
+        """The job's and the attempt's values at the attempt's end (nothing stored yet)."""
         job = run.job
         now = time.time()
         if res is not None:
@@ -1739,7 +1812,9 @@ class Engine:
                 job.plugin_version = attempt.plugin_version = res.plugin_version
             run.logs.extend(res.logs[:MAX_LOGS_PER_ATTEMPT])
         job.updated_at = now
-        error = job.error = cap_text(error, MAX_ERROR_BYTES)
+        if error:
+            error = cap_text(error, MAX_ERROR_BYTES)
+        job.error = error
         status = COMPLETED
         if outcome == OUTCOME_COMPLETED:
             job.completed_at = now
@@ -1767,7 +1842,7 @@ class Engine:
             job.run_at = now + backoff_delay(job.run_attempts, self.backoff_base, self.backoff_cap)
         else:
             status, job.completed_at = FAILED, now
-        if outcome not in (OUTCOME_INTERRUPTED, OUTCOME_CRASHED):
+        if job.crashes and outcome not in (OUTCOME_INTERRUPTED, OUTCOME_CRASHED):
             job.crashes = 0  # the streak is broken by an attempt that ended on its own
         if status == QUEUED:
             # its handler was paused (or its budget reached) while it ran; an operator's release
@@ -1779,16 +1854,20 @@ class Engine:
         attempt.ended_at, attempt.outcome, attempt.error = now, outcome, error
         for e in run.logs:
             e.attempt = attempt.number
-        item = Finish(job, attempt, run.logs)
-        for delay in FINISH_RETRY_DELAYS:  # the row values are computed once; only the write is retried
-            try:
-                await self.store.finish([item])
-                break
-            except Exception as exc:
-                if delay is None:
-                    raise
-                log.warning("recording the end of job %s failed (%s); retrying", job.id, exc)
-                await asyncio.sleep(delay)  # back off from a busy or locked store
+        return Finish(job, attempt, run.logs)
+
+    def _after_end(self, run: _Run, item: Finish) -> None:
+        """What follows an attempt's stored end: events, spend, the next attempt's timing."""
+        job = item.job
+        status = job.status
+        try:
+            self._after_end_of(job, status)
+        except Exception:
+            log.exception("handling the end of job %s failed", job.id)
+        finally:
+            self._release(run)
+
+    def _after_end_of(self, job: Job, status: str) -> None:
         self._publish(job)
         if status in FINISHED:
             self.spend.add(job.handler, job.cost_actual, job.completed_at)

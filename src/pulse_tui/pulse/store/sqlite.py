@@ -748,13 +748,12 @@ class SQLiteStore(Store):
 
     async def finish(self, items: Sequence[Finish]) -> None:
         def op(conn: sqlite3.Connection) -> None:
-            for it in items:
-                j, a = it.job, it.attempt
-                conn.execute(
-                    "UPDATE jobs SET status=?, result=?, error=?, progress_current=?, progress_total=?,"
-                    " cost_actual=?, completed_at=?, updated_at=?, run_at=?, plugin=?, plugin_version=?,"
-                    " run_attempts=?, attempts=?, interruptions=?, crashes=?, pause_reason=?, budget_override=0"
-                    " WHERE seq=?",
+            conn.executemany(
+                "UPDATE jobs SET status=?, result=?, error=?, progress_current=?, progress_total=?,"
+                " cost_actual=?, completed_at=?, updated_at=?, run_at=?, plugin=?, plugin_version=?,"
+                " run_attempts=?, attempts=?, interruptions=?, crashes=?, pause_reason=?, budget_override=0"
+                " WHERE seq=?",
+                [
                     (
                         j.status,
                         j.result,
@@ -773,13 +772,16 @@ class SQLiteStore(Store):
                         j.crashes,
                         j.pause_reason,
                         j.seq,
-                    ),
-                )
-                conn.execute(
-                    "INSERT OR REPLACE INTO attempts (job_seq, number, started_at, ended_at, outcome, error,"
-                    " plugin, plugin_version, node) VALUES (?,?,?,?,?,?,?,?,?)",
+                    )
+                    for j in (it.job for it in items)
+                ],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO attempts (job_seq, number, started_at, ended_at, outcome, error,"
+                " plugin, plugin_version, node) VALUES (?,?,?,?,?,?,?,?,?)",
+                [
                     (
-                        j.seq,
+                        it.job.seq,
                         a.number,
                         a.started_at,
                         a.ended_at,
@@ -788,17 +790,23 @@ class SQLiteStore(Store):
                         a.plugin,
                         a.plugin_version,
                         a.node,
-                    ),
-                )
-                if it.logs:
-                    conn.executemany(
-                        "INSERT INTO job_logs (job_seq, attempt, timestamp, level, message, stage, metadata)"
-                        " VALUES (?,?,?,?,?,?,?)",
-                        [
-                            (j.seq, e.attempt, e.timestamp, e.level, e.message, e.stage, e.metadata)
-                            for e in it.logs
-                        ],
                     )
+                    for it in items
+                    for a in (it.attempt,)
+                ],
+            )
+            logs = [
+                (it.job.seq, e.attempt, e.timestamp, e.level, e.message, e.stage, e.metadata)
+                for it in items
+                if it.logs
+                for e in it.logs
+            ]
+            if logs:
+                conn.executemany(
+                    "INSERT INTO job_logs (job_seq, attempt, timestamp, level, message, stage, metadata)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    logs,
+                )
 
         if items:
             await self._write(op)
