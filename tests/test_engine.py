@@ -319,6 +319,46 @@ async def test_a_deadline_and_an_operator_cancel_together_are_a_cancel(make_engi
     assert engine._deadlines == {}
 
 
+async def test_an_end_the_store_refuses_does_not_sink_the_ends_stored_with_it(
+    make_engine, tmp_path, monkeypatch
+):
+    """Ends of jobs that finish together are stored as one group; when the store refuses one
+    row, the others are stored one by one and the refused job stays running (re-queued at
+    restart), and the engine goes on."""
+    import sqlite3
+
+    from pulse_tui.pulse import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "FINISH_RETRY_DELAYS", (0.01, None))
+    rec = Recorder()
+    rec.gate.clear()
+    engine = await make_engine(rec)
+    conn = sqlite3.connect(tmp_path / "jobs.db")
+    conn.execute(
+        "CREATE TRIGGER poison BEFORE UPDATE OF status ON jobs WHEN NEW.id = 'poison' AND NEW.status != 'running'"
+        " BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+    )
+    conn.commit()
+    conn.close()
+    specs = [{"handler": "t.record", "payload": json.dumps({"tag": i}).encode()} for i in range(5)]
+    specs.insert(2, {"handler": "t.record", "payload": b'{"tag": "p"}', "job_id": "poison"})
+    jobs = await engine.enqueue_many(specs)
+    while len(rec.order) < len(jobs):  # every one running, waiting at the gate
+        rec.started.clear()
+        await asyncio.wait_for(rec.started.wait(), 5)
+    rec.gate.set()  # they all end in the same loop turn
+    others = [j for j in jobs if j.id != "poison"]
+    for j in others:
+        assert (await wait_status(engine, j.id, {J.COMPLETED})).status == J.COMPLETED
+    run = engine._running.get("poison")
+    if run is not None:  # given up on: its slot is freed
+        await asyncio.wait_for(engine._wait_ended(run), 5)
+    assert "poison" not in engine._running
+    assert (await engine.get_job("poison")).status == J.RUNNING
+    after = await engine.enqueue("pulse.noop", b"{}")
+    assert (await wait_status(engine, after.id, {J.COMPLETED})).status == J.COMPLETED
+
+
 async def test_cancel_running_job_stops_it(make_engine):
     stub = Stubborn()
     engine = await make_engine(stub)
