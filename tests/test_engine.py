@@ -359,6 +359,20 @@ async def test_an_end_the_store_refuses_does_not_sink_the_ends_stored_with_it(
     assert (await wait_status(engine, after.id, {J.COMPLETED})).status == J.COMPLETED
 
 
+def test_a_job_snapshot_is_the_job_without_payload_and_result():
+    import dataclasses
+
+    job = J.Job(id="j1", handler="h")
+    for i, f in enumerate(dataclasses.fields(J.Job)):  # every field off its default
+        kind = type(getattr(job, f.name))
+        value = {int: i + 1, float: i + 0.5, bytes: b"payload"}.get(kind, f"v{i}")
+        setattr(job, f.name, value)
+    snap = job.snapshot()
+    assert snap == dataclasses.replace(job, payload=b"", result=b"") and snap is not job
+    assert job.snapshot(result=True) == dataclasses.replace(job, payload=b"")
+    assert job.payload == b"payload" and job.result == b"payload"  # the job itself is untouched
+
+
 async def test_cancel_running_job_stops_it(make_engine):
     stub = Stubborn()
     engine = await make_engine(stub)

@@ -32,7 +32,6 @@ import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pulse_tui.pulse import budgets as bud
@@ -632,7 +631,7 @@ class Engine:
                 release()
             raise
         if self.bus.watcher_count:
-            self.bus.publish_many([replace(j, payload=b"") for j in jobs if self._fresh(j)])
+            self.bus.publish_many([j.snapshot(result=True) for j in jobs if self._fresh(j)])
         due = [j.run_at for j in jobs if j.run_at > j.created_at]
         if due:
             self._note_due(min(due))
@@ -1163,7 +1162,7 @@ class Engine:
 
     def _publish_many(self, jobs: Sequence[Job]) -> None:
         if jobs and self.bus.watcher_count:
-            self.bus.publish_many([replace(j, payload=b"", result=b"") for j in jobs if self._fresh(j)])
+            self.bus.publish_many([j.snapshot() for j in jobs if self._fresh(j)])
 
     def _queued(self, jobs: Sequence[Job]) -> None:
         """Jobs that became queued outside the claim loop: wake it, or note when they come due."""
@@ -1320,7 +1319,7 @@ class Engine:
             except Exception:
                 log.exception("job_ended hook failed for %s", job.id)
         if self.bus.watcher_count and self._fresh(job):
-            self.bus.publish(replace(job, payload=b"", result=b""))
+            self.bus.publish(job.snapshot())
 
     # ------------------------------------------------------------ children of ended parents
     def _note_ended(self, job: Job) -> None:

@@ -7,7 +7,9 @@ import os
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from pulse_tui.pulse.errors import Precondition, ValidationError
 from pulse_tui.sorting import SORT_NAMES
@@ -243,6 +245,30 @@ class Job:
     interruptions: int = 0  # uncharged attempts in the current run (crash, reload, shutdown, lease)
     crashes: int = 0  # attempts in a row that ended in a crash of the plugin or the server
     pause_reason: str = ""  # why a paused job is held (REASON_*); "" unless paused
+
+    def snapshot(self, *, result: bool = False) -> Job:
+        """A copy for watchers: the payload left out, and the result unless `result`. A copy
+        slot by slot (~4x cheaper than `dataclasses.replace`, which goes through __init__);
+        made for every event of every job while someone watches."""
+        return _snapshot(self, self.result if result else b"")
+
+
+def _make_snapshot() -> Callable[[Job, bytes], Job]:
+    """The copier behind Job.snapshot, written out from the dataclass's fields (so a new field
+    is copied without anyone remembering to), as `dataclasses` writes its own methods."""
+    lines = [f"    c.{f.name} = j.{f.name}" for f in fields(Job) if f.name not in ("payload", "result")]
+    src = (
+        "def snapshot(j, result):\n    c = new(Job)\n"
+        + "\n".join(lines)
+        + "\n    c.payload = b''\n    c.result = result\n    return c\n"
+    )
+    scope: dict[str, Any] = {"new": object.__new__, "Job": Job}
+    exec(src, scope)  # generated from the field names above, nothing else
+    fn: Callable[[Job, bytes], Job] = scope["snapshot"]
+    return fn
+
+
+_snapshot = _make_snapshot()
 
 
 @dataclass(slots=True)
