@@ -7,8 +7,8 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from pulse_tui.pulse.errors import Precondition, ValidationError
@@ -269,6 +269,27 @@ def _make_snapshot() -> Callable[[Job, bytes], Job]:
 
 
 _snapshot = _make_snapshot()
+
+
+def job_reader(cols: Sequence[str]) -> Callable[[Sequence[Any]], Job]:
+    """A function making a Job of a row whose values are the columns `cols` in that order (the
+    other fields at their defaults). Written out like Job.snapshot's copier: a store reads one
+    row per claimed job, and `Job(**dict(zip(cols, row)))` cost ~3x as much."""
+    at = {c: i for i, c in enumerate(cols)}
+    scope: dict[str, Any] = {"new": object.__new__, "Job": Job}
+    lines = []
+    for f in fields(Job):
+        if f.name in at:
+            lines.append(f"    j.{f.name} = row[{at[f.name]}]")
+        else:
+            assert f.default is not MISSING, f"Job.{f.name} has no default: a row must hold it"
+            scope[f"d_{f.name}"] = f.default
+            lines.append(f"    j.{f.name} = d_{f.name}")
+    unknown = set(cols) - {f.name for f in fields(Job)}
+    assert not unknown, f"not fields of Job: {sorted(unknown)}"
+    exec("def read(row):\n    j = new(Job)\n" + "\n".join(lines) + "\n    return j\n", scope)
+    fn: Callable[[Sequence[Any]], Job] = scope["read"]
+    return fn
 
 
 @dataclass(slots=True)

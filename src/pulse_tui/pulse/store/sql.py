@@ -27,7 +27,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from pulse_tui.pulse.jobs import STATUSES, Attempt, Job, JobFilter, LogEntry, sort_scope, sort_sql
+from pulse_tui.pulse.jobs import STATUSES, Attempt, Job, JobFilter, LogEntry, job_reader, sort_scope, sort_sql
 from pulse_tui.pulse.schedules import (
     DELETED,
     EXECUTION_COLS,
@@ -179,9 +179,12 @@ def _and(clauses: Sequence[str]) -> str:
 # ---------------------------------------------------------------- rows
 
 
+_read_job = job_reader(JOB_COLS)
+
+
 def job_row(row: Row) -> Job:
     """A Job from a LIST_SELECT row, or a FULL_SELECT row (then with payload and result)."""
-    j = Job(**dict(zip(JOB_COLS, row[:N_JOB], strict=True)))
+    j = _read_job(row)
     if len(row) > N_JOB:
         payload, result = row[N_JOB], row[N_JOB + 1]
         j.payload = bytes(payload) if payload is not None else b"{}"
