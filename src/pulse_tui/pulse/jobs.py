@@ -271,7 +271,7 @@ def _make_snapshot() -> Callable[[Job, bytes], Job]:
 _snapshot = _make_snapshot()
 
 
-def job_reader(cols: Sequence[str]) -> Callable[[Sequence[Any]], Job]:
+def job_reader(cols: Sequence[str]) -> Callable[[Any], Job]:
     """A function making a Job of a row whose values are the columns `cols` in that order (the
     other fields at their defaults). Written out like Job.snapshot's copier: a store reads one
     row per claimed job, and `Job(**dict(zip(cols, row)))` cost ~3x as much."""
@@ -288,7 +288,7 @@ def job_reader(cols: Sequence[str]) -> Callable[[Sequence[Any]], Job]:
     unknown = set(cols) - {f.name for f in fields(Job)}
     assert not unknown, f"not fields of Job: {sorted(unknown)}"
     exec("def read(row):\n    j = new(Job)\n" + "\n".join(lines) + "\n    return j\n", scope)
-    fn: Callable[[Sequence[Any]], Job] = scope["read"]
+    fn: Callable[[Any], Job] = scope["read"]  # a row read by position (tuple, Record)
     return fn
 
 
