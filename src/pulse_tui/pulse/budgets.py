@@ -114,9 +114,15 @@ class SpendBook:
         if completed_at < self.month_start:
             return
         name = handler_base(handler)
-        self.month.setdefault(name, Spend()).add(cost)
+        s = self.month.get(name)  # no Spend() made per job just to be thrown away
+        if s is None:
+            s = self.month[name] = Spend()
+        s.add(cost)
         if completed_at >= self.day_start:
-            self.day.setdefault(name, Spend()).add(cost)
+            s = self.day.get(name)
+            if s is None:
+                s = self.day[name] = Spend()
+            s.add(cost)
 
     def spent(self, period: str, scope: str = "") -> Spend:
         book = self.day if period == DAILY else self.month
