@@ -3,9 +3,9 @@
 One task owns each resource:
 - the dispatcher task owns claiming: it sleeps on an Event (set by enqueue, a finished job when
   capacity was the limit, a due retry timer, or a change of routes) — never a polling loop;
-- each running job has one task that owns its attempt from claim to its end; the ends of one loop
-  turn are then stored as one group by one writer task (_write_ends), and a job keeps its slot in
-  `_running` until its end is stored;
+- each running job has one task that owns its attempt from its start to its end; the ends of one
+  loop turn are then stored as one group by one writer task (_write_ends); a job stays in
+  `_running` until its end is stored (its concurrency slot is freed when its handler part ends);
 - the deadlines of running jobs are kept in 5 ms slots, one timer per slot (_DeadlineSlot), not
   one `asyncio.timeout` per job;
 - the store's writer task owns the database connection (group commits, see store/sqlite.py).
