@@ -7,8 +7,9 @@ import asyncio
 import time
 
 import grpc
+import pytest
 
-from pulse_tui.client import PulseClient
+from pulse_tui.client import ClientError, PulseClient
 from pulse_tui.protocol import operator_pb2 as op
 from pulse_tui.protocol import operator_pb2_grpc as op_grpc
 from pulse_tui.pulse import jobs as J
@@ -211,3 +212,61 @@ async def test_batched_stream_that_stops_reading_gets_resync(inproc_server, monk
             kinds.append((await asyncio.wait_for(idle.read(), 30)).kind)
         reader.cancel()
         idle.cancel()
+
+
+async def test_view_stream_sends_shown_jobs_and_counts_the_rest(inproc_server):
+    """A view stream (the console's) carries in full only the jobs it shows; every other change is
+    counted by status, so the viewer knows to refetch. SetWatchView moves the view; a token of an
+    ended stream is refused and the server forgets the stream's ids."""
+    client = PulseClient(inproc_server.address, inproc_server.token)
+    assert await client.probe() == "operator"
+    plain = client.watch_jobs()
+    events = client.watch_jobs(view=[])
+    assert (await anext(plain)).kind == "heartbeat"
+    hello = await anext(events)
+    assert hello.kind == "heartbeat" and hello.view_token
+
+    async def take(upserts: set[str], others: dict[str, int]) -> tuple[set[str], dict[str, int]]:
+        """Read the view stream until it carried these upserts and at least these counts."""
+        got_ids: set[str] = set()
+        got: dict[str, int] = {}
+        while not (upserts <= got_ids and all(got.get(k, 0) >= n for k, n in others.items())):
+            ev = await asyncio.wait_for(anext(events), 10)
+            assert ev.kind in ("upsert", "others", "heartbeat"), ev.kind
+            if ev.kind == "upsert":
+                got_ids.add(ev.job.id)
+            for k, n in ev.others.items():
+                got[k] = got.get(k, 0) + n
+        return got_ids, got
+
+    ids = await client.enqueue_many(
+        [op.EnqueueRequest(handler="pulse.noop", delay_secs=3600) for _ in range(3)]
+    )
+    got_ids, got = await take(set(), {J.QUEUED: 3})
+    assert got_ids == set() and got == {J.QUEUED: 3}
+
+    await client.set_watch_view(hello.view_token, [ids[0]])
+    await client.cancel_jobs(ids[:2])
+    got_ids, got = await take({ids[0]}, {J.CANCELLED: 1})
+    assert got_ids == {ids[0]} and got == {J.CANCELLED: 1}
+    seen_plain: set[str] = set()
+    while seen_plain != set(ids[:2]):  # the plain stream got every change in full
+        ev = await asyncio.wait_for(anext(plain), 10)
+        if ev.kind == "upsert" and ev.job.status == J.CANCELLED:
+            seen_plain.add(ev.job.id)
+
+    await events.aclose()
+    await plain.aclose()
+    broadcast = inproc_server.server.operator._broadcast
+    await wait_for(lambda: not broadcast._views and not broadcast._viewing)
+    with pytest.raises(ClientError) as err:
+        await client.set_watch_view(hello.view_token, [ids[2]])
+    assert err.value.code == "NOT_FOUND"
+    await client.close()
+
+
+async def wait_for(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -276,24 +276,39 @@ class BulkResponse(_message.Message):
     def __init__(self, affected_ids: _Optional[_Iterable[str]] = ..., failures: _Optional[_Iterable[_Union[ActionFailure, _Mapping]]] = ..., matched: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class WatchJobsRequest(_message.Message):
-    __slots__ = ("filter", "batched")
+    __slots__ = ("filter", "batched", "view", "view_ids")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     BATCHED_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    VIEW_IDS_FIELD_NUMBER: _ClassVar[int]
     filter: JobFilter
     batched: bool
-    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., batched: _Optional[bool] = ...) -> None: ...
+    view: bool
+    view_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., batched: _Optional[bool] = ..., view: _Optional[bool] = ..., view_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("kind", "job", "server_time", "jobs")
+    __slots__ = ("kind", "job", "server_time", "jobs", "others", "view_token")
+    class OthersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     KIND_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    OTHERS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_TOKEN_FIELD_NUMBER: _ClassVar[int]
     kind: str
     job: Job
     server_time: float
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
-    def __init__(self, kind: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., server_time: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
+    others: _containers.ScalarMap[str, int]
+    view_token: str
+    def __init__(self, kind: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., server_time: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., others: _Optional[_Mapping[str, int]] = ..., view_token: _Optional[str] = ...) -> None: ...
 
 class ConfigField(_message.Message):
     __slots__ = ("name", "type", "description", "default_value", "required", "min_value", "max_value", "pattern", "element_type")
@@ -913,6 +928,18 @@ class RunScheduleResponse(_message.Message):
     execution: Execution
     schedule: Schedule
     def __init__(self, execution: _Optional[_Union[Execution, _Mapping]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
+
+class SetWatchViewRequest(_message.Message):
+    __slots__ = ("view_token", "ids")
+    VIEW_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    view_token: str
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, view_token: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetWatchViewResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class WatchSchedulesRequest(_message.Message):
     __slots__ = ()

@@ -199,6 +199,11 @@ class OperatorServiceStub:
                 request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.HandlerNameRequest.SerializeToString,
                 response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.Handler.FromString,
                 _registered_method=True)
+        self.SetWatchView = channel.unary_unary(
+                '/pulse.operator.v1.OperatorService/SetWatchView',
+                request_serializer=pulse__tui_dot_protocol_dot_operator__pb2.SetWatchViewRequest.SerializeToString,
+                response_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.SetWatchViewResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -408,6 +413,14 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetWatchView(self, request, context):
+        """Replace the jobs a view stream (WatchJobsRequest.view) sends in full: the ids the viewer
+        shows now (a new page, a scroll). NOT_FOUND when the stream has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -575,6 +588,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.ResumeHandler,
                     request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.HandlerNameRequest.FromString,
                     response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.Handler.SerializeToString,
+            ),
+            'SetWatchView': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWatchView,
+                    request_deserializer=pulse__tui_dot_protocol_dot_operator__pb2.SetWatchViewRequest.FromString,
+                    response_serializer=pulse__tui_dot_protocol_dot_operator__pb2.SetWatchViewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1468,6 +1486,33 @@ class OperatorService:
             '/pulse.operator.v1.OperatorService/ResumeHandler',
             pulse__tui_dot_protocol_dot_operator__pb2.HandlerNameRequest.SerializeToString,
             pulse__tui_dot_protocol_dot_operator__pb2.Handler.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWatchView(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.operator.v1.OperatorService/SetWatchView',
+            pulse__tui_dot_protocol_dot_operator__pb2.SetWatchViewRequest.SerializeToString,
+            pulse__tui_dot_protocol_dot_operator__pb2.SetWatchViewResponse.FromString,
             options,
             channel_credentials,
             insecure,

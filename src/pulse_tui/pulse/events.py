@@ -40,17 +40,7 @@ class Watcher:
         self.dropped = 0
 
     def _wants(self, job: Job) -> bool:
-        flt = self.filter
-        if flt is None:
-            return True
-        if flt.payload and not job.payload:  # snapshots carry no payload: let the viewer decide
-            flt = replace(flt, payload="")
-        if flt.matches(job):
-            return True
-        # a job leaving the filter's view still matters to the viewer (e.g. running -> completed on
-        # a "running" tab): whether the watcher saw it before is not knowable cheaply, so
-        # status-only filters pass every status change of a matching handler/text through.
-        return bool(flt.statuses) and _matches_ignoring_status(flt, job)
+        return wanted(self.filter, job)
 
     @property
     def pending(self) -> int:
@@ -112,6 +102,20 @@ class Watcher:
     async def __aiter__(self) -> AsyncIterator[tuple[list[Job], bool]]:
         while not self.closed:
             yield await self.next_batch()
+
+
+def wanted(flt: JobFilter | None, job: Job) -> bool:
+    """Whether a watcher with filter `flt` (None: every job) is told about this change."""
+    if flt is None:
+        return True
+    if flt.payload and not job.payload:  # snapshots carry no payload: let the viewer decide
+        flt = replace(flt, payload="")
+    if flt.matches(job):
+        return True
+    # a job leaving the filter's view still matters to the viewer (e.g. running -> completed on
+    # a "running" tab): whether the watcher saw it before is not knowable cheaply, so
+    # status-only filters pass every status change of a matching handler/text through.
+    return bool(flt.statuses) and _matches_ignoring_status(flt, job)
 
 
 def _matches_ignoring_status(flt: JobFilter, job: Job) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -37,7 +38,7 @@ from pulse_tui.pulse.errors import (
     ValidationError,
     reason_trailer,
 )
-from pulse_tui.pulse.events import Watcher
+from pulse_tui.pulse.events import Watcher, wanted
 from pulse_tui.pulse.host import PluginHost, PluginState
 from pulse_tui.pulse.jobs import (
     CANCELLED,
@@ -73,6 +74,7 @@ HEARTBEAT_SECS = 15.0
 PAGE_BYTES = 3 * 1024 * 1024
 WATCH_INTERVAL = 0.05  # least time between two flushes of one WatchJobs stream under steady change
 BROADCAST_BACKLOG = 8 << 20  # bytes queued for one stream before it is told to resync
+VIEW_MAX = 10_000  # ids one view stream may show (SetWatchView)
 ENCODED_CACHE = 2_048  # encoded jobs shared by per-stream watchers (see OperatorService._job_bytes)
 
 
@@ -583,34 +585,57 @@ def _operator_rpc(
 
 
 class _Subscriber:
-    """One batched, unfiltered WatchJobs stream fed by the Broadcast: encoded flushes not yet sent."""
+    """One batched WatchJobs stream fed by the Broadcast: what is queued for it and not yet sent.
 
-    __slots__ = ("chunks", "size", "event", "resync")
+    An all-events stream queues encoded flushes (`chunks`). A view stream (`view` is the set of
+    ids it shows) queues the encoded entries of its viewed jobs (`chunks`) and a count, by new
+    status, of the other changes its filter wants (`others`); the event is assembled when sent,
+    so several flushes make one event with their counts summed."""
 
-    def __init__(self) -> None:
+    __slots__ = ("chunks", "size", "event", "resync", "view", "filter", "others", "token")
+
+    def __init__(self, view: set[str] | None = None, flt: JobFilter | None = None, token: str = "") -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.event = asyncio.Event()
         self.resync = False
+        self.view = view
+        self.filter = flt
+        self.others: dict[str, int] = {}
+        self.token = token
+
+    def drop_pending(self) -> None:
+        self.chunks, self.size, self.others = [], 0, {}
 
 
 class Broadcast:
-    """The unfiltered, batched WatchJobs streams (what the TUI opens) share one bus watcher: each
-    flush of changes is taken and encoded once, and the same bytes are queued for every stream, so
-    64 such watchers cost one encoding and 64 writes per flush. A stream that falls more than
-    `BROADCAST_BACKLOG` bytes behind (a client that stopped reading) is told to resync instead.
-    Several queued flushes go out as one message: concatenated JobEvent encodings parse as one
-    event whose `jobs` are all of theirs, in order (a job may then appear more than once; the last
-    is its latest state)."""
+    """The unfiltered, batched WatchJobs streams (what `jobs watch` and compatible clients open)
+    and every view stream (what the console opens) share one bus watcher: each flush of changes is
+    taken once. For the all-events streams it is encoded once and the same bytes are queued for
+    every stream, so 64 such watchers cost one encoding and 64 writes of every job per flush.
+    A view stream gets only the jobs it shows (each encoded once per flush, whoever shows it) and
+    per-status counts of the rest, so 64 consoles cost a few small writes per flush, not 64
+    copies of every change. A stream that falls more than `BROADCAST_BACKLOG` bytes behind (a
+    client that stopped reading) is told to resync instead. Several queued flushes go out as one
+    message: concatenated JobEvent encodings parse as one event whose `jobs` are all of theirs,
+    in order (a job may then appear more than once; the last is its latest state)."""
 
     def __init__(self, service: OperatorService) -> None:
         self._service = service
         self._subs: set[_Subscriber] = set()
+        self._views: dict[str, _Subscriber] = {}  # view token -> its stream
+        self._viewing: dict[str, set[_Subscriber]] = {}  # job id -> view streams that show it
         self._task: asyncio.Task[None] | None = None
         self._watcher: Watcher | None = None
 
-    def subscribe(self) -> _Subscriber:
-        sub = _Subscriber()
+    def subscribe(self, view: Iterable[str] | None = None, flt: JobFilter | None = None) -> _Subscriber:
+        if view is None:
+            sub = _Subscriber()
+        else:
+            token = secrets.token_urlsafe(12)
+            sub = _Subscriber(set(), None if flt is None or flt == JobFilter() else flt, token)
+            self._views[token] = sub
+            self.set_view(token, view)
         self._subs.add(sub)
         if self._task is None:
             # registered now, synchronously: every change from here on reaches this subscriber
@@ -618,8 +643,28 @@ class Broadcast:
             self._task = asyncio.create_task(self._run(self._watcher), name="pulse-watch-broadcast")
         return sub
 
+    def set_view(self, token: str, ids: Iterable[str]) -> None:
+        sub = self._views.get(token)
+        if sub is None or sub.view is None:
+            raise NotFound("no such watch view (the stream ended); open a new one")
+        new = set(ids)
+        if len(new) > VIEW_MAX:
+            raise ValidationError(f"a view shows at most {VIEW_MAX} jobs (got {len(new)})")
+        for job_id in sub.view - new:
+            viewers = self._viewing.get(job_id)
+            if viewers is not None:
+                viewers.discard(sub)
+                if not viewers:
+                    del self._viewing[job_id]
+        for job_id in new - sub.view:
+            self._viewing.setdefault(job_id, set()).add(sub)
+        sub.view = new
+
     def unsubscribe(self, sub: _Subscriber) -> None:
         self._subs.discard(sub)
+        if sub.view is not None:
+            self.set_view(sub.token, ())
+            self._views.pop(sub.token, None)
         if not self._subs and self._task is not None:
             self._task.cancel()
             if self._watcher is not None:
@@ -645,27 +690,74 @@ class Broadcast:
                 sent_at = time.monotonic()
                 if resync:
                     for sub in self._subs:
-                        sub.resync, sub.chunks, sub.size = True, [], 0
+                        sub.resync = True
+                        sub.drop_pending()
                         sub.event.set()
                     continue
-                if not batch:
-                    continue
-                routable = service.ctx.routable()
-                data = b"".join(
-                    [_KIND_BATCH, _SERVER_TIME, struct.pack("<d", time.time())]
-                    + [_encode_jobs_entry(j, routable) for j in batch]
-                )
-                for sub in self._subs:
-                    if sub.resync:
-                        continue
-                    if sub.size and sub.size + len(data) > BROADCAST_BACKLOG:
-                        sub.resync, sub.chunks, sub.size = True, [], 0
-                    else:
-                        sub.chunks.append(data)
-                        sub.size += len(data)
-                    sub.event.set()
+                if batch:
+                    self._flush(batch)
         finally:
             watcher.close()
+
+    def _flush(self, batch: list[Job]) -> None:
+        routable = self._service.ctx.routable()
+        everything = [sub for sub in self._subs if sub.view is None]
+        if everything:
+            data = b"".join(
+                [_KIND_BATCH, _SERVER_TIME, struct.pack("<d", time.time())]
+                + [_encode_jobs_entry(j, routable) for j in batch]
+            )
+            for sub in everything:
+                self._queue(sub, data)
+        if len(everything) == len(self._subs):
+            return
+        # view streams: the viewed jobs, each encoded once; the other changes counted by status
+        shown: dict[_Subscriber, dict[str, int]] = {}  # per view stream: its viewed jobs by status
+        for job in batch:
+            viewers = self._viewing.get(job.id)
+            if viewers:
+                entry = _encode_jobs_entry(job, routable)
+                for sub in viewers:
+                    if not sub.resync:
+                        self._queue(sub, entry)
+                    by = shown.setdefault(sub, {})
+                    by[job.status] = by.get(job.status, 0) + 1
+        totals: dict[str, int] | None = None
+        for sub in self._subs:
+            if sub.view is None or sub.resync:
+                continue
+            if sub.filter is None:
+                if totals is None:
+                    totals = {}
+                    for job in batch:
+                        totals[job.status] = totals.get(job.status, 0) + 1
+                others = totals
+                mine = shown.get(sub)
+                if mine:
+                    others = {k: n - mine.get(k, 0) for k, n in totals.items()}
+            else:
+                others, view, flt = {}, sub.view, sub.filter
+                for job in batch:
+                    if job.id not in view and wanted(flt, job):
+                        others[job.status] = others.get(job.status, 0) + 1
+            pending = sub.others
+            for status, n in others.items():
+                if n:
+                    pending[status] = pending.get(status, 0) + n
+            if pending or sub.chunks:
+                sub.event.set()
+
+    @staticmethod
+    def _queue(sub: _Subscriber, data: bytes) -> None:
+        if sub.resync:
+            return
+        if sub.size and sub.size + len(data) > BROADCAST_BACKLOG:
+            sub.resync = True
+            sub.drop_pending()
+        else:
+            sub.chunks.append(data)
+            sub.size += len(data)
+        sub.event.set()
 
 
 class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
@@ -793,8 +885,12 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
         except PulseError as exc:
             await context.abort(grpc.StatusCode[exc.code], _short(exc.message), reason_trailer(exc.reason))
         batched = request.batched
+        if request.view:  # a console: the jobs it shows, counts of the rest (the shared broadcast)
+            async for event in self._watch_broadcast(self._broadcast.subscribe(request.view_ids, flt)):
+                yield event
+            return
         if batched and flt == JobFilter():  # unfiltered: the shared broadcast
-            async for event in self._watch_broadcast():
+            async for event in self._watch_broadcast(self._broadcast.subscribe()):
                 yield event
             return
         interval = self.watch_interval
@@ -828,10 +924,9 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                     for job in batch:
                         yield b"".join((_KIND_UPSERT, encode(job, routable)[0], stamp))
 
-    async def _watch_broadcast(self) -> AsyncIterator[op.JobEvent | bytes]:
-        sub = self._broadcast.subscribe()
+    async def _watch_broadcast(self, sub: _Subscriber) -> AsyncIterator[op.JobEvent | bytes]:
         try:
-            yield op.JobEvent(kind="heartbeat", server_time=time.time())
+            yield op.JobEvent(kind="heartbeat", server_time=time.time(), view_token=sub.token)
             while True:
                 try:
                     async with asyncio.timeout(self.heartbeat_secs):
@@ -844,11 +939,23 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                     sub.resync = False
                     yield op.JobEvent(kind="resync", server_time=time.time())
                     continue
-                chunks, sub.chunks, sub.size = sub.chunks, [], 0
-                if chunks:
+                chunks, others = sub.chunks, sub.others
+                sub.drop_pending()
+                if sub.view is not None:
+                    if chunks or others:
+                        head = op.JobEvent(kind="batch", server_time=time.time(), others=others)
+                        yield b"".join([head.SerializeToString(), *chunks])
+                elif chunks:
                     yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
         finally:
             self._broadcast.unsubscribe(sub)
+
+    @_operator_rpc()
+    async def SetWatchView(
+        self, request: op.SetWatchViewRequest, principal: Principal
+    ) -> op.SetWatchViewResponse:
+        self._broadcast.set_view(request.view_token, request.ids)
+        return op.SetWatchViewResponse()
 
     def _job_bytes(self, job: Job, routable: frozenset[str]) -> tuple[bytes, bytes]:
         """The snapshot encoded as JobEvent field `job` (2) and as one entry of `jobs` (140), done
