@@ -953,6 +953,7 @@ async def test_live_updates_reaching_a_screen_torn_down_mid_exit(server) -> None
         await screen.query_one(JobTable).remove()  # what teardown does first
         assert screen.is_mounted
         app._pending["x"] = operator_pb2.Job(id="x", handler="pulse.noop", status="queued")
+        app._others = True  # jobs not shown changed too: the screens refetch
         app._flush_updates()  # raised NoMatches
 
 

@@ -52,6 +52,8 @@ FLUSH_INTERVAL = 0.1  # ≤ 10 repaints per second from live updates
 COUNTS_INTERVAL = 1.0
 STORE_CHECK_INTERVAL = 5.0  # how often the console asks the server whether its store can write
 POLL_INTERVAL = 2.0  # compat mode
+OTHERS_INTERVAL = 1.0  # least time between two refetches for changes to jobs no screen shows
+VIEW_LIMIT = 10_000  # ids one view stream shows at most (the server's limit)
 MAX_PENDING = 20_000  # beyond this while paused, drop the batch and resync on resume
 # Reconnect backoff: doubling from BACKOFF_START, jittered (each wait is 50-100 % of the step),
 # capped at BACKOFF_RECENT_CAP while the server answered in the last RECENTLY_SEEN seconds (a
@@ -179,6 +181,13 @@ class PulseApp(App[None]):
         self._pending: dict[str, operator_pb2.Job] = {}
         self.budgets: list[operator_pb2.Budget] = []  # the last ServerInfo's (see _note_budgets)
         self._need_resync = False
+        # the live stream is a view (WatchJobsRequest.view): the server sends in full only the
+        # jobs the screens show and counts the others; `_others` says some changed since the
+        # screens last refetched (`others_changed`, at most once per OTHERS_INTERVAL)
+        self._view_token = ""
+        self._view_sent: frozenset[str] | None = None
+        self._others = False
+        self._others_at = 0.0
         self._counts_dirty = True
         self._counts: operator_pb2.CountJobsResponse | None = None  # the last answer, for the status bar
         self._connected_once = asyncio.Event()
@@ -499,10 +508,16 @@ class PulseApp(App[None]):
 
     @work(exclusive=True, group="watch", exit_on_error=False)
     async def watch_events(self) -> None:
+        self._view_token = ""
+        shown = self._shown_ids()
         try:
-            async for ev in self.client.watch_jobs():
+            async for ev in self.client.watch_jobs(view=shown):
                 self._last_seen = time.monotonic()
-                if ev.kind == "upsert":
+                if ev.kind == "heartbeat" and ev.view_token:
+                    self._view_token, self._view_sent = ev.view_token, shown
+                elif ev.kind == "others":
+                    self._others = True
+                elif ev.kind == "upsert":
                     if len(self._pending) >= MAX_PENDING:
                         self._pending.clear()
                         self._need_resync = True
@@ -511,6 +526,7 @@ class PulseApp(App[None]):
                     self._pending.clear()
                     self._need_resync = True
         except ClientError as exc:
+            self._view_token = ""
             self._last_seen = time.monotonic()  # it answered until now
             self.lost(exc)
 
@@ -528,15 +544,45 @@ class PulseApp(App[None]):
         if self._need_resync:
             self._need_resync = False
             self._pending.clear()
+            self._others = False
             self._counts_dirty = True
             self._for_screens(lambda s: s.resync())
             return
-        if not self._pending:
+        self._follow_view()
+        if self._pending:
+            batch = list(self._pending.values())
+            self._pending.clear()
+            self._counts_dirty = True
+            self._for_screens(lambda s: s.jobs_changed(batch))
+        if self._others and time.monotonic() - self._others_at >= OTHERS_INTERVAL:
+            self._others = False
+            self._others_at = time.monotonic()
+            self._counts_dirty = True
+            self._for_screens(lambda s: s.others_changed())
+
+    def _shown_ids(self) -> frozenset[str]:
+        ids: set[str] = set()
+        self._for_screens(lambda s: ids.update(s.shown_job_ids()))
+        if len(ids) > VIEW_LIMIT:  # the rest count as others: their changes refetch the screens
+            ids = set(sorted(ids)[:VIEW_LIMIT])
+        return frozenset(ids)
+
+    def _follow_view(self) -> None:
+        """Tell the server when the screens show other jobs (a page loaded, a scroll, a detail)."""
+        if not self._view_token:
             return
-        batch = list(self._pending.values())
-        self._pending.clear()
-        self._counts_dirty = True
-        self._for_screens(lambda s: s.jobs_changed(batch))
+        shown = self._shown_ids()
+        if shown != self._view_sent:
+            self._view_sent = shown
+            self.send_view(self._view_token, shown)
+
+    @work(exclusive=True, group="watch-view", exit_on_error=False)
+    async def send_view(self, token: str, ids: frozenset[str]) -> None:
+        try:
+            await self.client.set_watch_view(token, ids)
+        except ClientError:
+            if token == self._view_token:
+                self._view_sent = None  # try again at the next flush (a stream that ended: reconnect)
 
     def _for_screens(self, fn: Callable[[PulseScreen], None]) -> None:
         seen: set[int] = set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from textual import events
@@ -97,6 +97,14 @@ class PulseScreen(Screen[None]):
 
     def resync(self) -> None:
         """The event stream fell behind or was re-established: refetch what is shown."""
+
+    def shown_job_ids(self) -> Iterable[str]:
+        """The jobs this screen shows: their live changes come in full (`jobs_changed`)."""
+        return ()
+
+    def others_changed(self) -> None:
+        """Jobs that no screen shows changed (at most once a second while they do): refetch
+        whatever may depend on them (a page that new jobs may enter, counts, children)."""
 
     def connection_changed(self, connected: bool) -> None:
         """Connection went up or down."""

@@ -460,6 +460,9 @@ class EditorScreen(PulseScreen):
         self.fetch_run()  # it may have finished before the first event reaches us
         return job
 
+    def shown_job_ids(self) -> list[str]:
+        return [self.run_job.id] if self.run_job is not None else []
+
     def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
         if self.run_job is None:
             return

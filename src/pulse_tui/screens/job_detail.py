@@ -95,6 +95,12 @@ class JobDetailScreen(PulseScreen):
         self.load()
         self.load_children()
 
+    def shown_job_ids(self) -> list[str]:
+        return [self.job_id]
+
+    def others_changed(self) -> None:
+        self.load_children()  # the job itself is shown (its changes come in full); its children not
+
     @work(exclusive=True, group="detail-children", exit_on_error=False)
     async def load_children(self) -> None:
         """Count the job's children by status and list the first CHILD_ROWS of them."""

@@ -474,6 +474,16 @@ class JobsScreen(PulseScreen):
     def resync(self) -> None:
         self.reload(keep_cursor=True)
 
+    def shown_job_ids(self) -> list[str]:
+        side = self.query_one(JobSide)
+        return self.table.loaded_ids() + ([side.job_id] if side.display and side.job_id else [])
+
+    def others_changed(self) -> None:
+        """Jobs not held in the table changed: new ones may enter the page, ones may enter or
+        leave the filter, the counts move. Refetch the page (the cursor stays on its job)."""
+        self.reload(keep_cursor=True)
+        self.query_one(JobSide).others_changed()
+
     def connection_changed(self, connected: bool) -> None:
         self._note()
         if connected:

@@ -75,6 +75,11 @@ class JobSide(VerticalScroll, can_focus=False):
         if self.display and self.job_id and any(self.job_id in (j.id, j.parent_job_id) for j in jobs):
             self.fetch()
 
+    def others_changed(self) -> None:
+        """Jobs not shown changed: the shown job's children may be among them."""
+        if self.display and self.job_id:
+            self.fetch()
+
     @work(exclusive=True, group="job-side", exit_on_error=False)
     async def fetch(self) -> None:
         job_id = self.job_id

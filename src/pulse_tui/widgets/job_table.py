@@ -185,6 +185,10 @@ class JobTable(ScrollView, can_focus=True):
     def loaded_rows(self) -> int:
         return len(self._rows)
 
+    def loaded_ids(self) -> list[str]:
+        """The ids of the rows held (shown or cached near the view): what live updates must reach."""
+        return list(self._index)
+
     @property
     def fetching(self) -> bool:
         """A page is on its way. (Not Textual's `loading`, which would make the table unfocusable
