@@ -41,7 +41,7 @@ MEASURES: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "pg_inproc": ("pg_drain", "ours", ("pg_inproc_drain_jobs_per_s",)),
     "pgqueuer": ("pg_drain", "pgqueuer", ("peer_pgqueuer_drain_jobs_per_s",)),
     "procrastinate": ("pg_drain", "procrastinate", ("peer_procrastinate_drain_jobs_per_s",)),
-    "watchers": ("watchers", None, ("watchers64_drain_ratio",)),
+    "watchers": ("watchers", None, ("watchers64_drain_ratio", "watchers64_all_events_drain_ratio")),
     "bulk_enqueue": (
         "bulk_enqueue",
         None,

@@ -22,6 +22,7 @@ KEYS: tuple[str, ...] = (
     "plugin_batched_drain_jobs_per_s",
     "pg_inproc_drain_jobs_per_s",
     "watchers64_drain_ratio",
+    "watchers64_all_events_drain_ratio",
     "bulk_enqueue_sqlite_jobs_per_s",
     "bulk_enqueue_pg_jobs_per_s",
     "peer_pgqueuer_enqueue_jobs_per_s",

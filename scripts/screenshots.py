@@ -147,12 +147,18 @@ class StableClient(PulseClient):
     async def get_job(self, job_id: str) -> operator_pb2.JobDetail:
         return self._detail(await super().get_job(self._rid(job_id)))
 
-    async def watch_jobs(self, flt=None):
-        async for ev in super().watch_jobs(flt):
-            out = operator_pb2.JobEvent(kind=ev.kind, server_time=NOW)
+    async def watch_jobs(self, flt=None, *, view=None):
+        shown = None if view is None else [self._rid(i) for i in view]
+        async for ev in super().watch_jobs(flt, view=shown):
+            out = operator_pb2.JobEvent(
+                kind=ev.kind, server_time=NOW, view_token=ev.view_token, others=ev.others
+            )
             if ev.HasField("job"):
                 out.job.CopyFrom(self._job(ev.job))
             yield out
+
+    async def set_watch_view(self, view_token: str, ids) -> None:
+        await super().set_watch_view(view_token, [self._rid(i) for i in ids])
 
     async def cancel_jobs(self, ids=(), flt=None, **kw):
         return await super().cancel_jobs([self._rid(i) for i in ids], flt, **kw)
