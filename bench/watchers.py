@@ -9,8 +9,9 @@ registered (first heartbeat seen) before the jobs are enqueued.
 `watchers64_drain_ratio`: the 64 watchers behave like 64 consoles (what `pulse-tui` opens): a view
 stream (`WatchJobsRequest.view`) that carries in full only the jobs on the console's page and
 counts the other changes; on such counts each refetches at most once a second, as the console
-does: its page (ListJobs, 100 rows), the list's counts and the status bar's (two CountJobs), then
-moves its view to the page it got (SetWatchView). One of them is checked to end with every job
+does: the list's counts and the status bar's (two CountJobs), and its page (ListJobs, 100 rows,
+between two SetWatchView: widened while it is on its way, then the rows got and their lowest seq)
+only when some changes were at or above the page's lowest seq (new jobs on top). One of them is checked to end with every job
 counted completed. `watchers64_all_events_drain_ratio` keeps the earlier figure comparable: 64
 streams that receive every change (`batched`, what `jobs watch` and compatible clients open); one
 decodes every event and is checked to have seen every job completed; the other 63 take the raw
@@ -66,25 +67,37 @@ async def consoles(srv: Server, ch: grpc.aio.Channel, n: int, watchers: int, rea
     messages = [0] * watchers
     received = [0] * watchers
     refetches = [0] * watchers
+    pages = [0] * watchers
     done = asyncio.Event()
 
     async def follow(i: int) -> None:
         dirty = asyncio.Event()
+        near = True  # some changes were at or above the page's lowest seq: refetch the page
         shown: dict[str, op.Job] = {}
 
         async def refetch() -> None:
+            nonlocal near
             while True:
                 await dirty.wait()
                 dirty.clear()
                 refetches[i] += 1
-                page = await stub.ListJobs(op.ListJobsRequest(limit=PAGE_ROWS), metadata=md)
+                if near:
+                    near = False
+                    pages[i] += 1
+                    ids = list(shown)
+                    await stub.SetWatchView(  # widened while the page is on its way
+                        op.SetWatchViewRequest(view_token=tokens[i], ids=ids), metadata=md
+                    )
+                    page = await stub.ListJobs(op.ListJobsRequest(limit=PAGE_ROWS), metadata=md)
+                    shown.clear()
+                    shown.update((j.id, j) for j in page.jobs)
+                    low = min((j.seq for j in page.jobs), default=0)
+                    await stub.SetWatchView(
+                        op.SetWatchViewRequest(view_token=tokens[i], ids=list(shown), from_seq=low),
+                        metadata=md,
+                    )
                 counts = await stub.CountJobs(op.CountJobsRequest(cap=10_000), metadata=md)
                 await stub.CountJobs(op.CountJobsRequest(), metadata=md)  # the status bar's
-                shown.clear()
-                shown.update((j.id, j) for j in page.jobs)
-                await stub.SetWatchView(
-                    op.SetWatchViewRequest(view_token=tokens[i], ids=list(shown)), metadata=md
-                )
                 if i == 0 and counts.by_status.get("completed", 0) >= n:
                     done.set()
                 await asyncio.sleep(REFETCH_S)  # the console's pace, not a synchronisation
@@ -99,6 +112,7 @@ async def consoles(srv: Server, ch: grpc.aio.Channel, n: int, watchers: int, rea
                 received[i] += event.ByteSize()
                 if event.kind == "resync" or event.others:
                     dirty.set()
+                    near = near or event.kind == "resync" or event.others_from_seq > 0
                 for job in event.jobs:
                     shown[job.id] = job
         finally:
@@ -115,6 +129,7 @@ async def consoles(srv: Server, ch: grpc.aio.Channel, n: int, watchers: int, rea
         "messages_per_watcher": round(sum(messages) / watchers),
         "kb_per_watcher": round(sum(received) / watchers / 1024),
         "refetches_per_watcher": round(sum(refetches) / watchers, 1),
+        "pages_per_watcher": round(sum(pages) / watchers, 1),
     }
 
 
@@ -252,6 +267,7 @@ def run(quick: bool) -> Result:
             extra[f"watchers_{p}_{tag}_kb_per_watcher"] = runs[p, k][-1]["kb_per_watcher"]
             extra[f"watchers_{p}_{tag}_server_cpu_ratio"] = round(cpu[p, k] / cpu[p, "none"], 3)
         extra[f"watchers_{p}_64_refetches_per_watcher"] = runs[p, "console"][-1]["refetches_per_watcher"]
+        extra[f"watchers_{p}_64_page_refetches_per_watcher"] = runs[p, "console"][-1]["pages_per_watcher"]
     if "builtin" in paths:
         extra["watchers64_builtin_noop_drain_ratio"] = round(ratio["builtin", "console"], 3)
         extra["watchers64_all_events_builtin_noop_drain_ratio"] = round(ratio["builtin", "all"], 3)

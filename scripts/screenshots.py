@@ -147,18 +147,22 @@ class StableClient(PulseClient):
     async def get_job(self, job_id: str) -> operator_pb2.JobDetail:
         return self._detail(await super().get_job(self._rid(job_id)))
 
-    async def watch_jobs(self, flt=None, *, view=None):
+    async def watch_jobs(self, flt=None, *, view=None, from_seq=0):
         shown = None if view is None else [self._rid(i) for i in view]
-        async for ev in super().watch_jobs(flt, view=shown):
+        async for ev in super().watch_jobs(flt, view=shown, from_seq=from_seq):
             out = operator_pb2.JobEvent(
-                kind=ev.kind, server_time=NOW, view_token=ev.view_token, others=ev.others
+                kind=ev.kind,
+                server_time=NOW,
+                view_token=ev.view_token,
+                others=ev.others,
+                others_from_seq=ev.others_from_seq,
             )
             if ev.HasField("job"):
                 out.job.CopyFrom(self._job(ev.job))
             yield out
 
-    async def set_watch_view(self, view_token: str, ids) -> None:
-        await super().set_watch_view(view_token, [self._rid(i) for i in ids])
+    async def set_watch_view(self, view_token: str, ids, from_seq: int = 0) -> None:
+        await super().set_watch_view(view_token, [self._rid(i) for i in ids], from_seq)
 
     async def cancel_jobs(self, ids=(), flt=None, **kw):
         return await super().cancel_jobs([self._rid(i) for i in ids], flt, **kw)

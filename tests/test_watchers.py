@@ -226,8 +226,12 @@ async def test_view_stream_sends_shown_jobs_and_counts_the_rest(inproc_server):
     hello = await anext(events)
     assert hello.kind == "heartbeat" and hello.view_token
 
+    near = 0
+
     async def take(upserts: set[str], others: dict[str, int]) -> tuple[set[str], dict[str, int]]:
         """Read the view stream until it carried these upserts and at least these counts."""
+        nonlocal near
+        near = 0
         got_ids: set[str] = set()
         got: dict[str, int] = {}
         while not (upserts <= got_ids and all(got.get(k, 0) >= n for k, n in others.items())):
@@ -237,20 +241,24 @@ async def test_view_stream_sends_shown_jobs_and_counts_the_rest(inproc_server):
                 got_ids.add(ev.job.id)
             for k, n in ev.others.items():
                 got[k] = got.get(k, 0) + n
+            near += ev.others_from_seq
         return got_ids, got
 
     ids = await client.enqueue_many(
-        [op.EnqueueRequest(handler="pulse.noop", delay_secs=3600) for _ in range(3)]
+        [op.EnqueueRequest(handler="pulse.noop", delay_secs=3600) for _ in range(4)]
     )
-    got_ids, got = await take(set(), {J.QUEUED: 3})
-    assert got_ids == set() and got == {J.QUEUED: 3}
+    got_ids, got = await take(set(), {J.QUEUED: 4})
+    assert got_ids == set() and got == {J.QUEUED: 4} and near == 4  # no from_seq: every one is near
+    seqs = [(await client.get_job(i)).job.seq for i in ids]
+    assert seqs == sorted(seqs)
 
-    await client.set_watch_view(hello.view_token, [ids[0]])
-    await client.cancel_jobs(ids[:2])
-    got_ids, got = await take({ids[0]}, {J.CANCELLED: 1})
-    assert got_ids == {ids[0]} and got == {J.CANCELLED: 1}
+    # shown: job 0; held from job 2's seq up: job 3 is near (above the rows), job 1 below them
+    await client.set_watch_view(hello.view_token, [ids[0]], from_seq=seqs[2])
+    await client.cancel_jobs([ids[0], ids[1], ids[3]])
+    got_ids, got = await take({ids[0]}, {J.CANCELLED: 2})
+    assert got_ids == {ids[0]} and got == {J.CANCELLED: 2} and near == 1
     seen_plain: set[str] = set()
-    while seen_plain != set(ids[:2]):  # the plain stream got every change in full
+    while seen_plain != {ids[0], ids[1], ids[3]}:  # the plain stream got every change in full
         ev = await asyncio.wait_for(anext(plain), 10)
         if ev.kind == "upsert" and ev.job.status == J.CANCELLED:
             seen_plain.add(ev.job.id)
@@ -260,7 +268,7 @@ async def test_view_stream_sends_shown_jobs_and_counts_the_rest(inproc_server):
     broadcast = inproc_server.server.operator._broadcast
     await wait_for(lambda: not broadcast._views and not broadcast._viewing)
     with pytest.raises(ClientError) as err:
-        await client.set_watch_view(hello.view_token, [ids[2]])
+        await client.set_watch_view(hello.view_token, [ids[2]], from_seq=seqs[2])
     assert err.value.code == "NOT_FOUND"
     await client.close()
 

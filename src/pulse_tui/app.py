@@ -14,7 +14,8 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
@@ -185,8 +186,11 @@ class PulseApp(App[None]):
         # jobs the screens show and counts the others; `_others` says some changed since the
         # screens last refetched (`others_changed`, at most once per OTHERS_INTERVAL)
         self._view_token = ""
-        self._view_sent: frozenset[str] | None = None
+        self._view_sent: tuple[frozenset[str], int] | None = None  # (ids, from_seq) the server has
+        self._view_lock = asyncio.Lock()  # one view update at a time, in order
+        self._widening = 0  # page fetches in flight: the server counts every change as near
         self._others = False
+        self._others_near = False
         self._others_at = 0.0
         self._counts_dirty = True
         self._counts: operator_pb2.CountJobsResponse | None = None  # the last answer, for the status bar
@@ -509,14 +513,15 @@ class PulseApp(App[None]):
     @work(exclusive=True, group="watch", exit_on_error=False)
     async def watch_events(self) -> None:
         self._view_token = ""
-        shown = self._shown_ids()
+        shown = self._shown_view()
         try:
-            async for ev in self.client.watch_jobs(view=shown):
+            async for ev in self.client.watch_jobs(view=shown[0], from_seq=shown[1]):
                 self._last_seen = time.monotonic()
                 if ev.kind == "heartbeat" and ev.view_token:
                     self._view_token, self._view_sent = ev.view_token, shown
                 elif ev.kind == "others":
                     self._others = True
+                    self._others_near = self._others_near or ev.others_from_seq > 0
                 elif ev.kind == "upsert":
                     if len(self._pending) >= MAX_PENDING:
                         self._pending.clear()
@@ -544,7 +549,7 @@ class PulseApp(App[None]):
         if self._need_resync:
             self._need_resync = False
             self._pending.clear()
-            self._others = False
+            self._others = self._others_near = False
             self._counts_dirty = True
             self._for_screens(lambda s: s.resync())
             return
@@ -555,34 +560,60 @@ class PulseApp(App[None]):
             self._counts_dirty = True
             self._for_screens(lambda s: s.jobs_changed(batch))
         if self._others and time.monotonic() - self._others_at >= OTHERS_INTERVAL:
-            self._others = False
+            near = self._others_near
+            self._others = self._others_near = False
             self._others_at = time.monotonic()
             self._counts_dirty = True
-            self._for_screens(lambda s: s.others_changed())
+            self._for_screens(lambda s: s.others_changed(near))
 
-    def _shown_ids(self) -> frozenset[str]:
+    def _shown_view(self) -> tuple[frozenset[str], int]:
+        """The ids the screens show and the lowest seq their newest-first list holds (0 while a
+        page is on its way or when a screen says any change matters)."""
         ids: set[str] = set()
-        self._for_screens(lambda s: ids.update(s.shown_job_ids()))
+        froms: list[int | None] = []
+
+        def note(s: PulseScreen) -> None:
+            ids.update(s.shown_job_ids())
+            froms.append(s.shown_from_seq())
+
+        self._for_screens(note)
         if len(ids) > VIEW_LIMIT:  # the rest count as others: their changes refetch the screens
             ids = set(sorted(ids)[:VIEW_LIMIT])
-        return frozenset(ids)
+        lows = [f for f in froms if f is not None]
+        return frozenset(ids), 0 if self._widening or not lows else min(lows)
 
     def _follow_view(self) -> None:
         """Tell the server when the screens show other jobs (a page loaded, a scroll, a detail)."""
-        if not self._view_token:
-            return
-        shown = self._shown_ids()
-        if shown != self._view_sent:
-            self._view_sent = shown
-            self.send_view(self._view_token, shown)
+        if self._view_token and self._shown_view() != self._view_sent:
+            self.send_view()
 
     @work(exclusive=True, group="watch-view", exit_on_error=False)
-    async def send_view(self, token: str, ids: frozenset[str]) -> None:
-        try:
-            await self.client.set_watch_view(token, ids)
-        except ClientError:
+    async def send_view(self) -> None:
+        await self._push_view()
+
+    async def _push_view(self) -> None:
+        async with self._view_lock:
+            token, view = self._view_token, self._shown_view()
+            if not token or view == self._view_sent:
+                return
+            self._view_sent = None  # unknown until the server answers
+            try:
+                await self.client.set_watch_view(token, view[0], view[1])
+            except ClientError:
+                return  # tried again at the next flush (a stream that ended: the reconnect)
             if token == self._view_token:
-                self._view_sent = None  # try again at the next flush (a stream that ended: reconnect)
+                self._view_sent = view
+
+    @asynccontextmanager
+    async def view_widening(self) -> AsyncIterator[None]:
+        """Around a page fetch: the server counts every change as near until the rows fetched
+        are held (and followed by the next view update), so none changed meanwhile is missed."""
+        self._widening += 1
+        try:
+            await self._push_view()
+            yield
+        finally:
+            self._widening -= 1
 
     def _for_screens(self, fn: Callable[[PulseScreen], None]) -> None:
         seen: set[int] = set()

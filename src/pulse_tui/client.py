@@ -431,15 +431,20 @@ class PulseClient:
         return await self._call(self._op.GetJob, operator_pb2.GetJobRequest(id=job_id))
 
     async def watch_jobs(
-        self, flt: operator_pb2.JobFilter | None = None, *, view: Iterable[str] | None = None
+        self,
+        flt: operator_pb2.JobFilter | None = None,
+        *,
+        view: Iterable[str] | None = None,
+        from_seq: int = 0,
     ) -> AsyncGenerator[operator_pb2.JobEvent, None]:
         """Server-streaming job events ("upsert" per job, "resync", "heartbeat"). Ends with
         ClientError when the stream breaks. The server is asked for batched events (one message
         per flush); they are unpacked here, so callers see one "upsert" per job either way.
 
         With `view` (the ids the caller shows) the stream is a view: "upsert" only for those
-        jobs, and an "others" event (`others`: counts by new status) when other jobs the filter
-        wants changed, so the caller refetches what it shows. The first heartbeat's `view_token`
+        jobs, and an "others" event (`others`: counts by new status; `others_from_seq`: how many of
+        them have a seq ≥ `from_seq`) when other jobs the filter wants changed, so the caller
+        refetches what it shows. The first heartbeat's `view_token`
         lets `set_watch_view` change the ids; a server without views sends no token and every
         change, as a plain watch."""
         self._need(Capability.WATCH)
@@ -447,6 +452,7 @@ class PulseClient:
         if view is not None:
             req.view = True
             req.view_ids.extend(view)
+            req.view_from_seq = from_seq
         call = self._op.WatchJobs(req, metadata=self._metadata)
         try:
             async for event in call:
@@ -455,7 +461,10 @@ class PulseClient:
                         yield operator_pb2.JobEvent(kind="upsert", job=job, server_time=event.server_time)
                     if event.others:
                         yield operator_pb2.JobEvent(
-                            kind="others", others=event.others, server_time=event.server_time
+                            kind="others",
+                            others=event.others,
+                            others_from_seq=event.others_from_seq,
+                            server_time=event.server_time,
                         )
                 else:
                     yield event
@@ -469,10 +478,11 @@ class PulseClient:
             reason=Reason.UNREACHABLE,
         )
 
-    async def set_watch_view(self, view_token: str, ids: Iterable[str]) -> None:
+    async def set_watch_view(self, view_token: str, ids: Iterable[str], from_seq: int = 0) -> None:
         """Replace the ids a view stream (`watch_jobs(view=...)`) sends in full."""
         await self._call(
-            self._op.SetWatchView, operator_pb2.SetWatchViewRequest(view_token=view_token, ids=ids)
+            self._op.SetWatchView,
+            operator_pb2.SetWatchViewRequest(view_token=view_token, ids=ids, from_seq=from_seq),
         )
 
     async def enqueue(

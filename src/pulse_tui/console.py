@@ -11,6 +11,7 @@ A widget can also sit in a plain Textual app (the table tests mount the job tabl
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 from weakref import WeakKeyDictionary
@@ -64,6 +65,10 @@ class PulseConsole(Protocol):
         ...
 
     def copy_id(self, job_id: str) -> None: ...
+
+    def view_widening(self) -> AbstractAsyncContextManager[None]:
+        """Around a page fetch of a list the live stream follows (see PulseApp.view_widening)."""
+        ...
 
     def check_size(self) -> None:
         """Re-check the terminal size (the too-small notice, the short layout)."""

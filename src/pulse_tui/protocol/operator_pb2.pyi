@@ -276,19 +276,21 @@ class BulkResponse(_message.Message):
     def __init__(self, affected_ids: _Optional[_Iterable[str]] = ..., failures: _Optional[_Iterable[_Union[ActionFailure, _Mapping]]] = ..., matched: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class WatchJobsRequest(_message.Message):
-    __slots__ = ("filter", "batched", "view", "view_ids")
+    __slots__ = ("filter", "batched", "view", "view_ids", "view_from_seq")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     BATCHED_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
     VIEW_IDS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
     filter: JobFilter
     batched: bool
     view: bool
     view_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., batched: _Optional[bool] = ..., view: _Optional[bool] = ..., view_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    view_from_seq: int
+    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., batched: _Optional[bool] = ..., view: _Optional[bool] = ..., view_ids: _Optional[_Iterable[str]] = ..., view_from_seq: _Optional[int] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("kind", "job", "server_time", "jobs", "others", "view_token")
+    __slots__ = ("kind", "job", "server_time", "jobs", "others", "view_token", "others_from_seq")
     class OthersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -302,13 +304,15 @@ class JobEvent(_message.Message):
     JOBS_FIELD_NUMBER: _ClassVar[int]
     OTHERS_FIELD_NUMBER: _ClassVar[int]
     VIEW_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OTHERS_FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
     kind: str
     job: Job
     server_time: float
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
     others: _containers.ScalarMap[str, int]
     view_token: str
-    def __init__(self, kind: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., server_time: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., others: _Optional[_Mapping[str, int]] = ..., view_token: _Optional[str] = ...) -> None: ...
+    others_from_seq: int
+    def __init__(self, kind: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., server_time: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., others: _Optional[_Mapping[str, int]] = ..., view_token: _Optional[str] = ..., others_from_seq: _Optional[int] = ...) -> None: ...
 
 class ConfigField(_message.Message):
     __slots__ = ("name", "type", "description", "default_value", "required", "min_value", "max_value", "pattern", "element_type")
@@ -930,12 +934,14 @@ class RunScheduleResponse(_message.Message):
     def __init__(self, execution: _Optional[_Union[Execution, _Mapping]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
 
 class SetWatchViewRequest(_message.Message):
-    __slots__ = ("view_token", "ids")
+    __slots__ = ("view_token", "ids", "from_seq")
     VIEW_TOKEN_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
     view_token: str
     ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, view_token: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    from_seq: int
+    def __init__(self, view_token: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., from_seq: _Optional[int] = ...) -> None: ...
 
 class SetWatchViewResponse(_message.Message):
     __slots__ = ()

@@ -10,6 +10,7 @@ as gRPC status codes: each PulseError's `.code` names the status, its message is
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import logging
 import secrets
@@ -592,7 +593,7 @@ class _Subscriber:
     status, of the other changes its filter wants (`others`); the event is assembled when sent,
     so several flushes make one event with their counts summed."""
 
-    __slots__ = ("chunks", "size", "event", "resync", "view", "filter", "others", "token")
+    __slots__ = ("chunks", "size", "event", "resync", "view", "filter", "others", "token", "from_seq", "near")
 
     def __init__(self, view: set[str] | None = None, flt: JobFilter | None = None, token: str = "") -> None:
         self.chunks: list[bytes] = []
@@ -603,9 +604,11 @@ class _Subscriber:
         self.filter = flt
         self.others: dict[str, int] = {}
         self.token = token
+        self.from_seq = 0  # the viewer's lowest seq held: changes at or above it are `near`
+        self.near = 0  # of the pending others, those with seq >= from_seq
 
     def drop_pending(self) -> None:
-        self.chunks, self.size, self.others = [], 0, {}
+        self.chunks, self.size, self.others, self.near = [], 0, {}, 0
 
 
 class Broadcast:
@@ -628,14 +631,16 @@ class Broadcast:
         self._task: asyncio.Task[None] | None = None
         self._watcher: Watcher | None = None
 
-    def subscribe(self, view: Iterable[str] | None = None, flt: JobFilter | None = None) -> _Subscriber:
+    def subscribe(
+        self, view: Iterable[str] | None = None, flt: JobFilter | None = None, from_seq: int = 0
+    ) -> _Subscriber:
         if view is None:
             sub = _Subscriber()
         else:
             token = secrets.token_urlsafe(12)
             sub = _Subscriber(set(), None if flt is None or flt == JobFilter() else flt, token)
             self._views[token] = sub
-            self.set_view(token, view)
+            self.set_view(token, view, from_seq)
         self._subs.add(sub)
         if self._task is None:
             # registered now, synchronously: every change from here on reaches this subscriber
@@ -643,7 +648,7 @@ class Broadcast:
             self._task = asyncio.create_task(self._run(self._watcher), name="pulse-watch-broadcast")
         return sub
 
-    def set_view(self, token: str, ids: Iterable[str]) -> None:
+    def set_view(self, token: str, ids: Iterable[str], from_seq: int = 0) -> None:
         sub = self._views.get(token)
         if sub is None or sub.view is None:
             raise NotFound("no such watch view (the stream ended); open a new one")
@@ -659,6 +664,7 @@ class Broadcast:
         for job_id in new - sub.view:
             self._viewing.setdefault(job_id, set()).add(sub)
         sub.view = new
+        sub.from_seq = from_seq
 
     def unsubscribe(self, sub: _Subscriber) -> None:
         self._subs.discard(sub)
@@ -712,7 +718,9 @@ class Broadcast:
         if len(everything) == len(self._subs):
             return
         # view streams: the viewed jobs, each encoded once; the other changes counted by status
+        # and, of those, the ones at or above the viewer's lowest seq held (`near`)
         shown: dict[_Subscriber, dict[str, int]] = {}  # per view stream: its viewed jobs by status
+        shown_near: dict[_Subscriber, int] = {}
         for job in batch:
             viewers = self._viewing.get(job.id)
             if viewers:
@@ -722,7 +730,10 @@ class Broadcast:
                         self._queue(sub, entry)
                     by = shown.setdefault(sub, {})
                     by[job.status] = by.get(job.status, 0) + 1
+                    if job.seq >= sub.from_seq:
+                        shown_near[sub] = shown_near.get(sub, 0) + 1
         totals: dict[str, int] | None = None
+        seqs: list[int] = []
         for sub in self._subs:
             if sub.view is None or sub.resync:
                 continue
@@ -731,19 +742,23 @@ class Broadcast:
                     totals = {}
                     for job in batch:
                         totals[job.status] = totals.get(job.status, 0) + 1
+                    seqs = sorted(job.seq for job in batch)
                 others = totals
                 mine = shown.get(sub)
                 if mine:
                     others = {k: n - mine.get(k, 0) for k, n in totals.items()}
+                near = len(seqs) - bisect.bisect_left(seqs, sub.from_seq) - shown_near.get(sub, 0)
             else:
-                others, view, flt = {}, sub.view, sub.filter
+                others, view, flt, near = {}, sub.view, sub.filter, 0
                 for job in batch:
                     if job.id not in view and wanted(flt, job):
                         others[job.status] = others.get(job.status, 0) + 1
+                        near += job.seq >= sub.from_seq
             pending = sub.others
             for status, n in others.items():
                 if n:
                     pending[status] = pending.get(status, 0) + n
+            sub.near += near
             if pending or sub.chunks:
                 sub.event.set()
 
@@ -886,7 +901,8 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
             await context.abort(grpc.StatusCode[exc.code], _short(exc.message), reason_trailer(exc.reason))
         batched = request.batched
         if request.view:  # a console: the jobs it shows, counts of the rest (the shared broadcast)
-            async for event in self._watch_broadcast(self._broadcast.subscribe(request.view_ids, flt)):
+            sub = self._broadcast.subscribe(request.view_ids, flt, request.view_from_seq)
+            async for event in self._watch_broadcast(sub):
                 yield event
             return
         if batched and flt == JobFilter():  # unfiltered: the shared broadcast
@@ -939,11 +955,13 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                     sub.resync = False
                     yield op.JobEvent(kind="resync", server_time=time.time())
                     continue
-                chunks, others = sub.chunks, sub.others
+                chunks, others, near = sub.chunks, sub.others, sub.near
                 sub.drop_pending()
                 if sub.view is not None:
                     if chunks or others:
-                        head = op.JobEvent(kind="batch", server_time=time.time(), others=others)
+                        head = op.JobEvent(
+                            kind="batch", server_time=time.time(), others=others, others_from_seq=near
+                        )
                         yield b"".join([head.SerializeToString(), *chunks])
                 elif chunks:
                     yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -954,7 +972,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
     async def SetWatchView(
         self, request: op.SetWatchViewRequest, principal: Principal
     ) -> op.SetWatchViewResponse:
-        self._broadcast.set_view(request.view_token, request.ids)
+        self._broadcast.set_view(request.view_token, request.ids, request.from_seq)
         return op.SetWatchViewResponse()
 
     def _job_bytes(self, job: Job, routable: frozenset[str]) -> tuple[bytes, bytes]:

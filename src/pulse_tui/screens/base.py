@@ -102,9 +102,15 @@ class PulseScreen(Screen[None]):
         """The jobs this screen shows: their live changes come in full (`jobs_changed`)."""
         return ()
 
-    def others_changed(self) -> None:
+    def shown_from_seq(self) -> int | None:
+        """The lowest seq of a newest-first list's rows held (None: no such list here; 0: any
+        change may matter). Changes to other jobs below it are not `near` (`others_changed`)."""
+        return None
+
+    def others_changed(self, near: bool) -> None:
         """Jobs that no screen shows changed (at most once a second while they do): refetch
-        whatever may depend on them (a page that new jobs may enter, counts, children)."""
+        whatever may depend on them (a page that new jobs may enter, counts, children). `near`:
+        some of them are at or above the lowest seq a list holds (`shown_from_seq`)."""
 
     def connection_changed(self, connected: bool) -> None:
         """Connection went up or down."""

@@ -98,7 +98,7 @@ class JobDetailScreen(PulseScreen):
     def shown_job_ids(self) -> list[str]:
         return [self.job_id]
 
-    def others_changed(self) -> None:
+    def others_changed(self, near: bool) -> None:
         self.load_children()  # the job itself is shown (its changes come in full); its children not
 
     @work(exclusive=True, group="detail-children", exit_on_error=False)

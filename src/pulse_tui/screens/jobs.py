@@ -313,6 +313,14 @@ class JobsScreen(PulseScreen):
     async def _page(
         self, offset: int, after_seq: int | None, limit: int, *, oldest_first: bool = False
     ) -> tuple[list[operator_pb2.Job], bool]:
+        # rows below the lowest seq the server counts as near may land: until they are followed
+        # (the next view update), every change counts as near
+        async with self.pulse.view_widening():
+            return await self._fetch_page(offset, after_seq, limit, oldest_first=oldest_first)
+
+    async def _fetch_page(
+        self, offset: int, after_seq: int | None, limit: int, *, oldest_first: bool = False
+    ) -> tuple[list[operator_pb2.Job], bool]:
         if self.sort_by:  # a sorted listing pages by offset (the table asks row by row from the top)
             resp = await self.pulse.client.list_jobs(
                 self.effective_filter(),
@@ -478,10 +486,23 @@ class JobsScreen(PulseScreen):
         side = self.query_one(JobSide)
         return self.table.loaded_ids() + ([side.job_id] if side.display and side.job_id else [])
 
-    def others_changed(self) -> None:
-        """Jobs not held in the table changed: new ones may enter the page, ones may enter or
-        leave the filter, the counts move. Refetch the page (the cursor stays on its job)."""
-        self.reload(keep_cursor=True)
+    def shown_from_seq(self) -> int:
+        """The lowest seq held when the listing is newest first by seq and no status decides which
+        jobs it lists: a job below its rows that changed can neither enter nor leave them (its
+        row, when scrolled to, is fetched fresh). Otherwise 0: any change may move the rows."""
+        table = self.table
+        if self.sort_by or table.tail_mode or self.effective_filter().statuses or not table.loaded_rows:
+            return 0
+        return table.lowest_seq()
+
+    def others_changed(self, near: bool) -> None:
+        """Jobs not held in the table changed: the counts move, and when some are `near` new ones
+        may enter the rows or ones may enter or leave the filter: then refetch the rows (the cursor
+        stays on its job)."""
+        if near or self.shown_from_seq() == 0:
+            self.reload(keep_cursor=True)
+        else:
+            self.refresh_counts()
         self.query_one(JobSide).others_changed()
 
     def connection_changed(self, connected: bool) -> None:

@@ -388,7 +388,7 @@ class ScheduleHistoryScreen(PulseScreen):
         if any(j.schedule_id == self.schedule_id for j in jobs):
             self.load()
 
-    def others_changed(self) -> None:
+    def others_changed(self, near: bool) -> None:
         self.load()  # the schedule's runs are not followed one by one: they may be among them
 
     @work(exclusive=True, group="schedule-history", exit_on_error=False)

@@ -185,6 +185,9 @@ class JobTable(ScrollView, can_focus=True):
     def loaded_rows(self) -> int:
         return len(self._rows)
 
+    def lowest_seq(self) -> int:
+        return min((j.seq for j in self._rows.values()), default=0)
+
     def loaded_ids(self) -> list[str]:
         """The ids of the rows held (shown or cached near the view): what live updates must reach."""
         return list(self._index)

@@ -350,6 +350,8 @@ class SQLiteStore(Store):
         self.max_batch = max_batch
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pulse-sqlite-w")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="pulse-sqlite-r")
+        # counts asked while the same count waits for a reader thread share its answer (`count`)
+        self._count_flights: dict[tuple[str, int], tuple[list[bool], asyncio.Future[dict[str, int]]]] = {}
         self._local = threading.local()
         self._wconn: sqlite3.Connection | None = None
         # a handler is paused: the claim checks paused_handlers (one process writes this file, so
@@ -1099,12 +1101,27 @@ class SQLiteStore(Store):
         return await self._read(op)
 
     async def count(self, flt: JobFilter, cap: int) -> dict[str, int]:
+        """Counts by status. Many consoles ask the same count at the same moment (each refetches
+        when jobs change): a call that finds the same count still waiting for a reader thread
+        shares its answer, which is then read after this call began, so it is as fresh."""
+        key = (repr(flt), cap)
+        flight = self._count_flights.get(key)
+        if flight is not None and not flight[0][0]:
+            return dict(await asyncio.shield(flight[1]))
         sql, args = q.count_jobs(D, flt, cap)
+        started = [False]
 
         def op(conn: sqlite3.Connection) -> dict[str, int]:
+            started[0] = True  # from here on, a caller arriving may miss what is committed next
             return q.counts_by_status(conn.execute(sql, args).fetchone())
 
-        return await self._read(op)
+        fut = asyncio.ensure_future(self._read(op))
+        self._count_flights[key] = (started, fut)
+        try:
+            return dict(await asyncio.shield(fut))
+        finally:
+            if self._count_flights.get(key, (None,))[0] is started:
+                del self._count_flights[key]
 
     async def handler_counts(self, statuses: Collection[str]) -> dict[str, dict[str, int]]:
         sts = tuple(statuses)
