@@ -156,6 +156,7 @@ class StableClient(PulseClient):
                 view_token=ev.view_token,
                 others=ev.others,
                 others_from_seq=ev.others_from_seq,
+                counts=ev.counts if ev.HasField("counts") else None,
             )
             if ev.HasField("job"):
                 out.job.CopyFrom(self._job(ev.job))

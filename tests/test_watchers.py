@@ -249,6 +249,8 @@ async def test_view_stream_sends_shown_jobs_and_counts_the_rest(inproc_server):
     )
     got_ids, got = await take(set(), {J.QUEUED: 4})
     assert got_ids == set() and got == {J.QUEUED: 4} and near == 4  # no from_seq: every one is near
+    counts = await asyncio.wait_for(anext(events), 10)  # each event's counts come after its changes
+    assert counts.kind == "counts" and counts.counts.by_status[J.QUEUED] == 4 and counts.counts.total == 4
     seqs = [(await client.get_job(i)).job.seq for i in ids]
     assert seqs == sorted(seqs)
 
@@ -257,6 +259,11 @@ async def test_view_stream_sends_shown_jobs_and_counts_the_rest(inproc_server):
     await client.cancel_jobs([ids[0], ids[1], ids[3]])
     got_ids, got = await take({ids[0]}, {J.CANCELLED: 2})
     assert got_ids == {ids[0]} and got == {J.CANCELLED: 2} and near == 1
+    while (counts := await asyncio.wait_for(anext(events), 10)).kind != "counts" or (
+        counts.counts.by_status[J.CANCELLED] < 3
+    ):
+        pass
+    assert counts.counts.by_status[J.QUEUED] == 1
     seen_plain: set[str] = set()
     while seen_plain != {ids[0], ids[1], ids[3]}:  # the plain stream got every change in full
         ev = await asyncio.wait_for(anext(plain), 10)

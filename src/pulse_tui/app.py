@@ -192,6 +192,9 @@ class PulseApp(App[None]):
         self._others = False
         self._others_near = False
         self._others_at = 0.0
+        # counts the view stream carries after each change (no CountJobs while they follow)
+        self._stream_counts: operator_pb2.CountJobsResponse | None = None
+        self._counts_owed = False  # changes arrived that no counts have followed yet
         self._counts_dirty = True
         self._counts: operator_pb2.CountJobsResponse | None = None  # the last answer, for the status bar
         self._connected_once = asyncio.Event()
@@ -522,7 +525,11 @@ class PulseApp(App[None]):
                 elif ev.kind == "others":
                     self._others = True
                     self._others_near = self._others_near or ev.others_from_seq > 0
+                    self._counts_owed = True
+                elif ev.kind == "counts":
+                    self._stream_counts, self._counts_owed = ev.counts, False
                 elif ev.kind == "upsert":
+                    self._counts_owed = True
                     if len(self._pending) >= MAX_PENDING:
                         self._pending.clear()
                         self._need_resync = True
@@ -565,6 +572,11 @@ class PulseApp(App[None]):
             self._others_at = time.monotonic()
             self._counts_dirty = True
             self._for_screens(lambda s: s.others_changed(near))
+        counts, self._stream_counts = self._stream_counts, None
+        if counts is not None and not self._counts_owed:  # taken after every change seen so far
+            self._counts_dirty = False
+            self._show_counts(counts)
+            self._for_screens(lambda s: s.counts_arrived(counts))
 
     def _shown_view(self) -> tuple[frozenset[str], int]:
         """The ids the screens show and the lowest seq their newest-first list holds (0 while a
@@ -673,6 +685,9 @@ class PulseApp(App[None]):
         except ClientError as exc:
             self.report(exc, "counting jobs")
             return
+        self._show_counts(resp)
+
+    def _show_counts(self, resp: operator_pb2.CountJobsResponse) -> None:
         self._counts = resp
         self.counts_markup = self._counts_text(resp)
 

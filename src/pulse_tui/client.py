@@ -444,7 +444,8 @@ class PulseClient:
         With `view` (the ids the caller shows) the stream is a view: "upsert" only for those
         jobs, and an "others" event (`others`: counts by new status; `others_from_seq`: how many of
         them have a seq ≥ `from_seq`) when other jobs the filter wants changed, so the caller
-        refetches what it shows. The first heartbeat's `view_token`
+        refetches what it shows, and a "counts" event (`counts`: every job by status, taken after
+        those changes). The first heartbeat's `view_token`
         lets `set_watch_view` change the ids; a server without views sends no token and every
         change, as a plain watch."""
         self._need(Capability.WATCH)
@@ -465,6 +466,10 @@ class PulseClient:
                             others=event.others,
                             others_from_seq=event.others_from_seq,
                             server_time=event.server_time,
+                        )
+                    if event.HasField("counts"):
+                        yield operator_pb2.JobEvent(
+                            kind="counts", counts=event.counts, server_time=event.server_time
                         )
                 else:
                     yield event

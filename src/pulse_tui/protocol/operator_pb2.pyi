@@ -290,7 +290,7 @@ class WatchJobsRequest(_message.Message):
     def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., batched: _Optional[bool] = ..., view: _Optional[bool] = ..., view_ids: _Optional[_Iterable[str]] = ..., view_from_seq: _Optional[int] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("kind", "job", "server_time", "jobs", "others", "view_token", "others_from_seq")
+    __slots__ = ("kind", "job", "server_time", "jobs", "others", "view_token", "others_from_seq", "counts")
     class OthersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -305,6 +305,7 @@ class JobEvent(_message.Message):
     OTHERS_FIELD_NUMBER: _ClassVar[int]
     VIEW_TOKEN_FIELD_NUMBER: _ClassVar[int]
     OTHERS_FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     job: Job
     server_time: float
@@ -312,7 +313,8 @@ class JobEvent(_message.Message):
     others: _containers.ScalarMap[str, int]
     view_token: str
     others_from_seq: int
-    def __init__(self, kind: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., server_time: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., others: _Optional[_Mapping[str, int]] = ..., view_token: _Optional[str] = ..., others_from_seq: _Optional[int] = ...) -> None: ...
+    counts: CountJobsResponse
+    def __init__(self, kind: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., server_time: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., others: _Optional[_Mapping[str, int]] = ..., view_token: _Optional[str] = ..., others_from_seq: _Optional[int] = ..., counts: _Optional[_Union[CountJobsResponse, _Mapping]] = ...) -> None: ...
 
 class ConfigField(_message.Message):
     __slots__ = ("name", "type", "description", "default_value", "required", "min_value", "max_value", "pattern", "element_type")

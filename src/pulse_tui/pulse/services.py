@@ -75,7 +75,10 @@ HEARTBEAT_SECS = 15.0
 PAGE_BYTES = 3 * 1024 * 1024
 WATCH_INTERVAL = 0.05  # least time between two flushes of one WatchJobs stream under steady change
 BROADCAST_BACKLOG = 8 << 20  # bytes queued for one stream before it is told to resync
-VIEW_MAX = 10_000  # ids one view stream may show (SetWatchView)
+VIEW_MAX = 10_000
+VIEW_COUNT_CAP = (
+    10_000  # the counts view streams carry (the console's cap)  # ids one view stream may show (SetWatchView)
+)
 ENCODED_CACHE = 2_048  # encoded jobs shared by per-stream watchers (see OperatorService._job_bytes)
 
 
@@ -593,7 +596,19 @@ class _Subscriber:
     status, of the other changes its filter wants (`others`); the event is assembled when sent,
     so several flushes make one event with their counts summed."""
 
-    __slots__ = ("chunks", "size", "event", "resync", "view", "filter", "others", "token", "from_seq", "near")
+    __slots__ = (
+        "chunks",
+        "size",
+        "event",
+        "resync",
+        "view",
+        "filter",
+        "others",
+        "token",
+        "from_seq",
+        "near",
+        "counts",
+    )
 
     def __init__(self, view: set[str] | None = None, flt: JobFilter | None = None, token: str = "") -> None:
         self.chunks: list[bytes] = []
@@ -606,9 +621,10 @@ class _Subscriber:
         self.token = token
         self.from_seq = 0  # the viewer's lowest seq held: changes at or above it are `near`
         self.near = 0  # of the pending others, those with seq >= from_seq
+        self.counts: op.CountJobsResponse | None = None  # the latest, taken after the pending changes
 
     def drop_pending(self) -> None:
-        self.chunks, self.size, self.others, self.near = [], 0, {}, 0
+        self.chunks, self.size, self.others, self.near, self.counts = [], 0, {}, 0, None
 
 
 class Broadcast:
@@ -701,11 +717,17 @@ class Broadcast:
                         sub.event.set()
                     continue
                 if batch:
-                    self._flush(batch)
+                    counts = None
+                    if len(self._views):  # one count for every console, after these changes
+                        try:
+                            counts = await service.count_response(JobFilter(), VIEW_COUNT_CAP)
+                        except PulseError:
+                            counts = None  # the consoles count themselves (CountJobs reports why)
+                    self._flush(batch, counts)
         finally:
             watcher.close()
 
-    def _flush(self, batch: list[Job]) -> None:
+    def _flush(self, batch: list[Job], counts: op.CountJobsResponse | None = None) -> None:
         routable = self._service.ctx.routable()
         everything = [sub for sub in self._subs if sub.view is None]
         if everything:
@@ -759,6 +781,7 @@ class Broadcast:
                 if n:
                     pending[status] = pending.get(status, 0) + n
             sub.near += near
+            sub.counts = counts
             if pending or sub.chunks:
                 sub.event.set()
 
@@ -867,8 +890,11 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
     async def CountJobs(self, request: op.CountJobsRequest, principal: Principal) -> op.CountJobsResponse:
         flt = job_filter(request.filter)
         flt.statuses = ()
-        counts = await self.engine.count_jobs(flt, request.cap)
-        cap = request.cap or 10_000
+        return await self.count_response(flt, request.cap)
+
+    async def count_response(self, flt: JobFilter, cap: int = 0) -> op.CountJobsResponse:
+        counts = await self.engine.count_jobs(flt, cap)
+        cap = cap or 10_000
         by_status: dict[str, int] = {s: min(int(counts.get(s, 0)), cap) for s in STATUSES}
         return op.CountJobsResponse(
             by_status=by_status,
@@ -955,12 +981,16 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                     sub.resync = False
                     yield op.JobEvent(kind="resync", server_time=time.time())
                     continue
-                chunks, others, near = sub.chunks, sub.others, sub.near
+                chunks, others, near, counts = sub.chunks, sub.others, sub.near, sub.counts
                 sub.drop_pending()
                 if sub.view is not None:
                     if chunks or others:
                         head = op.JobEvent(
-                            kind="batch", server_time=time.time(), others=others, others_from_seq=near
+                            kind="batch",
+                            server_time=time.time(),
+                            others=others,
+                            others_from_seq=near,
+                            counts=counts,
                         )
                         yield b"".join([head.SerializeToString(), *chunks])
                 elif chunks:

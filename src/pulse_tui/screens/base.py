@@ -107,6 +107,9 @@ class PulseScreen(Screen[None]):
         change may matter). Changes to other jobs below it are not `near` (`others_changed`)."""
         return None
 
+    def counts_arrived(self, counts: operator_pb2.CountJobsResponse) -> None:
+        """Every job's count by status, taken after every change this flush brought."""
+
     def others_changed(self, near: bool) -> None:
         """Jobs that no screen shows changed (at most once a second while they do): refetch
         whatever may depend on them (a page that new jobs may enter, counts, children). `near`:

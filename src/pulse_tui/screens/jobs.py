@@ -377,6 +377,13 @@ class JobsScreen(PulseScreen):
         else:
             self.table.empty_message = "No jobs yet — press e to enqueue one."
 
+    def counts_arrived(self, counts: operator_pb2.CountJobsResponse) -> None:
+        """The live stream's counts are this list's when no filter narrows it: the count asked
+        in this same flush (not sent yet) is not needed."""
+        if self.filter.job_filter(()) == operator_pb2.JobFilter() and counts.cap == COUNT_CAP:
+            self.workers.cancel_group(self, "jobs-counts")
+            self._show_counts(counts)
+
     @work(exclusive=True, group="jobs-counts", exit_on_error=False)
     async def refresh_counts(self) -> None:
         if not self.pulse.client.can(Capability.COUNTS):
@@ -387,6 +394,9 @@ class JobsScreen(PulseScreen):
         except ClientError as exc:
             self.pulse.report(exc, "counting jobs")
             return
+        self._show_counts(resp)
+
+    def _show_counts(self, resp: operator_pb2.CountJobsResponse) -> None:
         tabs = self.query_one(StatusTabs)
         tabs.counts = dict(resp.by_status)
         tabs.capped = resp.capped
