@@ -118,9 +118,9 @@ async def test_end_and_home_past_the_count_cap(big_server: ServerHandle) -> None
         refetched: list[int] = []
         refetch = screen.others_changed
 
-        def spy() -> None:
+        def spy(near: bool) -> None:
             refetched.append(t.generation)
-            refetch()
+            refetch(near)
 
         screen.others_changed = spy  # type: ignore[method-assign]
         job = await client.enqueue("pulse.noop")

@@ -75,6 +75,7 @@ def _write_export(target: Path, jobs: list[operator_pb2.Job]) -> None:
 
 TYPING_DEBOUNCE = 0.25  # seconds of no typing before the filter line is applied
 COUNT_CAP = 10_000
+REFRESH_ROWS = 500  # a list holding more rows than this is reloaded when jobs may enter it
 
 
 @dataclass(slots=True)
@@ -507,13 +508,32 @@ class JobsScreen(PulseScreen):
 
     def others_changed(self, near: bool) -> None:
         """Jobs not held in the table changed: the counts move, and when some are `near` new ones
-        may enter the rows or ones may enter or leave the filter: then refetch the rows (the cursor
-        stays on its job)."""
-        if near or self.shown_from_seq() == 0:
+        may enter the rows (or enter the filter): then fetch the rows from the top again and apply
+        them as live changes (the rows stay in place, the cursor on its job); a sorted list, one
+        shown from the bottom or one with nothing held yet is reloaded."""
+        table = self.table
+        held = table.held_from_top()
+        if not near and self.shown_from_seq() != 0:
+            self.refresh_counts()
+        elif self.sort_by or not 0 < held <= REFRESH_ROWS:
             self.reload(keep_cursor=True)
         else:
+            self.refresh_rows(table.generation, held)
             self.refresh_counts()
         self.query_one(JobSide).others_changed()
+
+    @work(exclusive=True, group="jobs-rows", exit_on_error=False)
+    async def refresh_rows(self, gen: int, held: int) -> None:
+        """The first `held` rows of the listing again (the table holds exactly those), applied as
+        live updates: new jobs enter on top, ones that entered the filter at their place."""
+        table = self.table
+        try:
+            async with self.pulse.view_widening():
+                resp = await self.pulse.client.list_jobs(self.effective_filter(), limit=held)
+                if gen == table.generation:  # no reload meanwhile
+                    table.upsert(list(resp.jobs))
+        except ClientError as exc:
+            self.pulse.report(exc, "listing jobs")
 
     def connection_changed(self, connected: bool) -> None:
         self._note()

@@ -185,6 +185,11 @@ class JobTable(ScrollView, can_focus=True):
     def loaded_rows(self) -> int:
         return len(self._rows)
 
+    def held_from_top(self) -> int:
+        """k when the rows held are exactly the first k of the listing (no gap), else 0."""
+        k = len(self._rows)
+        return k if k and not self._tail and max(self._rows) == k - 1 else 0
+
     def lowest_seq(self) -> int:
         return min((j.seq for j in self._rows.values()), default=0)
 
