@@ -54,6 +54,7 @@ COUNTS_INTERVAL = 1.0
 STORE_CHECK_INTERVAL = 5.0  # how often the console asks the server whether its store can write
 POLL_INTERVAL = 2.0  # compat mode
 OTHERS_INTERVAL = 1.0  # least time between two refetches for changes to jobs no screen shows
+NEAR_INTERVAL = 0.2  # the same when some may enter a list (new jobs on top): they show this fast
 VIEW_LIMIT = 10_000  # ids one view stream shows at most (the server's limit)
 MAX_PENDING = 20_000  # beyond this while paused, drop the batch and resync on resume
 # Reconnect backoff: doubling from BACKOFF_START, jittered (each wait is 50-100 % of the step),
@@ -566,7 +567,8 @@ class PulseApp(App[None]):
             self._pending.clear()
             self._counts_dirty = True
             self._for_screens(lambda s: s.jobs_changed(batch))
-        if self._others and time.monotonic() - self._others_at >= OTHERS_INTERVAL:
+        pace = NEAR_INTERVAL if self._others_near else OTHERS_INTERVAL
+        if self._others and time.monotonic() - self._others_at >= pace:
             near = self._others_near
             self._others = self._others_near = False
             self._others_at = time.monotonic()
@@ -601,9 +603,10 @@ class PulseApp(App[None]):
 
     @work(exclusive=True, group="watch-view", exit_on_error=False)
     async def send_view(self) -> None:
-        await self._push_view()
+        await self.push_view()
 
-    async def _push_view(self) -> None:
+    async def push_view(self) -> None:
+        """Send the view now if the screens show other jobs than the server follows."""
         async with self._view_lock:
             token, view = self._view_token, self._shown_view()
             if not token or view == self._view_sent:
@@ -622,7 +625,7 @@ class PulseApp(App[None]):
         are held (and followed by the next view update), so none changed meanwhile is missed."""
         self._widening += 1
         try:
-            await self._push_view()
+            await self.push_view()
             yield
         finally:
             self._widening -= 1

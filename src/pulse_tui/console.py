@@ -66,6 +66,10 @@ class PulseConsole(Protocol):
 
     def copy_id(self, job_id: str) -> None: ...
 
+    async def push_view(self) -> None:
+        """Tell the live stream now which jobs the screens show (see PulseApp.push_view)."""
+        ...
+
     def view_widening(self) -> AbstractAsyncContextManager[None]:
         """Around a page fetch of a list the live stream follows (see PulseApp.view_widening)."""
         ...

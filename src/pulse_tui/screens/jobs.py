@@ -532,6 +532,7 @@ class JobsScreen(PulseScreen):
                 resp = await self.pulse.client.list_jobs(self.effective_filter(), limit=held)
                 if gen == table.generation:  # no reload meanwhile
                     table.upsert(list(resp.jobs))
+                    await self.pulse.push_view()  # follow the new rows at once (still widened)
         except ClientError as exc:
             self.pulse.report(exc, "listing jobs")
 
