@@ -435,6 +435,8 @@ class JobsScreen(PulseScreen):
         )
 
     def on_job_table_loaded(self, event: JobTable.Loaded) -> None:
+        if not self.table_alive():
+            return  # a page that landed while the screen is torn down (the app exiting)
         if event.gen == self.table.generation:
             # the refetch reached the server (a page of an earlier reset, handled after the next
             # reload began, says nothing about that reload: its kept rows must stay)
@@ -496,6 +498,9 @@ class JobsScreen(PulseScreen):
     def shown_job_ids(self) -> list[str]:
         side = self.query_one(JobSide)
         return self.table.loaded_ids() + ([side.job_id] if side.display and side.job_id else [])
+
+    def table_alive(self) -> bool:
+        return bool(self.query(JobTable))
 
     def shown_from_seq(self) -> int:
         """The lowest seq held when the listing is newest first by seq and no status decides which
