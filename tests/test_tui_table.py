@@ -62,7 +62,9 @@ async def test_million_rows_open_with_one_page_and_jump_by_offset() -> None:
         table.focus()
         table.reset(N, exact=True)
         await _loaded(pilot, table)
-        assert table.loaded_rows == PAGE and len(source.calls) == 1
+        # the page on screen, then the next one prefetched by keyset (PageDown paints from cache)
+        assert table.loaded_rows == 2 * PAGE and len(source.calls) == 2
+        assert source.calls == [(0, None), (PAGE, N - PAGE + 1)]
         assert table.current_job.seq == N
         await pilot.press("pagedown")
         await _loaded(pilot, table)
@@ -150,6 +152,39 @@ async def test_keys_reach_the_table_while_a_page_loads() -> None:
         assert table.cursor == 0 and table.has_focus
         source.release.set()
         await _loaded(pilot, table)
+
+
+async def test_neighbouring_pages_are_prefetched() -> None:
+    """PageDown and PageUp paint from the cache: the next and the previous screen are fetched
+    ahead (one page at a time), so a held source never leaves the cursor on a missing row."""
+    source = HeldSource(10_000)
+    app = TableApp(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.query_one(JobTable)
+        table.focus()
+        table.reset(source.n, exact=True)
+        await _loaded(pilot, table)
+        for _ in range(6):
+            await pilot.press("pagedown")
+            await _loaded(pilot, table)
+        source.hold = True  # from here every page waits: only rows fetched ahead can paint
+        for _ in range(3):
+            await pilot.press("pagedown")
+            assert table.current_job is not None and table.current_job.seq == source.n - table.cursor
+        assert table.fetching  # the page after those is on its way
+        source.hold = False
+        source.release.set()
+        await _loaded(pilot, table)
+        table.move_to_job(f"job{source.n - 5000:07d}") or table._move(5000)  # a jump: an offset page
+        await _loaded(pilot, table)
+        source.release = asyncio.Event()
+        source.hold = True
+        await pilot.press("pageup")
+        assert table.current_job is not None and table.current_job.seq == source.n - table.cursor
+        source.hold = False
+        source.release.set()
+        await _loaded(pilot, table)
+        assert table.loaded_rows < 8 * PAGE  # ahead by a screen or two, never everything
 
 
 def test_status_tabs_with_paused_fit_80_columns() -> None:
