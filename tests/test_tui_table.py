@@ -155,8 +155,8 @@ async def test_keys_reach_the_table_while_a_page_loads() -> None:
 
 
 async def test_neighbouring_pages_are_prefetched() -> None:
-    """PageDown and PageUp paint from the cache: the next and the previous screen are fetched
-    ahead (one page at a time), so a held source never leaves the cursor on a missing row."""
+    """PageDown and PageUp paint from the cache: the screens before and after the one shown are
+    fetched ahead, so while every further page is held the cursor still lands on loaded rows."""
     source = HeldSource(10_000)
     app = TableApp(source)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -164,26 +164,20 @@ async def test_neighbouring_pages_are_prefetched() -> None:
         table.focus()
         table.reset(source.n, exact=True)
         await _loaded(pilot, table)
-        for _ in range(6):
-            await pilot.press("pagedown")
+        for keys in (("pagedown", "pagedown"), ("pageup", "pageup")):
+            table._move(5000)  # a jump (an offset page), then the pages around it
             await _loaded(pilot, table)
-        source.hold = True  # from here every page waits: only rows fetched ahead can paint
-        for _ in range(3):
-            await pilot.press("pagedown")
-            assert table.current_job is not None and table.current_job.seq == source.n - table.cursor
-        assert table.fetching  # the page after those is on its way
-        source.hold = False
-        source.release.set()
-        await _loaded(pilot, table)
-        table.move_to_job(f"job{source.n - 5000:07d}") or table._move(5000)  # a jump: an offset page
-        await _loaded(pilot, table)
-        source.release = asyncio.Event()
-        source.hold = True
-        await pilot.press("pageup")
-        assert table.current_job is not None and table.current_job.seq == source.n - table.cursor
-        source.hold = False
-        source.release.set()
-        await _loaded(pilot, table)
+            if keys[0] == "pageup":
+                table._move(int(table.scroll_y))  # the cursor on the top row
+            source.release = asyncio.Event()
+            source.hold = True  # from here every page waits: only rows fetched ahead can paint
+            for key in keys:
+                await pilot.press(key)
+                job = table.current_job
+                assert job is not None and job.seq == source.n - table.cursor, (key, table.cursor)
+            source.hold = False
+            source.release.set()
+            await _loaded(pilot, table)
         assert table.loaded_rows < 8 * PAGE  # ahead by a screen or two, never everything
 
 
