@@ -30,7 +30,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -162,6 +162,7 @@ class JobTable(ScrollView, can_focus=True):
         self.empty_message = "No jobs."
         self._rows: dict[int, Job] = {}
         self._lines: dict[str, tuple[Job, tuple[object, ...], Strip]] = {}
+        self._pass: tuple[int, Style, float] | None = None  # (width, base style, now) of a render pass
         self._index: dict[str, int] = {}
         self._total = 0
         self._exact = True
@@ -765,11 +766,21 @@ class JobTable(ScrollView, can_focus=True):
             _Column("error", "ERROR", error_w),
         ]
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # what every line of one pass shares, worked out once (rich_style walks the ancestors)
+        self._pass = (self.scrollable_content_region.width, self.rich_style, fmt.app_now(self.app))
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._pass = None
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+        if self._pass is not None:
+            width, base, now = self._pass
+        else:
+            width, base, now = self.scrollable_content_region.width, self.rich_style, fmt.app_now(self.app)
         if width <= 0:
             return Strip.blank(0)
-        base = self.rich_style
         if y == 0:
             return self._render_header(width)
         row = int(self.scroll_y) + y - 1
@@ -784,7 +795,6 @@ class JobTable(ScrollView, can_focus=True):
         if job is None:
             style = self.get_component_rich_style("job-table--loading")
             return Strip([Segment("  …".ljust(width), base + style)])
-        now = fmt.app_now(self.app)
         cursor = 0 if row != self.cursor else 1 if self.has_focus else 2
         marked = job.id in self.marked
         # what a drawn row depends on besides the job itself: a press repaints every row, and

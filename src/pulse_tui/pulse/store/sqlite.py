@@ -676,16 +676,39 @@ class SQLiteStore(Store):
         if self._closed:
             raise Unavailable("store is closed")
 
+        # a read whose caller went away (a console typing a filter on cancels the page and the
+        # count of the previous one) is interrupted, so it does not hold a reader for a scan of a
+        # million rows; `live` (under `lock`) keeps the interrupt from reaching the next read
+        lock = threading.Lock()
+        state: dict[str, Any] = {"conn": None, "live": False, "interrupted": False}
+
         def run() -> _T:
+            conn = self._rconn()
+            with lock:
+                if state["interrupted"]:
+                    raise Unavailable("the read was abandoned")
+                state["conn"], state["live"] = conn, True
             try:
-                return fn(self._rconn())
+                return fn(conn)
             except sqlite3.Error as exc:
+                if state["interrupted"]:
+                    raise Unavailable("the read was abandoned") from None
                 err = self._error(exc, "reading")
                 if isinstance(err, StoreCorrupt):
                     self._set_condition("the job store is damaged")
                 raise err from None
+            finally:
+                with lock:
+                    state["live"] = False
 
-        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        except asyncio.CancelledError:
+            with lock:
+                state["interrupted"] = True
+                if state["live"]:
+                    state["conn"].interrupt()
+            raise
 
     # ------------------------------------------------------------ writes
     async def insert(self, jobs: Sequence[Job]) -> list[Job]:
