@@ -677,37 +677,31 @@ class SQLiteStore(Store):
             raise Unavailable("store is closed")
 
         # a read whose caller went away (a console typing a filter on cancels the page and the
-        # count of the previous one) is interrupted, so it does not hold a reader for a scan of a
-        # million rows; `live` (under `lock`) keeps the interrupt from reaching the next read
-        lock = threading.Lock()
-        state: dict[str, Any] = {"conn": None, "live": False, "interrupted": False}
+        # count of the previous one) stops in SQLite (the progress handler says so every 10,000
+        # VM steps), so it does not hold a reader through a scan of a million rows
+        abandoned = False
 
         def run() -> _T:
+            if abandoned:
+                raise Unavailable("the read was abandoned")
             conn = self._rconn()
-            with lock:
-                if state["interrupted"]:
-                    raise Unavailable("the read was abandoned")
-                state["conn"], state["live"] = conn, True
+            conn.set_progress_handler(lambda: abandoned, 10_000)
             try:
                 return fn(conn)
             except sqlite3.Error as exc:
-                if state["interrupted"]:
+                if abandoned:
                     raise Unavailable("the read was abandoned") from None
                 err = self._error(exc, "reading")
                 if isinstance(err, StoreCorrupt):
                     self._set_condition("the job store is damaged")
                 raise err from None
             finally:
-                with lock:
-                    state["live"] = False
+                conn.set_progress_handler(None, 0)
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._readers, run)
         except asyncio.CancelledError:
-            with lock:
-                state["interrupted"] = True
-                if state["live"]:
-                    state["conn"].interrupt()
+            abandoned = True
             raise
 
     # ------------------------------------------------------------ writes
