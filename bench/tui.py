@@ -72,7 +72,8 @@ class PaintLog:
 
         JobTable.render_line = render_line  # type: ignore[method-assign]
 
-        # the filter line: (time, text drawn) of each of its lines drawn
+        # the filter line: (time, value) each time it is drawn holding a value (an empty one
+        # draws its placeholder, which starts with `handler:demo`)
         from textual.widgets import Input
 
         self.typed: list[tuple[float, str]] = []
@@ -81,8 +82,8 @@ class PaintLog:
 
         def input_line(inp: Input, y: int):
             strip = original_input(inp, y)
-            if inp.id == "filter":
-                typed.append((time.perf_counter(), strip.text))
+            if inp.id == "filter" and inp.value:
+                typed.append((time.perf_counter(), inp.value))
             return strip
 
         Input.render_line = input_line  # type: ignore[method-assign]
@@ -99,7 +100,7 @@ class PaintLog:
     def typed_after(self, t0: float, text: str) -> float | None:
         """When the filter line was first drawn holding ``text`` at or after t0."""
         for t, drawn in self.typed:
-            if t >= t0 and text in drawn:
+            if t >= t0 and drawn == text:
                 return t
         return None
 
