@@ -169,6 +169,7 @@ class JobTable(ScrollView, can_focus=True):
         self._gen = 0
         self._shifted = 0
         self._inflight: list[tuple[int, int]] = []
+        self._prefetch_due = False  # the neighbouring pages are asked for after the next frame
         self._loaded_once = False
         self._active = False  # nothing is fetched before the first reset()
         self._tail = False  # rows anchored at the bottom (see module docstring)
@@ -193,9 +194,9 @@ class JobTable(ScrollView, can_focus=True):
 
     @property
     def fetching(self) -> bool:
-        """A page is on its way. (Not Textual's `loading`, which would make the table unfocusable
-        and drop its keys meanwhile.)"""
-        return bool(self._inflight)
+        """A page is on its way, or the neighbouring pages are about to be asked for. (Not
+        Textual's `loading`, which would make the table unfocusable and drop its keys meanwhile.)"""
+        return bool(self._inflight) or self._prefetch_due
 
     @property
     def exact(self) -> bool:
@@ -476,9 +477,10 @@ class JobTable(ScrollView, can_focus=True):
         return row in self._rows or any(a <= row < b for a, b in self._inflight)
 
     def _request_visible(self) -> None:
-        """Fetch what the screen shows now; once nothing is on its way, the neighbouring screens
-        (the previous one and the next one, plus a margin), so that PageUp / PageDown paint from
-        the cache. Prefetches go one page at a time, each continuing by keyset from rows here."""
+        """Fetch what the screen shows now; after the next frame, once nothing is on its way, the
+        neighbouring screens (the previous one and the next one, plus a margin), so that PageUp /
+        PageDown paint from the cache. Prefetches go one page at a time, each continuing by keyset
+        from rows here."""
         if self.source is None or not self.is_mounted or not self._active:
             return
         top = int(self.scroll_y)
@@ -487,10 +489,19 @@ class JobTable(ScrollView, can_focus=True):
             self._request_rows(0, 0)
             return
         self._request_rows(top, min(self._total - 1, top + view))
-        if not self._inflight:
-            first = max(0, top - view - PAGE // 4)
-            last = min(self._total - 1, top + 2 * view + PAGE // 2)
-            self._request_rows(first, last, one=True)
+        if not self._prefetch_due:  # after the next frame: the rows here are drawn first
+            self._prefetch_due = True
+            self.call_after_refresh(self._prefetch)
+
+    def _prefetch(self) -> None:
+        self._prefetch_due = False
+        if self.source is None or not self.is_mounted or not self._active or self._inflight:
+            return  # a page on its way asks again when it lands
+        top = int(self.scroll_y)
+        view = self._visible_rows()
+        first = max(0, top - view - PAGE // 4)
+        last = min(self._total - 1, top + 2 * view + PAGE // 2)
+        self._request_rows(first, last, one=True)
 
     def _page_size(self) -> int:
         return SORTED_PAGE if self.sort_by else PAGE
