@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -549,8 +550,8 @@ class JobTable(ScrollView, can_focus=True):
             offset = start
             self._inflight.append((start, start + limit))
         self.fetches += 1
-        self.run_worker(
-            self._fetch(start, offset, after, limit, tail, self._gen, self._shifted),
+        self.run_worker(  # a partial: a page cancelled before it starts never makes its coroutine
+            partial(self._fetch, start, offset, after, limit, tail, self._gen, self._shifted),
             group="job-table",
             exit_on_error=False,
         )
