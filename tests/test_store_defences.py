@@ -510,3 +510,32 @@ async def test_writes_queued_behind_a_lock_timeout_fail_with_it(tmp_path: Path):
     finally:
         locker.close()
         await store.close()
+
+
+async def test_an_abandoned_read_is_interrupted_and_frees_its_reader(tmp_path: Path) -> None:
+    """A read whose caller is cancelled (a console that typed on: its page and count of the
+    previous filter) stops in SQLite rather than holding the reader through a long scan."""
+    store = SQLiteStore(str(tmp_path / "r.db"), readers=1)
+    await store.open()
+    try:
+        slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50000000) SELECT count(*) FROM c"
+        begun = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def op(conn: sqlite3.Connection) -> int:
+            loop.call_soon_threadsafe(begun.set)
+            return conn.execute(slow).fetchone()[0]
+
+        task = asyncio.create_task(store._read(op))
+        await asyncio.wait_for(begun.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        t0 = time.monotonic()
+        counts = await asyncio.wait_for(store.count(JobFilter(), 10), 10)  # the only reader is free
+        assert time.monotonic() - t0 < 2.0 and sum(counts.values()) == 0
+        assert (
+            await store._read(lambda conn: conn.execute("SELECT 1").fetchone()[0]) == 1
+        )  # not left interrupted
+    finally:
+        await store.close()

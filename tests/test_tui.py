@@ -308,7 +308,12 @@ async def test_read_only_hides_and_refuses(server) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot, rows=1)
         await app.screen.action_cancel().wait()  # a worker: refused before anything is sent
-        assert any("read-only: cancel refused" in n.message for n in app._notifications)
+        # the toast is a message to the app: it may be handled after the worker is done
+        await until(
+            pilot,
+            lambda: any("read-only: cancel refused" in n.message for n in app._notifications),
+            "refused",
+        )
         assert await status_of(client, job.id) == "queued"
     await client.close()
 

@@ -153,6 +153,39 @@ async def test_filter_applies_as_you_type_with_prefix_glob_error_payload(server)
     await client.close()
 
 
+async def test_a_new_filter_counts_after_its_first_page(server) -> None:
+    """The counts of a new filter are asked for once its first page has come: a count over a
+    million rows must not hold up the rows on screen (they share the server's readers)."""
+    client = await client_for(server)
+    await client.enqueue("pulse.noop")
+    await client.enqueue("pulse.sleep", {"seconds": 0})
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=2)
+        screen: JobsScreen = app.screen  # type: ignore[assignment]
+        events: list[str] = []
+        real_list, real_count = app.client.list_jobs, app.client.count_jobs
+
+        async def list_jobs(flt, **kw):  # type: ignore[no-untyped-def]
+            mine = flt is not None and flt.handler_glob == "pulse.no*"
+            resp = await real_list(flt, **kw)
+            if mine:
+                events.append("listed")
+            return resp
+
+        async def count_jobs(flt, **kw):  # type: ignore[no-untyped-def]
+            if flt is not None and flt.handler_glob == "pulse.no*":
+                events.append("count")
+            return await real_count(flt, **kw)
+
+        app.client.list_jobs = list_jobs  # type: ignore[method-assign]
+        app.client.count_jobs = count_jobs  # type: ignore[method-assign]
+        await pilot.press("slash", *"handler:pulse.no", "enter")
+        await until(pilot, lambda: t.total == 1 and "1 job(s)" in note(screen), "filtered and counted")
+        assert events.index("listed") < events.index("count"), events
+    await client.close()
+
+
 def free_port() -> int:
     import socket
 

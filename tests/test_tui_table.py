@@ -62,7 +62,9 @@ async def test_million_rows_open_with_one_page_and_jump_by_offset() -> None:
         table.focus()
         table.reset(N, exact=True)
         await _loaded(pilot, table)
-        assert table.loaded_rows == PAGE and len(source.calls) == 1
+        # the page on screen, then the next one prefetched by keyset (PageDown paints from cache)
+        assert table.loaded_rows == 2 * PAGE and len(source.calls) == 2
+        assert source.calls == [(0, None), (PAGE, N - PAGE + 1)]
         assert table.current_job.seq == N
         await pilot.press("pagedown")
         await _loaded(pilot, table)
@@ -150,6 +152,33 @@ async def test_keys_reach_the_table_while_a_page_loads() -> None:
         assert table.cursor == 0 and table.has_focus
         source.release.set()
         await _loaded(pilot, table)
+
+
+async def test_neighbouring_pages_are_prefetched() -> None:
+    """PageDown and PageUp paint from the cache: the screens before and after the one shown are
+    fetched ahead, so while every further page is held the cursor still lands on loaded rows."""
+    source = HeldSource(10_000)
+    app = TableApp(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.query_one(JobTable)
+        table.focus()
+        table.reset(source.n, exact=True)
+        await _loaded(pilot, table)
+        for keys in (("pagedown", "pagedown"), ("pageup", "pageup")):
+            table._move(5000)  # a jump (an offset page), then the pages around it
+            await _loaded(pilot, table)
+            if keys[0] == "pageup":
+                table._move(int(table.scroll_y))  # the cursor on the top row
+            source.release = asyncio.Event()
+            source.hold = True  # from here every page waits: only rows fetched ahead can paint
+            for key in keys:
+                await pilot.press(key)
+                job = table.current_job
+                assert job is not None and job.seq == source.n - table.cursor, (key, table.cursor)
+            source.hold = False
+            source.release.set()
+            await _loaded(pilot, table)
+        assert table.loaded_rows < 8 * PAGE  # ahead by a screen or two, never everything
 
 
 def test_status_tabs_with_paused_fit_80_columns() -> None:

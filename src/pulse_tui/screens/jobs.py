@@ -234,6 +234,7 @@ class JobsScreen(PulseScreen):
         self._matched: str = ""  # "12 jobs" for the note, from the last count
         self._mark_anchor: int | None = None  # the row V marks a range from
         self._kept: tuple[dict[int, operator_pb2.Job], int, bool] | None = None  # rows before a reload
+        self._count_gen: int | None = None  # the table generation whose first page asks for the counts
         self.sort_by = ""  # a sorting.SORT_NAMES key; "" = newest first (seq)
         self.sort_desc = True
 
@@ -362,7 +363,10 @@ class JobsScreen(PulseScreen):
         self._matched = ""
         self._empty_message()
         self._note()
-        self.refresh_counts()
+        # the counts are asked for once the first page has come (on_job_table_loaded): a count
+        # over a million rows must not hold up the rows on screen
+        self._count_gen = table.generation
+        self.workers.cancel_group(self, "jobs-counts")
 
     def _empty_message(self) -> None:
         scope = self.filter.describe()
@@ -434,9 +438,15 @@ class JobsScreen(PulseScreen):
             self.filter.statuses[0] if len(self.filter.statuses) == 1 else self.tab
         )
 
+    def _count_after_page(self, gen: int) -> None:
+        if self._count_gen is not None and gen >= self._count_gen:
+            self._count_gen = None
+            self.refresh_counts()
+
     def on_job_table_loaded(self, event: JobTable.Loaded) -> None:
         if not self.table_alive():
             return  # a page that landed while the screen is torn down (the app exiting)
+        self._count_after_page(event.gen)
         if event.gen == self.table.generation:
             # the refetch reached the server (a page of an earlier reset, handled after the next
             # reload began, says nothing about that reload: its kept rows must stay)
@@ -447,6 +457,7 @@ class JobsScreen(PulseScreen):
             self.ensure_focus()
 
     def on_job_table_fetch_failed(self, event: JobTable.FetchFailed) -> None:
+        self._count_after_page(event.gen)
         err = event.error
         current = event.gen == self.table.generation
         if current and isinstance(err, ClientError) and err.unavailable and self._kept is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -30,7 +31,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -50,6 +51,10 @@ PageSource = Callable[..., Awaitable[tuple[list[Job], bool]]]
 PAGE = 100
 KEEP_ROWS = 4000  # cache budget; rows far from the viewport are forgotten beyond this
 GROW = 10 * PAGE  # rows added above the tail window when its top is reached and more jobs exist
+# A sorted listing pages by offset, and each page costs the server a sort of up to
+# sorting.SORT_SCOPE rows whatever its length: fetch several pages' worth at once
+SORTED_PAGE = 5 * PAGE
+LINE_CACHE = 512  # drawn rows kept (job id → the job, what else the row showed, the strip)
 
 
 # sort column (sorting.SORT_NAMES) → the value live updates compare, and the table column it marks
@@ -157,12 +162,15 @@ class JobTable(ScrollView, can_focus=True):
         self.marked: set[str] = set()
         self.empty_message = "No jobs."
         self._rows: dict[int, Job] = {}
+        self._lines: dict[str, tuple[Job, tuple[object, ...], Strip]] = {}
+        self._pass: tuple[int, Style, float] | None = None  # (width, base style, now) of a render pass
         self._index: dict[str, int] = {}
         self._total = 0
         self._exact = True
         self._gen = 0
         self._shifted = 0
         self._inflight: list[tuple[int, int]] = []
+        self._prefetch_due = False  # the neighbouring pages are asked for after the next frame
         self._loaded_once = False
         self._active = False  # nothing is fetched before the first reset()
         self._tail = False  # rows anchored at the bottom (see module docstring)
@@ -199,9 +207,9 @@ class JobTable(ScrollView, can_focus=True):
 
     @property
     def fetching(self) -> bool:
-        """A page is on its way. (Not Textual's `loading`, which would make the table unfocusable
-        and drop its keys meanwhile.)"""
-        return bool(self._inflight)
+        """A page is on its way, or the neighbouring pages are about to be asked for. (Not
+        Textual's `loading`, which would make the table unfocusable and drop its keys meanwhile.)"""
+        return bool(self._inflight) or self._prefetch_due
 
     @property
     def exact(self) -> bool:
@@ -240,7 +248,7 @@ class JobTable(ScrollView, can_focus=True):
 
         With ``keep_cursor`` and no known total, a table in tail mode stays in tail mode (the rows
         are refetched from the bottom, the cursor keeps its place)."""
-        self._gen += 1
+        self._void_pages()
         self.stale = False
         self._active = fetch  # False: an endpoint that lists no jobs; show the empty message
         self._rows.clear()
@@ -291,7 +299,7 @@ class JobTable(ScrollView, can_focus=True):
     def restore(self, snap: tuple[dict[int, Job], int, bool]) -> None:
         """Put back the rows of a snapshot, marked stale (the refetch failed: connection lost)."""
         rows, total, exact = snap
-        self._gen += 1  # pages in flight belong to the failed refetch
+        self._void_pages()  # pages in flight belong to the failed refetch
         self._inflight.clear()
         self._active = False  # nothing is fetched until the next reset (reconnect)
         self._rows = dict(rows)
@@ -383,8 +391,15 @@ class JobTable(ScrollView, can_focus=True):
     def _restart_inflight(self) -> None:
         """Rows moved unevenly: pages in flight would land in the wrong place; ask again."""
         if self._inflight:
-            self._gen += 1
+            self._void_pages()
             self._inflight.clear()
+
+    def _void_pages(self) -> None:
+        """Pages on their way are for rows that are gone: a new generation ignores them, and their
+        requests are cancelled (a filter typed on needs the server for its own first page)."""
+        self._gen += 1
+        if self.is_mounted:
+            self.workers.cancel_group(self, "job-table")
 
     def _remove_row(self, row: int) -> None:
         """Drop one row; rows below move up; the cursor stays on its job (or the next one)."""
@@ -475,13 +490,38 @@ class JobTable(ScrollView, can_focus=True):
         return row in self._rows or any(a <= row < b for a, b in self._inflight)
 
     def _request_visible(self) -> None:
+        """Fetch what the screen shows now; after the next frame, once nothing is on its way, the
+        neighbouring screens (the previous one and the next one, plus a margin), so that PageUp /
+        PageDown paint from the cache. Prefetches go one page at a time, each continuing by keyset
+        from rows here."""
         if self.source is None or not self.is_mounted or not self._active:
             return
-        first = int(self.scroll_y)
-        last = min(self._total - 1, first + self._visible_rows() + PAGE // 2)
+        top = int(self.scroll_y)
+        view = self._visible_rows()
         if self._total == 0 and not self._loaded_once:
-            last = 0
-        first = max(0, first - PAGE // 4)
+            self._request_rows(0, 0)
+            return
+        self._request_rows(top, min(self._total - 1, top + view))
+        if not self._prefetch_due:  # after the next frame: the rows here are drawn first
+            self._prefetch_due = True
+            self.call_after_refresh(self._prefetch)
+
+    def _prefetch(self) -> None:
+        self._prefetch_due = False
+        if self.source is None or not self.is_mounted or not self._active or self._inflight:
+            return  # a page on its way asks again when it lands
+        top = int(self.scroll_y)
+        view = self._visible_rows()
+        first = max(0, top - view - PAGE // 4)
+        last = min(self._total - 1, top + 2 * view + PAGE // 2)
+        self._request_rows(first, last, one=True)
+
+    def _page_size(self) -> int:
+        return SORTED_PAGE if self.sort_by else PAGE
+
+    def _request_rows(self, first: int, last: int, *, one: bool = False) -> None:
+        """Start fetches for the rows of [first, last] neither cached nor on their way (with
+        ``one``, at most one page)."""
         if self._tail:
             row = last
             while row >= first:  # bottom-up: each page ends at the row below the gap
@@ -489,18 +529,23 @@ class JobTable(ScrollView, can_focus=True):
                     row -= 1
                     continue
                 self._start_fetch(row + 1, tail=True)
+                if one:
+                    return
                 row -= PAGE
             return
+        size = self._page_size()
         row = first
-        while row <= max(last, 0):
+        while row <= last:
             if self._pending(row):
                 row += 1
                 continue
             self._start_fetch(row)
-            row += PAGE
+            if one:
+                return
+            row += size
 
     def _start_fetch(self, start: int, *, tail: bool = False) -> None:
-        """Head mode: rows [start, start+PAGE) newest first, keyset from the row above.
+        """Head mode: rows [start, start+limit) newest first, keyset from the row above.
         Tail mode: ``start`` is the end (exclusive) of rows filled oldest first upwards, keyset
         from the row below, offset counted from the bottom."""
         if tail:
@@ -511,14 +556,14 @@ class JobTable(ScrollView, can_focus=True):
             offset = self._total - end
             self._inflight.append((end - limit, end))
         else:
-            limit = PAGE
+            limit = self._page_size()
             above = self._rows.get(start - 1)
             after = above.seq if above is not None else None
             offset = start
-            self._inflight.append((start, start + PAGE))
+            self._inflight.append((start, start + limit))
         self.fetches += 1
-        self.run_worker(
-            self._fetch(start, offset, after, limit, tail, self._gen, self._shifted),
+        self.run_worker(  # a partial: a page cancelled before it starts never makes its coroutine
+            partial(self._fetch, start, offset, after, limit, tail, self._gen, self._shifted),
             group="job-table",
             exit_on_error=False,
         )
@@ -535,7 +580,7 @@ class JobTable(ScrollView, can_focus=True):
         except Exception as exc:
             if gen == self._gen:
                 start += self._shifted - shifted
-                key = (start - limit, start) if tail else (start, start + PAGE)
+                key = (start - limit, start) if tail else (start, start + limit)
                 self._inflight = [r for r in self._inflight if r != key]
                 self.post_message(self.FetchFailed(exc, gen))
             return
@@ -546,7 +591,7 @@ class JobTable(ScrollView, can_focus=True):
             self._inflight = [r for r in self._inflight if r != (start - limit, start)]
             first, end = self._store_tail(start, jobs, has_more)
         else:
-            self._inflight = [r for r in self._inflight if r != (start, start + PAGE)]
+            self._inflight = [r for r in self._inflight if r != (start, start + limit)]
             first = start
             self._store(start, jobs)
             end = start + len(jobs)
@@ -563,8 +608,7 @@ class JobTable(ScrollView, can_focus=True):
         self.post_message(self.Loaded(len(jobs), gen))
         if first <= self.cursor < end:
             self.post_message(self.CursorMoved(self.current_job))
-        if self._tail:
-            self._request_visible()  # the window may have grown or the view moved
+        self._request_visible()  # the next neighbouring page (tail mode: the window may have grown)
 
     def _store(self, start: int, jobs: list[Job]) -> None:
         """Put ``jobs`` at rows start, start+1, … (dropping stale copies of the same jobs)."""
@@ -655,7 +699,7 @@ class JobTable(ScrollView, can_focus=True):
 
     def _enter_tail(self) -> None:
         """The total is a lower bound: anchor the rows at the bottom so End shows the oldest jobs."""
-        self._gen += 1
+        self._void_pages()
         self._rows.clear()
         self._index.clear()
         self._inflight.clear()
@@ -746,11 +790,21 @@ class JobTable(ScrollView, can_focus=True):
             _Column("error", "ERROR", error_w),
         ]
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # what every line of one pass shares, worked out once (rich_style walks the ancestors)
+        self._pass = (self.scrollable_content_region.width, self.rich_style, fmt.app_now(self.app))
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._pass = None
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+        if self._pass is not None:
+            width, base, now = self._pass
+        else:
+            width, base, now = self.scrollable_content_region.width, self.rich_style, fmt.app_now(self.app)
         if width <= 0:
             return Strip.blank(0)
-        base = self.rich_style
         if y == 0:
             return self._render_header(width)
         row = int(self.scroll_y) + y - 1
@@ -765,16 +819,43 @@ class JobTable(ScrollView, can_focus=True):
         if job is None:
             style = self.get_component_rich_style("job-table--loading")
             return Strip([Segment("  …".ljust(width), base + style)])
-        text = self._row_text(job, width)
+        cursor = 0 if row != self.cursor else 1 if self.has_focus else 2
+        marked = job.id in self.marked
+        # what a drawn row depends on besides the job itself: a press repaints every row, and
+        # building them again (Rich text, styles) was most of a frame's time
+        sig = (
+            width,
+            cursor,
+            marked,
+            self.stale,
+            fmt.job_age(job, now),
+            fmt.waiting_label(job, now),
+            self._att_w,
+            self._status_w,
+            base,
+            self.app.theme,
+        )
+        hit = self._lines.get(job.id)
+        if hit is not None and hit[0] is job and hit[1] == sig:
+            return hit[2]
+        text = self._row_text(job, width, now)
         if self.stale:
             text.stylize(self.get_component_rich_style("job-table--dim"))
-        if row == self.cursor:
-            cls = "job-table--cursor" if self.has_focus else "job-table--cursor-blur"
+        if cursor:
+            cls = "job-table--cursor" if cursor == 1 else "job-table--cursor-blur"
             text.stylize(self.get_component_rich_style(cls))
-        elif job.id in self.marked:
+        elif marked:
             text.stylize(self.get_component_rich_style("job-table--marked"))
         segments = list(text.render(self.app.console))
-        return Strip(segments).apply_style(base).adjust_cell_length(width, base)
+        strip = Strip(segments).apply_style(base).adjust_cell_length(width, base)
+        if len(self._lines) >= LINE_CACHE:
+            self._lines.clear()
+        self._lines[job.id] = (job, sig, strip)
+        return strip
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines.clear()
 
     def _render_header(self, width: int) -> Strip:
         style = self.rich_style + self.get_component_rich_style("job-table--header")
@@ -791,8 +872,9 @@ class JobTable(ScrollView, can_focus=True):
         line = " ".join(parts)
         return Strip([Segment(line.ljust(width)[:width], style)])
 
-    def _row_text(self, job: Job, width: int) -> Text:
-        now = fmt.app_now(self.app)
+    def _row_text(self, job: Job, width: int, now: float | None = None) -> Text:
+        if now is None:
+            now = fmt.app_now(self.app)
         dim = self.get_component_rich_style("job-table--dim")
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         for i, col in enumerate(self._columns(width)):

@@ -678,16 +678,33 @@ class SQLiteStore(Store):
         if self._closed:
             raise Unavailable("store is closed")
 
+        # a read whose caller went away (a console typing a filter on cancels the page and the
+        # count of the previous one) stops in SQLite (the progress handler says so every 10,000
+        # VM steps), so it does not hold a reader through a scan of a million rows
+        abandoned = False
+
         def run() -> _T:
+            if abandoned:
+                raise Unavailable("the read was abandoned")
+            conn = self._rconn()
+            conn.set_progress_handler(lambda: abandoned, 10_000)
             try:
-                return fn(self._rconn())
+                return fn(conn)
             except sqlite3.Error as exc:
+                if abandoned:
+                    raise Unavailable("the read was abandoned") from None
                 err = self._error(exc, "reading")
                 if isinstance(err, StoreCorrupt):
                     self._set_condition("the job store is damaged")
                 raise err from None
+            finally:
+                conn.set_progress_handler(None, 0)
 
-        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        except asyncio.CancelledError:
+            abandoned = True
+            raise
 
     # ------------------------------------------------------------ writes
     async def insert(self, jobs: Sequence[Job]) -> list[Job]:
