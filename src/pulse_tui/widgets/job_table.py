@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -562,11 +561,14 @@ class JobTable(ScrollView, can_focus=True):
             offset = start
             self._inflight.append((start, start + limit))
         self.fetches += 1
-        self.run_worker(  # a partial: a page cancelled before it starts never makes its coroutine
-            partial(self._fetch, start, offset, after, limit, tail, self._gen, self._shifted),
-            group="job-table",
-            exit_on_error=False,
-        )
+        gen, shifted = self._gen, self._shifted
+
+        async def fetch() -> None:  # a page cancelled before it starts never makes its coroutine
+            await self._fetch(start, offset, after, limit, tail, gen, shifted)
+
+        # mypy cannot pick between WorkType's "callable returning a coroutine" and "callable
+        # returning a result" for a function and infers Never; Textual awaits either at start
+        self.run_worker(fetch, group="job-table", exit_on_error=False)  # type: ignore[arg-type]
 
     async def _fetch(
         self, start: int, offset: int, after_seq: int | None, limit: int, tail: bool, gen: int, shifted: int
