@@ -80,7 +80,7 @@ VIEW_COUNT_CAP = (
     10_000  # the counts view streams carry (the console's cap)  # ids one view stream may show (SetWatchView)
 )
 # longest a flush of the view streams waits for its count; a slower one follows on its own
-VIEW_COUNT_WAIT = 0.05
+VIEW_COUNT_WAIT = 0.02
 ENCODED_CACHE = 2_048  # encoded jobs shared by per-stream watchers (see OperatorService._job_bytes)
 
 
