@@ -27,6 +27,7 @@ from helpers.reliability import SOAK_FULL, connect, stored_jobs
 
 from pulse_tui.config import ConfigError, parse_config
 from pulse_tui.protocol import operator_pb2 as op
+from pulse_tui.pulse import jobs as J
 from pulse_tui.pulse.errors import StoreCorrupt
 from pulse_tui.pulse.jobs import JobFilter
 from pulse_tui.pulse.server import ServerSettings
@@ -537,5 +538,66 @@ async def test_an_abandoned_read_is_interrupted_and_frees_its_reader(tmp_path: P
         assert (
             await store._read(lambda conn: conn.execute("SELECT 1").fetchone()[0]) == 1
         )  # not left interrupted
+    finally:
+        await store.close()
+
+
+async def test_a_shared_count_is_abandoned_with_its_last_caller(tmp_path: Path) -> None:
+    """A count shared by callers waiting for a reader goes on while one of them still waits, and is
+    abandoned (never read, or interrupted) once the last is cancelled: a console typing a filter
+    on must not leave the counts of the previous filters scanning on the reader threads."""
+    store = SQLiteStore(str(tmp_path / "c.db"), readers=1)
+    await store.open()
+    try:
+        slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50000000) SELECT count(*) FROM c"
+        begun = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def hold(conn: sqlite3.Connection) -> int:
+            loop.call_soon_threadsafe(begun.set)
+            return conn.execute(slow).fetchone()[0]
+
+        async def blocked() -> asyncio.Task[int]:
+            """The only reader held by a read that runs until its task is cancelled."""
+            begun.clear()
+            task = asyncio.create_task(store._read(hold))
+            await asyncio.wait_for(begun.wait(), 10)
+            return task
+
+        async def release(task: asyncio.Task[int]) -> None:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        flt = JobFilter(text="x")
+        # two callers share one count; the first is cancelled: the count goes on for the second
+        blocker = await blocked()
+        first = asyncio.create_task(store.count(flt, 10))
+        second = asyncio.create_task(store.count(flt, 10))
+        await asyncio.sleep(0)  # both have joined the count queued behind the blocker
+        assert len(store._count_flights) == 1
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert len(store._count_flights) == 1
+        await release(blocker)
+        assert await asyncio.wait_for(second, 10) == {s: 0 for s in J.STATUSES}
+        assert not store._count_flights
+
+        # the only caller is cancelled: the read is abandoned (it would otherwise run once the
+        # reader is free), and a caller arriving after that starts a count of its own
+        blocker = await blocked()
+        only = asyncio.create_task(store.count(flt, 10))
+        await asyncio.sleep(0)
+        (flight,) = store._count_flights.values()
+        only.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await only
+        assert not store._count_flights
+        late = asyncio.create_task(store.count(flt, 10))
+        await release(blocker)
+        with pytest.raises(asyncio.CancelledError):
+            await flight.fut
+        assert await asyncio.wait_for(late, 10) == {s: 0 for s in J.STATUSES}
     finally:
         await store.close()

@@ -1002,3 +1002,23 @@ async def test_a_flush_of_stdout_or_stderr_while_the_console_runs() -> None:
         assert type(sys.stdout).__name__ == "_PrintCapture"  # what the app sees, not pytest's capture
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+async def test_a_burst_bigger_than_the_rows_held_leaves_no_gap(server) -> None:
+    """More new jobs at once than the list holds from the top: the rows fetched again do not
+    reach the rows held, so the list is reloaded (the cursor stays on its job) rather than
+    showing the newest few above the old rows with the jobs in between missing."""
+    client = await client_for(server)
+    req = lambda: operator_pb2.EnqueueRequest(handler="pulse.noop", delay_secs=3600)  # noqa: E731
+    await client.enqueue_many([req() for _ in range(5)])
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 50)) as pilot:
+        t = await started(app, pilot, rows=5)
+        assert t.held_from_top() == 5
+        first = t.current_job.id
+        await client.enqueue_many([req() for _ in range(20)])
+        want = [j.id for j in (await client.list_jobs(None, limit=100)).jobs]
+        assert len(want) == 25
+        await until(pilot, lambda: ids(t) == want, "the 25 rows in order")
+        assert t.current_job.id == first  # the cursor kept its job, now 20 rows down
+    await client.close()

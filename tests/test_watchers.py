@@ -285,3 +285,65 @@ async def wait_for(cond, timeout: float = 10.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_view_flushes_never_wait_for_a_busy_count(inproc_server):
+    """The consoles' per-flush count waits for a reader thread; while every reader is busy (scans
+    of consoles' filters), the changes still go out at once, and the count follows when it lands.
+    A count that fails with an unexpected error (the readers shut down) costs the counts only."""
+    store = inproc_server.server.operator.engine.store
+    client = PulseClient(inproc_server.address, inproc_server.token)
+    assert await client.probe() == "operator"
+    events = client.watch_jobs(view=[])
+    assert (await anext(events)).kind == "heartbeat"
+    loop = asyncio.get_running_loop()
+    slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50000000) SELECT count(*) FROM c"
+    busy: list[asyncio.Task[int]] = []
+    for _ in range(store._readers._max_workers):  # every reader thread held until released
+        begun = asyncio.Event()
+
+        def hold(conn, begun=begun):
+            loop.call_soon_threadsafe(begun.set)
+            return conn.execute(slow).fetchone()[0]
+
+        busy.append(asyncio.create_task(store._read(hold)))
+        await asyncio.wait_for(begun.wait(), 10)
+
+    async def next_kind(*kinds: str) -> op.JobEvent:
+        while (ev := await asyncio.wait_for(anext(events), 5)).kind not in kinds:
+            assert ev.kind == "heartbeat", ev.kind
+        return ev
+
+    try:
+        await client.enqueue("pulse.noop", delay_secs=3600)
+        assert (await next_kind("others", "counts")).kind == "others"  # not held behind the count
+    finally:
+        for task in busy:
+            task.cancel()
+        await asyncio.gather(*busy, return_exceptions=True)
+    counts = await next_kind("counts")  # the count, once it could read, follows on its own
+    assert counts.counts.by_status[J.QUEUED] == 1
+
+    store._readers.shutdown()  # every count now fails with RuntimeError
+    for expected in (2, 3):  # the broadcast goes on, without counts
+        await client.enqueue("pulse.noop", delay_secs=3600)
+        ev = await next_kind("others", "counts")
+        assert ev.kind == "others" and sum(ev.others.values()) == 1, (expected, ev)
+    await events.aclose()
+    await client.close()
+
+
+async def test_a_refused_view_keeps_no_token(inproc_server):
+    """A view stream asking for more ids than a view shows is refused, and leaves nothing behind
+    (no token for every flush to count for)."""
+    from pulse_tui.pulse.services import VIEW_MAX
+
+    client = PulseClient(inproc_server.address, inproc_server.token)
+    assert await client.probe() == "operator"
+    events = client.watch_jobs(view=[f"{i:032x}" for i in range(VIEW_MAX + 1)])
+    with pytest.raises(ClientError) as err:
+        await anext(events)
+    assert err.value.code == "INVALID_ARGUMENT"
+    broadcast = inproc_server.server.operator._broadcast
+    assert not broadcast._views and not broadcast._viewing and not broadcast._subs
+    await client.close()

@@ -79,6 +79,8 @@ VIEW_MAX = 10_000
 VIEW_COUNT_CAP = (
     10_000  # the counts view streams carry (the console's cap)  # ids one view stream may show (SetWatchView)
 )
+# longest a flush of the view streams waits for its count; a slower one follows on its own
+VIEW_COUNT_WAIT = 0.02
 ENCODED_CACHE = 2_048  # encoded jobs shared by per-stream watchers (see OperatorService._job_bytes)
 
 
@@ -646,6 +648,8 @@ class Broadcast:
         self._viewing: dict[str, set[_Subscriber]] = {}  # job id -> view streams that show it
         self._task: asyncio.Task[None] | None = None
         self._watcher: Watcher | None = None
+        self._count_task: asyncio.Task[op.CountJobsResponse] | None = None  # the consoles' count
+        self._flushes = 0  # flushes so far (a late count goes out only if none went out since)
 
     def subscribe(
         self, view: Iterable[str] | None = None, flt: JobFilter | None = None, from_seq: int = 0
@@ -656,7 +660,11 @@ class Broadcast:
             token = secrets.token_urlsafe(12)
             sub = _Subscriber(set(), None if flt is None or flt == JobFilter() else flt, token)
             self._views[token] = sub
-            self.set_view(token, view, from_seq)
+            try:
+                self.set_view(token, view, from_seq)
+            except PulseError:  # refused (too many ids): the stream is not opened, nor its token kept
+                del self._views[token]
+                raise
         self._subs.add(sub)
         if self._task is None:
             # registered now, synchronously: every change from here on reaches this subscriber
@@ -717,17 +725,55 @@ class Broadcast:
                         sub.event.set()
                     continue
                 if batch:
-                    counts = None
-                    if len(self._views):  # one count for every console, after these changes
-                        try:
-                            counts = await service.count_response(JobFilter(), VIEW_COUNT_CAP)
-                        except PulseError:
-                            counts = None  # the consoles count themselves (CountJobs reports why)
-                    self._flush(batch, counts)
+                    self._flush(batch, await self._count() if self._views else None)
         finally:
             watcher.close()
+            if self._count_task is not None:
+                self._count_task.cancel()
+
+    async def _count(self) -> op.CountJobsResponse | None:
+        """One count for every console, taken after this flush's changes. A flush never waits
+        long for it (the reader threads may be busy with scans of consoles' filters): a count
+        still running from an earlier flush is not asked again (its answer is older than these
+        changes), and one that takes longer than VIEW_COUNT_WAIT follows on its own when it
+        lands, unless more changes went out meanwhile. Without counts, consoles count themselves."""
+        if self._count_task is not None:
+            return None
+        task = asyncio.create_task(self._service.count_response(JobFilter(), VIEW_COUNT_CAP))
+        self._count_task = task
+        flush = self._flushes + 1  # the flush it is taken for
+        task.add_done_callback(lambda t: self._count_landed(t, flush))
+        done, _ = await asyncio.wait((task,), timeout=VIEW_COUNT_WAIT)
+        return self._count_result(task) if done else None
+
+    def _count_landed(self, task: asyncio.Task[op.CountJobsResponse], flush: int) -> None:
+        if self._count_task is task:
+            self._count_task = None
+        if self._flushes != flush:  # its flush is still waiting for it (and reads it), or later
+            if not task.cancelled():  # changes went out without it
+                task.exception()  # retrieved
+            return
+        counts = self._count_result(task)
+        if counts is None:
+            return
+        for sub in self._subs:
+            if sub.view is not None and not sub.resync:
+                sub.counts = counts
+                sub.event.set()
+
+    @staticmethod
+    def _count_result(task: asyncio.Task[op.CountJobsResponse]) -> op.CountJobsResponse | None:
+        if task.cancelled():
+            return None
+        exc = task.exception()
+        if exc is None:
+            return task.result()
+        if not isinstance(exc, PulseError):  # CountJobs reports a PulseError to each console
+            log.warning("counting jobs for the consoles failed: %r", exc)
+        return None
 
     def _flush(self, batch: list[Job], counts: op.CountJobsResponse | None = None) -> None:
+        self._flushes += 1
         routable = self._service.ctx.routable()
         everything = [sub for sub in self._subs if sub.view is None]
         if everything:
@@ -927,7 +973,12 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
             await context.abort(grpc.StatusCode[exc.code], _short(exc.message), reason_trailer(exc.reason))
         batched = request.batched
         if request.view:  # a console: the jobs it shows, counts of the rest (the shared broadcast)
-            sub = self._broadcast.subscribe(request.view_ids, flt, request.view_from_seq)
+            try:
+                sub = self._broadcast.subscribe(request.view_ids, flt, request.view_from_seq)
+            except PulseError as exc:  # too many ids
+                await context.abort(
+                    grpc.StatusCode[exc.code], _short(exc.message), reason_trailer(exc.reason)
+                )
             async for event in self._watch_broadcast(sub):
                 yield event
             return
@@ -984,7 +1035,7 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
                 chunks, others, near, counts = sub.chunks, sub.others, sub.near, sub.counts
                 sub.drop_pending()
                 if sub.view is not None:
-                    if chunks or others:
+                    if chunks or others or counts is not None:
                         head = op.JobEvent(
                             kind="batch",
                             server_time=time.time(),

@@ -540,15 +540,23 @@ class JobsScreen(PulseScreen):
 
     @work(exclusive=True, group="jobs-rows", exit_on_error=False)
     async def refresh_rows(self, gen: int, held: int) -> None:
-        """The first `held` rows of the listing again (the table holds exactly those), applied as
-        live updates: new jobs enter on top, ones that entered the filter at their place."""
+        """The first `held` rows of the listing again (the table holds exactly those) and one
+        more, applied as live updates: new jobs enter on top, ones that entered the filter at
+        their place. When none of the rows fetched is held (more new jobs than that: the ones
+        below the page would be missing between it and the rows held) the list is reloaded,
+        the cursor kept on its job."""
         table = self.table
         try:
             async with self.pulse.view_widening():
-                resp = await self.pulse.client.list_jobs(self.effective_filter(), limit=held)
-                if gen == table.generation:  # no reload meanwhile
-                    table.upsert(list(resp.jobs))
-                    await self.pulse.push_view()  # follow the new rows at once (still widened)
+                resp = await self.pulse.client.list_jobs(self.effective_filter(), limit=held + 1)
+                if gen != table.generation:  # reloaded meanwhile
+                    return
+                jobs = list(resp.jobs)
+                if len(jobs) > held and not any(table.row_of(j.id) is not None for j in jobs):
+                    self.reload(keep_cursor=True)
+                    return
+                table.upsert(jobs)
+                await self.pulse.push_view()  # follow the new rows at once (still widened)
         except ClientError as exc:
             self.pulse.report(exc, "listing jobs")
 

@@ -320,6 +320,17 @@ def claim_sql(n_handlers: int, *, paused_guard: bool) -> str:
     )
 
 
+class _CountFlight:
+    """One count read shared by the callers that asked it before it began (`SQLiteStore.count`)."""
+
+    __slots__ = ("started", "fut", "waiters")
+
+    def __init__(self, started: list[bool], fut: asyncio.Future[dict[str, int]]) -> None:
+        self.started = started  # set by the reader thread as the read begins
+        self.fut = fut
+        self.waiters = 0  # callers awaiting it: the read is abandoned when the last is cancelled
+
+
 class SQLiteStore(Store):
     dialect = D
 
@@ -351,7 +362,7 @@ class SQLiteStore(Store):
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pulse-sqlite-w")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="pulse-sqlite-r")
         # counts asked while the same count waits for a reader thread share its answer (`count`)
-        self._count_flights: dict[tuple[str, int], tuple[list[bool], asyncio.Future[dict[str, int]]]] = {}
+        self._count_flights: dict[tuple[str, int], _CountFlight] = {}
         self._local = threading.local()
         self._wconn: sqlite3.Connection | None = None
         # a handler is paused: the claim checks paused_handlers (one process writes this file, so
@@ -1120,25 +1131,38 @@ class SQLiteStore(Store):
     async def count(self, flt: JobFilter, cap: int) -> dict[str, int]:
         """Counts by status. Many consoles ask the same count at the same moment (each refetches
         when jobs change): a call that finds the same count still waiting for a reader thread
-        shares its answer, which is then read after this call began, so it is as fresh."""
+        shares its answer, which is then read after this call began, so it is as fresh. The read
+        is abandoned (interrupted in SQLite, like any read whose caller went away) when every
+        caller sharing it is cancelled; while one still waits it goes on."""
         key = (repr(flt), cap)
         flight = self._count_flights.get(key)
-        if flight is not None and not flight[0][0]:
-            return dict(await asyncio.shield(flight[1]))
-        sql, args = q.count_jobs(D, flt, cap)
-        started = [False]
+        if flight is None or flight.started[0]:
+            sql, args = q.count_jobs(D, flt, cap)
+            started = [False]
 
-        def op(conn: sqlite3.Connection) -> dict[str, int]:
-            started[0] = True  # from here on, a caller arriving may miss what is committed next
-            return q.counts_by_status(conn.execute(sql, args).fetchone())
+            def op(conn: sqlite3.Connection) -> dict[str, int]:
+                started[0] = True  # from here on, a caller arriving may miss what is committed next
+                return q.counts_by_status(conn.execute(sql, args).fetchone())
 
-        fut = asyncio.ensure_future(self._read(op))
-        self._count_flights[key] = (started, fut)
+            flight = _CountFlight(started, asyncio.ensure_future(self._read(op)))
+            self._count_flights[key] = flight
+            flight.fut.add_done_callback(lambda _: self._count_landed(key, flight))
+        flight.waiters += 1
         try:
-            return dict(await asyncio.shield(fut))
+            return dict(await asyncio.shield(flight.fut))
+        except asyncio.CancelledError:
+            if flight.waiters == 1 and not flight.fut.done():  # the last caller went away
+                self._count_landed(key, flight)  # nobody joins a read being abandoned
+                flight.fut.cancel()
+            raise
         finally:
-            if self._count_flights.get(key, (None,))[0] is started:
-                del self._count_flights[key]
+            flight.waiters -= 1
+
+    def _count_landed(self, key: tuple[str, int], flight: _CountFlight) -> None:
+        if self._count_flights.get(key) is flight:
+            del self._count_flights[key]
+        if flight.fut.done() and not flight.fut.cancelled():
+            flight.fut.exception()  # retrieved: a failure nobody waits for is not logged as lost
 
     async def handler_counts(self, statuses: Collection[str]) -> dict[str, dict[str, int]]:
         sts = tuple(statuses)
