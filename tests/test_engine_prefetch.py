@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from test_engine_dispatch import Gate, wait_for
 
 from pulse_tui.pulse import jobs as J
@@ -217,23 +218,25 @@ class Costly:
         return HandlerResult(cost_actual=0.6)
 
 
-async def test_a_reached_budget_holds_jobs_claimed_ahead(tmp_path):
-    """Daily budget 1.0, jobs costing 0.6 (no estimate), one slot, six jobs claimed ahead: the
-    second run reaches the budget (booked before the slot goes to the next job), the rest are
-    held `paused` (budget_exceeded), uncharged and never run."""
+@pytest.mark.parametrize("prefetch", [0, 8])
+async def test_a_reached_budget_holds_jobs_claimed_ahead(tmp_path, prefetch):
+    """Daily budget 1.0, jobs costing 0.6 (no estimate), one slot, six jobs waiting (claimed
+    ahead with prefetch): the second run reaches the budget (booked before the slot goes to the
+    next job), the rest are held `paused` (budget_exceeded), uncharged and never run."""
     from pulse_tui.config import BudgetConfig, Limits
 
     gate = Gate()
     h = Costly()
     engine, store = await make(
-        tmp_path, gate, h, concurrency=1, prefetch=8, budgets=BudgetConfig(total=Limits(daily=1.0))
+        tmp_path, gate, h, concurrency=1, prefetch=prefetch, budgets=BudgetConfig(total=Limits(daily=1.0))
     )
     try:
         await engine.start()
         first = await engine.enqueue(gate.name, b"{}")
         await wait_for(engine, first.id, {J.RUNNING})
         ahead = [await engine.enqueue(h.name, b"{}") for _ in range(6)]
-        await _claimed_ahead(engine, [j.id for j in ahead])
+        if prefetch:
+            await _claimed_ahead(engine, [j.id for j in ahead])
         gate.open.set()
         ended = [await wait_for(engine, j.id, {J.COMPLETED, J.PAUSED}) for j in ahead]
         rows = [await store.get(j.id) for j in ahead]

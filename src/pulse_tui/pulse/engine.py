@@ -1519,9 +1519,12 @@ class Engine:
         self._busy -= 1
         was_full = self._busy + 1 >= self.concurrency and len(self._ahead) >= self.prefetch
         if self._ahead and not self._stopping:
+            waiting = len(self._ahead)
             job = self._take_ahead()
             if job is not None:
                 self._hand_over(job)
+            if job is None or len(self._ahead) < waiting - 1:
+                was_full = True  # jobs were put back: claim for the slot, or for the room ahead
         if self._blocked or self._in_round or was_full:
             # a slot freed: claim again if a limit held jobs back, or might have (a round
             # awaiting the store may have counted this job as busy)
@@ -1625,7 +1628,10 @@ class Engine:
             if hold is not None:
                 del self._ahead[job.id]
                 tasks.append(self._put_back(job, *hold))
-        return [r for r in await asyncio.gather(*tasks) if r is not None] if tasks else []
+        if not tasks:
+            return []
+        self._kick()  # room ahead: claim to refill it
+        return [r for r in await asyncio.gather(*tasks) if r is not None]
 
     async def _returned(self) -> None:
         """Until the jobs being put back are in the store."""
