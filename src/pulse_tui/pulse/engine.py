@@ -1296,6 +1296,7 @@ class Engine:
                 await self.store.heartbeat(time.time(), [*self._running, *self._ahead, *self._returning])
                 await self._cancel_requested()
                 await self._load_paused_handlers(sweep=False)
+                await self._hold_ahead()  # jobs claimed ahead of a handler another node paused
             except Exception:
                 log.exception("renewing the leases of running jobs failed")
             self._kick()  # a missed NOTIFY costs at most one heartbeat period of latency
