@@ -3,7 +3,9 @@ plugin_batched_drain_jobs_per_s: our server draining N `demo.echo` jobs (a no-op
 payload) through the bundled demo plugin, a real subprocess, every job's start and end persisted
 in SQLite. Variant `unary`: the plugin is configured `batch = false`, so every job is one unary
 ExecuteJob call (the path of any QNTX plugin). Variant `batched`: the default, jobs go over the
-plugin's BatchExecService stream (pulse/batch.py).
+plugin's BatchExecService stream (pulse/batch.py), with the server's defaults (`[server] prefetch`
+0). Variant `batched_prefetch` (plugin_batched_prefetch_drain_jobs_per_s, a secondary figure): the
+same with `[server] prefetch = 128`, jobs claimed ahead of a free slot.
 
 N jobs are written to the server's SQLite file first (through Engine.enqueue, so they are exactly
 what the server would have stored); then `pulse-tui serve` starts with the demo plugin configured.
@@ -28,7 +30,8 @@ from bench.sizes import drain_n
 from pulse_tui.pulse.handlers import HandlerResult, JobContext, StaticRouter
 
 HANDLER = "demo.echo"
-CONCURRENCY = 128  # the server's default (`[server] concurrency`), both variants
+CONCURRENCY = 128  # the server's default (`[server] concurrency`), every variant
+PREFETCH = 128  # `[server] prefetch` of variant batched_prefetch (the others: the default, 0)
 
 
 class _StandIn:
@@ -88,7 +91,8 @@ def drain_window(db: Path) -> tuple[float, float]:
 def measure(n: int, variant: str = "unary") -> tuple[float, dict]:
     plugins = DEMO_PLUGIN + ("batch = false\n" if variant == "unary" else "")
     with temp_dir("plugin") as d:
-        srv = Server(d, plugins=plugins, durability="full", concurrency=CONCURRENCY)
+        prefetch = PREFETCH if variant == "batched_prefetch" else None
+        srv = Server(d, plugins=plugins, durability="full", concurrency=CONCURRENCY, prefetch=prefetch)
         asyncio.run(prefill(srv.db_path, n))
         t0 = time.time()
         with srv:
@@ -120,6 +124,7 @@ def run(quick: bool, variant: str = "unary") -> Result:
         "unary ExecuteJob per job (plugin configured `batch = false`, as any QNTX plugin)"
         if variant == "unary"
         else "batched: BatchExecService.ExecuteBatch stream, the jobs claimable at once per message"
+        + (f"; [server] prefetch = {PREFETCH}" if variant == "batched_prefetch" else "")
     )
     note = (
         f"N={n:,} demo.echo jobs through `pulse-tui serve` + the demo plugin subprocess ({how},"
@@ -128,12 +133,20 @@ def run(quick: bool, variant: str = "unary") -> Result:
     )
     if variant == "unary":
         keys = ("plugin_unary_drain_jobs_per_s", "plugin_drain_jobs_per_s")  # the second: issue 7's key
+    elif variant == "batched_prefetch":
+        keys = ("plugin_batched_prefetch_drain_jobs_per_s",)
     else:
         keys = ("plugin_batched_drain_jobs_per_s",)
     return Result(
         figures={k: n / secs for k in keys},
         notes={k: note for k in keys},
-        params={"n": n, "durability": "full", "path": variant, "concurrency": CONCURRENCY},
+        params={
+            "n": n,
+            "durability": "full",
+            "path": variant,
+            "concurrency": CONCURRENCY,
+            "prefetch": PREFETCH if variant == "batched_prefetch" else 0,
+        },
         extra={
             f"plugin_{variant}_drain_s": round(secs, 3),
             **{f"{k}_{variant}": v for k, v in extra.items()},

@@ -20,6 +20,7 @@ KEYS: tuple[str, ...] = (
     "inproc_normal_drain_jobs_per_s",
     "plugin_unary_drain_jobs_per_s",
     "plugin_batched_drain_jobs_per_s",
+    "plugin_batched_prefetch_drain_jobs_per_s",
     "pg_inproc_drain_jobs_per_s",
     "watchers64_drain_ratio",
     "watchers64_all_events_drain_ratio",

@@ -28,11 +28,15 @@ def write_config(
     retention_days: float = 0,
     db: str = "",
     durability: str = "",
+    prefetch: int | None = None,
 ) -> Path:
     """`db`: "" for the SQLite file in the data dir, or a store URL (postgresql://…).
-    `durability`: "" for the server's default, or "full"/"normal" (SQLite)."""
+    `durability`: "" for the server's default, or "full"/"normal" (SQLite).
+    `prefetch`: None for the server's default (`[server] prefetch`)."""
     cfg = d / "pulse.toml"
     db_line = f"db = {json.dumps(db)}\n" if db else ""
+    if prefetch is not None:
+        db_line += f"prefetch = {prefetch}\n"
     if durability:
         db_line += f"durability = {json.dumps(durability)}\n"
     cfg.write_text(
@@ -45,12 +49,21 @@ class Server:
     """`python -m pulse_tui serve` on 127.0.0.1:0 with its own data dir."""
 
     def __init__(
-        self, d: Path, *, plugins: str = "", concurrency: int = 64, db: str = "", durability: str = ""
+        self,
+        d: Path,
+        *,
+        plugins: str = "",
+        concurrency: int = 64,
+        db: str = "",
+        durability: str = "",
+        prefetch: int | None = None,
     ) -> None:
         self.dir = d
         self.data_dir = d / "data"
         self.data_dir.mkdir(exist_ok=True)
-        self.config = write_config(d, plugins=plugins, concurrency=concurrency, db=db, durability=durability)
+        self.config = write_config(
+            d, plugins=plugins, concurrency=concurrency, db=db, durability=durability, prefetch=prefetch
+        )
         self.child: Child | None = None
         self.address = ""
         self.token = ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from test_engine_dispatch import Gate, wait_for
 
 from pulse_tui.pulse import jobs as J
@@ -157,6 +158,209 @@ async def test_stop_requeues_jobs_claimed_ahead_uncharged(tmp_path):
     engine = Engine(store, StaticRouter(builtin_handlers() + [gate, quick]), retention_secs=None)
     try:
         await engine.start()
+        done = await wait_for(engine, ahead.id, {J.COMPLETED, J.FAILED})
+    finally:
+        await stopped(engine, store)
+    assert done.status == J.COMPLETED and quick.order == [ahead.id]
+
+
+# ---- jobs claimed ahead that must not run, or must keep what a running job keeps
+
+
+async def _claimed_ahead(engine: Engine, ids: list[str]) -> None:
+    """Until every job of `ids` is claimed ahead (running in the store, waiting for a slot)."""
+    for i in ids:
+        await wait_for(engine, i, {J.RUNNING})
+    # the store may show the claim before the round that made it took the jobs in
+    await asyncio.wait_for(engine._round_idle.wait(), 5)
+    assert all(i in engine._ahead for i in ids), "claimed but not waiting ahead"
+
+
+async def test_paused_handler_holds_its_jobs_claimed_ahead(tmp_path):
+    """Pausing a handler holds its jobs claimed ahead too: paused (handler_paused), uncharged,
+    never run; resuming the handler runs them."""
+    gate = Gate()
+    quick = Count(3, name="t.quick")
+    engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
+    try:
+        await engine.start()
+        first = await engine.enqueue(gate.name, b"{}")
+        await wait_for(engine, first.id, {J.RUNNING})
+        ahead = [await engine.enqueue(quick.name, b"{}") for _ in range(3)]
+        await _claimed_ahead(engine, [j.id for j in ahead])
+        held = await engine.pause_handler("t.quick")
+        assert sorted(j.id for j in held) == sorted(j.id for j in ahead)
+        gate.open.set()
+        await wait_for(engine, first.id, {J.COMPLETED})
+        rows = [await store.get(j.id) for j in ahead]
+        assert [(r.status, r.pause_reason, r.attempts, r.run_attempts) for r in rows] == [
+            (J.PAUSED, J.REASON_HANDLER, 0, 0)
+        ] * 3
+        assert quick.order == []
+        await engine.resume_handler("t.quick")
+        await asyncio.wait_for(quick.done.wait(), 5)
+    finally:
+        await stopped(engine, store)
+    assert quick.order == [j.id for j in ahead]
+
+
+class Costly:
+    """A handler whose every run costs 0.6."""
+
+    plugin = ""
+    name = "t.cost"
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    async def run(self, ctx):
+        self.ran.append(ctx.job.id)
+        return HandlerResult(cost_actual=0.6)
+
+
+@pytest.mark.parametrize("prefetch", [0, 8])
+async def test_a_reached_budget_holds_jobs_claimed_ahead(tmp_path, prefetch):
+    """Daily budget 1.0, jobs costing 0.6 (no estimate), one slot, six jobs waiting (claimed
+    ahead with prefetch): the second run reaches the budget (booked before the slot goes to the
+    next job), the rest are held `paused` (budget_exceeded), uncharged and never run."""
+    from pulse_tui.config import BudgetConfig, Limits
+
+    gate = Gate()
+    h = Costly()
+    engine, store = await make(
+        tmp_path, gate, h, concurrency=1, prefetch=prefetch, budgets=BudgetConfig(total=Limits(daily=1.0))
+    )
+    try:
+        await engine.start()
+        first = await engine.enqueue(gate.name, b"{}")
+        await wait_for(engine, first.id, {J.RUNNING})
+        ahead = [await engine.enqueue(h.name, b"{}") for _ in range(6)]
+        if prefetch:
+            await _claimed_ahead(engine, [j.id for j in ahead])
+        gate.open.set()
+        ended = [await wait_for(engine, j.id, {J.COMPLETED, J.PAUSED}) for j in ahead]
+        rows = [await store.get(j.id) for j in ahead]
+    finally:
+        await stopped(engine, store)
+    assert h.ran == [j.id for j in ahead[:2]]
+    assert [j.status for j in ended] == [J.COMPLETED] * 2 + [J.PAUSED] * 4
+    assert {(r.pause_reason, r.attempts, r.run_attempts) for r in rows[2:]} == {(J.REASON_BUDGET, 0, 0)}
+
+
+async def test_remote_cancel_keeps_the_parent_reason_for_a_child_claimed_ahead(tmp_path):
+    """Another node's cascade asks to cancel a child claimed ahead here: it ends `cancelled` with
+    the parent's reason (as a running child does), without running."""
+    gate = Gate()
+    quick = Count(1, name="t.quick")
+    engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
+    try:
+        await engine.start()
+        first = await engine.enqueue(gate.name, b"{}")
+        await wait_for(engine, first.id, {J.RUNNING})
+        parent = await engine.enqueue(quick.name, b"{}", delay_secs=3600)
+        child = await engine.enqueue(quick.name, b"{}", parent_job_id=parent.id)
+        await _claimed_ahead(engine, [child.id])
+        # the parent ends cancelled on "another node" after the child was claimed
+        now = max(time.time(), child.created_at + 0.001) + 1
+        await store.transition(
+            parent.id, (J.QUEUED,), {"status": J.CANCELLED, "completed_at": now, "updated_at": now}
+        )
+
+        async def requests() -> list[str]:  # what a shared store reports for this node
+            return [child.id]
+
+        store.cancel_requests = requests  # type: ignore[method-assign]
+        await engine._cancel_requested()
+        done = await wait_for(engine, child.id, {J.CANCELLED})
+    finally:
+        gate.open.set()
+        await stopped(engine, store)
+    assert done.error == J.parent_ended_reason(parent.id, J.CANCELLED)
+    assert quick.order == []
+
+
+async def test_job_row_started_at_is_its_attempt_start(tmp_path):
+    """A job claimed ahead starts its attempt at hand-over; its row's started_at says so too (not
+    the claim time), so `took` on the detail screen is the run, not the wait."""
+    gate = Gate()
+    quick = Count(1, name="t.quick")
+    engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
+    try:
+        await engine.start()
+        first = await engine.enqueue(gate.name, b"{}")
+        await wait_for(engine, first.id, {J.RUNNING})
+        ahead = await engine.enqueue(quick.name, b"{}")
+        claimed = await wait_for(engine, ahead.id, {J.RUNNING})
+        # wait a little in the slot's queue (a bus wait on nothing, no sleep)
+        with engine.bus.watch() as w:
+            deadline = time.monotonic() + 0.2
+            while time.monotonic() < deadline:
+                await w.next_batch(timeout=deadline - time.monotonic())
+        gate.open.set()
+        await wait_for(engine, ahead.id, {J.COMPLETED})
+        detail = await engine.get_detail(ahead.id)
+    finally:
+        await stopped(engine, store)
+    (attempt,) = detail.attempts
+    assert detail.job.started_at == attempt.started_at
+    assert attempt.started_at >= claimed.started_at + 0.15
+
+
+async def test_jobs_claimed_ahead_count_a_crash_in_their_streak(tmp_path):
+    """The documented trade-off of `prefetch`: a server crash with a job claimed ahead is counted
+    in its crash streak as for a running job (re-queued, uncharged, crashes 1), though it never
+    ran. The default is prefetch 0."""
+    from pulse_tui.config import ServerConfig
+    from pulse_tui.pulse.server import ServerSettings
+
+    assert ServerConfig().prefetch == 0 and ServerSettings().prefetch == 0
+    gate = Gate()
+    quick = Count(1, name="t.quick")
+    engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
+    await engine.start()
+    first = await engine.enqueue(gate.name, b"{}")
+    await wait_for(engine, first.id, {J.RUNNING})
+    victim = await engine.enqueue(quick.name, b"{}")
+    await _claimed_ahead(engine, [victim.id])
+    # the process dies: nothing more is written
+    tasks = [*engine._tasks, *(r.task for r in engine._running.values() if r.task is not None)]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await store.close()
+    store = SQLiteStore(str(tmp_path / "jobs.db"))
+    await store.open()
+    try:
+        await store.recover(time.time())
+        row = await store.get(victim.id)
+    finally:
+        await store.close()
+    assert quick.order == []
+    assert (row.status, row.crashes, row.interruptions, row.run_attempts) == (J.QUEUED, 1, 1, 0)
+
+
+async def test_a_job_claimed_ahead_whose_handler_went_away_is_requeued_uncharged(tmp_path):
+    """Its handler is gone when a slot frees (a plugin removed): the job goes back to the queue
+    as never claimed (no attempt, nothing charged) and runs when the handler is back."""
+    gate = Gate()
+    quick = Count(1, name="t.quick")
+    engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
+    router = engine.router
+    assert isinstance(router, StaticRouter)
+    try:
+        await engine.start()
+        first = await engine.enqueue(gate.name, b"{}", max_attempts=1)
+        await wait_for(engine, first.id, {J.RUNNING})
+        ahead = await engine.enqueue(quick.name, b"{}", max_attempts=1)
+        await _claimed_ahead(engine, [ahead.id])
+        router.remove(quick.name)
+        engine.routes_changed()
+        gate.open.set()
+        back = await wait_for(engine, ahead.id, {J.QUEUED, J.FAILED, J.COMPLETED})
+        detail = await engine.get_detail(ahead.id)
+        assert (back.status, back.attempts, back.run_attempts, detail.attempts) == (J.QUEUED, 0, 0, [])
+        router.add(quick)
+        engine.routes_changed()
         done = await wait_for(engine, ahead.id, {J.COMPLETED, J.FAILED})
     finally:
         await stopped(engine, store)

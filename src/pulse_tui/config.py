@@ -63,7 +63,7 @@ class ServerConfig:
     data_dir: str = field(default_factory=default_data_dir)
     db: str = ""  # "" = SQLite file pulse.db in data_dir; "postgresql://..." selects PostgreSQL
     concurrency: int = 128  # jobs in flight; plugin round trips need many to keep a plugin busy
-    prefetch: int = 128  # jobs claimed ahead of a free slot (their timeout starts with the slot)
+    prefetch: int = 0  # jobs claimed ahead of a free slot (their timeout starts with the slot); 0 = off
     default_timeout: float = 3600.0
     max_payload_bytes: int = 1024 * 1024
     retention_days: float = 7.0

@@ -283,6 +283,13 @@ class Engine:
         # `concurrency` + `prefetch` jobs of this node running (see _slot_freed).
         self._busy = 0  # runs holding a slot
         self._ahead: OrderedDict[str, Job] = OrderedDict()  # claimed, waiting for a slot (FIFO)
+        # jobs claimed ahead that may not run (handler paused or gone, a budget reached), being
+        # put back in the store uncharged (see _put_back): id -> the task writing it
+        self._returning: dict[str, asyncio.Task[Job | None]] = {}
+        # jobs put back queued because a budget held them (then held by the store, see
+        # _apply_budgets): one claimed again was released over its budget by an operator
+        self._budget_returned: OrderedDict[str, None] = OrderedDict()
+        self._budget_returns = 0  # jobs put back for a budget so far (see _apply_budgets)
         self._deadlines: dict[float, _DeadlineSlot] = {}  # slot end (loop time) -> its runs
         # attempt ends not stored yet: the ends of one loop turn are written as one group
         self._ends: list[tuple[_Run, Finish]] = []
@@ -385,6 +392,7 @@ class Engine:
         # jobs claimed ahead never got a slot: re-queued as interrupted (not charged), as at a crash
         while self._ahead:
             self._release_ahead(next(iter(self._ahead)), "shutdown")
+        await self._returned()
         tasks = {r.task: r for r in self._running.values() if r.task is not None}
         if tasks:
             log.info("waiting up to %.1fs for %d running job(s)", grace, len(tasks))
@@ -888,9 +896,12 @@ class Engine:
         The job can move while we ask (claimed, ended, re-queued for a retry): each lap of the
         loop follows one such move, and only a finished job (or one that keeps moving) is refused."""
         for _ in range(CANCEL_LAPS):
+            returning = self._returning.get(job_id)
+            if returning is not None:  # being put back (queued or paused): cancelled there
+                await asyncio.wait([returning])
             run = self._running.get(job_id)
             if run is None and job_id in self._ahead:
-                run = self._release_ahead(job_id, None)  # stopped below before it begins
+                run = self._release_ahead(job_id, "operator", reason)  # it ends before it begins
             if run is None:
                 now = time.time()
                 job = await self.store.transition(
@@ -1007,10 +1018,21 @@ class Engine:
             hint = f"; did you mean {', '.join(repr(h) for h in hints[:3])}?" if hints else ""
             raise NotFound(f"no handler named {name!r}{hint}")
         now = time.time()
-        held = await self.store.hold_handler(name, REASON_USER, now)
-        self.paused_handlers.setdefault(name, (REASON_USER, now))
+        was = self.paused_handlers.get(name)
+        self.paused_handlers.setdefault(name, (REASON_USER, now))  # no slot takes its jobs from now
+        try:
+            held = await self.store.hold_handler(name, REASON_USER, now)
+        except BaseException:
+            if was is None:
+                self.paused_handlers.pop(name, None)
+            raise
         await self._load_paused_handlers(sweep=False)
         self._publish_many(held)
+        # its jobs claimed ahead (running in the store, not started) are held too
+        back = await self._hold_ahead()
+        held += sorted(
+            (j for j in back if j.status == PAUSED and handler_base(j.handler) == name), key=lambda j: j.seq
+        )
         return held
 
     async def resume_handler(self, name: str) -> list[Job]:
@@ -1090,6 +1112,11 @@ class Engine:
         (budget_exceeded); held jobs that fit again go back to the queue."""
         if self.budgets is None:
             return
+        # jobs claimed ahead that a budget holds now go back to the queue first (the hold below
+        # then takes them, leaving an operator's release over the budget queued)
+        await self._hold_ahead()
+        await self._returned()
+        returns = self._budget_returns
         now = time.time()
         key = self._budget_key()
         rest, own = self._budget_fit
@@ -1117,7 +1144,9 @@ class Engine:
         self._budget_reached_logged = reached
         self._publish_many(changed)
         self._queued([j for j in changed if j.status == QUEUED])
-        self._budget_applied, self._budget_applied_at = key, time.monotonic()
+        # a job put back for a budget meanwhile is held by the next round
+        self._budget_applied = key if returns == self._budget_returns else None
+        self._budget_applied_at = time.monotonic()
 
     async def _budget_loop(self) -> None:
         """Re-read the spend every SPEND_REFRESH_SECS (other nodes' jobs) and at each period start."""
@@ -1232,10 +1261,16 @@ class Engine:
     async def _cancel_requested(self) -> None:
         for job_id in await self.store.cancel_requests():
             run = self._running.get(job_id)
+            job = run.job if run is not None else self._ahead.get(job_id)
+            if job is None:
+                continue
+            # the reason first: a job claimed ahead is started only to end at once, with it
+            reason = await self._remote_cancel_reason(job) or "cancelled by operator"
+            run = self._running.get(job_id)
             if run is None and job_id in self._ahead:
-                run = self._release_ahead(job_id, "operator")
+                run = self._release_ahead(job_id, "operator", reason)
             if run is not None:
-                run.stop("operator", await self._remote_cancel_reason(run.job))
+                run.stop("operator", reason)
 
     async def _remote_cancel_reason(self, job: Job) -> str:
         """Why another node asked to cancel `job` ("" = an operator). A child that was running when
@@ -1258,9 +1293,10 @@ class Engine:
         while True:
             await asyncio.sleep(lease / 3)  # the heartbeat period
             try:
-                await self.store.heartbeat(time.time(), [*self._running, *self._ahead])
+                await self.store.heartbeat(time.time(), [*self._running, *self._ahead, *self._returning])
                 await self._cancel_requested()
                 await self._load_paused_handlers(sweep=False)
+                await self._hold_ahead()  # jobs claimed ahead of a handler another node paused
             except Exception:
                 log.exception("renewing the leases of running jobs failed")
             self._kick()  # a missed NOTIFY costs at most one heartbeat period of latency
@@ -1464,7 +1500,9 @@ class Engine:
         return self._busy >= self.concurrency and len(self._ahead) >= self.prefetch
 
     def _hand_over(self, job: Job) -> None:
-        """Start `job` in a slot (it holds the slot until its handler part ends)."""
+        """Start `job` in a slot (it holds the slot until its handler part ends). Its attempt
+        (timeout, `started_at`) starts now, however long it waited claimed ahead."""
+        job.started_at = time.time()
         self._start(job)
         run = self._running[job.id]
         run.holds = True
@@ -1482,25 +1520,124 @@ class Engine:
         self._busy -= 1
         was_full = self._busy + 1 >= self.concurrency and len(self._ahead) >= self.prefetch
         if self._ahead and not self._stopping:
-            _, job = self._ahead.popitem(last=False)
-            job.started_at = time.time()  # the attempt starts when a slot takes the job
-            self._hand_over(job)
+            waiting = len(self._ahead)
+            job = self._take_ahead()
+            if job is not None:
+                self._hand_over(job)
+            if job is None or len(self._ahead) < waiting - 1:
+                was_full = True  # jobs were put back: claim for the slot, or for the room ahead
         if self._blocked or self._in_round or was_full:
             # a slot freed: claim again if a limit held jobs back, or might have (a round
             # awaiting the store may have counted this job as busy)
             self._blocked = False
             self._kick()
 
-    def _release_ahead(self, job_id: str, reason: str | None) -> _Run:
-        """Start a job claimed ahead outside the slots, to be stopped before it begins (cancel,
-        shutdown): its attempt ends at once as cancelled or interrupted, through the usual path."""
+    def _release_ahead(self, job_id: str, reason: str, message: str = "") -> _Run:
+        """Start a job claimed ahead outside the slots, stopped before it begins (cancel with
+        `message`, shutdown): its attempt ends at once as cancelled or interrupted, through the
+        usual path."""
         job = self._ahead.pop(job_id)
         job.started_at = time.time()
         self._start(job)
         run = self._running[job_id]
-        if reason is not None:
-            run.stop(reason)
+        run.stop(reason, message)
         return run
+
+    def _ahead_hold(self, job: Job) -> tuple[str, str] | None:
+        """(status, pause_reason) to put a job claimed ahead back with, when it may not run now:
+        its handler is paused (held paused) or no longer routed (queued); a budget holds it
+        (queued, then held by the store's budget hold unless an operator released it over the
+        budget: one put back before and claimed again runs). None: it may run."""
+        if handler_base(job.handler) in self.paused_handlers:
+            return PAUSED, REASON_HANDLER
+        if self.router.resolve(job.handler) is None:
+            return QUEUED, ""
+        if self._budget_holds(job.handler, job.cost_estimate):
+            if job.id in self._budget_returned:
+                del self._budget_returned[job.id]
+                return None
+            return QUEUED, REASON_BUDGET
+        return None
+
+    def _take_ahead(self) -> Job | None:
+        """The oldest job claimed ahead that may run now; those before it that may not are put
+        back (see _ahead_hold)."""
+        while self._ahead:
+            _, job = self._ahead.popitem(last=False)
+            hold = self._ahead_hold(job)
+            if hold is None:
+                return job
+            self._put_back(job, *hold)
+        return None
+
+    def _put_back(self, job: Job, status: str, why: str) -> asyncio.Task[Job | None]:
+        """Give a job claimed ahead that may not run back to the store, as if it had never been
+        claimed (no attempt recorded, nothing charged): `status` with pause reason `why` (a
+        budget's queued jobs are held by the next claim round's budget hold)."""
+        task = asyncio.create_task(self._return_job(job, status, why), name=f"pulse-return-{job.id}")
+        self._returning[job.id] = task
+        return task
+
+    async def _return_job(self, job: Job, status: str, why: str) -> Job | None:
+        changes: dict[str, Any] = {
+            "status": status,
+            "pause_reason": why if status == PAUSED else "",
+            "attempts": max(0, job.attempts - 1),
+            "run_attempts": max(0, job.run_attempts - 1),
+            "updated_at": time.time(),
+        }
+        if job.attempts <= 1:
+            changes["started_at"] = 0.0  # never started
+        row: Job | None = None
+        try:
+            row = await self.store.transition(job.id, (RUNNING,), changes)
+            if row is None:
+                log.warning("job %s claimed ahead could not be put back (it changed meanwhile)", job.id)
+        except Exception as exc:
+            log.warning(
+                "could not put back job %s claimed ahead (%s); it stays running in the store and is"
+                " re-queued at restart (or when its lease lapses on a shared store)",
+                job.id,
+                exc.message if isinstance(exc, PulseError) else repr(exc),
+            )
+        finally:
+            self._returning.pop(job.id, None)
+        if row is None:
+            return None
+        if why == REASON_BUDGET:
+            self._budget_returned[job.id] = None
+            while len(self._budget_returned) > EVENT_RANK_MEMORY:
+                self._budget_returned.popitem(last=False)
+            # the next round's budget hold takes it (see _ahead_hold)
+            self._budget_returns += 1
+            self._budget_applied = None
+        # its attempts count went back: the running snapshot published at the claim is not newer
+        # (see _fresh; this node owned the job, so no other snapshot of it is in flight here)
+        self._ranks.pop(job.id, None)
+        self._publish(row)
+        if row.status == QUEUED and not self._stopping:
+            self._due_epoch += 1
+            self._kick()
+        return row
+
+    async def _hold_ahead(self) -> list[Job]:
+        """Put back every job claimed ahead that may not run now (a handler paused, a budget
+        reached); the rows put back."""
+        tasks = []
+        for job in list(self._ahead.values()):
+            hold = self._ahead_hold(job)
+            if hold is not None:
+                del self._ahead[job.id]
+                tasks.append(self._put_back(job, *hold))
+        if not tasks:
+            return []
+        self._kick()  # room ahead: claim to refill it
+        return [r for r in await asyncio.gather(*tasks) if r is not None]
+
+    async def _returned(self) -> None:
+        """Until the jobs being put back are in the store."""
+        while self._returning:
+            await asyncio.wait(list(self._returning.values()))
 
     async def _dispatch_loop(self) -> None:
         while not self._stopping:
@@ -1546,6 +1683,8 @@ class Engine:
 
     async def _claim_batch(self, kicks: int, due_epoch: int) -> bool:
         if self.budgets is not None:
+            # jobs being put back are stored before the claim (and a budget's are held by it)
+            await self._returned()
             if self.spend.stale(time.time()):  # a new day or month: its spend starts afresh
                 await self._load_spend(time.time())
             if self._budget_all or self._budget_handlers or self._budget_due():
@@ -1585,8 +1724,8 @@ class Engine:
             limited = []
         for job in claimed:  # in claim order: the oldest waits least
             self._ahead[job.id] = job
-        while self._ahead and self._busy < self.concurrency:
-            self._hand_over(self._ahead.popitem(last=False)[1])
+        while self._busy < self.concurrency and (nxt := self._take_ahead()) is not None:
+            self._hand_over(nxt)
         for job in claimed:
             if job.id in self._ahead:  # watchers see what the store has: running, on this node
                 self._publish(job)
@@ -1725,6 +1864,9 @@ class Engine:
             writer = asyncio.create_task(self._write_ends(), name="pulse-ends")
             self._end_writers.add(writer)
             writer.add_done_callback(self._end_writers.discard)
+        if item.job.status in FINISHED:
+            # booked before the slot goes to the next job: a budget this spend reaches holds it
+            self._book_spend(item.job)
         # the slot is freed after the group's writer was scheduled: the claim that reuses it
         # (next loop turn) is queued to the store behind this turn's ends, in the same commit
         self._slot_freed(run)
@@ -1870,12 +2012,18 @@ class Engine:
         finally:
             self._release(run)
 
-    def _after_end_of(self, job: Job, status: str) -> None:
-        self._publish(job)
-        if status in FINISHED:
+    def _book_spend(self, job: Job) -> None:
+        """A finished job's cost, in the spend book as its attempt ends (its store write follows:
+        the spend is read again from the store every SPEND_REFRESH_SECS)."""
+        try:
             self.spend.add(job.handler, job.cost_actual, job.completed_at)
             if self.budgets is not None and self._evaluate_budgets():
                 self._kick()  # a budget was reached: the next claim round holds what it covers
+        except Exception:
+            log.exception("booking the spend of job %s failed", job.id)
+
+    def _after_end_of(self, job: Job, status: str) -> None:
+        self._publish(job)
         sec = int(time.monotonic())
         if self._completions and self._completions[-1][0] == sec:
             self._completions[-1] = (sec, self._completions[-1][1] + 1)

@@ -73,7 +73,7 @@ class ServerSettings:
     db: str = ""
     node: str = ""
     concurrency: int = 128  # jobs in flight; plugin round trips need many to keep a plugin busy
-    prefetch: int = 128  # jobs claimed ahead of a free slot ([server] prefetch)
+    prefetch: int = 0  # jobs claimed ahead of a free slot ([server] prefetch; 0 = off)
     handler_limits: dict[str, int] = field(default_factory=dict)
     default_timeout: float = 3600.0
     max_payload: int = 1024 * 1024

@@ -366,12 +366,13 @@ _FINISH_UPDATE = (
     " error=u.error, progress_current=u.pc, progress_total=u.pt, cost_actual=u.cost,"
     " completed_at=u.completed_at, updated_at=u.updated_at, run_at=u.run_at, plugin=u.plugin,"
     " plugin_version=u.pv, run_attempts=u.ra, lease_expires=0, cancel_requested=false,"
-    " interruptions=u.intr, crashes=u.crashes, pause_reason=u.pr, budget_override=false"
+    " interruptions=u.intr, crashes=u.crashes, pause_reason=u.pr, budget_override=false,"
+    " started_at=u.sa"
     " FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bool[], $5::text[], $6::int[],"
     " $7::int[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::text[],"
-    " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[], $26::text[])"
+    " $13::text[], $14::int[], $15::int[], $24::int[], $25::int[], $26::text[], $17::float8[])"
     " AS u(seq, status, result, wr, error, pc, pt, cost, completed_at, updated_at, run_at,"
-    " plugin, pv, ra, attempts, intr, crashes, pr)"
+    " plugin, pv, ra, attempts, intr, crashes, pr, sa)"
     # the rows are found by primary key (see FINISH_PLAN): `|| ''` keeps the planner off the
     # running-row indexes, which it prefers when statistics are missing (a young table) or
     # say few jobs run, then re-scanning the unnest arrays once per running row

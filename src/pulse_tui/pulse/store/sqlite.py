@@ -781,7 +781,8 @@ class SQLiteStore(Store):
             conn.executemany(
                 "UPDATE jobs SET status=?, result=?, error=?, progress_current=?, progress_total=?,"
                 " cost_actual=?, completed_at=?, updated_at=?, run_at=?, plugin=?, plugin_version=?,"
-                " run_attempts=?, attempts=?, interruptions=?, crashes=?, pause_reason=?, budget_override=0"
+                " run_attempts=?, attempts=?, interruptions=?, crashes=?, pause_reason=?, budget_override=0,"
+                " started_at=?"
                 " WHERE seq=?",
                 [
                     (
@@ -801,9 +802,11 @@ class SQLiteStore(Store):
                         j.interruptions,
                         j.crashes,
                         j.pause_reason,
+                        it.attempt.started_at,  # the attempt's start (a job claimed ahead: its hand-over)
                         j.seq,
                     )
-                    for j in (it.job for it in items)
+                    for it in items
+                    for j in (it.job,)
                 ],
             )
             conn.executemany(
