@@ -42,6 +42,14 @@ async def make(tmp_path, *handlers, **kw) -> tuple[Engine, SQLiteStore]:
     return engine, store
 
 
+async def hold_slot(engine: Engine, gate: Gate, **kw) -> J.Job:
+    """Start the engine and hold its only slot with a gated job (jobs enqueued next wait ahead)."""
+    await engine.start()
+    first = await engine.enqueue(gate.name, b"{}", **kw)
+    await wait_for(engine, first.id, {J.RUNNING})
+    return first
+
+
 async def stopped(engine: Engine, store: SQLiteStore) -> None:
     await engine.stop(grace=1)
     await store.close()
@@ -94,9 +102,7 @@ async def test_a_job_claimed_ahead_starts_its_timeout_with_its_slot(tmp_path):
     quick = Count(1, name="t.quick")
     engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
     try:
-        await engine.start()
-        first = await engine.enqueue(gate.name, b"{}")
-        await wait_for(engine, first.id, {J.RUNNING})
+        await hold_slot(engine, gate)
         ahead = await engine.enqueue(quick.name, b"{}", timeout_secs=1)
         # claimed ahead: running in the store (leased to this node), not started
         row = await wait_for(engine, ahead.id, {J.RUNNING})
@@ -123,9 +129,7 @@ async def test_cancel_of_a_job_claimed_ahead_never_runs_it(tmp_path):
     quick = Count(1, name="t.quick")
     engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
     try:
-        await engine.start()
-        first = await engine.enqueue(gate.name, b"{}")
-        await wait_for(engine, first.id, {J.RUNNING})
+        first = await hold_slot(engine, gate)
         ahead = await engine.enqueue(quick.name, b"{}")
         await wait_for(engine, ahead.id, {J.RUNNING})
         cancelled = await asyncio.wait_for(engine.cancel(ahead.id, "not wanted"), 5)
@@ -145,9 +149,7 @@ async def test_stop_requeues_jobs_claimed_ahead_uncharged(tmp_path):
     gate = Gate()
     quick = Count(1, name="t.quick")
     engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
-    await engine.start()
-    first = await engine.enqueue(gate.name, b"{}")
-    await wait_for(engine, first.id, {J.RUNNING})
+    await hold_slot(engine, gate)
     ahead = await engine.enqueue(quick.name, b"{}", max_attempts=1)
     await wait_for(engine, ahead.id, {J.RUNNING})
     await engine.stop(grace=0.2)
@@ -183,9 +185,7 @@ async def test_paused_handler_holds_its_jobs_claimed_ahead(tmp_path):
     quick = Count(3, name="t.quick")
     engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
     try:
-        await engine.start()
-        first = await engine.enqueue(gate.name, b"{}")
-        await wait_for(engine, first.id, {J.RUNNING})
+        first = await hold_slot(engine, gate)
         ahead = [await engine.enqueue(quick.name, b"{}") for _ in range(3)]
         await _claimed_ahead(engine, [j.id for j in ahead])
         held = await engine.pause_handler("t.quick")
@@ -231,9 +231,7 @@ async def test_a_reached_budget_holds_jobs_claimed_ahead(tmp_path, prefetch):
         tmp_path, gate, h, concurrency=1, prefetch=prefetch, budgets=BudgetConfig(total=Limits(daily=1.0))
     )
     try:
-        await engine.start()
-        first = await engine.enqueue(gate.name, b"{}")
-        await wait_for(engine, first.id, {J.RUNNING})
+        await hold_slot(engine, gate)
         ahead = [await engine.enqueue(h.name, b"{}") for _ in range(6)]
         if prefetch:
             await _claimed_ahead(engine, [j.id for j in ahead])
@@ -254,9 +252,7 @@ async def test_remote_cancel_keeps_the_parent_reason_for_a_child_claimed_ahead(t
     quick = Count(1, name="t.quick")
     engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
     try:
-        await engine.start()
-        first = await engine.enqueue(gate.name, b"{}")
-        await wait_for(engine, first.id, {J.RUNNING})
+        await hold_slot(engine, gate)
         parent = await engine.enqueue(quick.name, b"{}", delay_secs=3600)
         child = await engine.enqueue(quick.name, b"{}", parent_job_id=parent.id)
         await _claimed_ahead(engine, [child.id])
@@ -286,9 +282,7 @@ async def test_job_row_started_at_is_its_attempt_start(tmp_path):
     quick = Count(1, name="t.quick")
     engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
     try:
-        await engine.start()
-        first = await engine.enqueue(gate.name, b"{}")
-        await wait_for(engine, first.id, {J.RUNNING})
+        await hold_slot(engine, gate)
         ahead = await engine.enqueue(quick.name, b"{}")
         claimed = await wait_for(engine, ahead.id, {J.RUNNING})
         # wait a little in the slot's queue (a bus wait on nothing, no sleep)
@@ -317,9 +311,7 @@ async def test_jobs_claimed_ahead_count_a_crash_in_their_streak(tmp_path):
     gate = Gate()
     quick = Count(1, name="t.quick")
     engine, store = await make(tmp_path, gate, quick, concurrency=1, prefetch=4)
-    await engine.start()
-    first = await engine.enqueue(gate.name, b"{}")
-    await wait_for(engine, first.id, {J.RUNNING})
+    await hold_slot(engine, gate)
     victim = await engine.enqueue(quick.name, b"{}")
     await _claimed_ahead(engine, [victim.id])
     # the process dies: nothing more is written
@@ -348,9 +340,7 @@ async def test_a_job_claimed_ahead_whose_handler_went_away_is_requeued_uncharged
     router = engine.router
     assert isinstance(router, StaticRouter)
     try:
-        await engine.start()
-        first = await engine.enqueue(gate.name, b"{}", max_attempts=1)
-        await wait_for(engine, first.id, {J.RUNNING})
+        await hold_slot(engine, gate, max_attempts=1)
         ahead = await engine.enqueue(quick.name, b"{}", max_attempts=1)
         await _claimed_ahead(engine, [ahead.id])
         router.remove(quick.name)
