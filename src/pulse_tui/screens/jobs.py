@@ -276,8 +276,8 @@ class JobsScreen(PulseScreen):
         start-up (the terminal reported too small for a moment) blurs the table, and without this
         arrow keys would do nothing until a click."""
         focused = self.focused
-        if focused is self.table:
-            return
+        if focused is self.table or self.app.has_class("-too-small"):
+            return  # hidden under the too-small notice: a page landing must not focus it (Show will)
         if isinstance(focused, Input) and focused.has_class("-open"):
             return  # the user is typing a filter or a `:` command
         self.table.focus()
