@@ -1144,23 +1144,14 @@ def cmd_jobs_pause_resume(args: argparse.Namespace) -> int:
         else:
             resp = await call(flt=flt, limit=args.limit, dry_run=args.dry_run)
         verb = f"would be {done}" if args.dry_run else done
-        doc: dict[str, Any] = {
-            "affected": list(resp.affected_ids),  # with --dry-run: what would be
-            "failures": [{"id": f.id, "error": f.error} for f in resp.failures],
-        }
-        if not args.ids or args.dry_run:
-            doc.update(dry_run=args.dry_run, truncated=resp.truncated)
+        extra = {"dry_run": args.dry_run, "truncated": resp.truncated} if not args.ids or args.dry_run else {}
         more = "+" if resp.truncated else ""
         if args.ids and not args.dry_run:
             text = "\n".join(f"{i}: {done}" for i in resp.affected_ids)
         else:
             what = f"{args.target_status} job(s)" if not args.ids else "job(s)"
             text = f"{len(resp.affected_ids):,}{more} {what} {verb}"
-        if args.json or text:
-            emit(args, doc, text)
-        for f in resp.failures:
-            print(f"error: {f.error}", file=sys.stderr)
-        return 1 if resp.failures else 0
+        return _bulk_report(args, resp, text, **extra)  # affected: with --dry-run, what would be
 
     return with_client(args, run)
 
@@ -1177,18 +1168,23 @@ def cmd_jobs_bulk(args: argparse.Namespace) -> int:
     async def run(client: PulseClient) -> int:
         method, done = BULK_ACTIONS[args.action]
         resp = await getattr(client, method)(list(args.ids))
-        doc = {
-            "affected": list(resp.affected_ids),
-            "failures": [{"id": f.id, "error": f.error} for f in resp.failures],
-        }
-        text = "\n".join(f"{i}: {done}" for i in resp.affected_ids)
-        if args.json or text:
-            emit(args, doc, text)
-        for f in resp.failures:
-            print(f"error: {f.error}", file=sys.stderr)
-        return 1 if resp.failures else 0
+        return _bulk_report(args, resp, "\n".join(f"{i}: {done}" for i in resp.affected_ids))
 
     return with_client(args, run)
+
+
+def _bulk_report(args: argparse.Namespace, resp: Any, text: str, **extra: Any) -> int:
+    """Print what a bulk action did (the ids it affected, its failures on stderr); 1 if any failed."""
+    doc: dict[str, Any] = {
+        "affected": list(resp.affected_ids),
+        "failures": [{"id": f.id, "error": f.error} for f in resp.failures],
+        **extra,
+    }
+    if args.json or text:
+        emit(args, doc, text)
+    for f in resp.failures:
+        print(f"error: {f.error}", file=sys.stderr)
+    return 1 if resp.failures else 0
 
 
 # ---------------------------------------------------------------- schedules
