@@ -29,6 +29,7 @@ from pulse_tui.pulse.store.postgres import (
     SCHEMA_VERSION,
     PostgresStore,
     _finish_args,
+    requeue_sql,
 )
 from pulse_tui.pulse.store.sqlite import SQLiteStore
 
@@ -933,6 +934,36 @@ async def test_pg_claim_and_finish_plans_do_not_depend_on_statistics(pg_url: str
         nodes = _plan_nodes(json.loads(raw)[0]["Plan"])
         assert [n for n in nodes if n["Node Type"] == "Nested Loop"] == [], raw
         assert not any(n.get("Index Name", "").startswith("jobs_running") for n in nodes), raw
+    finally:
+        await conn.close()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_pg_lease_statements_read_running_rows_by_index_without_statistics(pg_url: str):
+    """Running rows have one index (jobs_running_node): the heartbeat's renewal and both reaping
+    statements find them through it on a table without statistics (never a scan of every job), and
+    no index holds lease_expires, so a renewal changes no indexed column (a HOT update)."""
+    store = PostgresStore(pg_url, node="n1")
+    await store.open()
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("ALTER TABLE jobs SET (autovacuum_enabled = false)")  # no statistics
+        now = time.time()
+        await store.insert(
+            [Job(id=f"j{i}", handler="h", created_at=now, updated_at=now, run_at=now) for i in range(3000)]
+        )
+        assert len(await store.claim(50, ["h"], now)) == 50
+        defs = [
+            r["indexdef"] for r in await conn.fetch("SELECT indexdef FROM pg_indexes WHERE tablename='jobs'")
+        ]
+        assert [d for d in defs if "lease_expires" in d] == [], defs
+        renew = "UPDATE jobs SET lease_expires = 1 WHERE status='running' AND node=$1"
+        for sql, args in [(requeue_sql(False), (now,)), (requeue_sql(True), (now, "n1")), (renew, ("n1",))]:
+            raw = await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args)
+            nodes = _plan_nodes(json.loads(raw)[0]["Plan"])
+            assert not any(n["Node Type"] == "Seq Scan" for n in nodes), raw
+            assert any(n.get("Index Name") == "jobs_running_node" for n in nodes), raw
     finally:
         await conn.close()
         await store.close()

@@ -16,8 +16,8 @@ from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures pg_ser
 from pulse_tui.pulse.jobs import Job, JobFilter
 from pulse_tui.pulse.server import PulseServer, ServerError, ServerSettings
 from pulse_tui.pulse.store import sql as q
-from pulse_tui.pulse.store.postgres import PostgresStore
-from pulse_tui.pulse.store.sqlite import SQLiteStore, claim_sql
+from pulse_tui.pulse.store.postgres import PRUNE_SQL, PostgresStore
+from pulse_tui.pulse.store.sqlite import SQLiteStore, claim_sql, prune_select
 
 
 @pytest.mark.parametrize(
@@ -120,6 +120,70 @@ async def test_postgres_read_queries_use_their_indexes(pg_url: str) -> None:
                 assert "Seq Scan on jobs" not in plan and used and "Index Cond" in plan, f"{name}: {plan}"
         finally:
             await conn.close()
+    finally:
+        await store.close()
+
+
+def _finished_reads(cutoff: float) -> dict[str, tuple[q.Query, q.Query, str]]:
+    """name -> (SQLite query, PostgreSQL query, the index its plan must use) of the reads of
+    finished jobs by completed_at (a handler's prune may take the handler's index instead)."""
+    return {
+        "prune": (
+            prune_select(cutoff, ("completed",), 5000),
+            (PRUNE_SQL, [["completed"], cutoff, 5000, None, []]),
+            "jobs_finished",
+        ),
+        "prune of a handler": (
+            prune_select(cutoff, ("failed",), 5000, handlers=("h1",)),
+            (PRUNE_SQL, [["failed"], cutoff, 5000, ["h1"], []]),
+            "jobs_",
+        ),
+        "spend": (
+            q.spend(q.SQLITE, cutoff + 110, cutoff + 100),
+            q.spend(q.POSTGRES, cutoff + 110, cutoff + 100),
+            "jobs_finished",
+        ),
+    }
+
+
+async def test_reads_of_finished_jobs_use_the_partial_finished_index(tmp_path, pg_url: str) -> None:
+    """jobs_finished holds finished jobs only (no index entry at enqueue and claim): retention and
+    spend still read through it on both stores (SQLite matches a partial index's terms word for
+    word; PostgreSQL's generic plan cannot prove it from the statuses parameter)."""
+    now = time.time()
+    jobs = _jobs(600)
+    for i, j in enumerate(jobs):  # a few finished before `now - 50` (pruned), a few after `now + 50`
+        j.completed_at = 0 if j.status == "queued" else {1: now - 100, 2: now + 100}.get(i % 10, now)
+    path = tmp_path / "jobs.db"
+    lite = SQLiteStore(str(path))
+    await lite.open()
+    await lite.insert(jobs)
+    await lite.close()
+    conn = sqlite3.connect(path)
+    try:
+        for analyze in (False, True):
+            if analyze:
+                conn.execute("ANALYZE")
+            for name, ((sql, args), _pg, index) in _finished_reads(now - 50).items():
+                plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+                assert "SCAN jobs" not in plan and f"INDEX {index}" in plan, f"{name}: {plan}"
+    finally:
+        conn.close()
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        await store.insert(jobs)
+        pg = await asyncpg.connect(pg_url)
+        try:
+            await pg.execute("ANALYZE jobs")
+            await pg.execute("SET enable_seqscan = off")
+            await pg.execute("SET plan_cache_mode = force_generic_plan")
+            for name, (_lite, (sql, args), index) in _finished_reads(now - 50).items():
+                plan = " | ".join(r[0] for r in await pg.fetch("EXPLAIN " + sql, *args))
+                used = re.search(rf"Scan (Backward )?(using|on) {index}", plan)
+                assert "Seq Scan on jobs" not in plan and used, f"{name}: {plan}"
+        finally:
+            await pg.close()
     finally:
         await store.close()
 

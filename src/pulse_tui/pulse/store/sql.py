@@ -69,6 +69,9 @@ class Dialect:
     mark = "?"  # placeholder prefix, numbered from 1
     log_order = "rowid"  # job_logs in the order they were written
     false = "0"  # a boolean column's false
+    # reads of finished jobs by completed_at name their partial index: with ANALYZE statistics
+    # SQLite 3.40 scanned all of jobs_handler_status for `spend` instead
+    finished_index = " INDEXED BY jobs_finished"
 
     def bare_handler(self, col: str = "handler") -> str:
         """The handler name without its `plugin/` qualifier."""
@@ -95,6 +98,7 @@ class _Postgres(Dialect):
     mark = "$"
     log_order = "log_seq"
     false = "false"
+    finished_index = ""
 
     def bare_handler(self, col: str = "handler") -> str:
         return f"substring({col} from position('/' in {col}) + 1)"
@@ -345,6 +349,12 @@ def gauges(rows: Iterable[Row]) -> dict[str, dict[str, float]]:
     return out
 
 
+# Finished jobs, spelled as the partial index jobs_finished's predicate (both stores): a statement
+# that reads finished jobs by completed_at repeats this term so the index fits it (SQLite matches
+# a partial index's terms only word for word; PostgreSQL cannot prove it from a parameter array)
+FINISHED_TERM = "status IN ('completed', 'failed', 'cancelled')"
+
+
 def spend(d: Dialect, day_start: float, month_start: float) -> Query:
     """Cost of the jobs finished since `month_start` per handler and bucket (`day_start` for those
     finished since then, else `month_start`): rows for `spend_rows`."""
@@ -352,8 +362,8 @@ def spend(d: Dialect, day_start: float, month_start: float) -> Query:
     day, month = p(day_start), p(month_start)
     return (
         f"SELECT handler, CASE WHEN completed_at >= {day} THEN {day} ELSE {month} END AS b,"
-        " sum(cost_actual), count(*) FROM jobs"
-        f" WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at >= {month} GROUP BY handler, b",
+        f" sum(cost_actual), count(*) FROM jobs{d.finished_index}"
+        f" WHERE {FINISHED_TERM} AND completed_at >= {month} GROUP BY handler, b",
         p.values,
     )
 

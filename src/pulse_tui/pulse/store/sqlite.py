@@ -233,6 +233,12 @@ MIGRATIONS: list[str] = [
         paused_at REAL NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
+    # 6 -> 7: jobs_finished holds finished jobs only, so enqueue and claim write no entry in it
+    # and a finish writes one (was: an entry moved at every status change)
+    """
+    DROP INDEX jobs_finished;
+    CREATE INDEX jobs_finished ON jobs(status, completed_at) WHERE status IN ('completed', 'failed', 'cancelled');
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -329,6 +335,25 @@ class _CountFlight:
         self.started = started  # set by the reader thread as the read begins
         self.fut = fut
         self.waiters = 0  # callers awaiting it: the read is abandoned when the last is cancelled
+
+
+def prune_select(
+    finished_before: float,
+    statuses: Collection[str],
+    limit: int,
+    handlers: Collection[str] | None = None,
+    exclude_handlers: Collection[str] = (),
+) -> q.Query:
+    """The seqs of up to `limit` jobs for `prune` (read through jobs_finished: see FINISHED_TERM)."""
+    sts = tuple(statuses)
+    only, without = tuple(handlers or ()), tuple(exclude_handlers)
+    where = f"status IN ({','.join('?' * len(sts))}) AND {q.FINISHED_TERM} AND completed_at < ?"
+    if handlers is not None:
+        where += f" AND handler IN ({','.join('?' * len(only))})"
+    if without:
+        where += f" AND handler NOT IN ({','.join('?' * len(without))})"
+    args = [*sts, finished_before, *only, *without, limit]
+    return f"SELECT seq FROM jobs{q.SQLITE.finished_index} WHERE {where} LIMIT ?", args
 
 
 class SQLiteStore(Store):
@@ -986,22 +1011,10 @@ class SQLiteStore(Store):
         handlers: Collection[str] | None = None,
         exclude_handlers: Collection[str] = (),
     ) -> int:
-        sts = tuple(statuses)
-        only, without = tuple(handlers or ()), tuple(exclude_handlers)
-        where = f"status IN ({','.join('?' * len(sts))}) AND completed_at < ?"
-        if handlers is not None:
-            where += f" AND handler IN ({','.join('?' * len(only))})"
-        if without:
-            where += f" AND handler NOT IN ({','.join('?' * len(without))})"
+        sql, args = prune_select(finished_before, statuses, limit, handlers, exclude_handlers)
 
         def op(conn: sqlite3.Connection) -> int:
-            seqs = [
-                r[0]
-                for r in conn.execute(
-                    f"SELECT seq FROM jobs WHERE {where} LIMIT ?",
-                    (*sts, finished_before, *(only if handlers is not None else ()), *without, limit),
-                ).fetchall()
-            ]
+            seqs = [r[0] for r in conn.execute(sql, args).fetchall()]
             if not seqs:
                 return 0
             q = ",".join("?" * len(seqs))
