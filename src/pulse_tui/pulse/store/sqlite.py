@@ -344,7 +344,8 @@ def prune_select(
     handlers: Collection[str] | None = None,
     exclude_handlers: Collection[str] = (),
 ) -> q.Query:
-    """The seqs of up to `limit` jobs for `prune` (read through jobs_finished: see FINISHED_TERM)."""
+    """The seqs of up to `limit` jobs for `prune`: through jobs_finished (see FINISHED_TERM), or
+    for given handlers whichever index the planner prefers (jobs_handler_status for a rare one)."""
     sts = tuple(statuses)
     only, without = tuple(handlers or ()), tuple(exclude_handlers)
     where = f"status IN ({','.join('?' * len(sts))}) AND {q.FINISHED_TERM} AND completed_at < ?"
@@ -353,7 +354,8 @@ def prune_select(
     if without:
         where += f" AND handler NOT IN ({','.join('?' * len(without))})"
     args = [*sts, finished_before, *only, *without, limit]
-    return f"SELECT seq FROM jobs{q.SQLITE.finished_index} WHERE {where} LIMIT ?", args
+    index = q.SQLITE.finished_index if handlers is None else ""
+    return f"SELECT seq FROM jobs{index} WHERE {where} LIMIT ?", args
 
 
 class SQLiteStore(Store):
