@@ -442,3 +442,67 @@ async def _plaintext_status(port: int) -> int | None:
         return (await scrape(port))[0]
     except (ConnectionError, IndexError, ValueError):
         return None
+
+
+async def test_gauges_are_sampled_when_read(tmp_path: Path) -> None:
+    """The gauge query runs when a scrape or GetStats reads stale gauges (older than sample_secs),
+    not on the recorder's own period: a drain nobody watches pays nothing for it, and readers
+    arriving together share one sample."""
+    from pulse_tui.pulse.engine import Engine
+    from pulse_tui.pulse.handlers import StaticRouter
+    from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "p.db"))
+    await store.open()
+    queries: list[float] = []
+    read_gauges = store.queue_gauges
+
+    async def counted(now: float) -> dict[str, dict[str, float]]:
+        queries.append(now)
+        return await read_gauges(now)
+
+    store.queue_gauges = counted  # type: ignore[method-assign]
+    rec = metrics.Recorder(store, sample_secs=3600, persist_secs=3600)
+    engine = Engine(store, StaticRouter(), retention_secs=None, metrics=rec)  # not started: jobs stay queued
+    http = metrics.MetricsHTTPServer(rec, metrics.HTTPSettings("127.0.0.1:0"))
+    await http.start()
+    try:
+        for _ in range(3):
+            await engine.enqueue(NOOP, b"{}")
+        await rec.start()
+        await asyncio.sleep(0)  # the loop's first pass (it used to sample the gauges first thing)
+        assert queries == [] and rec.sampled_at == 0.0
+        got = samples((await scrape(http.port))[1])
+        assert got[("pulse_jobs", (("handler", NOOP), ("status", "queued")))] == 3
+        assert got[("pulse_jobs", (("handler", NOOP), ("status", "due")))] == 3
+        assert len(queries) == 1 and rec.sampled_at > 0
+        await engine.enqueue(NOOP, b"{}")
+        assert (await rec.stats()).gauges[NOOP].queued == 3  # younger than sample_secs: kept
+        assert len(queries) == 1
+        rec.sampled_at -= 3600  # now it is stale: three readers at once share one sample
+        answers = await asyncio.gather(rec.stats(), rec.stats(), scrape(http.port))
+        assert len(queries) == 2
+        assert [a.gauges[NOOP].queued for a in answers[:2]] == [4, 4]
+        assert samples(answers[2][1])[("pulse_jobs", (("handler", NOOP), ("status", "queued")))] == 4
+    finally:
+        await http.stop()
+        await rec.stop()
+        await store.close()
+
+
+def test_histograms_bucket_every_value_like_bisect() -> None:
+    """The hot path's first-bucket shortcut files every value where a search over BOUNDS would
+    (a bound itself in its own bucket, negatives as 0) and sums the same seconds."""
+    from bisect import bisect_left
+
+    values = [-1.0, -0.0, 0.0, 1e-9, 0.004999, *metrics.BOUNDS, 0.0050001, 0.3, 1799.0, 1800.5, 1e6]
+    rec = metrics.Recorder(None)
+    want_counts = [0] * metrics.NB
+    for v in values:
+        rec.started("h", v)
+        rec.finished("h", "completed", v)
+        want_counts[bisect_left(metrics.BOUNDS, max(v, 0.0))] += 1
+    b = rec.live["h"]
+    assert b.wait == b.run == want_counts
+    assert b.wait_sum == b.run_sum == pytest.approx(sum(max(v, 0.0) for v in values))
+    assert b.started == len(values) and b.finished == {"completed": len(values)}

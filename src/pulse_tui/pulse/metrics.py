@@ -6,8 +6,12 @@ One set of numbers feeds both the console (OperatorService.GetStats) and Prometh
   counters of one per-handler `Bucket` (cumulative since this process started) — a dict lookup, a
   bisect into fixed histogram bounds and a few integer additions. No store write, no task, no lock.
 - Every `sample_secs` the recorder's loop folds what changed since the last fold into the
-  per-minute and per-hour buckets waiting to be written (`roll`), and samples the gauges (jobs per
-  status and the oldest due job's age from one grouped store query; plugins up from the host).
+  per-minute and per-hour buckets waiting to be written (`roll`).
+- The gauges (jobs per status and the oldest due job's age from one grouped store query; plugins
+  up from the host) are sampled when they are read — a scrape or GetStats — if the last sample is
+  older than `sample_secs` (`refresh_gauges`). The query visits every live job (about 10 ms per
+  20,000 queued on SQLite), so a server nobody watches does not run it, and one read at a time
+  runs it at most once per `sample_secs` however many scrapers and consoles ask.
 - Every `persist_secs` (and at stop) the waiting buckets are added to the store's `metric_buckets`
   table, one row per (node, step, bucket start, handler). Each node adds only to its own rows, so
   nodes sharing a PostgreSQL store never contend; readers sum the rows of every node. Minute rows
@@ -46,6 +50,7 @@ BOUNDS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
 )  # fmt: skip
 NB = len(BOUNDS) + 1
+_B0 = BOUNDS[0]
 
 MINUTE = 60
 HOUR = 3600
@@ -279,6 +284,7 @@ class Recorder:
         self._folded: dict[str, Bucket] = {}  # `live` as of the last roll
         self._pending: dict[tuple[int, int, str], Bucket] = {}  # (step, ts, handler) not yet written
         self._lock = asyncio.Lock()  # a read of store + pending never overlaps a write of pending
+        self._sample_lock = asyncio.Lock()  # readers arriving together share one gauge sample
         self.gauges: dict[str, Gauges] = {}
         self.plugin_gauges: list[PluginGauge] = []
         # (handler, outcome) → schedule runs fired by this node's ticker (cumulative since start)
@@ -313,18 +319,28 @@ class Recorder:
     def started(self, handler: str, wait: float) -> None:
         b = self.live.get(handler) or self._bucket(handler)
         b.started += 1
-        if wait < 0:
-            wait = 0.0
-        b.wait[bisect_left(BOUNDS, wait)] += 1
-        b.wait_sum += wait
+        if wait <= _B0:  # most waits: the first bucket, no search (a negative wait counts as 0)
+            b.wait[0] += 1
+            if wait > 0:
+                b.wait_sum += wait
+        else:
+            b.wait[bisect_left(BOUNDS, wait)] += 1
+            b.wait_sum += wait
 
     def finished(self, handler: str, outcome: str, run: float) -> None:
         b = self.live.get(handler) or self._bucket(handler)
-        b.finished[outcome] = b.finished.get(outcome, 0) + 1
-        if run < 0:
-            run = 0.0
-        b.run[bisect_left(BOUNDS, run)] += 1
-        b.run_sum += run
+        fin = b.finished
+        if outcome in fin:
+            fin[outcome] += 1
+        else:
+            fin[outcome] = 1
+        if run <= _B0:
+            b.run[0] += 1
+            if run > 0:
+                b.run_sum += run
+        else:
+            b.run[bisect_left(BOUNDS, run)] += 1
+            b.run_sum += run
 
     def schedule_run(self, handler: str, outcome: str) -> None:
         """A schedule run fired: `outcome` is `enqueued` (a job was enqueued), `skipped` (overlap),
@@ -384,6 +400,23 @@ class Recorder:
             self.plugin_gauges = list(self.plugins())
         self.sampled_at = now
 
+    async def refresh_gauges(self) -> None:
+        """Sample the gauges unless the last sample is younger than `sample_secs`. A failed sample
+        leaves the last gauges (and `sampled_at`, which says how old they are) in place."""
+        if self.clock() - self.sampled_at < self.sample_secs:
+            return
+        async with self._sample_lock:
+            if self.clock() - self.sampled_at < self.sample_secs:
+                return  # a reader that came first sampled while this one waited
+            try:
+                await self.sample()
+            except PulseError as exc:
+                self.persist_errors += 1
+                log.warning("sampling the metric gauges failed (%s)", exc.message)
+            except Exception:
+                self.persist_errors += 1
+                log.exception("sampling the metric gauges failed")
+
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="pulse-metrics")
@@ -404,7 +437,6 @@ class Recorder:
         self._last_persist = self.clock()
         while True:
             try:
-                await self.sample()
                 now = self.clock()
                 self.roll(now)
                 if now - self._last_persist >= self.persist_secs:
@@ -416,10 +448,10 @@ class Recorder:
                 raise
             except PulseError as exc:  # the store said why (disk full, damaged): no traceback
                 self.persist_errors += 1
-                log.warning("sampling or writing metrics failed (%s); retrying next period", exc.message)
+                log.warning("writing metrics failed (%s); retrying next period", exc.message)
             except Exception:
                 self.persist_errors += 1
-                log.exception("sampling or writing metrics failed; retrying next period")
+                log.exception("writing metrics failed; retrying next period")
             await asyncio.sleep(self.sample_secs)  # the sampling period
 
     # ---------------------------------------------------------------- reading
@@ -429,6 +461,7 @@ class Recorder:
             raise ValidationError("handler filter is too long (200 characters at most)")
         window = window or HOUR
         step, base = choose_step(window, step)
+        await self.refresh_gauges()
         now = self.clock()
         end = _floor(now, step) + step
         start = end - window
@@ -672,6 +705,7 @@ class MetricsHTTPServer:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         self.scrapes += 1
+        await self.recorder.refresh_gauges()
         body = await asyncio.to_thread(exposition, self.recorder.snapshot())
         return "200 OK", (b"" if method == "HEAD" else body), CONTENT_TYPE_LATEST
 
