@@ -62,7 +62,11 @@ MEASURES: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
         None,
         ("pg_one_node_jobs_per_s", "pg_two_nodes_jobs_per_s", "pg_two_vs_one_ratio"),
     ),
-    "metrics_cost": ("metrics_cost", None, ("metrics_drain_overhead_pct", "metrics_scrape_ms_1k_handlers")),
+    "metrics_cost": (
+        "metrics_cost",
+        None,
+        ("metrics_drain_overhead_pct", "metrics_drain_cpu_overhead_pct", "metrics_scrape_ms_1k_handlers"),
+    ),
     "schedules": ("schedules", None, ("schedules_idle_cpu_s_per_min_10k", "schedules_lateness_p99_ms_10k")),
 }
 # drains: higher is better; run interleaved `reps` times, the best kept

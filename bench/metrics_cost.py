@@ -1,13 +1,20 @@
 """metrics_drain_overhead_pct and metrics_scrape_ms_1k_handlers: what the metrics cost.
 
-- Drain overhead: the in-process drain (Engine + SQLiteStore, N `pulse.noop` jobs, enqueued first)
-  with the metrics recorder off and on — on means the recorder is wired into the engine and its
-  sampling/persisting loop runs as in `serve` (a first gauge sample as the drain starts).
-  Off and on runs alternate in one process (off-on, then on-off, …: neither always goes first),
-  `REPS` of each; the best of each is compared, and the overhead is (off rate / on rate - 1) × 100,
-  reported with the on/off ratio of the same run. Target ≤ 3 %. On a shared machine run-to-run noise is larger
-  than the effect, so the hot path is also timed alone (ns per job for the three recorder calls)
-  and shown as a share of one job's time in the best "off" run.
+- Drain overhead: the in-process drain (Engine + SQLiteStore, N `pulse.noop` jobs queued) with the
+  metrics recorder off and on — on means the recorder is wired into the engine and its loop runs
+  as in `serve`. Every drain starts from a copy of one store file holding the N queued jobs (made
+  once, so both modes drain the same file, without an enqueue phase between drains). One drain is
+  run first and thrown away (warm-up), then `PAIRS` pairs, off and on back to back, the order
+  alternating (off-on, on-off, …) so neither mode always runs first, each after a gc.collect().
+  Each pair gives a ratio taken in the same seconds of machine load; the figure is the median of
+  the paired ratios: (on wall time / off wall time - 1) × 100. Beside it the same median over
+  process CPU (every thread of this process: the event loop and SQLite's), which other processes'
+  load moves far less (an off/off run of this harness gave paired CPU medians within ±2 %, wall
+  ones within ±8 %, at load 3 on 2 cores).
+- The parts alone: the hot path (ns per job for the three recorder calls) and one gauge sample on
+  the store holding the N queued jobs (the query a scrape or GetStats runs when the gauges are
+  older than the sample period; a drain nobody reads does not run it), each also as a share of
+  one off drain's CPU.
 - Scrape time: a recorder holding 1,000 handlers (counters, both histograms, gauges) scraped over
   HTTP from its MetricsHTTPServer; the median of `SCRAPES` scrapes, the body parsed once to check
   it is well-formed.
@@ -16,34 +23,67 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import shutil
 import statistics
 import time
+from pathlib import Path
 
 from bench.common import Result, main, temp_dir
+from bench.infra import CpuMeter, per_1k
 from bench.ours import DrainCounter, enqueue_many, open_engine
 from bench.sizes import drain_n
 from pulse_tui.pulse import metrics
 
-REPS = 5
+PAIRS = 16
+QUICK_PAIRS = 4
 HOT_CALLS = 200_000
 SCRAPES = 20
 HANDLERS = 1000
 
 
-async def drain_once(n: int, on: bool) -> float:
+async def make_store(path: Path, n: int) -> float:
+    """The store file every drain copies: n queued pulse.noop jobs. Returns one gauge sample's
+    seconds on it (the median of 5)."""
+    store, engine = await open_engine(path)
+    try:
+        await enqueue_many(engine, "pulse.noop", n)
+        rec = metrics.Recorder(store)
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            await rec.sample()
+            times.append(time.perf_counter() - t0)
+        assert rec.gauges["pulse.noop"].queued == n, "the gauges missed queued jobs"
+    finally:
+        await store.close()
+    return statistics.median(times)
+
+
+def copy_store(src: Path, dst: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{src}{suffix}").exists():
+            shutil.copyfile(f"{src}{suffix}", f"{dst}{suffix}")
+
+
+async def drain_once(src: Path, n: int, on: bool) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one drain of a copy of `src`."""
+    gc.collect()  # every drain starts with the same collector state (else every other one paid more)
     with temp_dir("metrics") as d:
+        copy_store(src, d / "pulse.db")
         store, engine = await open_engine(d / "pulse.db")
-        rec = metrics.Recorder(store) if on else None  # serve's periods: sample 5 s, write 30 s
+        rec = metrics.Recorder(store) if on else None  # serve's periods: fold 5 s, write 30 s
         engine.metrics = rec
         try:
-            await enqueue_many(engine, "pulse.noop", n)
             counter = DrainCounter(engine, n)
             if rec is not None:
                 await rec.start()
+            cpu = CpuMeter().start()
             t0 = time.perf_counter()
             await engine.start()
             await counter.wait(timeout=max(60.0, n / 50))
             secs = time.perf_counter() - t0
+            cpu_s = cpu.stop()
             if counter.failed:
                 raise RuntimeError(f"{len(counter.failed)} no-op jobs failed")
             if rec is not None:
@@ -53,7 +93,7 @@ async def drain_once(n: int, on: bool) -> float:
             if rec is not None:
                 await rec.stop()
             await store.close()
-    return n / secs
+    return secs, cpu_s
 
 
 async def scrape_ms() -> tuple[float, int, int]:
@@ -100,37 +140,62 @@ def hot_path_ns() -> float:
     return (time.perf_counter() - t0) / HOT_CALLS * 1e9
 
 
+def pct(ratios: list[float]) -> float:
+    return round((statistics.median(ratios) - 1) * 100, 2)
+
+
 def run(quick: bool) -> Result:
     n = max(drain_n(quick), 5000)
-    off: list[float] = []
-    on: list[float] = []
-    for r in range(REPS):
-        for metrics_on in (False, True) if r % 2 == 0 else (True, False):
-            (on if metrics_on else off).append(asyncio.run(drain_once(n, metrics_on)))
-    overhead = (max(off) / max(on) - 1) * 100
+    pairs = QUICK_PAIRS if quick else PAIRS
+    off: list[tuple[float, float]] = []  # (wall s, CPU s) per drain
+    on: list[tuple[float, float]] = []
+    with temp_dir("metrics-src") as d:
+        src = d / "pulse.db"
+        sample_s = asyncio.run(make_store(src, n))
+        asyncio.run(drain_once(src, n, False))  # warm-up, not counted
+        for r in range(pairs):
+            for metrics_on in (False, True) if r % 2 == 0 else (True, False):
+                (on if metrics_on else off).append(asyncio.run(drain_once(src, n, metrics_on)))
+    wall = [b[0] / a[0] for a, b in zip(off, on, strict=True)]
+    cpu = [b[1] / a[1] for a, b in zip(off, on, strict=True)]
+    overhead, cpu_overhead = pct(wall), pct(cpu)
     ms, size, samples = asyncio.run(scrape_ms())
     ns = hot_path_ns()
+    off_cpu_job = statistics.median(c for _, c in off) / n
+    how = (
+        f"N={n:,} pulse.noop in-process drain from a copy of one store file, recorder off vs on (as in serve), "
+        f"{pairs} pairs back to back after a warm-up drain, order alternating; median of the paired ratios"
+    )
     return Result(
-        figures={"metrics_drain_overhead_pct": overhead, "metrics_scrape_ms_1k_handlers": ms},
+        figures={
+            "metrics_drain_overhead_pct": overhead,
+            "metrics_drain_cpu_overhead_pct": cpu_overhead,
+            "metrics_scrape_ms_1k_handlers": ms,
+        },
         notes={
-            "metrics_drain_overhead_pct": f"N={n:,} pulse.noop in-process drain, recorder off vs on "
-            f"(with its sampling loop), alternating in one process, best of {REPS} each; (off/on - 1) × 100; "
-            f"on/off = {max(on) / max(off):.3f} in this run",
+            "metrics_drain_overhead_pct": f"{how}, wall time: (on s / off s - 1) × 100 "
+            f"(paired {min(wall) * 100 - 100:+.1f} … {max(wall) * 100 - 100:+.1f} %)",
+            "metrics_drain_cpu_overhead_pct": f"{how}, CPU s of the process (all threads) "
+            f"(paired {min(cpu) * 100 - 100:+.1f} … {max(cpu) * 100 - 100:+.1f} %)",
             "metrics_scrape_ms_1k_handlers": f"median of {SCRAPES} HTTP scrapes of /metrics, {HANDLERS:,} "
             "handlers with counters, run and wait histograms and gauges",
         },
-        params={"n": n, "reps": REPS, "handlers": HANDLERS},
+        params={"n": n, "pairs": pairs, "handlers": HANDLERS},
         extra={
-            "metrics_on_over_off_ratio": round(max(on) / max(off), 3),
-            "metrics_off_jobs_per_s": [round(x) for x in off],
-            "metrics_on_jobs_per_s": [round(x) for x in on],
+            "metrics_paired_wall_overhead_pct": [round((x - 1) * 100, 1) for x in wall],
+            "metrics_paired_cpu_overhead_pct": [round((x - 1) * 100, 1) for x in cpu],
+            "metrics_off_jobs_per_s": [round(n / w) for w, _ in off],
+            "metrics_on_jobs_per_s": [round(n / w) for w, _ in on],
             "metrics_scrape_bytes_1k_handlers": size,
             "metrics_scrape_samples_1k_handlers": samples,
-            "metrics_paired_overhead_pct_median": round(
-                statistics.median((a / b - 1) * 100 for a, b in zip(off, on, strict=True)), 1
-            ),
             "metrics_hot_path_ns_per_job": round(ns),
-            "metrics_hot_path_pct_of_off_job": round(ns / (1e9 / max(off)) * 100, 2),
+            "metrics_hot_path_pct_of_off_job_cpu": round(ns / 1e9 / off_cpu_job * 100, 2),
+            "metrics_gauge_sample_ms": round(sample_s * 1000, 1),
+            "metrics_gauge_sample_pct_of_off_drain_cpu": round(sample_s / (off_cpu_job * n) * 100, 2),
+        },
+        cpu={
+            "ours_metrics_off": per_1k(statistics.median(c for _, c in off), n),
+            "ours_metrics_on": per_1k(statistics.median(c for _, c in on), n),
         },
     )
 
