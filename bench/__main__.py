@@ -65,7 +65,7 @@ MEASURES: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "metrics_cost": (
         "metrics_cost",
         None,
-        ("metrics_drain_overhead_pct", "metrics_drain_cpu_overhead_pct", "metrics_scrape_ms_1k_handlers"),
+        ("metrics_drain_overhead_pct", "metrics_drain_wall_overhead_pct", "metrics_scrape_ms_1k_handlers"),
     ),
     "schedules": ("schedules", None, ("schedules_idle_cpu_s_per_min_10k", "schedules_lateness_p99_ms_10k")),
 }

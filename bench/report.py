@@ -42,7 +42,7 @@ KEYS: tuple[str, ...] = (
     "pg_two_nodes_jobs_per_s",
     "pg_two_vs_one_ratio",
     "metrics_drain_overhead_pct",
-    "metrics_drain_cpu_overhead_pct",
+    "metrics_drain_wall_overhead_pct",
     "metrics_scrape_ms_1k_handlers",
     "schedules_idle_cpu_s_per_min_10k",
     "schedules_lateness_p99_ms_10k",
