@@ -506,3 +506,34 @@ def test_histograms_bucket_every_value_like_bisect() -> None:
     assert b.wait == b.run == want_counts
     assert b.wait_sum == b.run_sum == pytest.approx(sum(max(v, 0.0) for v in values))
     assert b.started == len(values) and b.finished == {"completed": len(values)}
+
+
+async def test_slow_gauge_samples_are_spaced_out(tmp_path: Path) -> None:
+    """A gauge query that takes long (a big backlog) runs at most 1/SAMPLE_SHARE of the time: the
+    next sample waits SAMPLE_SHARE times its duration when that is longer than sample_secs."""
+    from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "p.db"))
+    await store.open()
+    now = [1_000_000.0]
+    queries: list[float] = []
+    read_gauges = store.queue_gauges
+
+    async def slow(at: float) -> dict[str, dict[str, float]]:
+        queries.append(at)
+        now[0] += 1.0  # the query takes a second of the recorder's clock
+        return await read_gauges(at)
+
+    store.queue_gauges = slow  # type: ignore[method-assign]
+    rec = metrics.Recorder(store, sample_secs=5, clock=lambda: now[0])
+    try:
+        await rec.stats()
+        assert len(queries) == 1 and rec.sample_cost == 1.0
+        now[0] += 10  # past sample_secs, not past SAMPLE_SHARE × 1 s
+        await rec.stats()
+        assert len(queries) == 1
+        now[0] = rec.sampled_at + metrics.SAMPLE_SHARE
+        await rec.stats()
+        assert len(queries) == 2
+    finally:
+        await store.close()

@@ -11,8 +11,9 @@ One set of numbers feeds both the console (OperatorService.GetStats) and Prometh
 - The gauges (jobs per status and the oldest due job's age from one grouped store query; plugins
   up from the host) are sampled when they are read — a scrape or GetStats — if the last sample is
   older than `sample_secs` (`refresh_gauges`). The query visits every live job (about 10 ms per
-  20,000 queued on SQLite), so a server nobody watches does not run it, and one read at a time
-  runs it at most once per `sample_secs` however many scrapers and consoles ask.
+  20,000 queued on SQLite), so a server nobody watches does not run it, readers arriving together
+  share one sample, and samples are spaced so that they take at most 1/`SAMPLE_SHARE` of the time
+  (a 0.5 s query on a backlog of a million jobs runs every 25 s, not every 5 s).
 - Every `persist_secs` (and at stop) the waiting buckets are added to the store's `metric_buckets`
   table, one row per (node, step, bucket start, handler). Each node adds only to its own rows, so
   nodes sharing a PostgreSQL store never contend; readers sum the rows of every node. Minute rows
@@ -61,6 +62,7 @@ MAX_POINTS = 1500  # points per series in one GetStats answer
 MAX_HANDLER_SERIES = 200  # beyond this many handlers, per-handler series carry no points
 FAILED_OUTCOMES = frozenset({"failed", "timeout", "plugin_unavailable", "crashed"})  # count towards error %
 GAUGE_STATUSES = ("queued", "due", "running", "paused")
+SAMPLE_SHARE = 50  # gauge samples are at least this many times their own duration apart
 
 
 class Bucket:
@@ -291,6 +293,7 @@ class Recorder:
         # (handler, outcome) → schedule runs fired by this node's ticker (cumulative since start)
         self.schedule_runs: dict[tuple[str, str], int] = {}
         self.sampled_at = 0.0
+        self.sample_cost = 0.0  # seconds the last gauge sample took
         self._task: asyncio.Task[None] | None = None
         self._last_persist = 0.0
         self._last_prune = 0.0
@@ -401,16 +404,23 @@ class Recorder:
             self.plugin_gauges = list(self.plugins())
         self.sampled_at = now
 
+    def _gauges_fresh(self) -> bool:
+        age = self.clock() - self.sampled_at
+        return age < max(self.sample_secs, self.sample_cost * SAMPLE_SHARE)
+
     async def refresh_gauges(self) -> None:
-        """Sample the gauges unless the last sample is younger than `sample_secs`. A failed sample
-        leaves the last gauges (and `sampled_at`, which says how old they are) in place."""
-        if self.clock() - self.sampled_at < self.sample_secs:
+        """Sample the gauges unless the last sample is younger than `sample_secs` (or than
+        SAMPLE_SHARE times its own duration, if longer). A failed sample leaves the last gauges (and
+        `sampled_at`, which says how old they are) in place."""
+        if self._gauges_fresh():
             return
         async with self._sample_lock:
-            if self.clock() - self.sampled_at < self.sample_secs:
+            if self._gauges_fresh():
                 return  # a reader that came first sampled while this one waited
+            t0 = self.clock()
             try:
                 await self.sample()
+                self.sample_cost = max(0.0, self.clock() - t0)
             except PulseError as exc:
                 self.persist_errors += 1
                 log.warning("sampling the metric gauges failed (%s)", exc.message)
