@@ -3,14 +3,16 @@
 - Drain overhead: the in-process drain (Engine + SQLiteStore, N `pulse.noop` jobs queued) with the
   metrics recorder off and on — on means the recorder is wired into the engine and its loop runs
   as in `serve`. Every drain starts from a copy of one store file holding the N queued jobs (made
-  once, so both modes drain the same file, without an enqueue phase between drains). One drain is
-  run first and thrown away (warm-up), then `PAIRS` pairs, off and on back to back, the order
-  alternating (off-on, on-off, …) so neither mode always runs first, each after a gc.collect().
-  Each pair gives ratios taken in the same seconds of machine load. The figure is the median of the
-  paired CPU ratios, (on CPU s / off CPU s - 1) × 100, over every thread of this process (the event
-  loop's and SQLite's): the recorder adds only CPU work, and CPU is what other processes' load moves
-  least (an off/off run of this harness gave paired CPU medians within ±2 %, wall ones within ±8 %,
-  at load 3 on 2 cores). Beside it, metrics_drain_wall_overhead_pct: the same median over wall time.
+  once: both modes drain the same file, no enqueue phase between drains), after a gc.collect().
+  Two drain processes run side by side: each pair is an off drain and an on drain started at the
+  same moment, so both see the same load from the rest of the machine (which process has metrics
+  on alternates); one pair of off drains is run first and thrown away (warm-up). The figure is the
+  median over `PAIRS` pairs of (on CPU s / off CPU s - 1) × 100, CPU of every thread of the drain's
+  process (the event loop's and SQLite's): the recorder adds only CPU work, and CPU is what other
+  processes' load moves least. Beside it, metrics_drain_wall_overhead_pct: the same median over
+  wall time. An off/off run of this harness at load 3–5 on 2 cores gave paired CPU ratios within
+  −2.3 … +4.7 % (median −0.1 %) and wall ones within ±5 % (median +1.4 %); drains run one after the
+  other instead gave ±8 % CPU and −40 … +100 % wall per pair.
 - The parts alone: the hot path (ns per job for the three recorder calls) and one gauge sample on
   the store holding the N queued jobs (the query a scrape or GetStats runs when the gauges are
   older than the sample period; a drain nobody reads does not run it), each also as a share of
@@ -23,10 +25,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import json
 import shutil
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.common import Result, main, temp_dir
@@ -35,7 +42,7 @@ from bench.ours import DrainCounter, enqueue_many, open_engine
 from bench.sizes import drain_n
 from pulse_tui.pulse import metrics
 
-PAIRS = 16
+PAIRS = 12
 QUICK_PAIRS = 4
 HOT_CALLS = 200_000
 SCRAPES = 20
@@ -66,8 +73,11 @@ def copy_store(src: Path, dst: Path) -> None:
             shutil.copyfile(f"{src}{suffix}", f"{dst}{suffix}")
 
 
-async def drain_once(src: Path, n: int, on: bool) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of one drain of a copy of `src`."""
+async def drain_once(
+    src: Path, n: int, on: bool, ready: Callable[[], Awaitable[None]]
+) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one drain of a copy of `src`; `ready` is
+    awaited once everything is set up, just before the timed part."""
     gc.collect()  # every drain starts with the same collector state (else every other one paid more)
     with temp_dir("metrics") as d:
         copy_store(src, d / "pulse.db")
@@ -78,6 +88,7 @@ async def drain_once(src: Path, n: int, on: bool) -> tuple[float, float]:
             counter = DrainCounter(engine, n)
             if rec is not None:
                 await rec.start()
+            await ready()
             cpu = CpuMeter().start()
             t0 = time.perf_counter()
             await engine.start()
@@ -94,6 +105,70 @@ async def drain_once(src: Path, n: int, on: bool) -> tuple[float, float]:
                 await rec.stop()
             await store.close()
     return secs, cpu_s
+
+
+async def worker(src: Path, n: int) -> None:
+    """A drain process: per line `off` or `on` on stdin it sets a drain up, says `ready`, waits for
+    `go`, drains and prints [wall s, CPU s]; `quit` (or the end of stdin) ends it."""
+    loop = asyncio.get_running_loop()
+
+    async def line() -> str:
+        return (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+
+    async def ready() -> None:
+        print("ready", flush=True)
+        if await line() != "go":
+            raise RuntimeError("expected go")
+
+    while (mode := await line()) in ("off", "on"):
+        print(json.dumps(await drain_once(src, n, mode == "on", ready)), flush=True)
+
+
+class Workers:
+    """Two drain processes started together: a pair's off and on drains run at the same time, so
+    both see the same load from the rest of the machine."""
+
+    def __init__(self, src: Path, n: int) -> None:
+        argv = [sys.executable, "-m", "bench.metrics_cost", "--drain-worker", str(src), str(n)]
+        root = Path(__file__).resolve().parents[1]
+        self.procs = [
+            subprocess.Popen(argv, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+
+    def _say(self, p: subprocess.Popen[str], text: str) -> None:
+        assert p.stdin is not None
+        p.stdin.write(text + "\n")
+        p.stdin.flush()
+
+    def _hear(self, p: subprocess.Popen[str]) -> str:
+        assert p.stdout is not None
+        got = p.stdout.readline().strip()
+        if not got:
+            raise RuntimeError(f"a drain process ended (exit status {p.wait()})")
+        return got
+
+    def pair(self, modes: tuple[str, str]) -> list[tuple[float, float]]:
+        """The two drains of `modes` (process 0's, process 1's), timed together."""
+        for p, m in zip(self.procs, modes, strict=True):
+            self._say(p, m)
+        for p in self.procs:
+            if self._hear(p) != "ready":
+                raise RuntimeError("a drain process did not get ready")
+        for p in self.procs:
+            self._say(p, "go")
+        return [tuple(json.loads(self._hear(p))) for p in self.procs]  # type: ignore[misc]
+
+    def close(self) -> None:
+        for p in self.procs:
+            with contextlib.suppress(OSError):
+                self._say(p, "quit")
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 async def scrape_ms() -> tuple[float, int, int]:
@@ -152,10 +227,15 @@ def run(quick: bool) -> Result:
     with temp_dir("metrics-src") as d:
         src = d / "pulse.db"
         sample_s = asyncio.run(make_store(src, n))
-        asyncio.run(drain_once(src, n, False))  # warm-up, not counted
-        for r in range(pairs):
-            for metrics_on in (False, True) if r % 2 == 0 else (True, False):
-                (on if metrics_on else off).append(asyncio.run(drain_once(src, n, metrics_on)))
+        workers = Workers(src, n)
+        try:
+            workers.pair(("off", "off"))  # warm-up, not counted
+            for r in range(pairs):  # which process drains with metrics on alternates
+                a, b = workers.pair(("off", "on") if r % 2 == 0 else ("on", "off"))
+                off.append(a if r % 2 == 0 else b)
+                on.append(b if r % 2 == 0 else a)
+        finally:
+            workers.close()
     wall = [b[0] / a[0] for a, b in zip(off, on, strict=True)]
     cpu = [b[1] / a[1] for a, b in zip(off, on, strict=True)]
     wall_overhead, overhead = pct(wall), pct(cpu)
@@ -164,7 +244,8 @@ def run(quick: bool) -> Result:
     off_cpu_job = statistics.median(c for _, c in off) / n
     how = (
         f"N={n:,} pulse.noop in-process drain from a copy of one store file, recorder off vs on (as in serve), "
-        f"{pairs} pairs back to back after a warm-up drain, order alternating; median of the paired ratios"
+        f"{pairs} pairs each run side by side in two processes (at the same time), after a warm-up pair; "
+        "median of the paired ratios"
     )
     return Result(
         figures={
@@ -201,4 +282,7 @@ def run(quick: bool) -> Result:
 
 
 if __name__ == "__main__":
-    main(run)
+    if sys.argv[1:2] == ["--drain-worker"]:
+        asyncio.run(worker(Path(sys.argv[2]), int(sys.argv[3])))
+    else:
+        main(run)
