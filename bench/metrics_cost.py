@@ -86,9 +86,9 @@ async def drain_once(
         engine.metrics = rec
         try:
             counter = DrainCounter(engine, n)
-            if rec is not None:
-                await rec.start()
             await ready()
+            if rec is not None:  # its loop's first pass runs once the drain has started, as in serve
+                await rec.start()
             cpu = CpuMeter().start()
             t0 = time.perf_counter()
             await engine.start()
