@@ -287,6 +287,55 @@ async def wait_for(cond, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def test_view_stream_holds_quiet_changes_until_its_quiet_time(inproc_server, monkeypatch):
+    """Changes a console neither shows nor could see enter its list (below its lowest seq held)
+    are counted and held: they go out with the next message the stream gets at once (a shown job
+    changed), or on their own once VIEW_QUIET passed since its last message."""
+    from pulse_tui.pulse import services
+
+    monkeypatch.setattr(services, "VIEW_QUIET", 3600.0)  # held until something else goes out
+    broadcast = inproc_server.server.operator._broadcast
+    client = PulseClient(inproc_server.address, inproc_server.token)
+    assert await client.probe() == "operator"
+    ids = await client.enqueue_many(
+        [op.EnqueueRequest(handler="pulse.noop", delay_secs=3600) for _ in range(3)]
+    )
+    seqs = [(await client.get_job(i)).job.seq for i in ids]
+    events = client.watch_jobs(view=[ids[2]], from_seq=seqs[2])  # jobs 0 and 1 are below its rows
+    hello = await anext(events)
+    assert hello.kind == "heartbeat" and hello.view_token
+    sub = broadcast._views[hello.view_token]
+
+    async def next_event() -> op.JobEvent:
+        while (ev := await asyncio.wait_for(anext(events), 10)).kind == "heartbeat":
+            pass
+        return ev
+
+    await client.cancel_jobs([ids[0]])  # quiet, but the stream's first message: at once
+    first = await next_event()
+    assert first.kind == "others" and dict(first.others) == {J.CANCELLED: 1} and first.others_from_seq == 0
+    assert (await next_event()).kind == "counts"
+    await client.cancel_jobs([ids[1]])  # quiet, and the stream just got a message: held
+    await wait_for(lambda: sub.others.get(J.CANCELLED) == 1)
+    await client.cancel_jobs([ids[2]])  # shown: at once, and the held change with it
+    shown = await next_event()
+    assert shown.kind == "upsert" and shown.job.id == ids[2] and shown.job.status == J.CANCELLED
+    held = await next_event()
+    assert held.kind == "others" and dict(held.others) == {J.CANCELLED: 1} and held.others_from_seq == 0
+    counts = await next_event()  # taken after both
+    assert counts.kind == "counts" and counts.counts.by_status[J.CANCELLED] == 3
+
+    monkeypatch.setattr(services, "VIEW_QUIET", 0.2)  # a held change goes out on its own in time
+    await client.set_watch_view(hello.view_token, [], from_seq=10**9)  # every change is below
+    await client.enqueue_many([op.EnqueueRequest(handler="pulse.noop", delay_secs=3600)])
+    alone = await next_event()
+    assert alone.kind == "others" and dict(alone.others) == {J.QUEUED: 1} and alone.others_from_seq == 0
+    counts = await next_event()
+    assert counts.kind == "counts" and counts.counts.by_status[J.QUEUED] == 1
+    await events.aclose()
+    await client.close()
+
+
 async def test_view_flushes_never_wait_for_a_busy_count(inproc_server):
     """The consoles' per-flush count waits for a reader thread; while every reader is busy (scans
     of consoles' filters), the changes still go out at once, and the count follows when it lands.

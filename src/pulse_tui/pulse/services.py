@@ -75,10 +75,12 @@ HEARTBEAT_SECS = 15.0
 PAGE_BYTES = 3 * 1024 * 1024
 WATCH_INTERVAL = 0.05  # least time between two flushes of one WatchJobs stream under steady change
 BROADCAST_BACKLOG = 8 << 20  # bytes queued for one stream before it is told to resync
-VIEW_MAX = 10_000
-VIEW_COUNT_CAP = (
-    10_000  # the counts view streams carry (the console's cap)  # ids one view stream may show (SetWatchView)
-)
+VIEW_MAX = 10_000  # ids one view stream may show (SetWatchView)
+VIEW_COUNT_CAP = 10_000  # the counts view streams carry (the console's cap)
+# least time between two messages to a view stream that bring it only changes it does not show
+# and that cannot enter its list (counted, and the counts by status): what a console does with
+# them it does at most once a second (app.OTHERS_INTERVAL)
+VIEW_QUIET = 1.0
 # longest a flush of the view streams waits for its count; a slower one follows on its own
 VIEW_COUNT_WAIT = 0.02
 ENCODED_CACHE = 2_048  # encoded jobs shared by per-stream watchers (see OperatorService._job_bytes)
@@ -610,6 +612,7 @@ class _Subscriber:
         "from_seq",
         "near",
         "counts",
+        "sent_at",
     )
 
     def __init__(self, view: set[str] | None = None, flt: JobFilter | None = None, token: str = "") -> None:
@@ -624,6 +627,7 @@ class _Subscriber:
         self.from_seq = 0  # the viewer's lowest seq held: changes at or above it are `near`
         self.near = 0  # of the pending others, those with seq >= from_seq
         self.counts: op.CountJobsResponse | None = None  # the latest, taken after the pending changes
+        self.sent_at = -VIEW_QUIET  # when pending changes were last released to the stream (monotonic)
 
     def drop_pending(self) -> None:
         self.chunks, self.size, self.others, self.near, self.counts = [], 0, {}, 0, None
@@ -649,7 +653,8 @@ class Broadcast:
         self._task: asyncio.Task[None] | None = None
         self._watcher: Watcher | None = None
         self._count_task: asyncio.Task[op.CountJobsResponse] | None = None  # the consoles' count
-        self._flushes = 0  # flushes so far (a late count goes out only if none went out since)
+        self._flushes = 0  # flushes so far (a late count goes out only if none was taken since)
+        self._count_awaited: asyncio.Task[op.CountJobsResponse] | None = None  # a release waits for it
 
     def subscribe(
         self, view: Iterable[str] | None = None, flt: JobFilter | None = None, from_seq: int = 0
@@ -705,8 +710,15 @@ class Broadcast:
         service = self._service
         sent_at = 0.0
         try:
-            while True:
-                batch, resync = await watcher.next_batch()
+            while not watcher.closed:
+                # view streams holding quiet changes (see _release) are due at a time: wake for it
+                held = self._held_until()
+                timeout = None if held is None else max(0.0, held - time.monotonic())
+                batch, resync = await watcher.next_batch(timeout)
+                if not batch and not resync:
+                    if held is not None:
+                        await self._release()
+                    continue
                 if not resync:
                     # the more streams share the flushes, the fewer flushes: each costs a write per
                     # stream (50 ms up to 16 streams, up to 200 ms from 64 on)
@@ -725,39 +737,76 @@ class Broadcast:
                         sub.event.set()
                     continue
                 if batch:
-                    self._flush(batch, await self._count() if self._views else None)
+                    self._flush(batch)
+                    if self._views:
+                        await self._release()
         finally:
             watcher.close()
             if self._count_task is not None:
                 self._count_task.cancel()
 
-    async def _count(self) -> op.CountJobsResponse | None:
-        """One count for every console, taken after this flush's changes. A flush never waits
-        long for it (the reader threads may be busy with scans of consoles' filters): a count
-        still running from an earlier flush is not asked again (its answer is older than these
-        changes), and one that takes longer than VIEW_COUNT_WAIT follows on its own when it
-        lands, unless more changes went out meanwhile. Without counts, consoles count themselves."""
+    def _held_until(self) -> float | None:
+        """When the earliest view stream holding quiet changes may be sent them (None: none holds)."""
+        due = [sub.sent_at for sub in self._views.values() if sub.others and not sub.resync]
+        return min(due) + VIEW_QUIET if due else None
+
+    async def _release(self) -> None:
+        """Send the view streams what they hold, with the counts by status taken after it: at once
+        to a stream whose shown jobs changed or that has changes at or above its lowest seq held
+        (new jobs that may enter its list); to one that holds only other changes (counted by
+        status: nothing it shows moved) at most once per VIEW_QUIET. During a steady drain 64
+        consoles that show none of the running jobs then cost one small message each per second,
+        and one count per second, instead of one each per flush (a console acts on such changes
+        at most once a second anyway, app.OTHERS_INTERVAL)."""
+        now = time.monotonic()
+        due = [
+            sub
+            for sub in self._views.values()
+            if not sub.resync and (sub.chunks or sub.near or (sub.others and now - sub.sent_at >= VIEW_QUIET))
+        ]
+        if not due:
+            return
+        counts = await self._count(due)
+        for sub in due:
+            sub.sent_at = now
+            if not sub.resync:
+                sub.counts = counts  # None rather than an older count: it would precede the changes
+                sub.event.set()
+
+    async def _count(self, subs: list[_Subscriber]) -> op.CountJobsResponse | None:
+        """One count for the view streams released together, taken after their changes. A release
+        never waits long for it (the reader threads may be busy with scans of consoles' filters):
+        a count still running from an earlier release is not asked again (its answer is older than
+        these changes), and one that takes longer than VIEW_COUNT_WAIT follows on its own when it
+        lands, unless more changes were taken meanwhile. Without counts, consoles count themselves."""
         if self._count_task is not None:
             return None
         task = asyncio.create_task(self._service.count_response(JobFilter(), VIEW_COUNT_CAP))
         self._count_task = task
-        flush = self._flushes + 1  # the flush it is taken for
-        task.add_done_callback(lambda t: self._count_landed(t, flush))
-        done, _ = await asyncio.wait((task,), timeout=VIEW_COUNT_WAIT)
+        flush = self._flushes  # the changes it is taken after
+        task.add_done_callback(lambda t: self._count_landed(t, flush, subs))
+        self._count_awaited = task
+        try:
+            done, _ = await asyncio.wait((task,), timeout=VIEW_COUNT_WAIT)
+        finally:
+            self._count_awaited = None
         return self._count_result(task) if done else None
 
-    def _count_landed(self, task: asyncio.Task[op.CountJobsResponse], flush: int) -> None:
+    def _count_landed(
+        self, task: asyncio.Task[op.CountJobsResponse], flush: int, subs: list[_Subscriber]
+    ) -> None:
         if self._count_task is task:
             self._count_task = None
-        if self._flushes != flush:  # its flush is still waiting for it (and reads it), or later
-            if not task.cancelled():  # changes went out without it
+        if self._count_awaited is task or self._flushes != flush:
+            # its release still waits for it (and reads it), or more changes were taken since
+            if not task.cancelled():
                 task.exception()  # retrieved
             return
         counts = self._count_result(task)
         if counts is None:
             return
-        for sub in self._subs:
-            if sub.view is not None and not sub.resync:
+        for sub in subs:
+            if sub in self._subs and not sub.resync:
                 sub.counts = counts
                 sub.event.set()
 
@@ -772,7 +821,9 @@ class Broadcast:
             log.warning("counting jobs for the consoles failed: %r", exc)
         return None
 
-    def _flush(self, batch: list[Job], counts: op.CountJobsResponse | None = None) -> None:
+    def _flush(self, batch: list[Job]) -> None:
+        """Queue a flush of changes: for the all-events streams, sent at once; for the view
+        streams, held until `_release` (which attaches the counts) says it goes out."""
         self._flushes += 1
         routable = self._service.ctx.routable()
         everything = [sub for sub in self._subs if sub.view is None]
@@ -783,6 +834,7 @@ class Broadcast:
             )
             for sub in everything:
                 self._queue(sub, data)
+                sub.event.set()
         if len(everything) == len(self._subs):
             return
         # view streams: the viewed jobs, each encoded once; the other changes counted by status
@@ -827,21 +879,19 @@ class Broadcast:
                 if n:
                     pending[status] = pending.get(status, 0) + n
             sub.near += near
-            sub.counts = counts
-            if pending or sub.chunks:
-                sub.event.set()
 
     @staticmethod
     def _queue(sub: _Subscriber, data: bytes) -> None:
+        """Queue data for a stream (the caller wakes it), or tell one too far behind to resync."""
         if sub.resync:
             return
         if sub.size and sub.size + len(data) > BROADCAST_BACKLOG:
             sub.resync = True
             sub.drop_pending()
+            sub.event.set()
         else:
             sub.chunks.append(data)
             sub.size += len(data)
-        sub.event.set()
 
 
 class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
