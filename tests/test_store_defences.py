@@ -601,3 +601,56 @@ async def test_a_shared_count_is_abandoned_with_its_last_caller(tmp_path: Path) 
         assert await asyncio.wait_for(late, 10) == {s: 0 for s in J.STATUSES}
     finally:
         await store.close()
+
+
+async def test_a_cancelled_read_stops_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """The PostgreSQL counterpart of the interrupted SQLite read: a console that cancels a count
+    or a page (typing a filter on) stops the query on the database server, not only the wait for
+    it. The reads are held on a table lock, so a query the cancel did not reach would still be
+    active (waiting on that lock) in pg_stat_activity; after the cancels the pool still reads."""
+    import asyncpg
+
+    from pulse_tui.client import PulseClient, job_filter
+    from pulse_tui.config import Config
+    from pulse_tui.pulse.server import PulseServer
+
+    settings = ServerSettings(
+        listen="127.0.0.1:0", data_dir=tmp_path / "data", db=pg_url, grace=2.0, retention_secs=None
+    )
+    srv = PulseServer(settings, Config())
+    await srv.start()
+    monitor = await asyncpg.connect(pg_url)
+    locker = await asyncpg.connect(pg_url)
+    active = (
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()"
+        " AND datname = current_database() AND query LIKE '%FROM jobs%'"
+    )
+
+    async def until(want: int) -> None:
+        async with asyncio.timeout(10):
+            while await monitor.fetchval(active) != want:
+                await asyncio.sleep(0.02)
+
+    try:
+        token = (settings.data_dir / "token").read_text().strip()
+        async with PulseClient(srv.address, token) as client:
+            await client.probe()
+            flt = job_filter(text="x")
+            lock = locker.transaction()
+            await lock.start()
+            await locker.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+            try:
+                for read in (client.count_jobs(flt), client.list_jobs(flt)):
+                    task = asyncio.ensure_future(read)
+                    await until(1)  # the read is running on the server, waiting for the lock
+                    task.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await task
+                    await until(0)  # ... and stopped there while the lock is still held
+            finally:
+                await lock.rollback()
+            assert (await asyncio.wait_for(client.count_jobs(flt), 10)).total == 0
+    finally:
+        await locker.close()
+        await monitor.close()
+        await srv.stop(0)
