@@ -7,6 +7,9 @@ Update with `pytest tests/test_tui_snapshots.py --snapshot-update` after an inte
 from __future__ import annotations
 
 import asyncio
+import html
+import re
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +38,34 @@ def test_screen_snapshot(snap_compare, stable_server, scene: str, size: tuple[in
         await shots.SCENES[scene](app, pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+SNAPSHOTS = Path(__file__).parent / "__snapshots__"
+SVG_TEXT = re.compile(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]*)</text>')
+
+
+@pytest.mark.parametrize(
+    "svg",
+    [
+        "test_tui_snapshots/test_screen_snapshot[job_detail-80x24].svg",
+        "test_tui_snapshots/test_screen_snapshot[job_detail-120x40].svg",
+        "test_tui_children_snapshots/test_children_snapshot[job_children-80x24].svg",
+        "test_tui_children_snapshots/test_children_snapshot[job_children-120x40].svg",
+    ],
+)
+def test_detail_lines_start_at_the_value_column(svg: str) -> None:
+    """In a job's detail the full-width lines (source · cost, children) start where the values
+    above them do, in the picture too: a screenshot draws each run of text from its own x, so a
+    line drawn from the left edge behind its blank label lands wherever the blanks' font puts it."""
+    spans = [
+        (float(x), float(y), html.unescape(text).replace("\xa0", " "))
+        for x, y, text in SVG_TEXT.findall((SNAPSHOTS / svg).read_text())
+    ]
+    handler_y = next(y for _, y, t in spans if t.startswith("handler "))
+    value_x = min(x for x, y, t in spans if y == handler_y and x > 0 and not t.startswith("handler"))
+    lines = [(x, t) for x, _, t in spans if t.lstrip().startswith("source ")]
+    for label_y in {y for _, y, t in spans if t.startswith("children ")}:  # the summary's label
+        lines.append(min((x, t) for x, y, t in spans if y == label_y and not t.startswith("children ")))
+    assert lines, "no full-width line in this snapshot"
+    for x, text in lines:
+        assert (x, text[:1]) == (value_x, text.lstrip()[:1]), text.rstrip()

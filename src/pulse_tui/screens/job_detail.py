@@ -331,16 +331,19 @@ class JobDetailScreen(PulseScreen):
         if job.node:
             extra.append(f"node {job.node}")
         # lines with nothing on the right take the whole width (in the grid's second column they
-        # wrapped at 80 columns: "cost 0 (est." / "2.5)")
-        wide = Table.grid(padding=(0, 2), expand=True)
-        wide.add_column(style="dim", no_wrap=True, width=8)
+        # wrapped at 80 columns: "cost 0 (est." / "2.5)"). A label and the gap after it are one
+        # dim run and the line another, as in the grid above: a dim blank label before a dim line
+        # made one run from the left edge, which screenshots drew with the blanks narrower than
+        # columns, so the line started left of the values above it.
+        wide = Table.grid(expand=True)
+        wide.add_column(no_wrap=True, width=10)
         wide.add_column(ratio=1)
         if extra:
             wide.add_row("", Text(" · ".join(extra), style="dim"))
         if self.child_counts is not None and self.child_counts.total:
             line = self._children_line(self.child_counts)
             line.append("  (C)", style="dim")
-            wide.add_row("children", line)
+            wide.add_row(Text("children".ljust(10), style="dim"), line)
         self.query_one("#detail-summary", Static).update(Group(grid, wide) if wide.row_count else grid)
 
     def _attempts(self, detail: operator_pb2.JobDetail) -> Table | Text:
