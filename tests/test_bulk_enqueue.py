@@ -226,10 +226,12 @@ async def test_cli_enqueue_from_jsonl(shared_server, tmp_path):
             bad.write_text(content)
             r = cli(shared_server, "--from", str(bad))
             assert r.returncode != 0 and fragment in r.stderr, (content, r.stderr)
-        # the server refuses line 3 (unknown handler): nothing from the file is stored
-        mixed = "\n".join([lines[0], lines[1], json.dumps({"handler": "pulse.nop"}), lines[3]])
+        # the server refuses line 4 (unknown handler; a blank line before it): nothing from the
+        # file is stored, and the error names that line, not the job's index in the call
+        mixed = "\n".join([lines[0], lines[1], "", json.dumps({"handler": "pulse.nop"}), lines[3]])
         r = cli(shared_server, "--from", "-", stdin=mixed)
-        assert r.returncode != 0 and "job 2 of 4" in r.stderr and "pulse.noop" in r.stderr, r.stderr
+        assert r.returncode != 0 and "-:4: unknown handler 'pulse.nop'" in r.stderr, r.stderr
+        assert "pulse.noop" in r.stderr and "job 2 of" not in r.stderr, r.stderr
         r = cli(shared_server, "pulse.noop", "--from", str(good))
         assert r.returncode != 0 and "--from takes every job's fields from the file" in r.stderr
         assert await total_jobs(ops, md) == before

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -830,9 +831,9 @@ ENQUEUE_MANY_MAX = 100_000  # the server's limit per call
 ENQUEUE_MANY_BYTES = 4 * 1024 * 1024 - 64 * 1024  # under the server's 4 MB message limit
 
 
-def read_job_lines(path: str) -> list[op.EnqueueRequest]:
+def read_job_lines(path: str, linenos: list[int] | None = None) -> list[op.EnqueueRequest]:
     """Parse a JSON-lines file of jobs into EnqueueRequests; any bad line is a CliError naming it,
-    and then nothing is sent."""
+    and then nothing is sent. `linenos`, if given, gets each request's line number."""
     from pulse_tui.protocol import operator_pb2
 
     try:
@@ -864,6 +865,8 @@ def read_job_lines(path: str) -> list[op.EnqueueRequest]:
             raise CliError(f"{where}: no handler")
         payload = doc.get("payload", {})
         raw = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        if linenos is not None:
+            linenos.append(lineno)
         reqs.append(
             operator_pb2.EnqueueRequest(
                 handler=doc["handler"],
@@ -915,14 +918,24 @@ def cmd_jobs_enqueue_many(args: argparse.Namespace) -> int:
         raise CliError(
             "--from takes every job's fields from the file: give no handler, --payload, --wait, ..."
         )
-    reqs = read_job_lines(args.from_file)
+    linenos: list[int] = []
+    reqs = read_job_lines(args.from_file, linenos)
 
     async def run(client: PulseClient) -> int:
         ids = await client.enqueue_many(reqs)
         emit(args, {"enqueued": len(ids), "ids": ids}, "\n".join(ids))
         return 0
 
-    return with_client(args, run)
+    try:
+        return with_client(args, run)
+    except CliError as exc:
+        # the server names a refused job by its index in the call ("job 0 of 2: ..."): name its
+        # line in the file instead, as the file's own errors do
+        which = re.match(r"job (\d+) of (\d+): (.*)", exc.message, re.S)
+        if which and int(which[2]) == len(reqs) and int(which[1]) < len(reqs):
+            exc.message = f"{args.from_file}:{linenos[int(which[1])]}: {which[3]}"
+            exc.args = (exc.message,)
+        raise
 
 
 def cmd_jobs_enqueue(args: argparse.Namespace) -> int:
