@@ -441,3 +441,19 @@ def test_server_stop_finds_and_stops_the_server_a_console_kept(tmp_path, capsys)
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
+
+
+def test_an_unknown_theme_is_refused_before_the_console_starts(monkeypatch, tmp_path, capsys):
+    """`--theme` (or `[tui] theme`) naming no theme is an error at once: no console, no server
+    started for it (the data dir stays empty), not a notice inside a console that then runs."""
+    data = tmp_path / "data"
+    config = tmp_path / "pulse.toml"
+    config.write_text(f'[server]\ndata_dir = "{data}"\nlisten = "127.0.0.1:1"\n')
+    monkeypatch.setenv("PULSE_CONFIG", str(config))
+    assert main(["--theme", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --theme: unknown theme 'bogus'; one of ") and "nord" in err, err
+    config.write_text(config.read_text() + '\n[tui]\ntheme = "no-such"\n')
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith("error: [tui] theme: unknown theme 'no-such'")
+    assert not data.exists()

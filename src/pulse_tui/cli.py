@@ -1655,6 +1655,13 @@ def run_tui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CliError(f"the TUI is not available in this build ({exc})") from None
     config = load_config(getattr(args, "config", None))
+    theme = args.theme or config.tui.theme
+    if theme:  # before a server is started for a console that would not start
+        from textual.theme import BUILTIN_THEMES
+
+        if theme not in BUILTIN_THEMES:
+            where = "--theme" if args.theme else "[tui] theme"
+            raise CliError(f"{where}: unknown theme {theme!r}; one of {', '.join(sorted(BUILTIN_THEMES))}", 2)
     address = getattr(args, "connect", None)
     child: ServerProcess | None = None
     app: PulseApp | None = None
@@ -1688,7 +1695,7 @@ def run_tui(args: argparse.Namespace) -> int:
             keymap=config.tui.keys,
             tls=_tls(args),
             embedded=child is not None,
-            theme=args.theme or config.tui.theme,
+            theme=theme,
             theme_file=Path(config.server.data_dir).expanduser() / "tui-theme",
             notice=(
                 f"attached to the server an earlier console kept running (pid {kept['pid']});"
