@@ -38,6 +38,23 @@ def test_port_in_use_exits_2(tmp_path):
         )
     assert r.returncode == 2
     assert f"error: cannot listen on 127.0.0.1:{port}" in r.stderr and "--listen" in r.stderr
+    assert not list((tmp_path / "d").glob("token*"))  # a failed start writes no tokens
+
+
+def test_store_that_cannot_open_exits_2_and_writes_no_tokens(tmp_path):
+    r = serve(
+        "--config",
+        str(_empty_config(tmp_path)),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--db",
+        str(tmp_path / "missing" / "pulse.db"),
+    )
+    assert r.returncode == 2, r.stderr
+    assert "error: cannot open the job store" in r.stderr and "does not exist" in r.stderr, r.stderr
+    assert not list((tmp_path / "d").glob("token*")), list((tmp_path / "d").iterdir())
 
 
 def test_data_dir_not_writable_exits_2(tmp_path):

@@ -205,7 +205,6 @@ class PulseServer:
                     "pass --tls-cert and --tls-key, or --insecure if the network is trusted"
                 )
         check_data_dir(s.data_dir)
-        self.auth = Authenticator.from_data_dir(s.data_dir)
 
         self._grpc = grpc.aio.server(
             interceptors=[RejectUndecodable()],
@@ -229,6 +228,8 @@ class PulseServer:
             await self._store.open()
         except Exception as exc:
             raise ServerError(f"cannot open the job store {redact(s.store_url)}: {exc}") from None
+        # the tokens once the port and the store are ours: a start that fails writes none
+        self.auth = Authenticator.from_data_dir(s.data_dir)
         self.router = self._make_router()
         if s.metrics:
             self.metrics = Recorder(
