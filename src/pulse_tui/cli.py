@@ -219,11 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait until the job finishes, showing progress")
     p.set_defaults(func=cmd_jobs_enqueue)
     p = jsub.add_parser("show", parents=[conn, js], help="show a job with its attempts and logs")
-    p.add_argument("id")
+    p.add_argument("id", help="job id")
     p.set_defaults(func=cmd_jobs_show)
     p = jsub.add_parser("list", parents=[conn, js], help="list jobs, newest first")
     p.add_argument("--status", action="append", default=[], help="only this status (repeatable)")
-    p.add_argument("--handler", default="", help="only this handler")
+    p.add_argument("--handler", default="", help="only this handler (its exact name)")
     p.add_argument("--parent", default="", metavar="ID", help="only the children of this job")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-1000, default 50)")
     p.set_defaults(func=cmd_jobs_list)
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("retry", "retry failed or cancelled jobs by id"),
     ):
         p = jsub.add_parser(action, parents=[conn, js], help=what)
-        p.add_argument("ids", nargs="+", metavar="ID")
+        p.add_argument("ids", nargs="+", metavar="ID", help="job ids")
         p.set_defaults(func=cmd_jobs_bulk, action=action)
     for action, status, what in (
         ("pause", "queued", "pause queued or delayed jobs (held until resumed; not running ones)"),
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
             parents=[conn, js],
             help=f"{what}: by id, or every {status} job matching --handler/--parent",
         )
-        p.add_argument("ids", nargs="*", metavar="ID")
+        p.add_argument("ids", nargs="*", metavar="ID", help="job ids (or a filter: --handler/--parent)")
         p.add_argument("--handler", default="", help="only this handler (a prefix; * and ? glob)")
         p.add_argument("--parent", default="", metavar="ID", help="only the children of this job")
         p.add_argument(
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[conn, js],
         help="delete finished jobs by id, or all finished jobs matching --status/--handler (needs --yes)",
     )
-    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("ids", nargs="*", metavar="ID", help="job ids (or a filter: --status/--handler)")
     p.add_argument(
         "--status", action="append", default=[], help="completed, failed or cancelled (repeatable)"
     )
@@ -278,11 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = psub.add_parser("list", parents=[conn, js], help="list plugins")
     p.set_defaults(func=cmd_plugins_list)
     p = psub.add_parser("show", parents=[conn, js], help="one plugin: state, handlers, what it declares")
-    p.add_argument("name")
+    p.add_argument("name", help="plugin name, as configured")
     p.add_argument("--tail", type=int, default=20, help="lines of its output to show (default 20)")
     p.set_defaults(func=cmd_plugins_show)
     p = psub.add_parser("reload", parents=[conn, js], help="restart a plugin and re-read its handlers")
-    p.add_argument("name")
+    p.add_argument("name", help="plugin name, as configured")
     p.set_defaults(func=cmd_plugins_reload)
 
     handlers = sub.add_parser("handlers", help="handler names and naming conflicts")
@@ -303,14 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("list", parents=[conn, js], help="list schedules (deleted ones only with --state)")
     p.add_argument("--state", action="append", default=[], help="only this state (repeatable)")
     p.add_argument("--owner", default="", help="operator, config or plugin:NAME")
-    p.add_argument("--handler", default="")
+    p.add_argument("--handler", default="", help="only this handler (its exact name)")
     p.set_defaults(func=cmd_schedules_list)
     p = ssub.add_parser("show", parents=[conn, js], help="show a schedule with its recent runs")
-    p.add_argument("id")
+    p.add_argument("id", help="schedule id")
     p.add_argument("--runs", type=int, default=20, metavar="N", help="recent runs to show (default 20)")
     p.set_defaults(func=cmd_schedules_show)
     p = ssub.add_parser("create", parents=[conn, js], help="create a schedule")
-    p.add_argument("handler")
+    p.add_argument("handler", help="the handler each run enqueues a job of")
     cadence = p.add_mutually_exclusive_group(required=True)
     cadence.add_argument("--every", metavar="DURATION", help="interval such as 30s, 5m, 1h30m, 2d")
     cadence.add_argument("--cron", metavar="EXPR", help='5-field cron expression, e.g. "0 3 * * *"')
@@ -322,14 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", action="store_true", help="first run at once (else at the next cadence point)")
     p.set_defaults(func=cmd_schedules_create)
     p = ssub.add_parser("update", parents=[conn, js], help="change a schedule's cadence, payload or policies")
-    p.add_argument("id")
+    p.add_argument("id", help="schedule id")
     cadence = p.add_mutually_exclusive_group()
     cadence.add_argument("--every", metavar="DURATION", help="new interval (replaces a cron expression)")
     cadence.add_argument("--cron", metavar="EXPR", help="new cron expression (replaces an interval)")
     p.add_argument("--tz", default=None, metavar="ZONE", help="IANA time zone for the cron expression")
-    p.add_argument("--payload", default=None, metavar="JSON")
-    p.add_argument("--overlap", choices=("skip", "allow"), default=None)
-    p.add_argument("--jitter", type=int, default=None, metavar="SECS")
+    p.add_argument("--payload", default=None, metavar="JSON", help="new JSON payload of every run")
+    p.add_argument("--overlap", choices=("skip", "allow"), default=None, help="while a run is unfinished")
+    p.add_argument("--jitter", type=int, default=None, metavar="SECS", help="delay each run by 0..SECS")
     p.set_defaults(func=cmd_schedules_update)
     for action, text in (
         ("pause", "pause schedules"),
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("delete", "delete schedules"),
     ):
         p = ssub.add_parser(action, parents=[conn, js], help=text)
-        p.add_argument("ids", nargs="+", metavar="ID")
+        p.add_argument("ids", nargs="+", metavar="ID", help="schedule ids")
         p.set_defaults(func=cmd_schedules_action, action=action)
 
     p = sub.add_parser("ix", parents=[conn, js], help="run a handler script: enqueue python.<command>")

@@ -204,7 +204,7 @@ concurrency = {s.concurrency}                  # jobs running at once on this se
 prefetch = {s.prefetch}                     # jobs claimed ahead of a free slot (0 = claim only for free slots)
 default_timeout = {s.default_timeout:g}           # seconds, for jobs enqueued without a timeout
 max_payload_bytes = {s.max_payload_bytes}       # bigger payloads are refused at enqueue
-retention_days = {s.retention_days:g}               # finished jobs older than this are pruned
+retention_days = {s.retention_days:g}               # completed jobs older than this are pruned (0 = kept); failed and cancelled ones stay until deleted
 grace_secs = {s.grace_secs:g}                  # on shutdown / reload, running jobs get this long
 max_children = {s.max_children}                # child jobs one job may have (more are refused)
 max_child_depth = {s.max_child_depth}                 # levels of children below a top job
