@@ -270,6 +270,14 @@ async def test_command_line_hint_lists_every_command(server) -> None:
         for name in ("jobs", "plugins", "handlers", "scripts", "ix", "reconnect", "quit"):
             assert name in hint, (name, hint)
         await pilot.press("escape")
+        # at 80 columns the names that fit, then an ellipsis and the closing parenthesis (the
+        # input cut the full list mid-way: "…, reconnect, purge," and nothing after)
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("colon")
+        line = app.screen.query_one("#command-line", Input)
+        assert line.placeholder.startswith(":command  (jobs, plugins, handlers"), line.placeholder
+        assert line.placeholder.endswith(", …)") and len(line.placeholder) <= 78, line.placeholder
+        await pilot.press("escape")
 
 
 def type_ahead(app: PulseApp, *keys: str) -> None:

@@ -34,8 +34,8 @@ class CommandLine(Input):
     def open(self, text: str = "") -> None:
         console = find_console(self.app)
         names = console.commands.names() if console is not None else []  # every listed command, in order
-        if names:
-            self.placeholder = f":command  ({', '.join(names)})"
+        if names:  # as many as fit the line (its padding takes 2 columns); Input cuts the rest
+            self.placeholder = command_hint(names, self.app.size.width - 2)
         self.select_on_focus = False  # a prefilled `:sort ` is continued, not replaced
         self.value = text
         self.cursor_position = len(text)
@@ -63,3 +63,17 @@ class CommandLine(Input):
         self._refocus()
         if line:
             self.post_message(self.Submitted(line))
+
+
+def command_hint(names: list[str], width: int) -> str:
+    """`:command  (jobs, plugins, …)`: the names that fit in `width` columns, an ellipsis for the
+    rest (cut by the input, the list ended mid-name or on a comma with no closing parenthesis)."""
+    full = f":command  ({', '.join(names)})"
+    if len(full) <= width:
+        return full
+    shown: list[str] = []
+    for name in names:
+        if len(f":command  ({', '.join([*shown, name])}, …)") > width:
+            break
+        shown.append(name)
+    return f":command  ({', '.join([*shown, '…'])})"
