@@ -54,18 +54,25 @@ SVG_TEXT = re.compile(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]
     ],
 )
 def test_detail_lines_start_at_the_value_column(svg: str) -> None:
-    """In a job's detail the full-width lines (source · cost, children) start where the values
-    above them do, in the picture too: a screenshot draws each run of text from its own x, so a
-    line drawn from the left edge behind its blank label lands wherever the blanks' font puts it."""
+    """In a job's detail the full-width lines (source · cost, children) and a progress without a
+    bar start where the values above them do, in the picture too: a screenshot draws each run of
+    text from its own x, so a line drawn from the left edge behind its blank label (or a dash
+    right-aligned in the bar's 24 columns) lands wherever the blanks' font puts it."""
     spans = [
         (float(x), float(y), html.unescape(text).replace("\xa0", " "))
         for x, y, text in SVG_TEXT.findall((SNAPSHOTS / svg).read_text())
     ]
-    handler_y = next(y for _, y, t in spans if t.startswith("handler "))
-    value_x = min(x for x, y, t in spans if y == handler_y and x > 0 and not t.startswith("handler"))
+
+    def line(label: str) -> list[tuple[float, str]]:
+        """The runs of text on `label`'s line, left to right."""
+        y = next(y for _, y, t in spans if t.startswith(label + " "))
+        return sorted((x, t) for x, yy, t in spans if yy == y)
+
+    value_x = line("handler")[1][0]
     lines = [(x, t) for x, _, t in spans if t.lstrip().startswith("source ")]
-    for label_y in {y for _, y, t in spans if t.startswith("children ")}:  # the summary's label
-        lines.append(min((x, t) for x, y, t in spans if y == label_y and not t.startswith("children ")))
-    assert lines, "no full-width line in this snapshot"
+    if any("—" in t for _, t in line("progress")):  # no bar: the dash alone
+        lines.append(next((x, t) for x, t in line("progress") if "—" in t))
+    if any(t.startswith("children ") for _, _, t in spans):
+        lines.append(line("children")[1])
     for x, text in lines:
-        assert (x, text[:1]) == (value_x, text.lstrip()[:1]), text.rstrip()
+        assert x == value_x and not text.startswith(" "), (x, value_x, text.rstrip())

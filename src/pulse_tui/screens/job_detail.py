@@ -281,7 +281,10 @@ class JobDetailScreen(PulseScreen):
         if wait:  # queued for a future time: when (absolute and relative), and why
             what = "retry at" if wait == "retry" else "runs at"
             status.append(f"  · {what} {fmt.absolute(job.run_at, tz)} (in {fmt.until(job.run_at - now)})")
-        prog = progress_text(job.progress_current, job.progress_total, 24, status=job.status)
+        if job.progress_total > 0:
+            prog = progress_text(job.progress_current, job.progress_total, 24, status=job.status)
+        else:  # no bar: the dash (or the bare count) where the values start, not 24 columns in
+            prog = Text(str(job.progress_current) if job.progress_current else "—")
         compat = self.pulse.mode_name == EndpointMode.COMPAT  # QueueService says nothing of these
         if job.plugin:
             plugin = job.plugin + (f" {job.plugin_version}" if job.plugin_version else "")
