@@ -74,9 +74,9 @@ class StatsScreen(PulseScreen):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "window('1h')", "1 h", id="stats.window_1h"),
-        Binding("2", "window('24h')", "24 h", id="stats.window_24h"),
-        Binding("3", "window('30d')", "30 d", id="stats.window_30d"),
+        Binding("1", "window('1h')", "Last 1h", id="stats.window_1h"),
+        Binding("2", "window('24h')", "Last 24h", id="stats.window_24h"),
+        Binding("3", "window('30d')", "Last 30d", id="stats.window_30d"),
         Binding("enter", "jobs", "Jobs", id="stats.jobs"),
         Binding("ctrl+r", "refresh", "Refresh", show=False, id="stats.refresh"),
     ]
