@@ -1030,6 +1030,9 @@ class PostgresStore(Store):
         return [q.job_row(r) for r in rows]
 
     async def count(self, flt: JobFilter, cap: int) -> dict[str, int]:
+        # A read whose caller is cancelled (a console typing a filter on) stops on the server too:
+        # asyncpg sends PostgreSQL a cancel request for the running query (as SQLite's progress
+        # handler interrupts it; tests/test_store_defences.py checks both).
         sql, args = q.count_jobs(D, flt, cap)
         async with self._acquire() as conn:
             return q.counts_by_status(await conn.fetchrow(sql, *args))
