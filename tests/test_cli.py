@@ -457,3 +457,14 @@ def test_an_unknown_theme_is_refused_before_the_console_starts(monkeypatch, tmp_
     assert main([]) == 2
     assert capsys.readouterr().err.startswith("error: [tui] theme: unknown theme 'no-such'")
     assert not data.exists()
+
+
+@pytest.mark.parametrize("address", ["nonsense", "db1:", ":7878", "db1:99999"])
+def test_connect_that_is_not_host_port_is_a_usage_error(address, capsys):
+    """Said as such, at once, not tried as an address and reported as a server not running."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["jobs", "list", "--connect", address])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --connect: expected HOST:PORT (e.g. 127.0.0.1:7878), got {address!r}" in err, err
+    assert "not reachable" not in err

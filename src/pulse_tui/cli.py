@@ -89,12 +89,22 @@ def connect_address(listen: str) -> str:
 # ---------------------------------------------------------------- arguments
 
 
+def _host_port(value: str) -> str:
+    """--connect's value: HOST:PORT (a bracketed IPv6 host too), else a usage error naming it
+    (it used to be tried as an address and reported as a server that is not running)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 127.0.0.1:7878), got {value!r}")
+    return value
+
+
 def _connection_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("connection")
     g.add_argument(
         "--connect",
         metavar="HOST:PORT",
+        type=_host_port,
         default=argparse.SUPPRESS,
         help="server address (default: the configured listen address)",
     )
