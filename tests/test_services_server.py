@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import grpc
+import pytest
 
 from pulse_tui.protocol import operator_pb2 as op
 from pulse_tui.protocol import operator_pb2_grpc as op_grpc
@@ -282,3 +283,27 @@ def test_sigterm_with_dead_stderr_still_stops(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grace", "-1"], "error: --grace must be 0 or more seconds, got -1"),
+        (["--db", "mysql://db1/pulse"], "error: --db 'mysql://db1/pulse': expected a SQLite path"),
+        (["--metrics", "nonsense"], "error: metrics address 'nonsense' must be HOST:PORT"),
+    ],
+)
+def test_bad_serve_flags_exit_2_and_leave_nothing(tmp_path, args, message):
+    """Refused with what was wrong (a negative grace ran, "running jobs get -1s"; a mysql:// URL
+    was taken for a SQLite file; a bad metrics address was called the listen address)."""
+    r = serve(
+        "--config",
+        str(_empty_config(tmp_path)),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(tmp_path / "d"),
+        *args,
+    )
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not list((tmp_path / "d").glob("token*"))

@@ -407,8 +407,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.data_dir:
         settings.data_dir = Path(args.data_dir).expanduser()
     if args.db:
+        if "://" in args.db and not args.db.startswith(("postgresql://", "postgres://")):
+            raise CliError(f"--db {args.db!r}: expected a SQLite path, sqlite:PATH or postgresql://…", 2)
         settings.db = args.db
     if args.grace is not None:
+        if not 0 <= args.grace < float("inf"):
+            raise CliError(f"--grace must be 0 or more seconds, got {args.grace:g}", 2)
         settings.grace = args.grace
     if args.node:
         settings.node = args.node

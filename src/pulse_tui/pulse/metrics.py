@@ -647,7 +647,7 @@ class MetricsHTTPServer:
         from pulse_tui.pulse.server import ServerError, split_host_port
 
         s = self.settings
-        host, port = split_host_port(s.listen)
+        host, port = split_host_port(s.listen, "metrics address")
         ctx = None
         if s.tls_cert and s.tls_key:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -131,10 +131,10 @@ class ServerSettings:
         return bool(self.tls_cert or self.tls_key)
 
 
-def split_host_port(listen: str) -> tuple[str, int]:
+def split_host_port(listen: str, what: str = "listen address") -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ServerError(f"listen address {listen!r} must be HOST:PORT (port 0 picks a free one)")
+        raise ServerError(f"{what} {listen!r} must be HOST:PORT (port 0 picks a free one)")
     return host.strip("[]"), int(port)
 
 
@@ -198,7 +198,7 @@ class PulseServer:
         if s.tls and not (s.tls_cert and s.tls_key):
             raise ServerError("TLS needs both --tls-cert and --tls-key")
         if s.metrics_listen:
-            mhost, _ = split_host_port(s.metrics_listen)
+            mhost, _ = split_host_port(s.metrics_listen, "metrics address")
             if not is_loopback(mhost) and not s.tls and not s.insecure:
                 raise ServerError(
                     f"refusing to serve metrics on non-loopback address {s.metrics_listen} without TLS: "
