@@ -218,6 +218,10 @@ async def test_cli_enqueue_from_jsonl(shared_server, tmp_path):
                 ":2: unknown field(s) prio",
             ),
             ('{"handler": "pulse.noop", "priority": "high"}\n', ":1: priority must be an integer"),
+            (
+                '{"handler": "pulse.noop", "priority": 99999999999}\n',
+                ":1: priority 99999999999 is out of range",
+            ),
             ('{"payload": {}}\n', ":1: no handler"),
             ("{oops\n", ":1: not JSON"),
             ("\n\n", "no jobs"),

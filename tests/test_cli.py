@@ -468,3 +468,22 @@ def test_connect_that_is_not_host_port_is_a_usage_error(address, capsys):
     err = capsys.readouterr().err
     assert f"argument --connect: expected HOST:PORT (e.g. 127.0.0.1:7878), got {address!r}" in err, err
     assert "not reachable" not in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["jobs", "enqueue", "pulse.noop", "--priority", "99999999999"],
+        ["jobs", "enqueue", "pulse.noop", "--max-attempts", "-99999999999"],
+        ["jobs", "enqueue", "pulse.noop", "--timeout", "99999999999999999999"],
+        ["schedules", "update", "s1", "--jitter", "99999999999"],
+        ["plugins", "show", "demo", "--tail", "99999999999"],
+    ],
+)
+def test_an_integer_the_protocol_cannot_carry_is_a_usage_error(args, capsys):
+    """Out of the protocol's int32/int64 range it was a ValueError traceback from protobuf."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--connect", "127.0.0.1:1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {args[-2]}: {args[-1]} is out of range (" in err and "Traceback" not in err, err

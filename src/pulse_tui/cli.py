@@ -98,6 +98,29 @@ def _host_port(value: str) -> str:
     return value
 
 
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _int32(value: str) -> int:
+    """An integer flag the protocol carries as int32 (out of range it was a traceback)."""
+    return _ranged(value, INT32)
+
+
+def _int64(value: str) -> int:
+    return _ranged(value, INT64)
+
+
+def _ranged(value: str, bounds: tuple[int, int]) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {value!r}") from None
+    if not bounds[0] <= n <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"{n} is out of range ({bounds[0]} to {bounds[1]})")
+    return n
+
+
 def _connection_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("connection")
@@ -211,12 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--payload", default="{}", metavar="JSON", help="JSON payload (default {})")
     p.add_argument(
-        "--timeout", type=int, default=0, metavar="S", help="seconds per attempt (0 = server default)"
+        "--timeout", type=_int64, default=0, metavar="S", help="seconds per attempt (0 = server default)"
     )
     p.add_argument(
-        "--max-attempts", type=int, default=0, metavar="N", help="attempts before failing (default 3)"
+        "--max-attempts", type=_int32, default=0, metavar="N", help="attempts before failing (default 3)"
     )
-    p.add_argument("--priority", type=int, default=0, metavar="P", help="higher runs first")
+    p.add_argument("--priority", type=_int32, default=0, metavar="P", help="higher runs first")
     p.add_argument(
         "--id",
         dest="job_id",
@@ -289,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plugins_list)
     p = psub.add_parser("show", parents=[conn, js], help="one plugin: state, handlers, what it declares")
     p.add_argument("name", help="plugin name, as configured")
-    p.add_argument("--tail", type=int, default=20, help="lines of its output to show (default 20)")
+    p.add_argument("--tail", type=_int32, default=20, help="lines of its output to show (default 20)")
     p.set_defaults(func=cmd_plugins_show)
     p = psub.add_parser("reload", parents=[conn, js], help="restart a plugin and re-read its handlers")
     p.add_argument("name", help="plugin name, as configured")
@@ -317,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schedules_list)
     p = ssub.add_parser("show", parents=[conn, js], help="show a schedule with its recent runs")
     p.add_argument("id", help="schedule id")
-    p.add_argument("--runs", type=int, default=20, metavar="N", help="recent runs to show (default 20)")
+    p.add_argument("--runs", type=_int32, default=20, metavar="N", help="recent runs to show (default 20)")
     p.set_defaults(func=cmd_schedules_show)
     p = ssub.add_parser("create", parents=[conn, js], help="create a schedule")
     p.add_argument("handler", help="the handler each run enqueues a job of")
@@ -327,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tz", default="", metavar="ZONE", help="IANA time zone for --cron (default UTC)")
     p.add_argument("--payload", default="{}", metavar="JSON", help="JSON payload of every run (default {})")
     p.add_argument("--overlap", choices=("skip", "allow"), default="skip", help="while a run is unfinished")
-    p.add_argument("--jitter", type=int, default=0, metavar="SECS", help="delay each run by 0..SECS")
+    p.add_argument("--jitter", type=_int32, default=0, metavar="SECS", help="delay each run by 0..SECS")
     p.add_argument("--paused", action="store_true", help="create it paused")
     p.add_argument("--now", action="store_true", help="first run at once (else at the next cadence point)")
     p.set_defaults(func=cmd_schedules_create)
@@ -339,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tz", default=None, metavar="ZONE", help="IANA time zone for the cron expression")
     p.add_argument("--payload", default=None, metavar="JSON", help="new JSON payload of every run")
     p.add_argument("--overlap", choices=("skip", "allow"), default=None, help="while a run is unfinished")
-    p.add_argument("--jitter", type=int, default=None, metavar="SECS", help="delay each run by 0..SECS")
+    p.add_argument("--jitter", type=_int32, default=None, metavar="SECS", help="delay each run by 0..SECS")
     p.set_defaults(func=cmd_schedules_update)
     for action, text in (
         ("pause", "pause schedules"),
@@ -875,6 +898,9 @@ def read_job_lines(path: str, linenos: list[int] | None = None) -> list[op.Enque
                 value = doc[key]
                 if isinstance(value, bool) or not isinstance(value, kinds):
                     raise CliError(f"{where}: {key} must be {_kind_name(kinds)}, got {json.dumps(value)}")
+                low, high = INT64 if key == "timeout_secs" else INT32
+                if kinds is int and not low <= value <= high:
+                    raise CliError(f"{where}: {key} {value} is out of range ({low} to {high})")
         if not doc.get("handler"):
             raise CliError(f"{where}: no handler")
         payload = doc.get("payload", {})
