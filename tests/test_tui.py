@@ -236,6 +236,18 @@ async def test_enqueue_modal_validates_and_submits(server) -> None:
         await until(
             pilot, lambda: "unknown handler" in str(app.screen.query_one("#enqueue-error").render()), "error"
         )
+        # a number the protocol cannot carry is said in the form (it did nothing before)
+        app.screen.query_one("#enqueue-handler", Input).value = "pulse.noop"
+        app.screen.query_one("#enqueue-priority", Input).value = "99999999999"
+        await pilot.pause()  # the edits' Changed messages (each clears the error line) are handled
+        await pilot.press("ctrl+s")
+        await until(
+            pilot,
+            lambda: (
+                "priority 99999999999 is out of range" in str(app.screen.query_one("#enqueue-error").render())
+            ),
+            "range error",
+        )
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, JobsScreen), "closed")
         assert t.total == 1

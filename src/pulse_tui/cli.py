@@ -115,7 +115,7 @@ def _ranged(value: str, bounds: tuple[int, int]) -> int:
     try:
         n = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {value!r}") from None
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
     if not bounds[0] <= n <= bounds[1]:
         raise argparse.ArgumentTypeError(f"{n} is out of range ({bounds[0]} to {bounds[1]})")
     return n

@@ -170,6 +170,10 @@ class EnqueueScreen(ModalScreen[operator_pb2.Job | None]):
         if value < 0 and what != "priority":
             self._error(f"{what} cannot be negative")
             return None
+        bound = 2**63 - 1 if what == "timeout" else 2**31 - 1  # the protocol's int64 / int32
+        if not -bound - 1 <= value <= bound:  # (beyond, the form did nothing: a protobuf ValueError)
+            self._error(f"{what} {value} is out of range")
+            return None
         return value
 
     def _error(self, message: str) -> None:
