@@ -899,7 +899,7 @@ def read_job_lines(path: str, linenos: list[int] | None = None) -> list[op.Enque
                 if isinstance(value, bool) or not isinstance(value, kinds):
                     raise CliError(f"{where}: {key} must be {_kind_name(kinds)}, got {json.dumps(value)}")
                 low, high = INT64 if key == "timeout_secs" else INT32
-                if kinds is int and not low <= value <= high:
+                if isinstance(value, int) and kinds is int and not low <= value <= high:
                     raise CliError(f"{where}: {key} {value} is out of range ({low} to {high})")
         if not doc.get("handler"):
             raise CliError(f"{where}: no handler")
