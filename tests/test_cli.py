@@ -282,6 +282,9 @@ def test_schedules_commands(cli):
     [
         (("--every", "soon"), "interval 'soon' is not a duration"),
         (("--cron", "* *"), "must have 5 fields"),
+        # the field and what it takes, not CronSim's bare "Bad minute"
+        (("--cron", "61 * * * *"), "not valid: its minute field '61' (0-59)"),
+        (("--cron", "0 3 31 2 *"), "its day-of-month field '31' (1-31, a day the month has)"),
         (("--cron", "0 3 * * *", "--tz", "Mars/Base"), "unknown time zone 'Mars/Base'"),
         (("--every", "5m", "--tz", "UTC"), "--tz only applies to --cron"),
         (("--every", "5m", "--payload", "{x"), "--payload is not JSON"),

@@ -79,7 +79,23 @@ def check_cron(expr: str, tz: str = "") -> None:
     try:
         CronSim(expr, datetime.now(zone(tz)))
     except CronSimError as exc:
+        # CronSim says only "Bad minute": name the field's text and what it takes
+        name = str(exc).removeprefix("Bad ")
+        if name in CRON_FIELDS:
+            i, takes = CRON_FIELDS[name]
+            raise CadenceError(
+                f"cron expression {expr!r} is not valid: its {name} field {expr.split()[i]!r} ({takes})"
+            ) from None
         raise CadenceError(f"cron expression {expr!r} is not valid: {exc}") from None
+
+
+CRON_FIELDS = {  # CronSim's field name -> (position, its values)
+    "minute": (0, "0-59"),
+    "hour": (1, "0-23"),
+    "day-of-month": (2, "1-31, a day the month has"),
+    "month": (3, "1-12 or jan-dec"),
+    "day-of-week": (4, "0-7 or sun-sat"),
+}
 
 
 def check_cadence(interval_secs: int, cron: str, tz: str) -> None:
