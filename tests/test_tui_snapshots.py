@@ -76,3 +76,18 @@ def test_detail_lines_start_at_the_value_column(svg: str) -> None:
         lines.append(line("children")[1])
     for x, text in lines:
         assert x == value_x and not text.startswith(" "), (x, value_x, text.rstrip())
+
+
+@pytest.mark.parametrize(
+    "svg",
+    [
+        "test_tui_snapshots/test_screen_snapshot[handlers-80x24].svg",
+        "test_tui_pause_snapshots/test_pause_snapshot[handlers_paused-80x24].svg",
+    ],
+)
+def test_handlers_at_80_columns_show_every_count(svg: str) -> None:
+    """The handlers table's counts (queued, running, paused, failed) all fit 80 columns; with the
+    PAUSED column added, FAILED had slid off the right edge (only a sideways scroll showed it)."""
+    text = html.unescape(" ".join(t for _, _, t in SVG_TEXT.findall((SNAPSHOTS / svg).read_text())))
+    for label in ("QUEUED", "RUN", "PAUSED", "FAILED"):
+        assert label in text.replace("\xa0", " "), label

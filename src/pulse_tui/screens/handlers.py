@@ -56,7 +56,7 @@ class HandlersScreen(PulseScreen):
         for key, label in (
             ("name", "HANDLER"),
             ("owner", "OWNER"),
-            ("claimants", "ALSO CLAIMED BY"),
+            ("claimants", "ALSO BY"),  # other plugins announcing the name (80 columns show FAILED)
             ("conflict", "CONFLICT"),
             ("queued", "QUEUED"),
             ("running", "RUN"),
