@@ -567,12 +567,13 @@ class Engine:
         jobs: list[Job] = []
         seen: dict[Any, Any] = {}  # handlers and small payloads checked once per call
         fresh = iter(new_job_ids(sum(1 for spec in specs if not spec.get("job_id"))))
+        now = time.time()  # one enqueue time for the call's jobs (stored in one transaction)
         for i, spec in enumerate(specs):
             try:
                 args = dict(spec)
                 handler, payload = args.pop("handler", ""), args.pop("payload", b"")
                 new_id = "" if args.get("job_id") else next(fresh)
-                jobs.append(self.validate_new(handler, payload, **args, _seen=seen, _new_id=new_id))
+                jobs.append(self.validate_new(handler, payload, **args, _seen=seen, _new_id=new_id, _now=now))
             except ValidationError as exc:
                 raise ValidationError(f"job {i} of {len(specs)}: {exc.message}") from None
             except TypeError as exc:  # a spec with a field enqueue does not take
@@ -666,10 +667,12 @@ class Engine:
         cost_estimate: float = 0.0,
         _seen: dict[Any, Any] | None = None,
         _new_id: str = "",
+        _now: float = 0.0,
     ) -> Job:
         """Every check done at the door; returns the Job to insert or raises ValidationError.
         `_seen` (enqueue_many): handlers and payloads already checked in this call, checked once;
-        `_new_id`: the id to give the job when `job_id` is empty (enqueue_many makes them at once)."""
+        `_new_id`: the id to give the job when `job_id` is empty (enqueue_many makes them at once);
+        `_now`: the enqueue time (enqueue_many: one for the call, as its jobs share a transaction)."""
         if _seen is None:
             self._check_handler(handler)
             payload = self._check_payload(payload)
@@ -703,7 +706,7 @@ class Engine:
             raise ValidationError("source or parent_job_id is too long")
         if not (cost_estimate >= 0 and cost_estimate != float("inf")):
             raise ValidationError(f"cost_estimate must be a non-negative finite number, got {cost_estimate}")
-        now = time.time()
+        now = _now or time.time()
         reason = self._hold_reason(handler, cost_estimate)
         return Job(
             id=job_id or _new_id or new_job_id(),

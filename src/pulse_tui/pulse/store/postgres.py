@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ from pulse_tui.pulse.jobs import (
     OUTCOME_CANCELLED,
     OUTCOME_CRASHED,
     OUTCOME_INTERRUPTED,
+    PAUSED,
     REASON_HANDLER,
     SERVER_CRASHED_ERROR,
     SERVER_INTERRUPTED_ERROR,
@@ -345,6 +347,74 @@ def _interrupted_attempts(jobs: Sequence[Job], now: float) -> list[tuple[Any, ..
     return rows
 
 
+# The PostgreSQL type of each of q.INSERT_COLS, in that order.
+_INSERT_TYPES = (
+    "text", "text", "text", "int", "bytea", "int", "int", "text",
+    "text", "float8", "float8", "float8", "float8", "int", "text",
+)  # fmt: skip
+
+
+def _insert_columns(jobs: Sequence[Job]) -> list[list[Any]]:
+    """The values of q.INSERT_COLS, one list per column (payload as bytes: asyncpg takes no
+    memoryview)."""
+    return [
+        [j.id for j in jobs],
+        [j.handler for j in jobs],
+        [j.status for j in jobs],
+        [j.priority for j in jobs],
+        [bytes(j.payload) for j in jobs],
+        [j.max_attempts for j in jobs],
+        [j.timeout_secs for j in jobs],
+        [j.source for j in jobs],
+        [j.parent_job_id for j in jobs],
+        [j.cost_estimate for j in jobs],
+        [j.created_at for j in jobs],
+        [j.updated_at for j in jobs],
+        [j.run_at for j in jobs],
+        [j.retry_count for j in jobs],
+        [j.pause_reason for j in jobs],
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(same: tuple[bool, ...]) -> str:
+    """The insert of a call whose columns marked in `same` hold one value for every job (sent as
+    one parameter) and the others one value per job (a typed array, unnested; the ids always).
+    Parameters follow q.INSERT_COLS ($1...$15), then the node ($16).
+
+    Identity values follow the input order (ORDER BY ordinality), so seq keeps FIFO, and the
+    statement returns one row: the seqs in input order (ascending), the ids of the jobs held at
+    the door, and the notifications' count. A queued job of a handler paused by any node (this
+    node may not know yet) is held at the door."""
+    exprs: list[str] = []
+    arrays: list[str] = []
+    names: list[str] = []
+    for k, (col, typ) in enumerate(zip(q.INSERT_COLS, _INSERT_TYPES, strict=True)):
+        if same[k]:
+            exprs.append(f"${k + 1}::{typ}")
+        else:
+            arrays.append(f"${k + 1}::{typ}[]")
+            names.append(f"v_{col}")
+            exprs.append(f"v_{col}")
+    status, handler, reason = exprs[2], exprs[1], exprs[14]
+    held = (
+        f"{status} = 'queued' AND EXISTS (SELECT 1 FROM paused_handlers p"
+        f" WHERE p.name = substring({handler} from position('/' in {handler}) + 1))"
+    )
+    exprs[2] = f"CASE WHEN {held} THEN 'paused' ELSE {status} END"
+    exprs[14] = f"CASE WHEN {held} THEN '{REASON_HANDLER}' ELSE {reason} END"
+    n = len(q.INSERT_COLS) + 1
+    return (
+        f"WITH c AS (INSERT INTO jobs ({q.INSERT_LIST}) SELECT {', '.join(exprs)}"
+        f" FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({', '.join(names)}, ord) ORDER BY ord"
+        f" RETURNING seq, id, status = 'paused' AND pause_reason = '{REASON_HANDLER}' AS held),"
+        f" n AS (SELECT pg_notify('{CHANNEL}', '{K_CHANGE}|' || string_agg(id, ',') || '|' || ${n})"
+        f" FROM (SELECT id, (row_number() OVER () - 1) / {NOTIFY_CHUNK} AS g FROM c) s GROUP BY g)"
+        " SELECT (SELECT array_agg(seq ORDER BY seq) FROM c),"
+        " (SELECT array_agg(id) FROM c WHERE held), (SELECT count(*) FROM n)"
+    )
+
+
 def _notifying(stmt: str, kind: str, node_arg: str) -> str:
     """Wrap a data-modifying statement that RETURNs `id` so it also NOTIFYs the changed ids
     (chunked), in the same statement: one round trip, delivered at commit."""
@@ -596,53 +666,31 @@ class PostgresStore(Store):
     async def insert(self, jobs: Sequence[Job]) -> list[Job]:
         if not jobs:
             return []
-        cols = q.INSERT_LIST
-        # identity values follow the input order (ORDER BY ordinality), so seq keeps FIFO. A queued
-        # job of a handler paused by any node (this node may not know yet) is held at the door.
-        held = (
-            "c = 'queued' AND EXISTS (SELECT 1 FROM paused_handlers p"
-            " WHERE p.name = substring(b from position('/' in b) + 1))"
-        )
-        sql = _notifying(
-            f"INSERT INTO jobs ({cols}) SELECT a, b, CASE WHEN {held} THEN 'paused' ELSE c END,"
-            f" d, e, f, g, h, i, j, k, l, m, n, CASE WHEN {held} THEN '{REASON_HANDLER}' ELSE o END"
-            " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::int[], $7::int[],"
-            " $8::text[], $9::text[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::int[],"
-            " $15::text[])"
-            " WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, ord) ORDER BY ord"
-            " RETURNING seq, id, status, pause_reason",
-            K_CHANGE,
-            "$16",
-        )
-        columns = [
-            [j.id for j in jobs],
-            [j.handler for j in jobs],
-            [j.status for j in jobs],
-            [j.priority for j in jobs],
-            [bytes(j.payload) for j in jobs],
-            [j.max_attempts for j in jobs],
-            [j.timeout_secs for j in jobs],
-            [j.source for j in jobs],
-            [j.parent_job_id for j in jobs],
-            [j.cost_estimate for j in jobs],
-            [j.created_at for j in jobs],
-            [j.updated_at for j in jobs],
-            [j.run_at for j in jobs],
-            [j.retry_count for j in jobs],
-            [j.pause_reason for j in jobs],
-        ]
+        # Columnar: a column whose value is the same for every job of the call (most are, in a
+        # bulk enqueue) goes as one value, the others as typed arrays; fewer values to encode
+        # here and to unnest there.
+        columns = _insert_columns(jobs)
+        same = (False, *(col.count(col[0]) == len(col) for col in columns[1:]))  # ids: an array
+        args = [col[0] if one else col for col, one in zip(columns, same, strict=True)]
         async with self._acquire() as conn:
             try:
-                rows = await conn.fetch(sql, *columns, self.node)
+                row = await conn.fetchrow(_insert_sql(same), *args, self.node)
             except asyncpg.UniqueViolationError as exc:
                 # the server's detail names the key: `Key (id)=(x) already exists.`
                 detail = exc.detail or ""
                 dup = detail.partition("=(")[2].rpartition(")")[0] if "=(" in detail else ""
                 raise DuplicateJob(dup) from None
-        got = {r["id"]: r for r in rows}
-        for j in jobs:
-            r = got[j.id]
-            j.seq, j.status, j.pause_reason = r["seq"], r["status"], r["pause_reason"]
+        assert row is not None
+        seqs, held = row[0], row[1]
+        if len(seqs) != len(jobs):
+            raise RuntimeError(f"inserted {len(seqs)} of {len(jobs)} jobs")
+        for j, seq in zip(jobs, seqs, strict=True):
+            j.seq = seq
+        if held:
+            held_ids = set(held)
+            for j in jobs:
+                if j.id in held_ids:
+                    j.status, j.pause_reason = PAUSED, REASON_HANDLER
         return list(jobs)
 
     async def claim(self, limit: int, handlers: Collection[str], now: float) -> list[Job]:
