@@ -106,6 +106,12 @@ MAX_LIST_LIMIT = 1000
 MAX_SELECT_LIMIT = 100_000
 MAX_ATTEMPTS_LIMIT = 100
 ENQUEUE_MANY_MAX = 100_000  # jobs in one enqueue_many call
+SAME_SPECS_MAX = 64  # distinct specs an enqueue_many call remembers to validate repeats once
+# the fields validate_new sets (besides the id), copied for a repeated spec in enqueue_many
+_VALIDATED_FIELDS = (
+    "handler", "status", "pause_reason", "priority", "payload", "max_attempts", "timeout_secs",
+    "source", "parent_job_id", "created_at", "updated_at", "run_at", "retry_count", "cost_estimate",
+)  # fmt: skip
 MAX_LOGS_PER_ATTEMPT = 2000
 EVENT_RANK_MEMORY = 100_000  # jobs whose last published event order is remembered (see _fresh)
 FINISH_RETRY_DELAYS = (0.1, 0.5, 2.0, None)  # writing an attempt's end: 4 tries, then give up
@@ -566,21 +572,39 @@ class Engine:
             raise ValidationError(f"at most {ENQUEUE_MANY_MAX:,} jobs per call, got {len(specs):,}")
         jobs: list[Job] = []
         seen: dict[Any, Any] = {}  # handlers and small payloads checked once per call
-        fresh = iter(new_job_ids(sum(1 for spec in specs if not spec.get("job_id"))))
+        named = [i for i, spec in enumerate(specs) if spec.get("job_id")]
+        fresh = iter(new_job_ids(len(specs) - len(named)))
         now = time.time()  # one enqueue time for the call's jobs (stored in one transaction)
+        # Specs without an id that repeat an earlier spec's fields (small payloads only) are
+        # validated once: the job is a copy of the first one's with its own id.
+        same: dict[Any, dict[str, Any]] | None = {}
         for i, spec in enumerate(specs):
+            key = None
+            if same is not None and not spec.get("job_id"):
+                try:
+                    key = tuple(spec.items())
+                    like = same.get(key)
+                except TypeError:  # an unhashable value: checked on its own
+                    like = None
+                if like is not None:
+                    jobs.append(Job(id=next(fresh), **like))
+                    continue
             try:
                 args = dict(spec)
                 handler, payload = args.pop("handler", ""), args.pop("payload", b"")
                 new_id = "" if args.get("job_id") else next(fresh)
-                jobs.append(self.validate_new(handler, payload, **args, _seen=seen, _new_id=new_id, _now=now))
+                job = self.validate_new(handler, payload, **args, _seen=seen, _new_id=new_id, _now=now)
             except ValidationError as exc:
                 raise ValidationError(f"job {i} of {len(specs)}: {exc.message}") from None
             except TypeError as exc:  # a spec with a field enqueue does not take
                 raise ValidationError(f"job {i} of {len(specs)}: {exc}") from None
+            jobs.append(job)
+            if key is not None and same is not None and len(job.payload) <= 256:
+                same[key] = {f: getattr(job, f) for f in _VALIDATED_FIELDS}
+                if len(same) > SAME_SPECS_MAX:  # varied specs: no more look-ups
+                    same = None
         if not jobs:
             return jobs, []
-        named = [i for i, spec in enumerate(specs) if spec.get("job_id")]
         repeat_of: dict[int, int] = {}  # a spec repeating an earlier spec's id -> that spec
         first: dict[str, int] = {}
         for i in named:
