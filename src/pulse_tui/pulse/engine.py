@@ -577,8 +577,14 @@ class Engine:
         now = time.time()  # one enqueue time for the call's jobs (stored in one transaction)
         # Specs without an id that repeat an earlier spec's fields (small payloads only) are
         # validated once: the job is a copy of the first one's with its own id.
+        # A spec object given again is looked up by identity (the specs list holds them all).
         same: dict[Any, dict[str, Any]] | None = {}
+        same_obj: dict[int, dict[str, Any]] = {}
         for i, spec in enumerate(specs):
+            like = same_obj.get(id(spec))
+            if like is not None:
+                jobs.append(Job(id=next(fresh), **like))
+                continue
             key = None
             if same is not None and not spec.get("job_id"):
                 try:
@@ -587,6 +593,7 @@ class Engine:
                 except TypeError:  # an unhashable value: checked on its own
                     like = None
                 if like is not None:
+                    same_obj[id(spec)] = like
                     jobs.append(Job(id=next(fresh), **like))
                     continue
             try:
@@ -600,7 +607,7 @@ class Engine:
                 raise ValidationError(f"job {i} of {len(specs)}: {exc}") from None
             jobs.append(job)
             if key is not None and same is not None and len(job.payload) <= 256:
-                same[key] = {f: getattr(job, f) for f in _VALIDATED_FIELDS}
+                same[key] = same_obj[id(spec)] = {f: getattr(job, f) for f in _VALIDATED_FIELDS}
                 if len(same) > SAME_SPECS_MAX:  # varied specs: no more look-ups
                     same = None
         if not jobs:

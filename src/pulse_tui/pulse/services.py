@@ -16,7 +16,7 @@ import logging
 import secrets
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +171,47 @@ def queue_job(job: Job, spend: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> 
         started_at=int(job.started_at),
         completed_at=int(job.completed_at),
     )
+
+
+SAME_REQUESTS_MAX = 64  # distinct requests an EnqueueMany call shares specs between
+
+
+def enqueue_specs(reqs: Sequence[op.EnqueueRequest]) -> tuple[list[dict[str, Any]], set[str]]:
+    """EnqueueMany's requests as Engine.submit_many specs, and their handlers. Requests alike
+    (the same encoding: no id, the same fields) share one spec, which the engine validates once;
+    after SAME_REQUESTS_MAX different ones, each request gets its own."""
+    specs: list[dict[str, Any]] = []
+    handlers: set[str] = set()
+    alike: dict[bytes, dict[str, Any]] | None = {}
+    for r in reqs:
+        if alike is not None:
+            form = r.SerializeToString()
+            spec = alike.get(form)
+            if spec is None:
+                spec = alike[form] = _enqueue_spec(r)
+                handlers.add(r.handler)
+                if len(alike) > SAME_REQUESTS_MAX:
+                    alike = None
+        else:
+            spec = _enqueue_spec(r)
+            handlers.add(r.handler)
+        specs.append(spec)
+    return specs, handlers
+
+
+def _enqueue_spec(r: op.EnqueueRequest) -> dict[str, Any]:
+    return {
+        "handler": r.handler,
+        "payload": r.payload,
+        "max_attempts": r.max_attempts,
+        "timeout_secs": r.timeout_secs,
+        "priority": r.priority,
+        "source": r.source,
+        "delay_secs": r.delay_secs,
+        "parent_job_id": r.parent_job_id,
+        "job_id": r.id,
+        "cost_estimate": r.cost_estimate,
+    }
 
 
 def operator_job(job: Job, routable: frozenset[str] | None = None) -> op.Job:
@@ -1145,24 +1186,9 @@ class OperatorService(ScheduleOperatorMixin, op_grpc.OperatorServiceServicer):
     async def EnqueueMany(
         self, request: op.EnqueueManyRequest, principal: Principal
     ) -> op.EnqueueManyResponse:
-        await await_plugin_handlers(self.ctx, {r.handler for r in request.jobs})
-        jobs, existed = await self.engine.submit_many(
-            [
-                {
-                    "handler": r.handler,
-                    "payload": r.payload,
-                    "max_attempts": r.max_attempts,
-                    "timeout_secs": r.timeout_secs,
-                    "priority": r.priority,
-                    "source": r.source,
-                    "delay_secs": r.delay_secs,
-                    "parent_job_id": r.parent_job_id,
-                    "job_id": r.id,
-                    "cost_estimate": r.cost_estimate,
-                }
-                for r in request.jobs
-            ]
-        )
+        specs, handlers = enqueue_specs(request.jobs)
+        await await_plugin_handlers(self.ctx, handlers)
+        jobs, existed = await self.engine.submit_many(specs)
         return op.EnqueueManyResponse(ids=[j.id for j in jobs], existed=existed)
 
     @_operator_rpc("cancel jobs")
