@@ -121,6 +121,33 @@ async def test_enqueue_many_repeated_ids_are_idempotent(engine: Engine):
     assert len(await stored(engine)) == 5  # neither call stored anything
 
 
+async def test_enqueue_many_repeated_specs_are_jobs_of_their_own(engine: Engine):
+    """Specs repeating another's fields (the same dict, or an equal one) are validated once but
+    each is a job of its own: its own id, the spec's values, held like the first; a spec that
+    differs in one field, a large payload or a client id is not taken for a repeat."""
+    await engine.pause_handler("pulse.fail")
+    spec = {"handler": "pulse.noop", "priority": 3, "delay_secs": 60.0, "source": "a"}
+    big = {"handler": "pulse.noop", "payload": json.dumps({"x": "y" * 300}).encode()}
+    named = {"handler": "pulse.noop", "job_id": "named-1"}
+    specs = [spec, spec, dict(spec), {**spec, "priority": 4}, big, dict(big), spec]
+    specs += [{**spec, "source": f"s{i}"} for i in range(70)]  # more different specs than remembered
+    specs += [spec, dict(spec), {"handler": "pulse.fail"}, {"handler": "pulse.fail"}, named, named]
+    jobs, existed = await engine.submit_many(specs)
+    fresh = [j.id for j, spec_ in zip(jobs, specs, strict=True) if not spec_.get("job_id")]
+    assert len(set(fresh)) == len(fresh) == len(specs) - 2
+    assert existed == [False] * (len(specs) - 1) + [True] and jobs[-1].seq == jobs[-2].seq
+    rows = {j.id: j for j in await stored(engine)}
+    assert len(rows) == len(specs) - 1
+    for job, s in zip(jobs, specs, strict=True):
+        row = rows[job.id]
+        assert (row.priority, row.source) == (s.get("priority", 0), s.get("source", "")), job.id
+        assert row.run_at == pytest.approx(row.created_at + s.get("delay_secs", 0.0))
+        assert json.loads(row.payload) == json.loads(s.get("payload", b"{}"))
+        held = s["handler"] == "pulse.fail"
+        assert (row.status, row.pause_reason) == ((J.PAUSED, J.REASON_HANDLER) if held else (J.QUEUED, ""))
+        assert (job.status, job.seq) == (row.status, row.seq)
+
+
 async def test_enqueue_many_limit(engine: Engine, monkeypatch):
     monkeypatch.setattr("pulse_tui.pulse.engine.ENQUEUE_MANY_MAX", 10)
     with pytest.raises(ValidationError, match="at most 10 jobs per call, got 11"):
@@ -154,6 +181,14 @@ async def test_rpc_enqueue_many_order_and_all_or_none(shared_server):
             assert detail.job.source == f"bulk-{i}"
         seqs = [(await ops.GetJob(op.GetJobRequest(id=x), metadata=md)).job.seq for x in resp.ids[:20]]
         assert seqs == sorted(seqs)
+        # requests alike (validated once) are jobs of their own, among ones that differ
+        alike = op.EnqueueRequest(handler="pulse.noop", priority=7, delay_secs=3600)
+        mixed = [alike, *reqs[:80], alike, op.EnqueueRequest(handler="pulse.noop", priority=8), alike]
+        resp = await ops.EnqueueMany(op.EnqueueManyRequest(jobs=mixed), metadata=md)
+        assert len(set(resp.ids)) == len(mixed)
+        for i in (0, 5, 81, 82, 83):
+            detail = await ops.GetJob(op.GetJobRequest(id=resp.ids[i]), metadata=md)
+            assert (detail.job.priority, detail.job.source) == (mixed[i].priority, mixed[i].source)
 
         before = await total_jobs(ops, md)
         reqs[120] = op.EnqueueRequest(handler="pulse.noop", payload=b"{not json")

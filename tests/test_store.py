@@ -112,6 +112,48 @@ async def test_insert_assigns_increasing_seq_and_keeps_payload(store: Store):
     assert await store.get("nope") is None
 
 
+async def test_insert_many_keeps_each_jobs_own_values_and_holds_per_row(store: Store):
+    """One insert of jobs alike in some columns and different in others (the PostgreSQL store
+    sends a column equal for all as one value): every job is stored with its own values, seqs
+    follow the input order, and only the jobs of a paused handler are held at the door."""
+    now = time.time()
+    await store.hold_handler("held.h", J.REASON_USER, now)
+    fields = (
+        ("handler", ["h", "held.h", "p/held.h", "h"]),
+        ("priority", [0, 5, -3, 1000]),
+        ("payload", [b"{}", b'{"a": 1}', b"[1, 2]", b"{}"]),
+        ("max_attempts", [3, 1, 7, 3]),
+        ("timeout_secs", [0, 60, 0, 5]),
+        ("source", ["", "cli", "", "api"]),
+        ("cost_estimate", [0.0, 1.5, 0.0, 0.25]),
+        ("created_at", [now, now + 1, now + 2, now]),
+        ("run_at", [now, now + 60, now + 3600, now + 0.5]),
+        ("retry_count", [0, 2, 0, 1]),
+    )
+    jobs: list[Job] = []
+    for name, values in fields:  # one column differs, the others are alike
+        for k, value in enumerate(values):
+            job = Job(
+                id=f"{name}-{k}", handler="h", max_attempts=3, created_at=now, updated_at=now, run_at=now
+            )
+            setattr(job, name, value)
+            jobs.append(job)
+    jobs += [Job(id=f"alike-{k}", handler="h", created_at=now, updated_at=now, run_at=now) for k in range(3)]
+    back = await store.insert(jobs)
+    assert [j.id for j in back] == [j.id for j in jobs]
+    seqs = [j.seq for j in back]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(jobs)
+    held = {j.id for j in back if j.status == J.PAUSED}
+    assert held == {"handler-1", "handler-2"}
+    assert all(j.pause_reason == J.REASON_HANDLER for j in back if j.id in held)
+    for job in back:
+        got = await store.get(job.id)
+        assert got is not None and got.seq == job.seq and got.status == job.status, job.id
+        for name, _ in fields:
+            assert getattr(got, name) == pytest.approx(getattr(job, name)), (job.id, name)
+        assert got.pause_reason == job.pause_reason
+
+
 async def test_duplicate_id_is_refused(store: Store):
     """Each store raises DuplicateJob from its own unique-violation error, naming the taken id;
     in a many-row insert the taken id is named and none of the rows is stored."""
