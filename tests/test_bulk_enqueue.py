@@ -51,6 +51,7 @@ async def test_enqueue_many_stores_all_in_order(engine: Engine):
     seqs = [rows[j.id].seq for j in jobs]
     assert seqs == sorted(seqs) and len(set(seqs)) == 500  # FIFO follows the input order
     assert all(rows[j.id].status == J.QUEUED for j in jobs)
+    assert len({rows[j.id].created_at for j in jobs}) == 1  # one enqueue time for the call
     assert await engine.enqueue_many([]) == []
 
 
