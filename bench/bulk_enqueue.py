@@ -7,7 +7,9 @@ PostgreSQL server of the run), timed client side over N jobs: validation, one tr
 call, ids back. The jobs are delayed an hour so the server does not run them meanwhile (pgqueuer
 has no worker running either). pgqueuer: `Queries.enqueue` with lists of BATCH jobs on asyncpg in
 this process, on the same PostgreSQL server. Secondary: Engine.enqueue_many on PostgresStore in
-this process (no gRPC hop, as pgqueuer). Best of REPS, interleaved; every run is listed.
+this process (no gRPC hop, as pgqueuer); and both on PostgreSQL with a different payload per job
+(`{"i": n}`: no two requests alike, so each is validated on its own). Best of REPS, interleaved;
+every run is listed.
 """
 
 from __future__ import annotations
@@ -29,9 +31,19 @@ def bulk_n(quick: bool) -> int:
     return 20_000 if quick else 100_000
 
 
-async def ours(srv: Server, n: int) -> float:
+def varied_payloads() -> list[bytes]:
+    return [b'{"i": %d}' % i for i in range(BATCH)]
+
+
+async def ours(srv: Server, n: int, varied: bool = False) -> float:
     md = srv.metadata()
-    req = op.EnqueueManyRequest(jobs=[op.EnqueueRequest(handler="pulse.noop", delay_secs=3600)] * BATCH)
+    if varied:
+        jobs = [
+            op.EnqueueRequest(handler="pulse.noop", delay_secs=3600, payload=p) for p in varied_payloads()
+        ]
+    else:
+        jobs = [op.EnqueueRequest(handler="pulse.noop", delay_secs=3600)] * BATCH
+    req = op.EnqueueManyRequest(jobs=jobs)
     async with srv.channel() as ch:
         stub = srv.operator(ch)
         await stub.EnqueueMany(op.EnqueueManyRequest(jobs=list(req.jobs)[:100]), metadata=md)  # warm up
@@ -42,7 +54,7 @@ async def ours(srv: Server, n: int) -> float:
         return time.perf_counter() - t0
 
 
-async def pgqueuer(url: str, n: int) -> float:
+async def pgqueuer(url: str, n: int, varied: bool = False) -> float:
     import asyncpg
     from pgqueuer import AsyncpgDriver
     from pgqueuer.queries import Queries
@@ -52,9 +64,10 @@ async def pgqueuer(url: str, n: int) -> float:
         queries = Queries(AsyncpgDriver(conn))
         await queries.install()
         await queries.enqueue(["noop"] * 100, [None] * 100, [0] * 100)  # warm up
+        payloads: list[bytes | None] = list(varied_payloads()) if varied else [None] * BATCH
         t0 = time.perf_counter()
         for _ in range(n // BATCH):
-            ids = await queries.enqueue(["noop"] * BATCH, [None] * BATCH, [0] * BATCH)
+            ids = await queries.enqueue(["noop"] * BATCH, payloads, [0] * BATCH)
             assert len(ids) == BATCH
         return time.perf_counter() - t0
     finally:
@@ -94,16 +107,16 @@ def one_ours_sqlite(n: int) -> float:
         return asyncio.run(ours(srv, n))
 
 
-def one_ours_pg(info: PgInfo, n: int, rep: int) -> float:
-    url = asyncio.run(create_database(info, f"bench_bulk_ours_{rep}"))
+def one_ours_pg(info: PgInfo, n: int, rep: int, varied: bool = False) -> float:
+    url = asyncio.run(create_database(info, f"bench_bulk_ours_{'v' if varied else ''}{rep}"))
     with temp_dir("bulk-pg") as d, Server(d, db=url) as srv:
-        return asyncio.run(ours(srv, n))
+        return asyncio.run(ours(srv, n, varied))
 
 
-def one_pgqueuer(info: PgInfo, n: int, rep: int) -> float:
+def one_pgqueuer(info: PgInfo, n: int, rep: int, varied: bool = False) -> float:
     async def go() -> float:
-        url = await create_database(info, f"bench_bulk_pgq_{rep}")
-        return await pgqueuer(url, n)
+        url = await create_database(info, f"bench_bulk_pgq_{'v' if varied else ''}{rep}")
+        return await pgqueuer(url, n, varied)
 
     return asyncio.run(go())
 
@@ -111,13 +124,22 @@ def one_pgqueuer(info: PgInfo, n: int, rep: int) -> float:
 def run(quick: bool) -> Result:
     n = bulk_n(quick)
     reps = 2 if quick else REPS
-    runs: dict[str, list[float]] = {"sqlite": [], "pg": [], "pgqueuer": [], "pg_inproc": []}
+    runs: dict[str, list[float]] = {
+        "sqlite": [],
+        "pg": [],
+        "pgqueuer": [],
+        "pg_inproc": [],
+        "pg_varied": [],
+        "pgqueuer_varied": [],
+    }
     with pg_server() as info:
         for rep in range(reps):
             runs["sqlite"].append(one_ours_sqlite(n))
             runs["pg"].append(one_ours_pg(info, n, rep))
             runs["pgqueuer"].append(one_pgqueuer(info, n, rep))
             runs["pg_inproc"].append(one_ours_pg_inproc(info, n, rep))
+            runs["pg_varied"].append(one_ours_pg(info, n, rep, varied=True))
+            runs["pgqueuer_varied"].append(one_pgqueuer(info, n, rep, varied=True))
     best = {k: n / min(v) for k, v in runs.items()}
     how = f"N={n:,} jobs in calls of {BATCH:,}, best of {reps} interleaved"
     return Result(
@@ -140,6 +162,10 @@ def run(quick: bool) -> Result:
             "bulk_enqueue_pg_vs_pgqueuer": round(best["pg"] / best["pgqueuer"], 2),
             "bulk_enqueue_pg_inproc_jobs_per_s": round(best["pg_inproc"]),
             "bulk_enqueue_pg_inproc_vs_pgqueuer": round(best["pg_inproc"] / best["pgqueuer"], 2),
+            "bulk_enqueue_pg_varied_jobs_per_s": round(best["pg_varied"]),
+            "bulk_enqueue_pg_varied_vs_pgqueuer_varied": round(
+                best["pg_varied"] / best["pgqueuer_varied"], 2
+            ),
         },
     )
 
