@@ -123,14 +123,24 @@ async def test_enqueue_many_repeated_ids_are_idempotent(engine: Engine):
 
 
 async def test_enqueue_many_repeated_specs_are_jobs_of_their_own(engine: Engine):
-    """Specs repeating another's fields (the same dict, or an equal one) are validated once but
-    each is a job of its own: its own id, the spec's values, held like the first; a spec that
-    differs in one field, a large payload or a client id is not taken for a repeat."""
+    """Specs repeating another's fields (the same dict, or an equal one, or all but the payload)
+    are validated once but each is a job of its own: its own id, the spec's values and payload,
+    held like the first; a spec that differs in another field or has a client id is not taken
+    for a repeat."""
     await engine.pause_handler("pulse.fail")
     spec = {"handler": "pulse.noop", "priority": 3, "delay_secs": 60.0, "source": "a"}
     big = {"handler": "pulse.noop", "payload": json.dumps({"x": "y" * 300}).encode()}
     named = {"handler": "pulse.noop", "job_id": "named-1"}
-    specs = [spec, spec, dict(spec), {**spec, "priority": 4}, big, dict(big), spec]
+    specs = [
+        spec,
+        spec,
+        dict(spec),
+        {**spec, "priority": 4},
+        big,
+        dict(big),
+        spec,
+        {**spec, "payload": b"[1]"},
+    ]
     specs += [{**spec, "source": f"s{i}"} for i in range(70)]  # more different specs than remembered
     specs += [spec, dict(spec), {"handler": "pulse.fail"}, {"handler": "pulse.fail"}, named, named]
     jobs, existed = await engine.submit_many(specs)

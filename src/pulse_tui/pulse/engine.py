@@ -107,9 +107,9 @@ MAX_SELECT_LIMIT = 100_000
 MAX_ATTEMPTS_LIMIT = 100
 ENQUEUE_MANY_MAX = 100_000  # jobs in one enqueue_many call
 SAME_SPECS_MAX = 64  # distinct specs an enqueue_many call remembers to validate repeats once
-# the fields validate_new sets (besides the id), copied for a repeated spec in enqueue_many
+# the fields validate_new sets (besides id and payload), copied for a repeated spec in enqueue_many
 _VALIDATED_FIELDS = (
-    "handler", "status", "pause_reason", "priority", "payload", "max_attempts", "timeout_secs",
+    "handler", "status", "pause_reason", "priority", "max_attempts", "timeout_secs",
     "source", "parent_job_id", "created_at", "updated_at", "run_at", "retry_count", "cost_estimate",
 )  # fmt: skip
 MAX_LOGS_PER_ATTEMPT = 2000
@@ -575,11 +575,11 @@ class Engine:
         named = [i for i, spec in enumerate(specs) if spec.get("job_id")]
         fresh = iter(new_job_ids(len(specs) - len(named)))
         now = time.time()  # one enqueue time for the call's jobs (stored in one transaction)
-        # Specs without an id that repeat an earlier spec's fields (small payloads only) are
-        # validated once: the job is a copy of the first one's with its own id.
-        # A spec object given again is looked up by identity (the specs list holds them all).
-        same: dict[Any, dict[str, Any]] | None = {}
-        same_obj: dict[int, dict[str, Any]] = {}
+        # Specs without an id that repeat an earlier spec's fields but the payload are validated
+        # once: the job is the first one's with its own id and payload (the payload checked on its
+        # own). A spec object given again is found by identity (the specs list holds them all).
+        same: dict[Any, dict[str, Any]] | None = {}  # fields but the payload -> the job's
+        same_obj: dict[int, dict[str, Any]] = {}  # id(spec) -> the job's fields, payload too
         for i, spec in enumerate(specs):
             like = same_obj.get(id(spec))
             if like is not None:
@@ -588,13 +588,18 @@ class Engine:
             key = None
             if same is not None and not spec.get("job_id"):
                 try:
-                    key = tuple(spec.items())
+                    rest = dict(spec)
+                    payload = rest.pop("payload", b"")
+                    key = tuple(rest.items())
                     like = same.get(key)
                 except TypeError:  # an unhashable value: checked on its own
-                    like = None
+                    key = like = None
                 if like is not None:
-                    same_obj[id(spec)] = like
-                    jobs.append(Job(id=next(fresh), **like))
+                    try:
+                        payload = self._payload_once(payload, seen)
+                    except ValidationError as exc:
+                        raise ValidationError(f"job {i} of {len(specs)}: {exc.message}") from None
+                    jobs.append(Job(id=next(fresh), payload=payload, **like))
                     continue
             try:
                 args = dict(spec)
@@ -606,8 +611,9 @@ class Engine:
             except TypeError as exc:  # a spec with a field enqueue does not take
                 raise ValidationError(f"job {i} of {len(specs)}: {exc}") from None
             jobs.append(job)
-            if key is not None and same is not None and len(job.payload) <= 256:
-                same[key] = same_obj[id(spec)] = {f: getattr(job, f) for f in _VALIDATED_FIELDS}
+            if key is not None and same is not None:
+                same[key] = {f: getattr(job, f) for f in _VALIDATED_FIELDS}
+                same_obj[id(spec)] = {**same[key], "payload": job.payload}
                 if len(same) > SAME_SPECS_MAX:  # varied specs: no more look-ups
                     same = None
         if not jobs:
@@ -711,14 +717,7 @@ class Engine:
             if handler not in _seen:
                 self._check_handler(handler)
                 _seen[handler] = True
-            payload = bytes(payload or b"")
-            key = (b"p", payload)
-            checked = _seen.get(key) if len(payload) <= 256 else None
-            if checked is None:
-                checked = self._check_payload(payload)
-                if len(payload) <= 256:
-                    _seen[key] = checked
-            payload = checked
+            payload = self._payload_once(payload, _seen)
         if max_attempts < 0 or max_attempts > MAX_ATTEMPTS_LIMIT:
             raise ValidationError(
                 f"max_attempts must be 0 (default) to {MAX_ATTEMPTS_LIMIT}, got {max_attempts}"
@@ -772,6 +771,17 @@ class Engine:
             else:
                 msg += "; list them with `pulse-tui handlers list`"
             raise UnknownHandler(handler, msg)
+
+    def _payload_once(self, payload: bytes, seen: dict[Any, Any]) -> bytes:
+        """_check_payload, once per small payload in an enqueue_many call (`seen`)."""
+        payload = bytes(payload or b"")
+        key = (b"p", payload)
+        checked = seen.get(key) if len(payload) <= 256 else None
+        if checked is None:
+            checked = self._check_payload(payload)
+            if len(payload) <= 256:
+                seen[key] = checked
+        return checked
 
     def _check_payload(self, payload: bytes) -> bytes:
         payload = bytes(payload or b"")
