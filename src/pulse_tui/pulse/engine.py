@@ -28,6 +28,7 @@ caught in two crashes in a row are serialised, and the culprit then crashes alon
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import logging
@@ -107,11 +108,9 @@ MAX_SELECT_LIMIT = 100_000
 MAX_ATTEMPTS_LIMIT = 100
 ENQUEUE_MANY_MAX = 100_000  # jobs in one enqueue_many call
 SAME_SPECS_MAX = 64  # distinct specs an enqueue_many call remembers to validate repeats once
-# the fields validate_new sets (besides id and payload), copied for a repeated spec in enqueue_many
-_VALIDATED_FIELDS = (
-    "handler", "status", "pause_reason", "priority", "max_attempts", "timeout_secs",
-    "source", "parent_job_id", "created_at", "updated_at", "run_at", "retry_count", "cost_estimate",
-)  # fmt: skip
+# Job's fields after the id, in order: a job made like another is Job(id, *its values of these)
+# (every field's value is immutable: no default factories)
+_JOB_REST = tuple(f.name for f in dataclasses.fields(Job))[1:]
 MAX_LOGS_PER_ATTEMPT = 2000
 EVENT_RANK_MEMORY = 100_000  # jobs whose last published event order is remembered (see _fresh)
 FINISH_RETRY_DELAYS = (0.1, 0.5, 2.0, None)  # writing an attempt's end: 4 tries, then give up
@@ -578,12 +577,12 @@ class Engine:
         # Specs without an id that repeat an earlier spec's fields but the payload are validated
         # once: the job is the first one's with its own id and payload (the payload checked on its
         # own). A spec object given again is found by identity (the specs list holds them all).
-        same: dict[Any, dict[str, Any]] | None = {}  # fields but the payload -> the job's
-        same_obj: dict[int, dict[str, Any]] = {}  # id(spec) -> the job's fields, payload too
+        same: dict[Any, tuple[Any, ...]] | None = {}  # fields but the payload -> the job's
+        same_obj: dict[int, tuple[Any, ...]] = {}  # id(spec) -> the job's fields (_JOB_REST)
         for i, spec in enumerate(specs):
             like = same_obj.get(id(spec))
             if like is not None:
-                jobs.append(Job(id=next(fresh), **like))
+                jobs.append(Job(next(fresh), *like))
                 continue
             key = None
             if same is not None and not spec.get("job_id"):
@@ -599,7 +598,9 @@ class Engine:
                         payload = self._payload_once(payload, seen)
                     except ValidationError as exc:
                         raise ValidationError(f"job {i} of {len(specs)}: {exc.message}") from None
-                    jobs.append(Job(id=next(fresh), payload=payload, **like))
+                    job = Job(next(fresh), *like)
+                    job.payload = payload
+                    jobs.append(job)
                     continue
             try:
                 args = dict(spec)
@@ -612,8 +613,7 @@ class Engine:
                 raise ValidationError(f"job {i} of {len(specs)}: {exc}") from None
             jobs.append(job)
             if key is not None and same is not None:
-                same[key] = {f: getattr(job, f) for f in _VALIDATED_FIELDS}
-                same_obj[id(spec)] = {**same[key], "payload": job.payload}
+                same[key] = same_obj[id(spec)] = tuple(getattr(job, f) for f in _JOB_REST)
                 if len(same) > SAME_SPECS_MAX:  # varied specs: no more look-ups
                     same = None
         if not jobs:
