@@ -159,6 +159,32 @@ async def test_enqueue_many_repeated_specs_are_jobs_of_their_own(engine: Engine)
         assert (job.status, job.seq) == (row.status, row.seq)
 
 
+async def test_enqueue_many_in_chunks_is_still_all_or_none(engine: Engine, monkeypatch):
+    """A call of many jobs without client ids or parents is validated (and written, on
+    PostgreSQL) chunk by chunk in one transaction: all stored in order and held like any, or,
+    with a bad spec in a later chunk, none."""
+    monkeypatch.setattr("pulse_tui.pulse.engine.BULK_CHUNK", 7)
+    await engine.pause_handler("pulse.fail")
+    specs = [{"handler": "pulse.noop", "payload": json.dumps({"i": i}).encode()} for i in range(40)]
+    specs[9] = {"handler": "pulse.fail"}
+    jobs = await engine.enqueue_many(specs)
+    rows = {j.id: j for j in await stored(engine)}
+    assert [json.loads(rows[j.id].payload).get("i") for j in jobs] == [
+        None if i == 9 else i for i in range(40)
+    ]
+    seqs = [j.seq for j in jobs]
+    assert seqs == [rows[j.id].seq for j in jobs] and seqs == sorted(seqs) and len(set(seqs)) == 40
+    assert (
+        [j.id for j in jobs if j.status == J.PAUSED]
+        == [jobs[9].id]
+        == [i for i, r in rows.items() if r.status == J.PAUSED and r.pause_reason == J.REASON_HANDLER]
+    )
+    specs[33] = {"handler": "pulse.noop", "payload": b"[1,"}
+    with pytest.raises(ValidationError, match="job 33 of 40: payload is not JSON"):
+        await engine.enqueue_many(specs)
+    assert len(await stored(engine)) == 40  # nothing of the second call
+
+
 async def test_enqueue_many_limit(engine: Engine, monkeypatch):
     monkeypatch.setattr("pulse_tui.pulse.engine.ENQUEUE_MANY_MAX", 10)
     with pytest.raises(ValidationError, match="at most 10 jobs per call, got 11"):

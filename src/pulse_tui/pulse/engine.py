@@ -36,7 +36,7 @@ import random
 import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pulse_tui.pulse import budgets as bud
@@ -107,6 +107,7 @@ MAX_LIST_LIMIT = 1000
 MAX_SELECT_LIMIT = 100_000
 MAX_ATTEMPTS_LIMIT = 100
 ENQUEUE_MANY_MAX = 100_000  # jobs in one enqueue_many call
+BULK_CHUNK = 2_000  # enqueue_many validates (and the store may write) in chunks of this many
 SAME_SPECS_MAX = 64  # distinct specs an enqueue_many call remembers to validate repeats once
 # Job's fields after the id, in order: a job made like another is Job(id, *its values of these)
 # (every field's value is immutable: no default factories)
@@ -569,10 +570,63 @@ class Engine:
         index and the id), and nothing is stored."""
         if len(specs) > ENQUEUE_MANY_MAX:
             raise ValidationError(f"at most {ENQUEUE_MANY_MAX:,} jobs per call, got {len(specs):,}")
+        named = [i for i, spec in enumerate(specs) if spec.get("job_id")]
+        chunks = self._validated(specs, len(specs) - len(named))
+        if not named and len(specs) >= 2 * BULK_CHUNK and not any(s.get("parent_job_id") for s in specs):
+            # no client ids and no children: the store may write a chunk while the next one is
+            # validated (one transaction; a bad spec stores none)
+            jobs: list[Job] = []
+
+            def collected() -> Iterator[list[Job]]:
+                for chunk in chunks:
+                    jobs.extend(chunk)
+                    yield chunk
+
+            await self.store.insert_stream(collected())
+            self._inserted(jobs)
+            return jobs, [False] * len(jobs)
+        jobs = [job for chunk in chunks for job in chunk]
+        if not jobs:
+            return jobs, []
+        repeat_of: dict[int, int] = {}  # a spec repeating an earlier spec's id -> that spec
+        first: dict[str, int] = {}
+        for i in named:
+            j = first.setdefault(jobs[i].id, i)
+            if j != i:
+                self._same_in_call(i, len(specs), jobs[j], jobs[i])
+                repeat_of[i] = j
+        stored: dict[str, Job] = {}  # ids already in the store (the same jobs)
+        for attempt in range(3):
+            new = [job for i, job in enumerate(jobs) if i not in repeat_of and job.id not in stored]
+            try:
+                await self._insert_many(new)
+                break
+            except DuplicateJob:
+                if not named or attempt == 2:
+                    raise
+            # a taken id (nothing was stored): look the client ids up, then store the rest; a
+            # concurrent call may store one meanwhile (the next round finds it)
+            for i in named:
+                if i in repeat_of or jobs[i].id in stored:
+                    continue
+                existing = await self.store.get(jobs[i].id)
+                if existing is not None:
+                    stored[jobs[i].id] = self._same_in_call(i, len(specs), existing, jobs[i])
+        out: list[Job] = []
+        existed: list[bool] = []
+        for i, job in enumerate(jobs):
+            job = stored.get(job.id, jobs[repeat_of.get(i, i)])
+            out.append(job)
+            existed.append(i in repeat_of or job.id in stored)
+        return out, existed
+
+    def _validated(self, specs: Sequence[Mapping[str, Any]], unnamed: int) -> Iterator[list[Job]]:
+        """submit_many's validation: the jobs of `specs` in chunks of BULK_CHUNK (`unnamed`: the
+        specs without a client id, given new ids made at once). A bad spec raises
+        ValidationError naming its index."""
         jobs: list[Job] = []
         seen: dict[Any, Any] = {}  # handlers and small payloads checked once per call
-        named = [i for i, spec in enumerate(specs) if spec.get("job_id")]
-        fresh = iter(new_job_ids(len(specs) - len(named)))
+        fresh = iter(new_job_ids(unnamed))
         now = time.time()  # one enqueue time for the call's jobs (stored in one transaction)
         # Specs without an id that repeat an earlier spec's fields but the payload are validated
         # once: the job is the first one's with its own id and payload (the payload checked on its
@@ -580,6 +634,9 @@ class Engine:
         same: dict[Any, tuple[Any, ...]] | None = {}  # fields but the payload -> the job's
         same_obj: dict[int, tuple[Any, ...]] = {}  # id(spec) -> the job's fields (_JOB_REST)
         for i, spec in enumerate(specs):
+            if len(jobs) >= BULK_CHUNK:
+                yield jobs
+                jobs = []
             like = same_obj.get(id(spec))
             if like is not None:
                 jobs.append(Job(next(fresh), *like))
@@ -616,39 +673,8 @@ class Engine:
                 same[key] = same_obj[id(spec)] = tuple(getattr(job, f) for f in _JOB_REST)
                 if len(same) > SAME_SPECS_MAX:  # varied specs: no more look-ups
                     same = None
-        if not jobs:
-            return jobs, []
-        repeat_of: dict[int, int] = {}  # a spec repeating an earlier spec's id -> that spec
-        first: dict[str, int] = {}
-        for i in named:
-            j = first.setdefault(jobs[i].id, i)
-            if j != i:
-                self._same_in_call(i, len(specs), jobs[j], jobs[i])
-                repeat_of[i] = j
-        stored: dict[str, Job] = {}  # ids already in the store (the same jobs)
-        for attempt in range(3):
-            new = [job for i, job in enumerate(jobs) if i not in repeat_of and job.id not in stored]
-            try:
-                await self._insert_many(new)
-                break
-            except DuplicateJob:
-                if not named or attempt == 2:
-                    raise
-            # a taken id (nothing was stored): look the client ids up, then store the rest; a
-            # concurrent call may store one meanwhile (the next round finds it)
-            for i in named:
-                if i in repeat_of or jobs[i].id in stored:
-                    continue
-                existing = await self.store.get(jobs[i].id)
-                if existing is not None:
-                    stored[jobs[i].id] = self._same_in_call(i, len(specs), existing, jobs[i])
-        out: list[Job] = []
-        existed: list[bool] = []
-        for i, job in enumerate(jobs):
-            job = stored.get(job.id, jobs[repeat_of.get(i, i)])
-            out.append(job)
-            existed.append(i in repeat_of or job.id in stored)
-        return out, existed
+        if jobs:
+            yield jobs
 
     def _same_in_call(self, i: int, n: int, existing: Job, asked: Job) -> Job:
         try:
@@ -680,6 +706,11 @@ class Engine:
             for release in releases:
                 release()
             raise
+        self._inserted(jobs)
+
+    def _inserted(self, jobs: list[Job]) -> None:
+        """After new jobs are stored: their events, and the dispatcher woken (or its next due
+        time noted)."""
         if self.bus.watcher_count:
             self.bus.publish_many([j.snapshot(result=True) for j in jobs if self._fresh(j)])
         due = [j.run_at for j in jobs if j.run_at > j.created_at]

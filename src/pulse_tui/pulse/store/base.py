@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def insert(self, jobs: Sequence[Job]) -> list[Job]:
         """Insert new jobs; returns them with `seq` assigned."""
+
+    async def insert_stream(self, chunks: Iterable[Sequence[Job]]) -> None:
+        """Insert the jobs of every chunk (in order, `seq` assigned) in one transaction, or none
+        (an exception from the iterator stores none). A store may write a chunk while the next
+        one is made; this one takes them all, then inserts."""
+        await self.insert([job for chunk in chunks for job in chunk])
 
     @abc.abstractmethod
     async def claim(self, limit: int, handlers: Collection[str], now: float) -> list[Job]:

@@ -36,7 +36,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -415,6 +415,18 @@ def _insert_sql(same: tuple[bool, ...]) -> str:
     )
 
 
+@contextlib.contextmanager
+def _duplicate_job() -> Iterator[None]:
+    """A unique violation as DuplicateJob naming the id (the server's detail names the key:
+    `Key (id)=(x) already exists.`)."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        detail = exc.detail or ""
+        dup = detail.partition("=(")[2].rpartition(")")[0] if "=(" in detail else ""
+        raise DuplicateJob(dup) from None
+
+
 def _notifying(stmt: str, kind: str, node_arg: str) -> str:
     """Wrap a data-modifying statement that RETURNs `id` so it also NOTIFYs the changed ids
     (chunked), in the same statement: one round trip, delivered at commit."""
@@ -666,20 +678,42 @@ class PostgresStore(Store):
     async def insert(self, jobs: Sequence[Job]) -> list[Job]:
         if not jobs:
             return []
+        async with self._acquire() as conn:
+            with _duplicate_job():
+                await self._insert_on(conn, jobs)
+        return list(jobs)
+
+    async def insert_stream(self, chunks: Iterable[Sequence[Job]]) -> None:
+        """Pipelined: the next chunk is made (by the iterator: the engine's validation) while
+        the statement of the one before runs in PostgreSQL; all in one transaction."""
+        async with self._acquire() as conn:
+            with _duplicate_job():
+                async with conn.transaction():
+                    pending: asyncio.Future[None] | None = None
+                    try:
+                        for chunk in chunks:
+                            if pending is not None:
+                                await pending
+                            pending = asyncio.ensure_future(self._insert_on(conn, chunk))
+                            await asyncio.sleep(0)  # the task sends its statement before the next chunk
+                        if pending is not None:
+                            await pending
+                    except BaseException:
+                        if pending is not None and not pending.done():
+                            with contextlib.suppress(BaseException):
+                                await pending  # the connection is free before the rollback
+                        raise
+
+    async def _insert_on(self, conn: asyncpg.Connection, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
         # Columnar: a column whose value is the same for every job of the call (most are, in a
         # bulk enqueue) goes as one value, the others as typed arrays; fewer values to encode
         # here and to unnest there.
         columns = _insert_columns(jobs)
         same = (False, *(col.count(col[0]) == len(col) for col in columns[1:]))  # ids: an array
         args = [col[0] if one else col for col, one in zip(columns, same, strict=True)]
-        async with self._acquire() as conn:
-            try:
-                row = await conn.fetchrow(_insert_sql(same), *args, self.node)
-            except asyncpg.UniqueViolationError as exc:
-                # the server's detail names the key: `Key (id)=(x) already exists.`
-                detail = exc.detail or ""
-                dup = detail.partition("=(")[2].rpartition(")")[0] if "=(" in detail else ""
-                raise DuplicateJob(dup) from None
+        row = await conn.fetchrow(_insert_sql(same), *args, self.node)
         assert row is not None
         seqs, held = row[0], row[1]
         if len(seqs) != len(jobs):
@@ -691,7 +725,6 @@ class PostgresStore(Store):
             for j in jobs:
                 if j.id in held_ids:
                     j.status, j.pause_reason = PAUSED, REASON_HANDLER
-        return list(jobs)
 
     async def claim(self, limit: int, handlers: Collection[str], now: float) -> list[Job]:
         names = list(handlers)
