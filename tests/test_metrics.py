@@ -537,3 +537,51 @@ async def test_slow_gauge_samples_are_spaced_out(tmp_path: Path) -> None:
         assert len(queries) == 2
     finally:
         await store.close()
+
+
+async def test_a_slow_gauge_sample_never_holds_up_a_scrape(tmp_path: Path) -> None:
+    """A gauge query slower than a reader will wait (a store behind a lock, a huge backlog) runs
+    on as the recorder's one sample: scrapes and GetStats answer with the last gauges meanwhile,
+    a reader cancelled by its own deadline does not cancel it, and the next reader after it ends
+    gets its figures (it used to be cancelled with each scrape's timeout: /metrics never answered)."""
+    from pulse_tui.pulse.engine import Engine
+    from pulse_tui.pulse.handlers import StaticRouter
+    from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "p.db"))
+    await store.open()
+    gate = asyncio.Event()
+    queries: list[float] = []
+    read_gauges = store.queue_gauges
+
+    async def held(now: float) -> dict[str, dict[str, float]]:
+        queries.append(now)
+        await gate.wait()
+        return await read_gauges(now)
+
+    store.queue_gauges = held  # type: ignore[method-assign]
+    rec = metrics.Recorder(store, sample_secs=3600, persist_secs=3600)
+    rec.gauge_wait = 0.05
+    engine = Engine(store, StaticRouter(), retention_secs=None, metrics=rec)  # not started: jobs stay queued
+    http = metrics.MetricsHTTPServer(rec, metrics.HTTPSettings("127.0.0.1:0", timeout=2.0))
+    await http.start()
+    try:
+        await engine.enqueue(NOOP, b"{}")
+        status, body = await scrape(http.port)
+        assert status == 200 and "pulse_jobs_enqueued_total" in body
+        assert ("pulse_jobs", (("handler", NOOP), ("status", "queued"))) not in samples(body)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(rec.stats(), 0.001)  # a reader cancelled while it waits
+        assert (await rec.stats()).sampled_at == 0.0  # the last gauges (none yet), answered at once
+        assert len(queries) == 1  # every reader shares the one sample still running
+        gate.set()
+        assert rec._sample_task is not None
+        await rec._sample_task
+        assert len(queries) == 1 and rec.sampled_at > 0
+        got = samples((await scrape(http.port))[1])
+        assert got[("pulse_jobs", (("handler", NOOP), ("status", "queued")))] == 1
+    finally:
+        gate.set()
+        await http.stop()
+        await rec.stop()
+        await store.close()

@@ -63,6 +63,7 @@ MAX_HANDLER_SERIES = 200  # beyond this many handlers, per-handler series carry 
 FAILED_OUTCOMES = frozenset({"failed", "timeout", "plugin_unavailable", "crashed"})  # count towards error %
 GAUGE_STATUSES = ("queued", "due", "running", "paused")
 SAMPLE_SHARE = 50  # gauge samples are at least this many times their own duration apart
+GAUGE_WAIT_SECS = 1.0  # a reader of the gauges waits at most this long for a fresh sample
 
 
 class Bucket:
@@ -287,7 +288,9 @@ class Recorder:
         self._folded: dict[str, Bucket] = {}  # `live` as of the last roll
         self._pending: dict[tuple[int, int, str], Bucket] = {}  # (step, ts, handler) not yet written
         self._lock = asyncio.Lock()  # a read of store + pending never overlaps a write of pending
-        self._sample_lock = asyncio.Lock()  # readers arriving together share one gauge sample
+        self._sample_task: asyncio.Task[None] | None = None  # the gauge sample readers share
+        self.gauge_wait = GAUGE_WAIT_SECS  # a reader waits this long for a sample, then answers
+        self._failed_at = 0.0  # when the last failed gauge sample started
         self.gauges: dict[str, Gauges] = {}
         self.plugin_gauges: list[PluginGauge] = []
         # (handler, outcome) → schedule runs fired by this node's ticker (cumulative since start)
@@ -405,34 +408,54 @@ class Recorder:
         self.sampled_at = now
 
     def _gauges_fresh(self) -> bool:
-        age = self.clock() - self.sampled_at
+        age = self.clock() - max(self.sampled_at, self._failed_at)
         return age < max(self.sample_secs, self.sample_cost * SAMPLE_SHARE)
 
     async def refresh_gauges(self) -> None:
         """Sample the gauges unless the last sample is younger than `sample_secs` (or than
-        SAMPLE_SHARE times its own duration, if longer). A failed sample leaves the last gauges (and
-        `sampled_at`, which says how old they are) in place."""
+        SAMPLE_SHARE times its own duration, if longer). The sample is one task of the recorder's
+        that readers arriving together share; a reader waits for it at most `gauge_wait` seconds
+        and then answers with the last gauges (`sampled_at` says how old they are), so a slow
+        query (a huge backlog, a store behind a lock) never holds up a scrape or GetStats, and a
+        reader cancelled by its own deadline does not cancel the sample. A failed sample leaves
+        the last gauges in place and is tried again after `sample_secs`."""
         if self._gauges_fresh():
             return
-        async with self._sample_lock:
-            if self._gauges_fresh():
-                return  # a reader that came first sampled while this one waited
-            t0 = self.clock()
-            try:
-                await self.sample()
-                self.sample_cost = max(0.0, self.clock() - t0)
-            except PulseError as exc:
-                self.persist_errors += 1
-                log.warning("sampling the metric gauges failed (%s)", exc.message)
-            except Exception:
-                self.persist_errors += 1
-                log.exception("sampling the metric gauges failed")
+        task = self._sample_task
+        if task is None or task.done():
+            task = self._sample_task = asyncio.create_task(self._sample_once(), name="pulse-metrics-gauges")
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.gauge_wait)
+        except TimeoutError:
+            pass  # answer with the last gauges; the sample goes on and the next reader gets it
+
+    async def _sample_once(self) -> None:
+        t0 = self.clock()
+        try:
+            await self.sample()
+        except asyncio.CancelledError:  # the recorder stopped
+            self._failed_at = t0
+            raise
+        except PulseError as exc:
+            self._failed_at = t0
+            self.persist_errors += 1
+            log.warning("sampling the metric gauges failed (%s)", exc.message)
+        except Exception:
+            self._failed_at = t0
+            self.persist_errors += 1
+            log.exception("sampling the metric gauges failed")
+        finally:  # a failed sample's time spaces the next one out too
+            self.sample_cost = max(0.0, self.clock() - t0)
 
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="pulse-metrics")
 
     async def stop(self) -> None:
+        sample, self._sample_task = self._sample_task, None
+        if sample is not None and not sample.done():
+            sample.cancel()
+            await asyncio.gather(sample, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
