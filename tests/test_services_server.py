@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -40,6 +41,47 @@ def test_port_in_use_exits_2(tmp_path):
     assert r.returncode == 2
     assert f"error: cannot listen on 127.0.0.1:{port}" in r.stderr and "--listen" in r.stderr
     assert not list((tmp_path / "d").glob("token*"))  # a failed start writes no tokens
+
+
+def test_metrics_port_in_use_exits_2_and_writes_no_tokens(tmp_path):
+    """The /metrics address is bound before the tokens are written (a taken metrics port left
+    token files behind)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        r = serve(
+            "--config",
+            str(_empty_config(tmp_path)),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--metrics",
+            f"127.0.0.1:{port}",
+        )
+    assert r.returncode == 2 and f"cannot serve metrics on 127.0.0.1:{port}" in r.stderr, r.stderr
+    assert not list((tmp_path / "d").glob("token*"))
+
+
+def test_store_urls_serve_names(tmp_path):
+    """A SQLite path, sqlite:PATH, sqlite:///ABSOLUTE and postgresql:// URLs name stores; another
+    scheme is refused rather than taken for a file name (sqlite:/// was refused for a while)."""
+    from pulse_tui.pulse.store import open_store, store_url_problem
+    from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+    for url in (
+        "jobs.db",
+        "sqlite:jobs.db",
+        f"sqlite://{tmp_path}/x.db",
+        "postgresql://h/db",
+        "postgres://h/db",
+    ):
+        assert store_url_problem(url) == "", url
+    for url in ("mysql://db1/pulse", "redis://h:6379/0", "SQLITE3://x"):
+        assert "expected a SQLite path" in store_url_problem(url), url
+    store = open_store(f"sqlite://{tmp_path}/x.db")
+    assert isinstance(store, SQLiteStore) and Path(store.path) == tmp_path / "x.db"
 
 
 def test_store_that_cannot_open_exits_2_and_writes_no_tokens(tmp_path):

@@ -417,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from pulse_tui.pulse.server import ServerSettings
+    from pulse_tui.pulse.store import store_url_problem
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -430,9 +431,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.data_dir:
         settings.data_dir = Path(args.data_dir).expanduser()
     if args.db:
-        if "://" in args.db and not args.db.startswith(("postgresql://", "postgres://")):
-            raise CliError(f"--db {args.db!r}: expected a SQLite path, sqlite:PATH or postgresql://…", 2)
         settings.db = args.db
+    if settings.db and (problem := store_url_problem(settings.db)):
+        raise CliError(f"{'--db' if args.db else '[server] db'} {problem}", 2)
     if args.grace is not None:
         if not 0 <= args.grace < float("inf"):
             raise CliError(f"--grace must be 0 or more seconds, got {args.grace:g}", 2)

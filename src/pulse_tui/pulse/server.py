@@ -228,9 +228,6 @@ class PulseServer:
             await self._store.open()
         except Exception as exc:
             raise ServerError(f"cannot open the job store {redact(s.store_url)}: {exc}") from None
-        # the tokens once the port and the store are ours: a start that fails writes none
-        self.auth = Authenticator.from_data_dir(s.data_dir)
-        self.router = self._make_router()
         if s.metrics:
             self.metrics = Recorder(
                 self._store,
@@ -238,6 +235,10 @@ class PulseServer:
                 sample_secs=s.metrics_sample_secs,
                 persist_secs=s.metrics_persist_secs,
             )
+            await self._listen_metrics(self.metrics)
+        # the tokens once the ports and the store are ours: a start that fails writes none
+        self.auth = Authenticator.from_data_dir(s.data_dir)
+        self.router = self._make_router()
         self.engine = Engine(
             self._store,
             self.router,
@@ -378,6 +379,34 @@ class PulseServer:
             directory, reload=reload, is_live=is_live, owner_of=owner_of, plugin_name=SCRIPTS_PLUGIN
         )
 
+    async def _listen_metrics(self, rec: Recorder) -> None:
+        """Bind the /metrics address (before the tokens are written: a port in use fails the
+        start with nothing left behind). Scrapes are answered from the start; the token check
+        refuses every token until the server's own are loaded a moment later."""
+        s = self.settings
+        if not s.metrics_listen:
+            return
+
+        def read_token(token: str) -> bool:  # the admin or the read-only token, never a plugin's
+            if self.auth is None:
+                return False
+            try:
+                return self.auth.identify(token).role != PLUGIN
+            except PulseError:
+                return False
+
+        self.metrics_http = MetricsHTTPServer(
+            rec,
+            HTTPSettings(
+                s.metrics_listen,
+                tls_cert=s.tls_cert,
+                tls_key=s.tls_key,
+                tokens=read_token if s.metrics_auth else None,
+            ),
+        )
+        await self.metrics_http.start()
+        log.info("serving Prometheus metrics on %s", s.metrics_listen)
+
     async def _start_metrics(self) -> None:
         rec = self.metrics
         if rec is None:
@@ -389,28 +418,6 @@ class PulseServer:
                 for p in host.list()
             ]
         await rec.start()
-        s = self.settings
-        if s.metrics_listen:
-            assert self.auth is not None
-            auth = self.auth
-
-            def read_token(token: str) -> bool:  # the admin or the read-only token, never a plugin's
-                try:
-                    return auth.identify(token).role != PLUGIN
-                except PulseError:
-                    return False
-
-            self.metrics_http = MetricsHTTPServer(
-                rec,
-                HTTPSettings(
-                    s.metrics_listen,
-                    tls_cert=s.tls_cert,
-                    tls_key=s.tls_key,
-                    tokens=read_token if s.metrics_auth else None,
-                ),
-            )
-            await self.metrics_http.start()
-            log.info("serving Prometheus metrics on %s", s.metrics_listen)
 
     def _make_router(self) -> Registry:
         return Registry([p.name for p in self.config.plugins], self.config.handlers)

@@ -5,7 +5,20 @@ for another process's lock)."""
 
 from __future__ import annotations
 
+import re
+
 from pulse_tui.pulse.store.base import Finish, Store
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def store_url_problem(url: str) -> str:
+    """Why `url` names no store we open ("" = it does): a SQLite path, sqlite:PATH (also
+    sqlite:///PATH) or a postgresql:// URL; another scheme (mysql://…) is not a file name."""
+    m = _SCHEME.match(url)
+    if m and m.group(1).lower() not in ("sqlite", "postgresql", "postgres"):
+        return f"{url!r}: expected a SQLite path, sqlite:PATH or postgresql://…"
+    return ""
 
 
 def open_store(url: str, *, node: str = "", durability: str = "full", lock_timeout: float = 5.0) -> Store:
@@ -20,4 +33,4 @@ def open_store(url: str, *, node: str = "", durability: str = "full", lock_timeo
     )
 
 
-__all__ = ["Finish", "Store", "open_store"]
+__all__ = ["Finish", "Store", "open_store", "store_url_problem"]
