@@ -196,7 +196,18 @@ def stored_attempts(data_dir: Path) -> list[dict[str, Any]]:
     conn = sqlite3.connect(uri, uri=True)
     conn.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in conn.execute("SELECT * FROM attempts ORDER BY job_seq, number")]
+        # the attempts rows, and a completed job's last attempt, which is kept in its job row
+        return [
+            dict(r)
+            for r in conn.execute(
+                "SELECT job_seq, number, started_at, ended_at, outcome, error, plugin, plugin_version, node"
+                " FROM attempts a WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.seq = a.job_seq"
+                " AND j.status = 'completed' AND j.attempts = a.number)"
+                " UNION ALL SELECT seq, attempts, started_at, completed_at, 'completed', '', plugin,"
+                " plugin_version, node FROM jobs WHERE status = 'completed' AND attempts > 0"
+                " ORDER BY 1, 2"
+            )
+        ]
     finally:
         conn.close()
 

@@ -60,7 +60,9 @@ def schedule_changes(changes: dict[str, Any]) -> list[str]:
 
 @dataclass(slots=True)
 class Finish:
-    """The end of one attempt: the job's new row values plus the attempt record and logs."""
+    """The end of one attempt: the job's new row values plus the attempt record and logs. A
+    completed attempt is stored in the job row only (`sql.stores_attempt`): the job's started_at,
+    completed_at, plugin, plugin_version and node are then the attempt's."""
 
     job: Job  # full new state (status completed/failed/cancelled/queued)
     attempt: Attempt

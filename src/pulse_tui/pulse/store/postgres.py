@@ -46,6 +46,7 @@ from pulse_tui.pulse.errors import DuplicateJob, DuplicateSchedule, NotFound, Un
 from pulse_tui.pulse.jobs import (
     CRASH_LIMIT,
     OUTCOME_CANCELLED,
+    OUTCOME_COMPLETED,
     OUTCOME_CRASHED,
     OUTCOME_INTERRUPTED,
     PAUSED,
@@ -479,7 +480,8 @@ FINISH_SQL = (
     " plugin_version, node) SELECT t.* FROM unnest($1::bigint[], $15::int[], $17::float8[],"
     " $18::float8[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[])"
     " AS t(seq, number, started_at, ended_at, outcome, error, plugin, pv, node)"
-    " WHERE t.seq IN (SELECT seq FROM c)"
+    # a completed attempt is kept in its job row only (sql.stores_attempt)
+    f" WHERE t.seq IN (SELECT seq FROM c) AND t.outcome <> '{OUTCOME_COMPLETED}'"
     " ON CONFLICT (job_seq, number) DO UPDATE SET started_at=excluded.started_at,"
     " ended_at=excluded.ended_at, outcome=excluded.outcome, error=excluded.error,"
     " plugin=excluded.plugin, plugin_version=excluded.plugin_version, node=excluded.node),"
@@ -1091,7 +1093,7 @@ class PostgresStore(Store):
             if row is None:
                 return None
             job = q.job_row(row)
-            attempts = [q.attempt_row(job, r) for r in await _fetch(conn, q.job_attempts(D, job))]
+            attempts = q.job_attempts_of(job, await _fetch(conn, q.job_attempts(D, job)))
             logs = [q.log_row(job, r) for r in await _fetch(conn, q.job_logs(D, job))]
         return JobDetail(job, attempts, logs)
 

@@ -27,7 +27,18 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from pulse_tui.pulse.jobs import STATUSES, Attempt, Job, JobFilter, LogEntry, job_reader, sort_scope, sort_sql
+from pulse_tui.pulse.jobs import (
+    COMPLETED,
+    OUTCOME_COMPLETED,
+    STATUSES,
+    Attempt,
+    Job,
+    JobFilter,
+    LogEntry,
+    job_reader,
+    sort_scope,
+    sort_sql,
+)
 from pulse_tui.pulse.schedules import (
     DELETED,
     EXECUTION_COLS,
@@ -260,6 +271,35 @@ def job_logs(d: Dialect, job: Job, limit: int = 5000) -> Query:
 
 def attempt_row(job: Job, row: Row) -> Attempt:
     return Attempt(job.id, *row)
+
+
+def stores_attempt(a: Attempt) -> bool:
+    """Whether an attempt's end writes an `attempts` row. A completed attempt does not: it is its
+    job's last (a completed job never runs again), and the job row holds all of it — number,
+    start, end, plugin, version, node — so `job_attempts_of` makes it from there. One insert (and
+    its index entry) less per job on the drain's hot path."""
+    return a.outcome != OUTCOME_COMPLETED
+
+
+def job_attempts_of(job: Job, rows: Iterable[Row]) -> list[Attempt]:
+    """A job's attempts: the stored rows (ordered by number) and, for a completed job, its last
+    attempt made from the job row (see `stores_attempt`; it replaces a row of that number written
+    by a store before it stopped writing them)."""
+    attempts = [attempt_row(job, r) for r in rows]
+    if job.status != COMPLETED or job.attempts <= 0:
+        return attempts
+    last = Attempt(
+        job.id,
+        job.attempts,
+        job.started_at,
+        job.completed_at,
+        OUTCOME_COMPLETED,
+        "",
+        job.plugin,
+        job.plugin_version,
+        job.node,
+    )
+    return [a for a in attempts if a.number != job.attempts] + [last]
 
 
 def log_row(job: Job, row: Row) -> LogEntry:

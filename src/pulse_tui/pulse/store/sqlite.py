@@ -853,6 +853,7 @@ class SQLiteStore(Store):
                     )
                     for it in items
                     for a in (it.attempt,)
+                    if q.stores_attempt(a)  # a completed attempt is kept in its job row only
                 ],
             )
             logs = [
@@ -1123,7 +1124,7 @@ class SQLiteStore(Store):
             if row is None:
                 return None
             job = q.job_row(row)
-            attempts = [q.attempt_row(job, r) for r in conn.execute(*q.job_attempts(D, job))]
+            attempts = q.job_attempts_of(job, conn.execute(*q.job_attempts(D, job)))
             logs = [q.log_row(job, r) for r in conn.execute(*q.job_logs(D, job))]
             return JobDetail(job, attempts, logs)
 
