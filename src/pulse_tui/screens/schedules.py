@@ -69,9 +69,9 @@ def _relative(ts: float, now: float) -> str:
     return f"in {fmt.duration(delta)}" if delta >= 0 else f"{fmt.duration(-delta)} ago"
 
 
-def _fit(rows: list[dict[str, Text]], keys: list[str], width: int) -> None:
+def _fit(rows: list[dict[str, Text]], keys: list[str], width: int) -> dict[str, int]:
     """Shorten the cells of the NARROW_MIN columns down to their minimum until the table (each
-    column padded by one cell a side) fits `width`; an id keeps its tail."""
+    column padded by one cell a side) fits `width`; an id keeps its tail. The columns' widths."""
     labels = dict(COLUMNS)
     widths = {k: max([len(labels[k])] + [r[k].cell_len for r in rows]) for k in keys}
     over = sum(w + 2 for w in widths.values()) - width
@@ -94,6 +94,7 @@ def _fit(rows: list[dict[str, Text]], keys: list[str], width: int) -> None:
                 r[key] = Text(fmt.short_id(cell.plain, widths[key]), style=cell.style)
             else:
                 cell.truncate(widths[key], overflow="ellipsis")
+    return widths
 
 
 def next_text(s: operator_pb2.Schedule, now: float, tz: tzinfo | None, *, absolute: bool = True) -> Text:
@@ -291,7 +292,12 @@ class SchedulesScreen(PulseScreen):
         ]
         keys = [str(k.value) for k in table.columns]
         if not wide:
-            _fit(rows, keys, table.scrollable_content_region.width or self.size.width - 2)
+            widths = _fit(rows, keys, table.scrollable_content_region.width or self.size.width - 2)
+            # columns as wide as now (a column keeps the widest cell it ever had: one that was
+            # whole before a longer schedule came would push OWNER off the edge again)
+            table.clear(columns=True)
+            for key in keys:
+                table.add_column(dict(COLUMNS)[key], key=key, width=widths[key])
         for s, cells in zip(self.schedules, rows, strict=True):
             table.add_row(*(cells[k] for k in keys), key=s.id)
         if self.schedules:
@@ -320,14 +326,15 @@ class SchedulesScreen(PulseScreen):
         table.add_column("took", justify="right", no_wrap=True)
         table.add_column("job", no_wrap=True)
         table.add_column("note", ratio=1)
+        wide = bool(self._wide)  # narrow: the ids' tails and the relative time, so the rest fits
         for e in d.executions:
             took = fmt.duration(e.duration_ms / 1000) if e.completed_at else "—"
             table.add_row(
-                e.id,
+                e.id if wide else fmt.short_id(e.id, 9),
                 Text(e.status, style=RUN_STYLES.get(e.status, "")),
-                fmt.when(e.started_at, now, tz),
+                fmt.when(e.started_at, now, tz) if wide else fmt.ago(e.started_at, now),
                 took,
-                e.job_id or "—",
+                (e.job_id if wide else fmt.short_id(e.job_id, 9)) or "—",
                 Text((e.note + "  " + e.error).strip(), style="dim"),
             )
         from rich.console import Group
