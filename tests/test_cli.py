@@ -490,3 +490,31 @@ def test_an_integer_the_protocol_cannot_carry_is_a_usage_error(args, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {args[-2]}: {args[-1]} is out of range (" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("jobs", "show", "nope-1"),
+        ("jobs", "cancel", "nope-1"),
+        ("jobs", "retry", "nope-1"),
+        ("jobs", "pause", "nope-1"),
+        ("jobs", "resume", "nope-1"),
+        ("jobs", "delete", "nope-1"),
+        ("jobs", "pause", "nope-1", "--dry-run"),
+        ("jobs", "delete", "nope-1", "--dry-run"),
+        ("schedules", "show", "nope-1"),
+        ("schedules", "pause", "nope-1"),
+        ("schedules", "resume", "nope-1"),
+        ("schedules", "run", "nope-1"),
+        ("schedules", "delete", "nope-1"),
+        ("schedules", "update", "nope-1", "--every", "5m"),
+    ],
+    ids=" ".join,
+)
+def test_a_missing_id_is_only_an_error_naming_it(cli, args):
+    """A by-id command given an id that does not exist says so on stderr, naming the id, and
+    nothing on stdout: `jobs delete` printed "deleted 0 job(s)" before the error."""
+    code, out, err = cli(*args)
+    assert code == 1 and out == "", out
+    assert err.startswith("error: ") and "'nope-1'" in err and err.count("\n") == 1, err

@@ -36,11 +36,11 @@ def test_port_in_use_exits_2(tmp_path):
             "--listen",
             f"127.0.0.1:{port}",
             "--data-dir",
-            str(tmp_path / "d"),
+            str(tmp_path / "new" / "d"),
         )
     assert r.returncode == 2
     assert f"error: cannot listen on 127.0.0.1:{port}" in r.stderr and "--listen" in r.stderr
-    assert not list((tmp_path / "d").glob("token*"))  # a failed start writes no tokens
+    assert not (tmp_path / "new").exists()  # a failed start leaves no data dir (nor its parents) behind
 
 
 def test_metrics_port_in_use_exits_2_and_writes_no_tokens(tmp_path):
@@ -97,7 +97,26 @@ def test_store_that_cannot_open_exits_2_and_writes_no_tokens(tmp_path):
     )
     assert r.returncode == 2, r.stderr
     assert "error: cannot open the job store" in r.stderr and "does not exist" in r.stderr, r.stderr
-    assert not list((tmp_path / "d").glob("token*")), list((tmp_path / "d").iterdir())
+    assert not (tmp_path / "d").exists(), list((tmp_path / "d").iterdir())  # nor tokens, nor the dir
+
+
+def test_a_failed_start_leaves_an_existing_data_dir_as_it_was(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "notes.txt").write_text("mine")
+    r = serve(
+        "--config",
+        str(_empty_config(tmp_path)),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(data),
+        "--db",
+        str(tmp_path / "missing" / "pulse.db"),
+    )
+    assert r.returncode == 2 and "error: cannot open the job store" in r.stderr, r.stderr
+    assert sorted(p.name for p in data.iterdir()) == ["notes.txt"]
+    assert (data / "notes.txt").read_text() == "mine"
 
 
 def test_data_dir_not_writable_exits_2(tmp_path):

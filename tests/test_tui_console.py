@@ -646,17 +646,32 @@ async def test_split_view_at_wide_terminals_follows_the_cursor(server) -> None:
 async def test_themes_colour_statuses_and_a_palette_choice_is_remembered(server, tmp_path) -> None:
     from pulse_tui.widgets import fmt
 
+    def row_colours(t) -> set[str]:
+        """The colours the job table's second row (the failed job, not under the cursor) is drawn with."""
+        return {
+            s.style.color.triplet.hex.upper() for s in t.render_line(2) if s.style and s.style.color.triplet
+        }
+
+    client = await client_for(server)
+    await client.enqueue("pulse.fail", {"error": "x"}, max_attempts=1)
+    await client.enqueue("pulse.noop", {})
     theme_file = tmp_path / "tui-theme"
     app = PulseApp(server.address, server.token, theme="textual-light", theme_file=theme_file)
     async with app.run_test(size=(120, 30)) as pilot:
-        await started(app, pilot)
-        error = app.get_css_variables()["text-error"][:7]
+        t = await started(app, pilot, rows=2)
+        error = app.get_css_variables()["text-error"][:7].upper()
+        await until(pilot, lambda: t.job_at(1).status == "failed" and error in row_colours(t), "a failed row")
         assert fmt.STATUS_STYLES["failed"] == f"bold {error}" and "#f7768e" not in fmt.STATUS_STYLES["failed"]
         assert not theme_file.exists()  # the --theme choice is not a palette pick
         await until(pilot, lambda: f"bold {error}" in app.counts_markup, "status bar counts")
         app.paused = True  # no new count comes: the status bar's counts follow the theme anyway
         app.theme = "nord"  # what the palette's Change theme does
         await until(pilot, lambda: theme_file.exists(), "remembered")
+        await pilot.pause()
+        # the rows too: one drawn after the theme's CSS changed, before its colours were taken, had
+        # been kept (the light theme's screenshot showed the dark theme's pale statuses)
+        assert app.get_css_variables()["text-error"][:7].upper() in row_colours(t), row_colours(t)
+        assert error not in row_colours(t)
         assert f"bold {app.get_css_variables()['text-error'][:7]}" in app.counts_markup
         assert f"bold {error}" not in app.counts_markup
         assert theme_file.read_text().strip() == "nord"
@@ -668,6 +683,12 @@ async def test_themes_colour_statuses_and_a_palette_choice_is_remembered(server,
         app.theme = "textual-dark"
         await pilot.pause(0.1)
         assert fmt.STATUS_STYLES["failed"] == "bold #f7768e"  # the built-in look
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        app.theme = "textual-light"  # at once, as the light screenshot: rows drawn before its colours came
+        t = await started(app, pilot, rows=2)
+        error = app.get_css_variables()["text-error"][:7].upper()
+        await until(pilot, lambda: error in row_colours(t), "the failed row in the light theme's colour")
     app = PulseApp(server.address, server.token, theme="no-such-theme")
     async with app.run_test(size=(120, 30)) as pilot:
         await started(app, pilot)

@@ -204,6 +204,8 @@ async def test_test_run_traceback_then_delete(pyserver) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         editor = await editor_for(app, pilot)
         await until(pilot, lambda: editor.name_ == "boom" and editor.version, "script opened")
+        code = editor.code
+        assert code.content_region.x == code.region.x  # the line numbers start at the pane's edge
         payload = editor.query_one("#run-payload", Input)
         payload.value = '{"n": 7}'
         await pilot.press("f5")
@@ -232,6 +234,8 @@ async def test_test_run_traceback_then_delete(pyserver) -> None:
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm delete")
         await pilot.press("y")
         await until(pilot, lambda: editor.name_ is None, "editor closed")
+        # "No script open …" is padded from the pane's edge like every other empty state
+        await until(pilot, lambda: code.content_region.x == code.region.x + 1, "the empty state's padding")
         assert await client.list_scripts() == []
         handlers = {h.name for h in await client.list_handlers()}
         assert "python.boom" not in handlers

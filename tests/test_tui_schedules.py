@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
+from rich.console import Console
 from test_tui import client_for, started, until
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 
 from pulse_tui.app import PulseApp
 from pulse_tui.screens.confirm import ConfirmScreen
@@ -107,3 +110,59 @@ async def test_schedules_screen_says_what_is_missing_in_compat_mode(server) -> N
             pilot, lambda: "not available" in str(note.render()), "says schedules need a Pulse server"
         )
         assert not app.screen.query_one(DataTable).display
+
+
+async def test_every_column_fits_80_columns_and_is_whole_at_200(server) -> None:
+    """At 80 columns the table had scrolled sideways, OWNER cut off: narrow, STATE goes (NEXT RUN
+    says "(paused)"), the last run is its icon, and long ids, handlers and cadences are shortened
+    with an ellipsis so that every column shows, also when a longer schedule arrives later (a
+    column kept the widest cell it ever had); at 200 columns everything is whole."""
+    client = await client_for(server)
+    await client.create_schedule("pulse.sleep", b"{}", interval_secs=300, paused=True)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(app, pilot)
+        await pilot.press("colon", *"schedules", "enter")
+        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen), "schedules screen")
+        screen: SchedulesScreen = app.screen  # type: ignore[assignment]
+        table = screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 1, "one row")
+        long = await client.create_schedule(
+            "pulse.noop", b"{}", cron="0 3 * * 1-5", timezone="America/Argentina/Buenos_Aires"
+        )
+        await until(pilot, lambda: table.row_count == 2, "two rows")
+        await pilot.pause()
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels == ["ID", "HANDLER", "CADENCE", "NEXT RUN", "LAST RUN", "RUNS", "OWNER"], labels
+        assert table.virtual_size.width <= table.scrollable_content_region.width, (
+            table.virtual_size.width,
+            table.scrollable_content_region.width,
+        )
+        row = [str(c) for c in table.get_row(long.id)]
+        assert row[0] == "…" + long.id[-8:] and row[2].endswith("…") and row[-1] == "operator", row
+        # its runs below: the ids' tails and the relative start, so status and took stay whole
+        run = (await client.schedule_action("run", long.id)).execution
+        await pilot.press("down")
+        await until(
+            pilot,
+            lambda: (
+                screen.history is not None
+                and screen.history.schedule.id == long.id
+                and bool(screen.history.executions)
+            ),
+            "the run listed",
+        )
+        console = Console(width=screen.size.width, record=True, file=io.StringIO())
+        console.print(screen.query_one("#schedule-history", Static).content)
+        shown = console.export_text()
+        assert "…" + run.id[-8:] in shown and "…" + run.job_id[-8:] in shown, shown
+        line = next(x for x in shown.splitlines() if run.id[-8:] in x)
+        assert " took " in shown and line.count("…") == 2, shown  # the two ids' only: nothing cut
+
+        await pilot.resize_terminal(200, 50)
+        await until(pilot, lambda: len(table.columns) == 8, "the wide columns")
+        await pilot.pause()
+        row = [str(c) for c in table.get_row(long.id)]
+        assert row[:4] == [long.id, "pulse.noop", long.cadence, "active"], row
+        assert row[-1] == "operator", row
+    await client.close()

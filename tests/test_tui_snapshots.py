@@ -78,6 +78,16 @@ def test_detail_lines_start_at_the_value_column(svg: str) -> None:
         assert x == value_x and not text.startswith(" "), (x, value_x, text.rstrip())
 
 
+def _svg_lines(svg: str) -> list[str]:
+    """The text of a snapshot, one string per screen line (runs of text joined left to right)."""
+    rows: dict[str, list[tuple[float, str]]] = {}
+    for x, y, text in SVG_TEXT.findall((SNAPSHOTS / svg).read_text()):
+        rows.setdefault(y, []).append((float(x), html.unescape(text).replace("\xa0", " ")))
+    return [
+        "".join(t for _, t in sorted(runs)) for _, runs in sorted(rows.items(), key=lambda r: float(r[0]))
+    ]
+
+
 @pytest.mark.parametrize(
     "svg",
     [
@@ -87,7 +97,20 @@ def test_detail_lines_start_at_the_value_column(svg: str) -> None:
 )
 def test_handlers_at_80_columns_show_every_count(svg: str) -> None:
     """The handlers table's counts (queued, running, paused, failed) all fit 80 columns; with the
-    PAUSED column added, FAILED had slid off the right edge (only a sideways scroll showed it)."""
-    text = html.unescape(" ".join(t for _, _, t in SVG_TEXT.findall((SNAPSHOTS / svg).read_text())))
-    for label in ("QUEUED", "RUN", "PAUSED", "FAILED"):
-        assert label in text.replace("\xa0", " "), label
+    PAUSED column added, FAILED had slid off the right edge (only a sideways scroll showed it).
+    The plugins claiming a name are under a header that says so (it had been cut to "ALSO BY"):
+    at 80 columns one CLAIMED BY column, the owner first; the two claimants of data.import show."""
+    lines = _svg_lines(svg)
+    header = next(line for line in lines if line.lstrip().startswith("HANDLER"))
+    assert header.split() == "HANDLER CLAIMED BY CONFLICT QUEUED RUN PAUSED FAILED".split(), header
+    row = next(line for line in lines if line.lstrip().startswith(("data.import", "‖ data.import")))
+    assert "demo, importer" in row and "CONFLICT" in row, row
+
+
+@pytest.mark.parametrize("size", ["120x40", "200x50"])
+def test_handlers_wider_say_owner_and_also_claimed_by(size: str) -> None:
+    lines = _svg_lines(f"test_tui_snapshots/test_screen_snapshot[handlers-{size}].svg")
+    header = next(line for line in lines if line.lstrip().startswith("HANDLER"))
+    assert "  OWNER  " in header and "  ALSO CLAIMED BY  " in header, header
+    row = next(line for line in lines if line.lstrip().startswith("data.import "))
+    assert row.split()[1:3] == ["demo", "importer"], row

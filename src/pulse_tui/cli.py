@@ -1165,7 +1165,8 @@ def cmd_jobs_delete(args: argparse.Namespace) -> int:
             "deleted" if not args.dry_run else "would_delete": list(resp.affected_ids),
             "failures": [{"id": f.id, "error": f.error} for f in resp.failures],
         }
-        emit(args, doc, f"{verb} {len(resp.affected_ids):,} job(s)")
+        if args.json or resp.affected_ids or not resp.failures:  # ids none of which exist: the errors only
+            emit(args, doc, f"{verb} {len(resp.affected_ids):,} job(s)")
         if not args.json:
             for f in resp.failures:
                 print(f"error: {f.error}", file=sys.stderr)
@@ -1202,6 +1203,8 @@ def cmd_jobs_pause_resume(args: argparse.Namespace) -> int:
         more = "+" if resp.truncated else ""
         if args.ids and not args.dry_run:
             text = "\n".join(f"{i}: {done}" for i in resp.affected_ids)
+        elif args.ids and not resp.affected_ids and resp.failures:
+            text = ""  # ids none of which would change: the errors say why
         else:
             what = f"{args.target_status} job(s)" if not args.ids else "job(s)"
             text = f"{len(resp.affected_ids):,}{more} {what} {verb}"

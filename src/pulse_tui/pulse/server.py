@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import secrets
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -161,6 +163,42 @@ def check_data_dir(path: Path) -> None:
         ) from None
 
 
+class DirFootprint:
+    """What a server start adds under its data dir, so that a failed start can take it away again:
+    the dirs it creates (the data dir and its missing parents), or, in a data dir that already
+    existed, the entries that were not there before (the store's file, tokens)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.created: list[Path] = []  # missing dirs, innermost first
+        self.before: set[str] | None = None
+        try:
+            p = path.absolute()
+            while not p.exists() and p != p.parent:
+                self.created.append(p)
+                p = p.parent
+            if not self.created:
+                self.before = set(os.listdir(path))
+        except OSError:  # unreadable: nothing is known, so nothing will be removed
+            self.created, self.before = [], None
+
+    def undo(self) -> None:
+        try:
+            if self.created:
+                shutil.rmtree(self.created[0], ignore_errors=True)
+                for parent in self.created[1:]:
+                    parent.rmdir()  # only while empty: someone else's file keeps it
+            elif self.before is not None:
+                for name in set(os.listdir(self.path)) - self.before:
+                    entry = self.path / name
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("leaving %s as it is: %s", self.path, exc)
+
+
 class PulseServer:
     """Owns the store, engine, router, plugin host and gRPC server for one `serve` process."""
 
@@ -182,12 +220,24 @@ class PulseServer:
         self.metrics: Recorder | None = None
         self.metrics_http: MetricsHTTPServer | None = None
         self.scheduler: Scheduler | None = None
+        self._footprint: DirFootprint | None = None
+        self._start_failed = False
 
     @property
     def token_path(self) -> Path:
         return self.settings.data_dir / "token"
 
     async def start(self) -> None:
+        """Start every part; a start that fails (and the stop that follows it) leaves the data dir
+        as it found it: a dir it created is removed again, an existing one loses only what it added."""
+        self._footprint = DirFootprint(self.settings.data_dir)
+        try:
+            await self._start()
+        except BaseException:
+            self._start_failed = True
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         host, _ = split_host_port(s.listen)
         if not is_loopback(host) and not s.tls and not s.insecure:
@@ -317,6 +367,8 @@ class PulseServer:
             await self._grpc.stop(1.0)
         if self._store is not None:
             await self._store.close()
+        if self._start_failed and self._footprint is not None:
+            self._footprint.undo()
         log.info("stopped")
 
     async def wait_for_termination(self) -> None:

@@ -115,6 +115,7 @@ class EditorScreen(PulseScreen):
                     language="python",
                     theme="vscode_dark",
                     id="editor-code",
+                    classes="-closed",
                     placeholder="No script open. ctrl+n creates one from the template; "
                     ":ix <command> runs python.<command> and offers to create it.",
                 )
@@ -275,6 +276,7 @@ class EditorScreen(PulseScreen):
             self._run_message(Text(""))
         editor = self.code
         editor.read_only = self.pulse.read_only
+        editor.remove_class("-closed")
         editor.load_text(code)
         editor.cursor_location = (0, 0)
         self.name_ = name
@@ -551,6 +553,7 @@ class EditorScreen(PulseScreen):
         self.name_, self.version, self.saved_code, self.live, self.pending_ix = None, "", "", False, None
         self.code.load_text("")
         self.code.read_only = True
+        self.code.add_class("-closed")  # the placeholder, padded as the other empty states
 
     def action_reload(self) -> None:
         if self.name_ is None or self.is_new:

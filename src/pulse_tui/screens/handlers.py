@@ -24,6 +24,9 @@ CONFLICT_STYLES = fmt.ThemedStyles(
 )
 CONFLICT_LABELS = {"exact": " CONFLICT ", "near": "near", "shadow": "shadows"}
 REFRESH_SECS = 2.0
+# From this width the owner and the other claimants have a column each (OWNER, ALSO CLAIMED BY);
+# narrower, one CLAIMED BY column lists them, the owner first, so every count fits 80 columns.
+WIDE = 100
 
 
 class HandlersScreen(PulseScreen):
@@ -52,23 +55,43 @@ class HandlersScreen(PulseScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
+        self._wide: bool | None = None
+        self._layout()
+        self.query_one(DataTable).focus()
+        self.set_interval(REFRESH_SECS, self.refresh_handlers)
+        if self.pulse.conn_state == "connected":
+            self.refresh_handlers()
+
+    def on_resize(self) -> None:
+        super().on_resize()
+        self._layout()
+
+    def _layout(self) -> None:
+        """The table's columns for the screen's width (again only when that crosses WIDE)."""
+        wide = (self.size.width or self.app.size.width) >= WIDE
+        if wide == self._wide:
+            return
+        self._wide = wide
         table = self.query_one(DataTable)
+        table.clear(columns=True)
+        claimed = (
+            [("owner", "OWNER"), ("claimants", "ALSO CLAIMED BY")]  # the other plugins announcing it
+            if wide
+            else [("claimed", "CLAIMED BY")]  # the owner, then the others
+        )
         for key, label in (
             ("name", "HANDLER"),
-            ("owner", "OWNER"),
-            ("claimants", "ALSO BY"),  # other plugins announcing the name (80 columns show FAILED)
+            *claimed,
             ("conflict", "CONFLICT"),
             ("queued", "QUEUED"),
             ("running", "RUN"),
             ("paused", "PAUSED"),  # held: by the handler's pause, an operator or a budget
             ("failed", "FAILED"),
-            ("why", "EXPLANATION"),
+            *([("why", "EXPLANATION")] if wide else []),  # narrower: the one below the table says it
         ):
             table.add_column(label, key=key)
-        table.focus()
-        self.set_interval(REFRESH_SECS, self.refresh_handlers)
-        if self.pulse.conn_state == "connected":
-            self.refresh_handlers()
+        if self.handlers:
+            self._fill()
 
     def refocus(self) -> None:
         self.query_one(DataTable).focus()
@@ -127,16 +150,23 @@ class HandlersScreen(PulseScreen):
             name = Text(h.name, style=fmt.C("bold #f7768e") if h.conflict == "exact" else "bold")
             if h.paused:
                 name = Text.assemble((f"{fmt.STATUS_ICONS['paused']} ", fmt.STATUS_STYLES["paused"]), name)
+            if self._wide:
+                claimed = [owner, Text(", ".join(others) or "—", style=fmt.C("#e0af68") if others else "dim")]
+            else:
+                both = owner.copy()
+                for other in others:  # ", " in the owner's style: a picture draws bold text wider
+                    both.append(", ")
+                    both.append(other, style=fmt.C("#e0af68"))
+                claimed = [both]
             table.add_row(
                 name,
-                owner,
-                Text(", ".join(others) or "—", style=fmt.C("#e0af68") if others else "dim"),
+                *claimed,
                 conflict,
                 _num(h.queued, fmt.C("#7aa2f7")),
                 _num(h.running, fmt.C("#e0af68")),
                 _num(h.paused_jobs, fmt.STATUS_STYLES["paused"]),
                 _num(h.failed, fmt.C("#f7768e")),
-                Text(h.explanation, style="dim"),
+                *([Text(h.explanation, style="dim")] if self._wide else []),
                 key=h.name,
             )
         if self.handlers:
@@ -165,8 +195,8 @@ class HandlersScreen(PulseScreen):
         t = Text()
         t.append(h.name, style="bold")
         if h.conflict:
-            t.append(f"  {CONFLICT_LABELS[h.conflict].strip()}: ", style=CONFLICT_STYLES.get(h.conflict, ""))
-        t.append(f"  {h.explanation}\n" if h.explanation else "\n")
+            t.append(f"  {CONFLICT_LABELS[h.conflict].strip()}:", style=CONFLICT_STYLES.get(h.conflict, ""))
+        t.append(f"{' ' if h.conflict else '  '}{h.explanation}\n" if h.explanation else "\n")
         if h.paused:
             since = fmt.absolute(h.paused_at, fmt.app_tz(self.app)) if h.paused_at else "?"
             t.append(

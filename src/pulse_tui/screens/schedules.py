@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from datetime import tzinfo
 from typing import Any, ClassVar
 
@@ -44,6 +45,21 @@ RUN_STYLES = {
     "skipped": "#565f89",
 }
 HISTORY_ROWS = 6
+# From this width every column is whole; narrower, STATE goes (NEXT RUN says "(paused)"), the last
+# run is its icon, and the id, handler, cadence and owner give up characters (an ellipsis) until
+# the table fits, so no column is cut off the right edge.
+WIDE = 100
+COLUMNS = (
+    ("id", "ID"),
+    ("handler", "HANDLER"),
+    ("cadence", "CADENCE"),
+    ("state", "STATE"),
+    ("next", "NEXT RUN"),
+    ("last", "LAST RUN"),
+    ("runs", "RUNS"),
+    ("owner", "OWNER"),
+)
+NARROW_MIN = {"id": 9, "handler": 10, "cadence": 12, "owner": 8}  # shortened widest first
 
 
 def _relative(ts: float, now: float) -> str:
@@ -51,6 +67,34 @@ def _relative(ts: float, now: float) -> str:
         return "—"
     delta = ts - now
     return f"in {fmt.duration(delta)}" if delta >= 0 else f"{fmt.duration(-delta)} ago"
+
+
+def _fit(rows: list[dict[str, Text]], keys: list[str], width: int) -> dict[str, int]:
+    """Shorten the cells of the NARROW_MIN columns down to their minimum until the table (each
+    column padded by one cell a side) fits `width`; an id keeps its tail. The columns' widths."""
+    labels = dict(COLUMNS)
+    widths = {k: max([len(labels[k])] + [r[k].cell_len for r in rows]) for k in keys}
+    over = sum(w + 2 for w in widths.values()) - width
+    while over > 0:
+        key = max(  # the id first (its tail tells schedules apart), then the most to spare
+            (k for k in NARROW_MIN if k in widths and widths[k] > NARROW_MIN[k]),
+            key=lambda k: (k == "id", widths[k] - NARROW_MIN[k]),
+            default=None,
+        )
+        if key is None:
+            break
+        widths[key] -= 1
+        over -= 1
+    for r in rows:
+        for key in NARROW_MIN:
+            cell = r.get(key)
+            if cell is None or cell.cell_len <= widths[key]:
+                continue
+            if key == "id":
+                r[key] = Text(fmt.short_id(cell.plain, widths[key]), style=cell.style)
+            else:
+                cell.truncate(widths[key], overflow="ellipsis")
+    return widths
 
 
 def next_text(s: operator_pb2.Schedule, now: float, tz: tzinfo | None, *, absolute: bool = True) -> Text:
@@ -62,10 +106,25 @@ def next_text(s: operator_pb2.Schedule, now: float, tz: tzinfo | None, *, absolu
     return t
 
 
-def last_text(s: operator_pb2.Schedule, now: float) -> Text:
+def next_runs_text(runs: Sequence[float], tz: tzinfo | None) -> Text:
+    """The next runs' times on one line: their common zone once, in the label (`next (UTC):`),
+    so that three of them fit 80 columns."""
+    times = [fmt.absolute(t, tz) for t in runs]
+    zones = {t.rpartition(" ")[2] for t in times}
+    zone = zones.pop() if len(zones) == 1 and all(t.count(" ") == 2 for t in times) else ""
+    if zone:
+        times = [t.rpartition(" ")[0] for t in times]
+    t = Text()
+    t.append("\nnext" + (f" ({zone})" if zone else "") + ": ", style="dim")
+    t.append("  ".join(times))
+    return t
+
+
+def last_text(s: operator_pb2.Schedule, now: float, *, icon: bool = False) -> Text:
     if not s.last_status:
         return Text("never", style="dim")
-    t = Text(s.last_status, style=RUN_STYLES.get(s.last_status, ""))
+    label = fmt.STATUS_ICONS.get(s.last_status, s.last_status) if icon else s.last_status
+    t = Text(label, style=RUN_STYLES.get(s.last_status, ""))
     if s.last_run_at:
         t.append(f" {_relative(s.last_run_at, now)}", style="dim")
     return t
@@ -99,22 +158,31 @@ class SchedulesScreen(PulseScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
+        self._wide: bool | None = None
+        self._layout()
         table = self.query_one(DataTable)
-        for key, label in (
-            ("id", "ID"),
-            ("handler", "HANDLER"),
-            ("cadence", "CADENCE"),
-            ("state", "STATE"),
-            ("next", "NEXT RUN"),
-            ("last", "LAST RUN"),
-            ("runs", "RUNS"),
-            ("owner", "OWNER"),
-        ):
-            table.add_column(label, key=key)
         table.focus()
         self.set_interval(1.0, self._tick)
         if self.pulse.conn_state == "connected":
             self.refresh_schedules()
+
+    def on_resize(self) -> None:
+        super().on_resize()
+        self._layout()
+        if self.schedules:
+            self._fill()  # the narrow widths follow the screen's
+
+    def _layout(self) -> None:
+        """The table's columns for the screen's width (again only when that crosses WIDE)."""
+        wide = (self.size.width or self.app.size.width) >= WIDE
+        if wide == self._wide:
+            return
+        self._wide = wide
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        for key, label in COLUMNS:
+            if wide or key != "state":
+                table.add_column(label, key=key)
 
     def refocus(self) -> None:
         self.query_one(DataTable).focus()
@@ -208,19 +276,30 @@ class SchedulesScreen(PulseScreen):
         if self.pulse.read_only:
             summary.append("  · read-only", style="italic #bb9af7")
         self.query_one("#schedules-note", Static).update(summary)
-        wide = self.size.width >= 100  # narrow terminals: the relative time only (absolute below)
-        for s in self.schedules:
-            table.add_row(
-                Text(s.id, style="bold"),
-                Text(s.handler),
-                Text(s.cadence, style="#7dcfff"),
-                Text(s.state, style=STATE_STYLES.get(s.state, "")),
-                next_text(s, now, tz, absolute=wide),
-                last_text(s, now),
-                Text(str(s.run_count), justify="right"),
-                Text(s.owner, style="dim"),
-                key=s.id,
-            )
+        wide = bool(self._wide)  # narrow terminals: the relative time only (absolute below)
+        rows = [
+            {
+                "id": Text(s.id, style="bold"),
+                "handler": Text(s.handler),
+                "cadence": Text(s.cadence, style="#7dcfff"),
+                "state": Text(s.state, style=STATE_STYLES.get(s.state, "")),
+                "next": next_text(s, now, tz, absolute=wide),
+                "last": last_text(s, now, icon=not wide),
+                "runs": Text(str(s.run_count), justify="right"),
+                "owner": Text(s.owner, style="dim"),
+            }
+            for s in self.schedules
+        ]
+        keys = [str(k.value) for k in table.columns]
+        if not wide:
+            widths = _fit(rows, keys, table.scrollable_content_region.width or self.size.width - 2)
+            # columns as wide as now (a column keeps the widest cell it ever had: one that was
+            # whole before a longer schedule came would push OWNER off the edge again)
+            table.clear(columns=True)
+            for key in keys:
+                table.add_column(dict(COLUMNS)[key], key=key, width=widths[key])
+        for s, cells in zip(self.schedules, rows, strict=True):
+            table.add_row(*(cells[k] for k in keys), key=s.id)
         if self.schedules:
             table.move_cursor(row=min(max(keep, 0), len(self.schedules) - 1))
 
@@ -239,8 +318,7 @@ class SchedulesScreen(PulseScreen):
         if s.jitter_secs:
             head.append(f"  jitter {s.jitter_secs}s")
         if d.next_runs:
-            head.append("\nnext: ", style="dim")
-            head.append("  ".join(fmt.absolute(t, tz) for t in d.next_runs[:3]))
+            head.append_text(next_runs_text(d.next_runs[:3], tz))
         table = Table(expand=True, box=None, padding=(0, 1), header_style="bold dim")
         table.add_column("run", no_wrap=True)
         table.add_column("status", no_wrap=True)
@@ -248,14 +326,15 @@ class SchedulesScreen(PulseScreen):
         table.add_column("took", justify="right", no_wrap=True)
         table.add_column("job", no_wrap=True)
         table.add_column("note", ratio=1)
+        wide = bool(self._wide)  # narrow: the ids' tails and the relative time, so the rest fits
         for e in d.executions:
             took = fmt.duration(e.duration_ms / 1000) if e.completed_at else "—"
             table.add_row(
-                e.id,
+                e.id if wide else fmt.short_id(e.id, 9),
                 Text(e.status, style=RUN_STYLES.get(e.status, "")),
-                fmt.when(e.started_at, now, tz),
+                fmt.when(e.started_at, now, tz) if wide else fmt.ago(e.started_at, now),
                 took,
-                e.job_id or "—",
+                (e.job_id if wide else fmt.short_id(e.job_id, 9)) or "—",
                 Text((e.note + "  " + e.error).strip(), style="dim"),
             )
         from rich.console import Group

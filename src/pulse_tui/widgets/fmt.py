@@ -33,10 +33,18 @@ ROLES: dict[str, str] = {
 }
 _HEX = re.compile("|".join(re.escape(h) for h in ROLES))
 _colours: dict[str, str] = {}
+_generation = [0]  # apply_theme calls so far: what cached drawings compare
+
+
+def colours_generation() -> int:
+    """A number that changes whenever the role colours do: a drawing cached with the theme's name
+    alone could hold the previous colours (the name changes a moment before they are taken)."""
+    return _generation[0]
 
 
 def apply_theme(variables: dict[str, str]) -> None:
     """Take the role colours from a theme's CSS variables (App.get_css_variables())."""
+    _generation[0] += 1
     _colours.clear()
     for hex_value, role in ROLES.items():
         value = variables.get(role, "")

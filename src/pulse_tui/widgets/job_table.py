@@ -836,6 +836,7 @@ class JobTable(ScrollView, can_focus=True):
             self._status_w,
             base,
             self.app.theme,
+            fmt.colours_generation(),
         )
         hit = self._lines.get(job.id)
         if hit is not None and hit[0] is job and hit[1] == sig:
