@@ -61,7 +61,28 @@ def test_metrics_port_in_use_exits_2_and_writes_no_tokens(tmp_path):
             f"127.0.0.1:{port}",
         )
     assert r.returncode == 2 and f"cannot serve metrics on 127.0.0.1:{port}" in r.stderr, r.stderr
-    assert not list((tmp_path / "d").glob("token*"))
+    assert not (tmp_path / "d").exists()  # bound before the store and the tokens: nothing written
+
+
+def test_a_failed_start_removes_only_empty_dirs_it_created(tmp_path):
+    """A failed start never deletes a file: a dir it created that holds one (another server
+    started on it at the same moment, a store file) stays, with its parents."""
+    from pulse_tui.pulse.server import DirFootprint
+
+    made = tmp_path / "a" / "b"
+    fp = DirFootprint(made)
+    made.mkdir(parents=True)
+    (made / "pulse.db").write_text("someone's jobs")
+    fp.undo()
+    assert (made / "pulse.db").read_text() == "someone's jobs"
+    (made / "pulse.db").unlink()
+    fp.undo()
+    assert not (tmp_path / "a").exists()
+    existing = tmp_path / "e"
+    existing.mkdir()
+    fp = DirFootprint(existing)
+    fp.undo()
+    assert existing.is_dir()
 
 
 def test_store_urls_serve_names(tmp_path):

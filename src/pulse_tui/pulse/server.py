@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import secrets
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -164,39 +162,26 @@ def check_data_dir(path: Path) -> None:
 
 
 class DirFootprint:
-    """What a server start adds under its data dir, so that a failed start can take it away again:
-    the dirs it creates (the data dir and its missing parents), or, in a data dir that already
-    existed, the entries that were not there before (the store's file, tokens)."""
+    """The dirs a server start creates (the data dir and its missing parents), so that a failed
+    start can take them away again — only while they are empty: a failed start never deletes a
+    file (another server started on the same dir at the same moment may be using it)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         self.created: list[Path] = []  # missing dirs, innermost first
-        self.before: set[str] | None = None
         try:
             p = path.absolute()
             while not p.exists() and p != p.parent:
                 self.created.append(p)
                 p = p.parent
-            if not self.created:
-                self.before = set(os.listdir(path))
         except OSError:  # unreadable: nothing is known, so nothing will be removed
-            self.created, self.before = [], None
+            self.created = []
 
     def undo(self) -> None:
-        try:
-            if self.created:
-                shutil.rmtree(self.created[0], ignore_errors=True)
-                for parent in self.created[1:]:
-                    parent.rmdir()  # only while empty: someone else's file keeps it
-            elif self.before is not None:
-                for name in set(os.listdir(self.path)) - self.before:
-                    entry = self.path / name
-                    if entry.is_dir() and not entry.is_symlink():
-                        shutil.rmtree(entry, ignore_errors=True)
-                    else:
-                        entry.unlink(missing_ok=True)
-        except OSError as exc:
-            log.debug("leaving %s as it is: %s", self.path, exc)
+        for d in self.created:
+            try:
+                d.rmdir()  # only while empty
+            except OSError:
+                return  # not empty (a store file, someone else's entry): it stays, and so do its parents
 
 
 class PulseServer:
@@ -228,8 +213,9 @@ class PulseServer:
         return self.settings.data_dir / "token"
 
     async def start(self) -> None:
-        """Start every part; a start that fails (and the stop that follows it) leaves the data dir
-        as it found it: a dir it created is removed again, an existing one loses only what it added."""
+        """Start every part. The ports are bound before any file is written, and the tokens once
+        the store is open; a start that fails (and the stop that follows it) removes the dirs it
+        created while they are empty."""
         self._footprint = DirFootprint(self.settings.data_dir)
         try:
             await self._start()
@@ -271,6 +257,15 @@ class PulseServer:
         bound_host = host or "0.0.0.0"
         self.address = f"[{bound_host}]:{self.port}" if ":" in bound_host else f"{bound_host}:{self.port}"
 
+        if s.metrics:  # its port too before any file is written (the store is given it below)
+            self.metrics = Recorder(
+                None,
+                node=s.node,
+                sample_secs=s.metrics_sample_secs,
+                persist_secs=s.metrics_persist_secs,
+            )
+            await self._listen_metrics(self.metrics)
+
         self._store = open_store(
             s.store_url, node=s.node, durability=s.durability, lock_timeout=s.lock_timeout
         )
@@ -278,14 +273,9 @@ class PulseServer:
             await self._store.open()
         except Exception as exc:
             raise ServerError(f"cannot open the job store {redact(s.store_url)}: {exc}") from None
-        if s.metrics:
-            self.metrics = Recorder(
-                self._store,
-                node=s.node or self._store.node,
-                sample_secs=s.metrics_sample_secs,
-                persist_secs=s.metrics_persist_secs,
-            )
-            await self._listen_metrics(self.metrics)
+        if self.metrics is not None:
+            self.metrics.store = self._store
+            self.metrics.node = s.node or self._store.node
         # the tokens once the ports and the store are ours: a start that fails writes none
         self.auth = Authenticator.from_data_dir(s.data_dir)
         self.router = self._make_router()
