@@ -106,14 +106,20 @@ def next_text(s: operator_pb2.Schedule, now: float, tz: tzinfo | None, *, absolu
     return t
 
 
-def next_runs_text(runs: Sequence[float], tz: tzinfo | None) -> Text:
-    """The next runs' times on one line: their common zone once, in the label (`next (UTC):`),
-    so that three of them fit 80 columns."""
+def _zoned_times(runs: Sequence[float], tz: tzinfo | None) -> tuple[str, list[str]]:
+    """The runs' times and their common zone ("" when they differ), the zone left off each time."""
     times = [fmt.absolute(t, tz) for t in runs]
     zones = {t.rpartition(" ")[2] for t in times}
     zone = zones.pop() if len(zones) == 1 and all(t.count(" ") == 2 for t in times) else ""
     if zone:
         times = [t.rpartition(" ")[0] for t in times]
+    return zone, times
+
+
+def next_runs_text(runs: Sequence[float], tz: tzinfo | None) -> Text:
+    """The next runs' times on one line: their common zone once, in the label (`next (UTC):`),
+    so that three of them fit 80 columns."""
+    zone, times = _zoned_times(runs, tz)
     t = Text()
     t.append("\nnext" + (f" ({zone})" if zone else "") + ": ", style="dim")
     t.append("  ".join(times))
@@ -594,8 +600,9 @@ class CreateScheduleScreen(ModalScreen[operator_pb2.Schedule | None]):
         tz = fmt.app_tz(self.app)
         runs = cadence.preview(f.get("interval_secs", 0), f.get("cron", ""), f.get("timezone", ""), now, 3)
         label = cadence.describe(f.get("interval_secs", 0), f.get("cron", ""), f.get("timezone", ""))
-        t = Text(f"✔ {label} · next: ", style="#9ece6a")
-        t.append("  ".join(fmt.absolute(r, tz) for r in runs), style="")
+        zone, times = _zoned_times(runs, tz)  # the zone once, so that three times fit 80 columns
+        t = Text(f"✔ {label}" + (f" · times in {zone}" if zone else "") + "\nnext: ", style="#9ece6a")
+        t.append("  ".join(times), style="")
         out.update(t)
         return True
 
