@@ -107,3 +107,18 @@ async def test_jobs_screen_throughput_sparkline(server, monkeypatch) -> None:
         await until(pilot, lambda: tp.ticks >= ticks + 6, "more ticks")
         assert tp.fetches == fetches  # hidden: nothing is asked
     await client.close()
+
+
+def test_rates_say_none_and_few_apart() -> None:
+    """No jobs reads 0; a few jobs over a long window read <0.1, not 0.0 (which read as none)."""
+    from pulse_tui.screens.stats import rate
+
+    assert [rate(r) for r in (0.0, 0.01, 0.049, 0.05, 2.34, 12.6, 1234.0)] == [
+        "0",
+        "<0.1",
+        "<0.1",
+        "0.1",
+        "2.3",
+        "13",
+        "1,234",
+    ]

@@ -44,6 +44,8 @@ def latency(secs: float) -> str:
 def rate(per_min: float) -> str:
     if per_min <= 0:
         return "0"
+    if per_min < 0.05:  # a few jobs in a long window: not "0.0", which reads as none
+        return "<0.1"
     if per_min < 10:
         return f"{per_min:.1f}"
     return f"{per_min:,.0f}"
