@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Input, TextArea
 
 from pulse_tui.app import PulseApp
 from pulse_tui.client import PulseClient, job_filter
+from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.screens.enqueue import EnqueueScreen
 from pulse_tui.screens.handlers import HandlersScreen
@@ -468,3 +469,28 @@ async def test_too_small_terminal_gets_a_message(server) -> None:
         assert "too small" in str(app.screen.query_one("TooSmall").render())
         await pilot.resize_terminal(80, 24)
         await until(pilot, lambda: not app.has_class("-too-small"), "normal again")
+
+
+async def test_handlers_at_80_columns_shorten_long_names_to_keep_every_count(server) -> None:
+    """A long handler name (a script's, up to 64 characters) or claimant list is shortened with an
+    ellipsis at 80 columns so that CONFLICT and every count stay on screen (it pushed them off)."""
+    long_name = "import-customer-invoices-from-the-legacy-billing-system-nightly"
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(app, pilot)
+        await pilot.press("colon", *"handlers", "enter")
+        await until(pilot, lambda: isinstance(app.screen, HandlersScreen), ":handlers")
+        screen = app.screen
+        assert isinstance(screen, HandlersScreen)
+        await until(pilot, lambda: screen.handlers, "handlers listed")
+        extra = operator_pb2.Handler(name=long_name, owner="python", claimants=["python", "scripts-two"])
+        extra.queued, extra.failed = 7, 3
+        screen.handlers = [*screen.handlers, extra]
+        screen._fill()
+        await pilot.pause()
+        tbl = screen.query_one(DataTable)
+        assert tbl.virtual_size.width <= tbl.scrollable_content_region.width, tbl.virtual_size
+        row = [str(c) for c in tbl.get_row(long_name)]
+        assert (
+            row[0].endswith("…") and row[0].startswith("import-customer") and (row[3], row[6]) == ("7", "3")
+        ), row

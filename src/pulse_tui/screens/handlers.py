@@ -17,6 +17,7 @@ from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.columns import fit_columns
 from pulse_tui.widgets.data_table import PulseDataTable
 
 CONFLICT_STYLES = fmt.ThemedStyles(
@@ -27,6 +28,7 @@ REFRESH_SECS = 2.0
 # From this width the owner and the other claimants have a column each (OWNER, ALSO CLAIMED BY);
 # narrower, one CLAIMED BY column lists them, the owner first, so every count fits 80 columns.
 WIDE = 100
+NARROW_MIN = {"name": 14, "claimed": 10}  # below WIDE, long cells are shortened down to these
 
 
 class HandlersScreen(PulseScreen):
@@ -56,6 +58,7 @@ class HandlersScreen(PulseScreen):
 
     def on_mount(self) -> None:
         self._wide: bool | None = None
+        self._columns: list[tuple[str, str]] = []  # (key, label) of the table's columns
         self._layout()
         self.query_one(DataTable).focus()
         self.set_interval(REFRESH_SECS, self.refresh_handlers)
@@ -79,7 +82,7 @@ class HandlersScreen(PulseScreen):
             if wide
             else [("claimed", "CLAIMED BY")]  # the owner, then the others
         )
-        for key, label in (
+        self._columns = [
             ("name", "HANDLER"),
             *claimed,
             ("conflict", "CONFLICT"),
@@ -88,7 +91,8 @@ class HandlersScreen(PulseScreen):
             ("paused", "PAUSED"),  # held: by the handler's pause, an operator or a budget
             ("failed", "FAILED"),
             *([("why", "EXPLANATION")] if wide else []),  # narrower: the one below the table says it
-        ):
+        ]
+        for key, label in self._columns:
             table.add_column(label, key=key)
         if self.handlers:
             self._fill()
@@ -141,6 +145,7 @@ class HandlersScreen(PulseScreen):
             summary.append("  · showing conflicts only (o shows all)", style=fmt.C("italic #bb9af7"))
         note.update(summary)
         note.display = True
+        rows: list[dict[str, Text]] = []
         for h in self.handlers:
             others = [c for c in h.claimants if c != h.owner]
             owner = Text(h.owner or ("built-in" if h.builtin else "—"), style="bold" if h.owner else "dim")
@@ -158,7 +163,7 @@ class HandlersScreen(PulseScreen):
                     both.append(", ")
                     both.append(other, style=fmt.C("#e0af68"))
                 claimed = [both]
-            table.add_row(
+            cells = [
                 name,
                 *claimed,
                 conflict,
@@ -167,8 +172,18 @@ class HandlersScreen(PulseScreen):
                 _num(h.paused_jobs, fmt.STATUS_STYLES["paused"]),
                 _num(h.failed, fmt.C("#f7768e")),
                 *([Text(h.explanation, style="dim")] if self._wide else []),
-                key=h.name,
-            )
+            ]
+            rows.append(dict(zip([k for k, _ in self._columns], cells, strict=True)))
+        keys = [k for k, _ in self._columns]
+        if not self._wide:  # long names (a script's, a qualified route) shortened: every count on screen
+            labels = dict(self._columns)
+            width = table.scrollable_content_region.width or self.size.width - 2
+            widths = fit_columns(rows, labels, keys, width, NARROW_MIN)
+            table.clear(columns=True)  # columns as wide as now, not the widest they ever were
+            for key in keys:
+                table.add_column(labels[key], key=key, width=widths[key])
+        for h, row in zip(self.handlers, rows, strict=True):
+            table.add_row(*(row[k] for k in keys), key=h.name)
         if self.handlers:
             table.move_cursor(row=min(keep, len(self.handlers) - 1))
         self._explain()

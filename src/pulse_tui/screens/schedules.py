@@ -29,6 +29,7 @@ from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
+from pulse_tui.widgets.columns import fit_columns
 
 STATE_STYLES = {
     "active": "bold #9ece6a",
@@ -67,34 +68,6 @@ def _relative(ts: float, now: float) -> str:
         return "—"
     delta = ts - now
     return f"in {fmt.duration(delta)}" if delta >= 0 else f"{fmt.duration(-delta)} ago"
-
-
-def _fit(rows: list[dict[str, Text]], keys: list[str], width: int) -> dict[str, int]:
-    """Shorten the cells of the NARROW_MIN columns down to their minimum until the table (each
-    column padded by one cell a side) fits `width`; an id keeps its tail. The columns' widths."""
-    labels = dict(COLUMNS)
-    widths = {k: max([len(labels[k])] + [r[k].cell_len for r in rows]) for k in keys}
-    over = sum(w + 2 for w in widths.values()) - width
-    while over > 0:
-        key = max(  # the id first (its tail tells schedules apart), then the most to spare
-            (k for k in NARROW_MIN if k in widths and widths[k] > NARROW_MIN[k]),
-            key=lambda k: (k == "id", widths[k] - NARROW_MIN[k]),
-            default=None,
-        )
-        if key is None:
-            break
-        widths[key] -= 1
-        over -= 1
-    for r in rows:
-        for key in NARROW_MIN:
-            cell = r.get(key)
-            if cell is None or cell.cell_len <= widths[key]:
-                continue
-            if key == "id":
-                r[key] = Text(fmt.short_id(cell.plain, widths[key]), style=cell.style)
-            else:
-                cell.truncate(widths[key], overflow="ellipsis")
-    return widths
 
 
 def next_text(s: operator_pb2.Schedule, now: float, tz: tzinfo | None, *, absolute: bool = True) -> Text:
@@ -298,7 +271,15 @@ class SchedulesScreen(PulseScreen):
         ]
         keys = [str(k.value) for k in table.columns]
         if not wide:
-            widths = _fit(rows, keys, table.scrollable_content_region.width or self.size.width - 2)
+            widths = fit_columns(  # the id first: its tail tells schedules apart
+                rows,
+                dict(COLUMNS),
+                keys,
+                table.scrollable_content_region.width or self.size.width - 2,
+                NARROW_MIN,
+                tails=frozenset({"id"}),
+                first="id",
+            )
             # columns as wide as now (a column keeps the widest cell it ever had: one that was
             # whole before a longer schedule came would push OWNER off the edge again)
             table.clear(columns=True)
