@@ -8,7 +8,8 @@ database is created and one or two `pulse-tui serve` nodes are started on it (`d
 every node routes `demo.echo`, N jobs are enqueued over gRPC through node A (OperatorService.Enqueue,
 64 in flight) and the drain is timed end to end: first enqueue to the last `completed_at` in the
 database (the database is polled to see the end). Every job must be completed exactly once
-(attempts = 1); the share of jobs each node ran comes from the attempts table.
+(attempts = 1); the share of jobs each node ran comes from the node of each job row (a completed
+attempt is kept in its job row).
 
 The two-node figure is about correctness at speed and the cost of sharing a queue: on a machine
 with few cores the two nodes, their two plugins, PostgreSQL and the client share the same CPUs, so
@@ -72,7 +73,7 @@ async def drain(nodes: list[Server], url: str, n: int) -> dict[str, Any]:
             bad = await db.fetchval("SELECT count(*) FROM jobs WHERE status <> 'completed' OR attempts <> 1")
             if counts.get("completed", 0) != n or bad:
                 raise RuntimeError(f"expected {n} jobs completed once each, got {counts} ({bad} not)")
-            per_node = dict(await db.fetch("SELECT node, count(*) FROM attempts GROUP BY node"))
+            per_node = dict(await db.fetch("SELECT node, count(*) FROM jobs GROUP BY node"))
         finally:
             await db.close()
     secs = last - t0
@@ -138,7 +139,7 @@ def run(quick: bool) -> Result:
         notes={
             "pg_one_node_jobs_per_s": f"{how}; one node",
             "pg_two_nodes_jobs_per_s": f"{how}; two nodes, jobs run by node A"
-            f" {two['share']['a']:.0%}, node B {two['share']['b']:.0%} (attempts per node)",
+            f" {two['share']['a']:.0%}, node B {two['share']['b']:.0%} (jobs per node)",
             "pg_two_vs_one_ratio": f"two nodes / one node; {caveat}",
         },
         params={"n": n, "in_flight": IN_FLIGHT, "reps": REPS, "cores": cores},

@@ -204,6 +204,35 @@ async def test_retry_backoff_and_history(make_engine):
     assert [e.attempt for e in d.logs] == [1, 2, 3]
 
 
+class Versioned:
+    """Attempt 1 reports plugin version 1.0 and fails; attempt 2 completes reporting none."""
+
+    name = "t.versioned"
+    plugin = ""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def run(self, ctx):
+        self.calls += 1
+        if self.calls == 1:
+            raise HandlerError("boom", result=HandlerResult(plugin_version="1.0"))
+        return HandlerResult(result=b"{}")
+
+
+async def test_a_completed_attempt_says_its_own_plugin_version(make_engine):
+    """A completed attempt is read from its job row: the row must not keep the version an earlier
+    attempt reported (it said 1.0 for an attempt that reported none)."""
+    engine = await make_engine(Versioned())
+    job = await engine.enqueue("t.versioned", b"{}", max_attempts=2)
+    assert (await wait_status(engine, job.id, {J.COMPLETED, J.FAILED})).status == J.COMPLETED
+    d = await engine.get_detail(job.id)
+    assert [(a.number, a.outcome, a.plugin_version) for a in d.attempts] == [
+        (1, "failed", "1.0"),
+        (2, "completed", ""),
+    ]
+
+
 async def test_exhausted_attempts_fail_then_operator_retry_keeps_history(make_engine):
     flaky = Flaky(100)
     engine = await make_engine(flaky)

@@ -585,3 +585,42 @@ async def test_a_slow_gauge_sample_never_holds_up_a_scrape(tmp_path: Path) -> No
         await http.stop()
         await rec.stop()
         await store.close()
+
+
+async def test_stopping_with_a_gauge_sample_running_answers_its_readers(tmp_path: Path) -> None:
+    """stop() cancels a running gauge sample: a reader waiting for it answers with the last gauges
+    (it got a stray CancelledError), and no sample starts after stop() against a store about to
+    close. A recorder without a store yet (the server binds /metrics before it opens the store)
+    samples nothing, so its first gauges come once the store is there."""
+    from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "p.db"))
+    await store.open()
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+    queries: list[float] = []
+    read_gauges = store.queue_gauges
+
+    async def held(now: float) -> dict[str, dict[str, float]]:
+        queries.append(now)
+        entered.set()
+        await gate.wait()
+        return await read_gauges(now)
+
+    store.queue_gauges = held  # type: ignore[method-assign]
+    rec = metrics.Recorder(None, sample_secs=3600, persist_secs=3600)
+    rec.gauge_wait = 30.0  # the reader is still waiting when stop() comes
+    try:
+        await rec.stats()
+        assert queries == [] and rec.sampled_at == 0.0  # no store: nothing sampled, nothing stamped
+        rec.store = store
+        await rec.start()
+        reader = asyncio.create_task(rec.stats())
+        await entered.wait()
+        await rec.stop()
+        assert (await reader).sampled_at == 0.0  # answered, with the last gauges
+        await rec.stats()
+        assert len(queries) == 1  # nothing started after stop()
+    finally:
+        gate.set()
+        await store.close()

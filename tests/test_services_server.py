@@ -99,7 +99,7 @@ def test_store_urls_serve_names(tmp_path):
         "postgres://h/db",
     ):
         assert store_url_problem(url) == "", url
-    for url in ("mysql://db1/pulse", "redis://h:6379/0", "SQLITE3://x"):
+    for url in ("mysql://db1/pulse", "redis://h:6379/0", "SQLITE3://x", "PostgreSQL://h/db", "SQLITE:///x"):
         assert "expected a SQLite path" in store_url_problem(url), url
     store = open_store(f"sqlite://{tmp_path}/x.db")
     assert isinstance(store, SQLiteStore) and Path(store.path) == tmp_path / "x.db"

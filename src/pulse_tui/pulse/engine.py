@@ -2031,6 +2031,10 @@ class Engine:
             if res.plugin_version:
                 job.plugin_version = attempt.plugin_version = res.plugin_version
             run.logs.extend(res.logs[:MAX_LOGS_PER_ATTEMPT])
+        if outcome == OUTCOME_COMPLETED:
+            # a completed attempt is kept in the job row only (store.sql.stores_attempt): the row
+            # says this attempt's version, not one an earlier attempt reported
+            job.plugin_version = attempt.plugin_version
         job.updated_at = now
         if error:
             error = cap_text(error, MAX_ERROR_BYTES)

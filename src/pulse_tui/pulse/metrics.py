@@ -291,6 +291,7 @@ class Recorder:
         self._sample_task: asyncio.Task[None] | None = None  # the gauge sample readers share
         self.gauge_wait = GAUGE_WAIT_SECS  # a reader waits this long for a sample, then answers
         self._failed_at = 0.0  # when the last failed gauge sample started
+        self._stopped = False
         self.gauges: dict[str, Gauges] = {}
         self.plugin_gauges: list[PluginGauge] = []
         # (handler, outcome) → schedule runs fired by this node's ticker (cumulative since start)
@@ -419,15 +420,14 @@ class Recorder:
         query (a huge backlog, a store behind a lock) never holds up a scrape or GetStats, and a
         reader cancelled by its own deadline does not cancel the sample. A failed sample leaves
         the last gauges in place and is tried again after `sample_secs`."""
-        if self._gauges_fresh():
-            return
+        if self._stopped or self.store is None or self._gauges_fresh():
+            return  # (no store yet: the server binds /metrics before it opens the store)
         task = self._sample_task
         if task is None or task.done():
             task = self._sample_task = asyncio.create_task(self._sample_once(), name="pulse-metrics-gauges")
-        try:
-            await asyncio.wait_for(asyncio.shield(task), self.gauge_wait)
-        except TimeoutError:
-            pass  # answer with the last gauges; the sample goes on and the next reader gets it
+        # neither raises the sample's end (stop() may cancel it) nor cancels it when this reader
+        # is cancelled or stops waiting: the last gauges answer, the next reader gets the sample
+        await asyncio.wait({task}, timeout=self.gauge_wait)
 
     async def _sample_once(self) -> None:
         t0 = self.clock()
@@ -448,10 +448,12 @@ class Recorder:
             self.sample_cost = max(0.0, self.clock() - t0)
 
     async def start(self) -> None:
+        self._stopped = False
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="pulse-metrics")
 
     async def stop(self) -> None:
+        self._stopped = True  # no gauge sample starts after this (the store is about to close)
         sample, self._sample_task = self._sample_task, None
         if sample is not None and not sample.done():
             sample.cancel()

@@ -16,7 +16,7 @@ def store_url_problem(url: str) -> str:
     """Why `url` names no store we open ("" = it does): a SQLite path, sqlite:PATH (also
     sqlite:///PATH) or a postgresql:// URL; another scheme (mysql://…) is not a file name."""
     m = _SCHEME.match(url)
-    if m and m.group(1).lower() not in ("sqlite", "postgresql", "postgres"):
+    if m and m.group(1) not in ("sqlite", "postgresql", "postgres"):  # as open_store reads them
         return f"{url!r}: expected a SQLite path, sqlite:PATH or postgresql://…"
     return ""
 
