@@ -712,6 +712,13 @@ class SQLiteStore(Store):
                 self._read_conns.append(conn)
         return conn
 
+    def _read_error(self, exc: sqlite3.Error) -> PulseError:
+        """A reader's SQLite error as the store's (a damaged file also sets the store's condition)."""
+        err = self._error(exc, "reading")
+        if isinstance(err, StoreCorrupt):
+            self._set_condition("the job store is damaged")
+        return err
+
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._closed:
             raise Unavailable("store is closed")
@@ -724,17 +731,17 @@ class SQLiteStore(Store):
         def run() -> _T:
             if abandoned:
                 raise Unavailable("the read was abandoned")
-            conn = self._rconn()
+            try:
+                conn = self._rconn()  # opened at a thread's first read: the file may be damaged by then
+            except sqlite3.Error as exc:
+                raise self._read_error(exc) from None
             conn.set_progress_handler(lambda: abandoned, 10_000)
             try:
                 return fn(conn)
             except sqlite3.Error as exc:
                 if abandoned:
                     raise Unavailable("the read was abandoned") from None
-                err = self._error(exc, "reading")
-                if isinstance(err, StoreCorrupt):
-                    self._set_condition("the job store is damaged")
-                raise err from None
+                raise self._read_error(exc) from None
             finally:
                 conn.set_progress_handler(None, 0)
 
