@@ -30,14 +30,7 @@ def test_port_in_use_exits_2(tmp_path):
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        r = serve(
-            "--config",
-            str(_empty_config(tmp_path)),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--data-dir",
-            str(tmp_path / "new" / "d"),
-        )
+        r = serve_empty(tmp_path, tmp_path / "new" / "d", listen=f"127.0.0.1:{port}")
     assert r.returncode == 2
     assert f"error: cannot listen on 127.0.0.1:{port}" in r.stderr and "--listen" in r.stderr
     assert not (tmp_path / "new").exists()  # a failed start leaves no data dir (nor its parents) behind
@@ -50,16 +43,7 @@ def test_metrics_port_in_use_exits_2_and_writes_no_tokens(tmp_path):
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        r = serve(
-            "--config",
-            str(_empty_config(tmp_path)),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--metrics",
-            f"127.0.0.1:{port}",
-        )
+        r = serve_empty(tmp_path, tmp_path / "d", "--metrics", f"127.0.0.1:{port}")
     assert r.returncode == 2 and f"cannot serve metrics on 127.0.0.1:{port}" in r.stderr, r.stderr
     assert not (tmp_path / "d").exists()  # bound before the store and the tokens: nothing written
 
@@ -106,16 +90,7 @@ def test_store_urls_serve_names(tmp_path):
 
 
 def test_store_that_cannot_open_exits_2_and_writes_no_tokens(tmp_path):
-    r = serve(
-        "--config",
-        str(_empty_config(tmp_path)),
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        str(tmp_path / "d"),
-        "--db",
-        str(tmp_path / "missing" / "pulse.db"),
-    )
+    r = serve_empty(tmp_path, tmp_path / "d", "--db", str(tmp_path / "missing" / "pulse.db"))
     assert r.returncode == 2, r.stderr
     assert "error: cannot open the job store" in r.stderr and "does not exist" in r.stderr, r.stderr
     assert not (tmp_path / "d").exists(), list((tmp_path / "d").iterdir())  # nor tokens, nor the dir
@@ -125,16 +100,7 @@ def test_a_failed_start_leaves_an_existing_data_dir_as_it_was(tmp_path):
     data = tmp_path / "d"
     data.mkdir()
     (data / "notes.txt").write_text("mine")
-    r = serve(
-        "--config",
-        str(_empty_config(tmp_path)),
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        str(data),
-        "--db",
-        str(tmp_path / "missing" / "pulse.db"),
-    )
+    r = serve_empty(tmp_path, data, "--db", str(tmp_path / "missing" / "pulse.db"))
     assert r.returncode == 2 and "error: cannot open the job store" in r.stderr, r.stderr
     assert sorted(p.name for p in data.iterdir()) == ["notes.txt"]
     assert (data / "notes.txt").read_text() == "mine"
@@ -143,14 +109,7 @@ def test_a_failed_start_leaves_an_existing_data_dir_as_it_was(tmp_path):
 def test_data_dir_not_writable_exits_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    r = serve(
-        "--config",
-        str(_empty_config(tmp_path)),
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        str(blocker / "sub"),
-    )
+    r = serve_empty(tmp_path, blocker / "sub")
     assert r.returncode == 2 and "error: data dir" in r.stderr and "not writable" in r.stderr
 
 
@@ -220,6 +179,15 @@ def _empty_config(tmp_path):
     path = tmp_path / "empty.toml"
     path.write_text(f"[server]\ndata_dir = {json.dumps(str(tmp_path / 'd'))}\n")
     return path
+
+
+def serve_empty(
+    tmp_path, data_dir, *args: str, listen: str = "127.0.0.1:0"
+) -> subprocess.CompletedProcess[str]:
+    """`serve` with an empty config, on `listen`, with `data_dir`, and `args`."""
+    return serve(
+        "--config", str(_empty_config(tmp_path)), "--listen", listen, "--data-dir", str(data_dir), *args
+    )
 
 
 DEMO_AND_IMPORTER = """
@@ -378,14 +346,6 @@ def test_sigterm_with_dead_stderr_still_stops(tmp_path):
 def test_bad_serve_flags_exit_2_and_leave_nothing(tmp_path, args, message):
     """Refused with what was wrong (a negative grace ran, "running jobs get -1s"; a mysql:// URL
     was taken for a SQLite file; a bad metrics address was called the listen address)."""
-    r = serve(
-        "--config",
-        str(_empty_config(tmp_path)),
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        str(tmp_path / "d"),
-        *args,
-    )
+    r = serve_empty(tmp_path, tmp_path / "d", *args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert not list((tmp_path / "d").glob("token*"))
