@@ -136,12 +136,13 @@ def _fill(path: Path) -> int:
     return written
 
 
-def test_full_disk_fails_fast_and_recovers(small_tmpfs: Path):
+def test_full_disk_fails_fast_and_recovers(small_tmpfs: Path, request: pytest.FixtureRequest):
     """Issue 18.1: on a 20 MB tmpfs filled to the last byte, an enqueue fails at once with
     RESOURCE_EXHAUSTED "the job store's disk is full (…); nothing was stored" (it hung before:
     the failed COMMIT killed the writer), reads keep working, ServerInfo reports the condition,
     writes succeed again as soon as space is freed, and SIGTERM exits 0 without a traceback."""
     srv = start_server_process(small_tmpfs)
+    request.addfinalizer(srv.stop)  # a failed assertion leaves no server behind
     c = connect(srv.address, srv.token)
     req = op.EnqueueRequest(handler="pulse.noop", payload=b'{"pad": "' + b"x" * 8000 + b'"}', delay_secs=3600)
     acked = [c.ops.Enqueue(req, metadata=c.md, timeout=CALL_TIMEOUT).job.id for _ in range(5)]
@@ -268,12 +269,13 @@ def test_fresh_data_dir_starts_and_writes_marker(tmp_path: Path):
     assert code is None, text
 
 
-def test_damage_while_serving_is_a_specific_error(tmp_path: Path):
+def test_damage_while_serving_is_a_specific_error(tmp_path: Path, request: pytest.FixtureRequest):
     """Issue 18.2: a page damaged under a running server. Reads that meet it fail with DATA_LOSS
     naming the file (not INTERNAL), writes answer (never hang), ServerInfo says the store is
     damaged, and SIGTERM still exits."""
     data = _make_store(tmp_path, 6000, payload=b'{"pad": "' + b"z" * 2000 + b'"}')  # ~ 16 MB > caches
     srv = start_server_process(tmp_path)  # on tmp_path / "data"
+    request.addfinalizer(srv.stop)  # a failed assertion leaves no server behind
     c = connect(srv.address, srv.token)
     db = data / "pulse.db"
     pages = db.stat().st_size // 4096
