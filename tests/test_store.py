@@ -5,6 +5,7 @@ cancel) is at the end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -946,12 +947,10 @@ def _plan_nodes(plan: dict) -> list[dict]:
     return out
 
 
-@pytest.mark.postgres
-async def test_pg_claim_and_finish_plans_do_not_depend_on_statistics(pg_url: str):
-    """A young jobs table has no statistics, and the planner then guesses that a handful of jobs
-    are queued or running. The claim must still walk jobs_queue in order and stop at its limit
-    (not sort every queued row), and the finish look its rows up by primary key (not loop over
-    this node's running rows re-scanning its arrays for each): both were O(queue) per call."""
+@contextlib.asynccontextmanager
+async def _young_pg_table(pg_url: str) -> AsyncIterator[tuple[PostgresStore, asyncpg.Connection, float]]:
+    """A store of node n1 whose jobs table holds 3,000 queued jobs and no statistics (autovacuum
+    off), a plain connection to EXPLAIN on, and the jobs' time."""
     store = PostgresStore(pg_url, node="n1")
     await store.open()
     conn = await asyncpg.connect(pg_url)
@@ -961,6 +960,19 @@ async def test_pg_claim_and_finish_plans_do_not_depend_on_statistics(pg_url: str
         await store.insert(
             [Job(id=f"j{i}", handler="h", created_at=now, updated_at=now, run_at=now) for i in range(3000)]
         )
+        yield store, conn, now
+    finally:
+        await conn.close()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_pg_claim_and_finish_plans_do_not_depend_on_statistics(pg_url: str):
+    """A young jobs table has no statistics, and the planner then guesses that a handful of jobs
+    are queued or running. The claim must still walk jobs_queue in order and stop at its limit
+    (not sort every queued row), and the finish look its rows up by primary key (not loop over
+    this node's running rows re-scanning its arrays for each): both were O(queue) per call."""
+    async with _young_pg_table(pg_url) as (store, conn, now):
         running = await store.claim(300, ["h"], now)
         assert len(running) == 300
         async with conn.transaction():
@@ -979,9 +991,6 @@ async def test_pg_claim_and_finish_plans_do_not_depend_on_statistics(pg_url: str
         nodes = _plan_nodes(json.loads(raw)[0]["Plan"])
         assert [n for n in nodes if n["Node Type"] == "Nested Loop"] == [], raw
         assert not any(n.get("Index Name", "").startswith("jobs_running") for n in nodes), raw
-    finally:
-        await conn.close()
-        await store.close()
 
 
 @pytest.mark.postgres
@@ -989,15 +998,7 @@ async def test_pg_lease_statements_read_running_rows_by_index_without_statistics
     """Running rows have one index (jobs_running_node): the heartbeat's renewal and both reaping
     statements find them through it on a table without statistics (never a scan of every job), and
     no index holds lease_expires, so a renewal changes no indexed column (a HOT update)."""
-    store = PostgresStore(pg_url, node="n1")
-    await store.open()
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute("ALTER TABLE jobs SET (autovacuum_enabled = false)")  # no statistics
-        now = time.time()
-        await store.insert(
-            [Job(id=f"j{i}", handler="h", created_at=now, updated_at=now, run_at=now) for i in range(3000)]
-        )
+    async with _young_pg_table(pg_url) as (store, conn, now):
         assert len(await store.claim(50, ["h"], now)) == 50
         defs = [
             r["indexdef"] for r in await conn.fetch("SELECT indexdef FROM pg_indexes WHERE tablename='jobs'")
@@ -1009,9 +1010,6 @@ async def test_pg_lease_statements_read_running_rows_by_index_without_statistics
             nodes = _plan_nodes(json.loads(raw)[0]["Plan"])
             assert not any(n["Node Type"] == "Seq Scan" for n in nodes), raw
             assert any(n.get("Index Name") == "jobs_running_node" for n in nodes), raw
-    finally:
-        await conn.close()
-        await store.close()
 
 
 @pytest.mark.postgres
