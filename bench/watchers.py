@@ -201,12 +201,7 @@ async def one(
                     all_seen.set()
 
         readers = [asyncio.create_task(follow(i)) for i in range(watchers)]
-        reqs = [op.EnqueueRequest(handler=handler, delay_secs=DELAY_S) for _ in range(n)]
-        assert srv.child is not None
-        server_cpu = CpuMeter(srv.child.pid, include_self=False).start()  # the server and its plugin
-        await stub.EnqueueMany(op.EnqueueManyRequest(jobs=reqs), metadata=md, timeout=60)
-        await asyncio.to_thread(wait_drained, srv.db_path, n, max(60.0, n / 20))
-        server_cpu.stop()
+        server_cpu = await enqueue_and_drain(srv, stub, md, n, handler)
         if watchers:
             await asyncio.wait_for(all_seen.wait(), 60)
         for call in calls:
@@ -220,17 +215,24 @@ async def one(
     }
 
 
-async def one_console(srv: Server, ch: grpc.aio.Channel, stub, n: int, watchers: int, handler: str) -> dict:
-    md = srv.metadata()
-    ready = asyncio.Event()
-    watching = asyncio.create_task(consoles(srv, ch, n, watchers, ready))
-    await asyncio.wait_for(ready.wait(), 60)
+async def enqueue_and_drain(srv: Server, stub, md, n: int, handler: str) -> CpuMeter:
+    """N jobs of `handler` enqueued in one call (delayed DELAY_S), then waited for until drained;
+    the CPU the server and its plugin spent meanwhile."""
     reqs = [op.EnqueueRequest(handler=handler, delay_secs=DELAY_S) for _ in range(n)]
     assert srv.child is not None
     server_cpu = CpuMeter(srv.child.pid, include_self=False).start()  # the server and its plugin
     await stub.EnqueueMany(op.EnqueueManyRequest(jobs=reqs), metadata=md, timeout=60)
     await asyncio.to_thread(wait_drained, srv.db_path, n, max(60.0, n / 20))
     server_cpu.stop()
+    return server_cpu
+
+
+async def one_console(srv: Server, ch: grpc.aio.Channel, stub, n: int, watchers: int, handler: str) -> dict:
+    md = srv.metadata()
+    ready = asyncio.Event()
+    watching = asyncio.create_task(consoles(srv, ch, n, watchers, ready))
+    await asyncio.wait_for(ready.wait(), 60)
+    server_cpu = await enqueue_and_drain(srv, stub, md, n, handler)
     seen = await watching
     return {"secs": drain_secs(srv), "server_cpu_s": server_cpu.seconds, **seen}
 
