@@ -494,3 +494,32 @@ async def test_handlers_at_80_columns_shorten_long_names_to_keep_every_count(ser
         assert (
             row[0].endswith("…") and row[0].startswith("import-customer") and (row[3], row[6]) == ("7", "3")
         ), row
+
+
+async def test_a_change_before_the_server_follows_a_shown_job_still_reaches_its_screen(server) -> None:
+    """A detail reads its job, then the console asks the server to follow it (SetWatchView). A
+    change landing in between reached the console only as a counted 'other', so the detail kept
+    the old state (the editor's run never saw its job complete, once, under load). Once the server
+    follows the newly shown job, the screen reads it again."""
+    client = await client_for(server)
+    job = await client.enqueue("pulse.noop", {}, delay_secs=600)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(app, pilot, rows=1)
+        gate = asyncio.Event()
+        real = app.client.set_watch_view
+
+        async def held(*args, **kwargs):  # the server's answer comes late, as under load
+            await gate.wait()
+            return await real(*args, **kwargs)
+
+        app.client.set_watch_view = held  # type: ignore[method-assign]
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen), "detail")
+        detail = app.screen
+        assert isinstance(detail, JobDetailScreen)
+        await until(pilot, lambda: detail.detail is not None and detail.detail.job.status == "queued", "read")
+        await client.cancel(job.id)  # before the server follows the job: counted as an other
+        gate.set()
+        await until(pilot, lambda: detail.detail.job.status == "cancelled", "the change after the view")
+    await client.close()

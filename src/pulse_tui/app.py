@@ -624,6 +624,7 @@ class PulseApp(App[None]):
             token, view = self._view_token, self._shown_view()
             if not token or view == self._view_sent:
                 return
+            followed = self._view_sent[0] if self._view_sent is not None else frozenset()
             self._view_sent = None  # unknown until the server answers
             try:
                 await self.client.set_watch_view(token, view[0], view[1])
@@ -631,6 +632,9 @@ class PulseApp(App[None]):
                 return  # tried again at the next flush (a stream that ended: the reconnect)
             if token == self._view_token:
                 self._view_sent = view
+                added = view[0] - followed
+                if added:  # their changes until now came as others: the screens read them once
+                    self._for_screens(lambda s: s.view_followed(added))
 
     @asynccontextmanager
     async def view_widening(self) -> AsyncIterator[None]:

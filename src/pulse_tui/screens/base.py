@@ -110,6 +110,10 @@ class PulseScreen(Screen[None]):
     def counts_arrived(self, counts: operator_pb2.CountJobsResponse) -> None:
         """Every job's count by status, taken after every change this flush brought."""
 
+    def view_followed(self, ids: frozenset[str]) -> None:
+        """The server now sends these shown jobs' changes in full. Changes made between the
+        screen's own read of them and now came only as counted others: read them once more."""
+
     def others_changed(self, near: bool) -> None:
         """Jobs that no screen shows changed (at most once a second while they do): refetch
         whatever may depend on them (a page that new jobs may enter, counts, children). `near`:

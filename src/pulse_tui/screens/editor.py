@@ -465,6 +465,10 @@ class EditorScreen(PulseScreen):
     def shown_job_ids(self) -> list[str]:
         return [self.run_job.id] if self.run_job is not None else []
 
+    def view_followed(self, ids: frozenset[str]) -> None:
+        if self.run_job is not None and self.run_job.id in ids:
+            self.fetch_run()  # it may have finished before the server followed it
+
     def jobs_changed(self, jobs: list[operator_pb2.Job]) -> None:
         if self.run_job is None:
             return

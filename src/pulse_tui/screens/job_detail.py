@@ -98,6 +98,10 @@ class JobDetailScreen(PulseScreen):
     def shown_job_ids(self) -> list[str]:
         return [self.job_id]
 
+    def view_followed(self, ids: frozenset[str]) -> None:
+        if self.job_id in ids:
+            self.load()
+
     def others_changed(self, near: bool) -> None:
         self.load_children()  # the job itself is shown (its changes come in full); its children not
 
