@@ -598,6 +598,20 @@ def cli_cases(w: World) -> list[tuple[str, list[str], int, str]]:
         ("plugins-reload-readonly", ["plugins", "reload", "nope", *ro], 1, "read-only"),
         ("plugins-list-wrong-token", ["plugins", "list", *wrong], 1, "token rejected"),
         ("handlers-list-wrong-token", ["handlers", "list", *wrong], 1, "token rejected"),
+        # bytes that are not UTF-8 (`$'\\xff'` in a shell; Python's argv keeps them as lone
+        # surrogates) were a UnicodeEncodeError traceback while the request was built
+        ("enqueue-not-utf8", ["jobs", "enqueue", "pulse.no\udcffop", *conn], 2, "handler: not valid UTF-8"),
+        (
+            "enqueue-payload-not-utf8",
+            ["jobs", "enqueue", "pulse.noop", "--payload", '{"a": "\udcff"}', *conn],
+            2,
+            'argument --payload: not valid UTF-8 text: {"a": "\\xff"}',
+        ),
+        ("show-not-utf8", ["jobs", "show", "\udcff", *conn], 2, "argument id: not valid UTF-8"),
+        ("list-not-utf8", ["jobs", "list", "--handler", "x\udcff", *conn], 2, "--handler: not valid UTF-8"),
+        ("plugins-show-not-utf8", ["plugins", "show", "\udcff", *conn], 2, "name: not valid UTF-8"),
+        ("handlers-pause-not-utf8", ["handlers", "pause", "\udcff", *conn], 2, "name: not valid UTF-8"),
+        ("connect-not-utf8", ["--connect", "h\udcff:1", "jobs", "list"], 2, "--connect: not valid UTF-8"),
         ("config-nothing", ["config"], 2, "nothing to do"),
         ("unknown-command", ["jobs", "explode"], 2, "invalid choice"),
     ]

@@ -89,9 +89,39 @@ def connect_address(listen: str) -> str:
 # ---------------------------------------------------------------- arguments
 
 
+def _text(value: str) -> str:
+    """A text argument (a name, an id, JSON, a duration…): it goes on the wire as UTF-8, so bytes
+    that are not UTF-8 (a shell's `$'\\xff'`, which Python keeps as lone surrogates) are a usage
+    error naming the argument, not a traceback while the request is built. File and directory
+    arguments are left alone: the OS takes any bytes there."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise argparse.ArgumentTypeError(f"not valid UTF-8 text: {shown}") from None
+    return value
+
+
+# path arguments, left as the OS gave them (see _text)
+_PATH_DESTS = frozenset({"config", "token_file", "tls_ca", "data_dir", "db", "tls_cert", "tls_key"})
+_PATH_DESTS |= {"tls_client_ca", "from_file"}
+
+
+def _check_text_arguments(parser: argparse.ArgumentParser) -> None:
+    """Give every string argument without a type of its own (and not a path) the `_text` check,
+    in this parser and its subcommands'."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _check_text_arguments(sub)
+        elif action.type is None and action.nargs != 0 and action.dest not in _PATH_DESTS:
+            action.type = _text
+
+
 def _host_port(value: str) -> str:
     """--connect's value: HOST:PORT (a bracketed IPv6 host too), else a usage error naming it
     (it used to be tried as an address and reported as a server that is not running)."""
+    _text(value)
     host, sep, port = value.rpartition(":")
     if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 127.0.0.1:7878), got {value!r}")
@@ -383,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="configuration")
     cfg.add_argument("--print-default", action="store_true", help="print a commented default pulse.toml")
     cfg.set_defaults(func=cmd_config)
+    _check_text_arguments(parser)
     return parser
 
 
