@@ -337,3 +337,49 @@ def op_grpc_stub(channel):
     from pulse_tui.protocol import operator_pb2_grpc
 
     return operator_pb2_grpc.OperatorServiceStub(channel)
+
+
+# started with a low soft limit on open files (systemd's default for services is 1024), as a
+# service would be: the server then raises its own soft limit to the hard one
+_LOW_NOFILE = (
+    "import os, resource, sys; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard)); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+def test_idle_connections_from_anyone_cannot_take_every_file_descriptor(tmp_path):
+    """Anyone who reaches the port can hold TCP connections open without a byte of gRPC (no
+    token needed). With the soft limit on open files a service is started with, a few hundred of
+    them used every descriptor: the server answered nobody ("not reachable") until they went
+    away. The server now raises its soft limit to the hard one (as Go servers do), so such a
+    flood costs memory, not the service."""
+    import resource
+    import socket
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024 or soft < 512:
+        pytest.skip(f"open files limit too low here ({soft}/{hard})")
+    data = tmp_path / "data"
+    cfg = tmp_path / "pulse.toml"
+    cfg.write_text(f"[server]\ndata_dir = {json.dumps(str(data))}\n")
+    proc = ServerProcess(["--config", str(cfg), "--listen", "127.0.0.1:0", "--data-dir", str(data)])
+    proc.argv[1:1] = ["-c", _LOW_NOFILE]
+    srv = ServerHandle(
+        address=proc.start(timeout=START_TIMEOUT), data_dir=data, process=proc, config_path=cfg
+    )
+    idle: list[socket.socket] = []
+    try:
+        host, port = srv.address.rsplit(":", 1)
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(200)]
+        c = connect(srv.address, srv.token)
+        try:
+            got = c.ops.Enqueue(
+                op.EnqueueRequest(handler="pulse.noop", payload=b"{}"), metadata=c.md, timeout=10
+            )
+            assert got.job.id and got.job.handler == "pulse.noop"
+        finally:
+            c.channel.close()
+    finally:
+        for s in idle:
+            s.close()
+        srv.stop()

@@ -484,6 +484,7 @@ async def _serve(settings: ServerSettings, config: Config) -> int:
     from pulse_tui.pulse.errors import PulseError
     from pulse_tui.pulse.server import PulseServer
 
+    _raise_open_files_limit()
     server = PulseServer(settings, config)
     try:
         await server.start()
@@ -520,6 +521,23 @@ async def _serve(settings: ServerSettings, config: Config) -> int:
 # of the CPU of an in-process drain (0.079-0.087 -> 0.072 s per 1,000 jobs). Cycles are still
 # collected, just less often.
 GC_THRESHOLD = (10_000, 10, 10)
+
+
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard one, as Go servers (QNTX among them) do at
+    start. Every client connection, plugin pipe and store file takes a descriptor, and anyone
+    who reaches the port can hold connections open before sending a token: at the soft limit a
+    service is usually given (1024), a few hundred idle connections left the server unable to
+    accept anyone. Plugins inherit the raised limit; script jobs get their own (max_open_files)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError) as exc:  # not POSIX, or a platform cap below hard
+        logging.getLogger(__name__).debug("open files limit left as it was: %s", exc)
 
 
 def _tune_gc() -> None:
