@@ -612,6 +612,14 @@ def cli_cases(w: World) -> list[tuple[str, list[str], int, str]]:
         ("plugins-show-not-utf8", ["plugins", "show", "\udcff", *conn], 2, "name: not valid UTF-8"),
         ("handlers-pause-not-utf8", ["handlers", "pause", "\udcff", *conn], 2, "name: not valid UTF-8"),
         ("connect-not-utf8", ["--connect", "h\udcff:1", "jobs", "list"], 2, "--connect: not valid UTF-8"),
+        # NaN waited forever for a server that does not stop (every comparison with it is false)
+        (
+            "server-stop-nan",
+            ["server", "stop", "--timeout", "nan"],
+            2,
+            "--timeout: must be 0 or more seconds",
+        ),
+        ("server-stop-negative", ["server", "stop", "--timeout", "-1"], 2, "--timeout: must be 0 or more"),
         ("config-nothing", ["config"], 2, "nothing to do"),
         ("unknown-command", ["jobs", "explode"], 2, "invalid choice"),
     ]

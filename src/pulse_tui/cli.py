@@ -128,6 +128,17 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _seconds(value: str) -> float:
+    """A wait in seconds: 0 or more and finite (NaN made `server stop` wait forever)."""
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {value!r}") from None
+    if not 0 <= n < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {value}")
+    return n
+
+
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -246,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="pulse.toml to use")
         if action == "stop":
             p.add_argument(
-                "--timeout", type=float, default=30.0, metavar="S", help="how long to wait for it (30)"
+                "--timeout", type=_seconds, default=30.0, metavar="S", help="how long to wait for it (30)"
             )
         p.set_defaults(func=cmd_server_status if action == "status" else cmd_server_stop)
 
