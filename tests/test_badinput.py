@@ -57,6 +57,7 @@ def world(tmp_path_factory) -> World:
 
     wait_until(settled, 20, "the fixture jobs to settle")
     (base / "wrong").write_text("f" * 64 + "\n")
+    (base / "two-lines").write_text("abc\ndef\n")
     yield World(srv, c, srv.readonly_metadata, completed, cancelled, failed, queued, base)
     c.close()
     srv.stop()
@@ -620,6 +621,20 @@ def cli_cases(w: World) -> list[tuple[str, list[str], int, str]]:
             "--timeout: must be 0 or more seconds",
         ),
         ("server-stop-negative", ["server", "stop", "--timeout", "-1"], 2, "--timeout: must be 0 or more"),
+        # a token gRPC metadata cannot carry, or a CA file that is not PEM: gRPC tracebacks / errors
+        # followed by "not reachable"
+        (
+            "token-two-lines",
+            ["jobs", "list", "--connect", w.srv.address, "--token-file", str(w.tmp / "two-lines")],
+            1,
+            "holds a character a token cannot have ('\\n' at position 4)",
+        ),
+        (
+            "tls-ca-not-pem",
+            ["jobs", "list", *conn, "--tls-ca", str(w.tmp / "two-lines")],
+            1,
+            "is not a PEM certificate",
+        ),
         ("config-nothing", ["config"], 2, "nothing to do"),
         ("unknown-command", ["jobs", "explode"], 2, "invalid choice"),
     ]

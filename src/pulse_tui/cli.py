@@ -710,15 +710,29 @@ def resolve_token(args: argparse.Namespace, config: Config, *, read_only: bool =
 
     token_file = getattr(args, "token_file", None)
     if token_file:
-        return _read_token(Path(token_file).expanduser(), read_token_file)
-    if os.environ.get("PULSE_TOKEN"):
-        return os.environ["PULSE_TOKEN"].strip()
+        path = Path(token_file).expanduser()
+        return _token_text(_read_token(path, read_token_file), f"token file {path}")
+    if os.environ.get("PULSE_TOKEN", "").strip():
+        return _token_text(os.environ["PULSE_TOKEN"].strip(), "PULSE_TOKEN")
     path = Path(config.server.data_dir).expanduser() / ("token.readonly" if read_only else "token")
     if not path.exists():
         raise CliError(
             f"no token: pass --token-file FILE or set PULSE_TOKEN (a local server writes its token to {path})"
         )
-    return _read_token(path, read_token_file)
+    return _token_text(_read_token(path, read_token_file), f"token file {path}")
+
+
+def _token_text(token: str, source: str) -> str:
+    """A token goes out as gRPC metadata (`authorization: Bearer …`), which takes printable ASCII
+    only: a token with a line break (two lines in the file), a space or a control character made
+    every call fail with a gRPC traceback. Says where the first bad character is, never the token."""
+    for i, ch in enumerate(token):
+        if not "!" <= ch <= "~":
+            raise CliError(
+                f"{source} holds a character a token cannot have ({ch!r} at position {i + 1}); "
+                "a token is one line of printable ASCII without spaces, e.g. the server's token file"
+            )
+    return token
 
 
 def _read_token(path: Path, reader: Callable[[Path], str]) -> str:
@@ -737,9 +751,13 @@ def _tls(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     import grpc
 
     try:
-        return grpc.ssl_channel_credentials(root_certificates=Path(ca).read_bytes())
+        pem = Path(ca).read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {ca}: {exc.strerror or exc}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        # gRPC would log its own errors and then report the server as not reachable
+        raise CliError(f"--tls-ca {ca} is not a PEM certificate (no BEGIN CERTIFICATE line)")
+    return grpc.ssl_channel_credentials(root_certificates=pem)
 
 
 def with_client(args: argparse.Namespace, fn: Callable[[PulseClient], Awaitable[int]]) -> int:
