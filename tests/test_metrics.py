@@ -624,3 +624,38 @@ async def test_stopping_with_a_gauge_sample_running_answers_its_readers(tmp_path
     finally:
         gate.set()
         await store.close()
+
+
+async def test_idle_connections_cannot_take_every_descriptor() -> None:
+    """Anyone who reaches the metrics port (it needs no token by default) could open connections
+    and send nothing: each was held for the request timeout (10 s), with no limit on how many, so
+    a few hundred took every descriptor the server had (the gRPC port then accepted no one, and
+    the log filled with `accept() out of system resource`). Past `max_connections` a connection
+    is now answered 503 and closed at once; once they go, scrapes are served again."""
+    rec = metrics.Recorder(None)
+    http = metrics.MetricsHTTPServer(rec, metrics.HTTPSettings("127.0.0.1:0", max_connections=2))
+    await http.start()
+    idle: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(2):
+            idle.append((await asyncio.open_connection("127.0.0.1", http.port))[1])
+        async with asyncio.timeout(5):
+            while http.open < 2:  # the server has taken both
+                await asyncio.sleep(0.005)
+        reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+        async with asyncio.timeout(5):  # answered at once, not after the 10 s request timeout
+            answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 503 ") and answer.endswith(b"too many connections\n"), answer
+        assert http.turned_away == 1 and http.open == 2
+        for w in idle:
+            w.close()
+        async with asyncio.timeout(5):
+            while http.open:
+                await asyncio.sleep(0.005)
+        status, body = await scrape(http.port)
+        assert status == 200 and "pulse_jobs_enqueued_total" in body
+    finally:
+        for w in idle:
+            w.close()
+        await http.stop()

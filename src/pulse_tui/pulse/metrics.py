@@ -655,6 +655,9 @@ class HTTPSettings:
     tokens: Callable[[str], bool] | None = None  # bearer check; None = open
     timeout: float = 10.0
     max_header_bytes: int = 16 * 1024
+    # connections served at once; more are answered 503 and closed at once (each one waits up to
+    # `timeout` for its request, so without a cap anyone could hold every descriptor the server has)
+    max_connections: int = 64
 
 
 class MetricsHTTPServer:
@@ -667,6 +670,8 @@ class MetricsHTTPServer:
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         self.scrapes = 0
+        self.open = 0  # connections being served
+        self.turned_away = 0  # connections answered 503 because `max_connections` were open
 
     async def start(self) -> None:
         from pulse_tui.pulse.server import ServerError, split_host_port
@@ -678,7 +683,13 @@ class MetricsHTTPServer:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(s.tls_cert, s.tls_key)
         try:
-            self._server = await asyncio.start_server(self._serve, host or "0.0.0.0", port, ssl=ctx)
+            self._server = await asyncio.start_server(
+                self._serve,
+                host or "0.0.0.0",
+                port,
+                ssl=ctx,
+                ssl_handshake_timeout=s.timeout if ctx is not None else None,
+            )
         except OSError as exc:
             raise ServerError(
                 f"cannot serve metrics on {s.listen}: {exc.strerror or exc}; pick another with --metrics HOST:PORT"
@@ -691,6 +702,28 @@ class MetricsHTTPServer:
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= self.settings.max_connections:
+            self.turned_away += 1
+            if self.turned_away == 1 or self.turned_away % 1000 == 0:
+                log.warning(
+                    "metrics: %d connections are open; turned away %d so far (503)",
+                    self.open,
+                    self.turned_away,
+                )
+            body = b"too many connections\n"
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            writer.close()
+            return
+        self.open += 1
+        try:
+            await self._serve_one(reader, writer)
+        finally:
+            self.open -= 1
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(self.settings.timeout):
                 status, body, ctype = await self._answer(reader)
