@@ -635,6 +635,12 @@ def cli_cases(w: World) -> list[tuple[str, list[str], int, str]]:
             1,
             "is not a PEM certificate",
         ),
+        (
+            "config-is-a-dir",
+            ["--config", str(w.tmp), "jobs", "list"],
+            2,
+            "is a directory; give the pulse.toml",
+        ),
         ("config-nothing", ["config"], 2, "nothing to do"),
         ("unknown-command", ["jobs", "explode"], 2, "invalid choice"),
     ]

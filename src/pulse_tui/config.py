@@ -280,18 +280,27 @@ lock_timeout_secs = {s.lock_timeout_secs:g}             # SQLite: a write waits 
 # ---------------------------------------------------------------- loading
 
 
+def _not_a_file(path: Path) -> str:
+    """Why `path` cannot be read as a config file (a directory used to be said not to exist)."""
+    if path.is_dir():
+        return "is a directory; give the pulse.toml file inside it"
+    if path.exists():
+        return "is not a regular file"
+    return "does not exist"
+
+
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The config file to use, or None for built-in defaults. An explicit path must exist."""
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+            raise ConfigError(f"config file {path} {_not_a_file(path)}")
         return path
     env = os.environ.get("PULSE_CONFIG")
     if env:
         path = Path(env).expanduser()
         if not path.is_file():
-            raise ConfigError(f"config file {path} (from $PULSE_CONFIG) does not exist")
+            raise ConfigError(f"config file {path} (from $PULSE_CONFIG) {_not_a_file(path)}")
         return path
     path = user_config_path()
     return path if path.is_file() else None
