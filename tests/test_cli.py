@@ -518,3 +518,23 @@ def test_a_missing_id_is_only_an_error_naming_it(cli, args):
     code, out, err = cli(*args)
     assert code == 1 and out == "", out
     assert err.startswith("error: ") and "'nope-1'" in err and err.count("\n") == 1, err
+
+
+def test_what_a_job_says_cannot_drive_the_terminal(cli):
+    """A job's error, logs and result come from plugins and from whoever enqueued (pulse.fail
+    takes its error from the payload). They were printed as they were, so `jobs show` sent a
+    job's escape sequences (colours, the window title, OSC 52 clipboard writes) and bidi
+    overrides to the operator's terminal. Text output now writes each such character as its
+    escape; --json was always escaped."""
+    evil = "\x1b]52;c;ZWNobyBoaQ==\x07 \x1b[2J\rspoof \u202eevil \x9b"
+    payload = json.dumps({"error": evil})
+    code, out, err = cli(
+        "jobs", "enqueue", "pulse.fail", "--max-attempts", "1", "--payload", payload, "--wait"
+    )
+    assert code == 1
+    job_id = out.split()[1]
+    for text in (out, err, cli("jobs", "show", job_id)[1]):
+        assert not any(c in text for c in "\x1b\x07\r\u202e\x9b"), repr(text)
+        assert "\\x1b]52;c;ZWNobyBoaQ==\\x07 \\x1b[2J\\rspoof \\u202eevil \\x9b" in text, text
+    code, out, _ = cli("jobs", "show", job_id, "--json")
+    assert code == 0 and json.loads(out)["error"] == evil

@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             doc = {"error": exc.message, "reason": exc.reason} if exc.reason else {"error": exc.message}
             print(json.dumps(doc), file=sys.stderr)
         else:
-            print(f"error: {exc.message}", file=sys.stderr)
+            print(f"error: {shown(exc.message)}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
@@ -793,8 +793,22 @@ def with_client(args: argparse.Namespace, fn: Callable[[PulseClient], Awaitable[
         raise CliError(message, reason=str(exc.reason)) from None
 
 
+# What a terminal would act on rather than show: C0 controls but tab and newline (ESC starts
+# colour, cursor, title and clipboard (OSC 52) sequences; CR overwrites the line), DEL, C1
+# controls, and the bidi marks, embeddings, overrides and isolates that reorder a line.
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: str) -> str:
+    """`text` made safe for a terminal: job errors, logs, results and names come from plugins and
+    from whoever enqueued (`pulse.fail` takes its error from the payload), and were printed as
+    they were, so a job could send escape sequences to the terminal of whoever ran `jobs show`.
+    Each such character is written as its escape (`\\x1b`, `\\u202e`); --json was always safe."""
+    return _UNSHOWABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def emit(args: argparse.Namespace, doc: Any, text: str) -> None:
-    print(json.dumps(doc, indent=2, sort_keys=False) if args.json else text)
+    print(json.dumps(doc, indent=2, sort_keys=False) if args.json else shown(text))
 
 
 def _json_or_text(raw: bytes) -> Any:
@@ -1086,7 +1100,7 @@ def cmd_jobs_enqueue(args: argparse.Namespace) -> int:
         emit(args, job_doc(detail), job_text(detail))
         if detail.job.status != JobStatus.COMPLETED:
             print(
-                f"error: job {job.id} {detail.job.status}: {detail.job.error or 'no error message'}",
+                shown(f"error: job {job.id} {detail.job.status}: {detail.job.error or 'no error message'}"),
                 file=sys.stderr,
             )
             return 1
@@ -1101,14 +1115,14 @@ async def wait_for_job(
     """Follow a job until it finishes, printing progress changes on stderr unless `quiet`."""
     from pulse_tui.client import job_filter
 
-    shown = ""
+    last = ""
 
     def show(j: op.Job) -> None:
-        nonlocal shown
+        nonlocal last
         line = f"{j.id}: {j.status} {_progress(j)}"
-        if not quiet and line != shown:
-            print(line, file=sys.stderr, flush=True)
-            shown = line
+        if not quiet and line != last:
+            print(shown(line), file=sys.stderr, flush=True)
+            last = line
 
     if not client.can(Capability.WATCH):  # QueueService-only server: poll
         while True:
@@ -1247,7 +1261,7 @@ def cmd_jobs_delete(args: argparse.Namespace) -> int:
             emit(args, doc, f"{verb} {len(resp.affected_ids):,} job(s)")
         if not args.json:
             for f in resp.failures:
-                print(f"error: {f.error}", file=sys.stderr)
+                print(f"error: {shown(f.error)}", file=sys.stderr)
         return 1 if resp.failures else 0
 
     return with_client(args, run)
@@ -1318,7 +1332,7 @@ def _bulk_report(args: argparse.Namespace, resp: Any, text: str, **extra: Any) -
     if args.json or text:
         emit(args, doc, text)
     for f in resp.failures:
-        print(f"error: {f.error}", file=sys.stderr)
+        print(f"error: {shown(f.error)}", file=sys.stderr)
     return 1 if resp.failures else 0
 
 
@@ -1515,13 +1529,13 @@ def cmd_schedules_action(args: argparse.Namespace) -> int:
                 r = await client.schedule_action(args.action, sid)
             except ClientError as exc:
                 failed += 1
-                print(f"error: {sid}: {exc.message}", file=sys.stderr)
+                print(shown(f"error: {sid}: {exc.message}"), file=sys.stderr)
                 continue
             if args.action == "run":
                 docs.append({"schedule": schedule_doc(r.schedule), "run": execution_doc(r.execution)})
                 if not args.json:
                     what = f"job {r.execution.job_id}" if r.execution.job_id else r.execution.error
-                    print(f"{sid}: run {r.execution.id} started ({what})")
+                    print(shown(f"{sid}: run {r.execution.id} started ({what})"))
             else:
                 docs.append({"schedule": schedule_doc(r)})
                 if not args.json:
