@@ -523,3 +523,26 @@ async def test_a_change_before_the_server_follows_a_shown_job_still_reaches_its_
         gate.set()
         await until(pilot, lambda: detail.detail.job.status == "cancelled", "the change after the view")
     await client.close()
+
+
+async def test_what_a_job_says_cannot_drive_the_terminal(server) -> None:
+    """A job's error comes from its plugin or, for pulse.fail, from whoever enqueued it. Textual
+    and Rich drop only BEL, BS, VT, FF and CR from what they draw, so an ESC in an error reached
+    the terminal: the list and the detail set the window title, cleared the screen and recoloured
+    it. Such characters are now drawn as their control pictures (one column each)."""
+    client = await client_for(server)
+    evil = "\x1b]0;PWNED\x07 \x1b[2J\x1b[41mred \u202eevil\x9b end"
+    bad = await client.enqueue("pulse.fail", {"error": evil}, max_attempts=1)
+    app = PulseApp(server.address, server.token)
+    async with app.run_test(size=(120, 30)) as pilot:
+        t = await started(app, pilot, rows=1)
+        await until(pilot, lambda: t.job_at(0) and t.job_at(0).status == "failed", "failed row")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen), "detail screen")
+        detail: JobDetailScreen = app.screen  # type: ignore[assignment]
+        await until(pilot, lambda: detail.detail is not None and detail.job_id == bad.id, "detail loaded")
+        await pilot.pause()
+        screen = app.export_screenshot()
+        assert not any(c in screen for c in "\x1b\x07\u202e\x9b"), "a control character reached the screen"
+        assert "␛]0;PWNED ␛[2J␛[41mred �evil� end" in screen.replace("&#160;", " ")
+    await client.close()

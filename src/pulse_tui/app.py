@@ -46,7 +46,7 @@ from pulse_tui.screens.plugins import PluginsScreen
 from pulse_tui.screens.schedules import SchedulesScreen
 from pulse_tui.screens.stats import StatsScreen
 from pulse_tui.vocab import Capability
-from pulse_tui.widgets import fmt
+from pulse_tui.widgets import fmt, terminal_guard
 from pulse_tui.widgets.command_line import CommandLine
 from pulse_tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH
 
@@ -164,6 +164,7 @@ class PulseApp(App[None]):
         theme_file: Path | None = None,
         notice: str = "",
     ) -> None:
+        terminal_guard.guard()  # what a job or plugin says cannot drive the terminal
         super().__init__()
         self._notice = notice  # said once the console is up (e.g. it attached to a kept server)
         # --theme / [tui] theme win; else the one last picked from the palette (theme_file)
