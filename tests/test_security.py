@@ -383,3 +383,25 @@ def test_idle_connections_from_anyone_cannot_take_every_file_descriptor(tmp_path
         for s in idle:
             s.close()
         srv.stop()
+
+
+def test_a_tls_certificate_or_key_that_cannot_be_used_is_named(tmp_path, certs):
+    """A --tls-cert that is not a certificate, or a key that is not the certificate's, made gRPC
+    log its own error and `serve` report `cannot listen on …: the port is in use`."""
+    base = [
+        "--config",
+        str(tmp_path / "none.toml"),
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    (tmp_path / "none.toml").write_text("")
+    (tmp_path / "notes.txt").write_text("not a certificate\n")
+    other_key = certs["server.pem"].parent / "other.key"
+    for cert, key in ((tmp_path / "notes.txt", certs["server.key"]), (certs["server.pem"], other_key)):
+        code, text = _serve_once([*base, "--tls-cert", str(cert), "--tls-key", str(key)])
+        assert code == 2, text
+        assert f"--tls-cert {cert} and --tls-key {key} are not a usable certificate and key" in text, text
+        assert "port is in use" not in text and "Traceback" not in text
+    assert not (tmp_path / "d").exists()  # nothing was written

@@ -233,6 +233,8 @@ class PulseServer:
             )
         if s.tls and not (s.tls_cert and s.tls_key):
             raise ServerError("TLS needs both --tls-cert and --tls-key")
+        if s.tls:
+            _check_cert_and_key(s.tls_cert, s.tls_key)
         if s.metrics_listen:
             mhost, _ = split_host_port(s.metrics_listen, "metrics address")
             if not is_loopback(mhost) and not s.tls and not s.insecure:
@@ -616,6 +618,22 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(
             unary, request_deserializer=deserialize, response_serializer=handler.response_serializer
         )
+
+
+def _check_cert_and_key(cert: str, key: str) -> None:
+    """Refuse a certificate and key that TLS cannot use, naming them: gRPC only logs its own error
+    and then fails to bind, which read as `the port is in use`. An encrypted key is refused too
+    (the empty password callback keeps OpenSSL from asking on the terminal)."""
+    import ssl
+
+    _read(cert), _read(key)  # "cannot read …" first
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        raise ServerError(
+            f"--tls-cert {cert} and --tls-key {key} are not a usable certificate and key "
+            f"({exc.reason or exc}): give a PEM certificate and its unencrypted PEM private key"
+        ) from None
 
 
 def _read(path: str) -> bytes:
