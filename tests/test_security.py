@@ -404,4 +404,7 @@ def test_a_tls_certificate_or_key_that_cannot_be_used_is_named(tmp_path, certs):
         assert code == 2, text
         assert f"--tls-cert {cert} and --tls-key {key} are not a usable certificate and key" in text, text
         assert "port is in use" not in text and "Traceback" not in text
+    tls = ["--tls-cert", str(certs["server.pem"]), "--tls-key", str(certs["server.key"])]
+    code, text = _serve_once([*base, *tls, "--tls-client-ca", str(tmp_path / "notes.txt")])
+    assert code == 2 and f"--tls-client-ca {tmp_path / 'notes.txt'} is not a PEM CA certificate" in text, text
     assert not (tmp_path / "d").exists()  # nothing was written

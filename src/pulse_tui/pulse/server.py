@@ -234,7 +234,7 @@ class PulseServer:
         if s.tls and not (s.tls_cert and s.tls_key):
             raise ServerError("TLS needs both --tls-cert and --tls-key")
         if s.tls:
-            _check_cert_and_key(s.tls_cert, s.tls_key)
+            _check_cert_and_key(s.tls_cert, s.tls_key, s.tls_client_ca)
         if s.metrics_listen:
             mhost, _ = split_host_port(s.metrics_listen, "metrics address")
             if not is_loopback(mhost) and not s.tls and not s.insecure:
@@ -620,7 +620,7 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
         )
 
 
-def _check_cert_and_key(cert: str, key: str) -> None:
+def _check_cert_and_key(cert: str, key: str, client_ca: str = "") -> None:
     """Refuse a certificate and key that TLS cannot use, naming them: gRPC only logs its own error
     and then fails to bind, which read as `the port is in use`. An encrypted key is refused too
     (the empty password callback keeps OpenSSL from asking on the terminal)."""
@@ -634,6 +634,14 @@ def _check_cert_and_key(cert: str, key: str) -> None:
             f"--tls-cert {cert} and --tls-key {key} are not a usable certificate and key "
             f"({exc.reason or exc}): give a PEM certificate and its unencrypted PEM private key"
         ) from None
+    if client_ca:
+        _read(client_ca)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=client_ca)
+        except ssl.SSLError as exc:
+            raise ServerError(
+                f"--tls-client-ca {client_ca} is not a PEM CA certificate ({exc.reason or exc})"
+            ) from None
 
 
 def _read(path: str) -> bytes:
