@@ -1051,3 +1051,26 @@ async def test_a_burst_bigger_than_the_rows_held_leaves_no_gap(server) -> None:
         await until(pilot, lambda: ids(t) == want, "the 25 rows in order")
         assert t.current_job.id == first  # the cursor kept its job, now 20 rows down
     await client.close()
+
+
+def test_a_csv_export_does_not_hand_a_spreadsheet_formulas(tmp_path) -> None:
+    """`:export FILE.csv` wrote a job's error as it was; a spreadsheet opening the file runs a
+    cell starting with = + - @ (or a tab / CR) as a formula, and errors and sources come from
+    plugins and from whoever enqueued (pulse.fail takes its error from the payload). Such cells
+    now start with `'`; JSON Lines keep the text as it was."""
+    import csv
+    import json
+
+    from pulse_tui.screens.jobs import _write_export
+
+    jobs = [
+        operator_pb2.Job(id="a", handler="pulse.fail", status="failed", error='=HYPERLINK("http://x","y")'),
+        operator_pb2.Job(id="b", handler="pulse.fail", status="failed", error="@SUM(1)", source="+cmd"),
+        operator_pb2.Job(id="c", handler="pulse.noop", status="completed", priority=-3, error="fine = ok"),
+    ]
+    _write_export(tmp_path / "jobs.csv", jobs)
+    rows = list(csv.DictReader((tmp_path / "jobs.csv").open(encoding="utf-8")))
+    assert [r["error"] for r in rows] == ['\'=HYPERLINK("http://x","y")', "'@SUM(1)", "fine = ok"]
+    assert rows[1]["source"] == "'+cmd" and rows[2]["priority"] == "-3"  # numbers stay numbers
+    _write_export(tmp_path / "jobs.jsonl", jobs)
+    assert json.loads((tmp_path / "jobs.jsonl").read_text().splitlines()[0])["error"].startswith("=HYPERLINK")

@@ -61,13 +61,24 @@ EXPORT_FIELDS = (
 )
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (`=HYPERLINK(…)`,
+# `=cmd|…`): job errors and sources come from plugins and from whoever enqueued.
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula gets a leading `'` (OWASP's advice for
+    CSV injection): it then shows as the text it is."""
+    return "'" + value if isinstance(value, str) and value.startswith(CSV_FORMULA_START) else value
+
+
 def _write_export(target: Path, jobs: list[operator_pb2.Job]) -> None:
     rows = [{f: getattr(j, f) for f in EXPORT_FIELDS} for j in jobs]
     with target.open("x", encoding="utf-8", newline="") as fh:
         if target.suffix.lower() == ".csv":
             w = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
             w.writeheader()
-            w.writerows(rows)
+            w.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
         else:
             for row in rows:
                 fh.write(json.dumps(row) + "\n")
