@@ -28,6 +28,7 @@ Every fixture yields a `ServerHandle`: `address` ("127.0.0.1:PORT"), `token`, `r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,10 +38,47 @@ from typing import Any
 
 import pytest
 from pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (one PostgreSQL for the session)
+from textual import events
+from textual.pilot import Pilot
 
 from pulse_tui.cli import ServerProcess
 
 START_TIMEOUT = 30.0
+
+
+_press = Pilot.press
+
+
+async def _press_and_settle(self: Pilot[Any], *keys: str) -> None:
+    """`Pilot.press`, then every key's bindings and handlers have run when it returns.
+
+    Textual's press hands each key to its driver, which posts it to the app from a task of its
+    own (a loop iteration or two later), then waits for the process to look idle (CPU time
+    against wall time) and for the messages queued at that moment. On a loaded machine the idle
+    check passes at once, the key is not even queued yet, and a test asserting right after the
+    press saw the state before the key (reproduced by making the idle check return at once: 6
+    console tests failed). Here each key is followed through: a callback sent the same way as the
+    key runs once the app has handled the key, then one round of `_wait_for_screen` per level of
+    the focused widget's ancestry (a key not handled by the focused widget bubbles up one queue at
+    a time), plus one spare. Keys go one at a time, so each goes where the one before left the
+    focus, as a person's keys do (keys arriving in one burst have their own tests)."""
+    app = self.app
+    for key in keys:
+        await _press(self, key)
+        driver = app._driver
+        if driver is None or not app.is_running:
+            return
+        handled = asyncio.get_running_loop().create_future()
+        driver.send_message(events.Callback(callback=lambda f=handled: f.done() or f.set_result(None)))
+        while not handled.done() and app.is_running and not (app._closing or app._closed):
+            await asyncio.wait({handled}, timeout=0.05)  # the app may exit on this very key
+        focused = app.focused
+        for _ in range(len(focused.ancestors_with_self) if focused is not None else 1):
+            await self._wait_for_screen()
+        await self._wait_for_screen()
+
+
+Pilot.press = _press_and_settle  # type: ignore[method-assign]
 
 
 @dataclass
