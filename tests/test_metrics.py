@@ -659,3 +659,55 @@ async def test_idle_connections_cannot_take_every_descriptor() -> None:
         for w in idle:
             w.close()
         await http.stop()
+
+
+async def test_every_read_sees_every_observation_made_before_it() -> None:
+    """A scrape, a snapshot or GetStats (`stats`) right after an observation counts it, for several
+    handlers and outcomes interleaved, and observing again after a read adds to what was read (a
+    recorder that kept observations aside to add them later must add them before any read)."""
+    from bisect import bisect_left
+
+    rec = metrics.Recorder(None)
+    outcomes = ["completed", "failed", "timeout"]
+    want: dict[str, dict] = {}
+    for i in range(300):
+        h = f"h{i % 3}"
+        w, r = (i % 7) * 0.004, (i % 11) * 0.37
+        rec.started(h, w)
+        rec.finished(h, outcomes[i % len(outcomes) if i % 5 else 0], r)
+        d = want.setdefault(h, {"s": 0, "f": {}, "w": [0] * metrics.NB, "r": [0] * metrics.NB})
+        d["s"] += 1
+        o = outcomes[i % len(outcomes) if i % 5 else 0]
+        d["f"][o] = d["f"].get(o, 0) + 1
+        d["w"][bisect_left(metrics.BOUNDS, w)] += 1
+        d["r"][bisect_left(metrics.BOUNDS, r)] += 1
+    rec.started("h0", 0.001)  # started, not ended yet
+    want["h0"]["s"] += 1
+    want["h0"]["w"][0] += 1
+
+    scraped = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(metrics.exposition(rec).decode())
+        for s in f.samples
+    }
+    for h, d in want.items():
+        for o, n in d["f"].items():
+            assert scraped[("pulse_jobs_finished_total", (("handler", h), ("outcome", o)))] == n
+        assert scraped[("pulse_job_wait_seconds_count", (("handler", h),))] == d["s"]
+        assert scraped[("pulse_job_run_seconds_count", (("handler", h),))] == sum(d["f"].values())
+    rec.started("h1", 0.2)  # after the scrape: the snapshot sees it
+    want["h1"]["s"] += 1
+    want["h1"]["w"][bisect_left(metrics.BOUNDS, 0.2)] += 1
+    snap = rec.snapshot()
+    for h, d in want.items():
+        b = snap.live[h]
+        assert (b.started, b.finished, b.wait, b.run) == (d["s"], d["f"], d["w"], d["r"])
+    rec.finished("h2", "cancelled", 0.01)  # and GetStats sees this one
+    want["h2"]["f"]["cancelled"] = 1
+    want["h2"]["r"][bisect_left(metrics.BOUNDS, 0.01)] += 1
+    st = await rec.stats(window=600)
+    got = {s.handler: s.total for s in st.handlers}
+    for h, d in want.items():
+        b = got[h]
+        assert (b.started, b.finished, b.wait, b.run) == (d["s"], d["f"], d["w"], d["r"])
+    assert st.total.total.started == sum(d["s"] for d in want.values())

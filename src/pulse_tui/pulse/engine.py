@@ -1924,15 +1924,17 @@ class Engine:
             task = asyncio.current_task()
             assert task is not None
             self._take_back_deadline(run, task)
-        if self.metrics:
-            self.metrics.finished(job.handler, outcome, time.time() - job.started_at)
         try:
             item = self._end_item(run, attempt, outcome, error, retryable, res, crashed=crashed, cause=cause)
         except Exception:
+            if self.metrics:
+                self.metrics.finished(job.handler, outcome, time.time() - job.started_at)
             log.exception("could not record the end of job %s; %s", job.id, END_LOST)
             self._slot_freed(run)
             self._release(run)
             return
+        if self.metrics:  # run time up to the end's own time (updated_at), read once by _end_item
+            self.metrics.finished(job.handler, outcome, job.updated_at - job.started_at)
         # the task ends here; the job stays in _running until its end is stored
         self._ends.append((run, item))
         if len(self._ends) == 1:
