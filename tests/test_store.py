@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -1184,5 +1186,39 @@ async def test_engine_never_lets_a_late_snapshot_overwrite_a_newer_one(tmp_path)
             engine._publish(Job(id="x", handler="pulse.noop", status=J.RUNNING, attempts=2))  # a retry: newer
             batch, _ = await w.next_batch(timeout=1)
             assert [(j.status, j.attempts) for j in batch] == [(J.RUNNING, 2)]
+    finally:
+        await store.close()
+
+
+def _sqlite_memory_used() -> int:
+    """Bytes SQLite has allocated in this process (sqlite3_memory_used of the library `sqlite3` uses)."""
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "libsqlite3" in line and "/" in line}
+    if not paths:
+        pytest.skip("sqlite3 is not linked against a shared libsqlite3 here")
+    lib = ctypes.CDLL(paths.pop())
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(lib.sqlite3_memory_used())
+
+
+async def test_sqlite_spend_read_gives_its_page_cache_back(tmp_path):
+    """The engine re-reads the spend every 30 s, with or without budgets; on SQLite that read visits
+    every job finished this month. The reader's page cache must not keep those pages: a server
+    with no console grew by its readers' caches (2 MB each) plus the scattered heap they left."""
+    store = SQLiteStore(str(tmp_path / "s.db"), readers=1)
+    await store.open()
+    try:
+        now = time.time()
+        jobs = new_jobs(6000, handler="h")
+        for i in range(0, len(jobs), 500):
+            await store.insert(jobs[i : i + 500])
+        with contextlib.closing(sqlite3.connect(store.path)) as conn, conn:  # all ran this minute
+            conn.execute("UPDATE jobs SET status=?, completed_at=?, cost_actual=0.5", (J.COMPLETED, now))
+        assert await store.get("none") is None  # the reader connection is open
+        before = _sqlite_memory_used()
+        [(handler, _, cost, n)] = await store.spend(now - 10, now - 100)
+        assert (handler, n, cost) == ("h", 6000, pytest.approx(3000.0))
+        grew = _sqlite_memory_used() - before
+        assert grew < 256 * 1024, f"SQLite kept {grew / 1e6:.2f} MB after the spend read"
     finally:
         await store.close()

@@ -245,6 +245,12 @@ SCHEMA_VERSION = len(MIGRATIONS)
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+# page caches (PRAGMA cache_size, negative = KiB): bounded server memory. Readers fetch pages of
+# 100 rows, 2 MB is plenty; a read that visits every job of a period (the spend) recycles a few
+# pages instead (it wants none of them again; see `spend`)
+READER_CACHE = -2000
+SCAN_CACHE = -128
+
 # [server] durability -> PRAGMA synchronous (what each promises: module docstring, README)
 DURABILITY: dict[str, str] = {"full": "FULL", "normal": "NORMAL"}
 LOCKED_PROBE_MS = 100  # how long a write waits for the lock once the database is known locked
@@ -706,7 +712,7 @@ class SQLiteStore(Store):
         if conn is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only=1")
-            conn.execute("PRAGMA cache_size=-2000")  # readers fetch pages of 100 rows: 2 MB is plenty
+            conn.execute(f"PRAGMA cache_size={READER_CACHE}")
             self._local.conn = conn
             with self._lock:
                 self._read_conns.append(conn)
@@ -1102,10 +1108,19 @@ class SQLiteStore(Store):
         return await self._write(op)
 
     async def spend(self, day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
-        sql, args = q.spend(D, day_start, month_start)
+        # the engine re-reads the spend every 30 s, with or without budgets: this visits every job
+        # finished this month. Its pages, which no console read wants, filled the reader's cache,
+        # and SQLite's GROUP BY sorted every row in memory first; freed, both stayed in the heap
+        # (server RSS +14 % over 200,000 jobs, +4 % without this read). So the read goes through
+        # a small cache that recycles its pages, and the few sums are kept in Python.
+        sql, args = q.spend_jobs(D, month_start)
 
         def op(conn: sqlite3.Connection) -> list[tuple[str, float, float, int]]:
-            return q.spend_rows(conn.execute(sql, args))
+            conn.execute(f"PRAGMA cache_size={SCAN_CACHE}")
+            try:
+                return q.spend_sum(conn.execute(sql, args), day_start, month_start)
+            finally:
+                conn.execute(f"PRAGMA cache_size={READER_CACHE}")
 
         return await self._read(op)
 
