@@ -36,12 +36,18 @@ command = ["{python}", "-m", "pulse_tui.plugins.importer"]
 async def until(
     pilot: Pilot, cond: Callable[[], object], what: str = "condition", timeout: float = 10.0
 ) -> None:
+    """Wait for `cond`; then the screen on top has mounted what it composes (a condition such as
+    "the confirm screen is up" holds as soon as it is pushed, before its widgets exist)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not cond():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
+    screen = pilot.app.screen
+    if not screen.is_mounted:
+        await asyncio.wait_for(screen._mounted_event.wait(), max(0.1, deadline - loop.time()))
+        await pilot._wait_for_screen()
 
 
 def table(app: PulseApp) -> JobTable:
