@@ -711,3 +711,22 @@ async def test_every_read_sees_every_observation_made_before_it() -> None:
         b = got[h]
         assert (b.started, b.finished, b.wait, b.run) == (d["s"], d["f"], d["w"], d["r"])
     assert st.total.total.started == sum(d["s"] for d in want.values())
+
+
+async def test_a_scraper_turned_away_reads_its_503() -> None:
+    """A connection past the cap was answered and closed with its request unread, which resets the
+    connection: a scraper that had sent its GET (Prometheus, curl) got a reset instead of the 503.
+    The request is read (briefly) before the close now."""
+    rec = metrics.Recorder(None)
+    http = metrics.MetricsHTTPServer(rec, metrics.HTTPSettings("127.0.0.1:0", max_connections=1))
+    await http.start()
+    idle = (await asyncio.open_connection("127.0.0.1", http.port))[1]
+    try:
+        async with asyncio.timeout(5):
+            while http.open < 1:
+                await asyncio.sleep(0.005)
+        statuses = await asyncio.gather(*(_plaintext_status(http.port) for _ in range(10)))
+        assert statuses == [503] * 10 and http.turned_away == 10
+    finally:
+        idle.close()
+        await http.stop()

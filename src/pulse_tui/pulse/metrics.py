@@ -655,9 +655,14 @@ class HTTPSettings:
     tokens: Callable[[str], bool] | None = None  # bearer check; None = open
     timeout: float = 10.0
     max_header_bytes: int = 16 * 1024
-    # connections served at once; more are answered 503 and closed at once (each one waits up to
-    # `timeout` for its request, so without a cap anyone could hold every descriptor the server has)
+    # connections served at once; more are answered 503 and closed (each one waits up to `timeout`
+    # for its request, so without a cap anyone could hold every descriptor the server has; over
+    # TLS a connection counts from the end of its handshake, itself bounded by `timeout`)
     max_connections: int = 64
+
+
+TURN_AWAY_READ_SECS = 0.5  # how long a turned-away connection's request is read before closing
+TURN_AWAY_MAX = 256  # connections being turned away at once; past it they are closed unanswered
 
 
 class MetricsHTTPServer:
@@ -672,23 +677,28 @@ class MetricsHTTPServer:
         self.scrapes = 0
         self.open = 0  # connections being served
         self.turned_away = 0  # connections answered 503 because `max_connections` were open
+        self._turning_away = 0  # of those, the ones still being answered
+        self._tls: ssl.SSLContext | None = None
 
     async def start(self) -> None:
         from pulse_tui.pulse.server import ServerError, split_host_port
 
         s = self.settings
         host, port = split_host_port(s.listen, "metrics address")
-        ctx = None
+        self._tls = None
         if s.tls_cert and s.tls_key:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(s.tls_cert, s.tls_key)
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls.load_cert_chain(s.tls_cert, s.tls_key)
         try:
+            # over TLS a connection is counted once its handshake is done (asyncio runs it before
+            # `_serve`; each is bounded by `timeout`). Starting TLS after counting would lose a
+            # ClientHello the stream had already read.
             self._server = await asyncio.start_server(
                 self._serve,
                 host or "0.0.0.0",
                 port,
-                ssl=ctx,
-                ssl_handshake_timeout=s.timeout if ctx is not None else None,
+                ssl=self._tls,
+                ssl_handshake_timeout=s.timeout if self._tls is not None else None,
             )
         except OSError as exc:
             raise ServerError(
@@ -710,18 +720,38 @@ class MetricsHTTPServer:
                     self.open,
                     self.turned_away,
                 )
-            body = b"too many connections\n"
-            writer.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-            )
-            writer.close()
+            await self._turn_away(reader, writer)
             return
         self.open += 1
         try:
             await self._serve_one(reader, writer)
         finally:
             self.open -= 1
+
+    async def _turn_away(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer 503 and close. The request a scraper already sent is read first, briefly: closing
+        with it unread resets the connection, and the client never sees the 503. At most
+        TURN_AWAY_MAX are being turned away at once; past that they are closed at once."""
+        if self._turning_away >= TURN_AWAY_MAX:
+            writer.close()
+            return
+        self._turning_away += 1
+        try:
+            body = b"too many connections\n"
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            if writer.can_write_eof():  # not over TLS
+                writer.write_eof()
+            async with asyncio.timeout(TURN_AWAY_READ_SECS):
+                while len(await reader.read(self.settings.max_header_bytes)):
+                    pass
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            self._turning_away -= 1
+            writer.close()
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
