@@ -629,6 +629,12 @@ def cli_cases(w: World) -> list[tuple[str, list[str], int, str]]:
             1,
             "holds a character a token cannot have ('\\n' at position 4)",
         ),
+        (  # the console said only "no token" (a missing token is let through to the server)
+            "console-token-two-lines",
+            ["--connect", w.srv.address, "--token-file", str(w.tmp / "two-lines")],
+            1,
+            "holds a character a token cannot have ('\\n' at position 4)",
+        ),
         (
             "tls-ca-not-pem",
             ["jobs", "list", *conn, "--tls-ca", str(w.tmp / "two-lines")],

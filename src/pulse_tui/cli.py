@@ -64,6 +64,10 @@ class CliError(Exception):
         self.reason = reason
 
 
+class NoToken(CliError):
+    """No token was given and the local server's token file does not exist."""
+
+
 # ---------------------------------------------------------------- config
 
 
@@ -544,11 +548,21 @@ def _raise_open_files_limit() -> None:
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        if soft != resource.RLIM_INFINITY and soft < want:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    except (ImportError, ValueError, OSError) as exc:  # not POSIX, or a platform cap below hard
-        logging.getLogger(__name__).debug("open files limit left as it was: %s", exc)
+        if soft == resource.RLIM_INFINITY:
+            return
+        # an unlimited hard limit (macOS, BSD) still has a per-process cap below it: ask for a
+        # large number, then for the one macOS takes (OPEN_MAX)
+        for want in (hard,) if hard != resource.RLIM_INFINITY else (1 << 20, 10240):
+            if soft >= want:
+                return
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+                return
+            except (ValueError, OSError) as exc:
+                last = exc
+        logging.getLogger(__name__).info("open files limit left at %d: %s", soft, last)
+    except ImportError:  # not POSIX
+        pass
 
 
 def _tune_gc() -> None:
@@ -716,7 +730,7 @@ def resolve_token(args: argparse.Namespace, config: Config, *, read_only: bool =
         return _token_text(os.environ["PULSE_TOKEN"].strip(), "PULSE_TOKEN")
     path = Path(config.server.data_dir).expanduser() / ("token.readonly" if read_only else "token")
     if not path.exists():
-        raise CliError(
+        raise NoToken(
             f"no token: pass --token-file FILE or set PULSE_TOKEN (a local server writes its token to {path})"
         )
     return _token_text(_read_token(path, read_token_file), f"token file {path}")
@@ -796,7 +810,7 @@ def with_client(args: argparse.Namespace, fn: Callable[[PulseClient], Awaitable[
 # What a terminal would act on rather than show: C0 controls but tab and newline (ESC starts
 # colour, cursor, title and clipboard (OSC 52) sequences; CR overwrites the line), DEL, C1
 # controls, and the bidi marks, embeddings, overrides and isolates that reorder a line.
-_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def shown(text: str) -> str:
@@ -1814,7 +1828,7 @@ def run_tui(args: argparse.Namespace) -> int:
     try:
         try:
             token = resolve_token(args, config, read_only=args.read_only)
-        except CliError:
+        except NoToken:  # a token given that cannot be used is said at once (CliError)
             token = ""  # a bare plugin endpoint needs none; a server will say the token is missing
         if child is not None and not args.no_demo:
             from pulse_tui.demo import seed_demo

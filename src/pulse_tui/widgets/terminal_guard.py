@@ -21,7 +21,7 @@ import rich.control
 import textual.content
 
 _KEEP = (0x09, 0x0A)  # tab and newline lay text out
-_BIDI = (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 
 SHOWN_AS: dict[int, str | None] = {cp: chr(0x2400 + cp) for cp in range(0x20) if cp not in _KEEP}
 SHOWN_AS[0x7F] = "\u2421"
