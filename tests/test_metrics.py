@@ -730,3 +730,23 @@ async def test_a_scraper_turned_away_reads_its_503() -> None:
     finally:
         idle.close()
         await http.stop()
+
+
+async def test_stop_ends_the_connections_still_open() -> None:
+    """Closing the listening server left its connections open (Python 3.11): one idle at stop
+    outlived the server, and its task was cancelled only as the loop closed, printing a traceback
+    on the server's stderr. stop() now ends them."""
+    rec = metrics.Recorder(None)
+    http = metrics.MetricsHTTPServer(rec, metrics.HTTPSettings("127.0.0.1:0"))
+    await http.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+    try:
+        async with asyncio.timeout(5):
+            while http.open < 1:
+                await asyncio.sleep(0.005)
+        await http.stop()
+        assert http.open == 0
+        async with asyncio.timeout(5):  # closed by the server, not left to the request timeout
+            assert await reader.read() == b""
+    finally:
+        writer.close()

@@ -678,6 +678,7 @@ class MetricsHTTPServer:
         self.open = 0  # connections being served
         self.turned_away = 0  # connections answered 503 because `max_connections` were open
         self._turning_away = 0  # of those, the ones still being answered
+        self._tasks: set[asyncio.Task[None]] = set()  # one per connection, cancelled by stop()
         self._tls: ssl.SSLContext | None = None
 
     async def start(self) -> None:
@@ -707,11 +708,28 @@ class MetricsHTTPServer:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        """Stop listening and end the connections still open (on Python 3.11 closing the server
+        leaves them: a connection idle at stop outlived it, and its task was cancelled only as
+        the loop closed, with a traceback on stderr)."""
         if self._server is not None:
             self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._serve_conn(reader, writer)
+        except asyncio.CancelledError:  # stop(): the connection goes with the server
+            writer.close()
+        finally:
+            self._tasks.discard(task)
+
+    async def _serve_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open >= self.settings.max_connections:
             self.turned_away += 1
             if self.turned_away == 1 or self.turned_away % 1000 == 0:
