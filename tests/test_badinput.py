@@ -530,6 +530,15 @@ def cli_cases(w: World) -> list[tuple[str, list[str], int, str]]:
     wrong = ["--connect", w.srv.address, "--token-file", str(w.tmp / "wrong")]
     ro = ["--connect", w.srv.address, "--token-file", str(w.srv.data_dir / "token.readonly")]
     return [
+        # usage mistakes: exit 2 (the first said "handler python. not found", the second exited 1)
+        ("ix-empty-name", ["ix", "", *conn], 2, "ix '': a handler script's name is"),
+        ("ix-path-name", ["ix", "../x", *conn], 2, "ix '../x': a handler script's name is"),
+        (
+            "enqueue-from-and-handler",
+            ["jobs", "enqueue", "pulse.noop", "--from", str(w.tmp / "two-lines"), *conn],
+            2,
+            "--from takes every job's fields from the file",
+        ),
         (
             "enqueue-not-json",
             ["jobs", "enqueue", "pulse.noop", "--payload", "{nope", *conn],

@@ -309,7 +309,7 @@ async def test_cli_enqueue_from_jsonl(shared_server, tmp_path):
         assert r.returncode != 0 and "-:4: unknown handler 'pulse.nop'" in r.stderr, r.stderr
         assert "pulse.noop" in r.stderr and "job 2 of" not in r.stderr, r.stderr
         r = cli(shared_server, "pulse.noop", "--from", str(good))
-        assert r.returncode != 0 and "--from takes every job's fields from the file" in r.stderr
+        assert r.returncode == 2 and "--from takes every job's fields from the file" in r.stderr
         assert await total_jobs(ops, md) == before
 
 

@@ -1063,7 +1063,7 @@ def cmd_jobs_enqueue_many(args: argparse.Namespace) -> int:
         or args.cost_estimate
     ):
         raise CliError(
-            "--from takes every job's fields from the file: give no handler, --payload, --wait, ..."
+            "--from takes every job's fields from the file: give no handler, --payload, --wait, ...", 2
         )
     linenos: list[int] = []
     reqs = read_job_lines(args.from_file, linenos)
@@ -1166,6 +1166,14 @@ async def wait_for_job(
 def cmd_ix(args: argparse.Namespace) -> int:
     """`ix <command>` routes to the handler script `python.<command>` (design phase 5)."""
     command = args.ix_command
+    from pulse_tui.script_template import NAME_RE
+
+    if not NAME_RE.fullmatch(command):  # said as "handler python. not found" before
+        raise CliError(
+            f"ix {command!r}: a handler script's name is a lowercase letter, then letters, digits, - or _"
+            " (at most 64)",
+            2,
+        )
     handler = f"python.{command}"
     args.handler, args.timeout, args.max_attempts, args.priority = handler, 0, 0, 0
     args.parent = args.cost_estimate = args.job_id = None  # `jobs enqueue` options `ix` has not
