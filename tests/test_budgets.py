@@ -178,3 +178,54 @@ def test_budgets_config_and_spend_book() -> None:
     ]
     assert bud.held_scopes(states) == (False, {"demo.sleep"})
     assert bud.remaining_for(states, "demo/demo.sleep") == pytest.approx(0.2)
+
+
+async def test_a_single_node_store_reads_its_spend_again_only_when_a_period_starts(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The spend re-read visits every job finished this month; it ran every 30 s also on SQLite,
+    where no other node can have finished a job: ~0.4 s of CPU per 200,000 such jobs each time,
+    seconds at millions. On a single-node store the book kept as attempts end is the spend; it is
+    read from the store at start and when a day or month starts."""
+    from pulse_tui.pulse import engine as engine_mod
+    from pulse_tui.pulse.engine import Engine
+    from pulse_tui.pulse.handlers import StaticRouter, builtin_handlers
+    from pulse_tui.pulse.store.sqlite import SQLiteStore
+
+    monkeypatch.setattr(engine_mod, "SPEND_REFRESH_SECS", 0.01)
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    await store.open()
+    reads: list[float] = []
+    read = store.spend
+
+    async def counted(day_start: float, month_start: float) -> list[tuple[str, float, float, int]]:
+        reads.append(day_start)
+        return await read(day_start, month_start)
+
+    store.spend = counted  # type: ignore[method-assign]
+    engine = Engine(store, StaticRouter(builtin_handlers()), retention_secs=None)
+    loops = 0
+    apply = engine._apply_budgets
+
+    async def counted_apply() -> bool:
+        nonlocal loops
+        loops += 1
+        return await apply()
+
+    engine._apply_budgets = counted_apply  # type: ignore[method-assign]
+    await engine.start()
+    try:
+        await until(lambda: _async_true(loops >= 10), "ten rounds of the spend loop")
+        assert len(reads) == 1  # at start only
+        engine.spend.day_start -= 86400  # as if the day had turned since the last read
+        await until(lambda: _async_true(len(reads) == 2), "a read as the day starts")
+        at = loops
+        await until(lambda: _async_true(loops >= at + 10), "ten more rounds")
+        assert len(reads) == 2
+    finally:
+        await engine.stop(grace=0.1)
+        await store.close()
+
+
+async def _async_true(value: bool) -> bool:
+    return value
