@@ -1226,20 +1226,13 @@ class Engine:
         self._budget_applied_at = time.monotonic()
 
     async def _budget_loop(self) -> None:
-        """Re-read the spend every SPEND_REFRESH_SECS (other nodes' jobs) and at each period start.
-        A single-node store (SQLite) has no other node: every job's spend is booked here as its
-        attempt ends, so it is read again only when a period starts. The read visits every job
-        finished this month: every 30 s it cost ~0.4 s of CPU per 200,000 such jobs (seconds at
-        millions), for nothing to learn."""
-        single_node = self.store.lease_secs is None
+        """Re-read the spend every SPEND_REFRESH_SECS (other nodes' jobs) and at each period start."""
         while True:
             now = time.time()
             day, _ = bud.period_starts(now)
             await asyncio.sleep(min(SPEND_REFRESH_SECS, max(0.05, day + 86400 - now)))
             try:
-                now = time.time()
-                if not single_node or self.spend.stale(now):
-                    await self._load_spend(now)
+                await self._load_spend(time.time())
                 await self._apply_budgets()
             except asyncio.CancelledError:
                 raise
