@@ -679,6 +679,7 @@ class MetricsHTTPServer:
         self.turned_away = 0  # connections answered 503 because `max_connections` were open
         self._turning_away = 0  # of those, the ones still being answered
         self._tasks: set[asyncio.Task[None]] = set()  # one per connection, cancelled by stop()
+        self._stopping = False
         self._tls: ssl.SSLContext | None = None
 
     async def start(self) -> None:
@@ -711,14 +712,24 @@ class MetricsHTTPServer:
         """Stop listening and end the connections still open (on Python 3.11 closing the server
         leaves them: a connection idle at stop outlived it, and its task was cancelled only as
         the loop closed, with a traceback on stderr)."""
-        if self._server is not None:
-            self._server.close()
+        if self._server is None:
+            return
+        self._stopping = True  # a connection accepted but not yet served ends at its first step
+        self._server.close()
+        while self._tasks:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._server.wait_closed()
+        try:  # from Python 3.12 this waits for connections, one in a TLS handshake included
+            async with asyncio.timeout(1.0):
+                await self._server.wait_closed()
+        except TimeoutError:
+            pass
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._stopping:
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
