@@ -734,33 +734,28 @@ class MetricsHTTPServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            await self._serve_conn(reader, writer)
+            if self.open >= self.settings.max_connections:
+                await self._turn_away(reader, writer)
+                return
+            self.open += 1
+            try:
+                await self._serve_one(reader, writer)
+            finally:
+                self.open -= 1
         except asyncio.CancelledError:  # stop(): the connection goes with the server
             writer.close()
         finally:
             self._tasks.discard(task)
 
-    async def _serve_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.open >= self.settings.max_connections:
-            self.turned_away += 1
-            if self.turned_away == 1 or self.turned_away % 1000 == 0:
-                log.warning(
-                    "metrics: %d connections are open; turned away %d so far (503)",
-                    self.open,
-                    self.turned_away,
-                )
-            await self._turn_away(reader, writer)
-            return
-        self.open += 1
-        try:
-            await self._serve_one(reader, writer)
-        finally:
-            self.open -= 1
-
     async def _turn_away(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Answer 503 and close. The request a scraper already sent is read first, briefly: closing
         with it unread resets the connection, and the client never sees the 503. At most
         TURN_AWAY_MAX are being turned away at once; past that they are closed at once."""
+        self.turned_away += 1
+        if self.turned_away == 1 or self.turned_away % 1000 == 0:
+            log.warning(
+                "metrics: %d connections are open; turned away %d so far (503)", self.open, self.turned_away
+            )
         if self._turning_away >= TURN_AWAY_MAX:
             writer.close()
             return
