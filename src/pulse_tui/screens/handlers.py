@@ -17,7 +17,7 @@ from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
-from pulse_tui.widgets.columns import fit_columns
+from pulse_tui.widgets.columns import fit_columns, set_columns
 from pulse_tui.widgets.data_table import PulseDataTable
 
 CONFLICT_STYLES = fmt.ThemedStyles(
@@ -75,8 +75,6 @@ class HandlersScreen(PulseScreen):
         if wide == self._wide:
             return
         self._wide = wide
-        table = self.query_one(DataTable)
-        table.clear(columns=True)
         claimed = (
             [("owner", "OWNER"), ("claimants", "ALSO CLAIMED BY")]  # the other plugins announcing it
             if wide
@@ -92,8 +90,7 @@ class HandlersScreen(PulseScreen):
             ("failed", "FAILED"),
             *([("why", "EXPLANATION")] if wide else []),  # narrower: the one below the table says it
         ]
-        for key, label in self._columns:
-            table.add_column(label, key=key)
+        set_columns(self.query_one(DataTable), self._columns)
         if self.handlers:
             self._fill()
 
@@ -179,9 +176,7 @@ class HandlersScreen(PulseScreen):
             labels = dict(self._columns)
             width = table.scrollable_content_region.width or self.size.width - 2
             widths = fit_columns(rows, labels, keys, width, NARROW_MIN)
-            table.clear(columns=True)  # columns as wide as now, not the widest they ever were
-            for key in keys:
-                table.add_column(labels[key], key=key, width=widths[key])
+            set_columns(table, ((k, labels[k]) for k in keys), widths)
         for h, row in zip(self.handlers, rows, strict=True):
             table.add_row(*(row[k] for k in keys), key=h.name)
         if self.handlers:

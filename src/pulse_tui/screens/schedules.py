@@ -29,7 +29,7 @@ from pulse_tui.screens.base import PulseScreen
 from pulse_tui.screens.confirm import ConfirmScreen
 from pulse_tui.vocab import Capability
 from pulse_tui.widgets import fmt
-from pulse_tui.widgets.columns import fit_columns
+from pulse_tui.widgets.columns import fit_columns, set_columns
 
 STATE_STYLES = {
     "active": "bold #9ece6a",
@@ -157,11 +157,7 @@ class SchedulesScreen(PulseScreen):
         if wide == self._wide:
             return
         self._wide = wide
-        table = self.query_one(DataTable)
-        table.clear(columns=True)
-        for key, label in COLUMNS:
-            if wide or key != "state":
-                table.add_column(label, key=key)
+        set_columns(self.query_one(DataTable), [(k, label) for k, label in COLUMNS if wide or k != "state"])
 
     def refocus(self) -> None:
         self.query_one(DataTable).focus()
@@ -282,9 +278,8 @@ class SchedulesScreen(PulseScreen):
             )
             # columns as wide as now (a column keeps the widest cell it ever had: one that was
             # whole before a longer schedule came would push OWNER off the edge again)
-            table.clear(columns=True)
-            for key in keys:
-                table.add_column(dict(COLUMNS)[key], key=key, width=widths[key])
+            labels = dict(COLUMNS)
+            set_columns(table, ((k, labels[k]) for k in keys), widths)
         for s, cells in zip(self.schedules, rows, strict=True):
             table.add_row(*(cells[k] for k in keys), key=s.id)
         if self.schedules:

@@ -3,9 +3,10 @@ ellipsis) column by column, down to each column's minimum, until every column is
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from rich.text import Text
+from textual.widgets import DataTable
 
 from pulse_tui.widgets import fmt
 
@@ -46,3 +47,13 @@ def fit_columns(
             else:
                 cell.truncate(widths[key], overflow="ellipsis")
     return widths
+
+
+def set_columns(
+    table: DataTable[object], columns: Iterable[tuple[str, str]], widths: Mapping[str, int] | None = None
+) -> None:
+    """Replace `table`'s columns (and rows) with `columns`: (key, label) pairs, in order; with
+    `widths`, each column that fixed width (as wide as now, not the widest cell it ever had)."""
+    table.clear(columns=True)
+    for key, label in columns:
+        table.add_column(label, key=key, width=widths[key] if widths is not None else None)
