@@ -289,24 +289,16 @@ async def test_enqueue_during_reload_waits_for_the_new_handlers(tmp_path):
 
 
 async def test_plugins_screen_shows_what_is_not_served(tmp_path):
-    from textual.pilot import Pilot
-
     from pulse_tui.app import PulseApp
     from pulse_tui.screens.plugins import PluginsScreen
-
-    async def until(pilot: Pilot, cond, what: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not cond():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            await pilot.pause(0.05)
+    from tests.test_tui import jump, until
 
     async with serving(make_server(tmp_path, raw_plugin(RAW_DECLARE="1"))) as srv:
         await srv.start()
         app = PulseApp(srv.address, admin_token(srv))
         async with app.run_test(size=(120, 40)) as pilot:
             await app.wait_connected()
-            await pilot.press("colon", *"plugins", "enter")
-            await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins screen")
+            await jump(pilot, "plugins", PluginsScreen)
             screen = app.screen
             detail = lambda: str(screen.query_one("#plugin-handlers").render())  # noqa: E731
             await until(pilot, lambda: "declares 2 watchers" in detail(), "the unserved declarations")

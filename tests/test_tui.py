@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import DataTable, Input, TextArea
 
 from pulse_tui.app import PulseApp
@@ -48,6 +50,12 @@ async def until(
     if not screen.is_mounted:
         await asyncio.wait_for(screen._mounted_event.wait(), max(0.1, deadline - loop.time()))
         await pilot._wait_for_screen()
+
+
+async def jump(pilot: Pilot, view: str, screen: type[Screen[Any]]) -> None:
+    """`:view⏎` and wait for the screen it opens to be on top."""
+    await pilot.press("colon", *view, "enter")
+    await until(pilot, lambda: isinstance(pilot.app.screen, screen), f":{view}")
 
 
 def table(app: PulseApp) -> JobTable:
@@ -286,11 +294,9 @@ async def test_copy_pause_help_palette_and_jumps(server) -> None:
         await pilot.press("n")  # remapped enqueue
         await until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "remapped key works")
         await pilot.press("escape")
-        await pilot.press("colon", *"handlers", "enter")
-        await until(pilot, lambda: isinstance(app.screen, HandlersScreen), ":handlers")
+        await jump(pilot, "handlers", HandlersScreen)
         await until(pilot, lambda: app.screen.handlers, "handlers listed")
-        await pilot.press("colon", *"plugins", "enter")
-        await until(pilot, lambda: isinstance(app.screen, PluginsScreen), ":plugins")
+        await jump(pilot, "plugins", PluginsScreen)
         await pilot.press("colon", *"nonsense", "enter")
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, JobsScreen), "q goes back to jobs")
@@ -365,8 +371,7 @@ async def test_plugins_screen_shows_an_old_instance_draining_after_reload(
     app = PulseApp(srv.address, srv.token)
     async with app.run_test(size=(120, 40)) as pilot:
         await started(app, pilot)
-        await pilot.press("colon", *"plugins", "enter")
-        await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+        await jump(pilot, "plugins", PluginsScreen)
         screen: PluginsScreen = app.screen  # type: ignore[assignment]
         await until(
             pilot, lambda: screen.selected is not None and screen.selected.name == "demo", "demo selected"
@@ -395,8 +400,7 @@ async def test_plugins_and_handlers_with_real_plugins(server_factory) -> None:
     app = PulseApp(srv.address, srv.token)
     async with app.run_test(size=(120, 40)) as pilot:
         await started(app, pilot)
-        await pilot.press("colon", *"plugins", "enter")
-        await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+        await jump(pilot, "plugins", PluginsScreen)
         screen: PluginsScreen = app.screen  # type: ignore[assignment]
         await until(
             pilot,
@@ -421,8 +425,7 @@ async def test_plugins_and_handlers_with_real_plugins(server_factory) -> None:
         await pilot.press("d")  # enabling needs no confirmation
         await until(pilot, lambda: screen.plugins[0].enabled, "enabled again")
 
-        await pilot.press("colon", *"handlers", "enter")
-        await until(pilot, lambda: isinstance(app.screen, HandlersScreen), "handlers")
+        await jump(pilot, "handlers", HandlersScreen)
         hs: HandlersScreen = app.screen  # type: ignore[assignment]
         await until(pilot, lambda: any(h.name == "data.import" for h in hs.handlers), "handlers listed")
         conflict = next(h for h in hs.handlers if h.name == "data.import")
@@ -458,8 +461,7 @@ async def test_compat_mode_polls_and_says_what_is_missing(server) -> None:
         assert "compat mode" in str(app.screen.query_one("#jobs-note").render())
         await client.enqueue("pulse.noop")
         await until(pilot, lambda: t.total == 2, "a new job shows up by polling")
-        await pilot.press("colon", *"plugins", "enter")
-        await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+        await jump(pilot, "plugins", PluginsScreen)
         await until(
             pilot, lambda: "not available" in str(app.screen.query_one("#plugins-note").render()), "says so"
         )
@@ -484,8 +486,7 @@ async def test_handlers_at_80_columns_shorten_long_names_to_keep_every_count(ser
     app = PulseApp(server.address, server.token)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(app, pilot)
-        await pilot.press("colon", *"handlers", "enter")
-        await until(pilot, lambda: isinstance(app.screen, HandlersScreen), ":handlers")
+        await jump(pilot, "handlers", HandlersScreen)
         screen = app.screen
         assert isinstance(screen, HandlersScreen)
         await until(pilot, lambda: screen.handlers, "handlers listed")

@@ -13,7 +13,7 @@ from pulse_tui.protocol import operator_pb2
 from pulse_tui.screens.confirm import QuitScreen
 from pulse_tui.screens.jobs import JobsScreen
 from pulse_tui.widgets.status_tabs import StatusTabs
-from tests.test_tui import client_for, started, until
+from tests.test_tui import client_for, jump, started, until
 
 
 @pytest.fixture
@@ -404,8 +404,7 @@ async def test_help_hint_palette_and_vim_keys_on_every_table(server_factory) -> 
         assert len(labels) == len(set(labels))
         assert any(lbl.startswith("Quit  (") and ", " in lbl for lbl in labels), labels  # both keys, once
         await pilot.press("escape")
-        await pilot.press("colon", *"plugins", "enter")
-        await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+        await jump(pilot, "plugins", PluginsScreen)
         dt = app.screen.query_one("#plugins-table")
         await until(pilot, lambda: dt.row_count >= 2, "two plugins")
         dt.focus()
@@ -498,8 +497,7 @@ async def test_delete_one_then_purge_under_a_filter_with_confirm(server) -> None
         await until(pilot, lambda: t.total == 4 and t.row_of(done[2].id) is None, "deleted row leaves")
         await pilot.press("slash", *"handler:pulse.noop", "enter")
         await until(pilot, lambda: t.total == 2, "filtered")
-        await pilot.press("colon", *"purge", "enter")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "purge confirm")
+        await jump(pilot, "purge", ConfirmScreen)
         assert "Delete 2 completed/failed/cancelled job(s) matching handler=pulse.noop*" in str(
             app.screen.query_one("#confirm-message").render()
         )
@@ -715,8 +713,7 @@ async def test_bare_plugin_endpoint_asks_only_for_what_it_can_give() -> None:
             await pilot.pause(0.5)
             assert t.fetches == 0 and t.total == 0
             assert "bare plugin endpoint has no jobs" in t.empty_message
-            await pilot.press("colon", *"plugins", "enter")
-            await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+            await jump(pilot, "plugins", PluginsScreen)
             await pilot.pause(0.5)
             errors = [n.message for n in app._notifications if n.severity == "error"]
             assert errors == [], errors  # no "jobs is not available" / "plugins is not available"
@@ -748,8 +745,7 @@ async def test_a_dead_bare_plugin_is_called_a_plugin() -> None:
         app = PulseApp(f"127.0.0.1:{port}")
         async with app.run_test(size=(120, 30)) as pilot:
             await started(app, pilot)
-            await pilot.press("colon", *"plugins", "enter")
-            await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+            await jump(pilot, "plugins", PluginsScreen)
             proc.kill()
             await asyncio.to_thread(proc.wait, 10)
 
@@ -790,8 +786,7 @@ async def test_bare_plugin_without_config_schema_and_dying_is_shown_so() -> None
         app = PulseApp(f"127.0.0.1:{port}")
         async with app.run_test(size=(120, 30)) as pilot:
             await started(app, pilot)
-            await pilot.press("colon", *"plugins", "enter")
-            await until(pilot, lambda: isinstance(app.screen, PluginsScreen), "plugins")
+            await jump(pilot, "plugins", PluginsScreen)
             screen: PluginsScreen = app.screen  # type: ignore[assignment]
             table = screen.query_one("#plugins-table")
 

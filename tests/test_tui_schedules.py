@@ -6,7 +6,7 @@ import io
 import re
 
 from rich.console import Console
-from test_tui import client_for, started, until
+from test_tui import client_for, jump, started, until
 from textual.widgets import DataTable, Input, Static
 
 from pulse_tui.app import PulseApp
@@ -24,8 +24,7 @@ async def test_create_watch_runs_pause_run_history_delete(server) -> None:
     app = PulseApp(server.address, server.token)
     async with app.run_test(size=(120, 36)) as pilot:
         await started(app, pilot)
-        await pilot.press("colon", *"schedules", "enter")
-        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen), "schedules screen")
+        await jump(pilot, "schedules", SchedulesScreen)
         screen: SchedulesScreen = app.screen  # type: ignore[assignment]
         await pilot.press("n")
         await until(pilot, lambda: isinstance(app.screen, CreateScheduleScreen), "create modal")
@@ -106,8 +105,7 @@ async def test_schedules_screen_says_what_is_missing_in_compat_mode(server) -> N
     app = PulseApp(server.address, server.token, client=CompatClient(server.address, server.token))
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
-        await pilot.press("colon", *"schedules", "enter")
-        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen), "schedules screen")
+        await jump(pilot, "schedules", SchedulesScreen)
         note = app.screen.query_one("#schedules-note")
         await until(
             pilot, lambda: "not available" in str(note.render()), "says schedules need a Pulse server"
@@ -125,8 +123,7 @@ async def test_every_column_fits_80_columns_and_is_whole_at_200(server) -> None:
     app = PulseApp(server.address, server.token)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(app, pilot)
-        await pilot.press("colon", *"schedules", "enter")
-        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen), "schedules screen")
+        await jump(pilot, "schedules", SchedulesScreen)
         screen: SchedulesScreen = app.screen  # type: ignore[assignment]
         table = screen.query_one(DataTable)
         await until(pilot, lambda: table.row_count == 1, "one row")
