@@ -4,7 +4,9 @@ recovery, validation. Built-in handlers plus small in-process handlers written h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import time
 
 import pytest
@@ -610,3 +612,44 @@ async def test_progress_reports_refuse_negatives_and_clamp_over_total_logged_onc
     assert (got.progress_current, got.progress_total, got.cost_actual) == (100, 100, 2.5)
     assert len([r for r in caplog.records if "stored as 100/100" in r.getMessage()]) == 1
     await engine.cancel(job.id)
+
+
+class LocksTheStoreAsItEnds:
+    """Reports 4/4, then takes the store file's write lock (as another process would) and returns:
+    the engine has computed the attempt's end, whose write now waits for the lock."""
+
+    name = "t.lockend"
+    plugin = ""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        self.lock: sqlite3.Connection | None = None
+
+    async def run(self, ctx):
+        ctx.progress(4, 4)
+        self.lock = sqlite3.connect(self.db, isolation_level=None)
+        self.lock.execute("BEGIN IMMEDIATE")
+        return HandlerResult(result=b'{"ok": true}')
+
+
+async def test_a_progress_report_arriving_after_the_end_does_not_change_the_stored_end(make_engine, tmp_path):
+    """A plugin's progress reports (QueueService.UpdateJob) can arrive after its ExecuteJob reply,
+    and out of order. One that came between the end's computation and its write changed the very
+    job the write was about to store: a completed job was stored at 1/4 (seen once in the editor
+    test under load). Such a report is refused like one after the end (the job is not running)."""
+    handler = LocksTheStoreAsItEnds(str(tmp_path / "jobs.db"))
+    engine = await make_engine(handler)
+    job = await engine.enqueue("t.lockend")
+    try:
+        async with asyncio.timeout(10):
+            while handler.lock is None or job.id not in engine._running:
+                await asyncio.sleep(0.01)
+            await asyncio.wait([engine._running[job.id].task])  # the end is computed, its write waits
+        with contextlib.suppress(Precondition):
+            await engine.report_progress(job.id, 1, 4)  # late, and out of order
+    finally:
+        assert handler.lock is not None
+        handler.lock.execute("ROLLBACK")
+        handler.lock.close()
+    done = await wait_status(engine, job.id, {J.COMPLETED})
+    assert (done.progress_current, done.progress_total) == (4, 4)

@@ -157,6 +157,7 @@ class _Run:
         "holds",
         "slot",
         "expired",
+        "ending",
         "ended",
     )
 
@@ -177,6 +178,9 @@ class _Run:
         # its deadline passed: 1 = its task was cancelled for it (a cancel still to take back),
         # 2 = before its task began (or after that cancel was taken back)
         self.expired = 0
+        # its end is computed (_end_item): the job's values are what its end write stores, and a
+        # progress report arriving now (UpdateJob, after the reply) must not change them
+        self.ending = False
         self.ended: asyncio.Event | None = None  # made when someone waits for its end to be stored
 
     def stop(self, reason: str, message: str = "") -> None:
@@ -1289,7 +1293,7 @@ class Engine:
     ) -> None:
         """Progress from outside the handler task (a plugin's QueueService.UpdateJob)."""
         run = self._running.get(job_id)
-        if run is None:
+        if run is None or run.ending:
             raise Precondition(
                 f"job {job_id} is not running on this server; only a running job's progress can be updated"
             )
@@ -2022,6 +2026,7 @@ class Engine:
         cause: str = "",
     ) -> Finish:
         """The job's and the attempt's values at the attempt's end (nothing stored yet)."""
+        run.ending = True
         job = run.job
         now = time.time()
         if res is not None:
@@ -2121,7 +2126,7 @@ class Engine:
     # ------------------------------------------------------------ progress & logs
     def _on_progress(self, run: _Run, current: int, total: int) -> None:
         job = run.job
-        if job.progress_current == current and job.progress_total == total:
+        if run.ending or (job.progress_current == current and job.progress_total == total):
             return
         job.progress_current, job.progress_total = current, total
         job.updated_at = time.time()
